@@ -21,7 +21,7 @@ test: $(STAMP)
 	$(BIN)/pytest -n 2 -q
 
 ui: $(STAMP)
-	DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)/.cssci/dagster_home} $(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/cssci ui
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/radiomics_overhead.py

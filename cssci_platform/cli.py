@@ -1,0 +1,153 @@
+"""`cssci`: the command line of the platform."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cssci_platform import runner
+
+app = typer.Typer(help="Spine MRI prognosis platform: cohorts, features and models on Dagster + DuckDB.", no_args_is_help=True)
+console = Console()
+
+HOME_OPTION = typer.Option(Path(".cssci"), "--home", envvar="CSSCI_HOME", help="Folder for the warehouse, image store and Dagster instance.")
+
+
+@app.command("demo-data")
+def demo_data(
+    out: Path = typer.Argument(..., help="Folder to write the synthetic cohort into."),
+    variant: str = typer.Option("sci", help="'sci' (cervical cord injury, binary outcome) or 'metastasis' (multiclass primary site)."),
+    patients: int = typer.Option(120, help="Development patients (metastasis: all patients)."),
+    prospective: int = typer.Option(30, help="Prospective patients (sci only); their outcomes go to followup/outcomes.csv."),
+    seed: int = typer.Option(7, help="Random seed; the same seed writes the same cohort."),
+) -> None:
+    """Write a synthetic multi-center cohort (images, masks, manifest, planted ground truth)."""
+    from cssci_platform.lib.synthetic import write_metastasis_cohort, write_sci_cohort
+
+    started = time.perf_counter()
+    if variant == "sci":
+        manifest = write_sci_cohort(out, n_development=patients, n_prospective=prospective, seed=seed)
+    elif variant == "metastasis":
+        manifest = write_metastasis_cohort(out, n_patients=patients, seed=seed)
+    else:
+        raise typer.BadParameter("choose 'sci' or 'metastasis'", param_hint="--variant")
+    console.print(f"wrote {manifest} in {time.perf_counter() - started:.1f} s")
+
+
+@app.command()
+def ingest(
+    manifest: Path = typer.Argument(..., exists=True, dir_okay=False, help="The cohort.yaml of your cohort."),
+    home: Path = HOME_OPTION,
+    workers: int = typer.Option(2, min=1, help="Patients processed in parallel (one process each)."),
+) -> None:
+    """Validate a cohort manifest, register its patients as partitions and materialize every patient."""
+    runner.configure_environment(home, manifest)
+    _ingest_with_progress(manifest, workers)
+    _summary(home)
+
+
+@app.command()
+def demo(
+    home: Path = HOME_OPTION,
+    patients: int = typer.Option(40, help="Development patients of the synthetic cohort."),
+    prospective: int = typer.Option(10, help="Prospective patients of the synthetic cohort."),
+    seed: int = typer.Option(7, help="Seed of the synthetic cohort."),
+    workers: int = typer.Option(2, min=1, help="Patients processed in parallel."),
+) -> None:
+    """Generate the synthetic multi-center cohort and materialize every asset for it."""
+    from cssci_platform.lib.synthetic import write_sci_cohort
+
+    data_dir = home.resolve() / f"demo_cohort_n{patients}_p{prospective}_s{seed}"
+    manifest = data_dir / "cohort.yaml"
+    if not manifest.exists():
+        console.rule("1/3 synthetic cohort")
+        started = time.perf_counter()
+        write_sci_cohort(data_dir, n_development=patients, n_prospective=prospective, seed=seed)
+        console.print(f"{patients + prospective} patients written to {data_dir} in {time.perf_counter() - started:.1f} s")
+    else:
+        console.print(f"reusing the synthetic cohort in {data_dir}")
+    runner.configure_environment(home, manifest)
+    console.rule("2/3 manifest, scans, channels, radiomics")
+    _ingest_with_progress(manifest, workers)
+    console.rule("3/3 summary")
+    _summary(home)
+
+
+def _ingest_with_progress(manifest: Path, workers: int) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from cssci_platform.lib.cohort import load_cohort
+
+    total = len(load_cohort(manifest).patients)
+    started = time.perf_counter()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task("patients", total=total)
+
+        def on_patient(outcome: runner.PatientRunOutcome) -> None:
+            progress.advance(task)
+            if not outcome.success:
+                reason = ", ".join(outcome.failed_checks) or outcome.error.splitlines()[0][:160]
+                progress.console.print(f"[yellow]quarantined[/] {outcome.patient_key}: {reason}")
+
+        runner.ingest_cohort(manifest, workers, on_patient)
+    console.print(f"{total} patients processed in {time.perf_counter() - started:.1f} s")
+
+
+def _summary(home: Path) -> None:
+    from cssci_platform.lib.warehouse import connect
+
+    warehouse = Path(os.environ["CSSCI_WAREHOUSE"])
+    with connect(warehouse, read_only=True) as con:
+        status = con.execute("SELECT status, count(*) FROM patient_status GROUP BY status ORDER BY status").fetchall()
+        per_patient = con.execute(
+            "SELECT count(*) FROM radiomics_features WHERE patient_key = (SELECT min(patient_key) FROM radiomics_features)"
+        ).fetchone()[0]
+        issues = con.execute("SELECT patient_key, stage, code, message FROM qc_issues WHERE severity = 'error' ORDER BY 1").fetchall()
+    table = Table(title="cohort")
+    table.add_column("status")
+    table.add_column("patients", justify="right")
+    for name, count in status:
+        table.add_row(name, str(count))
+    console.print(table)
+    console.print(f"radiomics feature values per patient: {per_patient}")
+    for key, stage, code, message in issues:
+        console.print(f"[red]QC[/] {key} [{stage}/{code}] {message}")
+    console.print(
+        f"warehouse: {warehouse}\n"
+        f"explore:   duckdb {warehouse} -c \"SELECT * FROM patient_status\"\n"
+        f"UI:        make ui   (or: cssci ui --home {home})  then open http://localhost:3000"
+    )
+
+
+@app.command()
+def qc(home: Path = HOME_OPTION, patient: str | None = typer.Option(None, help="Only this patient.")) -> None:
+    """List QC issues recorded in the warehouse."""
+    from cssci_platform.lib.warehouse import table_frame
+
+    runner.configure_environment(home)
+    sql = "SELECT patient_key, stage, severity, code, message, fix FROM qc_issues"
+    frame = table_frame(Path(os.environ["CSSCI_WAREHOUSE"]), sql + (" WHERE patient_key = ?" if patient else "") + " ORDER BY 1, 2",
+                        [patient] if patient else None)
+    table = Table(*frame.columns)
+    for row in frame.iter_rows():
+        table.add_row(*[str(v) for v in row])
+    console.print(table if frame.height else "no QC issues")
+
+
+@app.command()
+def ui(home: Path = HOME_OPTION, manifest: Path | None = typer.Option(None, help="cohort.yaml (default: keep CSSCI_MANIFEST)")) -> None:
+    """Start the Dagster UI on this project's instance (dagster dev -w workspace.yaml)."""
+    runner.configure_environment(home, manifest)
+    command = [sys.executable, "-m", "dagster", "dev", "-w", str(runner.PROJECT_ROOT / "workspace.yaml")]
+    raise typer.Exit(subprocess.call(command, cwd=runner.PROJECT_ROOT))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,110 @@
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from cssci_platform.defs.ingest.assets import patient_scans
+from cssci_platform.defs.partitions import patients_partitions
+from cssci_platform.defs.qc import qc_check_result, quarantine_guard, record_issues
+from cssci_platform.lib.imaging import CHANNELS, ChannelSettings
+from cssci_platform.lib.preprocessing import PreprocessingSettings, preprocess_patient
+from cssci_platform.lib.feature_extraction import extract_patient_features
+from cssci_platform.lib.quality import ScanInfo, resampled_mask_issues
+from cssci_platform.lib.warehouse import refresh_radiomics_wide_view, replace_rows
+from cssci_platform.resources.cohort import CohortResource
+from cssci_platform.resources.image_store import ImageStoreResource
+from cssci_platform.resources.warehouse import WarehouseResource
+
+ROI_AFTER_RESAMPLING_CHECK = "roi_survives_resampling"
+FEATURES_FINITE_CHECK = "features_finite"
+
+
+class PreprocessingConfig(dg.Config):
+    spacing_mm: list[float] = [1.0, 1.0, 1.0]
+    lower_percentile: float = 0.0
+    upper_percentile: float = 100.0
+    channels: list[str] = list(CHANNELS)
+    mean_radius: int = 1
+    box_radius: int = 2
+    gaussian_sigma_mm: float = 1.0
+    median_radius: int = 1
+
+    def settings(self) -> PreprocessingSettings:
+        filters = ChannelSettings(self.mean_radius, self.box_radius, self.gaussian_sigma_mm, self.median_radius)
+        return PreprocessingSettings(tuple(self.spacing_mm), self.lower_percentile, self.upper_percentile,  # type: ignore[arg-type]
+                                     tuple(self.channels), filters)
+
+
+@dg.asset(
+    group_name="features",
+    partitions_def=patients_partitions,
+    deps=[patient_scans],
+    kinds={"simpleitk", "duckdb"},
+    check_specs=[dg.AssetCheckSpec(ROI_AFTER_RESAMPLING_CHECK, asset="preprocessed_channels", blocking=True,
+                                   description="Every mask keeps voxels after resampling to the target spacing")],
+)
+def preprocessed_channels(context: dg.AssetExecutionContext, config: PreprocessingConfig, cohort: CohortResource,
+                          warehouse: WarehouseResource, image_store: ImageStoreResource) -> dg.MaterializeResult:
+    """Per sequence: resampled to isotropic spacing, normalized to [0, 1], one NIfTI per filter channel."""
+    key = context.partition_key
+    quarantine_guard(warehouse, key, ("manifest", "scans"))
+    manifest, _ = cohort.patient(key)
+    scans = [ScanInfo(**_scan_fields(row)) for row in warehouse.frame(
+        "SELECT * FROM scans WHERE patient_key = ?", [key]).iter_rows(named=True)]
+    result = preprocess_patient(scans, manifest.resolve, image_store.folder("channels"), config.settings())
+    issues = resampled_mask_issues(key, result.masks)
+    with warehouse.connect() as con:
+        replace_rows(con, "preprocessed_channels", {"patient_key": key}, [vars(c) for c in result.channels])
+        replace_rows(con, "preprocessed_masks", {"patient_key": key}, [vars(m) for m in result.masks])
+    record_issues(warehouse, key, "preprocess", issues)
+    return dg.MaterializeResult(
+        metadata={"channel_files": len(result.channels), "mask_files": len(result.masks),
+                  "computed_files": result.computed_files, "reused_from_cache": len(result.channels) + len(result.masks) - result.computed_files,
+                  "store": dg.MetadataValue.path(str(image_store.folder("channels") / key))},
+        check_results=[qc_check_result(ROI_AFTER_RESAMPLING_CHECK, issues)],
+    )
+
+
+def _scan_fields(row: dict) -> dict:
+    return {**row, **{k: tuple(row[k]) for k in ("size", "spacing", "origin", "direction")}}
+
+
+class RadiomicsConfig(dg.Config):
+    params: str = "default"
+    channels: list[str] = list(CHANNELS)
+
+
+@dg.asset(
+    group_name="features",
+    partitions_def=patients_partitions,
+    deps=[preprocessed_channels],
+    kinds={"pyradiomics", "duckdb"},
+    check_specs=[dg.AssetCheckSpec(FEATURES_FINITE_CHECK, asset="radiomics_features", blocking=True,
+                                   description="Every extraction succeeded and every feature value is finite")],
+)
+def radiomics_features(context: dg.AssetExecutionContext, config: RadiomicsConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """PyRadiomics features per sequence x ROI x segmentation x channel, long in `radiomics_features`."""
+    key = context.partition_key
+    quarantine_guard(warehouse, key, ("manifest", "scans", "preprocess"))
+    channels = warehouse.frame("SELECT * FROM preprocessed_channels WHERE patient_key = ? AND list_contains(?, channel)", [key, config.channels])
+    masks = warehouse.frame("SELECT * FROM preprocessed_masks WHERE patient_key = ?", [key])
+    extraction = extract_patient_features(key, channels, masks, config.params)
+    with warehouse.connect() as con:
+        replace_rows(con, "radiomics_features", {"patient_key": key}, extraction.rows)
+        feature_columns = refresh_radiomics_wide_view(con)
+    record_issues(warehouse, key, "radiomics", extraction.issues)
+    return dg.MaterializeResult(
+        metadata={"extractions": extraction.extractions, "features_per_extraction": extraction.features_per_extraction,
+                  "feature_values": extraction.rows.height, "params": config.params, "params_hash": extraction.params_hash,
+                  "extractor": extraction.extractor_version, "wide_view_columns": feature_columns,
+                  "preview": dg.MetadataValue.md(_preview(extraction.rows))},
+        check_results=[qc_check_result(FEATURES_FINITE_CHECK, extraction.issues)],
+    )
+
+
+def _preview(rows: pl.DataFrame) -> str:
+    if rows.is_empty():
+        return "no features"
+    sample = rows.filter(pl.col("channel") == "original").head(8).select("sequence", "roi", "feature", "value")
+    return "\n".join(["| sequence | roi | feature | value |", "|---|---|---|---|"] +
+                     [f"| {s} | {r} | {f} | {v:.5g} |" for s, r, f, v in sample.iter_rows()])

@@ -1,0 +1,96 @@
+from datetime import datetime
+
+import dagster as dg
+
+from cssci_platform.defs.partitions import patients_partitions
+from cssci_platform.defs.qc import issues_markdown, qc_check_result, record_issues
+from cssci_platform.lib.cohort import Cohort
+from cssci_platform.lib.imaging import GeometryTolerance
+from cssci_platform.lib.quality import QcIssue, inspect_patient
+from cssci_platform.lib.warehouse import replace_rows
+from cssci_platform.resources.cohort import CohortResource
+from cssci_platform.resources.warehouse import WarehouseResource
+
+PATIENT_QC_CHECK = "patient_qc"
+
+
+@dg.asset(group_name="ingest", kinds={"duckdb", "polars"})
+def cohort_manifest(cohort: CohortResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """The validated cohort manifest: `patients`, `clinical`, `outcomes` tables and manifest-stage QC issues."""
+    manifest = cohort.load()
+    issues = [QcIssue.from_manifest(i) for i in manifest.issues]
+    with warehouse.connect() as con:
+        replace_rows(con, "patients", {}, _patient_rows(manifest))
+        replace_rows(con, "clinical", {}, _clinical_rows(manifest))
+        replace_rows(con, "outcomes", {}, _outcome_rows(manifest))
+        replace_rows(con, "qc_issues", {"stage": "manifest"}, [i.as_row() for i in issues])
+    centers = {c: sum(p.center == c for p in manifest.patients.values()) for c in manifest.spec.centers}
+    return dg.MaterializeResult(
+        metadata={
+            "manifest": dg.MetadataValue.path(str(manifest.manifest_path)),
+            "manifest_sha256": manifest.manifest_sha256,
+            "patients": len(manifest.patients),
+            "quarantined_patients": sum(p.quarantined for p in manifest.patients.values()),
+            "patients_per_center": dg.MetadataValue.json(centers),
+            "issues": dg.MetadataValue.md(issues_markdown(issues)),
+        }
+    )
+
+
+def _patient_rows(manifest: Cohort) -> list[dict]:
+    now = datetime.now()
+    return [
+        {"patient_key": p.patient_key, "center": p.center, "cohort": p.cohort, "manifest_line": p.line,
+         "outcome_date": p.outcome_date,
+         "manifest_path": str(manifest.manifest_path), "manifest_sha256": manifest.manifest_sha256, "updated_at": now}
+        for p in manifest.patients.values()
+    ]
+
+
+def _clinical_rows(manifest: Cohort) -> list[dict]:
+    return [
+        {"patient_key": p.patient_key, "variable": name,
+         "value_number": float(value) if isinstance(value, (int, float)) else None,
+         "value_text": value if isinstance(value, str) else None}
+        for p in manifest.patients.values() for name, value in p.clinical.items()
+    ]
+
+
+def _outcome_rows(manifest: Cohort) -> list[dict]:
+    return [
+        {"patient_key": p.patient_key, "outcome": name, "value": None if value is None else str(value),
+         "outcome_date": p.outcome_date}
+        for p in manifest.patients.values() for name, value in p.outcomes.items()
+    ]
+
+
+class PatientScansConfig(dg.Config):
+    spacing_tolerance_mm: float = 1e-3
+    origin_tolerance_mm: float = 1e-2
+    direction_tolerance: float = 1e-4
+
+
+@dg.asset(
+    group_name="ingest",
+    partitions_def=patients_partitions,
+    deps=[cohort_manifest],
+    kinds={"duckdb", "simpleitk"},
+    check_specs=[dg.AssetCheckSpec(PATIENT_QC_CHECK, asset="patient_scans", blocking=True,
+                                   description="Every file present, readable, finite; masks on the image grid, non-empty, one label")],
+)
+def patient_scans(context: dg.AssetExecutionContext, config: PatientScansConfig, cohort: CohortResource,
+                  warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """One patient's images and masks, read and checked; one `scans` row per file."""
+    manifest, record = cohort.patient(context.partition_key)
+    tolerance = GeometryTolerance(config.spacing_tolerance_mm, config.origin_tolerance_mm, config.direction_tolerance)
+    inspection = inspect_patient(manifest, record, tolerance)
+    scan_issues = [i for i in inspection.issues if i.stage == "scans"]
+    with warehouse.connect() as con:
+        replace_rows(con, "scans", {"patient_key": record.patient_key}, [s.as_row() for s in inspection.scans])
+    record_issues(warehouse, record.patient_key, "scans", scan_issues)
+    record_issues(warehouse, record.patient_key, "manifest", [i for i in inspection.issues if i.stage == "manifest"])
+    return dg.MaterializeResult(
+        metadata={"center": record.center, "cohort": record.cohort, "files": len(inspection.scans),
+                  "sequences": ", ".join(sorted(record.images)), "issues": dg.MetadataValue.md(issues_markdown(inspection.issues))},
+        check_results=[qc_check_result(PATIENT_QC_CHECK, inspection.issues)],
+    )

@@ -1,0 +1,49 @@
+"""Shared wiring for the blocking per-patient QC checks: issues -> qc_issues rows + check result."""
+
+from collections.abc import Sequence
+
+import dagster as dg
+
+from cssci_platform.lib.quality import QcIssue
+from cssci_platform.lib.warehouse import replace_rows
+from cssci_platform.resources.warehouse import WarehouseResource
+
+
+def issues_markdown(issues: Sequence[QcIssue]) -> str:
+    if not issues:
+        return "no issues"
+    lines = ["| severity | code | problem | fix |", "|---|---|---|---|"]
+    lines += [f"| {i.severity} | {i.code} | {_cell(i.message)} | {_cell(i.fix)} |" for i in issues]
+    return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def record_issues(warehouse: WarehouseResource, patient_key: str, stage: str, issues: Sequence[QcIssue]) -> None:
+    """Replace this patient's issues of this stage, so a fixed problem disappears on re-materialization."""
+    with warehouse.connect() as con:
+        replace_rows(con, "qc_issues", {"patient_key": patient_key, "stage": stage}, [i.as_row() for i in issues])
+
+
+def qc_check_result(check_name: str, issues: Sequence[QcIssue]) -> dg.AssetCheckResult:
+    errors = [i for i in issues if i.severity == "error"]
+    return dg.AssetCheckResult(
+        check_name=check_name,
+        passed=not errors,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=errors[0].message if errors else None,
+        metadata={"issues": dg.MetadataValue.md(issues_markdown(issues)), "error_count": len(errors)},
+    )
+
+
+def quarantine_guard(warehouse: WarehouseResource, patient_key: str, upstream_stages: Sequence[str]) -> None:
+    """Refuse to process a patient whose inputs failed QC (e.g. when a downstream asset is run alone)."""
+    rows = warehouse.frame(
+        "SELECT stage, message FROM qc_issues WHERE patient_key = ? AND severity = 'error' "
+        "AND list_contains(?, stage) ORDER BY stage", [patient_key, list(upstream_stages)]
+    )
+    if rows.height:
+        details = "; ".join(f"[{s}] {m}" for s, m in rows.iter_rows())
+        raise dg.Failure(f"patient '{patient_key}' is quarantined: {details}. Fix the input and re-materialize patient_scans.")

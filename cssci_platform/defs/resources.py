@@ -1,0 +1,16 @@
+import dagster as dg
+
+from cssci_platform.resources.cohort import CohortResource
+from cssci_platform.resources.image_store import ImageStoreResource
+from cssci_platform.resources.warehouse import WarehouseResource
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    return dg.Definitions(
+        resources={
+            "warehouse": WarehouseResource(path=dg.EnvVar("CSSCI_WAREHOUSE")),
+            "cohort": CohortResource(manifest_path=dg.EnvVar("CSSCI_MANIFEST")),
+            "image_store": ImageStoreResource(root=dg.EnvVar("CSSCI_IMAGE_STORE")),
+        }
+    )

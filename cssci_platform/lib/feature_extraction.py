@@ -1,0 +1,59 @@
+"""One patient's radiomics extraction: every preprocessed channel x every resampled mask, as long rows."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from cssci_platform.lib.quality import QcIssue
+from cssci_platform.lib.radiomics import RadiomicsCase, RadiomicsError, extract_cases, extractor_version, load_params
+
+FEATURE_SCHEMA = {
+    "patient_key": pl.String, "sequence": pl.String, "roi": pl.String, "segmentation": pl.String,
+    "channel": pl.String, "feature": pl.String, "value": pl.Float64, "extractor_version": pl.String,
+    "params_name": pl.String, "params_hash": pl.String,
+}
+
+
+@dataclass
+class PatientExtraction:
+    rows: pl.DataFrame
+    issues: list[QcIssue]
+    extractions: int
+    features_per_extraction: int
+    params_hash: str
+    extractor_version: str
+
+
+def extract_patient_features(patient_key: str, channels: pl.DataFrame, masks: pl.DataFrame, params_name: str,
+                             workers: int = 1) -> PatientExtraction:
+    """`channels`/`masks`: the patient's rows of preprocessed_channels / preprocessed_masks."""
+    params = load_params(params_name)
+    version = extractor_version()
+    pairs = channels.join(masks, on=["patient_key", "sequence"], how="inner")
+    cases = [RadiomicsCase(_case_id(r), Path(r["image_path"]), Path(r["mask_path"])) for r in pairs.iter_rows(named=True)]
+    results = dict(extract_cases(cases, params, workers=workers))
+    records, issues, widths = [], [], set()
+    for row in pairs.iter_rows(named=True):
+        outcome = results[_case_id(row)]
+        if isinstance(outcome, RadiomicsError):
+            issues.append(QcIssue(patient_key, "radiomics", "extraction_failed", f"{_case_id(row)}: {outcome}",
+                                  "check the ROI (size, label) or the radiomics parameter file", row["mask_path"]))
+            continue
+        widths.add(len(outcome))
+        bad = sorted(name for name, value in outcome.items() if not math.isfinite(value))
+        if bad:
+            issues.append(QcIssue(patient_key, "radiomics", "nonfinite_features",
+                                  f"{_case_id(row)}: {len(bad)} non-finite values ({', '.join(bad[:5])})",
+                                  "check the ROI: a one-voxel-thick or constant ROI gives undefined texture features", row["mask_path"]))
+        records += [(patient_key, row["sequence"], row["roi"], row["segmentation"], row["channel"], name, value,
+                     version, params.name, params.sha256) for name, value in outcome.items()]
+    frame = pl.DataFrame(records, schema=FEATURE_SCHEMA, orient="row")
+    return PatientExtraction(frame, issues, len(cases), max(widths, default=0), params.sha256, version)
+
+
+def _case_id(row: dict) -> str:
+    return f"{row['patient_key']}/{row['sequence']}/{row['roi']}/{row['segmentation']}/{row['channel']}"

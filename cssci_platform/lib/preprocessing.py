@@ -1,0 +1,112 @@
+"""Per-patient preprocessing: normalize to [0, 1], resample to isotropic spacing, filter channels.
+
+Outputs are content-addressed NIfTI files: the file name carries a hash of the input file hash and the
+settings, so a re-run with the same inputs and settings finds its files and does no work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import SimpleITK as sitk
+
+from cssci_platform.lib.imaging import (
+    CHANNELS,
+    ChannelSettings,
+    filter_channel,
+    normalize_unit_range,
+    read_image,
+    resample_mask_onto,
+    resample_to_spacing,
+    write_image,
+)
+from cssci_platform.lib.quality import ScanInfo
+
+
+@dataclass(frozen=True)
+class PreprocessingSettings:
+    spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    lower_percentile: float = 0.0
+    upper_percentile: float = 100.0
+    channels: tuple[str, ...] = CHANNELS
+    filters: ChannelSettings = field(default_factory=ChannelSettings)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.channels) - set(CHANNELS)
+        if unknown:
+            raise ValueError(f"unknown channels {sorted(unknown)}; choose from {', '.join(CHANNELS)}")
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ChannelFile:
+    patient_key: str
+    sequence: str
+    channel: str
+    image_path: str
+    source_sha256: str
+    settings_digest: str
+
+
+@dataclass(frozen=True)
+class MaskFile:
+    patient_key: str
+    sequence: str
+    roi: str
+    segmentation: str
+    mask_path: str
+    source_sha256: str
+
+
+@dataclass
+class PreprocessedPatient:
+    channels: list[ChannelFile]
+    masks: list[MaskFile]
+    computed_files: int
+
+
+def preprocess_patient(scans: list[ScanInfo], resolve, store: Path, settings: PreprocessingSettings) -> PreprocessedPatient:
+    """Preprocess every sequence of one patient; `resolve` maps a manifest path to a file path."""
+    result = PreprocessedPatient([], [], 0)
+    images = [s for s in scans if s.kind == "image"]
+    for image_scan in images:
+        masks = [s for s in scans if s.kind == "mask" and s.sequence == image_scan.sequence]
+        _preprocess_sequence(image_scan, masks, resolve, store, settings, result)
+    return result
+
+
+def _preprocess_sequence(image_scan: ScanInfo, masks: list[ScanInfo], resolve, store: Path,
+                         settings: PreprocessingSettings, result: PreprocessedPatient) -> None:
+    folder = store / image_scan.patient_key / image_scan.sequence
+    digest = settings.digest()
+    channel_paths = {c: folder / f"{c}-{_key(image_scan.sha256, digest, c)}.nii.gz" for c in settings.channels}
+    mask_paths = {m: folder / f"mask-{m.roi}-{m.segmentation}-{_key(m.sha256, image_scan.sha256, digest)}.nii.gz" for m in masks}
+    missing = [p for p in [*channel_paths.values(), *mask_paths.values()] if not p.exists()]
+    if missing:
+        base = _normalized_resampled(read_image(resolve(image_scan.path)), settings)
+        for channel, path in channel_paths.items():
+            if not path.exists():
+                write_image(filter_channel(base, channel, settings.filters), path)
+                result.computed_files += 1
+        for mask_scan, path in mask_paths.items():
+            if not path.exists():
+                write_image(resample_mask_onto(read_image(resolve(mask_scan.path)), base), path)
+                result.computed_files += 1
+    key = image_scan.patient_key
+    result.channels += [ChannelFile(key, image_scan.sequence, c, str(p), image_scan.sha256, digest) for c, p in channel_paths.items()]
+    result.masks += [MaskFile(key, m.sequence, m.roi, m.segmentation, str(p), m.sha256) for m, p in mask_paths.items()]
+
+
+def _normalized_resampled(image: sitk.Image, settings: PreprocessingSettings) -> sitk.Image:
+    # Resample first so B-spline overshoot cannot push intensities outside [0, 1].
+    resampled = resample_to_spacing(image, settings.spacing_mm)
+    return normalize_unit_range(resampled, settings.lower_percentile, settings.upper_percentile)
+
+
+def _key(*parts: str) -> str:
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]

@@ -1,0 +1,50 @@
+"""Which patients of a manifest are new or changed since the last look (pure logic behind the sensor)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+from cssci_platform.lib.cohort import Cohort, PatientRecord
+
+
+def record_digest(record: PatientRecord) -> str:
+    """Changes when anything of the patient's row changes (paths, values, issues)."""
+    payload = json.dumps(asdict(record), sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@dataclass
+class ManifestSnapshot:
+    manifest_sha256: str = ""
+    patient_digests: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_cursor(cls, cursor: str | None) -> ManifestSnapshot:
+        return cls(**json.loads(cursor)) if cursor else cls()
+
+    def to_cursor(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+@dataclass
+class RegistrationPlan:
+    snapshot: ManifestSnapshot
+    manifest_changed: bool
+    new_patients: set[str]
+    new_centers: set[str]
+    patients_to_run: dict[str, str]  # patient key -> row digest (part of the run key)
+
+
+def plan_registration(cohort: Cohort, previous: ManifestSnapshot, known_patients: set[str], known_centers: set[str]) -> RegistrationPlan:
+    digests = {key: record_digest(record) for key, record in cohort.patients.items()}
+    to_run = {key: d for key, d in digests.items() if previous.patient_digests.get(key) != d}
+    centers = {r.center for r in cohort.patients.values() if r.center in cohort.spec.centers}
+    return RegistrationPlan(
+        snapshot=ManifestSnapshot(cohort.manifest_sha256, digests),
+        manifest_changed=cohort.manifest_sha256 != previous.manifest_sha256,
+        new_patients=set(digests) - known_patients,
+        new_centers=centers - known_centers,
+        patients_to_run=to_run,
+    )

@@ -1,0 +1,120 @@
+"""Drive the Dagster graph from the command line: environment, partition registration, patient runs.
+
+Every run goes through the same Dagster instance (`DAGSTER_HOME`) that `dagster dev` shows, so runs
+started here appear in the UI with their materializations, checks and metadata.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import dagster as dg
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ENV_DEFAULTS = {  # relative to CSSCI_HOME
+    "CSSCI_WAREHOUSE": "warehouse.duckdb",
+    "CSSCI_IMAGE_STORE": "image_store",
+    "DAGSTER_HOME": "dagster_home",
+}
+
+
+def configure_environment(home: Path, manifest: Path | None = None) -> dict[str, str]:
+    """Set the CSSCI_* variables (keeping any the user already set) and prepare DAGSTER_HOME."""
+    home = home.resolve()
+    values = {name: os.environ.get(name) or str(home / relative) for name, relative in ENV_DEFAULTS.items()}
+    remembered = home / "current_manifest"
+    if manifest is not None:
+        values["CSSCI_MANIFEST"] = str(manifest.resolve())
+        home.mkdir(parents=True, exist_ok=True)
+        remembered.write_text(values["CSSCI_MANIFEST"])
+    elif not os.environ.get("CSSCI_MANIFEST") and remembered.exists():
+        values["CSSCI_MANIFEST"] = remembered.read_text().strip()
+    os.environ.update(values)
+    dagster_home = Path(values["DAGSTER_HOME"])
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    instance_yaml = dagster_home / "dagster.yaml"
+    if not instance_yaml.exists() and (PROJECT_ROOT / "dagster.yaml").exists():
+        shutil.copy(PROJECT_ROOT / "dagster.yaml", instance_yaml)
+    return values
+
+
+def load_definitions() -> dg.Definitions:
+    from cssci_platform.definitions import defs
+
+    return defs()
+
+
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # events still go to the instance
+
+
+def materialize_manifest(instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+    job = load_definitions().resolve_job_def("cohort_manifest_job")
+    return job.execute_in_process(run_config=QUIET_RUN_CONFIG, instance=instance, raise_on_error=True)
+
+
+def register_partitions(instance: dg.DagsterInstance, patients: list[str], centers: list[str]) -> int:
+    from cssci_platform.defs.partitions import centers_partitions, patients_partitions
+
+    new = [p for p in patients if not instance.has_dynamic_partition(patients_partitions.name, p)]
+    instance.add_dynamic_partitions(patients_partitions.name, new)
+    instance.add_dynamic_partitions(centers_partitions.name, [c for c in centers
+                                                             if not instance.has_dynamic_partition(centers_partitions.name, c)])
+    return len(new)
+
+
+@dataclass(frozen=True)
+class PatientRunOutcome:
+    patient_key: str
+    success: bool
+    run_id: str
+    failed_checks: tuple[str, ...]
+    error: str = ""
+
+
+def run_patient(patient_key: str) -> PatientRunOutcome:
+    """Materialize one patient's partition of the patient job in this process (used by worker processes)."""
+    job = load_definitions().resolve_job_def("patient_features_job")
+    with dg.DagsterInstance.get() as instance:
+        result = job.execute_in_process(
+            run_config=QUIET_RUN_CONFIG, partition_key=patient_key, instance=instance, raise_on_error=False
+        )
+    failed = tuple(
+        f"{e.asset_check_evaluation_data.asset_check_key.name}"
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.event_specific_data.passed
+    )
+    errors = [e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    return PatientRunOutcome(patient_key, result.success and not failed, result.run_id, failed, errors[0] if errors else "")
+
+
+def run_patients(patient_keys: list[str], workers: int) -> Iterator[PatientRunOutcome]:
+    """Run patients in `workers` processes (PyRadiomics is single-threaded; parallelism is across patients)."""
+    if workers <= 1:
+        yield from (run_patient(key) for key in patient_keys)
+        return
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(run_patient, key) for key in patient_keys]
+        for future in as_completed(futures):
+            yield future.result()
+
+
+def ingest_cohort(manifest: Path, workers: int, on_patient: Callable[[PatientRunOutcome], None]) -> list[PatientRunOutcome]:
+    """Validate the manifest, register its patients and centers as partitions, and run every patient."""
+    from cssci_platform.lib.cohort import load_cohort
+
+    cohort = load_cohort(manifest)
+    with dg.DagsterInstance.get() as instance:
+        materialize_manifest(instance)
+        register_partitions(instance, sorted(cohort.patients), sorted({p.center for p in cohort.patients.values()
+                                                                       if p.center in cohort.spec.centers}))
+    outcomes = []
+    for outcome in run_patients(sorted(cohort.patients), workers):
+        on_patient(outcome)
+        outcomes.append(outcome)
+    return outcomes
