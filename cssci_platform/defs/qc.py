@@ -27,10 +27,17 @@ def record_issues(warehouse: WarehouseResource, patient_key: str, stage: str, is
         replace_rows(con, "qc_issues", {"patient_key": patient_key, "stage": stage}, [i.as_row() for i in issues])
 
 
-def qc_check_result(check_name: str, issues: Sequence[QcIssue]) -> dg.AssetCheckResult:
+def stored_issues(warehouse: WarehouseResource, patient_key: str, stages: Sequence[str]) -> list[QcIssue]:
+    rows = warehouse.frame(
+        "SELECT patient_key, stage, code, message, fix, file, severity FROM qc_issues "
+        "WHERE patient_key = ? AND list_contains(?, stage) ORDER BY stage, code", [patient_key, list(stages)]
+    )
+    return [QcIssue(**row) for row in rows.iter_rows(named=True)]
+
+
+def qc_check_result(issues: Sequence[QcIssue]) -> dg.AssetCheckResult:
     errors = [i for i in issues if i.severity == "error"]
     return dg.AssetCheckResult(
-        check_name=check_name,
         passed=not errors,
         severity=dg.AssetCheckSeverity.ERROR,
         description=errors[0].message if errors else None,
@@ -40,10 +47,7 @@ def qc_check_result(check_name: str, issues: Sequence[QcIssue]) -> dg.AssetCheck
 
 def quarantine_guard(warehouse: WarehouseResource, patient_key: str, upstream_stages: Sequence[str]) -> None:
     """Refuse to process a patient whose inputs failed QC (e.g. when a downstream asset is run alone)."""
-    rows = warehouse.frame(
-        "SELECT stage, message FROM qc_issues WHERE patient_key = ? AND severity = 'error' "
-        "AND list_contains(?, stage) ORDER BY stage", [patient_key, list(upstream_stages)]
-    )
-    if rows.height:
-        details = "; ".join(f"[{s}] {m}" for s, m in rows.iter_rows())
+    errors = [i for i in stored_issues(warehouse, patient_key, upstream_stages) if i.severity == "error"]
+    if errors:
+        details = "; ".join(f"[{i.stage}] {i.message}" for i in errors)
         raise dg.Failure(f"patient '{patient_key}' is quarantined: {details}. Fix the input and re-materialize patient_scans.")

@@ -16,6 +16,7 @@ import hashlib
 import logging
 import multiprocessing
 import os
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -196,7 +197,9 @@ def _cached_extractor(sha256: str, text: str) -> Any:
     _quiet_pyradiomics()
     from radiomics.featureextractor import RadiomicsFeatureExtractor
 
-    return RadiomicsFeatureExtractor(yaml.safe_load(text) or {})
+    with warnings.catch_warnings():  # pykwalify loads PyRadiomics' schema extension with imp's load_module()
+        warnings.filterwarnings("ignore", message="the load_module", category=DeprecationWarning)
+        return RadiomicsFeatureExtractor(yaml.safe_load(text) or {})
 
 
 def extract_features(
@@ -227,9 +230,21 @@ def _explain_failure(image: sitk.Image, mask: sitk.Image, label: int, exc: Excep
         return f"feature extraction failed for label {label}: {reason}"
     if n_voxels == 0:
         return f"empty ROI: label {label} has no voxels in the mask (non-zero labels present: {present or 'none'})"
-    if image.GetSize() != mask.GetSize():
-        return f"image size {image.GetSize()} != mask size {mask.GetSize()} (label {label}): {reason}"
+    mismatch = _geometry_mismatch(image, mask)
+    if mismatch:
+        return f"image/mask geometry mismatch (label {label}): {mismatch}; {reason}"
     return f"ROI with label {label} ({n_voxels} voxels) rejected: {reason}"
+
+
+def _geometry_mismatch(image: sitk.Image, mask: sitk.Image) -> str:
+    """Which grid attributes differ between image and mask ('' when none do, to 1e-6 relative)."""
+    differing = []
+    for attribute in ("Size", "Spacing", "Origin", "Direction"):
+        ours, theirs = getattr(image, f"Get{attribute}")(), getattr(mask, f"Get{attribute}")()
+        if len(ours) != len(theirs) or not np.allclose(ours, theirs, rtol=1e-6, atol=1e-6):
+            rounded = [tuple(round(v, 4) for v in x) for x in (ours, theirs)]
+            differing.append(f"{attribute.lower()} image {rounded[0]} vs mask {rounded[1]}")
+    return ", ".join(differing)
 
 
 def _check_log_sigmas(params: RadiomicsParams, features: dict[str, float], image: sitk.Image) -> None:

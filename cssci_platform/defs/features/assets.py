@@ -5,7 +5,7 @@ import polars as pl
 
 from cssci_platform.defs.ingest.assets import patient_scans
 from cssci_platform.defs.partitions import patients_partitions
-from cssci_platform.defs.qc import qc_check_result, quarantine_guard, record_issues
+from cssci_platform.defs.qc import issues_markdown, quarantine_guard, record_issues
 from cssci_platform.lib.imaging import CHANNELS, ChannelSettings
 from cssci_platform.lib.preprocessing import PreprocessingSettings, preprocess_patient
 from cssci_platform.lib.feature_extraction import extract_patient_features
@@ -14,10 +14,6 @@ from cssci_platform.lib.warehouse import refresh_radiomics_wide_view, replace_ro
 from cssci_platform.resources.cohort import CohortResource
 from cssci_platform.resources.image_store import ImageStoreResource
 from cssci_platform.resources.warehouse import WarehouseResource
-
-ROI_AFTER_RESAMPLING_CHECK = "roi_survives_resampling"
-FEATURES_FINITE_CHECK = "features_finite"
-
 
 class PreprocessingConfig(dg.Config):
     spacing_mm: list[float] = [1.0, 1.0, 1.0]
@@ -40,8 +36,6 @@ class PreprocessingConfig(dg.Config):
     partitions_def=patients_partitions,
     deps=[patient_scans],
     kinds={"simpleitk", "duckdb"},
-    check_specs=[dg.AssetCheckSpec(ROI_AFTER_RESAMPLING_CHECK, asset="preprocessed_channels", blocking=True,
-                                   description="Every mask keeps voxels after resampling to the target spacing")],
 )
 def preprocessed_channels(context: dg.AssetExecutionContext, config: PreprocessingConfig, cohort: CohortResource,
                           warehouse: WarehouseResource, image_store: ImageStoreResource) -> dg.MaterializeResult:
@@ -60,8 +54,8 @@ def preprocessed_channels(context: dg.AssetExecutionContext, config: Preprocessi
     return dg.MaterializeResult(
         metadata={"channel_files": len(result.channels), "mask_files": len(result.masks),
                   "computed_files": result.computed_files, "reused_from_cache": len(result.channels) + len(result.masks) - result.computed_files,
-                  "store": dg.MetadataValue.path(str(image_store.folder("channels") / key))},
-        check_results=[qc_check_result(ROI_AFTER_RESAMPLING_CHECK, issues)],
+                  "store": dg.MetadataValue.path(str(image_store.folder("channels") / key)),
+                  "issues": dg.MetadataValue.md(issues_markdown(issues))},
     )
 
 
@@ -79,8 +73,6 @@ class RadiomicsConfig(dg.Config):
     partitions_def=patients_partitions,
     deps=[preprocessed_channels],
     kinds={"pyradiomics", "duckdb"},
-    check_specs=[dg.AssetCheckSpec(FEATURES_FINITE_CHECK, asset="radiomics_features", blocking=True,
-                                   description="Every extraction succeeded and every feature value is finite")],
 )
 def radiomics_features(context: dg.AssetExecutionContext, config: RadiomicsConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """PyRadiomics features per sequence x ROI x segmentation x channel, long in `radiomics_features`."""
@@ -97,8 +89,8 @@ def radiomics_features(context: dg.AssetExecutionContext, config: RadiomicsConfi
         metadata={"extractions": extraction.extractions, "features_per_extraction": extraction.features_per_extraction,
                   "feature_values": extraction.rows.height, "params": config.params, "params_hash": extraction.params_hash,
                   "extractor": extraction.extractor_version, "wide_view_columns": feature_columns,
-                  "preview": dg.MetadataValue.md(_preview(extraction.rows))},
-        check_results=[qc_check_result(FEATURES_FINITE_CHECK, extraction.issues)],
+                  "preview": dg.MetadataValue.md(_preview(extraction.rows)),
+                  "issues": dg.MetadataValue.md(issues_markdown(extraction.issues))},
     )
 
 

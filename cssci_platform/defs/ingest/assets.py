@@ -3,16 +3,13 @@ from datetime import datetime
 import dagster as dg
 
 from cssci_platform.defs.partitions import patients_partitions
-from cssci_platform.defs.qc import issues_markdown, qc_check_result, record_issues
+from cssci_platform.defs.qc import issues_markdown, record_issues
 from cssci_platform.lib.cohort import Cohort
 from cssci_platform.lib.imaging import GeometryTolerance
 from cssci_platform.lib.quality import QcIssue, inspect_patient
 from cssci_platform.lib.warehouse import replace_rows
 from cssci_platform.resources.cohort import CohortResource
 from cssci_platform.resources.warehouse import WarehouseResource
-
-PATIENT_QC_CHECK = "patient_qc"
-
 
 @dg.asset(group_name="ingest", kinds={"duckdb", "polars"})
 def cohort_manifest(cohort: CohortResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
@@ -75,8 +72,6 @@ class PatientScansConfig(dg.Config):
     partitions_def=patients_partitions,
     deps=[cohort_manifest],
     kinds={"duckdb", "simpleitk"},
-    check_specs=[dg.AssetCheckSpec(PATIENT_QC_CHECK, asset="patient_scans", blocking=True,
-                                   description="Every file present, readable, finite; masks on the image grid, non-empty, one label")],
 )
 def patient_scans(context: dg.AssetExecutionContext, config: PatientScansConfig, cohort: CohortResource,
                   warehouse: WarehouseResource) -> dg.MaterializeResult:
@@ -92,5 +87,4 @@ def patient_scans(context: dg.AssetExecutionContext, config: PatientScansConfig,
     return dg.MaterializeResult(
         metadata={"center": record.center, "cohort": record.cohort, "files": len(inspection.scans),
                   "sequences": ", ".join(sorted(record.images)), "issues": dg.MetadataValue.md(issues_markdown(inspection.issues))},
-        check_results=[qc_check_result(PATIENT_QC_CHECK, inspection.issues)],
     )

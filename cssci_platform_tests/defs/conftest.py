@@ -1,0 +1,75 @@
+"""Fixtures for materialization tests: a real temporary Dagster instance, DuckDB file and image store."""
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from cssci_platform.defs.features.assets import preprocessed_channels, radiomics_features
+from cssci_platform.defs.features.checks import features_finite, roi_survives_resampling
+from cssci_platform.defs.ingest.assets import cohort_manifest, patient_scans
+from cssci_platform.defs.ingest.checks import patient_qc
+from cssci_platform.defs.partitions import patients_partitions
+from cssci_platform.lib.cohort import load_cohort
+from cssci_platform.lib.synthetic import write_sci_cohort
+from cssci_platform.lib.warehouse import table_frame
+from cssci_platform.resources.cohort import CohortResource
+from cssci_platform.resources.image_store import ImageStoreResource
+from cssci_platform.resources.warehouse import WarehouseResource
+
+PATIENT_ASSETS = [patient_scans, preprocessed_channels, radiomics_features]
+PATIENT_CHECKS = [patient_qc, roi_survives_resampling, features_finite]
+
+
+@pytest.fixture(scope="session")
+def synthetic_cohort_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("cohort_template")
+    write_sci_cohort(folder, n_development=4, n_prospective=1, seed=3)
+    return folder
+
+
+@dataclass
+class Platform:
+    """A cohort copy, a warehouse, an image store and a temporary Dagster instance wired together."""
+
+    manifest: Path
+    warehouse_path: Path
+    instance: dg.DagsterInstance
+    resources: dict
+
+    def materialize_manifest(self) -> dg.ExecuteInProcessResult:
+        return dg.materialize([cohort_manifest], instance=self.instance, resources=self.resources)
+
+    def register(self) -> list[str]:
+        keys = sorted(load_cohort(self.manifest).patients)
+        self.instance.add_dynamic_partitions(patients_partitions.name, keys)
+        return keys
+
+    def materialize_patient(self, key: str, run_config: dict | None = None) -> dg.ExecuteInProcessResult:
+        return dg.materialize([*PATIENT_ASSETS, *PATIENT_CHECKS, cohort_manifest], selection=[a.key for a in PATIENT_ASSETS],
+                              partition_key=key, instance=self.instance, resources=self.resources,
+                              run_config=run_config, raise_on_error=False)
+
+    def query(self, sql: str, parameters: list | None = None):
+        return table_frame(self.warehouse_path, sql, parameters)
+
+
+@pytest.fixture
+def platform(synthetic_cohort_template: Path, tmp_path: Path) -> Iterator[Platform]:
+    cohort_dir = tmp_path / "cohort"
+    shutil.copytree(synthetic_cohort_template, cohort_dir)
+    warehouse = tmp_path / "warehouse.duckdb"
+    resources = {
+        "cohort": CohortResource(manifest_path=str(cohort_dir / "cohort.yaml")),
+        "warehouse": WarehouseResource(path=str(warehouse)),
+        "image_store": ImageStoreResource(root=str(tmp_path / "store")),
+    }
+    with dg.instance_for_test() as instance:
+        yield Platform(cohort_dir / "cohort.yaml", warehouse, instance, resources)
+
+
+def check_results(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
+    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}

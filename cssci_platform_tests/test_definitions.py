@@ -1,0 +1,64 @@
+import dagster as dg
+import pytest
+
+from cssci_platform.definitions import defs
+
+EXPECTED_ASSETS = {"cohort_manifest", "patient_scans", "preprocessed_channels", "radiomics_features"}
+EXPECTED_CHECKS = {
+    ("patient_scans", "patient_qc"),
+    ("preprocessed_channels", "roi_survives_resampling"),
+    ("radiomics_features", "features_finite"),
+}
+EXPECTED_JOBS = {"cohort_manifest_job", "patient_features_job"}
+EXPECTED_SENSORS = {"cohort_manifest_sensor"}
+EXPECTED_SCHEDULES: set[str] = set()  # the validation schedule arrives with the prospective-operations issue
+PATIENT_ASSETS = {"patient_scans", "preprocessed_channels", "radiomics_features"}
+
+
+@pytest.fixture(scope="module")
+def definitions(monkeypatch_module) -> dg.Definitions:
+    loaded = defs()
+    loaded.resolve_all_job_defs()  # resolves resources and jobs: fails on wiring errors
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("CSSCI_WAREHOUSE", "CSSCI_MANIFEST", "CSSCI_IMAGE_STORE"):
+            patch.setenv(name, f"/nonexistent/{name.lower()}")
+        yield patch
+
+
+def test_assets(definitions: dg.Definitions) -> None:
+    keys = {key.to_user_string() for key in definitions.resolve_asset_graph().get_all_asset_keys()}
+    assert keys == EXPECTED_ASSETS
+
+
+def test_blocking_checks(definitions: dg.Definitions) -> None:
+    graph = definitions.resolve_asset_graph()
+    found = {(key.asset_key.to_user_string(), key.name) for key in graph.asset_check_keys}
+    assert found == EXPECTED_CHECKS
+    for key in graph.asset_check_keys:
+        assert graph.get_check_spec(key).blocking, key
+
+
+def test_jobs_sensors_schedules(definitions: dg.Definitions) -> None:
+    jobs = {job.name for job in definitions.resolve_all_job_defs()} - {"__ASSET_JOB"}
+    assert jobs == EXPECTED_JOBS
+    assert {sensor.name for sensor in definitions.sensors or []} == EXPECTED_SENSORS
+    assert {schedule.name for schedule in definitions.schedules or []} == EXPECTED_SCHEDULES
+
+
+def test_patient_assets_are_partitioned_by_patient(definitions: dg.Definitions) -> None:
+    graph = definitions.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        partitions = graph.get(key).partitions_def
+        if key.to_user_string() in PATIENT_ASSETS:
+            assert isinstance(partitions, dg.DynamicPartitionsDefinition) and partitions.name == "patients"
+        else:
+            assert partitions is None
+
+
+def test_resources_come_from_environment(definitions: dg.Definitions) -> None:
+    assert set(definitions.resources or {}) >= {"warehouse", "cohort", "image_store"}
