@@ -452,7 +452,7 @@ def sci_table_row(patient: SciPatient) -> dict:
         "mask__sag_T2__lesion__rater2": image_path(pid, "sag_T2_lesion_rater2") if patient.has_second_rater else None,
         "age": patient.age, "sex": patient.sex, "diabetes": patient.diabetes, "hypertension": patient.hypertension,
         "smoking": patient.smoking, "treatment": patient.treatment, "asia_grade": patient.asia_grade,
-        "good_outcome": patient.good_outcome,
+        "good_outcome": patient.good_outcome if known else None,
         "outcome_date": patient.outcome_date.isoformat() if known else None,
     }
 

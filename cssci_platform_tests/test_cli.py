@@ -1,0 +1,26 @@
+"""The main job end to end: `cssci demo` in a subprocess, as a user runs it."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+
+
+def test_cssci_demo_materializes_every_patient(tmp_path: Path) -> None:
+    env = {**os.environ, "CSSCI_HOME": str(tmp_path / "home")}
+    for name in ("CSSCI_WAREHOUSE", "CSSCI_IMAGE_STORE", "CSSCI_MANIFEST", "DAGSTER_HOME"):
+        env.pop(name, None)
+    completed = subprocess.run(
+        [sys.executable, "-m", "cssci_platform.cli", "demo", "--patients", "5", "--prospective", "1", "--workers", "2"],
+        env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "6 patients processed" in completed.stdout
+    home = tmp_path / "home"
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM patient_status WHERE status = 'features'").fetchone()[0] == 6
+        assert con.execute("SELECT count(DISTINCT channel) FROM radiomics_features").fetchone()[0] == 5
+    runs = list((home / "dagster_home").rglob("*.db"))
+    assert runs, "the Dagster instance in DAGSTER_HOME recorded the runs"
