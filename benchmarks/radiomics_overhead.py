@@ -11,7 +11,7 @@ to what our preprocessing hands the extractor -- 1 mm isotropic (linear image / 
 resampling, cropped to the ROI bounding box + 20 mm) and intensities normalised to [0, 1] (0.5 / 99.5
 percentile clip) -- and written once to ``benchmarks/_work/`` (untimed).
 
-    python benchmarks/radiomics_overhead.py --refdata ../shared/refdata --cases 32 --repeats 3
+    python benchmarks/radiomics_overhead.py --refdata ../shared/refdata --cases 32 --repeats 5
 """
 
 from __future__ import annotations
@@ -102,7 +102,8 @@ def time_overhead(cases: list[RadiomicsCase], params_path: Path, repeats: int) -
             order = (("ours", ours), ("bare", baseline))
             for name, run in order if (index + repeat) % 2 == 0 else order[::-1]:
                 times[name].append(run(case))
-        roi = int(np.count_nonzero(sitk.GetArrayViewFromImage(sitk.ReadImage(str(case.mask_path)))))
+        mask = sitk.ReadImage(str(case.mask_path))  # keep a reference: the array view borrows its buffer
+        roi = int(np.count_nonzero(sitk.GetArrayViewFromImage(mask)))
         row = {"case": case.case_id, "roi_voxels": roi, **{k: statistics.median(v) for k, v in times.items()}}
         row["ratio"] = row["ours"] / row["bare"]
         rows.append(row)
@@ -140,9 +141,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--refdata", type=Path,
                         default=Path(os.environ.get("CSSCI_REFDATA") or REPO_ROOT.parent / "shared" / "refdata"))
     parser.add_argument("--cases", type=int, default=32, help="first N STS cases (sorted by id)")
-    parser.add_argument("--repeats", type=int, default=3, help="rounds per measurement")
+    parser.add_argument("--repeats", type=int, default=5, help="ours/bare rounds per case")
     parser.add_argument("--profile", default="default", help="radiomics profile name")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--parallel-repeats", type=int, default=3, help="rounds of workers=1 vs workers=N")
     parser.add_argument("--skip-parallel", action="store_true")
     parser.add_argument("--out", type=Path, default=WORK / "radiomics_overhead.json")
     args = parser.parse_args(argv)
@@ -166,9 +168,10 @@ def main(argv: list[str] | None = None) -> None:
           f"{ours / bare:.3f}x; median per-case ratio {summary['median_ratio']:.3f}x, max {max(ratios):.3f}x")
     parallel = None
     if not args.skip_parallel:
-        parallel = time_parallel(cases, params_path, args.workers, max(2, args.repeats - 1))
+        parallel = time_parallel(cases, params_path, args.workers, args.parallel_repeats)
         print(f"speed-up workers={args.workers} vs 1: {parallel['speedup']:.2f}x "
               f"({parallel['serial_median_s']:.2f} s -> {parallel['parallel_median_s']:.2f} s)")
+    info["load_avg_at_end"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"machine": info, "command": " ".join(sys.argv), "profile": args.profile,
                                     "per_case": rows, "overhead": summary, "parallel": parallel}, indent=2))

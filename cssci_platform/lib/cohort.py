@@ -186,6 +186,7 @@ class _Columns:
 def _classify_columns(names: list[str], spec: CohortSpec, source: Path) -> _Columns:
     problems, images, masks = [], {}, {}
     required = ["patient_id", "center", "cohort"] + [f"image__{s}" for s in spec.sequences]
+    required += [*spec.clinical, *spec.outcomes]
     problems += [f"required column '{c}' is missing" for c in required if c not in names]
     declared = set(spec.clinical) | set(spec.outcomes) | {"patient_id", "center", "cohort", "outcome_date"}
     for name in names:
@@ -308,8 +309,8 @@ def _parse_value(value: str | None, column: str, var: VariableSpec, issue) -> fl
             return number
         issue(column, "bad_value", f"{value!r} is not a finite number", "enter a number with '.' as decimal mark")
     elif var.type == "binary":
-        if value in BINARY_VALUES:
-            return BINARY_VALUES[value]
+        if value in BINARY_VALUES or value in ("0.0", "1.0"):
+            return BINARY_VALUES[value[0]]
         issue(column, "bad_value", f"{value!r} is not 0 or 1", "encode yes/present as 1 and no/absent as 0")
     elif value in (var.levels or []):
         return value

@@ -6,8 +6,10 @@ the checks that need numpy. Errors name the file and say what to do.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
+import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,11 +47,87 @@ def read_image(path: Path) -> sitk.Image:
     if path.stat().st_size == 0:
         raise ImageReadError(path, "file is empty (0 bytes)", "re-export or re-copy the file")
     try:
-        return sitk.ReadImage(str(path))
+        image = sitk.ReadImage(str(path))
     except RuntimeError as error:
         raise ImageReadError(
             path, f"unreadable or corrupt image ({_first_line(error)})", "re-export or re-copy the file"
         ) from None
+    if is_nifti(path):
+        _require_complete_nifti(path)
+    return image
+
+
+def is_nifti(path: Path) -> bool:
+    return path.name.lower().endswith((".nii", ".nii.gz"))
+
+
+@dataclass(frozen=True)
+class NiftiPayload:
+    """The voxel bytes of a NIfTI file as stored, read without ITK (see `nifti_payload`)."""
+
+    expected_bytes: int
+    data: bytes
+    dtype: np.dtype | None  # None for types we only size-check (complex, RGB)
+
+
+# NIfTI datatype code -> numpy dtype (without byte order)
+NIFTI_DTYPES = {2: "u1", 4: "i2", 8: "i4", 16: "f4", 64: "f8", 256: "i1", 512: "u2", 768: "u4", 1024: "i8", 1280: "u8"}
+
+
+def nifti_payload(path: Path) -> NiftiPayload:
+    """Parse a NIfTI-1/2 header and read the voxel data section as it is on disk.
+
+    ITK's NIfTI reader (ITK 5.4, SimpleITK 2.5) silently accepts a truncated file (zero-filling the rest)
+    and replaces NaN/Inf voxels by 0, so completeness and non-finite checks must look at the raw bytes.
+    """
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as stream:
+            raw = stream.read()
+    except (OSError, EOFError) as error:
+        raise ImageReadError(path, f"unreadable or corrupt image (compressed stream truncated or damaged: {error})",
+                             "re-copy the file (an interrupted transfer?) or re-export it") from None
+    header = _nifti_header(raw, path)
+    count = int(np.prod(header["dims"], dtype=np.int64))
+    expected = count * header["bitpix"] // 8
+    code = NIFTI_DTYPES.get(header["datatype"])
+    dtype = np.dtype(header["order"] + code) if code else None
+    return NiftiPayload(expected, raw[header["offset"]:header["offset"] + expected], dtype)
+
+
+def _nifti_header(raw: bytes, path: Path) -> dict:
+    for order in ("<", ">"):
+        if len(raw) >= 4 and struct.unpack(order + "i", raw[:4])[0] == 348 and len(raw) >= 348:
+            ndim, *dims = struct.unpack(order + "8h", raw[40:56])
+            datatype, bitpix = struct.unpack(order + "2h", raw[70:74])
+            offset = int(struct.unpack(order + "f", raw[108:112])[0])
+            return {"order": order, "dims": dims[:ndim], "datatype": datatype, "bitpix": bitpix, "offset": max(offset, 348)}
+        if len(raw) >= 540 and struct.unpack(order + "i", raw[:4])[0] == 540:
+            datatype, bitpix = struct.unpack(order + "2h", raw[12:16])
+            ndim, *dims = struct.unpack(order + "8q", raw[16:80])
+            offset = struct.unpack(order + "q", raw[168:176])[0]
+            return {"order": order, "dims": dims[:ndim], "datatype": datatype, "bitpix": bitpix, "offset": max(offset, 540)}
+    raise ImageReadError(path, "not a NIfTI-1 or NIfTI-2 header", "re-export the file as NIfTI")
+
+
+def _require_complete_nifti(path: Path) -> None:
+    payload = nifti_payload(path)
+    if len(payload.data) < payload.expected_bytes:
+        raise ImageReadError(
+            path, f"unreadable or corrupt image (truncated: {len(payload.data)} of {payload.expected_bytes} voxel bytes present)",
+            "re-copy the file (an interrupted transfer?) or re-export it",
+        )
+
+
+def nonfinite_voxels_in_file(path: Path, image: sitk.Image) -> int:
+    """Non-finite voxel count of a file's image; for NIfTI counted in the raw bytes (ITK zeroes them)."""
+    if Path(path).is_file() and is_nifti(Path(path)):
+        payload = nifti_payload(Path(path))
+        if payload.dtype is None or payload.dtype.kind != "f":
+            return 0
+        values = np.frombuffer(payload.data, dtype=payload.dtype)
+        return int(values.size - np.count_nonzero(np.isfinite(values)))
+    return nonfinite_voxel_count(image)
 
 
 def _read_dicom_series(folder: Path) -> sitk.Image:
@@ -70,13 +148,14 @@ def _first_line(error: Exception) -> str:
     return (lines[-1] if lines else type(error).__name__)[:200]
 
 
-def write_image(image: sitk.Image, path: Path) -> None:
-    """Write atomically: a reader never sees a half-written file."""
+def write_image(image: sitk.Image, path: Path, compression_level: int = -1) -> None:
+    """Write atomically: a reader never sees a half-written file. `compression_level` (0-9, -1 = library
+    default) is honoured by the NRRD/MHA writers; SimpleITK's NIfTI writer always uses its default."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp_name = tempfile.mkstemp(dir=path.parent, suffix="".join(path.suffixes))
     os.close(handle)
     try:
-        sitk.WriteImage(image, tmp_name, useCompression=True)
+        sitk.WriteImage(image, tmp_name, True, compression_level)
         os.replace(tmp_name, path)
     finally:
         if os.path.exists(tmp_name):
@@ -85,10 +164,11 @@ def write_image(image: sitk.Image, path: Path) -> None:
 
 def file_sha256(path: Path) -> str:
     """Content hash of a file, or of every file of a folder (DICOM series) in name order."""
-    digest = hashlib.sha256()
-    files = sorted(p for p in Path(path).rglob("*") if p.is_file()) if Path(path).is_dir() else [Path(path)]
+    digest, path = hashlib.sha256(), Path(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     for file in files:
-        digest.update(file.name.encode())
+        if file != path:
+            digest.update(str(file.relative_to(path)).encode())
         with open(file, "rb") as stream:
             for block in iter(lambda: stream.read(1 << 20), b""):
                 digest.update(block)
@@ -163,14 +243,24 @@ def _like(array: np.ndarray, reference: sitk.Image) -> sitk.Image:
     return image
 
 
-def resample_to_spacing(image: sitk.Image, spacing: tuple[float, float, float], is_mask: bool = False) -> sitk.Image:
-    """Resample onto a grid with `spacing` covering the same physical extent (B-spline images, NN masks)."""
+INTERPOLATORS = {"linear": sitk.sitkLinear, "bspline": sitk.sitkBSpline, "nearest": sitk.sitkNearestNeighbor}
+
+
+def resample_to_spacing(image: sitk.Image, spacing: tuple[float, float, float], is_mask: bool = False,
+                        interpolator: str = "linear") -> sitk.Image:
+    """Resample onto a grid with `spacing` covering the same physical extent. Images use `interpolator`
+    (trilinear by default, as IBSI recommends; 'bspline' is PyRadiomics' default), masks nearest neighbour."""
+    if interpolator not in INTERPOLATORS:
+        raise ValueError(f"unknown interpolator '{interpolator}'; choose from {', '.join(INTERPOLATORS)}")
     old_spacing, old_size = np.asarray(image.GetSpacing()), np.asarray(image.GetSize())
     new_size = np.maximum(1, np.round(old_spacing * old_size / np.asarray(spacing))).astype(int)
-    interpolator = sitk.sitkNearestNeighbor if is_mask else sitk.sitkBSpline
+    interpolator_id = sitk.sitkNearestNeighbor if is_mask else INTERPOLATORS[interpolator]
     pixel_type = image.GetPixelID() if is_mask else sitk.sitkFloat32
+    # Align the outer voxel edges of both grids: shift the first voxel centre by half the spacing change.
+    direction = np.asarray(image.GetDirection()).reshape(3, 3)
+    origin = np.asarray(image.GetOrigin()) + direction @ ((np.asarray(spacing) - old_spacing) / 2)
     return sitk.Resample(
-        image, [int(s) for s in new_size], sitk.Transform(), interpolator, image.GetOrigin(),
+        image, [int(s) for s in new_size], sitk.Transform(), interpolator_id, tuple(float(o) for o in origin),
         tuple(float(s) for s in spacing), image.GetDirection(), 0, pixel_type,
     )
 
@@ -192,7 +282,8 @@ class ChannelSettings:
 
 def filter_channel(image: sitk.Image, channel: str, settings: ChannelSettings = ChannelSettings()) -> sitk.Image:
     """One filter channel of a normalized image: original, mean (3x3x3 neighbourhood mean), box (5x5x5
-    box mean via integral image), gaussian (recursive Gaussian, sigma in mm) or median (3x3x3)."""
+    box mean via integral image), gaussian (discrete Gaussian convolution, sigma in mm; unlike the recursive
+    IIR filter it cannot overshoot, so [0, 1] inputs stay in [0, 1]) or median (3x3x3)."""
     image = sitk.Cast(image, sitk.sitkFloat32)
     if channel == "original":
         return image
@@ -201,7 +292,7 @@ def filter_channel(image: sitk.Image, channel: str, settings: ChannelSettings = 
     if channel == "box":
         return sitk.BoxMean(image, [settings.box_radius] * 3)
     if channel == "gaussian":
-        return sitk.SmoothingRecursiveGaussian(image, settings.gaussian_sigma_mm)
+        return sitk.DiscreteGaussian(image, settings.gaussian_sigma_mm ** 2, 32, 0.001, True)
     if channel == "median":
         return sitk.Median(image, [settings.median_radius] * 3)
     raise ValueError(f"unknown channel '{channel}'; choose from {', '.join(CHANNELS)}")

@@ -1,7 +1,9 @@
 """Per-patient preprocessing: normalize to [0, 1], resample to isotropic spacing, filter channels.
 
-Outputs are content-addressed NIfTI files: the file name carries a hash of the input file hash and the
-settings, so a re-run with the same inputs and settings finds its files and does no work.
+Outputs are content-addressed files: the file name carries a hash of the input file hash and the settings,
+so a re-run with the same inputs and settings finds its files and does no work. Derived volumes are NRRD
+with gzip level 1: SimpleITK's NIfTI writer ignores the compression level, and its default level made
+writing the five channels of a 5-million-voxel volume cost more than computing them.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import SimpleITK as sitk
 
 from cssci_platform.lib.imaging import (
     CHANNELS,
+    INTERPOLATORS,
     ChannelSettings,
     filter_channel,
     normalize_unit_range,
@@ -26,15 +29,22 @@ from cssci_platform.lib.imaging import (
 from cssci_platform.lib.quality import ScanInfo
 
 
+DERIVED_SUFFIX = ".nrrd"
+DERIVED_COMPRESSION = 1
+
+
 @dataclass(frozen=True)
 class PreprocessingSettings:
     spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    interpolator: str = "linear"
     lower_percentile: float = 0.0
     upper_percentile: float = 100.0
     channels: tuple[str, ...] = CHANNELS
     filters: ChannelSettings = field(default_factory=ChannelSettings)
 
     def __post_init__(self) -> None:
+        if self.interpolator not in INTERPOLATORS:
+            raise ValueError(f"unknown interpolator '{self.interpolator}'; choose from {', '.join(INTERPOLATORS)}")
         unknown = set(self.channels) - set(CHANNELS)
         if unknown:
             raise ValueError(f"unknown channels {sorted(unknown)}; choose from {', '.join(CHANNELS)}")
@@ -84,18 +94,18 @@ def _preprocess_sequence(image_scan: ScanInfo, masks: list[ScanInfo], resolve, s
                          settings: PreprocessingSettings, result: PreprocessedPatient) -> None:
     folder = store / image_scan.patient_key / image_scan.sequence
     digest = settings.digest()
-    channel_paths = {c: folder / f"{c}-{_key(image_scan.sha256, digest, c)}.nii.gz" for c in settings.channels}
-    mask_paths = {m: folder / f"mask-{m.roi}-{m.segmentation}-{_key(m.sha256, image_scan.sha256, digest)}.nii.gz" for m in masks}
+    channel_paths = {c: folder / f"{c}-{_key(image_scan.sha256, digest, c)}{DERIVED_SUFFIX}" for c in settings.channels}
+    mask_paths = {m: folder / f"mask-{m.roi}-{m.segmentation}-{_key(m.sha256, image_scan.sha256, digest)}{DERIVED_SUFFIX}" for m in masks}
     missing = [p for p in [*channel_paths.values(), *mask_paths.values()] if not p.exists()]
     if missing:
         base = _normalized_resampled(read_image(resolve(image_scan.path)), settings)
         for channel, path in channel_paths.items():
             if not path.exists():
-                write_image(filter_channel(base, channel, settings.filters), path)
+                write_image(filter_channel(base, channel, settings.filters), path, DERIVED_COMPRESSION)
                 result.computed_files += 1
         for mask_scan, path in mask_paths.items():
             if not path.exists():
-                write_image(resample_mask_onto(read_image(resolve(mask_scan.path)), base), path)
+                write_image(resample_mask_onto(read_image(resolve(mask_scan.path)), base), path, DERIVED_COMPRESSION)
                 result.computed_files += 1
     key = image_scan.patient_key
     result.channels += [ChannelFile(key, image_scan.sequence, c, str(p), image_scan.sha256, digest) for c, p in channel_paths.items()]
@@ -104,7 +114,7 @@ def _preprocess_sequence(image_scan: ScanInfo, masks: list[ScanInfo], resolve, s
 
 def _normalized_resampled(image: sitk.Image, settings: PreprocessingSettings) -> sitk.Image:
     # Resample first so B-spline overshoot cannot push intensities outside [0, 1].
-    resampled = resample_to_spacing(image, settings.spacing_mm)
+    resampled = resample_to_spacing(image, settings.spacing_mm, interpolator=settings.interpolator)
     return normalize_unit_range(resampled, settings.lower_percentile, settings.upper_percentile)
 
 

@@ -20,7 +20,7 @@ from cssci_platform.lib.imaging import (
     file_sha256,
     geometry_mismatches,
     mask_label_counts,
-    nonfinite_voxel_count,
+    nonfinite_voxels_in_file,
     read_image,
 )
 
@@ -85,7 +85,7 @@ def inspect_patient(cohort: Cohort, record: PatientRecord, tolerance: GeometryTo
         if image is None:
             continue
         images[sequence] = image
-        issues += _image_issues(record.patient_key, relative, image)
+        issues += _image_issues(record.patient_key, relative, image, nonfinite_voxels_in_file(cohort.resolve(relative), image))
         scans.append(_scan(record.patient_key, sequence, "image", "", "", relative, cohort, image, 0))
     for mask_ref in record.masks:
         mask = _read(cohort, record, mask_ref.path, issues)
@@ -117,11 +117,10 @@ def _scan(key: str, sequence: str, kind: str, roi: str, seg: str, relative: str,
     )
 
 
-def _image_issues(key: str, relative: str, image: sitk.Image) -> list[QcIssue]:
+def _image_issues(key: str, relative: str, image: sitk.Image, bad: int) -> list[QcIssue]:
     issues = []
     if image.GetDimension() != 3:
         issues.append(QcIssue(key, "scans", "not_3d", f"{relative}: image has {image.GetDimension()} dimensions, expected 3", "export a 3D volume", relative))
-    bad = nonfinite_voxel_count(image)
     if bad:
         issues.append(QcIssue(key, "scans", "nonfinite_voxels", f"{relative}: {bad} voxels are NaN or infinite", "re-export the image; check the reconstruction", relative))
     return issues

@@ -301,9 +301,9 @@ def _read_image(path: Path, what: str) -> sitk.Image:
         raise RadiomicsError(f"{what} file does not exist: {path}")
     try:
         return sitk.ReadImage(str(path))
-    except RuntimeError as exc:
-        first_line = next((ln for ln in str(exc).splitlines() if ln.strip()), str(exc))
-        raise RadiomicsError(f"cannot read {what} file {path}: {first_line}") from exc
+    except RuntimeError as exc:  # SimpleITK: "Exception thrown in ...cxx:99:\nsitk::ERROR: <the reason>"
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [repr(exc)]
+        raise RadiomicsError(f"cannot read {what} file {path}: {lines[-1].removeprefix('sitk::ERROR: ')}") from exc
 
 
 def _init_worker(itk_threads: int) -> None:
@@ -324,13 +324,37 @@ def _new_pool(workers: int) -> ProcessPoolExecutor:
 def _extract_in_pool(cases: list[RadiomicsCase], params: RadiomicsParams, workers: int) -> list[CaseResult]:
     results: list[CaseResult | None] = [None] * len(cases)
     with _new_pool(workers) as pool:
-        futures = [pool.submit(_extract_case, case, params) for case in cases]
-        for index, future in enumerate(futures):
+        _check_workers_start(pool)
+        # largest inputs first (longest-processing-time order) so no big case is left running alone at the end
+        futures = {i: pool.submit(_extract_case, cases[i], params) for i in _largest_first(cases)}
+        for index, future in futures.items():
             results[index] = _collect(future, cases[index])
     for index, result in enumerate(results):
         if result is None:  # the pool broke while this case was pending: retry it alone
             results[index] = _extract_isolated(cases[index], params)
     return [r for r in results if r is not None]
+
+
+def _check_workers_start(pool: ProcessPoolExecutor) -> None:
+    """Fail loudly (instead of reporting every case as crashed) when no worker process can start."""
+    try:
+        pool.submit(os.getpid).result()
+    except BrokenProcessPool as exc:
+        raise RadiomicsError(
+            "cannot start radiomics worker processes: a spawned worker must re-import this program's __main__ "
+            "module, which failed (run from a file whose entry point is guarded by "
+            "`if __name__ == '__main__':`, not from stdin), or use workers=1"
+        ) from exc
+
+
+def _largest_first(cases: list[RadiomicsCase]) -> list[int]:
+    def size(case: RadiomicsCase) -> int:
+        try:
+            return Path(case.image_path).stat().st_size + Path(case.mask_path).stat().st_size
+        except OSError:
+            return 0
+
+    return sorted(range(len(cases)), key=lambda i: -size(cases[i]))
 
 
 def _collect(future: Future[CaseResult], case: RadiomicsCase) -> CaseResult | None:

@@ -10,8 +10,10 @@ from cssci_platform.lib.cohort import Cohort, PatientRecord
 
 
 def record_digest(record: PatientRecord) -> str:
-    """Changes when anything of the patient's row changes (paths, values, issues)."""
-    payload = json.dumps(asdict(record), sort_keys=True, default=str)
+    """Changes when the patient's row content or its manifest issues change, not when rows move in the table."""
+    content = {k: v for k, v in asdict(record).items() if k not in ("line", "issues")}
+    content["issues"] = sorted((i.code, i.column, i.message) for i in record.issues if i.code != "duplicate_patient_id")
+    payload = json.dumps(content, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 

@@ -54,12 +54,12 @@ Spinal metastasis cohort (``write_metastasis_cohort``)
     250 / T2 600 / FST2 650, blastic 120 / 180 / 200, mixed = patchy lytic and blastic), T2 and FST2
     shifted by class (``MetastasisClass.t2_shift``). Class signatures (``METASTASIS_CLASSES``):
 
-        class     pattern p(lytic, blastic, mixed)  size mm  T2 shift  texture SD  extension  extra levels  age   p(male)
-        lung      0.70 0.10 0.20                    14       0         50          0.50       1.0           63    0.60
-        kidney    0.95 0.00 0.05                    18       +120      110         0.60       0.3           62    0.65
-        breast    0.35 0.25 0.40                    12       -30       60          0.25       1.8           55    0.02
-        thyroid   0.90 0.02 0.08                    15       +60       70          0.30       0.4           58    0.30
-        prostate  0.05 0.80 0.15                    11       -40       25          0.10       2.5           70    1.00
+        class     p(lytic, blastic, mixed)  size mm  T2 shift  texture SD  p(extension)  extra levels  age  p(male)
+        lung      0.70 0.10 0.20            14       0         50          0.50          1.0           63   0.60
+        kidney    0.95 0.00 0.05            18       +120      110         0.60          0.3           62   0.65
+        breast    0.35 0.25 0.40            12       -30       60          0.25          1.8           55   0.02
+        thyroid   0.90 0.02 0.08            15       +60       70          0.30          0.4           58   0.30
+        prostate  0.05 0.80 0.15            11       -40       25          0.10          2.5           70   1.00
 
     (extra levels: Poisson mean of involved vertebrae beyond the index one, capped so at most 6.)
     Soft-tissue extension adds an epidural blob behind the body into the canal. The radiologist features
@@ -162,7 +162,10 @@ def draw_spine_anatomy(rng: np.random.Generator) -> SpineAnatomy:
     )
 
 
-def ellipsoid(grid: Grid, centre_mm, radii_mm, follow_cord: SpineAnatomy | None = None) -> np.ndarray:
+Vector3 = tuple[float, float, float]
+
+
+def ellipsoid(grid: Grid, centre_mm: Vector3, radii_mm: Vector3, follow_cord: SpineAnatomy | None = None) -> np.ndarray:
     """Boolean (z, y, x) ellipsoid; with ``follow_cord`` its y centre follows the cord's curvature."""
     x, y, z = (grid.axis_mm(axis) for axis in range(3))
     y_centre = centre_mm[1] if follow_cord is None else follow_cord.centre_line_y(z)
@@ -267,7 +270,8 @@ def image_path(patient_id: str, name: str) -> str:
 
 def write_manifest(out_dir: Path, manifest: dict, rows: list[dict], columns: list[str]) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
-    pl.DataFrame(rows, schema_overrides={c: pl.String for c in columns if c.startswith(("image__", "mask__"))}).select(columns).write_csv(out_dir / "patients.csv")
+    path_columns = {c: pl.String for c in columns if c.startswith(("image__", "mask__"))}
+    pl.DataFrame(rows, schema_overrides=path_columns).select(columns).write_csv(out_dir / "patients.csv")
     manifest_path = out_dir / "cohort.yaml"
     manifest_path.write_text(yaml.safe_dump(manifest, sort_keys=False))
     return manifest_path
@@ -291,9 +295,12 @@ class SciCenter:
 
 
 SCI_CENTERS = (
-    SciCenter("center_A", "A", Acquisition((3.0, 0.6, 0.6), 1.0, 0.0, 10.0, 0.05), 0.45, (0.15, 0.15, 0.30, 0.40), 52.0, 0.70),
-    SciCenter("center_B", "B", Acquisition((3.5, 0.8, 0.8), 1.7, 150.0, 18.0, 0.15), 0.33, (0.25, 0.20, 0.30, 0.25), 57.0, 0.50),
-    SciCenter("center_C", "C", Acquisition((4.0, 1.0, 1.0), 0.6, 40.0, 28.0, 0.25), 0.22, (0.10, 0.15, 0.30, 0.45), 60.0, 0.60),
+    SciCenter("center_A", "A", Acquisition((3.0, 0.6, 0.6), 1.0, 0.0, 10.0, 0.05),
+              patient_fraction=0.45, asia_probabilities=(0.15, 0.15, 0.30, 0.40), age_mean=52.0, surgery_rate=0.70),
+    SciCenter("center_B", "B", Acquisition((3.5, 0.8, 0.8), 1.7, 150.0, 18.0, 0.15),
+              patient_fraction=0.33, asia_probabilities=(0.25, 0.20, 0.30, 0.25), age_mean=57.0, surgery_rate=0.50),
+    SciCenter("center_C", "C", Acquisition((4.0, 1.0, 1.0), 0.6, 40.0, 28.0, 0.25),
+              patient_fraction=0.22, asia_probabilities=(0.10, 0.15, 0.30, 0.45), age_mean=60.0, surgery_rate=0.60),
 )
 ASIA_GRADES = ("A", "B", "C", "D")
 SCI_STANDARDIZATION = {"lesion_length_mm": (24.0, 10.0), "lesion_t2_mean": (680.0, 70.0),
@@ -334,7 +341,8 @@ def sci_imaging_logit(length_mm: float, t2_mean: float, heterogeneity: float) ->
                for k, v in values.items())
 
 
-def sci_true_logit(length_mm, t2_mean, heterogeneity, age, asia_grade, diabetes, treatment) -> float:
+def sci_true_logit(length_mm: float, t2_mean: float, heterogeneity: float, age: float, asia_grade: str,
+                   diabetes: int, treatment: str) -> float:
     c = SCI_OUTCOME_COEFFICIENTS
     age_mean, age_sd = SCI_STANDARDIZATION["age"]
     clinical = c["age"] * (age - age_mean) / age_sd + c["asia_grade"][asia_grade] + c["diabetes"] * diabetes
@@ -371,8 +379,8 @@ def sample_sci_patients(n_development: int = 120, n_prospective: int = 30, seed:
     """Patient-level parameters of ``write_sci_cohort`` (no images): cheap, for tests and power checks."""
     if not 0.0 <= second_rater_fraction <= 1.0:
         raise ValueError(f"second_rater_fraction must be in [0, 1], got {second_rater_fraction}")
-    if n_development < 0 or n_prospective < 0:
-        raise ValueError("patient counts must be >= 0")
+    if n_development < 1 or n_prospective < 0:
+        raise ValueError(f"need n_development >= 1 and n_prospective >= 0, got {n_development}, {n_prospective}")
     fractions = [c.patient_fraction for c in SCI_CENTERS]
     development_counts, prospective_counts = allocate(n_development, fractions), allocate(n_prospective, fractions)
     slots = [(ci, number, cohort)
@@ -477,7 +485,8 @@ def write_sci_cohort(out_dir: Path, n_development: int = 120, n_prospective: int
     (out_dir / "followup").mkdir(parents=True, exist_ok=True)
     pl.DataFrame(
         {"patient_id": [p.patient_id for p in prospective], "outcome": ["good_outcome"] * len(prospective),
-         "value": [p.good_outcome for p in prospective], "outcome_date": [p.outcome_date.isoformat() for p in prospective]},
+         "value": [p.good_outcome for p in prospective],
+         "outcome_date": [p.outcome_date.isoformat() for p in prospective]},
         schema={"patient_id": pl.String, "outcome": pl.String, "value": pl.Int64, "outcome_date": pl.String},
     ).write_csv(out_dir / "followup" / "outcomes.csv")
     pl.DataFrame([sci_truth_row(p) for p in patients]).write_csv(out_dir / "truth.csv")
@@ -566,14 +575,15 @@ def draw_metastasis_patient(seed: int, center_index: int, number: int, site: Met
 
 def sample_metastasis_patients(n_patients: int = 120, seed: int = 11) -> list[MetastasisPatient]:
     """Patient-level parameters of ``write_metastasis_cohort`` (no images)."""
-    if n_patients < 0:
-        raise ValueError("n_patients must be >= 0")
+    if n_patients < 1:
+        raise ValueError(f"n_patients must be >= 1, got {n_patients}")
     rng = np.random.default_rng(seed)
     class_counts = allocate(n_patients, [c.prevalence for c in METASTASIS_CLASSES])
     sites = rng.permutation(np.repeat(np.arange(len(METASTASIS_CLASSES)), class_counts))
     center_counts = allocate(n_patients, [c.patient_fraction for c in METASTASIS_CENTERS])
     slots = [(ci, number) for ci, count in enumerate(center_counts) for number in range(1, count + 1)]
-    return [draw_metastasis_patient(seed, ci, number, METASTASIS_CLASSES[site]) for (ci, number), site in zip(slots, sites)]
+    return [draw_metastasis_patient(seed, ci, number, METASTASIS_CLASSES[site])
+            for (ci, number), site in zip(slots, sites)]
 
 
 def body_centre_yz(anatomy: SpineAnatomy, level: int) -> tuple[float, float]:
@@ -669,7 +679,8 @@ def metastasis_table_row(patient: MetastasisPatient) -> dict:
     pid = patient.patient_id
     row = {"patient_id": pid, "center": patient.center.name, "cohort": "development"}
     row |= {f"image__{s}": image_path(pid, s) for s in METASTASIS_SEQUENCES}
-    row |= {f"mask__{s}__{roi}": image_path(pid, f"{s}_{roi}") for s in METASTASIS_SEQUENCES for roi in ("lesion", "vertebra")}
+    row |= {f"mask__{s}__{roi}": image_path(pid, f"{s}_{roi}")
+            for s in METASTASIS_SEQUENCES for roi in ("lesion", "vertebra")}
     return row | {
         "age": patient.age, "sex": patient.sex, "lesion_pattern": patient.lesion_pattern,
         "soft_tissue_extension": patient.soft_tissue_extension, "n_vertebrae_involved": patient.n_vertebrae_involved,
@@ -692,5 +703,7 @@ def write_metastasis_cohort(out_dir: Path, n_patients: int = 120, seed: int = 11
     out_dir = Path(out_dir)
     patients = sample_metastasis_patients(n_patients, seed)
     index_levels = [render_metastasis_patient(p, seed, out_dir / "images" / p.patient_id) for p in patients]
-    pl.DataFrame([metastasis_truth_row(p, level) for p, level in zip(patients, index_levels)]).write_csv(out_dir / "truth.csv")
-    return write_manifest(out_dir, metastasis_manifest(), [metastasis_table_row(p) for p in patients], METASTASIS_COLUMNS)
+    truth = [metastasis_truth_row(p, level) for p, level in zip(patients, index_levels)]
+    pl.DataFrame(truth).write_csv(out_dir / "truth.csv")
+    rows = [metastasis_table_row(p) for p in patients]
+    return write_manifest(out_dir, metastasis_manifest(), rows, METASTASIS_COLUMNS)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import multiprocessing
+import os
 from pathlib import Path
 
 import numpy as np
@@ -167,6 +169,38 @@ def test_extract_cases_parallel_equals_serial_and_isolates_bad_cases(tmp_path: P
     errors = dict(parallel)
     assert "case missing" in str(errors["missing"]) and "image file does not exist" in str(errors["missing"])
     assert "case empty" in str(errors["empty"]) and "label 1 has no voxels" in str(errors["empty"])
+
+
+class _ExitsInWorker:
+    """A path that kills the worker process reading it (simulates a native crash / OOM kill)."""
+
+    def __fspath__(self) -> str:
+        if multiprocessing.parent_process() is not None:
+            os._exit(3)
+        return "/nonexistent/crash_image.nrrd"
+
+
+def test_a_crashing_worker_only_costs_its_own_case(tmp_path: Path) -> None:
+    good = [_write_case(tmp_path, f"p{i}", seed=i) for i in range(2)]
+    crash = RadiomicsCase("crash", _ExitsInWorker(), good[0].mask_path)  # type: ignore[arg-type]
+
+    results = extract_cases([good[0], crash, good[1]], load_params("default"), workers=2)
+
+    assert [cid for cid, _ in results] == ["p0", "crash", "p1"]
+    assert isinstance(results[0][1], dict) and isinstance(results[2][1], dict)
+    assert isinstance(results[1][1], RadiomicsError) and "worker process died" in str(results[1][1])
+
+
+def test_unreadable_file_is_reported_for_its_case(tmp_path: Path) -> None:
+    good = _write_case(tmp_path, "p0", seed=0)
+    (tmp_path / "corrupt.nrrd").write_text("not an image")
+    corrupt = RadiomicsCase("corrupt", good.image_path, tmp_path / "corrupt.nrrd")
+
+    (_, error), (_, features) = extract_cases([corrupt, good], load_params("default"))
+
+    assert isinstance(error, RadiomicsError) and isinstance(features, dict)
+    assert f"case corrupt (image {good.image_path}" in str(error)
+    assert f"cannot read mask file {tmp_path / 'corrupt.nrrd'}: Unable to determine ImageIO reader" in str(error)
 
 
 def test_extract_cases_rejects_zero_workers() -> None:

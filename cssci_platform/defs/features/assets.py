@@ -17,6 +17,7 @@ from cssci_platform.resources.warehouse import WarehouseResource
 
 class PreprocessingConfig(dg.Config):
     spacing_mm: list[float] = [1.0, 1.0, 1.0]
+    interpolator: str = "linear"
     lower_percentile: float = 0.0
     upper_percentile: float = 100.0
     channels: list[str] = list(CHANNELS)
@@ -27,8 +28,8 @@ class PreprocessingConfig(dg.Config):
 
     def settings(self) -> PreprocessingSettings:
         filters = ChannelSettings(self.mean_radius, self.box_radius, self.gaussian_sigma_mm, self.median_radius)
-        return PreprocessingSettings(tuple(self.spacing_mm), self.lower_percentile, self.upper_percentile,  # type: ignore[arg-type]
-                                     tuple(self.channels), filters)
+        return PreprocessingSettings(tuple(self.spacing_mm), self.interpolator, self.lower_percentile,  # type: ignore[arg-type]
+                                     self.upper_percentile, tuple(self.channels), filters)
 
 
 @dg.asset(
