@@ -4,6 +4,7 @@ import csv
 import math
 import shutil
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import dagster as dg
@@ -57,7 +58,8 @@ def test_all_32_multiscanner_mris_are_ingested_preprocessed_and_extracted(tmp_pa
     assert len(cohort.patients) == 32 and not cohort.issues
 
     store = tmp_path / "store"
-    with ProcessPoolExecutor(max_workers=2) as pool:  # across patients, as the platform runs them
+    # spawn, as the platform's runner does: forked workers inherit pytest's and ITK's threads and can deadlock
+    with ProcessPoolExecutor(max_workers=2, mp_context=get_context("spawn")) as pool:
         extracted = list(pool.map(_ingest_one, [cohort.manifest_path] * 32, sorted(cohort.patients), [store] * 32))
     values = pl.concat(extracted)
     assert values["patient_key"].n_unique() == 32

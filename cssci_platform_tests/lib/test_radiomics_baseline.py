@@ -21,17 +21,16 @@ import ast
 import csv
 import functools
 import math
-import os
 from pathlib import Path
 
 import pytest
 import SimpleITK as sitk
 
 from cssci_platform.lib.radiomics import DEFAULT_FEATURE_CLASSES, extract_features, params_from_settings
+from cssci_platform_tests.refdata import refdata_root
 
 pytestmark = pytest.mark.refdata
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 CASES = ("brain1", "brain2", "breast1")
 CLASSES = (*DEFAULT_FEATURE_CLASSES, "shape2D")
 EXPECTED_ORIGINAL_VALUES = {"3D classes": 321, "shape2D": 27}  # over the 3 cases
@@ -40,17 +39,10 @@ TOLERANCE = 0.03  # PyRadiomics' own: abs(1 - value / baseline) < 0.03
 _compared: dict[tuple[str, str], tuple[int, float]] = {}
 
 
-def _refdata() -> Path:
-    root = Path(os.environ.get("CSSCI_REFDATA") or REPO_ROOT.parent / "shared" / "refdata")
-    if not (root / "pyradiomics_cases" / "baseline").is_dir():
-        pytest.skip(f"reference data not found at {root} (set CSSCI_REFDATA or place ../shared/refdata)")
-    return root
-
-
 @functools.lru_cache(maxsize=None)
 def _baseline(cls: str, column: str) -> dict[str, str]:
     """featureName -> value of one baseline column (empty cells dropped)."""
-    path = _refdata() / "pyradiomics_cases" / "baseline" / f"baseline_{cls}.csv"
+    path = refdata_root() / "pyradiomics_cases" / "baseline" / f"baseline_{cls}.csv"
     with path.open(newline="") as handle:
         rows = list(csv.reader(handle))
     index = rows[0].index(column)
@@ -62,7 +54,7 @@ def _column(case: str, cls: str) -> str:
 
 
 def _read_case(case: str, baseline: dict[str, str]) -> tuple[sitk.Image, sitk.Image]:
-    folder = _refdata() / "pyradiomics_cases"
+    folder = refdata_root() / "pyradiomics_cases"
     image = sitk.ReadImage(str(folder / f"{case}_image.nrrd"))
     mask = sitk.Cast(sitk.ReadImage(str(folder / f"{case}_label.nrrd")), sitk.sitkUInt32)  # as PyRadiomics
     if baseline["diagnostics_Configuration_TestCase"].endswith("_2D"):
@@ -236,7 +228,7 @@ def _ibsi_value(tag: str, features: dict[str, float], n_voxels: int) -> float:
 
 
 def test_ibsi_digital_phantom() -> None:
-    folder = _refdata() / "ibsi_digital_phantom"
+    folder = refdata_root() / "ibsi_digital_phantom"
     if not folder.is_dir():
         pytest.skip(f"IBSI digital phantom not found at {folder}")
     with (folder / "reference_values.csv").open(newline="") as handle:
