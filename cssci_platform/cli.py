@@ -117,6 +117,7 @@ def _summary(home: Path) -> None:
         table.add_row(name, str(count))
     console.print(table)
     console.print(f"radiomics feature values per patient: {per_patient}")
+    console.print(f"QC errors: {len(issues)}" + ("  (details: cssci qc)" if issues else ""))
     for key, stage, code, message in issues:
         console.print(f"[red]QC[/] {key} [{stage}/{code}] {message}")
     console.print(

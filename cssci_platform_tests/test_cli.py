@@ -14,10 +14,10 @@ def test_cssci_demo_materializes_every_patient(tmp_path: Path) -> None:
         env.pop(name, None)
     completed = subprocess.run(
         [sys.executable, "-m", "cssci_platform.cli", "demo", "--patients", "5", "--prospective", "1", "--workers", "2"],
-        env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        env=env, capture_output=True, text=True, encoding="utf-8", timeout=600, cwd=tmp_path,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
-    assert "6 patients processed" in completed.stdout
+    assert "6 patients processed" in completed.stdout and "QC errors: 0" in completed.stdout
     home = tmp_path / "home"
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM patient_status WHERE status = 'features'").fetchone()[0] == 6

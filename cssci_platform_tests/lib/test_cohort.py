@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import polars as pl
 import pytest
 
@@ -417,3 +419,12 @@ def test_issue_is_a_frozen_value():
     issue = ManifestIssue("P1", 2, "age", "bad_value", "m", "f")
     with pytest.raises(AttributeError):
         issue.code = "other"  # type: ignore[misc]
+
+
+def test_the_shipped_example_manifest_is_valid() -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "manifest" / "cohort.yaml"
+    cohort = load_cohort(example)
+    assert sorted(cohort.patients) == ["HX-0001", "HX-0002", "HY-0001"]
+    assert not cohort.unkeyed_issues and not any(p.issues for p in cohort.patients.values())
+    repeats = [m for m in cohort.patients["HX-0001"].masks if m.segmentation != "primary"]
+    assert [(m.sequence, m.roi, m.segmentation) for m in repeats] == [("sag_T2", "lesion", "rater2")]
