@@ -107,7 +107,7 @@ def _summary(home: Path) -> None:
     with connect(warehouse, read_only=True) as con:
         status = con.execute("SELECT status, count(*) FROM patient_status GROUP BY status ORDER BY status").fetchall()
         per_patient = con.execute(
-            "SELECT count(*) FROM radiomics_features WHERE patient_key = (SELECT min(patient_key) FROM radiomics_features)"
+            "SELECT median(n)::BIGINT FROM (SELECT count(*) AS n FROM radiomics_features GROUP BY patient_key)"
         ).fetchone()[0]
         issues = con.execute("SELECT patient_key, stage, code, message FROM qc_issues WHERE severity = 'error' ORDER BY 1").fetchall()
     table = Table(title="cohort")
@@ -116,7 +116,7 @@ def _summary(home: Path) -> None:
     for name, count in status:
         table.add_row(name, str(count))
     console.print(table)
-    console.print(f"radiomics feature values per patient: {per_patient}")
+    console.print(f"radiomics feature values per patient (median): {per_patient}")
     console.print(f"QC errors: {len(issues)}" + ("  (details: cssci qc)" if issues else ""))
     for key, stage, code, message in issues:
         console.print(f"[red]QC[/] {key} [{stage}/{code}] {message}")
