@@ -1,0 +1,29 @@
+"""ComBat harmonization across centers: our own fit/transform implementation (scikit-learn compatible).
+
+`ComBat` is the transformer (see `combat.py` for inputs, outputs and the unseen-center policies);
+`estimation.py` holds the statistics on plain arrays, `frame.py` the DataFrame validation.
+`undersized_batches` lets a blocking check find too-small centers before a fit.
+"""
+
+from cssci_platform.lib.harmonization.combat import (
+    UNSEEN_CENTER_POLICIES,
+    ComBat,
+    UnseenCenterEvent,
+    UnseenCenterPolicy,
+    as_pipeline_input,
+)
+from cssci_platform.lib.harmonization.estimation import BatchEffect, EmpiricalBayesSettings, StandardizationModel
+from cssci_platform.lib.harmonization.frame import MIN_BATCH_SIZE, undersized_batches
+
+__all__ = [
+    "MIN_BATCH_SIZE",
+    "UNSEEN_CENTER_POLICIES",
+    "BatchEffect",
+    "ComBat",
+    "EmpiricalBayesSettings",
+    "StandardizationModel",
+    "UnseenCenterEvent",
+    "UnseenCenterPolicy",
+    "as_pipeline_input",
+    "undersized_batches",
+]
