@@ -1,0 +1,54 @@
+"""Deep transfer learning on spine MRI: ROI slices, ResNet backbones, embeddings, fine-tuning, Grad-CAM.
+
+Pure domain code (no Dagster). Typical flow for one patient and channel::
+
+    crop = plan_roi_crop(lesion_mask, settings)              # once per patient: slice + box from the mask
+    inputs = network_batch([cut_roi_slice(channel_image, crop, settings) for channel_image in ...])
+    backbone = load_backbone("resnet18", "imagenet")          # or a checkpoint path, or "none"
+    embeddings = embed_images(backbone, inputs)               # frozen-backbone features, (n, 512)
+    network = fine_tune(backbone, train_inputs, train_labels) # training split only
+    probabilities = predict_probabilities(network, inputs)
+    cam = grad_cam(network, inputs[0]); write_cam_overlay_png(slice.pixels, cam.heatmap, path)
+"""
+
+from cssci_platform.lib.deep.backbones import (
+    FEATURE_DIMS,
+    Backbone,
+    imagenet_checkpoint_path,
+    load_backbone,
+)
+from cssci_platform.lib.deep.embeddings import Embeddings, embed_images, pooled_features
+from cssci_platform.lib.deep.errors import BackboneWeightsError, DeepLearningError, RoiSliceError
+from cssci_platform.lib.deep.finetune import (
+    FineTuneConfig,
+    FineTunedNetwork,
+    fine_tune,
+    load_fine_tuned,
+    predict_probabilities,
+    save_fine_tuned,
+    state_dict_sha256,
+)
+from cssci_platform.lib.deep.gradcam import GradCamResult, cam_overlay, grad_cam, write_cam_overlay_png
+from cssci_platform.lib.deep.roi_slices import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    CropBox,
+    RoiCrop,
+    RoiSlice,
+    RoiSliceSettings,
+    cut_roi_slice,
+    imagenet_normalize,
+    network_batch,
+    plan_roi_crop,
+    roi_slice,
+)
+from cssci_platform.lib.deep.runtime import InferenceSettings, resolve_device
+
+__all__ = [
+    "FEATURE_DIMS", "IMAGENET_MEAN", "IMAGENET_STD", "Backbone", "BackboneWeightsError", "CropBox",
+    "DeepLearningError", "Embeddings", "FineTuneConfig", "FineTunedNetwork", "GradCamResult", "InferenceSettings",
+    "RoiCrop", "RoiSlice", "RoiSliceError", "RoiSliceSettings", "cam_overlay", "cut_roi_slice", "embed_images",
+    "fine_tune", "grad_cam", "imagenet_checkpoint_path", "imagenet_normalize", "load_backbone", "load_fine_tuned",
+    "network_batch", "plan_roi_crop", "pooled_features", "predict_probabilities", "resolve_device", "roi_slice",
+    "save_fine_tuned", "state_dict_sha256", "write_cam_overlay_png",
+]

@@ -1,0 +1,176 @@
+"""ROI slice selection, DL rectangle, resize and normalisation on a tiny volume with a known lesion."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from cssci_platform.lib.deep import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    RoiSliceError,
+    RoiSliceSettings,
+    cut_roi_slice,
+    network_batch,
+    plan_roi_crop,
+    roi_slice,
+)
+
+SHAPE = (40, 30, 9)  # numpy (z, y, x); sagittal slices are x indices
+SPACING = (1.0, 0.5, 2.0)  # SimpleITK (x, y, z) in mm
+# Lesion per sagittal slice x: (z rows, y columns). Slice 4 is the largest (10 x 8 = 80 px).
+LESION = {3: (slice(12, 18), slice(10, 14)), 4: (slice(10, 20), slice(8, 16)), 5: (slice(11, 19), slice(9, 15))}
+NO_MARGIN = RoiSliceSettings(margin=0)
+
+
+def volume(array: np.ndarray, spacing=SPACING) -> sitk.Image:
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(spacing)
+    return image
+
+
+def lesion_mask(lesion: dict = LESION) -> np.ndarray:
+    mask = np.zeros(SHAPE, np.uint8)
+    for x, (rows, cols) in lesion.items():
+        mask[rows, cols, x] = 1
+    return mask
+
+
+def channel_image() -> np.ndarray:
+    """Every voxel value encodes its own (z, y, x) index, scaled into [0, 1]."""
+    z, y, x = np.indices(SHAPE)
+    return ((z * 1000 + y * 10 + x) / 40_000).astype(np.float32)
+
+
+def test_largest_sagittal_slice_and_its_lesion_box():
+    crop = plan_roi_crop(volume(lesion_mask()), NO_MARGIN)
+    assert (crop.axis, crop.slice_index, crop.roi_area_px) == ("sagittal", 4, 80)
+    assert (crop.box.row_start, crop.box.row_stop, crop.box.col_start, crop.box.col_stop) == (10, 20, 8, 16)
+    assert crop.slice_shape == (40, 30)
+    assert crop.as_row()["slice_index"] == 4 and crop.as_row()["col_stop"] == 16
+
+
+def test_crop_holds_the_right_pixels_in_index_order():
+    settings = RoiSliceSettings(margin=0, output_size=(10, 8))  # same size: the resize is the identity
+    result = roi_slice(volume(channel_image()), volume(lesion_mask()), settings)
+    np.testing.assert_allclose(result.pixels, channel_image()[10:20, 8:16, 4], rtol=1e-6)
+
+
+def test_margin_in_mm_follows_the_spacing_of_each_slice_axis():
+    # sagittal rows are z (2 mm), columns y (0.5 mm): 4 mm = 2 rows and 8 columns
+    crop = plan_roi_crop(volume(lesion_mask()), RoiSliceSettings(margin=4.0))
+    assert (crop.box.row_start, crop.box.row_stop, crop.box.col_start, crop.box.col_stop) == (8, 22, 0, 24)
+    pixels = plan_roi_crop(volume(lesion_mask()), RoiSliceSettings(margin=3, margin_unit="px"))
+    assert (pixels.box.row_start, pixels.box.col_start) == (7, 5)
+
+
+def test_ties_go_to_the_middle_slice():
+    equal = {x: (slice(10, 14), slice(5, 9)) for x in (2, 3, 4)}
+    assert plan_roi_crop(lesion_mask(equal), NO_MARGIN).slice_index == 3
+    assert plan_roi_crop(lesion_mask({6: equal[2], 7: equal[2]}), NO_MARGIN).slice_index == 6
+
+
+def test_slicing_axis_is_a_parameter():
+    # per-z areas: z 12..17 get 8 + 4 + 6 = 18 pixels (the maximum, six tied slices -> z 14)
+    crop = plan_roi_crop(lesion_mask(), RoiSliceSettings(axis="axial", margin=0))
+    assert (crop.slice_index, crop.roi_area_px) == (14, 18)
+    assert (crop.box.row_start, crop.box.row_stop, crop.box.col_start, crop.box.col_stop) == (8, 16, 3, 6)
+
+
+def test_rectangle_from_a_separate_mask():
+    rect = np.zeros(SHAPE, np.uint8)
+    rect[8:22, 6:18, 3:6] = 1
+    crop = plan_roi_crop(lesion_mask(), RoiSliceSettings(rectangle="rect_mask", margin=0), rect_mask=rect)
+    assert (crop.slice_index, crop.box.row_start, crop.box.row_stop, crop.box.col_start, crop.box.col_stop) == (4, 8, 22, 6, 18)
+
+
+def test_lesion_widened_to_the_canal_but_not_beyond_the_lesion_rows():
+    canal = np.zeros(SHAPE, np.uint8)
+    canal[:, 5:21, :] = 1  # the canal runs the whole height of the volume
+    canal[15, 2:25, 4] = 1  # a wider canal at one row inside the lesion's rows
+    canal[30, 0:30, 4] = 1  # and outside them: must not widen the box
+    crop = plan_roi_crop(lesion_mask(), RoiSliceSettings(rectangle="lesion_to_canal", margin=0), canal_mask=canal)
+    assert (crop.box.row_start, crop.box.row_stop, crop.box.col_start, crop.box.col_stop) == (10, 20, 2, 25)
+
+
+def test_network_input_is_three_channel_imagenet_normalised():
+    result = roi_slice(volume(channel_image()), volume(lesion_mask()), RoiSliceSettings(margin=1, margin_unit="px"))
+    tensor = result.network_input()
+    assert result.pixels.shape == (224, 224) and tensor.shape == (3, 224, 224) and tensor.dtype == torch.float32
+    for channel in range(3):
+        expected = (result.pixels - IMAGENET_MEAN[channel]) / IMAGENET_STD[channel]
+        np.testing.assert_allclose(tensor[channel].numpy(), expected, rtol=1e-5, atol=1e-6)
+    assert network_batch([result, result]).shape == (2, 3, 224, 224)
+
+
+def test_every_channel_gets_the_same_planned_crop():
+    crop = plan_roi_crop(volume(lesion_mask()), NO_MARGIN)
+    first = cut_roi_slice(volume(channel_image()), crop, NO_MARGIN)
+    second = cut_roi_slice(volume(1.0 - channel_image()), crop, NO_MARGIN)
+    assert first.crop == second.crop
+    np.testing.assert_allclose(first.pixels + second.pixels, 1.0, atol=1e-5)
+
+
+def raises(code: str, call, *args, **kwargs) -> RoiSliceError:
+    with pytest.raises(RoiSliceError) as caught:
+        call(*args, **kwargs)
+    assert caught.value.code == code
+    assert caught.value.fix and caught.value.message
+    return caught.value
+
+
+def test_empty_roi_on_every_slice():
+    error = raises("roi_empty", plan_roi_crop, volume(np.zeros(SHAPE, np.uint8)))
+    assert "sagittal" in error.message and "segmentation" in error.fix
+    raises("roi_empty", plan_roi_crop, lesion_mask(), RoiSliceSettings(mask_label=2))
+
+
+def test_crop_leaving_the_slice_is_an_error_unless_clipped():
+    near_edge = lesion_mask({4: (slice(1, 6), slice(20, 28))})
+    error = raises("crop_outside_slice", plan_roi_crop, near_edge, RoiSliceSettings(margin=2, margin_unit="px"))
+    assert "rows -1:8" in error.message and "clip_to_slice" in error.fix
+    clipped = plan_roi_crop(near_edge, RoiSliceSettings(margin=2, margin_unit="px", clip_to_slice=True))
+    assert (clipped.box.row_start, clipped.box.row_stop, clipped.box.col_start, clipped.box.col_stop) == (0, 8, 18, 30)
+
+
+def test_slice_smaller_than_the_crop():
+    error = raises("slice_smaller_than_crop", plan_roi_crop, lesion_mask(),
+                   RoiSliceSettings(margin=20, margin_unit="px", clip_to_slice=True))
+    assert "50 x 48" in error.message and "40 x 30" in error.message
+
+
+def test_wrong_dimensions_and_mismatched_grids():
+    raises("wrong_dimensions", plan_roi_crop, lesion_mask()[:, :, 4])
+    raises("wrong_dimensions", plan_roi_crop, lesion_mask()[None])
+    vector = sitk.Compose([volume(lesion_mask())] * 2)
+    raises("wrong_dimensions", plan_roi_crop, vector)
+    crop = plan_roi_crop(lesion_mask(), NO_MARGIN)
+    raises("shape_mismatch", cut_roi_slice, channel_image()[:, :, :8], crop)
+    raises("shape_mismatch", plan_roi_crop, lesion_mask(), NO_MARGIN, canal_mask=np.zeros((2, 2, 2)))
+
+
+def test_missing_or_empty_rectangle_and_canal_masks():
+    raises("rect_roi_missing", plan_roi_crop, lesion_mask(), RoiSliceSettings(rectangle="rect_mask"))
+    rect_elsewhere = np.zeros(SHAPE, np.uint8)
+    rect_elsewhere[:, :, 0] = 1
+    raises("rect_roi_empty", plan_roi_crop, lesion_mask(), RoiSliceSettings(rectangle="rect_mask"), rect_mask=rect_elsewhere)
+    raises("canal_roi_missing", plan_roi_crop, lesion_mask(), RoiSliceSettings(rectangle="lesion_to_canal"))
+    canal_elsewhere = np.zeros(SHAPE, np.uint8)
+    canal_elsewhere[30:35, :, :] = 1
+    raises("canal_roi_empty", plan_roi_crop, lesion_mask(), RoiSliceSettings(rectangle="lesion_to_canal", margin=0),
+           canal_mask=canal_elsewhere)
+
+
+def test_non_finite_pixels_in_the_crop():
+    image = channel_image()
+    image[15, 10, 4] = np.nan
+    raises("nonfinite_pixels", roi_slice, image, lesion_mask(), NO_MARGIN)
+
+
+def test_invalid_settings_are_rejected():
+    with pytest.raises(ValueError, match="slice axis"):
+        RoiSliceSettings(axis="oblique")
+    with pytest.raises(ValueError, match="margin"):
+        RoiSliceSettings(margin=-1)
