@@ -60,6 +60,9 @@ def demo(
     prospective: int = typer.Option(10, help="Prospective patients of the synthetic cohort."),
     seed: int = typer.Option(7, help="Seed of the synthetic cohort."),
     workers: int = typer.Option(2, min=1, help="Patients processed in parallel."),
+    backbone: str = typer.Option("resnet18", help="ResNet for the deep features (resnet18/34/50/101/152)."),
+    weights: str = typer.Option("none", help="'none' (random init: no ImageNet checkpoint ships with the demo), "
+                                "'imagenet' (checkpoint already in $TORCH_HOME/hub/checkpoints) or a checkpoint file."),
 ) -> None:
     """Generate the synthetic multi-center cohort and materialize every asset for it."""
     from cssci_platform.lib.synthetic import write_sci_cohort
@@ -67,16 +70,18 @@ def demo(
     data_dir = home.resolve() / f"demo_cohort_n{patients}_p{prospective}_s{seed}"
     manifest = data_dir / "cohort.yaml"
     if not manifest.exists():
-        console.rule("1/3 synthetic cohort")
+        console.rule("1/4 synthetic cohort")
         started = time.perf_counter()
         write_sci_cohort(data_dir, n_development=patients, n_prospective=prospective, seed=seed)
         console.print(f"{patients + prospective} patients written to {data_dir} in {time.perf_counter() - started:.1f} s")
     else:
         console.print(f"reusing the synthetic cohort in {data_dir}")
     runner.configure_environment(home, manifest)
-    console.rule("2/3 manifest, scans, channels, radiomics")
+    console.rule("2/4 manifest, scans, channels, radiomics, ROI slices")
     _ingest_with_progress(manifest, workers)
-    console.rule("3/3 summary")
+    console.rule("3/4 deep features per center")
+    _embed_with_progress(manifest, backbone, weights)
+    console.rule("4/4 summary")
     _summary(home)
 
 
@@ -100,6 +105,22 @@ def _ingest_with_progress(manifest: Path, workers: int) -> None:
     console.print(f"{total} patients processed in {time.perf_counter() - started:.1f} s")
 
 
+def _embed_with_progress(manifest: Path, backbone: str, weights: str) -> None:
+    from cssci_platform.lib.cohort import load_cohort
+
+    cohort = load_cohort(manifest)
+    centers = sorted({p.center for p in cohort.patients.values() if p.center in cohort.spec.centers})
+    if weights == "none":
+        console.print(f"[yellow]{backbone} with weights 'none'[/]: randomly initialised, as asked (--weights). For "
+                      "transfer learning put the torchvision ImageNet checkpoint in $TORCH_HOME/hub/checkpoints and "
+                      "pass --weights imagenet.")
+    started = time.perf_counter()
+    config = {"ops": {"center_embeddings": {"config": {"backbones": [backbone], "weights": weights}}}}
+    for center, success in runner.embed_centers(centers, config).items():
+        console.print(f"{center}: {'embedded' if success else '[red]failed[/] (see the run in the Dagster UI)'}")
+    console.print(f"{len(centers)} centers embedded in {time.perf_counter() - started:.1f} s")
+
+
 def _summary(home: Path) -> None:
     from cssci_platform.lib.warehouse import connect
 
@@ -110,6 +131,8 @@ def _summary(home: Path) -> None:
             "SELECT median(n)::BIGINT FROM (SELECT count(*) AS n FROM radiomics_features GROUP BY patient_key)"
         ).fetchone()[0]
         issues = con.execute("SELECT patient_key, stage, code, message FROM qc_issues WHERE severity = 'error' ORDER BY 1").fetchall()
+        embedded = con.execute("SELECT count(DISTINCT patient_key), count(*), any_value(len(embedding)), "
+                               "string_agg(DISTINCT backbone || ' (' || weights_id || ')', ', ') FROM embeddings").fetchone()
     table = Table(title="cohort")
     table.add_column("status")
     table.add_column("patients", justify="right")
@@ -117,6 +140,7 @@ def _summary(home: Path) -> None:
         table.add_row(name, str(count))
     console.print(table)
     console.print(f"radiomics feature values per patient (median): {per_patient}")
+    console.print(f"deep features: {embedded[0]} patients, {embedded[1]} slice embeddings of {embedded[2]} values, {embedded[3]}")
     console.print(f"QC errors: {len(issues)}" + ("  (details: cssci qc)" if issues else ""))
     for key, stage, code, message in issues:
         console.print(f"[red]QC[/] {key} [{stage}/{code}] {message}")

@@ -58,6 +58,15 @@ def materialize_manifest(instance: dg.DagsterInstance) -> dg.ExecuteInProcessRes
     return job.execute_in_process(run_config=QUIET_RUN_CONFIG, instance=instance, raise_on_error=True)
 
 
+GPU_POOL = "gpu"
+
+
+def reserve_gpu_pool(instance: dg.DagsterInstance, slots: int = 1) -> None:
+    """One GPU step at a time across runs (`pool="gpu"` assets), unless the user already set a limit."""
+    if GPU_POOL not in instance.event_log_storage.get_concurrency_keys():
+        instance.event_log_storage.set_concurrency_slots(GPU_POOL, slots)
+
+
 def register_partitions(instance: dg.DagsterInstance, patients: list[str], centers: list[str]) -> int:
     from cssci_platform.defs.partitions import centers_partitions, patients_partitions
 
@@ -104,12 +113,22 @@ def run_patients(patient_keys: list[str], workers: int) -> Iterator[PatientRunOu
             yield future.result()
 
 
+def embed_centers(centers: list[str], run_config: dict) -> dict[str, bool]:
+    """Materialize `center_embeddings` for each center in this process (torch uses every core itself)."""
+    job = load_definitions().resolve_job_def("center_embeddings_job")
+    config = {**QUIET_RUN_CONFIG, **run_config}
+    with dg.DagsterInstance.get() as instance:
+        return {center: job.execute_in_process(run_config=config, partition_key=center, instance=instance,
+                                               raise_on_error=False).success for center in centers}
+
+
 def ingest_cohort(manifest: Path, workers: int, on_patient: Callable[[PatientRunOutcome], None]) -> list[PatientRunOutcome]:
     """Validate the manifest, register its patients and centers as partitions, and run every patient."""
     from cssci_platform.lib.cohort import load_cohort
 
     cohort = load_cohort(manifest)
     with dg.DagsterInstance.get() as instance:
+        reserve_gpu_pool(instance)
         materialize_manifest(instance)
         register_partitions(instance, sorted(cohort.patients), sorted({p.center for p in cohort.patients.values()
                                                                        if p.center in cohort.spec.centers}))

@@ -3,16 +3,20 @@ import pytest
 
 from cssci_platform.definitions import defs
 
-EXPECTED_ASSETS = {"cohort_manifest", "patient_scans", "preprocessed_channels", "radiomics_features"}
-EXPECTED_CHECKS = {
+EXPECTED_ASSETS = {"cohort_manifest", "patient_scans", "preprocessed_channels", "radiomics_features", "roi_slices",
+                   "patient_splits", "fine_tuned_backbones", "center_embeddings"}
+BLOCKING_CHECKS = {
     ("patient_scans", "patient_qc"),
     ("preprocessed_channels", "roi_survives_resampling"),
     ("radiomics_features", "features_finite"),
+    ("roi_slices", "roi_slice_found"),
 }
-EXPECTED_JOBS = {"cohort_manifest_job", "patient_features_job"}
+WARNING_CHECKS = {("center_embeddings", "center_patients_embedded")}
+EXPECTED_JOBS = {"cohort_manifest_job", "patient_features_job", "center_embeddings_job", "fine_tuning_job"}
 EXPECTED_SENSORS = {"cohort_manifest_sensor"}
 EXPECTED_SCHEDULES: set[str] = set()  # the validation schedule arrives with the prospective-operations issue
-PATIENT_ASSETS = {"patient_scans", "preprocessed_channels", "radiomics_features"}
+PATIENT_ASSETS = {"patient_scans", "preprocessed_channels", "radiomics_features", "roi_slices"}
+CENTER_ASSETS = {"center_embeddings"}
 
 
 @pytest.fixture(scope="module")
@@ -35,12 +39,11 @@ def test_assets(definitions: dg.Definitions) -> None:
     assert keys == EXPECTED_ASSETS
 
 
-def test_blocking_checks(definitions: dg.Definitions) -> None:
+def test_checks(definitions: dg.Definitions) -> None:
     graph = definitions.resolve_asset_graph()
-    found = {(key.asset_key.to_user_string(), key.name) for key in graph.asset_check_keys}
-    assert found == EXPECTED_CHECKS
-    for key in graph.asset_check_keys:
-        assert graph.get_check_spec(key).blocking, key
+    found = {(key.asset_key.to_user_string(), key.name): graph.get_check_spec(key).blocking for key in graph.asset_check_keys}
+    assert {check for check, blocking in found.items() if blocking} == BLOCKING_CHECKS
+    assert {check for check, blocking in found.items() if not blocking} == WARNING_CHECKS
 
 
 def test_jobs_sensors_schedules(definitions: dg.Definitions) -> None:
@@ -56,6 +59,9 @@ def test_patient_assets_are_partitioned_by_patient(definitions: dg.Definitions) 
         partitions = graph.get(key).partitions_def
         if key.to_user_string() in PATIENT_ASSETS:
             assert isinstance(partitions, dg.DynamicPartitionsDefinition) and partitions.name == "patients"
+        elif key.to_user_string() in CENTER_ASSETS:
+            assert isinstance(partitions, dg.DynamicPartitionsDefinition) and partitions.name == "centers"
+            assert graph.get(key).pools == {"gpu"}
         else:
             assert partitions is None
 

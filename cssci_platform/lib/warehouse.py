@@ -33,6 +33,19 @@ SCHEMA: dict[str, str] = {
     "radiomics_features": """patient_key VARCHAR, sequence VARCHAR, roi VARCHAR, segmentation VARCHAR,
         channel VARCHAR, feature VARCHAR, value DOUBLE, extractor_version VARCHAR, params_name VARCHAR,
         params_hash VARCHAR""",
+    "roi_slices": """patient_key VARCHAR, sequence VARCHAR, roi VARCHAR, channel VARCHAR, axis VARCHAR,
+        slice_index INTEGER, roi_area_px INTEGER, crop INTEGER[], slice_path VARCHAR, settings_digest VARCHAR""",
+    "networks": """network_id VARCHAR, backbone VARCHAR, sequence VARCHAR, channel VARCHAR, weights_id VARCHAR,
+        parent_weights_id VARCHAR, split VARCHAR, fold VARCHAR, outcome VARCHAR, classes VARCHAR[],
+        train_patients INTEGER, final_loss DOUBLE, checkpoint_path VARCHAR, checkpoint_sha256 VARCHAR,
+        config_json VARCHAR, created_at TIMESTAMP""",
+    "embeddings": """patient_key VARCHAR, center VARCHAR, sequence VARCHAR, channel VARCHAR, backbone VARCHAR,
+        weights_id VARCHAR, network VARCHAR, embedding FLOAT[], created_at TIMESTAMP""",
+    "splits": """split VARCHAR, fold VARCHAR, patient_key VARCHAR, role VARCHAR, outcome VARCHAR, seed INTEGER,
+        created_at TIMESTAMP""",
+    "predictions": """patient_key VARCHAR, cohort VARCHAR, role VARCHAR, signature VARCHAR, classifier VARCHAR,
+        mode VARCHAR, split VARCHAR, fold VARCHAR, class_label VARCHAR, probability DOUBLE, model_name VARCHAR,
+        model_version VARCHAR, created_at TIMESTAMP""",
 }
 
 LOCK_RETRY_SECONDS = 120.0

@@ -7,6 +7,6 @@ cohort_manifest_job = dg.define_asset_job(
 
 patient_features_job = dg.define_asset_job(
     "patient_features_job",
-    selection=dg.AssetSelection.assets("patient_scans", "preprocessed_channels", "radiomics_features"),
-    description="One patient: read and check scans, preprocess channels, extract radiomics features.",
+    selection=dg.AssetSelection.assets("patient_scans", "preprocessed_channels", "radiomics_features", "roi_slices"),
+    description="One patient: read and check scans, preprocess channels, extract radiomics features, cut ROI slices.",
 )

@@ -1,0 +1,33 @@
+import dagster as dg
+
+from cssci_platform.defs.embeddings.assets import center_embeddings, roi_slices
+from cssci_platform.defs.partitions import centers_partitions, patients_partitions
+from cssci_platform.defs.qc import qc_check_result, stored_issues
+from cssci_platform.lib.deep.cohort_networks import EMBEDDING_STAGE
+from cssci_platform.lib.deep.patient_slices import STAGE as SLICE_STAGE
+from cssci_platform.resources.warehouse import WarehouseResource
+
+
+@dg.asset_check(asset=roi_slices, blocking=True, partitions_def=patients_partitions,
+                description="The DL ROI has a largest slice and the crop fits inside it, for every channel")
+def roi_slice_found(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    return qc_check_result(stored_issues(warehouse, context.partition_key, (SLICE_STAGE,)))
+
+
+@dg.asset_check(asset=center_embeddings, partitions_def=centers_partitions,
+                description="Every patient of the center that passed QC has an embedding per channel and backbone")
+def center_patients_embedded(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    center = context.partition_key
+    frame = warehouse.frame(
+        "SELECT p.patient_key, count(DISTINCT s.channel) AS slices, count(e.patient_key) AS embeddings, "
+        "bool_or(q.severity = 'error') AS quarantined FROM patients p "
+        "LEFT JOIN roi_slices s USING (patient_key) LEFT JOIN embeddings e ON e.patient_key = p.patient_key "
+        "LEFT JOIN qc_issues q ON q.patient_key = p.patient_key AND q.stage = ? "
+        "WHERE p.center = ? GROUP BY p.patient_key", [EMBEDDING_STAGE, center])
+    missing = frame.filter((frame["slices"] > 0) & (frame["embeddings"] == 0))["patient_key"].to_list()
+    unreadable = frame.filter(frame["quarantined"].fill_null(False))["patient_key"].to_list()
+    return dg.AssetCheckResult(
+        passed=not missing and not unreadable, severity=dg.AssetCheckSeverity.WARN,
+        metadata={"patients_with_slices": int((frame["slices"] > 0).sum()), "without_embeddings": ", ".join(missing) or "none",
+                  "slice_files_unreadable": ", ".join(unreadable) or "none"},
+    )

@@ -1,0 +1,11 @@
+import dagster as dg
+
+center_embeddings_job = dg.define_asset_job(
+    "center_embeddings_job", selection=["center_embeddings"],
+    description="One center: deep features of every patient's ROI slices (GPU pool).",
+)
+
+fine_tuning_job = dg.define_asset_job(
+    "fine_tuning_job", selection=["patient_splits", "fine_tuned_backbones"],
+    description="Split the cohort and fine-tune one network per backbone x channel on the training patients.",
+)

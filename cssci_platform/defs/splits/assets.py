@@ -1,0 +1,47 @@
+from datetime import datetime
+
+import dagster as dg
+import polars as pl
+
+from cssci_platform.defs.ingest.assets import cohort_manifest
+from cssci_platform.lib.splits import PRESETS, SplitSpec, assign_splits
+from cssci_platform.lib.warehouse import replace_rows
+from cssci_platform.resources.cohort import CohortResource
+from cssci_platform.resources.warehouse import WarehouseResource
+
+
+class SplitConfig(dg.Config):
+    preset: str = "holdout_8_2"
+    seed: int = 42
+    outcome: str | None = None  # default: the manifest's first declared outcome
+
+    def spec(self) -> SplitSpec:
+        if self.preset not in PRESETS:
+            raise dg.Failure(f"unknown split preset '{self.preset}'; choose one of {sorted(PRESETS)}")
+        preset = PRESETS[self.preset]
+        return SplitSpec(preset.strategy, preset.test_fraction, self.seed, preset.n_splits, preset.n_repeats)
+
+
+@dg.asset(group_name="modeling", deps=[cohort_manifest], kinds={"duckdb", "scikitlearn"})
+def patient_splits(config: SplitConfig, cohort: CohortResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """Train / test / validation roles per patient (stratified, seeded); prospective patients are validation."""
+    outcomes = list(cohort.load().spec.outcomes)
+    outcome = config.outcome or (outcomes[0] if outcomes else None)
+    if outcome not in outcomes:
+        raise dg.Failure(f"outcome '{outcome}' is not declared in the manifest (declared: {outcomes})")
+    patients = warehouse.frame(
+        "SELECT p.patient_key, p.center, p.cohort, o.value AS label FROM patients p "
+        "LEFT JOIN outcomes o ON o.patient_key = p.patient_key AND o.outcome = ? "
+        "WHERE NOT EXISTS (SELECT 1 FROM qc_issues q WHERE q.patient_key = p.patient_key "
+        "AND q.stage = 'manifest' AND q.severity = 'error')", [outcome])
+    spec = config.spec()
+    splits = assign_splits(patients, spec).with_columns(
+        outcome=pl.lit(outcome), seed=pl.lit(spec.seed), created_at=pl.lit(datetime.now()))
+    with warehouse.connect() as con:
+        replace_rows(con, "splits", {"split": spec.name}, splits)
+    counts = splits.group_by("fold", "role").len().sort("fold", "role")
+    return dg.MaterializeResult(metadata={
+        "split": spec.name, "outcome": outcome, "folds": splits["fold"].n_unique(),
+        "roles": dg.MetadataValue.md("\n".join(["| fold | role | patients |", "|---|---|---|"] +
+                                               [f"| {f} | {r} | {n} |" for f, r, n in counts.head(40).iter_rows()])),
+    })

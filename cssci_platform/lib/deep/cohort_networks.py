@@ -1,0 +1,95 @@
+"""Cohort-level deep learning on stored ROI slices: embeddings, per-channel fine-tuning, CNN probabilities.
+
+Inputs are `roi_slices` rows (patient_key, channel, slice_path, ...). Label use is explicit: only
+`train_channel_network` sees labels, and only those of the rows its caller selected as training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from cssci_platform.lib.deep.backbones import Backbone
+from cssci_platform.lib.deep.embeddings import embed_images
+from cssci_platform.lib.deep.finetune import FineTuneConfig, FineTunedNetwork, fine_tune, predict_probabilities
+from cssci_platform.lib.deep.gradcam import grad_cam, write_cam_overlay_png
+from cssci_platform.lib.deep.patient_slices import load_network_inputs
+from cssci_platform.lib.deep.runtime import InferenceSettings
+from cssci_platform.lib.quality import QcIssue
+
+EMBEDDING_STAGE = "embeddings"
+
+
+def readable_slices(slices: pl.DataFrame) -> tuple[pl.DataFrame, list[QcIssue]]:
+    """Keep the patients whose every slice file loads; the others get one issue each (their data untouched)."""
+    bad: dict[str, tuple[str, str]] = {}
+    for key, path in slices.select("patient_key", "slice_path").iter_rows():
+        if key in bad:
+            continue
+        try:
+            pixels = np.load(path)
+            if pixels.ndim != 2 or not np.isfinite(pixels).all():
+                bad[key] = (path, f"slice file {path} is not a finite 2-D array")
+        except (OSError, ValueError) as error:
+            bad[key] = (path, f"slice file {path} cannot be read ({error})")
+    issues = [QcIssue(key, EMBEDDING_STAGE, "slice_unreadable", message, "re-materialize roi_slices for this patient", path)
+              for key, (path, message) in bad.items()]
+    return slices.filter(~pl.col("patient_key").is_in(list(bad))), issues
+
+
+def embedding_frame(slices: pl.DataFrame, backbone: Backbone, network: str, settings: InferenceSettings) -> pl.DataFrame:
+    """One row per slice: its average-pool embedding from `backbone`, with provenance."""
+    slices = slices.sort("patient_key", "channel")
+    features = embed_images(backbone, load_network_inputs(slices["slice_path"].to_list()), settings).features
+    return slices.select("patient_key", "center", "sequence", "channel").with_columns(
+        backbone=pl.lit(backbone.name), weights_id=pl.lit(backbone.weights_id), network=pl.lit(network),
+        embedding=pl.Series(features.tolist(), dtype=pl.List(pl.Float32)),
+    )
+
+
+@dataclass(frozen=True)
+class TrainedChannel:
+    network: FineTunedNetwork
+    classes: list[str]
+    train_patients: int
+
+
+def train_channel_network(train: pl.DataFrame, classes: list[str], backbone: Backbone,
+                          config: FineTuneConfig) -> TrainedChannel:
+    """Fine-tune on `train` (patient_key, slice_path, label): the training patients of one channel only."""
+    unknown = sorted(set(train["label"]) - set(classes))
+    if unknown:
+        raise ValueError(f"training labels {unknown} are not among the declared classes {classes}")
+    if train["label"].n_unique() < 2:
+        raise ValueError(f"fine-tuning needs at least two outcome classes among {train.height} training patients")
+    train = train.sort("patient_key")
+    labels = np.array([classes.index(label) for label in train["label"]])
+    inputs = load_network_inputs(train["slice_path"].to_list())
+    network = fine_tune(backbone, inputs, labels, config, num_classes=len(classes))
+    return TrainedChannel(network, classes, train.height)
+
+
+def probability_rows(trained: TrainedChannel, slices: pl.DataFrame, settings: InferenceSettings) -> pl.DataFrame:
+    """Class probabilities for every slice row (patient_key, slice_path, ...): one row per patient x class."""
+    slices = slices.sort("patient_key")
+    probabilities = predict_probabilities(trained.network, load_network_inputs(slices["slice_path"].to_list()), settings)
+    keys = slices["patient_key"].to_list()
+    return pl.DataFrame({
+        "patient_key": [k for k in keys for _ in trained.classes],
+        "class_label": trained.classes * len(keys),
+        "probability": probabilities.reshape(-1).astype(float),
+    })
+
+
+def write_grad_cams(trained: TrainedChannel, slices: pl.DataFrame, folder: Path) -> dict[str, Path]:
+    """A Grad-CAM overlay PNG per patient for the predicted class, superior up; returns patient -> file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for key, path in slices.sort("patient_key").select("patient_key", "slice_path").iter_rows():
+        inputs = load_network_inputs([path])
+        result = grad_cam(trained.network, inputs[0])
+        written[key] = write_cam_overlay_png(np.load(path), result.heatmap, folder / f"{key}.png", flip_vertical=True)
+    return written

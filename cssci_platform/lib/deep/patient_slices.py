@@ -1,0 +1,120 @@
+"""One patient's network inputs: the max-ROI slice of every channel, cut once, stored as `.npy` files.
+
+The slice and crop are planned once from the patient's lesion mask, so all channels share them; each
+channel's resized crop (its own intensities, (H, W) float32) is written content-addressed under the store,
+and a `roi_slices` row records where it came from. Problems become `QcIssue`s of stage `roi_slices`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+from cssci_platform.lib.deep.errors import RoiSliceError
+from cssci_platform.lib.deep.roi_slices import RoiCrop, RoiSliceSettings, cut_roi_slice, imagenet_normalize, plan_roi_crop
+from cssci_platform.lib.imaging import ImageReadError, read_image
+from cssci_platform.lib.quality import QcIssue
+
+STAGE = "roi_slices"
+PRIMARY = "primary"
+
+
+@dataclass(frozen=True)
+class SliceRequest:
+    """Which sequence and ROIs make the network input."""
+
+    sequence: str
+    roi: str = "lesion"
+    rect_roi: str | None = None   # with rectangle 'rect_mask', e.g. 'dl_rect'
+    canal_roi: str | None = None  # with rectangle 'lesion_to_canal', e.g. 'cord'
+    settings: RoiSliceSettings = RoiSliceSettings()
+
+    def digest(self) -> str:
+        text = json.dumps({**asdict(self), "settings": asdict(self.settings)}, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class PatientSlices:
+    rows: list[dict]
+    issues: list[QcIssue]
+
+
+def cut_patient_slices(patient_key: str, channels: pl.DataFrame, masks: pl.DataFrame, request: SliceRequest,
+                       store: Path) -> PatientSlices:
+    """`channels`: preprocessed_channels rows; `masks`: preprocessed_masks rows of this patient."""
+    def issue(code: str, message: str, fix: str, file: str = "") -> PatientSlices:
+        return PatientSlices([], [QcIssue(patient_key, STAGE, code, message, fix, file)])
+
+    sequence_channels = channels.filter(pl.col("sequence") == request.sequence).sort("channel")
+    if sequence_channels.is_empty():
+        available = sorted(set(channels["sequence"])) if channels.height else []
+        return issue("sequence_missing", f"no preprocessed channels of sequence '{request.sequence}' (has {available})",
+                     "choose the DL sequence among the patient's sequences, or add that image to the manifest")
+    try:
+        lesion = _mask(masks, request.sequence, request.roi, required=True)
+        crop = plan_roi_crop(lesion, request.settings, _mask(masks, request.sequence, request.rect_roi),
+                             _mask(masks, request.sequence, request.canal_roi))
+        rows = [_write_slice(patient_key, row, crop, request, store) for row in sequence_channels.iter_rows(named=True)]
+    except RoiSliceError as error:
+        return issue(error.code, f"{request.sequence}/{request.roi}: {error.message}", error.fix)
+    except (ImageReadError, MissingMaskError) as error:
+        return issue(getattr(error, "code", "unreadable_file"), str(error),
+                     "re-materialize preprocessed_channels for this patient (its derived files are missing or damaged)")
+    return PatientSlices(rows, [])
+
+
+class MissingMaskError(Exception):
+    code = "roi_mask_missing"
+
+
+def _mask(masks: pl.DataFrame, sequence: str, roi: str | None, required: bool = False):
+    if roi is None:
+        return None
+    match = masks.filter((pl.col("sequence") == sequence) & (pl.col("roi") == roi) & (pl.col("segmentation") == PRIMARY))
+    if match.is_empty():
+        if required:
+            raise MissingMaskError(f"no preprocessed '{roi}' mask for sequence '{sequence}'")
+        return None
+    return read_image(Path(match["mask_path"][0]))
+
+
+def _write_slice(patient_key: str, channel_row: dict, crop: RoiCrop, request: SliceRequest, store: Path) -> dict:
+    image = read_image(Path(channel_row["image_path"]))
+    pixels = cut_roi_slice(image, crop, request.settings).pixels.astype(np.float32)
+    digest = hashlib.sha256(f"{channel_row['image_path']}|{request.digest()}".encode()).hexdigest()[:20]
+    path = store / patient_key / f"{request.sequence}_{request.roi}_{channel_row['channel']}_{digest}.npy"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp.npy")
+    np.save(temporary, pixels)
+    temporary.replace(path)
+    box = crop.box
+    return {"patient_key": patient_key, "sequence": request.sequence, "roi": request.roi,
+            "channel": channel_row["channel"], "axis": crop.axis, "slice_index": crop.slice_index,
+            "roi_area_px": crop.roi_area_px, "crop": [box.row_start, box.row_stop, box.col_start, box.col_stop],
+            "slice_path": str(path), "settings_digest": request.digest()}
+
+
+def load_network_inputs(slice_paths: list[str]) -> torch.Tensor:
+    """(n, 3, H, W) ImageNet-normalised inputs from stored slice files; names the file that cannot be read."""
+    grey = []
+    for path in slice_paths:
+        try:
+            grey.append(np.load(path))
+        except (OSError, ValueError) as error:
+            raise SliceFileError(path, str(error)) from error
+    if not grey:
+        return torch.zeros((0, 3, 1, 1))
+    return imagenet_normalize(torch.from_numpy(np.stack(grey)))
+
+
+class SliceFileError(Exception):
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        super().__init__(f"slice file {path} cannot be read ({reason})")

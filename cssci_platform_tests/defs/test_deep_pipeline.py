@@ -1,0 +1,157 @@
+"""Deep features through Dagster: ROI slices per patient, embeddings per center, fine-tuning on a stored split."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from cssci_platform.defs.embeddings.assets import center_embeddings, fine_tuned_backbones, roi_slices
+from cssci_platform.defs.embeddings.checks import center_patients_embedded, roi_slice_found
+from cssci_platform.defs.features.assets import preprocessed_channels
+from cssci_platform.defs.ingest.assets import cohort_manifest, patient_scans
+from cssci_platform.defs.ingest.checks import patient_qc
+from cssci_platform.defs.features.checks import roi_survives_resampling
+from cssci_platform.defs.partitions import centers_partitions, patients_partitions
+from cssci_platform.defs.splits.assets import patient_splits
+from cssci_platform.lib.cohort import load_cohort
+from cssci_platform.lib.synthetic import write_sci_cohort
+from cssci_platform.lib.warehouse import connect, table_frame
+from cssci_platform.resources.cohort import CohortResource
+from cssci_platform.resources.image_store import ImageStoreResource
+from cssci_platform.resources.warehouse import WarehouseResource
+
+CHANNELS = ["original", "gaussian"]
+SLICE_ASSETS = [patient_scans, preprocessed_channels, roi_slices]
+ALL = [cohort_manifest, *SLICE_ASSETS, patient_splits, fine_tuned_backbones, center_embeddings,
+       patient_qc, roi_survives_resampling, roi_slice_found, center_patients_embedded]
+SLICE_CONFIG = {"ops": {"preprocessed_channels": {"config": {"channels": CHANNELS}},
+                        "roi_slices": {"config": {"output_size": 32}}}}
+EMBED_CONFIG = {"ops": {"center_embeddings": {"config": {"weights": "none", "backbones": ["resnet18"]}}}}
+TUNE_CONFIG = {"ops": {"patient_splits": {"config": {"preset": "holdout_7_3", "seed": 1}},
+                       "fine_tuned_backbones": {"config": {"weights": "none", "channels": ["original"], "epochs": 2,
+                                                           "batch_size": 4, "augment": False}}}}
+
+
+class DeepPlatform:
+    def __init__(self, folder: Path, instance: dg.DagsterInstance) -> None:
+        self.warehouse = folder / "warehouse.duckdb"
+        self.store = folder / "store"
+        self.cohort = load_cohort(folder / "cohort" / "cohort.yaml")
+        self.instance = instance
+        self.resources = {"cohort": CohortResource(manifest_path=str(self.cohort.manifest_path)),
+                          "warehouse": WarehouseResource(path=str(self.warehouse)),
+                          "image_store": ImageStoreResource(root=str(self.store))}
+        instance.add_dynamic_partitions(patients_partitions.name, sorted(self.cohort.patients))
+        instance.add_dynamic_partitions(centers_partitions.name, sorted({p.center for p in self.cohort.patients.values()}))
+
+    def run(self, selection: list, run_config: dict, partition_key: str | None = None) -> dg.ExecuteInProcessResult:
+        return dg.materialize(ALL, selection=[a.key for a in selection], partition_key=partition_key, instance=self.instance,
+                              resources=self.resources, run_config=run_config, raise_on_error=False)
+
+    def query(self, sql: str, parameters: list | None = None) -> pl.DataFrame:
+        return table_frame(self.warehouse, sql, parameters)
+
+    def patients_of(self, center: str) -> list[str]:
+        return sorted(k for k, p in self.cohort.patients.items() if p.center == center)
+
+
+@pytest.fixture(scope="module")
+def cohort_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("deep_cohort")
+    write_sci_cohort(folder, n_development=12, n_prospective=2, seed=5)
+    return folder
+
+
+@pytest.fixture
+def deep(cohort_template: Path, tmp_path: Path) -> Iterator[DeepPlatform]:
+    import shutil
+
+    shutil.copytree(cohort_template, tmp_path / "cohort")
+    with dg.instance_for_test() as instance:
+        platform = DeepPlatform(tmp_path, instance)
+        assert platform.run([cohort_manifest], {}).success
+        yield platform
+
+
+def _slice_all(deep: DeepPlatform, keys: list[str]) -> None:
+    for key in keys:
+        assert deep.run(SLICE_ASSETS, SLICE_CONFIG, key).success, key
+
+
+def test_a_center_partition_embeds_each_patient_and_channel(deep: DeepPlatform) -> None:
+    center = "center_A"
+    keys = deep.patients_of(center)
+    _slice_all(deep, keys)
+    slices = deep.query("SELECT * FROM roi_slices")
+    assert slices.height == len(keys) * len(CHANNELS)
+    assert slices.group_by("patient_key").agg(pl.col("slice_index").n_unique())["slice_index"].max() == 1  # one slice for all channels
+
+    result = deep.run([center_embeddings], EMBED_CONFIG, center)
+    assert result.success
+    assert all(e.passed for e in result.get_asset_check_evaluations())
+    rows = deep.query("SELECT * FROM embeddings")
+    assert sorted(set(rows["patient_key"])) == keys and set(rows["center"]) == {center}
+    assert rows.height == len(keys) * len(CHANNELS)
+    assert set(rows["embedding"].list.len()) == {512} and set(rows["weights_id"]) == {"none"}
+    again = deep.run([center_embeddings], EMBED_CONFIG, center)  # deterministic and replacing, not appending
+    assert again.success and deep.query("SELECT * FROM embeddings").sort("patient_key", "channel")["embedding"].to_list() \
+        == rows.sort("patient_key", "channel")["embedding"].to_list()
+
+
+def test_a_patient_whose_channel_file_vanished_is_quarantined_and_the_center_proceeds(deep: DeepPlatform) -> None:
+    keys = deep.patients_of("center_A")
+    broken, healthy = keys[0], keys[1:]
+    for key in keys:
+        assert deep.run([patient_scans, preprocessed_channels], {"ops": {"preprocessed_channels": SLICE_CONFIG["ops"]["preprocessed_channels"]}}, key).success
+    Path(deep.query("SELECT image_path FROM preprocessed_channels WHERE patient_key = ? AND channel = 'gaussian' "
+                    "AND sequence = 'sag_T2'", [broken])["image_path"][0]).unlink()
+    results = {key: deep.run([roi_slices], {"ops": {"roi_slices": SLICE_CONFIG["ops"]["roi_slices"]}}, key) for key in keys}
+    failed = {e.check_name: e.passed for e in results[broken].get_asset_check_evaluations()}
+    assert failed == {"roi_slice_found": False}
+    issue = deep.query("SELECT * FROM qc_issues WHERE patient_key = ? AND stage = 'roi_slices'", [broken])
+    assert issue.height == 1 and "gaussian" in issue["message"][0] and "re-materialize" in issue["fix"][0]
+    assert all(all(e.passed for e in results[k].get_asset_check_evaluations()) for k in healthy)
+
+    assert deep.run([center_embeddings], EMBED_CONFIG, "center_A").success
+    embedded = set(deep.query("SELECT DISTINCT patient_key FROM embeddings")["patient_key"])
+    assert embedded == set(healthy)
+
+
+def test_missing_imagenet_weights_fail_the_run_with_the_fix(deep: DeepPlatform, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
+    keys = deep.patients_of("center_B")
+    _slice_all(deep, keys[:1])
+    result = deep.run([center_embeddings], {"ops": {"center_embeddings": {"config": {"weights": "imagenet"}}}}, "center_B")
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = failure.event_specific_data.error.message
+    assert "resnet18-f37072fd.pth" in message and "none" in message
+    assert deep.query("SELECT count(*) AS n FROM embeddings")["n"][0] == 0
+
+
+def test_fine_tuning_sees_training_labels_only(deep: DeepPlatform) -> None:
+    _slice_all(deep, sorted(deep.cohort.patients))
+    assert deep.run([patient_splits, fine_tuned_backbones], TUNE_CONFIG).success
+    network = deep.query("SELECT * FROM networks")
+    assert network.height == 1 and network["channel"][0] == "original" and network["weights_id"][0].startswith("finetuned:")
+    predictions = deep.query("SELECT * FROM predictions WHERE signature = 'CNN'")
+    assert set(predictions["role"]) == {"train", "test", "validation"}
+    assert predictions["patient_key"].n_unique() == len(deep.cohort.patients)
+    sums = predictions.group_by("patient_key").agg(pl.col("probability").sum())["probability"]
+    assert ((sums - 1).abs() < 1e-5).all()
+    assert len(list((deep.store / "gradcam" / network["network_id"][0]).glob("*.png"))) == len(deep.cohort.patients)
+
+    # Flip every non-training label: the fine-tuned weights must not change.
+    with connect(deep.warehouse) as con:
+        con.execute("UPDATE outcomes SET value = CASE value WHEN '1' THEN '0' ELSE '1' END WHERE patient_key IN "
+                    "(SELECT patient_key FROM splits WHERE role <> 'train')")
+    assert deep.run([fine_tuned_backbones], {"ops": {"fine_tuned_backbones": TUNE_CONFIG["ops"]["fine_tuned_backbones"]}}).success
+    assert deep.query("SELECT weights_id FROM networks")["weights_id"][0] == network["weights_id"][0]
+
+    assert deep.run([center_embeddings], {"ops": {"center_embeddings": {"config": {"network": "fine_tuned", "channels": ["original"]}}}}, "center_A").success
+    rows = deep.query("SELECT * FROM embeddings")
+    assert set(rows["network"]) == {"fine_tuned"} and set(rows["channel"]) == {"original"}
+    assert set(rows["weights_id"]) == {network["weights_id"][0]}
