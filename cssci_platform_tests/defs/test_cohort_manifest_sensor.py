@@ -42,3 +42,23 @@ def test_unchanged_manifest_requests_nothing_and_a_changed_row_reruns_only_that_
     assert [r.partition_key for r in patient_runs] == [changed_key]
     assert any(r.job_name == "cohort_manifest_job" for r in third.run_requests)
     assert patient_runs[0].run_key not in {r.run_key for r in first.run_requests}
+
+
+def test_a_new_center_in_the_manifest_becomes_a_new_centers_partition(platform: Platform) -> None:
+    import yaml
+
+    first = _tick(platform, None)
+    _apply_partition_requests(platform, first)
+    spec_path = platform.manifest
+    spec = yaml.safe_load(spec_path.read_text())
+    spec["centers"].append("center_D")
+    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    table_path = platform.manifest.parent / "patients.csv"
+    table = pl.read_csv(table_path, infer_schema=False)
+    newcomer = table.head(1).with_columns(patient_id=pl.lit("SCI-D-0001"), center=pl.lit("center_D"))
+    pl.concat([table, newcomer]).write_csv(table_path)
+
+    second = _tick(platform, first.cursor)
+    added = {r.partitions_def_name: set(r.partition_keys) for r in second.dynamic_partitions_requests}
+    assert added.get("centers") == {"center_D"} and added.get("patients") == {"SCI-D-0001"}
+    assert [r.partition_key for r in second.run_requests if r.job_name == "patient_features_job"] == ["SCI-D-0001"]

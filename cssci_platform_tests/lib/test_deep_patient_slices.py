@@ -1,0 +1,60 @@
+"""A patient's stored network inputs: one slice and crop for every channel; bad ROIs become QC issues."""
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import SimpleITK as sitk
+
+from cssci_platform.lib.deep import RoiSliceSettings
+from cssci_platform.lib.deep.patient_slices import SliceRequest, cut_patient_slices, load_network_inputs
+
+
+def _write(array: np.ndarray, path: Path) -> str:
+    sitk.WriteImage(sitk.GetImageFromArray(array), str(path))
+    return str(path)
+
+
+def _patient(tmp_path: Path, lesion_x: int = 9) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(z, y, x) = (40, 30, 20) volumes; a lesion whose largest sagittal cross-section is at x = lesion_x."""
+    rng = np.random.default_rng(0)
+    lesion = np.zeros((40, 30, 20), np.uint8)
+    lesion[15:25, 10:18, lesion_x - 1:lesion_x + 2] = 1
+    lesion[12:28, 8:20, lesion_x] = 1
+    channels = pl.DataFrame([{"sequence": "sag_T2", "channel": name,
+                              "image_path": _write(rng.random((40, 30, 20)).astype(np.float32), tmp_path / f"{name}.nrrd")}
+                             for name in ("original", "mean")])
+    masks = pl.DataFrame([{"sequence": "sag_T2", "roi": "lesion", "segmentation": "primary",
+                           "mask_path": _write(lesion, tmp_path / "lesion.nrrd")}])
+    return channels, masks
+
+
+def test_every_channel_gets_the_same_largest_slice_and_crop(tmp_path: Path) -> None:
+    channels, masks = _patient(tmp_path)
+    request = SliceRequest("sag_T2", settings=RoiSliceSettings(margin=2, margin_unit="px", output_size=(16, 16)))
+    result = cut_patient_slices("P1", channels, masks, request, tmp_path / "store")
+    assert not result.issues
+    assert [r["channel"] for r in result.rows] == ["mean", "original"]
+    assert {r["slice_index"] for r in result.rows} == {9}
+    assert {tuple(r["crop"]) for r in result.rows} == {(10, 30, 6, 22)}  # rows z 12:28, columns y 8:20, +2 px
+    inputs = load_network_inputs([r["slice_path"] for r in result.rows])
+    assert inputs.shape == (2, 3, 16, 16)
+
+
+def test_a_crop_larger_than_the_slice_is_a_qc_issue_naming_the_patient(tmp_path: Path) -> None:
+    channels, masks = _patient(tmp_path)
+    request = SliceRequest("sag_T2", settings=RoiSliceSettings(margin=40, margin_unit="mm"))
+    result = cut_patient_slices("P7", channels, masks, request, tmp_path / "store")
+    assert result.rows == []
+    [issue] = result.issues
+    assert (issue.patient_key, issue.stage, issue.code) == ("P7", "roi_slices", "slice_smaller_than_crop")
+    assert "lower the margin" in issue.fix
+
+
+def test_a_missing_sequence_or_mask_is_a_qc_issue(tmp_path: Path) -> None:
+    channels, masks = _patient(tmp_path)
+    missing_sequence = cut_patient_slices("P2", channels, masks, SliceRequest("ax_T2"), tmp_path / "store")
+    assert [i.code for i in missing_sequence.issues] == ["sequence_missing"]
+    assert "sag_T2" in missing_sequence.issues[0].message
+    missing_mask = cut_patient_slices("P3", channels, masks.head(0), SliceRequest("sag_T2"), tmp_path / "store")
+    assert [i.code for i in missing_mask.issues] == ["roi_mask_missing"]
