@@ -1,0 +1,407 @@
+"""The classifier zoo of the three studies, their hyper-parameter grids and leakage-safe grid search.
+
+Names follow the studies' tables: LR, NaiveBayes, SVM, KNN, RandomForest, ExtraTrees, XGBoost, LightGBM,
+GradientBoosting, AdaBoost, MLP. `make_estimator(name, seed, n_jobs)` builds an unfitted estimator;
+`grid_for(name, preset, step)` gives its grid, keys prefixed for the Pipeline step that holds it. Presets:
+``"full"`` (what a study searches) and ``"fast"`` (1-4 combinations, for the CPU demo and tests).
+
+Every estimator accepts string or integer labels, binary or multiclass, and exposes ``classes_`` in sorted
+label order (``np.unique``); ``predict_proba`` columns follow ``classes_``. `positive_scores` reorders them
+to a declared class order.
+
+Leakage (DESIGN.md section 2): `tune_classifier` must be given TRAINING rows only. It searches the grid with
+seeded stratified k-fold CV on those rows, refits the best candidate on all of them, and returns the best
+candidate's out-of-fold probabilities on the same rows (for a threshold chosen on training data only).
+
+Determinism: the same seed, data, n_jobs and library versions give identical probabilities (tested).
+XGBoost uses ``tree_method="hist"`` (deterministic on CPU); LightGBM ``deterministic=True`` with
+``force_row_wise=True``. Multi-threaded BLAS (MLP, LR) may differ in the last bits across machines.
+
+SVM probabilities: ``SVC(probability=True)`` is deprecated in scikit-learn 1.9 (removed in 1.11), so `SVM`
+is `PlattScaledSVC`: an SVC whose decision values are mapped to probabilities by Platt (sigmoid) scaling
+fitted on seeded stratified out-of-fold decision values, the final SVC refitted on all rows (what libsvm's
+probability=True did, via ``CalibratedClassifierCV(ensemble=False)``). Multiclass: one-vs-rest sigmoids,
+normalized. It exposes no ``decision_function``, so the grid search ranks SVM candidates by the same
+probabilities the studies report AUC from.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Self
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import (
+    AdaBoostClassifier,
+    ExtraTreesClassifier,
+    GradientBoostingClassifier,
+    RandomForestClassifier,
+)
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, ParameterGrid, StratifiedKFold, cross_val_predict
+from sklearn.naive_bayes import GaussianNB
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.neural_network import MLPClassifier
+from sklearn.preprocessing import LabelEncoder
+from sklearn.svm import SVC
+from sklearn.utils.validation import check_is_fitted
+
+GridPreset = Literal["full", "fast"]
+ParamGrid = dict[str, list[Any]] | list[dict[str, list[Any]]]
+Scoring = str | Callable[..., float]
+
+
+class PlattScaledSVC(ClassifierMixin, BaseEstimator):
+    """SVC with Platt-scaled probabilities from seeded stratified out-of-fold decision values.
+
+    ``calibration_folds`` is shrunk to the smallest class count of the rows it is fitted on (at least 2), so
+    rare classes inside a CV training fold do not break the fit; ``calibration_folds_`` records the number used.
+    """
+
+    def __init__(
+        self,
+        C: float = 1.0,
+        kernel: str = "rbf",
+        gamma: str | float = "scale",
+        degree: int = 3,
+        class_weight: dict | str | None = None,
+        calibration_folds: int = 5,
+        random_state: int | None = None,
+    ) -> None:
+        self.C = C
+        self.kernel = kernel
+        self.gamma = gamma
+        self.degree = degree
+        self.class_weight = class_weight
+        self.calibration_folds = calibration_folds
+        self.random_state = random_state
+
+    def fit(self, X: Any, y: Any) -> Self:
+        self.calibration_folds_ = min(self.calibration_folds, min(class_counts(y).values()))
+        if self.calibration_folds_ < 2:
+            raise ValueError(f"Platt scaling needs >= 2 rows per class; class counts: {class_counts(y)}")
+        svc = SVC(C=self.C, kernel=self.kernel, gamma=self.gamma, degree=self.degree, class_weight=self.class_weight)
+        folds = StratifiedKFold(self.calibration_folds_, shuffle=True, random_state=self.random_state)
+        self.calibrated_ = CalibratedClassifierCV(svc, method="sigmoid", cv=folds, ensemble=False).fit(X, y)
+        self.classes_ = self.calibrated_.classes_
+        self.n_features_in_ = self.calibrated_.n_features_in_
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "calibrated_")
+        return self.calibrated_.predict_proba(X)
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+class LabelEncodedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
+    """Fits `estimator` on labels encoded 0..k-1 (XGBoost's requirement); ``classes_`` are the original labels."""
+
+    def __init__(self, estimator: Any = None) -> None:
+        self.estimator = estimator
+
+    def fit(self, X: Any, y: Any, **fit_params: Any) -> Self:
+        self.label_encoder_ = LabelEncoder().fit(np.asarray(y))
+        self.classes_ = self.label_encoder_.classes_
+        self.estimator_ = clone(self.estimator).fit(X, self.label_encoder_.transform(np.asarray(y)), **fit_params)
+        self.n_features_in_ = getattr(self.estimator_, "n_features_in_", None)
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "estimator_")
+        return np.asarray(self.estimator_.predict_proba(X), dtype=float)
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    @property
+    def feature_importances_(self) -> np.ndarray:
+        check_is_fitted(self, "estimator_")
+        return self.estimator_.feature_importances_
+
+
+def _xgboost(seed: int, n_jobs: int) -> LabelEncodedClassifier:
+    from xgboost import XGBClassifier  # imported on use: a heavy import most callers never need
+
+    return LabelEncodedClassifier(
+        XGBClassifier(tree_method="hist", random_state=seed, n_jobs=n_jobs, verbosity=0)
+    )
+
+
+def _lightgbm(seed: int, n_jobs: int) -> Any:
+    from lightgbm import LGBMClassifier
+
+    return LGBMClassifier(random_state=seed, n_jobs=n_jobs, verbose=-1, deterministic=True, force_row_wise=True)
+
+
+def _mlp(seed: int, n_jobs: int) -> MLPClassifier:
+    # no early stopping: its validation split would hold out rows and add a second source of randomness
+    return MLPClassifier(hidden_layer_sizes=(32,), max_iter=2000, early_stopping=False, random_state=seed)
+
+
+@dataclass(frozen=True)
+class ClassifierSpec:
+    """One zoo member: ``build(seed, n_jobs)`` makes it unfitted; grids' keys are relative to that estimator."""
+
+    name: str
+    build: Callable[[int, int], Any]
+    grids: Mapping[GridPreset, ParamGrid]
+
+
+_FOREST_FULL = {"n_estimators": [100, 300, 500], "max_depth": [None, 3, 5, 10], "min_samples_leaf": [1, 3, 5]}
+_FOREST_FAST = {"n_estimators": [100], "max_depth": [None, 4]}
+_SVM_C = [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0]
+
+CLASSIFIERS: dict[str, ClassifierSpec] = {
+    spec.name: spec
+    for spec in [
+        ClassifierSpec(
+            "LR",
+            lambda seed, n_jobs: LogisticRegression(max_iter=5000, random_state=seed),
+            {"full": {"C": [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0]},
+             "fast": {"C": [0.1, 1.0, 10.0]}},
+        ),
+        ClassifierSpec(
+            "NaiveBayes",
+            lambda seed, n_jobs: GaussianNB(),
+            {"full": {"var_smoothing": [float(v) for v in np.logspace(-12, 0, 13)]},
+             "fast": {"var_smoothing": [1e-9, 1e-5]}},
+        ),
+        ClassifierSpec(
+            "SVM",
+            lambda seed, n_jobs: PlattScaledSVC(random_state=seed),
+            {"full": [{"kernel": ["linear"], "C": _SVM_C},
+                      {"kernel": ["rbf"], "C": _SVM_C, "gamma": ["scale", 0.001, 0.01, 0.1, 1.0]}],
+             "fast": {"kernel": ["linear", "rbf"], "C": [0.1, 1.0]}},
+        ),
+        ClassifierSpec(
+            "KNN",
+            lambda seed, n_jobs: KNeighborsClassifier(n_jobs=n_jobs),
+            {"full": {"n_neighbors": [3, 5, 7, 9, 11, 15, 21], "weights": ["uniform", "distance"], "p": [1, 2]},
+             "fast": {"n_neighbors": [5, 9], "weights": ["uniform", "distance"]}},
+        ),
+        ClassifierSpec(
+            "RandomForest",
+            lambda seed, n_jobs: RandomForestClassifier(random_state=seed, n_jobs=n_jobs),
+            {"full": _FOREST_FULL, "fast": _FOREST_FAST},
+        ),
+        ClassifierSpec(
+            "ExtraTrees",
+            lambda seed, n_jobs: ExtraTreesClassifier(random_state=seed, n_jobs=n_jobs),
+            {"full": _FOREST_FULL, "fast": _FOREST_FAST},
+        ),
+        ClassifierSpec(
+            "XGBoost",
+            _xgboost,
+            {"full": {"estimator__learning_rate": [0.01, 0.05, 0.1, 0.3],
+                      "estimator__n_estimators": [100, 300, 500],
+                      "estimator__max_depth": [2, 3, 4, 6]},
+             "fast": {"estimator__learning_rate": [0.1], "estimator__n_estimators": [100],
+                      "estimator__max_depth": [2, 4]}},
+        ),
+        ClassifierSpec(
+            "LightGBM",
+            _lightgbm,
+            {"full": {"learning_rate": [0.01, 0.05, 0.1], "n_estimators": [100, 300],
+                      "num_leaves": [7, 15, 31], "min_child_samples": [5, 10, 20]},
+             "fast": {"learning_rate": [0.1], "n_estimators": [100], "num_leaves": [7, 15],
+                      "min_child_samples": [10]}},
+        ),
+        ClassifierSpec(
+            "GradientBoosting",
+            lambda seed, n_jobs: GradientBoostingClassifier(random_state=seed),
+            {"full": {"n_estimators": [50, 100, 200, 300], "learning_rate": [0.01, 0.05, 0.1, 0.2],
+                      "max_depth": [2, 3, 4]},
+             "fast": {"n_estimators": [100], "learning_rate": [0.1], "max_depth": [2, 3]}},
+        ),
+        ClassifierSpec(
+            "AdaBoost",
+            lambda seed, n_jobs: AdaBoostClassifier(random_state=seed),
+            {"full": {"n_estimators": [50, 100, 200, 500], "learning_rate": [0.01, 0.1, 0.5, 1.0]},
+             "fast": {"n_estimators": [50, 100], "learning_rate": [0.5, 1.0]}},
+        ),
+        ClassifierSpec(
+            "MLP",
+            _mlp,
+            {"full": {"hidden_layer_sizes": [(16,), (32,), (64,), (32, 16), (64, 32)],
+                      "alpha": [1e-5, 1e-4, 1e-3, 1e-2, 1e-1]},
+             "fast": {"hidden_layer_sizes": [(32,)], "alpha": [1e-4, 1e-2]}},
+        ),
+    ]
+}
+CLASSIFIER_NAMES: tuple[str, ...] = tuple(CLASSIFIERS)
+
+
+def classifier_spec(name: str) -> ClassifierSpec:
+    if name not in CLASSIFIERS:
+        raise ValueError(f"unknown classifier {name!r}; choose from {', '.join(CLASSIFIER_NAMES)}")
+    return CLASSIFIERS[name]
+
+
+def make_estimator(name: str, seed: int = 0, n_jobs: int = 1) -> Any:
+    """An unfitted zoo member; ``seed`` goes to every random_state, ``n_jobs`` to every thread count."""
+    return classifier_spec(name).build(seed, n_jobs)
+
+
+def grid_for(name: str, preset: GridPreset = "fast", step: str | None = "clf") -> ParamGrid:
+    """The grid of `name` for `preset`, keys prefixed ``<step>__`` (no prefix when `step` is None or "")."""
+    grids = classifier_spec(name).grids
+    if preset not in grids:
+        raise ValueError(f"unknown grid preset {preset!r}; choose from {', '.join(grids)}")
+    grid = copy.deepcopy(grids[preset])
+    prefix = f"{step}__" if step else ""
+    prefixed = [{prefix + key: values for key, values in part.items()} for part in _grid_parts(grid)]
+    return prefixed if isinstance(grid, list) else prefixed[0]
+
+
+def n_combinations(name: str, preset: GridPreset) -> int:
+    return len(ParameterGrid(grid_for(name, preset, step=None)))
+
+
+def _grid_parts(grid: ParamGrid) -> list[dict[str, list[Any]]]:
+    return grid if isinstance(grid, list) else [grid]
+
+
+def class_counts(y: Any) -> dict[Any, int]:
+    """Rows per class, in sorted class order."""
+    counts = Counter(np.asarray(y).tolist())
+    return {label: counts[label] for label in sorted(counts)}
+
+
+def stratified_folds(y: Any, cv_folds: int, seed: int) -> StratifiedKFold:
+    """Seeded stratified k-fold with k = min(cv_folds, smallest class count); every fold holds every class."""
+    counts = class_counts(y)
+    if len(counts) < 2:
+        raise ValueError(f"cross-validation needs at least 2 classes in the training rows; class counts: {counts}")
+    smallest = min(counts.values())
+    if smallest < 2:
+        raise ValueError(
+            f"cannot make stratified CV folds: every class needs at least 2 training patients; "
+            f"class counts: {counts}"
+        )
+    return StratifiedKFold(n_splits=min(cv_folds, smallest), shuffle=True, random_state=seed)
+
+
+def default_scoring(y: Any) -> str:
+    """ROC AUC for two classes, macro one-vs-rest ROC AUC for more."""
+    return "roc_auc" if len(class_counts(y)) == 2 else "roc_auc_ovr"
+
+
+@dataclass(frozen=True, eq=False)
+class TunedModel:
+    """The grid search's outcome on the training rows it was given.
+
+    ``model`` is the best pipeline refitted on all those rows. ``cv_score_sd`` is the sample SD (ddof=1) of
+    the best candidate's fold scores. ``oof_probabilities`` (n_train, n_classes) are that candidate's
+    out-of-fold probabilities on the same folds, columns in ``classes`` order (= ``model.classes_``).
+    """
+
+    name: str
+    preset: str
+    model: Any
+    best_params: dict[str, Any]
+    cv_score_mean: float
+    cv_score_sd: float
+    cv_fold_scores: tuple[float, ...]
+    scoring: str
+    n_splits: int
+    n_candidates: int
+    classes: tuple[Any, ...]
+    oof_probabilities: np.ndarray
+    cv_results: pd.DataFrame
+    search_seconds: float
+
+    def oof_scores(self, class_order: Sequence[Any]) -> np.ndarray:
+        """Out-of-fold P(positive) (binary) or probabilities in `class_order` (multiclass); see `positive_scores`."""
+        return align_probabilities(self.oof_probabilities, self.classes, class_order)
+
+
+def tune_classifier(
+    pipeline: Any,
+    X: Any,
+    y: Any,
+    name: str,
+    preset: GridPreset = "fast",
+    *,
+    seed: int,
+    cv_folds: int = 10,
+    scoring: Scoring | None = None,
+    n_jobs: int = 1,
+) -> TunedModel:
+    """Grid-search `pipeline` (final step: zoo member `name`) on TRAINING rows `X`, `y` only; refit the best.
+
+    Pass only training rows: every scaler, selector and hyper-parameter is learned from them and their CV
+    folds. `pipeline` may be a Pipeline (grid keys get its final step's name) or a bare estimator. ``n_jobs``
+    parallelizes the search (candidates x folds); the estimator's own threads are set by `make_estimator`.
+    """
+    splitter = stratified_folds(y, cv_folds, seed)
+    grid = grid_for(name, preset, step=_final_step_name(pipeline))
+    _check_grid_fits(pipeline, grid, name)
+    chosen_scoring = scoring if scoring is not None else default_scoring(y)
+    started = time.perf_counter()
+    search = GridSearchCV(pipeline, grid, scoring=chosen_scoring, cv=splitter, refit=True, n_jobs=n_jobs,
+                          error_score="raise")
+    search.fit(X, y)
+    oof = cross_val_predict(clone(search.best_estimator_), X, y, cv=splitter, method="predict_proba", n_jobs=n_jobs)
+    fold_scores = _best_fold_scores(search)
+    return TunedModel(
+        name=name,
+        preset=preset,
+        model=search.best_estimator_,
+        best_params=dict(search.best_params_),
+        cv_score_mean=float(np.mean(fold_scores)),
+        cv_score_sd=float(np.std(fold_scores, ddof=1)),
+        cv_fold_scores=tuple(fold_scores),
+        scoring=chosen_scoring if isinstance(chosen_scoring, str) else getattr(chosen_scoring, "__name__", "custom"),
+        n_splits=splitter.get_n_splits(),
+        n_candidates=len(search.cv_results_["params"]),
+        classes=tuple(search.best_estimator_.classes_.tolist()),
+        oof_probabilities=oof,
+        cv_results=pd.DataFrame(search.cv_results_),
+        search_seconds=time.perf_counter() - started,
+    )
+
+
+def _final_step_name(pipeline: Any) -> str | None:
+    steps = getattr(pipeline, "steps", None)
+    return steps[-1][0] if steps else None
+
+
+def _check_grid_fits(pipeline: Any, grid: ParamGrid, name: str) -> None:
+    """Fail before fitting when the grid names parameters the pipeline's final step does not have."""
+    known = set(pipeline.get_params(deep=True))
+    unknown = sorted({key for part in _grid_parts(grid) for key in part} - known)
+    if unknown:
+        raise ValueError(
+            f"the {name} grid sets {unknown}, which the pipeline's final step "
+            f"({type(pipeline.steps[-1][1] if hasattr(pipeline, 'steps') else pipeline).__name__}) does not have; "
+            f"build it with make_estimator({name!r}, ...)"
+        )
+
+
+def _best_fold_scores(search: GridSearchCV) -> list[float]:
+    results, best = search.cv_results_, search.best_index_
+    return [float(results[f"split{fold}_test_score"][best]) for fold in range(search.n_splits_)]
+
+
+def positive_scores(model: Any, X: Any, class_order: Sequence[Any]) -> np.ndarray:
+    """P(class_order[1]) for a binary model (class_order = (negative, positive)); else the (n, k) probability
+    matrix with columns in `class_order`. `class_order` must name exactly the model's classes."""
+    return align_probabilities(model.predict_proba(X), model.classes_, class_order)
+
+
+def align_probabilities(probabilities: np.ndarray, classes: Sequence[Any], class_order: Sequence[Any]) -> np.ndarray:
+    """Reorder probability columns (in `classes` order) to `class_order`; binary gives the positive column."""
+    have, want = np.asarray(classes).tolist(), np.asarray(class_order).tolist()
+    if len(want) != len(set(want)) or set(want) != set(have):
+        raise ValueError(f"class order {want} does not name exactly the model's classes {have}")
+    aligned = np.asarray(probabilities)[:, [have.index(label) for label in want]]
+    return aligned[:, 1] if len(want) == 2 else aligned

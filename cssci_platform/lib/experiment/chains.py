@@ -1,0 +1,190 @@
+"""Pipelines per signature: harmonization -> selection chain -> classifier, all fitted on training rows only.
+
+Input rows carry the signature's feature columns plus ``center`` (ComBat's batch). Every fitted parameter
+(ComBat estimates, scaler, filters, mRMR, LASSO, PCA, classifier) lives inside the returned `Pipeline`, so a
+fit on the training split (or a CV training fold) cannot see any other patient (DESIGN.md section 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.validation import check_is_fitted
+
+from cssci_platform.lib.experiment.matrix import CLIN, DL, RAD
+from cssci_platform.lib.experiment.signatures import Signature
+from cssci_platform.lib.harmonization import ComBat
+from cssci_platform.lib.selection import (
+    ChannelPCA,
+    ICCFilter,
+    LassoSelector,
+    MRMRSelector,
+    RankTestFilter,
+    SpearmanRedundancyFilter,
+    ZScoreScaler,
+)
+
+BATCH = "center"
+
+
+@dataclass(frozen=True)
+class ChainSettings:
+    harmonize: bool = True
+    unseen_center_policy: str = "none"
+    icc_table: pd.DataFrame | None = None
+    icc_threshold: float = 0.75
+    rank_test: bool = True
+    rank_alpha: float = 0.05
+    spearman_threshold: float | None = 0.9
+    mrmr_k: int | None = 20
+    lasso: bool = True
+    lasso_cv: int = 10
+    pca_components: int = 32
+    seed: int = 0
+
+
+class ColumnSubset(BaseEstimator, TransformerMixin):
+    """Keep the named columns (all but the batch column when None; plus the batch column when `keep_batch`)."""
+
+    def __init__(self, columns: list[str] | None = None, keep_batch: bool = True) -> None:
+        self.columns = columns
+        self.keep_batch = keep_batch
+
+    def fit(self, X: pd.DataFrame, y: Any = None) -> ColumnSubset:
+        chosen = list(self.columns) if self.columns is not None else [c for c in X.columns if c != BATCH]
+        self.columns_ = chosen + ([BATCH] if self.keep_batch and BATCH in X.columns else [])
+        missing = [c for c in self.columns_ if c not in X.columns]
+        if missing:
+            raise ValueError(f"input lacks {len(missing)} column(s), e.g. {missing[:3]}")
+        return self
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        check_is_fitted(self, "columns_")
+        return X.loc[:, self.columns_]
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        return np.asarray(self.columns_, dtype=object)
+
+
+class ConstantFeatureDropper(BaseEstimator, TransformerMixin):
+    """Drop features constant on the training rows (ComBat and the rank tests cannot use them)."""
+
+    def fit(self, X: pd.DataFrame, y: Any = None) -> ConstantFeatureDropper:
+        features = X.drop(columns=[BATCH], errors="ignore")
+        constant = features.columns[features.nunique(dropna=False) <= 1]
+        self.dropped_ = list(constant)
+        self.kept_ = [c for c in X.columns if c not in set(constant)]
+        return self
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        check_is_fitted(self, "kept_")
+        return X.loc[:, self.kept_]
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        return np.asarray(self.kept_, dtype=object)
+
+
+class RadScoreCombinedClassifier(BaseEstimator, ClassifierMixin):
+    """The studies' combined model: logistic regression on clinical factors + the radiomics signature's score.
+
+    The Rad-score is the linear predictor (logit) of `rad_model`, a radiomics pipeline ending in logistic
+    regression, fitted on the same training rows; clinical columns are median-imputed and standardised.
+    """
+
+    def __init__(self, rad_model: Pipeline | None = None, clinical_columns: list[str] | None = None, C: float = 1.0) -> None:
+        self.rad_model = rad_model
+        self.clinical_columns = clinical_columns
+        self.C = C
+
+    def fit(self, X: pd.DataFrame, y: Any) -> RadScoreCombinedClassifier:
+        self.rad_model_ = clone(self.rad_model).fit(X.drop(columns=self.clinical_columns), y)
+        self.clinical_ = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
+        self.head_ = LogisticRegression(C=self.C, max_iter=5000)
+        self.head_.fit(self._design(X, fit=True), y)
+        self.classes_ = self.head_.classes_
+        return self
+
+    def rad_score(self, X: pd.DataFrame) -> np.ndarray:
+        check_is_fitted(self, "head_")
+        return self.rad_model_.decision_function(X.drop(columns=self.clinical_columns))
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        return self.head_.predict_proba(self._design(X))
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return self.head_.predict(self._design(X))
+
+    def decision_function(self, X: pd.DataFrame) -> np.ndarray:
+        return self.head_.decision_function(self._design(X))
+
+    def _design(self, X: pd.DataFrame, fit: bool = False) -> np.ndarray:
+        clinical = X.loc[:, self.clinical_columns]
+        scaled = self.clinical_.fit_transform(clinical) if fit else self.clinical_.transform(clinical)
+        score = self.rad_model_.decision_function(X.drop(columns=self.clinical_columns))
+        return np.column_stack([scaled, np.reshape(score, (len(X), -1))])
+
+
+def feature_chain(columns: list[str], settings: ChainSettings) -> list[tuple[str, Any]]:
+    """Harmonization and selection steps for radiomics and/or deep columns."""
+    steps: list[tuple[str, Any]] = [("columns", ColumnSubset(columns)), ("drop_constant", ConstantFeatureDropper())]
+    steps.append(("combat", ComBat(batch_col=BATCH, unseen_center_policy=settings.unseen_center_policy))
+                 if settings.harmonize else ("drop_batch", ColumnSubset(None, keep_batch=False)))
+    if any(c.startswith(DL) for c in columns):
+        steps.append(("pca", ChannelPCA(settings.pca_components)))
+    if settings.icc_table is not None:
+        steps.append(("icc", ICCFilter(settings.icc_table, settings.icc_threshold, missing="keep")))
+    steps.append(("zscore", ZScoreScaler()))
+    if settings.rank_test:
+        steps.append(("rank_test", RankTestFilter(settings.rank_alpha, on_constant="drop")))
+    if settings.spearman_threshold is not None:
+        steps.append(("spearman", SpearmanRedundancyFilter(settings.spearman_threshold, on_constant="drop")))
+    if settings.mrmr_k:
+        steps.append(("mrmr", MRMRSelector(settings.mrmr_k, on_constant="drop")))
+    if settings.lasso:
+        steps.append(("lasso", LassoSelector(cv=settings.lasso_cv, random_state=settings.seed)))
+    return steps
+
+
+def build_pipeline(signature: Signature, columns: list[str], classifier: Any, settings: ChainSettings) -> Pipeline:
+    """The whole model of one signature x classifier, classifier as the final step ``clf``."""
+    if signature.kind == "clinical":
+        steps = [("columns", ColumnSubset(columns, keep_batch=False)), ("impute", SimpleImputer(strategy="median")),
+                 ("scale", StandardScaler()), ("clf", classifier)]
+        return Pipeline(steps).set_output(transform="pandas")
+    if signature.kind == "combined":
+        clinical = [c for c in columns if c.startswith(CLIN)]
+        radiomics = [c for c in columns if c.startswith(RAD)]
+        rad_model = build_pipeline(Signature("rad"), radiomics, LogisticRegression(max_iter=5000), settings)
+        steps = [("columns", ColumnSubset(columns)), ("clf", RadScoreCombinedClassifier(rad_model, clinical))]
+        return Pipeline(steps).set_output(transform="pandas")
+    return Pipeline([*feature_chain(columns, settings), ("clf", classifier)]).set_output(transform="pandas")
+
+
+def paper_faithful_columns(rows: pd.DataFrame, y: Any, columns: list[str], settings: ChainSettings) -> list[str]:
+    """The published order: z-score, rank test and correlation filter on the WHOLE development cohort, before
+    the split. Leaks test labels into the feature set on purpose (mode `paper_faithful`, always tagged).
+    Deep columns pass through (their PCA stays inside the training pipeline)."""
+    radiomics = [c for c in columns if not c.startswith(DL)]
+    if not radiomics:
+        return columns
+    steps = [("columns", ColumnSubset(radiomics, keep_batch=False)), ("drop_constant", ConstantFeatureDropper()),
+             ("zscore", ZScoreScaler())]
+    if settings.rank_test:
+        steps.append(("rank_test", RankTestFilter(settings.rank_alpha, on_constant="drop")))
+    if settings.spearman_threshold is not None:
+        steps.append(("spearman", SpearmanRedundancyFilter(settings.spearman_threshold, on_constant="drop")))
+    prefilter = Pipeline(steps).set_output(transform="pandas").fit(rows, y)
+    return list(prefilter.get_feature_names_out()) + [c for c in columns if c.startswith(DL)]
+
+
+def after_paper_faithful_prefilter(settings: ChainSettings) -> ChainSettings:
+    """The training pipeline of `paper_faithful`: the prefilter's steps are not repeated."""
+    return replace(settings, rank_test=False, spearman_threshold=None)

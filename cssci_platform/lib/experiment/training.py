@@ -1,0 +1,119 @@
+"""Train one signature x classifier x mode on the training split and score every patient.
+
+Leakage rules (DESIGN.md section 2): hyper-parameters come from stratified CV on training rows only; the
+operating threshold is Youden's on the training rows' out-of-fold scores and frozen for test, validation and
+prospective patients (`leakage_safe`). `paper_faithful` reproduces the published order of operations:
+z-score, rank test and correlation filter on the whole development cohort before the split, and a Youden
+threshold re-picked on each cohort; its results are tagged and never the default.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+
+from cssci_platform.lib.classifiers import make_estimator, tune_classifier
+from cssci_platform.lib.evaluation import binary_auc, multiclass_metrics, threshold_metrics, youden_threshold
+from cssci_platform.lib.experiment.chains import (
+    ChainSettings,
+    after_paper_faithful_prefilter,
+    build_pipeline,
+    paper_faithful_columns,
+)
+from cssci_platform.lib.experiment.signatures import Signature, result_name
+from cssci_platform.lib.selection import pipeline_reports
+
+Mode = Literal["leakage_safe", "paper_faithful"]
+MODES: tuple[Mode, ...] = ("leakage_safe", "paper_faithful")
+SCORED_ROLES = ("train", "test", "validation")
+FIXED_CLASSIFIER = "LR"  # Clinical and Combined are logistic regressions, as in the studies
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    signature: Signature
+    classifier: str
+    mode: Mode = "leakage_safe"
+
+    @property
+    def name(self) -> str:
+        return result_name(self.signature, self.classifier)
+
+
+@dataclass
+class TrainedModel:
+    spec: ModelSpec
+    pipeline: Any
+    classes: list[str]
+    best_params: dict
+    cv_score_mean: float
+    cv_score_sd: float
+    threshold: float
+    predictions: pd.DataFrame  # patient_key, role, class_label, probability
+    metrics: dict[str, dict[str, float]]  # role -> metric -> value
+    selection: list[dict] = field(default_factory=list)
+    input_columns: list[str] = field(default_factory=list)
+
+
+def train_model(matrix: pd.DataFrame, roles: pd.Series, spec: ModelSpec, classes: list[str], settings: ChainSettings,
+                preset: str = "fast", cv_folds: int = 10) -> TrainedModel:
+    """`matrix`: `assemble` output; `roles`: patient_key -> train/test/validation/excluded for one fold."""
+    roles = roles.reindex(matrix.index)
+    train = matrix[roles == "train"]
+    if train.empty:
+        raise ValueError("no training patients in this split")
+    columns, chain = spec.signature.columns(matrix), settings
+    if spec.mode == "paper_faithful":
+        labelled = matrix[roles.isin(["train", "test"])]
+        columns = paper_faithful_columns(labelled, labelled["label"], columns, settings)
+        chain = after_paper_faithful_prefilter(settings)
+    classifier = FIXED_CLASSIFIER if spec.signature.kind in ("clinical", "combined") else spec.classifier
+    estimator = LogisticRegression(max_iter=5000) if classifier == FIXED_CLASSIFIER and spec.signature.kind == "combined" \
+        else make_estimator(classifier, seed=settings.seed)
+    pipeline = build_pipeline(spec.signature, columns, estimator, chain)
+    tuned = tune_classifier(pipeline, train, train["label"], classifier, preset=preset, cv_folds=cv_folds, seed=settings.seed)
+    scored = matrix[roles.isin(SCORED_ROLES)]
+    probabilities = pd.DataFrame(tuned.model.predict_proba(scored), index=scored.index,
+                                 columns=[str(c) for c in tuned.model.classes_])[classes]
+    oof = pd.DataFrame(tuned.oof_probabilities, index=train.index, columns=[str(c) for c in tuned.model.classes_])[classes]
+    threshold = youden_threshold(_binary(train["label"], classes), oof[classes[-1]]) if len(classes) == 2 else math.nan
+    metrics = _metrics(scored, roles, probabilities, oof, classes, threshold, spec.mode)
+    metrics["cv"] = {"score_mean": tuned.cv_score_mean, "score_sd": tuned.cv_score_sd}
+    return TrainedModel(spec, tuned.model, classes, tuned.best_params, tuned.cv_score_mean, tuned.cv_score_sd, threshold,
+                        _long_predictions(probabilities, roles), metrics,
+                        [r.to_dict() for r in pipeline_reports(tuned.model)], columns)
+
+
+def _binary(labels: pd.Series, classes: list[str]) -> np.ndarray:
+    return (labels.astype(str) == classes[-1]).to_numpy().astype(int)
+
+
+def _metrics(scored: pd.DataFrame, roles: pd.Series, probabilities: pd.DataFrame, oof: pd.DataFrame, classes: list[str],
+             threshold: float, mode: Mode) -> dict[str, dict[str, float]]:
+    by_role = {"train_oof": (scored.loc[oof.index, "label"], oof)}
+    for role in ("test", "validation"):
+        rows = scored[(roles.reindex(scored.index) == role) & scored["label"].notna()]
+        if len(rows):
+            by_role[role] = (rows["label"], probabilities.loc[rows.index])
+    return {role: _role_metrics(labels, probs, classes, threshold, mode) for role, (labels, probs) in by_role.items()}
+
+
+def _role_metrics(labels: pd.Series, probabilities: pd.DataFrame, classes: list[str], threshold: float,
+                  mode: Mode) -> dict[str, float]:
+    if len(classes) > 2:
+        return {"n": float(len(labels)), **multiclass_metrics(labels.astype(str).to_numpy(), probabilities.to_numpy(), classes)}
+    y, score = _binary(labels, classes), probabilities[classes[-1]].to_numpy()
+    cut = youden_threshold(y, score) if mode == "paper_faithful" and len(np.unique(y)) == 2 else threshold
+    return {"n": float(len(y)), "auc": binary_auc(y, score), "threshold": cut, **threshold_metrics(y, score, cut)}
+
+
+def _long_predictions(probabilities: pd.DataFrame, roles: pd.Series) -> pd.DataFrame:
+    frame = probabilities.rename_axis("patient_key").reset_index().melt(
+        id_vars="patient_key", var_name="class_label", value_name="probability")
+    frame["role"] = roles.reindex(frame["patient_key"]).to_numpy()
+    return frame.sort_values(["patient_key", "class_label"]).reset_index(drop=True)
