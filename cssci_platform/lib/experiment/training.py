@@ -15,9 +15,10 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import LogisticRegression
 
-from cssci_platform.lib.classifiers import make_estimator, tune_classifier
+from sklearn.pipeline import Pipeline
+
+from cssci_platform.lib.classifiers import make_estimator
 from cssci_platform.lib.evaluation import binary_auc, multiclass_metrics, threshold_metrics, youden_threshold
 from cssci_platform.lib.experiment.chains import (
     ChainSettings,
@@ -26,6 +27,7 @@ from cssci_platform.lib.experiment.chains import (
     paper_faithful_columns,
 )
 from cssci_platform.lib.experiment.signatures import Signature, result_name
+from cssci_platform.lib.experiment.tuning import ChainFolds, TunedClassifier, fit_chain_folds, tune_on_folds
 from cssci_platform.lib.selection import pipeline_reports
 
 Mode = Literal["leakage_safe", "paper_faithful"]
@@ -60,30 +62,40 @@ class TrainedModel:
     input_columns: list[str] = field(default_factory=list)
 
 
-def train_model(matrix: pd.DataFrame, roles: pd.Series, spec: ModelSpec, classes: list[str], settings: ChainSettings,
-                preset: str = "fast", cv_folds: int = 10) -> TrainedModel:
-    """`matrix`: `assemble` output; `roles`: patient_key -> train/test/validation/excluded for one fold."""
+def train_signature(matrix: pd.DataFrame, roles: pd.Series, signature: Signature, classifiers: list[str], mode: Mode,
+                    classes: list[str], settings: ChainSettings, preset: str = "fast", cv_folds: int = 10) -> list[TrainedModel]:
+    """Every classifier of one signature and mode. `matrix`: `assemble` output; `roles`: patient_key ->
+    train/test/validation/excluded for one fold. Clinical and Combined are fitted once, as logistic regression."""
     roles = roles.reindex(matrix.index)
     train = matrix[roles == "train"]
     if train.empty:
         raise ValueError("no training patients in this split")
-    columns, chain = spec.signature.columns(matrix), settings
-    if spec.mode == "paper_faithful":
+    columns, chain_settings = signature.columns(matrix), settings
+    if mode == "paper_faithful":
         labelled = matrix[roles.isin(["train", "test"])]
         columns = paper_faithful_columns(labelled, labelled["label"], columns, settings)
-        chain = after_paper_faithful_prefilter(settings)
-    classifier = FIXED_CLASSIFIER if spec.signature.kind in ("clinical", "combined") else spec.classifier
-    estimator = LogisticRegression(max_iter=5000) if classifier == FIXED_CLASSIFIER and spec.signature.kind == "combined" \
-        else make_estimator(classifier, seed=settings.seed)
-    pipeline = build_pipeline(spec.signature, columns, estimator, chain)
-    tuned = tune_classifier(pipeline, train, train["label"], classifier, preset=preset, cv_folds=cv_folds, seed=settings.seed)
+        chain_settings = after_paper_faithful_prefilter(settings)
+    if signature.kind in ("clinical", "combined"):
+        classifiers = [FIXED_CLASSIFIER]
+    first = None if signature.kind == "combined" else make_estimator(classifiers[0], seed=settings.seed)
+    template = build_pipeline(signature, columns, first, chain_settings)
+    folds = fit_chain_folds(Pipeline(template.steps[:-1]), train, train["label"].astype(str), cv_folds, settings.seed)
+    estimators = {name: template.steps[-1][1] if signature.kind == "combined" else make_estimator(name, seed=settings.seed)
+                  for name in classifiers}
+    return [_trained(matrix, roles, ModelSpec(signature, name, mode), classes, folds, columns,
+                     tune_on_folds(folds, estimator, name, preset))
+            for name, estimator in estimators.items()]
+
+
+def _trained(matrix: pd.DataFrame, roles: pd.Series, spec: ModelSpec, classes: list[str], folds: ChainFolds,
+             columns: list[str], tuned: TunedClassifier) -> TrainedModel:
     scored = matrix[roles.isin(SCORED_ROLES)]
-    probabilities = pd.DataFrame(tuned.model.predict_proba(scored), index=scored.index,
-                                 columns=[str(c) for c in tuned.model.classes_])[classes]
-    oof = pd.DataFrame(tuned.oof_probabilities, index=train.index, columns=[str(c) for c in tuned.model.classes_])[classes]
-    threshold = youden_threshold(_binary(train["label"], classes), oof[classes[-1]]) if len(classes) == 2 else math.nan
+    model_classes = [str(c) for c in tuned.model.classes_]
+    probabilities = pd.DataFrame(tuned.model.predict_proba(scored), index=scored.index, columns=model_classes)[classes]
+    oof = pd.DataFrame(tuned.oof_probabilities, index=folds.y.index, columns=model_classes)[classes]
+    threshold = youden_threshold(_binary(folds.y, classes), oof[classes[-1]]) if len(classes) == 2 else math.nan
     metrics = _metrics(scored, roles, probabilities, oof, classes, threshold, spec.mode)
-    metrics["cv"] = {"score_mean": tuned.cv_score_mean, "score_sd": tuned.cv_score_sd}
+    metrics["cv"] = {"auc_mean": tuned.cv_score_mean, "auc_sd": tuned.cv_score_sd}
     return TrainedModel(spec, tuned.model, classes, tuned.best_params, tuned.cv_score_mean, tuned.cv_score_sd, threshold,
                         _long_predictions(probabilities, roles), metrics,
                         [r.to_dict() for r in pipeline_reports(tuned.model)], columns)

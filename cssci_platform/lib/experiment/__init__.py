@@ -1,0 +1,1 @@
+"""Experiments: the feature matrix, the studies' signatures, leakage-safe pipelines and their training."""
