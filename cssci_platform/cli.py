@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import typer
@@ -63,6 +64,8 @@ def demo(
     backbone: str = typer.Option("resnet18", help="ResNet for the deep features (resnet18/34/50/101/152)."),
     weights: str = typer.Option("none", help="'none' (random init: no ImageNet checkpoint ships with the demo), "
                                 "'imagenet' (checkpoint already in $TORCH_HOME/hub/checkpoints) or a checkpoint file."),
+    classifiers: str = typer.Option("all", help="Comma-separated zoo members (LR,SVM,RandomForest,...) or 'all'."),
+    cv_folds: int = typer.Option(5, min=2, help="Stratified CV folds for grid search on the training split."),
 ) -> None:
     """Generate the synthetic multi-center cohort and materialize every asset for it."""
     from cssci_platform.lib.synthetic import write_sci_cohort
@@ -70,18 +73,20 @@ def demo(
     data_dir = home.resolve() / f"demo_cohort_n{patients}_p{prospective}_s{seed}"
     manifest = data_dir / "cohort.yaml"
     if not manifest.exists():
-        console.rule("1/4 synthetic cohort")
+        console.rule("1/5 synthetic cohort")
         started = time.perf_counter()
         write_sci_cohort(data_dir, n_development=patients, n_prospective=prospective, seed=seed)
         console.print(f"{patients + prospective} patients written to {data_dir} in {time.perf_counter() - started:.1f} s")
     else:
         console.print(f"reusing the synthetic cohort in {data_dir}")
     runner.configure_environment(home, manifest)
-    console.rule("2/4 manifest, scans, channels, radiomics, ROI slices")
+    console.rule("2/5 manifest, scans, channels, radiomics, ROI slices")
     _ingest_with_progress(manifest, workers)
-    console.rule("3/4 deep features per center")
+    console.rule("3/5 deep features per center")
     _embed_with_progress(manifest, backbone, weights)
-    console.rule("4/4 summary")
+    console.rule("4/5 signatures x classifiers x modes (MLflow)")
+    _model_with_progress(classifiers, cv_folds)
+    console.rule("5/5 summary")
     _summary(home)
 
 
@@ -121,6 +126,26 @@ def _embed_with_progress(manifest: Path, backbone: str, weights: str) -> None:
     console.print(f"{len(centers)} centers embedded in {time.perf_counter() - started:.1f} s")
 
 
+def _model_with_progress(classifiers: str, cv_folds: int) -> None:
+    from cssci_platform.lib.classifiers import CLASSIFIER_NAMES
+
+    chosen = list(CLASSIFIER_NAMES) if classifiers == "all" else [c.strip() for c in classifiers.split(",")]
+    unknown = sorted(set(chosen) - set(CLASSIFIER_NAMES))
+    if unknown:
+        raise typer.BadParameter(f"unknown classifiers {unknown}; choose from {list(CLASSIFIER_NAMES)}", param_hint="--classifiers")
+    from cssci_platform.lib.selection import EmptySelectionWarning
+
+    warnings.simplefilter("ignore", EmptySelectionWarning)  # kept in each step's report, logged to MLflow
+    started = time.perf_counter()
+    config = {"ops": {"trained_models": {"config": {"classifiers": chosen, "cv_folds": cv_folds}}}}
+    result = runner.run_modeling(config)
+    if not result.success:
+        errors = [e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+        console.print(f"[red]modeling failed[/]: {errors[0] if errors else 'see the run in the Dagster UI'}")
+        raise typer.Exit(1)
+    console.print(f"models trained and tracked in {time.perf_counter() - started:.1f} s")
+
+
 def _summary(home: Path) -> None:
     from cssci_platform.lib.warehouse import connect
 
@@ -131,6 +156,10 @@ def _summary(home: Path) -> None:
             "SELECT median(n)::BIGINT FROM (SELECT count(*) AS n FROM radiomics_features GROUP BY patient_key)"
         ).fetchone()[0]
         issues = con.execute("SELECT patient_key, stage, code, message FROM qc_issues WHERE severity = 'error' ORDER BY 1").fetchall()
+        champions = con.execute(
+            "SELECT t.signature, t.result_name, t.model_version, t.cv_auc_mean, r.value FROM trained_models t "
+            "LEFT JOIN model_results r ON r.run_id = t.run_id AND r.role = 'test' AND r.metric IN ('auc', 'auc_macro_ovr') "
+            "WHERE t.champion ORDER BY t.signature").fetchall() if _has_table(con, "trained_models") else []
         embedded = con.execute("SELECT count(DISTINCT patient_key), count(*), any_value(len(embedding)), "
                                "string_agg(DISTINCT backbone || ' (' || weights_id || ')', ', ') FROM embeddings").fetchone()
     table = Table(title="cohort")
@@ -141,14 +170,26 @@ def _summary(home: Path) -> None:
     console.print(table)
     console.print(f"radiomics feature values per patient (median): {per_patient}")
     console.print(f"deep features: {embedded[0]} patients, {embedded[1]} slice embeddings of {embedded[2]} values, {embedded[3]}")
+    if champions:
+        models = Table(title="champions (registered in MLflow, alias 'champion'; chosen by CV AUC on training folds)")
+        for column in ("signature", "model", "version", "CV AUC", "test AUC"):
+            models.add_column(column)
+        for signature, name, version, cv_auc, test_auc in champions:
+            models.add_row(signature, name, str(version), f"{cv_auc:.3f}", "-" if test_auc is None else f"{test_auc:.3f}")
+        console.print(models)
     console.print(f"QC errors: {len(issues)}" + ("  (details: cssci qc)" if issues else ""))
     for key, stage, code, message in issues:
         console.print(f"[red]QC[/] {key} [{stage}/{code}] {message}")
     console.print(
         f"warehouse: {warehouse}\n"
         f"explore:   duckdb {warehouse} -c \"SELECT * FROM patient_status\"\n"
-        f"UI:        make ui   (or: cssci ui --home {home})  then open http://localhost:3000"
+        f"UI:        make ui   (or: cssci ui --home {home})  then open http://localhost:3000\n"
+        f"MLflow:    mlflow ui --backend-store-uri {os.environ['CSSCI_MLFLOW_URI']}"
     )
+
+
+def _has_table(con, name: str) -> bool:
+    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchone()[0])
 
 
 @app.command()

@@ -28,6 +28,8 @@ def configure_environment(home: Path, manifest: Path | None = None) -> dict[str,
     """Set the CSSCI_* variables (keeping any the user already set) and prepare DAGSTER_HOME."""
     home = home.resolve()
     values = {name: os.environ.get(name) or str(home / relative) for name, relative in ENV_DEFAULTS.items()}
+    values["CSSCI_MLFLOW_URI"] = os.environ.get("CSSCI_MLFLOW_URI") or f"sqlite:///{home / 'mlflow.db'}"
+    values["MLFLOW_DISABLE_TELEMETRY"] = os.environ.get("MLFLOW_DISABLE_TELEMETRY") or "true"  # no network at run time
     remembered = home / "current_manifest"
     if manifest is not None:
         values["CSSCI_MANIFEST"] = str(manifest.resolve())
@@ -120,6 +122,13 @@ def embed_centers(centers: list[str], run_config: dict) -> dict[str, bool]:
     with dg.DagsterInstance.get() as instance:
         return {center: job.execute_in_process(run_config=config, partition_key=center, instance=instance,
                                                raise_on_error=False).success for center in centers}
+
+
+def run_modeling(run_config: dict) -> dg.ExecuteInProcessResult:
+    """Split, feature matrix, ICC, ComBat view and the classifier zoo with MLflow tracking, in this process."""
+    job = load_definitions().resolve_job_def("modeling_job")
+    with dg.DagsterInstance.get() as instance:
+        return job.execute_in_process(run_config={**QUIET_RUN_CONFIG, **run_config}, instance=instance, raise_on_error=False)
 
 
 def ingest_cohort(manifest: Path, workers: int, on_patient: Callable[[PatientRunOutcome], None]) -> list[PatientRunOutcome]:

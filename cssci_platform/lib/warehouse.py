@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import polars as pl
 
 SCHEMA: dict[str, str] = {
@@ -43,6 +44,12 @@ SCHEMA: dict[str, str] = {
         weights_id VARCHAR, network VARCHAR, embedding FLOAT[], created_at TIMESTAMP""",
     "splits": """split VARCHAR, fold VARCHAR, patient_key VARCHAR, role VARCHAR, outcome VARCHAR, seed INTEGER,
         created_at TIMESTAMP""",
+    "trained_models": """result_name VARCHAR, signature VARCHAR, classifier VARCHAR, mode VARCHAR, run_id VARCHAR,
+        model_uri VARCHAR, registered_model VARCHAR, model_version VARCHAR, champion BOOLEAN, best_params VARCHAR,
+        cv_auc_mean DOUBLE, cv_auc_sd DOUBLE, threshold DOUBLE, n_features INTEGER, split VARCHAR, fold VARCHAR,
+        created_at TIMESTAMP""",
+    "model_results": """result_name VARCHAR, signature VARCHAR, classifier VARCHAR, mode VARCHAR, role VARCHAR,
+        metric VARCHAR, value DOUBLE, run_id VARCHAR, split VARCHAR, fold VARCHAR, created_at TIMESTAMP""",
     "predictions": """patient_key VARCHAR, cohort VARCHAR, role VARCHAR, signature VARCHAR, classifier VARCHAR,
         mode VARCHAR, split VARCHAR, fold VARCHAR, class_label VARCHAR, probability DOUBLE, model_name VARCHAR,
         model_version VARCHAR, created_at TIMESTAMP""",
@@ -114,6 +121,17 @@ def replace_rows(con: duckdb.DuckDBPyConnection, table: str, where: Mapping[str,
     return frame.height
 
 
+def append_rows(con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[Mapping] | pl.DataFrame) -> int:
+    """Insert rows without deleting any (the caller deleted what they replace in the same connection)."""
+    frame = rows if isinstance(rows, pl.DataFrame) else pl.DataFrame(list(rows), infer_schema_length=None)
+    if frame.height:
+        con.register("incoming", frame)
+        names = ", ".join(frame.columns)
+        con.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM incoming")
+        con.unregister("incoming")
+    return frame.height
+
+
 def refresh_radiomics_wide_view(con: duckdb.DuckDBPyConnection) -> int:
     """(Re)create `radiomics_wide`: one row per patient, one column per sequence/roi/channel/feature of
     the primary segmentation. DuckDB views cannot pivot on values found in the data, so the column list
@@ -141,3 +159,16 @@ def table_frame(path: Path, sql: str, parameters: Sequence | None = None) -> pl.
     """Run a read query against the warehouse and return a polars frame."""
     with connect(path, read_only=True) as con:
         return con.execute(sql, parameters or []).pl()
+
+
+def write_wide_table(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> None:
+    """Replace a whole cohort-level wide table (its columns depend on the configuration) in one transaction."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.register("incoming_wide", frame)
+        con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM incoming_wide")
+        con.unregister("incoming_wide")
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise

@@ -171,8 +171,9 @@ def build_pipeline(signature: Signature, columns: list[str], classifier: Any, se
 def paper_faithful_columns(rows: pd.DataFrame, y: Any, columns: list[str], settings: ChainSettings) -> list[str]:
     """The published order: z-score, rank test and correlation filter on the WHOLE development cohort, before
     the split. Leaks test labels into the feature set on purpose (mode `paper_faithful`, always tagged).
-    Deep columns pass through (their PCA stays inside the training pipeline)."""
-    radiomics = [c for c in columns if not c.startswith(DL)]
+    Only radiomics columns are filtered: deep columns keep their PCA inside the training pipeline and clinical
+    factors are chosen by the clinical model, as in the studies."""
+    radiomics = [c for c in columns if c.startswith(RAD)]
     if not radiomics:
         return columns
     steps = [("columns", ColumnSubset(radiomics, keep_batch=False)), ("drop_constant", ConstantFeatureDropper()),
@@ -182,7 +183,7 @@ def paper_faithful_columns(rows: pd.DataFrame, y: Any, columns: list[str], setti
     if settings.spearman_threshold is not None:
         steps.append(("spearman", SpearmanRedundancyFilter(settings.spearman_threshold, on_constant="drop")))
     prefilter = Pipeline(steps).set_output(transform="pandas").fit(rows, y)
-    return list(prefilter.get_feature_names_out()) + [c for c in columns if c.startswith(DL)]
+    return list(prefilter.get_feature_names_out()) + [c for c in columns if not c.startswith(RAD)]
 
 
 def after_paper_faithful_prefilter(settings: ChainSettings) -> ChainSettings:

@@ -1,0 +1,20 @@
+import dagster as dg
+import polars as pl
+
+from cssci_platform.defs.models.features import feature_matrix
+from cssci_platform.lib.harmonization import MIN_BATCH_SIZE
+from cssci_platform.resources.warehouse import WarehouseResource
+
+
+@dg.asset_check(asset=feature_matrix, description="Every center has enough training patients for ComBat to estimate its batch effect")
+def combat_batches_estimable(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    counts = warehouse.frame(
+        "SELECT s.split, s.fold, m.center, count(*) AS n FROM feature_matrix m JOIN splits s USING (patient_key) "
+        "WHERE s.role = 'train' GROUP BY ALL ORDER BY ALL")
+    small = counts.filter(pl.col("n") < MIN_BATCH_SIZE)
+    return dg.AssetCheckResult(
+        passed=small.is_empty() and not counts.is_empty(), severity=dg.AssetCheckSeverity.ERROR,
+        description=None if small.is_empty() else "centers with fewer than 2 training patients: pool them, add patients or set harmonize: false",
+        metadata={"training_patients_per_center": dg.MetadataValue.md(
+            "\n".join(["| split | fold | center | n |", "|---|---|---|---|"] + [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in counts.head(60).iter_rows()]))},
+    )

@@ -1,0 +1,164 @@
+"""trained_models / model_results / predictions: the zoo per signature and mode, tracked in MLflow."""
+
+from datetime import datetime
+
+import dagster as dg
+import pandas as pd
+import polars as pl
+
+from cssci_platform.defs.models.features import _roles, feature_matrix, feature_reliability
+from cssci_platform.defs.splits.assets import patient_splits
+from cssci_platform.lib.classifiers import CLASSIFIER_NAMES
+from cssci_platform.lib.experiment.chains import ChainSettings
+from cssci_platform.lib.experiment.results import metric_rows, model_row, prediction_rows, run_metrics, run_params
+from cssci_platform.lib.experiment.signatures import Signature, parse_signature, standard_signatures
+from cssci_platform.lib.experiment.training import MODES, TrainedModel, train_signature
+from cssci_platform.lib.model_tracking import log_model_run, register_champion, registered_model_name, select_champion
+from cssci_platform.lib.warehouse import append_rows, replace_rows
+from cssci_platform.resources.cohort import CohortResource
+from cssci_platform.resources.tracking import TrackingResource
+from cssci_platform.resources.warehouse import WarehouseResource
+
+
+MODEL_INPUTS = [feature_matrix, patient_splits, feature_reliability]
+
+
+class ModelingConfig(dg.Config):
+    experiment: str = "demo"
+    signatures: list[str] | None = None  # default: Rad, DL_/Rad+DL_ per backbone in the matrix, Clinical, Combined
+    classifiers: list[str] = list(CLASSIFIER_NAMES)
+    modes: list[str] = list(MODES)
+    grid: str = "fast"  # or "full"
+    cv_folds: int = 10
+    split: str | None = None
+    fold: str = "holdout"
+    harmonize: bool = True
+    unseen_center_policy: str = "none"
+    icc_threshold: float | None = None  # e.g. 0.75 with feature_reliability materialized
+    rank_alpha: float = 0.05
+    spearman_threshold: float | None = 0.9
+    mrmr_k: int | None = 20
+    lasso: bool = True
+    pca_components: int = 32
+    seed: int = 42
+
+    def chain(self, icc_table: pd.DataFrame | None) -> ChainSettings:
+        return ChainSettings(harmonize=self.harmonize, unseen_center_policy=self.unseen_center_policy, icc_table=icc_table,
+                             icc_threshold=self.icc_threshold or 0.75, rank_alpha=self.rank_alpha,
+                             spearman_threshold=self.spearman_threshold, mrmr_k=self.mrmr_k, lasso=self.lasso,
+                             lasso_cv=self.cv_folds, pca_components=self.pca_components, seed=self.seed)
+
+
+@dg.multi_asset(
+    group_name="modeling", can_subset=False,
+    specs=[dg.AssetSpec("trained_models", kinds={"mlflow", "scikitlearn"}, deps=MODEL_INPUTS,
+                        description="One MLflow run per signature x classifier x mode; the best per signature registered as champion"),
+           dg.AssetSpec("model_results", kinds={"duckdb"}, deps=MODEL_INPUTS,
+                        description="CV, test and validation metrics per model, named as in the studies' tables"),
+           dg.AssetSpec("predictions", kinds={"duckdb"}, deps=MODEL_INPUTS,
+                        description="Class probabilities of every model for every scored patient")],
+)
+def trained_models(context: dg.AssetExecutionContext, config: ModelingConfig, cohort: CohortResource,
+                   warehouse: WarehouseResource, tracking: TrackingResource):
+    matrix = warehouse.frame("SELECT * FROM feature_matrix").to_pandas().set_index("patient_key")
+    roles = _roles(warehouse, config.split, config.fold)
+    manifest = cohort.load()
+    outcome = next(iter(manifest.spec.outcomes))
+    variable = manifest.spec.outcomes[outcome]
+    classes = list(variable.levels) if variable.levels else ["0", "1"]
+    chain = config.chain(_icc_table(warehouse) if config.icc_threshold is not None else None)
+    tracking_config = tracking.config(config.experiment)
+    split_table = pd.DataFrame({"patient_key": roles.index, "role": roles.to_numpy(), "fold": config.fold})
+    runs, models = [], []
+    for signature in _signatures(config, matrix):
+        for mode in config.modes:
+            context.log.info(f"training {signature.name} ({mode})")
+            for model in train_signature(matrix, roles, signature, config.classifiers, mode, classes, chain,  # type: ignore[arg-type]
+                                         config.grid, config.cv_folds):
+                logged = log_model_run(
+                    tracking_config, run_name=f"{model.spec.name} [{mode}]", model=model.pipeline,
+                    input_example=matrix.loc[roles.reindex(matrix.index) == "train"].head(3).drop(columns=["cohort", "label"]),
+                    params=run_params(model, config.grid, config.cv_folds, config.seed), metrics=run_metrics(model),
+                    tags={**tracking.run_tags(context, signature=signature.name, classifier=model.spec.classifier, mode=mode,
+                                              manifest_hash=manifest.manifest_sha256), "split": str(roles.name)},
+                    selected_features=_final_features(model), selection_reports=model.selection, split_table=split_table)
+                runs.append((model, logged))
+                models.append(model)
+    champions = _register_champions(tracking_config, config.experiment, runs)
+    _store(warehouse, runs, champions, str(roles.name), config.fold, matrix)
+    yield dg.MaterializeResult(asset_key="trained_models", metadata={
+        "mlflow_runs": len(runs), "experiment": config.experiment, "tracking_uri": tracking.tracking_uri,
+        "champions": dg.MetadataValue.md(_champion_table(champions))})
+    yield dg.MaterializeResult(asset_key="model_results", metadata={
+        "table": dg.MetadataValue.md(_results_table(models)), "models": len(models)})
+    yield dg.MaterializeResult(asset_key="predictions", metadata={"rows": sum(len(m.predictions) for m in models)})
+
+
+def _signatures(config: ModelingConfig, matrix: pd.DataFrame) -> list[Signature]:
+    if config.signatures is not None:
+        return [parse_signature(name) for name in config.signatures]
+    backbones = sorted({c.split("__")[1] for c in matrix.columns if c.startswith("dl__")})
+    return standard_signatures(backbones, with_clinical=any(c.startswith("clin__") for c in matrix.columns))
+
+
+def _icc_table(warehouse: WarehouseResource) -> pd.DataFrame:
+    try:
+        table = warehouse.frame("SELECT feature, icc, ci_low, ci_high FROM feature_reliability WHERE kind = 'ICC3'")
+    except Exception as error:  # duckdb CatalogException: the table does not exist yet
+        raise dg.Failure("icc_threshold is set but feature_reliability has not been materialized") from error
+    if table.is_empty():
+        raise dg.Failure("icc_threshold is set but no patient has a repeat segmentation, so no ICC exists; "
+                         "add mask__<sequence>__<roi>__<rater> columns or set icc_threshold: null")
+    return table.to_pandas().set_index("feature")
+
+
+def _final_features(model: TrainedModel) -> list[str]:
+    return list(model.selection[-1]["kept"]) if model.selection else list(model.input_columns)
+
+
+def _register_champions(tracking_config, experiment: str, runs: list) -> dict[str, dict]:
+    """Per signature: the leakage-safe model with the best mean CV AUC on training folds (never test data)."""
+    champions = {}
+    for signature in sorted({m.spec.signature.name for m, _ in runs}):
+        candidates = {logged.run_id: (m, logged) for m, logged in runs
+                      if m.spec.signature.name == signature and m.spec.mode == "leakage_safe"}
+        if not candidates:
+            continue
+        best = select_champion([(run_id, m.cv_score_mean) for run_id, (m, _) in candidates.items()])
+        model, logged = candidates[best]
+        name = registered_model_name(experiment, signature)
+        version = register_champion(tracking_config, name, run_id=logged.run_id, model_uri=logged.model_uri,
+                                    chosen_by=("cv_auc_mean", model.cv_score_mean))
+        champions[signature] = {"model": model.spec.name, "registered_model": name, "version": version.version,
+                                "run_id": logged.run_id, "cv_auc": model.cv_score_mean}
+    return champions
+
+
+def _store(warehouse: WarehouseResource, runs: list, champions: dict, split: str, fold: str, matrix: pd.DataFrame) -> None:
+    now = datetime.now()
+    versions = {c["run_id"]: c for c in champions.values()}
+    models = [model_row(m, logged.run_id, logged.model_uri, versions.get(logged.run_id), split, fold, now) for m, logged in runs]
+    metrics = [row for m, logged in runs for row in metric_rows(m, logged.run_id, split, fold, now)]
+    cohorts = matrix["cohort"]
+    predictions = pl.concat([prediction_rows(m, cohorts, logged.run_id, split, fold, now) for m, logged in runs])
+    with warehouse.connect() as con:
+        replace_rows(con, "trained_models", {}, models)
+        replace_rows(con, "model_results", {}, metrics)
+        con.execute("DELETE FROM predictions WHERE signature <> 'CNN'")
+        append_rows(con, "predictions", predictions)
+
+
+def _champion_table(champions: dict) -> str:
+    lines = ["| signature | champion | registered model | version | CV AUC |", "|---|---|---|---|---|"]
+    lines += [f"| {s} | {c['model']} | {c['registered_model']} | {c['version']} | {c['cv_auc']:.3f} |" for s, c in champions.items()]
+    return "\n".join(lines)
+
+
+def _results_table(models: list[TrainedModel]) -> str:
+    lines = ["| model | mode | CV AUC | test AUC | test acc | test sens | test spec |", "|---|---|---|---|---|---|---|"]
+    for m in models:
+        test = m.metrics.get("test", {})
+        lines.append(f"| {m.spec.name} | {m.spec.mode} | {m.cv_score_mean:.3f} | {test.get('auc', test.get('auc_macro_ovr', float('nan'))):.3f} "
+                     f"| {test.get('accuracy', test.get('top1_accuracy', float('nan'))):.3f} | {test.get('sensitivity', float('nan')):.3f} "
+                     f"| {test.get('specificity', float('nan')):.3f} |")
+    return "\n".join(lines)
