@@ -157,8 +157,9 @@ def _summary(home: Path) -> None:
         ).fetchone()[0]
         issues = con.execute("SELECT patient_key, stage, code, message FROM qc_issues WHERE severity = 'error' ORDER BY 1").fetchall()
         champions = con.execute(
-            "SELECT t.signature, t.result_name, t.model_version, t.cv_auc_mean, r.value FROM trained_models t "
+            "SELECT t.signature, t.result_name, t.model_version, t.cv_auc_mean, r.value, n.value FROM trained_models t "
             "LEFT JOIN model_results r ON r.run_id = t.run_id AND r.role = 'test' AND r.metric IN ('auc', 'auc_macro_ovr') "
+            "LEFT JOIN model_results n ON n.run_id = t.run_id AND n.role = 'test' AND n.metric = 'n' "
             "WHERE t.champion ORDER BY t.signature").fetchall() if _has_table(con, "trained_models") else []
         embedded = con.execute("SELECT count(DISTINCT patient_key), count(*), any_value(len(embedding)), "
                                "string_agg(DISTINCT backbone || ' (' || weights_id || ')', ', ') FROM embeddings").fetchone()
@@ -172,11 +173,13 @@ def _summary(home: Path) -> None:
     console.print(f"deep features: {embedded[0]} patients, {embedded[1]} slice embeddings of {embedded[2]} values, {embedded[3]}")
     if champions:
         models = Table(title="champions (registered in MLflow, alias 'champion'; chosen by CV AUC on training folds)")
-        for column in ("signature", "model", "version", "CV AUC", "test AUC"):
+        for column in ("signature", "model", "version", "CV AUC", "test AUC", "test n"):
             models.add_column(column)
-        for signature, name, version, cv_auc, test_auc in champions:
-            models.add_row(signature, name, str(version), f"{cv_auc:.3f}", "-" if test_auc is None else f"{test_auc:.3f}")
+        for signature, name, version, cv_auc, test_auc, test_n in champions:
+            models.add_row(signature, name, str(version), f"{cv_auc:.3f}", "-" if test_auc is None else f"{test_auc:.3f}",
+                           "-" if test_n is None else f"{test_n:.0f}")
         console.print(models)
+        console.print("A demo-sized test set gives wide AUC intervals; run `cssci demo --patients 200` for stabler figures.")
     console.print(f"QC errors: {len(issues)}" + ("  (details: cssci qc)" if issues else ""))
     for key, stage, code, message in issues:
         console.print(f"[red]QC[/] {key} [{stage}/{code}] {message}")

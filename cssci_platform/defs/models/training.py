@@ -39,6 +39,7 @@ class ModelingConfig(dg.Config):
     spearman_threshold: float | None = 0.9
     mrmr_k: int | None = 20
     lasso: bool = True
+    lasso_rule: str = "min"
     pca_components: int = 32
     seed: int = 42
 
@@ -46,7 +47,7 @@ class ModelingConfig(dg.Config):
         return ChainSettings(harmonize=self.harmonize, unseen_center_policy=self.unseen_center_policy, icc_table=icc_table,
                              icc_threshold=self.icc_threshold or 0.75, rank_alpha=self.rank_alpha,
                              spearman_threshold=self.spearman_threshold, mrmr_k=self.mrmr_k, lasso=self.lasso,
-                             lasso_cv=self.cv_folds, pca_components=self.pca_components, seed=self.seed)
+                             lasso_cv=self.cv_folds, lasso_rule=self.lasso_rule, pca_components=self.pca_components, seed=self.seed)
 
 
 @dg.multi_asset(

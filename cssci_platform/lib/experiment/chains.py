@@ -47,6 +47,7 @@ class ChainSettings:
     mrmr_k: int | None = 20
     lasso: bool = True
     lasso_cv: int = 10
+    lasso_rule: str = "min"  # glmnet's lambda.min, as the studies; "1se" is sparser but empties small cohorts
     pca_components: int = 32
     seed: int = 0
 
@@ -149,7 +150,7 @@ def feature_chain(columns: list[str], settings: ChainSettings) -> list[tuple[str
     if settings.mrmr_k:
         steps.append(("mrmr", MRMRSelector(settings.mrmr_k, on_constant="drop")))
     if settings.lasso:
-        steps.append(("lasso", LassoSelector(cv=settings.lasso_cv, random_state=settings.seed)))
+        steps.append(("lasso", LassoSelector(cv=settings.lasso_cv, rule=settings.lasso_rule, random_state=settings.seed)))
     return steps
 
 
