@@ -4,15 +4,16 @@ import pytest
 from cssci_platform.definitions import defs
 
 EXPECTED_ASSETS = {"cohort_manifest", "patient_scans", "preprocessed_channels", "radiomics_features", "roi_slices",
-                   "patient_splits", "fine_tuned_backbones", "center_embeddings"}
+                   "patient_splits", "fine_tuned_backbones", "center_embeddings", "feature_matrix", "feature_reliability",
+                   "harmonized_features", "trained_models", "model_results", "predictions"}
 BLOCKING_CHECKS = {
     ("patient_scans", "patient_qc"),
     ("preprocessed_channels", "roi_survives_resampling"),
     ("radiomics_features", "features_finite"),
     ("roi_slices", "roi_slice_found"),
 }
-WARNING_CHECKS = {("center_embeddings", "center_patients_embedded")}
-EXPECTED_JOBS = {"cohort_manifest_job", "patient_features_job", "center_embeddings_job", "fine_tuning_job"}
+WARNING_CHECKS = {("center_embeddings", "center_patients_embedded"), ("feature_matrix", "combat_batches_estimable")}
+EXPECTED_JOBS = {"cohort_manifest_job", "patient_features_job", "center_embeddings_job", "fine_tuning_job", "modeling_job"}
 EXPECTED_SENSORS = {"cohort_manifest_sensor"}
 EXPECTED_SCHEDULES: set[str] = set()  # the validation schedule arrives with the prospective-operations issue
 PATIENT_ASSETS = {"patient_scans", "preprocessed_channels", "radiomics_features", "roi_slices"}
@@ -29,7 +30,7 @@ def definitions(monkeypatch_module) -> dg.Definitions:
 @pytest.fixture(scope="module")
 def monkeypatch_module():
     with pytest.MonkeyPatch.context() as patch:
-        for name in ("CSSCI_WAREHOUSE", "CSSCI_MANIFEST", "CSSCI_IMAGE_STORE"):
+        for name in ("CSSCI_WAREHOUSE", "CSSCI_MANIFEST", "CSSCI_IMAGE_STORE", "CSSCI_MLFLOW_URI"):
             patch.setenv(name, f"/nonexistent/{name.lower()}")
         yield patch
 
@@ -67,4 +68,4 @@ def test_patient_assets_are_partitioned_by_patient(definitions: dg.Definitions) 
 
 
 def test_resources_come_from_environment(definitions: dg.Definitions) -> None:
-    assert set(definitions.resources or {}) >= {"warehouse", "cohort", "image_store"}
+    assert set(definitions.resources or {}) >= {"warehouse", "cohort", "image_store", "tracking"}
