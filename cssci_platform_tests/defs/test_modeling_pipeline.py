@@ -118,3 +118,16 @@ def test_a_center_with_one_training_patient_fails_the_combat_check(platform: dic
     [check] = result.get_asset_check_evaluations()
     assert check.check_name == "combat_batches_estimable" and not check.passed
     assert "| center_X | 1 |" in check.metadata["training_patients_per_center"].value
+
+
+def test_leave_one_center_out_trains_and_evaluates_every_center(platform: dict) -> None:
+    config = {"patient_splits": {"config": {"preset": "leave_one_center_out"}},
+              "trained_models": {"config": {**MODEL_CONFIG, "classifiers": ["LR"], "signatures": ["Rad"],
+                                            "modes": ["leakage_safe"], "folds": ["all"], "harmonize": False}}}
+    result = _run(platform, [patient_splits.key, feature_matrix.key, feature_reliability.key, *trained_models.keys], config)
+    assert result.success
+    results = table_frame(platform["warehouse"], "SELECT fold, value FROM model_results WHERE role = 'test' AND metric = 'auc'")
+    assert sorted(results["fold"]) == ["center_A", "center_B", "center_C"]
+    assert results["value"].min() > 0.6  # each unseen center is predicted from the other two
+    champions = table_frame(platform["warehouse"], "SELECT fold FROM trained_models WHERE champion")
+    assert champions["fold"].to_list() == ["center_A"]

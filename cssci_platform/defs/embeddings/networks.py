@@ -10,6 +10,7 @@ import polars as pl
 from sklearn.metrics import roc_auc_score
 
 from cssci_platform.defs.embeddings.config import FineTuningConfig
+from cssci_platform.defs.splits.assets import split_name
 from cssci_platform.lib.cohort import CohortSpec
 from cssci_platform.lib.deep import BackboneWeightsError, InferenceSettings, load_backbone, save_fine_tuned
 from cssci_platform.lib.deep.cohort_networks import probability_rows, readable_slices, train_channel_network, write_grad_cams
@@ -31,7 +32,7 @@ class ChannelResult:
 def fine_tune_channel(context: dg.AssetExecutionContext, config: FineTuningConfig, spec: CohortSpec,
                       warehouse: WarehouseResource, image_store: ImageStoreResource, backbone_name: str,
                       channel: str) -> ChannelResult:
-    split = _split_name(config, warehouse)
+    split = split_name(warehouse, config.split)
     slices = warehouse.frame(
         "SELECT s.patient_key, s.sequence, s.slice_path, p.cohort, sp.role, o.value AS label FROM roi_slices s "
         "JOIN patients p USING (patient_key) JOIN splits sp ON sp.patient_key = s.patient_key AND sp.split = ? AND sp.fold = ? "
@@ -57,15 +58,6 @@ def fine_tune_channel(context: dg.AssetExecutionContext, config: FineTuningConfi
     cams = write_grad_cams(trained, slices, folder) if config.gradcam else {}
     return ChannelResult(network_id, trained.train_patients, trained.network.loss_history[-1],
                          _test_auc(probabilities, slices, classes), str(folder) if cams else "-", _preview(cams))
-
-
-def _split_name(config: FineTuningConfig, warehouse: WarehouseResource) -> str:
-    names = sorted(warehouse.frame("SELECT DISTINCT split FROM splits")["split"])
-    if config.split is not None and config.split in names:
-        return config.split
-    if config.split is None and len(names) == 1:
-        return names[0]
-    raise dg.Failure(f"choose a stored split (config 'split'); the splits table holds {names or 'none: materialize patient_splits'}")
 
 
 def _classes(spec: CohortSpec, outcome: str) -> list[str]:

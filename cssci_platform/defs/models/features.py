@@ -7,7 +7,7 @@ import polars as pl
 from cssci_platform.defs.embeddings.assets import center_embeddings
 from cssci_platform.defs.features.assets import radiomics_features
 from cssci_platform.defs.ingest.assets import cohort_manifest
-from cssci_platform.defs.splits.assets import patient_splits
+from cssci_platform.defs.splits.assets import patient_splits, split_roles
 from cssci_platform.lib.experiment.matrix import (
     CLIN,
     DL,
@@ -107,7 +107,7 @@ def harmonized_features(config: HarmonizationConfig, warehouse: WarehouseResourc
     """ComBat fitted on the training patients only, applied to everyone: the harmonized feature table to inspect
     (models re-fit ComBat inside their own pipelines, on their own training folds)."""
     matrix = warehouse.frame("SELECT * FROM feature_matrix").to_pandas().set_index("patient_key")
-    roles = _roles(warehouse, config.split, config.fold).reindex(matrix.index)
+    roles = split_roles(warehouse, config.split, config.fold).reindex(matrix.index)
     columns = [c for c in feature_columns(matrix, RAD) + feature_columns(matrix, DL) if matrix.loc[roles == "train", c].nunique() > 1]
     train = matrix.loc[roles == "train", [*columns, "center"]]
     small = undersized_batches(train["center"])
@@ -124,16 +124,6 @@ def harmonized_features(config: HarmonizationConfig, warehouse: WarehouseResourc
         "features": len(columns), "centers": ", ".join(map(str, combat.batches_)),
         "center_mean_spread_before": spread["before"], "center_mean_spread_after": spread["after"],
     })
-
-
-def _roles(warehouse: WarehouseResource, split: str | None, fold: str) -> pd.Series:
-    splits = warehouse.frame("SELECT split, fold, patient_key, role FROM splits")
-    names = sorted(set(splits["split"]))
-    chosen = split if split is not None else (names[0] if len(names) == 1 else None)
-    if chosen not in names:
-        raise dg.Failure(f"choose a stored split (config 'split'); the splits table holds {names or 'none: materialize patient_splits'}")
-    rows = splits.filter((pl.col("split") == chosen) & (pl.col("fold") == fold))
-    return pd.Series(dict(rows.select("patient_key", "role").iter_rows()), name=chosen)
 
 
 def _center_spread(frame: pd.DataFrame, columns: list[str]) -> float:

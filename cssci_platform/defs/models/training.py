@@ -6,8 +6,8 @@ import dagster as dg
 import pandas as pd
 import polars as pl
 
-from cssci_platform.defs.models.features import _roles, feature_matrix, feature_reliability
-from cssci_platform.defs.splits.assets import patient_splits
+from cssci_platform.defs.models.features import feature_matrix, feature_reliability
+from cssci_platform.defs.splits.assets import patient_splits, split_name, split_roles
 from cssci_platform.lib.classifiers import CLASSIFIER_NAMES
 from cssci_platform.lib.experiment.chains import ChainSettings
 from cssci_platform.lib.experiment.results import metric_rows, model_row, prediction_rows, run_metrics, run_params
@@ -31,7 +31,7 @@ class ModelingConfig(dg.Config):
     grid: str = "fast"  # or "full"
     cv_folds: int = 10
     split: str | None = None
-    fold: str = "holdout"
+    folds: list[str] = ["holdout"]  # ["all"]: every fold (leave-one-center-out centers, r<i>f<k>); champions come from the first
     harmonize: bool = True
     unseen_center_policy: str = "none"
     icc_threshold: float | None = None  # e.g. 0.75 with feature_reliability materialized
@@ -62,38 +62,50 @@ class ModelingConfig(dg.Config):
 def trained_models(context: dg.AssetExecutionContext, config: ModelingConfig, cohort: CohortResource,
                    warehouse: WarehouseResource, tracking: TrackingResource):
     matrix = warehouse.frame("SELECT * FROM feature_matrix").to_pandas().set_index("patient_key")
-    roles = _roles(warehouse, config.split, config.fold)
     manifest = cohort.load()
-    outcome = next(iter(manifest.spec.outcomes))
-    variable = manifest.spec.outcomes[outcome]
+    variable = next(iter(manifest.spec.outcomes.values()))
     classes = list(variable.levels) if variable.levels else ["0", "1"]
     chain = config.chain(_icc_table(warehouse) if config.icc_threshold is not None else None)
     tracking_config = tracking.config(config.experiment)
-    split_table = pd.DataFrame({"patient_key": roles.index, "role": roles.to_numpy(), "fold": config.fold})
-    runs, models = [], []
-    for signature in _signatures(config, matrix):
-        for mode in config.modes:
-            context.log.info(f"training {signature.name} ({mode})")
-            for model in train_signature(matrix, roles, signature, config.classifiers, mode, classes, chain,  # type: ignore[arg-type]
-                                         config.grid, config.cv_folds):
-                logged = log_model_run(
-                    tracking_config, run_name=f"{model.spec.name} [{mode}]", model=model.pipeline,
-                    input_example=matrix.loc[roles.reindex(matrix.index) == "train"].head(3).drop(columns=["cohort", "label"]),
-                    params=run_params(model, config.grid, config.cv_folds, config.seed), metrics=run_metrics(model),
-                    tags={**tracking.run_tags(context, signature=signature.name, classifier=model.spec.classifier, mode=mode,
-                                              manifest_hash=manifest.manifest_sha256), "split": str(roles.name)},
-                    selected_features=_final_features(model), selection_reports=model.selection, split_table=split_table)
-                runs.append((model, logged))
-                models.append(model)
-    champions = _register_champions(tracking_config, config.experiment, runs)
-    _store(warehouse, runs, champions, str(roles.name), config.fold, matrix)
+    runs = []
+    for fold in _folds(warehouse, config):
+        roles = split_roles(warehouse, config.split, fold)
+        split_table = pd.DataFrame({"patient_key": roles.index, "role": roles.to_numpy(), "fold": fold})
+        example = matrix.loc[roles.reindex(matrix.index) == "train"].head(3).drop(columns=["cohort", "label"])
+        for signature in _signatures(config, matrix):
+            for mode in config.modes:
+                context.log.info(f"training {signature.name} ({mode}, fold {fold})")
+                for model in train_signature(matrix, roles, signature, config.classifiers, mode, classes, chain,  # type: ignore[arg-type]
+                                             config.grid, config.cv_folds):
+                    logged = log_model_run(
+                        tracking_config, run_name=f"{model.spec.name} [{mode}, {fold}]", model=model.pipeline,
+                        input_example=example, params=run_params(model, config.grid, config.cv_folds, config.seed),
+                        metrics=run_metrics(model), selected_features=_final_features(model),
+                        tags={**tracking.run_tags(context, signature=signature.name, classifier=model.spec.classifier,
+                                                  mode=mode, manifest_hash=manifest.manifest_sha256),
+                              "split": str(roles.name), "fold": fold},
+                        selection_reports=model.selection, split_table=split_table)
+                    runs.append((fold, model, logged))
+    first_fold = runs[0][0] if runs else "-"
+    champions = _register_champions(tracking_config, config.experiment, [(m, lg) for f, m, lg in runs if f == first_fold])
+    _store(warehouse, runs, champions, split_name(warehouse, config.split), matrix)
+    models = [m for _, m, _ in runs]
     yield dg.MaterializeResult(asset_key="trained_models", metadata={
         "mlflow_runs": len(runs), "experiment": config.experiment, "tracking_uri": tracking.tracking_uri,
-        "champions": dg.MetadataValue.md(_champion_table(champions))})
+        "champions_from_fold": first_fold, "champions": dg.MetadataValue.md(_champion_table(champions))})
     yield dg.MaterializeResult(asset_key="model_results", metadata={
-        "table": dg.MetadataValue.md(_results_table(models)), "models": len(models),
-        "leakage_safe_vs_paper_faithful": dg.MetadataValue.md(_mode_delta_table(models))})
+        "table": dg.MetadataValue.md(_results_table([m for f, m, _ in runs if f == first_fold])), "models": len(models),
+        "across_folds": dg.MetadataValue.md(_fold_summary(runs)),
+        "leakage_safe_vs_paper_faithful": dg.MetadataValue.md(_mode_delta_table([m for f, m, _ in runs if f == first_fold]))})
     yield dg.MaterializeResult(asset_key="predictions", metadata={"rows": sum(len(m.predictions) for m in models)})
+
+
+def _folds(warehouse: WarehouseResource, config: ModelingConfig) -> list[str]:
+    """`folds: [all]` trains on every fold of the split (leave-one-center-out, repeated k-fold); else `folds`."""
+    if config.folds != ["all"]:
+        return config.folds
+    split = split_name(warehouse, config.split)
+    return sorted(set(warehouse.frame("SELECT DISTINCT fold FROM splits WHERE split = ?", [split])["fold"]))
 
 
 def _signatures(config: ModelingConfig, matrix: pd.DataFrame) -> list[Signature]:
@@ -136,13 +148,13 @@ def _register_champions(tracking_config, experiment: str, runs: list) -> dict[st
     return champions
 
 
-def _store(warehouse: WarehouseResource, runs: list, champions: dict, split: str, fold: str, matrix: pd.DataFrame) -> None:
+def _store(warehouse: WarehouseResource, runs: list, champions: dict, split: str, matrix: pd.DataFrame) -> None:
     now = datetime.now()
     versions = {c["run_id"]: c for c in champions.values()}
-    models = [model_row(m, logged.run_id, logged.model_uri, versions.get(logged.run_id), split, fold, now) for m, logged in runs]
-    metrics = [row for m, logged in runs for row in metric_rows(m, logged.run_id, split, fold, now)]
+    models = [model_row(m, lg.run_id, lg.model_uri, versions.get(lg.run_id), split, fold, now) for fold, m, lg in runs]
+    metrics = [row for fold, m, lg in runs for row in metric_rows(m, lg.run_id, split, fold, now)]
     cohorts = matrix["cohort"]
-    predictions = pl.concat([prediction_rows(m, cohorts, logged.run_id, split, fold, now) for m, logged in runs])
+    predictions = pl.concat([prediction_rows(m, cohorts, lg.run_id, split, fold, now) for fold, m, lg in runs])
     with warehouse.connect() as con:
         replace_rows(con, "trained_models", {}, models)
         replace_rows(con, "model_results", {}, metrics)
@@ -163,6 +175,17 @@ def _mode_delta_table(models: list[TrainedModel]) -> str:
     for name in names:
         safe, faithful = by_mode.get((name, "leakage_safe"), float("nan")), by_mode.get((name, "paper_faithful"), float("nan"))
         lines.append(f"| {name} | {safe:.3f} | {faithful:.3f} | {faithful - safe:+.3f} |")
+    return "\n".join(lines)
+
+
+def _fold_summary(runs: list) -> str:
+    """Test AUC mean +- SD over folds per model and mode (one fold: the same as the results table)."""
+    frame = pd.DataFrame([{"model": m.spec.name, "mode": m.spec.mode, "fold": f, "auc": _test_auc(m)} for f, m, _ in runs])
+    if frame.empty:
+        return "no models"
+    grouped = frame.groupby(["model", "mode"])["auc"].agg(["mean", "std", "count"]).reset_index()
+    lines = ["| model | mode | folds | test AUC mean | SD |", "|---|---|---|---|---|"]
+    lines += [f"| {r.model} | {r.mode} | {r['count']} | {r['mean']:.3f} | {r['std']:.3f} |" for _, r in grouped.iterrows()]
     return "\n".join(lines)
 
 

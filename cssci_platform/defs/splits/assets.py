@@ -1,6 +1,7 @@
 from datetime import datetime
 
 import dagster as dg
+import pandas as pd
 import polars as pl
 
 from cssci_platform.defs.ingest.assets import cohort_manifest
@@ -45,3 +46,22 @@ def patient_splits(config: SplitConfig, cohort: CohortResource, warehouse: Wareh
         "roles": dg.MetadataValue.md("\n".join(["| fold | role | patients |", "|---|---|---|"] +
                                                [f"| {f} | {r} | {n} |" for f, r, n in counts.head(40).iter_rows()])),
     })
+
+
+def split_name(warehouse: WarehouseResource, split: str | None) -> str:
+    """The configured split, or the only one stored."""
+    names = sorted(set(warehouse.frame("SELECT DISTINCT split FROM splits")["split"]))
+    chosen = split if split is not None else (names[0] if len(names) == 1 else None)
+    if chosen not in names:
+        raise dg.Failure(f"choose a stored split (config 'split'); the splits table holds {names or 'none: materialize patient_splits'}")
+    return chosen
+
+
+def split_roles(warehouse: WarehouseResource, split: str | None, fold: str) -> pd.Series:
+    """patient_key -> role for one fold of a stored split."""
+    chosen = split_name(warehouse, split)
+    rows = warehouse.frame("SELECT patient_key, role FROM splits WHERE split = ? AND fold = ?", [chosen, fold])
+    if rows.is_empty():
+        folds = sorted(set(warehouse.frame("SELECT fold FROM splits WHERE split = ?", [chosen])["fold"]))
+        raise dg.Failure(f"split '{chosen}' has no fold '{fold}'; its folds are {folds[:20]}")
+    return pd.Series(dict(rows.iter_rows()), name=chosen)
