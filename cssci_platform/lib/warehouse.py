@@ -104,21 +104,16 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
 
 def replace_rows(con: duckdb.DuckDBPyConnection, table: str, where: Mapping[str, str], rows: Sequence[Mapping] | pl.DataFrame) -> int:
     """Delete the rows matching `where` and insert `rows`, in one transaction; returns rows inserted."""
-    frame = rows if isinstance(rows, pl.DataFrame) else pl.DataFrame(list(rows), infer_schema_length=None)
     condition = " AND ".join(f"{column} = ?" for column in where) or "TRUE"
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(f"DELETE FROM {table} WHERE {condition}", list(where.values()))
-        if frame.height:
-            con.register("incoming", frame)
-            names = ", ".join(frame.columns)
-            con.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM incoming")
-            con.unregister("incoming")
+        inserted = append_rows(con, table, rows)
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
         raise
-    return frame.height
+    return inserted
 
 
 def append_rows(con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[Mapping] | pl.DataFrame) -> int:
