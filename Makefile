@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/cssci demo
 
 test: $(STAMP)
-	$(BIN)/pytest -n 2 -q
+	$(BIN)/pytest -n 2 --dist loadgroup -q
 
 ui: $(STAMP)
 	$(BIN)/cssci ui

@@ -211,6 +211,38 @@ def qc(home: Path = HOME_OPTION, patient: str | None = typer.Option(None, help="
 
 
 @app.command()
+def predict(
+    patient_dir: Path = typer.Option(..., "--patient-dir", exists=True, file_okay=False,
+                                     help="One patient's folder: patient.csv/json (manifest columns, paths relative to it), images, masks."),
+    home: Path = HOME_OPTION,
+    experiment: str = typer.Option("demo", help="MLflow experiment whose champions score the patient."),
+    out: Path = typer.Option(Path("prediction"), help="Folder for derived files and Grad-CAM PNGs."),
+) -> None:
+    """Score one patient with every signature's champion (MLflow registry), outside Dagster."""
+    from cssci_platform.lib.model_tracking import TrackingConfig
+    from cssci_platform.prediction import PredictionError, predict_patient_dir
+
+    values = runner.configure_environment(home)
+    if not values.get("CSSCI_MANIFEST"):
+        raise typer.BadParameter("no cohort manifest known: run `cssci ingest` or `cssci demo` first", param_hint="--home")
+    tracking = TrackingConfig(os.environ["CSSCI_MLFLOW_URI"], experiment)
+    try:
+        result = predict_patient_dir(patient_dir, Path(values["CSSCI_MANIFEST"]), Path(os.environ["CSSCI_WAREHOUSE"]), tracking, out)
+    except PredictionError as error:
+        console.print(f"[red]cannot score {patient_dir}[/]: {error}")
+        raise typer.Exit(1) from None
+    table = Table("signature", "probabilities", "risk group", "top classes", "model", "version", title=f"patient {result.patient_key}")
+    for champion, name, version in result.scores:
+        probabilities = ", ".join(f"{c}: {p:.3f}" for c, p in champion.probabilities.items())
+        table.add_row(champion.signature, probabilities, champion.risk_group, ", ".join(champion.top_classes), name, str(version))
+    console.print(table)
+    for path in result.gradcams:
+        console.print(f"Grad-CAM: {path}")
+    for note in result.notes:
+        console.print(note)
+
+
+@app.command()
 def ui(home: Path = HOME_OPTION, manifest: Path | None = typer.Option(None, help="cohort.yaml (default: keep CSSCI_MANIFEST)")) -> None:
     """Start the Dagster UI on this project's instance (dagster dev -w workspace.yaml)."""
     runner.configure_environment(home, manifest)

@@ -2,6 +2,7 @@ import dagster as dg
 
 from cssci_platform.resources.cohort import CohortResource
 from cssci_platform.resources.image_store import ImageStoreResource
+from cssci_platform.resources.inbox import InboxResource
 from cssci_platform.resources.tracking import TrackingResource
 from cssci_platform.resources.warehouse import WarehouseResource
 
@@ -14,5 +15,6 @@ def resources() -> dg.Definitions:
             "cohort": CohortResource(manifest_path=dg.EnvVar("CSSCI_MANIFEST")),
             "image_store": ImageStoreResource(root=dg.EnvVar("CSSCI_IMAGE_STORE")),
             "tracking": TrackingResource(tracking_uri=dg.EnvVar("CSSCI_MLFLOW_URI")),
+            "inbox": InboxResource(),
         }
     )

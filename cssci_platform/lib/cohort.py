@@ -66,6 +66,10 @@ class CohortSpec(BaseModel):
     mask_label: int = Field(default=1, ge=1)
     clinical: dict[str, VariableSpec] = Field(default_factory=dict)
     outcomes: dict[str, VariableSpec] = Field(default_factory=dict)
+    # Prospective operations: arrivals land in <data_root>/<inbox>/<patient_id>/; admitted rows are kept in
+    # `admitted_table` (beside cohort.yaml, written by the platform) and read as part of the cohort.
+    inbox: str | None = None
+    admitted_table: str = "admitted_patients.csv"
 
 
 @dataclass(frozen=True)
@@ -131,11 +135,30 @@ def load_cohort(manifest_path: Path) -> Cohort:
     spec = _read_spec(manifest_path)
     table_path = (manifest_path.parent / spec.table).resolve()
     table = _read_table(table_path)
+    admitted_path = manifest_path.parent / spec.admitted_table
+    if admitted_path.is_file():
+        table = pl.concat([table, _read_table(admitted_path)], how="diagonal_relaxed")
     columns = _classify_columns(table.columns, spec, table_path)
     data_root = (manifest_path.parent / spec.data_root).resolve()
     records, unkeyed = _records(table, spec, columns)
-    digest = hashlib.sha256(manifest_path.read_bytes() + table_path.read_bytes()).hexdigest()
+    admitted_bytes = admitted_path.read_bytes() if admitted_path.is_file() else b""
+    digest = hashlib.sha256(manifest_path.read_bytes() + table_path.read_bytes() + admitted_bytes).hexdigest()
     return Cohort(spec, manifest_path, data_root, digest, records, unkeyed)
+
+
+def validate_row(spec: CohortSpec, row: dict[str, str | None]) -> tuple[PatientRecord | None, list[str]]:
+    """One patient row checked as the manifest would check it: (record, problems); problems name the column."""
+    table = pl.DataFrame({k: [None if v is None or str(v).strip() == "" else str(v).strip()] for k, v in row.items()},
+                         schema={k: pl.String for k in row})
+    try:
+        columns = _classify_columns(table.columns, spec, Path("<arrival>"))
+    except ManifestError as error:
+        return None, error.problems
+    records, unkeyed = _records(table, spec, columns)
+    if unkeyed:
+        return None, [unkeyed[0].message]
+    record = next(iter(records.values()))
+    return record, [f"column '{i.column}': {i.message}. Fix: {i.fix}" for i in record.issues if i.severity == "error"]
 
 
 def _read_spec(path: Path) -> CohortSpec:
