@@ -5,7 +5,8 @@ from cssci_platform.definitions import defs
 
 EXPECTED_ASSETS = {"cohort_manifest", "patient_scans", "preprocessed_channels", "radiomics_features", "roi_slices",
                    "patient_splits", "fine_tuned_backbones", "center_embeddings", "feature_matrix", "feature_reliability",
-                   "harmonized_features", "trained_models", "model_results", "predictions"}
+                   "harmonized_features", "trained_models", "model_results", "predictions", "prospective_predictions",
+                   "followup_outcomes", "validation_metrics"}
 BLOCKING_CHECKS = {
     ("patient_scans", "patient_qc"),
     ("preprocessed_channels", "roi_survives_resampling"),
@@ -13,10 +14,11 @@ BLOCKING_CHECKS = {
     ("roi_slices", "roi_slice_found"),
 }
 WARNING_CHECKS = {("center_embeddings", "center_patients_embedded"), ("feature_matrix", "combat_batches_estimable")}
-EXPECTED_JOBS = {"cohort_manifest_job", "patient_features_job", "center_embeddings_job", "fine_tuning_job", "modeling_job"}
-EXPECTED_SENSORS = {"cohort_manifest_sensor"}
-EXPECTED_SCHEDULES: set[str] = set()  # the validation schedule arrives with the prospective-operations issue
-PATIENT_ASSETS = {"patient_scans", "preprocessed_channels", "radiomics_features", "roi_slices"}
+EXPECTED_JOBS = {"cohort_manifest_job", "patient_features_job", "center_embeddings_job", "fine_tuning_job", "modeling_job",
+                 "prospective_patient_job", "followup_job", "validation_job", "retraining_job"}
+EXPECTED_SENSORS = {"cohort_manifest_sensor", "new_patient_sensor"}
+EXPECTED_SCHEDULES = {"validation_metrics_schedule"}
+PATIENT_ASSETS = {"patient_scans", "preprocessed_channels", "radiomics_features", "roi_slices", "prospective_predictions"}
 CENTER_ASSETS = {"center_embeddings"}
 
 
@@ -68,4 +70,4 @@ def test_patient_assets_are_partitioned_by_patient(definitions: dg.Definitions) 
 
 
 def test_resources_come_from_environment(definitions: dg.Definitions) -> None:
-    assert set(definitions.resources or {}) >= {"warehouse", "cohort", "image_store", "tracking"}
+    assert set(definitions.resources or {}) >= {"warehouse", "cohort", "image_store", "tracking", "inbox"}

@@ -179,3 +179,19 @@ def test_incomplete_malformed_and_duplicate_arrivals_get_reasons_and_do_not_bloc
     arrival_keys = lambda requests: {r.run_key for r in requests if r.run_key.startswith("arrival:")}  # noqa: E731
     assert arrival_keys(restarted.run_requests) <= arrival_keys(result.run_requests + later.run_requests)
     assert good.exists()
+
+
+def test_cssci_predict_scores_one_patient_folder_outside_dagster(trained: Hospital, tmp_path: Path) -> None:
+    from cssci_platform.prediction import PredictionError, predict_patient_dir
+
+    source = trained.cohort_dir.parent / "source"
+    folder = drop_arrival(tmp_path, source, sorted(load_cohort(source / "cohort.yaml").patients)[1], "WALKIN-01")
+    tracking = TrackingConfig(trained.mlflow, "demo")
+    result = predict_patient_dir(folder, trained.cohort_dir / "cohort.yaml", trained.warehouse, tracking, tmp_path / "out")
+    champions = dict(trained.query("SELECT signature, model_version FROM trained_models WHERE champion").iter_rows())
+    assert {score.signature: version for score, _, version in result.scores} == champions
+    assert all(abs(sum(score.probabilities.values()) - 1) < 1e-9 for score, _, _ in result.scores)
+    assert result.gradcams == [] and "no fine-tuned network" in result.notes[0]
+    (folder / "patient.csv").write_text("patient_id,center\nWALKIN-01,center_A\n")
+    with pytest.raises(PredictionError, match="required column"):
+        predict_patient_dir(folder, trained.cohort_dir / "cohort.yaml", trained.warehouse, tracking, tmp_path / "out")

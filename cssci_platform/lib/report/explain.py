@@ -1,0 +1,238 @@
+"""Model explanations: SHAP values (tree and linear explainers), their summary and waterfall plots, Random
+Forest impurity importance, and the Rad-score formula.
+
+SHAP values come from the `shap` package: `shap.TreeExplainer` (forests, gradient boosting, XGBoost,
+LightGBM; path-dependent perturbation unless background data are given) and `shap.LinearExplainer`
+(interventional: value_j = b_j (x_j - mean of the background's x_j)). They explain the model's raw output in
+the positive class: a probability for scikit-learn forests and trees (their raw output is the averaged leaf
+probability), log-odds for boosting and linear models; `ShapExplanation.output` says which. Additivity holds:
+``base_value + values.sum(axis=1)`` is that output for every patient.
+
+The plots are drawn here, on matplotlib `Figure`s (not with shap's pyplot-based plot functions, which draw
+on pyplot's current figure and consume NumPy's global random state): a beeswarm summary in shap's layout
+(features by mean |SHAP|, points stacked per SHAP-value bin, coloured by the feature value's 5-95th
+percentile rank) and a per-patient waterfall from E[f(X)] to f(x).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.pipeline import Pipeline
+
+from cssci_platform.lib.classifiers import LabelEncodedClassifier
+from cssci_platform.lib.report.figures import NEGATIVE_COLOUR, POSITIVE_COLOUR, figure_png, new_figure
+from cssci_platform.lib.report.nomogram import model_equation
+
+with warnings.catch_warnings():  # shap 0.51 sets colormap extremes through a pending-deprecated matplotlib API
+    warnings.simplefilter("ignore", PendingDeprecationWarning)
+    import shap
+    from shap.plots.colors import red_blue
+
+PROBABILITY_TREES = ("RandomForestClassifier", "ExtraTreesClassifier", "DecisionTreeClassifier",
+                     "ExtraTreeClassifier")
+
+
+@dataclass(frozen=True)
+class ShapExplanation:
+    """SHAP values (patients x features) of one output, its base value, and the feature values explained."""
+
+    values: np.ndarray
+    base_value: float
+    data: np.ndarray
+    feature_names: list[str]
+    output: str  # "probability" or "log-odds"
+
+    def model_output(self) -> np.ndarray:
+        """base value + sum of SHAP values: the explained model output per patient (additivity)."""
+        return self.base_value + self.values.sum(axis=1)
+
+    def mean_abs(self) -> pd.Series:
+        """Global importance: mean |SHAP value| per feature, largest first."""
+        return pd.Series(np.abs(self.values).mean(axis=0), index=self.feature_names).sort_values(ascending=False)
+
+
+def final_step_inputs(pipeline: Pipeline, X: pd.DataFrame) -> tuple[Any, pd.DataFrame | np.ndarray]:
+    """The pipeline's final estimator and `X` transformed by all the steps before it."""
+    return pipeline.steps[-1][1], pipeline[:-1].transform(X)
+
+
+def _unwrap(model: Any) -> Any:
+    return model.estimator_ if isinstance(model, LabelEncodedClassifier) else model
+
+
+def _names_and_matrix(X: Any, feature_names: Sequence[str] | None) -> tuple[list[str], np.ndarray]:
+    matrix = np.asarray(X, dtype=float)
+    if feature_names is not None:
+        names = list(feature_names)
+    elif isinstance(X, pd.DataFrame):
+        names = [str(c) for c in X.columns]
+    else:
+        names = [f"x{j}" for j in range(matrix.shape[1])]
+    if len(names) != matrix.shape[1]:
+        raise ValueError(f"{len(names)} feature names for {matrix.shape[1]} features")
+    return names, matrix
+
+
+def _class_index(model: Any, positive_class: Any) -> int:
+    classes = list(getattr(model, "classes_", [0, 1]))
+    if positive_class is None:
+        return len(classes) - 1
+    if positive_class not in classes:
+        raise ValueError(f"positive class {positive_class!r} not among the model's classes {classes}")
+    return classes.index(positive_class)
+
+
+def _one_output(values: Any, base: Any, class_index: int) -> tuple[np.ndarray, float]:
+    values = np.asarray(values, dtype=float)
+    base = np.atleast_1d(np.asarray(base, dtype=float))
+    if values.ndim == 3:
+        return values[:, :, class_index], float(base[class_index])
+    return values, float(base[0] if base.size == 1 else base[class_index])
+
+
+def explain_tree(model: Any, X: Any, feature_names: Sequence[str] | None = None, background: Any = None,
+                 positive_class: Any = None) -> ShapExplanation:
+    """TreeExplainer SHAP values of a fitted tree ensemble (path-dependent, or interventional on `background`)."""
+    estimator = _unwrap(model)
+    names, matrix = _names_and_matrix(X, feature_names)
+    data = None if background is None else np.asarray(background, dtype=float)
+    explainer = shap.TreeExplainer(estimator, data=data)
+    values, base = _one_output(explainer.shap_values(matrix), explainer.expected_value,
+                               _class_index(model, positive_class))
+    output = "probability" if type(estimator).__name__ in PROBABILITY_TREES else "log-odds"
+    return ShapExplanation(values, base, matrix, names, output)
+
+
+def explain_linear(model: Any, X: Any, feature_names: Sequence[str] | None = None, background: Any = None,
+                   positive_class: Any = None) -> ShapExplanation:
+    """LinearExplainer SHAP values (log-odds) of a fitted linear model; `background` defaults to `X`."""
+    names, matrix = _names_and_matrix(X, feature_names)
+    data = matrix if background is None else np.asarray(background, dtype=float)
+    # all background rows: shap's default masker would subsample 100 of them for the means
+    explainer = shap.LinearExplainer(model, shap.maskers.Independent(data, max_samples=data.shape[0]))
+    values, base = _one_output(explainer.shap_values(matrix), explainer.expected_value,
+                               _class_index(model, positive_class))
+    return ShapExplanation(values, base, matrix, names, "log-odds")
+
+
+def explain(model: Any, X: Any, feature_names: Sequence[str] | None = None, background: Any = None,
+            positive_class: Any = None) -> ShapExplanation:
+    """Linear explainer for models with ``coef_``, tree explainer otherwise."""
+    explainer = explain_linear if hasattr(_unwrap(model), "coef_") else explain_tree
+    return explainer(model, X, feature_names, background, positive_class)
+
+
+# ---------------------------------------------------------------------------------------------- the plots
+
+
+def _beeswarm_offsets(shap_values: np.ndarray, bins: int = 100, height: float = 0.4) -> np.ndarray:
+    """Vertical offsets stacking points of similar SHAP value (shap's beeswarm layout, deterministic)."""
+    span = shap_values.max() - shap_values.min()
+    quantised = np.round(bins * (shap_values - shap_values.min()) / (span + 1e-8))
+    offsets = np.zeros(shap_values.size)
+    layer, last_bin = 0, None
+    for index in np.argsort(quantised, kind="stable"):
+        layer = 0 if quantised[index] != last_bin else layer
+        offsets[index] = np.ceil(layer / 2) * ((layer % 2) * 2 - 1)
+        layer, last_bin = layer + 1, quantised[index]
+    return offsets * (0.9 * height / np.max(offsets + 1))
+
+
+def _feature_colours(values: np.ndarray) -> np.ndarray:
+    """Feature values scaled to [0, 1] between their 5th and 95th percentiles (min / max if those tie); NaN
+    values sit at 0.5."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return np.full(values.size, 0.5)
+    low, high = np.percentile(finite, [5, 95])
+    if high <= low:
+        low, high = finite.min(), finite.max()
+    scaled = np.clip((values - low) / (high - low), 0, 1) if high > low else np.full(values.size, 0.5)
+    return np.where(np.isfinite(scaled), scaled, 0.5)
+
+
+def shap_summary_png(explanation: ShapExplanation, max_display: int = 15, title: str = "") -> bytes:
+    """Beeswarm summary: the `max_display` features with the largest mean |SHAP|, most important on top."""
+    order = list(explanation.mean_abs().index[:max_display])
+    figure = new_figure((8.0, 0.4 * len(order) + 1.5))
+    axes = figure.add_subplot()
+    for row, name in enumerate(reversed(order)):
+        column = explanation.feature_names.index(name)
+        values = explanation.values[:, column]
+        axes.scatter(values, row + _beeswarm_offsets(values), c=_feature_colours(explanation.data[:, column]),
+                     cmap=red_blue, vmin=0, vmax=1, s=12, linewidths=0, rasterized=True)
+    axes.axvline(0, color="#999999", linewidth=0.8)
+    axes.set_yticks(range(len(order)), list(reversed(order)), fontsize="small")
+    axes.set(ylim=(-1, len(order)), xlabel=f"SHAP value (impact on {explanation.output})", title=title)
+    colourbar = figure.colorbar(axes.collections[0], ax=axes, ticks=[0, 1], aspect=40)
+    colourbar.ax.set_yticklabels(["Low", "High"])
+    colourbar.set_label("Feature value")
+    return figure_png(figure)
+
+
+def shap_waterfall_png(explanation: ShapExplanation, patient: int, max_display: int = 10, title: str = "") -> bytes:
+    """One patient's path from E[f(X)] (bottom) to f(x) (top); beyond `max_display - 1` features the rest are
+    summed into one bar. Bars: positive contributions red, negative blue."""
+    values, data = explanation.values[patient], explanation.data[patient]
+    order = np.argsort(-np.abs(values), kind="stable")
+    shown = order[: max_display - 1] if values.size > max_display else order
+    labels = [f"{explanation.feature_names[j]} = {data[j]:.3g}" for j in shown]
+    contributions = list(values[shown])
+    if shown.size < values.size:
+        labels.append(f"{values.size - shown.size} other features")
+        contributions.append(float(values[order[shown.size:]].sum()))
+    figure = new_figure((8.0, 0.4 * len(labels) + 1.5))
+    axes = figure.add_subplot()
+    start = explanation.base_value
+    path = [start]
+    for index in reversed(range(len(labels))):
+        y, contribution = len(labels) - 1 - index, contributions[index]
+        axes.barh(y, contribution, left=start, height=0.6,
+                  color=POSITIVE_COLOUR if contribution >= 0 else NEGATIVE_COLOUR)
+        axes.text(start + contribution, y, f" {contribution:+.3f} ", va="center",
+                  ha="left" if contribution >= 0 else "right", fontsize="x-small")
+        start += contribution
+        path.append(start)
+    axes.set_yticks(range(len(labels) - 1, -1, -1), labels, fontsize="small")
+    axes.axvline(explanation.base_value, color="#999999", linestyle="--", linewidth=0.8)
+    axes.axvline(start, color="#555555", linewidth=0.8)
+    axes.set(xlabel=f"{explanation.output}: E[f(X)] = {explanation.base_value:.3f}, f(x) = {start:.3f}",
+             title=title)
+    padding = 0.15 * (max(path) - min(path) or 1.0)
+    axes.set_xlim(min(path) - padding, max(path) + padding)
+    return figure_png(figure)
+
+
+# ------------------------------------------------------------------------------ importance and Rad-score
+
+
+def impurity_importance(model: Any, feature_names: Sequence[str]) -> pd.DataFrame:
+    """Mean decrease in impurity per feature (``feature_importances_``), largest first; ``std`` across the
+    ensemble's trees where it has them (forests), else NaN."""
+    estimator = _unwrap(model)
+    importance = np.asarray(estimator.feature_importances_, dtype=float)
+    if importance.size != len(feature_names):
+        raise ValueError(f"{len(feature_names)} feature names for {importance.size} importances")
+    trees = getattr(estimator, "estimators_", None)
+    spread = (np.std([tree.feature_importances_ for tree in trees], axis=0)
+              if isinstance(trees, list) and trees and hasattr(trees[0], "feature_importances_")
+              else np.full(importance.size, np.nan))
+    table = pd.DataFrame({"feature": list(feature_names), "importance": importance, "std": spread})
+    return table.sort_values("importance", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def radscore_formula(coef: Any, intercept: float | Sequence[float], names: Sequence[str], digits: int = 4,
+                     drop_zero: bool = True) -> str:
+    """``Rad-score = b0 + b1 × feature1 - ...`` from LASSO / logistic coefficients (zero terms left out)."""
+    coefficients = np.asarray(coef, dtype=float).ravel()
+    if coefficients.size != len(names):
+        raise ValueError(f"{len(names)} feature names for {coefficients.size} coefficients")
+    b0 = float(np.asarray(intercept, dtype=float).ravel()[0])
+    terms = {str(n): float(b) for n, b in zip(names, coefficients, strict=True) if not (drop_zero and b == 0)}
+    return model_equation(b0, terms, digits, response="Rad-score")

@@ -1,0 +1,261 @@
+"""Report figures from precomputed arrays, returned as PNG bytes.
+
+The statistics come from elsewhere (`lib/evaluation.py`: ROC points, DeLong CIs, binned calibration, net
+benefit); these functions only draw. Each figure is a matplotlib `Figure` on the Agg canvas (no pyplot, no
+display), laid out with the constrained layout engine and saved at `DPI` without ``bbox_inches="tight"``, so
+a figure's pixel size is its declared size in inches x DPI, whatever the labels.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+DPI = 100
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+POSITIVE_COLOUR = "#c0392b"
+NEGATIVE_COLOUR = "#2e86c1"
+
+
+# ------------------------------------------------------------------------------------------------- plumbing
+
+
+def new_figure(size: tuple[float, float]) -> Figure:
+    """A figure of `size` inches on the Agg canvas with constrained layout."""
+    figure = Figure(figsize=size, dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def figure_png(figure: Figure) -> bytes:
+    """The figure as PNG bytes at `DPI` (no tight bounding box: the size stays the declared one)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def png_size(png: bytes) -> tuple[int, int]:
+    """(width, height) in pixels from the PNG header; ValueError if `png` is not a PNG."""
+    if png[:8] != PNG_SIGNATURE or png[12:16] != b"IHDR":
+        raise ValueError("not a PNG image")
+    width, height = struct.unpack(">II", png[16:24])
+    return int(width), int(height)
+
+
+def png_data_uri(png: bytes) -> str:
+    """``data:image/png;base64,...`` for embedding in a self-contained HTML file."""
+    png_size(png)
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def png_img_tag(png: bytes, alt: str, css_class: str | None = None) -> str:
+    """An ``<img>`` element with the PNG embedded, its pixel size and an escaped alt text."""
+    width, height = png_size(png)
+    klass = f' class="{html.escape(css_class)}"' if css_class else ""
+    return (f'<img src="{png_data_uri(png)}" alt="{html.escape(alt)}" width="{width}" height="{height}"'
+            f"{klass}>")
+
+
+def _check_unit_interval(name: str, values: np.ndarray) -> None:
+    if values.size and (np.nanmin(values) < 0 or np.nanmax(values) > 1):
+        raise ValueError(f"{name} must lie in [0, 1]")
+
+
+# ---------------------------------------------------------------------------------------------------- ROC
+
+
+@dataclass(frozen=True)
+class RocCurve:
+    """One model's ROC points; `auc` and `ci` (a (low, high) pair or ready text) go into the legend."""
+
+    label: str
+    fpr: Sequence[float]
+    tpr: Sequence[float]
+    auc: float | None = None
+    ci: tuple[float, float] | str | None = None
+
+    def legend(self) -> str:
+        parts = []
+        if self.auc is not None:
+            parts.append(f"AUC {self.auc:.3f}")
+        if isinstance(self.ci, str):
+            parts.append(self.ci)
+        elif self.ci is not None:
+            parts.append(f"95% CI {self.ci[0]:.3f}-{self.ci[1]:.3f}")
+        return f"{self.label} ({', '.join(parts)})" if parts else self.label
+
+
+def _draw_roc(axes: Axes, curves: Sequence[RocCurve], title: str) -> None:
+    for curve in curves:
+        fpr, tpr = np.asarray(curve.fpr, dtype=float), np.asarray(curve.tpr, dtype=float)
+        if fpr.shape != tpr.shape or fpr.ndim != 1:
+            raise ValueError(f"ROC curve '{curve.label}': fpr and tpr must be 1-D arrays of equal length")
+        _check_unit_interval(f"ROC curve '{curve.label}' fpr/tpr", np.concatenate([fpr, tpr]))
+        axes.plot(fpr, tpr, linewidth=1.6, label=curve.legend())
+    axes.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8)
+    axes.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="1 - Specificity", ylabel="Sensitivity", title=title)
+    axes.set_aspect("equal")
+    if curves:
+        axes.legend(loc="lower right", fontsize="x-small")
+
+
+def roc_figure(curves: Sequence[RocCurve], title: str = "", size: tuple[float, float] = (5.5, 5.5)) -> bytes:
+    """ROC curves of several models on one cohort, with the chance diagonal."""
+    figure = new_figure(size)
+    _draw_roc(figure.add_subplot(), curves, title)
+    return figure_png(figure)
+
+
+def roc_panels(by_cohort: Mapping[str, Sequence[RocCurve]], panel_inches: float = 4.5) -> bytes:
+    """One ROC panel per cohort (e.g. training, test, validation), side by side."""
+    if not by_cohort:
+        raise ValueError("roc_panels needs at least one cohort")
+    figure = new_figure((panel_inches * len(by_cohort), panel_inches))
+    for axes, (cohort, curves) in zip(figure.subplots(1, len(by_cohort), squeeze=False)[0], by_cohort.items(),
+                                      strict=True):
+        _draw_roc(axes, curves, cohort)
+    return figure_png(figure)
+
+
+# -------------------------------------------------------------------------------------------- calibration
+
+
+@dataclass(frozen=True)
+class CalibrationCurve:
+    """Binned calibration points: mean predicted risk and observed event fraction per bin."""
+
+    label: str
+    predicted: Sequence[float]
+    observed: Sequence[float]
+
+
+def calibration_figure(
+    curves: Sequence[CalibrationCurve], title: str = "", size: tuple[float, float] = (5.5, 5.5)
+) -> bytes:
+    """Observed vs predicted risk per bin for each model, with the ideal (diagonal) line."""
+    figure = new_figure(size)
+    axes = figure.add_subplot()
+    axes.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8, label="Ideal")
+    for curve in curves:
+        predicted, observed = np.asarray(curve.predicted, dtype=float), np.asarray(curve.observed, dtype=float)
+        if predicted.shape != observed.shape or predicted.ndim != 1:
+            raise ValueError(f"calibration curve '{curve.label}': predicted and observed must match in length")
+        _check_unit_interval(f"calibration curve '{curve.label}'", np.concatenate([predicted, observed]))
+        axes.plot(predicted, observed, marker="o", markersize=4, linewidth=1.4, label=curve.label)
+    axes.set(xlim=(0, 1), ylim=(0, 1), xlabel="Predicted probability", ylabel="Observed fraction", title=title)
+    axes.set_aspect("equal")
+    axes.legend(loc="upper left", fontsize="x-small")
+    return figure_png(figure)
+
+
+# ----------------------------------------------------------------------------------------- decision curves
+
+
+@dataclass(frozen=True)
+class DecisionCurve:
+    """Net benefit of one strategy at each threshold probability."""
+
+    label: str
+    net_benefit: Sequence[float]
+
+
+def decision_curve_figure(
+    thresholds: Sequence[float],
+    models: Sequence[DecisionCurve],
+    treat_all: Sequence[float],
+    treat_none: Sequence[float] | None = None,
+    title: str = "",
+    size: tuple[float, float] = (6.5, 4.5),
+    floor: float = -0.05,
+) -> bytes:
+    """Net benefit vs threshold probability for models, treat-all and treat-none (zero unless given).
+
+    The y axis runs from `floor` (treat-all falls steeply below zero) to just above the highest curve.
+    """
+    x = np.asarray(thresholds, dtype=float)
+    _check_unit_interval("thresholds", x)
+    none = np.zeros_like(x) if treat_none is None else np.asarray(treat_none, dtype=float)
+    strategies = [*models, DecisionCurve("Treat all", treat_all), DecisionCurve("Treat none", none)]
+    for strategy in strategies:
+        if np.shape(strategy.net_benefit) != x.shape:
+            raise ValueError(f"decision curve '{strategy.label}' has {np.size(strategy.net_benefit)} values "
+                             f"for {x.size} thresholds")
+    figure = new_figure(size)
+    axes = figure.add_subplot()
+    for model in models:
+        axes.plot(x, np.asarray(model.net_benefit, dtype=float), linewidth=1.6, label=model.label)
+    axes.plot(x, np.asarray(treat_all, dtype=float), color="grey", linewidth=1.0, label="Treat all")
+    axes.plot(x, none, color="black", linewidth=1.0, linestyle="--", label="Treat none")
+    top = max(float(np.nanmax(np.asarray(s.net_benefit, dtype=float))) for s in strategies)
+    axes.set(xlim=(float(x.min()), float(x.max())), ylim=(floor, max(top * 1.1, 0.05)),
+             xlabel="Threshold probability", ylabel="Net benefit", title=title)
+    axes.legend(loc="upper right", fontsize="x-small")
+    return figure_png(figure)
+
+
+# ------------------------------------------------------------------------------------------ Grad-CAM gallery
+
+
+def gradcam_gallery(
+    images: Sequence[Path | str],
+    captions: Sequence[str] | None = None,
+    columns: int = 4,
+    tile_inches: float = 2.2,
+    title: str | None = None,
+) -> bytes:
+    """A grid of PNG files (Grad-CAM overlays), `columns` per row, each with its caption below."""
+    if not images:
+        raise ValueError("gradcam_gallery needs at least one image")
+    if captions is not None and len(captions) != len(images):
+        raise ValueError(f"{len(captions)} captions for {len(images)} images")
+    columns = min(columns, len(images))
+    rows = math.ceil(len(images) / columns)
+    figure = new_figure((columns * tile_inches, rows * (tile_inches + 0.3) + (0.4 if title else 0.0)))
+    grid = figure.subplots(rows, columns, squeeze=False)
+    for index, axes in enumerate(grid.ravel()):
+        axes.set_axis_off()
+        if index < len(images):
+            axes.imshow(matplotlib.image.imread(Path(images[index])), interpolation="nearest")
+            axes.set_title(captions[index] if captions else Path(images[index]).stem, fontsize="small", y=-0.12)
+    if title:
+        figure.suptitle(title)
+    return figure_png(figure)
+
+
+# --------------------------------------------------------------------------------------- feature importance
+
+
+def feature_importance_figure(
+    names: Sequence[str],
+    values: Sequence[float],
+    top_n: int = 20,
+    title: str = "",
+    xlabel: str = "Importance",
+    width_inches: float = 6.5,
+) -> bytes:
+    """Horizontal bars of the `top_n` largest |values| (largest on top); negative values (e.g. LASSO
+    coefficients) in a second colour. Height grows with the number of bars shown."""
+    scores = np.asarray(values, dtype=float)
+    if scores.shape != (len(names),):
+        raise ValueError(f"{len(names)} names for {scores.size} values")
+    order = np.argsort(-np.abs(scores), kind="stable")[:top_n][::-1]
+    figure = new_figure((width_inches, 0.3 * order.size + 1.2))
+    axes = figure.add_subplot()
+    colours = [NEGATIVE_COLOUR if scores[i] < 0 else POSITIVE_COLOUR for i in order]
+    axes.barh(np.arange(order.size), scores[order], color=colours)
+    axes.set_yticks(np.arange(order.size), [str(names[i]) for i in order], fontsize="x-small")
+    axes.axvline(0, color="black", linewidth=0.6)
+    axes.set(xlabel=xlabel, title=title)
+    return figure_png(figure)
