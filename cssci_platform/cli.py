@@ -73,20 +73,22 @@ def demo(
     data_dir = home.resolve() / f"demo_cohort_n{patients}_p{prospective}_s{seed}"
     manifest = data_dir / "cohort.yaml"
     if not manifest.exists():
-        console.rule("1/5 synthetic cohort")
+        console.rule("1/6 synthetic cohort")
         started = time.perf_counter()
         write_sci_cohort(data_dir, n_development=patients, n_prospective=prospective, seed=seed)
         console.print(f"{patients + prospective} patients written to {data_dir} in {time.perf_counter() - started:.1f} s")
     else:
         console.print(f"reusing the synthetic cohort in {data_dir}")
     runner.configure_environment(home, manifest)
-    console.rule("2/5 manifest, scans, channels, radiomics, ROI slices")
+    console.rule("2/6 manifest, scans, channels, radiomics, ROI slices")
     _ingest_with_progress(manifest, workers)
-    console.rule("3/5 deep features per center")
+    console.rule("3/6 deep features per center")
     _embed_with_progress(manifest, backbone, weights)
-    console.rule("4/5 signatures x classifiers x modes (MLflow)")
+    console.rule("4/6 signatures x classifiers x modes (MLflow)")
     _model_with_progress(classifiers, cv_folds)
-    console.rule("5/5 summary")
+    console.rule("5/6 study report")
+    _write_report("demo")
+    console.rule("6/6 summary")
     _summary(home)
 
 
@@ -144,6 +146,23 @@ def _model_with_progress(classifiers: str, cv_folds: int) -> None:
         console.print(f"[red]modeling failed[/]: {errors[0] if errors else 'see the run in the Dagster UI'}")
         raise typer.Exit(1)
     console.print(f"models trained and tracked in {time.perf_counter() - started:.1f} s")
+
+
+def _write_report(experiment: str) -> None:
+    result = runner.run_report(experiment)
+    if not result.success:
+        errors = [e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+        console.print(f"[red]report failed[/]: {errors[0] if errors else 'see the run in the Dagster UI'}")
+        raise typer.Exit(1)
+    [event] = result.get_asset_materialization_events()
+    console.print(f"report: {event.event_specific_data.materialization.metadata['report'].value}")
+
+
+@app.command()
+def report(home: Path = HOME_OPTION, experiment: str = typer.Option("demo", help="MLflow experiment / modeling run to report.")) -> None:
+    """Write the self-contained HTML study report (Table 1, performance, ROC, DeLong, calibration, DCA, nomogram)."""
+    runner.configure_environment(home)
+    _write_report(experiment)
 
 
 def _summary(home: Path) -> None:

@@ -131,6 +131,14 @@ def run_modeling(run_config: dict) -> dg.ExecuteInProcessResult:
         return job.execute_in_process(run_config={**QUIET_RUN_CONFIG, **run_config}, instance=instance, raise_on_error=False)
 
 
+def run_report(experiment: str) -> dg.ExecuteInProcessResult:
+    """Materialize `evaluation_report` (HTML, logged to MLflow) in this process."""
+    job = load_definitions().resolve_job_def("report_job")
+    config = {**QUIET_RUN_CONFIG, "ops": {"evaluation_report": {"config": {"experiment": experiment}}}}
+    with dg.DagsterInstance.get() as instance:
+        return job.execute_in_process(run_config=config, instance=instance, raise_on_error=False)
+
+
 def ingest_cohort(manifest: Path, workers: int, on_patient: Callable[[PatientRunOutcome], None]) -> list[PatientRunOutcome]:
     """Validate the manifest, register its patients and centers as partitions, and run every patient."""
     from cssci_platform.lib.cohort import load_cohort

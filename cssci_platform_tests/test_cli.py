@@ -27,5 +27,6 @@ def test_cssci_demo_materializes_every_patient(tmp_path: Path) -> None:
         champions = con.execute("SELECT signature FROM trained_models WHERE champion ORDER BY 1").fetchall()
         assert [c[0] for c in champions] == ["Clinical", "Combined", "DL_resnet18", "Rad", "Rad+DL_resnet18"]
     assert (home / "mlflow.db").exists()
+    assert "report: " in completed.stdout and list((home / "image_store" / "reports").glob("demo.html"))
     runs = list((home / "dagster_home").rglob("*.db"))
     assert runs, "the Dagster instance in DAGSTER_HOME recorded the runs"

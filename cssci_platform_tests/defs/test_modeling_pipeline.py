@@ -16,6 +16,7 @@ from cssci_platform.defs.ingest.assets import cohort_manifest
 from cssci_platform.defs.models.checks import combat_batches_estimable
 from cssci_platform.defs.models.features import feature_matrix, feature_reliability, harmonized_features
 from cssci_platform.defs.models.training import trained_models
+from cssci_platform.defs.reports.assets import evaluation_report
 from cssci_platform.defs.splits.assets import patient_splits
 from cssci_platform.lib.model_tracking import TrackingConfig, load_champion, registered_model_name, sqlite_tracking_uri
 from cssci_platform.lib.synthetic import write_sci_cohort
@@ -26,7 +27,7 @@ from cssci_platform.resources.tracking import TrackingResource
 from cssci_platform.resources.warehouse import WarehouseResource
 
 ASSETS = [cohort_manifest, patient_splits, feature_matrix, feature_reliability, harmonized_features, trained_models,
-          combat_batches_estimable]
+          combat_batches_estimable, evaluation_report]
 MODEL_CONFIG = {"classifiers": ["LR", "RandomForest"], "cv_folds": 3, "mrmr_k": 5, "experiment": "test"}
 
 
@@ -105,6 +106,18 @@ def test_split_matrix_icc_harmonization_zoo_and_champions(platform: dict) -> Non
     assert "test_auc" in run.data.metrics and "cv_auc_mean" in run.data.metrics
     features = matrix.to_pandas().set_index("patient_key").drop(columns=["cohort", "label"])
     assert pipeline.predict_proba(features).shape == (51, 2)
+
+    report = _run(platform, [evaluation_report.key], {"evaluation_report": {"config": {"experiment": "test"}}})
+    assert report.success
+    [event] = report.get_asset_materialization_events()
+    metadata = event.event_specific_data.materialization.metadata
+    html = Path(metadata["report"].value).read_text()
+    for section in ("Table 1", "Test", "ROC curves", "DeLong comparisons", "Calibration and decision curves", "Nomogram",
+                    "leakage_safe vs paper_faithful", "Rad_LR", "data:image/png;base64,"):
+        assert section in html, section
+    assert "http" not in html.split("<body>")[1]  # opens offline: nothing fetched
+    artifacts = [a.path for a in tracking.client().list_artifacts(metadata["mlflow_run_id"].value, "report")]
+    assert artifacts == ["report/test.html"]
 
 
 def test_a_center_with_one_training_patient_fails_the_combat_check(platform: dict) -> None:

@@ -21,6 +21,8 @@ from cssci_platform.resources.warehouse import WarehouseResource
 
 
 MODEL_INPUTS = [feature_matrix, patient_splits, feature_reliability]
+CHAIN_PARAMS = {"harmonize", "unseen_center_policy", "icc_threshold", "rank_alpha", "spearman_threshold", "mrmr_k", "lasso",
+                "lasso_rule", "pca_components"}
 
 
 class ModelingConfig(dg.Config):
@@ -79,7 +81,8 @@ def trained_models(context: dg.AssetExecutionContext, config: ModelingConfig, co
                                              config.grid, config.cv_folds):
                     logged = log_model_run(
                         tracking_config, run_name=f"{model.spec.name} [{mode}, {fold}]", model=model.pipeline,
-                        input_example=example, params=run_params(model, config.grid, config.cv_folds, config.seed),
+                        input_example=example, params={**run_params(model, config.grid, config.cv_folds, config.seed),
+                                                       **config.model_dump(include=CHAIN_PARAMS)},
                         metrics=run_metrics(model), selected_features=_final_features(model),
                         tags={**tracking.run_tags(context, signature=signature.name, classifier=model.spec.classifier,
                                                   mode=mode, manifest_hash=manifest.manifest_sha256),

@@ -1,0 +1,70 @@
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from cssci_platform.lib.model_tracking import get_or_create_experiment
+from cssci_platform.lib.report.study import ReportInputs, build_report
+from cssci_platform.resources.cohort import CohortResource
+from cssci_platform.resources.image_store import ImageStoreResource
+from cssci_platform.resources.tracking import TrackingResource
+from cssci_platform.resources.warehouse import WarehouseResource
+
+
+class ReportConfig(dg.Config):
+    experiment: str = "demo"
+
+
+@dg.asset(group_name="reports", kinds={"html", "mlflow"},
+          deps=[dg.AssetKey("trained_models"), dg.AssetKey("model_results"), dg.AssetKey("predictions")])
+def evaluation_report(context: dg.AssetExecutionContext, config: ReportConfig, cohort: CohortResource,
+                      warehouse: WarehouseResource, image_store: ImageStoreResource,
+                      tracking: TrackingResource) -> dg.MaterializeResult:
+    """One self-contained HTML file per experiment (figures embedded), also logged to MLflow."""
+    spec = cohort.load().spec
+    outcome = next(iter(spec.outcomes))
+    variable = spec.outcomes[outcome]
+    if variable.levels and len(variable.levels) > 2:
+        raise dg.Failure("the HTML report covers binary outcomes; multiclass metrics are in model_results")
+    inputs = ReportInputs(
+        experiment=config.experiment,
+        predictions=warehouse.frame("SELECT * FROM predictions WHERE signature <> 'CNN'").to_pandas(),
+        outcomes=warehouse.frame("SELECT patient_key, value AS label FROM outcomes WHERE outcome = ?", [outcome]).to_pandas(),
+        models=warehouse.frame("SELECT * FROM trained_models").to_pandas(),
+        clinical=_clinical_wide(warehouse, spec), clinical_types={n: v.type for n, v in spec.clinical.items()},
+        settings={}, gradcams=sorted(image_store.folder("gradcam").rglob("*.png")),
+    )
+    if inputs.models.empty:
+        raise dg.Failure("no trained models: materialize trained_models (modeling_job) first")
+    inputs.settings = _training_settings(tracking, config.experiment, inputs.models["run_id"].iloc[0])
+    path = image_store.folder("reports") / f"{config.experiment}.html"
+    path.write_text(build_report(inputs))
+    run_id = _log_to_mlflow(tracking, config.experiment, path, context.run.run_id)
+    return dg.MaterializeResult(metadata={"report": dg.MetadataValue.path(str(path)),
+                                          "open": dg.MetadataValue.url(path.resolve().as_uri()),
+                                          "size_kb": round(path.stat().st_size / 1024, 1), "mlflow_run_id": run_id})
+
+
+def _training_settings(tracking: TrackingResource, experiment: str, run_id: str) -> dict:
+    """The settings the models were trained with, as logged to their MLflow run (not today's defaults)."""
+    return dict(tracking.config(experiment).client().get_run(run_id).data.params)
+
+
+def _clinical_wide(warehouse: WarehouseResource, spec) -> pd.DataFrame:
+    rows = warehouse.frame("SELECT patient_key, variable, value_number, value_text FROM clinical").to_pandas()
+    rows["value"] = rows["value_number"].where(rows["value_text"].isna(), rows["value_text"])
+    wide = rows.pivot_table(index="patient_key", columns="variable", values="value", aggfunc="first").reset_index()
+    for name, variable in spec.clinical.items():
+        if name in wide and variable.type != "categorical":
+            wide[name] = pd.to_numeric(wide[name])
+    return wide
+
+
+def _log_to_mlflow(tracking: TrackingResource, experiment: str, path: Path, dagster_run_id: str) -> str:
+    config = tracking.config(experiment)
+    client = config.client()
+    run = client.create_run(get_or_create_experiment(config), run_name=f"report {experiment}",
+                            tags={"run_kind": "report", "dagster_run_id": dagster_run_id})
+    client.log_artifact(run.info.run_id, str(path), "report")
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id

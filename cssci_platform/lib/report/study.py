@@ -1,0 +1,235 @@
+"""The self-contained HTML study report: Table 1, performance tables in the studies' layout, ROC, DeLong,
+calibration, decision curves, nomogram, Grad-CAM gallery, the mode delta and a generated methods paragraph.
+
+Inputs are plain frames read from the warehouse (no Dagster, no MLflow here); every figure is embedded as a
+data URI so the file opens offline.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from jinja2 import Environment
+from sklearn.metrics import roc_curve
+
+from cssci_platform.lib.clinical import independent_risk_factors, table_one, table_one_html
+from cssci_platform.lib.evaluation import (
+    calibration_curve,
+    calibration_summary,
+    delong_ci,
+    delong_roc_test,
+    net_benefit,
+    threshold_metrics,
+)
+from cssci_platform.lib.report.figures import (
+    CalibrationCurve,
+    DecisionCurve,
+    RocCurve,
+    calibration_figure,
+    decision_curve_figure,
+    gradcam_gallery,
+    png_img_tag,
+    roc_panels,
+)
+from cssci_platform.lib.report.nomogram import nomogram_figure, nomogram_from_fit
+
+COHORTS = ("train", "test", "validation")
+
+
+@dataclass
+class ReportInputs:
+    experiment: str
+    predictions: pd.DataFrame  # patient_key, role, signature, classifier, mode, class_label, probability, model_name
+    outcomes: pd.DataFrame  # patient_key, label
+    models: pd.DataFrame  # trained_models rows
+    clinical: pd.DataFrame  # patient_key + one column per clinical variable (raw values)
+    clinical_types: dict[str, str]  # variable -> continuous | binary | categorical
+    settings: dict  # the modeling config, for the methods paragraph
+    gradcams: list[Path] = field(default_factory=list)
+    positive_class: str = "1"
+
+
+def build_report(inputs: ReportInputs) -> str:
+    scored = _scored(inputs)
+    champions = inputs.models[inputs.models["champion"]]
+    sections = {
+        "methods": _methods(inputs),
+        "table_one": _table_one(inputs),
+        "performance": {role: _performance_table(scored, inputs.models, role) for role in COHORTS},
+        "roc": _roc(scored, champions),
+        "delong": _delong_table(scored, champions),
+        "calibration": _calibration(scored, champions),
+        "nomogram": _nomogram(inputs, scored),
+        "gradcam": png_img_tag(gradcam_gallery(inputs.gradcams[:12]), "Grad-CAM gallery") if inputs.gradcams else
+        "<p>No fine-tuned network in this study, so no Grad-CAM (run fine_tuning_job).</p>",
+        "modes": _mode_delta(scored, inputs.models),
+    }
+    return Environment(autoescape=False).from_string(TEMPLATE).render(title=html.escape(inputs.experiment), **sections)
+
+
+def _scored(inputs: ReportInputs) -> pd.DataFrame:
+    """Positive-class probability per model and patient with the known outcome (binary studies)."""
+    positive = inputs.predictions[inputs.predictions["class_label"] == inputs.positive_class]
+    frame = positive.merge(inputs.outcomes.dropna(subset=["label"]), on="patient_key")
+    frame["y"] = (frame["label"].astype(str) == inputs.positive_class).astype(int)
+    return frame.merge(inputs.models[["run_id", "result_name", "threshold", "champion"]], left_on="model_name", right_on="run_id")
+
+
+def _methods(inputs: ReportInputs) -> str:
+    s, models = inputs.settings, inputs.models
+    signatures = ", ".join(sorted(models["signature"].unique()))
+    classifiers = ", ".join(sorted(models["classifier"].unique()))
+    return (
+        f"Patients were split by the stored split {html.escape(str(models['split'].iloc[0]))} (prospective patients form the "
+        f"validation cohort). Within each training set, features were harmonized across centers with ComBat"
+        f"{'' if str(s.get('harmonize', True)) != 'False' else ' (disabled)'}, deep features reduced by per-channel PCA "
+        f"({s.get('pca_components', 32)} components), z-scored, filtered by Mann-Whitney U / Kruskal-Wallis "
+        f"(p &lt; {s.get('rank_alpha', 0.05)}), Spearman redundancy (|rho| &gt; {s.get('spearman_threshold', 0.9)}), mRMR "
+        f"(k = {s.get('mrmr_k', 20)}) and LASSO ({s.get('cv_folds', 10)}-fold CV). Signatures {signatures} were modelled with "
+        f"{classifiers}; hyper-parameters came from stratified {s.get('cv_folds', 10)}-fold cross-validation on training "
+        "patients only, and the operating threshold (Youden on out-of-fold training scores) was frozen for the test and "
+        "validation cohorts. AUC 95% CIs are DeLong's; paired AUC comparisons use DeLong's test. The champion of each "
+        "signature (best cross-validated AUC) is registered in MLflow."
+    )
+
+
+def _table_one(inputs: ReportInputs) -> str:
+    frame = inputs.clinical.merge(inputs.outcomes, on="patient_key").dropna(subset=["label"])
+    continuous = [v for v, t in inputs.clinical_types.items() if t == "continuous"]
+    categorical = [v for v, t in inputs.clinical_types.items() if t != "continuous"]
+    if frame.empty or frame["label"].nunique() < 2:
+        return "<p>Table 1 needs patients of both outcome groups.</p>"
+    return table_one_html(table_one(frame, "label", continuous, categorical), "Table 1: by outcome group")
+
+
+def _performance_table(scored: pd.DataFrame, models: pd.DataFrame, role: str) -> str:
+    rows = []
+    for (name, mode), group in scored[scored["role"] == role].groupby(["result_name", "mode"], sort=True):
+        if group["y"].nunique() < 2:
+            continue
+        ci = delong_ci(group["y"].to_numpy(), group["probability"].to_numpy())
+        metrics = threshold_metrics(group["y"].to_numpy(), group["probability"].to_numpy(), group["threshold"].iloc[0])
+        rows.append({"Model": name, "Mode": mode, "n": len(group), "Acc": metrics["accuracy"], "AUC": ci.auc,
+                     "95% CI": f"{ci.low:.3f}-{ci.high:.3f}", "Sen": metrics["sensitivity"], "Spe": metrics["specificity"],
+                     "PPV": metrics["ppv"], "NPV": metrics["npv"]})
+    if not rows:
+        return f"<p>No {role} patients with known outcomes of both classes.</p>"
+    return pd.DataFrame(rows).to_html(index=False, float_format=lambda v: f"{v:.3f}", classes="performance", na_rep="-")
+
+
+def _champion_groups(scored: pd.DataFrame, champions: pd.DataFrame, role: str):
+    for run_id, name in champions[["run_id", "result_name"]].itertuples(index=False):
+        group = scored[(scored["run_id"] == run_id) & (scored["role"] == role)]
+        if group["y"].nunique() == 2:
+            yield name, group
+
+
+def _roc(scored: pd.DataFrame, champions: pd.DataFrame) -> str:
+    panels = {}
+    for role in COHORTS:
+        curves = []
+        for name, group in _champion_groups(scored, champions, role):
+            fpr, tpr, _ = roc_curve(group["y"], group["probability"])
+            ci = delong_ci(group["y"].to_numpy(), group["probability"].to_numpy())
+            curves.append(RocCurve(name, fpr, tpr, ci.auc, (ci.low, ci.high)))
+        if curves:
+            panels[role] = curves
+    return png_img_tag(roc_panels(panels), "ROC curves per cohort") if panels else "<p>No cohort with both outcome classes.</p>"
+
+
+def _delong_table(scored: pd.DataFrame, champions: pd.DataFrame) -> str:
+    test = dict(_champion_groups(scored, champions, "test"))
+    names, rows = sorted(test), []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            paired = test[a][["patient_key", "y", "probability"]].merge(test[b][["patient_key", "probability"]], on="patient_key")
+            result = delong_roc_test(paired["y"].to_numpy(), paired["probability_x"].to_numpy(), paired["probability_y"].to_numpy())
+            rows.append({"Model A": a, "Model B": b, "AUC A": result.auc_a, "AUC B": result.auc_b, "z": result.z,
+                         "p": result.p_value})
+    if not rows:
+        return "<p>Fewer than two champions scored on the test cohort.</p>"
+    return pd.DataFrame(rows).to_html(index=False, float_format=lambda v: f"{v:.3f}", classes="delong")
+
+
+def _calibration(scored: pd.DataFrame, champions: pd.DataFrame) -> str:
+    curves, decisions, summaries, treat_all, thresholds = [], [], [], None, None
+    for name, group in _champion_groups(scored, champions, "test"):
+        y, p = group["y"].to_numpy(), group["probability"].to_numpy()
+        binned = calibration_curve(y, p, n_bins=min(5, max(2, len(y) // 5)))
+        curves.append(CalibrationCurve(name, binned.mean_predicted, binned.observed))
+        dca = net_benefit(y, p)
+        decisions.append(DecisionCurve(name, dca.model))
+        treat_all, thresholds = dca.treat_all, dca.thresholds
+        summary = calibration_summary(y, p)
+        summaries.append({"Model": name, **{k: v for k, v in summary.items() if isinstance(v, float)}})
+    if not curves:
+        return "<p>No champion scored on a test cohort with both outcome classes.</p>"
+    table = pd.DataFrame(summaries).to_html(index=False, float_format=lambda v: f"{v:.3f}", classes="calibration")
+    return (png_img_tag(calibration_figure(curves, "Calibration (test)"), "calibration") +
+            png_img_tag(decision_curve_figure(thresholds, decisions, treat_all, title="Decision curves (test)"), "decision curves") + table)
+
+
+def _nomogram(inputs: ReportInputs, scored: pd.DataFrame) -> str:
+    """Combined model as published: clinical factors that stay independent + the Rad-score, refit on training
+    patients (logistic regression), drawn as a nomogram with its equation."""
+    rad = inputs.models[inputs.models["champion"] & (inputs.models["signature"] == "Rad")]
+    if rad.empty:
+        return "<p>No Rad champion, so no Rad-score for the nomogram.</p>"
+    train = scored[(scored["run_id"] == rad["run_id"].iloc[0]) & (scored["role"] == "train")]
+    probability = train["probability"].clip(1e-6, 1 - 1e-6)
+    frame = inputs.clinical.merge(train[["patient_key", "y"]].assign(rad_score=np.log(probability / (1 - probability)).to_numpy()),
+                                  on="patient_key")
+    categorical = [v for v, t in inputs.clinical_types.items() if t == "categorical"]
+    try:
+        analysis = independent_risk_factors(frame, "y", [*inputs.clinical_types, "rad_score"], positive=1, categorical=categorical)
+        if analysis.multivariable is None or not analysis.independent:
+            return "<p>No clinical factor or Rad-score stayed independent at p &lt; 0.05 on the training patients.</p>"
+        nomogram = nomogram_from_fit(analysis.multivariable)
+        figure = nomogram_figure(nomogram, "Nomogram (training patients)")
+    except Exception as error:  # a small cohort can make the logistic fit inestimable (separation)
+        return f"<p>Nomogram not estimable on this cohort: {html.escape(str(error))}</p>"
+    return png_img_tag(figure, "nomogram") + f"<pre>{html.escape(nomogram.equation())}</pre>"
+
+
+def _mode_delta(scored: pd.DataFrame, models: pd.DataFrame) -> str:
+    test = scored[scored["role"] == "test"]
+    rows = []
+    for name, group in test.groupby("result_name"):
+        auc = {mode: delong_ci(g["y"].to_numpy(), g["probability"].to_numpy()).auc for mode, g in group.groupby("mode") if g["y"].nunique() == 2}
+        if len(auc) == 2:
+            rows.append({"Model": name, "leakage_safe AUC": auc["leakage_safe"], "paper_faithful AUC": auc["paper_faithful"],
+                         "optimism": auc["paper_faithful"] - auc["leakage_safe"]})
+    if not rows:
+        return "<p>Only one mode was run.</p>"
+    return pd.DataFrame(rows).to_html(index=False, float_format=lambda v: f"{v:+.3f}" if abs(v) < 1 and v < 0 else f"{v:.3f}")
+
+
+TEMPLATE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>cssci study report - {{ title }}</title>
+<style>
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.85em; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
+th { background: #f0f0f0; } td:first-child { text-align: left; }
+img { max-width: 100%; display: block; margin: 1em 0; } h2 { border-bottom: 2px solid #446; }
+</style></head><body>
+<h1>Study report: {{ title }}</h1>
+<h2>Methods</h2><p>{{ methods }}</p>
+<h2>Table 1</h2>{{ table_one }}
+<h2>Performance</h2>
+<h3>Training (apparent)</h3>{{ performance['train'] }}
+<h3>Test</h3>{{ performance['test'] }}
+<h3>Validation (prospective)</h3>{{ performance['validation'] }}
+<h2>ROC curves of the champions</h2>{{ roc }}
+<h2>DeLong comparisons (test)</h2>{{ delong }}
+<h2>Calibration and decision curves</h2>{{ calibration }}
+<h2>Nomogram</h2>{{ nomogram }}
+<h2>Grad-CAM</h2>{{ gradcam }}
+<h2>leakage_safe vs paper_faithful</h2>{{ modes }}
+</body></html>
+"""
