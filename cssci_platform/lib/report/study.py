@@ -17,7 +17,7 @@ import pandas as pd
 from jinja2 import Environment
 from sklearn.metrics import roc_curve
 
-from cssci_platform.lib.clinical import independent_risk_factors, table_one, table_one_html
+from cssci_platform.lib.clinical import independent_risk_factors, multivariable_logistic, table_one, table_one_html
 from cssci_platform.lib.evaluation import (
     calibration_curve,
     calibration_summary,
@@ -177,9 +177,12 @@ def _calibration(scored: pd.DataFrame, champions: pd.DataFrame) -> str:
 def _nomogram(inputs: ReportInputs, scored: pd.DataFrame) -> str:
     """Combined model as published: clinical factors that stay independent + the Rad-score, refit on training
     patients (logistic regression), drawn as a nomogram with its equation."""
-    rad = inputs.models[inputs.models["champion"] & (inputs.models["signature"] == "Rad")]
+    models = inputs.models
+    rad = models[(models["signature"] == "Rad") & (models["classifier"] == "LR") & (models["mode"] == "leakage_safe")]
+    if rad.empty:  # the Rad-score is a linear predictor: prefer the LASSO-LR radiomics model, else the champion
+        rad = models[models["champion"] & (models["signature"] == "Rad")]
     if rad.empty:
-        return "<p>No Rad champion, so no Rad-score for the nomogram.</p>"
+        return "<p>No radiomics model, so no Rad-score for the nomogram.</p>"
     train = scored[(scored["run_id"] == rad["run_id"].iloc[0]) & (scored["role"] == "train")]
     probability = train["probability"].clip(1e-6, 1 - 1e-6)
     frame = inputs.clinical.merge(train[["patient_key", "y"]].assign(rad_score=np.log(probability / (1 - probability)).to_numpy()),
@@ -187,13 +190,16 @@ def _nomogram(inputs: ReportInputs, scored: pd.DataFrame) -> str:
     categorical = [v for v, t in inputs.clinical_types.items() if t == "categorical"]
     try:
         analysis = independent_risk_factors(frame, "y", [*inputs.clinical_types, "rad_score"], positive=1, categorical=categorical)
-        if analysis.multivariable is None or not analysis.independent:
-            return "<p>No clinical factor or Rad-score stayed independent at p &lt; 0.05 on the training patients.</p>"
-        nomogram = nomogram_from_fit(analysis.multivariable)
+        fit, note = analysis.multivariable, f"predictors independent at p &lt; 0.05: {', '.join(analysis.independent)}"
+        if fit is None or not analysis.independent:
+            fit = multivariable_logistic(frame, "y", ["rad_score"], positive=1)
+            note = "no clinical factor stayed independent at p &lt; 0.05 on the training patients: Rad-score only"
+        nomogram = nomogram_from_fit(fit)
         figure = nomogram_figure(nomogram, "Nomogram (training patients)")
     except Exception as error:  # a small cohort can make the logistic fit inestimable (separation)
         return f"<p>Nomogram not estimable on this cohort: {html.escape(str(error))}</p>"
-    return png_img_tag(figure, "nomogram") + f"<pre>{html.escape(nomogram.equation())}</pre>"
+    return f"<p>Combined logistic model refit on the training patients ({note}).</p>" + png_img_tag(figure, "nomogram") + \
+        f"<pre>{html.escape(nomogram.equation())}</pre>"
 
 
 def _mode_delta(scored: pd.DataFrame, models: pd.DataFrame) -> str:
