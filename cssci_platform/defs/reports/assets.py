@@ -3,7 +3,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from cssci_platform.lib.model_tracking import get_or_create_experiment
+from cssci_platform.lib.model_tracking import get_or_create_experiment, load_champion
 from cssci_platform.lib.report.study import ReportInputs, build_report
 from cssci_platform.resources.cohort import CohortResource
 from cssci_platform.resources.image_store import ImageStoreResource
@@ -37,12 +37,26 @@ def evaluation_report(context: dg.AssetExecutionContext, config: ReportConfig, c
     if inputs.models.empty:
         raise dg.Failure("no trained models: materialize trained_models (modeling_job) first")
     inputs.settings = _training_settings(tracking, config.experiment, inputs.models["run_id"].iloc[0])
+    inputs.explained = _champions_to_explain(warehouse, tracking, config.experiment, inputs.models)
     path = image_store.folder("reports") / f"{config.experiment}.html"
     path.write_text(build_report(inputs))
     run_id = _log_to_mlflow(tracking, config.experiment, path, context.run.run_id)
     return dg.MaterializeResult(metadata={"report": dg.MetadataValue.path(str(path)),
                                           "open": dg.MetadataValue.url(path.resolve().as_uri()),
                                           "size_kb": round(path.stat().st_size / 1024, 1), "mlflow_run_id": run_id})
+
+
+def _champions_to_explain(warehouse: WarehouseResource, tracking: TrackingResource, experiment: str,
+                          models: pd.DataFrame) -> list[tuple[str, object, pd.DataFrame]]:
+    """Each champion (from the registry, by alias) with the feature rows of its test patients."""
+    matrix = warehouse.frame("SELECT * FROM feature_matrix").to_pandas().set_index("patient_key")
+    roles = warehouse.frame("SELECT DISTINCT patient_key, role FROM predictions WHERE role = 'test'").to_pandas()
+    rows = matrix.loc[matrix.index.isin(roles["patient_key"])].drop(columns=["cohort", "label"])
+    explained = []
+    for name, registered in models.loc[models["champion"], ["result_name", "registered_model"]].itertuples(index=False):
+        pipeline, _ = load_champion(tracking.config(experiment), registered)
+        explained.append((name, pipeline, rows))
+    return explained
 
 
 def _training_settings(tracking: TrackingResource, experiment: str, run_id: str) -> dict:

@@ -36,6 +36,7 @@ from cssci_platform.lib.report.figures import (
     png_img_tag,
     roc_panels,
 )
+from cssci_platform.lib.report.explain import explain, final_step_inputs, shap_summary_png, shap_waterfall_png
 from cssci_platform.lib.report.nomogram import nomogram_figure, nomogram_from_fit
 
 COHORTS = ("train", "test", "validation")
@@ -52,6 +53,7 @@ class ReportInputs:
     settings: dict  # the modeling config, for the methods paragraph
     gradcams: list[Path] = field(default_factory=list)
     positive_class: str = "1"
+    explained: list[tuple[str, object, pd.DataFrame]] = field(default_factory=list)  # (model name, pipeline, rows)
 
 
 def build_report(inputs: ReportInputs) -> str:
@@ -68,6 +70,8 @@ def build_report(inputs: ReportInputs) -> str:
         "gradcam": png_img_tag(gradcam_gallery(inputs.gradcams[:12]), "Grad-CAM gallery") if inputs.gradcams else
         "<p>No fine-tuned network in this study, so no Grad-CAM (run fine_tuning_job).</p>",
         "modes": _mode_delta(scored, inputs.models),
+        "shap": "".join(_shap(name, pipeline, rows) for name, pipeline, rows in inputs.explained) or
+        "<p>No champion pipeline was given to explain.</p>",
     }
     return Environment(autoescape=False).from_string(TEMPLATE).render(title=html.escape(inputs.experiment), **sections)
 
@@ -202,6 +206,17 @@ def _nomogram(inputs: ReportInputs, scored: pd.DataFrame) -> str:
         f"<pre>{html.escape(nomogram.equation())}</pre>"
 
 
+def _shap(name: str, pipeline, rows: pd.DataFrame) -> str:
+    """SHAP summary over `rows` and the waterfall of the first row, for the champion's final estimator."""
+    try:
+        model, transformed = final_step_inputs(pipeline, rows)
+        explanation = explain(model, transformed)
+    except Exception as error:  # e.g. an estimator neither tree nor linear (SVM, KNN, MLP) or a combined model
+        return f"<p>{html.escape(name)}: no SHAP explanation ({html.escape(type(error).__name__)}: {html.escape(str(error))[:200]})</p>"
+    return (f"<h3>{html.escape(name)}</h3>" + png_img_tag(shap_summary_png(explanation, title=f"{name}: SHAP summary"), "SHAP summary")
+            + png_img_tag(shap_waterfall_png(explanation, 0, title=f"{name}: patient {html.escape(str(rows.index[0]))}"), "SHAP waterfall"))
+
+
 def _mode_delta(scored: pd.DataFrame, models: pd.DataFrame) -> str:
     test = scored[scored["role"] == "test"]
     rows = []
@@ -235,6 +250,7 @@ img { max-width: 100%; display: block; margin: 1em 0; } h2 { border-bottom: 2px 
 <h2>DeLong comparisons (test)</h2>{{ delong }}
 <h2>Calibration and decision curves</h2>{{ calibration }}
 <h2>Nomogram</h2>{{ nomogram }}
+<h2>SHAP explanations (champions, test patients)</h2>{{ shap }}
 <h2>Grad-CAM</h2>{{ gradcam }}
 <h2>leakage_safe vs paper_faithful</h2>{{ modes }}
 </body></html>
