@@ -6,7 +6,7 @@ from cssci_platform.definitions import defs
 EXPECTED_ASSETS = {"cohort_manifest", "patient_scans", "preprocessed_channels", "radiomics_features", "roi_slices",
                    "patient_splits", "fine_tuned_backbones", "center_embeddings", "feature_matrix", "feature_reliability",
                    "harmonized_features", "trained_models", "model_results", "predictions", "prospective_predictions",
-                   "followup_outcomes", "validation_metrics"}
+                   "followup_outcomes", "validation_metrics", "evaluation_report"}
 BLOCKING_CHECKS = {
     ("patient_scans", "patient_qc"),
     ("preprocessed_channels", "roi_survives_resampling"),
@@ -15,7 +15,7 @@ BLOCKING_CHECKS = {
 }
 WARNING_CHECKS = {("center_embeddings", "center_patients_embedded"), ("feature_matrix", "combat_batches_estimable")}
 EXPECTED_JOBS = {"cohort_manifest_job", "patient_features_job", "center_embeddings_job", "fine_tuning_job", "modeling_job",
-                 "prospective_patient_job", "followup_job", "validation_job", "retraining_job"}
+                 "prospective_patient_job", "followup_job", "validation_job", "retraining_job", "report_job"}
 EXPECTED_SENSORS = {"cohort_manifest_sensor", "new_patient_sensor"}
 EXPECTED_SCHEDULES = {"validation_metrics_schedule"}
 PATIENT_ASSETS = {"patient_scans", "preprocessed_channels", "radiomics_features", "roi_slices", "prospective_predictions"}
