@@ -12,6 +12,10 @@ Part ``scaling``: ``--scaling-signatures`` x ``--scaling-modes`` (default Rad, l
 development patients (holdout 8:2, no prospective patients, only the feature blocks the signatures need), plus
 a one-fit breakdown of the leakage-safe chain per step (each step fitted once on all training rows).
 
+Part ``micro``: the costs behind the bottlenecks listed in RESULTS.md (LassoSelector vs the same liblinear
+path with a numpy log-loss, ConstantFeatureDropper's pandas nunique vs a numpy test, PCA full vs
+covariance_eigh), best of 5 (3) runs.
+
 Every `train_signature` call is split into: the chain fitted on the k CV training folds + all training rows
 (`fit_chain_folds`), the grid search of each classifier on those folds (`tune_on_folds`), the paper_faithful
 prefilter (`paper_faithful_columns`) and the rest (scoring every patient, metrics). The split is measured by
@@ -88,11 +92,13 @@ def synthetic_matrix(n_development: int, n_prospective: int, seed: int = 7, back
     if deep:
         dl = [np.logaddexp(0, _clustered_features(rng, latent, center_codes, DL_DIM, clusters=128, unit_scale=False))
               for _ in CHANNELS]  # softplus: pooled ReLU activations are non-negative
-        blocks.append(pd.DataFrame(np.hstack(dl), columns=[f"dl__{backbone}__{c}__{i:04d}" for c in CHANNELS for i in range(DL_DIM)]))
+        names = [f"dl__{backbone}__{c}__{i:04d}" for c in CHANNELS for i in range(DL_DIM)]
+        blocks.append(pd.DataFrame(np.hstack(dl), columns=names))
     if clinical:
         blocks.append(pd.DataFrame({
             "clin__age": [float(p.age) for p in patients], "clin__sex__M": [float(p.sex == "M") for p in patients],
-            "clin__diabetes": [float(p.diabetes) for p in patients], "clin__hypertension": [float(p.hypertension) for p in patients],
+            "clin__diabetes": [float(p.diabetes) for p in patients],
+            "clin__hypertension": [float(p.hypertension) for p in patients],
             "clin__smoking": [float(p.smoking) for p in patients],
             "clin__treatment__conservative": [float(p.treatment == "conservative") for p in patients],
             **{f"clin__asia_grade__{g}": [float(p.asia_grade == g) for p in patients] for g in ("B", "C", "D")}}))
@@ -134,7 +140,8 @@ def demo_duckdb_matrix(path: Path) -> pd.DataFrame:
 def holdout_roles(matrix: pd.DataFrame, seed: int = SPLIT_SEED) -> pd.Series:
     preset = PRESETS["holdout_8_2"]
     patients = pl.DataFrame({"patient_key": list(matrix.index), "center": list(matrix["center"]),
-                             "cohort": list(matrix["cohort"]), "label": [None if pd.isna(v) else str(v) for v in matrix["label"]]},
+                             "cohort": list(matrix["cohort"]),
+                             "label": [None if pd.isna(v) else str(v) for v in matrix["label"]]},
                             schema={"patient_key": pl.String, "center": pl.String, "cohort": pl.String, "label": pl.String})
     splits = assign_splits(patients, SplitSpec(preset.strategy, preset.test_fraction, seed))
     return pd.Series(dict(splits.select("patient_key", "role").iter_rows()))
@@ -193,14 +200,15 @@ def timed_train(matrix: pd.DataFrame, roles: pd.Series, signature: str, classifi
     timings = Timings()
     with timings.installed():
         started, cpu_started = time.perf_counter(), time.process_time()
-        models = train_signature(matrix, roles, parse_signature(signature), classifiers, mode, CLASSES, settings,  # type: ignore[arg-type]
-                                 "fast", cv_folds)
+        models = train_signature(matrix, roles, parse_signature(signature), classifiers, mode,  # type: ignore[arg-type]
+                                 CLASSES, settings, "fast", cv_folds)
         total, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     tune_total = sum(timings.tune.values())
     first = models[0]
     lasso = next((r for r in first.selection if r.get("step") == "lasso"), None)
     return {
-        "signature": signature, "mode": mode, "load1_after": os.getloadavg()[0], "total_s": total, "cpu_s": cpu, "chain_s": timings.chain, "tune_s": tune_total,
+        "signature": signature, "mode": mode, "load1_after": os.getloadavg()[0], "total_s": total, "cpu_s": cpu,
+        "chain_s": timings.chain, "tune_s": tune_total,
         "prefilter_s": timings.prefilter, "other_s": total - timings.chain - tune_total - timings.prefilter,
         "tune_by_classifier_s": dict(timings.tune), "n_models": len(models), "n_input_columns": len(first.input_columns),
         "n_lasso_kept": len(lasso["kept"]) if lasso else None,
@@ -262,19 +270,73 @@ def run_scaling(args: argparse.Namespace) -> dict:
                 for mode in modes:
                     run = timed_train(matrix, roles, signature, classifiers, mode, settings, args.cv_folds)
                     runs.append({"repeat": repeat, **run})
-                    print(f"  scaling n={size:>5} r{repeat} {signature} {mode}: {run['total_s']:7.1f} s (chain {run['chain_s']:.1f}, "
-                          f"tune {run['tune_s']:.1f} = {', '.join(f'{k} {v:.1f}' for k, v in run['tune_by_classifier_s'].items())}; "
+                    tuned = ", ".join(f"{k} {v:.1f}" for k, v in run["tune_by_classifier_s"].items())
+                    print(f"  scaling n={size:>5} r{repeat} {signature} {mode}: {run['total_s']:7.1f} s "
+                          f"(chain {run['chain_s']:.1f}, tune {run['tune_s']:.1f} = {tuned}; "
                           f"prefilter {run['prefilter_s']:.1f}, other {run['other_s']:.1f})", flush=True)
         for signature in signatures if args.step_breakdown else []:
             if signature in ("Clinical", "Combined"):
                 continue
             steps[signature] = chain_step_breakdown(matrix, roles, signature, settings)
+            fits = steps[signature]
             print(f"  scaling n={size:>5} {signature} one chain fit: " + ", ".join(
-                f"{k} {v:.2f}s->{steps[signature][k + '__out_columns']}" for k, v in steps[signature].items() if "__" not in k), flush=True)
+                f"{k} {v:.2f}s->{fits[k + '__out_columns']}" for k, v in fits.items() if "__" not in k), flush=True)
         totals = [sum(r["total_s"] for r in runs if r["repeat"] == k) for k in range(args.repeats)]
         sizes.append({"patients": size, "shape": _shape(matrix, roles), "runs": runs, "chain_steps_one_fit": steps,
                       "totals_s": totals, "median_total_s": statistics.median(totals)})
     return {"signatures": signatures, "modes": modes, "classifiers": classifiers, "cv_folds": args.cv_folds, "sizes": sizes}
+
+
+def run_micro(args: argparse.Namespace) -> dict:
+    """Costs behind the bottlenecks named in RESULTS.md, each against a leaner equivalent (best of 5 runs)."""
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.svm import l1_min_c
+
+    from cssci_platform.lib.experiment.chains import ConstantFeatureDropper
+    from cssci_platform.lib.selection import LassoSelector
+
+    def best_ms(fn, rounds: int = 5) -> float:
+        times = []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - started)
+        return 1000 * min(times)
+
+    def lean_lasso(X: np.ndarray, y: np.ndarray) -> None:  # the same 20 C x 5 folds liblinear fits, numpy log-loss
+        Cs = l1_min_c(X, y, loss="log") * np.logspace(0, 3, 20)
+        for train, valid in StratifiedKFold(5, shuffle=True, random_state=0).split(X, y):
+            for C in Cs:
+                model = LogisticRegression(C=C, l1_ratio=1.0, solver="liblinear", intercept_scaling=10.0,
+                                           random_state=0, max_iter=10_000).fit(X[train], y[train])
+                p = 1 / (1 + np.exp(-(X[valid] @ model.coef_[0] + model.intercept_[0])))
+                _ = -np.mean(np.log(np.clip(np.where(y[valid] == 1, p, 1 - p), 1e-15, 1)))
+
+    rng, out = np.random.default_rng(0), {}
+    for n in (26, 1024):
+        X = rng.normal(size=(n, 20))
+        y = (X[:, 0] + rng.normal(size=n) > 0).astype(int)
+        frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(20)])
+        out[f"lasso_selector_cv5_{n}x20_ms"] = best_ms(lambda: LassoSelector(cv=5, random_state=0).fit(frame, y))
+        out[f"lean_l1_path_cv5_{n}x20_ms"] = best_ms(lambda: lean_lasso(X, y))
+    for n, p in ((26, 2140), (26, 4700), (1280, 2140), (1280, 4700)):
+        frame = pd.DataFrame(rng.normal(size=(n, p)), columns=[f"rad__{i}" for i in range(p)]).assign(center="A")
+        out[f"constant_dropper_nunique_{n}x{p}_ms"] = best_ms(lambda: ConstantFeatureDropper().fit(frame), 3)
+        out[f"constant_numpy_{n}x{p}_ms"] = best_ms(lambda: _constant_columns(frame.drop(columns=["center"])), 3)
+    for n in (26, 1280):
+        X = rng.normal(size=(n, DL_DIM))
+        for solver in ("full", "covariance_eigh"):
+            out[f"pca32_{solver}_{n}x{DL_DIM}_ms"] = best_ms(lambda: PCA(min(32, n), svd_solver=solver).fit(X))
+    for key, value in out.items():
+        print(f"  micro {key}: {value:.1f}", flush=True)
+    return out
+
+
+def _constant_columns(frame: pd.DataFrame) -> np.ndarray:
+    values = frame.to_numpy()
+    return (values == values[0]).all(axis=0)
 
 
 def _names(text: str) -> list[str]:
@@ -313,7 +375,7 @@ def _uptime() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--parts", default="demo,scaling", help="comma-separated: demo, scaling")
+    parser.add_argument("--parts", default="demo,scaling", help="comma-separated: demo, scaling, micro")
     parser.add_argument("--cv-folds", type=int, default=5, help="grid-search CV folds (and LASSO CV folds, as the demo)")
     parser.add_argument("--signatures", default=DEMO_SIGNATURES, help="demo part: signatures")
     parser.add_argument("--modes", default=",".join(MODES), help="demo part: modes")
@@ -344,6 +406,8 @@ def main(argv: list[str] | None = None) -> int:
         print(result["uptime_after_demo"], flush=True)
     if "scaling" in parts:
         result["scaling"] = run_scaling(args)
+    if "micro" in parts:
+        result["micro"] = run_micro(args)
     result["uptime_end"], result["wall_s"] = _uptime(), time.perf_counter() - started
     print(f"{result['uptime_end']}\nwall {result['wall_s']:.1f} s", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
