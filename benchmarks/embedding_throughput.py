@@ -13,16 +13,22 @@ On CUDA two more variants separate the overhead of our code from the effect of A
 - ``bare_amp_cl``: the bare loop with the same bf16 autocast and channels_last model + inputs as ours.
 - ``ours_fp32``: ``embed_images`` with ``InferenceSettings(amp=False, channels_last=False)``.
 
-Timing: a warm-up call of every variant (untimed, also checks that ours and bare return the same features),
+``--diagnose`` (CPU) adds three variants that locate our CPU overhead: ``bare_det`` (the bare loop under
+``torch.use_deterministic_algorithms(True)``, as our ``seeded()`` sets it), ``bare_det_nofill`` (the same with
+``torch.utils.deterministic.fill_uninitialized_memory = False``) and ``ours_nofill`` (ours with that flag off).
+
+Timing: a warm-up call of every variant (untimed; it also records the largest feature difference from ``bare``),
 then ``--rounds`` rounds; each round times every variant once over all ``--images`` images, rotating which
-variant goes first. Reported: the median images/s per variant and the ratio of medians ours / bare.
+variant goes first. Reported: the median images/s per variant, the ratio of medians ours / bare, and the median
+of the same-round ratios (robust to other load on a shared machine, which hits both sides of a round alike).
 
 Inputs are seeded random N(0, 1) tensors (n, 3, 224, 224), float32, i.e. shaped and scaled like the output of
 ``network_batch`` (ImageNet-normalised); image content does not change the cost of a dense CNN. Weights are
 ``"none"`` (seeded random initialisation): the arithmetic per image does not depend on the weight values, and no
 pretrained checkpoints are required. The bare models load the very same state dict as ours.
 
-    python benchmarks/embedding_throughput.py --backbones resnet18 resnet50 --images 128 --rounds 5
+    python benchmarks/embedding_throughput.py --backbones resnet18 resnet50 --images 128 --rounds 7
+    python benchmarks/embedding_throughput.py --backbones resnet18 --images 128 --rounds 5 --diagnose
     python benchmarks/embedding_throughput.py --device cuda --backbones resnet50 resnet152 --images 1024
 """
 
@@ -227,7 +233,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--backbones", nargs="+", default=["resnet18", "resnet50"], choices=list(FEATURE_DIMS))
     parser.add_argument("--images", type=int, default=128, help="images per timed call (per round and variant)")
     parser.add_argument("--batch-size", type=int, default=InferenceSettings().batch_size)
-    parser.add_argument("--rounds", type=int, default=5, help="timed rounds per backbone (median reported)")
+    parser.add_argument("--rounds", type=int, default=7, help="timed rounds per backbone (median reported)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
     parser.add_argument("--size", type=int, default=224, help="input height = width")
     parser.add_argument("--seed", type=int, default=0)
