@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cssci_platform import runner
+from cssci_platform.lib.study_config import ConfigError
 
 app = typer.Typer(help="Spine MRI prognosis platform: cohorts, features and models on Dagster + DuckDB.", no_args_is_help=True)
 console = Console()
@@ -67,29 +68,81 @@ def demo(
     classifiers: str = typer.Option("all", help="Comma-separated zoo members (LR,SVM,RandomForest,...) or 'all'."),
     cv_folds: int = typer.Option(5, min=2, help="Stratified CV folds for grid search on the training split."),
 ) -> None:
-    """Generate the synthetic multi-center cohort and materialize every asset for it."""
-    from cssci_platform.lib.synthetic import write_sci_cohort
+    """Generate the synthetic multi-center cohort and materialize every asset for it (the `demo` experiment config)."""
+    overrides = [f"cohort.synthetic.patients={patients}", f"cohort.synthetic.prospective={prospective}",
+                 f"cohort.synthetic.seed={seed}", f"deep.backbones=[{backbone}]", f"deep.weights={weights}",
+                 f"models.cv_folds={cv_folds}"]
+    if classifiers != "all":
+        overrides.append(f"models.classifiers=[{classifiers}]")
+    _run_config("demo", overrides, home, workers)
 
-    data_dir = home.resolve() / f"demo_cohort_n{patients}_p{prospective}_s{seed}"
-    manifest = data_dir / "cohort.yaml"
-    if not manifest.exists():
-        console.rule("1/6 synthetic cohort")
-        started = time.perf_counter()
-        write_sci_cohort(data_dir, n_development=patients, n_prospective=prospective, seed=seed)
-        console.print(f"{patients + prospective} patients written to {data_dir} in {time.perf_counter() - started:.1f} s")
-    else:
-        console.print(f"reusing the synthetic cohort in {data_dir}")
-    runner.configure_environment(home, manifest)
-    console.rule("2/6 manifest, scans, channels, radiomics, ROI slices")
-    _ingest_with_progress(manifest, workers)
-    console.rule("3/6 deep features per center")
-    _embed_with_progress(manifest, backbone, weights)
-    console.rule("4/6 signatures x classifiers x modes (MLflow)")
-    _model_with_progress(classifiers, cv_folds)
-    console.rule("5/6 study report")
-    _write_report("demo")
-    console.rule("6/6 summary")
-    _summary(home)
+
+@app.command()
+def run(
+    config: str = typer.Option(..., "--config", help="A shipped config name (cssci config list) or a YAML file."),
+    overrides: list[str] = typer.Option([], "--set", help="Override one key, e.g. --set deep.weights=none --set models.cv_folds=5."),
+    home: Path | None = typer.Option(None, "--home", help="Folder for this experiment's warehouse, images and Dagster "
+                                     "instance (default: .cssci/<experiment name>)."),
+    workers: int = typer.Option(2, min=1, help="Patients processed in parallel."),
+) -> None:
+    """Materialize the whole graph for one experiment config: cohort, features, models (MLflow), report."""
+    _run_config(config, overrides, home, workers)
+
+
+def _run_config(name_or_path: str, overrides: list[str], home: Path | None, workers: int) -> None:
+    from cssci_platform.study_runner import StudyProgress, StudyStepFailed, default_home, run_study
+
+    experiment = _load_or_exit(name_or_path, overrides)
+    home = home or default_home(experiment)
+    if experiment.deep.weights == "none" and (experiment.deep.backbones or experiment.deep.fine_tuning):
+        console.print("[yellow]deep.weights 'none'[/]: networks start from random weights, as asked. For transfer learning put "
+                      "the torchvision ImageNet checkpoint in $TORCH_HOME/hub/checkpoints and set deep.weights: imagenet.")
+    from cssci_platform.lib.selection import EmptySelectionWarning
+
+    warnings.simplefilter("ignore", EmptySelectionWarning)  # kept in each step's report, logged to MLflow
+    started, stages = time.perf_counter(), []
+
+    def on_stage(name: str) -> None:
+        stages.append((name, time.perf_counter()))
+        console.rule(name)
+
+    try:
+        result = run_study(experiment, home, workers, StudyProgress(on_stage, _print_patient(), console.print))
+    except (StudyStepFailed, ConfigError) as error:
+        console.print(f"[red]{experiment.name} failed[/]: {error}")
+        raise typer.Exit(1) from None
+    console.rule("summary")
+    for (name, at), (_, until) in zip(stages, [*stages[1:], ("end", time.perf_counter())]):
+        console.print(f"{until - at:7.1f} s  {name}")
+    console.print(f"{time.perf_counter() - started:7.1f} s  total")
+    _summary(result.home)
+    console.print(f"study run: {result.study_run_id} (MLflow experiment '{experiment.name}')")
+    if result.report:
+        console.print(f"report: {result.report}")
+
+
+def _print_patient():
+    done = []
+
+    def on_patient(outcome: runner.PatientRunOutcome) -> None:
+        done.append(outcome.patient_key)
+        if outcome.success:
+            console.print(f"[dim]{len(done):4d} {outcome.patient_key} done[/]")
+        else:
+            reason = ", ".join(outcome.failed_checks) or outcome.error.splitlines()[0][:160]
+            console.print(f"[yellow]{len(done):4d} {outcome.patient_key} quarantined[/]: {reason}")
+
+    return on_patient
+
+
+def _load_or_exit(name_or_path: str, overrides: list[str]):
+    from cssci_platform.lib.study_config import load_config
+
+    try:
+        return load_config(name_or_path, overrides)
+    except ConfigError as error:
+        console.print(f"[red]{error}[/]")
+        raise typer.Exit(2) from None
 
 
 def _ingest_with_progress(manifest: Path, workers: int) -> None:
@@ -112,44 +165,10 @@ def _ingest_with_progress(manifest: Path, workers: int) -> None:
     console.print(f"{total} patients processed in {time.perf_counter() - started:.1f} s")
 
 
-def _embed_with_progress(manifest: Path, backbone: str, weights: str) -> None:
-    from cssci_platform.lib.cohort import load_cohort
-
-    cohort = load_cohort(manifest)
-    centers = sorted({p.center for p in cohort.patients.values() if p.center in cohort.spec.centers})
-    if weights == "none":
-        console.print(f"[yellow]{backbone} with weights 'none'[/]: randomly initialised, as asked (--weights). For "
-                      "transfer learning put the torchvision ImageNet checkpoint in $TORCH_HOME/hub/checkpoints and "
-                      "pass --weights imagenet.")
-    started = time.perf_counter()
-    config = {"ops": {"center_embeddings": {"config": {"backbones": [backbone], "weights": weights}}}}
-    for center, success in runner.embed_centers(centers, config).items():
-        console.print(f"{center}: {'embedded' if success else '[red]failed[/] (see the run in the Dagster UI)'}")
-    console.print(f"{len(centers)} centers embedded in {time.perf_counter() - started:.1f} s")
-
-
-def _model_with_progress(classifiers: str, cv_folds: int) -> None:
-    from cssci_platform.lib.classifiers import CLASSIFIER_NAMES
-
-    chosen = list(CLASSIFIER_NAMES) if classifiers == "all" else [c.strip() for c in classifiers.split(",")]
-    unknown = sorted(set(chosen) - set(CLASSIFIER_NAMES))
-    if unknown:
-        raise typer.BadParameter(f"unknown classifiers {unknown}; choose from {list(CLASSIFIER_NAMES)}", param_hint="--classifiers")
-    from cssci_platform.lib.selection import EmptySelectionWarning
-
-    warnings.simplefilter("ignore", EmptySelectionWarning)  # kept in each step's report, logged to MLflow
-    started = time.perf_counter()
-    config = {"ops": {"trained_models": {"config": {"classifiers": chosen, "cv_folds": cv_folds}}}}
-    result = runner.run_modeling(config)
-    if not result.success:
-        errors = [e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-        console.print(f"[red]modeling failed[/]: {errors[0] if errors else 'see the run in the Dagster UI'}")
-        raise typer.Exit(1)
-    console.print(f"models trained and tracked in {time.perf_counter() - started:.1f} s")
-
-
 def _write_report(experiment: str) -> None:
-    result = runner.run_report(experiment)
+    config = runner.experiment_run_config(["evaluation_report"])
+    config["ops"].setdefault("evaluation_report", {"config": {}})["config"]["experiment"] = experiment
+    result = runner.run_job("report_job", config)
     if not result.success:
         errors = [e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
         console.print(f"[red]report failed[/]: {errors[0] if errors else 'see the run in the Dagster UI'}")
@@ -262,11 +281,122 @@ def predict(
 
 
 @app.command()
-def ui(home: Path = HOME_OPTION, manifest: Path | None = typer.Option(None, help="cohort.yaml (default: keep CSSCI_MANIFEST)")) -> None:
+def ui(home: Path = HOME_OPTION, manifest: Path | None = typer.Option(None, help="cohort.yaml (default: keep CSSCI_MANIFEST)"),
+       config: str | None = typer.Option(None, "--config", help="Experiment config: its home and its settings as the jobs' "
+                                         "launchpad defaults (default: the home's experiment.yaml, if any).")) -> None:
     """Start the Dagster UI on this project's instance (dagster dev -w workspace.yaml)."""
+    if config is not None:
+        from cssci_platform.study_runner import default_home
+
+        experiment = _load_or_exit(config, [])
+        home = home if home != Path(".cssci") else default_home(experiment)
+        if not (home / "experiment.yaml").exists():
+            console.print(f"[red]{home} has no experiment.yaml[/]: run `cssci run --config {config}` first")
+            raise typer.Exit(1)
+        os.environ["CSSCI_EXPERIMENT_CONFIG"] = str((home / "experiment.yaml").resolve())
     runner.configure_environment(home, manifest)
     command = [sys.executable, "-m", "dagster", "dev", "-w", str(runner.PROJECT_ROOT / "workspace.yaml")]
     raise typer.Exit(subprocess.call(command, cwd=runner.PROJECT_ROOT))
+
+
+config_app = typer.Typer(help="Experiment configs: list the shipped protocols, show or validate a config.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("list")
+def config_list() -> None:
+    """The shipped protocol configs."""
+    from cssci_platform.lib.study_config import load_config, shipped_configs
+
+    table = Table("name", "description", "file")
+    for name, path in shipped_configs().items():
+        table.add_row(name, load_config(path).description, str(path))
+    console.print(table)
+
+
+@config_app.command("show")
+def config_show(
+    config: str = typer.Argument(..., help="A shipped config name or a YAML file."),
+    overrides: list[str] = typer.Option([], "--set", help="Override one key, e.g. --set models.cv_folds=5."),
+    dagster: bool = typer.Option(False, "--dagster", help="Print the Dagster run config of each job instead."),
+) -> None:
+    """Print the resolved config (every default filled in), or the Dagster run config it becomes."""
+    import yaml
+
+    from cssci_platform.lib.study_config import dump_config, run_config
+
+    experiment = _load_or_exit(config, overrides)
+    if not dagster:
+        print(dump_config(experiment), end="")
+        return
+    from cssci_platform.defs.embeddings.jobs import FINE_TUNING_ASSETS
+    from cssci_platform.defs.ingest.jobs import PATIENT_ASSETS
+    from cssci_platform.defs.models.jobs import MODELING_ASSETS
+
+    jobs = {"patient_features_job": PATIENT_ASSETS, "center_embeddings_job": ["center_embeddings"],
+            "fine_tuning_job": FINE_TUNING_ASSETS, "modeling_job": MODELING_ASSETS, "report_job": ["evaluation_report"]}
+    print(yaml.safe_dump({job: run_config(experiment, assets) for job, assets in jobs.items()}, sort_keys=False, width=120), end="")
+
+
+@config_app.command("validate")
+def config_validate(
+    configs: list[str] = typer.Argument(..., help="Shipped config names or YAML files."),
+    overrides: list[str] = typer.Option([], "--set", help="Override one key before validating."),
+) -> None:
+    """Check configs: schema, allowed values, and (for a manifest cohort) the sequences, ROIs and variables it names."""
+    from cssci_platform.lib.cohort import ManifestError, load_cohort
+    from cssci_platform.lib.study_config import cohort_problems, load_config
+
+    failed = 0
+    for name in configs:
+        try:
+            experiment = load_config(name, overrides)
+            problems = []
+            if experiment.cohort.manifest is not None:
+                problems = cohort_problems(experiment, load_cohort(Path(experiment.cohort.manifest)).spec)
+            if problems:
+                raise ConfigError(f"{name} (against {experiment.cohort.manifest})", problems)
+            console.print(f"[green]valid[/] {name} ({experiment.name})")
+        except (ConfigError, ManifestError) as error:
+            failed += 1
+            console.print(f"[red]{error}[/]")
+    raise typer.Exit(1 if failed else 0)
+
+
+@app.command()
+def compare(
+    run_a: str = typer.Argument(..., help="Study run id, or experiment name (its latest study run); ':<mode>' selects a mode, "
+                                "e.g. demo:leakage_safe."),
+    run_b: str = typer.Argument(..., help="The second run, same forms, e.g. demo:paper_faithful."),
+    mlflow_uri: str | None = typer.Option(None, envvar="CSSCI_MLFLOW_URI", help="MLflow tracking URI (default: .cssci/mlflow.db)."),
+    csv: Path | None = typer.Option(None, help="Also write the table as CSV."),
+) -> None:
+    """Two study runs (modes, protocols, cohorts) side by side: CV, test and validation metrics per model."""
+    from cssci_platform.lib.model_tracking import sqlite_tracking_uri
+    from cssci_platform.lib.study_runs import RunReference, StudyRunNotFound, compare_runs, model_metrics, resolve_study_run
+
+    uri = mlflow_uri or sqlite_tracking_uri(Path(".cssci") / "mlflow.db")
+    frames, names = [], []
+    for text in (run_a, run_b):
+        reference = RunReference.parse(text)
+        try:
+            study = resolve_study_run(uri, reference)
+            frames.append(model_metrics(uri, study, reference.mode))
+        except StudyRunNotFound as error:
+            console.print(f"[red]{text}[/]: {error}")
+            raise typer.Exit(1) from None
+        names.append(text if text == reference.run or ":" in text else text)
+        console.print(f"{text}: study run {study.info.run_id} ({study.data.tags.get('config_name')}, "
+                      f"started {time.strftime('%Y-%m-%d %H:%M', time.localtime(study.info.start_time / 1000))})")
+    names = names if names[0] != names[1] else ["A", "B"]
+    table_frame = compare_runs(frames[0], frames[1], names[0], names[1])
+    table = Table(*table_frame.columns, title=f"{names[0]} vs {names[1]}")
+    for row in table_frame.itertuples(index=False):
+        table.add_row(*["-" if v is None or v != v else f"{v:.3f}" if isinstance(v, float) else str(v) for v in row])
+    console.print(table)
+    if csv is not None:
+        table_frame.to_csv(csv, index=False)
+        console.print(f"written {csv}")
 
 
 if __name__ == "__main__":

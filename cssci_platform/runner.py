@@ -37,6 +37,9 @@ def configure_environment(home: Path, manifest: Path | None = None) -> dict[str,
         remembered.write_text(values["CSSCI_MANIFEST"])
     elif not os.environ.get("CSSCI_MANIFEST") and remembered.exists():
         values["CSSCI_MANIFEST"] = remembered.read_text().strip()
+    experiment = home / "experiment.yaml"  # written by `cssci run`: the jobs' defaults in the UI
+    if not os.environ.get("CSSCI_EXPERIMENT_CONFIG") and experiment.exists():
+        values["CSSCI_EXPERIMENT_CONFIG"] = str(experiment)
     os.environ.update(values)
     dagster_home = Path(values["DAGSTER_HOME"])
     dagster_home.mkdir(parents=True, exist_ok=True)
@@ -88,12 +91,29 @@ class PatientRunOutcome:
     error: str = ""
 
 
+def experiment_run_config(assets: list[str]) -> dict:
+    """Quiet loggers plus the active experiment config's blocks for `assets` (`CSSCI_EXPERIMENT_CONFIG`)."""
+    from cssci_platform.defs.experiment_jobs import with_experiment_config
+
+    return with_experiment_config(assets, QUIET_RUN_CONFIG)
+
+
+def run_job(job_name: str, run_config: dict, partition_key: str | None = None) -> dg.ExecuteInProcessResult:
+    """Run one job of the definitions in this process on the home's Dagster instance."""
+    job = load_definitions().resolve_job_def(job_name)
+    with dg.DagsterInstance.get() as instance:
+        return job.execute_in_process(run_config={**QUIET_RUN_CONFIG, **run_config}, partition_key=partition_key,
+                                      instance=instance, raise_on_error=False)
+
+
 def run_patient(patient_key: str) -> PatientRunOutcome:
     """Materialize one patient's partition of the patient job in this process (used by worker processes)."""
+    from cssci_platform.defs.ingest.jobs import PATIENT_ASSETS
+
     job = load_definitions().resolve_job_def("patient_features_job")
     with dg.DagsterInstance.get() as instance:
         result = job.execute_in_process(
-            run_config=QUIET_RUN_CONFIG, partition_key=patient_key, instance=instance, raise_on_error=False
+            run_config=experiment_run_config(PATIENT_ASSETS), partition_key=patient_key, instance=instance, raise_on_error=False
         )
     failed = tuple(
         f"{e.asset_check_evaluation_data.asset_check_key.name}"
@@ -117,26 +137,7 @@ def run_patients(patient_keys: list[str], workers: int) -> Iterator[PatientRunOu
 
 def embed_centers(centers: list[str], run_config: dict) -> dict[str, bool]:
     """Materialize `center_embeddings` for each center in this process (torch uses every core itself)."""
-    job = load_definitions().resolve_job_def("center_embeddings_job")
-    config = {**QUIET_RUN_CONFIG, **run_config}
-    with dg.DagsterInstance.get() as instance:
-        return {center: job.execute_in_process(run_config=config, partition_key=center, instance=instance,
-                                               raise_on_error=False).success for center in centers}
-
-
-def run_modeling(run_config: dict) -> dg.ExecuteInProcessResult:
-    """Split, feature matrix, ICC, ComBat view and the classifier zoo with MLflow tracking, in this process."""
-    job = load_definitions().resolve_job_def("modeling_job")
-    with dg.DagsterInstance.get() as instance:
-        return job.execute_in_process(run_config={**QUIET_RUN_CONFIG, **run_config}, instance=instance, raise_on_error=False)
-
-
-def run_report(experiment: str) -> dg.ExecuteInProcessResult:
-    """Materialize `evaluation_report` (HTML, logged to MLflow) in this process."""
-    job = load_definitions().resolve_job_def("report_job")
-    config = {**QUIET_RUN_CONFIG, "ops": {"evaluation_report": {"config": {"experiment": experiment}}}}
-    with dg.DagsterInstance.get() as instance:
-        return job.execute_in_process(run_config=config, instance=instance, raise_on_error=False)
+    return {center: run_job("center_embeddings_job", run_config, partition_key=center).success for center in centers}
 
 
 def ingest_cohort(manifest: Path, workers: int, on_patient: Callable[[PatientRunOutcome], None]) -> list[PatientRunOutcome]:

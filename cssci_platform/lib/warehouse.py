@@ -59,8 +59,10 @@ SCHEMA: dict[str, str] = {
         metric VARCHAR, value DOUBLE, test_auc_low DOUBLE, below_test_ci BOOLEAN, computed_at TIMESTAMP""",
     "predictions": """patient_key VARCHAR, cohort VARCHAR, role VARCHAR, signature VARCHAR, classifier VARCHAR,
         mode VARCHAR, split VARCHAR, fold VARCHAR, class_label VARCHAR, probability DOUBLE, model_name VARCHAR,
-        model_version VARCHAR, created_at TIMESTAMP""",
+        model_version VARCHAR, created_at TIMESTAMP, label VARCHAR""",
 }
+# Columns added after a table first shipped: existing warehouses get them on the next write.
+ADDED_COLUMNS = {"predictions": {"label": "VARCHAR"}}  # label: the outcome each model was evaluated against
 
 LOCK_RETRY_SECONDS = 120.0
 
@@ -106,6 +108,9 @@ GROUP BY p.patient_key, p.center, p.cohort
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     for table, columns in SCHEMA.items():
         con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
+    for table, added in ADDED_COLUMNS.items():
+        for column, kind in added.items():
+            con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
     con.execute(PATIENT_STATUS_VIEW)
 
 

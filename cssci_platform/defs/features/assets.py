@@ -67,6 +67,8 @@ def _scan_fields(row: dict) -> dict:
 class RadiomicsConfig(dg.Config):
     params: str = "default"
     channels: list[str] = list(CHANNELS)
+    sequences: list[str] | None = None  # default: every sequence
+    rois: list[str] | None = None  # default: every ROI with a mask (repeat segmentations included)
 
 
 @dg.asset(
@@ -81,6 +83,11 @@ def radiomics_features(context: dg.AssetExecutionContext, config: RadiomicsConfi
     quarantine_guard(warehouse, key, ("manifest", "scans", "preprocess"))
     channels = warehouse.frame("SELECT * FROM preprocessed_channels WHERE patient_key = ? AND list_contains(?, channel)", [key, config.channels])
     masks = warehouse.frame("SELECT * FROM preprocessed_masks WHERE patient_key = ?", [key])
+    if config.sequences is not None:
+        channels = channels.filter(pl.col("sequence").is_in(config.sequences))
+        masks = masks.filter(pl.col("sequence").is_in(config.sequences))
+    if config.rois is not None:
+        masks = masks.filter(pl.col("roi").is_in(config.rois))
     extraction = extract_patient_features(key, channels, masks, config.params)
     with warehouse.connect() as con:
         replace_rows(con, "radiomics_features", {"patient_key": key}, extraction.rows)

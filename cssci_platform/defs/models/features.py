@@ -7,7 +7,8 @@ import polars as pl
 from cssci_platform.defs.embeddings.assets import center_embeddings
 from cssci_platform.defs.features.assets import radiomics_features
 from cssci_platform.defs.ingest.assets import cohort_manifest
-from cssci_platform.defs.splits.assets import patient_splits, split_roles
+from cssci_platform.defs.outcomes.assets import study_outcome
+from cssci_platform.defs.splits.assets import patient_splits, split_roles, study_outcome_name
 from cssci_platform.lib.experiment.matrix import (
     CLIN,
     DL,
@@ -34,17 +35,16 @@ class FeatureMatrixConfig(dg.Config):
     outcome: str | None = None  # default: the manifest's first outcome
     backbones: list[str] | None = None  # default: every backbone with pretrained embeddings
     network: str = "pretrained"
+    clinical_predictors: list[str] | None = None  # default: every clinical variable of the manifest
 
 
 @dg.asset(group_name="modeling", kinds={"duckdb", "pandas"},
-          deps=[cohort_manifest, dg.AssetDep(radiomics_features, partition_mapping=ALL_PATIENTS),
+          deps=[cohort_manifest, study_outcome, dg.AssetDep(radiomics_features, partition_mapping=ALL_PATIENTS),
                 dg.AssetDep(center_embeddings, partition_mapping=dg.AllPartitionMapping())])
 def feature_matrix(config: FeatureMatrixConfig, cohort: CohortResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per patient who passed QC: rad__, dl__ and clin__ columns plus center, cohort and label."""
     spec = cohort.load().spec
-    outcome = config.outcome or next(iter(spec.outcomes), None)
-    if outcome not in spec.outcomes:
-        raise dg.Failure(f"outcome '{outcome}' is not declared in the manifest (declared: {list(spec.outcomes)})")
+    outcome = study_outcome_name(cohort, warehouse, config.outcome)
     patients = warehouse.frame(f"SELECT patient_key, center, cohort FROM patients p WHERE {HEALTHY.format(alias='p')}")
     labels = warehouse.frame("SELECT patient_key, value AS label FROM outcomes WHERE outcome = ?", [outcome])
     blocks = [radiomics_block(warehouse.frame(f"SELECT * FROM radiomics_features r WHERE {HEALTHY.format(alias='r')}"))]
@@ -53,7 +53,11 @@ def feature_matrix(config: FeatureMatrixConfig, cohort: CohortResource, warehous
         embeddings = embeddings.filter(pl.col("backbone").is_in(config.backbones))
     if embeddings.height:
         blocks.append(embeddings_block(embeddings))
-    clinical = {name: (v.type, v.levels) for name, v in spec.clinical.items()}
+    unknown = sorted(set(config.clinical_predictors or []) - set(spec.clinical))
+    if unknown:
+        raise dg.Failure(f"clinical_predictors {unknown} are not clinical variables of the manifest ({list(spec.clinical)})")
+    clinical = {name: (v.type, v.levels) for name, v in spec.clinical.items()
+                if config.clinical_predictors is None or name in config.clinical_predictors}
     blocks.append(clinical_block(warehouse.frame("SELECT * FROM clinical"), clinical))
     matrix = assemble(patients, labels, blocks)
     with warehouse.connect() as con:

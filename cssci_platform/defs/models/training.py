@@ -1,6 +1,7 @@
 """trained_models / model_results / predictions: the zoo per signature and mode, tracked in MLflow."""
 
 from datetime import datetime
+from typing import Literal
 
 import dagster as dg
 import pandas as pd
@@ -13,6 +14,7 @@ from cssci_platform.lib.experiment.chains import ChainSettings
 from cssci_platform.lib.experiment.results import metric_rows, model_row, prediction_rows, run_metrics, run_params
 from cssci_platform.lib.experiment.signatures import Signature, parse_signature, standard_signatures
 from cssci_platform.lib.experiment.training import MODES, TrainedModel, train_signature
+from cssci_platform.lib.outcome_rules import OutcomeRuleError, labels_above_training_mean
 from cssci_platform.lib.model_tracking import log_model_run, register_champion, registered_model_name, select_champion
 from cssci_platform.lib.warehouse import append_rows, replace_rows
 from cssci_platform.resources.cohort import CohortResource
@@ -21,8 +23,9 @@ from cssci_platform.resources.warehouse import WarehouseResource
 
 
 MODEL_INPUTS = [feature_matrix, patient_splits, feature_reliability]
-CHAIN_PARAMS = {"harmonize", "unseen_center_policy", "icc_threshold", "rank_alpha", "spearman_threshold", "mrmr_k", "lasso",
-                "lasso_rule", "pca_components"}
+CHAIN_PARAMS = {"harmonize", "unseen_center_policy", "icc_threshold", "rank_test", "rank_alpha", "spearman_threshold", "mrmr_k",
+                "lasso", "lasso_rule", "pca_components", "label_rule"}
+SCORE_SUFFIX = "__score"  # study_outcome's thresholded quantity
 
 
 class ModelingConfig(dg.Config):
@@ -37,6 +40,7 @@ class ModelingConfig(dg.Config):
     harmonize: bool = True
     unseen_center_policy: str = "none"
     icc_threshold: float | None = None  # e.g. 0.75 with feature_reliability materialized
+    rank_test: bool = True
     rank_alpha: float = 0.05
     spearman_threshold: float | None = 0.9
     mrmr_k: int | None = 20
@@ -44,10 +48,14 @@ class ModelingConfig(dg.Config):
     lasso_rule: str = "min"
     pca_components: int = 32
     seed: int = 42
+    # "above_training_mean": leakage_safe labels are study_outcome's score above the training patients' mean
+    # (per fold); paper_faithful keeps study_outcome's cohort-mean labels, as published.
+    label_rule: Literal["fixed", "above_training_mean"] = "fixed"
+    study_run: str | None = None  # `cssci run` sets it: the MLflow study run these model runs belong to
 
     def chain(self, icc_table: pd.DataFrame | None) -> ChainSettings:
         return ChainSettings(harmonize=self.harmonize, unseen_center_policy=self.unseen_center_policy, icc_table=icc_table,
-                             icc_threshold=self.icc_threshold or 0.75, rank_alpha=self.rank_alpha,
+                             icc_threshold=self.icc_threshold or 0.75, rank_test=self.rank_test, rank_alpha=self.rank_alpha,
                              spearman_threshold=self.spearman_threshold, mrmr_k=self.mrmr_k, lasso=self.lasso,
                              lasso_cv=self.cv_folds, lasso_rule=self.lasso_rule, pca_components=self.pca_components, seed=self.seed)
 
@@ -65,8 +73,11 @@ def trained_models(context: dg.AssetExecutionContext, config: ModelingConfig, co
                    warehouse: WarehouseResource, tracking: TrackingResource):
     matrix = warehouse.frame("SELECT * FROM feature_matrix").to_pandas().set_index("patient_key")
     manifest = cohort.load()
-    variable = next(iter(manifest.spec.outcomes.values()))
-    classes = list(variable.levels) if variable.levels else ["0", "1"]
+    outcome = warehouse.frame("SELECT any_value(outcome) AS o FROM splits WHERE split = ?",
+                              [split_name(warehouse, config.split)])["o"][0]
+    variable = manifest.spec.outcomes.get(outcome)
+    classes = list(variable.levels) if variable is not None and variable.levels else ["0", "1"]
+    scores = _scores(warehouse, outcome) if config.label_rule == "above_training_mean" else None
     chain = config.chain(_icc_table(warehouse) if config.icc_threshold is not None else None)
     tracking_config = tracking.config(config.experiment)
     runs = []
@@ -74,24 +85,27 @@ def trained_models(context: dg.AssetExecutionContext, config: ModelingConfig, co
         roles = split_roles(warehouse, config.split, fold)
         split_table = pd.DataFrame({"patient_key": roles.index, "role": roles.to_numpy(), "fold": fold})
         example = matrix.loc[roles.reindex(matrix.index) == "train"].head(3).drop(columns=["cohort", "label"])
-        for signature in _signatures(config, matrix):
-            for mode in config.modes:
+        for mode in config.modes:
+            labelled, threshold = _labelled(matrix, roles, scores, mode)
+            for signature in _signatures(config, matrix):
                 context.log.info(f"training {signature.name} ({mode}, fold {fold})")
-                for model in train_signature(matrix, roles, signature, config.classifiers, mode, classes, chain,  # type: ignore[arg-type]
+                for model in train_signature(labelled, roles, signature, config.classifiers, mode, classes, chain,  # type: ignore[arg-type]
                                              config.grid, config.cv_folds):
                     logged = log_model_run(
                         tracking_config, run_name=f"{model.spec.name} [{mode}, {fold}]", model=model.pipeline,
                         input_example=example, params={**run_params(model, config.grid, config.cv_folds, config.seed),
-                                                       **config.model_dump(include=CHAIN_PARAMS)},
+                                                       **config.model_dump(include=CHAIN_PARAMS), "outcome": outcome,
+                                                       **({"outcome_threshold": threshold} if threshold is not None else {})},
                         metrics=run_metrics(model), selected_features=_final_features(model),
                         tags={**tracking.run_tags(context, signature=signature.name, classifier=model.spec.classifier,
                                                   mode=mode, manifest_hash=manifest.manifest_sha256),
-                              "split": str(roles.name), "fold": fold},
+                              "split": str(roles.name), "fold": fold, **_study_tag(config)},
                         selection_reports=model.selection, split_table=split_table)
-                    runs.append((fold, model, logged))
+                    runs.append((fold, model, logged, labelled["label"]))
     first_fold = runs[0][0] if runs else "-"
-    champions = _register_champions(tracking_config, config.experiment, [(m, lg) for f, m, lg in runs if f == first_fold])
+    champions = _register_champions(tracking_config, config.experiment, [(m, lg) for f, m, lg, _ in runs if f == first_fold])
     _store(warehouse, runs, champions, split_name(warehouse, config.split), matrix)
+    runs = [(f, m, lg) for f, m, lg, _ in runs]
     models = [m for _, m, _ in runs]
     yield dg.MaterializeResult(asset_key="trained_models", metadata={
         "mlflow_runs": len(runs), "experiment": config.experiment, "tracking_uri": tracking.tracking_uri,
@@ -101,6 +115,29 @@ def trained_models(context: dg.AssetExecutionContext, config: ModelingConfig, co
         "across_folds": dg.MetadataValue.md(_fold_summary(runs)),
         "leakage_safe_vs_paper_faithful": dg.MetadataValue.md(_mode_delta_table([m for f, m, _ in runs if f == first_fold]))})
     yield dg.MaterializeResult(asset_key="predictions", metadata={"rows": sum(len(m.predictions) for m in models)})
+
+
+def _scores(warehouse: WarehouseResource, outcome: str) -> pd.Series:
+    rows = warehouse.frame("SELECT patient_key, value FROM outcomes WHERE outcome = ?", [outcome + SCORE_SUFFIX]).to_pandas()
+    if rows.empty:
+        raise dg.Failure(f"label_rule 'above_training_mean' needs the scores '{outcome}{SCORE_SUFFIX}' written by study_outcome "
+                         "(rule change_above_mean); materialize study_outcome with that rule first")
+    return pd.to_numeric(rows.set_index("patient_key")["value"])
+
+
+def _labelled(matrix: pd.DataFrame, roles: pd.Series, scores: pd.Series | None, mode: str) -> tuple[pd.DataFrame, float | None]:
+    """The matrix with this mode's labels: leakage_safe thresholds the scores at the training patients' mean."""
+    if scores is None or mode != "leakage_safe":
+        return matrix, None
+    try:
+        labels, threshold = labels_above_training_mean(scores.reindex(matrix.index), roles.reindex(matrix.index))
+    except OutcomeRuleError as error:
+        raise dg.Failure(str(error)) from None
+    return matrix.assign(label=labels.where(matrix["label"].notna(), None)), threshold
+
+
+def _study_tag(config: ModelingConfig) -> dict[str, str]:
+    return {"cssci.study_run": config.study_run} if config.study_run else {}
 
 
 def _folds(warehouse: WarehouseResource, config: ModelingConfig) -> list[str]:
@@ -154,10 +191,10 @@ def _register_champions(tracking_config, experiment: str, runs: list) -> dict[st
 def _store(warehouse: WarehouseResource, runs: list, champions: dict, split: str, matrix: pd.DataFrame) -> None:
     now = datetime.now()
     versions = {c["run_id"]: c for c in champions.values()}
-    models = [model_row(m, lg.run_id, lg.model_uri, versions.get(lg.run_id), split, fold, now) for fold, m, lg in runs]
-    metrics = [row for fold, m, lg in runs for row in metric_rows(m, lg.run_id, split, fold, now)]
+    models = [model_row(m, lg.run_id, lg.model_uri, versions.get(lg.run_id), split, fold, now) for fold, m, lg, _ in runs]
+    metrics = [row for fold, m, lg, _ in runs for row in metric_rows(m, lg.run_id, split, fold, now)]
     cohorts = matrix["cohort"]
-    predictions = pl.concat([prediction_rows(m, cohorts, lg.run_id, split, fold, now) for fold, m, lg in runs])
+    predictions = pl.concat([prediction_rows(m, cohorts, labels, lg.run_id, split, fold, now) for fold, m, lg, labels in runs])
     with warehouse.connect() as con:
         replace_rows(con, "trained_models", {}, models)
         replace_rows(con, "model_results", {}, metrics)

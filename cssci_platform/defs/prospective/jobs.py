@@ -1,21 +1,19 @@
-import dagster as dg
+from cssci_platform.defs.experiment_jobs import experiment_job
+from cssci_platform.defs.ingest.jobs import PATIENT_ASSETS
+from cssci_platform.defs.models.jobs import MODELING_ASSETS
 
-prospective_patient_job = dg.define_asset_job(
-    "prospective_patient_job",
-    selection=dg.AssetSelection.assets("patient_scans", "preprocessed_channels", "radiomics_features", "roi_slices",
-                                       "prospective_predictions"),
-    description="One newly arrived patient: scans, channels, radiomics, ROI slices, embeddings and champion scores.",
+prospective_patient_job = experiment_job(
+    "prospective_patient_job", [*PATIENT_ASSETS, "prospective_predictions"],
+    "One newly arrived patient: scans, channels, radiomics, ROI slices, embeddings and champion scores.",
 )
 
-followup_job = dg.define_asset_job("followup_job", selection=["followup_outcomes"],
-                                   description="Record the outcomes of one follow-up file from the inbox.")
+followup_job = experiment_job("followup_job", ["followup_outcomes", "study_outcome"],
+                              "Record the outcomes of one follow-up file from the inbox (and re-derive the study label).")
 
-validation_job = dg.define_asset_job("validation_job", selection=["validation_metrics"],
-                                     description="Champion metrics on prospective patients whose outcome is known.")
+validation_job = experiment_job("validation_job", ["validation_metrics"],
+                                "Champion metrics on prospective patients whose outcome is known.")
 
-retraining_job = dg.define_asset_job(
-    "retraining_job",
-    selection=["cohort_manifest", "patient_splits", "feature_matrix", "feature_reliability", "harmonized_features",
-               "trained_models", "model_results", "predictions"],
-    description="Deliberate retraining on the current cohort (never triggered by a new patient).",
+retraining_job = experiment_job(
+    "retraining_job", ["cohort_manifest", *MODELING_ASSETS],
+    "Deliberate retraining on the current cohort (never triggered by a new patient).",
 )

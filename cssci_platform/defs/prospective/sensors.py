@@ -12,6 +12,7 @@ from datetime import datetime
 import dagster as dg
 
 from cssci_platform.defs.partitions import centers_partitions, patients_partitions
+from cssci_platform.defs.experiment_jobs import with_experiment_config
 from cssci_platform.defs.prospective.jobs import followup_job, prospective_patient_job
 from cssci_platform.lib.inbox import admit, file_digest, followup_files, scan_arrivals
 from cssci_platform.lib.warehouse import replace_rows
@@ -44,7 +45,8 @@ def new_patient_sensor(context: dg.SensorEvaluationContext, cohort: CohortResour
         key = f"followup:{path.name}:{file_digest(path)}"
         if key not in requested:
             runs.append(dg.RunRequest(run_key=key, job_name=followup_job.name,
-                                      run_config={"ops": {"followup_outcomes": {"config": {"file": str(path)}}}}))
+                                      run_config=with_experiment_config(["study_outcome"], {"ops": {
+                                          "followup_outcomes": {"config": {"file": str(path)}}}})))
     return dg.SensorResult(
         run_requests=runs, cursor=json.dumps(sorted(requested | {r.run_key for r in runs})),
         dynamic_partitions_requests=[patients_partitions.build_add_request(new_patients),

@@ -16,6 +16,7 @@ from cssci_platform.resources.tracking import TrackingResource
 from cssci_platform.resources.warehouse import WarehouseResource
 
 ALL = dg.AllPartitionMapping()
+STUDY_OUTCOME = "SELECT any_value(outcome) FROM splits"  # the outcome the champions were trained on
 
 
 @dg.asset(group_name="prospective", kinds={"duckdb", "mlflow"},
@@ -25,7 +26,7 @@ def validation_metrics(config: ScoringConfig, warehouse: WarehouseResource, trac
     scored = warehouse.frame(
         "SELECT p.signature, p.registered_model, p.model_version, p.patient_key, p.class_label, p.probability, "
         "o.value AS outcome, t.threshold, t.run_id AS train_run FROM prospective_predictions p "
-        "JOIN outcomes o ON o.patient_key = p.patient_key AND o.value IS NOT NULL "
+        f"JOIN outcomes o ON o.patient_key = p.patient_key AND o.value IS NOT NULL AND o.outcome = ({STUDY_OUTCOME}) "
         "JOIN trained_models t ON t.registered_model = p.registered_model AND t.model_version = p.model_version "
         "WHERE p.class_label = (SELECT max(class_label) FROM prospective_predictions)")
     rows, flags, now = [], [], datetime.now()
@@ -60,7 +61,8 @@ def _metrics(group: pl.DataFrame) -> dict[str, float]:
 
 def _test_auc_low(warehouse: WarehouseResource, run_id: str) -> float:
     """Lower DeLong 95% bound of the champion's AUC on its held-out test patients."""
-    test = warehouse.frame("SELECT p.probability, p.class_label, o.value FROM predictions p JOIN outcomes o USING (patient_key) "
+    test = warehouse.frame("SELECT p.probability, p.class_label, coalesce(p.label, o.value) AS value FROM predictions p "
+                           f"JOIN outcomes o ON o.patient_key = p.patient_key AND o.outcome = ({STUDY_OUTCOME}) "
                            "WHERE p.model_name = ? AND p.role = 'test' AND o.value IS NOT NULL AND "
                            "p.class_label = (SELECT max(class_label) FROM predictions WHERE model_name = ?)", [run_id, run_id])
     y = (test["value"] == test["class_label"]).to_numpy().astype(int)

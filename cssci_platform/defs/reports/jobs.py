@@ -1,4 +1,4 @@
-import dagster as dg
+from cssci_platform.defs.experiment_jobs import experiment_job
 
-report_job = dg.define_asset_job("report_job", selection=["evaluation_report"],
-                                 description="Write the HTML study report of an experiment and log it to MLflow.")
+report_job = experiment_job("report_job", ["evaluation_report"],
+                            "Write the HTML study report of an experiment and log it to MLflow.")

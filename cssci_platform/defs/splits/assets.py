@@ -5,6 +5,7 @@ import pandas as pd
 import polars as pl
 
 from cssci_platform.defs.ingest.assets import cohort_manifest
+from cssci_platform.defs.outcomes.assets import study_outcome
 from cssci_platform.lib.splits import PRESETS, SplitSpec, assign_splits
 from cssci_platform.lib.warehouse import replace_rows
 from cssci_platform.resources.cohort import CohortResource
@@ -23,13 +24,10 @@ class SplitConfig(dg.Config):
         return SplitSpec(preset.strategy, preset.test_fraction, self.seed, preset.n_splits, preset.n_repeats)
 
 
-@dg.asset(group_name="modeling", deps=[cohort_manifest], kinds={"duckdb", "scikitlearn"})
+@dg.asset(group_name="modeling", deps=[cohort_manifest, study_outcome], kinds={"duckdb", "scikitlearn"})
 def patient_splits(config: SplitConfig, cohort: CohortResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Train / test / validation roles per patient (stratified, seeded); prospective patients are validation."""
-    outcomes = list(cohort.load().spec.outcomes)
-    outcome = config.outcome or (outcomes[0] if outcomes else None)
-    if outcome not in outcomes:
-        raise dg.Failure(f"outcome '{outcome}' is not declared in the manifest (declared: {outcomes})")
+    outcome = study_outcome_name(cohort, warehouse, config.outcome)
     patients = warehouse.frame(
         "SELECT p.patient_key, p.center, p.cohort, o.value AS label FROM patients p "
         "LEFT JOIN outcomes o ON o.patient_key = p.patient_key AND o.outcome = ? "
@@ -65,3 +63,14 @@ def split_roles(warehouse: WarehouseResource, split: str | None, fold: str) -> p
         folds = sorted(set(warehouse.frame("SELECT fold FROM splits WHERE split = ?", [chosen])["fold"]))
         raise dg.Failure(f"split '{chosen}' has no fold '{fold}'; its folds are {folds[:20]}")
     return pd.Series(dict(rows.iter_rows()), name=chosen)
+
+
+def study_outcome_name(cohort: CohortResource, warehouse: WarehouseResource, configured: str | None) -> str:
+    """The configured outcome (a manifest outcome or one derived by `study_outcome`), else the manifest's first."""
+    declared = list(cohort.load().spec.outcomes)
+    outcome = configured or (declared[0] if declared else None)
+    derived = set(warehouse.frame("SELECT DISTINCT outcome FROM outcomes")["outcome"]) - set(declared)
+    if outcome not in declared and outcome not in derived:
+        raise dg.Failure(f"outcome '{outcome}' is neither declared in the manifest ({declared}) nor derived by study_outcome "
+                         f"({sorted(derived) or 'none yet'}); materialize study_outcome with this name or fix the config")
+    return outcome

@@ -43,10 +43,22 @@ def metric_rows(model: TrainedModel, run_id: str, split: str, fold: str, created
             for role, values in model.metrics.items() for name, value in values.items()]
 
 
-def prediction_rows(model: TrainedModel, cohorts: pd.Series, run_id: str, split: str, fold: str,
+def prediction_rows(model: TrainedModel, cohorts: pd.Series, labels: pd.Series, run_id: str, split: str, fold: str,
                     created_at: datetime) -> pl.DataFrame:
+    """Long rows; `label` is the outcome the model was evaluated against (None where unknown)."""
+    keys = model.predictions["patient_key"]
+    label = labels.reindex(keys).astype(object)
     frame = model.predictions.assign(
-        cohort=cohorts.reindex(model.predictions["patient_key"]).to_numpy(), signature=model.spec.signature.name,
+        cohort=cohorts.reindex(keys).to_numpy(), label=label.where(label.notna(), None).map(_label_text).to_numpy(), signature=model.spec.signature.name,
         classifier=model.spec.classifier, mode=model.spec.mode, split=split, fold=fold, model_name=run_id,
         model_version=None, created_at=created_at)
     return pl.from_pandas(frame).with_columns(pl.col("model_version").cast(pl.String))
+
+
+def _label_text(value: object) -> str | None:
+    """Labels as the class names the predictions use ('1', not '1.0')."""
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)

@@ -1,0 +1,16 @@
+"""Typed experiment configs (`cssci run --config`): model, loading and checks, Dagster run config."""
+
+from cssci_platform.lib.study_config.loading import (
+    ConfigError,
+    cohort_problems,
+    dump_config,
+    load_config,
+    parse_config,
+    resolve_config_path,
+    shipped_configs,
+)
+from cssci_platform.lib.study_config.model import ExperimentConfig
+from cssci_platform.lib.study_config.run_config import asset_configs, first_fold, run_config, split_name
+
+__all__ = ["ConfigError", "ExperimentConfig", "asset_configs", "cohort_problems", "dump_config", "first_fold", "load_config",
+           "parse_config", "resolve_config_path", "run_config", "shipped_configs", "split_name"]

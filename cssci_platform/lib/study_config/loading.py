@@ -1,0 +1,168 @@
+"""Read, override, check and print experiment configs; the shipped protocol configs."""
+
+from __future__ import annotations
+
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from cssci_platform.lib.cohort import CohortSpec
+from cssci_platform.lib.study_config.model import ExperimentConfig
+
+SHIPPED_DIR = Path(__file__).resolve().parent.parent.parent / "configs" / "experiments"
+
+
+class ConfigError(ValueError):
+    """An experiment config is invalid; `problems` lists each as '<key path>: <what is wrong and what is allowed>'."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source, self.problems = source, problems
+        super().__init__(f"experiment config {source} is invalid:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def shipped_configs() -> dict[str, Path]:
+    """Protocol name -> YAML file shipped with the platform."""
+    return {path.stem: path for path in sorted(SHIPPED_DIR.glob("*.yaml"))}
+
+
+def resolve_config_path(name_or_path: str | Path) -> Path:
+    """A file path, or the name of a shipped config (`cervical_sci_ianr`)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path.resolve()
+    shipped = shipped_configs()
+    if str(name_or_path) in shipped:
+        return shipped[str(name_or_path)]
+    raise ConfigError(str(name_or_path), [f"no such file, and not a shipped config (shipped: {', '.join(shipped)})"])
+
+
+def load_config(name_or_path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Parse and validate; `overrides` are 'dotted.key=value' strings (value parsed as YAML). A relative
+    `cohort.manifest` is resolved against the config file's folder."""
+    path = resolve_config_path(name_or_path)
+    try:
+        document = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(str(path), [f"not valid YAML: {error}"]) from None
+    if not isinstance(document, dict):
+        raise ConfigError(str(path), ["the file must hold a mapping of sections (name, cohort, outcome, ...)"])
+    for override in overrides or []:
+        apply_override(document, override, str(path))
+    manifest = (document.get("cohort") or {}).get("manifest") if isinstance(document.get("cohort"), dict) else None
+    if isinstance(manifest, str) and not Path(manifest).is_absolute():
+        document["cohort"]["manifest"] = str((path.parent / manifest).resolve())
+    return parse_config(document, str(path))
+
+
+def parse_config(document: dict, source: str = "<config>") -> ExperimentConfig:
+    try:
+        return ExperimentConfig.model_validate(document)
+    except ValidationError as error:
+        raise ConfigError(source, [_describe(e) for e in error.errors()]) from None
+
+
+def apply_override(document: dict, override: str, source: str = "<config>") -> None:
+    """'models.cv_folds=5' or 'deep.backbones=[resnet18]' -> nested assignment (creating sections)."""
+    key, separator, text = override.partition("=")
+    if not separator or not key.strip():
+        raise ConfigError(source, [f"override '{override}': write it as dotted.key=value, e.g. models.cv_folds=5"])
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(source, [f"override '{override}': the value is not valid YAML ({error})"]) from None
+    *parents, leaf = key.strip().split(".")
+    node = document
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(source, [f"override '{override}': '{part}' is not a section"])
+    node[leaf] = value
+
+
+def dump_config(config: ExperimentConfig) -> str:
+    """The resolved config (defaults filled in) as YAML, in section order."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, width=120)
+
+
+def cohort_problems(config: ExperimentConfig, spec: CohortSpec) -> list[str]:
+    """What the config asks for that the cohort's manifest does not declare (checked before any work starts)."""
+    problems: list[str] = []
+    outcome = config.outcome
+    source = outcome.source_outcome
+    if source not in spec.outcomes:
+        problems.append(f"outcome.source: '{source}' is not an outcome of the manifest (outcomes: {list(spec.outcomes)})")
+    elif outcome.rule == "as_is" and spec.outcomes[source].type not in ("binary", "multiclass"):
+        problems.append(f"outcome.rule: '{source}' is {spec.outcomes[source].type}; rule 'as_is' needs a binary or multiclass "
+                        "outcome (use rule at_least or change_above_mean for scores)")
+    elif outcome.rule != "as_is" and spec.outcomes[source].type != "continuous":
+        problems.append(f"outcome.rule: '{outcome.rule}' needs a continuous outcome; '{source}' is {spec.outcomes[source].type}")
+    if outcome.name in spec.outcomes and outcome.name != source:
+        problems.append(f"outcome.name: '{outcome.name}' is already a manifest outcome; name the derived label differently")
+    if outcome.baseline is not None and (outcome.baseline not in spec.clinical or spec.clinical[outcome.baseline].type != "continuous"):
+        problems.append(f"outcome.baseline: '{outcome.baseline}' is not a continuous clinical variable "
+                        f"(continuous: {[n for n, v in spec.clinical.items() if v.type == 'continuous']})")
+    problems += _unknown("imaging.sequences", config.imaging.sequences or [], spec.sequences)
+    problems += _unknown("imaging.radiomics_rois", config.imaging.radiomics_rois, spec.rois)
+    problems += _unknown("deep.slice.sequence", [config.deep.slice.sequence], spec.sequences)
+    rois = [config.deep.slice.roi, config.deep.slice.rect_roi, config.deep.slice.canal_roi]
+    problems += _unknown("deep.slice", [r for r in rois if r], spec.rois)
+    problems += _unknown("models.clinical_predictors", config.models.clinical_predictors or [], list(spec.clinical))
+    return problems
+
+
+def _unknown(key: str, asked: list[str], declared: list[str]) -> list[str]:
+    missing = [a for a in asked if a not in declared]
+    return [f"{key}: {missing} not declared in the manifest (declared: {declared})"] if missing else []
+
+
+def _describe(error: dict[str, Any]) -> str:
+    location = _path(error["loc"])
+    if error["type"] == "extra_forbidden":
+        allowed = _allowed_keys(error["loc"][:-1])
+        return f"{location}: unknown key '{error['loc'][-1]}'" + (f"; allowed here: {', '.join(allowed)}" if allowed else "")
+    if error["type"] == "literal_error":
+        return f"{location}: {error['input']!r} is not allowed; choose one of {error['ctx']['expected']}"
+    if error["type"] == "missing":
+        return f"{location}: required key is missing"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{location or '(top level)'}: {message}" + ("" if error["type"].startswith("value_error") else f" (got {error['input']!r})")
+
+
+def _path(loc: tuple) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif str(part).startswith(("function-after", "function-before")):
+            continue
+        else:
+            text += ("." if text else "") + str(part)
+    return text
+
+
+def _allowed_keys(loc: tuple) -> list[str]:
+    """The field names of the section at `loc` (walking nested models, lists and optionals)."""
+    model: Any = ExperimentConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            return []
+        model = _section_type(field.annotation)
+    return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+
+
+def _section_type(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) in (typing.Union, list):
+        for argument in typing.get_args(annotation):
+            found = _section_type(argument)
+            if found is not None:
+                return found
+    return None

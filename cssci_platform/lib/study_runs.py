@@ -1,0 +1,109 @@
+"""Study runs in MLflow: one parent record per `cssci run` (config, report), and side-by-side comparison.
+
+A study run is an MLflow run tagged `run_kind=study` in the experiment named by the config; it holds the
+resolved config (`config/experiment.yaml`, flattened as params) and the report. Every model run the
+modelling step logs carries the tag `cssci.study_run=<its id>`, which is how `compare` finds them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from mlflow.entities import Run
+
+from cssci_platform.lib.model_tracking import TrackingConfig, get_or_create_experiment
+
+STUDY_TAG = "cssci.study_run"
+# (column, metric key) in display order; the first present per family is shown
+COMPARED_METRICS = (("CV AUC", "cv_auc_mean"), ("test AUC", "test_auc"), ("test AUC (macro OvR)", "test_auc_macro_ovr"),
+                    ("test top-1", "test_top1_accuracy"), ("test accuracy", "test_accuracy"), ("test n", "test_n"),
+                    ("validation AUC", "validation_auc"), ("validation n", "validation_n"))
+
+
+class StudyRunNotFound(LookupError):
+    """The run reference matches no study run; the message lists what exists."""
+
+
+def start_study_run(tracking: TrackingConfig, config_yaml: str, params: dict[str, object], tags: dict[str, str]) -> str:
+    client = tracking.client()
+    run = client.create_run(get_or_create_experiment(tracking), run_name=f"study {tracking.experiment_name}",
+                            tags={"run_kind": "study", **tags})
+    client.log_text(run.info.run_id, config_yaml, "config/experiment.yaml")
+    for key, value in sorted(params.items()):
+        client.log_param(run.info.run_id, key[:250], str(value)[:6000])
+    return run.info.run_id
+
+
+def finish_study_run(tracking: TrackingConfig, run_id: str, success: bool, report: Path | None = None,
+                     metrics: dict[str, float] | None = None) -> None:
+    client = tracking.client()
+    if report is not None and report.exists():
+        client.log_artifact(run_id, str(report), "report")
+    for key, value in (metrics or {}).items():
+        if math.isfinite(value):
+            client.log_metric(run_id, key, value)
+    client.set_terminated(run_id, "FINISHED" if success else "FAILED")
+
+
+@dataclass(frozen=True)
+class RunReference:
+    """`<study run id>` or `<experiment>` (its latest finished study run), optionally `:<mode>`."""
+
+    run: str
+    mode: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> RunReference:
+        run, _, mode = text.partition(":")
+        return cls(run, mode or None)
+
+
+def resolve_study_run(tracking_uri: str, reference: RunReference) -> Run:
+    client = TrackingConfig(tracking_uri, "cssci").client()
+    try:
+        run = client.get_run(reference.run)
+        if run.data.tags.get("run_kind") == "study":
+            return run
+    except Exception:  # noqa: BLE001 - MLflow raises its own exception type for an unknown id; fall through to names
+        pass
+    experiment = client.get_experiment_by_name(reference.run)
+    runs = client.search_runs([experiment.experiment_id], "tags.run_kind = 'study' and attributes.status = 'FINISHED'",
+                              order_by=["attributes.start_time DESC"], max_results=1) if experiment else []
+    if not runs:
+        known = sorted({e.name for e in client.search_experiments()})
+        raise StudyRunNotFound(f"'{reference.run}' is neither a study run id nor an experiment with a finished study run "
+                               f"(experiments: {', '.join(known) or 'none'}); run `cssci run --config ...` first")
+    return runs[0]
+
+
+def model_metrics(tracking_uri: str, study: Run, mode: str | None) -> pd.DataFrame:
+    """One row per model run of the study (optionally one mode): model name, mode, and the compared metrics."""
+    client = TrackingConfig(tracking_uri, "cssci").client()
+    query = f"tags.`{STUDY_TAG}` = '{study.info.run_id}'" + (f" and tags.mode = '{mode}'" if mode else "")
+    runs = client.search_runs([study.info.experiment_id], query, max_results=5000)
+    rows = []
+    for run in runs:
+        tags = run.data.tags
+        rows.append({"model": tags.get("mlflow.runName", run.info.run_id).split(" [")[0], "mode": tags.get("mode"),
+                     "fold": tags.get("fold"), **{key: run.data.metrics.get(key) for _, key in COMPARED_METRICS}})
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        raise StudyRunNotFound(f"study run {study.info.run_id} has no model runs" + (f" in mode '{mode}'" if mode else ""))
+    return frame
+
+
+def compare_runs(left: pd.DataFrame, right: pd.DataFrame, left_name: str, right_name: str) -> pd.DataFrame:
+    """Models of both runs side by side (matched on model name and, when both hold several, mode and fold)."""
+    keys = ["model"] + [k for k in ("mode", "fold") if left[k].nunique() > 1 and right[k].nunique() > 1]
+    metrics = [key for _, key in COMPARED_METRICS if left[key].notna().any() or right[key].notna().any()]
+    merged = left[[*keys, *metrics]].merge(right[[*keys, *metrics]], on=keys, how="outer", suffixes=(f" [{left_name}]", f" [{right_name}]"))
+    for key in ("test_auc", "test_auc_macro_ovr", "validation_auc"):
+        if key in metrics:
+            merged[f"delta {key}"] = merged[f"{key} [{right_name}]"] - merged[f"{key} [{left_name}]"]
+    labels = dict((key, label) for label, key in COMPARED_METRICS)
+    renamed = {column: labels.get(column.split(" [")[0], column.split(" [")[0]) + column[len(column.split(" [")[0]):]
+               for column in merged.columns if column.split(" [")[0] in labels}
+    return merged.rename(columns=renamed).sort_values(keys).reset_index(drop=True)

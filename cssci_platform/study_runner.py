@@ -1,0 +1,183 @@
+"""`cssci run --config`: one experiment config, the whole graph, one MLflow study run.
+
+Order: cohort (synthetic written on first use) -> config checked against the manifest -> patients (scans,
+channels, radiomics, ROI slices; parallel processes) -> follow-up outcomes (when the config says they are
+known) -> pretrained embeddings per center -> fine-tuned CNNs -> study outcome, split, feature matrix and the
+classifier zoo -> report. Every step is a Dagster run on the home's instance, with the config's run config.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cssci_platform import runner
+from cssci_platform.lib.model_tracking import TrackingConfig, sqlite_tracking_uri
+from cssci_platform.lib.study_config import ConfigError, ExperimentConfig, cohort_problems, dump_config, run_config
+from cssci_platform.lib.study_config.model import SyntheticCohort
+from cssci_platform.lib.study_runs import finish_study_run, start_study_run
+
+EXPERIMENT_ENV = "CSSCI_EXPERIMENT_CONFIG"
+PROJECT_STORE = Path(".cssci")  # default home root: the shared MLflow store lives here
+
+
+class StudyStepFailed(RuntimeError):
+    """A Dagster run of the study failed; the message names the step and the first failure."""
+
+
+@dataclass
+class StudyProgress:
+    on_stage: Callable[[str], None] = lambda name: None
+    on_patient: Callable[[runner.PatientRunOutcome], None] = lambda outcome: None
+    on_message: Callable[[str], None] = lambda text: None
+
+
+@dataclass
+class StudyResult:
+    home: Path
+    manifest: Path
+    study_run_id: str
+    report: Path | None
+    quarantined: list[str] = field(default_factory=list)
+
+
+def default_home(config: ExperimentConfig) -> Path:
+    return PROJECT_STORE / config.name
+
+
+def synthetic_cohort_dir(home: Path, synthetic: SyntheticCohort) -> Path:
+    return home.resolve() / f"cohort_{synthetic.protocol}_n{synthetic.patients}_p{synthetic.prospective}_s{synthetic.seed}"
+
+
+def write_synthetic_cohort(synthetic: SyntheticCohort, folder: Path) -> Path:
+    from cssci_platform.lib.synthetic import write_metastasis_cohort, write_sci_cohort
+
+    if synthetic.protocol == "metastasis":
+        if synthetic.prospective:
+            raise ConfigError("cohort.synthetic", ["prospective: the synthetic metastasis cohort has no prospective patients; set 0"])
+        return write_metastasis_cohort(folder, n_patients=synthetic.patients, seed=synthetic.seed)
+    return write_sci_cohort(folder, n_development=synthetic.patients, n_prospective=synthetic.prospective,
+                            seed=synthetic.seed, protocol=synthetic.protocol)
+
+
+def prepare_cohort(config: ExperimentConfig, home: Path, progress: StudyProgress) -> Path:
+    if config.cohort.manifest is not None:
+        return Path(config.cohort.manifest).resolve()
+    folder = synthetic_cohort_dir(home, config.cohort.synthetic)  # type: ignore[arg-type]
+    manifest = folder / "cohort.yaml"
+    if manifest.exists():
+        progress.on_message(f"reusing the synthetic cohort in {folder}")
+        return manifest
+    progress.on_stage("synthetic cohort")
+    return write_synthetic_cohort(config.cohort.synthetic, folder)  # type: ignore[arg-type]
+
+
+def activate(config: ExperimentConfig, home: Path, manifest: Path) -> Path:
+    """Environment for this experiment: home folders, manifest, MLflow store, and the config file the
+    Dagster definitions read their job defaults from (`CSSCI_EXPERIMENT_CONFIG`)."""
+    os.environ.setdefault("CSSCI_MLFLOW_URI", sqlite_tracking_uri(PROJECT_STORE / "mlflow.db"))
+    runner.configure_environment(home, manifest)
+    path = home.resolve() / "experiment.yaml"
+    path.write_text(dump_config(config))
+    os.environ[EXPERIMENT_ENV] = str(path)
+    from cssci_platform.defs.experiment_jobs import active_experiment
+
+    active_experiment.cache_clear()
+    return path
+
+
+def check_cohort(config: ExperimentConfig, manifest: Path) -> None:
+    from cssci_platform.lib.cohort import load_cohort
+
+    problems = cohort_problems(config, load_cohort(manifest).spec)
+    if problems:
+        raise ConfigError(f"{config.name} (against {manifest})", problems)
+
+
+def run_study(config: ExperimentConfig, home: Path, workers: int = 2, progress: StudyProgress | None = None) -> StudyResult:
+    progress = progress or StudyProgress()
+    home = home.resolve()
+    manifest = prepare_cohort(config, home, progress)
+    check_cohort(config, manifest)
+    config_yaml = activate(config, home, manifest).read_text()
+    tracking = TrackingConfig(os.environ["CSSCI_MLFLOW_URI"], config.name)
+    study_run = start_study_run(tracking, config_yaml, _flat(config.model_dump(mode="json")), {
+        "config_name": config.name, "config_sha256": hashlib.sha256(config_yaml.encode()).hexdigest(),
+        "home": str(home), "manifest": str(manifest)})
+    report = None
+    try:
+        quarantined = _patients(manifest, workers, progress)
+        _followups(config, manifest, progress)
+        _deep(config, manifest, progress)
+        progress.on_stage("study outcome, split, feature matrix, classifiers x signatures x modes (MLflow)")
+        _execute("modeling_job", run_config(config, _assets("modeling_job"), study_run))
+        if config.report.enabled:
+            progress.on_stage("study report")
+            result = _execute("report_job", run_config(config, ["evaluation_report"]))
+            [event] = result.get_asset_materialization_events()
+            report = Path(event.event_specific_data.materialization.metadata["report"].value)
+    except BaseException:
+        finish_study_run(tracking, study_run, success=False)
+        raise
+    finish_study_run(tracking, study_run, success=True, report=report)
+    return StudyResult(home, manifest, study_run, report, quarantined)
+
+
+def _patients(manifest: Path, workers: int, progress: StudyProgress) -> list[str]:
+    progress.on_stage("manifest, scans, channels, radiomics, ROI slices")
+    outcomes = runner.ingest_cohort(manifest, workers, progress.on_patient)
+    return [o.patient_key for o in outcomes if not o.success]
+
+
+def _followups(config: ExperimentConfig, manifest: Path, progress: StudyProgress) -> None:
+    synthetic = config.cohort.synthetic
+    if synthetic is None or not synthetic.followup_known:
+        return
+    progress.on_stage("follow-up outcomes of the prospective patients")
+    for path in sorted((manifest.parent / "followup").glob("*.csv")):
+        extra = {"ops": {"followup_outcomes": {"config": {"file": str(path)}}}}
+        _execute("followup_job", {**extra, "ops": {**run_config(config, ["study_outcome"])["ops"], **extra["ops"]}})
+        progress.on_message(f"recorded {path.name}")
+
+
+def _deep(config: ExperimentConfig, manifest: Path, progress: StudyProgress) -> None:
+    from cssci_platform.lib.cohort import load_cohort
+
+    if config.deep.backbones:
+        progress.on_stage(f"deep features per center ({', '.join(config.deep.backbones)}, weights {config.deep.weights})")
+        cohort = load_cohort(manifest)
+        centers = sorted({p.center for p in cohort.patients.values() if p.center in cohort.spec.centers})
+        failed = [c for c, ok in runner.embed_centers(centers, run_config(config, ["center_embeddings"])).items() if not ok]
+        if failed:
+            raise StudyStepFailed(f"deep features failed for centers {failed}: see their center_embeddings runs in the Dagster UI")
+    if config.deep.fine_tuning is not None:
+        progress.on_stage(f"fine-tuned CNN classifiers ({', '.join(config.deep.fine_tuning.backbones)})")
+        _execute("fine_tuning_job", run_config(config, _assets("fine_tuning_job")))
+
+
+def _assets(job_name: str) -> list[str]:
+    from cssci_platform.defs.embeddings.jobs import FINE_TUNING_ASSETS
+    from cssci_platform.defs.models.jobs import MODELING_ASSETS
+
+    return {"modeling_job": MODELING_ASSETS, "fine_tuning_job": FINE_TUNING_ASSETS}[job_name]
+
+
+def _execute(job_name: str, config: dict):
+    result = runner.run_job(job_name, config)
+    if not result.success:
+        errors = [e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+        raise StudyStepFailed(f"{job_name} failed: {errors[0] if errors else 'see the run in the Dagster UI'}")
+    return result
+
+
+def _flat(document: dict, prefix: str = "") -> dict[str, object]:
+    flat: dict[str, object] = {}
+    for key, value in document.items():
+        if isinstance(value, dict):
+            flat |= _flat(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
