@@ -11,6 +11,7 @@ import SimpleITK as sitk
 import yaml
 
 from cssci_platform.lib import synthetic
+from cssci_platform.lib.cohort import load_cohort
 
 N_DEVELOPMENT, N_PROSPECTIVE, SEED = 24, 6, 7
 SCI_FILES = ("sag_T1", "sag_T2", "sag_T1_lesion", "sag_T1_cord", "sag_T2_lesion", "sag_T2_cord")
@@ -270,3 +271,214 @@ def test_metastasis_same_seed_is_deterministic(metastasis_root, tmp_path):
     assert (tmp_path / "truth.csv").read_text() == (metastasis_root / "truth.csv").read_text()
     for path in (metastasis_root / "images").rglob("sag_FST2*.nii.gz"):
         assert np.array_equal(voxels(path), voxels(tmp_path / path.relative_to(metastasis_root)))
+
+
+# ------------------------------------------------------------------------------------------- SCI: study protocols
+PROTOCOL_DEVELOPMENT, PROTOCOL_PROSPECTIVE = 4, 2
+PROTOCOL_SEQUENCES = {"ianr": ["sag_T1", "sag_T2", "ax_T1", "ax_T2", "cor_T1", "cor_T2"], "upper_limb": ["sag_T2"]}
+PROTOCOL_OUTCOME = {"ianr": "ianr_6m", "upper_limb": "uems_1y"}
+
+
+def write_protocol(root: Path, protocol: str) -> Path:
+    return synthetic.write_sci_cohort(root, PROTOCOL_DEVELOPMENT, PROTOCOL_PROSPECTIVE, seed=SEED,
+                                      second_rater_fraction=0.5, protocol=protocol)
+
+
+@pytest.fixture(scope="module")
+def protocol_cohort(tmp_path_factory):
+    """protocol -> root of its small cohort, written once per module on first use."""
+    roots: dict[str, Path] = {}
+
+    def root_of(protocol: str) -> Path:
+        if protocol not in roots:
+            roots[protocol] = tmp_path_factory.mktemp(protocol)
+            assert write_protocol(roots[protocol], protocol) == roots[protocol] / "cohort.yaml"
+        return roots[protocol]
+
+    return root_of
+
+
+@pytest.fixture(params=["ianr", "upper_limb"])
+def protocol_root(request, protocol_cohort) -> tuple[str, Path]:
+    return request.param, protocol_cohort(request.param)
+
+
+def physical_centroid(path: Path) -> np.ndarray:
+    image = read(path)
+    index = np.argwhere(sitk.GetArrayFromImage(image) == 1).mean(axis=0)[::-1]  # (z, y, x) -> (x, y, z)
+    return np.array(image.TransformContinuousIndexToPhysicalPoint(index.tolist()))
+
+
+def derived_good_outcome(patients: list, protocol: str) -> np.ndarray:
+    """The label the experiment derives from the manifest outcome (not the generator's own field)."""
+    if protocol == "ianr":
+        return np.array([p.ianr_6m >= 37 for p in patients], dtype=int)
+    change = np.array([p.uems_1y - p.uems_admission for p in patients])
+    development = np.array([p.cohort == "development" for p in patients])
+    return (change > change[development].mean()).astype(int)
+
+
+def test_protocol_cohort_validates_and_has_the_protocol_layout(protocol_root):
+    protocol, root = protocol_root
+    cohort = load_cohort(root / "cohort.yaml")
+    assert [i for i in cohort.issues if i.severity == "error"] == [] and len(cohort.patients) == 6
+    manifest = yaml.safe_load((root / "cohort.yaml").read_text())
+    assert manifest["name"] == f"synthetic_sci_{protocol}" and manifest["sequences"] == PROTOCOL_SEQUENCES[protocol]
+    assert manifest["centers"] == ["center_A", "center_B", "center_C"]
+    assert manifest["outcomes"] == {PROTOCOL_OUTCOME[protocol]: {"type": "continuous"}}
+    table, _ = table_and_truth(root)
+    assert table.columns == synthetic.sci_columns(protocol) and "good_outcome" not in table.columns
+    masks = {c for c in table.columns if c.startswith("mask__") and not c.endswith("__rater2")}
+    if protocol == "ianr":
+        assert manifest["rois"] == ["lesion", "cord", "dl_rect"]
+        assert set(manifest["clinical"]) == {"age", "sex", "smoking", "drinking", "hypertension", "diabetes",
+                                             "cardiovascular_disease", "brain_injury", "injury_site", "treatment",
+                                             "asia_grade"}
+        assert manifest["clinical"]["injury_site"] == {"type": "categorical", "levels": ["C1-C4", "C5-C7"]}
+        expected = {f"mask__{s}__lesion" for s in PROTOCOL_SEQUENCES[protocol]}
+        expected |= {"mask__sag_T1__cord", "mask__sag_T2__cord", "mask__sag_T2__dl_rect"}
+    else:
+        assert manifest["rois"] == ["lesion", "cord"]
+        assert set(manifest["clinical"]) == {"age", "sex", "diabetes", "hypertension", "smoking", "treatment",
+                                             "asia_grade", "uems_admission"}
+        expected = {"mask__sag_T2__lesion", "mask__sag_T2__cord"}
+    assert masks == expected
+    for record in cohort.patients.values():
+        assert set(record.images) == set(PROTOCOL_SEQUENCES[protocol])
+        assert {(m.sequence, m.roi) for m in record.masks if m.segmentation == "primary"} == {
+            tuple(c.split("__")[1:]) for c in expected}
+        assert all(cohort.resolve(p).is_file() for p in [*record.images.values(), *(m.path for m in record.masks)])
+    assert table["mask__sag_T2__lesion__rater2"].is_not_null().sum() == round(0.5 * PROTOCOL_DEVELOPMENT)
+
+
+def test_protocol_images_are_readable_and_lesion_lies_in_cord(protocol_root):
+    protocol, root = protocol_root
+    table, _ = table_and_truth(root)
+    for row in table.iter_rows(named=True):
+        for sequence in PROTOCOL_SEQUENCES[protocol]:
+            image = read(root / row[f"image__{sequence}"])
+            lesion_image = read(root / row[f"mask__{sequence}__lesion"])
+            assert image.GetPixelID() == sitk.sitkInt16 and geometry(image) == geometry(lesion_image)
+            assert sitk.GetArrayFromImage(lesion_image).sum() > 0
+        for sequence in [s for s in PROTOCOL_SEQUENCES[protocol] if s.startswith("sag_")]:
+            lesion = voxels(root / row[f"mask__{sequence}__lesion"]) == 1
+            cord = voxels(root / row[f"mask__{sequence}__cord"]) == 1
+            assert np.all(cord[lesion]), f"{row['patient_id']} {sequence}: lesion outside cord"
+            t2 = voxels(root / row["image__sag_T2"])
+            assert t2[lesion].mean() > t2[cord & ~lesion].mean()
+    if protocol == "upper_limb":
+        assert not list((root / "images").rglob("sag_T1*"))
+
+
+def test_ianr_axial_and_coronal_planes_show_the_sagittal_lesion(protocol_cohort):
+    root = protocol_cohort("ianr")
+    table, _ = table_and_truth(root)
+    for row in table.iter_rows(named=True):
+        sagittal = read(root / row["image__sag_T2"]).GetSpacing()
+        axial, coronal = (read(root / row[f"image__{plane}_T2"]).GetSpacing() for plane in ("ax", "cor"))
+        assert axial[2] == sagittal[0] > axial[0] == axial[1]  # thick slices along the cranio-caudal axis
+        assert coronal[1] == sagittal[0] > coronal[0] == coronal[2]  # thick slices along the AP axis
+        sagittal_centroid = physical_centroid(root / row["mask__sag_T2__lesion"])
+        for sequence in ("ax_T1", "ax_T2", "cor_T1", "cor_T2"):
+            centroid = physical_centroid(root / row[f"mask__{sequence}__lesion"])
+            assert np.abs(centroid - sagittal_centroid).max() < 2.5, f"{row['patient_id']} {sequence}"
+
+
+def test_ianr_dl_rect_is_a_box_around_the_injury_level(protocol_cohort):
+    root = protocol_cohort("ianr")
+    table, _ = table_and_truth(root)
+    for row in table.iter_rows(named=True):
+        rect_image = read(root / row["mask__sag_T2__dl_rect"])
+        assert geometry(rect_image) == geometry(read(root / row["image__sag_T2"]))
+        rect = sitk.GetArrayFromImage(rect_image) == 1
+        lesion = voxels(root / row["mask__sag_T2__lesion"]) == 1
+        cord = voxels(root / row["mask__sag_T2__cord"]) == 1
+        assert np.all(rect[lesion]) and rect.sum() > lesion.sum()
+        box = tuple(slice(int(np.flatnonzero(rect.any(axis=tuple(a for a in range(3) if a != k)))[0]),
+                          int(np.flatnonzero(rect.any(axis=tuple(a for a in range(3) if a != k)))[-1]) + 1)
+                    for k in range(3))
+        assert rect[box].all()  # box-shaped
+        lesion_rows = np.flatnonzero(lesion.any(axis=(1, 2)))
+        spacing_z = rect_image.GetSpacing()[2]
+        assert box[0].start < lesion_rows[0] and box[0].stop > lesion_rows[-1] + 1  # a few mm beyond the lesion
+        assert (lesion_rows[0] - box[0].start) * spacing_z <= synthetic.DL_RECT_MARGIN_MM + spacing_z
+        cord_at_level = cord[box[0]]
+        assert np.array_equal(rect.any(axis=(0, 1)), cord_at_level.any(axis=(0, 1)))  # the cord's LR extent
+        cord_y = np.flatnonzero(cord_at_level.any(axis=(0, 2)))
+        assert box[1].start < cord_y[0] and box[1].stop > cord_y[-1] + 1  # canal wider than the cord in AP
+
+
+def test_protocol_prospective_outcomes_are_in_followup(protocol_root):
+    protocol, root = protocol_root
+    outcome = PROTOCOL_OUTCOME[protocol]
+    table, truth = table_and_truth(root)
+    prospective = table.filter(pl.col("cohort") == "prospective")
+    development = table.filter(pl.col("cohort") == "development")
+    assert prospective.height == PROTOCOL_PROSPECTIVE and prospective[outcome].is_null().all()
+    assert development[outcome].is_not_null().all() and development["outcome_date"].is_not_null().all()
+    assert all(0 <= int(v) <= 50 for v in development[outcome])
+    followup = pl.read_csv(root / "followup" / "outcomes.csv")
+    assert followup.columns == ["patient_id", "outcome", "value", "outcome_date"]
+    assert sorted(followup["patient_id"]) == sorted(prospective["patient_id"]) and set(followup["outcome"]) == {outcome}
+    expected = dict(zip(truth["patient_id"], truth[outcome]))
+    assert all(expected[pid] == value for pid, value in zip(followup["patient_id"], followup["value"]))
+    if protocol == "ianr":
+        assert (truth["good_outcome"] == (truth["ianr_6m"] >= 37).cast(pl.Int64)).all()
+    else:
+        change = truth["uems_1y"] - truth["uems_admission"]
+        assert (truth["uems_change"] == change).all()
+        threshold = change.filter(truth["cohort"] == "development").mean()
+        assert (truth["good_outcome"] == (change > threshold).cast(pl.Int64)).all()
+        assert (table["uems_admission"].cast(pl.Int64).is_between(0, 50)).all()
+
+
+@pytest.mark.parametrize("protocol", ["ianr", "upper_limb"])
+def test_protocol_outcome_has_both_classes_and_follows_the_planted_logit(protocol):
+    small = synthetic.sample_sci_patients(60, 0, seed=SEED, protocol=protocol)
+    assert set(derived_good_outcome(small, protocol)) == {0, 1}
+    patients = synthetic.sample_sci_patients(300, 0, seed=21, protocol=protocol)
+    label = derived_good_outcome(patients, protocol)
+    assert [p.good_outcome for p in patients] == label.tolist()
+    assert 0.3 < label.mean() < 0.7
+    assert auc(np.array([p.true_logit for p in patients]), label) > 0.7
+    assert auc(np.array([p.lesion_length_mm for p in patients]), label) < 0.45  # longer lesion, worse outcome
+    if protocol == "ianr":
+        scores = np.array([p.ianr_6m for p in patients])
+        assert scores.min() >= 0 and scores.max() <= 50 and len(set(scores)) > 15
+        for name in ("drinking", "cardiovascular_disease", "brain_injury"):
+            assert 0.03 < np.mean([getattr(p, name) for p in patients]) < 0.5
+        assert 0.2 < np.mean([p.injury_site == "C1-C4" for p in patients]) < 0.5
+    else:
+        one_year, admission = np.array([p.uems_1y for p in patients]), np.array([p.uems_admission for p in patients])
+        assert one_year.min() >= 0 and one_year.max() <= 50 and admission.min() >= 0 and admission.max() <= 50
+        assert np.corrcoef(one_year - admission, [p.true_logit for p in patients])[0, 1] > 0.4
+
+
+def test_protocols_share_the_core_patients_and_demo_is_unchanged():
+    demo = synthetic.sample_sci_patients(12, 3, seed=SEED)
+    assert synthetic.sci_columns("demo") == synthetic.SCI_COLUMNS
+    assert synthetic.sci_manifest()["name"] == "synthetic_sci"
+    for protocol in ("ianr", "upper_limb"):
+        other = synthetic.sample_sci_patients(12, 3, seed=SEED, protocol=protocol)
+        assert [p.patient_id for p in other] == [p.patient_id for p in demo]
+        for a, b in zip(demo, other):
+            assert (a.age, a.asia_grade, a.lesion_length_mm, a.treatment, a.has_second_rater) == (
+                b.age, b.asia_grade, b.lesion_length_mm, b.treatment, b.has_second_rater)
+    assert all(p.ianr_6m is None and p.uems_1y is None and p.protocol == "demo" for p in demo)
+
+
+def test_protocol_same_seed_gives_identical_files(protocol_root, tmp_path):
+    protocol, root = protocol_root
+    write_protocol(tmp_path, protocol)
+    for name in ("patients.csv", "truth.csv", "followup/outcomes.csv", "cohort.yaml"):
+        assert (root / name).read_text() == (tmp_path / name).read_text()
+    images = sorted(p.relative_to(root) for p in (root / "images").rglob("*.nii.gz"))
+    assert images == sorted(p.relative_to(tmp_path) for p in (tmp_path / "images").rglob("*.nii.gz"))
+    for relative in images:
+        assert np.array_equal(voxels(root / relative), voxels(tmp_path / relative))
+
+
+def test_unknown_protocol_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match="protocol"):
+        synthetic.write_sci_cohort(tmp_path, 2, 0, protocol="lumbar")
+    assert not (tmp_path / "images").exists()
