@@ -90,9 +90,10 @@ def run(
 
 
 def _run_config(name_or_path: str, overrides: list[str], home: Path | None, workers: int) -> None:
-    from cssci_platform.study_runner import StudyProgress, StudyStepFailed, default_home, run_study
+    from cssci_platform.study_runner import StudyProgress, StudyStepFailed, default_home, run_study, shared_mlflow_uri
 
     experiment = _load_or_exit(name_or_path, overrides)
+    mlflow_uri = None if home else shared_mlflow_uri()  # default homes share .cssci/mlflow.db; an explicit home keeps its own
     home = home or default_home(experiment)
     if experiment.deep.weights == "none" and (experiment.deep.backbones or experiment.deep.fine_tuning):
         console.print("[yellow]deep.weights 'none'[/]: networks start from random weights, as asked. For transfer learning put "
@@ -107,7 +108,7 @@ def _run_config(name_or_path: str, overrides: list[str], home: Path | None, work
         console.rule(name)
 
     try:
-        result = run_study(experiment, home, workers, StudyProgress(on_stage, _print_patient(), console.print))
+        result = run_study(experiment, home, workers, StudyProgress(on_stage, _print_patient(), console.print), mlflow_uri)
     except (StudyStepFailed, ConfigError) as error:
         console.print(f"[red]{experiment.name} failed[/]: {error}")
         raise typer.Exit(1) from None
@@ -344,18 +345,16 @@ def config_validate(
     overrides: list[str] = typer.Option([], "--set", help="Override one key before validating."),
 ) -> None:
     """Check configs: schema, allowed values, and (for a manifest cohort) the sequences, ROIs and variables it names."""
-    from cssci_platform.lib.cohort import ManifestError, load_cohort
-    from cssci_platform.lib.study_config import cohort_problems, load_config
+    from cssci_platform.lib.cohort import ManifestError
+    from cssci_platform.lib.study_config import cohort_problems, cohort_spec, load_config
 
     failed = 0
     for name in configs:
         try:
             experiment = load_config(name, overrides)
-            problems = []
-            if experiment.cohort.manifest is not None:
-                problems = cohort_problems(experiment, load_cohort(Path(experiment.cohort.manifest)).spec)
+            problems = cohort_problems(experiment, cohort_spec(experiment))
             if problems:
-                raise ConfigError(f"{name} (against {experiment.cohort.manifest})", problems)
+                raise ConfigError(f"{name} (against its cohort)", problems)
             console.print(f"[green]valid[/] {name} ({experiment.name})")
         except (ConfigError, ManifestError) as error:
             failed += 1
@@ -372,12 +371,12 @@ def compare(
     csv: Path | None = typer.Option(None, help="Also write the table as CSV."),
 ) -> None:
     """Two study runs (modes, protocols, cohorts) side by side: CV, test and validation metrics per model."""
-    from cssci_platform.lib.model_tracking import sqlite_tracking_uri
     from cssci_platform.lib.study_runs import RunReference, StudyRunNotFound, compare_runs, model_metrics, resolve_study_run
+    from cssci_platform.study_runner import shared_mlflow_uri
 
-    uri = mlflow_uri or sqlite_tracking_uri(Path(".cssci") / "mlflow.db")
-    frames, names = [], []
-    for text in (run_a, run_b):
+    uri = mlflow_uri or shared_mlflow_uri()
+    frames = []
+    for label, text in (("A", run_a), ("B", run_b)):
         reference = RunReference.parse(text)
         try:
             study = resolve_study_run(uri, reference)
@@ -385,18 +384,27 @@ def compare(
         except StudyRunNotFound as error:
             console.print(f"[red]{text}[/]: {error}")
             raise typer.Exit(1) from None
-        names.append(text if text == reference.run or ":" in text else text)
-        console.print(f"{text}: study run {study.info.run_id} ({study.data.tags.get('config_name')}, "
-                      f"started {time.strftime('%Y-%m-%d %H:%M', time.localtime(study.info.start_time / 1000))})")
-    names = names if names[0] != names[1] else ["A", "B"]
-    table_frame = compare_runs(frames[0], frames[1], names[0], names[1])
-    table = Table(*table_frame.columns, title=f"{names[0]} vs {names[1]}")
+        started = time.strftime("%Y-%m-%d %H:%M", time.localtime(study.info.start_time / 1000))
+        console.print(f"{label} = {text}: study run {study.info.run_id} (config {study.data.tags.get('config_name')}, {started})")
+    table_frame = compare_runs(frames[0], frames[1], "A", "B")
+    table = Table(*table_frame.columns, title=f"{run_a} (A) vs {run_b} (B)")
     for row in table_frame.itertuples(index=False):
-        table.add_row(*["-" if v is None or v != v else f"{v:.3f}" if isinstance(v, float) else str(v) for v in row])
+        table.add_row(*[_cell(v, c) for v, c in zip(row, table_frame.columns)])
     console.print(table)
+    console.print("Point estimates from each run's MLflow metrics; the CIs and DeLong tests are in each run's report.")
     if csv is not None:
         table_frame.to_csv(csv, index=False)
         console.print(f"written {csv}")
+
+
+def _cell(value: object, column: str) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    if not isinstance(value, float):
+        return str(value)
+    if column.endswith("B-A"):
+        return f"{value:+.3f}"
+    return f"{value:.0f}" if " n " in f" {column} " else f"{value:.3f}"
 
 
 if __name__ == "__main__":

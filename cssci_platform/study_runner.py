@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,11 @@ def default_home(config: ExperimentConfig) -> Path:
     return PROJECT_STORE / config.name
 
 
+def shared_mlflow_uri() -> str:
+    """The project's MLflow store (`.cssci/mlflow.db`), which `cssci demo`, `cssci run` and `cssci compare` share."""
+    return os.environ.get("CSSCI_MLFLOW_URI") or sqlite_tracking_uri(PROJECT_STORE / "mlflow.db")
+
+
 def synthetic_cohort_dir(home: Path, synthetic: SyntheticCohort) -> Path:
     return home.resolve() / f"cohort_{synthetic.protocol}_n{synthetic.patients}_p{synthetic.prospective}_s{synthetic.seed}"
 
@@ -75,10 +81,12 @@ def prepare_cohort(config: ExperimentConfig, home: Path, progress: StudyProgress
     return write_synthetic_cohort(config.cohort.synthetic, folder)  # type: ignore[arg-type]
 
 
-def activate(config: ExperimentConfig, home: Path, manifest: Path) -> Path:
-    """Environment for this experiment: home folders, manifest, MLflow store, and the config file the
-    Dagster definitions read their job defaults from (`CSSCI_EXPERIMENT_CONFIG`)."""
-    os.environ.setdefault("CSSCI_MLFLOW_URI", sqlite_tracking_uri(PROJECT_STORE / "mlflow.db"))
+def activate(config: ExperimentConfig, home: Path, manifest: Path, mlflow_uri: str | None = None) -> Path:
+    """Environment for this experiment: home folders, manifest, MLflow store (`mlflow_uri`, else
+    CSSCI_MLFLOW_URI, else `<home>/mlflow.db`), and the config file the Dagster definitions read their job
+    defaults from (`CSSCI_EXPERIMENT_CONFIG`)."""
+    if mlflow_uri:
+        os.environ["CSSCI_MLFLOW_URI"] = mlflow_uri
     runner.configure_environment(home, manifest)
     path = home.resolve() / "experiment.yaml"
     path.write_text(dump_config(config))
@@ -97,12 +105,13 @@ def check_cohort(config: ExperimentConfig, manifest: Path) -> None:
         raise ConfigError(f"{config.name} (against {manifest})", problems)
 
 
-def run_study(config: ExperimentConfig, home: Path, workers: int = 2, progress: StudyProgress | None = None) -> StudyResult:
+def run_study(config: ExperimentConfig, home: Path, workers: int = 2, progress: StudyProgress | None = None,
+              mlflow_uri: str | None = None) -> StudyResult:
     progress = progress or StudyProgress()
     home = home.resolve()
     manifest = prepare_cohort(config, home, progress)
     check_cohort(config, manifest)
-    config_yaml = activate(config, home, manifest).read_text()
+    config_yaml = activate(config, home, manifest, mlflow_uri).read_text()
     tracking = TrackingConfig(os.environ["CSSCI_MLFLOW_URI"], config.name)
     study_run = start_study_run(tracking, config_yaml, _flat(config.model_dump(mode="json")), {
         "config_name": config.name, "config_sha256": hashlib.sha256(config_yaml.encode()).hexdigest(),
@@ -128,7 +137,9 @@ def run_study(config: ExperimentConfig, home: Path, workers: int = 2, progress: 
 
 def _patients(manifest: Path, workers: int, progress: StudyProgress) -> list[str]:
     progress.on_stage("manifest, scans, channels, radiomics, ROI slices")
+    started = time.perf_counter()
     outcomes = runner.ingest_cohort(manifest, workers, progress.on_patient)
+    progress.on_message(f"{len(outcomes)} patients processed in {time.perf_counter() - started:.1f} s")
     return [o.patient_key for o in outcomes if not o.success]
 
 

@@ -189,6 +189,12 @@ def _followup_problem(row: dict, cohort: Cohort) -> str | None:
     variable = cohort.spec.outcomes.get(row["outcome"])
     if variable is None:
         return f"outcome '{row['outcome']}' is not declared (outcomes: {list(cohort.spec.outcomes)})"
+    if variable.type == "continuous":
+        try:
+            float(row["value"])
+        except (TypeError, ValueError):
+            return f"value {row['value']!r} of '{row['outcome']}' is not a number (the outcome is continuous)"
+        return None
     allowed = variable.levels or ["0", "1"]
     if row["value"] not in allowed:
         return f"value {row['value']!r} of '{row['outcome']}' is not one of {allowed}"

@@ -18,9 +18,9 @@ from cssci_platform.lib.model_tracking import TrackingConfig, get_or_create_expe
 
 STUDY_TAG = "cssci.study_run"
 # (column, metric key) in display order; the first present per family is shown
-COMPARED_METRICS = (("CV AUC", "cv_auc_mean"), ("test AUC", "test_auc"), ("test AUC (macro OvR)", "test_auc_macro_ovr"),
-                    ("test top-1", "test_top1_accuracy"), ("test accuracy", "test_accuracy"), ("test n", "test_n"),
-                    ("validation AUC", "validation_auc"), ("validation n", "validation_n"))
+COMPARED_METRICS = (("CV AUC", "cv_auc_mean"), ("test n", "test_n"), ("test AUC", "test_auc"),
+                    ("test macro AUC", "test_auc_macro_ovr"), ("test top-1", "test_top1_accuracy"),
+                    ("validation n", "validation_n"), ("validation AUC", "validation_auc"))
 
 
 class StudyRunNotFound(LookupError):
@@ -99,11 +99,12 @@ def compare_runs(left: pd.DataFrame, right: pd.DataFrame, left_name: str, right_
     """Models of both runs side by side (matched on model name and, when both hold several, mode and fold)."""
     keys = ["model"] + [k for k in ("mode", "fold") if left[k].nunique() > 1 and right[k].nunique() > 1]
     metrics = [key for _, key in COMPARED_METRICS if left[key].notna().any() or right[key].notna().any()]
-    merged = left[[*keys, *metrics]].merge(right[[*keys, *metrics]], on=keys, how="outer", suffixes=(f" [{left_name}]", f" [{right_name}]"))
-    for key in ("test_auc", "test_auc_macro_ovr", "validation_auc"):
-        if key in metrics:
-            merged[f"delta {key}"] = merged[f"{key} [{right_name}]"] - merged[f"{key} [{left_name}]"]
-    labels = dict((key, label) for label, key in COMPARED_METRICS)
-    renamed = {column: labels.get(column.split(" [")[0], column.split(" [")[0]) + column[len(column.split(" [")[0]):]
-               for column in merged.columns if column.split(" [")[0] in labels}
-    return merged.rename(columns=renamed).sort_values(keys).reset_index(drop=True)
+    merged = left[[*keys, *metrics]].merge(right[[*keys, *metrics]], on=keys, how="outer", suffixes=(" A", " B"))
+    labels = {key: label for label, key in COMPARED_METRICS}
+    columns = {}
+    for key in metrics:
+        columns[f"{labels[key]} {left_name}"] = merged[f"{key} A"]
+        columns[f"{labels[key]} {right_name}"] = merged[f"{key} B"]
+        if key in ("test_auc", "test_auc_macro_ovr", "test_top1_accuracy", "validation_auc"):
+            columns[f"{labels[key]} {right_name}-{left_name}"] = merged[f"{key} B"] - merged[f"{key} A"]
+    return pd.concat([merged[keys], pd.DataFrame(columns)], axis=1).sort_values(keys).reset_index(drop=True)

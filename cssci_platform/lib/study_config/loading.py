@@ -88,6 +88,18 @@ def dump_config(config: ExperimentConfig) -> str:
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, width=120)
 
 
+def cohort_spec(config: ExperimentConfig) -> CohortSpec:
+    """The manifest spec the config runs on: the manifest file's, or the synthetic protocol's (nothing written)."""
+    if config.cohort.manifest is not None:
+        from cssci_platform.lib.cohort import load_cohort
+
+        return load_cohort(Path(config.cohort.manifest)).spec
+    from cssci_platform.lib.synthetic import metastasis_manifest, sci_manifest
+
+    protocol = config.cohort.synthetic.protocol  # type: ignore[union-attr]
+    return CohortSpec.model_validate(metastasis_manifest() if protocol == "metastasis" else sci_manifest(protocol))
+
+
 def cohort_problems(config: ExperimentConfig, spec: CohortSpec) -> list[str]:
     """What the config asks for that the cohort's manifest does not declare (checked before any work starts)."""
     problems: list[str] = []

@@ -1,0 +1,163 @@
+"""Experiment configs: shipped protocols validate, bad configs fail with key paths, run config matches the assets."""
+
+import pytest
+import yaml
+
+from cssci_platform.defs.embeddings.config import EmbeddingsConfig, FineTuningConfig, RoiSlicesConfig
+from cssci_platform.defs.features.assets import PreprocessingConfig, RadiomicsConfig
+from cssci_platform.defs.models.features import FeatureMatrixConfig, HarmonizationConfig
+from cssci_platform.defs.models.training import ModelingConfig
+from cssci_platform.defs.outcomes.assets import StudyOutcomeConfig
+from cssci_platform.defs.prospective.assets import ScoringConfig
+from cssci_platform.defs.reports.assets import ReportConfig
+from cssci_platform.defs.splits.assets import SplitConfig
+from cssci_platform.lib.study_config import (
+    ConfigError,
+    asset_configs,
+    cohort_problems,
+    cohort_spec,
+    dump_config,
+    load_config,
+    parse_config,
+    shipped_configs,
+)
+
+SHIPPED = ["cervical_sci_ianr", "cervical_sci_upper_limb", "demo", "spinal_metastasis_primary_site"]
+ASSET_CONFIG_CLASSES = {
+    "preprocessed_channels": PreprocessingConfig, "radiomics_features": RadiomicsConfig, "roi_slices": RoiSlicesConfig,
+    "center_embeddings": EmbeddingsConfig, "fine_tuned_backbones": FineTuningConfig, "study_outcome": StudyOutcomeConfig,
+    "patient_splits": SplitConfig, "feature_matrix": FeatureMatrixConfig, "harmonized_features": HarmonizationConfig,
+    "trained_models": ModelingConfig, "evaluation_report": ReportConfig, "prospective_predictions": ScoringConfig,
+    "validation_metrics": ScoringConfig,
+}
+MINIMAL = {"name": "x", "cohort": {"synthetic": {"protocol": "demo"}}, "outcome": {"name": "good_outcome"}}
+
+
+def test_the_four_protocols_ship():
+    assert sorted(shipped_configs()) == SHIPPED
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_config_validates_against_its_cohort_and_round_trips(name):
+    config = load_config(name)
+    assert config.name == name
+    assert cohort_problems(config, cohort_spec(config)) == []
+    assert parse_config(yaml.safe_load(dump_config(config))) == config
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_run_config_blocks_are_accepted_by_each_assets_config_class(name):
+    for asset, block in asset_configs(load_config(name), study_run="abc").items():
+        config_class = ASSET_CONFIG_CLASSES[asset]
+        assert set(block) <= set(config_class.model_fields), (asset, set(block) - set(config_class.model_fields))
+        config_class(**block)  # values of the right types
+
+
+def test_protocol_specifics_reach_the_assets():
+    ianr = asset_configs(load_config("cervical_sci_ianr"))
+    assert ianr["study_outcome"] == {"name": "good_outcome", "source": "ianr_6m", "rule": "at_least", "threshold": 37.0,
+                                     "baseline": None}
+    assert ianr["trained_models"]["icc_threshold"] == 0.75 and ianr["trained_models"]["cv_folds"] == 10
+    assert len(ianr["trained_models"]["classifiers"]) == 11
+    assert ianr["roi_slices"]["rect_roi"] == "dl_rect" and ianr["center_embeddings"]["backbones"] == ["resnet152"]
+    assert ianr["patient_splits"]["preset"] == "holdout_8_2"
+    upper = asset_configs(load_config("cervical_sci_upper_limb"))
+    assert upper["trained_models"]["label_rule"] == "above_training_mean"
+    assert upper["center_embeddings"]["backbones"] == ["resnet18", "resnet34", "resnet152"]
+    assert upper["patient_splits"]["preset"] == "holdout_7_3"
+    metastasis = asset_configs(load_config("spinal_metastasis_primary_site"))
+    assert metastasis["fine_tuned_backbones"]["backbones"] == ["resnet50"]
+    assert metastasis["trained_models"]["signatures"] == ["Clinical"]
+
+
+def _problems(document: dict) -> list[str]:
+    with pytest.raises(ConfigError) as error:
+        parse_config(document)
+    return error.value.problems
+
+
+def test_unknown_key_names_its_path_and_the_allowed_keys():
+    [problem] = _problems({**MINIMAL, "deep": {"slice": {"colour": "red"}}})
+    assert problem.startswith("deep.slice.colour: unknown key 'colour'; allowed here: sequence, roi, axis")
+
+
+def test_bad_choice_lists_the_allowed_values():
+    [problem] = _problems({**MINIMAL, "models": {"classifiers": ["LR", "SVN"]}})
+    assert problem.startswith("models.classifiers[1]: 'SVN' is not allowed; choose one of 'LR', 'NaiveBayes', 'SVM'")
+    [problem] = _problems({**MINIMAL, "deep": {"backbones": ["resnet19"]}})
+    assert "deep.backbones[0]: 'resnet19' is not allowed" in problem and "'resnet152'" in problem
+    [problem] = _problems({**MINIMAL, "harmonization": {"unseen_center_policy": "guess"}})
+    assert "'none', 'refit_site', 'reference' or 'error'" in problem
+
+
+def test_missing_and_inconsistent_values_are_explained():
+    assert _problems({"name": "x", "outcome": {"name": "y"}}) == ["cohort: required key is missing"]
+    [problem] = _problems({**MINIMAL, "outcome": {"name": "y", "source": "ianr_6m", "rule": "at_least"}})
+    assert problem.startswith("outcome: rule 'at_least' needs 'threshold'")
+    [problem] = _problems({**MINIMAL, "cohort": {"manifest": "a.yaml", "synthetic": {"protocol": "demo"}}})
+    assert "give exactly one of 'manifest'" in problem
+    [problem] = _problems({**MINIMAL, "models": {"signatures": ["Radiomics"]}})
+    assert "models.signatures: unknown signature 'Radiomics'" in problem
+    [problem] = _problems({**MINIMAL, "models": {"signatures": ["DL_resnet50"]}})
+    assert "'DL_resnet50' needs backbone 'resnet50' in deep.backbones" in problem
+    [problem] = _problems({**MINIMAL, "preprocessing": {"channels": ["original"]}, "deep": {"channels": ["mean"]}})
+    assert "deep channels ['mean'] are not computed" in problem
+    [problem] = _problems({**MINIMAL, "models": {"cv_folds": 1}})
+    assert problem.startswith("models.cv_folds: Input should be greater than or equal to 2")
+
+
+def test_several_problems_are_reported_together():
+    problems = _problems({**MINIMAL, "split": {"preset": "holdout_9_1"}, "modes": ["careful"], "extra": 1})
+    assert [p.split(":")[0] for p in problems] == ["split.preset", "modes[0]", "extra"]
+
+
+def test_config_is_checked_against_the_cohort():
+    config = load_config("cervical_sci_ianr", ["imaging.sequences=[sag_T2, ax_T3]", "models.clinical_predictors=[age, bmi]",
+                                               "outcome.source=ianr_12m"])
+    problems = cohort_problems(config, cohort_spec(config))
+    assert any(p.startswith("outcome.source: 'ianr_12m' is not an outcome of the manifest") for p in problems)
+    assert any(p.startswith("imaging.sequences: ['ax_T3'] not declared") for p in problems)
+    assert any(p.startswith("models.clinical_predictors: ['bmi'] not declared") for p in problems)
+    as_is_on_a_score = load_config("cervical_sci_ianr", ["outcome.rule=as_is", "outcome.threshold=null", "outcome.name=ianr_6m"])
+    assert any("rule 'as_is' needs a binary or multiclass" in p for p in cohort_problems(as_is_on_a_score, cohort_spec(as_is_on_a_score)))
+
+
+def test_overrides_and_file_errors(tmp_path):
+    assert load_config("demo", ["models.cv_folds=3", "deep.backbones=[resnet34]"]).models.cv_folds == 3
+    with pytest.raises(ConfigError, match="write it as dotted.key=value"):
+        load_config("demo", ["models.cv_folds"])
+    with pytest.raises(ConfigError, match="not a shipped config"):
+        load_config("no_such_protocol")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load_config(bad)
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_relative_manifest_resolves_against_the_config_file(tmp_path):
+    (tmp_path / "study").mkdir()
+    path = tmp_path / "study" / "mine.yaml"
+    path.write_text(yaml.safe_dump({"name": "mine", "cohort": {"manifest": "../data/cohort.yaml"}, "outcome": {"name": "y"}}))
+    assert str(load_config(path).cohort.manifest) == str((tmp_path / "data" / "cohort.yaml").resolve())
+
+
+def test_active_experiment_becomes_the_jobs_launchpad_defaults(monkeypatch, tmp_path):
+    from cssci_platform.defs import experiment_jobs
+
+    path = tmp_path / "experiment.yaml"
+    path.write_text(dump_config(load_config("cervical_sci_ianr")))
+    monkeypatch.setenv(experiment_jobs.EXPERIMENT_ENV, str(path))
+    experiment_jobs.active_experiment.cache_clear()
+    try:
+        job = experiment_jobs.experiment_job("probe_job", ["roi_slices", "radiomics_features"], "probe")
+        assert job.config["ops"]["roi_slices"]["config"]["rect_roi"] == "dl_rect"
+        assert job.config["ops"]["radiomics_features"]["config"]["sequences"][2] == "ax_T1"
+        merged = experiment_jobs.with_experiment_config(["study_outcome"], {"ops": {"followup_outcomes": {"config": {"file": "f"}}}})
+        assert merged["ops"]["study_outcome"]["config"]["threshold"] == 37.0 and "followup_outcomes" in merged["ops"]
+    finally:
+        monkeypatch.delenv(experiment_jobs.EXPERIMENT_ENV)
+        experiment_jobs.active_experiment.cache_clear()
+    assert experiment_jobs.experiment_job("probe_job", ["roi_slices"], "probe").config is None
