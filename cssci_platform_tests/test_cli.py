@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 
 
 def test_cssci_demo_materializes_every_patient(tmp_path: Path) -> None:
@@ -30,3 +31,14 @@ def test_cssci_demo_materializes_every_patient(tmp_path: Path) -> None:
     assert "report: " in completed.stdout and list((home / "image_store" / "reports").glob("demo.html"))
     runs = list((home / "dagster_home").rglob("*.db"))
     assert runs, "the Dagster instance in DAGSTER_HOME recorded the runs"
+    assert "experiment.yaml" in {p.name for p in home.iterdir()}, "the resolved demo config the UI's jobs default to"
+    env["CSSCI_MLFLOW_URI"] = f"sqlite:///{home / 'mlflow.db'}"
+    compared = subprocess.run([sys.executable, "-m", "cssci_platform.cli", "compare", "demo:leakage_safe", "demo:paper_faithful",
+                               "--csv", str(tmp_path / "compare.csv")], env={**env, "COLUMNS": "200"}, capture_output=True,
+                              text=True, encoding="utf-8", timeout=300, cwd=tmp_path)
+    assert compared.returncode == 0, compared.stdout + compared.stderr
+    table = pd.read_csv(tmp_path / "compare.csv")
+    assert set(table["model"]) == {"Rad_LR", "ResNet18_LR", "Rad + ResNet18_LR", "Clinical_LR", "Combined_LR"}
+    assert {"test AUC A", "test AUC B", "test AUC B-A"} <= set(table.columns)
+    delta = table["test AUC B"] - table["test AUC A"]
+    assert (delta - table["test AUC B-A"]).abs().max() < 1e-12

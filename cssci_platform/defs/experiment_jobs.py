@@ -18,8 +18,10 @@ def active_experiment() -> ExperimentConfig | None:
     return load_config(path) if path else None
 
 
-def experiment_job(name: str, selection: list[str], description: str, **kwargs):
-    config = active_experiment()
+def experiment_job(name: str, selection: list[str], description: str, defaults_from_experiment: bool = True, **kwargs):
+    """`define_asset_job` with the active experiment's blocks as launchpad defaults. Jobs with a required
+    per-run value (a follow-up file) opt out: Dagster checks defaults as a complete config."""
+    config = active_experiment() if defaults_from_experiment else None
     defaults = run_config(config, selection) if config else None
     return dg.define_asset_job(name, selection=selection, description=description,
                                config=defaults if defaults and defaults["ops"] else None, **kwargs)

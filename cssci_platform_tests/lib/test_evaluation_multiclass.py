@@ -112,3 +112,16 @@ def test_never_predicted_class_has_nan_precision() -> None:
 def test_unknown_labels_are_rejected() -> None:
     with pytest.raises(ValueError, match="not in classes"):
         top_k_accuracy(np.array(["A", "Z"]), np.full((2, 2), 0.5), ["A", "B"], 1)
+
+
+def test_multiclass_metrics_accept_classes_in_any_declared_order():
+    from cssci_platform.lib.evaluation.performance import multiclass_metrics
+
+    rng = np.random.default_rng(3)
+    classes = ["lung", "kidney", "breast", "thyroid", "prostate"]  # a manifest's order, not sorted
+    y = np.array(classes * 8)
+    probabilities = rng.dirichlet(np.ones(5), size=len(y))
+    declared = multiclass_metrics(y, probabilities, classes)
+    order = np.argsort(classes)
+    sorted_ = multiclass_metrics(y, probabilities[:, order], [classes[i] for i in order])
+    assert declared == pytest.approx(sorted_)

@@ -161,3 +161,21 @@ def test_active_experiment_becomes_the_jobs_launchpad_defaults(monkeypatch, tmp_
         monkeypatch.delenv(experiment_jobs.EXPERIMENT_ENV)
         experiment_jobs.active_experiment.cache_clear()
     assert experiment_jobs.experiment_job("probe_job", ["roi_slices"], "probe").config is None
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_definitions_load_with_each_protocol_as_the_active_experiment(name, tmp_path):
+    """What `cssci ui --config` and `dagster dev` do: every job's defaults must be a valid Dagster config."""
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "experiment.yaml"
+    path.write_text(dump_config(load_config(name)))
+    script = ("from cssci_platform.definitions import defs; d = defs(); "
+              "job = d.resolve_job_def('patient_features_job'); print(len(list(d.resolve_all_job_defs())), "
+              "job.run_config_schema.config_type.fields['ops'].default_value['radiomics_features']['config']['rois'])")
+    completed = subprocess.run([sys.executable, "-c", script], env={**os.environ, "CSSCI_EXPERIMENT_CONFIG": str(path)},
+                               capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert completed.stdout.split()[0] == "11"

@@ -8,7 +8,8 @@ prospective_patient_job = experiment_job(
 )
 
 followup_job = experiment_job("followup_job", ["followup_outcomes", "study_outcome"],
-                              "Record the outcomes of one follow-up file from the inbox (and re-derive the study label).")
+                              "Record the outcomes of one follow-up file from the inbox (and re-derive the study label).",
+                              defaults_from_experiment=False)  # the sensor sends the experiment's blocks with the file
 
 validation_job = experiment_job("validation_job", ["validation_metrics"],
                                 "Champion metrics on prospective patients whose outcome is known.")

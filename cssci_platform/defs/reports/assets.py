@@ -13,6 +13,7 @@ from cssci_platform.resources.warehouse import WarehouseResource
 
 class ReportConfig(dg.Config):
     experiment: str = "demo"
+    outcome: str | None = None  # the modelled outcome (a manifest outcome or study_outcome's); default: the split's
 
 
 @dg.asset(group_name="reports", kinds={"html", "mlflow"},
@@ -20,15 +21,16 @@ class ReportConfig(dg.Config):
 def evaluation_report(context: dg.AssetExecutionContext, config: ReportConfig, cohort: CohortResource,
                       warehouse: WarehouseResource, image_store: ImageStoreResource,
                       tracking: TrackingResource) -> dg.MaterializeResult:
-    """One self-contained HTML file per experiment (figures embedded), also logged to MLflow."""
+    """One self-contained HTML file per experiment (figures embedded), also logged to MLflow. Binary outcomes get the
+    cervical-SCI layout; multiclass outcomes the spinal-metastasis one, with the fine-tuned CNNs as models."""
     spec = cohort.load().spec
-    outcome = next(iter(spec.outcomes))
-    variable = spec.outcomes[outcome]
-    if variable.levels and len(variable.levels) > 2:
-        raise dg.Failure("the HTML report covers binary outcomes; multiclass metrics are in model_results")
+    outcome = config.outcome or _split_outcome(warehouse) or next(iter(spec.outcomes))
+    levels = spec.outcomes[outcome].levels if outcome in spec.outcomes else None
+    classes = [str(level) for level in levels] if levels else None
+    multiclass = classes is not None and len(classes) > 2
     inputs = ReportInputs(
-        experiment=config.experiment,
-        predictions=warehouse.frame("SELECT * FROM predictions WHERE signature <> 'CNN'").to_pandas(),
+        experiment=config.experiment, classes=classes,
+        predictions=warehouse.frame("SELECT * FROM predictions" + ("" if multiclass else " WHERE signature <> 'CNN'")).to_pandas(),
         outcomes=warehouse.frame("SELECT patient_key, value AS label FROM outcomes WHERE outcome = ?", [outcome]).to_pandas(),
         models=warehouse.frame("SELECT * FROM trained_models").to_pandas(),
         clinical=_clinical_wide(warehouse, spec), clinical_types={n: v.type for n, v in spec.clinical.items()},
@@ -43,7 +45,13 @@ def evaluation_report(context: dg.AssetExecutionContext, config: ReportConfig, c
     run_id = _log_to_mlflow(tracking, config.experiment, path, context.run.run_id)
     return dg.MaterializeResult(metadata={"report": dg.MetadataValue.path(str(path)),
                                           "open": dg.MetadataValue.url(path.resolve().as_uri()),
-                                          "size_kb": round(path.stat().st_size / 1024, 1), "mlflow_run_id": run_id})
+                                          "size_kb": round(path.stat().st_size / 1024, 1), "mlflow_run_id": run_id,
+                                          "layout": "multiclass" if multiclass else "binary"})
+
+
+def _split_outcome(warehouse: WarehouseResource) -> str | None:
+    """The outcome the stored split (and so the models) used."""
+    return warehouse.frame("SELECT any_value(outcome) AS o FROM splits")["o"][0]
 
 
 def _champions_to_explain(warehouse: WarehouseResource, tracking: TrackingResource, experiment: str,

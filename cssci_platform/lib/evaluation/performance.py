@@ -74,7 +74,8 @@ def threshold_metrics(y_true: np.ndarray, score: np.ndarray, threshold: float) -
 def multiclass_metrics(y_true: np.ndarray, probabilities: np.ndarray, classes: list[str]) -> dict[str, float]:
     """Macro one-vs-rest AUC and top-1/2/3 accuracy; `probabilities` columns follow `classes`."""
     y = np.asarray(y_true).astype(str)
-    labels = np.asarray(classes, dtype=str)
+    order = np.argsort(np.asarray(classes, dtype=str))  # scikit-learn wants sorted labels; the manifest's order need not be
+    labels, probabilities = np.asarray(classes, dtype=str)[order], np.asarray(probabilities)[:, order]
     metrics = {f"top{k}_accuracy": float(top_k_accuracy_score(y, probabilities, k=k, labels=labels))
                for k in (1, 2, 3) if k < len(classes)}
     present = np.isin(labels, np.unique(y))

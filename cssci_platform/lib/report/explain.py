@@ -6,7 +6,9 @@ LightGBM; path-dependent perturbation unless background data are given) and `sha
 (interventional: value_j = b_j (x_j - mean of the background's x_j)). They explain the model's raw output in
 the positive class: a probability for scikit-learn forests and trees (their raw output is the averaged leaf
 probability), log-odds for boosting and linear models; `ShapExplanation.output` says which. Additivity holds:
-``base_value + values.sum(axis=1)`` is that output for every patient.
+``base_value + values.sum(axis=1)`` is that output for every patient. For multiclass models `explain_classes`
+keeps every class's output (`MulticlassShap`: mean |SHAP| per class, one class as a `ShapExplanation`, the
+predicted class per patient).
 
 The plots are drawn here, on matplotlib `Figure`s (not with shap's pyplot-based plot functions, which draw
 on pyplot's current figure and consume NumPy's global random state): a beeswarm summary in shap's layout
@@ -126,6 +128,60 @@ def explain(model: Any, X: Any, feature_names: Sequence[str] | None = None, back
     """Linear explainer for models with ``coef_``, tree explainer otherwise."""
     explainer = explain_linear if hasattr(_unwrap(model), "coef_") else explain_tree
     return explainer(model, X, feature_names, background, positive_class)
+
+
+@dataclass(frozen=True)
+class MulticlassShap:
+    """SHAP values of every class output of a multiclass model: `values` (patients x features x classes) and one
+    base value per class; additivity holds per class (``base_values[k] + values[:, :, k].sum(axis=1)`` is the
+    model's output for class k: a probability for forests, the class logit (softmax input) otherwise)."""
+
+    values: np.ndarray
+    base_values: np.ndarray
+    data: np.ndarray
+    feature_names: list[str]
+    classes: list[str]
+    output: str
+
+    def model_output(self) -> np.ndarray:
+        """(patients x classes) explained outputs."""
+        return self.base_values[None, :] + self.values.sum(axis=1)
+
+    def predicted(self) -> np.ndarray:
+        """Index of each patient's predicted class (the largest output; softmax and averaging keep the order)."""
+        return self.model_output().argmax(axis=1)
+
+    def for_class(self, label: Any) -> ShapExplanation:
+        """The explanation of one class's output, usable with the summary and waterfall plots."""
+        k = self.classes.index(str(label))
+        return ShapExplanation(self.values[:, :, k], float(self.base_values[k]), self.data, self.feature_names,
+                               f"{self.output} of class {label}")
+
+    def mean_abs(self) -> pd.DataFrame:
+        """Mean |SHAP| per feature (rows) and class (columns), features by their sum over classes, largest first."""
+        table = pd.DataFrame(np.abs(self.values).mean(axis=0), index=self.feature_names, columns=self.classes)
+        return table.loc[table.sum(axis=1).sort_values(ascending=False, kind="stable").index]
+
+
+def explain_classes(model: Any, X: Any, feature_names: Sequence[str] | None = None,
+                    background: Any = None) -> MulticlassShap:
+    """SHAP values of every class of a multiclass model (linear explainer for models with ``coef_``, tree
+    explainer otherwise); a ValueError when the explainer does not give one output per class."""
+    estimator = _unwrap(model)
+    names, matrix = _names_and_matrix(X, feature_names)
+    if hasattr(estimator, "coef_"):
+        data = matrix if background is None else np.asarray(background, dtype=float)
+        explainer = shap.LinearExplainer(estimator, shap.maskers.Independent(data, max_samples=data.shape[0]))
+        output = "logit"
+    else:
+        explainer = shap.TreeExplainer(estimator, data=None if background is None else np.asarray(background, dtype=float))
+        output = "probability" if type(estimator).__name__ in PROBABILITY_TREES else "logit"
+    values = np.asarray(explainer.shap_values(matrix), dtype=float)
+    base = np.atleast_1d(np.asarray(explainer.expected_value, dtype=float))
+    classes = [str(c) for c in getattr(model, "classes_", range(base.size))]
+    if values.ndim != 3 or values.shape[2] != len(classes) or base.size != len(classes):
+        raise ValueError(f"the explainer gave SHAP values of shape {values.shape} for {len(classes)} classes")
+    return MulticlassShap(values, base, matrix, names, classes, output)
 
 
 # ---------------------------------------------------------------------------------------------- the plots

@@ -259,3 +259,71 @@ def feature_importance_figure(
     axes.axvline(0, color="black", linewidth=0.6)
     axes.set(xlabel=xlabel, title=title)
     return figure_png(figure)
+
+
+# ---------------------------------------------------------------------------------------------- multiclass
+
+
+def roc_grid(panels: Mapping[str, Sequence[RocCurve]], columns: int = 3, panel_inches: float = 4.0,
+             title: str | None = None) -> bytes:
+    """ROC panels in a grid, `columns` per row (e.g. one one-vs-rest panel per class); unused cells stay blank."""
+    if not panels:
+        raise ValueError("roc_grid needs at least one panel")
+    columns = min(columns, len(panels))
+    rows = math.ceil(len(panels) / columns)
+    figure = new_figure((panel_inches * columns, panel_inches * rows + (0.4 if title else 0.0)))
+    grid = figure.subplots(rows, columns, squeeze=False).ravel()
+    for axes, (name, curves) in zip(grid, panels.items()):
+        _draw_roc(axes, curves, name)
+    for axes in grid[len(panels):]:
+        axes.set_axis_off()
+    if title:
+        figure.suptitle(title)
+    return figure_png(figure)
+
+
+def confusion_matrix_figure(counts: np.ndarray, classes: Sequence[str], title: str = "",
+                            cell_inches: float = 0.9) -> bytes:
+    """Confusion matrix (rows: true class, columns: predicted class) annotated with counts; the shade is the
+    row fraction (recall of the true class), so rare classes read as clearly as common ones."""
+    matrix = np.asarray(counts, dtype=float)
+    if matrix.shape != (len(classes), len(classes)):
+        raise ValueError(f"a {len(classes)}-class confusion matrix must be {len(classes)} x {len(classes)}, "
+                         f"got {matrix.shape}")
+    totals = matrix.sum(axis=1, keepdims=True)
+    fraction = np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
+    side = cell_inches * len(classes) + 2.0
+    figure = new_figure((side + 0.8, side))
+    axes = figure.add_subplot()
+    image = axes.imshow(fraction, cmap="Blues", vmin=0, vmax=1)
+    for (row, column), count in np.ndenumerate(matrix):
+        axes.text(column, row, f"{int(count)}", ha="center", va="center", fontsize="small",
+                  color="white" if fraction[row, column] > 0.6 else "black")
+    ticks = np.arange(len(classes))
+    axes.set_xticks(ticks, [str(c) for c in classes], rotation=45, ha="right", fontsize="small")
+    axes.set_yticks(ticks, [str(c) for c in classes], fontsize="small")
+    axes.set(xlabel="Predicted class", ylabel="True class", title=title)
+    figure.colorbar(image, ax=axes, shrink=0.8, label="Fraction of the true class")
+    return figure_png(figure)
+
+
+def stacked_importance_figure(names: Sequence[str], values: np.ndarray, groups: Sequence[str], top_n: int = 15,
+                              title: str = "", xlabel: str = "mean |SHAP value|", width_inches: float = 7.5) -> bytes:
+    """Horizontal bars of the `top_n` features with the largest row sums of `values` (features x groups, e.g.
+    mean |SHAP| per class), each bar stacked by group (shap's multiclass summary bar layout); largest on top."""
+    matrix = np.asarray(values, dtype=float)
+    if matrix.shape != (len(names), len(groups)):
+        raise ValueError(f"values must be {len(names)} features x {len(groups)} groups, got {matrix.shape}")
+    order = np.argsort(-matrix.sum(axis=1), kind="stable")[:top_n][::-1]
+    figure = new_figure((width_inches, 0.3 * order.size + 1.6))
+    axes = figure.add_subplot()
+    left = np.zeros(order.size)
+    colours = matplotlib.colormaps["tab10"]
+    for column, group in enumerate(groups):
+        axes.barh(np.arange(order.size), matrix[order, column], left=left, color=colours(column % 10),
+                  label=str(group))
+        left += matrix[order, column]
+    axes.set_yticks(np.arange(order.size), [str(names[i]) for i in order], fontsize="x-small")
+    axes.set(xlabel=xlabel, title=title)
+    axes.legend(loc="lower right", fontsize="x-small")
+    return figure_png(figure)

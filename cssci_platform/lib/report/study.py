@@ -1,5 +1,6 @@
 """The self-contained HTML study report: Table 1, performance tables in the studies' layout, ROC, DeLong,
 calibration, decision curves, nomogram, Grad-CAM gallery, the mode delta and a generated methods paragraph.
+Outcomes with more than two classes (`ReportInputs.classes`) get the multiclass layout of `study_multiclass`.
 
 Inputs are plain frames read from the warehouse (no Dagster, no MLflow here); every figure is embedded as a
 data URI so the file opens offline.
@@ -19,6 +20,8 @@ from sklearn.metrics import roc_curve
 
 from cssci_platform.lib.clinical import independent_risk_factors, multivariable_logistic, table_one, table_one_html
 from cssci_platform.lib.evaluation import (
+    DEFAULT_REPLICATES,
+    DEFAULT_SEED,
     calibration_curve,
     calibration_summary,
     delong_ci,
@@ -26,6 +29,7 @@ from cssci_platform.lib.evaluation import (
     net_benefit,
     threshold_metrics,
 )
+from cssci_platform.lib.report import study_multiclass
 from cssci_platform.lib.report.figures import (
     CalibrationCurve,
     DecisionCurve,
@@ -46,6 +50,7 @@ COHORTS = ("train", "test", "validation")
 class ReportInputs:
     experiment: str
     predictions: pd.DataFrame  # patient_key, role, signature, classifier, mode, class_label, probability, model_name
+    # (+ optional nullable label: the outcome the row was evaluated against, preferred over `outcomes`)
     outcomes: pd.DataFrame  # patient_key, label
     models: pd.DataFrame  # trained_models rows
     clinical: pd.DataFrame  # patient_key + one column per clinical variable (raw values)
@@ -54,9 +59,28 @@ class ReportInputs:
     gradcams: list[Path] = field(default_factory=list)
     positive_class: str = "1"
     explained: list[tuple[str, object, pd.DataFrame]] = field(default_factory=list)  # (model name, pipeline, rows)
+    classes: list[str] | None = None  # the outcome's levels; more than two: the multiclass report
+    n_bootstrap: int = DEFAULT_REPLICATES  # bootstrap replicates of the multiclass CIs
+    seed: int | None = DEFAULT_SEED
+
+    @property
+    def multiclass(self) -> bool:
+        return self.classes is not None and len(self.classes) > 2
+
+
+def labelled_predictions(predictions: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame:
+    """Prediction rows with the label each is evaluated against: the row's own `label` where the frame has that
+    column and it is not null, else the patient's label in `outcomes`; rows with neither are left out."""
+    known = outcomes.dropna(subset=["label"])[["patient_key", "label"]].rename(columns={"label": "_outcome_label"})
+    frame = predictions.merge(known, on="patient_key", how="left")
+    own = frame["label"] if "label" in frame else pd.Series(None, index=frame.index, dtype=object)
+    frame["label"] = own.where(own.notna(), frame["_outcome_label"])
+    return frame.drop(columns="_outcome_label").dropna(subset=["label"])
 
 
 def build_report(inputs: ReportInputs) -> str:
+    if inputs.multiclass:
+        return _build_multiclass(inputs)
     scored = _scored(inputs)
     champions = inputs.models[inputs.models["champion"]]
     sections = {
@@ -67,8 +91,7 @@ def build_report(inputs: ReportInputs) -> str:
         "delong": _delong_table(scored, champions),
         "calibration": _calibration(scored, champions),
         "nomogram": _nomogram(inputs, scored),
-        "gradcam": png_img_tag(gradcam_gallery(inputs.gradcams[:12]), "Grad-CAM gallery") if inputs.gradcams else
-        "<p>No fine-tuned network in this study, so no Grad-CAM (run fine_tuning_job).</p>",
+        "gradcam": _gradcam(inputs),
         "modes": _mode_delta(scored, inputs.models),
         "shap": "".join(_shap(name, pipeline, rows) for name, pipeline, rows in inputs.explained) or
         "<p>No champion pipeline was given to explain.</p>",
@@ -76,15 +99,59 @@ def build_report(inputs: ReportInputs) -> str:
     return Environment(autoescape=False).from_string(TEMPLATE).render(title=html.escape(inputs.experiment), **sections)
 
 
+def _build_multiclass(inputs: ReportInputs) -> str:
+    classes = [str(c) for c in inputs.classes or []]
+    scores = study_multiclass.multiclass_scores(labelled_predictions(inputs.predictions, inputs.outcomes), inputs.models,
+                                                classes, inputs.n_bootstrap, inputs.seed)
+    sections = {
+        "methods": _methods_multiclass(inputs, scores),
+        "table_one": _table_one(inputs, classes),
+        "shap": "".join(study_multiclass.shap_section(name, pipeline, rows) for name, pipeline, rows in inputs.explained)
+        or "<p>No champion pipeline was given to explain.</p>",
+        "gradcam": _gradcam(inputs),
+        **study_multiclass.sections(scores),
+    }
+    return Environment(autoescape=False).from_string(study_multiclass.TEMPLATE).render(
+        title=html.escape(inputs.experiment), classes=html.escape(", ".join(classes)), **sections)
+
+
 def _scored(inputs: ReportInputs) -> pd.DataFrame:
     """Positive-class probability per model and patient with the known outcome (binary studies)."""
     positive = inputs.predictions[inputs.predictions["class_label"] == inputs.positive_class]
-    frame = positive.merge(inputs.outcomes.dropna(subset=["label"]), on="patient_key")
+    frame = labelled_predictions(positive, inputs.outcomes)
     frame["y"] = (frame["label"].astype(str) == inputs.positive_class).astype(int)
     return frame.merge(inputs.models[["run_id", "result_name", "threshold", "champion"]], left_on="model_name", right_on="run_id")
 
 
+def _gradcam(inputs: ReportInputs) -> str:
+    return (png_img_tag(gradcam_gallery(inputs.gradcams[:12]), "Grad-CAM gallery") if inputs.gradcams else
+            "<p>No fine-tuned network in this study, so no Grad-CAM (run fine_tuning_job).</p>")
+
+
 def _methods(inputs: ReportInputs) -> str:
+    return _chain_methods(inputs) + (
+        ", and the operating threshold (Youden on out-of-fold training scores) was frozen for the test and "
+        "validation cohorts. AUC 95% CIs are DeLong's; paired AUC comparisons use DeLong's test. The champion of each "
+        "signature (best cross-validated AUC) is registered in MLflow."
+    )
+
+
+def _methods_multiclass(inputs: ReportInputs, scores: study_multiclass.MulticlassScores) -> str:
+    networks = sorted(scores.models.loc[scores.models["network"], "name"])
+    expert = ", ".join(html.escape(str(v)) for v in inputs.clinical_types) or "none declared"
+    return _chain_methods(inputs) + (
+        " (macro one-vs-rest AUC); the champion of each signature (best cross-validated macro AUC) is registered in "
+        f"MLflow. The Clinical signature models the expert-derived features ({expert}). "
+        + (f"The fine-tuned CNN classifiers ({html.escape(', '.join(networks))}) were trained on the training patients "
+           "only and score the held-out patients directly. " if networks else "No fine-tuned CNN classifier was scored. ")
+        + "The predicted class is the most probable one; top-k accuracy counts the true class among the k most probable. "
+        "Precision, recall and F1 are per class, one-vs-rest AUC per class and their unweighted (macro) mean. 95% CIs "
+        f"are percentile intervals of {inputs.n_bootstrap} bootstrap replicates stratified by class (seed {inputs.seed}), "
+        "except the per-class AUC CIs, which are DeLong's; per-class paired AUC comparisons use DeLong's test."
+    )
+
+
+def _chain_methods(inputs: ReportInputs) -> str:
     s, models = inputs.settings, inputs.models
     signatures = ", ".join(sorted(models["signature"].unique()))
     classifiers = ", ".join(sorted(models["classifier"].unique()))
@@ -96,19 +163,23 @@ def _methods(inputs: ReportInputs) -> str:
         f"(p &lt; {s.get('rank_alpha', 0.05)}), Spearman redundancy (|rho| &gt; {s.get('spearman_threshold', 0.9)}), mRMR "
         f"(k = {s.get('mrmr_k', 20)}) and LASSO ({s.get('cv_folds', 10)}-fold CV). Signatures {signatures} were modelled with "
         f"{classifiers}; hyper-parameters came from stratified {s.get('cv_folds', 10)}-fold cross-validation on training "
-        "patients only, and the operating threshold (Youden on out-of-fold training scores) was frozen for the test and "
-        "validation cohorts. AUC 95% CIs are DeLong's; paired AUC comparisons use DeLong's test. The champion of each "
-        "signature (best cross-validated AUC) is registered in MLflow."
+        "patients only"
     )
 
 
-def _table_one(inputs: ReportInputs) -> str:
+def _table_one(inputs: ReportInputs, classes: list[str] | None = None) -> str:
+    """By outcome group; with `classes` (multiclass) by outcome class, in their declared order."""
     frame = inputs.clinical.merge(inputs.outcomes, on="patient_key").dropna(subset=["label"])
     continuous = [v for v, t in inputs.clinical_types.items() if t == "continuous"]
     categorical = [v for v, t in inputs.clinical_types.items() if t != "continuous"]
     if frame.empty or frame["label"].nunique() < 2:
-        return "<p>Table 1 needs patients of both outcome groups.</p>"
-    return table_one_html(table_one(frame, "label", continuous, categorical), "Table 1: by outcome group")
+        return "<p>Table 1 needs patients of both outcome groups.</p>" if classes is None else \
+            "<p>Table 1 needs patients of at least two outcome classes.</p>"
+    if classes is None:
+        return table_one_html(table_one(frame, "label", continuous, categorical), "Table 1: by outcome group")
+    frame["label"] = frame["label"].astype(str)
+    order = [c for c in classes if c in set(frame["label"])]
+    return table_one_html(table_one(frame, "label", continuous, categorical, group_order=order), "Table 1: by outcome class")
 
 
 def _performance_table(scored: pd.DataFrame, models: pd.DataFrame, role: str) -> str:
