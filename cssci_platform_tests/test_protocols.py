@@ -15,7 +15,7 @@ SMALL = ["--set", "deep.weights=none", "--set", "models.cv_folds=3"]
 PROTOCOL_OVERRIDES = {
     "cervical_sci_ianr": ["cohort.synthetic.patients=24", "cohort.synthetic.prospective=4",
                           "models.classifiers=[LR, RandomForest]"],
-    "cervical_sci_upper_limb": ["cohort.synthetic.patients=26", "preprocessing.channels=[original]",
+    "cervical_sci_upper_limb": ["cohort.synthetic.patients=40", "preprocessing.channels=[original]",
                                 "deep.channels=[original]", "models.classifiers=[LR, NaiveBayes]"],
     "spinal_metastasis_primary_site": ["cohort.synthetic.patients=30", "deep.fine_tuning.epochs=1",
                                        "deep.fine_tuning.batch_size=16"],

@@ -150,3 +150,15 @@ def test_pooled_features_match_the_feature_dimension():
     backbone = load_backbone("resnet50", "none")
     with torch.no_grad():
         assert pooled_features(backbone.model.eval(), images(2)).shape == (2, backbone.feature_dim) == (2, 2048)
+
+
+def test_seeded_restores_the_callers_determinism_settings():
+    import torch
+
+    from cssci_platform.lib.deep.runtime import seeded
+
+    before = (torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory)
+    with seeded(0):
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.utils.deterministic.fill_uninitialized_memory is False
+    assert (torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory) == before

@@ -578,3 +578,16 @@ def test_a_single_class_or_missing_outcome_is_refused(step):
         SUPERVISED[step]().fit(X, np.linspace(0, 1, 40))
     with pytest.raises(ValueError, match=rf"^{step}: y has 1 missing value"):
         SUPERVISED[step]().fit(X, pd.Series([0, 1] * 19 + [1, None]))
+
+
+def test_icc_filter_from_a_plain_dict_matches_the_table_and_serializes_with_skops():
+    import skops.io
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(20, 3)), columns=["a", "b", "c"])
+    table = pd.DataFrame({"icc": [0.9, 0.5, 0.8]}, index=["a", "b", "c"])
+    from_table = ICCFilter(table, 0.75).fit(X)
+    from_dict = ICCFilter(table["icc"].to_dict(), 0.75).fit(X)
+    assert list(from_dict.get_feature_names_out()) == list(from_table.get_feature_names_out()) == ["a", "c"]
+    restored = skops.io.loads(skops.io.dumps(from_dict), trusted=skops.io.get_untrusted_types(data=skops.io.dumps(from_dict)))
+    assert list(restored.get_feature_names_out()) == ["a", "c"] and restored.transform(X).shape == (20, 2)

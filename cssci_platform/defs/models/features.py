@@ -104,6 +104,7 @@ def feature_reliability(warehouse: WarehouseResource) -> dg.MaterializeResult:
 class HarmonizationConfig(dg.Config):
     split: str | None = None
     fold: str = "holdout"
+    enabled: bool = True  # false: the study does not harmonize; the table holds the unadjusted features
 
 
 @dg.asset(group_name="modeling", kinds={"duckdb", "pandas"}, deps=[feature_matrix, patient_splits])
@@ -113,6 +114,10 @@ def harmonized_features(config: HarmonizationConfig, warehouse: WarehouseResourc
     matrix = warehouse.frame("SELECT * FROM feature_matrix").to_pandas().set_index("patient_key")
     roles = split_roles(warehouse, config.split, config.fold).reindex(matrix.index)
     columns = [c for c in feature_columns(matrix, RAD) + feature_columns(matrix, DL) if matrix.loc[roles == "train", c].nunique() > 1]
+    if not config.enabled:
+        with warehouse.connect() as con:
+            write_wide_table(con, "harmonized_features", matrix[["center", "cohort", "label", *columns]].reset_index())
+        return dg.MaterializeResult(metadata={"features": len(columns), "harmonization": "off (config harmonize: false)"})
     train = matrix.loc[roles == "train", [*columns, "center"]]
     small = undersized_batches(train["center"])
     if small:

@@ -14,6 +14,7 @@ from cssci_platform.resources.warehouse import WarehouseResource
 class ReportConfig(dg.Config):
     experiment: str = "demo"
     outcome: str | None = None  # the modelled outcome (a manifest outcome or study_outcome's); default: the split's
+    clinical_predictors: list[str] | None = None  # Table 1 and nomogram candidates; default: every clinical variable
 
 
 @dg.asset(group_name="reports", kinds={"html", "mlflow"},
@@ -33,7 +34,8 @@ def evaluation_report(context: dg.AssetExecutionContext, config: ReportConfig, c
         predictions=warehouse.frame("SELECT * FROM predictions" + ("" if multiclass else " WHERE signature <> 'CNN'")).to_pandas(),
         outcomes=warehouse.frame("SELECT patient_key, value AS label FROM outcomes WHERE outcome = ?", [outcome]).to_pandas(),
         models=warehouse.frame("SELECT * FROM trained_models").to_pandas(),
-        clinical=_clinical_wide(warehouse, spec), clinical_types={n: v.type for n, v in spec.clinical.items()},
+        clinical=_clinical_wide(warehouse, spec), clinical_types={n: v.type for n, v in spec.clinical.items()
+                                                                  if config.clinical_predictors is None or n in config.clinical_predictors},
         settings={}, gradcams=sorted(image_store.folder("gradcam").rglob("*.png")),
     )
     if inputs.models.empty:

@@ -141,7 +141,8 @@ def feature_chain(columns: list[str], settings: ChainSettings) -> list[tuple[str
     if any(c.startswith(DL) for c in columns):
         steps.append(("pca", ChannelPCA(settings.pca_components)))
     if settings.icc_table is not None:
-        steps.append(("icc", ICCFilter(settings.icc_table, settings.icc_threshold, missing="keep")))
+        icc_values = {str(k): float(v) for k, v in settings.icc_table["icc"].items()}  # plain dict: skops-serializable
+        steps.append(("icc", ICCFilter(icc_values, settings.icc_threshold, missing="keep")))
     steps.append(("zscore", ZScoreScaler()))
     if settings.rank_test:
         steps.append(("rank_test", RankTestFilter(settings.rank_alpha, on_constant="drop")))

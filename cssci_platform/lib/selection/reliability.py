@@ -9,7 +9,7 @@ two-way ANOVA without replication, exactly as ``pingouin.intraclass_corr`` (0.6 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, Self
 
 import numpy as np
@@ -162,7 +162,8 @@ class ICCFilter(ReportingSelector):
     """Keep features whose reliability passes: ``icc_table[statistic] >= threshold``.
 
     ``icc_table`` is the output of `icc` (choose the column with ``statistic``: ``"icc"``, or ``"ci_low"`` for
-    the stricter lower-confidence-bound rule) or a Series feature -> ICC. Needs named input (a DataFrame, or
+    the stricter lower-confidence-bound rule), a Series or a plain dict feature -> ICC (the dict form keeps a
+    fitted pipeline serializable with skops, which cannot store pandas objects). Needs named input (a DataFrame, or
     ``set_output(transform="pandas")`` upstream). Training columns absent from the table follow ``missing``:
     ``"error"`` (default), ``"keep"`` (e.g. deep or clinical columns that have no repeat segmentation) or
     ``"drop"``. A feature with an undefined (NaN) ICC fails. Uses no label, so it is leakage-free.
@@ -172,7 +173,7 @@ class ICCFilter(ReportingSelector):
 
     def __init__(
         self,
-        icc_table: pd.DataFrame | pd.Series | None = None,
+        icc_table: pd.DataFrame | pd.Series | Mapping[str, float] | None = None,
         threshold: float = 0.75,
         statistic: str = "icc",
         missing: Literal["error", "keep", "drop"] = "error",
@@ -216,6 +217,8 @@ class ICCFilter(ReportingSelector):
             if self.statistic not in table.columns:
                 raise ValueError(f"{self.step_name}: icc_table has no column {self.statistic!r}")
             table = table[self.statistic]
+        if isinstance(table, Mapping):
+            table = pd.Series(dict(table), dtype=np.float64)
         return table.astype(np.float64)
 
     def _missing_notes(self, names: np.ndarray, known: np.ndarray) -> list[str]:

@@ -37,7 +37,8 @@ def asset_configs(config: ExperimentConfig, study_run: str | None = None) -> dic
         "patient_splits": {"preset": config.split.preset, "seed": config.split.seed, "outcome": config.outcome.name},
         "feature_matrix": {"outcome": config.outcome.name, "backbones": list(deep.backbones), "network": "pretrained",
                            "clinical_predictors": models.clinical_predictors},
-        "harmonized_features": {"split": split_name(config), "fold": first_fold(config)},
+        "harmonized_features": {"split": split_name(config), "fold": first_fold(config),
+                                "enabled": config.harmonization.enabled},
         "trained_models": {
             "experiment": config.name, "signatures": models.signatures, "classifiers": list(models.classifiers),
             "modes": list(config.modes), "grid": models.grid, "cv_folds": models.cv_folds, "split": split_name(config),
@@ -48,7 +49,8 @@ def asset_configs(config: ExperimentConfig, study_run: str | None = None) -> dic
             "lasso_rule": selection.lasso_rule, "pca_components": selection.pca_components, "seed": models.seed,
             "label_rule": "above_training_mean" if config.outcome.rule == "change_above_mean" else "fixed",
             "study_run": study_run},
-        "evaluation_report": {"experiment": config.name, "outcome": config.outcome.name},
+        "evaluation_report": {"experiment": config.name, "outcome": config.outcome.name,
+                              "clinical_predictors": models.clinical_predictors},
         "prospective_predictions": {"experiment": config.name},
         "validation_metrics": {"experiment": config.name},
     }
