@@ -330,3 +330,16 @@ def test_multiclass_figures_have_declared_sizes() -> None:
     assert png_size(stacked_importance_figure([f"f{i}" for i in range(30)], importance, CLASSES, top_n=10)) == (750, 460)
     with pytest.raises(ValueError, match="30 features x 4 groups"):
         stacked_importance_figure([f"f{i}" for i in range(30)], importance, CLASSES[:4])
+
+
+def test_methods_describe_the_chain_that_was_configured():
+    from cssci_platform.lib.report.study import _chain_steps
+
+    ianr = {"harmonize": "True", "icc_threshold": "0.75", "rank_test": "False", "spearman_threshold": "None",
+            "mrmr_k": "None", "lasso": "True", "cv_folds": "10", "pca_components": "32"}
+    assert _chain_steps(ianr) == ["harmonized across centers with ComBat", "deep features reduced by per-channel PCA (32 components)",
+                                  "kept when ICC(3,1) between repeat segmentations was &gt;= 0.75", "z-scored",
+                                  "filtered by LASSO (10-fold CV)"]
+    default = _chain_steps({})
+    assert default[-1] == ("filtered by Mann-Whitney U / Kruskal-Wallis (p &lt; 0.05), Spearman redundancy (|rho| &gt; 0.9), "
+                           "mRMR (k = 20) and LASSO (10-fold CV)")

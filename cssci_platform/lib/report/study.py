@@ -155,16 +155,32 @@ def _chain_methods(inputs: ReportInputs) -> str:
     s, models = inputs.settings, inputs.models
     signatures = ", ".join(sorted(models["signature"].unique()))
     classifiers = ", ".join(sorted(models["classifier"].unique()))
-    return (
-        f"Patients were split by the stored split {html.escape(str(models['split'].iloc[0]))} (prospective patients form the "
-        f"validation cohort). Within each training set, features were harmonized across centers with ComBat"
-        f"{'' if str(s.get('harmonize', True)) != 'False' else ' (disabled)'}, deep features reduced by per-channel PCA "
-        f"({s.get('pca_components', 32)} components), z-scored, filtered by Mann-Whitney U / Kruskal-Wallis "
-        f"(p &lt; {s.get('rank_alpha', 0.05)}), Spearman redundancy (|rho| &gt; {s.get('spearman_threshold', 0.9)}), mRMR "
-        f"(k = {s.get('mrmr_k', 20)}) and LASSO ({s.get('cv_folds', 10)}-fold CV). Signatures {signatures} were modelled with "
-        f"{classifiers}; hyper-parameters came from stratified {s.get('cv_folds', 10)}-fold cross-validation on training "
-        "patients only"
-    )
+    split = (f"Patients were split by the stored split {html.escape(str(models['split'].iloc[0]))} (prospective patients form "
+             "the validation cohort). ")
+    tuning = (f"Signatures {signatures} were modelled with {classifiers}; hyper-parameters came from stratified "
+              f"{s.get('cv_folds', 10)}-fold cross-validation on training patients only")
+    if set(models["signature"]) <= {"Clinical"}:
+        return split + "Within each training set, clinical factors were median-imputed and standardised. " + tuning
+    return split + f"Within each training set, features were {', '.join(_chain_steps(s))}. " + tuning
+
+
+def _chain_steps(s: dict) -> list[str]:
+    """The selection chain as logged with the models (MLflow params are strings; absent = the default)."""
+    def on(key: str, default: str) -> bool:
+        return str(s.get(key, default)) not in ("False", "None", "none", "")
+
+    steps = ["harmonized across centers with ComBat" + ("" if on("harmonize", "True") else " (disabled)"),
+             f"deep features reduced by per-channel PCA ({s.get('pca_components', 32)} components)"]
+    if on("icc_threshold", "None"):
+        steps.append(f"kept when ICC(3,1) between repeat segmentations was &gt;= {s.get('icc_threshold')}")
+    steps.append("z-scored")
+    filters = [f"Mann-Whitney U / Kruskal-Wallis (p &lt; {s.get('rank_alpha', 0.05)})"] if on("rank_test", "True") else []
+    filters += [f"Spearman redundancy (|rho| &gt; {s.get('spearman_threshold', 0.9)})"] if on("spearman_threshold", "0.9") else []
+    filters += [f"mRMR (k = {s.get('mrmr_k', 20)})"] if on("mrmr_k", "20") else []
+    filters += [f"LASSO ({s.get('cv_folds', 10)}-fold CV)"] if on("lasso", "True") else []
+    if filters:
+        steps.append("filtered by " + (", ".join(filters[:-1]) + " and " + filters[-1] if len(filters) > 1 else filters[0]))
+    return steps
 
 
 def _table_one(inputs: ReportInputs, classes: list[str] | None = None) -> str:
