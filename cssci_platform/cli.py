@@ -25,7 +25,9 @@ HOME_OPTION = typer.Option(Path(".cssci"), "--home", envvar="CSSCI_HOME", help="
 @app.command("demo-data")
 def demo_data(
     out: Path = typer.Argument(..., help="Folder to write the synthetic cohort into."),
-    variant: str = typer.Option("sci", help="'sci' (cervical cord injury, binary outcome) or 'metastasis' (multiclass primary site)."),
+    variant: str = typer.Option("sci", help="'sci' (cervical cord injury) or 'metastasis' (multiclass primary site)."),
+    protocol: str = typer.Option("demo", help="sci only: 'demo' (binary good outcome), 'ianr' (six planes, dl_rect ROI, "
+                                 "IANR-SCIFRS score) or 'upper_limb' (sagittal T2, UEMS at admission and one year)."),
     patients: int = typer.Option(120, help="Development patients (metastasis: all patients)."),
     prospective: int = typer.Option(30, help="Prospective patients (sci only); their outcomes go to followup/outcomes.csv."),
     seed: int = typer.Option(7, help="Random seed; the same seed writes the same cohort."),
@@ -35,7 +37,9 @@ def demo_data(
 
     started = time.perf_counter()
     if variant == "sci":
-        manifest = write_sci_cohort(out, n_development=patients, n_prospective=prospective, seed=seed)
+        if protocol not in ("demo", "ianr", "upper_limb"):
+            raise typer.BadParameter("choose 'demo', 'ianr' or 'upper_limb'", param_hint="--protocol")
+        manifest = write_sci_cohort(out, n_development=patients, n_prospective=prospective, seed=seed, protocol=protocol)
     elif variant == "metastasis":
         manifest = write_metastasis_cohort(out, n_patients=patients, seed=seed)
     else:

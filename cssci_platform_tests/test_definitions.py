@@ -4,7 +4,7 @@ import pytest
 from cssci_platform.definitions import defs
 
 EXPECTED_ASSETS = {"cohort_manifest", "patient_scans", "preprocessed_channels", "radiomics_features", "roi_slices",
-                   "patient_splits", "fine_tuned_backbones", "center_embeddings", "feature_matrix", "feature_reliability",
+                   "study_outcome", "patient_splits", "fine_tuned_backbones", "center_embeddings", "feature_matrix", "feature_reliability",
                    "harmonized_features", "trained_models", "model_results", "predictions", "prospective_predictions",
                    "followup_outcomes", "validation_metrics", "evaluation_report"}
 BLOCKING_CHECKS = {
