@@ -56,7 +56,7 @@ def ingest(
     """Validate a cohort manifest, register its patients as partitions and materialize every patient."""
     runner.configure_environment(home, manifest)
     _ingest_with_progress(manifest, workers)
-    _summary(home)
+    _summary(home, larger_cohort_hint=None)
 
 
 @app.command()
@@ -120,7 +120,11 @@ def _run_config(name_or_path: str, overrides: list[str], home: Path | None, work
     for (name, at), (_, until) in zip(stages, [*stages[1:], ("end", time.perf_counter())]):
         console.print(f"{until - at:7.1f} s  {name}")
     console.print(f"{time.perf_counter() - started:7.1f} s  total")
-    _summary(result.home)
+    hint = None
+    if experiment.cohort.synthetic is not None:
+        hint = ("cssci demo --patients 200" if name_or_path == "demo"
+                else f"cssci run --config {name_or_path} --set cohort.synthetic.patients=200")
+    _summary(result.home, hint)
     console.print(f"study run: {result.study_run_id} (MLflow experiment '{experiment.name}')")
     if result.report:
         console.print(f"report: {result.report}")
@@ -189,7 +193,7 @@ def report(home: Path = HOME_OPTION, experiment: str = typer.Option("demo", help
     _write_report(experiment)
 
 
-def _summary(home: Path) -> None:
+def _summary(home: Path, larger_cohort_hint: str | None) -> None:
     from cssci_platform.lib.warehouse import connect
 
     warehouse = Path(os.environ["CSSCI_WAREHOUSE"])
@@ -222,7 +226,8 @@ def _summary(home: Path) -> None:
             models.add_row(signature, name, str(version), f"{cv_auc:.3f}", "-" if test_auc is None else f"{test_auc:.3f}",
                            "-" if test_n is None else f"{test_n:.0f}")
         console.print(models)
-        console.print("A demo-sized test set gives wide AUC intervals; run `cssci demo --patients 200` for stabler figures.")
+        if larger_cohort_hint:
+            console.print(f"A small synthetic test set gives wide AUC intervals; run `{larger_cohort_hint}` for stabler figures.")
     console.print(f"QC errors: {len(issues)}" + ("  (details: cssci qc)" if issues else ""))
     for key, stage, code, message in issues:
         console.print(f"[red]QC[/] {key} [{stage}/{code}] {message}")
