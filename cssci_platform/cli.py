@@ -11,10 +11,11 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 from cssci_platform import runner
-from cssci_platform.lib.study_config import ConfigError
+from cssci_platform.lib.study_config import ConfigError, config_notes
 
 app = typer.Typer(help="Spine MRI prognosis platform: cohorts, features and models on Dagster + DuckDB.", no_args_is_help=True)
 console = Console()
@@ -99,6 +100,8 @@ def _run_config(name_or_path: str, overrides: list[str], home: Path | None, work
     experiment = _load_or_exit(name_or_path, overrides)
     mlflow_uri = None if home else shared_mlflow_uri()  # default homes share .cssci/mlflow.db; an explicit home keeps its own
     home = home or default_home(experiment)
+    for note in config_notes(experiment):
+        console.print(f"[yellow]note[/] {note}")
     if experiment.deep.weights == "none" and (experiment.deep.backbones or experiment.deep.fine_tuning):
         console.print("[yellow]deep.weights 'none'[/]: networks start from random weights, as asked. For transfer learning put "
                       "the torchvision ImageNet checkpoint in $TORCH_HOME/hub/checkpoints and set deep.weights: imagenet.")
@@ -365,6 +368,8 @@ def config_validate(
             if problems:
                 raise ConfigError(f"{name} (against its cohort)", problems)
             console.print(f"[green]valid[/] {name} ({experiment.name})")
+            for note in config_notes(experiment):
+                console.print(f"  [yellow]note[/] {note}")
         except (ConfigError, ManifestError) as error:
             failed += 1
             console.print(f"[red]{error}[/]")
@@ -396,14 +401,30 @@ def compare(
         started = time.strftime("%Y-%m-%d %H:%M", time.localtime(study.info.start_time / 1000))
         console.print(f"{label} = {text}: study run {study.info.run_id} (config {study.data.tags.get('config_name')}, {started})")
     table_frame = compare_runs(frames[0], frames[1], "A", "B")
-    table = Table(*table_frame.columns, title=f"{run_a} (A) vs {run_b} (B)")
-    for row in table_frame.itertuples(index=False):
-        table.add_row(*[_cell(v, c) for v, c in zip(row, table_frame.columns)])
-    console.print(table)
+    console.print(_comparison_table(table_frame, f"{run_a} (A) vs {run_b} (B)"))
     console.print("Point estimates from each run's MLflow metrics; the CIs and DeLong tests are in each run's report.")
     if csv is not None:
         table_frame.to_csv(csv, index=False)
         console.print(f"written {csv}")
+
+
+def _comparison_table(frame, title: str) -> Table:
+    """One row per model when that fits the terminal; otherwise one row per model and metric (A, B, B-A)."""
+    wide = Table(*frame.columns, title=title)
+    for row in frame.itertuples(index=False):
+        wide.add_row(*[_cell(v, c) for v, c in zip(row, frame.columns)])
+    if Measurement.get(console, console.options.update(max_width=10_000), wide).maximum <= console.width:
+        return wide
+    keys = [c for c in frame.columns if not c.endswith((" A", " B", " B-A"))]
+    metrics = [c[:-2] for c in frame.columns if c.endswith(" A")]
+    long = Table(*keys, "metric", "A", "B", "B-A", title=title)
+    for _, row in frame.iterrows():
+        for index, metric in enumerate(metrics):
+            delta = row.get(f"{metric} B-A")
+            long.add_row(*[str(row[k]) if index == 0 else "" for k in keys], metric, _cell(row[f"{metric} A"], f"{metric} A"),
+                         _cell(row[f"{metric} B"], f"{metric} B"), "" if delta is None else _cell(delta, f"{metric} B-A"),
+                         end_section=index == len(metrics) - 1)
+    return long
 
 
 def _cell(value: object, column: str) -> str:

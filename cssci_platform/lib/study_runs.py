@@ -96,8 +96,9 @@ def model_metrics(tracking_uri: str, study: Run, mode: str | None) -> pd.DataFra
 
 
 def compare_runs(left: pd.DataFrame, right: pd.DataFrame, left_name: str, right_name: str) -> pd.DataFrame:
-    """Models of both runs side by side (matched on model name and, when both hold several, mode and fold)."""
-    keys = ["model"] + [k for k in ("mode", "fold") if left[k].nunique() > 1 and right[k].nunique() > 1]
+    """Models of both runs side by side, matched on model name and, when either run holds several, mode and fold
+    (two single-mode selections such as `demo:leakage_safe` vs `demo:paper_faithful` match on the model alone)."""
+    keys = ["model"] + [k for k in ("mode", "fold") if left[k].nunique() > 1 or right[k].nunique() > 1]
     metrics = [key for _, key in COMPARED_METRICS if left[key].notna().any() or right[key].notna().any()]
     merged = left[[*keys, *metrics]].merge(right[[*keys, *metrics]], on=keys, how="outer", suffixes=(" A", " B"))
     labels = {key: label for label, key in COMPARED_METRICS}

@@ -139,3 +139,16 @@ def test_clinical_and_combined_are_logistic_regressions_and_impute_missing_value
         assert model.spec.classifier == "LR"
         assert model.metrics["test"]["auc"] > 0.7, (signature.name, model.metrics["test"])
     assert model.pipeline.named_steps["clf"].rad_score(matrix.drop(columns=["center", "cohort", "label"]).assign(center="C0")).shape == (100,)
+
+
+def test_without_rank_test_and_spearman_the_two_modes_fit_the_same_model() -> None:
+    """What `config_notes` tells IANR-style configs (ICC -> z-score -> LASSO): paper_faithful has nothing to leak."""
+    matrix = cohort_matrix(5, n=80, p=60, signal=0.8)
+    roles = holdout_roles(matrix, 5)
+    settings = ChainSettings(harmonize=False, rank_test=False, spearman_threshold=None, mrmr_k=None, lasso_cv=5, seed=5)
+    safe, faithful = (train_signature(matrix, roles, Signature("rad"), ["LR"], mode, ["0", "1"], settings, cv_folds=5)[0]
+                      for mode in ("leakage_safe", "paper_faithful"))
+    assert faithful.input_columns == safe.input_columns
+    assert faithful.metrics["test"]["auc"] == safe.metrics["test"]["auc"] and faithful.cv_score_mean == safe.cv_score_mean
+    probabilities = [m.predictions.sort_values(["patient_key", "class_label"])["probability"].to_numpy() for m in (safe, faithful)]
+    np.testing.assert_array_equal(*probabilities)

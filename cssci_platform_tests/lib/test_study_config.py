@@ -16,6 +16,7 @@ from cssci_platform.lib.study_config import (
     asset_configs,
     cohort_problems,
     cohort_spec,
+    config_notes,
     dump_config,
     load_config,
     parse_config,
@@ -179,3 +180,11 @@ def test_definitions_load_with_each_protocol_as_the_active_experiment(name, tmp_
                                capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert completed.stdout.split()[0] == "11"
+
+
+def test_notes_flag_a_paper_faithful_mode_with_nothing_to_leak():
+    [note] = config_notes(load_config("cervical_sci_ianr"))  # ICC -> z-score -> LASSO: no whole-cohort filter
+    assert note.startswith("modes: paper_faithful") and "same models" in note
+    assert config_notes(load_config("cervical_sci_upper_limb")) == []
+    assert config_notes(load_config("cervical_sci_ianr", ["modes=[leakage_safe]"])) == []
+    assert config_notes(load_config("demo", ["selection.rank_test=false", "selection.spearman_threshold=null"]))

@@ -4,6 +4,7 @@ from cssci_platform.lib.study_config.loading import (
     ConfigError,
     cohort_problems,
     cohort_spec,
+    config_notes,
     dump_config,
     load_config,
     parse_config,
@@ -13,5 +14,5 @@ from cssci_platform.lib.study_config.loading import (
 from cssci_platform.lib.study_config.model import ExperimentConfig
 from cssci_platform.lib.study_config.run_config import asset_configs, first_fold, run_config, split_name
 
-__all__ = ["ConfigError", "ExperimentConfig", "asset_configs", "cohort_problems", "cohort_spec", "dump_config", "first_fold", "load_config",
+__all__ = ["ConfigError", "ExperimentConfig", "asset_configs", "cohort_problems", "cohort_spec", "config_notes", "dump_config", "first_fold", "load_config",
            "parse_config", "resolve_config_path", "run_config", "shipped_configs", "split_name"]

@@ -126,6 +126,17 @@ def cohort_problems(config: ExperimentConfig, spec: CohortSpec) -> list[str]:
     return problems
 
 
+def config_notes(config: ExperimentConfig) -> list[str]:
+    """Valid but worth knowing before a long run: settings that make part of the work give no new information."""
+    notes: list[str] = []
+    selection = config.selection
+    if "paper_faithful" in config.modes and not selection.rank_test and selection.spearman_threshold is None:
+        notes.append("modes: paper_faithful differs from leakage_safe by the rank test and Spearman filter it runs on the "
+                     "whole development cohort, and by a Youden threshold re-picked on each cohort; this selection chain has "
+                     "neither filter, so both modes fit the same models (same AUCs) and only threshold metrics differ")
+    return notes
+
+
 def _unknown(key: str, asked: list[str], declared: list[str]) -> list[str]:
     missing = [a for a in asked if a not in declared]
     return [f"{key}: {missing} not declared in the manifest (declared: {declared})"] if missing else []
