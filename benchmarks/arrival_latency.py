@@ -368,7 +368,7 @@ def sizes(home: Home) -> dict:
 
 # ------------------------------------------------------------------------------------------------ report
 def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
                 if line.startswith("model name")), platform.processor())
     import duckdb
     import mlflow
@@ -475,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     print(report["uptime_end"])
     print(f"wall {report['wall_s']:.0f} s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2, default=str))
+    args.out.write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
     print(f"figures: {args.out}")
     return 0
 

@@ -208,7 +208,7 @@ def busiest_processes(count: int = 5) -> list[str]:
 
 
 def machine(device: torch.device) -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
                 if line.startswith("model name")), platform.processor())
     info = {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(), "torch": torch.__version__,
             "torchvision": torchvision.__version__, "torch_num_threads": torch.get_num_threads(),
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> None:
               + f" | {r['ratio_ours_vs_bare']:.3f}x | {r['median_paired_ratio_vs_bare']['ours']:.3f}x |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"machine": info, "command": " ".join(sys.argv), "inputs": "seeded randn",
-                                    "weights": "none", "results": results}, indent=2, default=_jsonable))
+                                    "weights": "none", "results": results}, indent=2, default=_jsonable), encoding="utf-8")
     print(f"figures written to {args.out} (load average at end {info['load_avg_at_end'][0]:.2f})")
 
 

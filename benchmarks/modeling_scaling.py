@@ -357,7 +357,7 @@ def _shape(matrix: pd.DataFrame, roles: pd.Series) -> dict:
 def _machine() -> dict:
     from threadpoolctl import threadpool_info
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
                 if line.startswith("model name")), platform.processor())
     import lightgbm
     import sklearn
@@ -411,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     result["uptime_end"], result["wall_s"] = _uptime(), time.perf_counter() - started
     print(f"{result['uptime_end']}\nwall {result['wall_s']:.1f} s", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1, default=float))
+    args.out.write_text(json.dumps(result, indent=1, default=float), encoding="utf-8")
     print(f"written {args.out}")
     return 0
 

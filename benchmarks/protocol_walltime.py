@@ -40,7 +40,7 @@ def run_protocol(name: str, overrides: list[str], workers: int, work: Path) -> d
     load_before, started = os.getloadavg(), time.perf_counter()
     completed = subprocess.run(command, env=env, capture_output=True, text=True, encoding="utf-8", cwd=work)
     wall = time.perf_counter() - started
-    (work / f"{name}.log").write_text(completed.stdout + "\n--- stderr ---\n" + completed.stderr)
+    (work / f"{name}.log").write_text(completed.stdout + "\n--- stderr ---\n" + completed.stderr, encoding="utf-8")
     stages = {m.group(2).strip(): float(m.group(1)) for line in completed.stdout.splitlines() if (m := STAGE_LINE.match(line))}
     return {"protocol": name, "exit_code": completed.returncode, "wall_s": round(wall, 1), "stages_s": stages,
             "load_before": load_before, "load_after": os.getloadavg(), "command": " ".join(command[1:])}
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name} ...", flush=True)
         results.append(run_protocol(name, args.overrides, args.workers, WORK))
         print(json.dumps(results[-1], indent=1), flush=True)
-        args.out.write_text(json.dumps({"machine": machine, "overrides": args.overrides, "results": results}, indent=1))
+        args.out.write_text(json.dumps({"machine": machine, "overrides": args.overrides, "results": results}, indent=1), encoding="utf-8")
 
 
 if __name__ == "__main__":

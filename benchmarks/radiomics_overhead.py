@@ -130,7 +130,7 @@ def time_parallel(cases: list[RadiomicsCase], params_path: Path, workers: int, r
 
 
 def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
                 if line.startswith("model name")), platform.processor())
     return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
             "extractor": extractor_version(), "load_avg_at_start": os.getloadavg()}
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     info["load_avg_at_end"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"machine": info, "command": " ".join(sys.argv), "profile": args.profile,
-                                    "per_case": rows, "overhead": summary, "parallel": parallel}, indent=2))
+                                    "per_case": rows, "overhead": summary, "parallel": parallel}, indent=2), encoding="utf-8")
     print(f"figures written to {args.out}")
 
 

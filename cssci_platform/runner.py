@@ -34,9 +34,9 @@ def configure_environment(home: Path, manifest: Path | None = None) -> dict[str,
     if manifest is not None:
         values["CSSCI_MANIFEST"] = str(manifest.resolve())
         home.mkdir(parents=True, exist_ok=True)
-        remembered.write_text(values["CSSCI_MANIFEST"])
+        remembered.write_text(values["CSSCI_MANIFEST"], encoding="utf-8")
     elif not os.environ.get("CSSCI_MANIFEST") and remembered.exists():
-        values["CSSCI_MANIFEST"] = remembered.read_text().strip()
+        values["CSSCI_MANIFEST"] = remembered.read_text(encoding="utf-8").strip()
     experiment = home / "experiment.yaml"  # written by `cssci run`: the jobs' defaults in the UI
     if not os.environ.get("CSSCI_EXPERIMENT_CONFIG") and experiment.exists():
         values["CSSCI_EXPERIMENT_CONFIG"] = str(experiment)

@@ -89,7 +89,7 @@ def activate(config: ExperimentConfig, home: Path, manifest: Path, mlflow_uri: s
         os.environ["CSSCI_MLFLOW_URI"] = mlflow_uri
     runner.configure_environment(home, manifest)
     path = home.resolve() / "experiment.yaml"
-    path.write_text(dump_config(config))
+    path.write_text(dump_config(config), encoding="utf-8")
     os.environ[EXPERIMENT_ENV] = str(path)
     from cssci_platform.defs.experiment_jobs import active_experiment
 
@@ -111,7 +111,7 @@ def run_study(config: ExperimentConfig, home: Path, workers: int = 2, progress: 
     home = home.resolve()
     manifest = prepare_cohort(config, home, progress)
     check_cohort(config, manifest)
-    config_yaml = activate(config, home, manifest, mlflow_uri).read_text()
+    config_yaml = activate(config, home, manifest, mlflow_uri).read_text(encoding="utf-8")
     tracking = TrackingConfig(os.environ["CSSCI_MLFLOW_URI"], config.name)
     study_run = start_study_run(tracking, config_yaml, _flat(config.model_dump(mode="json")), {
         "config_name": config.name, "config_sha256": hashlib.sha256(config_yaml.encode()).hexdigest(),

@@ -49,7 +49,7 @@ def check_study_run(mlflow_uri: str, experiment: str, home: Path) -> None:
     models = client.search_runs([study.info.experiment_id], f"tags.`cssci.study_run` = '{study.info.run_id}'")
     assert len(models) == len(query(home, "SELECT * FROM trained_models")) > 0
     report = home / "image_store" / "reports" / f"{experiment}.html"
-    assert report.exists() and "http://" not in report.read_text() and "https://" not in report.read_text()
+    assert report.exists() and "http://" not in report.read_text(encoding="utf-8") and "https://" not in report.read_text(encoding="utf-8")
 
 
 def truth(home: Path) -> pd.DataFrame:

@@ -165,7 +165,7 @@ def _read_spec(path: Path) -> CohortSpec:
     if not path.is_file():
         raise ManifestError(path, ["cohort manifest not found; pass the path of your cohort.yaml"])
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
         raise ManifestError(path, [f"not valid YAML: {error}"]) from None
     if not isinstance(raw, dict):

@@ -117,7 +117,7 @@ def _arrival(cohort: Cohort, folder: Path, stable_seconds: float, now: float) ->
 
 def read_arrival_row(path: Path) -> dict[str, str | None]:
     if path.suffix == ".json":
-        raw = json.loads(path.read_text())
+        raw = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(raw, dict):
             raise ValueError("expected one JSON object (column -> value)")
         return {str(k): None if v is None else str(v) for k, v in raw.items()}

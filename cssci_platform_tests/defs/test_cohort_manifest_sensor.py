@@ -50,9 +50,9 @@ def test_a_new_center_in_the_manifest_becomes_a_new_centers_partition(platform: 
     first = _tick(platform, None)
     _apply_partition_requests(platform, first)
     spec_path = platform.manifest
-    spec = yaml.safe_load(spec_path.read_text())
+    spec = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
     spec["centers"].append("center_D")
-    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
     table_path = platform.manifest.parent / "patients.csv"
     table = pl.read_csv(table_path, infer_schema=False)
     newcomer = table.head(1).with_columns(patient_id=pl.lit("SCI-D-0001"), center=pl.lit("center_D"))

@@ -111,7 +111,7 @@ def test_split_matrix_icc_harmonization_zoo_and_champions(platform: dict) -> Non
     assert report.success
     [event] = report.get_asset_materialization_events()
     metadata = event.event_specific_data.materialization.metadata
-    html = Path(metadata["report"].value).read_text()
+    html = Path(metadata["report"].value).read_text(encoding="utf-8")
     for section in ("Table 1", "Test", "ROC curves", "DeLong comparisons", "Calibration and decision curves", "Nomogram", "SHAP summary",
                     "leakage_safe vs paper_faithful", "Rad_LR", "data:image/png;base64,"):
         assert section in html, section

@@ -89,8 +89,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hospital]:
     """A small study trained once: 24 development patients, features, embeddings, champions in MLflow."""
     root = tmp_path_factory.mktemp("hospital")
     write_sci_cohort(root / "cohort", n_development=24, n_prospective=0, seed=13, second_rater_fraction=0)
-    spec = yaml.safe_load((root / "cohort" / "cohort.yaml").read_text())
-    (root / "cohort" / "cohort.yaml").write_text(yaml.safe_dump({**spec, "inbox": "inbox"}, sort_keys=False))
+    spec = yaml.safe_load((root / "cohort" / "cohort.yaml").read_text(encoding="utf-8"))
+    (root / "cohort" / "cohort.yaml").write_text(yaml.safe_dump({**spec, "inbox": "inbox"}, sort_keys=False), encoding="utf-8")
     write_sci_cohort(root / "source", n_development=1, n_prospective=3, seed=14)
     with dg.instance_for_test() as instance:
         hospital = Hospital(root, instance)
@@ -192,6 +192,6 @@ def test_cssci_predict_scores_one_patient_folder_outside_dagster(trained: Hospit
     assert {score.signature: version for score, _, version in result.scores} == champions
     assert all(abs(sum(score.probabilities.values()) - 1) < 1e-9 for score, _, _ in result.scores)
     assert result.gradcams == [] and "no fine-tuned network" in result.notes[0]
-    (folder / "patient.csv").write_text("patient_id,center\nWALKIN-01,center_A\n")
+    (folder / "patient.csv").write_text("patient_id,center\nWALKIN-01,center_A\n", encoding="utf-8")
     with pytest.raises(PredictionError, match="required column"):
         predict_patient_dir(folder, trained.cohort_dir / "cohort.yaml", trained.warehouse, tracking, tmp_path / "out")

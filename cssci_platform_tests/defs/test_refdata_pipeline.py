@@ -29,7 +29,7 @@ pytestmark = pytest.mark.refdata
 def _write_manifest(folder: Path, data_root: Path, centers: list[str], sequence: str, roi: str, rows: list[dict]) -> Path:
     spec = {"manifest_version": 1, "name": "refdata", "table": "patients.csv", "data_root": str(data_root),
             "centers": centers, "sequences": [sequence], "rois": [roi], "mask_label": 1}
-    (folder / "cohort.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    (folder / "cohort.yaml").write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
     pl.DataFrame(rows).write_csv(folder / "patients.csv")
     return folder / "cohort.yaml"
 

@@ -46,9 +46,9 @@ def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tests use the generator's lung, kidney, breast, thyroid, prostate)."""
     folder = tmp_path_factory.mktemp("metastasis_cohort")
     path = write_metastasis_cohort(folder, n_patients=60, seed=7)
-    spec = yaml.safe_load(path.read_text())
+    spec = yaml.safe_load(path.read_text(encoding="utf-8"))
     spec["outcomes"]["primary_site"]["levels"] = CLASSES
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
     table = pl.read_csv(folder / "patients.csv", infer_schema_length=0)
     prospective = set(table["patient_id"].sort()[-N_PROSPECTIVE:])
     table.with_columns(cohort=pl.when(pl.col("patient_id").is_in(prospective)).then(pl.lit("prospective"))
@@ -124,7 +124,7 @@ def test_multiclass_report_compares_the_expert_features_champion_with_the_cnn(pl
     [event] = report.get_asset_materialization_events()
     metadata = event.event_specific_data.materialization.metadata
     assert metadata["layout"].value == "multiclass"
-    html = Path(metadata["report"].value).read_text()
+    html = Path(metadata["report"].value).read_text(encoding="utf-8")
     body = html.split("<body>")[1]
     for section in (f"Multiclass outcome: {', '.join(CLASSES)}", "Table 1: by outcome class",
                     "<h3>Test</h3>", "<h3>Validation (prospective)</h3>", "Top-1 accuracy (95% CI)", "Top-3 accuracy (95% CI)",

@@ -198,11 +198,11 @@ def tiny_cohort(tmp_path: Path) -> Callable[..., TinyCohort]:
         if table_format == "parquet" and yaml_text is None:
             spec["table"] = "patients.parquet"
         manifest = root / "cohort.yaml"
-        manifest.write_text(yaml_text if yaml_text is not None else yaml.safe_dump(spec, sort_keys=False))
+        manifest.write_text(yaml_text if yaml_text is not None else yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
         table = root / str(spec.get("table", "patients.csv"))
         cols = [c for c in (columns if columns is not None else _union_columns(rows)) if c not in drop_columns]
         if table_text is not None:
-            table.write_text(table_text)
+            table.write_text(table_text, encoding="utf-8")
         elif table_format == "parquet":
             frame = pl.DataFrame({c: [r.get(c) for r in rows] for c in cols}, schema={c: pl.String for c in cols})
             frame.write_parquet(table)

@@ -402,14 +402,14 @@ def test_line_numbers_are_file_lines(tiny_cohort):
     cohort = tiny_cohort(rows, write_files=False).load()
     assert [r.line for r in cohort.patients.values()] == [2, 3, 4, 5, 6, 7]
     assert [(i.patient_key, i.line) for i in cohort.issues] == [("P005", 6)]
-    header = cohort.manifest_path.parent.joinpath("patients.csv").read_text().splitlines()
+    header = cohort.manifest_path.parent.joinpath("patients.csv").read_text(encoding="utf-8").splitlines()
     assert header[5].startswith("P005,")
 
 
 def test_line_numbers_survive_a_blank_line(tiny_cohort):
     cohort = tiny_cohort(write_files=False)
-    lines = cohort.table.read_text().splitlines()
-    cohort.table.write_text("\n".join(lines[:2] + [""] + lines[2:]) + "\n")  # blank line 3
+    lines = cohort.table.read_text(encoding="utf-8").splitlines()
+    cohort.table.write_text("\n".join(lines[:2] + [""] + lines[2:]) + "\n", encoding="utf-8")  # blank line 3
     loaded = cohort.load()
     assert {k: r.line for k, r in loaded.patients.items()} == {"P001": 2, "P002": 4, "P003": 5}
     assert [(i.line, i.code) for i in loaded.unkeyed_issues] == [(3, "invalid_patient_id")]

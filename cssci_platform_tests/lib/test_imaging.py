@@ -211,7 +211,7 @@ def test_folder_without_dicom_series(tmp_path, content):
     folder = tmp_path / "series"
     folder.mkdir()
     if content:
-        (folder / content).write_text("no dicom here")
+        (folder / content).write_text("no dicom here", encoding="utf-8")
     error = read_error(folder)
     assert error.reason == "folder holds no DICOM series"
     assert "DICOM series folder" in error.fix

@@ -131,7 +131,7 @@ def fitted(cohort) -> dict[str, Pipeline]:
 def runs(store, cohort, fitted, tmp_path_factory) -> dict[str, LoggedRun]:
     X, _ = cohort
     params_file = tmp_path_factory.mktemp("params") / "radiomics_params.yaml"
-    params_file.write_text("setting:\n  binWidth: 25\n")
+    params_file.write_text("setting:\n  binWidth: 25\n", encoding="utf-8")
     split = pl.DataFrame({
         "split": ["holdout"] * 3,
         "fold": ["holdout"] * 3,
@@ -169,9 +169,9 @@ def test_logged_run_holds_params_metrics_tags_and_artifacts(store, runs, tmp_pat
             "params/radiomics.yaml"} <= listed
     folder = Path(client.download_artifacts(run.info.run_id, "", dst_path=str(tmp_path)))
     assert pl.read_csv(folder / "splits/split.csv")["role"].to_list() == ["train", "train", "test"]
-    assert [r["step"] for r in json.loads((folder / "selection/reports.json").read_text())] == ["zscore"]
-    assert json.loads((folder / "selection/selected_features.json").read_text()) == FEATURES[:2]
-    assert (folder / "params/radiomics.yaml").read_text() == "setting:\n  binWidth: 25\n"
+    assert [r["step"] for r in json.loads((folder / "selection/reports.json").read_text(encoding="utf-8"))] == ["zscore"]
+    assert json.loads((folder / "selection/selected_features.json").read_text(encoding="utf-8")) == FEATURES[:2]
+    assert (folder / "params/radiomics.yaml").read_text(encoding="utf-8") == "setting:\n  binWidth: 25\n"
 
 
 def test_logged_model_round_trips_with_signature_and_requirements(store, runs, fitted, cohort, monkeypatch):
@@ -185,12 +185,12 @@ def test_logged_model_round_trips_with_signature_and_requirements(store, runs, f
     assert logged_model.source_run_id == runs["weak"].run_id and logged_model.status == LoggedModelStatus.READY
     assert {"test_auc", "cv_auc_mean"} <= {m.key for m in logged_model.metrics}
     model_dir = Path(logged_model.artifact_location.removeprefix("file://"))
-    mlmodel = yaml.safe_load((model_dir / "MLmodel").read_text())
+    mlmodel = yaml.safe_load((model_dir / "MLmodel").read_text(encoding="utf-8"))
     assert mlmodel["flavors"]["sklearn"]["serialization_format"] == "skops"
     assert "cssci_platform.lib.selection.scaling.ZScoreScaler" in mlmodel["flavors"]["sklearn"]["skops_trusted_types"]
     signature = mlflow.models.Model.load(str(model_dir / "MLmodel")).signature
     assert signature.inputs.input_names() == [*FEATURES, "center"] and signature.outputs is not None
-    requirements = (model_dir / "requirements.txt").read_text()
+    requirements = (model_dir / "requirements.txt").read_text(encoding="utf-8")
     assert "cssci-platform==" in requirements and "scikit-learn==" in requirements and "skops==" in requirements
 
     monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")

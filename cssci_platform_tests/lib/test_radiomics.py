@@ -102,20 +102,20 @@ def test_params_hash_is_stable_and_tracks_the_yaml_text(tmp_path: Path) -> None:
     assert first.name == "default" and first.path is not None and first.settings["binWidth"] == 0.02
 
     copy = tmp_path / "mine.yaml"
-    copy.write_text(first.text)
+    copy.write_text(first.text, encoding="utf-8")
     assert load_params(copy).sha256 == first.sha256 and load_params(str(copy)).name == "mine"
 
-    copy.write_text(first.text.replace("binWidth: 0.02", "binWidth: 0.03"))
+    copy.write_text(first.text.replace("binWidth: 0.02", "binWidth: 0.03"), encoding="utf-8")
     changed = load_params(copy)
     assert changed.sha256 != first.sha256 and changed.settings["binWidth"] == 0.03
 
 
 def test_invalid_parameter_file_names_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text("setting:\n  binWidth: -1\n")
+    bad.write_text("setting:\n  binWidth: -1\n", encoding="utf-8")
     with pytest.raises(RadiomicsError, match=f"invalid PyRadiomics parameters in {bad}"):
         load_params(bad)
-    bad.write_text("settings:\n  binWidth: 1\n")
+    bad.write_text("settings:\n  binWidth: 1\n", encoding="utf-8")
     with pytest.raises(RadiomicsError, match=r"unknown top-level keys \['settings'\]"):
         load_params(bad)
 
@@ -193,7 +193,7 @@ def test_a_crashing_worker_only_costs_its_own_case(tmp_path: Path) -> None:
 
 def test_unreadable_file_is_reported_for_its_case(tmp_path: Path) -> None:
     good = _write_case(tmp_path, "p0", seed=0)
-    (tmp_path / "corrupt.nrrd").write_text("not an image")
+    (tmp_path / "corrupt.nrrd").write_text("not an image", encoding="utf-8")
     corrupt = RadiomicsCase("corrupt", good.image_path, tmp_path / "corrupt.nrrd")
 
     (_, error), (_, features) = extract_cases([corrupt, good], load_params("default"))

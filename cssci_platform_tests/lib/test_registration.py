@@ -78,7 +78,7 @@ def test_a_center_declared_in_the_yaml_later(tiny_cohort):
     undeclared = plan_registration(built.load(), first.snapshot, KEYS, {"center_A"})
     assert undeclared.new_centers == set()  # an undeclared center is an issue of the row, not a new center
     assert set(undeclared.patients_to_run) == {"P004"}
-    built.manifest.write_text(json.dumps(base_spec(centers=["center_A", "center_B", "center_C"])))  # JSON is YAML
+    built.manifest.write_text(json.dumps(base_spec(centers=["center_A", "center_B", "center_C"])), encoding="utf-8")  # JSON is YAML
     declared = plan_registration(built.load(), undeclared.snapshot, KEYS | {"P004"}, {"center_A"})
     assert declared.new_centers == {"center_C"}
     assert set(declared.patients_to_run) == {"P004"}  # its unknown_center issue went away

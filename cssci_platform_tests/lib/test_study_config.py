@@ -130,10 +130,10 @@ def test_overrides_and_file_errors(tmp_path):
     with pytest.raises(ConfigError, match="not a shipped config"):
         load_config("no_such_protocol")
     bad = tmp_path / "bad.yaml"
-    bad.write_text("- just\n- a list\n")
+    bad.write_text("- just\n- a list\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="must hold a mapping"):
         load_config(bad)
-    bad.write_text("name: [unclosed\n")
+    bad.write_text("name: [unclosed\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
 
@@ -141,7 +141,7 @@ def test_overrides_and_file_errors(tmp_path):
 def test_relative_manifest_resolves_against_the_config_file(tmp_path):
     (tmp_path / "study").mkdir()
     path = tmp_path / "study" / "mine.yaml"
-    path.write_text(yaml.safe_dump({"name": "mine", "cohort": {"manifest": "../data/cohort.yaml"}, "outcome": {"name": "y"}}))
+    path.write_text(yaml.safe_dump({"name": "mine", "cohort": {"manifest": "../data/cohort.yaml"}, "outcome": {"name": "y"}}), encoding="utf-8")
     assert str(load_config(path).cohort.manifest) == str((tmp_path / "data" / "cohort.yaml").resolve())
 
 
@@ -149,7 +149,7 @@ def test_active_experiment_becomes_the_jobs_launchpad_defaults(monkeypatch, tmp_
     from cssci_platform.defs import experiment_jobs
 
     path = tmp_path / "experiment.yaml"
-    path.write_text(dump_config(load_config("cervical_sci_ianr")))
+    path.write_text(dump_config(load_config("cervical_sci_ianr")), encoding="utf-8")
     monkeypatch.setenv(experiment_jobs.EXPERIMENT_ENV, str(path))
     experiment_jobs.active_experiment.cache_clear()
     try:
@@ -172,7 +172,7 @@ def test_definitions_load_with_each_protocol_as_the_active_experiment(name, tmp_
     import sys
 
     path = tmp_path / "experiment.yaml"
-    path.write_text(dump_config(load_config(name)))
+    path.write_text(dump_config(load_config(name)), encoding="utf-8")
     script = ("from cssci_platform.definitions import defs; d = defs(); "
               "job = d.resolve_job_def('patient_features_job'); print(len(list(d.resolve_all_job_defs())), "
               "job.run_config_schema.config_type.fields['ops'].default_value['radiomics_features']['config']['rois'])")

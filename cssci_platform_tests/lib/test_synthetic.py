@@ -60,7 +60,7 @@ def metastasis_root(tmp_path_factory) -> Path:
 
 # ------------------------------------------------------------------------------------------- SCI: format
 def test_sci_manifest_is_exactly_the_agreed_format(sci_root):
-    manifest = yaml.safe_load((sci_root / "cohort.yaml").read_text())
+    manifest = yaml.safe_load((sci_root / "cohort.yaml").read_text(encoding="utf-8"))
     assert list(manifest) == ["manifest_version", "name", "table", "data_root", "centers", "sequences", "rois",
                               "mask_label", "clinical", "outcomes"]
     assert manifest["centers"] == ["center_A", "center_B", "center_C"]
@@ -104,7 +104,7 @@ def test_sci_same_seed_gives_identical_files_and_other_seed_differs(sci_root, tm
     synthetic.write_sci_cohort(again, N_DEVELOPMENT, N_PROSPECTIVE, seed=SEED)
     synthetic.write_sci_cohort(other, 3, 0, seed=SEED + 1)  # same first patient ids, few to keep the test fast
     for name in ("patients.csv", "truth.csv", "followup/outcomes.csv", "cohort.yaml"):
-        assert (sci_root / name).read_text() == (again / name).read_text()
+        assert (sci_root / name).read_text(encoding="utf-8") == (again / name).read_text(encoding="utf-8")
     first_rows = pl.read_csv(sci_root / "truth.csv").head(1), pl.read_csv(other / "truth.csv").head(1)
     assert first_rows[0]["patient_id"].item() == first_rows[1]["patient_id"].item()
     assert first_rows[0]["lesion_length_mm"].item() != first_rows[1]["lesion_length_mm"].item()
@@ -223,7 +223,7 @@ def test_sci_truth_file_matches_the_sampled_parameters(sci_root):
 
 # ------------------------------------------------------------------------------------------- metastasis
 def test_metastasis_manifest_and_columns(metastasis_root):
-    manifest = yaml.safe_load((metastasis_root / "cohort.yaml").read_text())
+    manifest = yaml.safe_load((metastasis_root / "cohort.yaml").read_text(encoding="utf-8"))
     assert manifest["sequences"] == ["sag_T1", "sag_T2", "sag_FST2"] and manifest["rois"] == ["lesion", "vertebra"]
     assert manifest["outcomes"] == {"primary_site": {"type": "multiclass",
                                                      "levels": ["lung", "kidney", "breast", "thyroid", "prostate"]}}
@@ -267,8 +267,8 @@ def test_metastasis_class_signatures_on_a_large_sample():
 
 def test_metastasis_same_seed_is_deterministic(metastasis_root, tmp_path):
     synthetic.write_metastasis_cohort(tmp_path, n_patients=12, seed=11)
-    assert (tmp_path / "patients.csv").read_text() == (metastasis_root / "patients.csv").read_text()
-    assert (tmp_path / "truth.csv").read_text() == (metastasis_root / "truth.csv").read_text()
+    assert (tmp_path / "patients.csv").read_text(encoding="utf-8") == (metastasis_root / "patients.csv").read_text(encoding="utf-8")
+    assert (tmp_path / "truth.csv").read_text(encoding="utf-8") == (metastasis_root / "truth.csv").read_text(encoding="utf-8")
     for path in (metastasis_root / "images").rglob("sag_FST2*.nii.gz"):
         assert np.array_equal(voxels(path), voxels(tmp_path / path.relative_to(metastasis_root)))
 
@@ -322,7 +322,7 @@ def test_protocol_cohort_validates_and_has_the_protocol_layout(protocol_root):
     protocol, root = protocol_root
     cohort = load_cohort(root / "cohort.yaml")
     assert [i for i in cohort.issues if i.severity == "error"] == [] and len(cohort.patients) == 6
-    manifest = yaml.safe_load((root / "cohort.yaml").read_text())
+    manifest = yaml.safe_load((root / "cohort.yaml").read_text(encoding="utf-8"))
     assert manifest["name"] == f"synthetic_sci_{protocol}" and manifest["sequences"] == PROTOCOL_SEQUENCES[protocol]
     assert manifest["centers"] == ["center_A", "center_B", "center_C"]
     assert manifest["outcomes"] == {PROTOCOL_OUTCOME[protocol]: {"type": "continuous"}}
@@ -471,7 +471,7 @@ def test_protocol_same_seed_gives_identical_files(protocol_root, tmp_path):
     protocol, root = protocol_root
     write_protocol(tmp_path, protocol)
     for name in ("patients.csv", "truth.csv", "followup/outcomes.csv", "cohort.yaml"):
-        assert (root / name).read_text() == (tmp_path / name).read_text()
+        assert (root / name).read_text(encoding="utf-8") == (tmp_path / name).read_text(encoding="utf-8")
     images = sorted(p.relative_to(root) for p in (root / "images").rglob("*.nii.gz"))
     assert images == sorted(p.relative_to(tmp_path) for p in (tmp_path / "images").rglob("*.nii.gz"))
     for relative in images:

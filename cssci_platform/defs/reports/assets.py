@@ -43,7 +43,7 @@ def evaluation_report(context: dg.AssetExecutionContext, config: ReportConfig, c
     inputs.settings = _training_settings(tracking, config.experiment, inputs.models["run_id"].iloc[0])
     inputs.explained = _champions_to_explain(warehouse, tracking, config.experiment, inputs.models)
     path = image_store.folder("reports") / f"{config.experiment}.html"
-    path.write_text(build_report(inputs))
+    path.write_text(build_report(inputs), encoding="utf-8")
     run_id = _log_to_mlflow(tracking, config.experiment, path, context.run.run_id)
     return dg.MaterializeResult(metadata={"report": dg.MetadataValue.path(str(path)),
                                           "open": dg.MetadataValue.url(path.resolve().as_uri()),

@@ -45,7 +45,7 @@ def load_config(name_or_path: str | Path, overrides: list[str] | None = None) ->
     `cohort.manifest` is resolved against the config file's folder."""
     path = resolve_config_path(name_or_path)
     try:
-        document = yaml.safe_load(path.read_text())
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
         raise ConfigError(str(path), [f"not valid YAML: {error}"]) from None
     if not isinstance(document, dict):

@@ -268,7 +268,7 @@ def write_manifest(out_dir: Path, manifest: dict, rows: list[dict], columns: lis
     path_columns = {c: pl.String for c in columns if c.startswith(("image__", "mask__"))}
     pl.DataFrame(rows, schema_overrides=path_columns).select(columns).write_csv(out_dir / "patients.csv")
     manifest_path = out_dir / "cohort.yaml"
-    manifest_path.write_text(yaml.safe_dump(manifest, sort_keys=False))
+    manifest_path.write_text(yaml.safe_dump(manifest, sort_keys=False), encoding="utf-8")
     return manifest_path
 
 
