@@ -9,7 +9,6 @@ data URI so the file opens offline.
 from __future__ import annotations
 
 import html
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +41,7 @@ from cssci_platform.lib.report.figures import (
 )
 from cssci_platform.lib.report.explain import explain, final_step_inputs, shap_summary_png, shap_waterfall_png
 from cssci_platform.lib.report.nomogram import nomogram_figure, nomogram_from_fit
+from cssci_platform.lib.report.page import PAGE_HEAD
 
 COHORTS = ("train", "test", "validation")
 
@@ -317,17 +317,7 @@ def _mode_delta(scored: pd.DataFrame, models: pd.DataFrame) -> str:
     return pd.DataFrame(rows).to_html(index=False, float_format=lambda v: f"{v:+.3f}" if abs(v) < 1 and v < 0 else f"{v:.3f}")
 
 
-TEMPLATE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>cssci study report - {{ title }}</title>
-<style>
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 0.85em; }
-th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
-th { background: #f0f0f0; } td:first-child { text-align: left; }
-img { max-width: 100%; display: block; margin: 1em 0; } h2 { border-bottom: 2px solid #446; }
-</style></head><body>
-<h1>Study report: {{ title }}</h1>
-<h2>Methods</h2><p>{{ methods }}</p>
+TEMPLATE = PAGE_HEAD + """<h2>Methods</h2><p>{{ methods }}</p>
 <h2>Table 1</h2>{{ table_one }}
 <h2>Performance</h2>
 <h3>Training (apparent)</h3>{{ performance['train'] }}
