@@ -1,7 +1,8 @@
 """Fixtures for materialization tests: a real temporary Dagster instance, DuckDB file and image store."""
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,10 +15,12 @@ from cssci_platform.defs.ingest.assets import cohort_manifest, patient_scans
 from cssci_platform.defs.ingest.checks import patient_qc
 from cssci_platform.defs.partitions import patients_partitions
 from cssci_platform.lib.cohort import load_cohort
+from cssci_platform.lib.model_tracking import sqlite_tracking_uri
 from cssci_platform.lib.synthetic import write_sci_cohort
 from cssci_platform.lib.warehouse import table_frame
 from cssci_platform.resources.cohort import CohortResource
 from cssci_platform.resources.image_store import ImageStoreResource
+from cssci_platform.resources.tracking import TrackingResource
 from cssci_platform.resources.warehouse import WarehouseResource
 
 PATIENT_ASSETS = [patient_scans, preprocessed_channels, radiomics_features]
@@ -73,3 +76,24 @@ def platform(synthetic_cohort_template: Path, tmp_path: Path) -> Iterator[Platfo
 
 def check_results(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
     return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
+@contextmanager
+def modeling_platform(manifest: Path, folder: Path, seed_features: Callable[[Path], None]) -> Iterator[dict]:
+    """The manifest materialized on a temporary instance, with warehouse, image store and MLflow store in `folder`;
+    `seed_features(warehouse)` writes the feature rows the modeling assets read (no images are processed)."""
+    warehouse = folder / "w.duckdb"
+    resources = {"cohort": CohortResource(manifest_path=str(manifest)),
+                 "warehouse": WarehouseResource(path=str(warehouse)),
+                 "image_store": ImageStoreResource(root=str(folder / "store")),
+                 "tracking": TrackingResource(tracking_uri=sqlite_tracking_uri(folder / "mlflow.db"))}
+    with dg.instance_for_test() as instance:
+        assert dg.materialize([cohort_manifest], instance=instance, resources=resources).success
+        seed_features(warehouse)
+        yield {"instance": instance, "resources": resources, "warehouse": warehouse, "mlflow": folder / "mlflow.db"}
+
+
+def materialize_assets(assets: list, platform: dict, selection: list, config: dict | None = None) -> dg.ExecuteInProcessResult:
+    """Materialize `selection` out of `assets` on a `modeling_platform`, with `config` as the ops run config."""
+    return dg.materialize(assets, selection=selection, instance=platform["instance"], resources=platform["resources"],
+                          run_config={"ops": config or {}}, raise_on_error=False)

@@ -24,10 +24,7 @@ from cssci_platform.defs.splits.assets import patient_splits
 from cssci_platform.lib.model_tracking import TrackingConfig, sqlite_tracking_uri
 from cssci_platform.lib.synthetic import METASTASIS_CLASSES, write_metastasis_cohort
 from cssci_platform.lib.warehouse import append_rows, connect, table_frame
-from cssci_platform.resources.cohort import CohortResource
-from cssci_platform.resources.image_store import ImageStoreResource
-from cssci_platform.resources.tracking import TrackingResource
-from cssci_platform.resources.warehouse import WarehouseResource
+from cssci_platform_tests.defs.conftest import materialize_assets, modeling_platform
 
 ASSETS = [cohort_manifest, patient_splits, feature_matrix, trained_models, evaluation_report]
 CLASSES = sorted(c.name for c in METASTASIS_CLASSES)
@@ -58,14 +55,8 @@ def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def platform(manifest: Path, tmp_path: Path) -> Iterator[dict]:
-    resources = {"cohort": CohortResource(manifest_path=str(manifest)),
-                 "warehouse": WarehouseResource(path=str(tmp_path / "w.duckdb")),
-                 "image_store": ImageStoreResource(root=str(tmp_path / "store")),
-                 "tracking": TrackingResource(tracking_uri=sqlite_tracking_uri(tmp_path / "mlflow.db"))}
-    with dg.instance_for_test() as instance:
-        assert dg.materialize([cohort_manifest], instance=instance, resources=resources).success
-        _seed_radiomics(tmp_path / "w.duckdb")
-        yield {"instance": instance, "resources": resources, "warehouse": tmp_path / "w.duckdb", "mlflow": tmp_path / "mlflow.db"}
+    with modeling_platform(manifest, tmp_path, _seed_radiomics) as ready:
+        yield ready
 
 
 def _labels(warehouse: Path) -> pl.DataFrame:
@@ -107,8 +98,7 @@ def _seed_cnn_predictions(warehouse: Path) -> None:
 
 
 def _run(platform: dict, selection: list, config: dict | None = None) -> dg.ExecuteInProcessResult:
-    return dg.materialize(ASSETS, selection=selection, instance=platform["instance"], resources=platform["resources"],
-                          run_config={"ops": config or {}}, raise_on_error=False)
+    return materialize_assets(ASSETS, platform, selection, config)
 
 
 def test_multiclass_report_compares_the_expert_features_champion_with_the_cnn(platform: dict) -> None:
