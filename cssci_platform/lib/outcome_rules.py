@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 Rule = Literal["as_is", "at_least", "change_above_mean"]
+SCORE_SUFFIX = "__score"  # `outcomes` rows `<label name>__score` hold the quantity a rule thresholds
 
 
 class OutcomeRuleError(ValueError):

@@ -14,7 +14,7 @@ from cssci_platform.lib.experiment.chains import ChainSettings
 from cssci_platform.lib.experiment.results import metric_rows, model_row, prediction_rows, run_metrics, run_params
 from cssci_platform.lib.experiment.signatures import Signature, parse_signature, standard_signatures
 from cssci_platform.lib.experiment.training import MODES, TrainedModel, train_signature
-from cssci_platform.lib.outcome_rules import OutcomeRuleError, labels_above_training_mean
+from cssci_platform.lib.outcome_rules import SCORE_SUFFIX, OutcomeRuleError, labels_above_training_mean
 from cssci_platform.lib.model_tracking import log_model_run, register_champion, registered_model_name, select_champion
 from cssci_platform.lib.warehouse import append_rows, replace_rows
 from cssci_platform.resources.cohort import CohortResource
@@ -25,7 +25,6 @@ from cssci_platform.resources.warehouse import WarehouseResource
 MODEL_INPUTS = [feature_matrix, patient_splits, feature_reliability]
 CHAIN_PARAMS = {"harmonize", "unseen_center_policy", "icc_threshold", "rank_test", "rank_alpha", "spearman_threshold", "mrmr_k",
                 "lasso", "lasso_rule", "pca_components", "label_rule"}
-SCORE_SUFFIX = "__score"  # study_outcome's thresholded quantity
 
 
 class ModelingConfig(dg.Config):

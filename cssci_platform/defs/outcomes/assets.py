@@ -4,12 +4,10 @@ import dagster as dg
 import pandas as pd
 
 from cssci_platform.lib.cohort import CohortSpec
-from cssci_platform.lib.outcome_rules import OutcomeRuleError, Rule, derive_labels
+from cssci_platform.lib.outcome_rules import SCORE_SUFFIX, OutcomeRuleError, Rule, derive_labels
 from cssci_platform.lib.warehouse import replace_rows
 from cssci_platform.resources.cohort import CohortResource
 from cssci_platform.resources.warehouse import WarehouseResource
-
-SCORE_SUFFIX = "__score"
 
 
 class StudyOutcomeConfig(dg.Config):
