@@ -15,7 +15,7 @@ from rich.measure import Measurement
 from rich.table import Table
 
 from cssci_platform import runner
-from cssci_platform.lib.study_config import ConfigError, config_notes
+from cssci_platform.lib.study_config import EXPERIMENT_ENV, ConfigError, config_notes, experiment_file, load_config
 
 app = typer.Typer(help="Spine MRI prognosis platform: cohorts, features and models on Dagster + DuckDB.", no_args_is_help=True)
 console = Console()
@@ -141,15 +141,12 @@ def _print_patient():
         if outcome.success:
             console.print(f"[dim]{len(done):4d} {outcome.patient_key} done[/]")
         else:
-            reason = ", ".join(outcome.failed_checks) or outcome.error.splitlines()[0][:160]
-            console.print(f"[yellow]{len(done):4d} {outcome.patient_key} quarantined[/]: {reason}")
+            console.print(f"[yellow]{len(done):4d} {outcome.patient_key} quarantined[/]: {outcome.reason}")
 
     return on_patient
 
 
 def _load_or_exit(name_or_path: str, overrides: list[str]):
-    from cssci_platform.lib.study_config import load_config
-
     try:
         return load_config(name_or_path, overrides)
     except ConfigError as error:
@@ -170,8 +167,7 @@ def _ingest_with_progress(manifest: Path, workers: int) -> None:
         def on_patient(outcome: runner.PatientRunOutcome) -> None:
             progress.advance(task)
             if not outcome.success:
-                reason = ", ".join(outcome.failed_checks) or outcome.error.splitlines()[0][:160]
-                progress.console.print(f"[yellow]quarantined[/] {outcome.patient_key}: {reason}")
+                progress.console.print(f"[yellow]quarantined[/] {outcome.patient_key}: {outcome.reason}")
 
         runner.ingest_cohort(manifest, workers, on_patient)
     console.print(f"{total} patients processed in {time.perf_counter() - started:.1f} s")
@@ -182,8 +178,7 @@ def _write_report(experiment: str) -> None:
     config["ops"].setdefault("evaluation_report", {"config": {}})["config"]["experiment"] = experiment
     result = runner.run_job("report_job", config)
     if not result.success:
-        errors = [e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-        console.print(f"[red]report failed[/]: {errors[0] if errors else 'see the run in the Dagster UI'}")
+        console.print(f"[red]report failed[/]: {runner.first_failure(result)}")
         raise typer.Exit(1)
     [event] = result.get_asset_materialization_events()
     console.print(f"report: {event.event_specific_data.materialization.metadata['report'].value}")
@@ -303,10 +298,10 @@ def ui(home: Path = HOME_OPTION, manifest: Path | None = typer.Option(None, help
 
         experiment = _load_or_exit(config, [])
         home = home if home != Path(".cssci") else default_home(experiment)
-        if not (home / "experiment.yaml").exists():
-            console.print(f"[red]{home} has no experiment.yaml[/]: run `cssci run --config {config}` first")
+        if not experiment_file(home).exists():
+            console.print(f"[red]{home} has no {experiment_file(home).name}[/]: run `cssci run --config {config}` first")
             raise typer.Exit(1)
-        os.environ["CSSCI_EXPERIMENT_CONFIG"] = str((home / "experiment.yaml").resolve())
+        os.environ[EXPERIMENT_ENV] = str(experiment_file(home).resolve())
     runner.configure_environment(home, manifest)
     command = [sys.executable, "-m", "dagster", "dev", "-w", str(runner.PROJECT_ROOT / "workspace.yaml")]
     raise typer.Exit(subprocess.call(command, cwd=runner.PROJECT_ROOT))
@@ -319,7 +314,7 @@ app.add_typer(config_app, name="config")
 @config_app.command("list")
 def config_list() -> None:
     """The shipped protocol configs."""
-    from cssci_platform.lib.study_config import load_config, shipped_configs
+    from cssci_platform.lib.study_config import shipped_configs
 
     table = Table("name", "description", "file")
     for name, path in shipped_configs().items():
@@ -358,7 +353,7 @@ def config_validate(
 ) -> None:
     """Check configs: schema, allowed values, and (for a manifest cohort) the sequences, ROIs and variables it names."""
     from cssci_platform.lib.cohort import ManifestError
-    from cssci_platform.lib.study_config import cohort_problems, cohort_spec, load_config
+    from cssci_platform.lib.study_config import cohort_problems, cohort_spec
 
     failed = 0
     for name in configs:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from cssci_platform.lib.study_config import EXPERIMENT_ENV, experiment_file
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_DEFAULTS = {  # relative to CSSCI_HOME
     "CSSCI_WAREHOUSE": "warehouse.duckdb",
@@ -37,9 +39,9 @@ def configure_environment(home: Path, manifest: Path | None = None) -> dict[str,
         remembered.write_text(values["CSSCI_MANIFEST"], encoding="utf-8")
     elif not os.environ.get("CSSCI_MANIFEST") and remembered.exists():
         values["CSSCI_MANIFEST"] = remembered.read_text(encoding="utf-8").strip()
-    experiment = home / "experiment.yaml"  # written by `cssci run`: the jobs' defaults in the UI
-    if not os.environ.get("CSSCI_EXPERIMENT_CONFIG") and experiment.exists():
-        values["CSSCI_EXPERIMENT_CONFIG"] = str(experiment)
+    experiment = experiment_file(home)  # written by `cssci run`: the jobs' defaults in the UI
+    if not os.environ.get(EXPERIMENT_ENV) and experiment.exists():
+        values[EXPERIMENT_ENV] = str(experiment)
     os.environ.update(values)
     dagster_home = Path(values["DAGSTER_HOME"])
     dagster_home.mkdir(parents=True, exist_ok=True)
@@ -90,9 +92,14 @@ class PatientRunOutcome:
     failed_checks: tuple[str, ...]
     error: str = ""
 
+    @property
+    def reason(self) -> str:
+        """Why the patient was quarantined: the failed checks, else the first line of the step error."""
+        return ", ".join(self.failed_checks) or self.error.splitlines()[0][:160]
+
 
 def experiment_run_config(assets: list[str]) -> dict:
-    """Quiet loggers plus the active experiment config's blocks for `assets` (`CSSCI_EXPERIMENT_CONFIG`)."""
+    """Quiet loggers plus the active experiment config's blocks for `assets` (`EXPERIMENT_ENV`)."""
     from cssci_platform.defs.experiment_jobs import with_experiment_config
 
     return with_experiment_config(assets, QUIET_RUN_CONFIG)
@@ -106,22 +113,24 @@ def run_job(job_name: str, run_config: dict, partition_key: str | None = None) -
                                       instance=instance, raise_on_error=False)
 
 
+def first_failure(result: dg.ExecuteInProcessResult) -> str:
+    """The first failed step's message of a run, or where to look when no step failed (e.g. a failed check)."""
+    errors = [e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    return errors[0] if errors else "see the run in the Dagster UI"
+
+
 def run_patient(patient_key: str) -> PatientRunOutcome:
     """Materialize one patient's partition of the patient job in this process (used by worker processes)."""
     from cssci_platform.defs.ingest.jobs import PATIENT_ASSETS
 
-    job = load_definitions().resolve_job_def("patient_features_job")
-    with dg.DagsterInstance.get() as instance:
-        result = job.execute_in_process(
-            run_config=experiment_run_config(PATIENT_ASSETS), partition_key=patient_key, instance=instance, raise_on_error=False
-        )
+    result = run_job("patient_features_job", experiment_run_config(PATIENT_ASSETS), partition_key=patient_key)
     failed = tuple(
         f"{e.asset_check_evaluation_data.asset_check_key.name}"
         for e in result.all_events
         if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.event_specific_data.passed
     )
-    errors = [e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-    return PatientRunOutcome(patient_key, result.success and not failed, result.run_id, failed, errors[0] if errors else "")
+    error = "" if result.success else first_failure(result)
+    return PatientRunOutcome(patient_key, result.success and not failed, result.run_id, failed, error)
 
 
 def run_patients(patient_keys: list[str], workers: int) -> Iterator[PatientRunOutcome]:

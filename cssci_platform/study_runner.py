@@ -17,11 +17,18 @@ from pathlib import Path
 
 from cssci_platform import runner
 from cssci_platform.lib.model_tracking import TrackingConfig, sqlite_tracking_uri
-from cssci_platform.lib.study_config import ConfigError, ExperimentConfig, cohort_problems, dump_config, run_config
+from cssci_platform.lib.study_config import (
+    EXPERIMENT_ENV,
+    ConfigError,
+    ExperimentConfig,
+    cohort_problems,
+    dump_config,
+    experiment_file,
+    run_config,
+)
 from cssci_platform.lib.study_config.model import SyntheticCohort
 from cssci_platform.lib.study_runs import finish_study_run, start_study_run
 
-EXPERIMENT_ENV = "CSSCI_EXPERIMENT_CONFIG"
 PROJECT_STORE = Path(".cssci")  # default home root: the shared MLflow store lives here
 
 
@@ -88,7 +95,7 @@ def activate(config: ExperimentConfig, home: Path, manifest: Path, mlflow_uri: s
     if mlflow_uri:
         os.environ["CSSCI_MLFLOW_URI"] = mlflow_uri
     runner.configure_environment(home, manifest)
-    path = home.resolve() / "experiment.yaml"
+    path = experiment_file(home.resolve())
     path.write_text(dump_config(config), encoding="utf-8")
     os.environ[EXPERIMENT_ENV] = str(path)
     from cssci_platform.defs.experiment_jobs import active_experiment
@@ -148,9 +155,9 @@ def _followups(config: ExperimentConfig, manifest: Path, progress: StudyProgress
     if synthetic is None or not synthetic.followup_known:
         return
     progress.on_stage("follow-up outcomes of the prospective patients")
+    outcome_ops = run_config(config, ["study_outcome"])["ops"]
     for path in sorted((manifest.parent / "followup").glob("*.csv")):
-        extra = {"ops": {"followup_outcomes": {"config": {"file": str(path)}}}}
-        _execute("followup_job", {**extra, "ops": {**run_config(config, ["study_outcome"])["ops"], **extra["ops"]}})
+        _execute("followup_job", {"ops": {**outcome_ops, "followup_outcomes": {"config": {"file": str(path)}}}})
         progress.on_message(f"recorded {path.name}")
 
 
@@ -179,8 +186,7 @@ def _assets(job_name: str) -> list[str]:
 def _execute(job_name: str, config: dict):
     result = runner.run_job(job_name, config)
     if not result.success:
-        errors = [e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-        raise StudyStepFailed(f"{job_name} failed: {errors[0] if errors else 'see the run in the Dagster UI'}")
+        raise StudyStepFailed(f"{job_name} failed: {runner.first_failure(result)}")
     return result
 
 

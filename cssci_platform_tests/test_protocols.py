@@ -1,6 +1,7 @@
 """Each shipped protocol end to end through `cssci run --config` (subprocess, as a user runs it) on a small
 synthetic cohort with random-init networks: predictions, MLflow study + model runs, and the report."""
 
+import json
 import os
 import subprocess
 import sys
@@ -46,6 +47,7 @@ def check_study_run(mlflow_uri: str, experiment: str, home: Path) -> None:
     assert study.info.status == "FINISHED"
     artifacts = {a.path for a in client.list_artifacts(study.info.run_id)}
     assert {"config", "report"} <= artifacts
+    assert study.data.params["deep.weights"] == "none" and json.loads(study.data.params["modes"])  # the resolved config
     models = client.search_runs([study.info.experiment_id], f"tags.`cssci.study_run` = '{study.info.run_id}'")
     assert len(models) == len(query(home, "SELECT * FROM trained_models")) > 0
     report = home / "image_store" / "reports" / f"{experiment}.html"

@@ -7,9 +7,7 @@ from functools import cache
 
 import dagster as dg
 
-from cssci_platform.lib.study_config import ExperimentConfig, load_config, run_config
-
-EXPERIMENT_ENV = "CSSCI_EXPERIMENT_CONFIG"
+from cssci_platform.lib.study_config import EXPERIMENT_ENV, ExperimentConfig, load_config, run_config
 
 
 @cache

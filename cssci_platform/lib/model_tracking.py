@@ -373,6 +373,11 @@ def log_metrics_to_version(
 # ---- run contents -------------------------------------------------------------------------------------------
 
 
+def log_params(client: MlflowClient, run_id: str, params: Mapping[str, Any]) -> None:
+    """Params of any platform run, as model runs log theirs: MLflow-safe keys, lists and dicts as JSON, in batches."""
+    _log_values(client, run_id, _param_values(params), {})
+
+
 def _log_values(client: MlflowClient, run_id: str, params: Mapping[str, str], metrics: Mapping[str, float]) -> None:
     timestamp = int(time.time() * 1000)
     for chunk in _chunks([Param(key, value) for key, value in params.items()], _BATCH):

@@ -7,14 +7,13 @@ modelling step logs carries the tag `cssci.study_run=<its id>`, which is how `co
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 from mlflow.entities import Run
 
-from cssci_platform.lib.model_tracking import TrackingConfig, get_or_create_experiment
+from cssci_platform.lib.model_tracking import TrackingConfig, get_or_create_experiment, log_params
 
 STUDY_TAG = "cssci.study_run"
 # (column, metric key) in display order; the first present per family is shown
@@ -32,19 +31,14 @@ def start_study_run(tracking: TrackingConfig, config_yaml: str, params: dict[str
     run = client.create_run(get_or_create_experiment(tracking), run_name=f"study {tracking.experiment_name}",
                             tags={"run_kind": "study", **tags})
     client.log_text(run.info.run_id, config_yaml, "config/experiment.yaml")
-    for key, value in sorted(params.items()):
-        client.log_param(run.info.run_id, key[:250], str(value)[:6000])
+    log_params(client, run.info.run_id, params)
     return run.info.run_id
 
 
-def finish_study_run(tracking: TrackingConfig, run_id: str, success: bool, report: Path | None = None,
-                     metrics: dict[str, float] | None = None) -> None:
+def finish_study_run(tracking: TrackingConfig, run_id: str, success: bool, report: Path | None = None) -> None:
     client = tracking.client()
     if report is not None and report.exists():
         client.log_artifact(run_id, str(report), "report")
-    for key, value in (metrics or {}).items():
-        if math.isfinite(value):
-            client.log_metric(run_id, key, value)
     client.set_terminated(run_id, "FINISHED" if success else "FAILED")
 
 

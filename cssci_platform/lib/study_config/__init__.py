@@ -1,11 +1,13 @@
 """Typed experiment configs (`cssci run --config`): model, loading and checks, Dagster run config."""
 
 from cssci_platform.lib.study_config.loading import (
+    EXPERIMENT_ENV,
     ConfigError,
     cohort_problems,
     cohort_spec,
     config_notes,
     dump_config,
+    experiment_file,
     load_config,
     parse_config,
     resolve_config_path,
@@ -14,5 +16,5 @@ from cssci_platform.lib.study_config.loading import (
 from cssci_platform.lib.study_config.model import ExperimentConfig
 from cssci_platform.lib.study_config.run_config import asset_configs, first_fold, run_config, split_name
 
-__all__ = ["ConfigError", "ExperimentConfig", "asset_configs", "cohort_problems", "cohort_spec", "config_notes", "dump_config", "first_fold", "load_config",
+__all__ = ["EXPERIMENT_ENV", "ConfigError", "ExperimentConfig", "asset_configs", "cohort_problems", "cohort_spec", "config_notes", "dump_config", "experiment_file", "first_fold", "load_config",
            "parse_config", "resolve_config_path", "run_config", "shipped_configs", "split_name"]

@@ -14,6 +14,12 @@ from cssci_platform.lib.cohort import CohortSpec
 from cssci_platform.lib.study_config.model import ExperimentConfig
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent.parent / "configs" / "experiments"
+EXPERIMENT_ENV = "CSSCI_EXPERIMENT_CONFIG"  # the active experiment: its settings are the Dagster jobs' defaults
+
+
+def experiment_file(home: Path) -> Path:
+    """Where `cssci run` leaves the resolved config of the experiment a home belongs to."""
+    return home / "experiment.yaml"
 
 
 class ConfigError(ValueError):
