@@ -1,0 +1,77 @@
+"""Paths that must stay inside a root: every symbolic link resolved, anything leaving the roots refused.
+
+A site's files live under one root (the cohort's `data_root`, the inbox). Sites may link to a read-only
+image archive instead of copying; such archives are accepted only when declared (`archive_roots:` in
+cohort.yaml) and passed here as `allowed_roots`. Every other path whose real location (all links
+followed) lies outside the roots raises `PathEscapeError`, which names the link that leaves.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+ARCHIVE_ROOTS_FIX = "declare the archive it points into in cohort.yaml under `archive_roots:`"
+
+
+class PathEscapeError(ValueError):
+    """A path whose real location is outside its root and every allowed root."""
+
+    def __init__(self, path: Path, link: Path | None, target: Path, roots: Sequence[Path]) -> None:
+        self.path, self.link, self.target, self.roots = path, link, target, tuple(roots)
+        super().__init__(describe_escape(path, link, target, self.roots))
+
+
+def describe_escape(path: Path, link: Path | None, target: Path, roots: Sequence[Path]) -> str:
+    where = " or ".join(str(root) for root in roots)
+    if link is None:
+        return f"{path} is outside {where}; move it under {roots[0]}"
+    return (
+        f"{link} is a symbolic link to {target}, outside {where}; copy the files under {roots[0]} "
+        f"instead of linking, or, if it is a read-only image archive, {ARCHIVE_ROOTS_FIX}"
+    )
+
+
+def real_path(path: Path) -> Path:
+    """`path` with every symbolic link resolved, whether or not it exists."""
+    return Path(os.path.realpath(path))
+
+
+def is_within(path: Path, roots: Iterable[Path]) -> bool:
+    """Whether the real location of `path` is one of `roots` (real locations) or inside one."""
+    real = real_path(path)
+    return any(real.is_relative_to(real_path(root)) for root in roots)
+
+
+def resolve_within(path: Path, root: Path, allowed_roots: Sequence[Path] = ()) -> Path:
+    """The real location of `path` (relative paths are taken under `root`), refused if it leaves the roots.
+
+    Raises `PathEscapeError` naming the first symbolic link on the way that points outside `root` and
+    `allowed_roots`, or the path itself when it leaves without a link (an absolute path, `..`).
+    """
+    roots = [Path(root), *map(Path, allowed_roots)]
+    candidate = Path(root) / path
+    real = real_path(candidate)
+    if is_within(real, roots):
+        return real
+    link = _first_link_outside(candidate, Path(root), roots)
+    target = real_path(link) if link is not None else real
+    raise PathEscapeError(candidate, link, target, [real_path(r) for r in roots])
+
+
+def _first_link_outside(candidate: Path, root: Path, roots: Sequence[Path]) -> Path | None:
+    """The first component of `candidate` that is a symbolic link leaving `roots`, searched below `root`.
+
+    Components are walked as written (`..` is not folded away first, so `link/../x` still names `link`);
+    links above `root` itself (a linked home folder) belong to the root and are not blamed.
+    """
+    absolute_root = root if root.is_absolute() else Path.cwd() / root
+    absolute = candidate if candidate.is_absolute() else Path.cwd() / candidate
+    parts = absolute.parts
+    skip = len(absolute_root.parts) if parts[: len(absolute_root.parts)] == absolute_root.parts else 1
+    for depth in range(skip + 1, len(parts) + 1):
+        prefix = Path(*parts[:depth])
+        if prefix.is_symlink() and not is_within(prefix, roots):
+            return prefix
+    return None

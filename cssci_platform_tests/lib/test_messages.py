@@ -1,0 +1,28 @@
+"""quote_value: values quoted in messages are bounded and say how long the original was."""
+
+from __future__ import annotations
+
+from cssci_platform.lib.messages import quote_value
+
+
+def test_a_short_value_is_quoted_whole() -> None:
+    assert quote_value("abc") == "'abc'"
+    assert quote_value(None) == "None"
+
+
+def test_a_ten_megabyte_value_keeps_its_first_80_characters_and_its_length() -> None:
+    quoted = quote_value("x" * 10_485_760)
+    assert quoted == repr("x" * 80) + "… (10485760 characters)"
+
+
+def test_line_breaks_cannot_forge_log_lines() -> None:
+    assert "\n" not in quote_value("a\nERROR forged line")
+
+
+def test_the_limit_is_the_callers() -> None:
+    assert quote_value("abcdef", limit=3) == "'abc'… (6 characters)"
+
+
+def test_a_long_non_string_value_is_cut_too() -> None:
+    assert quote_value(list(range(1000))).endswith("characters)")
+    assert len(quote_value(list(range(1000)))) < 120
