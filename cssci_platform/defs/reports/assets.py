@@ -4,7 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from cssci_platform.lib.model_tracking import get_or_create_experiment, load_champion
-from cssci_platform.lib.report.study import ReportInputs, build_report
+from cssci_platform.lib.report.study import ReportInputs, build_report, out_of_fold_rad_scores
 from cssci_platform.resources.cohort import CohortResource
 from cssci_platform.resources.image_store import ImageStoreResource
 from cssci_platform.resources.tracking import TrackingResource
@@ -41,7 +41,9 @@ def evaluation_report(context: dg.AssetExecutionContext, config: ReportConfig, c
     if inputs.models.empty:
         raise dg.Failure("no trained models: materialize trained_models (modeling_job) first")
     inputs.settings = _training_settings(tracking, config.experiment, inputs.models["run_id"].iloc[0])
-    inputs.explained = _champions_to_explain(warehouse, tracking, config.experiment, inputs.models)
+    inputs.explained, inputs.background = _champions_to_explain(warehouse, tracking, config.experiment, inputs.models)
+    inputs.rad_scores = next((scores for _, pipeline, _ in inputs.explained
+                              if (scores := out_of_fold_rad_scores(pipeline)) is not None), None)
     path = image_store.folder("reports") / f"{config.experiment}.html"
     path.write_text(build_report(inputs), encoding="utf-8")
     run_id = _log_to_mlflow(tracking, config.experiment, path, context.run.run_id)
@@ -57,16 +59,19 @@ def _split_outcome(warehouse: WarehouseResource) -> str | None:
 
 
 def _champions_to_explain(warehouse: WarehouseResource, tracking: TrackingResource, experiment: str,
-                          models: pd.DataFrame) -> list[tuple[str, object, pd.DataFrame]]:
-    """Each champion (from the registry, by alias) with the feature rows of its test patients."""
+                          models: pd.DataFrame) -> tuple[list[tuple[str, object, pd.DataFrame]], pd.DataFrame]:
+    """Each champion (from the registry, by alias) with the feature rows of its test patients, and the feature rows
+    of the training patients (the SHAP background)."""
     matrix = warehouse.frame("SELECT * FROM feature_matrix").to_pandas().set_index("patient_key")
-    roles = warehouse.frame("SELECT DISTINCT patient_key, role FROM predictions WHERE role = 'test'").to_pandas()
-    rows = matrix.loc[matrix.index.isin(roles["patient_key"])].drop(columns=["cohort", "label"])
+    roles = warehouse.frame("SELECT DISTINCT patient_key, role FROM predictions WHERE role IN ('train', 'test')").to_pandas()
+    features = matrix.drop(columns=["cohort", "label"])
+    rows = features.loc[features.index.isin(roles.loc[roles["role"] == "test", "patient_key"])]
+    background = features.loc[features.index.isin(roles.loc[roles["role"] == "train", "patient_key"])]
     explained = []
     for name, registered in models.loc[models["champion"], ["result_name", "registered_model"]].itertuples(index=False):
         pipeline, _ = load_champion(tracking.config(experiment), registered)
         explained.append((name, pipeline, rows))
-    return explained
+    return explained, background
 
 
 def _training_settings(tracking: TrackingResource, experiment: str, run_id: str) -> dict:

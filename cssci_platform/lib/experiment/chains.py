@@ -10,15 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+import joblib
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import cross_val_predict
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
+from cssci_platform.lib.classifiers import stratified_folds
 from cssci_platform.lib.experiment.matrix import CLIN, DL, RAD
 from cssci_platform.lib.experiment.signatures import Signature
 from cssci_platform.lib.harmonization import ComBat
@@ -97,19 +100,30 @@ class RadScoreCombinedClassifier(BaseEstimator, ClassifierMixin):
     """The studies' combined model: logistic regression on clinical factors + the radiomics signature's score.
 
     The Rad-score is the linear predictor (logit) of `rad_model`, a radiomics pipeline ending in logistic
-    regression, fitted on the same training rows; clinical columns are median-imputed and standardised.
+    regression. The head is fitted by cross-fitting (stacking; Wolpert 1992, van der Laan et al. 2007's super
+    learner): on the *out-of-fold* Rad-scores of the training rows (seeded stratified `stacking_folds`-fold CV, the
+    Rad pipeline refitted on each fold's other rows), so a Rad model that only memorises its training rows earns
+    no weight. New patients are scored with the Rad pipeline refitted on all training rows (`rad_model_`).
+    `head_scores_` keeps the out-of-fold scores the head saw (indexed like the training rows); clinical columns
+    are median-imputed and standardised.
     """
 
-    def __init__(self, rad_model: Pipeline | None = None, clinical_columns: list[str] | None = None, C: float = 1.0) -> None:
+    def __init__(self, rad_model: Pipeline | None = None, clinical_columns: list[str] | None = None, C: float = 1.0,
+                 stacking_folds: int = 5, seed: int = 0) -> None:
         self.rad_model = rad_model
         self.clinical_columns = clinical_columns
         self.C = C
+        self.stacking_folds = stacking_folds
+        self.seed = seed
 
     def fit(self, X: pd.DataFrame, y: Any) -> RadScoreCombinedClassifier:
-        self.rad_model_ = clone(self.rad_model).fit(X.drop(columns=self.clinical_columns), y)
+        self.rad_model_, self.head_scores_ = _fitted_rad_parts(self.rad_model, X.drop(columns=self.clinical_columns),
+                                                               pd.Series(np.asarray(y), index=X.index),
+                                                               self.stacking_folds, self.seed)
         self.clinical_ = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
+        clinical = self.clinical_.fit_transform(X.loc[:, self.clinical_columns])
         self.head_ = LogisticRegression(C=self.C, max_iter=5000)
-        self.head_.fit(self._design(X, fit=True), y)
+        self.head_.fit(np.column_stack([clinical, self.head_scores_.to_numpy()]), y)
         self.classes_ = self.head_.classes_
         return self
 
@@ -126,11 +140,27 @@ class RadScoreCombinedClassifier(BaseEstimator, ClassifierMixin):
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:
         return self.head_.decision_function(self._design(X))
 
-    def _design(self, X: pd.DataFrame, fit: bool = False) -> np.ndarray:
-        clinical = X.loc[:, self.clinical_columns]
-        scaled = self.clinical_.fit_transform(clinical) if fit else self.clinical_.transform(clinical)
-        score = self.rad_model_.decision_function(X.drop(columns=self.clinical_columns))
-        return np.column_stack([scaled, np.reshape(score, (len(X), -1))])
+    def _design(self, X: pd.DataFrame) -> np.ndarray:
+        scaled = self.clinical_.transform(X.loc[:, self.clinical_columns])
+        return np.column_stack([scaled, np.reshape(self.rad_score(X), (len(X), -1))])
+
+
+_RAD_PARTS: dict[str, tuple[Pipeline, pd.Series]] = {}
+_RAD_PARTS_KEPT = 4
+
+
+def _fitted_rad_parts(rad_model: Pipeline, X: pd.DataFrame, y: pd.Series, folds: int,
+                      seed: int) -> tuple[Pipeline, pd.Series]:
+    """(Rad pipeline fitted on all rows, out-of-fold Rad-scores of the rows). Deterministic in its inputs, so the
+    last few results are kept: grid candidates of the head (they differ only in C) share them."""
+    key = joblib.hash((rad_model.get_params(deep=True), X, y, folds, seed))
+    if key not in _RAD_PARTS:
+        splitter = stratified_folds(y, folds, seed)
+        oof = cross_val_predict(clone(rad_model), X, y, cv=splitter, method="decision_function")
+        while len(_RAD_PARTS) >= _RAD_PARTS_KEPT:
+            _RAD_PARTS.pop(next(iter(_RAD_PARTS)))
+        _RAD_PARTS[key] = (clone(rad_model).fit(X, y), pd.Series(oof, index=X.index, name="rad_score_oof"))
+    return _RAD_PARTS[key]
 
 
 def feature_chain(columns: list[str], settings: ChainSettings) -> list[tuple[str, Any]]:
@@ -165,7 +195,7 @@ def build_pipeline(signature: Signature, columns: list[str], classifier: Any, se
         clinical = [c for c in columns if c.startswith(CLIN)]
         radiomics = [c for c in columns if c.startswith(RAD)]
         rad_model = build_pipeline(Signature("rad"), radiomics, LogisticRegression(max_iter=5000), settings)
-        steps = [("columns", ColumnSubset(columns)), ("clf", RadScoreCombinedClassifier(rad_model, clinical))]
+        steps = [("columns", ColumnSubset(columns)), ("clf", RadScoreCombinedClassifier(rad_model, clinical, seed=settings.seed))]
         return Pipeline(steps).set_output(transform="pandas")
     return Pipeline([*feature_chain(columns, settings), ("clf", classifier)]).set_output(transform="pandas")
 

@@ -64,6 +64,26 @@ def final_step_inputs(pipeline: Pipeline, X: pd.DataFrame) -> tuple[Any, pd.Data
     return pipeline.steps[-1][1], pipeline[:-1].transform(X)
 
 
+def explain_pipeline(pipeline: Pipeline, rows: pd.DataFrame, background: pd.DataFrame | None,
+                     multiclass: bool = False) -> ShapExplanation | MulticlassShap:
+    """SHAP values of `rows` for a fitted pipeline's final estimator, relative to `background`: the training
+    patients, transformed by the same fitted chain (the explained patients themselves when None). The base value
+    E[f(X)] is then the mean output over the training patients, so a held-out patient's SHAP values say how they
+    differ from the patients the model learned from, not from the other held-out patients."""
+    model, transformed = final_step_inputs(pipeline, rows)
+    reference = None if background is None else pipeline[:-1].transform(background)
+    return (explain_classes(model, transformed, background=reference) if multiclass
+            else explain(model, transformed, background=reference))
+
+
+def background_caption(background: pd.DataFrame | None) -> str:
+    """One sentence for the report: what the SHAP values are relative to."""
+    if background is None:
+        return "SHAP values are relative to the mean output over the explained patients (no training rows were given)."
+    return (f"SHAP values are relative to a background of the {len(background)} training patients, passed through the "
+            "fitted chain (E[f(X)] is the mean model output over them); the explained patients are the test patients.")
+
+
 def _unwrap(model: Any) -> Any:
     return model.estimator_ if isinstance(model, LabelEncodedClassifier) else model
 

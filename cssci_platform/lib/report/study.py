@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from jinja2 import Environment
 from sklearn.metrics import roc_curve
+from sklearn.pipeline import Pipeline
 
 from cssci_platform.lib.clinical import independent_risk_factors, multivariable_logistic, table_one, table_one_html
 from cssci_platform.lib.evaluation import (
@@ -28,6 +29,7 @@ from cssci_platform.lib.evaluation import (
     net_benefit,
     threshold_metrics,
 )
+from cssci_platform.lib.experiment.chains import RadScoreCombinedClassifier
 from cssci_platform.lib.report import study_multiclass
 from cssci_platform.lib.report.figures import (
     CalibrationCurve,
@@ -39,7 +41,7 @@ from cssci_platform.lib.report.figures import (
     png_img_tag,
     roc_panels,
 )
-from cssci_platform.lib.report.explain import explain, final_step_inputs, shap_summary_png, shap_waterfall_png
+from cssci_platform.lib.report.explain import background_caption, explain_pipeline, shap_summary_png, shap_waterfall_png
 from cssci_platform.lib.report.nomogram import nomogram_figure, nomogram_from_fit
 from cssci_platform.lib.report.page import PAGE_HEAD
 
@@ -62,6 +64,9 @@ class ReportInputs:
     classes: list[str] | None = None  # the outcome's levels; more than two: the multiclass report
     n_bootstrap: int = DEFAULT_REPLICATES  # bootstrap replicates of the multiclass CIs
     seed: int | None = DEFAULT_SEED
+    # out-of-fold Rad-scores of the training patients (patient_key, rad_score): `out_of_fold_rad_scores(Combined)`
+    rad_scores: pd.DataFrame | None = None
+    background: pd.DataFrame | None = None  # feature rows of the training patients: the SHAP background
 
     @property
     def multiclass(self) -> bool:
@@ -93,7 +98,7 @@ def build_report(inputs: ReportInputs) -> str:
         "nomogram": _nomogram(inputs, scored),
         "gradcam": _gradcam(inputs),
         "modes": _mode_delta(scored, inputs.models),
-        "shap": "".join(_shap(name, pipeline, rows) for name, pipeline, rows in inputs.explained) or
+        "shap": "".join(shap_section(name, pipeline, rows, inputs.background) for name, pipeline, rows in inputs.explained) or
         "<p>No champion pipeline was given to explain.</p>",
     }
     return Environment(autoescape=False).from_string(TEMPLATE).render(title=html.escape(inputs.experiment), **sections)
@@ -106,7 +111,8 @@ def _build_multiclass(inputs: ReportInputs) -> str:
     sections = {
         "methods": _methods_multiclass(inputs, scores),
         "table_one": _table_one(inputs, classes),
-        "shap": "".join(study_multiclass.shap_section(name, pipeline, rows) for name, pipeline, rows in inputs.explained)
+        "shap": "".join(study_multiclass.shap_section(name, pipeline, rows, background=inputs.background)
+                        for name, pipeline, rows in inputs.explained)
         or "<p>No champion pipeline was given to explain.</p>",
         "gradcam": _gradcam(inputs),
         **study_multiclass.sections(scores),
@@ -265,42 +271,53 @@ def _calibration(scored: pd.DataFrame, champions: pd.DataFrame) -> str:
             png_img_tag(decision_curve_figure(thresholds, decisions, treat_all, title="Decision curves (test)"), "decision curves") + table)
 
 
+def out_of_fold_rad_scores(pipeline: object) -> pd.DataFrame | None:
+    """The out-of-fold Rad-scores (patient_key, rad_score) a fitted Combined pipeline's head was fitted on, or None
+    for any other model."""
+    final = pipeline.steps[-1][1] if isinstance(pipeline, Pipeline) else pipeline
+    if not isinstance(final, RadScoreCombinedClassifier) or not hasattr(final, "head_scores_"):
+        return None
+    scores = final.head_scores_
+    return pd.DataFrame({"patient_key": scores.index.astype(str), "rad_score": scores.to_numpy(dtype=float)})
+
+
 def _nomogram(inputs: ReportInputs, scored: pd.DataFrame) -> str:
     """Combined model as published: clinical factors that stay independent + the Rad-score, refit on training
-    patients (logistic regression), drawn as a nomogram with its equation."""
-    models = inputs.models
-    rad = models[(models["signature"] == "Rad") & (models["classifier"] == "LR") & (models["mode"] == "leakage_safe")]
-    if rad.empty:  # the Rad-score is a linear predictor: prefer the LASSO-LR radiomics model, else the champion
-        rad = models[models["champion"] & (models["signature"] == "Rad")]
-    if rad.empty:
-        return "<p>No radiomics model, so no Rad-score for the nomogram.</p>"
-    train = scored[(scored["run_id"] == rad["run_id"].iloc[0]) & (scored["role"] == "train")]
-    probability = train["probability"].clip(1e-6, 1 - 1e-6)
-    frame = inputs.clinical.merge(train[["patient_key", "y"]].assign(rad_score=np.log(probability / (1 - probability)).to_numpy()),
-                                  on="patient_key")
+    patients (logistic regression), drawn as a nomogram with its equation. The Rad-score of each training patient is
+    the out-of-fold one the Combined model's head was fitted on (cross-fitting), never its in-sample score."""
+    if inputs.rad_scores is None or inputs.rad_scores.empty:
+        return ("<p>No Combined model with out-of-fold Rad-scores was given, so no nomogram (an in-sample Rad-score "
+                "would earn the radiomics model a weight it has not earned).</p>")
+    labels = scored[scored["role"] == "train"].drop_duplicates("patient_key")[["patient_key", "y"]]
+    frame = inputs.clinical.merge(labels.merge(inputs.rad_scores, on="patient_key"), on="patient_key")
     categorical = [v for v, t in inputs.clinical_types.items() if t == "categorical"]
     try:
         analysis = independent_risk_factors(frame, "y", [*inputs.clinical_types, "rad_score"], positive=1, categorical=categorical)
         fit, note = analysis.multivariable, f"predictors independent at p &lt; 0.05: {', '.join(analysis.independent)}"
         if fit is None or not analysis.independent:
             fit = multivariable_logistic(frame, "y", ["rad_score"], positive=1)
-            note = "no clinical factor stayed independent at p &lt; 0.05 on the training patients: Rad-score only"
+            note = "no predictor stayed independent at p &lt; 0.05 on the training patients: Rad-score only"
         nomogram = nomogram_from_fit(fit)
-        figure = nomogram_figure(nomogram, "Nomogram (training patients)")
+        figure = nomogram_figure(nomogram, "Nomogram (training patients, out-of-fold Rad-score)")
     except Exception as error:  # a small cohort can make the logistic fit inestimable (separation)
         return f"<p>Nomogram not estimable on this cohort: {html.escape(str(error))}</p>"
-    return f"<p>Combined logistic model refit on the training patients ({note}).</p>" + png_img_tag(figure, "nomogram") + \
-        f"<pre>{html.escape(nomogram.equation())}</pre>"
+    return (f"<p>Combined logistic model refit on the {len(frame)} training patients ({note}). The Rad-score of each "
+            "training patient is out-of-fold: the logit of the radiomics model fitted without that patient (the "
+            "cross-fitted scores the Combined model's head was fitted on), so the nomogram does not reward the "
+            "radiomics model for memorising its own training patients. New patients are scored with the radiomics "
+            "model refitted on all training patients.</p>" + png_img_tag(figure, "nomogram") +
+            f"<pre>{html.escape(nomogram.equation())}</pre>")
 
 
-def _shap(name: str, pipeline, rows: pd.DataFrame) -> str:
-    """SHAP summary over `rows` and the waterfall of the first row, for the champion's final estimator."""
+def shap_section(name: str, pipeline, rows: pd.DataFrame, background: pd.DataFrame | None = None) -> str:
+    """SHAP summary over `rows` and the waterfall of the first row, for the champion's final estimator, relative to
+    the training patients in `background` (see `explain_pipeline`)."""
     try:
-        model, transformed = final_step_inputs(pipeline, rows)
-        explanation = explain(model, transformed)
+        explanation = explain_pipeline(pipeline, rows, background)
     except Exception as error:  # e.g. an estimator neither tree nor linear (SVM, KNN, MLP) or a combined model
         return f"<p>{html.escape(name)}: no SHAP explanation ({html.escape(type(error).__name__)}: {html.escape(str(error))[:200]})</p>"
-    return (f"<h3>{html.escape(name)}</h3>" + png_img_tag(shap_summary_png(explanation, title=f"{name}: SHAP summary"), "SHAP summary")
+    return (f"<h3>{html.escape(name)}</h3><p class=\"caption\">{background_caption(background)}</p>"
+            + png_img_tag(shap_summary_png(explanation, title=f"{name}: SHAP summary"), "SHAP summary")
             + png_img_tag(shap_waterfall_png(explanation, 0, title=f"{name}: patient {html.escape(str(rows.index[0]))}"), "SHAP waterfall"))
 
 

@@ -36,7 +36,7 @@ from cssci_platform.lib.evaluation import (
     multiclass_evaluation,
 )
 from cssci_platform.lib.evaluation.multiclass import class_codes
-from cssci_platform.lib.report.explain import explain_classes, final_step_inputs, shap_waterfall_png
+from cssci_platform.lib.report.explain import background_caption, explain_pipeline, shap_waterfall_png
 from cssci_platform.lib.report.figures import (
     RocCurve,
     confusion_matrix_figure,
@@ -309,12 +309,12 @@ def mode_delta(scores: MulticlassScores) -> str:
     return _table(rows, "modes")
 
 
-def shap_section(name: str, pipeline, rows: pd.DataFrame, top_n: int = 10) -> str:
+def shap_section(name: str, pipeline, rows: pd.DataFrame, top_n: int = 10, background: pd.DataFrame | None = None) -> str:
     """Mean |SHAP| per feature and class (stacked bars and a table with the mean over classes) and the waterfall
-    of the first patient for the class the model predicts for them."""
+    of the first patient for the class the model predicts for them, relative to the training patients in
+    `background` (see `explain_pipeline`)."""
     try:
-        model, transformed = final_step_inputs(pipeline, rows)
-        explanation = explain_classes(model, transformed)
+        explanation = explain_pipeline(pipeline, rows, background, multiclass=True)
     except Exception as error:  # e.g. an estimator neither tree nor linear (SVM, KNN, MLP) or a combined model
         return (f"<p>{html.escape(name)}: no SHAP explanation ({html.escape(type(error).__name__)}: "
                 f"{html.escape(str(error))[:200]})</p>")
@@ -323,7 +323,7 @@ def shap_section(name: str, pipeline, rows: pd.DataFrame, top_n: int = 10) -> st
     predicted = explanation.classes[int(explanation.predicted()[0])]
     waterfall = shap_waterfall_png(explanation.for_class(predicted), 0,
                                    title=f"{name}: patient {rows.index[0]}, predicted {predicted}")
-    return (f"<h3>{html.escape(name)}</h3>"
+    return (f"<h3>{html.escape(name)}</h3><p class=\"caption\">{background_caption(background)}</p>"
             + png_img_tag(stacked_importance_figure(list(importance.index), importance.to_numpy(), explanation.classes,
                                                     title=f"{name}: mean |SHAP| by class ({explanation.output})"),
                           "SHAP summary by class")
