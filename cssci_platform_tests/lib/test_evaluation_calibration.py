@@ -108,32 +108,34 @@ def test_hosmer_lemeshow_by_hand() -> None:
     (0.5, 0.6) y 1 0: E1 1.1, O1 1 -> 0.01/1.1 + 0.01/0.9
     (0.7, 0.8) y 1 1: E1 1.5, O1 2 -> 0.25/1.5 + 0.25/0.5
     (0.85, 0.95) y 1 1: E1 1.8, O1 2 -> 0.04/1.8 + 0.04/0.2
-    df = 5 - 2 = 3."""
+    On the fitting cohort df = 5 - 2 = 3; held out, df = 5."""
     risk = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.95])
     y = np.array([0, 0, 0, 1, 1, 0, 1, 1, 1, 1])
     statistic = (0.09 / 0.3 + 0.09 / 1.7) + (0.09 / 0.7 + 0.09 / 1.3) + (0.01 / 1.1 + 0.01 / 0.9) \
         + (0.25 / 1.5 + 0.25 / 0.5) + (0.04 / 1.8 + 0.04 / 0.2)
     order = np.random.default_rng(0).permutation(10)  # grouping must not depend on the row order
-    test = hosmer_lemeshow(y[order], risk[order], groups=5)
+    test = hosmer_lemeshow(y[order], risk[order], groups=5, development=True)
     assert test.statistic == pytest.approx(statistic, rel=1e-12) and test.statistic == pytest.approx(1.459834, abs=1e-6)
     assert test.df == 3 and test.p_value == pytest.approx(chi2.sf(statistic, 3), rel=1e-12)
+    held_out = hosmer_lemeshow(y[order], risk[order], groups=5)
+    assert held_out.statistic == test.statistic and held_out.p_value == pytest.approx(chi2.sf(statistic, 5), rel=1e-12)
     assert test.counts.tolist() == [2] * 5 and test.expected_events == pytest.approx([0.3, 0.7, 1.1, 1.5, 1.8])
 
 
 def test_hosmer_lemeshow_ten_groups_and_merged_edges() -> None:
     true_log_odds, y = simulated_cohort(6, n=2000)
-    calibrated = hosmer_lemeshow(y, expit(true_log_odds))
+    calibrated = hosmer_lemeshow(y, expit(true_log_odds), development=True)
     assert calibrated.df == 8 and calibrated.counts.tolist() == [200] * 10 and calibrated.p_value > 0.01
     assert hosmer_lemeshow(y, expit(true_log_odds + 1.0)).p_value < 1e-6
     coarse = hosmer_lemeshow(y, np.round(expit(true_log_odds), 1))  # at most 11 distinct risks, edges merge
-    assert coarse.df == len(coarse.counts) - 2 and len(coarse.counts) < 10
+    assert coarse.df == len(coarse.counts) and len(coarse.counts) < 10
 
 
 def test_summary_collects_every_number() -> None:
     true_log_odds, y = simulated_cohort(7, n=1000)
     summary = calibration_summary(y, expit(true_log_odds))
     assert summary["calibration_slope"] == pytest.approx(logistic_recalibration(y, expit(true_log_odds)).slope)
-    assert summary["hosmer_lemeshow_df"] == 8
+    assert summary["hosmer_lemeshow_df"] == 10 and summary["hosmer_lemeshow_groups"] == 10  # held out: df = G
     assert summary["brier"] == pytest.approx(brier_score(y, expit(true_log_odds)))
 
 

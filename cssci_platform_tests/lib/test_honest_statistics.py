@@ -93,3 +93,49 @@ def test_shap_background_is_the_training_patients_through_the_fitted_chain() -> 
     assert trees.base_value == pytest.approx(forest.predict_proba(train)[:, 1].mean(), abs=1e-6)
     page = shap_section("Rad_LR", linear, test, train)
     assert "background of the 60 training patients" in page and "data:image/png;base64," in page
+
+
+# ------------------------------------------------------------------------------------------ 2. Hosmer-Lemeshow
+
+
+@pytest.mark.parametrize("n", [40, 100, 300])
+def test_hosmer_lemeshow_holds_its_size_on_a_held_out_cohort_with_perfectly_calibrated_risks(n: int) -> None:
+    """Risks that are the true event probabilities, scored on an independent cohort: the test must reject about 5 %
+    of the time at alpha 0.05. With df = G - 2 and always 10 groups it rejected far less (n = 100, 300) or erratically
+    (n = 40: groups of 4 patients)."""
+    from scipy.special import expit
+
+    from cssci_platform.lib.evaluation import hosmer_lemeshow
+
+    rng = np.random.default_rng(n)
+    simulations = 2000
+    rejected, groups = 0, []
+    for _ in range(simulations):
+        risk = expit(rng.normal(-0.5, 1.0, n))
+        y = (rng.random(n) < risk).astype(int)
+        test = hosmer_lemeshow(y, risk)
+        rejected += test.p_value < 0.05
+        groups.append(len(test.counts))
+        assert test.df == len(test.counts)
+    rate = rejected / simulations
+    print(f"n = {n}: HL rejection rate {rate:.3f} with {np.mean(groups):.1f} groups on average")
+    assert 0.03 <= rate <= 0.07, rate
+
+
+def test_hosmer_lemeshow_group_rule_and_development_degrees_of_freedom() -> None:
+    """G = floor(min(expected events, expected non-events) / 5), within 2..10 (3..10 on the fitting cohort, so df > 0);
+    df = G on a held-out cohort, G - 2 on the cohort the model was fitted on; the rule is stated."""
+    from cssci_platform.lib.evaluation import hosmer_lemeshow, hosmer_lemeshow_groups
+
+    risk = np.full(40, 0.25)  # 10 expected events -> 2 groups
+    assert hosmer_lemeshow_groups(risk) == 2 and hosmer_lemeshow_groups(risk, development=True) == 3
+    assert hosmer_lemeshow_groups(np.full(1000, 0.5)) == 10
+    assert hosmer_lemeshow_groups(np.full(200, 0.2)) == 8
+    rng = np.random.default_rng(0)
+    risk = rng.uniform(0.1, 0.9, 200)
+    y = (rng.random(200) < risk).astype(int)
+    held_out, development = hosmer_lemeshow(y, risk), hosmer_lemeshow(y, risk, development=True)
+    assert held_out.statistic == development.statistic and len(held_out.counts) == 10
+    assert (held_out.df, development.df) == (10, 8)
+    assert "held-out" in held_out.convention and "df = G" in held_out.convention
+    assert "df = G - 2" in development.convention

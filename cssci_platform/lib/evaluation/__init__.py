@@ -29,6 +29,7 @@ from cssci_platform.lib.evaluation.calibration import (
     calibration_in_the_large,
     calibration_summary,
     hosmer_lemeshow,
+    hosmer_lemeshow_groups,
     logistic_recalibration,
     scaled_brier_score,
 )
@@ -93,6 +94,7 @@ __all__ = [
     "delong_roc_test",
     "delong_unpaired_test",
     "hosmer_lemeshow",
+    "hosmer_lemeshow_groups",
     "logistic_recalibration",
     "multiclass_evaluation",
     "multiclass_metrics",

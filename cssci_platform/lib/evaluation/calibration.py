@@ -17,10 +17,17 @@ Definitions (each number names the one it uses):
   `slope`: b in logit P(y=1) = a' + b * L, ideal 1 (< 1: predictions too extreme, over-fitting);
   `slope_model_intercept`: that a'. Wald standard errors and CIs from the observed information.
 - `brier_score`: mean((risk - y)^2). `scaled_brier_score`: 1 - Brier / (ybar (1 - ybar)), ybar = mean(y).
-- `hosmer_lemeshow`: over the G non-empty quantile groups (g = 10 asked), the sum over groups and over
-  both outcomes of (observed - expected)^2 / expected, with expected events = sum of risks and expected
-  non-events = sum of (1 - risk) in the group; p from chi-square with G - 2 degrees of freedom. G = g
-  unless tied risks merge edges (where the R `cut` above stops: "breaks are not unique").
+- `hosmer_lemeshow`: over the G non-empty quantile groups, the sum over groups and over both outcomes of
+  (observed - expected)^2 / expected, with expected events = sum of risks and expected non-events = sum of
+  (1 - risk) in the group. Degrees of freedom: G on a held-out (test, validation, prospective) cohort, where
+  no parameter was estimated, so the statistic is referred to chi2(G) (Hosmer & Lemeshow 2013, Applied
+  Logistic Regression 3rd ed., section 5.2.2 on external validation); G - 2 on the cohort the model was fitted
+  on (`development=True`, the original test). Groups asked (`hosmer_lemeshow_groups`, unless given):
+  g = floor(min(expected events, expected non-events) / 5), clamped to 2..10 (3..10 on the fitting cohort so
+  that df > 0): at least about 5 expected events and 5 expected non-events per group, the usual validity
+  condition of the chi-square approximation, and the customary 10 groups once the cohort is large enough.
+  G = g unless tied risks merge edges (where the R `cut` above stops: "breaks are not unique").
+  `HosmerLemeshow.convention` states the groups and df used, for report tables.
 """
 
 from __future__ import annotations
@@ -69,6 +76,10 @@ class LogisticRecalibration:
         return _wald(self.slope, self.slope_se, self.alpha)
 
 
+HL_EXPECTED_PER_GROUP = 5
+HL_MAX_GROUPS = 10
+
+
 @dataclass(frozen=True)
 class HosmerLemeshow:
     statistic: float
@@ -77,6 +88,13 @@ class HosmerLemeshow:
     observed_events: np.ndarray
     expected_events: np.ndarray
     counts: np.ndarray
+    development: bool = False
+
+    @property
+    def convention(self) -> str:
+        """The groups and degrees of freedom used, in words."""
+        cohort = "fitting cohort, df = G - 2" if self.development else "held-out cohort, df = G"
+        return f"G = {len(self.counts)} quantile groups ({cohort} = {self.df})"
 
 
 def quantile_groups(risk: np.ndarray, groups: int) -> np.ndarray:
@@ -126,29 +144,42 @@ def scaled_brier_score(y: np.ndarray, risk: np.ndarray) -> float:
     return 1 - brier_score(y, risk) / reference if reference else math.nan
 
 
-def hosmer_lemeshow(y: np.ndarray, risk: np.ndarray, groups: int = 10) -> HosmerLemeshow:
+def hosmer_lemeshow_groups(risk: np.ndarray, development: bool = False) -> int:
+    """The number of quantile groups to ask for (module docstring): floor(min(E, n - E) / 5) within 2..10 (3..10 when
+    `development`), E the expected number of events."""
+    risk = probabilities(risk, len(np.asarray(risk)))
+    expected = float(risk.sum())
+    fewest = math.floor(min(expected, len(risk) - expected) / HL_EXPECTED_PER_GROUP)
+    return int(np.clip(fewest, 3 if development else 2, HL_MAX_GROUPS))
+
+
+def hosmer_lemeshow(y: np.ndarray, risk: np.ndarray, groups: int | None = None, development: bool = False) -> HosmerLemeshow:
+    """The Hosmer-Lemeshow test; `development`: the risks come from a model fitted on these patients (df = G - 2),
+    else a held-out cohort (df = G). `groups` defaults to `hosmer_lemeshow_groups`."""
     labels, risk = _checked(y, risk)
-    group = quantile_groups(risk, groups)
+    group = quantile_groups(risk, groups or hosmer_lemeshow_groups(risk, development))
     counts = np.bincount(group).astype(float)
     observed = np.bincount(group, weights=labels)
     expected = np.bincount(group, weights=risk)
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = (observed - expected) ** 2 / expected + (observed - expected) ** 2 / (counts - expected)
     statistic = float(np.nansum(terms))
-    df = len(counts) - 2
+    df = len(counts) - (2 if development else 0)
     p_value = float(chi2.sf(statistic, df)) if df > 0 else math.nan
-    return HosmerLemeshow(statistic, df, p_value, observed, expected, counts.astype(int))
+    return HosmerLemeshow(statistic, df, p_value, observed, expected, counts.astype(int), development)
 
 
-def calibration_summary(y: np.ndarray, risk: np.ndarray, groups: int = 10) -> dict[str, float]:
-    """Every calibration number of this module, flat, for report tables."""
+def calibration_summary(y: np.ndarray, risk: np.ndarray, groups: int | None = None,
+                        development: bool = False) -> dict[str, float]:
+    """Every calibration number of this module, flat, for report tables (Hosmer-Lemeshow as `hosmer_lemeshow`)."""
     recalibration = logistic_recalibration(y, risk)
-    hl = hosmer_lemeshow(y, risk, groups)
+    hl = hosmer_lemeshow(y, risk, groups, development)
     return {
         "brier": brier_score(y, risk), "scaled_brier": scaled_brier_score(y, risk),
         "citl_difference": calibration_in_the_large(y, risk),
         "calibration_intercept": recalibration.intercept, "calibration_slope": recalibration.slope,
-        "hosmer_lemeshow_chi2": hl.statistic, "hosmer_lemeshow_df": float(hl.df), "hosmer_lemeshow_p": hl.p_value,
+        "hosmer_lemeshow_chi2": hl.statistic, "hosmer_lemeshow_groups": float(len(hl.counts)),
+        "hosmer_lemeshow_df": float(hl.df), "hosmer_lemeshow_p": hl.p_value,
     }
 
 
