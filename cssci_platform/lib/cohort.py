@@ -3,7 +3,10 @@
 The YAML declares centers, sequences, ROIs, the mask label and typed clinical / outcome variables. The
 table (CSV or Parquet, one row per patient) has the columns `patient_id`, `center`, `cohort`,
 `image__<sequence>`, `mask__<sequence>__<roi>[__<segmentation>]`, one column per declared clinical
-variable and outcome, and `outcome_date`. Paths are relative to `data_root` and may not leave it.
+variable and outcome, and `outcome_date`. Paths are relative to `data_root` and may not leave it: every
+symbolic link is resolved when a file is opened (`Cohort.resolve`), and a path whose real location is
+outside `data_root` is refused unless it lies in one of the read-only image archives declared under
+`archive_roots:` (absolute, or relative to cohort.yaml; each must exist).
 
 Problems that make the whole manifest unusable (unreadable YAML, missing columns, undeclared columns)
 raise `ManifestError`; problems of one row become `ManifestIssue`s on that patient only, so the rest
@@ -22,6 +25,8 @@ from typing import Literal
 import polars as pl
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from cssci_platform.lib.paths import require_tree_within, resolve_within
 
 MANIFEST_VERSION = 1
 COHORT_ROLES = ("development", "prospective")
@@ -60,6 +65,8 @@ class CohortSpec(BaseModel):
     name: str = Field(pattern=NAME_PATTERN)
     table: str
     data_root: str = "."
+    # Read-only image archives that links under data_root may point into (e.g. /mnt/pacs_export).
+    archive_roots: list[str] = Field(default_factory=list)
     centers: list[str] = Field(min_length=1)
     sequences: list[str] = Field(min_length=1)
     rois: list[str] = Field(min_length=1)
@@ -121,9 +128,15 @@ class Cohort:
     manifest_sha256: str
     patients: dict[str, PatientRecord]
     unkeyed_issues: list[ManifestIssue]  # rows whose patient_id cannot name a partition
+    archive_roots: tuple[Path, ...] = ()  # real locations of the declared archive roots
 
     def resolve(self, relative_path: str) -> Path:
-        return self.data_root / relative_path
+        """The real location of a manifest path; `PathEscapeError` if it, or a file of a DICOM series folder,
+        is a link leaving data_root and the archive roots."""
+        real = resolve_within(Path(relative_path), self.data_root, self.archive_roots)
+        if real.is_dir():
+            require_tree_within(real, [self.data_root, *self.archive_roots])
+        return real
 
     @property
     def issues(self) -> list[ManifestIssue]:
@@ -140,10 +153,20 @@ def load_cohort(manifest_path: Path) -> Cohort:
         table = pl.concat([table, _read_table(admitted_path)], how="diagonal_relaxed")
     columns = _classify_columns(table.columns, spec, table_path)
     data_root = (manifest_path.parent / spec.data_root).resolve()
+    archive_roots = _archive_roots(spec, manifest_path)
     records, unkeyed = _records(table, spec, columns)
     admitted_bytes = admitted_path.read_bytes() if admitted_path.is_file() else b""
     digest = hashlib.sha256(manifest_path.read_bytes() + table_path.read_bytes() + admitted_bytes).hexdigest()
-    return Cohort(spec, manifest_path, data_root, digest, records, unkeyed)
+    return Cohort(spec, manifest_path, data_root, digest, records, unkeyed, archive_roots)
+
+
+def _archive_roots(spec: CohortSpec, manifest_path: Path) -> tuple[Path, ...]:
+    roots = tuple((manifest_path.parent / root).resolve() for root in spec.archive_roots)
+    missing = [f"archive_roots: {root} does not exist or is not a folder; mount the archive, or remove it from "
+               "archive_roots" for root in roots if not root.is_dir()]
+    if missing:
+        raise ManifestError(manifest_path, missing)
+    return roots
 
 
 def validate_row(spec: CohortSpec, row: dict[str, str | None]) -> tuple[PatientRecord | None, list[str]]:

@@ -16,21 +16,22 @@ ARCHIVE_ROOTS_FIX = "declare the archive it points into in cohort.yaml under `ar
 
 
 class PathEscapeError(ValueError):
-    """A path whose real location is outside its root and every allowed root."""
+    """A path whose real location is outside its root and every allowed root.
+
+    `reason` says which link (or path) leaves and where it points; `fix` says what to do.
+    """
 
     def __init__(self, path: Path, link: Path | None, target: Path, roots: Sequence[Path]) -> None:
         self.path, self.link, self.target, self.roots = path, link, target, tuple(roots)
-        super().__init__(describe_escape(path, link, target, self.roots))
-
-
-def describe_escape(path: Path, link: Path | None, target: Path, roots: Sequence[Path]) -> str:
-    where = " or ".join(str(root) for root in roots)
-    if link is None:
-        return f"{path} is outside {where}; move it under {roots[0]}"
-    return (
-        f"{link} is a symbolic link to {target}, outside {where}; copy the files under {roots[0]} "
-        f"instead of linking, or, if it is a read-only image archive, {ARCHIVE_ROOTS_FIX}"
-    )
+        where = " or ".join(str(root) for root in self.roots)
+        if link is None:
+            self.reason = f"{path} is outside {where}"
+            self.fix = f"move it under {self.roots[0]}"
+        else:
+            self.reason = f"{link} is a symbolic link to {target}, outside {where}"
+            self.fix = (f"copy the files under {self.roots[0]} instead of linking, or, if it points into a "
+                        f"read-only image archive, {ARCHIVE_ROOTS_FIX}")
+        super().__init__(f"{self.reason}; {self.fix}")
 
 
 def real_path(path: Path) -> Path:
@@ -58,6 +59,18 @@ def resolve_within(path: Path, root: Path, allowed_roots: Sequence[Path] = ()) -
     link = _first_link_outside(candidate, Path(root), roots)
     target = real_path(link) if link is not None else real
     raise PathEscapeError(candidate, link, target, [real_path(r) for r in roots])
+
+
+def require_tree_within(folder: Path, roots: Sequence[Path]) -> None:
+    """Refuse a folder (a DICOM series) holding any symbolic link, at any depth, whose target leaves `roots`.
+
+    Linked sub-folders are checked as links, not entered, as the image readers do not enter them either.
+    """
+    for parent, folders, files in os.walk(folder, followlinks=False):
+        for name in sorted([*folders, *files]):
+            entry = Path(parent) / name
+            if entry.is_symlink() and not is_within(entry, roots):
+                raise PathEscapeError(entry, entry, real_path(entry), [real_path(r) for r in roots])
 
 
 def _first_link_outside(candidate: Path, root: Path, roots: Sequence[Path]) -> Path | None:

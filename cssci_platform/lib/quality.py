@@ -23,6 +23,7 @@ from cssci_platform.lib.imaging import (
     nonfinite_voxels_in_file,
     read_image,
 )
+from cssci_platform.lib.paths import PathEscapeError
 
 
 @dataclass(frozen=True)
@@ -81,38 +82,46 @@ def inspect_patient(cohort: Cohort, record: PatientRecord, tolerance: GeometryTo
     scans: list[ScanInfo] = []
     images: dict[str, sitk.Image] = {}
     for sequence, relative in record.images.items():
-        image = _read(cohort, record, relative, issues)
-        if image is None:
+        opened = _open(cohort, record, relative, issues)
+        if opened is None:
             continue
+        path, image = opened
         images[sequence] = image
-        issues += _image_issues(record.patient_key, relative, image, nonfinite_voxels_in_file(cohort.resolve(relative), image))
-        scans.append(_scan(record.patient_key, sequence, "image", "", "", relative, cohort, image, 0))
+        issues += _image_issues(record.patient_key, relative, image, nonfinite_voxels_in_file(path, image))
+        scans.append(_scan(record.patient_key, sequence, "image", "", "", relative, path, image, 0))
     for mask_ref in record.masks:
-        mask = _read(cohort, record, mask_ref.path, issues)
-        if mask is None:
+        opened = _open(cohort, record, mask_ref.path, issues)
+        if opened is None:
             continue
+        path, mask = opened
         found = _mask_issues(record.patient_key, mask_ref, mask, images.get(mask_ref.sequence), cohort, tolerance)
         issues += found
         voxels = mask_label_counts(mask).get(cohort.spec.mask_label, 0)
         scans.append(
-            _scan(record.patient_key, mask_ref.sequence, "mask", mask_ref.roi, mask_ref.segmentation, mask_ref.path, cohort, mask, voxels)
+            _scan(record.patient_key, mask_ref.sequence, "mask", mask_ref.roi, mask_ref.segmentation, mask_ref.path, path, mask, voxels)
         )
     return PatientInspection(record.patient_key, scans, issues)
 
 
-def _read(cohort: Cohort, record: PatientRecord, relative: str, issues: list[QcIssue]) -> sitk.Image | None:
+def _open(cohort: Cohort, record: PatientRecord, relative: str, issues: list[QcIssue]) -> tuple[Path, sitk.Image] | None:
+    """(real path, image) of a manifest path, or None with an issue when it leaves the roots or cannot be read."""
     try:
-        return read_image(cohort.resolve(relative))
+        path = cohort.resolve(relative)
+    except PathEscapeError as error:
+        issues.append(QcIssue(record.patient_key, "scans", "path_escapes_root", f"{relative}: {error.reason}", error.fix, relative))
+        return None
+    try:
+        return path, read_image(path)
     except ImageReadError as error:
         code = "missing_file" if error.reason == "file not found" else "unreadable_file"
         issues.append(QcIssue(record.patient_key, "scans", code, f"{relative}: {error.reason}", error.fix, relative))
         return None
 
 
-def _scan(key: str, sequence: str, kind: str, roi: str, seg: str, relative: str, cohort: Cohort, image: sitk.Image, voxels: int) -> ScanInfo:
+def _scan(key: str, sequence: str, kind: str, roi: str, seg: str, relative: str, path: Path, image: sitk.Image, voxels: int) -> ScanInfo:
     geometry = Geometry.of(image)
     return ScanInfo(
-        key, sequence, kind, roi, seg, relative, file_sha256(cohort.resolve(relative)),  # type: ignore[arg-type]
+        key, sequence, kind, roi, seg, relative, file_sha256(path),  # type: ignore[arg-type]
         geometry.size, geometry.spacing, geometry.origin, geometry.direction, voxels,
     )
 

@@ -428,3 +428,37 @@ def test_the_shipped_example_manifest_is_valid() -> None:
     assert not cohort.unkeyed_issues and not any(p.issues for p in cohort.patients.values())
     repeats = [m for m in cohort.patients["HX-0001"].masks if m.segmentation != "primary"]
     assert [(m.sequence, m.roi, m.segmentation) for m in repeats] == [("sag_T2", "lesion", "rater2")]
+
+
+# ---------------------------------------------------------------- archive roots
+
+
+def test_archive_roots_are_resolved_relative_to_the_yaml(tiny_cohort, tmp_path):
+    (tmp_path / "cohort" / "pacs").mkdir(parents=True)
+    (tmp_path / "mnt_archive").mkdir()
+    cohort = tiny_cohort(spec=base_spec(archive_roots=["pacs", str(tmp_path / "mnt_archive")])).load()
+    assert cohort.archive_roots == ((tmp_path / "cohort" / "pacs").resolve(), (tmp_path / "mnt_archive").resolve())
+
+
+def test_no_archive_roots_by_default(tiny_cohort):
+    assert tiny_cohort().load().archive_roots == ()
+
+
+def test_an_archive_root_that_does_not_exist_is_a_manifest_error(tiny_cohort, tmp_path):
+    cohort = tiny_cohort(spec=base_spec(archive_roots=[str(tmp_path / "not_mounted")]))
+    error = manifest_error(cohort.manifest)
+    assert len(error.problems) == 1
+    assert "archive_roots" in error.problems[0] and str(tmp_path / "not_mounted") in error.problems[0]
+    assert "does not exist" in error.problems[0] and "mount the archive" in error.problems[0]
+
+
+def test_cohort_resolve_refuses_a_link_leaving_data_root(tiny_cohort, tmp_path):
+    from cssci_platform.lib.paths import PathEscapeError
+
+    cohort = tiny_cohort()
+    (tmp_path / "elsewhere.nii.gz").write_bytes(b"x")
+    cohort.path("images/linked.nii.gz").symlink_to(tmp_path / "elsewhere.nii.gz")
+    loaded = cohort.load()
+    assert loaded.resolve(f"images/P001_{SEQUENCE}.nii.gz") == cohort.path(f"images/P001_{SEQUENCE}.nii.gz").resolve()
+    with pytest.raises(PathEscapeError):
+        loaded.resolve("images/linked.nii.gz")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,6 +29,7 @@ from cssci_platform_tests.lib.conftest import (
     make_image,
     make_mask,
 )
+from cssci_platform_tests.lib.test_imaging import write_dicom_series
 
 TOLERANCE = GeometryTolerance()
 IMAGE = f"images/P002_{SEQUENCE}.nii.gz"
@@ -266,3 +270,78 @@ def test_resampled_mask_issues_flags_a_vanishing_mask(tiny_cohort, tmp_path):
     # at the default 1 mm both masks survive
     fine = preprocess_patient(inspection.scans, loaded.resolve, tmp_path / "store", PreprocessingSettings(channels=("original",)))
     assert resampled_mask_issues("P001", fine.masks) == []
+
+
+# ---------------------------------------------------------------- symbolic links leaving data_root
+
+
+def outside_folder(cohort: TinyCohort) -> Path:
+    """A folder beside the cohort (not under data_root) holding a valid image and mask."""
+    outside = cohort.root.parent / "outside"
+    outside.mkdir(exist_ok=True)
+    sitk.WriteImage(make_image(seed=7), str(outside / "other.nii.gz"))
+    sitk.WriteImage(make_mask(), str(outside / "other_mask.nii.gz"))
+    return outside
+
+
+def test_an_image_linked_to_a_file_outside_data_root_is_refused_naming_the_link(tiny_cohort):
+    cohort = tiny_cohort()
+    outside = outside_folder(cohort)
+    cohort.path(IMAGE).unlink()
+    cohort.path(IMAGE).symlink_to(outside / "other.nii.gz")
+    result = inspect(cohort, "P002")
+    assert [(i.stage, i.code, i.file) for i in result.issues] == [("scans", "path_escapes_root", IMAGE)]
+    message = result.issues[0].message
+    assert str(cohort.path(IMAGE)) in message and str((outside / "other.nii.gz").resolve()) in message
+    assert "archive_roots" in result.issues[0].fix
+    assert [s.kind for s in result.scans] == ["mask"]  # nothing read from the outside file
+    assert not result.passed
+    assert inspect(cohort, "P001").passed and inspect(cohort, "P003").passed
+
+
+def test_a_mask_under_a_folder_linked_outside_data_root_is_refused_naming_the_folder(tiny_cohort):
+    rows = default_rows()
+    rows[1][f"mask__{SEQUENCE}__lesion"] = "linked/other_mask.nii.gz"
+    cohort = tiny_cohort(rows)
+    outside = outside_folder(cohort)
+    shutil.rmtree(cohort.path("linked"))  # tiny_cohort wrote a real mask there
+    cohort.path("linked").symlink_to(outside, target_is_directory=True)
+    result = inspect(cohort, "P002")
+    assert [(i.code, i.file) for i in result.issues] == [("path_escapes_root", "linked/other_mask.nii.gz")]
+    assert f"{cohort.path('linked')} is a symbolic link to {outside.resolve()}" in result.issues[0].message
+    assert [s.kind for s in result.scans] == ["image"]
+
+
+def test_a_link_inside_data_root_is_followed(tiny_cohort):
+    cohort = tiny_cohort()
+    cohort.path(IMAGE).rename(cohort.path("images/real.nii.gz"))
+    cohort.path(IMAGE).symlink_to(Path("real.nii.gz"))
+    assert inspect(cohort, "P002").passed
+
+
+def test_a_link_into_a_declared_archive_root_is_accepted(tiny_cohort, tmp_path):
+    archive = tmp_path / "pacs_export"
+    archive.mkdir()
+    sitk.WriteImage(make_image(seed=7), str(archive / "P002.nii.gz"))
+    cohort = tiny_cohort(spec=base_spec(archive_roots=[str(archive)]))
+    cohort.path(IMAGE).unlink()
+    cohort.path(IMAGE).symlink_to(archive / "P002.nii.gz")
+    result = inspect(cohort, "P002")
+    assert result.passed, result.issues
+    assert result.scans[0].sha256 == file_sha256(archive / "P002.nii.gz")
+
+
+def test_a_dicom_series_folder_with_one_slice_linked_outside_is_refused(tiny_cohort):
+    rows = default_rows()
+    rows[1][f"image__{SEQUENCE}"] = "dicom/P002"
+    cohort = tiny_cohort(rows)
+    series = cohort.path("dicom/P002")
+    write_dicom_series(series, make_image(dtype=np.int16), series_number=1)
+    outside = outside_folder(cohort)
+    slice_file = sorted(series.iterdir())[3]
+    slice_file.rename(outside / slice_file.name)
+    slice_file.symlink_to(outside / slice_file.name)
+    result = inspect(cohort, "P002")
+    assert [(i.code, i.file) for i in result.issues] == [("path_escapes_root", "dicom/P002")]
+    assert f"{slice_file} is a symbolic link" in result.issues[0].message
+    assert [s.kind for s in result.scans] == ["mask"]
