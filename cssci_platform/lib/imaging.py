@@ -222,10 +222,28 @@ def nonfinite_voxel_count(image: sitk.Image) -> int:
 
 
 def mask_label_counts(mask: sitk.Image) -> dict[int, int]:
-    """Voxel count per non-zero value of a mask. Non-integer values are reported as their rounding."""
+    """Voxel count per non-zero label of a mask. Non-integer values count as their rounding (see
+    `nonintegral_voxels`); NaN/Inf voxels are not labels and are left out (see `nonfinite_voxel_count`)."""
     array = sitk.GetArrayViewFromImage(mask)
-    values, counts = np.unique(array[array != 0], return_counts=True)
-    return {int(round(float(v))): int(c) for v, c in zip(values, counts, strict=True)}
+    labels = np.round(array[np.isfinite(array)]) if np.issubdtype(array.dtype, np.floating) else array
+    values, counts = np.unique(labels[labels != 0], return_counts=True)
+    return {int(v): int(c) for v, c in zip(values, counts, strict=True)}
+
+
+@dataclass(frozen=True)
+class NonIntegralVoxels:
+    count: int
+    example: float | None  # one offending value, to quote in a message
+
+
+def nonintegral_voxels(image: sitk.Image) -> NonIntegralVoxels:
+    """Finite voxels whose value is not a whole number (0.9999 in a mask saved as float)."""
+    array = sitk.GetArrayViewFromImage(image)
+    if not np.issubdtype(array.dtype, np.floating):
+        return NonIntegralVoxels(0, None)
+    finite = array[np.isfinite(array)]
+    fractional = finite[finite != np.round(finite)]
+    return NonIntegralVoxels(int(fractional.size), float(fractional[0]) if fractional.size else None)
 
 
 def normalize_unit_range(image: sitk.Image, lower_percentile: float = 0.0, upper_percentile: float = 100.0) -> sitk.Image:

@@ -21,6 +21,7 @@ from cssci_platform.lib.imaging import (
     geometry_mismatches,
     mask_label_counts,
     nonfinite_voxels_in_file,
+    nonintegral_voxels,
     read_image,
 )
 from cssci_platform.lib.paths import PathEscapeError
@@ -94,8 +95,8 @@ def inspect_patient(cohort: Cohort, record: PatientRecord, tolerance: GeometryTo
         if opened is None:
             continue
         path, mask = opened
-        found = _mask_issues(record.patient_key, mask_ref, mask, images.get(mask_ref.sequence), cohort, tolerance)
-        issues += found
+        issues += _mask_value_issues(record.patient_key, mask_ref, mask, nonfinite_voxels_in_file(path, mask), cohort)
+        issues += _mask_issues(record.patient_key, mask_ref, mask, images.get(mask_ref.sequence), cohort, tolerance)
         voxels = mask_label_counts(mask).get(cohort.spec.mask_label, 0)
         scans.append(
             _scan(record.patient_key, mask_ref.sequence, "mask", mask_ref.roi, mask_ref.segmentation, mask_ref.path, path, mask, voxels)
@@ -132,6 +133,21 @@ def _image_issues(key: str, relative: str, image: sitk.Image, bad: int) -> list[
         issues.append(QcIssue(key, "scans", "not_3d", f"{relative}: image has {image.GetDimension()} dimensions, expected 3", "export a 3D volume", relative))
     if bad:
         issues.append(QcIssue(key, "scans", "nonfinite_voxels", f"{relative}: {bad} voxels are NaN or infinite", "re-export the image; check the reconstruction", relative))
+    return issues
+
+
+def _mask_value_issues(key: str, ref: MaskRef, mask: sitk.Image, nonfinite: int, cohort: Cohort) -> list[QcIssue]:
+    """NaN/Inf voxels and labels that are not whole numbers: a mask must hold integer labels only."""
+    label = cohort.spec.mask_label
+    fix = f"save the mask with integer labels (a uint8 voxel type): 0 outside, label {label} for the {ref.roi}"
+    issues = []
+    if nonfinite:
+        issues.append(QcIssue(key, "scans", "nonfinite_voxels", f"{ref.path}: {nonfinite} mask voxels are NaN or infinite", fix, ref.path))
+    fractional = nonintegral_voxels(mask)
+    if fractional.count:
+        issues.append(QcIssue(key, "scans", "mask_label_not_integral",
+                              f"{ref.path}: {fractional.count} voxels have labels that are not whole numbers "
+                              f"(e.g. {fractional.example:.6g})", fix, ref.path))
     return issues
 
 

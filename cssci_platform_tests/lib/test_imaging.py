@@ -20,9 +20,11 @@ from cssci_platform.lib.imaging import (
     filter_channel,
     geometry_mismatches,
     has_volume_suffix,
+    NonIntegralVoxels,
     mask_label_counts,
     nonfinite_voxel_count,
     nonfinite_voxels_in_file,
+    nonintegral_voxels,
     normalize_unit_range,
     read_image,
     resample_mask_onto,
@@ -355,6 +357,22 @@ def test_mask_label_counts():
     assert mask_label_counts(make_mask(labels={})) == {}
     float_mask = sitk.Cast(make_mask(), sitk.sitkFloat32)
     assert mask_label_counts(float_mask) == {1: LESION_VOXELS}
+
+
+def test_mask_label_counts_leave_nan_voxels_out():
+    data = array(sitk.Cast(make_mask(), sitk.sitkFloat32))
+    data[0, 0, :5] = np.nan
+    assert mask_label_counts(from_array(data)) == {1: LESION_VOXELS}
+
+
+def test_nonintegral_voxels_counts_fractional_labels_only():
+    data = array(sitk.Cast(make_mask(), sitk.sitkFloat32))
+    data[LESION_BOX] = 0.9999
+    data[0, 0, 0] = np.nan
+    found = nonintegral_voxels(from_array(data))
+    assert found.count == LESION_VOXELS and found.example == pytest.approx(0.9999)
+    assert nonintegral_voxels(sitk.Cast(make_mask(), sitk.sitkFloat32)) == NonIntegralVoxels(0, None)
+    assert nonintegral_voxels(make_mask()) == NonIntegralVoxels(0, None)
 
 
 # ---------------------------------------------------------------- normalization and resampling

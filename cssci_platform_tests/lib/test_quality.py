@@ -345,3 +345,46 @@ def test_a_dicom_series_folder_with_one_slice_linked_outside_is_refused(tiny_coh
     assert [(i.code, i.file) for i in result.issues] == [("path_escapes_root", "dicom/P002")]
     assert f"{slice_file} is a symbolic link" in result.issues[0].message
     assert [s.kind for s in result.scans] == ["mask"]
+
+
+# ---------------------------------------------------------------- mask voxel values
+
+
+def float_mask_with(*regions: tuple[tuple[slice, slice, slice], float]) -> sitk.Image:
+    """A float32 lesion mask (label 1 in LESION_BOX) with some (box, value) regions overwritten."""
+    data = sitk.GetArrayFromImage(make_mask()).astype(np.float32)
+    for box, value in regions:
+        data[box] = value
+    return from_array(data)
+
+
+HUNDRED_VOXELS = (slice(0, 1), slice(0, 10), slice(0, 10))  # outside LESION_BOX
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd"])
+def test_nan_voxels_in_a_float_mask_are_an_issue(tiny_cohort, suffix):
+    rows = default_rows()
+    rows[1][f"mask__{SEQUENCE}__lesion"] = f"masks/P002_lesion{suffix}"
+    cohort = tiny_cohort(rows)
+    cohort.write(f"masks/P002_lesion{suffix}", float_mask_with((HUNDRED_VOXELS, np.nan)))
+    result = inspect(cohort, "P002")
+    assert [(i.code, i.file) for i in result.issues] == [("nonfinite_voxels", f"masks/P002_lesion{suffix}")]
+    assert result.issues[0].message == f"masks/P002_lesion{suffix}: 100 mask voxels are NaN or infinite"
+    assert "integer labels" in result.issues[0].fix
+    assert not result.passed and inspect(cohort, "P001").passed
+
+
+def test_a_mask_with_labels_like_0_9999_is_not_integral(tiny_cohort):
+    cohort = tiny_cohort()
+    cohort.write(MASK, float_mask_with((LESION_BOX, 0.9999)))
+    result = inspect(cohort, "P002")
+    assert [(i.code, i.file) for i in result.issues] == [("mask_label_not_integral", MASK)]
+    assert result.issues[0].message == f"{MASK}: {LESION_VOXELS} voxels have labels that are not whole numbers (e.g. 0.9999)"
+    assert "uint8" in result.issues[0].fix and "label 1" in result.issues[0].fix
+    assert not result.passed
+
+
+def test_a_float_mask_with_whole_labels_passes(tiny_cohort):
+    cohort = tiny_cohort()
+    cohort.write(MASK, float_mask_with())
+    assert inspect(cohort, "P002").passed
