@@ -7,8 +7,10 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pytest
 
 
+@pytest.mark.timeout(960)  # the demo subprocess may take 600 s and the comparison 300 s
 def test_cssci_demo_materializes_every_patient(tmp_path: Path) -> None:
     env = {**os.environ, "CSSCI_HOME": str(tmp_path / "home")}
     for name in ("CSSCI_WAREHOUSE", "CSSCI_IMAGE_STORE", "CSSCI_MANIFEST", "DAGSTER_HOME", "CSSCI_MLFLOW_URI"):

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+PROTOCOL_TIME_LIMIT = 1200  # seconds: the `cssci run` subprocess may take 900 (upper limb: ~22 min at full size)
 SMALL = ["--set", "deep.weights=none", "--set", "models.cv_folds=3"]
 PROTOCOL_OVERRIDES = {
     "cervical_sci_ianr": ["cohort.synthetic.patients=24", "cohort.synthetic.prospective=4",
@@ -59,6 +60,7 @@ def truth(home: Path) -> pd.DataFrame:
     return pd.read_csv(cohort / "truth.csv").set_index("patient_id")
 
 
+@pytest.mark.timeout(PROTOCOL_TIME_LIMIT)
 def test_cervical_sci_ianr(tmp_path):
     completed, home, mlflow_uri = run_protocol("cervical_sci_ianr", tmp_path)
     check_study_run(mlflow_uri, "cervical_sci_ianr", home)
@@ -76,6 +78,7 @@ def test_cervical_sci_ianr(tmp_path):
     assert validation["n"][0] > 0
 
 
+@pytest.mark.timeout(PROTOCOL_TIME_LIMIT)
 def test_cervical_sci_upper_limb(tmp_path):
     completed, home, mlflow_uri = run_protocol("cervical_sci_upper_limb", tmp_path)
     check_study_run(mlflow_uri, "cervical_sci_upper_limb", home)
@@ -90,6 +93,7 @@ def test_cervical_sci_upper_limb(tmp_path):
     assert set(query(home, "SELECT DISTINCT classifier FROM trained_models WHERE signature = 'Rad'")["classifier"]) == {"LR", "NaiveBayes"}
 
 
+@pytest.mark.timeout(PROTOCOL_TIME_LIMIT)
 def test_spinal_metastasis_primary_site(tmp_path):
     completed, home, mlflow_uri = run_protocol("spinal_metastasis_primary_site", tmp_path)
     check_study_run(mlflow_uri, "spinal_metastasis_primary_site", home)

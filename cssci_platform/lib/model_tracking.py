@@ -672,12 +672,24 @@ def _first_open_of_sqlite_store(tracking_uri: str) -> Iterator[None]:
         _OPENED_STORES.add(tracking_uri)
 
 
+STORE_LOCK_WAIT_SECONDS = 120.0  # creating MLflow's tables takes ~1 s; far longer means a stuck process holds it
+
+
 @contextmanager
-def _exclusive_file_lock(path: Path) -> Iterator[None]:
+def _exclusive_file_lock(path: Path, wait_seconds: float = STORE_LOCK_WAIT_SECONDS) -> Iterator[None]:
     import fcntl  # POSIX only, like the Linux/macOS hosts this platform runs on
 
     with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"waited {wait_seconds:.0f} s for {path}, held by another process opening the same "
+                                       "MLflow store; if none is running, delete that file") from None
+                time.sleep(0.05)
         try:
             yield
         finally:

@@ -11,6 +11,7 @@ import json
 import math
 import multiprocessing
 import os
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import dagster as dg
@@ -311,15 +312,16 @@ def test_two_stores_do_not_see_each_other_and_a_caller_run_is_left_alone(store, 
         champion_version(other, name)
 
 
-def _open_experiment(config: TrackingConfig) -> str:
-    return get_or_create_experiment(config)
-
-
 def test_processes_opening_a_new_store_together_do_not_break_its_migration(tmp_path):
     # Without the lock beside the database, every one of 4 processes failed inside MLflow's table migrations.
+    # Spawned, never forked: a fork of this threaded pytest-xdist worker once deadlocked on the pool's queue lock.
     config = TrackingConfig(sqlite_tracking_uri(tmp_path / "new" / "mlflow.db"), "parallel")
-    with multiprocessing.get_context("fork").Pool(3) as pool:
-        experiment_ids = pool.map_async(_open_experiment, [config] * 3).get(timeout=120)
+    pool = ProcessPoolExecutor(max_workers=3, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        futures = [pool.submit(get_or_create_experiment, config) for _ in range(3)]
+        experiment_ids = [future.result(timeout=120) for future in futures]
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)  # a stuck worker fails the test instead of hanging it
     assert len(set(experiment_ids)) == 1
     assert config.client().get_experiment(experiment_ids[0]).name == "parallel"
 
@@ -393,3 +395,18 @@ def test_tracking_resource_builds_config_and_dagster_tags(tmp_path):
     tags = result.output_for_node("trained_models")
     assert tags == {"signature": "Rad", "classifier": "LR", "mode": "leakage_safe", "dagster_run_id": result.run_id,
                     "dagster_asset": "trained_models", "dagster_partition": "P001"}
+
+
+def test_a_store_lock_held_by_a_stuck_process_ends_the_wait_naming_the_lock_file(tmp_path):
+    import fcntl
+
+    from cssci_platform.lib.model_tracking import _exclusive_file_lock
+
+    lock = tmp_path / "mlflow.db.init-lock"
+    with open(lock, "a") as holder:  # another open file description: conflicts like another process would
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        with pytest.raises(TimeoutError, match="mlflow.db.init-lock"):
+            with _exclusive_file_lock(lock, wait_seconds=0.3):
+                pass
+    with _exclusive_file_lock(lock, wait_seconds=0.3):  # released: taken at once
+        pass
