@@ -1,7 +1,8 @@
 """Model evaluation statistics. Scores are oriented so that higher means the positive class (y = 1).
 
 - `performance.py`: point AUC, Youden threshold, threshold metrics, multiclass AUC/top-k (used by training).
-- `delong.py`: DeLong AUC variance/CI and paired/unpaired tests (fast midrank algorithm, pROC conventions).
+- `delong.py`: DeLong AUC variance/CI and paired/unpaired tests (fast midrank algorithm, pROC conventions), and
+  `auc_interval`, the boundary-respecting interval of report tables (logit-DeLong; Newcombe's score at AUC 0/1).
 - `bootstrap.py`: stratified percentile bootstrap CIs (1000 seeded replicates by default).
 - `proportions.py`: Wilson CIs for accuracy, sensitivity, specificity, PPV, NPV.
 - `calibration.py`: calibration curve, calibration-in-the-large, intercept/slope, Brier, Hosmer-Lemeshow.
@@ -36,7 +37,9 @@ from cssci_platform.lib.evaluation.calibration import (
 from cssci_platform.lib.evaluation.decision_curve import DEFAULT_THRESHOLDS, DecisionCurve, net_benefit
 from cssci_platform.lib.evaluation.delong import (
     AucComparison,
+    AucInterval,
     DeLongCI,
+    auc_interval,
     delong_ci,
     delong_placements,
     delong_roc_test,
@@ -71,6 +74,7 @@ __all__ = [
     "DEFAULT_THRESHOLDS",
     "THRESHOLD_METRICS",
     "AucComparison",
+    "AucInterval",
     "BootstrapCI",
     "CalibrationCurve",
     "ConfusionCounts",
@@ -80,6 +84,7 @@ __all__ = [
     "LogisticRecalibration",
     "MulticlassEvaluation",
     "ProportionCI",
+    "auc_interval",
     "binary_auc",
     "bootstrap_auc_ci",
     "bootstrap_ci",
