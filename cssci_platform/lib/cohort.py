@@ -26,6 +26,7 @@ import polars as pl
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from cssci_platform.lib.messages import quote_value
 from cssci_platform.lib.paths import require_tree_within, resolve_within
 
 MANIFEST_VERSION = 1
@@ -34,6 +35,7 @@ PRIMARY_SEGMENTATION = "primary"
 PATIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]*$"
 BINARY_VALUES = {"0": 0, "1": 1}
+MAX_PATH_CHARACTERS, MAX_NAME_CHARACTERS = 4096, 255  # Linux PATH_MAX and NAME_MAX
 
 
 class ManifestError(Exception):
@@ -195,7 +197,7 @@ def _read_spec(path: Path) -> CohortSpec:
         raise ManifestError(path, ["expected a mapping of keys (manifest_version, name, table, ...)"])
     if raw.get("manifest_version") != MANIFEST_VERSION:
         raise ManifestError(
-            path, [f"manifest_version is {raw.get('manifest_version')!r}; this platform reads version {MANIFEST_VERSION}"]
+            path, [f"manifest_version is {quote_value(raw.get('manifest_version'))}; this platform reads version {MANIFEST_VERSION}"]
         )
     try:
         return CohortSpec.model_validate(raw)
@@ -205,7 +207,7 @@ def _read_spec(path: Path) -> CohortSpec:
 
 def _pydantic_problem(error: dict) -> str:
     where = ".".join(str(part) for part in error["loc"]) or "(top level)"
-    return f"key '{where}': {error['msg']} (got {error.get('input')!r})"
+    return f"key '{where}': {error['msg']} (got {quote_value(error.get('input'))})"
 
 
 def _read_table(path: Path) -> pl.DataFrame:
@@ -242,12 +244,12 @@ def _classify_columns(names: list[str], spec: CohortSpec, source: Path) -> _Colu
         elif parts[0] == "mask" and len(parts) in (3, 4):
             problem = _mask_column_problem(parts, spec)
             if problem:
-                problems.append(f"column '{name}': {problem}")
+                problems.append(f"column {quote_value(name)}: {problem}")
             else:
                 masks[name] = (parts[1], parts[2], parts[3] if len(parts) == 4 else PRIMARY_SEGMENTATION)
         elif name not in declared:
             problems.append(
-                f"column '{name}' is not declared; name images 'image__<sequence>', masks "
+                f"column {quote_value(name)} is not declared; name images 'image__<sequence>', masks "
                 "'mask__<sequence>__<roi>[__<segmentation>]', or declare it under clinical:/outcomes: in cohort.yaml"
             )
     if problems:
@@ -285,7 +287,7 @@ def _records(table: pl.DataFrame, spec: CohortSpec, columns: _Columns) -> tuple[
 def _bad_id_issue(raw_id: str | None, line: int) -> ManifestIssue:
     return ManifestIssue(
         patient_key=f"<line {line}>", line=line, column="patient_id", code="invalid_patient_id",
-        message=f"patient_id {raw_id!r} is empty or has characters other than letters, digits, '.', '_', '-'",
+        message=f"patient_id {quote_value(raw_id)} is empty or has characters other than letters, digits, '.', '_', '-'",
         fix="give every patient a unique id of at most 64 such characters, starting with a letter or digit",
     )
 
@@ -308,9 +310,9 @@ def _record(row: dict, line: int, key: str, spec: CohortSpec, columns: _Columns)
 
     center, cohort = row.get("center"), row.get("cohort")
     if center not in spec.centers:
-        issue("center", "unknown_center", f"center {center!r} is not declared", f"use one of {spec.centers} or declare it under centers:")
+        issue("center", "unknown_center", f"center {quote_value(center)} is not declared", f"use one of {spec.centers} or declare it under centers:")
     if cohort not in COHORT_ROLES:
-        issue("cohort", "bad_cohort_role", f"cohort {cohort!r} is not a cohort role", f"use one of {list(COHORT_ROLES)}")
+        issue("cohort", "bad_cohort_role", f"cohort {quote_value(cohort)} is not a cohort role", f"use one of {list(COHORT_ROLES)}")
     images = {seq: _checked_path(row.get(col), col, True, issue) for seq, col in columns.images.items()}
     masks = [
         MaskRef(seq, roi, seg, path, col)
@@ -334,11 +336,15 @@ def _checked_path(value: str | None, column: str, required: bool, issue) -> str 
             issue(column, "missing_path", "no file given", "enter the file path relative to data_root")
         return None
     posix = PurePosixPath(value.replace("\\", "/"))
+    if len(value) > MAX_PATH_CHARACTERS or any(len(part) > MAX_NAME_CHARACTERS for part in posix.parts):
+        issue(column, "path_too_long", f"path {quote_value(value)} is too long for a file path",
+              f"shorten the folder and file names (at most {MAX_NAME_CHARACTERS} characters each, {MAX_PATH_CHARACTERS} in all)")
+        return None
     if posix.is_absolute() or re.match(r"^[A-Za-z]:", value):
-        issue(column, "absolute_path", f"path '{value}' is absolute", "write it relative to data_root")
+        issue(column, "absolute_path", f"path {quote_value(value)} is absolute", "write it relative to data_root")
         return None
     if ".." in posix.parts:
-        issue(column, "path_escapes_root", f"path '{value}' leaves data_root", "move the file under data_root")
+        issue(column, "path_escapes_root", f"path {quote_value(value)} leaves data_root", "move the file under data_root")
         return None
     return str(posix)
 
@@ -353,15 +359,15 @@ def _parse_value(value: str | None, column: str, var: VariableSpec, issue) -> fl
             number = float("nan")
         if number == number and abs(number) != float("inf"):
             return number
-        issue(column, "bad_value", f"{value!r} is not a finite number", "enter a number with '.' as decimal mark")
+        issue(column, "bad_value", f"{quote_value(value)} is not a finite number", "enter a number with '.' as decimal mark")
     elif var.type == "binary":
         if value in BINARY_VALUES or value in ("0.0", "1.0"):
             return BINARY_VALUES[value[0]]
-        issue(column, "bad_value", f"{value!r} is not 0 or 1", "encode yes/present as 1 and no/absent as 0")
+        issue(column, "bad_value", f"{quote_value(value)} is not 0 or 1", "encode yes/present as 1 and no/absent as 0")
     elif value in (var.levels or []):
         return value
     else:
-        issue(column, "bad_value", f"{value!r} is not an allowed level", f"use one of {var.levels}")
+        issue(column, "bad_value", f"{quote_value(value)} is not an allowed level", f"use one of {var.levels}")
     return None
 
 
@@ -371,5 +377,5 @@ def _parse_date(value: str | None, issue) -> str | None:
     try:
         return date.fromisoformat(value).isoformat()
     except ValueError:
-        issue("outcome_date", "bad_date", f"{value!r} is not a date", "write dates as YYYY-MM-DD")
+        issue("outcome_date", "bad_date", f"{quote_value(value)} is not a date", "write dates as YYYY-MM-DD")
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 QUOTE_LIMIT = 80
+PATH_LIMIT = 255  # paths shown in messages; the full path stays in the issue's `file` column
 
 
 def quote_value(value: object, limit: int = QUOTE_LIMIT) -> str:
@@ -12,10 +13,14 @@ def quote_value(value: object, limit: int = QUOTE_LIMIT) -> str:
     `… (10485760 characters)`. Line breaks and control characters are escaped, as `repr` does.
     """
     if isinstance(value, str):
-        if len(value) <= limit:
-            return repr(value)
-        return f"{value[:limit]!r}… ({len(value)} characters)"
-    text = repr(value)
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}… ({len(text)} characters)"
+        return repr(value) if len(value) <= limit else f"{value[:limit]!r}{_cut_note(value)}"
+    return shorten(repr(value), limit)
+
+
+def shorten(text: str, limit: int = PATH_LIMIT) -> str:
+    """`text` itself (unquoted, e.g. a path) when at most `limit` characters, else its start and its length."""
+    return text if len(text) <= limit else f"{text[:limit]}{_cut_note(text)}"
+
+
+def _cut_note(text: str) -> str:
+    return f"… ({len(text)} characters)"

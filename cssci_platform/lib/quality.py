@@ -24,6 +24,7 @@ from cssci_platform.lib.imaging import (
     nonintegral_voxels,
     read_image,
 )
+from cssci_platform.lib.messages import shorten
 from cssci_platform.lib.paths import PathEscapeError
 
 
@@ -109,13 +110,13 @@ def _open(cohort: Cohort, record: PatientRecord, relative: str, issues: list[QcI
     try:
         path = cohort.resolve(relative)
     except PathEscapeError as error:
-        issues.append(QcIssue(record.patient_key, "scans", "path_escapes_root", f"{relative}: {error.reason}", error.fix, relative))
+        issues.append(QcIssue(record.patient_key, "scans", "path_escapes_root", f"{shorten(relative)}: {error.reason}", error.fix, relative))
         return None
     try:
         return path, read_image(path)
     except ImageReadError as error:
         code = "missing_file" if error.reason == "file not found" else "unreadable_file"
-        issues.append(QcIssue(record.patient_key, "scans", code, f"{relative}: {error.reason}", error.fix, relative))
+        issues.append(QcIssue(record.patient_key, "scans", code, f"{shorten(relative)}: {error.reason}", error.fix, relative))
         return None
 
 
@@ -130,9 +131,9 @@ def _scan(key: str, sequence: str, kind: str, roi: str, seg: str, relative: str,
 def _image_issues(key: str, relative: str, image: sitk.Image, bad: int) -> list[QcIssue]:
     issues = []
     if image.GetDimension() != 3:
-        issues.append(QcIssue(key, "scans", "not_3d", f"{relative}: image has {image.GetDimension()} dimensions, expected 3", "export a 3D volume", relative))
+        issues.append(QcIssue(key, "scans", "not_3d", f"{shorten(relative)}: image has {image.GetDimension()} dimensions, expected 3", "export a 3D volume", relative))
     if bad:
-        issues.append(QcIssue(key, "scans", "nonfinite_voxels", f"{relative}: {bad} voxels are NaN or infinite", "re-export the image; check the reconstruction", relative))
+        issues.append(QcIssue(key, "scans", "nonfinite_voxels", f"{shorten(relative)}: {bad} voxels are NaN or infinite", "re-export the image; check the reconstruction", relative))
     return issues
 
 
@@ -142,11 +143,11 @@ def _mask_value_issues(key: str, ref: MaskRef, mask: sitk.Image, nonfinite: int,
     fix = f"save the mask with integer labels (a uint8 voxel type): 0 outside, label {label} for the {ref.roi}"
     issues = []
     if nonfinite:
-        issues.append(QcIssue(key, "scans", "nonfinite_voxels", f"{ref.path}: {nonfinite} mask voxels are NaN or infinite", fix, ref.path))
+        issues.append(QcIssue(key, "scans", "nonfinite_voxels", f"{shorten(ref.path)}: {nonfinite} mask voxels are NaN or infinite", fix, ref.path))
     fractional = nonintegral_voxels(mask)
     if fractional.count:
         issues.append(QcIssue(key, "scans", "mask_label_not_integral",
-                              f"{ref.path}: {fractional.count} voxels have labels that are not whole numbers "
+                              f"{shorten(ref.path)}: {fractional.count} voxels have labels that are not whole numbers "
                               f"(e.g. {fractional.example:.6g})", fix, ref.path))
     return issues
 
@@ -157,16 +158,23 @@ def _mask_issues(key: str, ref: MaskRef, mask: sitk.Image, image: sitk.Image | N
     issues = []
     if image is not None:
         for problem in geometry_mismatches(image, mask, tolerance):
-            issues.append(QcIssue(key, "scans", "geometry_mismatch", f"{ref.path} vs image__{ref.sequence}: {problem}",
+            issues.append(QcIssue(key, "scans", "geometry_mismatch", f"{shorten(ref.path)} vs image__{ref.sequence}: {problem}",
                                   "export the mask on the image's grid (same size, spacing, origin, direction)", ref.path))
     if counts.get(label, 0) == 0:
-        issues.append(QcIssue(key, "scans", "empty_mask", f"{ref.path}: no voxel has label {label} ({ref.roi}, {ref.segmentation})",
+        issues.append(QcIssue(key, "scans", "empty_mask", f"{shorten(ref.path)}: no voxel has label {label} ({ref.roi}, {ref.segmentation})",
                               f"segment the {ref.roi} with label {label}", ref.path))
     other = sorted(set(counts) - {label})
     if other:
-        issues.append(QcIssue(key, "scans", "unexpected_labels", f"{ref.path}: labels {other} present besides {label} ({sum(counts[v] for v in other)} voxels)",
+        issues.append(QcIssue(key, "scans", "unexpected_labels", f"{shorten(ref.path)}: labels {_label_list(other)} present besides {label} ({sum(counts[v] for v in other)} voxels)",
                               f"keep only label {label} in the {ref.roi} mask or change mask_label in cohort.yaml", ref.path))
     return issues
+
+
+def _label_list(labels: list[int], shown: int = 10) -> str:
+    """`[2, 3]`, or the first `shown` labels and their count when a mask holds many (an image given as mask)."""
+    if len(labels) <= shown:
+        return str(labels)
+    return f"[{', '.join(map(str, labels[:shown]))}, …] ({len(labels)} labels)"
 
 
 def resampled_mask_issues(patient_key: str, masks) -> list[QcIssue]:

@@ -462,3 +462,41 @@ def test_cohort_resolve_refuses_a_link_leaving_data_root(tiny_cohort, tmp_path):
     assert loaded.resolve(f"images/P001_{SEQUENCE}.nii.gz") == cohort.path(f"images/P001_{SEQUENCE}.nii.gz").resolve()
     with pytest.raises(PathEscapeError):
         loaded.resolve("images/linked.nii.gz")
+
+
+# ---------------------------------------------------------------- huge cells are quoted, not copied
+
+TEN_MB, ONE_MB = 10_485_760, 1_048_576
+HUGE_CELLS = [("age", TEN_MB)] + [(column, ONE_MB) for column in
+                                  ("diabetes", "asia", "good_outcome", "outcome_date", "center", "cohort", IMAGE_COL, "patient_id")]
+
+
+@pytest.mark.parametrize("column, size", HUGE_CELLS)
+def test_a_huge_cell_is_quoted_short_with_its_length(tiny_cohort, column, size):
+    rows = default_rows()
+    rows[1][column] = "7" * size
+    cohort = tiny_cohort(rows, write_files=False).load()
+    errors = [i for i in cohort.issues if i.severity == "error"]
+    assert len(errors) == 1, [i.code for i in errors]
+    assert len(errors[0].describe()) < 400
+    assert f"({size} characters)" in errors[0].message
+
+
+def test_a_path_too_long_for_the_file_system_is_a_row_issue(tiny_cohort):
+    rows = default_rows()
+    rows[1][IMAGE_COL] = "images/" + "a" * 300 + ".nii.gz"
+    record = tiny_cohort(rows, write_files=False).load().patients["P002"]
+    assert [(i.column, i.code) for i in record.issues] == [(IMAGE_COL, "path_too_long")]
+    assert "(314 characters)" in record.issues[0].message and "255" in record.issues[0].fix
+    assert SEQUENCE not in record.images
+
+
+def test_a_ten_megabyte_column_name_is_quoted_short_in_the_manifest_error(tiny_cohort):
+    rows = [base_row("P001", **{"x" * TEN_MB: "1"})]
+    error = manifest_error(tiny_cohort(rows, write_files=False).manifest)
+    assert len(str(error)) < 1000 and f"({TEN_MB} characters)" in str(error)
+
+
+def test_a_ten_megabyte_yaml_value_is_quoted_short_in_the_manifest_error(tiny_cohort):
+    error = manifest_error(tiny_cohort(spec=base_spec(name="1" * TEN_MB), write_files=False).manifest)
+    assert len(str(error)) < 1000 and f"({TEN_MB} characters)" in str(error)

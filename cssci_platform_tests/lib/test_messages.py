@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cssci_platform.lib.messages import quote_value
+from cssci_platform.lib.messages import quote_value, shorten
 
 
 def test_a_short_value_is_quoted_whole() -> None:
@@ -26,3 +26,8 @@ def test_the_limit_is_the_callers() -> None:
 def test_a_long_non_string_value_is_cut_too() -> None:
     assert quote_value(list(range(1000))).endswith("characters)")
     assert len(quote_value(list(range(1000)))) < 120
+
+
+def test_shorten_keeps_a_normal_path_and_cuts_a_huge_one_unquoted() -> None:
+    assert shorten("images/P1.nii.gz") == "images/P1.nii.gz"
+    assert shorten("d" * 1000, limit=10) == "dddddddddd… (1000 characters)"

@@ -388,3 +388,22 @@ def test_a_float_mask_with_whole_labels_passes(tiny_cohort):
     cohort = tiny_cohort()
     cohort.write(MASK, float_mask_with())
     assert inspect(cohort, "P002").passed
+
+
+def test_a_very_long_path_is_shortened_in_the_message_but_kept_whole_in_the_file_column(tiny_cohort):
+    long_path = "/".join(["d" * 200] * 19) + "/scan.nii.gz"  # 3831 characters, each name within 255
+    rows = default_rows()
+    rows[1][f"image__{SEQUENCE}"] = long_path
+    result = inspect(tiny_cohort(rows, write_files=False), "P002")
+    missing = next(i for i in result.issues if i.file == long_path)
+    assert missing.code == "missing_file"
+    assert len(missing.message) < 400 and f"({len(long_path)} characters)" in missing.message
+
+
+def test_an_image_given_as_mask_lists_a_few_of_its_labels_not_thousands(tiny_cohort):
+    cohort = tiny_cohort()
+    data = np.arange(np.prod(SIZE), dtype=np.int32).reshape(SIZE[::-1])  # every voxel its own label
+    cohort.write(MASK, from_array(data))
+    issue = next(i for i in inspect(cohort, "P002").issues if i.code == "unexpected_labels")
+    assert len(issue.message) < 300, issue.message
+    assert f"({np.prod(SIZE) - 2} labels)" in issue.message
