@@ -175,3 +175,54 @@ def test_auc_interval_at_auc_1_and_0_is_not_degenerate_and_says_so() -> None:
     small = auc_interval(np.r_[np.ones(6), np.zeros(12)].astype(int), np.arange(18.0)[::-1] + np.tile([0, 3], 9))
     assert any("6 patients in the smaller class" in note for note in small.notes)
     assert 0 < small.low < small.auc < small.high <= 1
+
+
+def test_drift_flag_bar_is_the_boundary_respecting_test_interval() -> None:
+    """A test AUC of 1 on 10 + 10 patients: the bar is the interval's lower bound (about 0.80), so a prospective AUC
+    of 0.9 is not flagged as drift (with DeLong's (1, 1) every AUC below 1 was)."""
+    from cssci_platform.defs.prospective.validation import lower_test_bound
+
+    y = np.r_[np.ones(10), np.zeros(10)].astype(int)
+    bar = lower_test_bound(y, np.r_[np.linspace(0.6, 0.9, 10), np.linspace(0.1, 0.4, 10)])
+    assert 0.75 < bar < 0.85 and not 0.9 < bar
+    assert np.isnan(lower_test_bound(np.ones(5, dtype=int), np.linspace(0, 1, 5)))
+
+
+def _scored(y: np.ndarray, probability: np.ndarray, mode: str = "leakage_safe", threshold: float = 0.5) -> pd.DataFrame:
+    return pd.DataFrame({"patient_key": [f"P{i}" for i in range(len(y))], "role": "test", "result_name": "Rad_LR",
+                         "mode": mode, "y": y, "probability": probability, "threshold": threshold})
+
+
+def test_report_table_prints_a_non_degenerate_interval_at_auc_1_with_a_visible_note() -> None:
+    from cssci_platform.lib.report.study import _performance_table, performance_rows
+
+    y = np.r_[np.ones(8), np.zeros(8)].astype(int)
+    scored = _scored(y, np.r_[np.linspace(0.6, 0.9, 8), np.linspace(0.1, 0.4, 8)])
+    rows, notes = performance_rows(scored, "test")
+    assert rows["AUC"].iloc[0] == 1.0 and not rows["95% CI"].iloc[0].startswith("1.000-1.000")
+    assert rows["95% CI"].iloc[0].endswith("†")
+    assert any("AUC = 1" in n for n in notes) and any("only 8 patients in the smaller class" in n for n in notes)
+    page = _performance_table(scored, pd.DataFrame(), "test")
+    assert "† Rad_LR (leakage_safe): AUC = 1" in page
+
+
+def test_calibration_slope_under_separation_says_why_instead_of_nan() -> None:
+    from cssci_platform.lib.report.study import calibration_cells
+
+    y = np.r_[np.ones(10), np.zeros(10)].astype(int)
+    cells = calibration_cells(y, np.r_[np.linspace(0.6, 0.9, 10), np.linspace(0.1, 0.4, 10)])
+    assert "separate the outcomes" in cells["Calibration slope"] and "nan" not in " ".join(cells.values()).lower()
+    assert "df = G" in cells["Hosmer-Lemeshow"]
+    rng = np.random.default_rng(1)
+    risk = rng.uniform(0.05, 0.95, 200)
+    fine = calibration_cells((rng.random(200) < risk).astype(int), risk)
+    assert float(fine["Calibration slope"]) == pytest.approx(1.0, abs=0.4)
+
+
+def test_report_states_the_unseen_center_policy_of_each_held_out_center() -> None:
+    from cssci_platform.lib.report.study import unseen_center_statement
+
+    default = unseen_center_statement(["center_A", "center_B"], "none", harmonize=True)
+    assert default.count("Held-out center") == 2 and "unharmonized" in default and "center_B" in default
+    assert "refit_site" in unseen_center_statement(["center_A"], "refit_site", harmonize=True)
+    assert "harmonization disabled" in unseen_center_statement(["center_A"], "none", harmonize=False)

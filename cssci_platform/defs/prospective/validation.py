@@ -9,7 +9,7 @@ import polars as pl
 from sklearn.metrics import brier_score_loss
 
 from cssci_platform.defs.prospective.assets import ScoringConfig, followup_outcomes, prospective_predictions
-from cssci_platform.lib.evaluation import delong_ci, threshold_metrics
+from cssci_platform.lib.evaluation import auc_interval, threshold_metrics
 from cssci_platform.lib.model_tracking import log_metrics_to_version
 from cssci_platform.lib.warehouse import append_rows
 from cssci_platform.resources.tracking import TrackingResource
@@ -22,7 +22,9 @@ STUDY_OUTCOME = "SELECT any_value(outcome) FROM splits"  # the outcome the champ
 @dg.asset(group_name="prospective", kinds={"duckdb", "mlflow"},
           deps=[dg.AssetDep(prospective_predictions, partition_mapping=ALL), followup_outcomes])
 def validation_metrics(config: ScoringConfig, warehouse: WarehouseResource, tracking: TrackingResource) -> dg.MaterializeResult:
-    """AUC with DeLong CI, Brier score and threshold metrics per champion version; appended, and logged to MLflow."""
+    """AUC with its interval (`auc_interval`: logit-DeLong, Newcombe's score at AUC 0/1), Brier score and threshold
+    metrics per champion version; appended, and logged to MLflow. Flagged when the validation AUC falls below the lower
+    bound of the same interval on the test patients."""
     scored = warehouse.frame(
         "SELECT p.signature, p.registered_model, p.model_version, p.patient_key, p.class_label, p.probability, "
         "o.value AS outcome, t.threshold, t.run_id AS train_run FROM prospective_predictions p "
@@ -51,7 +53,7 @@ def _metrics(group: pl.DataFrame) -> dict[str, float]:
     p = group["probability"].to_numpy()
     metrics = {"n": float(len(y)), "prevalence": float(y.mean()), "brier": float(brier_score_loss(y, p))}
     if len(np.unique(y)) == 2:
-        ci = delong_ci(y, p)
+        ci = auc_interval(y, p)
         metrics |= {"auc": ci.auc, "auc_low": ci.low, "auc_high": ci.high}
     threshold = group["threshold"][0]
     if threshold is not None and math.isfinite(threshold):
@@ -60,10 +62,16 @@ def _metrics(group: pl.DataFrame) -> dict[str, float]:
 
 
 def _test_auc_low(warehouse: WarehouseResource, run_id: str) -> float:
-    """Lower DeLong 95% bound of the champion's AUC on its held-out test patients."""
+    """Lower 95% bound of the champion's AUC on its held-out test patients (`lower_test_bound`)."""
     test = warehouse.frame("SELECT p.probability, p.class_label, coalesce(p.label, o.value) AS value FROM predictions p "
                            f"JOIN outcomes o ON o.patient_key = p.patient_key AND o.outcome = ({STUDY_OUTCOME}) "
                            "WHERE p.model_name = ? AND p.role = 'test' AND o.value IS NOT NULL AND "
                            "p.class_label = (SELECT max(class_label) FROM predictions WHERE model_name = ?)", [run_id, run_id])
     y = (test["value"] == test["class_label"]).to_numpy().astype(int)
-    return delong_ci(y, test["probability"].to_numpy()).low if len(np.unique(y)) == 2 else math.nan
+    return lower_test_bound(y, test["probability"].to_numpy())
+
+
+def lower_test_bound(y: np.ndarray, probability: np.ndarray) -> float:
+    """The drift flag's bar: the lower bound of `auc_interval` on the test patients (never the degenerate DeLong
+    bound of 1 at a test AUC of 1); NaN without both classes."""
+    return auc_interval(y, probability).low if len(np.unique(y)) == 2 else math.nan

@@ -120,8 +120,17 @@ def _role_metrics(labels: pd.Series, probabilities: pd.DataFrame, classes: list[
     if len(classes) > 2:
         return {"n": float(len(labels)), **multiclass_metrics(labels.astype(str).to_numpy(), probabilities.to_numpy(), classes)}
     y, score = _binary(labels, classes), probabilities[classes[-1]].to_numpy()
-    cut = youden_threshold(y, score) if mode == "paper_faithful" and len(np.unique(y)) == 2 else threshold
+    cut = cohort_threshold(mode, y, score, threshold)
     return {"n": float(len(y)), "auc": binary_auc(y, score), "threshold": cut, **threshold_metrics(y, score, cut)}
+
+
+def cohort_threshold(mode: str, y: np.ndarray, score: np.ndarray, frozen: float) -> float:
+    """The operating threshold of one cohort: the frozen training threshold, or in `paper_faithful` the Youden
+    threshold re-picked on the cohort itself (as published) when it has both classes. Training (MLflow,
+    `model_results`) and the report both call this, so each threshold metric has one value everywhere."""
+    if mode == "paper_faithful" and len(np.unique(y)) == 2:
+        return youden_threshold(y, score)
+    return frozen
 
 
 def _long_predictions(probabilities: pd.DataFrame, roles: pd.Series) -> pd.DataFrame:

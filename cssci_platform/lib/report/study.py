@@ -9,6 +9,7 @@ data URI so the file opens offline.
 from __future__ import annotations
 
 import html
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,14 +23,16 @@ from cssci_platform.lib.clinical import independent_risk_factors, multivariable_
 from cssci_platform.lib.evaluation import (
     DEFAULT_REPLICATES,
     DEFAULT_SEED,
+    auc_interval,
     calibration_curve,
-    calibration_summary,
-    delong_ci,
     delong_roc_test,
+    hosmer_lemeshow,
     net_benefit,
     threshold_metrics,
 )
+from cssci_platform.lib.evaluation.calibration import brier_score, calibration_in_the_large, logistic_recalibration
 from cssci_platform.lib.experiment.chains import RadScoreCombinedClassifier
+from cssci_platform.lib.experiment.training import cohort_threshold
 from cssci_platform.lib.report import study_multiclass
 from cssci_platform.lib.report.figures import (
     CalibrationCurve,
@@ -137,9 +140,48 @@ def _gradcam(inputs: ReportInputs) -> str:
 def _methods(inputs: ReportInputs) -> str:
     return _chain_methods(inputs) + (
         ", and the operating threshold (Youden on out-of-fold training scores) was frozen for the test and "
-        "validation cohorts. AUC 95% CIs are DeLong's; paired AUC comparisons use DeLong's test. The champion of each "
-        "signature (best cross-validated AUC) is registered in MLflow."
+        "validation cohorts (leakage_safe); paper_faithful rows re-pick the Youden threshold on each cohort, as published, "
+        "and show the same threshold metrics as MLflow and model_results. " + AUC_METHODS + " " + HL_METHODS +
+        " The Combined model's clinical head was fitted on out-of-fold Rad-scores of the training patients "
+        "(cross-fitting); new patients get the Rad-score of the radiomics model refitted on all training patients. "
+        "The champion of each signature (best cross-validated AUC) is registered in MLflow." + _loco_methods(inputs)
     )
+
+
+AUC_METHODS = (
+    "AUC 95% CIs are DeLong's on the logit scale (Pepe 2003; Qin &amp; Hotilovac 2008), which stays inside (0, 1) and "
+    "keeps its coverage in small samples; at an AUC of exactly 0 or 1, where DeLong's variance is 0, they are Newcombe's "
+    "(2006) score interval. Paired AUC comparisons use DeLong's test.")
+HL_METHODS = (
+    "Hosmer-Lemeshow tests on held-out cohorts are referred to chi-square with G degrees of freedom (no parameter was "
+    "estimated on them; G - 2 applies only to the fitting cohort), with G = floor(min(expected events, expected "
+    "non-events) / 5) quantile groups, between 2 and 10.")
+
+
+def _loco_methods(inputs: ReportInputs) -> str:
+    """Per held-out center of a leave-one-center-out split: which unseen-center ComBat policy its features got."""
+    models = inputs.models
+    if "fold" not in models or str(models["split"].iloc[0]) != "leave_one_center_out":
+        return ""
+    policy = str(inputs.settings.get("unseen_center_policy", "none"))
+    harmonized = str(inputs.settings.get("harmonize", "True")) not in ("False", "false")
+    centers = sorted(str(f) for f in models["fold"].unique())
+    return " " + unseen_center_statement(centers, policy, harmonized)
+
+
+def unseen_center_statement(centers: list[str], policy: str, harmonize: bool) -> str:
+    """One sentence per held-out center: what ComBat did with its features, which it never saw in training."""
+    if not harmonize:
+        what = "no ComBat (harmonization disabled): features entered the models unharmonized"
+    elif policy == "none":
+        what = ("ComBat policy 'none': its features passed ComBat unharmonized (the center was not among the training "
+                "batches), so this center was tested on unharmonized features")
+    elif policy == "refit_site":
+        what = ("ComBat policy 'refit_site': its own location and scale were estimated from its patients' features (no "
+                "labels) against the training fit's frozen pooled estimates")
+    else:
+        what = f"ComBat unseen-center policy '{html.escape(policy)}' (the estimates of a known center)"
+    return " ".join(f"Held-out center {html.escape(center)}: {what}." for center in centers)
 
 
 def _methods_multiclass(inputs: ReportInputs, scores: study_multiclass.MulticlassScores) -> str:
@@ -204,19 +246,31 @@ def _table_one(inputs: ReportInputs, classes: list[str] | None = None) -> str:
     return table_one_html(table_one(frame, "label", continuous, categorical, group_order=order), "Table 1: by outcome class")
 
 
-def _performance_table(scored: pd.DataFrame, models: pd.DataFrame, role: str) -> str:
-    rows = []
+def performance_rows(scored: pd.DataFrame, role: str) -> tuple[pd.DataFrame, list[str]]:
+    """One row per model and mode of one cohort (the studies' columns), and the notes on its AUC intervals. Threshold
+    metrics use `cohort_threshold`, as training does for MLflow and model_results."""
+    rows, notes = [], []
     for (name, mode), group in scored[scored["role"] == role].groupby(["result_name", "mode"], sort=True):
         if group["y"].nunique() < 2:
             continue
-        ci = delong_ci(group["y"].to_numpy(), group["probability"].to_numpy())
-        metrics = threshold_metrics(group["y"].to_numpy(), group["probability"].to_numpy(), group["threshold"].iloc[0])
+        y, p = group["y"].to_numpy(), group["probability"].to_numpy()
+        ci = auc_interval(y, p)
+        cut = cohort_threshold(str(mode), y, p, float(group["threshold"].iloc[0]))
+        metrics = threshold_metrics(y, p, cut)
+        flag = " †" if ci.notes else ""
+        notes += [f"{name} ({mode}): {note}" for note in ci.notes]
         rows.append({"Model": name, "Mode": mode, "n": len(group), "Acc": metrics["accuracy"], "AUC": ci.auc,
-                     "95% CI": f"{ci.low:.3f}-{ci.high:.3f}", "Sen": metrics["sensitivity"], "Spe": metrics["specificity"],
-                     "PPV": metrics["ppv"], "NPV": metrics["npv"]})
-    if not rows:
+                     "95% CI": f"{ci.low:.3f}-{ci.high:.3f}{flag}", "Threshold": cut, "Sen": metrics["sensitivity"],
+                     "Spe": metrics["specificity"], "PPV": metrics["ppv"], "NPV": metrics["npv"]})
+    return pd.DataFrame(rows), notes
+
+
+def _performance_table(scored: pd.DataFrame, models: pd.DataFrame, role: str) -> str:
+    rows, notes = performance_rows(scored, role)
+    if rows.empty:
         return f"<p>No {role} patients with known outcomes of both classes.</p>"
-    return pd.DataFrame(rows).to_html(index=False, float_format=lambda v: f"{v:.3f}", classes="performance", na_rep="-")
+    return (rows.to_html(index=False, float_format=lambda v: f"{v:.3f}", classes="performance", na_rep="-")
+            + "".join(f"<p class=\"note\">† {html.escape(note)}</p>" for note in notes))
 
 
 def _champion_groups(scored: pd.DataFrame, champions: pd.DataFrame, role: str):
@@ -232,7 +286,7 @@ def _roc(scored: pd.DataFrame, champions: pd.DataFrame) -> str:
         curves = []
         for name, group in _champion_groups(scored, champions, role):
             fpr, tpr, _ = roc_curve(group["y"], group["probability"])
-            ci = delong_ci(group["y"].to_numpy(), group["probability"].to_numpy())
+            ci = auc_interval(group["y"].to_numpy(), group["probability"].to_numpy())
             curves.append(RocCurve(name, fpr, tpr, ci.auc, (ci.low, ci.high)))
         if curves:
             panels[role] = curves
@@ -262,11 +316,10 @@ def _calibration(scored: pd.DataFrame, champions: pd.DataFrame) -> str:
         dca = net_benefit(y, p)
         decisions.append(DecisionCurve(name, dca.model))
         treat_all, thresholds = dca.treat_all, dca.thresholds
-        summary = calibration_summary(y, p)
-        summaries.append({"Model": name, **{k: v for k, v in summary.items() if isinstance(v, float)}})
+        summaries.append({"Model": name, **calibration_cells(y, p)})
     if not curves:
         return "<p>No champion scored on a test cohort with both outcome classes.</p>"
-    table = pd.DataFrame(summaries).to_html(index=False, float_format=lambda v: f"{v:.3f}", classes="calibration")
+    table = pd.DataFrame(summaries).to_html(index=False, classes="calibration", escape=False)
     return (png_img_tag(calibration_figure(curves, "Calibration (test)"), "calibration") +
             png_img_tag(decision_curve_figure(thresholds, decisions, treat_all, title="Decision curves (test)"), "decision curves") + table)
 
@@ -279,6 +332,22 @@ def out_of_fold_rad_scores(pipeline: object) -> pd.DataFrame | None:
         return None
     scores = final.head_scores_
     return pd.DataFrame({"patient_key": scores.index.astype(str), "rad_score": scores.to_numpy(dtype=float)})
+
+
+def calibration_cells(y: np.ndarray, risk: np.ndarray) -> dict[str, str]:
+    """A held-out cohort's calibration numbers as table cells; a recalibration that does not converge (the risks
+    separate the outcomes, so the maximum-likelihood slope is infinite) says so instead of printing nan."""
+    recalibration = logistic_recalibration(y, risk)
+    hl = hosmer_lemeshow(y, risk)
+    separated = ("not estimable: the predicted risks (quasi-)completely separate the outcomes, so the logistic "
+                 "recalibration has no finite maximum-likelihood estimate")
+    return {
+        "Brier": f"{brier_score(y, risk):.3f}", "O - E": f"{calibration_in_the_large(y, risk):+.3f}",
+        "Calibration intercept": f"{recalibration.intercept:.3f}" if recalibration.converged else separated,
+        "Calibration slope": f"{recalibration.slope:.3f}" if recalibration.converged else separated,
+        "Hosmer-Lemeshow": (f"chi2 {hl.statistic:.2f}, p {hl.p_value:.3f}; {html.escape(hl.convention)}"
+                            if math.isfinite(hl.p_value) else f"not computed ({html.escape(hl.convention)})"),
+    }
 
 
 def _nomogram(inputs: ReportInputs, scored: pd.DataFrame) -> str:
@@ -325,7 +394,7 @@ def _mode_delta(scored: pd.DataFrame, models: pd.DataFrame) -> str:
     test = scored[scored["role"] == "test"]
     rows = []
     for name, group in test.groupby("result_name"):
-        auc = {mode: delong_ci(g["y"].to_numpy(), g["probability"].to_numpy()).auc for mode, g in group.groupby("mode") if g["y"].nunique() == 2}
+        auc = {mode: auc_interval(g["y"].to_numpy(), g["probability"].to_numpy()).auc for mode, g in group.groupby("mode") if g["y"].nunique() == 2}
         if len(auc) == 2:
             rows.append({"Model": name, "leakage_safe AUC": auc["leakage_safe"], "paper_faithful AUC": auc["paper_faithful"],
                          "optimism": auc["paper_faithful"] - auc["leakage_safe"]})
