@@ -46,6 +46,8 @@ def read_image(path: Path) -> sitk.Image:
         )
     if path.stat().st_size == 0:
         raise ImageReadError(path, "file is empty (0 bytes)", "re-export or re-copy the file")
+    if is_metaimage(path):
+        _require_complete_metaimage(path)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as error:
@@ -117,6 +119,84 @@ def _require_complete_nifti(path: Path) -> None:
             path, f"unreadable or corrupt image (truncated: {len(payload.data)} of {payload.expected_bytes} voxel bytes present)",
             "re-copy the file (an interrupted transfer?) or re-export it",
         )
+
+
+def is_metaimage(path: Path) -> bool:
+    return path.name.lower().endswith((".mha", ".mhd"))
+
+
+# MetaImage ElementType -> bytes per element (MetaIO's MET_ValueTypeSize)
+METAIMAGE_ELEMENT_BYTES = {
+    "MET_CHAR": 1, "MET_UCHAR": 1, "MET_SHORT": 2, "MET_USHORT": 2, "MET_INT": 4, "MET_UINT": 4,
+    "MET_LONG": 4, "MET_ULONG": 4, "MET_LONG_LONG": 8, "MET_ULONG_LONG": 8, "MET_FLOAT": 4, "MET_DOUBLE": 8,
+}
+METAIMAGE_HEADER_LIMIT = 1 << 16  # a MetaImage header is a few hundred bytes of "Key = value" lines
+
+
+@dataclass(frozen=True)
+class MetaImageHeader:
+    fields: dict[str, str]
+    header_bytes: int  # where the voxel data starts in a .mha (ElementDataFile = LOCAL)
+
+    def data_file(self, header_path: Path) -> Path | None:
+        """The separate data file (a .mhd's .raw/.zraw), None when the data follow the header (LOCAL);
+        lists and numbered file patterns are left to ITK."""
+        name = self.fields.get("ElementDataFile", "LOCAL")
+        if name == "LOCAL" or name.startswith("LIST") or "%" in name or " " in name:
+            return None
+        return header_path.parent / name
+
+
+def metaimage_header(path: Path) -> MetaImageHeader | None:
+    """The `Key = value` fields of a MetaImage header up to ElementDataFile; None when not found."""
+    with open(path, "rb") as stream:
+        head = stream.read(METAIMAGE_HEADER_LIMIT)
+    fields: dict[str, str] = {}
+    position = 0
+    while (end := head.find(b"\n", position)) != -1:
+        key, _, value = head[position:end].decode("latin-1").partition("=")
+        fields[key.strip()] = value.strip()
+        position = end + 1
+        if key.strip() == "ElementDataFile":
+            return MetaImageHeader(fields, position)
+    return None
+
+
+def _require_complete_metaimage(path: Path) -> None:
+    """Refuse a MetaImage whose voxel data are shorter than its header promises (ITK only says
+    "No such file or directory" for a truncated file) or whose separate data file is missing."""
+    header = metaimage_header(path)
+    if header is None or header.fields.get("HeaderSize", "0") != "0":
+        return
+    data_file = header.data_file(path)
+    if data_file is not None and not data_file.is_file():
+        raise ImageReadError(path, f"data file {data_file} (ElementDataFile in the header) not found",
+                             "copy the .raw/.zraw data file next to the .mhd header, or re-export as .mha")
+    expected = _metaimage_data_bytes(header.fields)
+    if expected is None:
+        return
+    found = data_file.stat().st_size if data_file is not None else path.stat().st_size - header.header_bytes
+    if found < expected[0]:
+        raise ImageReadError(
+            path, f"unreadable or corrupt image (truncated: {found} of {expected[0]} {expected[1]} present)",
+            "re-copy the file (an interrupted transfer?) or re-export it",
+        )
+
+
+def _metaimage_data_bytes(fields: dict[str, str]) -> tuple[int, str] | None:
+    """(bytes the data must have, what they are), from CompressedDataSize or DimSize x element size."""
+    if fields.get("CompressedData", "False").lower() == "true":
+        size = fields.get("CompressedDataSize", "")
+        return (int(size), "compressed data bytes") if size.isdigit() else None
+    element = METAIMAGE_ELEMENT_BYTES.get(fields.get("ElementType", "").removesuffix("_ARRAY"))
+    try:
+        dims = [int(d) for d in fields["DimSize"].split()]
+        channels = int(fields.get("ElementNumberOfChannels", "1"))
+    except (KeyError, ValueError):
+        return None
+    if element is None:
+        return None
+    return int(np.prod(dims, dtype=np.int64)) * channels * element, "voxel bytes"
 
 
 def nonfinite_voxels_in_file(path: Path, image: sitk.Image) -> int:

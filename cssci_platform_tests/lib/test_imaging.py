@@ -191,6 +191,35 @@ def test_truncated_nrrd_and_mha(tmp_path, suffix):
     assert read_error(path).reason.startswith("unreadable or corrupt image (")
 
 
+@pytest.mark.parametrize("compressed", [False, True])
+def test_a_truncated_mha_says_truncated_with_the_byte_counts_not_no_such_file(tmp_path, compressed):
+    path = tmp_path / "scan.mha"
+    sitk.WriteImage(make_image(), str(path), compressed)
+    truncate(path)
+    reason = read_error(path).reason
+    assert "No such file" not in reason
+    unit = "compressed data bytes" if compressed else "voxel bytes"
+    expected = SIZE[0] * SIZE[1] * SIZE[2] * 4
+    assert reason.startswith("unreadable or corrupt image (truncated: "), reason
+    assert f"of {'' if compressed else expected}" in reason and f"{unit} present" in reason
+
+
+def test_a_truncated_mhd_data_file_is_reported_as_truncated(tmp_path):
+    path = tmp_path / "scan.mhd"
+    sitk.WriteImage(make_image(), str(path), False)
+    truncate(tmp_path / "scan.raw")
+    assert "truncated: " in read_error(path).reason
+
+
+def test_an_mhd_whose_data_file_is_missing_names_it(tmp_path):
+    path = tmp_path / "scan.mhd"
+    sitk.WriteImage(make_image(), str(path), False)
+    (tmp_path / "scan.raw").unlink()
+    error = read_error(path)
+    assert error.reason == f"data file {tmp_path / 'scan.raw'} (ElementDataFile in the header) not found"
+    assert "copy the .raw/.zraw data file" in error.fix
+
+
 @pytest.mark.parametrize("suffix", [".nii.gz", ".nii"])
 def test_truncated_nifti(tmp_path, suffix):
     path = tmp_path / f"scan{suffix}"
