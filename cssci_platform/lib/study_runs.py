@@ -17,9 +17,13 @@ from cssci_platform.lib.model_tracking import TrackingConfig, get_or_create_expe
 
 STUDY_TAG = "cssci.study_run"
 # (column, metric key) in display order; the first present per family is shown
+# threshold metrics are the ones training logged (`cohort_threshold`: frozen, or re-picked per cohort in paper_faithful),
+# the same numbers as model_results and the report
 COMPARED_METRICS = (("CV AUC", "cv_auc_mean"), ("test n", "test_n"), ("test AUC", "test_auc"),
+                    ("test sens", "test_sensitivity"), ("test spec", "test_specificity"),
                     ("test macro AUC", "test_auc_macro_ovr"), ("test top-1", "test_top1_accuracy"),
-                    ("validation n", "validation_n"), ("validation AUC", "validation_auc"))
+                    ("validation n", "validation_n"), ("validation AUC", "validation_auc"),
+                    ("validation sens", "validation_sensitivity"), ("validation spec", "validation_specificity"))
 
 
 class StudyRunNotFound(LookupError):
