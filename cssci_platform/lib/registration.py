@@ -39,9 +39,13 @@ class RegistrationPlan:
     patients_to_run: dict[str, str]  # patient key -> row digest (part of the run key)
 
 
-def plan_registration(cohort: Cohort, previous: ManifestSnapshot, known_patients: set[str], known_centers: set[str]) -> RegistrationPlan:
+def plan_registration(cohort: Cohort, previous: ManifestSnapshot, known_patients: set[str], known_centers: set[str],
+                      processed_elsewhere: set[str] = frozenset()) -> RegistrationPlan:
+    """`processed_elsewhere`: patients another sensor runs (inbox arrivals): registered, never run from here, so
+    one arrival is one processing run."""
     digests = {key: record_digest(record) for key, record in cohort.patients.items()}
-    to_run = {key: d for key, d in digests.items() if previous.patient_digests.get(key) != d}
+    to_run = {key: d for key, d in digests.items()
+              if previous.patient_digests.get(key) != d and key not in processed_elsewhere}
     centers = {r.center for r in cohort.patients.values() if r.center in cohort.spec.centers}
     return RegistrationPlan(
         snapshot=ManifestSnapshot(cohort.manifest_sha256, digests),

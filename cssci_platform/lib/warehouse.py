@@ -8,6 +8,7 @@ process (a parallel patient run) holds the lock.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -16,6 +17,8 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import polars as pl
+
+from cssci_platform.lib.failures import ExplainedError, storage_problem
 
 SCHEMA: dict[str, str] = {
     "patients": """patient_key VARCHAR PRIMARY KEY, center VARCHAR, cohort VARCHAR, manifest_line INTEGER,
@@ -55,6 +58,17 @@ SCHEMA: dict[str, str] = {
         predicted_at TIMESTAMP""",
     "inbox_events": """source VARCHAR, patient_key VARCHAR, status VARCHAR, reason VARCHAR, digest VARCHAR,
         seen_at TIMESTAMP""",
+    # Outcomes recorded from follow-up files: source data, never rewritten by a manifest re-materialization.
+    "recorded_outcomes": """patient_key VARCHAR, outcome VARCHAR, value VARCHAR, outcome_date DATE,
+        source_file VARCHAR, source_sha256 VARCHAR, source_line INTEGER, recorded_at TIMESTAMP""",
+    # Follow-up files applied (once per content): the ledger behind exactly-once application.
+    "followup_files": """source_file VARCHAR, source_sha256 VARCHAR, recorded INTEGER, rejected INTEGER,
+        applied_at TIMESTAMP""",
+    # Corrections of admitted inbox arrivals: one row per changed column.
+    "admission_changes": """patient_key VARCHAR, column_name VARCHAR, old_value VARCHAR, new_value VARCHAR,
+        digest VARCHAR, changed_at TIMESTAMP""",
+    # Content digests of inbox files, so a sensor tick re-reads only files whose size or mtime changed.
+    "inbox_file_digests": "path VARCHAR PRIMARY KEY, size BIGINT, mtime_ns BIGINT, sha256 VARCHAR",
     "validation_metrics": """registered_model VARCHAR, model_version VARCHAR, signature VARCHAR, n_patients INTEGER,
         metric VARCHAR, value DOUBLE, test_auc_low DOUBLE, below_test_ci BOOLEAN, computed_at TIMESTAMP""",
     "predictions": """patient_key VARCHAR, cohort VARCHAR, role VARCHAR, signature VARCHAR, classifier VARCHAR,
@@ -64,30 +78,70 @@ SCHEMA: dict[str, str] = {
 # Columns added after a table first shipped: existing warehouses get them on the next write.
 ADDED_COLUMNS = {"predictions": {"label": "VARCHAR"}}  # label: the outcome each model was evaluated against
 
-LOCK_RETRY_SECONDS = 120.0
+LOCK_RETRY_SECONDS = 120.0  # how long a write waits for another process' short write (parallel patient runs)
+LOCK_WAIT_ENV = "CSSCI_LOCK_WAIT_SECONDS"  # overrides it, e.g. to fail fast on a DuckDB session left open
+
+
+class WarehouseUnavailable(duckdb.IOException, ExplainedError):
+    """The warehouse cannot be opened or written; the message says why (full disk, read-only, a folder, a lock
+    held by another process: which) and what to do."""
+
+
+def lock_wait_seconds() -> float:
+    """How long `connect` waits for a lock another process holds: CSSCI_LOCK_WAIT_SECONDS, else LOCK_RETRY_SECONDS."""
+    text = os.environ.get(LOCK_WAIT_ENV, "").strip()
+    try:
+        return max(0.0, float(text)) if text else LOCK_RETRY_SECONDS
+    except ValueError:
+        raise WarehouseUnavailable(f"{LOCK_WAIT_ENV}={text!r} is not a number of seconds") from None
 
 
 @contextmanager
-def connect(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Open the warehouse (creating tables on first write), retrying while another process holds the lock."""
+def connect(path: Path, read_only: bool = False, lock_wait: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the warehouse (creating tables on first write), retrying for `lock_wait` seconds (default
+    `lock_wait_seconds()`) while another process holds the lock. Raises `WarehouseUnavailable` naming the cause."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    deadline, delay = time.monotonic() + LOCK_RETRY_SECONDS, 0.05
-    while True:
-        try:
-            con = duckdb.connect(str(path), read_only=read_only and path.exists())
-            break
-        except duckdb.IOException as error:
-            if "lock" not in str(error).lower() or time.monotonic() > deadline:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
+    _prepare_folder(path)
+    con = _open(path, read_only, lock_wait_seconds() if lock_wait is None else lock_wait)
     try:
         if not read_only:
-            ensure_schema(con)
+            try:
+                ensure_schema(con)
+            except duckdb.Error as error:
+                raise _unavailable(path, error) from None
         yield con
     finally:
         con.close()
+
+
+def _prepare_folder(path: Path) -> None:
+    if path.is_dir():
+        raise WarehouseUnavailable(f"the warehouse {path} is a folder, but a DuckDB file is expected there: point "
+                                   "CSSCI_WAREHOUSE at a file (e.g. <folder>/warehouse.duckdb) or remove the folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise _unavailable(path.parent, error) from None
+
+
+def _open(path: Path, read_only: bool, lock_wait: float) -> duckdb.DuckDBPyConnection:
+    deadline, delay = time.monotonic() + lock_wait, 0.05
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only and path.exists())
+        except duckdb.IOException as error:
+            if "lock" not in str(error).lower() or time.monotonic() > deadline:
+                raise _unavailable(path, error, lock_wait) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+
+def _unavailable(path: Path, error: Exception, waited: float | None = None) -> WarehouseUnavailable:
+    text = f"{type(error).__name__}: {error}"
+    message = storage_problem(text, str(path)) or f"cannot open the warehouse {path}: {text}"
+    if waited is not None and "lock" in text.lower():
+        message += f" (waited {waited:.0f} s)"
+    return WarehouseUnavailable(message)
 
 
 PATIENT_STATUS_VIEW = """

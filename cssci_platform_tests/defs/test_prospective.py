@@ -195,3 +195,31 @@ def test_cssci_predict_scores_one_patient_folder_outside_dagster(trained: Hospit
     (folder / "patient.csv").write_text("patient_id,center\nWALKIN-01,center_A\n", encoding="utf-8")
     with pytest.raises(PredictionError, match="required column"):
         predict_patient_dir(folder, trained.cohort_dir / "cohort.yaml", trained.warehouse, tracking, tmp_path / "out")
+
+
+def test_a_corrected_arrival_is_rescored_on_its_corrected_values_with_an_audit_row(trained: Hospital) -> None:
+    source = trained.cohort_dir.parent / "source"
+    arrival = sorted(load_cohort(source / "cohort.yaml").patients)[0]
+    row = _arrival_row(source, arrival, "FIX-0001") | {"age": "29"}
+    folder = drop_arrival(trained.inbox, source, arrival, "FIX-0001", row=row)
+    first = trained.tick(None)
+    [request] = [r for r in first.run_requests if r.partition_key == "FIX-0001"]
+    for added in first.dynamic_partitions_requests:
+        trained.instance.add_dynamic_partitions(added.partitions_def_name, list(added.partition_keys))
+    assert trained.run("prospective_patient_job", ONE_CHANNEL, "FIX-0001", tags=request.tags).success
+    before = dict(trained.query("SELECT signature, probability FROM prospective_predictions WHERE patient_key = 'FIX-0001' "
+                                "AND class_label = '1'").iter_rows())
+
+    pl.DataFrame([row | {"age": "77"}], schema={k: pl.String for k in row}).write_csv(folder / "patient.csv")  # the fix
+    corrected = trained.tick(first.cursor)
+    [rerun] = [r for r in corrected.run_requests if r.partition_key == "FIX-0001"]
+    assert rerun.run_key != request.run_key
+    audit = trained.query("SELECT column_name, old_value, new_value FROM admission_changes WHERE patient_key = 'FIX-0001'")
+    assert audit.rows() == [("age", "29", "77")]
+    assert load_cohort(trained.cohort_dir / "cohort.yaml").patients["FIX-0001"].clinical["age"] == 77
+    assert trained.run("prospective_patient_job", ONE_CHANNEL, "FIX-0001", tags=rerun.tags).success
+    assert trained.query("SELECT value_number FROM clinical WHERE patient_key = 'FIX-0001' AND variable = 'age'").item() == 77
+    after = dict(trained.query("SELECT signature, probability FROM prospective_predictions WHERE patient_key = 'FIX-0001' "
+                               "AND class_label = '1'").iter_rows())
+    assert after["Clinical"] != before["Clinical"]  # the clinical model saw the corrected age
+    assert trained.tick(corrected.cursor).run_requests == []  # and nothing runs twice

@@ -1,10 +1,8 @@
-from datetime import datetime
-
 import dagster as dg
 
 from cssci_platform.defs.partitions import patients_partitions
 from cssci_platform.defs.qc import issues_markdown, record_issues
-from cssci_platform.lib.cohort import Cohort
+from cssci_platform.lib.cohort_tables import write_manifest_tables
 from cssci_platform.lib.imaging import GeometryTolerance
 from cssci_platform.lib.quality import QcIssue, inspect_patient
 from cssci_platform.lib.warehouse import replace_rows
@@ -13,13 +11,13 @@ from cssci_platform.resources.warehouse import WarehouseResource
 
 @dg.asset(group_name="ingest", kinds={"duckdb", "polars"})
 def cohort_manifest(cohort: CohortResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    """The validated cohort manifest: `patients`, `clinical`, `outcomes` tables and manifest-stage QC issues."""
+    """The validated cohort manifest: `patients`, `clinical`, `outcomes` tables and manifest-stage QC issues.
+
+    Outcomes recorded from follow-up files (`recorded_outcomes`) are laid over the manifest's values, never dropped."""
     manifest = cohort.load()
     issues = [QcIssue.from_manifest(i) for i in manifest.issues]
     with warehouse.connect() as con:
-        replace_rows(con, "patients", {}, _patient_rows(manifest))
-        replace_rows(con, "clinical", {}, _clinical_rows(manifest))
-        replace_rows(con, "outcomes", {}, _outcome_rows(manifest))
+        write_manifest_tables(con, manifest)
         replace_rows(con, "qc_issues", {"stage": "manifest"}, [i.as_row() for i in issues])
     centers = {c: sum(p.center == c for p in manifest.patients.values()) for c in manifest.spec.centers}
     return dg.MaterializeResult(
@@ -32,33 +30,6 @@ def cohort_manifest(cohort: CohortResource, warehouse: WarehouseResource) -> dg.
             "issues": dg.MetadataValue.md(issues_markdown(issues)),
         }
     )
-
-
-def _patient_rows(manifest: Cohort) -> list[dict]:
-    now = datetime.now()
-    return [
-        {"patient_key": p.patient_key, "center": p.center, "cohort": p.cohort, "manifest_line": p.line,
-         "outcome_date": p.outcome_date,
-         "manifest_path": str(manifest.manifest_path), "manifest_sha256": manifest.manifest_sha256, "updated_at": now}
-        for p in manifest.patients.values()
-    ]
-
-
-def _clinical_rows(manifest: Cohort) -> list[dict]:
-    return [
-        {"patient_key": p.patient_key, "variable": name,
-         "value_number": float(value) if isinstance(value, (int, float)) else None,
-         "value_text": value if isinstance(value, str) else None}
-        for p in manifest.patients.values() for name, value in p.clinical.items()
-    ]
-
-
-def _outcome_rows(manifest: Cohort) -> list[dict]:
-    return [
-        {"patient_key": p.patient_key, "outcome": name, "value": None if value is None else str(value),
-         "outcome_date": p.outcome_date}
-        for p in manifest.patients.values() for name, value in p.outcomes.items()
-    ]
 
 
 class PatientScansConfig(dg.Config):
@@ -81,6 +52,7 @@ def patient_scans(context: dg.AssetExecutionContext, config: PatientScansConfig,
     inspection = inspect_patient(manifest, record, tolerance)
     scan_issues = [i for i in inspection.issues if i.stage == "scans"]
     with warehouse.connect() as con:
+        write_manifest_tables(con, manifest, [record.patient_key])  # this patient's row as the manifest says now
         replace_rows(con, "scans", {"patient_key": record.patient_key}, [s.as_row() for s in inspection.scans])
     record_issues(warehouse, record.patient_key, "scans", scan_issues)
     record_issues(warehouse, record.patient_key, "manifest", [i for i in inspection.issues if i.stage == "manifest"])

@@ -12,10 +12,11 @@ from cssci_platform.defs.partitions import patients_partitions
 from cssci_platform.defs.qc import quarantine_guard
 from cssci_platform.lib.deep import InferenceSettings, load_backbone
 from cssci_platform.lib.deep.cohort_networks import embedding_frame
-from cssci_platform.lib.inbox import read_followup
+from cssci_platform.lib.cohort_tables import apply_followup_file
+from cssci_platform.lib.inbox import file_digest, read_followup
 from cssci_platform.lib.model_tracking import load_champion
 from cssci_platform.lib.scoring import as_rows, missing_columns, patient_feature_row, score, weights_spec
-from cssci_platform.lib.warehouse import append_rows, replace_rows
+from cssci_platform.lib.warehouse import replace_rows
 from cssci_platform.resources.cohort import CohortResource
 from cssci_platform.resources.tracking import TrackingResource
 from cssci_platform.resources.warehouse import WarehouseResource
@@ -83,15 +84,14 @@ class FollowupConfig(dg.Config):
 
 @dg.asset(group_name="prospective", kinds={"duckdb"})
 def followup_outcomes(config: FollowupConfig, cohort: CohortResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    """Outcomes from one follow-up file of the inbox; rows for unknown patients or values are rejected with a reason."""
+    """Outcomes from one follow-up file of the inbox, applied row by row and once per file content: valid rows are
+    recorded with their provenance (`recorded_outcomes`), each bad row is rejected with its line and reason."""
     path = Path(config.file)
     manifest = cohort.load()
+    sha256 = file_digest(path)
     rows, problems = read_followup(path, manifest)
-    now = datetime.now()
     with warehouse.connect() as con:
-        for row in rows.iter_rows(named=True):
-            replace_rows(con, "outcomes", {"patient_key": row["patient_key"], "outcome": row["outcome"]}, [row])
-        append_rows(con, "inbox_events", [{"source": path.name, "patient_key": None, "status": "rejected", "reason": p,
-                                           "digest": None, "seen_at": now} for p in problems])
-    return dg.MaterializeResult(metadata={"file": dg.MetadataValue.path(str(path)), "recorded": rows.height,
-                                          "rejected": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems) or "none")})
+        applied = apply_followup_file(con, manifest, path, sha256, rows, problems)
+    return dg.MaterializeResult(metadata={
+        "file": dg.MetadataValue.path(str(path)), "sha256": sha256, "already_applied": applied.already_applied,
+        "recorded": applied.recorded, "rejected": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems) or "none")})

@@ -1,9 +1,11 @@
 """new_patient_sensor: complete inbox arrivals become partitions and one run each; follow-up files one run each.
 
 Exactly once: admission is recorded in the cohort's admitted table before the run is requested, and every
-request carries a run_key (arrival digest, follow-up file digest), so a repeated tick, a tick during a run or
-a daemon restart re-requests nothing that already ran. The cursor keeps the digests already requested so a
-tick does not rebuild requests Dagster would drop anyway.
+request carries a run_key (the arrival's content digest, the follow-up file's digest), so a repeated tick, a
+tick during a run, a daemon restart or a `touch` re-requests nothing that already ran. A corrected arrival
+(its row changed after admission) replaces the admitted row, gets an audit row per changed value
+(`admission_changes`) and one new run on the corrected values. The cursor keeps the run keys already
+requested so a tick does not rebuild requests Dagster would drop anyway.
 """
 
 import json
@@ -11,14 +13,17 @@ from datetime import datetime
 
 import dagster as dg
 
-from cssci_platform.defs.partitions import centers_partitions, patients_partitions
 from cssci_platform.defs.experiment_jobs import with_experiment_config
+from cssci_platform.defs.partitions import centers_partitions, patients_partitions
 from cssci_platform.defs.prospective.jobs import followup_job, prospective_patient_job
-from cssci_platform.lib.inbox import admit, file_digest, followup_files, scan_arrivals
-from cssci_platform.lib.warehouse import replace_rows
+from cssci_platform.lib.inbox import Arrival, admit, file_digest, followup_files, scan_arrivals
+from cssci_platform.lib.inbox_records import load_digest_cache, new_events, record_corrections, record_events, save_digest_cache
 from cssci_platform.resources.cohort import CohortResource
 from cssci_platform.resources.inbox import InboxResource
 from cssci_platform.resources.warehouse import WarehouseResource
+
+RUNNABLE = ("complete", "admitted", "corrected")
+PROBLEMS = ("malformed", "duplicate", "incomplete")
 
 
 @dg.sensor(jobs=[prospective_patient_job, followup_job], minimum_interval_seconds=30)
@@ -28,19 +33,16 @@ def new_patient_sensor(context: dg.SensorEvaluationContext, cohort: CohortResour
     if manifest.spec.inbox is None:
         return dg.SensorResult(skip_reason="no inbox: set `inbox: <folder under data_root>` in cohort.yaml")
     requested = set(json.loads(context.cursor)) if context.cursor else set()
-    arrivals = scan_arrivals(manifest, inbox.stable_seconds)
-    complete = [a for a in arrivals if a.status == "complete"]
-    if complete:
-        admit(manifest, complete)
+    arrivals = _scan_and_record(manifest, inbox, warehouse, context)
+    if to_admit := [a for a in arrivals if a.status in ("complete", "corrected")]:
+        admit(manifest, to_admit)
         manifest = cohort.load()
-    _record_events(warehouse, arrivals, context)
-    ready = [a for a in arrivals if a.status in ("complete", "admitted") and f"arrival:{a.patient_id}:{a.digest}" not in requested]
+    ready = [a for a in arrivals if a.status in RUNNABLE and _run_key(a) not in requested]
     instance = context.instance
     new_patients = [a.patient_id for a in ready if not instance.has_dynamic_partition(patients_partitions.name, a.patient_id)]
     new_centers = sorted({manifest.patients[a.patient_id].center for a in ready} -
                          set(instance.get_dynamic_partitions(centers_partitions.name)))
-    runs = [dg.RunRequest(run_key=f"arrival:{a.patient_id}:{a.digest}", job_name=prospective_patient_job.name,
-                          partition_key=a.patient_id) for a in ready]
+    runs = [dg.RunRequest(run_key=_run_key(a), job_name=prospective_patient_job.name, partition_key=a.patient_id) for a in ready]
     for path in followup_files(manifest):
         key = f"followup:{path.name}:{file_digest(path)}"
         if key not in requested:
@@ -54,12 +56,27 @@ def new_patient_sensor(context: dg.SensorEvaluationContext, cohort: CohortResour
     )
 
 
-def _record_events(warehouse: WarehouseResource, arrivals: list, context: dg.SensorEvaluationContext) -> None:
-    now = datetime.now()
+def _run_key(arrival: Arrival) -> str:
+    return f"arrival:{arrival.patient_id}:{arrival.digest}"
+
+
+def _scan_and_record(manifest, inbox: InboxResource, warehouse: WarehouseResource,
+                     context: dg.SensorEvaluationContext) -> list[Arrival]:
+    """Scan the inbox (content digests cached by size and mtime) and record what is new: events once per arrival
+    and content (a warning only then, not every tick), the audit rows of corrections before they are admitted."""
     with warehouse.connect() as con:
-        for a in arrivals:
-            if a.status in ("malformed", "duplicate", "incomplete"):
-                context.log.warning(f"inbox {a.patient_id}: {a.status}: {'; '.join(a.reasons)}")
-            replace_rows(con, "inbox_events", {"source": "arrival", "patient_key": a.patient_id},
-                         [{"source": "arrival", "patient_key": a.patient_id, "status": a.status,
-                           "reason": "; ".join(a.reasons) or None, "digest": a.digest or None, "seen_at": now}])
+        before = load_digest_cache(con)
+        cache = dict(before)
+        arrivals = scan_arrivals(manifest, inbox.stable_seconds, cache=cache)
+        now = datetime.now()
+        save_digest_cache(con, cache, before)
+        record_corrections(con, [a for a in arrivals if a.status == "corrected"], now)
+        fresh = new_events(con, arrivals)
+        record_events(con, fresh, now)
+    for arrival in fresh:
+        if arrival.status in PROBLEMS:
+            context.log.warning(f"inbox {arrival.patient_id}: {arrival.status}: {arrival.reason}")
+        elif arrival.status == "corrected":
+            context.log.info(f"inbox {arrival.patient_id}: corrected after admission: "
+                             + ", ".join(f"{c.column} {c.old!r} -> {c.new!r}" for c in arrival.changes))
+    return arrivals
