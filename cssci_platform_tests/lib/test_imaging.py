@@ -91,8 +91,9 @@ def test_write_replaces_an_existing_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["scan.nii.gz"]
 
 
-def write_dicom_series(folder: Path, image: sitk.Image, series_number: int) -> None:
-    """One file per slice with the tags a GDCM series reader needs for geometry."""
+def write_dicom_series(folder: Path, image: sitk.Image, series_number: int, extra_tags: dict[str, str] | None = None) -> None:
+    """One file per slice with the tags a GDCM series reader needs for geometry, plus `extra_tags`
+    (e.g. PatientName "0010|0010") on every slice."""
     folder.mkdir(parents=True, exist_ok=True)
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
@@ -115,7 +116,7 @@ def write_dicom_series(folder: Path, image: sitk.Image, series_number: int) -> N
             "0028|0030": f"{spacing[1]}\\{spacing[0]}",
             "0018|0050": str(spacing[2]),
         }
-        for tag, value in tags.items():
+        for tag, value in {**tags, **(extra_tags or {})}.items():
             slice_.SetMetaData(tag, value)
         writer.SetFileName(str(folder / f"s{series_number}_{k:03d}.dcm"))
         writer.Execute(slice_)
