@@ -21,7 +21,7 @@ from sklearn.metrics import (
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from cssci_platform.lib.evaluation import delong_ci, delong_roc_test, multiclass_evaluation
+from cssci_platform.lib.evaluation import auc_interval, delong_roc_test, multiclass_evaluation
 from cssci_platform.lib.report.explain import explain_classes
 from cssci_platform.lib.report.figures import (
     RocCurve,
@@ -51,7 +51,8 @@ MODELS = pd.DataFrame([
      "champion": True},
     {"run_id": "r4", "result_name": "Rad_RandomForest", "signature": "Rad", "classifier": "RandomForest",
      "mode": "leakage_safe", "champion": False},
-]).assign(threshold=np.nan, split="holdout_8_2", fold="holdout", registered_model=None)
+]).assign(threshold=np.nan, split="holdout_8_2", fold="holdout", registered_model=None,
+          cv_auc_mean=[0.70, 0.95, 0.80, 0.90])  # Rad_LR: best CV AUC of the champions, Clinical_LR: best test AUC
 STRENGTH = {"r1": 3.0, "r2": 3.5, "r3": 1.5, "r4": 1.0, CNN_ID: 2.0}
 
 
@@ -155,18 +156,27 @@ def test_per_class_table_uses_bootstrap_prf_and_delong_auc(frames: dict, scores)
             assert evaluation.recall[label].estimate == pytest.approx(recall[index])
             assert evaluation.f1[label].estimate == pytest.approx(f1[index], nan_ok=True)
             y = (labels == label).astype(int)
-            ci = delong_ci(y, probabilities[:, index])
+            ci = auc_interval(y, probabilities[:, index])
             assert ci.auc == pytest.approx(roc_auc_score(y, probabilities[:, index]))
             assert f"{ci.auc:.3f} ({ci.low:.3f}-{ci.high:.3f})" in section
             assert ci_text(evaluation.recall[label]) in section
     assert "Rad_RandomForest" not in section  # only champions and CNNs per class
 
 
-def test_confusion_matrix_of_the_best_model_matches_scikit_learn(frames: dict, scores) -> None:
-    key, role = best_model(scores)
+def test_best_model_is_chosen_by_cv_auc_not_test_auc(frames: dict, scores) -> None:
+    """Issue 13, item 6: Clinical_LR has the highest test macro AUC, Rad_LR the highest CV AUC among the champions; the
+    paper_faithful Clinical_LR and the non-champion forest (higher CV AUC) and the CNN (none) are not candidates."""
     macro = {k: scores.evaluations[k, "test"].auc_macro_ovr.estimate for k in scores.featured()}
-    assert role == "test" and key == max(macro, key=macro.get) == "r1"
-    labels, probabilities = wide(frames, "r1", "test")
+    assert max(macro, key=macro.get) == "r1"
+    assert best_model(scores) == "r3"
+    section = build_report(report_inputs(frames)).split("Confusion matrix of the best model")[1].split("One-vs-rest ROC")[0]
+    assert "Best model: <b>Rad_LR</b>, chosen by cross-validated macro one-vs-rest AUC on the training folds (0.800" in section
+
+
+def test_confusion_matrix_of_the_best_model_matches_scikit_learn(frames: dict, scores) -> None:
+    key = best_model(scores)
+    assert key == "r3"
+    labels, probabilities = wide(frames, "r3", "test")
     counts = confusion_counts(labels, probabilities, CLASSES)
     predicted = np.array(CLASSES)[probabilities.argmax(axis=1)]
     assert np.array_equal(counts, confusion_matrix(labels, predicted, labels=CLASSES))
@@ -174,7 +184,7 @@ def test_confusion_matrix_of_the_best_model_matches_scikit_learn(frames: dict, s
     assert tied[1, 0] == 1  # ties go to the first listed class, as precision/recall in lib/evaluation
     page = build_report(report_inputs(frames))
     section = page.split("Confusion matrix of the best model")[1].split("One-vs-rest ROC")[0]
-    assert "Best model: <b>Clinical_LR</b>" in section and section.count('alt="confusion matrix') == 2
+    assert "Best model: <b>Rad_LR</b>" in section and section.count('alt="confusion matrix') == 2
     diagonal = [f"<td>{counts[i, i]}</td>" for i in range(len(CLASSES))]
     assert all(cell in section for cell in diagonal)
 

@@ -7,7 +7,7 @@ precision/recall/F1 (bootstrap CIs) and one-vs-rest AUC (DeLong CI) for the cham
 matrix of the best of those, one-vs-rest ROC curves per class, per-class paired DeLong comparisons, the
 leakage_safe vs paper_faithful delta and SHAP (per class) for the champions.
 
-Every number comes from `lib/evaluation` (`multiclass_evaluation`: stratified percentile bootstrap; `delong_ci`,
+Every number comes from `lib/evaluation` (`multiclass_evaluation`: stratified percentile bootstrap; `auc_interval`,
 `delong_roc_test`) or scikit-learn (`roc_curve`, `confusion_matrix`); this module only selects rows and lays out
 tables and figures. Inputs are plain frames (no Dagster, no MLflow): prediction rows already carrying the label
 they are evaluated against (see `study.labelled_predictions`).
@@ -29,9 +29,9 @@ from cssci_platform.lib.evaluation import (
     DEFAULT_REPLICATES,
     DEFAULT_SEED,
     BootstrapCI,
-    DeLongCI,
+    AucInterval,
     MulticlassEvaluation,
-    delong_ci,
+    auc_interval,
     delong_roc_test,
     multiclass_evaluation,
 )
@@ -96,11 +96,12 @@ def multiclass_scores(labelled: pd.DataFrame, models: pd.DataFrame, classes: Seq
         trained = models[models["fold"] == models.loc[models["champion"], "fold"].iloc[0]]
     table = pd.DataFrame({"key": trained["run_id"], "name": trained["result_name"], "signature": trained["signature"],
                           "mode": trained["mode"], "champion": trained["champion"].astype(bool) & (trained["mode"] == "leakage_safe"),
-                          "network": False})
+                          "network": False,
+                          "cv_auc": pd.to_numeric(trained["cv_auc_mean"], errors="coerce") if "cv_auc_mean" in trained else math.nan})
     networks = labelled[labelled["signature"] == CNN].drop_duplicates("model_name")
     table = pd.concat([table, pd.DataFrame({
         "key": networks["model_name"], "name": networks["classifier"].map(cnn_display_name), "signature": CNN,
-        "mode": networks["mode"], "champion": False, "network": True})], ignore_index=True)
+        "mode": networks["mode"], "champion": False, "network": True, "cv_auc": math.nan})], ignore_index=True)
     rows = labelled[labelled["model_name"].isin(table["key"]) & labelled["role"].isin(HELD_OUT)].copy()
     rows["label"] = rows["label"].astype(str)
     rows["class_label"] = rows["class_label"].astype(str)
@@ -143,11 +144,13 @@ def _ci_text(ci: BootstrapCI | None) -> str:
     return f"{ci.estimate:.3f}{interval}"
 
 
-def _delong_text(ci: DeLongCI | None) -> str:
+def _delong_text(ci: AucInterval | None) -> str:
+    """AUC (interval) with `auc_interval`'s notes (AUC 0/1, a class under 10 patients) after a dagger."""
     if ci is None:
         return "-"
-    interval = f" ({ci.low:.3f}-{ci.high:.3f})" if math.isfinite(ci.variance) else " (CI undefined: one patient in a group)"
-    return f"{ci.auc:.3f}{interval}"
+    interval = f" ({ci.low:.3f}-{ci.high:.3f})" if math.isfinite(ci.low) else " (CI undefined: one patient in a group)"
+    notes = f" † {'; '.join(ci.notes)}" if ci.notes else ""
+    return f"{ci.auc:.3f}{interval}{notes}"
 
 
 def _number(value: float, digits: int = 3) -> str:
@@ -194,28 +197,26 @@ def per_class_table(scores: MulticlassScores, role: str) -> str:
         group = scores.of(key, role)
         for label in scores.classes:
             y = (group["label"] == label).to_numpy().astype(int)
-            auc = delong_ci(y, group[label].to_numpy()) if 0 < y.sum() < len(y) else None
+            auc = auc_interval(y, group[label].to_numpy()) if 0 < y.sum() < len(y) else None
             rows.append({"Model": scores.name(key), "Class": label, "n": int(y.sum()),
                          "Precision (95% CI)": _ci_text(evaluation.precision[label]),
                          "Recall (95% CI)": _ci_text(evaluation.recall[label]),
                          "F1 (95% CI)": _ci_text(evaluation.f1[label]),
-                         "OvR AUC (DeLong 95% CI)": _delong_text(auc)})
+                         "OvR AUC (logit-DeLong 95% CI)": _delong_text(auc)})
     if not rows:
         return f"<p>No champion or CNN scored on {role} patients of at least two classes.</p>"
     return _table(rows, "per-class")
 
 
-def best_model(scores: MulticlassScores) -> tuple[str, str] | None:
-    """(key, role) of the champion or CNN with the highest macro one-vs-rest AUC (then top-1 accuracy) on the test
-    cohort, or on the validation cohort when no test cohort was scored."""
-    for role in HELD_OUT:
-        candidates = [(key, scores.evaluations[key, role]) for key in scores.featured() if (key, role) in scores.evaluations]
-        if candidates:
-            def rank(item: tuple[str, MulticlassEvaluation]) -> tuple[float, float]:
-                macro, top1 = item[1].auc_macro_ovr.estimate, item[1].top_k_accuracy[1].estimate
-                return (macro if math.isfinite(macro) else -math.inf, top1)
-            return max(candidates, key=rank)[0], role
-    return None
+def best_model(scores: MulticlassScores) -> str | None:
+    """The key of the champion with the highest cross-validated macro one-vs-rest AUC on the training folds (as
+    champions are chosen), never a held-out AUC, which would make the "best" model's test numbers optimistic (winner's
+    curse). CNNs have no cross-validated AUC and are not candidates; None when no champion has one."""
+    featured = scores.models[scores.models["key"].isin(scores.featured())]
+    candidates = featured[np.isfinite(featured["cv_auc"].astype(float))]
+    if candidates.empty:
+        return None
+    return str(candidates.sort_values(["cv_auc", "name"], ascending=[False, True], kind="stable")["key"].iloc[0])
 
 
 def confusion_counts(labels: Sequence[str], probabilities: np.ndarray, classes: Sequence[str]) -> np.ndarray:
@@ -226,13 +227,15 @@ def confusion_counts(labels: Sequence[str], probabilities: np.ndarray, classes: 
 
 
 def confusion_section(scores: MulticlassScores) -> str:
-    best = best_model(scores)
-    if best is None:
-        return "<p>No champion or CNN was scored on held-out patients of at least two classes.</p>"
-    key, chosen_on = best
+    key = best_model(scores)
+    if key is None:
+        return "<p>No champion with a cross-validated AUC was scored on held-out patients.</p>"
     name = scores.name(key)
-    parts = [f"<p>Best model: <b>{html.escape(name)}</b> (highest {chosen_on} macro one-vs-rest AUC among the champions "
-             "and CNNs; the predicted class is the most probable one).</p>"]
+    cv_auc = float(scores.models.loc[scores.models["key"] == key, "cv_auc"].iloc[0])
+    parts = [f"<p>Best model: <b>{html.escape(name)}</b>, chosen by cross-validated macro one-vs-rest AUC on the "
+             f"training folds ({cv_auc:.3f}; highest among the champions), not by its test AUC, so its held-out numbers "
+             "below are not optimistic by selection. The fine-tuned CNNs have no cross-validated AUC and are not "
+             "candidates. The predicted class is the most probable one.</p>"]
     for role in scores.roles():
         group = scores.of(key, role)
         if group.empty:
@@ -256,8 +259,8 @@ def roc_section(scores: MulticlassScores, role: str) -> str:
             if not 0 < y.sum() < len(y):
                 continue
             fpr, tpr, _ = roc_curve(y, group[label].to_numpy())
-            ci = delong_ci(y, group[label].to_numpy())
-            curves.append(RocCurve(scores.name(key), fpr, tpr, ci.auc, (ci.low, ci.high) if math.isfinite(ci.variance) else None))
+            ci = auc_interval(y, group[label].to_numpy())
+            curves.append(RocCurve(scores.name(key), fpr, tpr, ci.auc, (ci.low, ci.high) if math.isfinite(ci.low) else None))
         if curves:
             panels[f"{label} vs rest"] = curves
     if not panels:
