@@ -27,7 +27,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from cssci_platform.lib.messages import quote_value
-from cssci_platform.lib.paths import require_tree_within, resolve_within
+from cssci_platform.lib.imaging import header_data_files
+from cssci_platform.lib.paths import require_data_files_within, require_tree_within, resolve_within
 
 MANIFEST_VERSION = 1
 COHORT_ROLES = ("development", "prospective")
@@ -133,11 +134,14 @@ class Cohort:
     archive_roots: tuple[Path, ...] = ()  # real locations of the declared archive roots
 
     def resolve(self, relative_path: str) -> Path:
-        """The real location of a manifest path; `PathEscapeError` if it, or a file of a DICOM series folder,
-        is a link leaving data_root and the archive roots."""
+        """The real location of a manifest path; `PathEscapeError` if it, a file of a DICOM series folder, or
+        the data file an .mhd/.nrrd header names, leaves data_root and the archive roots."""
+        roots = [self.data_root, *self.archive_roots]
         real = resolve_within(Path(relative_path), self.data_root, self.archive_roots)
         if real.is_dir():
-            require_tree_within(real, [self.data_root, *self.archive_roots])
+            require_tree_within(real, roots)
+        elif real.is_file():
+            require_data_files_within(real, header_data_files(real), roots)
         return real
 
     @property

@@ -139,8 +139,8 @@ class MetaImageHeader:
     header_bytes: int  # where the voxel data starts in a .mha (ElementDataFile = LOCAL)
 
     def data_file(self, header_path: Path) -> Path | None:
-        """The separate data file (a .mhd's .raw/.zraw), None when the data follow the header (LOCAL);
-        lists and numbered file patterns are left to ITK."""
+        """The one separate data file (a .mhd's .raw/.zraw), None when the data follow the header (LOCAL)
+        or are split over a list or numbered pattern of files (see `header_data_files`)."""
         name = self.fields.get("ElementDataFile", "LOCAL")
         if name == "LOCAL" or name.startswith("LIST") or "%" in name or " " in name:
             return None
@@ -160,6 +160,53 @@ def metaimage_header(path: Path) -> MetaImageHeader | None:
         if key.strip() == "ElementDataFile":
             return MetaImageHeader(fields, position)
     return None
+
+
+def header_data_files(path: Path) -> list[Path]:
+    """Every file a MetaImage (.mha/.mhd) or NRRD header names for its voxel data (ElementDataFile /
+    `data file:`), resolved against the header's folder; empty when the voxels follow the header."""
+    path = Path(path)
+    if is_metaimage(path):
+        value, following = _header_field(path, "ElementDataFile", "=")
+        names = [] if value in (None, "LOCAL") else _data_file_names(value, following)
+    elif path.name.lower().endswith((".nrrd", ".nhdr")):
+        value, following = _header_field(path, "data file", ":")
+        if value is None:
+            value, following = _header_field(path, "datafile", ":")
+        names = [] if value is None else _data_file_names(value, following)
+    else:
+        names = []
+    return [path.parent / name for name in names]
+
+
+def _header_field(path: Path, key: str, separator: str) -> tuple[str | None, list[str]]:
+    """(value of `key`, the header lines after it) from the first 64 KB of a text header."""
+    with open(path, "rb") as stream:
+        lines = stream.read(METAIMAGE_HEADER_LIMIT).decode("latin-1").splitlines()
+    for number, line in enumerate(lines):
+        if not line.strip() and separator == ":":
+            break  # a NRRD header ends at its first empty line; what follows may be voxel bytes
+        name, found, value = line.partition(separator)
+        if found and name.strip() == key:
+            return value.strip(), lines[number + 1:]
+    return None, []
+
+
+def _data_file_names(value: str, following: list[str]) -> list[str]:
+    """The file names of a data-file field: one name, `LIST` (names on the following lines, up to the first
+    empty line or binary data), or a printf pattern `name%03d.raw first last step`."""
+    if value.split()[0] == "LIST":
+        names = []
+        for line in following:
+            if not line.strip() or not line.isprintable():
+                break
+            names.append(line.strip())
+        return names
+    parts = value.split()
+    if "%" in parts[0] and len(parts) >= 4 and all(p.lstrip("-").isdigit() for p in parts[1:4]):
+        first, last, step = (int(p) for p in parts[1:4])
+        return [parts[0] % number for number in range(first, last + (1 if step > 0 else -1), step or 1)]
+    return [value]
 
 
 def _require_complete_metaimage(path: Path) -> None:

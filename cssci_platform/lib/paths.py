@@ -21,10 +21,13 @@ class PathEscapeError(ValueError):
     `reason` says which link (or path) leaves and where it points; `fix` says what to do.
     """
 
-    def __init__(self, path: Path, link: Path | None, target: Path, roots: Sequence[Path]) -> None:
+    def __init__(self, path: Path, link: Path | None, target: Path, roots: Sequence[Path], named_by: Path | None = None) -> None:
         self.path, self.link, self.target, self.roots = path, link, target, tuple(roots)
         where = " or ".join(str(root) for root in self.roots)
-        if link is None:
+        if named_by is not None:
+            self.reason = f"{named_by} names the data file {target}, outside {where}"
+            self.fix = f"keep the data file beside its header under {self.roots[0]}, or re-export as one .mha/.nrrd file"
+        elif link is None:
             self.reason = f"{path} is outside {where}"
             self.fix = f"move it under {self.roots[0]}"
         else:
@@ -71,6 +74,13 @@ def require_tree_within(folder: Path, roots: Sequence[Path]) -> None:
             entry = Path(parent) / name
             if entry.is_symlink() and not is_within(entry, roots):
                 raise PathEscapeError(entry, entry, real_path(entry), [real_path(r) for r in roots])
+
+
+def require_data_files_within(header: Path, data_files: Sequence[Path], roots: Sequence[Path]) -> None:
+    """Refuse an image header (.mhd, detached .nrrd) that names a voxel data file outside `roots`."""
+    for data_file in data_files:
+        if not is_within(data_file, roots):
+            raise PathEscapeError(data_file, None, real_path(data_file), [real_path(r) for r in roots], named_by=header)
 
 
 def _first_link_outside(candidate: Path, root: Path, roots: Sequence[Path]) -> Path | None:

@@ -20,6 +20,7 @@ from cssci_platform.lib.imaging import (
     filter_channel,
     geometry_mismatches,
     has_volume_suffix,
+    header_data_files,
     NonIntegralVoxels,
     mask_label_counts,
     nonfinite_voxel_count,
@@ -219,6 +220,28 @@ def test_an_mhd_whose_data_file_is_missing_names_it(tmp_path):
     error = read_error(path)
     assert error.reason == f"data file {tmp_path / 'scan.raw'} (ElementDataFile in the header) not found"
     assert "copy the .raw/.zraw data file" in error.fix
+
+
+def test_header_data_files_of_single_file_images_are_empty(tmp_path):
+    for name in ("a.mha", "a.nrrd", "a.nii.gz"):
+        write_image(make_image(), tmp_path / name)
+        assert header_data_files(tmp_path / name) == []
+
+
+@pytest.mark.parametrize("header", ["a.mhd", "a.nhdr"])
+def test_header_data_files_names_the_separate_data_file(tmp_path, header):
+    sitk.WriteImage(make_image(), str(tmp_path / header), False)
+    assert header_data_files(tmp_path / header) == [tmp_path / "a.raw"]
+
+
+@pytest.mark.parametrize("field, following, names", [
+    ("ElementDataFile = LIST", "s1.raw\ns2.raw\n", ["s1.raw", "s2.raw"]),
+    ("ElementDataFile = ../x%02d.raw 1 3 1", "", ["../x01.raw", "../x02.raw", "../x03.raw"]),
+    ("ElementDataFile = /abs/v.raw", "", ["/abs/v.raw"]),
+])
+def test_header_data_files_reads_lists_and_patterns(tmp_path, field, following, names):
+    (tmp_path / "h.mhd").write_text(f"ObjectType = Image\nNDims = 3\nDimSize = 2 2 2\n{field}\n{following}")
+    assert header_data_files(tmp_path / "h.mhd") == [tmp_path / n for n in names]
 
 
 @pytest.mark.parametrize("suffix", [".nii.gz", ".nii"])

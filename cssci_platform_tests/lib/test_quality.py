@@ -407,3 +407,35 @@ def test_an_image_given_as_mask_lists_a_few_of_its_labels_not_thousands(tiny_coh
     issue = next(i for i in inspect(cohort, "P002").issues if i.code == "unexpected_labels")
     assert len(issue.message) < 300, issue.message
     assert f"({np.prod(SIZE) - 2} labels)" in issue.message
+
+
+# ---------------------------------------------------------------- data files named by a header
+
+@pytest.mark.parametrize("header, write_header_as", [("images/P002.mhd", ".mhd"), ("images/P002.nrrd", ".nhdr")])
+def test_a_header_naming_a_data_file_outside_data_root_is_refused(tiny_cohort, header, write_header_as):
+    rows = default_rows()
+    rows[1][f"image__{SEQUENCE}"] = header
+    cohort = tiny_cohort(rows)
+    outside = outside_folder(cohort)
+    scratch = cohort.path(f"images/scratch{write_header_as}")
+    sitk.WriteImage(make_image(seed=2), str(scratch), False)
+    data = next(p for p in scratch.parent.iterdir() if p.suffix == ".raw")
+    data.rename(outside / "voxels.raw")
+    scratch.rename(cohort.path(header))
+    text = cohort.path(header).read_text(encoding="latin-1")
+    key = "ElementDataFile = " if write_header_as == ".mhd" else "data file: "
+    cohort.path(header).write_text(
+        "\n".join(f"{key}../../../outside/voxels.raw" if line.startswith(key) else line for line in text.splitlines()) + "\n",
+        encoding="latin-1")
+    result = inspect(cohort, "P002")
+    assert [(i.code, i.file) for i in result.issues] == [("path_escapes_root", header)], result.issues
+    assert f"names the data file {(outside / 'voxels.raw').resolve()}" in result.issues[0].message
+    assert [s.kind for s in result.scans] == ["mask"]
+
+
+def test_an_mhd_with_its_data_file_beside_it_passes(tiny_cohort):
+    rows = default_rows()
+    rows[1][f"image__{SEQUENCE}"] = "images/P002.mhd"
+    cohort = tiny_cohort(rows)
+    sitk.WriteImage(make_image(seed=2), str(cohort.path("images/P002.mhd")), False)
+    assert inspect(cohort, "P002").passed
