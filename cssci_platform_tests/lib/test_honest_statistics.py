@@ -41,6 +41,10 @@ def _combined_fit(seed: int, rad_signal: float) -> tuple[float, float, float, fl
     head = combined.named_steps["clf"]
     clinical_sd, rad_coefficient = head.head_.coef_[0][0], head.head_.coef_[0][1]
     rad_sd = float(np.std(head.head_scores_))
+    from cssci_platform.lib.report.study import out_of_fold_rad_scores
+
+    nomogram_scores = out_of_fold_rad_scores(combined)  # what the report's nomogram is refit on
+    assert nomogram_scores["patient_key"].tolist() == list(train) and np.array_equal(nomogram_scores["rad_score"], head.head_scores_)
     y_test = (label.loc[test] == "1").astype(int).to_numpy()
     combined_auc = binary_auc(y_test, combined.predict_proba(rows.loc[test])[:, 1])
     clinical_auc = binary_auc(y_test, rows.loc[test, "clin__factor"].to_numpy())
@@ -51,7 +55,7 @@ def test_combined_head_learns_no_weight_for_a_noise_rad_score_and_keeps_a_real_o
     """Pure-noise radiomics: the head sees out-of-fold Rad-scores, so their weight is near 0 and the Combined
     model is as good as the clinical factor on new patients. In-sample Rad-scores of a noise model are nearly
     separating, and their weight rivalled the real factor's."""
-    noise = [_combined_fit(seed, 0.0) for seed in range(6)]
+    noise = [_combined_fit(seed, 0.0) for seed in range(5)]
     rad_weight = np.array([abs(r[0]) for r in noise])
     clinical_weight = np.array([r[1] for r in noise])
     auc_loss = np.array([r[3] - r[2] for r in noise])
@@ -60,7 +64,7 @@ def test_combined_head_learns_no_weight_for_a_noise_rad_score_and_keeps_a_real_o
     assert rad_weight.mean() < 0.35 and rad_weight.max() < 0.6
     assert clinical_weight.mean() > 3 * rad_weight.mean()
     assert auc_loss.mean() < 0.03
-    planted = [_combined_fit(seed, 1.2) for seed in range(3)]
+    planted = [_combined_fit(seed, 1.2) for seed in range(2)]
     print(f"planted: Rad weight {[round(r[0], 2) for r in planted]}")
     assert min(r[0] for r in planted) > 0.8
 

@@ -104,8 +104,8 @@ class RadScoreCombinedClassifier(BaseEstimator, ClassifierMixin):
     learner): on the *out-of-fold* Rad-scores of the training rows (seeded stratified `stacking_folds`-fold CV, the
     Rad pipeline refitted on each fold's other rows), so a Rad model that only memorises its training rows earns
     no weight. New patients are scored with the Rad pipeline refitted on all training rows (`rad_model_`).
-    `head_scores_` keeps the out-of-fold scores the head saw (indexed like the training rows); clinical columns
-    are median-imputed and standardised.
+    `head_scores_` keeps the out-of-fold scores the head saw and `head_score_rows_` the training rows' index labels
+    (plain array and list: the pipeline is saved with skops); clinical columns are median-imputed and standardised.
     """
 
     def __init__(self, rad_model: Pipeline | None = None, clinical_columns: list[str] | None = None, C: float = 1.0,
@@ -120,10 +120,11 @@ class RadScoreCombinedClassifier(BaseEstimator, ClassifierMixin):
         self.rad_model_, self.head_scores_ = _fitted_rad_parts(self.rad_model, X.drop(columns=self.clinical_columns),
                                                                pd.Series(np.asarray(y), index=X.index),
                                                                self.stacking_folds, self.seed)
+        self.head_score_rows_ = [str(key) for key in X.index]
         self.clinical_ = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
         clinical = self.clinical_.fit_transform(X.loc[:, self.clinical_columns])
         self.head_ = LogisticRegression(C=self.C, max_iter=5000)
-        self.head_.fit(np.column_stack([clinical, self.head_scores_.to_numpy()]), y)
+        self.head_.fit(np.column_stack([clinical, self.head_scores_]), y)
         self.classes_ = self.head_.classes_
         return self
 
@@ -145,12 +146,12 @@ class RadScoreCombinedClassifier(BaseEstimator, ClassifierMixin):
         return np.column_stack([scaled, np.reshape(self.rad_score(X), (len(X), -1))])
 
 
-_RAD_PARTS: dict[str, tuple[Pipeline, pd.Series]] = {}
+_RAD_PARTS: dict[str, tuple[Pipeline, np.ndarray]] = {}
 _RAD_PARTS_KEPT = 4
 
 
 def _fitted_rad_parts(rad_model: Pipeline, X: pd.DataFrame, y: pd.Series, folds: int,
-                      seed: int) -> tuple[Pipeline, pd.Series]:
+                      seed: int) -> tuple[Pipeline, np.ndarray]:
     """(Rad pipeline fitted on all rows, out-of-fold Rad-scores of the rows). Deterministic in its inputs, so the
     last few results are kept: grid candidates of the head (they differ only in C) share them."""
     key = joblib.hash((rad_model.get_params(deep=True), X, y, folds, seed))
@@ -159,7 +160,7 @@ def _fitted_rad_parts(rad_model: Pipeline, X: pd.DataFrame, y: pd.Series, folds:
         oof = cross_val_predict(clone(rad_model), X, y, cv=splitter, method="decision_function")
         while len(_RAD_PARTS) >= _RAD_PARTS_KEPT:
             _RAD_PARTS.pop(next(iter(_RAD_PARTS)))
-        _RAD_PARTS[key] = (clone(rad_model).fit(X, y), pd.Series(oof, index=X.index, name="rad_score_oof"))
+        _RAD_PARTS[key] = (clone(rad_model).fit(X, y), np.asarray(oof, dtype=float))
     return _RAD_PARTS[key]
 
 

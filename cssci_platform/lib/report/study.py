@@ -330,8 +330,7 @@ def out_of_fold_rad_scores(pipeline: object) -> pd.DataFrame | None:
     final = pipeline.steps[-1][1] if isinstance(pipeline, Pipeline) else pipeline
     if not isinstance(final, RadScoreCombinedClassifier) or not hasattr(final, "head_scores_"):
         return None
-    scores = final.head_scores_
-    return pd.DataFrame({"patient_key": scores.index.astype(str), "rad_score": scores.to_numpy(dtype=float)})
+    return pd.DataFrame({"patient_key": list(final.head_score_rows_), "rad_score": np.asarray(final.head_scores_, dtype=float)})
 
 
 def calibration_cells(y: np.ndarray, risk: np.ndarray) -> dict[str, str]:
