@@ -6,19 +6,96 @@ import os
 import subprocess
 import sys
 import time
+import traceback
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
 
 from cssci_platform import runner
+from cssci_platform.lib import failures
 from cssci_platform.lib.study_config import EXPERIMENT_ENV, ConfigError, config_notes, experiment_file, load_config
 
-app = typer.Typer(help="Spine MRI prognosis platform: cohorts, features and models on Dagster + DuckDB.", no_args_is_help=True)
+# No pretty tracebacks: rich's traceback walks an exception chain without cycle detection, and Dagster's are
+# cyclic (the command never ended, its memory grew by ~1 GB a minute). `main` prints one message instead.
+app = typer.Typer(help="Spine MRI prognosis platform: cohorts, features and models on Dagster + DuckDB.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
 console = Console()
+errors = Console(stderr=True)
+USER_ERROR_EXIT = 2  # the input is wrong (a file, a config, an option): fix it and run again
+FAILURE_EXIT = 1  # the run failed (disk, lock, a step): the message names the root cause
+DEBUG_ENV = "CSSCI_DEBUG"  # set to 1 to also print the full traceback of a failed command
+
+
+def main() -> None:
+    """`cssci`: every failure ends the command at once with one message and a non-zero exit code, never a
+    traceback (the full one goes to $CSSCI_LOG_DIR, or to the terminal with CSSCI_DEBUG=1)."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        errors.print("[red]interrupted[/]")
+        sys.exit(130)
+    except Exception as error:  # typer.Exit / usage errors leave through SystemExit
+        sys.exit(report_failure(error))
+
+
+def user_error_types() -> tuple[type[BaseException], ...]:
+    from cssci_platform.lib.cohort import ManifestError
+
+    return (ConfigError, ManifestError, failures.UserError)
+
+
+def report_failure(error: BaseException) -> int:
+    """Print what went wrong (user errors: the message as it is; other errors: the explained root cause) and
+    return the exit code."""
+    user_error = next((e for e in failures.exception_chain(error) if isinstance(e, user_error_types())), None)
+    message = str(user_error) if user_error is not None else failures.describe(error)
+    errors.print(f"[red]error[/]: {escape(message)}", soft_wrap=True)
+    if user_error is None:
+        log = _write_traceback(error)
+        errors.print(f"full traceback: {log}" if log else f"set {DEBUG_ENV}=1 for the full traceback")
+    if os.environ.get(DEBUG_ENV) == "1":
+        traceback.print_exception(error)  # the standard formatter stops at a cycle
+    return USER_ERROR_EXIT if user_error is not None else FAILURE_EXIT
+
+
+def _write_traceback(error: BaseException) -> Path | None:
+    folder = os.environ.get("CSSCI_LOG_DIR")
+    if not folder:
+        return None
+    path = Path(folder) / f"cssci-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"cssci {' '.join(sys.argv[1:])}\n" + "".join(traceback.format_exception(error)), encoding="utf-8")
+    except OSError:  # a full or read-only disk is often why we are here
+        return None
+    return path
+
+
+@contextmanager
+def writing_command(home: Path, command: str):
+    """Around a command that writes to `home`: one such command per home at a time, then, before any work, the
+    storage checks (warehouse writable and not locked for long, free space) and the clean-up of runs a killed
+    command left STARTED."""
+    with runner.home_lock(home.resolve(), command):
+        runner.check_storage()
+        _fail_orphaned_runs()
+        yield
+
+
+def _fail_orphaned_runs() -> None:
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        orphaned = runner.fail_orphaned_runs(instance)
+    if orphaned:
+        console.print(f"[yellow]marked {len(orphaned)} run(s) failed[/] whose process ended without finishing them "
+                      f"(killed or crashed): {', '.join(orphaned)}")
 
 HOME_OPTION = typer.Option(Path(".cssci"), "--home", envvar="CSSCI_HOME", help="Folder for the warehouse, image store and Dagster instance.")
 
@@ -55,8 +132,16 @@ def ingest(
     workers: int = typer.Option(2, min=1, help="Patients processed in parallel (one process each)."),
 ) -> None:
     """Validate a cohort manifest, register its patients as partitions and materialize every patient."""
+    from cssci_platform.lib.cohort import load_cohort
+
+    load_cohort(manifest)  # a broken manifest ends here (exit 2), before anything is written
     runner.configure_environment(home, manifest)
-    _ingest_with_progress(manifest, workers)
+    with writing_command(home, f"cssci ingest {manifest}"):
+        outcomes = _ingest_with_progress(manifest, workers)
+    failed = runner.outside_qc_failures(outcomes)
+    if failed:
+        errors.print(f"[red]error[/]: {escape(runner.failure_summary(failed, len(outcomes)))}", soft_wrap=True)
+        raise typer.Exit(FAILURE_EXIT)
     _summary(home, larger_cohort_hint=None)
 
 
@@ -97,7 +182,11 @@ def run(
 def _run_config(name_or_path: str, overrides: list[str], home: Path | None, workers: int) -> None:
     from cssci_platform.study_runner import StudyProgress, StudyStepFailed, default_home, run_study, shared_mlflow_uri
 
+    from cssci_platform.lib.study_config import resource_problems
+
     experiment = _load_or_exit(name_or_path, overrides)
+    if problems := resource_problems(experiment):  # found now, not at the deep step minutes later
+        raise ConfigError(name_or_path, problems)
     mlflow_uri = None if home else shared_mlflow_uri()  # default homes share .cssci/mlflow.db; an explicit home keeps its own
     home = home or default_home(experiment)
     for note in config_notes(experiment):
@@ -115,10 +204,11 @@ def _run_config(name_or_path: str, overrides: list[str], home: Path | None, work
         console.rule(name)
 
     try:
-        result = run_study(experiment, home, workers, StudyProgress(on_stage, _print_patient(), console.print), mlflow_uri)
-    except (StudyStepFailed, ConfigError) as error:
-        console.print(f"[red]{experiment.name} failed[/]: {error}")
-        raise typer.Exit(1) from None
+        with runner.home_lock(home.resolve(), f"cssci run --config {name_or_path}"):
+            result = run_study(experiment, home, workers, StudyProgress(on_stage, _print_patient(), console.print), mlflow_uri)
+    except StudyStepFailed as error:
+        errors.print(f"[red]{experiment.name} failed[/]: {escape(str(error))}", soft_wrap=True)
+        raise typer.Exit(FAILURE_EXIT) from None
     console.rule("summary")
     for (name, at), (_, until) in zip(stages, [*stages[1:], ("end", time.perf_counter())]):
         console.print(f"{until - at:7.1f} s  {name}")
@@ -141,7 +231,8 @@ def _print_patient():
         if outcome.success:
             console.print(f"[dim]{len(done):4d} {outcome.patient_key} done[/]")
         else:
-            console.print(f"[yellow]{len(done):4d} {outcome.patient_key} quarantined[/]: {outcome.reason}")
+            what = "failed" if outcome.failed_outside_qc else "quarantined"
+            console.print(f"[yellow]{len(done):4d} {outcome.patient_key} {what}[/]: {escape(outcome.reason)}")
 
     return on_patient
 
@@ -150,11 +241,11 @@ def _load_or_exit(name_or_path: str, overrides: list[str]):
     try:
         return load_config(name_or_path, overrides)
     except ConfigError as error:
-        console.print(f"[red]{error}[/]")
-        raise typer.Exit(2) from None
+        errors.print(f"[red]{escape(str(error))}[/]", soft_wrap=True)
+        raise typer.Exit(USER_ERROR_EXIT) from None
 
 
-def _ingest_with_progress(manifest: Path, workers: int) -> None:
+def _ingest_with_progress(manifest: Path, workers: int) -> list[runner.PatientRunOutcome]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from cssci_platform.lib.cohort import load_cohort
@@ -167,10 +258,12 @@ def _ingest_with_progress(manifest: Path, workers: int) -> None:
         def on_patient(outcome: runner.PatientRunOutcome) -> None:
             progress.advance(task)
             if not outcome.success:
-                progress.console.print(f"[yellow]quarantined[/] {outcome.patient_key}: {outcome.reason}")
+                what = "failed" if outcome.failed_outside_qc else "quarantined"
+                progress.console.print(f"[yellow]{what}[/] {outcome.patient_key}: {escape(outcome.reason)}")
 
-        runner.ingest_cohort(manifest, workers, on_patient)
+        outcomes = runner.ingest_cohort(manifest, workers, on_patient)
     console.print(f"{total} patients processed in {time.perf_counter() - started:.1f} s")
+    return outcomes
 
 
 def _write_report(experiment: str) -> None:
@@ -188,7 +281,8 @@ def _write_report(experiment: str) -> None:
 def report(home: Path = HOME_OPTION, experiment: str = typer.Option("demo", help="MLflow experiment / modeling run to report.")) -> None:
     """Write the self-contained HTML study report (Table 1, performance, ROC, DeLong, calibration, DCA, nomogram)."""
     runner.configure_environment(home)
-    _write_report(experiment)
+    with writing_command(home, "cssci report"):
+        _write_report(experiment)
 
 
 def _summary(home: Path, larger_cohort_hint: str | None) -> None:
@@ -232,8 +326,8 @@ def _summary(home: Path, larger_cohort_hint: str | None) -> None:
     console.print(
         f"warehouse: {warehouse}\n"
         f"explore:   duckdb {warehouse} -c \"SELECT * FROM patient_status\"\n"
-        f"UI:        make ui   (or: cssci ui --home {home})  then open http://localhost:3000\n"
-        f"MLflow:    mlflow ui --backend-store-uri {os.environ['CSSCI_MLFLOW_URI']}"
+        f"UI:        make ui   (or: cssci ui --home {home})  then open http://127.0.0.1:3000\n"
+        f"MLflow:    mlflow ui --host {LOCAL_ONLY} --backend-store-uri {os.environ['CSSCI_MLFLOW_URI']}"
     )
 
 
@@ -288,11 +382,22 @@ def predict(
         console.print(note)
 
 
+LOCAL_ONLY = "127.0.0.1"  # the UIs serve patient data: only this machine reaches them unless the user says otherwise
+
+
+def ui_command(host: str, port: int) -> list[str]:
+    """`dagster dev` on the project's workspace, its webserver bound to `host`:`port`."""
+    return [sys.executable, "-m", "dagster", "dev", "-w", str(runner.PROJECT_ROOT / "workspace.yaml"), "-h", host, "-p", str(port)]
+
+
 @app.command()
 def ui(home: Path = HOME_OPTION, manifest: Path | None = typer.Option(None, help="cohort.yaml (default: keep CSSCI_MANIFEST)"),
        config: str | None = typer.Option(None, "--config", help="Experiment config: its home and its settings as the jobs' "
-                                         "launchpad defaults (default: the home's experiment.yaml, if any).")) -> None:
-    """Start the Dagster UI on this project's instance (dagster dev -w workspace.yaml)."""
+                                         "launchpad defaults (default: the home's experiment.yaml, if any)."),
+       host: str = typer.Option(LOCAL_ONLY, help="Address the UI listens on: 127.0.0.1 = this machine only; 0.0.0.0 "
+                                "exposes it to the network (no login: put it behind an authenticating proxy)."),
+       port: int = typer.Option(3000, help="Port of the UI.")) -> None:
+    """Start the Dagster UI on this project's instance (dagster dev -w workspace.yaml), on 127.0.0.1 unless --host."""
     if config is not None:
         from cssci_platform.study_runner import default_home
 
@@ -303,8 +408,9 @@ def ui(home: Path = HOME_OPTION, manifest: Path | None = typer.Option(None, help
             raise typer.Exit(1)
         os.environ[EXPERIMENT_ENV] = str(experiment_file(home).resolve())
     runner.configure_environment(home, manifest)
-    command = [sys.executable, "-m", "dagster", "dev", "-w", str(runner.PROJECT_ROOT / "workspace.yaml")]
-    raise typer.Exit(subprocess.call(command, cwd=runner.PROJECT_ROOT))
+    _fail_orphaned_runs()  # the UI shows runs a killed command left STARTED as failed
+    console.print(f"Dagster UI: http://{host}:{port}" + ("" if host == LOCAL_ONLY else "  [yellow](reachable from the network)[/]"))
+    raise typer.Exit(subprocess.call(ui_command(host, port), cwd=runner.PROJECT_ROOT))
 
 
 config_app = typer.Typer(help="Experiment configs: list the shipped protocols, show or validate a config.", no_args_is_help=True)
@@ -353,12 +459,14 @@ def config_validate(
 ) -> None:
     """Check configs: schema, allowed values, and (for a manifest cohort) the sequences, ROIs and variables it names."""
     from cssci_platform.lib.cohort import ManifestError
-    from cssci_platform.lib.study_config import cohort_problems, cohort_spec
+    from cssci_platform.lib.study_config import cohort_problems, cohort_spec, resource_problems
 
     failed = 0
     for name in configs:
         try:
             experiment = load_config(name, overrides)
+            if problems := resource_problems(experiment):
+                raise ConfigError(name, problems)
             problems = cohort_problems(experiment, cohort_spec(experiment))
             if problems:
                 raise ConfigError(f"{name} (against its cohort)", problems)
@@ -367,8 +475,8 @@ def config_validate(
                 console.print(f"  [yellow]note[/] {note}")
         except (ConfigError, ManifestError) as error:
             failed += 1
-            console.print(f"[red]{error}[/]")
-    raise typer.Exit(1 if failed else 0)
+            errors.print(f"[red]{escape(str(error))}[/]", soft_wrap=True)
+    raise typer.Exit(USER_ERROR_EXIT if failed else 0)
 
 
 @app.command()
@@ -433,4 +541,4 @@ def _cell(value: object, column: str) -> str:
 
 
 if __name__ == "__main__":
-    app()
+    main()

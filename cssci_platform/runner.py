@@ -6,16 +6,22 @@ started here appear in the UI with their materializations, checks and metadata.
 
 from __future__ import annotations
 
+import fcntl  # POSIX only, like the Linux/macOS hosts this platform runs on
 import os
 import shutil
+import socket
+import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
 import dagster as dg
 
+from cssci_platform.lib.failures import ExplainedError
 from cssci_platform.lib.study_config import EXPERIMENT_ENV, experiment_file
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +37,7 @@ def configure_environment(home: Path, manifest: Path | None = None) -> dict[str,
     home = home.resolve()
     values = {name: os.environ.get(name) or str(home / relative) for name, relative in ENV_DEFAULTS.items()}
     values["CSSCI_MLFLOW_URI"] = os.environ.get("CSSCI_MLFLOW_URI") or f"sqlite:///{home / 'mlflow.db'}"
+    values["CSSCI_LOG_DIR"] = os.environ.get("CSSCI_LOG_DIR") or str(home / "logs")  # full tracebacks of failed commands
     values["MLFLOW_DISABLE_TELEMETRY"] = os.environ.get("MLFLOW_DISABLE_TELEMETRY") or "true"  # no network at run time
     remembered = home / "current_manifest"
     if manifest is not None:
@@ -51,18 +58,138 @@ def configure_environment(home: Path, manifest: Path | None = None) -> dict[str,
     return values
 
 
+MIN_FREE_MB_ENV = "CSSCI_MIN_FREE_MB"
+MIN_FREE_MB = 200.0  # below this, a run would fail half-way on a full disk: refuse before any patient
+PREFLIGHT_LOCK_WAIT = 15.0  # seconds a command waits at start for another process' warehouse lock
+
+
+class HomeBusy(ExplainedError):
+    """Another `cssci` command is writing to the same home."""
+
+
+@contextmanager
+def home_lock(home: Path, command: str) -> Iterator[None]:
+    """Hold `<home>/cssci.lock` for the command's lifetime; a second writing command on the same home is refused
+    with the first one's pid, command and start time. The OS releases the lock when the process ends (even on
+    SIGKILL), so a crash never leaves a stale lock."""
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "cssci.lock"
+    with open(path, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise HomeBusy(f"another cssci command is using {home}: {holder}. Wait for it to finish (or stop it), or "
+                           "give this one another --home.") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} `{command}` since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def check_storage() -> None:
+    """Before any work: the warehouse opens for writing (within PREFLIGHT_LOCK_WAIT s) and every folder of the home
+    has CSSCI_MIN_FREE_MB free. Raises `WarehouseUnavailable` / `StorageFull` naming the cause."""
+    from cssci_platform.lib.warehouse import connect, lock_wait_seconds
+
+    for name in ("CSSCI_WAREHOUSE", "CSSCI_IMAGE_STORE", "DAGSTER_HOME"):
+        check_free_space(Path(os.environ[name]))
+    with connect(Path(os.environ["CSSCI_WAREHOUSE"]), lock_wait=min(lock_wait_seconds(), PREFLIGHT_LOCK_WAIT)):
+        pass
+
+
+class StorageFull(ExplainedError):
+    """Too little free disk space to start."""
+
+
+def check_free_space(path: Path) -> None:
+    existing = next((p for p in (path, *path.parents) if p.exists()), Path("/"))
+    try:
+        minimum = float(os.environ.get(MIN_FREE_MB_ENV) or MIN_FREE_MB)
+    except ValueError:
+        raise StorageFull(f"{MIN_FREE_MB_ENV}={os.environ[MIN_FREE_MB_ENV]!r} is not a number of megabytes") from None
+    free = shutil.disk_usage(existing).free / 1e6
+    if free < minimum:
+        raise StorageFull(f"the disk is full: {free:.0f} MB free on the disk holding {path} (at least {minimum:.0f} MB "
+                          f"needed to start; {MIN_FREE_MB_ENV} sets it). Free space there or move CSSCI_HOME to a larger "
+                          "disk; nothing was started.")
+
+
 def load_definitions() -> dg.Definitions:
     from cssci_platform.definitions import defs
 
     return defs()
 
 
-QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # events still go to the instance
+# The console shows only what the CLI prints itself (a failed step's root cause, once): Dagster's console logger
+# would print each step failure's whole stack. Every event still goes to the instance (the UI shows it all).
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
+class RunFailed(ExplainedError):
+    """A Dagster run started by the CLI failed; the message names the job and the root cause of its first failure."""
 
 
 def materialize_manifest(instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+    """Run `cohort_manifest_job`; raises `RunFailed` with the root cause (never Dagster's cyclic exception chain)."""
     job = load_definitions().resolve_job_def("cohort_manifest_job")
-    return job.execute_in_process(run_config=QUIET_RUN_CONFIG, instance=instance, raise_on_error=True)
+    result = job.execute_in_process(run_config=QUIET_RUN_CONFIG, instance=instance, raise_on_error=False, tags=process_tags())
+    if not result.success:
+        raise RunFailed(f"cohort_manifest_job failed: {first_failure(result)}")
+    return result
+
+
+PID_TAG, HOST_TAG, PROCESS_START_TAG = "cssci/pid", "cssci/host", "cssci/process_start"
+
+
+def process_start(pid: int) -> str:
+    """When process `pid` started (clock ticks since boot, from /proc), '' where unknown: tells a live process
+    from a later one that got the same pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22 (starttime); the command name may hold spaces
+
+
+def process_tags() -> dict[str, str]:
+    """Tags naming the process that executes a run in-process, so a later command can tell whether it died."""
+    return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname(), PROCESS_START_TAG: process_start(os.getpid())}
+
+
+def process_alive(tags: dict[str, str]) -> bool:
+    """Whether the process named by `process_tags()` still runs (True when it ran on another host: cannot tell)."""
+    if tags.get(HOST_TAG) != socket.gethostname() or not tags.get(PID_TAG, "").isdigit():
+        return True
+    pid = int(tags[PID_TAG])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, another user's
+    started = tags.get(PROCESS_START_TAG, "")
+    return not started or process_start(pid) in ("", started)
+
+
+def fail_orphaned_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Mark FAILURE the runs this CLI started in-process whose process is gone (e.g. killed with SIGKILL), which
+    would otherwise stay STARTED for ever; returns their run ids. Runs of the UI / daemon (no pid tag) are left
+    to Dagster's run monitoring."""
+    active = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.NOT_STARTED]
+    orphaned = [run for run in instance.get_runs(filters=dg.RunsFilter(statuses=active))
+                if PID_TAG in run.tags and not process_alive(run.tags)]
+    for run in orphaned:
+        instance.report_run_failed(run, f"the process that ran it (pid {run.tags[PID_TAG]} on {run.tags.get(HOST_TAG)}) "
+                                        "ended without finishing it (killed or crashed); marked failed by the next cssci command")
+    return [run.run_id for run in orphaned]
 
 
 GPU_POOL = "gpu"
@@ -94,8 +221,24 @@ class PatientRunOutcome:
 
     @property
     def reason(self) -> str:
-        """Why the patient was quarantined: the failed checks, else the first line of the step error."""
-        return ", ".join(self.failed_checks) or self.error.splitlines()[0][:160]
+        """Why the patient was quarantined: the failed checks, else the root cause of the step error."""
+        return ", ".join(self.failed_checks) or self.error.strip()
+
+    @property
+    def failed_outside_qc(self) -> bool:
+        """Failed without a failed QC check: a broken disk, lock or program, not the patient's data."""
+        return not self.success and not self.failed_checks
+
+
+def outside_qc_failures(outcomes: list[PatientRunOutcome]) -> list[PatientRunOutcome]:
+    return [o for o in outcomes if o.failed_outside_qc]
+
+
+def failure_summary(failed: list[PatientRunOutcome], total: int) -> str:
+    """One message for patients that failed outside QC: how many, and each distinct root cause."""
+    causes = list(dict.fromkeys(o.reason for o in failed))
+    return (f"{len(failed)} of {total} patients failed for a reason other than QC ({', '.join(o.patient_key for o in failed[:5])}"
+            f"{', ...' if len(failed) > 5 else ''}): " + " | ".join(causes[:3]))
 
 
 def experiment_run_config(assets: list[str]) -> dict:
@@ -110,13 +253,38 @@ def run_job(job_name: str, run_config: dict, partition_key: str | None = None) -
     job = load_definitions().resolve_job_def(job_name)
     with dg.DagsterInstance.get() as instance:
         return job.execute_in_process(run_config={**QUIET_RUN_CONFIG, **run_config}, partition_key=partition_key,
-                                      instance=instance, raise_on_error=False)
+                                      instance=instance, raise_on_error=False, tags=process_tags())
 
 
 def first_failure(result: dg.ExecuteInProcessResult) -> str:
-    """The first failed step's message of a run, or where to look when no step failed (e.g. a failed check)."""
-    errors = [e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-    return errors[0] if errors else "see the run in the Dagster UI"
+    """The root cause of the run's first failed step (explained when it is a storage problem: full disk,
+    read-only, locked), or where to look when no step failed (e.g. a failed check)."""
+    failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    if not failures:
+        return "see the run in the Dagster UI"
+    data = failures[0].event_specific_data
+    if data.user_failure_data is not None and data.user_failure_data.description:  # dg.Failure(description)
+        return f"{failures[0].step_key}: {data.user_failure_data.description}"
+    return f"{failures[0].step_key}: {error_root_cause(data.error) if data.error else failures[0].message}"
+
+
+def error_root_cause(info) -> str:
+    """The innermost error of a serialized Dagster error chain, without its module path ('IOException: ...')."""
+    from cssci_platform.lib.failures import first_line, storage_problem
+
+    chain = []
+    while info is not None and len(chain) < 50:
+        chain.append(info)
+        info = info.cause or info.context
+    own = [i for i in chain if not i.cls_name.startswith("Dagster")] or chain
+    root = own[-1]
+    message = root.message.strip()
+    qualified = message.split(":", 1)[0]
+    if qualified.endswith(root.cls_name):  # 'package.module.Class: text' -> 'Class: text'
+        message = f"{root.cls_name}:{message.split(':', 1)[1]}"
+    if root.cls_name == "WarehouseUnavailable":
+        return message.split(":", 1)[1].strip()
+    return storage_problem(message) or first_line(message)
 
 
 def run_patient(patient_key: str) -> PatientRunOutcome:
@@ -139,9 +307,13 @@ def run_patients(patient_keys: list[str], workers: int) -> Iterator[PatientRunOu
         yield from (run_patient(key) for key in patient_keys)
         return
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(run_patient, key) for key in patient_keys]
+        futures = {pool.submit(run_patient, key): key for key in patient_keys}
         for future in as_completed(futures):
-            yield future.result()
+            try:
+                yield future.result()
+            except BrokenProcessPool:
+                yield PatientRunOutcome(futures[future], False, "", (), "a worker process died (killed, or out of memory) "
+                                        "while patients were running; run the command again")
 
 
 def embed_centers(centers: list[str], run_config: dict) -> dict[str, bool]:
@@ -156,6 +328,7 @@ def ingest_cohort(manifest: Path, workers: int, on_patient: Callable[[PatientRun
     cohort = load_cohort(manifest)
     with dg.DagsterInstance.get() as instance:
         reserve_gpu_pool(instance)
+        fail_orphaned_runs(instance)
         materialize_manifest(instance)
         register_partitions(instance, sorted(cohort.patients), sorted({p.center for p in cohort.patients.values()
                                                                        if p.center in cohort.spec.centers}))

@@ -119,6 +119,7 @@ def run_study(config: ExperimentConfig, home: Path, workers: int = 2, progress: 
     manifest = prepare_cohort(config, home, progress)
     check_cohort(config, manifest)
     config_yaml = activate(config, home, manifest, mlflow_uri).read_text(encoding="utf-8")
+    runner.check_storage()  # a full disk, an unwritable or long-locked warehouse: refused before any patient
     tracking = TrackingConfig(os.environ["CSSCI_MLFLOW_URI"], config.name)
     study_run = start_study_run(tracking, config_yaml, _flat(config.model_dump(mode="json")), {
         "config_name": config.name, "config_sha256": hashlib.sha256(config_yaml.encode()).hexdigest(),
@@ -147,6 +148,8 @@ def _patients(manifest: Path, workers: int, progress: StudyProgress) -> list[str
     started = time.perf_counter()
     outcomes = runner.ingest_cohort(manifest, workers, progress.on_patient)
     progress.on_message(f"{len(outcomes)} patients processed in {time.perf_counter() - started:.1f} s")
+    if failed := runner.outside_qc_failures(outcomes):  # a broken disk or program, not a quarantined patient
+        raise StudyStepFailed(runner.failure_summary(failed, len(outcomes)))
     return [o.patient_key for o in outcomes if not o.success]
 
 

@@ -120,6 +120,8 @@ def _prepare_folder(path: Path) -> None:
                                    "CSSCI_WAREHOUSE at a file (e.g. <folder>/warehouse.duckdb) or remove the folder")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:  # a file has the folder's name
+        raise _unavailable(path.parent, NotADirectoryError(f"{path.parent} is a file, not a directory")) from None
     except OSError as error:
         raise _unavailable(path.parent, error) from None
 

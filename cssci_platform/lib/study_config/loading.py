@@ -132,6 +132,36 @@ def cohort_problems(config: ExperimentConfig, spec: CohortSpec) -> list[str]:
     return problems
 
 
+def resource_problems(config: ExperimentConfig) -> list[str]:
+    """Files the config names that do not exist (the manifest, the network weights): found before any work, not at
+    the step that needs them minutes later."""
+    problems: list[str] = []
+    manifest = config.cohort.manifest
+    if manifest is not None and not Path(manifest).is_file():
+        problems.append(f"cohort.manifest: {manifest} does not exist (a relative path is read from the config file's "
+                        "folder); give the path of your cohort.yaml")
+    return problems + _weights_problems(config)
+
+
+def _weights_problems(config: ExperimentConfig) -> list[str]:
+    deep = config.deep
+    backbones = sorted({*deep.backbones, *(deep.fine_tuning.backbones if deep.fine_tuning else [])})
+    weights = deep.weights.strip()
+    if not backbones or weights.lower() == "none":
+        return []
+    from cssci_platform.lib.deep.backbones import IMAGENET_ALIASES, imagenet_checkpoint_path
+
+    if weights.lower() not in IMAGENET_ALIASES:
+        return [] if Path(weights).is_file() else [
+            f"deep.weights: the checkpoint file {weights} does not exist; give the path of a state-dict file, 'imagenet' "
+            "(torchvision checkpoints in $TORCH_HOME/hub/checkpoints) or 'none' (random initialisation)"]
+    missing = [imagenet_checkpoint_path(b, IMAGENET_ALIASES[weights.lower()]) for b in backbones]
+    missing = [path for path in missing if not path.is_file()]
+    return [f"deep.weights: '{weights}' needs {', '.join(str(p) for p in missing)} (weights are never downloaded); copy "
+            f"the torchvision checkpoint file(s) to {missing[0].parent}/, or set deep.weights to a checkpoint file or "
+            "'none' (e.g. --set deep.weights=none)"] if missing else []
+
+
 def config_notes(config: ExperimentConfig) -> list[str]:
     """Valid but worth knowing before a long run: settings that make part of the work give no new information."""
     notes: list[str] = []
