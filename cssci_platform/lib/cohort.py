@@ -168,11 +168,18 @@ def load_cohort(manifest_path: Path) -> Cohort:
 
 def _archive_roots(spec: CohortSpec, manifest_path: Path) -> tuple[Path, ...]:
     roots = tuple((manifest_path.parent / root).resolve() for root in spec.archive_roots)
-    missing = [f"archive_roots: {root} does not exist or is not a folder; mount the archive, or remove it from "
-               "archive_roots" for root in roots if not root.is_dir()]
-    if missing:
-        raise ManifestError(manifest_path, missing)
+    problems = [_archive_root_problem(root) for root in roots]
+    if any(problems):
+        raise ManifestError(manifest_path, [p for p in problems if p])
     return roots
+
+
+def _archive_root_problem(root: Path) -> str | None:
+    if root == Path(root.anchor):
+        return f"archive_roots: {root} would let links reach every file; name the archive folder itself (e.g. /mnt/pacs_export)"
+    if not root.is_dir():
+        return f"archive_roots: {root} does not exist or is not a folder; mount the archive, or remove it from archive_roots"
+    return None
 
 
 def validate_row(spec: CohortSpec, row: dict[str, str | None]) -> tuple[PatientRecord | None, list[str]]:

@@ -452,6 +452,11 @@ def test_an_archive_root_that_does_not_exist_is_a_manifest_error(tiny_cohort, tm
     assert "does not exist" in error.problems[0] and "mount the archive" in error.problems[0]
 
 
+def test_the_file_system_root_is_refused_as_an_archive_root(tiny_cohort):
+    error = manifest_error(tiny_cohort(spec=base_spec(archive_roots=["/"])).manifest)
+    assert len(error.problems) == 1 and "every file" in error.problems[0]
+
+
 def test_cohort_resolve_refuses_a_link_leaving_data_root(tiny_cohort, tmp_path):
     from cssci_platform.lib.paths import PathEscapeError
 
