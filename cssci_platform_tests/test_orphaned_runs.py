@@ -1,0 +1,89 @@
+"""A run whose `cssci` process was killed (SIGKILL) does not stay STARTED for ever: the next command marks it failed,
+and leaves the runs of live processes alone."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from cssci_platform import runner
+
+SLOW_RUN = textwrap.dedent("""
+    import time
+    import dagster as dg
+    from cssci_platform import runner
+
+    @dg.op
+    def wait_long() -> None:
+        print("started", flush=True)
+        time.sleep(300)
+
+    @dg.job
+    def slow_job():
+        wait_long()
+
+    with dg.DagsterInstance.get() as instance:
+        slow_job.execute_in_process(instance=instance, tags=runner.process_tags())
+""")
+
+
+@pytest.fixture
+def dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return home
+
+
+def start_slow_run() -> subprocess.Popen:
+    process = subprocess.Popen([sys.executable, "-c", SLOW_RUN], stdout=subprocess.PIPE, text=True, env=os.environ.copy())
+    assert process.stdout is not None and process.stdout.readline().strip() == "started"
+    return process
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen]]:
+    started: list[subprocess.Popen] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=30)
+
+
+def run_of(instance: dg.DagsterInstance, pid: int) -> dg.DagsterRun:
+    [run] = [r for r in instance.get_runs() if r.tags.get(runner.PID_TAG) == str(pid)]
+    return run
+
+
+def test_a_killed_commands_run_is_marked_failed_and_a_live_ones_is_left(dagster_home: Path, processes: list) -> None:
+    killed, alive = start_slow_run(), start_slow_run()
+    processes += [killed, alive]
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait(timeout=30)
+    with dg.DagsterInstance.get() as instance:
+        assert run_of(instance, killed.pid).status == dg.DagsterRunStatus.STARTED  # what Dagster alone leaves
+        failed = runner.fail_orphaned_runs(instance)
+        assert failed == [run_of(instance, killed.pid).run_id]
+        assert run_of(instance, killed.pid).status == dg.DagsterRunStatus.FAILURE
+        assert run_of(instance, alive.pid).status == dg.DagsterRunStatus.STARTED
+        messages = [e.message for e in instance.all_logs(failed[0]) if e.is_dagster_event and e.dagster_event.is_run_failure]
+        assert any(f"pid {killed.pid}" in m and "ended without finishing it" in m for m in messages)
+        assert runner.fail_orphaned_runs(instance) == []  # once
+
+
+def test_a_reused_pid_does_not_keep_a_dead_run_alive() -> None:
+    tags = runner.process_tags()
+    assert runner.process_alive(tags)
+    if not runner.process_start(os.getpid()):
+        pytest.skip("no /proc: process start times are unknown here")
+    assert not runner.process_alive({**tags, runner.PROCESS_START_TAG: "1"})  # same pid, another process
