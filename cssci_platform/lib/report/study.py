@@ -195,7 +195,9 @@ def _methods_multiclass(inputs: ReportInputs, scores: study_multiclass.Multiclas
         + "The predicted class is the most probable one; top-k accuracy counts the true class among the k most probable. "
         "Precision, recall and F1 are per class, one-vs-rest AUC per class and their unweighted (macro) mean. 95% CIs "
         f"are percentile intervals of {inputs.n_bootstrap} bootstrap replicates stratified by class (seed {inputs.seed}), "
-        "except the per-class AUC CIs, which are DeLong's; per-class paired AUC comparisons use DeLong's test."
+        "except the per-class AUC CIs, which are DeLong's on the logit scale (Newcombe's score interval at an AUC of 0 or 1; "
+        "a dagger marks those and classes under 10 patients); per-class paired AUC comparisons use DeLong's test. The "
+        "best model is the champion with the highest cross-validated macro AUC on the training folds."
     )
 
 

@@ -202,7 +202,7 @@ def per_class_table(scores: MulticlassScores, role: str) -> str:
                          "Precision (95% CI)": _ci_text(evaluation.precision[label]),
                          "Recall (95% CI)": _ci_text(evaluation.recall[label]),
                          "F1 (95% CI)": _ci_text(evaluation.f1[label]),
-                         "OvR AUC (logit-DeLong 95% CI)": _delong_text(auc)})
+                         "OvR AUC (DeLong 95% CI)": _delong_text(auc)})
     if not rows:
         return f"<p>No champion or CNN scored on {role} patients of at least two classes.</p>"
     return _table(rows, "per-class")
