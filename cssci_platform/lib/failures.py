@@ -79,8 +79,8 @@ def storage_problem(text: str, where: str = "") -> str | None:
         return (f"cannot write{place}: permission denied ({detail}). Give this user write access to it or point "
                 "CSSCI_HOME (or CSSCI_WAREHOUSE / CSSCI_IMAGE_STORE) at a writable folder.")
     if any(marker in lowered for marker in IS_FOLDER):
-        return (f"{where or 'the warehouse path'} is a folder, but a DuckDB file is expected there ({detail}). Point "
-                "CSSCI_WAREHOUSE at a file, e.g. <folder>/warehouse.duckdb, or remove the folder.")
+        return (f"{where or 'a path'} is a folder, but a file is expected there ({detail}). Remove or rename that "
+                "folder, or point CSSCI_HOME (or CSSCI_WAREHOUSE) elsewhere.")
     if "disk i/o error" in lowered:
         return (f"a disk write failed{place} ({detail}): the disk may be full or failing. Check free space (df -h) and "
                 "the system log, then run the command again.")
