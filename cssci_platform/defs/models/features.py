@@ -20,7 +20,7 @@ from cssci_platform.lib.experiment.matrix import (
     missing_patients,
     radiomics_block,
 )
-from cssci_platform.lib.harmonization import ComBat, undersized_batches
+from cssci_platform.lib.harmonization import HARMONIZATION_OFF, ComBat, undersized_batches
 from cssci_platform.lib.selection import icc, ratings_from_long
 from cssci_platform.lib.warehouse import write_wide_table
 from cssci_platform.resources.cohort import CohortResource
@@ -117,12 +117,12 @@ def harmonized_features(config: HarmonizationConfig, warehouse: WarehouseResourc
     if not config.enabled:
         with warehouse.connect() as con:
             write_wide_table(con, "harmonized_features", matrix[["center", "cohort", "label", *columns]].reset_index())
-        return dg.MaterializeResult(metadata={"features": len(columns), "harmonization": "off (config harmonize: false)"})
+        return dg.MaterializeResult(metadata={"features": len(columns), "harmonization": "off (config harmonization.enabled: false)"})
     train = matrix.loc[roles == "train", [*columns, "center"]]
     small = undersized_batches(train["center"])
     if small:
         raise dg.Failure(f"ComBat cannot estimate centers with fewer than 2 training patients: {small}. Pool "
-                         "those centers, add patients, or turn harmonization off (harmonize: false)")
+                         f"those centers, add patients, or turn harmonization off ({HARMONIZATION_OFF})")
     combat = ComBat(batch_col="center", feature_cols=columns, unseen_center_policy="none").set_output(transform="pandas").fit(train)
     harmonized = combat.transform(matrix[[*columns, "center"]])
     output = pd.concat([matrix[["center", "cohort", "label"]], harmonized], axis=1)

@@ -13,9 +13,10 @@ from cssci_platform.lib.harmonization.combat import (
     as_pipeline_input,
 )
 from cssci_platform.lib.harmonization.estimation import BatchEffect, EmpiricalBayesSettings, StandardizationModel
-from cssci_platform.lib.harmonization.frame import MIN_BATCH_SIZE, undersized_batches
+from cssci_platform.lib.harmonization.frame import HARMONIZATION_OFF, MIN_BATCH_SIZE, undersized_batches
 
 __all__ = [
+    "HARMONIZATION_OFF",
     "MIN_BATCH_SIZE",
     "UNSEEN_CENTER_POLICIES",
     "BatchEffect",
