@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -87,16 +88,24 @@ def test_long_values_are_cut_saying_how_long_they_were() -> None:
     assert shorten("x" * 5000, 100) == "x" * 100 + "... (5000 characters in all)"
 
 
-def test_a_failed_manifest_step_raises_its_root_cause_not_dagsters_cyclic_chain(tmp_path: Path, monkeypatch) -> None:
+@pytest.fixture
+def restored_environment() -> Iterator[None]:
+    saved = dict(os.environ)  # configure_environment sets the CSSCI_* variables and DAGSTER_HOME
+    for name in ("CSSCI_WAREHOUSE", "CSSCI_IMAGE_STORE", "DAGSTER_HOME", "CSSCI_MLFLOW_URI", "CSSCI_EXPERIMENT_CONFIG",
+                 "CSSCI_LOG_DIR", "CSSCI_MANIFEST"):
+        os.environ.pop(name, None)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def test_a_failed_manifest_step_raises_its_root_cause_not_dagsters_cyclic_chain(tmp_path: Path, restored_environment) -> None:
     from cssci_platform.lib.synthetic import write_sci_cohort
 
     manifest = write_sci_cohort(tmp_path / "cohort", n_development=1, n_prospective=0, seed=1)
-    for name in ("CSSCI_WAREHOUSE", "CSSCI_IMAGE_STORE", "DAGSTER_HOME", "CSSCI_MLFLOW_URI", "CSSCI_EXPERIMENT_CONFIG",
-                 "CSSCI_LOG_DIR", "CSSCI_MANIFEST"):
-        monkeypatch.delenv(name, raising=False)
     folder = tmp_path / "warehouse_folder"
     folder.mkdir()
-    monkeypatch.setenv("CSSCI_WAREHOUSE", str(folder))
+    os.environ["CSSCI_WAREHOUSE"] = str(folder)
     runner.configure_environment(tmp_path / "home", manifest)
     with dg.DagsterInstance.get() as instance, pytest.raises(runner.RunFailed) as raised:
         runner.materialize_manifest(instance)
