@@ -7,7 +7,15 @@ import polars as pl
 import SimpleITK as sitk
 
 from cssci_platform.lib.deep import RoiSliceSettings
-from cssci_platform.lib.deep.patient_slices import SliceRequest, cut_patient_slices, load_network_inputs
+from cssci_platform.lib.cohort import CohortSpec
+from cssci_platform.lib.deep.patient_slices import (
+    SliceRequest,
+    SliceTarget,
+    cut_patient_slices,
+    default_slice_target,
+    load_network_inputs,
+    slice_target,
+)
 
 
 def _write(array: np.ndarray, path: Path) -> str:
@@ -41,9 +49,23 @@ def test_every_channel_gets_the_same_largest_slice_and_crop(tmp_path: Path) -> N
     assert inputs.shape == (2, 3, 16, 16)
 
 
-def test_a_crop_larger_than_the_slice_is_a_qc_issue_naming_the_patient(tmp_path: Path) -> None:
+def test_a_crop_larger_than_the_slice_is_clipped_by_default_and_the_clipping_stored(tmp_path: Path) -> None:
     channels, masks = _patient(tmp_path)
-    request = SliceRequest("sag_T2", settings=RoiSliceSettings(margin=40, margin_unit="mm"))
+    request = SliceRequest("sag_T2", settings=RoiSliceSettings(margin=4, margin_unit="px", output_size=(16, 16)))
+    result = cut_patient_slices("P7", channels, masks, request, tmp_path / "store")
+    assert not result.issues and len(result.rows) == 2
+    # lesion rows z 12:28 of 40, columns y 8:20 of 30: with 4 px the crop fits, nothing is clipped
+    assert {tuple(r["crop"]) for r in result.rows} == {(8, 32, 4, 24)} and {tuple(r["clipped_px"]) for r in result.rows} == {(0, 0, 0, 0)}
+    wide = SliceRequest("sag_T2", settings=RoiSliceSettings(margin=14, margin_unit="px", output_size=(16, 16)))
+    clipped = cut_patient_slices("P7", channels, masks, wide, tmp_path / "store")
+    assert not clipped.issues
+    assert {tuple(r["crop"]) for r in clipped.rows} == {(0, 40, 0, 30)}
+    assert {tuple(r["clipped_px"]) for r in clipped.rows} == {(2, 2, 6, 4)}  # wanted rows -2:42, columns -6:34
+
+
+def test_a_crop_larger_than_the_slice_is_a_qc_issue_naming_the_patient_without_clipping(tmp_path: Path) -> None:
+    channels, masks = _patient(tmp_path)
+    request = SliceRequest("sag_T2", settings=RoiSliceSettings(margin=40, margin_unit="mm", clip_to_slice=False))
     result = cut_patient_slices("P7", channels, masks, request, tmp_path / "store")
     assert result.rows == []
     [issue] = result.issues
@@ -58,3 +80,22 @@ def test_a_missing_sequence_or_mask_is_a_qc_issue(tmp_path: Path) -> None:
     assert "sag_T2" in missing_sequence.issues[0].message
     missing_mask = cut_patient_slices("P3", channels, masks.head(0), SliceRequest("sag_T2"), tmp_path / "store")
     assert [i.code for i in missing_mask.issues] == ["roi_mask_missing"]
+
+
+def _spec(sequences: list[str], rois: list[str]) -> CohortSpec:
+    return CohortSpec(manifest_version=1, name="c", table="t.csv", centers=["A"], sequences=sequences, rois=rois)
+
+
+def test_slice_defaults_come_from_the_manifest_when_the_config_leaves_them_unset() -> None:
+    assert default_slice_target(_spec(["ax_T1"], ["tumour"])) == SliceTarget("ax_T1", "tumour", "axial")
+    assert default_slice_target(_spec(["T1"], ["tumour", "oedema"])) == SliceTarget("T1", "tumour", "sagittal")
+    assert default_slice_target(_spec(["cor_STIR", "ax_T2"], ["cord"])) == SliceTarget("cor_STIR", "cord", "coronal")
+    # the platform's own sequence and ROI names win where the manifest declares them
+    assert default_slice_target(_spec(["sag_T1", "sag_T2"], ["cord", "lesion"])) == SliceTarget("sag_T2", "lesion", "sagittal")
+    assert default_slice_target(_spec(["tra_T2", "sag_T1"], ["lesion"])) == SliceTarget("tra_T2", "lesion", "axial")
+
+
+def test_the_config_overrides_each_manifest_default_separately() -> None:
+    spec = _spec(["ax_T1", "sag_T2"], ["tumour"])
+    assert slice_target(spec, sequence="ax_T1") == SliceTarget("ax_T1", "tumour", "axial")
+    assert slice_target(spec, roi="tumour", axis="coronal") == SliceTarget("sag_T2", "tumour", "coronal")

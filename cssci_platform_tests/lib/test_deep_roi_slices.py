@@ -127,18 +127,17 @@ def test_empty_roi_on_every_slice():
     raises("roi_empty", plan_roi_crop, lesion_mask(), RoiSliceSettings(mask_label=2))
 
 
-def test_crop_leaving_the_slice_is_an_error_unless_clipped():
+def test_crop_leaving_the_slice_is_an_error_when_clipping_is_switched_off():
     near_edge = lesion_mask({4: (slice(1, 6), slice(20, 28))})
-    error = raises("crop_outside_slice", plan_roi_crop, near_edge, RoiSliceSettings(margin=2, margin_unit="px"))
+    error = raises("crop_outside_slice", plan_roi_crop, near_edge,
+                   RoiSliceSettings(margin=2, margin_unit="px", clip_to_slice=False))
     assert "rows -1:8" in error.message and "clip_to_slice" in error.fix
-    clipped = plan_roi_crop(near_edge, RoiSliceSettings(margin=2, margin_unit="px", clip_to_slice=True))
-    assert (clipped.box.row_start, clipped.box.row_stop, clipped.box.col_start, clipped.box.col_stop) == (0, 8, 18, 30)
 
 
-def test_slice_smaller_than_the_crop():
+def test_slice_smaller_than_the_crop_when_clipping_is_switched_off():
     error = raises("slice_smaller_than_crop", plan_roi_crop, lesion_mask(),
-                   RoiSliceSettings(margin=20, margin_unit="px", clip_to_slice=True))
-    assert "50 x 48" in error.message and "40 x 30" in error.message
+                   RoiSliceSettings(margin=20, margin_unit="px", clip_to_slice=False))
+    assert "50 x 48" in error.message and "40 x 30" in error.message and "clip_to_slice" in error.fix
 
 
 def test_wrong_dimensions_and_mismatched_grids():
@@ -174,3 +173,92 @@ def test_invalid_settings_are_rejected():
         RoiSliceSettings(axis="oblique")
     with pytest.raises(ValueError, match="margin"):
         RoiSliceSettings(margin=-1)
+
+
+# --- An ROI at the edge of the image: clipped by default, the clipped pixels recorded per side -------------
+
+def test_default_settings_clip_a_crop_that_leaves_the_slice_and_record_each_side():
+    near_edge = lesion_mask({4: (slice(1, 6), slice(20, 28))})  # rows 1:6, columns 20:28 of a 40 x 30 slice
+    crop = plan_roi_crop(near_edge, RoiSliceSettings(margin=2, margin_unit="px"))
+    assert (crop.box.row_start, crop.box.row_stop, crop.box.col_start, crop.box.col_stop) == (0, 8, 18, 30)
+    assert crop.clipped_px == (1, 0, 0, 0)  # (row_start, row_stop, col_start, col_stop) sides
+    assert crop.as_row()["clipped_px"] == [1, 0, 0, 0]
+
+
+def test_a_crop_larger_than_the_slice_is_clipped_to_the_whole_slice_by_default():
+    crop = plan_roi_crop(lesion_mask(), RoiSliceSettings(margin=20, margin_unit="px"))  # lesion rows 10:20, cols 8:16
+    assert (crop.box.row_start, crop.box.row_stop, crop.box.col_start, crop.box.col_stop) == (0, 40, 0, 30)
+    assert crop.clipped_px == (10, 0, 12, 6)
+
+
+def test_a_crop_inside_the_slice_clips_nothing():
+    assert plan_roi_crop(lesion_mask(), RoiSliceSettings(margin=2, margin_unit="px")).clipped_px == (0, 0, 0, 0)
+
+
+# --- "Sagittal" is the patient's sagittal plane, whatever the file's axis order -------------------------------
+
+PATIENT_AXES = {"left_right": 0, "posterior_anterior": 1, "inferior_superior": 2}  # LPS physical coordinates
+
+
+def physical_coordinate_image(reference: sitk.Image, patient_axis: str) -> sitk.Image:
+    """An image on `reference`'s grid whose every voxel holds its own physical coordinate along `patient_axis`."""
+    size = reference.GetSize()
+    index = np.stack(np.meshgrid(*[np.arange(n) for n in size], indexing="ij"), axis=-1).reshape(-1, 3)
+    direction = np.asarray(reference.GetDirection()).reshape(3, 3)
+    points = np.asarray(reference.GetOrigin()) + (index * np.asarray(reference.GetSpacing())) @ direction.T
+    values = points[:, PATIENT_AXES[patient_axis]].reshape(size).transpose(2, 1, 0)  # (x, y, z) -> (z, y, x)
+    image = sitk.GetImageFromArray(values.astype(np.float32))
+    image.CopyInformation(reference)
+    return image
+
+
+def axes_permuted(image: sitk.Image) -> sitk.Image:
+    """The same physical volume stored with its index axes permuted and one flipped (a PSR-like direction)."""
+    return sitk.Flip(sitk.PermuteAxes(image, (2, 0, 1)), (False, True, False))
+
+
+def asymmetric_phantom() -> sitk.Image:
+    """A lesion whose largest sagittal (constant x) section is at x = 11, distinct from its coronal and axial ones."""
+    mask = np.zeros((20, 24, 28), np.uint8)  # (z, y, x), identity direction: x = L, y = P, z = S
+    mask[4:16, 6:12, 9:14] = 1
+    mask[2:18, 5:14, 11] = 1
+    image = sitk.GetImageFromArray(mask)
+    image.SetOrigin((-13.0, 4.0, 30.0))
+    return image
+
+
+def test_sagittal_slice_of_an_axes_permuted_phantom_is_the_patient_sagittal_plane():
+    lesion = asymmetric_phantom()
+    rotated = axes_permuted(lesion)
+    assert rotated.GetDirection() != lesion.GetDirection() and rotated.GetSize() == (20, 28, 24)
+    settings = RoiSliceSettings(margin=0, output_size=(16, 9))  # the crop's own size: no resampling
+    for mask in (lesion, rotated):
+        left_right = roi_slice(physical_coordinate_image(mask, "left_right"), mask, settings).pixels
+        assert np.ptp(left_right) == 0 and left_right[0, 0] == -13.0 + 11  # one L-R position: sagittal
+        superior = roi_slice(physical_coordinate_image(mask, "inferior_superior"), mask, settings).pixels
+        posterior = roi_slice(physical_coordinate_image(mask, "posterior_anterior"), mask, settings).pixels
+        np.testing.assert_array_equal(superior[:, 0], 30.0 + np.arange(2, 18))  # rows run inferior -> superior
+        np.testing.assert_array_equal(posterior[0], 4.0 + np.arange(5, 14))  # columns run anterior -> posterior
+
+
+def test_coronal_and_axial_slices_of_the_permuted_phantom_follow_the_patient_axes_too():
+    rotated = axes_permuted(asymmetric_phantom())
+    for axis, constant_axis in (("coronal", "posterior_anterior"), ("axial", "inferior_superior")):
+        pixels = roi_slice(physical_coordinate_image(rotated, constant_axis), rotated,
+                           RoiSliceSettings(axis=axis, margin=0)).pixels
+        assert np.ptp(pixels) < 1e-4, axis
+
+
+def test_real_cord_t2_sagittal_slice_is_the_patient_sagittal_plane_and_the_cord_is_clipped():
+    from cssci_platform.lib.imaging import resample_mask_onto, resample_to_spacing
+    from cssci_platform_tests.refdata import refdata_root
+
+    folder = refdata_root() / "spinal_cord_sct" / "t2"
+    image = resample_to_spacing(sitk.ReadImage(str(folder / "t2.nii.gz")), (1.0, 1.0, 1.0))
+    cord = resample_mask_onto(sitk.ReadImage(str(folder / "t2_seg-manual.nii.gz")), image)
+    assert sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection()) == "PSR"
+    crop = plan_roi_crop(cord, RoiSliceSettings())  # shipped defaults: sagittal, 5 mm margin
+    assert crop.slice_shape == (55, 60)  # rows: the 55 mm supero-inferior field of view; columns: 60 mm A-P
+    assert (crop.box.row_start, crop.box.row_stop) == (0, 55) and crop.clipped_px[:2] == (5, 5)
+    left_right = cut_roi_slice(physical_coordinate_image(image, "left_right"), crop).pixels
+    assert np.ptp(left_right) < 1e-3  # one L-R position: the sagittal plane in patient space

@@ -2,13 +2,18 @@
 
 The slice and crop are planned once from the patient's lesion mask, so all channels share them; each
 channel's resized crop (its own intensities, (H, W) float32) is written content-addressed under the store,
-and a `roi_slices` row records where it came from. Problems become `QcIssue`s of stage `roi_slices`.
+and a `roi_slices` row records where it came from (with the pixels cut off at each side where the crop met
+the slice border). Problems become `QcIssue`s of stage `roi_slices`.
+
+Which sequence, ROI and plane make the network input defaults to what the cohort declares
+(`default_slice_target`), so a manifest whose only sequence is `ax_T1` runs without an experiment config.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -17,12 +22,58 @@ import polars as pl
 import torch
 
 from cssci_platform.lib.deep.errors import RoiSliceError
-from cssci_platform.lib.deep.roi_slices import RoiCrop, RoiSliceSettings, cut_roi_slice, imagenet_normalize, plan_roi_crop
+from cssci_platform.lib.cohort import CohortSpec
+from cssci_platform.lib.deep.roi_slices import (
+    RoiCrop,
+    RoiSliceSettings,
+    SliceAxis,
+    cut_roi_slice,
+    imagenet_normalize,
+    plan_roi_crop,
+)
 from cssci_platform.lib.imaging import ImageReadError, read_image
 from cssci_platform.lib.quality import QcIssue
 
 STAGE = "roi_slices"
 PRIMARY = "primary"
+PREFERRED_SEQUENCE, PREFERRED_ROI = "sag_T2", "lesion"  # the published spine protocol's names
+DEFAULT_AXIS: SliceAxis = "sagittal"
+AXIS_WORDS: dict[str, SliceAxis] = {
+    "sag": "sagittal", "sagittal": "sagittal", "cor": "coronal", "coronal": "coronal",
+    "ax": "axial", "axial": "axial", "tra": "axial", "trans": "axial", "transverse": "axial", "transversal": "axial",
+}
+
+
+@dataclass(frozen=True)
+class SliceTarget:
+    """The sequence, ROI and plane of the network input."""
+
+    sequence: str
+    roi: str
+    axis: SliceAxis
+
+
+def default_slice_target(spec: CohortSpec) -> SliceTarget:
+    """`sag_T2` / `lesion` where the manifest declares them, else its first declared sequence / ROI; the plane
+    named in the sequence (`sag_`, `cor_`, `ax_` or `tra_`), else sagittal."""
+    sequence = PREFERRED_SEQUENCE if PREFERRED_SEQUENCE in spec.sequences else spec.sequences[0]
+    roi = PREFERRED_ROI if PREFERRED_ROI in spec.rois else spec.rois[0]
+    return SliceTarget(sequence, roi, axis_named_in(sequence) or DEFAULT_AXIS)
+
+
+def slice_target(spec: CohortSpec, sequence: str | None = None, roi: str | None = None,
+                 axis: SliceAxis | None = None) -> SliceTarget:
+    """The configured values, each one left unset (None) taken from the manifest: the axis from the chosen
+    sequence's name."""
+    chosen_sequence = sequence or default_slice_target(spec).sequence
+    return SliceTarget(chosen_sequence, roi or default_slice_target(spec).roi,
+                       axis or axis_named_in(chosen_sequence) or DEFAULT_AXIS)
+
+
+def axis_named_in(sequence: str) -> SliceAxis | None:
+    """The plane a sequence name states (`sag_T2`, `T1_axial`, `COR-STIR`), or None."""
+    words = [w for w in re.split(r"[^a-z]+", sequence.lower()) if w]
+    return next((AXIS_WORDS[w] for w in words if w in AXIS_WORDS), None)
 
 
 @dataclass(frozen=True)
@@ -98,6 +149,7 @@ def _write_slice(patient_key: str, channel_row: dict, crop: RoiCrop, request: Sl
     return {"patient_key": patient_key, "sequence": request.sequence, "roi": request.roi,
             "channel": channel_row["channel"], "axis": crop.axis, "slice_index": crop.slice_index,
             "roi_area_px": crop.roi_area_px, "crop": [box.row_start, box.row_stop, box.col_start, box.col_stop],
+            "clipped_px": list(crop.clipped_px),
             "slice_path": str(path), "settings_digest": request.digest()}
 
 

@@ -1,13 +1,17 @@
 """The 2-D network input of one patient and channel: the largest-ROI slice, cropped to the DL rectangle.
 
-Volumes are SimpleITK images (or numpy arrays in SimpleITK's (z, y, x) order, taken as 1 mm isotropic).
-On the synthetic cohort x is left-right, y antero-posterior and z supero-inferior, so a sagittal slice is
-``array[:, :, x]`` and its pixels are (row = z, column = y). The slice is chosen from the lesion mask only,
-so every channel of a patient gets the same slice and crop: plan once with `plan_roi_crop`, then cut each
-channel with `cut_roi_slice`.
+Volumes are SimpleITK images (or numpy arrays in SimpleITK's (z, y, x) order, taken as 1 mm isotropic
+and already in LPS order). A SimpleITK image is first reoriented to LPS from its direction cosines
+(``DICOMOrient``: an exact permutation and flip of the voxel array, no resampling), so its index axes run
+x = right -> left, y = anterior -> posterior, z = inferior -> superior whatever order the file stores them
+in. "Sagittal" is therefore the patient's sagittal plane (``array[:, :, x]``, rows z, columns y),
+"coronal" ``array[:, y, :]`` and "axial" ``array[z, :, :]``. An oblique acquisition gets the anatomical
+plane closest to its own axes. The slice is chosen from the lesion mask only, so every channel of a patient
+gets the same slice and crop: plan once with `plan_roi_crop`, then cut each channel with `cut_roi_slice`.
 
-Crop boxes are half-open pixel ranges of the 2-D slice, in array index order (row 0 is the lowest z index;
-no display flip is applied).
+Crop boxes are half-open pixel ranges of the 2-D slice of the LPS-ordered volume (row 0 is the lowest
+index: the inferior end on sagittal and coronal slices; slice indices count along the LPS axis too). No
+display flip is applied.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from cssci_platform.lib.deep.errors import RoiSliceError
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SliceAxis = Literal["sagittal", "coronal", "axial"]
-NUMPY_AXIS: dict[str, int] = {"sagittal": 2, "coronal": 1, "axial": 0}  # of (z, y, x) arrays
+NUMPY_AXIS: dict[str, int] = {"sagittal": 2, "coronal": 1, "axial": 0}  # of (z, y, x) arrays in LPS order
+CANONICAL_ORIENTATION = "LPS"
 RectangleMode = Literal["lesion_bbox", "rect_mask", "lesion_to_canal"]
 Volume = sitk.Image | np.ndarray
 
@@ -40,8 +45,9 @@ class RoiSliceSettings:
     rectangle ROI (e.g. ``dl_rect``) in that slice; ``lesion_to_canal`` = the lesion's rows (supero-inferior
     extent on a sagittal slice) with the columns widened to the canal mask's extent within those rows (the
     anterior/posterior canal boundaries), never further up or down than the lesion.
-    The margin is added on all four sides in every mode. A crop that leaves the slice is an error unless
-    ``clip_to_slice`` cuts it at the border.
+    The margin is added on all four sides in every mode. A crop that leaves the slice (an ROI at the edge of
+    the field of view, as cord masks are) is cut at the slice border (``clip_to_slice``, the default; the
+    pixels cut per side are kept in `RoiCrop.clipped_px`); with ``clip_to_slice=False`` it is an error.
     """
 
     axis: SliceAxis = "sagittal"
@@ -49,7 +55,7 @@ class RoiSliceSettings:
     margin: float = 5.0
     margin_unit: Literal["mm", "px"] = "mm"
     output_size: tuple[int, int] = (224, 224)
-    clip_to_slice: bool = False
+    clip_to_slice: bool = True
     mask_label: int = 1
 
     def __post_init__(self) -> None:
@@ -91,6 +97,7 @@ class RoiCrop:
     roi_area_px: int
     box: CropBox
     volume_shape: tuple[int, int, int]
+    clipped_px: tuple[int, int, int, int] = (0, 0, 0, 0)  # cut off at the row_start, row_stop, col_start, col_stop side
 
     @property
     def slice_shape(self) -> tuple[int, int]:
@@ -100,7 +107,7 @@ class RoiCrop:
 
     def as_row(self) -> dict:
         return {"slice_axis": self.axis, "slice_index": self.slice_index, "roi_area_px": self.roi_area_px,
-                **asdict(self.box)}
+                **asdict(self.box), "clipped_px": list(self.clipped_px)}
 
 
 @dataclass(frozen=True, eq=False)
@@ -154,9 +161,9 @@ def plan_roi_crop(lesion_mask: Volume, settings: RoiSliceSettings = RoiSliceSett
     lesion_2d = np.take(lesion, index, axis=axis)
     box = _rectangle(lesion_2d, index, settings, _other_slice(rect_mask, lesion.shape, index, settings, "rectangle mask"),
                      _other_slice(canal_mask, lesion.shape, index, settings, "canal mask"))
-    box = _with_margin(box, _margin_px(settings, spacing, axis))
-    box = _fitted_to_slice(box, lesion_2d.shape, index, settings)
-    return RoiCrop(settings.axis, index, int(areas[index]), box, tuple(lesion.shape))
+    wanted = _with_margin(box, _margin_px(settings, spacing, axis))
+    box = _fitted_to_slice(wanted, lesion_2d.shape, index, settings)
+    return RoiCrop(settings.axis, index, int(areas[index]), box, tuple(lesion.shape), _clipped_px(wanted, box))
 
 
 def cut_roi_slice(image: Volume, crop: RoiCrop, settings: RoiSliceSettings = RoiSliceSettings()) -> RoiSlice:
@@ -181,18 +188,27 @@ def resize(patch: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def _volume(volume: Volume, what: str) -> tuple[np.ndarray, tuple[float, float, float]]:
-    """(z, y, x) array and its spacing in the same order."""
+    """(z, y, x) array in LPS order and its spacing in the same order."""
     if isinstance(volume, sitk.Image):
         if volume.GetDimension() != 3 or volume.GetNumberOfComponentsPerPixel() != 1:
             raise RoiSliceError("wrong_dimensions", f"the {what} is {volume.GetDimension()}-D with "
                                 f"{volume.GetNumberOfComponentsPerPixel()} component(s); expected a scalar 3-D volume",
                                 "pass the preprocessed 3-D channel volume and mask")
-        return sitk.GetArrayViewFromImage(volume), tuple(reversed(volume.GetSpacing()))
+        canonical = reoriented_to_lps(volume)
+        return sitk.GetArrayViewFromImage(canonical), tuple(reversed(canonical.GetSpacing()))
     array = np.asarray(volume)
     if array.ndim != 3:
         raise RoiSliceError("wrong_dimensions", f"the {what} has {array.ndim} dimensions {array.shape}; expected "
                             "a 3-D (z, y, x) volume", "pass the preprocessed 3-D channel volume and mask")
     return array, (1.0, 1.0, 1.0)
+
+
+def reoriented_to_lps(image: sitk.Image) -> sitk.Image:
+    """The same voxels with index axes permuted and flipped to run right->left, anterior->posterior,
+    inferior->superior (the nearest such order for an oblique image); exact, no interpolation."""
+    if sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection()) == CANONICAL_ORIENTATION:
+        return image
+    return sitk.DICOMOrient(image, CANONICAL_ORIENTATION)
 
 
 def _other_slice(mask: Volume | None, shape: tuple[int, ...], index: int, settings: RoiSliceSettings,
@@ -252,15 +268,22 @@ def _with_margin(box: CropBox, margin: tuple[int, int]) -> CropBox:
 
 def _fitted_to_slice(box: CropBox, shape: tuple[int, int], index: int, settings: RoiSliceSettings) -> CropBox:
     where = f"{settings.axis} slice {index} ({shape[0]} x {shape[1]} pixels)"
+    if settings.clip_to_slice:
+        return CropBox(max(box.row_start, 0), min(box.row_stop, shape[0]), max(box.col_start, 0), min(box.col_stop, shape[1]))
     if box.height > shape[0] or box.width > shape[1]:
         raise RoiSliceError("slice_smaller_than_crop", f"the crop is {box.height} x {box.width} pixels (ROI plus "
                             f"{settings.margin:g} {settings.margin_unit} margin) but {where} is smaller",
-                            "lower the margin, or check that the volume was resampled to the expected spacing")
+                            "set clip_to_slice: true to cut it at the slice border, lower the margin, or check that "
+                            "the volume was resampled to the expected spacing")
     inside = box.row_start >= 0 and box.col_start >= 0 and box.row_stop <= shape[0] and box.col_stop <= shape[1]
-    if inside:
-        return box
-    if not settings.clip_to_slice:
+    if not inside:
         raise RoiSliceError("crop_outside_slice", f"the crop ({box.describe()}; ROI plus {settings.margin:g} "
                             f"{settings.margin_unit} margin) leaves {where}", "lower the margin, or set "
-                            "clip_to_slice to cut the crop at the slice border")
-    return CropBox(max(box.row_start, 0), min(box.row_stop, shape[0]), max(box.col_start, 0), min(box.col_stop, shape[1]))
+                            "clip_to_slice: true to cut the crop at the slice border")
+    return box
+
+
+def _clipped_px(wanted: CropBox, fitted: CropBox) -> tuple[int, int, int, int]:
+    """Pixels of the wanted crop cut off at each side: (row_start, row_stop, col_start, col_stop)."""
+    return (fitted.row_start - wanted.row_start, wanted.row_stop - fitted.row_stop,
+            fitted.col_start - wanted.col_start, wanted.col_stop - fitted.col_stop)
