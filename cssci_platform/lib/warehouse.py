@@ -38,7 +38,8 @@ SCHEMA: dict[str, str] = {
         channel VARCHAR, feature VARCHAR, value DOUBLE, extractor_version VARCHAR, params_name VARCHAR,
         params_hash VARCHAR""",
     "roi_slices": """patient_key VARCHAR, sequence VARCHAR, roi VARCHAR, channel VARCHAR, axis VARCHAR,
-        slice_index INTEGER, roi_area_px INTEGER, crop INTEGER[], slice_path VARCHAR, settings_digest VARCHAR""",
+        slice_index INTEGER, roi_area_px INTEGER, crop INTEGER[], slice_path VARCHAR, settings_digest VARCHAR,
+        clipped_px INTEGER[]""",
     "networks": """network_id VARCHAR, backbone VARCHAR, sequence VARCHAR, channel VARCHAR, weights_id VARCHAR,
         parent_weights_id VARCHAR, split VARCHAR, fold VARCHAR, outcome VARCHAR, classes VARCHAR[],
         train_patients INTEGER, final_loss DOUBLE, checkpoint_path VARCHAR, checkpoint_sha256 VARCHAR,
@@ -76,7 +77,10 @@ SCHEMA: dict[str, str] = {
         model_version VARCHAR, created_at TIMESTAMP, label VARCHAR""",
 }
 # Columns added after a table first shipped: existing warehouses get them on the next write.
-ADDED_COLUMNS = {"predictions": {"label": "VARCHAR"}}  # label: the outcome each model was evaluated against
+ADDED_COLUMNS = {
+    "predictions": {"label": "VARCHAR"},  # label: the outcome each model was evaluated against
+    "roi_slices": {"clipped_px": "INTEGER[]"},  # pixels of the crop cut at the slice border, per side as in `crop`
+}
 
 LOCK_RETRY_SECONDS = 120.0  # how long a write waits for another process' short write (parallel patient runs)
 LOCK_WAIT_ENV = "CSSCI_LOCK_WAIT_SECONDS"  # overrides it, e.g. to fail fast on a DuckDB session left open

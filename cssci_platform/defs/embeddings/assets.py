@@ -28,14 +28,16 @@ def roi_slices(context: dg.AssetExecutionContext, config: RoiSlicesConfig, cohor
     manifest, _ = cohort.patient(key)
     channels = warehouse.frame("SELECT * FROM preprocessed_channels WHERE patient_key = ?", [key])
     masks = warehouse.frame("SELECT * FROM preprocessed_masks WHERE patient_key = ?", [key])
-    result = cut_patient_slices(key, channels, masks, config.request(manifest.spec.mask_label), image_store.folder("roi_slices"))
+    request = config.request(manifest.spec)
+    result = cut_patient_slices(key, channels, masks, request, image_store.folder("roi_slices"))
     with warehouse.connect() as con:
         replace_rows(con, "roi_slices", {"patient_key": key}, result.rows)
     record_issues(warehouse, key, SLICE_STAGE, result.issues)
     first = result.rows[0] if result.rows else {}
     return dg.MaterializeResult(metadata={
-        "slices": len(result.rows), "sequence": config.sequence, "slice_index": first.get("slice_index", -1),
-        "roi_area_px": first.get("roi_area_px", 0), "crop_rows_cols": str(first.get("crop", [])),
+        "slices": len(result.rows), "sequence": request.sequence, "roi": request.roi, "axis": request.settings.axis,
+        "slice_index": first.get("slice_index", -1), "roi_area_px": first.get("roi_area_px", 0),
+        "crop_rows_cols": str(first.get("crop", [])), "clipped_px": str(first.get("clipped_px", [])),
         "issues": dg.MetadataValue.md(issues_markdown(result.issues)),
     })
 

@@ -3,28 +3,41 @@
 from typing import Literal
 
 import dagster as dg
+from pydantic import field_validator
 
 from cssci_platform.lib.deep import FineTuneConfig, RoiSliceSettings
-from cssci_platform.lib.deep.patient_slices import SliceRequest
+from cssci_platform.lib.cohort import CohortSpec
+from cssci_platform.lib.deep.patient_slices import SliceRequest, slice_target
+from cssci_platform.lib.deep.roi_slices import NUMPY_AXIS
 from cssci_platform.lib.imaging import CHANNELS
 
 
 class RoiSlicesConfig(dg.Config):
-    sequence: str = "sag_T2"
-    roi: str = "lesion"
-    axis: Literal["sagittal", "coronal", "axial"] = "sagittal"
+    # unset (None): from the manifest (`default_slice_target`): sag_T2 / lesion where declared, else the first
+    # declared sequence / ROI; the plane named in the sequence (sag_, cor_, ax_, tra_), else sagittal
+    sequence: str | None = None
+    roi: str | None = None
+    axis: str | None = None  # sagittal, coronal or axial (Dagster config has no optional Literal)
     rectangle: Literal["lesion_bbox", "rect_mask", "lesion_to_canal"] = "lesion_bbox"
     rect_roi: str | None = None
     canal_roi: str | None = None
     margin: float = 5.0
     margin_unit: Literal["mm", "px"] = "mm"
     output_size: int = 224
-    clip_to_slice: bool = False
+    clip_to_slice: bool = True  # cut a crop that leaves the slice at its border (recorded in roi_slices.clipped_px)
 
-    def request(self, mask_label: int) -> SliceRequest:
-        settings = RoiSliceSettings(self.axis, self.rectangle, self.margin, self.margin_unit,
-                                    (self.output_size, self.output_size), self.clip_to_slice, mask_label)
-        return SliceRequest(self.sequence, self.roi, self.rect_roi, self.canal_roi, settings)
+    @field_validator("axis")
+    @classmethod
+    def _known_axis(cls, axis: str | None) -> str | None:
+        if axis is not None and axis not in NUMPY_AXIS:
+            raise ValueError(f"unknown slice axis '{axis}'; choose from {', '.join(NUMPY_AXIS)} or leave it unset")
+        return axis
+
+    def request(self, spec: CohortSpec) -> SliceRequest:
+        target = slice_target(spec, self.sequence, self.roi, self.axis)
+        settings = RoiSliceSettings(target.axis, self.rectangle, self.margin, self.margin_unit,
+                                    (self.output_size, self.output_size), self.clip_to_slice, spec.mask_label)
+        return SliceRequest(target.sequence, target.roi, self.rect_roi, self.canal_roi, settings)
 
 
 class EmbeddingsConfig(dg.Config):

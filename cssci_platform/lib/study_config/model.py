@@ -124,6 +124,9 @@ class SliceSection(Section):
     margin: float = 5.0
     margin_unit: Literal["mm", "px"] = "mm"
     output_size: PositiveInt = 224
+    # an ROI at the edge of the image (a cord mask spanning the field of view): cut the crop at the slice border
+    # and record the pixels cut per side (roi_slices.clipped_px); false: quarantine such patients instead
+    clip_to_slice: bool = True
 
     @model_validator(mode="after")
     def _rectangle_roi(self) -> SliceSection:
