@@ -99,3 +99,25 @@ def test_the_config_overrides_each_manifest_default_separately() -> None:
     spec = _spec(["ax_T1", "sag_T2"], ["tumour"])
     assert slice_target(spec, sequence="ax_T1") == SliceTarget("ax_T1", "tumour", "axial")
     assert slice_target(spec, roi="tumour", axis="coronal") == SliceTarget("sag_T2", "tumour", "coronal")
+
+
+def test_a_warehouse_made_before_clipped_px_gets_the_column_on_its_next_write(tmp_path: Path) -> None:
+    import duckdb
+
+    from cssci_platform.lib.warehouse import connect, replace_rows, table_frame
+
+    path = tmp_path / "old.duckdb"
+    with duckdb.connect(str(path)) as old:
+        old.execute("CREATE TABLE roi_slices (patient_key VARCHAR, sequence VARCHAR, roi VARCHAR, channel VARCHAR, "
+                    "axis VARCHAR, slice_index INTEGER, roi_area_px INTEGER, crop INTEGER[], slice_path VARCHAR, "
+                    "settings_digest VARCHAR)")
+        old.execute("INSERT INTO roi_slices VALUES ('P0', 'sag_T2', 'lesion', 'original', 'sagittal', 3, 10, "
+                    "[1, 2, 3, 4], 'a.npy', 'd')")
+    channels, masks = _patient(tmp_path)
+    result = cut_patient_slices("P1", channels, masks, SliceRequest("sag_T2", settings=RoiSliceSettings(margin=14, margin_unit="px")),
+                                tmp_path / "store")
+    with connect(path) as con:
+        replace_rows(con, "roi_slices", {"patient_key": "P1"}, result.rows)
+    stored = table_frame(path, "SELECT patient_key, clipped_px FROM roi_slices ORDER BY patient_key")
+    assert stored["patient_key"].to_list() == ["P0", "P1", "P1"]
+    assert stored["clipped_px"].to_list() == [None, [2, 2, 6, 4], [2, 2, 6, 4]]
