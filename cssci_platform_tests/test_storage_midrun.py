@@ -1,31 +1,61 @@
-"""The warehouse's disk turns read-only in the middle of an ingest: the patients after it fail with that cause
-(a failure outside QC, which fails the command), and none of them leaves a half-written row."""
+"""The warehouse's disk turns read-only or fills up during a run: the failing writes are called what they are,
+the patients after it fail outside QC (which fails the command), and nothing is left half-written."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
 import pytest
 
 from cssci_platform import runner
+from cssci_platform.lib.failures import describe
+from cssci_platform.lib.warehouse import connect, replace_rows
 from cssci_platform.lib.synthetic import write_sci_cohort
 
 PATIENT_TABLES = ("scans", "qc_issues", "preprocessed_channels", "preprocessed_masks", "radiomics_features", "roi_slices")
 
 
+@contextmanager
+def tmpfs(mount: Path, size: str) -> Iterator[Path]:
+    """A real file system of its own, so that it can be made read-only (even for root) or full."""
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN)")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A real file system of its own (tmpfs), so that it can be made read-only even for root."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", str(mount)], capture_output=True).returncode:
-        pytest.skip("cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN)")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+    with tmpfs(tmp_path / "disk", "256m") as mount:
+        yield mount
+
+
+def feature_rows(count: int, value: float) -> list[dict]:
+    return [{"patient_key": "P1", "sequence": "sag_T2", "roi": "lesion", "segmentation": "primary", "channel": "original",
+             "feature": f"feature_{i:06d}_{'x' * 40}", "value": value} for i in range(count)]
+
+
+def test_a_write_that_fills_the_disk_is_rolled_back_and_called_a_full_disk(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "disk", "8m") as disk:
+        warehouse = disk / "warehouse.duckdb"
+        with connect(warehouse) as con:
+            replace_rows(con, "radiomics_features", {"patient_key": "P1"}, feature_rows(100, 1.0))
+        (disk / "filler").write_bytes(b"0" * (shutil.disk_usage(disk).free - 1024 * 1024))  # 1 MB left
+        with pytest.raises(duckdb.Error) as raised:
+            with connect(warehouse) as con:
+                replace_rows(con, "radiomics_features", {"patient_key": "P1"}, feature_rows(100_000, 2.0))
+        assert describe(raised.value).startswith("the disk is full: cannot write") and "Free space" in describe(raised.value)
+        with connect(warehouse, read_only=True) as con:  # the patient's previous rows, whole; none of the new ones
+            assert con.execute("SELECT count(*), min(value), max(value) FROM radiomics_features").fetchone() == (100, 1.0, 1.0)
 
 
 @pytest.fixture
