@@ -19,7 +19,14 @@ from rich.table import Table
 
 from cssci_platform import runner
 from cssci_platform.lib import failures
-from cssci_platform.lib.study_config import EXPERIMENT_ENV, ConfigError, config_notes, experiment_file, load_config
+from cssci_platform.lib.study_config import (
+    EXPERIMENT_ENV,
+    ConfigError,
+    config_notes,
+    experiment_file,
+    load_config,
+    resource_problems,
+)
 
 # No pretty tracebacks: rich's traceback walks an exception chain without cycle detection, and Dagster's are
 # cyclic (the command never ended, its memory grew by ~1 GB a minute). `main` prints one message instead.
@@ -181,8 +188,6 @@ def run(
 
 def _run_config(name_or_path: str, overrides: list[str], home: Path | None, workers: int) -> None:
     from cssci_platform.study_runner import StudyProgress, StudyStepFailed, default_home, run_study, shared_mlflow_uri
-
-    from cssci_platform.lib.study_config import resource_problems
 
     experiment = _load_or_exit(name_or_path, overrides)
     if problems := resource_problems(experiment):  # found now, not at the deep step minutes later
@@ -459,7 +464,7 @@ def config_validate(
 ) -> None:
     """Check configs: schema, allowed values, and (for a manifest cohort) the sequences, ROIs and variables it names."""
     from cssci_platform.lib.cohort import ManifestError
-    from cssci_platform.lib.study_config import cohort_problems, cohort_spec, resource_problems
+    from cssci_platform.lib.study_config import cohort_problems, cohort_spec
 
     failed = 0
     for name in configs:

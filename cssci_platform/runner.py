@@ -231,7 +231,26 @@ class PatientRunOutcome:
 
 
 def outside_qc_failures(outcomes: list[PatientRunOutcome]) -> list[PatientRunOutcome]:
-    return [o for o in outcomes if o.failed_outside_qc]
+    """Patients that failed without a failed check and without a QC error recorded for them in the warehouse
+    (`CSSCI_WAREHOUSE`): what a broken disk, lock or program did, never a quarantined patient."""
+    candidates = [o for o in outcomes if o.failed_outside_qc]
+    quarantined = quarantined_patients([o.patient_key for o in candidates]) if candidates else set()
+    return [o for o in candidates if o.patient_key not in quarantined]
+
+
+def quarantined_patients(patient_keys: list[str]) -> set[str]:
+    """Which of `patient_keys` have a QC error in the warehouse (none when it cannot be read)."""
+    import duckdb
+
+    from cssci_platform.lib.warehouse import connect
+
+    try:
+        with connect(Path(os.environ["CSSCI_WAREHOUSE"]), read_only=True, lock_wait=PREFLIGHT_LOCK_WAIT) as con:
+            rows = con.execute("SELECT DISTINCT patient_key FROM qc_issues WHERE severity = 'error' AND list_contains(?, patient_key)",
+                               [patient_keys]).fetchall()
+    except (duckdb.Error, KeyError):
+        return set()
+    return {key for (key,) in rows}
 
 
 def failure_summary(failed: list[PatientRunOutcome], total: int) -> str:
