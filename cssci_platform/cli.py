@@ -367,15 +367,16 @@ def predict(
     from cssci_platform.lib.model_tracking import TrackingConfig
     from cssci_platform.prediction import PredictionError, predict_patient_dir
 
-    values = runner.configure_environment(home)
-    if not values.get("CSSCI_MANIFEST"):
+    runner.configure_environment(home)
+    manifest = os.environ.get("CSSCI_MANIFEST")  # set by the user, or remembered by `cssci ingest` / `cssci demo`
+    if not manifest:
         raise typer.BadParameter("no cohort manifest known: run `cssci ingest` or `cssci demo` first", param_hint="--home")
     tracking = TrackingConfig(os.environ["CSSCI_MLFLOW_URI"], experiment)
     try:
-        result = predict_patient_dir(patient_dir, Path(values["CSSCI_MANIFEST"]), Path(os.environ["CSSCI_WAREHOUSE"]), tracking, out)
-    except PredictionError as error:
-        console.print(f"[red]cannot score {patient_dir}[/]: {error}")
-        raise typer.Exit(1) from None
+        result = predict_patient_dir(patient_dir, Path(manifest), Path(os.environ["CSSCI_WAREHOUSE"]), tracking, out)
+    except PredictionError as error:  # the patient's folder or the study's models: the message says what to fix
+        errors.print(f"[red]cannot score {patient_dir}[/]: {escape(str(error))}", soft_wrap=True)
+        raise typer.Exit(USER_ERROR_EXIT) from None
     table = Table("signature", "probabilities", "risk group", "top classes", "model", "version", title=f"patient {result.patient_key}")
     for champion, name, version in result.scores:
         probabilities = ", ".join(f"{c}: {p:.3f}" for c, p in champion.probabilities.items())

@@ -186,3 +186,11 @@ def test_run_on_a_malformed_manifest_is_exit_2_before_any_patient(manifest: Path
     completed = cssci(["run", "--config", str(config), "--home", str(tmp_path / "home")], clean_env(tmp_path / "home"), tmp_path)
     assert_one_clear_failure(completed, 2, str(broken / "cohort.yaml"))
     assert not (tmp_path / "home" / "warehouse.duckdb").exists()
+
+
+def test_predict_on_a_folder_without_the_patients_row_is_exit_2(manifest: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "new_patient"
+    folder.mkdir()
+    env = clean_env(tmp_path / "home", CSSCI_MANIFEST=str(manifest))
+    completed = cssci(["predict", "--patient-dir", str(folder), "--home", str(tmp_path / "home")], env, tmp_path)
+    assert_one_clear_failure(completed, 2, f"cannot score {folder}", "add the patient's row")
