@@ -66,3 +66,18 @@ def test_paper_faithful_threshold_metrics_agree_in_mlflow_model_results_compare_
             assert float(cells[column]) == pytest.approx(stored[metric], abs=5e-4), (mode, metric, cells)
             if metric != "threshold":
                 assert compared.loc[mode, f"test_{metric}"] == pytest.approx(stored[metric], abs=1e-12), (mode, metric)
+
+
+def test_leave_one_center_out_report_states_the_unseen_center_policy_of_each_center(platform: dict) -> None:
+    config = {"patient_splits": {"config": {"preset": "leave_one_center_out"}},
+              "trained_models": {"config": {"experiment": "test", "classifiers": ["LR"], "signatures": ["Rad"], "cv_folds": 3,
+                                            "mrmr_k": 5, "modes": ["leakage_safe"], "folds": ["all"],
+                                            "unseen_center_policy": "refit_site"}},
+              "evaluation_report": {"config": {"experiment": "test"}}}
+    result = materialize_assets(ASSETS, platform, [patient_splits.key, feature_matrix.key, *trained_models.keys,
+                                                   evaluation_report.key], config)
+    assert result.success
+    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key == evaluation_report.key]
+    page = Path(event.event_specific_data.materialization.metadata["report"].value).read_text(encoding="utf-8")
+    for center in ("center_A", "center_B", "center_C"):
+        assert f"Held-out center {center}: ComBat policy 'refit_site'" in page

@@ -61,9 +61,12 @@ def _split_outcome(warehouse: WarehouseResource) -> str | None:
 def _champions_to_explain(warehouse: WarehouseResource, tracking: TrackingResource, experiment: str,
                           models: pd.DataFrame) -> tuple[list[tuple[str, object, pd.DataFrame]], pd.DataFrame]:
     """Each champion (from the registry, by alias) with the feature rows of its test patients, and the feature rows
-    of the training patients (the SHAP background)."""
+    of its training patients (the SHAP background), both of the champions' fold."""
     matrix = warehouse.frame("SELECT * FROM feature_matrix").to_pandas().set_index("patient_key")
-    roles = warehouse.frame("SELECT DISTINCT patient_key, role FROM predictions WHERE role IN ('train', 'test')").to_pandas()
+    champions = models[models["champion"]]
+    fold = str(champions["fold"].iloc[0]) if len(champions) else "holdout"  # the champions' fold (leave-one-center-out: the first)
+    roles = warehouse.frame("SELECT DISTINCT patient_key, role FROM predictions WHERE role IN ('train', 'test') AND fold = ?",
+                            [fold]).to_pandas()
     features = matrix.drop(columns=["cohort", "label"])
     rows = features.loc[features.index.isin(roles.loc[roles["role"] == "test", "patient_key"])]
     background = features.loc[features.index.isin(roles.loc[roles["role"] == "train", "patient_key"])]
