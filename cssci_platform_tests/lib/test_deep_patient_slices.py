@@ -121,3 +121,21 @@ def test_a_warehouse_made_before_clipped_px_gets_the_column_on_its_next_write(tm
     stored = table_frame(path, "SELECT patient_key, clipped_px FROM roi_slices ORDER BY patient_key")
     assert stored["patient_key"].to_list() == ["P0", "P1", "P1"]
     assert stored["clipped_px"].to_list() == [None, [2, 2, 6, 4], [2, 2, 6, 4]]
+
+
+def test_an_oblique_scan_is_sliced_with_a_warning_naming_the_angle(tmp_path: Path) -> None:
+    channels, masks = _patient(tmp_path)
+    turned = np.radians(35.0)
+    for path in [*channels["image_path"], *masks["mask_path"]]:
+        image = sitk.ReadImage(path)
+        image.SetDirection((np.cos(turned), 0.0, np.sin(turned), 0.0, 1.0, 0.0, -np.sin(turned), 0.0, np.cos(turned)))
+        sitk.WriteImage(image, path)
+    result = cut_patient_slices("P4", channels, masks, SliceRequest("sag_T2"), tmp_path / "store")
+    assert len(result.rows) == 2 and result.issues == []
+    [warning] = result.warnings
+    assert result.qc_issues == [warning]
+    assert (warning.code, warning.severity) == ("oblique_slice", "warning")
+    assert "35°" in warning.message and "sagittal" in warning.message
+    (tmp_path / "straight").mkdir()
+    straight = cut_patient_slices("P5", *_patient(tmp_path / "straight"), SliceRequest("sag_T2"), tmp_path / "store")
+    assert straight.issues == [] and straight.warnings == []

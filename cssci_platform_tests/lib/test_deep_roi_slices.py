@@ -262,3 +262,21 @@ def test_real_cord_t2_sagittal_slice_is_the_patient_sagittal_plane_and_the_cord_
     assert (crop.box.row_start, crop.box.row_stop) == (0, 55) and crop.clipped_px[:2] == (5, 5)
     left_right = cut_roi_slice(physical_coordinate_image(image, "left_right"), crop).pixels
     assert np.ptp(left_right) < 1e-3  # one L-R position: the sagittal plane in patient space
+
+
+def rotated_about_the_body_axis(image: sitk.Image, degrees: float) -> sitk.Image:
+    """The same voxels with direction cosines turned `degrees` about the inferior-superior axis (an oblique scan)."""
+    angle = np.radians(degrees)
+    turned = sitk.Image(image)
+    turned.SetDirection((np.cos(angle), -np.sin(angle), 0.0, np.sin(angle), np.cos(angle), 0.0, 0.0, 0.0, 1.0))
+    return turned
+
+
+def test_an_oblique_scan_gets_the_nearest_plane_and_its_angle_off_that_plane():
+    phantom = asymmetric_phantom()
+    assert plan_roi_crop(phantom, NO_MARGIN).obliquity_deg == 0.0
+    assert plan_roi_crop(axes_permuted(phantom), NO_MARGIN).obliquity_deg == 0.0
+    oblique = plan_roi_crop(rotated_about_the_body_axis(phantom, 30.0), NO_MARGIN)
+    assert oblique.obliquity_deg == pytest.approx(30.0) and oblique.slice_index == 11
+    assert plan_roi_crop(rotated_about_the_body_axis(phantom, 30.0), RoiSliceSettings(axis="axial", margin=0)).obliquity_deg \
+        == pytest.approx(0.0, abs=1e-6)  # the turn is about the axial plane's own normal

@@ -32,13 +32,13 @@ def roi_slices(context: dg.AssetExecutionContext, config: RoiSlicesConfig, cohor
     result = cut_patient_slices(key, channels, masks, request, image_store.folder("roi_slices"))
     with warehouse.connect() as con:
         replace_rows(con, "roi_slices", {"patient_key": key}, result.rows)
-    record_issues(warehouse, key, SLICE_STAGE, result.issues)
+    record_issues(warehouse, key, SLICE_STAGE, result.qc_issues)
     first = result.rows[0] if result.rows else {}
     return dg.MaterializeResult(metadata={
         "slices": len(result.rows), "sequence": request.sequence, "roi": request.roi, "axis": request.settings.axis,
         "slice_index": first.get("slice_index", -1), "roi_area_px": first.get("roi_area_px", 0),
         "crop_rows_cols": str(first.get("crop", [])), "clipped_px": str(first.get("clipped_px", [])),
-        "issues": dg.MetadataValue.md(issues_markdown(result.issues)),
+        "issues": dg.MetadataValue.md(issues_markdown(result.qc_issues)),
     })
 
 

@@ -9,7 +9,8 @@ from cssci_platform.resources.warehouse import WarehouseResource
 
 
 @dg.asset_check(asset=roi_slices, blocking=True, partitions_def=patients_partitions,
-                description="The DL ROI has a largest slice and the crop fits inside it, for every channel")
+                description="The DL ROI is present on the DL sequence and every channel's slice was cut (a crop reaching "
+                            "the slice border is clipped and recorded in roi_slices.clipped_px, not a failure)")
 def roi_slice_found(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
     return qc_check_result(stored_issues(warehouse, context.partition_key, (SLICE_STAGE,)))
 

@@ -2,7 +2,7 @@
 
 Pure domain code (no Dagster). Typical flow for one patient and channel::
 
-    crop = plan_roi_crop(lesion_mask, settings)              # once per patient: slice + box from the mask
+    crop = plan_roi_crop(lesion_mask, settings)              # once per patient: slice + box from the mask (LPS-reoriented)
     inputs = network_batch([cut_roi_slice(channel_image, crop, settings) for channel_image in ...])
     backbone = load_backbone("resnet18", "imagenet")          # or a checkpoint path, or "none"
     embeddings = embed_images(backbone, inputs)               # frozen-backbone features, (n, 512)
@@ -40,6 +40,8 @@ from cssci_platform.lib.deep.roi_slices import (
     imagenet_normalize,
     network_batch,
     plan_roi_crop,
+    plane_obliquity_deg,
+    reoriented_to_lps,
     roi_slice,
 )
 from cssci_platform.lib.deep.runtime import InferenceSettings, resolve_device
@@ -49,6 +51,7 @@ __all__ = [
     "DeepLearningError", "Embeddings", "FineTuneConfig", "FineTunedNetwork", "GradCamResult", "InferenceSettings",
     "RoiCrop", "RoiSlice", "RoiSliceError", "RoiSliceSettings", "cam_overlay", "cut_roi_slice", "embed_images",
     "fine_tune", "grad_cam", "imagenet_checkpoint_path", "imagenet_normalize", "load_backbone", "load_fine_tuned",
-    "network_batch", "plan_roi_crop", "pooled_features", "predict_probabilities", "resolve_device", "roi_slice",
+    "network_batch", "plan_roi_crop", "plane_obliquity_deg", "pooled_features", "predict_probabilities",
+    "reoriented_to_lps", "resolve_device", "roi_slice",
     "save_fine_tuned", "state_dict_sha256", "write_cam_overlay_png",
 ]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,7 @@ STAGE = "roi_slices"
 PRIMARY = "primary"
 PREFERRED_SEQUENCE, PREFERRED_ROI = "sag_T2", "lesion"  # the published spine protocol's names
 DEFAULT_AXIS: SliceAxis = "sagittal"
+OBLIQUE_WARNING_DEG = 20.0  # a slice further off its named patient plane than this is sliced with a warning
 AXIS_WORDS: dict[str, SliceAxis] = {
     "sag": "sagittal", "sagittal": "sagittal", "cor": "coronal", "coronal": "coronal",
     "ax": "axial", "axial": "axial", "tra": "axial", "trans": "axial", "transverse": "axial", "transversal": "axial",
@@ -94,7 +95,13 @@ class SliceRequest:
 @dataclass
 class PatientSlices:
     rows: list[dict]
-    issues: list[QcIssue]
+    issues: list[QcIssue]  # errors: why this patient has no slices
+    warnings: list[QcIssue] = field(default_factory=list)  # slices were made, with a remark (an oblique scan)
+
+    @property
+    def qc_issues(self) -> list[QcIssue]:
+        """Everything to record in qc_issues for the stage."""
+        return [*self.issues, *self.warnings]
 
 
 def cut_patient_slices(patient_key: str, channels: pl.DataFrame, masks: pl.DataFrame, request: SliceRequest,
@@ -118,7 +125,17 @@ def cut_patient_slices(patient_key: str, channels: pl.DataFrame, masks: pl.DataF
     except (ImageReadError, MissingMaskError) as error:
         return issue(getattr(error, "code", "unreadable_file"), str(error),
                      "re-materialize preprocessed_channels for this patient (its derived files are missing or damaged)")
-    return PatientSlices(rows, [])
+    return PatientSlices(rows, [], _oblique_warnings(patient_key, crop, request))
+
+
+def _oblique_warnings(patient_key: str, crop: RoiCrop, request: SliceRequest) -> list[QcIssue]:
+    if crop.obliquity_deg <= OBLIQUE_WARNING_DEG:
+        return []
+    return [QcIssue(patient_key, STAGE, "oblique_slice",
+                    f"{request.sequence}/{request.roi}: the {crop.axis} slice is {crop.obliquity_deg:.0f}° off the "
+                    f"patient's {crop.axis} plane (an oblique scan); the nearest plane of the scan was used",
+                    f"check the scan's direction cosines; reformat it to a true {crop.axis} plane if the network "
+                    "input must be one", severity="warning")]
 
 
 class MissingMaskError(Exception):

@@ -33,6 +33,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 SliceAxis = Literal["sagittal", "coronal", "axial"]
 NUMPY_AXIS: dict[str, int] = {"sagittal": 2, "coronal": 1, "axial": 0}  # of (z, y, x) arrays in LPS order
 CANONICAL_ORIENTATION = "LPS"
+PATIENT_AXIS: dict[str, int] = {"sagittal": 0, "coronal": 1, "axial": 2}  # the plane's normal: L, P or S in LPS
 RectangleMode = Literal["lesion_bbox", "rect_mask", "lesion_to_canal"]
 Volume = sitk.Image | np.ndarray
 
@@ -98,6 +99,7 @@ class RoiCrop:
     box: CropBox
     volume_shape: tuple[int, int, int]
     clipped_px: tuple[int, int, int, int] = (0, 0, 0, 0)  # cut off at the row_start, row_stop, col_start, col_stop side
+    obliquity_deg: float = 0.0  # angle between the slice and the patient's plane of that name (oblique scans)
 
     @property
     def slice_shape(self) -> tuple[int, int]:
@@ -163,7 +165,8 @@ def plan_roi_crop(lesion_mask: Volume, settings: RoiSliceSettings = RoiSliceSett
                      _other_slice(canal_mask, lesion.shape, index, settings, "canal mask"))
     wanted = _with_margin(box, _margin_px(settings, spacing, axis))
     box = _fitted_to_slice(wanted, lesion_2d.shape, index, settings)
-    return RoiCrop(settings.axis, index, int(areas[index]), box, tuple(lesion.shape), _clipped_px(wanted, box))
+    return RoiCrop(settings.axis, index, int(areas[index]), box, tuple(lesion.shape), _clipped_px(wanted, box),
+                   plane_obliquity_deg(lesion_mask, settings.axis))
 
 
 def cut_roi_slice(image: Volume, crop: RoiCrop, settings: RoiSliceSettings = RoiSliceSettings()) -> RoiSlice:
@@ -209,6 +212,17 @@ def reoriented_to_lps(image: sitk.Image) -> sitk.Image:
     if sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection()) == CANONICAL_ORIENTATION:
         return image
     return sitk.DICOMOrient(image, CANONICAL_ORIENTATION)
+
+
+def plane_obliquity_deg(volume: Volume, axis: SliceAxis) -> float:
+    """Degrees between the slice normal of the LPS-ordered volume and the patient axis the plane is named after
+    (0 for a scan whose axes are the patient's; a numpy array is taken as LPS-aligned)."""
+    if not isinstance(volume, sitk.Image):
+        return 0.0
+    direction = np.asarray(reoriented_to_lps(volume).GetDirection()).reshape(3, 3)
+    index_axis = 2 - NUMPY_AXIS[axis]  # SimpleITK's (x, y, z) index order
+    cosine = abs(direction[PATIENT_AXIS[axis], index_axis])
+    return round(math.degrees(math.acos(min(1.0, cosine))), 6)
 
 
 def _other_slice(mask: Volume | None, shape: tuple[int, ...], index: int, settings: RoiSliceSettings,
