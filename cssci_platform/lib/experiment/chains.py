@@ -147,13 +147,13 @@ class RadScoreCombinedClassifier(BaseEstimator, ClassifierMixin):
 
 
 _RAD_PARTS: dict[str, tuple[Pipeline, np.ndarray]] = {}
-_RAD_PARTS_KEPT = 4
+_RAD_PARTS_KEPT = 32  # more than the CV folds: tuning runs every candidate over every fold in turn
 
 
 def _fitted_rad_parts(rad_model: Pipeline, X: pd.DataFrame, y: pd.Series, folds: int,
                       seed: int) -> tuple[Pipeline, np.ndarray]:
-    """(Rad pipeline fitted on all rows, out-of-fold Rad-scores of the rows). Deterministic in its inputs, so the
-    last few results are kept: grid candidates of the head (they differ only in C) share them."""
+    """(Rad pipeline fitted on all rows, out-of-fold Rad-scores of the rows). Deterministic in its inputs, so recent
+    results are kept: the head's grid candidates (they differ only in C) share the Rad fits of each CV fold."""
     key = joblib.hash((rad_model.get_params(deep=True), X, y, folds, seed))
     if key not in _RAD_PARTS:
         splitter = stratified_folds(y, folds, seed)
