@@ -14,7 +14,9 @@ from cssci_platform.lib.deep.patient_slices import (
     cut_patient_slices,
     default_slice_target,
     load_network_inputs,
+    masked_pairs,
     slice_target,
+    slice_target_problem,
 )
 
 
@@ -80,6 +82,8 @@ def test_a_missing_sequence_or_mask_is_a_qc_issue(tmp_path: Path) -> None:
     assert "sag_T2" in missing_sequence.issues[0].message
     missing_mask = cut_patient_slices("P3", channels, masks.head(0), SliceRequest("sag_T2"), tmp_path / "store")
     assert [i.code for i in missing_mask.issues] == ["roi_mask_missing"]
+    assert "mask__sag_T2__lesion" in missing_mask.issues[0].fix and "deep.slice.roi" in missing_mask.issues[0].fix
+    assert "deep.slice.sequence" in missing_sequence.issues[0].fix
 
 
 def _spec(sequences: list[str], rois: list[str]) -> CohortSpec:
@@ -139,3 +143,30 @@ def test_an_oblique_scan_is_sliced_with_a_warning_naming_the_angle(tmp_path: Pat
     (tmp_path / "straight").mkdir()
     straight = cut_patient_slices("P5", *_patient(tmp_path / "straight"), SliceRequest("sag_T2"), tmp_path / "store")
     assert straight.issues == [] and straight.warnings == []
+
+
+def test_the_default_prefers_a_sequence_and_roi_the_manifest_has_masks_for() -> None:
+    spec = _spec(["sag_T1", "ax_T2"], ["lesion", "cord"])
+    assert default_slice_target(spec, masked={("ax_T2", "lesion"), ("sag_T1", "cord")}) == SliceTarget("sag_T1", "cord", "sagittal")
+    assert default_slice_target(spec, masked={("ax_T2", "lesion")}) == SliceTarget("ax_T2", "lesion", "axial")
+    assert slice_target(spec, roi="lesion", masked={("ax_T2", "lesion"), ("sag_T1", "cord")}) == \
+        SliceTarget("ax_T2", "lesion", "axial")
+
+
+def test_a_slice_target_without_any_mask_is_a_problem_naming_the_config_keys() -> None:
+    spec = _spec(["sag_T1", "ax_T2"], ["lesion"])
+    masked = {("ax_T2", "lesion")}
+    assert slice_target_problem(slice_target(spec, masked=masked), masked) is None
+    problem = slice_target_problem(slice_target(spec, sequence="sag_T1", masked=masked), masked)
+    assert "no patient has a 'lesion' mask on sequence 'sag_T1'" in problem
+    assert "deep.slice.sequence" in problem and "ops.roi_slices.config" in problem and "ax_T2/lesion" in problem
+    assert "no patient has any mask" in slice_target_problem(default_slice_target(spec), set())
+
+
+def test_mask_pairs_of_a_cohort_are_its_primary_masks(tmp_path: Path) -> None:
+    from cssci_platform.lib.cohort import load_cohort
+    from cssci_platform.lib.synthetic import write_sci_cohort
+
+    write_sci_cohort(tmp_path, n_development=2, n_prospective=0, seed=1)
+    assert masked_pairs(load_cohort(tmp_path / "cohort.yaml")) == {
+        ("sag_T1", "lesion"), ("sag_T1", "cord"), ("sag_T2", "lesion"), ("sag_T2", "cord")}

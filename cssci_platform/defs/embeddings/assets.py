@@ -10,7 +10,7 @@ from cssci_platform.defs.splits.assets import patient_splits
 from cssci_platform.lib.deep import BackboneWeightsError, InferenceSettings, load_backbone, load_fine_tuned
 from cssci_platform.lib.deep.cohort_networks import EMBEDDING_STAGE, embedding_frame, readable_slices
 from cssci_platform.lib.deep.patient_slices import STAGE as SLICE_STAGE
-from cssci_platform.lib.deep.patient_slices import cut_patient_slices
+from cssci_platform.lib.deep.patient_slices import cut_patient_slices, masked_pairs
 from cssci_platform.lib.warehouse import replace_rows
 from cssci_platform.resources.cohort import CohortResource
 from cssci_platform.resources.image_store import ImageStoreResource
@@ -28,7 +28,7 @@ def roi_slices(context: dg.AssetExecutionContext, config: RoiSlicesConfig, cohor
     manifest, _ = cohort.patient(key)
     channels = warehouse.frame("SELECT * FROM preprocessed_channels WHERE patient_key = ?", [key])
     masks = warehouse.frame("SELECT * FROM preprocessed_masks WHERE patient_key = ?", [key])
-    request = config.request(manifest.spec)
+    request = config.request(manifest.spec, masked_pairs(manifest))
     result = cut_patient_slices(key, channels, masks, request, image_store.folder("roi_slices"))
     with warehouse.connect() as con:
         replace_rows(con, "roi_slices", {"patient_key": key}, result.rows)

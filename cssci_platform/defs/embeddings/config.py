@@ -1,5 +1,6 @@
 """Run configuration of the deep-feature assets (shown and editable in the Dagster launchpad)."""
 
+from collections.abc import Collection
 from typing import Literal
 
 import dagster as dg
@@ -13,8 +14,9 @@ from cssci_platform.lib.imaging import CHANNELS
 
 
 class RoiSlicesConfig(dg.Config):
-    # unset (None): from the manifest (`default_slice_target`): sag_T2 / lesion where declared, else the first
-    # declared sequence / ROI; the plane named in the sequence (sag_, cor_, ax_, tra_), else sagittal
+    # unset (None): from the manifest (`default_slice_target`): the first (sequence, ROI) pair with masks, sag_T2 /
+    # lesion first where declared, then declaration order; the plane named in the sequence (sag_, cor_, ax_, tra_),
+    # else sagittal
     sequence: str | None = None
     roi: str | None = None
     axis: str | None = None  # sagittal, coronal or axial (Dagster config has no optional Literal)
@@ -33,8 +35,9 @@ class RoiSlicesConfig(dg.Config):
             raise ValueError(f"unknown slice axis '{axis}'; choose from {', '.join(NUMPY_AXIS)} or leave it unset")
         return axis
 
-    def request(self, spec: CohortSpec) -> SliceRequest:
-        target = slice_target(spec, self.sequence, self.roi, self.axis)
+    def request(self, spec: CohortSpec, masked: Collection[tuple[str, str]] = frozenset()) -> SliceRequest:
+        """`masked`: the cohort's (sequence, ROI) pairs with masks (`masked_pairs`), for the defaults."""
+        target = slice_target(spec, self.sequence, self.roi, self.axis, masked)
         settings = RoiSliceSettings(target.axis, self.rectangle, self.margin, self.margin_unit,
                                     (self.output_size, self.output_size), self.clip_to_slice, spec.mask_label)
         return SliceRequest(target.sequence, target.roi, self.rect_roi, self.canal_roi, settings)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import polars as pl
 import torch
 
 from cssci_platform.lib.deep.errors import RoiSliceError
-from cssci_platform.lib.cohort import CohortSpec
+from cssci_platform.lib.cohort import Cohort, CohortSpec
 from cssci_platform.lib.deep.roi_slices import (
     RoiCrop,
     RoiSliceSettings,
@@ -38,6 +39,7 @@ STAGE = "roi_slices"
 PRIMARY = "primary"
 PREFERRED_SEQUENCE, PREFERRED_ROI = "sag_T2", "lesion"  # the published spine protocol's names
 DEFAULT_AXIS: SliceAxis = "sagittal"
+CONFIG_KEYS = "deep.slice.sequence / deep.slice.roi in the experiment config, ops.roi_slices.config in Dagster"
 OBLIQUE_WARNING_DEG = 20.0  # a slice further off its named patient plane than this is sliced with a warning
 AXIS_WORDS: dict[str, SliceAxis] = {
     "sag": "sagittal", "sagittal": "sagittal", "cor": "coronal", "coronal": "coronal",
@@ -54,21 +56,45 @@ class SliceTarget:
     axis: SliceAxis
 
 
-def default_slice_target(spec: CohortSpec) -> SliceTarget:
-    """`sag_T2` / `lesion` where the manifest declares them, else its first declared sequence / ROI; the plane
-    named in the sequence (`sag_`, `cor_`, `ax_` or `tra_`), else sagittal."""
-    sequence = PREFERRED_SEQUENCE if PREFERRED_SEQUENCE in spec.sequences else spec.sequences[0]
-    roi = PREFERRED_ROI if PREFERRED_ROI in spec.rois else spec.rois[0]
-    return SliceTarget(sequence, roi, axis_named_in(sequence) or DEFAULT_AXIS)
+def default_slice_target(spec: CohortSpec, masked: Collection[tuple[str, str]] = frozenset()) -> SliceTarget:
+    """What the network input is cut from when no config says: the first (sequence, ROI) pair with masks
+    (`masked`, e.g. `masked_pairs(cohort)`), trying `sag_T2` / `lesion` first where declared, then the manifest's
+    declaration order (with no mask known: that order's first pair); the plane named in the sequence (`sag_`,
+    `cor_`, `ax_` or `tra_`), else sagittal."""
+    return slice_target(spec, masked=masked)
 
 
-def slice_target(spec: CohortSpec, sequence: str | None = None, roi: str | None = None,
-                 axis: SliceAxis | None = None) -> SliceTarget:
-    """The configured values, each one left unset (None) taken from the manifest: the axis from the chosen
-    sequence's name."""
-    chosen_sequence = sequence or default_slice_target(spec).sequence
-    return SliceTarget(chosen_sequence, roi or default_slice_target(spec).roi,
-                       axis or axis_named_in(chosen_sequence) or DEFAULT_AXIS)
+def slice_target(spec: CohortSpec, sequence: str | None = None, roi: str | None = None, axis: SliceAxis | None = None,
+                 masked: Collection[tuple[str, str]] = frozenset()) -> SliceTarget:
+    """The configured values, each one left unset (None) chosen as `default_slice_target` does."""
+    pairs = [(s, r) for s in ([sequence] if sequence else _preferred_first(spec.sequences, PREFERRED_SEQUENCE))
+             for r in ([roi] if roi else _preferred_first(spec.rois, PREFERRED_ROI))]
+    chosen_sequence, chosen_roi = next((pair for pair in pairs if pair in masked), pairs[0])
+    return SliceTarget(chosen_sequence, chosen_roi, axis or axis_named_in(chosen_sequence) or DEFAULT_AXIS)
+
+
+def masked_pairs(cohort: Cohort) -> frozenset[tuple[str, str]]:
+    """(sequence, ROI) pairs with a primary mask for at least one patient of the cohort."""
+    return frozenset((m.sequence, m.roi) for patient in cohort.patients.values() for m in patient.masks
+                     if m.segmentation == PRIMARY)
+
+
+def slice_target_problem(target: SliceTarget, masked: Collection[tuple[str, str]]) -> str | None:
+    """Why every patient would be quarantined at roi_slices (no patient has the target's mask), naming the
+    config keys that fix it; None when some patient has it. Decidable from the manifest, before any patient runs."""
+    if (target.sequence, target.roi) in masked:
+        return None
+    keys = ("set deep.slice.sequence and deep.slice.roi in the experiment config (ops.roi_slices.config.sequence "
+            "and .roi in Dagster run config)")
+    if not masked:
+        return f"no patient has any mask, so no ROI slice can be cut: add mask__<sequence>__<roi> columns, or {keys}"
+    available = ", ".join(f"{s}/{r}" for s, r in sorted(masked))
+    return (f"no patient has a '{target.roi}' mask on sequence '{target.sequence}', so every patient would be "
+            f"quarantined at roi_slices: {keys} to a pair with masks ({available})")
+
+
+def _preferred_first(declared: list[str], preferred: str) -> list[str]:
+    return [preferred, *(d for d in declared if d != preferred)] if preferred in declared else list(declared)
 
 
 def axis_named_in(sequence: str) -> SliceAxis | None:
@@ -114,7 +140,8 @@ def cut_patient_slices(patient_key: str, channels: pl.DataFrame, masks: pl.DataF
     if sequence_channels.is_empty():
         available = sorted(set(channels["sequence"])) if channels.height else []
         return issue("sequence_missing", f"no preprocessed channels of sequence '{request.sequence}' (has {available})",
-                     "choose the DL sequence among the patient's sequences, or add that image to the manifest")
+                     f"choose the DL sequence among the patient's sequences ({CONFIG_KEYS}), or add that image to the "
+                     "manifest")
     try:
         lesion = _mask(masks, request.sequence, request.roi, required=True)
         crop = plan_roi_crop(lesion, request.settings, _mask(masks, request.sequence, request.rect_roi),
@@ -122,7 +149,10 @@ def cut_patient_slices(patient_key: str, channels: pl.DataFrame, masks: pl.DataF
         rows = [_write_slice(patient_key, row, crop, request, store) for row in sequence_channels.iter_rows(named=True)]
     except RoiSliceError as error:
         return issue(error.code, f"{request.sequence}/{request.roi}: {error.message}", error.fix)
-    except (ImageReadError, MissingMaskError) as error:
+    except MissingMaskError as error:
+        return issue(error.code, str(error), f"add the patient's mask__{request.sequence}__{request.roi} to the manifest, "
+                     f"or choose a sequence and ROI the patient has masks for ({CONFIG_KEYS}); then re-materialize")
+    except ImageReadError as error:
         return issue(getattr(error, "code", "unreadable_file"), str(error),
                      "re-materialize preprocessed_channels for this patient (its derived files are missing or damaged)")
     return PatientSlices(rows, [], _oblique_warnings(patient_key, crop, request))
