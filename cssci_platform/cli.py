@@ -43,7 +43,8 @@ def main() -> None:
     """`cssci`: every failure ends the command at once with one message and a non-zero exit code, never a
     traceback (the full one goes to $CSSCI_LOG_DIR, or to the terminal with CSSCI_DEBUG=1)."""
     try:
-        app()
+        with runner.stop_on_terminate():  # `kill` stops a command as Ctrl-C does
+            app()
     except KeyboardInterrupt:
         errors.print("[red]interrupted[/]")
         sys.exit(130)
@@ -89,10 +90,25 @@ def writing_command(home: Path, command: str):
     """Around a command that writes to `home`: one such command per home at a time, then, before any work, the
     storage checks (warehouse writable and not locked for long, free space) and the clean-up of runs a killed
     command left STARTED."""
-    with runner.home_lock(home.resolve(), command):
+    with runner.home_lock(home.resolve(), command), stopped_cleanly(command):
         runner.check_storage()
         _fail_orphaned_runs()
         yield
+
+
+INTERRUPTED_EXIT = 130
+
+
+@contextmanager
+def stopped_cleanly(command: str):
+    """Ctrl-C or SIGTERM: say what was kept and exit 130 at once (running patients are terminated, not awaited)."""
+    try:
+        yield
+    except KeyboardInterrupt as interrupt:
+        errors.print(f"[red]stopped[/] ({interrupt or 'SIGINT'}): `{escape(command)}` was interrupted. Patients already "
+                     "finished are kept; the runs it left are marked failed by the next cssci command. Run it again to "
+                     "finish.", soft_wrap=True)
+        raise typer.Exit(INTERRUPTED_EXIT) from None
 
 
 def _fail_orphaned_runs() -> None:
@@ -209,7 +225,8 @@ def _run_config(name_or_path: str, overrides: list[str], home: Path | None, work
         console.rule(name)
 
     try:
-        with runner.home_lock(home.resolve(), f"cssci run --config {name_or_path}"):
+        command = f"cssci run --config {name_or_path}"
+        with runner.home_lock(home.resolve(), command), stopped_cleanly(command):
             result = run_study(experiment, home, workers, StudyProgress(on_stage, _print_patient(), console.print), mlflow_uri)
     except StudyStepFailed as error:
         errors.print(f"[red]{experiment.name} failed[/]: {escape(str(error))}", soft_wrap=True)

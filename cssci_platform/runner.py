@@ -9,11 +9,13 @@ from __future__ import annotations
 import fcntl  # POSIX only, like the Linux/macOS hosts this platform runs on
 import os
 import shutil
+import signal
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -321,18 +323,77 @@ def run_patient(patient_key: str) -> PatientRunOutcome:
 
 
 def run_patients(patient_keys: list[str], workers: int) -> Iterator[PatientRunOutcome]:
-    """Run patients in `workers` processes (PyRadiomics is single-threaded; parallelism is across patients)."""
-    if workers <= 1:
-        yield from (run_patient(key) for key in patient_keys)
+    """Run patients in `workers` processes (PyRadiomics is single-threaded; parallelism is across patients).
+    SIGTERM or Ctrl-C stops at once: pending patients are cancelled and running workers terminated (their writes
+    are transactions; their runs are marked failed by the next command), then KeyboardInterrupt propagates."""
+    with stop_on_terminate():
+        if workers <= 1:
+            yield from (run_patient(key) for key in patient_keys)
+            return
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=exit_with_parent,
+                                   initargs=(os.getpid(),))
+        try:
+            futures = {pool.submit(run_patient, key): key for key in patient_keys}
+            for future in as_completed(futures):
+                yield _outcome_of(future, futures[future])
+        except BaseException:  # interrupted, or the caller stopped consuming: no patient keeps running
+            terminate_workers(pool)
+            raise
+        finally:
+            pool.shutdown(wait=True)
+
+
+def _outcome_of(future: Future, patient_key: str) -> PatientRunOutcome:
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        return PatientRunOutcome(patient_key, False, "", (), "a worker process died (killed, or out of memory) while "
+                                 "patients were running; run the command again")
+
+
+def terminate_workers(pool: ProcessPoolExecutor) -> None:
+    """Terminate the worker processes (the executor has no public way before Python 3.14's terminate_workers);
+    the executor then fails the patients not started yet with BrokenProcessPool."""
+    processes = [p for p in (getattr(pool, "_processes", None) or {}).values() if p.is_alive()]
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(timeout=5)
+        if process.is_alive():  # a step that traps SIGTERM
+            process.kill()
+
+
+PARENT_POLL_SECONDS = 1.0
+
+
+def exit_with_parent(parent_pid: int) -> None:
+    """Worker initializer: end this worker when the command that started it is gone (e.g. killed with SIGKILL);
+    an orphaned worker would otherwise wait on its queue for ever."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_POLL_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+@contextmanager
+def stop_on_terminate() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt in the main thread (as Ctrl-C), so `kill` stops a command like Ctrl-C
+    does; outside the main thread nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
         return
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(run_patient, key): key for key in patient_keys}
-        for future in as_completed(futures):
-            try:
-                yield future.result()
-            except BrokenProcessPool:
-                yield PatientRunOutcome(futures[future], False, "", (), "a worker process died (killed, or out of memory) "
-                                        "while patients were running; run the command again")
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def embed_centers(centers: list[str], run_config: dict) -> dict[str, bool]:
