@@ -151,14 +151,19 @@ def materialize_manifest(instance: dg.DagsterInstance) -> dg.ExecuteInProcessRes
 PID_TAG, HOST_TAG, PROCESS_START_TAG = "cssci/pid", "cssci/host", "cssci/process_start"
 
 
+def _proc_stat(pid: int) -> list[str]:
+    """Fields 3.. of /proc/<pid>/stat (state, ppid, ...), [] where unknown; the command name may hold spaces."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()
+    except OSError:
+        return []
+
+
 def process_start(pid: int) -> str:
     """When process `pid` started (clock ticks since boot, from /proc), '' where unknown: tells a live process
     from a later one that got the same pid."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
-    except OSError:
-        return ""
-    return stat.rsplit(")", 1)[1].split()[19]  # field 22 (starttime); the command name may hold spaces
+    fields = _proc_stat(pid)
+    return fields[19] if fields else ""  # field 22 (starttime)
 
 
 def process_tags() -> dict[str, str]:
@@ -177,8 +182,11 @@ def process_alive(tags: dict[str, str]) -> bool:
         return False
     except PermissionError:
         pass  # exists, another user's
+    fields = _proc_stat(pid)
+    if fields and fields[0] == "Z":  # killed, not yet reaped by its parent
+        return False
     started = tags.get(PROCESS_START_TAG, "")
-    return not started or process_start(pid) in ("", started)
+    return not started or not fields or fields[19] == started
 
 
 def fail_orphaned_runs(instance: dg.DagsterInstance) -> list[str]:

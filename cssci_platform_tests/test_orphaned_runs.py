@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -87,3 +88,19 @@ def test_a_reused_pid_does_not_keep_a_dead_run_alive() -> None:
     if not runner.process_start(os.getpid()):
         pytest.skip("no /proc: process start times are unknown here")
     assert not runner.process_alive({**tags, runner.PROCESS_START_TAG: "1"})  # same pid, another process
+
+
+def test_a_killed_process_not_yet_reaped_counts_as_gone() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        tags = {runner.PID_TAG: str(child.pid), runner.HOST_TAG: runner.process_tags()[runner.HOST_TAG],
+                runner.PROCESS_START_TAG: runner.process_start(child.pid)}
+        assert runner.process_alive(tags)
+        os.kill(child.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while runner.process_alive(tags) and time.monotonic() < deadline:  # a zombie until we wait() for it
+            time.sleep(0.1)
+        assert not runner.process_alive(tags)
+    finally:
+        child.kill()
+        child.wait(timeout=10)
