@@ -198,7 +198,9 @@ def _volume(volume: Volume, what: str) -> tuple[np.ndarray, tuple[float, float, 
                                 f"{volume.GetNumberOfComponentsPerPixel()} component(s); expected a scalar 3-D volume",
                                 "pass the preprocessed 3-D channel volume and mask")
         canonical = reoriented_to_lps(volume)
-        return sitk.GetArrayViewFromImage(canonical), tuple(reversed(canonical.GetSpacing()))
+        # a view only of the caller's image: a view of the temporary reoriented one would outlive its buffer
+        array = sitk.GetArrayViewFromImage(volume) if canonical is volume else sitk.GetArrayFromImage(canonical)
+        return array, tuple(reversed(canonical.GetSpacing()))
     array = np.asarray(volume)
     if array.ndim != 3:
         raise RoiSliceError("wrong_dimensions", f"the {what} has {array.ndim} dimensions {array.shape}; expected "
