@@ -69,6 +69,22 @@ def test_combined_head_learns_no_weight_for_a_noise_rad_score_and_keeps_a_real_o
     assert min(r[0] for r in planted) > 0.8
 
 
+def test_stacking_folds_keep_two_patients_of_every_center_for_combat() -> None:
+    """Cross-fitting inside an already small CV fold (15 patients, a center of 3): every fold's training part keeps
+    every center with at least 2 patients and both outcomes, so the Rad pipeline's ComBat stays estimable."""
+    from cssci_platform.lib.experiment.chains import stacking_splits
+
+    rng = np.random.default_rng(0)
+    for seed in range(100):
+        center = pd.Series(rng.permutation(["A"] * 6 + ["B"] * 6 + ["C"] * 3))
+        y = pd.Series(rng.permutation(["0"] * 7 + ["1"] * 8))
+        splits = stacking_splits(pd.DataFrame({"center": center, "f": 0.0}), y, 5, seed)
+        assert len(splits) == 5 and sorted(np.concatenate([test for _, test in splits])) == list(range(15))
+        for train, _ in splits:
+            assert center.iloc[train].value_counts().min() >= 2 and center.iloc[train].nunique() == 3
+            assert y.iloc[train].nunique() == 2
+
+
 # ------------------------------------------------------------------------------------------ 5. SHAP background
 
 

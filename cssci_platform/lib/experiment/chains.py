@@ -16,7 +16,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import cross_val_predict
+from sklearn.model_selection import PredefinedSplit, cross_val_predict
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
@@ -156,12 +156,25 @@ def _fitted_rad_parts(rad_model: Pipeline, X: pd.DataFrame, y: pd.Series, folds:
     results are kept: the head's grid candidates (they differ only in C) share the Rad fits of each CV fold."""
     key = joblib.hash((rad_model.get_params(deep=True), X, y, folds, seed))
     if key not in _RAD_PARTS:
-        splitter = stratified_folds(y, folds, seed)
-        oof = cross_val_predict(clone(rad_model), X, y, cv=splitter, method="decision_function")
+        oof = cross_val_predict(clone(rad_model), X, y, cv=stacking_splits(X, y, folds, seed), method="decision_function")
         while len(_RAD_PARTS) >= _RAD_PARTS_KEPT:
             _RAD_PARTS.pop(next(iter(_RAD_PARTS)))
         _RAD_PARTS[key] = (clone(rad_model).fit(X, y), np.asarray(oof, dtype=float))
     return _RAD_PARTS[key]
+
+
+def stacking_splits(X: pd.DataFrame, y: pd.Series, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Seeded k-fold splits for cross-fitting, k = min(folds, smallest class count) as `stratified_folds`. Rows are
+    ordered by center, then outcome, then at random, and dealt to the folds in turn: each center's (and within it each
+    outcome's) patients are spread evenly over the folds, so a center with n >= 3 rows keeps at least 2 in every
+    fold's training part (ComBat needs 2 per batch), which outcome-only stratification of a small CV fold does not
+    guarantee."""
+    k = stratified_folds(y, folds, seed).get_n_splits()
+    centers = X[BATCH].astype(str).to_numpy() if BATCH in X.columns else np.zeros(len(X), dtype=str)
+    order = np.lexsort((np.random.default_rng(seed).random(len(y)), y.astype(str).to_numpy(), centers))
+    test_fold = np.empty(len(y), dtype=int)
+    test_fold[order] = np.arange(len(y)) % k
+    return list(PredefinedSplit(test_fold).split())
 
 
 def feature_chain(columns: list[str], settings: ChainSettings) -> list[tuple[str, Any]]:
