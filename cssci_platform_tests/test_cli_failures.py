@@ -196,27 +196,6 @@ def test_predict_on_a_folder_without_the_patients_row_is_exit_2(manifest: Path, 
     assert_one_clear_failure(completed, 2, f"cannot score {folder}", "add the patient's row")
 
 
-def test_sigterm_stops_an_ingest_at_once_and_says_what_was_kept(tmp_path: Path) -> None:
-    # Before: SIGTERM was swallowed and the ingest went on through every patient, then exited 0.
-    manifest = write_sci_cohort(tmp_path / "cohort", n_development=12, n_prospective=0, seed=4)
-    process = subprocess.Popen([sys.executable, "-m", "cssci_platform.cli", "ingest", str(manifest), "--workers", "2"],
-                               env=clean_env(tmp_path / "home"), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, encoding="utf-8")
-    try:
-        time.sleep(15)  # manifest done, two patients running (12 take about a minute)
-        process.send_signal(15)
-        started = time.monotonic()
-        text, _ = process.communicate(timeout=FAST)
-        assert time.monotonic() - started < 20, "it went on after SIGTERM"
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=30)
-    text = " ".join(text.split())
-    assert process.returncode == 130, text
-    assert "stopped (SIGTERM)" in text and "Traceback" not in text and "QC errors" not in text, text
-
-
 def worker_pids(parent: int) -> list[int]:
     listed = subprocess.run(["ps", "-o", "pid=", "--ppid", str(parent)], capture_output=True, text=True).stdout
     return [int(pid) for pid in listed.split()]
@@ -231,19 +210,42 @@ def alive(pid: int) -> bool:
     return not (stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z")
 
 
-def test_workers_of_a_killed_ingest_end_with_it(tmp_path: Path) -> None:
-    # Before: SIGKILL of `cssci ingest` left its patient workers running as orphans for ever.
+def ingest_with_running_workers(tmp_path: Path, stdout: int) -> tuple[subprocess.Popen, list[int]]:
+    """`cssci ingest` of 12 patients (about a minute), returned once its two patient workers run."""
     manifest = write_sci_cohort(tmp_path / "cohort", n_development=12, n_prospective=0, seed=4)
     process = subprocess.Popen([sys.executable, "-m", "cssci_platform.cli", "ingest", str(manifest), "--workers", "2"],
-                               env=clean_env(tmp_path / "home"), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    workers: list[int] = []
+                               env=clean_env(tmp_path / "home"), cwd=tmp_path, stdout=stdout, stderr=subprocess.STDOUT,
+                               text=True, encoding="utf-8")
+    deadline, workers = time.monotonic() + 90, []
+    while len(workers) < 3 and time.monotonic() < deadline and process.poll() is None:  # two workers + resource tracker
+        time.sleep(0.5)
+        workers = worker_pids(process.pid)
+    assert len(workers) >= 3, "the patient workers did not start"
+    time.sleep(2)
+    return process, workers
+
+
+def test_sigterm_stops_an_ingest_at_once_and_says_what_was_kept(tmp_path: Path) -> None:
+    # Before: SIGTERM was swallowed and the ingest went on through every patient, then exited 0.
+    process, _ = ingest_with_running_workers(tmp_path, subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 60
-        while len(workers) < 3 and time.monotonic() < deadline:  # two workers and the resource tracker
-            time.sleep(1)
-            workers = worker_pids(process.pid)
-        assert len(workers) >= 3, "the patient workers did not start"
-        time.sleep(3)
+        process.send_signal(15)
+        started = time.monotonic()
+        text, _ = process.communicate(timeout=FAST)
+        assert time.monotonic() - started < 20, "it went on after SIGTERM"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+    text = " ".join(text.split())
+    assert process.returncode == 130, text
+    assert "stopped (SIGTERM)" in text and "Traceback" not in text and "QC errors" not in text, text
+
+
+def test_workers_of_a_killed_ingest_end_with_it(tmp_path: Path) -> None:
+    # Before: SIGKILL of `cssci ingest` left its patient workers running as orphans for ever.
+    process, workers = ingest_with_running_workers(tmp_path, subprocess.DEVNULL)
+    try:
         process.kill()
         process.wait(timeout=30)
         deadline = time.monotonic() + 20
