@@ -16,7 +16,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import PredefinedSplit, cross_val_predict
+from sklearn.model_selection import PredefinedSplit
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
@@ -156,11 +156,28 @@ def _fitted_rad_parts(rad_model: Pipeline, X: pd.DataFrame, y: pd.Series, folds:
     results are kept: the head's grid candidates (they differ only in C) share the Rad fits of each CV fold."""
     key = joblib.hash((rad_model.get_params(deep=True), X, y, folds, seed))
     if key not in _RAD_PARTS:
-        oof = cross_val_predict(clone(rad_model), X, y, cv=stacking_splits(X, y, folds, seed), method="decision_function")
+        oof = _out_of_fold_scores(rad_model, X, y, folds, seed)
         while len(_RAD_PARTS) >= _RAD_PARTS_KEPT:
             _RAD_PARTS.pop(next(iter(_RAD_PARTS)))
         _RAD_PARTS[key] = (clone(rad_model).fit(X, y), np.asarray(oof, dtype=float))
     return _RAD_PARTS[key]
+
+
+def _out_of_fold_scores(rad_model: Pipeline, X: pd.DataFrame, y: pd.Series, folds: int, seed: int) -> np.ndarray:
+    """Decision values of each row from the Rad pipeline fitted on the other folds (`stacking_splits`). A fold's
+    training part of a small CV fold can hold fewer patients of a class than LASSO's CV folds; there LASSO uses
+    k = min(its folds, smallest class count), the convention of `stratified_folds` for every other CV here."""
+    pieces = []
+    for train, test in stacking_splits(X, y, folds, seed):
+        model = clone(rad_model)
+        if "lasso" in model.named_steps:
+            smallest = int(y.iloc[train].value_counts().min())
+            model.set_params(lasso__cv=min(model.get_params()["lasso__cv"], max(smallest, 2)))
+        pieces.append((test, model.fit(X.iloc[train], y.iloc[train]).decision_function(X.iloc[test])))
+    scores = np.empty((len(y), *pieces[0][1].shape[1:]))
+    for test, values in pieces:
+        scores[test] = values
+    return scores
 
 
 def stacking_splits(X: pd.DataFrame, y: pd.Series, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
