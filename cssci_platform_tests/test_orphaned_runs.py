@@ -104,3 +104,25 @@ def test_a_killed_process_not_yet_reaped_counts_as_gone() -> None:
     finally:
         child.kill()
         child.wait(timeout=10)
+
+
+def test_the_next_cssci_command_marks_the_killed_run_failed(dagster_home: Path, processes: list, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from cssci_platform import cli
+
+    killed = start_slow_run()
+    processes.append(killed)
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait(timeout=30)
+    monkeypatch.setattr(cli.subprocess, "call", lambda command, cwd=None: 0)  # `cssci ui` without the webserver
+    for name in ("CSSCI_WAREHOUSE", "CSSCI_IMAGE_STORE", "CSSCI_MLFLOW_URI", "CSSCI_MANIFEST", "CSSCI_LOG_DIR",
+                 "MLFLOW_DISABLE_TELEMETRY", "CSSCI_EXPERIMENT_CONFIG"):
+        monkeypatch.setenv(name, os.environ.get(name, ""))  # restored after the command sets them
+    result = CliRunner().invoke(cli.app, ["ui", "--home", str(tmp_path / "home")])
+    assert result.exit_code == 0, result.output
+    with dg.DagsterInstance.get() as instance:
+        run = run_of(instance, killed.pid)
+    assert run.status == dg.DagsterRunStatus.FAILURE
+    assert f"marked 1 run(s) failed whose process ended without finishing them (killed or crashed): {run.run_id}" in " ".join(result.output.split())
