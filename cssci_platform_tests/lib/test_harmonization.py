@@ -26,7 +26,7 @@ from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from cssci_platform.lib.harmonization import ComBat, as_pipeline_input, undersized_batches
+from cssci_platform.lib.harmonization import ComBat, as_pipeline_input, forget_unseen_center_warnings, undersized_batches
 from cssci_platform_tests.refdata import refdata_root
 
 TOLERANCE = 1e-8  # absolute
@@ -238,6 +238,7 @@ def test_unseen_center_default_policy_none_returns_features_unchanged_and_logs(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     combat, center_c = fit_without_center_c()
+    forget_unseen_center_warnings()  # the summary is logged at warning level once per process (issue 19)
     with caplog.at_level(logging.WARNING, logger=COMBAT_LOGGER):
         harmonized = combat.transform(center_c)
 
@@ -255,6 +256,7 @@ def test_unseen_center_policy_error_raises_naming_the_center() -> None:
 
 def test_unseen_center_policy_reference_uses_the_chosen_centers_estimates(caplog: pytest.LogCaptureFixture) -> None:
     combat, center_c = fit_without_center_c(unseen_center_policy="reference", unseen_center_reference="A")
+    forget_unseen_center_warnings()
     with caplog.at_level(logging.WARNING, logger=COMBAT_LOGGER):
         harmonized = combat.transform(center_c)
 
@@ -375,7 +377,7 @@ def test_input_must_be_a_dataframe_with_numeric_features() -> None:
     with pytest.raises(ValueError, match=r"feature columns \['sex', 'grade'\] are not numeric"):
         ComBat().fit(cohort)  # sex and grade are neither features nor declared covariates
     with pytest.raises(ValueError, match="needs at least 2; use eb=False"):
-        ComBat(feature_cols=["feature_0"]).fit(cohort)
+        ComBat(feature_cols=["feature_0"], single_feature_eb="error").fit(cohort)
     assert ComBat(feature_cols=["feature_0"], eb=False).fit_transform(cohort).shape == (len(cohort), 1)
 
 

@@ -11,6 +11,7 @@ from cssci_platform.lib.harmonization.combat import (
     UnseenCenterEvent,
     UnseenCenterPolicy,
     as_pipeline_input,
+    forget_unseen_center_warnings,
 )
 from cssci_platform.lib.harmonization.estimation import BatchEffect, EmpiricalBayesSettings, StandardizationModel
 from cssci_platform.lib.harmonization.frame import HARMONIZATION_OFF, MIN_BATCH_SIZE, undersized_batches
@@ -26,5 +27,6 @@ __all__ = [
     "UnseenCenterEvent",
     "UnseenCenterPolicy",
     "as_pipeline_input",
+    "forget_unseen_center_warnings",
     "undersized_batches",
 ]

@@ -20,8 +20,15 @@ the non-parametric prior is computed in log space (finite where neuroCombat's de
 new patients are standardized with their own covariates (`neuroCombatFromTraining` uses the training
 cohort's mean covariate effect for everyone).
 
-A center not seen at fit follows `unseen_center_policy`; each occurrence is logged (warning) and
-appended to `unseen_center_log_`:
+Degenerate inputs are decided, logged and listed in `decisions_` (and the step's `report_`), not raised:
+a single harmonized feature with `eb=True` is fitted without empirical Bayes (`single_feature_eb="fallback"`;
+"error" refuses it); columns of `unharmonized_classes` (radiomics feature classes, e.g. shape) pass through
+unchanged; centers with fewer than `min_center_size` fit rows follow `small_center` (`pool`, `unseen`, `error`:
+see `scope.py`); when a small-center decision leaves fewer than 2 batches, or no feature is left to harmonize,
+the step passes every feature through unchanged.
+
+A center not seen at fit follows `unseen_center_policy`; each occurrence is appended to
+`unseen_center_log_` and summarized in one warning per transform call (identical repeats at debug level):
 
 - `none` (default): no batch adjustment: gamma* = 0, delta* = 1, which returns the rows' features
   unchanged (with a reference batch: the center is taken to be on the reference scale already).
@@ -55,6 +62,15 @@ from cssci_platform.lib.harmonization.estimation import (
     fit_standardization,
     reference_batch_effect,
 )
+from cssci_platform.lib.harmonization.scope import (
+    POOLED_BATCH,
+    SMALL_CENTER_POLICIES,
+    SmallCenterPolicy,
+    columns_of_classes,
+    small_center_error,
+    small_centers,
+)
+from cssci_platform.lib.selection import SelectionReport
 from cssci_platform.lib.harmonization.frame import (
     MIN_BATCH_SIZE,
     CovariateEncoder,
@@ -69,6 +85,7 @@ from cssci_platform.lib.harmonization.frame import (
 UnseenCenterPolicy = Literal["none", "refit_site", "reference", "error"]
 UNSEEN_CENTER_POLICIES: tuple[str, ...] = ("none", "refit_site", "reference", "error")
 _LOG = logging.getLogger(__name__)
+_WARNED_UNSEEN: set[tuple] = set()  # unseen-center summaries already logged at warning level in this process
 
 
 @dataclass(frozen=True)
@@ -80,6 +97,11 @@ class UnseenCenterEvent:
     policy: str
     action: str
     batch_effect: BatchEffect | None = None  # the estimates applied, when there were any
+
+
+def forget_unseen_center_warnings() -> None:
+    """Log the next unseen-center summary at warning level again (a new study in the same process)."""
+    _WARNED_UNSEEN.clear()
 
 
 class ComBat(TransformerMixin, BaseEstimator):
@@ -106,6 +128,10 @@ class ComBat(TransformerMixin, BaseEstimator):
         unseen_center_policy: UnseenCenterPolicy = "none",
         unseen_center_reference: Hashable | None = None,
         refit_site_min_samples: int = 5,
+        single_feature_eb: Literal["fallback", "error"] = "fallback",
+        small_center: SmallCenterPolicy = "error",
+        min_center_size: int = MIN_BATCH_SIZE,
+        unharmonized_classes: Sequence[str] = (),
     ) -> None:
         self.batch_col = batch_col
         self.categorical_cols = categorical_cols
@@ -118,6 +144,10 @@ class ComBat(TransformerMixin, BaseEstimator):
         self.unseen_center_policy = unseen_center_policy
         self.unseen_center_reference = unseen_center_reference
         self.refit_site_min_samples = refit_site_min_samples
+        self.single_feature_eb = single_feature_eb
+        self.small_center = small_center
+        self.min_center_size = min_center_size
+        self.unharmonized_classes = unharmonized_classes
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> ComBat:
         """Estimate the standardization and every center's batch effect from `X` (labels `y` are ignored)."""
@@ -126,10 +156,20 @@ class ComBat(TransformerMixin, BaseEstimator):
         self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
         self.n_features_in_ = frame.shape[1]
         self.feature_cols_ = resolve_feature_columns(frame, self.feature_cols, set(self._design_columns()))
-        features = feature_matrix(frame, self.feature_cols_)
-        labels = batch_labels(frame, self.batch_col)
-        batches, codes = sorted_levels(labels, self.batch_col)
-        self._check_batches(batches, labels)
+        self.unharmonized_cols_ = columns_of_classes(self.feature_cols_, self.unharmonized_classes)
+        self.harmonized_cols_ = [c for c in self.feature_cols_ if c not in set(self.unharmonized_cols_)]
+        self.decisions_: list[str] = []
+        self.unseen_center_log_: list[UnseenCenterEvent] = []
+        if self.unharmonized_cols_:
+            self._decide(f"{len(self.unharmonized_cols_)} feature(s) of classes {list(self.unharmonized_classes)} left "
+                         "unharmonized (passed through)")
+        labels, fit_rows = self._fit_batch_labels(batch_labels(frame, self.batch_col))
+        batches, codes = sorted_levels(labels[fit_rows], self.batch_col)
+        if not self.harmonized_cols_ or self._too_few_batches_after_decisions(batches):
+            return self._fit_passthrough()
+        self._check_batches(batches, labels[fit_rows])
+        frame = frame.loc[fit_rows]
+        features = feature_matrix(frame, self.harmonized_cols_)
         self.covariate_encoder_ = CovariateEncoder.fit(frame, self.categorical_cols, self.continuous_cols)
         covariates = self.covariate_encoder_.transform(frame)
         reference_code = None if self.ref_batch is None else batches.index(self.ref_batch)
@@ -142,25 +182,99 @@ class ComBat(TransformerMixin, BaseEstimator):
             for code, batch in enumerate(batches)
         }
         self._expose_estimates(batches, codes)
-        self.unseen_center_log_: list[UnseenCenterEvent] = []
+        self.report_ = self._report()
         return self
+
+    def _decide(self, decision: str) -> None:
+        """A decision taken on degenerate input: logged and kept in `decisions_` (and the step report)."""
+        _LOG.info("ComBat: %s", decision)
+        self.decisions_.append(decision)
+
+    def _fit_batch_labels(self, labels: npt.NDArray[np.object_]) -> tuple[npt.NDArray[np.object_], npt.NDArray[np.bool_]]:
+        """Batch labels after the small-center policy, and which rows enter the fit."""
+        small = small_centers(labels, self.min_center_size)
+        self.pooled_centers_: list[Hashable] = []
+        self.excluded_centers_: list[Hashable] = []
+        fit_rows = np.ones(len(labels), dtype=bool)
+        if not small or self.small_center == "error":
+            return labels, fit_rows
+        if self.small_center == "pool" and sum(small.values()) >= MIN_BATCH_SIZE:
+            self.pooled_centers_ = list(small)
+            self._decide(f"small centers {small} (< {self.min_center_size} fit rows) pooled into one batch {POOLED_BATCH!r}")
+            return self._pooled(labels), fit_rows
+        self.excluded_centers_ = list(small)
+        why = "pooled they still have fewer than 2 rows, so " if self.small_center == "pool" else ""
+        self._decide(f"small centers {small} (< {self.min_center_size} fit rows): {why}left out of the fit; their rows "
+                     f"follow unseen_center_policy {self.unseen_center_policy!r}")
+        return labels, ~np.isin(labels, self.excluded_centers_)
+
+    def _pooled(self, labels: npt.NDArray[np.object_]) -> npt.NDArray[np.object_]:
+        if not getattr(self, "pooled_centers_", None):
+            return labels
+        return np.where(np.isin(labels, self.pooled_centers_), POOLED_BATCH, labels).astype(object)
+
+    def _too_few_batches_after_decisions(self, batches: list[Hashable]) -> bool:
+        changed = bool(self.pooled_centers_ or self.excluded_centers_)
+        return changed and len(batches) < 2 and self.ref_batch is None
+
+    def _fit_passthrough(self) -> ComBat:
+        """Nothing to estimate (no feature to harmonize, or one batch left): every feature passes unchanged."""
+        self._decide("no ComBat adjustment: " + ("no feature left to harmonize" if not self.harmonized_cols_ else
+                                                 "fewer than 2 centers left after the small-center policy"))
+        self.standardization_ = None
+        self.batch_effects_ = {}
+        self.batches_ = np.asarray([], dtype=object)
+        self.batch_sizes_ = {}
+        self.report_ = self._report()
+        return self
+
+    def _report(self) -> SelectionReport:
+        return SelectionReport(
+            step="combat", n_in=len(self.feature_cols_), n_out=len(self.feature_cols_), kept=tuple(self.feature_cols_),
+            statistic_name="harmonized", statistic={c: float(c in set(self.harmonized_cols_)) for c in self.feature_cols_},
+            notes=tuple(self.decisions_),
+            details={"harmonized": len(self.harmonized_cols_) if self.standardization_ is not None else 0,
+                     "unharmonized_classes": list(self.unharmonized_classes),
+                     "pooled_centers": [str(c) for c in self.pooled_centers_],
+                     "centers_left_out": [str(c) for c in self.excluded_centers_],
+                     "empirical_bayes": bool(getattr(self, "eb_used_", self.eb))})
 
     def transform(self, X: pd.DataFrame) -> FloatArray:
         """Harmonized features (rows x `feature_cols_`) with the fitted estimates; see unseen centers above."""
         check_is_fitted(self, "standardization_")
         frame = require_frame(X, [*self._design_columns(), *self.feature_cols_])
-        features = feature_matrix(frame, self.feature_cols_)
+        output = feature_matrix(frame, self.feature_cols_)
+        if self.standardization_ is None:
+            return output
+        features = feature_matrix(frame, self.harmonized_cols_)
         covariates = self.covariate_encoder_.transform(frame)
-        labels = batch_labels(frame, self.batch_col)
+        labels = self._pooled(batch_labels(frame, self.batch_col))
         standardized = self.standardization_.standardize(features, covariates)
         harmonized = features.copy()
+        events_before = len(self.unseen_center_log_)
         for center in pd.unique(labels):
             rows = labels == center
             effect = self._effect_for(center, standardized[rows])
             if effect is not None:
                 adjusted = effect.remove(standardized[rows])
                 harmonized[rows] = self.standardization_.unstandardize(adjusted, covariates[rows])
-        return harmonized
+        self._warn_unseen_once(self.unseen_center_log_[events_before:])
+        output[:, [self.feature_cols_.index(c) for c in self.harmonized_cols_]] = harmonized
+        return output
+
+    @staticmethod
+    def _warn_unseen_once(events: list[UnseenCenterEvent]) -> None:
+        """One warning per call naming every unseen center with its row count; an identical repeat (the same centers
+        and policy, e.g. every CV fold or one prospective patient at a time) is logged at debug level."""
+        if not events:
+            return
+        centers = ", ".join(f"{event.center!r} ({event.n_rows} rows)" for event in events)
+        message = (f"ComBat: {len(events)} center(s) {centers} unseen at fit; policy {events[0].policy!r}: "
+                   f"{events[0].action}")
+        key = (events[0].policy, tuple(str(event.center) for event in events))
+        level = logging.DEBUG if key in _WARNED_UNSEEN else logging.WARNING
+        _WARNED_UNSEEN.add(key)
+        _LOG.log(level, message)
 
     def get_feature_names_out(self, input_features: Sequence[str] | None = None) -> npt.NDArray[np.object_]:
         check_is_fitted(self, "feature_cols_")
@@ -172,7 +286,7 @@ class ComBat(TransformerMixin, BaseEstimator):
         return [self.batch_col, *self.categorical_cols, *self.continuous_cols]
 
     def _settings(self) -> EmpiricalBayesSettings:
-        return EmpiricalBayesSettings(eb=self.eb, parametric=self.parametric, mean_only=self.mean_only)
+        return EmpiricalBayesSettings(eb=getattr(self, "eb_used_", self.eb), parametric=self.parametric, mean_only=self.mean_only)
 
     def _check_parameters(self) -> None:
         if self.unseen_center_policy not in UNSEEN_CENTER_POLICIES:
@@ -183,19 +297,18 @@ class ComBat(TransformerMixin, BaseEstimator):
             raise ValueError(f"refit_site_min_samples must be at least {MIN_BATCH_SIZE} (a variance needs 2 rows)")
         if self.unseen_center_policy == "reference" and self.unseen_center_reference is None:
             raise ValueError("unseen_center_policy='reference' needs unseen_center_reference= (a known center)")
+        if self.small_center not in SMALL_CENTER_POLICIES:
+            raise ValueError(f"small_center must be one of {SMALL_CENTER_POLICIES}, got {self.small_center!r}")
+        if self.single_feature_eb not in ("fallback", "error"):
+            raise ValueError(f"single_feature_eb must be 'fallback' or 'error', got {self.single_feature_eb!r}")
         columns = self._design_columns()
         if len(set(columns)) != len(columns):
             raise ValueError(f"batch and covariate columns overlap: {columns}")
 
     def _check_batches(self, batches: list[Hashable], labels: npt.NDArray[np.object_]) -> None:
-        undersized = undersized_batches(labels)
+        undersized = undersized_batches(labels, max(MIN_BATCH_SIZE, self.min_center_size))
         if undersized:
-            sizes = ", ".join(f"{batch!r} has {size} sample(s)" for batch, size in undersized.items())
-            raise ValueError(
-                f"ComBat batch too small in {self.batch_col!r}: {sizes}; at least {MIN_BATCH_SIZE} per batch are "
-                "needed to estimate a batch's location and scale. Fix: merge it with a comparable center, drop "
-                "its patients from the fit (unseen_center_policy then handles them), or add patients"
-            )
+            raise ValueError(small_center_error(undersized, max(MIN_BATCH_SIZE, self.min_center_size), self.batch_col))
         if len(batches) < 2 and self.ref_batch is None:
             raise ValueError(f"only one batch ({batches}) in {self.batch_col!r}: nothing to harmonize")
         if self.ref_batch is not None and self.ref_batch not in batches:
@@ -204,8 +317,13 @@ class ComBat(TransformerMixin, BaseEstimator):
             raise ValueError(
                 f"unseen_center_reference {self.unseen_center_reference!r} is not among the batches {batches}"
             )
-        if self.eb and len(self.feature_cols_) < 2:
-            raise ValueError("empirical Bayes pools information across features and needs at least 2; use eb=False")
+        self.eb_used_ = self.eb
+        if self.eb and len(self.harmonized_cols_) < 2:
+            if self.single_feature_eb == "error":
+                raise ValueError("empirical Bayes pools information across features and needs at least 2; use eb=False")
+            self.eb_used_ = False
+            self._decide(f"1 feature to harmonize ({self.harmonized_cols_[0]}): empirical Bayes needs at least 2, "
+                         "fitted without it (eb=False: each center's own location/scale estimates)")
 
     def _check_design(self, codes: IntArray, n_batches: int, covariates: FloatArray) -> None:
         design = np.hstack([np.eye(n_batches)[codes], covariates])
@@ -222,7 +340,7 @@ class ComBat(TransformerMixin, BaseEstimator):
         scale = np.maximum(np.abs(features).max(axis=0), np.finfo(float).tiny)
         degenerate = self.standardization_.pooled_variance <= (1e-12 * scale) ** 2
         if degenerate.any():
-            names = [self.feature_cols_[index] for index in np.flatnonzero(degenerate)]
+            names = [self.harmonized_cols_[index] for index in np.flatnonzero(degenerate)]
             where = f"the reference batch {self.ref_batch!r}" if self.ref_batch is not None else "the fit data"
             raise ValueError(
                 f"features {names[:10]}{' ...' if len(names) > 10 else ''} ({len(names)}) have zero residual "
@@ -278,7 +396,6 @@ class ComBat(TransformerMixin, BaseEstimator):
         else:
             effect = None
             action = "left unharmonized (no batch adjustment: gamma*=0, delta*=1)"
-        _LOG.warning("ComBat: center %r (%d rows) unseen at fit; policy %r: %s", center, n_rows, policy, action)
         self.unseen_center_log_.append(UnseenCenterEvent(center, n_rows, policy, action, effect))
         return effect
 
