@@ -85,6 +85,18 @@ def test_stacking_folds_keep_two_patients_of_every_center_for_combat() -> None:
             assert y.iloc[train].nunique() == 2
 
 
+def test_cross_fitting_survives_a_center_of_two_and_a_class_of_three() -> None:
+    """A 14-patient CV fold with a center of 2 and LASSO asking 3 CV folds: stacking folds leave the lone patient's
+    center out of that fold's ComBat fit (its held-out patient is an unseen center) and clamp LASSO's folds."""
+    rows, label = _stacking_cohort(4, 1.5, n=14, p=20)
+    rows["center"] = ["C0"] * 6 + ["C1"] * 6 + ["C2"] * 2
+    label.iloc[:] = ["1", "1", "1"] + ["0"] * 11
+    settings = ChainSettings(harmonize=True, mrmr_k=5, lasso_cv=3)
+    columns = [c for c in rows.columns if c != "center"]
+    combined = build_pipeline(Signature("combined"), columns, None, settings).fit(rows, label)
+    assert np.isfinite(combined.named_steps["clf"].head_scores_).all() and combined.predict_proba(rows).shape == (14, 2)
+
+
 # ------------------------------------------------------------------------------------------ 5. SHAP background
 
 

@@ -24,7 +24,7 @@ from sklearn.utils.validation import check_is_fitted
 from cssci_platform.lib.classifiers import stratified_folds
 from cssci_platform.lib.experiment.matrix import CLIN, DL, RAD
 from cssci_platform.lib.experiment.signatures import Signature
-from cssci_platform.lib.harmonization import ComBat
+from cssci_platform.lib.harmonization import ComBat, undersized_batches
 from cssci_platform.lib.selection import (
     ChannelPCA,
     ICCFilter,
@@ -164,12 +164,17 @@ def _fitted_rad_parts(rad_model: Pipeline, X: pd.DataFrame, y: pd.Series, folds:
 
 
 def _out_of_fold_scores(rad_model: Pipeline, X: pd.DataFrame, y: pd.Series, folds: int, seed: int) -> np.ndarray:
-    """Decision values of each row from the Rad pipeline fitted on the other folds (`stacking_splits`). A fold's
-    training part of a small CV fold can hold fewer patients of a class than LASSO's CV folds; there LASSO uses
-    k = min(its folds, smallest class count), the convention of `stratified_folds` for every other CV here."""
+    """Decision values of each row from the Rad pipeline fitted on the other folds (`stacking_splits`). Inside a
+    small CV fold a stacking fold's training part can be too small for two steps, handled as they are elsewhere:
+    a center left with one patient is left out of that fold's fit (ComBat cannot estimate a one-patient batch; its
+    held-out patients are then an unseen center, `unseen_center_policy`), and LASSO uses k = min(its CV folds,
+    smallest class count), the convention of `stratified_folds`."""
     pieces = []
     for train, test in stacking_splits(X, y, folds, seed):
         model = clone(rad_model)
+        if "combat" in model.named_steps and BATCH in X.columns:
+            lone = undersized_batches(X[BATCH].iloc[train])
+            train = train[~X[BATCH].iloc[train].isin(list(lone)).to_numpy()]
         if "lasso" in model.named_steps:
             smallest = int(y.iloc[train].value_counts().min())
             model.set_params(lasso__cv=min(model.get_params()["lasso__cv"], max(smallest, 2)))
