@@ -262,6 +262,28 @@ def grid_for(name: str, preset: GridPreset = "fast", step: str | None = "clf") -
     return prefixed if isinstance(grid, list) else prefixed[0]
 
 
+ROWS_PER_LEAF_SHARE = 4  # a leaf may need at most a quarter of the training rows (LightGBM's min_child_samples)
+
+
+def grid_for_rows(name: str, preset: GridPreset, n_rows: int, step: str | None = None) -> tuple[ParamGrid, list[str]]:
+    """The grid of `name` adapted to `n_rows` training rows, and the decisions taken. LightGBM's min_child_samples
+    (fast grid 10, full up to 20) is capped at n_rows / 4: with fewer rows than two leaves need it grows no tree and
+    predicts a constant (AUC 0.5 everywhere)."""
+    grid = grid_for(name, preset, step)
+    if name != "LightGBM":
+        return grid, []
+    cap = max(2, n_rows // ROWS_PER_LEAF_SHARE)
+    key = f"{step}__min_child_samples" if step else "min_child_samples"
+    notes = []
+    for part in _grid_parts(grid):
+        wanted = part.get(key, [])
+        if any(value > cap for value in wanted):
+            part[key] = sorted({min(value, cap) for value in wanted})
+            notes.append(f"LightGBM min_child_samples {wanted} capped at {cap} (= {n_rows} training rows / "
+                         f"{ROWS_PER_LEAF_SHARE}): larger leaves leave no split and a constant predictor")
+    return grid, notes
+
+
 def n_combinations(name: str, preset: GridPreset) -> int:
     return len(ParameterGrid(grid_for(name, preset, step=None)))
 

@@ -82,3 +82,79 @@ def test_unseen_center_warning_is_logged_once_with_a_count(caplog: pytest.LogCap
                 combat.transform(frame.loc[[patient]])
     warnings = [r for r in caplog.records if "unseen at fit" in r.getMessage()]
     assert len(warnings) == 1 and "1 center(s) 'Z9' (1 rows)" in warnings[0].getMessage()
+
+
+# -- the modeling chain: failures recorded, tiny folds ---------------------------------------------------------
+
+from cssci_platform.lib.experiment.chains import ChainSettings  # noqa: E402
+from cssci_platform.lib.experiment.signatures import Signature  # noqa: E402
+from cssci_platform.lib.experiment import training  # noqa: E402
+
+
+def small_matrix(n: int, p: int = 6, signal: float = 2.0, seed: int = 0, centers: tuple[str, ...] = ("A", "B"),
+                 constant: bool = False) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    labels = rng.permutation(np.resize(np.array(["0", "1"]), n))
+    values = rng.normal(size=(n, p)) + signal * (labels == "1")[:, None]
+    if constant:
+        values[:] = 1.0
+    matrix = pd.DataFrame(values, columns=[f"rad__T1__lesion__original__original_glcm_F{i}" for i in range(p)],
+                          index=pd.Index([f"P{i:02d}" for i in range(n)], name="patient_key"))
+    matrix.insert(0, "label", labels)
+    matrix.insert(0, "cohort", "development")
+    matrix.insert(0, "center", [centers[i % len(centers)] for i in range(n)])
+    return matrix
+
+
+def first_rows_train(matrix: pd.DataFrame, n_train: int) -> pd.Series:
+    return pd.Series(["train"] * n_train + ["test"] * (len(matrix) - n_train), index=matrix.index)
+
+
+def test_a_failing_signature_is_recorded_and_does_not_stop_the_others() -> None:
+    settings = ChainSettings(mrmr_k=None, lasso=False, rank_test=False, lasso_cv=3)
+    constant = small_matrix(40, constant=True)
+    roles = first_rows_train(constant, 32)
+    fits = training.fit_signature(constant, roles, Signature("rad"), ["LR", "KNN"], "leakage_safe", ["0", "1"], settings,
+                                  cv_folds=3)
+    assert [type(f).__name__ for f in fits] == ["FailedFit", "FailedFit"]
+    assert {f.spec.classifier for f in fits} == {"LR", "KNN"}
+    assert "CV fold 1 of 3" in fits[0].reason and fits[0].stage == "selection chain"
+    healthy = small_matrix(40)
+    [model] = training.fit_signature(healthy, roles, Signature("rad"), ["LR"], "leakage_safe", ["0", "1"], settings,
+                                     cv_folds=3)
+    assert isinstance(model, training.TrainedModel)
+
+
+def test_a_small_center_inside_a_cv_fold_says_it_is_a_fold_and_names_the_key() -> None:
+    matrix = small_matrix(40, centers=("A", "B", "B", "B", "A", "B", "B", "B", "A", "B"))
+    matrix.loc[matrix.index[:30], "center"] = matrix["center"].iloc[:30].replace({"A": "B"})
+    matrix.loc[matrix.index[0], "center"] = "C"
+    matrix.loc[matrix.index[1], "center"] = "C"
+    matrix.loc[matrix.index[2], "center"] = "A"
+    matrix.loc[matrix.index[3], "center"] = "A"
+    roles = first_rows_train(matrix, 32)
+    settings = ChainSettings(mrmr_k=None, lasso=False, rank_test=False)
+    [failed] = training.fit_signature(matrix, roles, Signature("rad"), ["LR"], "leakage_safe", ["0", "1"], settings,
+                                      cv_folds=5)
+    assert "CV fold" in failed.reason and "harmonization.small_center" in failed.reason, failed.reason
+
+
+def test_lightgbm_on_16_training_rows_is_not_a_constant_predictor() -> None:
+    matrix = small_matrix(20, p=4, signal=1.5, seed=1)
+    roles = first_rows_train(matrix, 16)
+    settings = ChainSettings(harmonize=False, rank_test=False, spearman_threshold=None, mrmr_k=None, lasso=False)
+    [model] = training.train_signature(matrix, roles, Signature("rad"), ["LightGBM"], "leakage_safe", ["0", "1"],
+                                       settings, cv_folds=5)
+    assert model.predictions["probability"].nunique() > 2
+    assert model.best_params["min_child_samples"] <= 16 // 4
+    assert any("min_child_samples" in note for note in model.decisions)
+
+
+def test_tiny_folds_are_flagged_and_a_zero_sd_cv_auc_is_marked_degenerate() -> None:
+    matrix = small_matrix(24, p=3, signal=6.0, seed=2)
+    roles = first_rows_train(matrix, 20)
+    settings = ChainSettings(harmonize=False, rank_test=False, spearman_threshold=None, mrmr_k=None, lasso=False)
+    [model] = training.train_signature(matrix, roles, Signature("rad"), ["LR"], "leakage_safe", ["0", "1"], settings,
+                                       cv_folds=5)
+    assert model.small_sample and "small sample" in model.small_sample[0]
+    assert model.cv_score_sd == 0 and model.degenerate_cv

@@ -9,6 +9,7 @@ threshold re-picked on each cohort; its results are tagged and never the default
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -27,13 +28,21 @@ from cssci_platform.lib.experiment.chains import (
     paper_faithful_columns,
 )
 from cssci_platform.lib.experiment.signatures import Signature, result_name
-from cssci_platform.lib.experiment.tuning import ChainFolds, TunedClassifier, fit_chain_folds, tune_on_folds
+from cssci_platform.lib.experiment.tuning import (
+    ChainFolds,
+    TunedClassifier,
+    fit_chain_folds,
+    small_sample_warnings,
+    tune_on_folds,
+)
 from cssci_platform.lib.selection import pipeline_reports
 
 Mode = Literal["leakage_safe", "paper_faithful"]
 MODES: tuple[Mode, ...] = ("leakage_safe", "paper_faithful")
 SCORED_ROLES = ("train", "test", "validation")
 FIXED_CLASSIFIER = "LR"  # Clinical and Combined are logistic regressions, as in the studies
+REASON_CHARS = 500  # a failed fit's reason as stored (MLflow tag, model_results.reason)
+_LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -60,31 +69,85 @@ class TrainedModel:
     metrics: dict[str, dict[str, float]]  # role -> metric -> value
     selection: list[dict] = field(default_factory=list)
     input_columns: list[str] = field(default_factory=list)
+    small_sample: list[str] = field(default_factory=list)  # why its CV results cannot mean much (empty: no concern)
+    decisions: list[str] = field(default_factory=list)  # decisions taken on degenerate input (chain steps, grid)
+
+    @property
+    def degenerate_cv(self) -> bool:
+        """CV AUC without spread on tiny folds: never a champion while another model is."""
+        return any(note.startswith("degenerate CV") for note in self.small_sample)
+
+
+@dataclass(frozen=True)
+class FailedFit:
+    """A signature x classifier x mode whose fit raised: recorded (MLflow, model_results, report), never fatal."""
+
+    spec: ModelSpec
+    stage: str  # "selection chain" (every classifier of the signature) or "classifier"
+    reason: str
+    error: Exception | None = None
+
+
+def failure_reason(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}"[:REASON_CHARS]
 
 
 def train_signature(matrix: pd.DataFrame, roles: pd.Series, signature: Signature, classifiers: list[str], mode: Mode,
                     classes: list[str], settings: ChainSettings, preset: str = "fast", cv_folds: int = 10) -> list[TrainedModel]:
     """Every classifier of one signature and mode. `matrix`: `assemble` output; `roles`: patient_key ->
-    train/test/validation/excluded for one fold. Clinical and Combined are fitted once, as logistic regression."""
+    train/test/validation/excluded for one fold. Clinical and Combined are fitted once, as logistic regression.
+    Raises the first fit's error; `fit_signature` records failures instead."""
+    fits = fit_signature(matrix, roles, signature, classifiers, mode, classes, settings, preset, cv_folds)
+    failed = next((fit for fit in fits if isinstance(fit, FailedFit)), None)
+    if failed is not None and failed.error is not None:
+        raise failed.error
+    return [fit for fit in fits if isinstance(fit, TrainedModel)]
+
+
+def fit_signature(matrix: pd.DataFrame, roles: pd.Series, signature: Signature, classifiers: list[str], mode: Mode,
+                  classes: list[str], settings: ChainSettings, preset: str = "fast",
+                  cv_folds: int = 10) -> list[TrainedModel | FailedFit]:
+    """As `train_signature`, but a fit that raises becomes a `FailedFit` (signature, classifier, mode, reason): a failing
+    selection chain fails every classifier of the signature, a failing classifier only itself."""
     roles = roles.reindex(matrix.index)
     train = matrix[roles == "train"]
     if train.empty:
         raise ValueError("no training patients in this split")
+    if signature.kind in ("clinical", "combined"):
+        classifiers = [FIXED_CLASSIFIER]
+    try:
+        columns, template, folds = _chain_on_folds(matrix, roles, train, signature, classifiers, mode, settings, cv_folds)
+    except Exception as error:  # noqa: BLE001 - any fit error is recorded, the study goes on
+        return [_failed(ModelSpec(signature, name, mode), "selection chain", error) for name in classifiers]
+    fits: list[TrainedModel | FailedFit] = []
+    for name in classifiers:
+        spec = ModelSpec(signature, name, mode)
+        try:
+            estimator = template.steps[-1][1] if signature.kind == "combined" else make_estimator(name, seed=settings.seed)
+            fits.append(_trained(matrix, roles, spec, classes, folds, columns, tune_on_folds(folds, estimator, name, preset)))
+        except Exception as error:  # noqa: BLE001
+            fits.append(_failed(spec, "classifier", error))
+    return fits
+
+
+def _chain_on_folds(matrix: pd.DataFrame, roles: pd.Series, train: pd.DataFrame, signature: Signature,
+                    classifiers: list[str], mode: Mode, settings: ChainSettings,
+                    cv_folds: int) -> tuple[list[str], Pipeline, ChainFolds]:
     columns, chain_settings = signature.columns(matrix), settings
     if mode == "paper_faithful":
         labelled = matrix[roles.isin(["train", "test"])]
         columns = paper_faithful_columns(labelled, labelled["label"], columns, settings)
         chain_settings = after_paper_faithful_prefilter(settings)
-    if signature.kind in ("clinical", "combined"):
-        classifiers = [FIXED_CLASSIFIER]
     first = None if signature.kind == "combined" else make_estimator(classifiers[0], seed=settings.seed)
     template = build_pipeline(signature, columns, first, chain_settings)
     folds = fit_chain_folds(Pipeline(template.steps[:-1]), train, train["label"].astype(str), cv_folds, settings.seed)
-    estimators = {name: template.steps[-1][1] if signature.kind == "combined" else make_estimator(name, seed=settings.seed)
-                  for name in classifiers}
-    return [_trained(matrix, roles, ModelSpec(signature, name, mode), classes, folds, columns,
-                     tune_on_folds(folds, estimator, name, preset))
-            for name, estimator in estimators.items()]
+    return columns, template, folds
+
+
+def _failed(spec: ModelSpec, stage: str, error: Exception) -> FailedFit:
+    reason = failure_reason(error)
+    _LOG.warning("fit failed: %s [%s] at the %s: %s", spec.name, spec.mode, stage, reason)
+    return FailedFit(spec, stage, reason, error)
 
 
 def _trained(matrix: pd.DataFrame, roles: pd.Series, spec: ModelSpec, classes: list[str], folds: ChainFolds,
@@ -96,9 +159,13 @@ def _trained(matrix: pd.DataFrame, roles: pd.Series, spec: ModelSpec, classes: l
     threshold = youden_threshold(_binary(folds.y, classes), oof[classes[-1]]) if len(classes) == 2 else math.nan
     metrics = _metrics(scored, roles, probabilities, oof, classes, threshold, spec.mode)
     metrics["cv"] = {"auc_mean": tuned.cv_score_mean, "auc_sd": tuned.cv_score_sd}
+    reports = [r.to_dict() for r in pipeline_reports(tuned.model)]
+    small_sample = small_sample_warnings(folds, tuned.cv_fold_scores)
+    for note in small_sample:
+        _LOG.warning("%s [%s]: %s", spec.name, spec.mode, note)
+    decisions = [f"{r['step']}: {note}" for r in reports for note in r["notes"]] + tuned.grid_decisions
     return TrainedModel(spec, tuned.model, classes, tuned.best_params, tuned.cv_score_mean, tuned.cv_score_sd, threshold,
-                        _long_predictions(probabilities, roles), metrics,
-                        [r.to_dict() for r in pipeline_reports(tuned.model)], columns)
+                        _long_predictions(probabilities, roles), metrics, reports, columns, small_sample, decisions)
 
 
 def _binary(labels: pd.Series, classes: list[str]) -> np.ndarray:
