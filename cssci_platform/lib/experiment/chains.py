@@ -42,6 +42,9 @@ BATCH = "center"
 class ChainSettings:
     harmonize: bool = True
     unseen_center_policy: str = "none"
+    small_center: str = "error"  # ComBat's small-center policy: error | pool | unseen (lib/harmonization/scope.py)
+    min_center_size: int = 2
+    unharmonized_classes: tuple[str, ...] = ("shape",)  # radiomics feature classes ComBat passes through
     icc_table: pd.DataFrame | None = None
     icc_threshold: float = 0.75
     rank_test: bool = True
@@ -202,7 +205,9 @@ def stacking_splits(X: pd.DataFrame, y: pd.Series, folds: int, seed: int) -> lis
 def feature_chain(columns: list[str], settings: ChainSettings) -> list[tuple[str, Any]]:
     """Harmonization and selection steps for radiomics and/or deep columns."""
     steps: list[tuple[str, Any]] = [("columns", ColumnSubset(columns)), ("drop_constant", ConstantFeatureDropper())]
-    steps.append(("combat", ComBat(batch_col=BATCH, unseen_center_policy=settings.unseen_center_policy))
+    steps.append(("combat", ComBat(batch_col=BATCH, unseen_center_policy=settings.unseen_center_policy,
+                                   small_center=settings.small_center, min_center_size=settings.min_center_size,
+                                   unharmonized_classes=settings.unharmonized_classes))
                  if settings.harmonize else ("drop_batch", ColumnSubset(None, keep_batch=False)))
     if any(c.startswith(DL) for c in columns):
         steps.append(("pca", ChannelPCA(settings.pca_components)))
