@@ -53,7 +53,7 @@ SCHEMA: dict[str, str] = {
         cv_auc_mean DOUBLE, cv_auc_sd DOUBLE, threshold DOUBLE, n_features INTEGER, split VARCHAR, fold VARCHAR,
         created_at TIMESTAMP""",
     "model_results": """result_name VARCHAR, signature VARCHAR, classifier VARCHAR, mode VARCHAR, role VARCHAR,
-        metric VARCHAR, value DOUBLE, run_id VARCHAR, split VARCHAR, fold VARCHAR, created_at TIMESTAMP""",
+        metric VARCHAR, value DOUBLE, run_id VARCHAR, split VARCHAR, fold VARCHAR, created_at TIMESTAMP, reason VARCHAR""",
     "prospective_predictions": """patient_key VARCHAR, center VARCHAR, signature VARCHAR, class_label VARCHAR,
         probability DOUBLE, risk_group VARCHAR, registered_model VARCHAR, model_version VARCHAR, run_id VARCHAR,
         predicted_at TIMESTAMP""",
@@ -80,6 +80,7 @@ SCHEMA: dict[str, str] = {
 ADDED_COLUMNS = {
     "predictions": {"label": "VARCHAR"},  # label: the outcome each model was evaluated against
     "roi_slices": {"clipped_px": "INTEGER[]"},  # pixels of the crop cut at the slice border, per side as in `crop`
+    "model_results": {"reason": "VARCHAR"},  # why a fit failed (metric 'failed') or a small-sample warning
 }
 
 LOCK_RETRY_SECONDS = 120.0  # how long a write waits for another process' short write (parallel patient runs)

@@ -14,7 +14,7 @@ def combat_batches_estimable(warehouse: WarehouseResource) -> dg.AssetCheckResul
     small = counts.filter(pl.col("n") < MIN_BATCH_SIZE)
     return dg.AssetCheckResult(
         passed=small.is_empty() and not counts.is_empty(), severity=dg.AssetCheckSeverity.ERROR,
-        description=None if small.is_empty() else f"centers with fewer than 2 training patients: pool them, add patients or set {HARMONIZATION_OFF}",
+        description=None if small.is_empty() else f"centers with fewer than 2 training patients: harmonization.small_center pool or unseen handles them at fit time (error stops the run), or add patients, or set {HARMONIZATION_OFF}",
         metadata={"training_patients_per_center": dg.MetadataValue.md(
             "\n".join(["| split | fold | center | n |", "|---|---|---|---|"] + [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in counts.head(60).iter_rows()]))},
     )

@@ -20,7 +20,7 @@ from cssci_platform.lib.experiment.matrix import (
     missing_patients,
     radiomics_block,
 )
-from cssci_platform.lib.harmonization import HARMONIZATION_OFF, ComBat, undersized_batches
+from cssci_platform.lib.harmonization import HARMONIZATION_OFF, ComBat
 from cssci_platform.lib.selection import icc, ratings_from_long
 from cssci_platform.lib.warehouse import write_wide_table
 from cssci_platform.resources.cohort import CohortResource
@@ -105,6 +105,9 @@ class HarmonizationConfig(dg.Config):
     split: str | None = None
     fold: str = "holdout"
     enabled: bool = True  # false: the study does not harmonize; the table holds the unadjusted features
+    small_center: str = "pool"  # centers under min_center_size training patients: pool | unseen | error
+    min_center_size: int = 2
+    unharmonized_classes: list[str] = ["shape"]  # radiomics feature classes passed through unharmonized
 
 
 @dg.asset(group_name="modeling", kinds={"duckdb", "pandas"}, deps=[feature_matrix, patient_splits])
@@ -114,16 +117,18 @@ def harmonized_features(config: HarmonizationConfig, warehouse: WarehouseResourc
     matrix = warehouse.frame("SELECT * FROM feature_matrix").to_pandas().set_index("patient_key")
     roles = split_roles(warehouse, config.split, config.fold).reindex(matrix.index)
     columns = [c for c in feature_columns(matrix, RAD) + feature_columns(matrix, DL) if matrix.loc[roles == "train", c].nunique() > 1]
-    if not config.enabled:
+    if not config.enabled or not columns:
         with warehouse.connect() as con:
             write_wide_table(con, "harmonized_features", matrix[["center", "cohort", "label", *columns]].reset_index())
-        return dg.MaterializeResult(metadata={"features": len(columns), "harmonization": "off (config harmonization.enabled: false)"})
+        why = "off (config harmonization.enabled: false)" if not config.enabled else "no feature varies among training patients"
+        return dg.MaterializeResult(metadata={"features": len(columns), "harmonization": why})
     train = matrix.loc[roles == "train", [*columns, "center"]]
-    small = undersized_batches(train["center"])
-    if small:
-        raise dg.Failure(f"ComBat cannot estimate centers with fewer than 2 training patients: {small}. Pool "
-                         f"those centers, add patients, or turn harmonization off ({HARMONIZATION_OFF})")
-    combat = ComBat(batch_col="center", feature_cols=columns, unseen_center_policy="none").set_output(transform="pandas").fit(train)
+    combat = ComBat(batch_col="center", feature_cols=columns, unseen_center_policy="none", small_center=config.small_center,
+                    min_center_size=config.min_center_size, unharmonized_classes=tuple(config.unharmonized_classes))
+    try:
+        combat.set_output(transform="pandas").fit(train)
+    except ValueError as error:
+        raise dg.Failure(f"{error} (or turn harmonization off: {HARMONIZATION_OFF})") from None
     harmonized = combat.transform(matrix[[*columns, "center"]])
     output = pd.concat([matrix[["center", "cohort", "label"]], harmonized], axis=1)
     with warehouse.connect() as con:
@@ -131,6 +136,9 @@ def harmonized_features(config: HarmonizationConfig, warehouse: WarehouseResourc
     spread = {"before": _center_spread(matrix, columns), "after": _center_spread(output, columns)}
     return dg.MaterializeResult(metadata={
         "features": len(columns), "centers": ", ".join(map(str, combat.batches_)),
+        "harmonized_features": len(combat.harmonized_cols_) if combat.standardization_ is not None else 0,
+        "passed_through_unharmonized": len(combat.unharmonized_cols_),
+        "decisions": dg.MetadataValue.md("\n".join(f"- {d}" for d in combat.decisions_) or "none"),
         "center_mean_spread_before": spread["before"], "center_mean_spread_after": spread["after"],
     })
 

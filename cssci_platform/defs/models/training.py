@@ -13,9 +13,16 @@ from cssci_platform.lib.classifiers import CLASSIFIER_NAMES
 from cssci_platform.lib.experiment.chains import ChainSettings
 from cssci_platform.lib.experiment.results import metric_rows, model_row, prediction_rows, run_metrics, run_params
 from cssci_platform.lib.experiment.signatures import Signature, parse_signature, standard_signatures
-from cssci_platform.lib.experiment.training import MODES, TrainedModel, train_signature
+from cssci_platform.lib.experiment.training import MODES, FailedFit, TrainedModel, fit_signature
 from cssci_platform.lib.outcome_rules import SCORE_SUFFIX, OutcomeRuleError, labels_above_training_mean
-from cssci_platform.lib.model_tracking import log_model_run, register_champion, registered_model_name, select_champion
+from cssci_platform.lib.model_tracking import (
+    get_or_create_experiment,
+    log_model_run,
+    log_params,
+    register_champion,
+    registered_model_name,
+    select_champion,
+)
 from cssci_platform.lib.warehouse import append_rows, replace_rows
 from cssci_platform.resources.cohort import CohortResource
 from cssci_platform.resources.tracking import TrackingResource
@@ -23,7 +30,7 @@ from cssci_platform.resources.warehouse import WarehouseResource
 
 
 MODEL_INPUTS = [feature_matrix, patient_splits, feature_reliability]
-CHAIN_PARAMS = {"harmonize", "unseen_center_policy", "icc_threshold", "rank_test", "rank_alpha", "spearman_threshold", "mrmr_k",
+CHAIN_PARAMS = {"harmonize", "unseen_center_policy", "small_center", "min_center_size", "unharmonized_classes", "icc_threshold", "rank_test", "rank_alpha", "spearman_threshold", "mrmr_k",
                 "lasso", "lasso_rule", "pca_components", "label_rule"}
 
 
@@ -38,6 +45,9 @@ class ModelingConfig(dg.Config):
     folds: list[str] = ["holdout"]  # ["all"]: every fold (leave-one-center-out centers, r<i>f<k>); champions come from the first
     harmonize: bool = True
     unseen_center_policy: str = "none"
+    small_center: str = "pool"  # centers under min_center_size training patients: pool | unseen | error
+    min_center_size: int = 2
+    unharmonized_classes: list[str] = ["shape"]  # radiomics feature classes ComBat passes through
     icc_threshold: float | None = None  # e.g. 0.75 with feature_reliability materialized
     rank_test: bool = True
     rank_alpha: float = 0.05
@@ -53,7 +63,9 @@ class ModelingConfig(dg.Config):
     study_run: str | None = None  # `cssci run` sets it: the MLflow study run these model runs belong to
 
     def chain(self, icc_table: pd.DataFrame | None) -> ChainSettings:
-        return ChainSettings(harmonize=self.harmonize, unseen_center_policy=self.unseen_center_policy, icc_table=icc_table,
+        return ChainSettings(harmonize=self.harmonize, unseen_center_policy=self.unseen_center_policy,
+                             small_center=self.small_center, min_center_size=self.min_center_size,
+                             unharmonized_classes=tuple(self.unharmonized_classes), icc_table=icc_table,
                              icc_threshold=self.icc_threshold or 0.75, rank_test=self.rank_test, rank_alpha=self.rank_alpha,
                              spearman_threshold=self.spearman_threshold, mrmr_k=self.mrmr_k, lasso=self.lasso,
                              lasso_cv=self.cv_folds, lasso_rule=self.lasso_rule, pca_components=self.pca_components, seed=self.seed)
@@ -79,7 +91,7 @@ def trained_models(context: dg.AssetExecutionContext, config: ModelingConfig, co
     scores = _scores(warehouse, outcome) if config.label_rule == "above_training_mean" else None
     chain = config.chain(_icc_table(warehouse) if config.icc_threshold is not None else None)
     tracking_config = tracking.config(config.experiment)
-    runs = []
+    runs, failures = [], []
     for fold in _folds(warehouse, config):
         roles = split_roles(warehouse, config.split, fold)
         split_table = pd.DataFrame({"patient_key": roles.index, "role": roles.to_numpy(), "fold": fold})
@@ -88,26 +100,36 @@ def trained_models(context: dg.AssetExecutionContext, config: ModelingConfig, co
             labelled, threshold = _labelled(matrix, roles, scores, mode)
             for signature in _signatures(config, matrix):
                 context.log.info(f"training {signature.name} ({mode}, fold {fold})")
-                for model in train_signature(labelled, roles, signature, config.classifiers, mode, classes, chain,  # type: ignore[arg-type]
-                                             config.grid, config.cv_folds):
+                params = {**config.model_dump(include=CHAIN_PARAMS), "outcome": outcome,
+                          **({"outcome_threshold": threshold} if threshold is not None else {})}
+                for model in fit_signature(labelled, roles, signature, config.classifiers, mode, classes, chain,  # type: ignore[arg-type]
+                                           config.grid, config.cv_folds):
+                    tags = {**tracking.run_tags(context, signature=signature.name, classifier=model.spec.classifier,
+                                                mode=mode, manifest_hash=manifest.manifest_sha256),
+                            "split": str(roles.name), "fold": fold, **_study_tag(config)}
+                    if isinstance(model, FailedFit):
+                        context.log.warning(f"fit failed, the study goes on: {model.spec.name} [{mode}, {fold}] at the "
+                                            f"{model.stage}: {model.reason}")
+                        failures.append((fold, model, _log_failed_run(tracking_config, model, fold, params, tags)))
+                        continue
+                    for note in model.small_sample:
+                        context.log.warning(f"{model.spec.name} [{mode}, {fold}]: {note}")
                     logged = log_model_run(
                         tracking_config, run_name=f"{model.spec.name} [{mode}, {fold}]", model=model.pipeline,
-                        input_example=example, params={**run_params(model, config.grid, config.cv_folds, config.seed),
-                                                       **config.model_dump(include=CHAIN_PARAMS), "outcome": outcome,
-                                                       **({"outcome_threshold": threshold} if threshold is not None else {})},
+                        input_example=example, params={**run_params(model, config.grid, config.cv_folds, config.seed), **params},
                         metrics=run_metrics(model), selected_features=_final_features(model),
-                        tags={**tracking.run_tags(context, signature=signature.name, classifier=model.spec.classifier,
-                                                  mode=mode, manifest_hash=manifest.manifest_sha256),
-                              "split": str(roles.name), "fold": fold, **_study_tag(config)},
+                        tags={**tags, **_warning_tags(model)},
                         selection_reports=model.selection, split_table=split_table)
                     runs.append((fold, model, logged, labelled["label"]))
     first_fold = runs[0][0] if runs else "-"
     champions = _register_champions(tracking_config, config.experiment, [(m, lg) for f, m, lg, _ in runs if f == first_fold])
-    _store(warehouse, runs, champions, split_name(warehouse, config.split), matrix)
+    _store(warehouse, runs, champions, split_name(warehouse, config.split), matrix, failures)
     runs = [(f, m, lg) for f, m, lg, _ in runs]
     models = [m for _, m, _ in runs]
     yield dg.MaterializeResult(asset_key="trained_models", metadata={
-        "mlflow_runs": len(runs), "experiment": config.experiment, "tracking_uri": tracking.tracking_uri,
+        "mlflow_runs": len(runs), "failed_fits": len(failures), "experiment": config.experiment, "tracking_uri": tracking.tracking_uri,
+        "fits_that_failed": dg.MetadataValue.md(_failure_table([f for _, f, _ in failures])),
+        "small_sample_warnings": sum(bool(m.small_sample) for m in models),
         "champions_from_fold": first_fold, "champions": dg.MetadataValue.md(_champion_table(champions))})
     yield dg.MaterializeResult(asset_key="model_results", metadata={
         "table": dg.MetadataValue.md(_results_table([m for f, m, _ in runs if f == first_fold])), "models": len(models),
@@ -175,6 +197,8 @@ def _register_champions(tracking_config, experiment: str, runs: list) -> dict[st
     for signature in sorted({m.spec.signature.name for m, _ in runs}):
         candidates = {logged.run_id: (m, logged) for m, logged in runs
                       if m.spec.signature.name == signature and m.spec.mode == "leakage_safe"}
+        if any(not m.degenerate_cv for m, _ in candidates.values()):  # SD 0 on tiny folds wins only when nothing else can
+            candidates = {run_id: (m, lg) for run_id, (m, lg) in candidates.items() if not m.degenerate_cv}
         if not candidates:
             continue
         best = select_champion([(run_id, m.cv_score_mean) for run_id, (m, _) in candidates.items()])
@@ -187,18 +211,65 @@ def _register_champions(tracking_config, experiment: str, runs: list) -> dict[st
     return champions
 
 
-def _store(warehouse: WarehouseResource, runs: list, champions: dict, split: str, matrix: pd.DataFrame) -> None:
+def _store(warehouse: WarehouseResource, runs: list, champions: dict, split: str, matrix: pd.DataFrame,
+           failures: list) -> None:
     now = datetime.now()
     versions = {c["run_id"]: c for c in champions.values()}
     models = [model_row(m, lg.run_id, lg.model_uri, versions.get(lg.run_id), split, fold, now) for fold, m, lg, _ in runs]
     metrics = [row for fold, m, lg, _ in runs for row in metric_rows(m, lg.run_id, split, fold, now)]
+    metrics += [row for fold, m, lg, _ in runs for row in warning_rows(m, lg.run_id, split, fold, now)]
+    metrics += [failure_row(f, run_id, split, fold, now) for fold, f, run_id in failures]
     cohorts = matrix["cohort"]
-    predictions = pl.concat([prediction_rows(m, cohorts, labels, lg.run_id, split, fold, now) for fold, m, lg, labels in runs])
+    predictions = [prediction_rows(m, cohorts, labels, lg.run_id, split, fold, now) for fold, m, lg, labels in runs]
     with warehouse.connect() as con:
         replace_rows(con, "trained_models", {}, models)
         replace_rows(con, "model_results", {}, metrics)
         con.execute("DELETE FROM predictions WHERE signature <> 'CNN'")
-        append_rows(con, "predictions", predictions)
+        if predictions:
+            append_rows(con, "predictions", pl.concat(predictions))
+
+
+def failure_row(failed: FailedFit, run_id: str, split: str, fold: str, created_at: datetime) -> dict:
+    """A fit that raised, in model_results: role 'fit', metric 'failed', the reason in `reason`."""
+    return {"result_name": failed.spec.name, "signature": failed.spec.signature.name, "classifier": failed.spec.classifier,
+            "mode": failed.spec.mode, "role": "fit", "metric": "failed", "value": 1.0, "run_id": run_id, "split": split,
+            "fold": fold, "created_at": created_at, "reason": f"{failed.stage}: {failed.reason}"}
+
+
+def warning_rows(model: TrainedModel, run_id: str, split: str, fold: str, created_at: datetime) -> list[dict]:
+    """Small-sample warnings of a model, in model_results: role 'cv', metric 'small_sample' (1 = degenerate CV)."""
+    return [{"result_name": model.spec.name, "signature": model.spec.signature.name, "classifier": model.spec.classifier,
+             "mode": model.spec.mode, "role": "cv", "metric": "small_sample", "value": float(model.degenerate_cv),
+             "run_id": run_id, "split": split, "fold": fold, "created_at": created_at, "reason": note}
+            for note in model.small_sample]
+
+
+def _warning_tags(model: TrainedModel) -> dict[str, str]:
+    tags = {"cssci.small_sample": " | ".join(model.small_sample)[:4000]} if model.small_sample else {}
+    if model.decisions:
+        tags["cssci.decisions"] = " | ".join(model.decisions)[:4000]
+    return tags
+
+
+def _log_failed_run(tracking_config, failed: FailedFit, fold: str, params: dict, tags: dict) -> str:
+    """A FAILED MLflow run for a fit that raised: the reason as tag `cssci.failure_reason` and param `failure_reason`."""
+    client = tracking_config.client()
+    run = client.create_run(get_or_create_experiment(tracking_config), run_name=f"{failed.spec.name} [{failed.spec.mode}, {fold}] FAILED",
+                            tags={**{k: str(v) for k, v in tags.items()}, "cssci.failure_reason": failed.reason,
+                                  "cssci.failure_stage": failed.stage})
+    log_params(client, run.info.run_id, {"signature": failed.spec.signature.name, "classifier": failed.spec.classifier,
+                                         "mode": failed.spec.mode, "failure_reason": failed.reason[:250],
+                                         **params})
+    client.set_terminated(run.info.run_id, "FAILED")
+    return run.info.run_id
+
+
+def _failure_table(failures: list[FailedFit]) -> str:
+    if not failures:
+        return "no fit failed"
+    lines = ["| signature | classifier | mode | stage | reason |", "|---|---|---|---|---|"]
+    lines += [f"| {f.spec.signature.name} | {f.spec.classifier} | {f.spec.mode} | {f.stage} | {f.reason[:200]} |" for f in failures]
+    return "\n".join(lines)
 
 
 def _test_auc(model: TrainedModel) -> float:

@@ -41,6 +41,7 @@ def evaluation_report(context: dg.AssetExecutionContext, config: ReportConfig, c
     if inputs.models.empty:
         raise dg.Failure("no trained models: materialize trained_models (modeling_job) first")
     inputs.settings = _training_settings(tracking, config.experiment, inputs.models["run_id"].iloc[0])
+    inputs.fit_problems = _fit_problems(warehouse)
     inputs.explained, inputs.background = _champions_to_explain(warehouse, tracking, config.experiment, inputs.models)
     inputs.rad_scores = next((scores for _, pipeline, _ in inputs.explained
                               if (scores := out_of_fold_rad_scores(pipeline)) is not None), None)
@@ -51,6 +52,16 @@ def evaluation_report(context: dg.AssetExecutionContext, config: ReportConfig, c
                                           "open": dg.MetadataValue.url(path.resolve().as_uri()),
                                           "size_kb": round(path.stat().st_size / 1024, 1), "mlflow_run_id": run_id,
                                           "layout": "multiclass" if multiclass else "binary"})
+
+
+def _fit_problems(warehouse: WarehouseResource) -> pd.DataFrame:
+    """model_results rows of fits that failed and of small-sample warnings (none in a warehouse written before them)."""
+    columns = set(warehouse.frame("SELECT column_name FROM information_schema.columns WHERE table_name = 'model_results'")
+                  ["column_name"])
+    if "reason" not in columns:
+        return pd.DataFrame(columns=["result_name", "mode", "fold", "metric", "reason"])
+    return warehouse.frame("SELECT result_name, mode, fold, metric, reason FROM model_results WHERE reason IS NOT NULL "
+                           "ORDER BY metric, result_name, mode, fold").to_pandas()
 
 
 def _split_outcome(warehouse: WarehouseResource) -> str | None:

@@ -87,6 +87,9 @@ class ConstantFeatureDropper(BaseEstimator, TransformerMixin):
     def fit(self, X: pd.DataFrame, y: Any = None) -> ConstantFeatureDropper:
         features = X.drop(columns=[BATCH], errors="ignore")
         constant = features.columns[features.nunique(dropna=False) <= 1]
+        if len(constant) == features.shape[1]:
+            raise ValueError(f"all {features.shape[1]} features are constant on the {len(X)} training rows: no feature is "
+                             "left to model")
         self.dropped_ = list(constant)
         self.kept_ = [c for c in X.columns if c not in set(constant)]
         return self

@@ -70,6 +70,8 @@ class ReportInputs:
     # out-of-fold Rad-scores of the training patients (patient_key, rad_score): `out_of_fold_rad_scores(Combined)`
     rad_scores: pd.DataFrame | None = None
     background: pd.DataFrame | None = None  # feature rows of the training patients: the SHAP background
+    # model_results rows with a reason: fits that failed (metric 'failed') and small-sample warnings ('small_sample')
+    fit_problems: pd.DataFrame | None = None
 
     @property
     def multiclass(self) -> bool:
@@ -145,6 +147,7 @@ def _methods(inputs: ReportInputs) -> str:
         " The Combined model's clinical head was fitted on out-of-fold Rad-scores of the training patients "
         "(cross-fitting); new patients get the Rad-score of the radiomics model refitted on all training patients. "
         "The champion of each signature (best cross-validated AUC) is registered in MLflow." + _loco_methods(inputs)
+        + harmonization_scope_statement(inputs.settings) + fit_problems_statement(inputs.fit_problems)
     )
 
 
@@ -184,6 +187,39 @@ def unseen_center_statement(centers: list[str], policy: str, harmonize: bool) ->
     return " ".join(f"Held-out center {html.escape(center)}: {what}." for center in centers)
 
 
+def harmonization_scope_statement(settings: dict) -> str:
+    """What ComBat harmonized and what it did with small centers, as logged with the models (absent: not stated)."""
+    if "small_center" not in settings or str(settings.get("harmonize", "True")) in ("False", "false"):
+        return ""
+    size, policy = html.escape(str(settings.get("min_center_size", 2))), str(settings["small_center"])
+    what = {"pool": "pooled into one ComBat batch (left out of the fit, as unseen centers, where together they still had "
+                    "fewer than 2)",
+            "unseen": "left out of the ComBat fit, their patients following the unseen-center policy "
+                      f"'{html.escape(str(settings.get('unseen_center_policy', 'none')))}'",
+            "error": "not allowed (the fit stops)"}.get(policy, html.escape(policy))
+    classes = str(settings.get("unharmonized_classes", "[]")).strip("[]").replace('"', "").replace("'", "")
+    kept = (f" Radiomics feature classes {html.escape(classes)} were not harmonized (passed through unchanged)."
+            if classes.strip() else " Every feature class was harmonized.")
+    return (f" Small centers (harmonization.small_center '{html.escape(policy)}', chosen before the run): centers with fewer "
+            f"than {size} training patients in a fit (CV training folds included) were {what}." + kept)
+
+
+def fit_problems_statement(problems: pd.DataFrame | None) -> str:
+    """The fits that failed (the study went on without them) and the small-sample warnings, one short list each."""
+    if problems is None or problems.empty:
+        return ""
+    def listed(rows: pd.DataFrame) -> str:
+        return "; ".join(f"{html.escape(str(r.result_name))} ({html.escape(str(r.mode))}, {html.escape(str(r.fold))}): "
+                         f"{html.escape(str(r.reason)[:300])}" for r in rows.itertuples())
+    failed, small = problems[problems["metric"] == "failed"], problems[problems["metric"] == "small_sample"]
+    text = f" Fits that failed (left out; every other fit finished): {listed(failed)}." if len(failed) else ""
+    if len(small):
+        text += (f" Small-sample warnings ({small['result_name'].nunique()} models; their CV results cannot mean much, "
+                 f"and a CV AUC with SD 0 on such folds is never champion while another model is): "
+                 f"{listed(small.drop_duplicates(['result_name', 'mode', 'fold']))}.")
+    return text
+
+
 def _methods_multiclass(inputs: ReportInputs, scores: study_multiclass.MulticlassScores) -> str:
     networks = sorted(scores.models.loc[scores.models["network"], "name"])
     expert = ", ".join(html.escape(str(v)) for v in inputs.clinical_types) or "none declared"
@@ -198,6 +234,7 @@ def _methods_multiclass(inputs: ReportInputs, scores: study_multiclass.Multiclas
         "except the per-class AUC CIs, which are DeLong's on the logit scale (Newcombe's score interval at an AUC of 0 or 1; "
         "a dagger marks those and classes under 10 patients); per-class paired AUC comparisons use DeLong's test. The "
         "best model is the champion with the highest cross-validated macro AUC on the training folds."
+        + harmonization_scope_statement(inputs.settings) + fit_problems_statement(inputs.fit_problems)
     )
 
 

@@ -16,7 +16,8 @@ from cssci_platform.lib.classifiers import CLASSIFIER_NAMES
 from cssci_platform.lib.deep.backbones import FEATURE_DIMS
 from cssci_platform.lib.experiment.signatures import parse_signature
 from cssci_platform.lib.experiment.training import MODES
-from cssci_platform.lib.harmonization import UNSEEN_CENTER_POLICIES
+from cssci_platform.lib.harmonization import MIN_BATCH_SIZE, UNSEEN_CENTER_POLICIES
+from cssci_platform.lib.harmonization.scope import DEFAULT_UNHARMONIZED_CLASSES, SMALL_CENTER_POLICIES
 from cssci_platform.lib.imaging import CHANNELS
 from cssci_platform.lib.splits import PRESETS
 
@@ -25,6 +26,7 @@ Backbone = Literal[tuple(FEATURE_DIMS)]  # type: ignore[valid-type]
 Channel = Literal[CHANNELS]  # type: ignore[valid-type]
 SplitPreset = Literal[tuple(PRESETS)]  # type: ignore[valid-type]
 UnseenCenterPolicy = Literal[UNSEEN_CENTER_POLICIES]  # type: ignore[valid-type]
+SmallCenterPolicy = Literal[SMALL_CENTER_POLICIES]  # type: ignore[valid-type]
 Mode = Literal[MODES]  # type: ignore[valid-type]
 SyntheticProtocol = Literal["demo", "ianr", "upper_limb", "metastasis"]
 NAME = r"^[A-Za-z][A-Za-z0-9_\-]*$"
@@ -168,8 +170,22 @@ class DeepSection(Section):
 
 
 class HarmonizationSection(Section):
+    """ComBat across centers, fitted inside every model's pipeline on its training rows (CV training folds included).
+
+    - `unseen_center_policy`: what a center absent from the fit gets (none, refit_site, reference, error).
+    - `small_center`: a center with fewer than `min_center_size` training patients in a fit (ComBat needs 2 to
+      estimate a scale): `pool` (default) merges such centers into one batch (left out of the fit, like `unseen`,
+      when together they still have fewer than 2), `unseen` leaves them out of the fit so their patients follow
+      `unseen_center_policy`, `error` stops the fit naming this key.
+    - `unharmonized_feature_classes`: radiomics feature classes passed through unharmonized (shape: ComBat would
+      shift lesion size by a chance difference between centers).
+    """
+
     enabled: bool = True
     unseen_center_policy: UnseenCenterPolicy = "none"  # type: ignore[valid-type]
+    small_center: SmallCenterPolicy = "pool"  # type: ignore[valid-type]
+    min_center_size: int = Field(MIN_BATCH_SIZE, ge=MIN_BATCH_SIZE)
+    unharmonized_feature_classes: list[str] = list(DEFAULT_UNHARMONIZED_CLASSES)
 
 
 class SelectionSection(Section):

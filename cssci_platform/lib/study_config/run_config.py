@@ -38,12 +38,13 @@ def asset_configs(config: ExperimentConfig, study_run: str | None = None) -> dic
         "feature_matrix": {"outcome": config.outcome.name, "backbones": list(deep.backbones), "network": "pretrained",
                            "clinical_predictors": models.clinical_predictors},
         "harmonized_features": {"split": split_name(config), "fold": first_fold(config),
-                                "enabled": config.harmonization.enabled},
+                                "enabled": config.harmonization.enabled, **_small_center_settings(config)},
         "trained_models": {
             "experiment": config.name, "signatures": models.signatures, "classifiers": list(models.classifiers),
             "modes": list(config.modes), "grid": models.grid, "cv_folds": models.cv_folds, "split": split_name(config),
             "folds": list(config.split.folds), "harmonize": config.harmonization.enabled,
-            "unseen_center_policy": config.harmonization.unseen_center_policy, "icc_threshold": selection.icc_threshold,
+            "unseen_center_policy": config.harmonization.unseen_center_policy, **_small_center_settings(config),
+            "icc_threshold": selection.icc_threshold,
             "rank_test": selection.rank_test, "rank_alpha": selection.rank_alpha,
             "spearman_threshold": selection.spearman_threshold, "mrmr_k": selection.mrmr_k, "lasso": selection.lasso,
             "lasso_rule": selection.lasso_rule, "pca_components": selection.pca_components, "seed": models.seed,
@@ -62,6 +63,12 @@ def asset_configs(config: ExperimentConfig, study_run: str | None = None) -> dic
             "lr": tuning.lr, "backbone_mode": tuning.backbone_mode, "backbone_lr": tuning.backbone_lr,
             "augment": tuning.augment, "seed": deep.seed, "device": deep.device, "gradcam": tuning.gradcam}
     return configs
+
+
+def _small_center_settings(config: ExperimentConfig) -> dict:
+    harmonization = config.harmonization
+    return {"small_center": harmonization.small_center, "min_center_size": harmonization.min_center_size,
+            "unharmonized_classes": list(harmonization.unharmonized_feature_classes)}
 
 
 def run_config(config: ExperimentConfig, assets: list[str], study_run: str | None = None) -> dict:
