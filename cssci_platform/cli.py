@@ -157,7 +157,8 @@ def ingest(
     """Validate a cohort manifest, register its patients as partitions and materialize every patient."""
     from cssci_platform.lib.cohort import load_cohort
 
-    load_cohort(manifest)  # a broken manifest ends here (exit 2), before anything is written
+    cohort = load_cohort(manifest)  # a broken manifest ends here (exit 2), before anything is written
+    _check_slice_target(cohort, _home_experiment_config(home))  # else every patient would be quarantined at roi_slices
     runner.configure_environment(home, manifest)
     with writing_command(home, f"cssci ingest {manifest}"):
         outcomes = _ingest_with_progress(manifest, workers)
@@ -166,6 +167,18 @@ def ingest(
         errors.print(f"[red]error[/]: {escape(runner.failure_summary(failed, len(outcomes)))}", soft_wrap=True)
         raise typer.Exit(FAILURE_EXIT)
     _summary(home, larger_cohort_hint=None)
+
+
+def _check_slice_target(cohort, experiment) -> None:
+    """Stop (exit 2) before any patient runs when no patient has a mask for the ROI-slice target: the experiment's
+    deep.slice.sequence/roi/axis where one is active, else what the manifest declares."""
+    from cssci_platform.lib.deep.patient_slices import masked_pairs, slice_target, slice_target_problem
+
+    chosen = experiment.deep.slice if experiment is not None else None
+    masked = masked_pairs(cohort)
+    target = slice_target(cohort.spec, chosen and chosen.sequence, chosen and chosen.roi, chosen and chosen.axis, masked)
+    if problem := slice_target_problem(target, masked):
+        raise failures.UserError(f"{cohort.manifest_path}: {problem}")
 
 
 @app.command()
@@ -300,11 +313,17 @@ def _write_report(experiment: str) -> None:
 
 
 @app.command()
-def report(home: Path = HOME_OPTION, experiment: str = typer.Option("demo", help="MLflow experiment / modeling run to report.")) -> None:
+def report(home: Path = HOME_OPTION, experiment: str | None = typer.Option(None, help="MLflow experiment / modeling run "
+                                                                              "to report (default: the home's experiment, else demo).")) -> None:
     """Write the self-contained HTML study report (Table 1, performance, ROC, DeLong, calibration, DCA, nomogram)."""
     runner.configure_environment(home)
     with writing_command(home, "cssci report"):
-        _write_report(experiment)
+        _write_report(experiment or _home_experiment(home))
+
+
+def _home_experiment(home: Path) -> str:
+    """The experiment of an experiment home (`.cssci/<experiment>`, written by `cssci run`), else `demo`."""
+    return runner.home_experiment_name(home.resolve()) or "demo"
 
 
 def _summary(home: Path, larger_cohort_hint: str | None) -> None:
@@ -377,7 +396,8 @@ def predict(
     patient_dir: Path = typer.Option(..., "--patient-dir", exists=True, file_okay=False,
                                      help="One patient's folder: patient.csv/json (manifest columns, paths relative to it), images, masks."),
     home: Path = HOME_OPTION,
-    experiment: str = typer.Option("demo", help="MLflow experiment whose champions score the patient."),
+    experiment: str | None = typer.Option(None, help="MLflow experiment whose champions score the patient (default: the "
+                                          "home's experiment, else demo)."),
     out: Path = typer.Option(Path("prediction"), help="Folder for derived files and Grad-CAM PNGs."),
 ) -> None:
     """Score one patient with every signature's champion (MLflow registry), outside Dagster."""
@@ -388,9 +408,10 @@ def predict(
     manifest = os.environ.get("CSSCI_MANIFEST")  # set by the user, or remembered by `cssci ingest` / `cssci demo`
     if not manifest:
         raise typer.BadParameter("no cohort manifest known: run `cssci ingest` or `cssci demo` first", param_hint="--home")
-    tracking = TrackingConfig(os.environ["CSSCI_MLFLOW_URI"], experiment)
+    tracking = TrackingConfig(os.environ["CSSCI_MLFLOW_URI"], experiment or _home_experiment(home))
     try:
-        result = predict_patient_dir(patient_dir, Path(manifest), Path(os.environ["CSSCI_WAREHOUSE"]), tracking, out)
+        result = predict_patient_dir(patient_dir, Path(manifest), Path(os.environ["CSSCI_WAREHOUSE"]), tracking, out,
+                                     _active_slice_config())
     except PredictionError as error:  # the patient's folder or the study's models: the message says what to fix
         errors.print(f"[red]cannot score {patient_dir}[/]: {escape(str(error))}", soft_wrap=True)
         raise typer.Exit(USER_ERROR_EXIT) from None
@@ -403,6 +424,27 @@ def predict(
         console.print(f"Grad-CAM: {path}")
     for note in result.notes:
         console.print(note)
+
+
+def _active_experiment_config():
+    """The experiment config the home's jobs run with (`CSSCI_EXPERIMENT_CONFIG`, set from `<home>/experiment.yaml` by
+    `runner.configure_environment`), None without one."""
+    path = os.environ.get(EXPERIMENT_ENV)
+    return load_config(path) if path else None
+
+
+def _home_experiment_config(home: Path):
+    """The experiment config `runner.configure_environment(home)` will activate, read before it writes anything."""
+    path = os.environ.get(EXPERIMENT_ENV) or (experiment_file(home) if experiment_file(home).exists() else None)
+    return load_config(path) if path else None
+
+
+def _active_slice_config():
+    """The ROI-slice settings the study's roi_slices ran with: the experiment's `deep.slice`, else the defaults."""
+    from cssci_platform.defs.embeddings.config import RoiSlicesConfig
+
+    experiment = _active_experiment_config()
+    return RoiSlicesConfig(**experiment.deep.slice.model_dump()) if experiment else RoiSlicesConfig()
 
 
 LOCAL_ONLY = "127.0.0.1"  # the UIs serve patient data: only this machine reaches them unless the user says otherwise

@@ -16,7 +16,8 @@ import polars as pl
 from cssci_platform.lib.cohort import Cohort, load_cohort, validate_row
 from cssci_platform.lib.deep import InferenceSettings, load_backbone, load_fine_tuned
 from cssci_platform.lib.deep.cohort_networks import TrainedChannel, embedding_frame, write_grad_cams
-from cssci_platform.lib.deep.patient_slices import SliceRequest, cut_patient_slices
+from cssci_platform.defs.embeddings.config import RoiSlicesConfig
+from cssci_platform.lib.deep.patient_slices import SliceRequest, cut_patient_slices, masked_pairs
 from cssci_platform.lib.feature_extraction import extract_patient_features
 from cssci_platform.lib.imaging import GeometryTolerance
 from cssci_platform.lib.inbox import ROW_FILES, read_arrival_row
@@ -39,7 +40,10 @@ class PatientPrediction:
     notes: list[str] = field(default_factory=list)
 
 
-def predict_patient_dir(folder: Path, manifest: Path, warehouse: Path, tracking: TrackingConfig, out: Path) -> PatientPrediction:
+def predict_patient_dir(folder: Path, manifest: Path, warehouse: Path, tracking: TrackingConfig, out: Path,
+                        slices: RoiSlicesConfig | None = None) -> PatientPrediction:
+    """`slices`: the roi_slices settings the study ran with (the experiment's deep.slice); default: the asset's
+    defaults, which take the sequence, ROI and plane from the manifest."""
     cohort = load_cohort(manifest)
     record = _record(folder, cohort)
     local = dataclasses.replace(cohort, data_root=folder.resolve())
@@ -52,7 +56,8 @@ def predict_patient_dir(folder: Path, manifest: Path, warehouse: Path, tracking:
     radiomics = extract_patient_features(record.patient_key, channels, masks, "default")
     if radiomics.issues:
         raise PredictionError("; ".join(i.message for i in radiomics.issues))
-    slices = _slices(record, channels, masks, cohort, out)
+    request = (slices or RoiSlicesConfig()).request(cohort.spec, masked_pairs(cohort))
+    slices = _slices(record, channels, masks, request, out)
     embeddings = _embeddings(warehouse, slices, record)
     row = patient_feature_row(record, cohort.spec, radiomics.rows, embeddings)
     prediction = PatientPrediction(record.patient_key, _scores(warehouse, tracking, row, cohort))
@@ -70,9 +75,8 @@ def _record(folder: Path, cohort: Cohort):
     return record
 
 
-def _slices(record, channels: pl.DataFrame, masks: pl.DataFrame, cohort: Cohort, out: Path) -> pl.DataFrame:
-    sequence = "sag_T2" if "sag_T2" in cohort.spec.sequences else cohort.spec.sequences[0]
-    cut = cut_patient_slices(record.patient_key, channels, masks, SliceRequest(sequence), out / "slices")
+def _slices(record, channels: pl.DataFrame, masks: pl.DataFrame, request: SliceRequest, out: Path) -> pl.DataFrame:
+    cut = cut_patient_slices(record.patient_key, channels, masks, request, out / "slices")
     if cut.issues:
         raise PredictionError("; ".join(f"{i.code}: {i.message} (fix: {i.fix})" for i in cut.issues))
     return pl.DataFrame(cut.rows).with_columns(center=pl.lit(record.center))

@@ -38,7 +38,8 @@ def configure_environment(home: Path, manifest: Path | None = None) -> dict[str,
     """Set the CSSCI_* variables (keeping any the user already set) and prepare DAGSTER_HOME."""
     home = home.resolve()
     values = {name: os.environ.get(name) or str(home / relative) for name, relative in ENV_DEFAULTS.items()}
-    values["CSSCI_MLFLOW_URI"] = os.environ.get("CSSCI_MLFLOW_URI") or f"sqlite:///{home / 'mlflow.db'}"
+    values["CSSCI_MLFLOW_URI"] = (os.environ.get("CSSCI_MLFLOW_URI") or remembered_mlflow_uri(home)
+                                  or f"sqlite:///{home / 'mlflow.db'}")
     values["CSSCI_LOG_DIR"] = os.environ.get("CSSCI_LOG_DIR") or str(home / "logs")  # full tracebacks of failed commands
     values["MLFLOW_DISABLE_TELEMETRY"] = os.environ.get("MLFLOW_DISABLE_TELEMETRY") or "true"  # no network at run time
     remembered = home / "current_manifest"
@@ -58,6 +59,34 @@ def configure_environment(home: Path, manifest: Path | None = None) -> dict[str,
     if not instance_yaml.exists() and (PROJECT_ROOT / "dagster.yaml").exists():
         shutil.copy(PROJECT_ROOT / "dagster.yaml", instance_yaml)
     return values
+
+
+def mlflow_uri_file(home: Path) -> Path:
+    """Where `cssci run` records the MLflow store of an experiment home (experiment homes share `.cssci/mlflow.db`,
+    one level up), so every later command on that home (`predict`, `report`, `ui`) finds it from the home alone."""
+    return home / "mlflow_uri"
+
+
+def remember_mlflow_uri(home: Path, uri: str) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    mlflow_uri_file(home).write_text(uri, encoding="utf-8")
+
+
+def remembered_mlflow_uri(home: Path) -> str | None:
+    """The MLflow store recorded in `home` by `cssci run`, None where none was recorded."""
+    path = mlflow_uri_file(home)
+    return (path.read_text(encoding="utf-8").strip() or None) if path.is_file() else None
+
+
+def home_experiment_name(home: Path) -> str | None:
+    """The experiment an experiment home belongs to (the `name` of its `experiment.yaml`), None for a plain home."""
+    import yaml
+
+    path = experiment_file(home)
+    if not path.is_file():
+        return None
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return document.get("name") if isinstance(document, dict) else None
 
 
 MIN_FREE_MB_ENV = "CSSCI_MIN_FREE_MB"
@@ -228,11 +257,15 @@ class PatientRunOutcome:
     run_id: str
     failed_checks: tuple[str, ...]
     error: str = ""
+    qc_errors: tuple[str, ...] = ()  # the QC errors recorded for the patient: '[stage/code] message (fix: ...)'
 
     @property
     def reason(self) -> str:
-        """Why the patient was quarantined: the failed checks, else the root cause of the step error."""
-        return ", ".join(self.failed_checks) or self.error.strip()
+        """Why the patient was quarantined: the failed checks with each QC error's message and fix, else the root
+        cause of the step error."""
+        if not self.failed_checks:
+            return self.error.strip()
+        return ", ".join(self.failed_checks) + "".join(f"\n    {line}" for line in self.qc_errors)
 
     @property
     def failed_outside_qc(self) -> bool:
@@ -261,6 +294,22 @@ def quarantined_patients(patient_keys: list[str]) -> set[str]:
     except (duckdb.Error, KeyError):
         return set()
     return {key for (key,) in rows}
+
+
+def recorded_qc_errors(patient_key: str) -> tuple[str, ...]:
+    """The patient's QC errors in the warehouse (`CSSCI_WAREHOUSE`) as '[stage/code] message (fix: fix)', the way
+    `cssci qc` shows them; () when the warehouse cannot be read."""
+    import duckdb
+
+    from cssci_platform.lib.warehouse import connect
+
+    try:
+        with connect(Path(os.environ["CSSCI_WAREHOUSE"]), read_only=True, lock_wait=PREFLIGHT_LOCK_WAIT) as con:
+            rows = con.execute("SELECT stage, code, message, fix FROM qc_issues WHERE patient_key = ? AND severity = 'error' "
+                               "ORDER BY stage, code", [patient_key]).fetchall()
+    except (duckdb.Error, KeyError):
+        return ()
+    return tuple(f"[{stage}/{code}] {message} (fix: {fix})" for stage, code, message, fix in rows)
 
 
 def failure_summary(failed: list[PatientRunOutcome], total: int) -> str:
@@ -327,7 +376,8 @@ def run_patient(patient_key: str) -> PatientRunOutcome:
         if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.event_specific_data.passed
     )
     error = "" if result.success else first_failure(result)
-    return PatientRunOutcome(patient_key, result.success and not failed, result.run_id, failed, error)
+    qc_errors = recorded_qc_errors(patient_key) if failed else ()
+    return PatientRunOutcome(patient_key, result.success and not failed, result.run_id, failed, error, qc_errors)
 
 
 def run_patients(patient_keys: list[str], workers: int) -> Iterator[PatientRunOutcome]:

@@ -95,6 +95,7 @@ def activate(config: ExperimentConfig, home: Path, manifest: Path, mlflow_uri: s
     if mlflow_uri:
         os.environ["CSSCI_MLFLOW_URI"] = mlflow_uri
     runner.configure_environment(home, manifest)
+    runner.remember_mlflow_uri(home.resolve(), os.environ["CSSCI_MLFLOW_URI"])  # predict/report/ui find it from the home
     path = experiment_file(home.resolve())
     path.write_text(dump_config(config), encoding="utf-8")
     os.environ[EXPERIMENT_ENV] = str(path)

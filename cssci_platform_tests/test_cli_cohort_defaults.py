@@ -1,0 +1,127 @@
+"""Issue 19, items 4 and 5 on the command line: stores found from an experiment home alone, a slice target without
+masks stopped before any patient (exit 2, the config key named), a quarantined patient's reason and fix printed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from cssci_platform import runner
+from cssci_platform.lib.study_config import dump_config, load_config
+from cssci_platform.lib.synthetic import write_sci_cohort
+from cssci_platform.study_runner import activate
+
+STORE_VARIABLES = ("CSSCI_HOME", "CSSCI_WAREHOUSE", "CSSCI_IMAGE_STORE", "CSSCI_MANIFEST", "DAGSTER_HOME",
+                   "CSSCI_MLFLOW_URI", "CSSCI_EXPERIMENT_CONFIG", "CSSCI_LOG_DIR", "CSSCI_DEBUG")
+
+
+@pytest.fixture
+def restored_environment():
+    saved = dict(os.environ)  # configure_environment sets the CSSCI_* variables and DAGSTER_HOME
+    for name in STORE_VARIABLES:
+        os.environ.pop(name, None)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_sci_cohort(tmp_path_factory.mktemp("cohort"), n_development=1, n_prospective=0, seed=3)
+
+
+def clean_env(home: Path) -> dict[str, str]:
+    env = {**os.environ, "CSSCI_HOME": str(home), "COLUMNS": "200"}
+    for name in STORE_VARIABLES[1:]:
+        env.pop(name, None)
+    return env
+
+
+def cssci(args: list[str], env: dict[str, str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cssci_platform.cli", *args], env=env, cwd=cwd, capture_output=True,
+                          text=True, encoding="utf-8", timeout=timeout)
+
+
+def output(completed: subprocess.CompletedProcess) -> str:
+    return " ".join((completed.stdout + completed.stderr).split())  # rich wraps long lines
+
+
+def test_an_experiment_home_alone_leads_every_command_to_the_shared_mlflow_store(manifest: Path, tmp_path: Path,
+                                                                                 restored_environment) -> None:
+    # Before: `cssci predict/report/ui --home .cssci/<experiment>` looked for <home>/mlflow.db, an empty store, while
+    # `cssci run` had written every model to the shared .cssci/mlflow.db one level up.
+    config = load_config("demo", ["deep.weights=none"])
+    home = tmp_path / ".cssci" / "demo"
+    shared = f"sqlite:///{tmp_path / '.cssci' / 'mlflow.db'}"
+    activate(config, home, manifest, shared)  # what `cssci run --config demo` does to its home
+    for name in STORE_VARIABLES:
+        os.environ.pop(name, None)  # a later command, in a fresh shell, given only --home
+    values = runner.configure_environment(home)
+    assert values["CSSCI_MLFLOW_URI"] == shared
+    assert values["CSSCI_MANIFEST"] == str(manifest.resolve())
+    assert runner.home_experiment_name(home.resolve()) == "demo"  # predict/report default to the home's experiment
+
+
+def test_a_plain_home_keeps_its_own_mlflow_store(tmp_path: Path, restored_environment) -> None:
+    values = runner.configure_environment(tmp_path / "home")
+    assert values["CSSCI_MLFLOW_URI"] == f"sqlite:///{(tmp_path / 'home').resolve() / 'mlflow.db'}"
+    assert runner.home_experiment_name(tmp_path / "home") is None
+
+
+def without_masks(manifest: Path, folder: Path) -> Path:
+    """The same patients with every mask column dropped (a cohort delivered before segmentation)."""
+    spec = yaml.safe_load(manifest.read_text(encoding="utf-8"))
+    table = pl.read_csv(manifest.parent / spec["table"])
+    table.select([c for c in table.columns if not c.startswith("mask__")]).write_csv(folder / "patients.csv")
+    spec.update({"table": "patients.csv", "data_root": str((manifest.parent / spec["data_root"]).resolve())})
+    (folder / "cohort.yaml").write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    return folder / "cohort.yaml"
+
+
+def test_ingest_of_a_manifest_without_masks_for_the_slice_target_stops_before_any_patient(manifest: Path,
+                                                                                         tmp_path: Path) -> None:
+    # Before: every patient ran through QC, preprocessing and radiomics, then was quarantined at roi_slices.
+    bare = without_masks(manifest, tmp_path)
+    completed = cssci(["ingest", str(bare)], clean_env(tmp_path / "home"), tmp_path, timeout=120)
+    text = output(completed)
+    assert completed.returncode == 2, text
+    assert "deep.slice.sequence" in text and "deep.slice.roi" in text and "no patient has any mask" in text, text
+    assert "Traceback" not in text
+    assert not (tmp_path / "home" / "warehouse.duckdb").exists()  # stopped before anything was written
+
+
+def test_ingest_names_the_slice_configured_by_the_homes_experiment_when_it_has_no_masks(manifest: Path,
+                                                                                       tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    experiment = load_config("demo", ["deep.weights=none", "deep.slice.roi=cord", "deep.slice.sequence=sag_T1"])
+    (home / "experiment.yaml").write_text(dump_config(experiment), encoding="utf-8")
+    spec = yaml.safe_load(manifest.read_text(encoding="utf-8"))
+    table = pl.read_csv(manifest.parent / spec["table"]).drop("mask__sag_T1__cord")
+    table.write_csv(tmp_path / "patients.csv")
+    spec.update({"table": "patients.csv", "data_root": str((manifest.parent / spec["data_root"]).resolve())})
+    (tmp_path / "cohort.yaml").write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    completed = cssci(["ingest", str(tmp_path / "cohort.yaml")], clean_env(home), tmp_path, timeout=120)
+    text = output(completed)
+    assert completed.returncode == 2, text
+    assert "no patient has a 'cord' mask on sequence 'sag_T1'" in text and "deep.slice.sequence" in text, text
+
+
+def test_a_quarantined_patient_is_printed_with_the_checks_reason_and_fix(manifest: Path, tmp_path: Path) -> None:
+    # Before: `quarantined SCI-...: roi_slice_found`, with no word of what was wrong or how to fix it.
+    home = tmp_path / "home"
+    home.mkdir()
+    experiment = load_config("demo", ["deep.weights=none", "deep.slice.margin=1000", "deep.slice.clip_to_slice=false",
+                                      "preprocessing.channels=[original]", "deep.channels=[original]"])
+    (home / "experiment.yaml").write_text(dump_config(experiment), encoding="utf-8")  # the patient job's settings
+    completed = cssci(["ingest", str(manifest), "--workers", "1"], clean_env(home), tmp_path)
+    text = output(completed)
+    assert completed.returncode == 0, text
+    assert "quarantined" in text and "roi_slice_found" in text, text
+    assert "[roi_slices/slice_smaller_than_crop]" in text and "fix: set clip_to_slice: true" in text, text
