@@ -453,10 +453,12 @@ def test_channel_pca_caps_components_with_a_note_and_takes_a_grouping_function()
     X = deep_frame(20, width=10)
     pca = ChannelPCA(n_components=32).fit(X)
     assert [p.n_components_ for _, p in pca.pcas_.values()] == [10, 10]
-    assert "dl__resnet34__original: 10 components instead of 32 (20 training rows, 10 columns)" in pca.report_.notes
+    assert ("dl__resnet34__original: 10 components instead of 32 (20 training rows: rank at most 19; 10 columns)"
+            in pca.report_.notes)
     few_rows = ChannelPCA(n_components=32).fit(X.iloc[:6])
-    assert [p.n_components_ for _, p in few_rows.pcas_.values()] == [6, 6]
-    assert "dl__resnet34__gaussian: 6 components instead of 32 (6 training rows, 10 columns)" in few_rows.report_.notes
+    assert [p.n_components_ for _, p in few_rows.pcas_.values()] == [5, 5]  # centred 6 rows: rank 5 (issue 19)
+    assert ("dl__resnet34__gaussian: 5 components instead of 32 (6 training rows: rank at most 5; 10 columns)"
+            in few_rows.report_.notes)
     by_prefix = ChannelPCA(n_components=2, channel_of=lambda c: c.split("_")[0], remainder="error").fit(X)
     assert list(by_prefix.get_feature_names_out()) == ["rad__pc0", "rad__pc1", "dl__pc0", "dl__pc1"]
     with pytest.raises(ValueError, match="no column belongs to a channel group"):

@@ -158,3 +158,29 @@ def test_tiny_folds_are_flagged_and_a_zero_sd_cv_auc_is_marked_degenerate() -> N
                                        cv_folds=5)
     assert model.small_sample and "small sample" in model.small_sample[0]
     assert model.cv_score_sd == 0 and model.degenerate_cv
+
+
+# -- per-channel PCA and z-score on 19 training rows ------------------------------------------------------------
+
+from cssci_platform.lib.selection import ChannelPCA, ZScoreScaler  # noqa: E402
+
+
+def test_channel_pca_on_19_rows_keeps_at_most_18_components_and_no_null_one() -> None:
+    rng = np.random.default_rng(3)
+    columns = [f"dl__resnet18__original__{i:04d}" for i in range(512)]
+    train = pd.DataFrame(rng.normal(size=(19, 512)), columns=columns)
+    test = pd.DataFrame(rng.normal(size=(5, 512)), columns=columns)
+    pca = ChannelPCA(32).set_output(transform="pandas").fit(train)
+    [(_, fitted)] = pca.pcas_.values()
+    assert fitted.n_components_ == 18
+    assert fitted.explained_variance_.min() > 1e-6 * fitted.explained_variance_.max()
+    scaler = ZScoreScaler().set_output(transform="pandas").fit(pca.transform(train))
+    assert np.abs(scaler.transform(pca.transform(test)).to_numpy()).max() < 100
+
+
+def test_zscore_does_not_scale_numerical_noise_to_unit_variance() -> None:
+    rng = np.random.default_rng(4)
+    train = pd.DataFrame({"real": rng.normal(size=19), "noise": rng.normal(size=19) * 5e-16})
+    scaler = ZScoreScaler().set_output(transform="pandas").fit(train)
+    scaled = scaler.transform(pd.DataFrame({"real": [0.5], "noise": [3e-15]}))
+    assert abs(scaled["noise"].iloc[0]) < 1e-10 and any("near-constant" in n for n in scaler.report_.notes)

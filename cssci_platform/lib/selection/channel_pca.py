@@ -2,8 +2,10 @@
 
 Deep feature columns are named ``dl__<backbone>__<channel>__<i>`` (`deep_channel_of` maps a column to its
 group ``dl__<backbone>__<channel>``, other columns to None); pass your own ``channel_of`` for another naming.
-Each group is reduced to ``min(n_components, n_training_rows, n_group_columns)`` components (a cap is noted in
-the report); output columns are ``<group>__pc<j>``. Columns outside any group follow ``remainder``.
+Each group is reduced to ``min(n_components, n_training_rows - 1, n_group_columns)`` components (centred data of
+n rows has rank at most n - 1), and components whose variance is numerical noise (below `NULL_VARIANCE_RATIO` of
+the first) are dropped: a null component's z-score would blow noise up to unit variance. Caps and drops are noted
+in the report; output columns are ``<group>__pc<j>``. Columns outside any group follow ``remainder``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._base import SelectionReport, listed, require_finite
 
 DEEP_PREFIX = "dl"
+NULL_VARIANCE_RATIO = 1e-10  # a component with less variance than this share of the first one is noise
 
 
 def deep_channel_of(name: str) -> str | None:
@@ -52,16 +55,26 @@ class ChannelPCA(TransformerMixin, BaseEstimator):
         notes: list[str] = []
         self.pcas_: dict[str, tuple[np.ndarray, PCA]] = {}
         for group, columns in groups.items():
-            n_keep = min(self.n_components, X_arr.shape[0], len(columns))
-            if n_keep < self.n_components:
-                notes.append(
-                    f"{group}: {n_keep} components instead of {self.n_components} "
-                    f"({X_arr.shape[0]} training rows, {len(columns)} columns)"
-                )
-            self.pcas_[group] = (columns, PCA(n_components=n_keep, svd_solver="full").fit(X_arr[:, columns]))
+            self.pcas_[group] = (columns, self._fit_group(group, X_arr[:, columns], notes))
         self.feature_names_out_ = np.asarray(self._output_names(names), dtype=object)
         self.report_ = self._report(names, notes)
         return self
+
+    def _fit_group(self, group: str, values: np.ndarray, notes: list[str]) -> PCA:
+        """PCA of one group, capped at rank (n - 1) and without null components."""
+        n_rows, n_columns = values.shape
+        n_keep = max(1, min(self.n_components, n_rows - 1, n_columns))
+        if n_keep < self.n_components:
+            notes.append(f"{group}: {n_keep} components instead of {self.n_components} "
+                         f"({n_rows} training rows: rank at most {n_rows - 1}; {n_columns} columns)")
+        pca = PCA(n_components=n_keep, svd_solver="full").fit(values)
+        variance = pca.explained_variance_
+        real = int(np.sum(variance > NULL_VARIANCE_RATIO * max(float(variance[0]), np.finfo(float).tiny)))
+        if real < n_keep:
+            notes.append(f"{group}: dropped {n_keep - max(real, 1)} null component(s) (variance below "
+                         f"{NULL_VARIANCE_RATIO:g} of the first: numerical noise)")
+            pca = PCA(n_components=max(real, 1), svd_solver="full").fit(values)
+        return pca
 
     def transform(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "pcas_")
