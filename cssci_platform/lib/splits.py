@@ -97,8 +97,32 @@ def _holdout(labelled: pl.DataFrame, spec: SplitSpec) -> pl.DataFrame:
     labels = labelled["label"].cast(pl.String).to_numpy()
     _require_per_class(labels, 2, "a stratified hold-out split")
     keys = labelled["patient_key"].to_numpy()
-    _, test_keys = train_test_split(keys, test_size=spec.test_fraction, stratify=labels, random_state=spec.seed)
+    strata = center_outcome_strata(labelled["center"].cast(pl.String).to_numpy(), labels)
+    try:
+        _, test_keys = train_test_split(keys, test_size=spec.test_fraction, stratify=strata, random_state=spec.seed)
+    except ValueError:  # more center x outcome strata than test patients: outcome only
+        _, test_keys = train_test_split(keys, test_size=spec.test_fraction, stratify=labels, random_state=spec.seed)
     return _roles(keys, np.isin(keys, test_keys))
+
+
+def center_outcome_strata(centers: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Stratum per patient for a hold-out split: center x outcome where that cell has at least 2 patients (so each
+    center's share of training patients is kept, and ComBat keeps its centers), else the outcome alone."""
+    joint = np.asarray([f"{center}\x1f{label}" for center, label in zip(centers, labels, strict=True)], dtype=object)
+    values, counts = np.unique(joint, return_counts=True)
+    large = set(values[counts >= 2])
+    strata = np.asarray([j if j in large else f"*\x1f{label}" for j, label in zip(joint, labels, strict=True)], dtype=object)
+    values, counts = np.unique(strata, return_counts=True)
+    if (counts < 2).any():  # a leftover outcome cell of one patient: stratify that outcome's leftovers with its largest cell
+        lonely = set(values[counts < 2])
+        strata = np.asarray([_largest_cell(strata, labels, label) if s in lonely else s
+                             for s, label in zip(strata, labels, strict=True)], dtype=object)
+    return strata
+
+
+def _largest_cell(strata: np.ndarray, labels: np.ndarray, label: str) -> str:
+    values, counts = np.unique(strata[labels == label], return_counts=True)
+    return str(values[np.argmax(counts)])
 
 
 def _leave_one_center_out(labelled: pl.DataFrame) -> dict[str, pl.DataFrame]:

@@ -184,3 +184,24 @@ def test_zscore_does_not_scale_numerical_noise_to_unit_variance() -> None:
     scaler = ZScoreScaler().set_output(transform="pandas").fit(train)
     scaled = scaler.transform(pd.DataFrame({"real": [0.5], "noise": [3e-15]}))
     assert abs(scaled["noise"].iloc[0]) < 1e-10 and any("near-constant" in n for n in scaler.report_.notes)
+
+
+# -- the split keeps each center's share ------------------------------------------------------------------------
+
+import polars as pl  # noqa: E402
+
+from cssci_platform.lib.splits import SplitSpec, assign_splits  # noqa: E402
+
+
+def test_holdout_split_stratifies_by_center_as_well_as_outcome() -> None:
+    worst = 0
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        centers = ["A"] * 30 + ["B"] * 30 + ["C"] * 10
+        patients = pl.DataFrame({"patient_key": [f"P{i:02d}" for i in range(70)], "center": centers,
+                                 "cohort": ["development"] * 70, "label": [str(v) for v in rng.integers(0, 2, 70)]})
+        roles = assign_splits(patients, SplitSpec("holdout", 0.2, seed)).join(patients, on="patient_key")
+        train = roles.filter(pl.col("role") == "train")["center"].value_counts()
+        share = {c: n for c, n in train.iter_rows()}
+        worst = max(worst, max(abs(share[c] - 0.8 * size) for c, size in (("A", 30), ("B", 30), ("C", 10))))
+    assert worst <= 1.5, worst
