@@ -172,12 +172,9 @@ def ingest(
 def _check_slice_target(cohort, experiment) -> None:
     """Stop (exit 2) before any patient runs when no patient has a mask for the ROI-slice target: the experiment's
     deep.slice.sequence/roi/axis where one is active, else what the manifest declares."""
-    from cssci_platform.lib.deep.patient_slices import masked_pairs, slice_target, slice_target_problem
+    from cssci_platform.study_runner import slice_target_problem_of
 
-    chosen = experiment.deep.slice if experiment is not None else None
-    masked = masked_pairs(cohort)
-    target = slice_target(cohort.spec, chosen and chosen.sequence, chosen and chosen.roi, chosen and chosen.axis, masked)
-    if problem := slice_target_problem(target, masked):
+    if problem := slice_target_problem_of(cohort, experiment):
         raise failures.UserError(f"{cohort.manifest_path}: {problem}")
 
 

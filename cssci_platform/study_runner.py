@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cssci_platform import runner
+from cssci_platform.lib.cohort import Cohort
 from cssci_platform.lib.model_tracking import TrackingConfig, sqlite_tracking_uri
 from cssci_platform.lib.study_config import (
     EXPERIMENT_ENV,
@@ -106,11 +107,26 @@ def activate(config: ExperimentConfig, home: Path, manifest: Path, mlflow_uri: s
 
 
 def check_cohort(config: ExperimentConfig, manifest: Path) -> None:
+    """What is decidable from the manifest, before any patient: the names the config uses are declared, and some
+    patient has a mask for the ROI-slice target (else every patient would be quarantined at roi_slices)."""
     from cssci_platform.lib.cohort import load_cohort
 
-    problems = cohort_problems(config, load_cohort(manifest).spec)
+    cohort = load_cohort(manifest)
+    problems = cohort_problems(config, cohort.spec)
+    if not problems and (problem := slice_target_problem_of(cohort, config)):
+        problems.append(f"deep.slice: {problem}")
     if problems:
         raise ConfigError(f"{config.name} (against {manifest})", problems)
+
+
+def slice_target_problem_of(cohort: Cohort, config: ExperimentConfig | None) -> str | None:
+    """Why no patient of `cohort` could get an ROI slice (naming the config keys), None when some can: the target is
+    the config's deep.slice.sequence/roi/axis, or without a config what the manifest declares."""
+    from cssci_platform.lib.deep.patient_slices import masked_pairs, slice_target, slice_target_problem
+
+    chosen, masked = (config.deep.slice if config else None), masked_pairs(cohort)
+    target = slice_target(cohort.spec, chosen and chosen.sequence, chosen and chosen.roi, chosen and chosen.axis, masked)
+    return slice_target_problem(target, masked)
 
 
 def run_study(config: ExperimentConfig, home: Path, workers: int = 2, progress: StudyProgress | None = None,

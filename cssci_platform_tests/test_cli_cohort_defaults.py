@@ -125,3 +125,23 @@ def test_a_quarantined_patient_is_printed_with_the_checks_reason_and_fix(manifes
     assert completed.returncode == 0, text
     assert "quarantined" in text and "roi_slice_found" in text, text
     assert "[roi_slices/slice_smaller_than_crop]" in text and "fix: set clip_to_slice: true" in text, text
+
+
+def test_run_refuses_a_slice_target_without_masks_before_any_patient(manifest: Path, tmp_path: Path) -> None:
+    # Before: `cssci run` processed every patient (the 40 minutes of feature extraction), quarantined each at
+    # roi_slices, then failed in modeling with no patient left.
+    spec = yaml.safe_load(manifest.read_text(encoding="utf-8"))
+    pl.read_csv(manifest.parent / spec["table"]).drop("mask__sag_T1__cord").write_csv(tmp_path / "patients.csv")
+    spec.update({"table": "patients.csv", "data_root": str((manifest.parent / spec["data_root"]).resolve())})
+    (tmp_path / "cohort.yaml").write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    config = yaml.safe_load(dump_config(load_config("demo")))
+    config["cohort"] = {"manifest": str(tmp_path / "cohort.yaml")}
+    config["deep"]["slice"].update({"sequence": "sag_T1", "roi": "cord"})
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    home = tmp_path / "home"
+    completed = cssci(["run", "--config", str(tmp_path / "study.yaml"), "--home", str(home), "--set", "deep.weights=none"],
+                      clean_env(home), tmp_path, timeout=120)
+    text = output(completed)
+    assert completed.returncode == 2, text
+    assert "deep.slice" in text and "no patient has a 'cord' mask on sequence 'sag_T1'" in text, text
+    assert not (home / "warehouse.duckdb").exists()
