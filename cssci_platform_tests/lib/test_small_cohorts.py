@@ -205,3 +205,38 @@ def test_holdout_split_stratifies_by_center_as_well_as_outcome() -> None:
         share = {c: n for c, n in train.iter_rows()}
         worst = max(worst, max(abs(share[c] - 0.8 * size) for c, size in (("A", 30), ("B", 30), ("C", 10))))
     assert worst <= 1.5, worst
+
+
+# -- early check: center sizes from the manifest and the seeds ---------------------------------------------------
+
+from cssci_platform.lib.experiment.center_checks import center_size_problems  # noqa: E402
+
+
+def test_center_sizes_after_the_split_and_inside_cv_folds_are_found_before_any_image() -> None:
+    rng = np.random.default_rng(0)
+    centers = ["A"] * 20 + ["B"] * 20 + ["C"] * 3
+    patients = pl.DataFrame({"patient_key": [f"P{i:02d}" for i in range(43)], "center": centers,
+                             "cohort": ["development"] * 43, "label": [str(v) for v in rng.integers(0, 2, 43)]})
+    problems = center_size_problems(patients, SplitSpec("holdout", 0.2, 42), cv_folds=10, cv_seed=42, small_center="error")
+    assert problems and {p.center for p in problems} == {"C"}
+    assert all(p.stops_the_run and "harmonization.small_center" in p.fix for p in problems)
+    in_folds = [p for p in problems if p.cv_fold is not None]
+    assert in_folds and "CV fold" in in_folds[0].message()
+    handled = center_size_problems(patients, SplitSpec("holdout", 0.2, 42), cv_folds=10, cv_seed=42, small_center="pool")
+    assert len(handled) == len(problems) and not any(p.stops_the_run for p in handled)
+    assert center_size_problems(patients, SplitSpec("holdout", 0.2, 42), 10, 42, harmonize=False) == []
+
+
+def test_the_early_check_predicts_the_cv_fold_where_training_fails() -> None:
+    rng = np.random.default_rng(0)
+    patients = pl.DataFrame({"patient_key": [f"P{i:02d}" for i in range(43)], "center": ["A"] * 20 + ["B"] * 20 + ["C"] * 3,
+                             "cohort": ["development"] * 43, "label": [str(v) for v in rng.integers(0, 2, 43)]})
+    split = SplitSpec("holdout", 0.2, 42)
+    [first, *_] = [p for p in center_size_problems(patients, split, 5, 7, small_center="error") if p.cv_fold is not None]
+    matrix = small_matrix(43).assign(center=patients["center"].to_list(), label=patients["label"].to_list())
+    matrix.index = pd.Index(patients["patient_key"].to_list(), name="patient_key")
+    roles = pd.Series(dict(assign_splits(patients, split).select("patient_key", "role").iter_rows()))
+    settings = ChainSettings(small_center="error", mrmr_k=None, lasso=False, rank_test=False, seed=7)
+    [failed] = training.fit_signature(matrix, roles, Signature("rad"), ["LR"], "leakage_safe", ["0", "1"], settings,
+                                      cv_folds=5)
+    assert f"CV fold {first.cv_fold} of 5" in failed.reason and "'C' has" in failed.reason
