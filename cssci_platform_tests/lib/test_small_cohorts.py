@@ -240,3 +240,32 @@ def test_the_early_check_predicts_the_cv_fold_where_training_fails() -> None:
     [failed] = training.fit_signature(matrix, roles, Signature("rad"), ["LR"], "leakage_safe", ["0", "1"], settings,
                                       cv_folds=5)
     assert f"CV fold {first.cv_fold} of 5" in failed.reason and "'C' has" in failed.reason
+
+
+def test_paper_faithful_prefilter_leaving_one_feature_completes_without_empirical_bayes() -> None:
+    rng = np.random.default_rng(5)
+    base = rng.normal(size=24)
+    matrix = small_matrix(24, p=3, signal=0.0, seed=5)
+    for i, column in enumerate(c for c in matrix.columns if c.startswith("rad__")):  # three copies of one noise feature
+        matrix[column] = base * (1 + 0.001 * i) + (matrix["center"] == "B") * 2.0
+    roles = first_rows_train(matrix, 19)
+    settings = ChainSettings(rank_alpha=1.0, mrmr_k=None, lasso=False)
+    [model] = training.train_signature(matrix, roles, Signature("rad"), ["LR"], "paper_faithful", ["0", "1"], settings,
+                                       cv_folds=3)
+    assert len(model.input_columns) == 1
+    assert any("empirical Bayes needs at least 2" in note for note in model.decisions)
+
+
+def test_shape_features_are_not_harmonized_by_default_in_the_modeling_chain() -> None:
+    matrix = small_matrix(40, p=4)
+    matrix = matrix.rename(columns={"rad__T1__lesion__original__original_glcm_F0": SHAPE})
+    matrix[SHAPE] = np.abs(matrix[SHAPE]) + 30 * (matrix["center"] == "B")  # lesion size differs by center by chance
+    roles = first_rows_train(matrix, 32)
+    settings = ChainSettings(rank_test=False, spearman_threshold=None, mrmr_k=None, lasso=False)
+    [model] = training.train_signature(matrix, roles, Signature("rad"), ["LR"], "leakage_safe", ["0", "1"], settings,
+                                       cv_folds=3)
+    combat = model.pipeline.named_steps["combat"]
+    assert combat.unharmonized_cols_ == [SHAPE] and SHAPE not in combat.harmonized_cols_
+    train = matrix[roles == "train"]
+    harmonized = combat.transform(train.drop(columns=["cohort", "label"]))  # the fitted pipeline's step: pandas out
+    assert (harmonized[SHAPE] == train[SHAPE]).all()
