@@ -269,3 +269,13 @@ def test_shape_features_are_not_harmonized_by_default_in_the_modeling_chain() ->
     train = matrix[roles == "train"]
     harmonized = combat.transform(train.drop(columns=["cohort", "label"]))  # the fitted pipeline's step: pandas out
     assert (harmonized[SHAPE] == train[SHAPE]).all()
+
+
+def test_a_combat_fitted_before_these_attributes_existed_still_transforms() -> None:
+    frame = centers_frame({"A": 12, "B": 12})
+    combat = ComBat().fit(frame)
+    expected = combat.transform(frame)
+    for attribute in ("harmonized_cols_", "unharmonized_cols_", "pooled_centers_", "excluded_centers_", "eb_used_",
+                      "decisions_", "report_"):
+        delattr(combat, attribute)
+    np.testing.assert_array_equal(combat.transform(frame), expected)

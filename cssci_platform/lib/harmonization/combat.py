@@ -246,6 +246,8 @@ class ComBat(TransformerMixin, BaseEstimator):
         output = feature_matrix(frame, self.feature_cols_)
         if self.standardization_ is None:
             return output
+        if not hasattr(self, "harmonized_cols_"):  # fitted before feature classes could be left out: all harmonized
+            self.harmonized_cols_ = list(self.feature_cols_)
         features = feature_matrix(frame, self.harmonized_cols_)
         covariates = self.covariate_encoder_.transform(frame)
         labels = self._pooled(batch_labels(frame, self.batch_col))
