@@ -115,8 +115,63 @@ def check_cohort(config: ExperimentConfig, manifest: Path) -> None:
     problems = cohort_problems(config, cohort.spec)
     if not problems and (problem := slice_target_problem_of(cohort, config)):
         problems.append(f"deep.slice: {problem}")
+    if not problems:
+        problems += [f"harmonization.small_center: {p.message()}" for p in center_size_findings(config, cohort)
+                     if p.stops_the_run]
     if problems:
         raise ConfigError(f"{config.name} (against {manifest})", problems)
+
+
+def center_size_notes(config: ExperimentConfig, manifest: Path) -> list[str]:
+    """The small centers the harmonization.small_center policy will handle at fit time, one line per center with the
+    number of fits (the split's training set, CV folds) it is small in."""
+    from cssci_platform.lib.cohort import load_cohort
+
+    findings = [p for p in center_size_findings(config, load_cohort(manifest)) if not p.stops_the_run]
+    by_center: dict[str, list] = {}
+    for finding in findings:
+        by_center.setdefault(finding.center, []).append(finding)
+    return [f"small center {center!r}: under harmonization.min_center_size={config.harmonization.min_center_size} "
+            f"training patients in {len(found)} fit(s) (fewest: {min(f.training_patients for f in found)}, in "
+            f"{min(found, key=lambda f: f.training_patients).where}); {found[0].what_happens}"
+            for center, found in sorted(by_center.items())]
+
+
+def center_size_findings(config: ExperimentConfig, cohort: Cohort) -> list:
+    """`CenterSizeProblem`s of the study (centers under harmonization.min_center_size after the split and inside
+    its CV folds), decided from the manifest and the seeds; [] when the labels cannot be split (modeling says why)."""
+    from cssci_platform.lib.experiment.center_checks import center_size_problems
+    from cssci_platform.lib.splits import PRESETS, SplitSpec
+
+    preset, harmonization = PRESETS[config.split.preset], config.harmonization
+    split = SplitSpec(preset.strategy, preset.test_fraction, config.split.seed, preset.n_splits, preset.n_repeats)
+    try:
+        return center_size_problems(manifest_labels(config, cohort), split, config.models.cv_folds, config.models.seed,
+                                    harmonize=harmonization.enabled, small_center=harmonization.small_center,
+                                    min_center_size=harmonization.min_center_size, folds=list(config.split.folds))
+    except ValueError:
+        return []
+
+
+def manifest_labels(config: ExperimentConfig, cohort: Cohort):
+    """patient_key, center, cohort and the study label (the outcome rule on the manifest's values) of every patient
+    whose manifest row is valid: what `patient_splits` will split."""
+    import pandas as pd
+    import polars as pl
+
+    from cssci_platform.lib.outcome_rules import derive_labels
+
+    outcome = config.outcome
+    records = [r for r in cohort.patients.values() if not r.quarantined]
+    keys = [r.patient_key for r in records]
+    values = pd.Series([r.outcomes.get(outcome.source_outcome) for r in records], index=keys, dtype=object)
+    baseline = (pd.Series([r.clinical.get(outcome.baseline) for r in records], index=keys, dtype=object)
+                if outcome.baseline else None)
+    development = pd.Series([r.cohort == "development" for r in records], index=keys)
+    labels = derive_labels(values, outcome.rule, outcome.threshold, baseline, development)["label"]
+    return pl.DataFrame({"patient_key": keys, "center": [r.center for r in records], "cohort": [r.cohort for r in records],
+                         "label": [None if label is None or pd.isna(label) else str(label) for label in labels]},
+                        schema={"patient_key": pl.String, "center": pl.String, "cohort": pl.String, "label": pl.String})
 
 
 def slice_target_problem_of(cohort: Cohort, config: ExperimentConfig | None) -> str | None:
@@ -135,6 +190,8 @@ def run_study(config: ExperimentConfig, home: Path, workers: int = 2, progress: 
     home = home.resolve()
     manifest = prepare_cohort(config, home, progress)
     check_cohort(config, manifest)
+    for note in center_size_notes(config, manifest):
+        progress.on_message(note)
     config_yaml = activate(config, home, manifest, mlflow_uri).read_text(encoding="utf-8")
     runner.check_storage()  # a full disk, an unwritable or long-locked warehouse: refused before any patient
     tracking = TrackingConfig(os.environ["CSSCI_MLFLOW_URI"], config.name)

@@ -145,3 +145,37 @@ def test_run_refuses_a_slice_target_without_masks_before_any_patient(manifest: P
     assert completed.returncode == 2, text
     assert "deep.slice" in text and "no patient has a 'cord' mask on sequence 'sag_T1'" in text, text
     assert not (home / "warehouse.duckdb").exists()
+
+
+@pytest.fixture(scope="module")
+def three_small_centers(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_sci_cohort(tmp_path_factory.mktemp("small"), n_development=8, n_prospective=0, seed=3)  # 3 + 3 + 2
+
+
+def manifest_config(manifest: Path, folder: Path, *overrides: str) -> Path:
+    config = yaml.safe_load(dump_config(load_config("demo", ["deep.weights=none", "models.cv_folds=3", *overrides])))
+    config["cohort"] = {"manifest": str(manifest)}
+    (folder / "study.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return folder / "study.yaml"
+
+
+def test_run_refuses_centers_too_small_for_combat_before_any_patient_when_the_policy_is_error(
+        three_small_centers: Path, tmp_path: Path) -> None:
+    # Before: every patient's features were extracted, then every model failed inside a CV fold ("1 sample").
+    config = manifest_config(three_small_centers, tmp_path, "harmonization.small_center=error")
+    home = tmp_path / "home"
+    completed = cssci(["run", "--config", str(config), "--home", str(home)], clean_env(home), tmp_path, timeout=120)
+    text = output(completed)
+    assert completed.returncode == 2, text
+    assert "harmonization.small_center: center 'center_" in text and "CV fold" in text, text
+    assert "--set harmonization.small_center=pool" in text, text
+    assert not (home / "warehouse.duckdb").exists()
+
+
+def test_small_centers_the_policy_handles_are_announced_once_per_center_before_the_run(three_small_centers: Path,
+                                                                                       tmp_path: Path) -> None:
+    from cssci_platform.study_runner import center_size_notes
+
+    notes = center_size_notes(load_config(manifest_config(three_small_centers, tmp_path)), three_small_centers)
+    assert notes and len(notes) == len({note.split("'")[1] for note in notes})  # one line per center
+    assert all("harmonization.small_center 'pool'" in note and "fit(s)" in note for note in notes), notes
