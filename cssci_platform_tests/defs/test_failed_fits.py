@@ -61,3 +61,5 @@ def test_failing_fits_are_recorded_and_every_other_fit_finishes(platform: dict) 
     [event] = report.get_asset_materialization_events()
     html = Path(event.event_specific_data.materialization.metadata["report"].value).read_text(encoding="utf-8")
     assert "Fits that failed" in html and "Rad_LR (leakage_safe, holdout)" in html
+    assert "harmonization.small_center 'pool', chosen before the run" in html  # the small-center decision, in methods
+    assert "Radiomics feature classes shape were not harmonized" in html

@@ -170,7 +170,7 @@ def test_logged_run_holds_params_metrics_tags_and_artifacts(store, runs, tmp_pat
             "params/radiomics.yaml"} <= listed
     folder = Path(client.download_artifacts(run.info.run_id, "", dst_path=str(tmp_path)))
     assert pl.read_csv(folder / "splits/split.csv")["role"].to_list() == ["train", "train", "test"]
-    assert [r["step"] for r in json.loads((folder / "selection/reports.json").read_text(encoding="utf-8"))] == ["zscore"]
+    assert [r["step"] for r in json.loads((folder / "selection/reports.json").read_text(encoding="utf-8"))] == ["combat", "zscore"]
     assert json.loads((folder / "selection/selected_features.json").read_text(encoding="utf-8")) == FEATURES[:2]
     assert (folder / "params/radiomics.yaml").read_text(encoding="utf-8") == "setting:\n  binWidth: 25\n"
 
