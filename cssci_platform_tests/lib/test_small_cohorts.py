@@ -279,3 +279,15 @@ def test_a_combat_fitted_before_these_attributes_existed_still_transforms() -> N
                       "decisions_", "report_"):
         delattr(combat, attribute)
     np.testing.assert_array_equal(combat.transform(frame), expected)
+
+
+def test_a_zero_sd_cv_auc_on_tiny_folds_does_not_silently_win_the_champion() -> None:
+    matrix = small_matrix(24, p=3, signal=6.0, seed=2)
+    roles = first_rows_train(matrix, 20)
+    settings = ChainSettings(harmonize=False, rank_test=False, spearman_threshold=None, mrmr_k=None, lasso=False)
+    degenerate, other = training.train_signature(matrix, roles, Signature("rad"), ["LR", "NaiveBayes"], "leakage_safe",
+                                                 ["0", "1"], settings, cv_folds=5)
+    assert degenerate.degenerate_cv and degenerate.cv_score_mean == 1.0
+    other.small_sample = [note for note in other.small_sample if not note.startswith("degenerate")]
+    assert training.champion_candidates([degenerate, other]) == [other]
+    assert training.champion_candidates([degenerate]) == [degenerate]  # nothing else: kept, flagged

@@ -13,7 +13,7 @@ from cssci_platform.lib.classifiers import CLASSIFIER_NAMES
 from cssci_platform.lib.experiment.chains import ChainSettings
 from cssci_platform.lib.experiment.results import metric_rows, model_row, prediction_rows, run_metrics, run_params
 from cssci_platform.lib.experiment.signatures import Signature, parse_signature, standard_signatures
-from cssci_platform.lib.experiment.training import MODES, FailedFit, TrainedModel, fit_signature
+from cssci_platform.lib.experiment.training import MODES, FailedFit, TrainedModel, champion_candidates, fit_signature
 from cssci_platform.lib.outcome_rules import SCORE_SUFFIX, OutcomeRuleError, labels_above_training_mean
 from cssci_platform.lib.model_tracking import (
     get_or_create_experiment,
@@ -195,10 +195,9 @@ def _register_champions(tracking_config, experiment: str, runs: list) -> dict[st
     """Per signature: the leakage-safe model with the best mean CV AUC on training folds (never test data)."""
     champions = {}
     for signature in sorted({m.spec.signature.name for m, _ in runs}):
-        candidates = {logged.run_id: (m, logged) for m, logged in runs
-                      if m.spec.signature.name == signature and m.spec.mode == "leakage_safe"}
-        if any(not m.degenerate_cv for m, _ in candidates.values()):  # SD 0 on tiny folds wins only when nothing else can
-            candidates = {run_id: (m, lg) for run_id, (m, lg) in candidates.items() if not m.degenerate_cv}
+        of_signature = [(m, logged) for m, logged in runs if m.spec.signature.name == signature]
+        eligible = {id(m) for m in champion_candidates([m for m, _ in of_signature])}
+        candidates = {logged.run_id: (m, logged) for m, logged in of_signature if id(m) in eligible}
         if not candidates:
             continue
         best = select_champion([(run_id, m.cv_score_mean) for run_id, (m, _) in candidates.items()])

@@ -88,6 +88,14 @@ class FailedFit:
     error: Exception | None = None
 
 
+def champion_candidates(models: list[TrainedModel]) -> list[TrainedModel]:
+    """The models a signature's champion is chosen from: its leakage_safe fits, without those whose CV AUC has no
+    spread on tiny folds (`degenerate_cv`) unless nothing else is left."""
+    safe = [m for m in models if m.spec.mode == "leakage_safe"]
+    sound = [m for m in safe if not m.degenerate_cv]
+    return sound or safe
+
+
 def failure_reason(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"[:REASON_CHARS]
 
