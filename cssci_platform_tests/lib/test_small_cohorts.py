@@ -133,7 +133,7 @@ def test_a_small_center_inside_a_cv_fold_says_it_is_a_fold_and_names_the_key() -
     matrix.loc[matrix.index[2], "center"] = "A"
     matrix.loc[matrix.index[3], "center"] = "A"
     roles = first_rows_train(matrix, 32)
-    settings = ChainSettings(mrmr_k=None, lasso=False, rank_test=False)
+    settings = ChainSettings(small_center="error", mrmr_k=None, lasso=False, rank_test=False)
     [failed] = training.fit_signature(matrix, roles, Signature("rad"), ["LR"], "leakage_safe", ["0", "1"], settings,
                                       cv_folds=5)
     assert "CV fold" in failed.reason and "harmonization.small_center" in failed.reason, failed.reason

@@ -42,7 +42,7 @@ BATCH = "center"
 class ChainSettings:
     harmonize: bool = True
     unseen_center_policy: str = "none"
-    small_center: str = "error"  # ComBat's small-center policy: error | pool | unseen (lib/harmonization/scope.py)
+    small_center: str = "pool"  # ComBat's small-center policy: pool | unseen | error (lib/harmonization/scope.py)
     min_center_size: int = 2
     unharmonized_classes: tuple[str, ...] = ("shape",)  # radiomics feature classes ComBat passes through
     icc_table: pd.DataFrame | None = None
