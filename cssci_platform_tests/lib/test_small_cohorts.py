@@ -291,3 +291,15 @@ def test_a_zero_sd_cv_auc_on_tiny_folds_does_not_silently_win_the_champion() -> 
     other.small_sample = [note for note in other.small_sample if not note.startswith("degenerate")]
     assert training.champion_candidates([degenerate, other]) == [other]
     assert training.champion_candidates([degenerate]) == [degenerate]  # nothing else: kept, flagged
+
+
+def test_lasso_inside_a_small_cv_fold_uses_fewer_folds_with_a_note() -> None:
+    from cssci_platform.lib.selection import LassoSelector
+
+    rng = np.random.default_rng(6)
+    y = pd.Series(["0"] * 8 + ["1"] * 8)
+    X = pd.DataFrame(rng.normal(size=(16, 5)) + 2.0 * (y == "1").to_numpy()[:, None], columns=[f"f{i}" for i in range(5)])
+    with pytest.raises(ValueError, match="needs at least 10 training patients per class"):
+        LassoSelector(cv=10).fit(X, y)
+    lasso = LassoSelector(cv=10, on_small_class="fewer_folds").fit(X, y)
+    assert lasso.n_folds_ == 8 and "8-fold CV instead of 10" in lasso.report_.notes[0]

@@ -225,7 +225,8 @@ def feature_chain(columns: list[str], settings: ChainSettings) -> list[tuple[str
     if settings.mrmr_k:
         steps.append(("mrmr", MRMRSelector(settings.mrmr_k, on_constant="drop")))
     if settings.lasso:
-        steps.append(("lasso", LassoSelector(cv=settings.lasso_cv, rule=settings.lasso_rule, random_state=settings.seed)))
+        steps.append(("lasso", LassoSelector(cv=settings.lasso_cv, rule=settings.lasso_rule, random_state=settings.seed,
+                                             on_small_class="fewer_folds")))
     return steps
 
 

@@ -68,6 +68,7 @@ class LassoSelector(ReportingSelector):
         max_iter: int = 10_000,
         on_constant: OnConstant = "error",
         on_empty: OnEmpty = "keep_best",
+        on_small_class: Literal["error", "fewer_folds"] = "error",
     ) -> None:
         self.model = model
         self.cv = cv
@@ -80,12 +81,14 @@ class LassoSelector(ReportingSelector):
         self.max_iter = max_iter
         self.on_constant = on_constant
         self.on_empty = on_empty
+        self.on_small_class = on_small_class
 
     def fit(self, X: Any, y: Any = None) -> Self:
         X_arr, names = self._validated(X)
         codes, classes = class_codes(y, X_arr.shape[0], self.step_name)
-        self._check_fold_sizes(codes, classes)
+        folds_note = self._check_fold_sizes(codes, classes)
         usable, notes = self._usable_columns(X_arr, names, self.on_constant)
+        notes = folds_note + notes
         path = self._path(X_arr[:, usable], codes)
         chosen = choose_penalty(path.fold_scores, self.rule)
         coef = path.coefficients_at(chosen)
@@ -106,9 +109,17 @@ class LassoSelector(ReportingSelector):
         }
         return self._finish(names, support, "abs_coefficient", statistic, notes, details)
 
-    def _check_fold_sizes(self, codes: np.ndarray, classes: np.ndarray) -> None:
+    def _check_fold_sizes(self, codes: np.ndarray, classes: np.ndarray) -> list[str]:
+        """Sets `n_folds_`; with on_small_class='fewer_folds' a class smaller than `cv` lowers it (to 2 at least) with
+        a note, the convention of every other CV here (`classifiers.stratified_folds`)."""
         counts = np.bincount(codes)
-        if counts.min() < self.cv:
+        self.n_folds_ = self.cv
+        notes = []
+        if counts.min() < self.cv and self.on_small_class == "fewer_folds" and counts.min() >= 2:
+            self.n_folds_ = int(counts.min())
+            notes.append(f"{self.n_folds_}-fold CV instead of {self.cv}: the smallest class has {self.n_folds_} training "
+                         "patients")
+        elif counts.min() < self.cv:
             small = ", ".join(f"{plain(c)!r}: {n}" for c, n in zip(classes, counts, strict=True) if n < self.cv)
             raise ValueError(
                 f"{self.step_name}: stratified {self.cv}-fold CV needs at least {self.cv} training patients per class; "
@@ -119,9 +130,10 @@ class LassoSelector(ReportingSelector):
                 f"{self.step_name}: model='linear_on_labels' is for two classes; "
                 f"y has {len(classes)} - use model='logistic' (multinomial)"
             )
+        return notes
 
     def _folds(self) -> StratifiedKFold:
-        return StratifiedKFold(n_splits=self.cv, shuffle=True, random_state=self.random_state)
+        return StratifiedKFold(n_splits=getattr(self, "n_folds_", self.cv), shuffle=True, random_state=self.random_state)
 
     def _path(self, X: np.ndarray, codes: np.ndarray) -> _L1Path:
         if self.model == "logistic":
