@@ -303,3 +303,17 @@ def test_lasso_inside_a_small_cv_fold_uses_fewer_folds_with_a_note() -> None:
         LassoSelector(cv=10).fit(X, y)
     lasso = LassoSelector(cv=10, on_small_class="fewer_folds").fit(X, y)
     assert lasso.n_folds_ == 8 and "8-fold CV instead of 10" in lasso.report_.notes[0]
+
+
+@pytest.mark.parametrize("policy", ["pool", "unseen", "error"])
+def test_a_center_with_one_training_patient_through_the_modeling_chain(policy: str) -> None:
+    matrix = small_matrix(40, p=4)
+    matrix.loc[[matrix.index[0], matrix.index[-1]], "center"] = "C"  # one training patient, one test patient
+    roles = first_rows_train(matrix, 32)
+    settings = ChainSettings(small_center=policy, rank_test=False, mrmr_k=None, lasso=False)
+    [fit] = training.fit_signature(matrix, roles, Signature("rad"), ["LR"], "leakage_safe", ["0", "1"], settings, cv_folds=3)
+    if policy == "error":
+        assert isinstance(fit, training.FailedFit) and "harmonization.small_center" in fit.reason
+    else:
+        assert isinstance(fit, training.TrainedModel) and fit.metrics["test"]["auc"] > 0.7
+        assert any("small centers {'C': 1}" in note for note in fit.decisions)
