@@ -317,3 +317,22 @@ def test_a_center_with_one_training_patient_through_the_modeling_chain(policy: s
     else:
         assert isinstance(fit, training.TrainedModel) and fit.metrics["test"]["auc"] > 0.7
         assert any("small centers {'C': 1}" in note for note in fit.decisions)
+
+
+def test_the_small_center_policy_is_an_experiment_config_key_that_reaches_the_fits() -> None:
+    from pydantic import ValidationError
+
+    from cssci_platform.lib.study_config.model import ExperimentConfig
+    from cssci_platform.lib.study_config.run_config import asset_configs
+
+    config = ExperimentConfig.model_validate({
+        "name": "small", "cohort": {"synthetic": {"protocol": "demo"}}, "outcome": {"name": "good_outcome"},
+        "harmonization": {"small_center": "unseen", "min_center_size": 3, "unharmonized_feature_classes": ["shape", "glcm"]}})
+    for asset in ("trained_models", "harmonized_features"):
+        block = asset_configs(config)[asset]
+        assert (block["small_center"], block["min_center_size"], block["unharmonized_classes"]) == ("unseen", 3, ["shape", "glcm"])
+    assert ExperimentConfig.model_validate({"name": "d", "cohort": {"synthetic": {"protocol": "demo"}},
+                                            "outcome": {"name": "o"}}).harmonization.small_center == "pool"
+    with pytest.raises(ValidationError, match="small_center"):
+        ExperimentConfig.model_validate({"name": "d", "cohort": {"synthetic": {"protocol": "demo"}}, "outcome": {"name": "o"},
+                                         "harmonization": {"small_center": "merge"}})

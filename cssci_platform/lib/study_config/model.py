@@ -27,6 +27,7 @@ Channel = Literal[CHANNELS]  # type: ignore[valid-type]
 SplitPreset = Literal[tuple(PRESETS)]  # type: ignore[valid-type]
 UnseenCenterPolicy = Literal[UNSEEN_CENTER_POLICIES]  # type: ignore[valid-type]
 SmallCenterPolicy = Literal[SMALL_CENTER_POLICIES]  # type: ignore[valid-type]
+RadiomicsFeatureClass = Literal["shape", "shape2D", "firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm"]
 Mode = Literal[MODES]  # type: ignore[valid-type]
 SyntheticProtocol = Literal["demo", "ianr", "upper_limb", "metastasis"]
 NAME = r"^[A-Za-z][A-Za-z0-9_\-]*$"
@@ -185,7 +186,7 @@ class HarmonizationSection(Section):
     unseen_center_policy: UnseenCenterPolicy = "none"  # type: ignore[valid-type]
     small_center: SmallCenterPolicy = "pool"  # type: ignore[valid-type]
     min_center_size: int = Field(MIN_BATCH_SIZE, ge=MIN_BATCH_SIZE)
-    unharmonized_feature_classes: list[str] = list(DEFAULT_UNHARMONIZED_CLASSES)
+    unharmonized_feature_classes: list[RadiomicsFeatureClass] = list(DEFAULT_UNHARMONIZED_CLASSES)  # type: ignore[assignment]
 
 
 class SelectionSection(Section):
