@@ -317,6 +317,8 @@ def test_a_center_with_one_training_patient_through_the_modeling_chain(policy: s
     else:
         assert isinstance(fit, training.TrainedModel) and fit.metrics["test"]["auc"] > 0.7
         assert any("small centers {'C': 1}" in note for note in fit.decisions)
+        # the CV folds whose training part holds the one C patient decided too, and say which fold they are
+        assert sum(note.startswith("CV fold") and "small centers {'C': 1}" in note for note in fit.decisions) == 2
 
 
 def test_the_small_center_policy_is_an_experiment_config_key_that_reaches_the_fits() -> None:

@@ -171,7 +171,7 @@ def _trained(matrix: pd.DataFrame, roles: pd.Series, spec: ModelSpec, classes: l
     small_sample = small_sample_warnings(folds, tuned.cv_fold_scores)
     for note in small_sample:
         _LOG.warning("%s [%s]: %s", spec.name, spec.mode, note)
-    decisions = [f"{r['step']}: {note}" for r in reports for note in r["notes"]] + tuned.grid_decisions
+    decisions = [f"{r['step']}: {note}" for r in reports for note in r["notes"]] + folds.fold_decisions + tuned.grid_decisions
     return TrainedModel(spec, tuned.model, classes, tuned.best_params, tuned.cv_score_mean, tuned.cv_score_sd, threshold,
                         _long_predictions(probabilities, roles), metrics, reports, columns, small_sample, decisions)
 

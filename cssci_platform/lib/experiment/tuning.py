@@ -18,6 +18,7 @@ from sklearn.model_selection import ParameterGrid
 from sklearn.pipeline import Pipeline
 
 from cssci_platform.lib.classifiers import grid_for_rows, stratified_folds
+from cssci_platform.lib.selection import pipeline_reports
 
 SMALL_FOLD_PER_CLASS = 10  # fewer patients of a class in a CV training fold: CV results cannot mean much
 
@@ -31,6 +32,7 @@ class ChainFolds:
     transformed: list[tuple[pd.DataFrame, pd.DataFrame]]  # (fold training rows, fold validation rows)
     full_chain: Pipeline
     full_features: pd.DataFrame
+    fold_decisions: list[str] = field(default_factory=list)  # harmonization decisions of the CV folds' chains
 
 
 @dataclass
@@ -49,15 +51,17 @@ def fit_chain_folds(chain: Pipeline, X: pd.DataFrame, y: pd.Series, cv_folds: in
     """`X`, `y`: training rows only. A chain that fails on a CV fold says which fold and what its training part held."""
     splitter = stratified_folds(y, cv_folds, seed)
     folds = [(train, valid) for train, valid in splitter.split(X, y)]
-    transformed = []
+    transformed, decisions = [], []
     for index, (train, valid) in enumerate(folds):
         fitted = clone(chain)
         try:
             transformed.append((fitted.fit_transform(X.iloc[train], y.iloc[train]), fitted.transform(X.iloc[valid])))
         except ValueError as error:
             raise ValueError(f"{fold_description(index, len(folds), X.iloc[train], y.iloc[train])}: {error}") from error
+        decisions += [f"CV fold {index + 1} of {len(folds)}: combat: {note}" for report in pipeline_reports(fitted)
+                      if report.step == "combat" for note in report.notes if "small centers" in note]
     full_chain = clone(chain)
-    return ChainFolds(y, folds, transformed, full_chain, full_chain.fit_transform(X, y))
+    return ChainFolds(y, folds, transformed, full_chain, full_chain.fit_transform(X, y), decisions)
 
 
 def fold_description(index: int, n_folds: int, X: pd.DataFrame, y: pd.Series) -> str:
