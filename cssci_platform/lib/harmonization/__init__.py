@@ -2,7 +2,8 @@
 
 `ComBat` is the transformer (see `combat.py` for inputs, outputs and the unseen-center policies);
 `estimation.py` holds the statistics on plain arrays, `frame.py` the DataFrame validation.
-`undersized_batches` lets a blocking check find too-small centers before a fit.
+`undersized_batches` lets a blocking check find too-small centers before a fit; `scope.py` decides what ComBat
+harmonizes (feature classes left out, e.g. shape) and what it does with small centers (pool, unseen, error).
 """
 
 from cssci_platform.lib.harmonization.combat import (
