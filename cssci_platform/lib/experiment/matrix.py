@@ -60,6 +60,8 @@ def assemble(patients: pl.DataFrame, labels: pl.DataFrame, blocks: list[pd.DataF
                                                                             on="patient_key", how="left"))
     matrix = meta
     for block in blocks:
+        if block.columns.empty:  # nothing declared (e.g. a cohort without clinical variables): no patient lacks it
+            continue
         matrix = matrix.join(block, how="inner")
     return matrix.sort_index()
 
