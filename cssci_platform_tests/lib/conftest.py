@@ -117,7 +117,7 @@ def default_rows(n: int = 3) -> list[dict[str, str | None]]:
 
 def write_csv(path: Path, rows: Sequence[Mapping[str, str | None]], columns: Sequence[str] | None = None) -> None:
     columns = list(columns) if columns is not None else _union_columns(rows)
-    with open(path, "w", newline="") as stream:
+    with open(path, "w", newline="", encoding="utf-8") as stream:
         writer = csv.writer(stream, lineterminator="\n")
         writer.writerow(columns)
         for row in rows:
