@@ -16,19 +16,8 @@ from cssci_platform import runner
 from cssci_platform.lib.study_config import dump_config, load_config
 from cssci_platform.lib.synthetic import write_sci_cohort
 from cssci_platform.study_runner import activate
+from cssci_platform_tests.conftest import STORE_VARIABLES
 
-STORE_VARIABLES = ("CSSCI_HOME", "CSSCI_WAREHOUSE", "CSSCI_IMAGE_STORE", "CSSCI_MANIFEST", "DAGSTER_HOME",
-                   "CSSCI_MLFLOW_URI", "CSSCI_EXPERIMENT_CONFIG", "CSSCI_LOG_DIR", "CSSCI_DEBUG")
-
-
-@pytest.fixture
-def restored_environment():
-    saved = dict(os.environ)  # configure_environment sets the CSSCI_* variables and DAGSTER_HOME
-    for name in STORE_VARIABLES:
-        os.environ.pop(name, None)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 @pytest.fixture(scope="module")

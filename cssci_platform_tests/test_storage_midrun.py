@@ -58,16 +58,6 @@ def test_a_write_that_fills_the_disk_is_rolled_back_and_called_a_full_disk(tmp_p
             assert con.execute("SELECT count(*), min(value), max(value) FROM radiomics_features").fetchone() == (100, 1.0, 1.0)
 
 
-@pytest.fixture
-def restored_environment() -> Iterator[None]:
-    saved = dict(os.environ)  # configure_environment sets the CSSCI_* variables and DAGSTER_HOME
-    for name in ("CSSCI_WAREHOUSE", "CSSCI_IMAGE_STORE", "DAGSTER_HOME", "CSSCI_MLFLOW_URI", "CSSCI_EXPERIMENT_CONFIG",
-                 "CSSCI_LOG_DIR", "CSSCI_MANIFEST"):
-        os.environ.pop(name, None)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
-
 
 def test_a_warehouse_turned_read_only_mid_run_fails_the_rest_with_that_cause(tmp_path: Path, small_disk: Path,
                                                                               restored_environment: None) -> None:

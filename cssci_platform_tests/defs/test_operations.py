@@ -10,7 +10,6 @@ import polars as pl
 import pytest
 import yaml
 
-from cssci_platform.defs.ingest.assets import cohort_manifest
 from cssci_platform.defs.ingest.sensors import cohort_manifest_sensor
 from cssci_platform.defs.prospective.assets import followup_outcomes
 from cssci_platform.defs.prospective.sensors import new_patient_sensor

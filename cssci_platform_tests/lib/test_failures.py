@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -87,16 +86,6 @@ def test_other_errors_are_not_dressed_up_as_storage_problems() -> None:
 def test_long_values_are_cut_saying_how_long_they_were() -> None:
     assert shorten("x" * 5000, 100) == "x" * 100 + "... (5000 characters in all)"
 
-
-@pytest.fixture
-def restored_environment() -> Iterator[None]:
-    saved = dict(os.environ)  # configure_environment sets the CSSCI_* variables and DAGSTER_HOME
-    for name in ("CSSCI_WAREHOUSE", "CSSCI_IMAGE_STORE", "DAGSTER_HOME", "CSSCI_MLFLOW_URI", "CSSCI_EXPERIMENT_CONFIG",
-                 "CSSCI_LOG_DIR", "CSSCI_MANIFEST"):
-        os.environ.pop(name, None)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 def test_a_failed_manifest_step_raises_its_root_cause_not_dagsters_cyclic_chain(tmp_path: Path, restored_environment) -> None:
