@@ -19,7 +19,7 @@ import duckdb
 import polars as pl
 
 from cssci_platform.lib.cohort import Cohort
-from cssci_platform.lib.warehouse import append_rows
+from cssci_platform.lib.warehouse import append_rows, transaction
 
 LATEST_RECORDED = """
 SELECT patient_key, outcome, value, outcome_date FROM recorded_outcomes
@@ -43,39 +43,32 @@ def write_manifest_tables(con: duckdb.DuckDBPyConnection, manifest: Cohort, keys
     """Replace the `patients`, `clinical` and manifest-outcome rows of `keys` (default: the whole cohort) in one
     transaction; recorded follow-up outcomes are laid over the manifest's values."""
     records = [p for k, p in manifest.patients.items() if keys is None or k in keys]
-    scope = list(manifest.patients) if keys is None else list(keys)
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         for table in ("patients", "clinical"):
-            con.execute(f"DELETE FROM {table} WHERE {_patients_filter(keys)}", _patients_args(keys, scope))
+            con.execute(f"DELETE FROM {table} WHERE {_patients_filter(keys)}", _patients_args(keys))
         append_rows(con, "patients", patient_rows(manifest, records))
         append_rows(con, "clinical", clinical_rows(records))
-        _write_outcomes(con, manifest, records, keys, scope)
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
+        _write_outcomes(con, manifest, records, keys)
 
 
-def _write_outcomes(con: duckdb.DuckDBPyConnection, manifest: Cohort, records: list, keys: Collection[str] | None,
-                    scope: list[str]) -> None:
+def _write_outcomes(con: duckdb.DuckDBPyConnection, manifest: Cohort, records: list, keys: Collection[str] | None) -> None:
     declared = list(manifest.spec.outcomes)
     patients = _patients_filter(keys)
-    con.execute(DELETE_MANIFEST_OUTCOMES.format(patients=patients), [declared, *_patients_args(keys, scope)])
+    con.execute(DELETE_MANIFEST_OUTCOMES.format(patients=patients), [declared, *_patients_args(keys)])
     frame = pl.DataFrame(outcome_rows(records), schema={"patient_key": pl.String, "outcome": pl.String, "value": pl.String,
                                                         "outcome_date": pl.String})
     con.register("manifest_outcomes", frame)
     con.execute(INSERT_MANIFEST_OUTCOMES)
     con.unregister("manifest_outcomes")
-    con.execute(INSERT_RECORDED_OUTCOMES.format(patients=patients), [declared, *_patients_args(keys, scope)])
+    con.execute(INSERT_RECORDED_OUTCOMES.format(patients=patients), [declared, *_patients_args(keys)])
 
 
 def _patients_filter(keys: Collection[str] | None) -> str:
     return "TRUE" if keys is None else "patient_key IN (SELECT unnest(?::VARCHAR[]))"
 
 
-def _patients_args(keys: Collection[str] | None, scope: list[str]) -> list:
-    return [] if keys is None else [scope]
+def _patients_args(keys: Collection[str] | None) -> list:
+    return [] if keys is None else [list(keys)]
 
 
 def patient_rows(manifest: Cohort, records: list) -> list[dict]:
@@ -109,10 +102,8 @@ def apply_followup_file(con: duckdb.DuckDBPyConnection, manifest: Cohort, path: 
                         rows: pl.DataFrame, problems: list[str]) -> FollowupApplication:
     """Record one follow-up file's valid rows (with provenance) and one rejection per bad row, exactly once per
     file content, in one transaction; then lay the new values over `outcomes`."""
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         if con.execute(FILE_ALREADY_APPLIED, [sha256]).fetchone()[0]:
-            con.execute("ROLLBACK")
             return FollowupApplication(0, 0, already_applied=True)
         now = datetime.now()
         append_rows(con, "recorded_outcomes", rows.select(
@@ -124,9 +115,5 @@ def apply_followup_file(con: duckdb.DuckDBPyConnection, manifest: Cohort, path: 
         append_rows(con, "followup_files", [{"source_file": str(path), "source_sha256": sha256, "recorded": rows.height,
                                              "rejected": len(problems), "applied_at": now}])
         keys = sorted(set(rows["patient_key"]))
-        _write_outcomes(con, manifest, [manifest.patients[k] for k in keys], keys, keys)
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
+        _write_outcomes(con, manifest, [manifest.patients[k] for k in keys], keys)
     return FollowupApplication(rows.height, len(problems), already_applied=False)

@@ -33,7 +33,7 @@ from typing import Literal
 import polars as pl
 
 from cssci_platform.lib.cohort import Cohort, validate_row
-from cssci_platform.lib.messages import quote_value
+from cssci_platform.lib.messages import quote_value, shorten
 from cssci_platform.lib.paths import PathEscapeError, resolve_within
 
 ROW_FILES = ("patient.csv", "patient.json")
@@ -65,8 +65,7 @@ class Arrival:
 
     @property
     def reason(self) -> str | None:
-        return "; ".join(r if len(r) <= REASON_LIMIT else r[:REASON_LIMIT] + f"… ({len(r)} characters)"
-                         for r in self.reasons) or None
+        return "; ".join(shorten(r, REASON_LIMIT) for r in self.reasons) or None
 
 
 def inbox_folder(cohort: Cohort) -> Path | None:
@@ -283,7 +282,7 @@ def followup_files(cohort: Cohort) -> list[Path]:
 
 
 def file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return file_content_sha256(path, {})[:16]
 
 
 FOLLOWUP_SCHEMA = {"patient_key": pl.String, "outcome": pl.String, "value": pl.String, "outcome_date": pl.String,

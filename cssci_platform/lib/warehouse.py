@@ -175,18 +175,24 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(PATIENT_STATUS_VIEW)
 
 
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Everything written inside is committed together, or rolled back together when anything raises."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
 def replace_rows(con: duckdb.DuckDBPyConnection, table: str, where: Mapping[str, str], rows: Sequence[Mapping] | pl.DataFrame) -> int:
     """Delete the rows matching `where` and insert `rows`, in one transaction; returns rows inserted."""
     condition = " AND ".join(f"{column} = ?" for column in where) or "TRUE"
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.execute(f"DELETE FROM {table} WHERE {condition}", list(where.values()))
-        inserted = append_rows(con, table, rows)
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
-    return inserted
+        return append_rows(con, table, rows)
 
 
 def append_rows(con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[Mapping] | pl.DataFrame) -> int:
@@ -231,12 +237,7 @@ def table_frame(path: Path, sql: str, parameters: Sequence | None = None) -> pl.
 
 def write_wide_table(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> None:
     """Replace a whole cohort-level wide table (its columns depend on the configuration) in one transaction."""
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.register("incoming_wide", frame)
         con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM incoming_wide")
         con.unregister("incoming_wide")
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
