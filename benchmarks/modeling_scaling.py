@@ -19,7 +19,7 @@ covariance_eigh), best of 5 (3) runs.
 Every `train_signature` call is split into: the chain fitted on the k CV training folds + all training rows
 (`fit_chain_folds`), the grid search of each classifier on those folds (`tune_on_folds`), the paper_faithful
 prefilter (`paper_faithful_columns`) and the rest (scoring every patient, metrics). The split is measured by
-wrapping those three functions as imported into `cssci_platform.lib.experiment.training` (no library edits).
+wrapping those three functions as imported into `cssci_platform.lib.modeling.training` (no library edits).
 
 Features only, no images. The matrix has the demo's shape and column names: radiomics
 ``rad__{sag_T1,sag_T2}__{lesion,cord}__{5 channels}__<107 features>`` (2140), deep
@@ -57,11 +57,11 @@ import pandas as pd
 import polars as pl
 from sklearn.base import clone
 
-import cssci_platform.lib.experiment.training as training
+import cssci_platform.lib.modeling.training as training
 from cssci_platform.lib.classifiers import CLASSIFIER_NAMES
-from cssci_platform.lib.experiment.chains import ChainSettings, build_pipeline
-from cssci_platform.lib.experiment.signatures import parse_signature
-from cssci_platform.lib.experiment.training import MODES, train_signature
+from cssci_platform.lib.modeling.chains import ChainSettings, build_pipeline
+from cssci_platform.lib.modeling.signatures import parse_signature
+from cssci_platform.lib.modeling.training import MODES, train_signature
 from cssci_platform.lib.imaging import CHANNELS
 from cssci_platform.lib.splits import PRESETS, SplitSpec, assign_splits
 from cssci_platform.lib.synthetic import SCI_STANDARDIZATION, sample_sci_patients
@@ -294,7 +294,7 @@ def run_micro(args: argparse.Namespace) -> dict:
     from sklearn.model_selection import StratifiedKFold
     from sklearn.svm import l1_min_c
 
-    from cssci_platform.lib.experiment.chains import ConstantFeatureDropper
+    from cssci_platform.lib.modeling.chains import ConstantFeatureDropper
     from cssci_platform.lib.selection import LassoSelector
 
     def best_ms(fn, rounds: int = 5) -> float:

@@ -35,7 +35,7 @@ def run_protocol(name: str, overrides: list[str], workers: int, work: Path) -> d
         subprocess.run(["rm", "-rf", str(home)], check=True)
     env = {key: value for key, value in os.environ.items() if not key.startswith(("CSSCI_", "DAGSTER_HOME"))}
     env |= {"CSSCI_MLFLOW_URI": f"sqlite:///{work / 'mlflow.db'}", "COLUMNS": "200"}
-    command = [sys.executable, "-m", "cssci_platform.cli", "run", "--config", name, "--home", str(home),
+    command = [sys.executable, "-m", "cssci_platform.cli.main", "run", "--config", name, "--home", str(home),
                "--workers", str(workers), *[part for o in overrides for part in ("--set", o)]]
     load_before, started = os.getloadavg(), time.perf_counter()
     completed = subprocess.run(command, env=env, capture_output=True, text=True, encoding="utf-8", cwd=work)

@@ -16,7 +16,7 @@ def test_cssci_demo_materializes_every_patient(tmp_path: Path) -> None:
     for name in ("CSSCI_WAREHOUSE", "CSSCI_IMAGE_STORE", "CSSCI_MANIFEST", "DAGSTER_HOME", "CSSCI_MLFLOW_URI"):
         env.pop(name, None)
     completed = subprocess.run(
-        [sys.executable, "-m", "cssci_platform.cli", "demo", "--patients", "30", "--prospective", "2", "--workers", "2",
+        [sys.executable, "-m", "cssci_platform.cli.main", "demo", "--patients", "30", "--prospective", "2", "--workers", "2",
          "--classifiers", "LR", "--cv-folds", "2"],
         env=env, capture_output=True, text=True, encoding="utf-8", timeout=600, cwd=tmp_path,
     )
@@ -35,7 +35,7 @@ def test_cssci_demo_materializes_every_patient(tmp_path: Path) -> None:
     assert runs, "the Dagster instance in DAGSTER_HOME recorded the runs"
     assert "experiment.yaml" in {p.name for p in home.iterdir()}, "the resolved demo config the UI's jobs default to"
     env["CSSCI_MLFLOW_URI"] = f"sqlite:///{home / 'mlflow.db'}"
-    compared = subprocess.run([sys.executable, "-m", "cssci_platform.cli", "compare", "demo:leakage_safe", "demo:paper_faithful",
+    compared = subprocess.run([sys.executable, "-m", "cssci_platform.cli.main", "compare", "demo:leakage_safe", "demo:paper_faithful",
                                "--csv", str(tmp_path / "compare.csv")], env={**env, "COLUMNS": "200"}, capture_output=True,
                               text=True, encoding="utf-8", timeout=300, cwd=tmp_path)
     assert compared.returncode == 0, compared.stdout + compared.stderr

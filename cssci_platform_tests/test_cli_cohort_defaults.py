@@ -12,10 +12,10 @@ import polars as pl
 import pytest
 import yaml
 
-from cssci_platform import runner
+from cssci_platform.cli import patient_runs
 from cssci_platform.lib.study_config import dump_config, load_config
 from cssci_platform.lib.synthetic import write_sci_cohort
-from cssci_platform.study_runner import activate
+from cssci_platform.cli.study_stages import activate
 from cssci_platform_tests.conftest import STORE_VARIABLES
 
 
@@ -33,7 +33,7 @@ def clean_env(home: Path) -> dict[str, str]:
 
 
 def cssci(args: list[str], env: dict[str, str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cssci_platform.cli", *args], env=env, cwd=cwd, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "cssci_platform.cli.main", *args], env=env, cwd=cwd, capture_output=True,
                           text=True, encoding="utf-8", timeout=timeout)
 
 
@@ -51,16 +51,16 @@ def test_an_experiment_home_alone_leads_every_command_to_the_shared_mlflow_store
     activate(config, home, manifest, shared)  # what `cssci run --config demo` does to its home
     for name in STORE_VARIABLES:
         os.environ.pop(name, None)  # a later command, in a fresh shell, given only --home
-    values = runner.configure_environment(home)
+    values = patient_runs.configure_environment(home)
     assert values["CSSCI_MLFLOW_URI"] == shared
     assert values["CSSCI_MANIFEST"] == str(manifest.resolve())
-    assert runner.home_experiment_name(home.resolve()) == "demo"  # predict/report default to the home's experiment
+    assert patient_runs.home_experiment_name(home.resolve()) == "demo"  # predict/report default to the home's experiment
 
 
 def test_a_plain_home_keeps_its_own_mlflow_store(tmp_path: Path, restored_environment) -> None:
-    values = runner.configure_environment(tmp_path / "home")
+    values = patient_runs.configure_environment(tmp_path / "home")
     assert values["CSSCI_MLFLOW_URI"] == f"sqlite:///{(tmp_path / 'home').resolve() / 'mlflow.db'}"
-    assert runner.home_experiment_name(tmp_path / "home") is None
+    assert patient_runs.home_experiment_name(tmp_path / "home") is None
 
 
 def without_masks(manifest: Path, folder: Path) -> Path:
@@ -163,7 +163,7 @@ def test_run_refuses_centers_too_small_for_combat_before_any_patient_when_the_po
 
 def test_small_centers_the_policy_handles_are_announced_once_per_center_before_the_run(three_small_centers: Path,
                                                                                        tmp_path: Path) -> None:
-    from cssci_platform.study_runner import center_size_notes
+    from cssci_platform.cli.study_stages import center_size_notes
 
     notes = center_size_notes(load_config(manifest_config(three_small_centers, tmp_path)), three_small_centers)
     assert notes and len(notes) == len({note.split("'")[1] for note in notes})  # one line per center

@@ -33,7 +33,7 @@ def clean_env(home: Path, **variables: str) -> dict[str, str]:
 
 
 def cssci(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cssci_platform.cli", *args], env=env, cwd=cwd, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "cssci_platform.cli.main", *args], env=env, cwd=cwd, capture_output=True,
                           text=True, encoding="utf-8", timeout=FAST)
 
 
@@ -115,7 +115,7 @@ def test_a_second_command_on_the_same_home_is_refused_naming_the_first(manifest:
     first = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import time
         from pathlib import Path
-        from cssci_platform.runner import home_lock
+        from cssci_platform.cli.patient_runs import home_lock
         with home_lock(Path({str(home)!r}), "cssci ingest first.yaml"):
             print("running", flush=True)
             time.sleep(300)
@@ -213,7 +213,7 @@ def alive(pid: int) -> bool:
 def ingest_with_running_workers(tmp_path: Path, stdout: int) -> tuple[subprocess.Popen, list[int]]:
     """`cssci ingest` of 12 patients (about a minute), returned once its two patient workers run."""
     manifest = write_sci_cohort(tmp_path / "cohort", n_development=12, n_prospective=0, seed=4)
-    process = subprocess.Popen([sys.executable, "-m", "cssci_platform.cli", "ingest", str(manifest), "--workers", "2"],
+    process = subprocess.Popen([sys.executable, "-m", "cssci_platform.cli.main", "ingest", str(manifest), "--workers", "2"],
                                env=clean_env(tmp_path / "home"), cwd=tmp_path, stdout=stdout, stderr=subprocess.STDOUT,
                                text=True, encoding="utf-8")
     deadline, workers = time.monotonic() + 90, []

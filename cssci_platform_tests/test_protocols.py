@@ -30,7 +30,7 @@ def run_protocol(name: str, tmp_path: Path) -> tuple[subprocess.CompletedProcess
     for variable in ("CSSCI_WAREHOUSE", "CSSCI_IMAGE_STORE", "CSSCI_MANIFEST", "DAGSTER_HOME", "CSSCI_EXPERIMENT_CONFIG"):
         env.pop(variable, None)
     overrides = [part for o in PROTOCOL_OVERRIDES[name] for part in ("--set", o)]
-    completed = subprocess.run([sys.executable, "-m", "cssci_platform.cli", "run", "--config", name, "--home", str(home),
+    completed = subprocess.run([sys.executable, "-m", "cssci_platform.cli.main", "run", "--config", name, "--home", str(home),
                                 *SMALL, *overrides], env=env, capture_output=True, text=True, encoding="utf-8",
                                timeout=900, cwd=tmp_path)
     assert completed.returncode == 0, completed.stdout[-6000:] + completed.stderr[-6000:]

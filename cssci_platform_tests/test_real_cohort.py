@@ -111,7 +111,7 @@ def run_study(manifest: Path, tmp_path: Path, name: str, outcome: str) -> tuple[
                      "CSSCI_EXPERIMENT_CONFIG", "CSSCI_MLFLOW_URI"):
         env.pop(variable, None)
     started = time.monotonic()
-    completed = subprocess.run([sys.executable, "-m", "cssci_platform.cli", "run", "--config", str(config),
+    completed = subprocess.run([sys.executable, "-m", "cssci_platform.cli.main", "run", "--config", str(config),
                                 "--set", "deep.weights=none"], env=env, capture_output=True, text=True,
                                encoding="utf-8", timeout=RUN_TIME_LIMIT, cwd=tmp_path)
     elapsed = time.monotonic() - started
@@ -143,7 +143,7 @@ def predict_from_home_alone(home: Path, patient_dir: Path, cwd: Path) -> subproc
     for variable in ("CSSCI_HOME", "CSSCI_WAREHOUSE", "CSSCI_IMAGE_STORE", "CSSCI_MANIFEST", "DAGSTER_HOME",
                      "CSSCI_EXPERIMENT_CONFIG", "CSSCI_MLFLOW_URI"):
         env.pop(variable, None)
-    return subprocess.run([sys.executable, "-m", "cssci_platform.cli", "predict", "--home", str(home), "--patient-dir",
+    return subprocess.run([sys.executable, "-m", "cssci_platform.cli.main", "predict", "--home", str(home), "--patient-dir",
                            str(patient_dir), "--out", str(cwd / "prediction")], env=env, capture_output=True, text=True,
                           encoding="utf-8", timeout=RUN_TIME_LIMIT, cwd=cwd)
 

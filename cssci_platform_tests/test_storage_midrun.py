@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from cssci_platform import runner
+from cssci_platform.cli import patient_runs
 from cssci_platform.lib.failures import describe
 from cssci_platform.lib.warehouse import connect, replace_rows
 from cssci_platform.lib.synthetic import write_sci_cohort
@@ -64,19 +64,19 @@ def test_a_warehouse_turned_read_only_mid_run_fails_the_rest_with_that_cause(tmp
     manifest = write_sci_cohort(tmp_path / "cohort", n_development=3, n_prospective=0, seed=5)
     warehouse = small_disk / "warehouse.duckdb"
     os.environ["CSSCI_WAREHOUSE"] = str(warehouse)
-    runner.configure_environment(tmp_path / "home", manifest)
-    outcomes: list[runner.PatientRunOutcome] = []
+    patient_runs.configure_environment(tmp_path / "home", manifest)
+    outcomes: list[patient_runs.PatientRunOutcome] = []
 
-    def on_patient(outcome: runner.PatientRunOutcome) -> None:
+    def on_patient(outcome: patient_runs.PatientRunOutcome) -> None:
         outcomes.append(outcome)
         if len(outcomes) == 1:
             subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True, capture_output=True)
 
-    runner.ingest_cohort(manifest, 1, on_patient)
+    patient_runs.ingest_cohort(manifest, 1, on_patient)
     first, *rest = outcomes
     assert first.success and len(rest) == 2
     assert all(o.failed_outside_qc and "the file system is read-only" in o.reason for o in rest), [o.reason for o in rest]
-    summary = runner.failure_summary(runner.outside_qc_failures(outcomes), len(outcomes))
+    summary = patient_runs.failure_summary(patient_runs.outside_qc_failures(outcomes), len(outcomes))
     assert summary.startswith("2 of 3 patients failed for a reason other than QC") and "read-only" in summary
     with duckdb.connect(str(warehouse), read_only=True) as con:
         for table in PATIENT_TABLES:

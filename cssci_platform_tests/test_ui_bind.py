@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cssci_platform import cli
+from cssci_platform.cli import main as cli_main
 
 
 @pytest.fixture
 def launched(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[list[list[str]]]:
     commands: list[list[str]] = []
-    monkeypatch.setattr(cli.subprocess, "call", lambda command, cwd=None: commands.append(command) or 0)
+    monkeypatch.setattr(cli_main.subprocess, "call", lambda command, cwd=None: commands.append(command) or 0)
     saved = dict(os.environ)  # `cssci ui` sets the CSSCI_* variables and DAGSTER_HOME of its home
     for name in ("CSSCI_WAREHOUSE", "CSSCI_IMAGE_STORE", "DAGSTER_HOME", "CSSCI_MANIFEST", "CSSCI_MLFLOW_URI",
                  "CSSCI_EXPERIMENT_CONFIG", "CSSCI_LOG_DIR"):
@@ -30,13 +30,13 @@ def host_and_port(command: list[str]) -> tuple[str, str]:
 
 
 def test_the_dagster_ui_binds_to_this_machine_only_by_default(launched: list, tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli.app, ["ui", "--home", str(tmp_path / "home")])
+    result = CliRunner().invoke(cli_main.app, ["ui", "--home", str(tmp_path / "home")])
     assert result.exit_code == 0, result.output
     [command] = launched
     assert command[1:4] == ["-m", "dagster", "dev"] and host_and_port(command) == ("127.0.0.1", "3000")
 
 
 def test_exposing_the_ui_is_a_deliberate_option(launched: list, tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli.app, ["ui", "--home", str(tmp_path / "home"), "--host", "0.0.0.0", "--port", "3100"])
+    result = CliRunner().invoke(cli_main.app, ["ui", "--home", str(tmp_path / "home"), "--host", "0.0.0.0", "--port", "3100"])
     assert result.exit_code == 0, result.output
     assert host_and_port(launched[0]) == ("0.0.0.0", "3100") and "reachable from the network" in result.output

@@ -7,11 +7,11 @@ from functools import cache
 
 import dagster as dg
 
-from cssci_platform.lib.study_config import EXPERIMENT_ENV, ExperimentConfig, load_config, run_config
+from cssci_platform.lib.study_config import EXPERIMENT_ENV, StudyConfig, load_config, run_config
 
 
 @cache
-def active_experiment() -> ExperimentConfig | None:
+def active_experiment() -> StudyConfig | None:
     path = os.environ.get(EXPERIMENT_ENV)
     return load_config(path) if path else None
 

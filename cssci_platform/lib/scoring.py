@@ -14,7 +14,7 @@ import pandas as pd
 import polars as pl
 
 from cssci_platform.lib.cohort import CohortSpec, PatientRecord
-from cssci_platform.lib.experiment.matrix import assemble, clinical_block, embeddings_block, radiomics_block
+from cssci_platform.lib.modeling.matrix import assemble, clinical_block, embeddings_block, radiomics_block
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from cssci_platform.resources.cohort import CohortResource
 from cssci_platform.resources.image_store import ImageStoreResource
 from cssci_platform.resources.tracking import TrackingResource
 from cssci_platform.resources.warehouse import WarehouseResource
+from cssci_platform_tests.study_files import study_resource
 
 PATIENT_ASSETS = [patient_scans, preprocessed_channels, radiomics_features]
 PATIENT_CHECKS = [patient_qc, roi_survives_resampling, features_finite]
@@ -69,6 +70,7 @@ def platform(synthetic_cohort_template: Path, tmp_path: Path) -> Iterator[Platfo
         "cohort": CohortResource(manifest_path=str(cohort_dir / "cohort.yaml")),
         "warehouse": WarehouseResource(path=str(warehouse)),
         "image_store": ImageStoreResource(root=str(tmp_path / "store")),
+        "study": study_resource(tmp_path, cohort_dir / "cohort.yaml"),
     }
     with dg.instance_for_test() as instance:
         yield Platform(cohort_dir / "cohort.yaml", warehouse, instance, resources)
@@ -86,7 +88,8 @@ def modeling_platform(manifest: Path, folder: Path, seed_features: Callable[[Pat
     resources = {"cohort": CohortResource(manifest_path=str(manifest)),
                  "warehouse": WarehouseResource(path=str(warehouse)),
                  "image_store": ImageStoreResource(root=str(folder / "store")),
-                 "tracking": TrackingResource(tracking_uri=sqlite_tracking_uri(folder / "mlflow.db"))}
+                 "tracking": TrackingResource(tracking_uri=sqlite_tracking_uri(folder / "mlflow.db")),
+                 "study": study_resource(folder, manifest)}
     with dg.instance_for_test() as instance:
         assert dg.materialize([cohort_manifest], instance=instance, resources=resources).success
         seed_features(warehouse)

@@ -182,7 +182,7 @@ def test_incomplete_malformed_and_duplicate_arrivals_get_reasons_and_do_not_bloc
 
 
 def test_cssci_predict_scores_one_patient_folder_outside_dagster(trained: Hospital, tmp_path: Path) -> None:
-    from cssci_platform.prediction import PredictionError, predict_patient_dir
+    from cssci_platform.cli.predict import PredictionError, predict_patient_dir
 
     source = trained.cohort_dir.parent / "source"
     folder = drop_arrival(tmp_path, source, sorted(load_cohort(source / "cohort.yaml").patients)[1], "WALKIN-01")

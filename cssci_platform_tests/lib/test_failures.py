@@ -10,7 +10,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from cssci_platform import runner
+from cssci_platform.cli import patient_runs
 from cssci_platform.lib.failures import describe, exception_chain, root_cause, shorten, storage_problem
 
 
@@ -95,8 +95,8 @@ def test_a_failed_manifest_step_raises_its_root_cause_not_dagsters_cyclic_chain(
     folder = tmp_path / "warehouse_folder"
     folder.mkdir()
     os.environ["CSSCI_WAREHOUSE"] = str(folder)
-    runner.configure_environment(tmp_path / "home", manifest)
-    with dg.DagsterInstance.get() as instance, pytest.raises(runner.RunFailed) as raised:
-        runner.materialize_manifest(instance)
+    patient_runs.configure_environment(tmp_path / "home", manifest)
+    with dg.DagsterInstance.get() as instance, pytest.raises(patient_runs.RunFailed) as raised:
+        patient_runs.materialize_manifest(instance)
     assert str(raised.value).startswith(f"cohort_manifest_job failed: cohort_manifest: the warehouse {folder} is a folder")
     assert len(list(exception_chain(raised.value))) == 1  # nothing cyclic for a traceback printer to loop on

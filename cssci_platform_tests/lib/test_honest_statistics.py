@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from cssci_platform.lib.evaluation import binary_auc
-from cssci_platform.lib.experiment.chains import ChainSettings, build_pipeline
-from cssci_platform.lib.experiment.signatures import Signature
+from cssci_platform.lib.modeling.chains import ChainSettings, build_pipeline
+from cssci_platform.lib.modeling.signatures import Signature
 
 # ------------------------------------------------------------------------------------ 1. stacking the Rad-score
 
@@ -72,7 +72,7 @@ def test_combined_head_learns_no_weight_for_a_noise_rad_score_and_keeps_a_real_o
 def test_stacking_folds_keep_two_patients_of_every_center_for_combat() -> None:
     """Cross-fitting inside an already small CV fold (15 patients, a center of 3): every fold's training part keeps
     every center with at least 2 patients and both outcomes, so the Rad pipeline's ComBat stays estimable."""
-    from cssci_platform.lib.experiment.chains import stacking_splits
+    from cssci_platform.lib.modeling.chains import stacking_splits
 
     rng = np.random.default_rng(0)
     for seed in range(100):

@@ -6,7 +6,7 @@ with it emptied the feature matrix ("no training patients in this split")."""
 import pandas as pd
 import polars as pl
 
-from cssci_platform.lib.experiment.matrix import assemble, clinical_block
+from cssci_platform.lib.modeling.matrix import assemble, clinical_block
 
 
 def test_a_cohort_without_clinical_variables_keeps_every_patient() -> None:

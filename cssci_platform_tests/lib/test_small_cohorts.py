@@ -86,9 +86,9 @@ def test_unseen_center_warning_is_logged_once_with_a_count(caplog: pytest.LogCap
 
 # -- the modeling chain: failures recorded, tiny folds ---------------------------------------------------------
 
-from cssci_platform.lib.experiment.chains import ChainSettings  # noqa: E402
-from cssci_platform.lib.experiment.signatures import Signature  # noqa: E402
-from cssci_platform.lib.experiment import training  # noqa: E402
+from cssci_platform.lib.modeling.chains import ChainSettings  # noqa: E402
+from cssci_platform.lib.modeling.signatures import Signature  # noqa: E402
+from cssci_platform.lib.modeling import training  # noqa: E402
 
 
 def small_matrix(n: int, p: int = 6, signal: float = 2.0, seed: int = 0, centers: tuple[str, ...] = ("A", "B"),
@@ -209,7 +209,7 @@ def test_holdout_split_stratifies_by_center_as_well_as_outcome() -> None:
 
 # -- early check: center sizes from the manifest and the seeds ---------------------------------------------------
 
-from cssci_platform.lib.experiment.center_checks import center_size_problems  # noqa: E402
+from cssci_platform.lib.modeling.center_checks import center_size_problems  # noqa: E402
 
 
 def test_center_sizes_after_the_split_and_inside_cv_folds_are_found_before_any_image() -> None:
@@ -324,17 +324,17 @@ def test_a_center_with_one_training_patient_through_the_modeling_chain(policy: s
 def test_the_small_center_policy_is_an_experiment_config_key_that_reaches_the_fits() -> None:
     from pydantic import ValidationError
 
-    from cssci_platform.lib.study_config.model import ExperimentConfig
+    from cssci_platform.lib.study_config.model import StudyConfig
     from cssci_platform.lib.study_config.run_config import asset_configs
 
-    config = ExperimentConfig.model_validate({
+    config = StudyConfig.model_validate({
         "name": "small", "cohort": {"synthetic": {"protocol": "demo"}}, "outcome": {"name": "good_outcome"},
         "harmonization": {"small_center": "unseen", "min_center_size": 3, "unharmonized_feature_classes": ["shape", "glcm"]}})
     for asset in ("trained_models", "harmonized_features"):
         block = asset_configs(config)[asset]
         assert (block["small_center"], block["min_center_size"], block["unharmonized_classes"]) == ("unseen", 3, ["shape", "glcm"])
-    assert ExperimentConfig.model_validate({"name": "d", "cohort": {"synthetic": {"protocol": "demo"}},
+    assert StudyConfig.model_validate({"name": "d", "cohort": {"synthetic": {"protocol": "demo"}},
                                             "outcome": {"name": "o"}}).harmonization.small_center == "pool"
     with pytest.raises(ValidationError, match="small_center"):
-        ExperimentConfig.model_validate({"name": "d", "cohort": {"synthetic": {"protocol": "demo"}}, "outcome": {"name": "o"},
+        StudyConfig.model_validate({"name": "d", "cohort": {"synthetic": {"protocol": "demo"}}, "outcome": {"name": "o"},
                                          "harmonization": {"small_center": "merge"}})

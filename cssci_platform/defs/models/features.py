@@ -9,7 +9,7 @@ from cssci_platform.defs.features.assets import radiomics_features
 from cssci_platform.defs.ingest.assets import cohort_manifest
 from cssci_platform.defs.outcomes.assets import study_outcome
 from cssci_platform.defs.splits.assets import patient_splits, split_roles, study_outcome_name
-from cssci_platform.lib.experiment.matrix import (
+from cssci_platform.lib.modeling.matrix import (
     CLIN,
     DL,
     RAD,

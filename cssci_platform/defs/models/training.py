@@ -10,10 +10,10 @@ import polars as pl
 from cssci_platform.defs.models.features import feature_matrix, feature_reliability
 from cssci_platform.defs.splits.assets import patient_splits, split_name, split_roles
 from cssci_platform.lib.classifiers import CLASSIFIER_NAMES
-from cssci_platform.lib.experiment.chains import ChainSettings
-from cssci_platform.lib.experiment.results import metric_rows, model_row, prediction_rows, run_metrics, run_params
-from cssci_platform.lib.experiment.signatures import Signature, parse_signature, standard_signatures
-from cssci_platform.lib.experiment.training import MODES, FailedFit, TrainedModel, champion_candidates, fit_signature
+from cssci_platform.lib.modeling.chains import ChainSettings
+from cssci_platform.lib.modeling.results import metric_rows, model_row, prediction_rows, run_metrics, run_params
+from cssci_platform.lib.modeling.signatures import Signature, parse_signature, standard_signatures
+from cssci_platform.lib.modeling.training import MODES, FailedFit, TrainedModel, champion_candidates, fit_signature
 from cssci_platform.lib.outcome_rules import SCORE_SUFFIX, OutcomeRuleError, labels_above_training_mean
 from cssci_platform.lib.model_tracking import (
     get_or_create_experiment,

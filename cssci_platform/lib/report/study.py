@@ -31,8 +31,8 @@ from cssci_platform.lib.evaluation import (
     threshold_metrics,
 )
 from cssci_platform.lib.evaluation.calibration import brier_score, calibration_in_the_large, logistic_recalibration
-from cssci_platform.lib.experiment.chains import RadScoreCombinedClassifier
-from cssci_platform.lib.experiment.training import cohort_threshold
+from cssci_platform.lib.modeling.chains import RadScoreCombinedClassifier
+from cssci_platform.lib.modeling.training import cohort_threshold
 from cssci_platform.lib.report import study_multiclass
 from cssci_platform.lib.report.figures import (
     CalibrationCurve,

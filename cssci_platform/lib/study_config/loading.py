@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from cssci_platform.lib.cohort import CohortSpec
-from cssci_platform.lib.study_config.model import ExperimentConfig
+from cssci_platform.lib.study_config.model import StudyConfig
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent.parent / "configs" / "experiments"
 EXPERIMENT_ENV = "CSSCI_EXPERIMENT_CONFIG"  # the active experiment: its settings are the Dagster jobs' defaults
@@ -46,7 +46,7 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
     raise ConfigError(str(name_or_path), [f"no such file, and not a shipped config (shipped: {', '.join(shipped)})"])
 
 
-def load_config(name_or_path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+def load_config(name_or_path: str | Path, overrides: list[str] | None = None) -> StudyConfig:
     """Parse and validate; `overrides` are 'dotted.key=value' strings (value parsed as YAML). A relative
     `cohort.manifest` is resolved against the config file's folder."""
     path = resolve_config_path(name_or_path)
@@ -64,9 +64,9 @@ def load_config(name_or_path: str | Path, overrides: list[str] | None = None) ->
     return parse_config(document, str(path))
 
 
-def parse_config(document: dict, source: str = "<config>") -> ExperimentConfig:
+def parse_config(document: dict, source: str = "<config>") -> StudyConfig:
     try:
-        return ExperimentConfig.model_validate(document)
+        return StudyConfig.model_validate(document)
     except ValidationError as error:
         raise ConfigError(source, [_describe(e) for e in error.errors()]) from None
 
@@ -89,12 +89,12 @@ def apply_override(document: dict, override: str, source: str = "<config>") -> N
     node[leaf] = value
 
 
-def dump_config(config: ExperimentConfig) -> str:
+def dump_config(config: StudyConfig) -> str:
     """The resolved config (defaults filled in) as YAML, in section order."""
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, width=120)
 
 
-def cohort_spec(config: ExperimentConfig) -> CohortSpec:
+def cohort_spec(config: StudyConfig) -> CohortSpec:
     """The manifest spec the config runs on: the manifest file's, or the synthetic protocol's (nothing written)."""
     if config.cohort.manifest is not None:
         from cssci_platform.lib.cohort import load_cohort
@@ -106,7 +106,7 @@ def cohort_spec(config: ExperimentConfig) -> CohortSpec:
     return CohortSpec.model_validate(metastasis_manifest() if protocol == "metastasis" else sci_manifest(protocol))
 
 
-def cohort_problems(config: ExperimentConfig, spec: CohortSpec) -> list[str]:
+def cohort_problems(config: StudyConfig, spec: CohortSpec) -> list[str]:
     """What the config asks for that the cohort's manifest does not declare (checked before any work starts)."""
     problems: list[str] = []
     outcome = config.outcome
@@ -132,7 +132,7 @@ def cohort_problems(config: ExperimentConfig, spec: CohortSpec) -> list[str]:
     return problems
 
 
-def resource_problems(config: ExperimentConfig) -> list[str]:
+def resource_problems(config: StudyConfig) -> list[str]:
     """Files the config names that do not exist (the manifest, the network weights): found before any work, not at
     the step that needs them minutes later."""
     problems: list[str] = []
@@ -143,7 +143,7 @@ def resource_problems(config: ExperimentConfig) -> list[str]:
     return problems + _weights_problems(config)
 
 
-def _weights_problems(config: ExperimentConfig) -> list[str]:
+def _weights_problems(config: StudyConfig) -> list[str]:
     deep = config.deep
     backbones = sorted({*deep.backbones, *(deep.fine_tuning.backbones if deep.fine_tuning else [])})
     weights = deep.weights.strip()
@@ -162,7 +162,7 @@ def _weights_problems(config: ExperimentConfig) -> list[str]:
             "'none' (e.g. --set deep.weights=none)"] if missing else []
 
 
-def config_notes(config: ExperimentConfig) -> list[str]:
+def config_notes(config: StudyConfig) -> list[str]:
     """Valid but worth knowing before a long run: settings that make part of the work give no new information."""
     notes: list[str] = []
     selection = config.selection
@@ -205,7 +205,7 @@ def _path(loc: tuple) -> str:
 
 def _allowed_keys(loc: tuple) -> list[str]:
     """The field names of the section at `loc` (walking nested models, lists and optionals)."""
-    model: Any = ExperimentConfig
+    model: Any = StudyConfig
     for part in loc:
         if isinstance(part, int):
             continue

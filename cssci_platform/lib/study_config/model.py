@@ -10,15 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
+from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from cssci_platform.lib.classifiers import CLASSIFIER_NAMES
 from cssci_platform.lib.deep.backbones import FEATURE_DIMS
-from cssci_platform.lib.experiment.signatures import parse_signature
-from cssci_platform.lib.experiment.training import MODES
+from cssci_platform.lib.modeling.signatures import parse_signature
+from cssci_platform.lib.modeling.training import MODES
 from cssci_platform.lib.harmonization import MIN_BATCH_SIZE, UNSEEN_CENTER_POLICIES
 from cssci_platform.lib.harmonization.scope import DEFAULT_UNHARMONIZED_CLASSES, SMALL_CENTER_POLICIES
 from cssci_platform.lib.imaging import CHANNELS
+from cssci_platform.lib.settings import Section
 from cssci_platform.lib.splits import PRESETS
 
 Classifier = Literal[CLASSIFIER_NAMES]  # type: ignore[valid-type]
@@ -31,10 +32,6 @@ RadiomicsFeatureClass = Literal["shape", "shape2D", "firstorder", "glcm", "glrlm
 Mode = Literal[MODES]  # type: ignore[valid-type]
 SyntheticProtocol = Literal["demo", "ianr", "upper_limb", "metastasis"]
 NAME = r"^[A-Za-z][A-Za-z0-9_\-]*$"
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class SyntheticCohort(Section):
@@ -228,7 +225,7 @@ class ReportSection(Section):
     enabled: bool = True
 
 
-class ExperimentConfig(Section):
+class StudyConfig(Section):
     """One study: `cssci run --config FILE` materializes the whole graph for it."""
 
     name: str = Field(pattern=NAME, description="experiment name: MLflow experiment, registered models, report file")
@@ -248,7 +245,7 @@ class ExperimentConfig(Section):
     report: ReportSection = ReportSection()
 
     @model_validator(mode="after")
-    def _consistent(self) -> ExperimentConfig:
+    def _consistent(self) -> StudyConfig:
         if not self.modes:
             raise ValueError("'modes' is empty; give leakage_safe and/or paper_faithful")
         missing = set(self.deep.fine_tuning.channels if self.deep.fine_tuning else []) - set(self.preprocessing.channels)

@@ -7,19 +7,19 @@ renamed field fails there rather than silently falling back to a default.
 from __future__ import annotations
 
 from cssci_platform.lib.splits import PRESETS, SplitSpec
-from cssci_platform.lib.study_config.model import ExperimentConfig
+from cssci_platform.lib.study_config.model import StudyConfig
 
 
-def split_name(config: ExperimentConfig) -> str:
+def split_name(config: StudyConfig) -> str:
     preset = PRESETS[config.split.preset]
     return SplitSpec(preset.strategy, preset.test_fraction, config.split.seed, preset.n_splits, preset.n_repeats).name
 
 
-def first_fold(config: ExperimentConfig) -> str:
+def first_fold(config: StudyConfig) -> str:
     return "holdout" if config.split.folds == ["all"] else config.split.folds[0]
 
 
-def asset_configs(config: ExperimentConfig, study_run: str | None = None) -> dict[str, dict]:
+def asset_configs(config: StudyConfig, study_run: str | None = None) -> dict[str, dict]:
     """Asset (op) name -> its config values."""
     deep, selection, models = config.deep, config.selection, config.models
     configs: dict[str, dict] = {
@@ -65,13 +65,13 @@ def asset_configs(config: ExperimentConfig, study_run: str | None = None) -> dic
     return configs
 
 
-def _small_center_settings(config: ExperimentConfig) -> dict:
+def _small_center_settings(config: StudyConfig) -> dict:
     harmonization = config.harmonization
     return {"small_center": harmonization.small_center, "min_center_size": harmonization.min_center_size,
             "unharmonized_classes": list(harmonization.unharmonized_feature_classes)}
 
 
-def run_config(config: ExperimentConfig, assets: list[str], study_run: str | None = None) -> dict:
+def run_config(config: StudyConfig, assets: list[str], study_run: str | None = None) -> dict:
     """`{"ops": {...}}` for the configurable assets among `assets` (a job's selection)."""
     configs = asset_configs(config, study_run)
     return {"ops": {name: {"config": configs[name]} for name in assets if name in configs}}

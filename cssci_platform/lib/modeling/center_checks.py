@@ -4,7 +4,7 @@ ComBat estimates each center's location and scale from the training patients of 
 patients and, inside them, the training part of every CV fold. Both are fixed by the manifest (centers, cohort
 roles, outcomes) and the seeds, so `center_size_problems` finds the centers that will be too small before the
 40 minutes of feature extraction, with the config key that fixes each. The CV folds are those of
-`lib.experiment.tuning.fit_chain_folds` (seeded stratified k-fold over the training patients in patient_key order,
+`lib.modeling.tuning.fit_chain_folds` (seeded stratified k-fold over the training patients in patient_key order,
 as the feature matrix holds them); patients that later fail QC change them.
 """
 

@@ -9,7 +9,7 @@ from datetime import datetime
 import pandas as pd
 import polars as pl
 
-from cssci_platform.lib.experiment.training import TrainedModel
+from cssci_platform.lib.modeling.training import TrainedModel
 
 
 def run_params(model: TrainedModel, grid: str, cv_folds: int, seed: int) -> dict[str, object]:

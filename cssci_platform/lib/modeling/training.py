@@ -21,14 +21,14 @@ from sklearn.pipeline import Pipeline
 
 from cssci_platform.lib.classifiers import make_estimator
 from cssci_platform.lib.evaluation import binary_auc, multiclass_metrics, threshold_metrics, youden_threshold
-from cssci_platform.lib.experiment.chains import (
+from cssci_platform.lib.modeling.chains import (
     ChainSettings,
     after_paper_faithful_prefilter,
     build_pipeline,
     paper_faithful_columns,
 )
-from cssci_platform.lib.experiment.signatures import Signature, result_name
-from cssci_platform.lib.experiment.tuning import (
+from cssci_platform.lib.modeling.signatures import Signature, result_name
+from cssci_platform.lib.modeling.tuning import (
     ChainFolds,
     TunedClassifier,
     fit_chain_folds,

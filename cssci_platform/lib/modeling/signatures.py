@@ -7,7 +7,7 @@ from typing import Literal
 
 import pandas as pd
 
-from cssci_platform.lib.experiment.matrix import CLIN, DL, RAD, feature_columns
+from cssci_platform.lib.modeling.matrix import CLIN, DL, RAD, feature_columns
 
 SignatureKind = Literal["rad", "dl", "rad+dl", "clinical", "combined"]
 

@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
 
-from cssci_platform import runner
+from cssci_platform.cli import patient_runs
 from cssci_platform.lib import failures
 from cssci_platform.lib.study_config import (
     EXPERIMENT_ENV,
@@ -43,7 +43,7 @@ def main() -> None:
     """`cssci`: every failure ends the command at once with one message and a non-zero exit code, never a
     traceback (the full one goes to $CSSCI_LOG_DIR, or to the terminal with CSSCI_DEBUG=1)."""
     try:
-        with runner.stop_on_terminate():  # `kill` stops a command as Ctrl-C does
+        with patient_runs.stop_on_terminate():  # `kill` stops a command as Ctrl-C does
             app()
     except KeyboardInterrupt:
         errors.print("[red]interrupted[/]")
@@ -90,8 +90,8 @@ def writing_command(home: Path, command: str):
     """Around a command that writes to `home`: one such command per home at a time, then, before any work, the
     storage checks (warehouse writable and not locked for long, free space) and the clean-up of runs a killed
     command left STARTED."""
-    with runner.home_lock(home.resolve(), command), stopped_cleanly(command):
-        runner.check_storage()
+    with patient_runs.home_lock(home.resolve(), command), stopped_cleanly(command):
+        patient_runs.check_storage()
         _fail_orphaned_runs()
         yield
 
@@ -115,7 +115,7 @@ def _fail_orphaned_runs() -> None:
     import dagster as dg
 
     with dg.DagsterInstance.get() as instance:
-        orphaned = runner.fail_orphaned_runs(instance)
+        orphaned = patient_runs.fail_orphaned_runs(instance)
     if orphaned:
         console.print(f"[yellow]marked {len(orphaned)} run(s) failed[/] whose process ended without finishing them "
                       f"(killed or crashed): {', '.join(orphaned)}")
@@ -159,12 +159,12 @@ def ingest(
 
     cohort = load_cohort(manifest)  # a broken manifest ends here (exit 2), before anything is written
     _check_slice_target(cohort, _home_experiment_config(home))  # else every patient would be quarantined at roi_slices
-    runner.configure_environment(home, manifest)
+    patient_runs.configure_environment(home, manifest)
     with writing_command(home, f"cssci ingest {manifest}"):
         outcomes = _ingest_with_progress(manifest, workers)
-    failed = runner.outside_qc_failures(outcomes)
+    failed = patient_runs.outside_qc_failures(outcomes)
     if failed:
-        errors.print(f"[red]error[/]: {escape(runner.failure_summary(failed, len(outcomes)))}", soft_wrap=True)
+        errors.print(f"[red]error[/]: {escape(patient_runs.failure_summary(failed, len(outcomes)))}", soft_wrap=True)
         raise typer.Exit(FAILURE_EXIT)
     _summary(home, larger_cohort_hint=None)
 
@@ -172,7 +172,7 @@ def ingest(
 def _check_slice_target(cohort, experiment) -> None:
     """Stop (exit 2) before any patient runs when no patient has a mask for the ROI-slice target: the experiment's
     deep.slice.sequence/roi/axis where one is active, else what the manifest declares."""
-    from cssci_platform.study_runner import slice_target_problem_of
+    from cssci_platform.cli.study_stages import slice_target_problem_of
 
     if problem := slice_target_problem_of(cohort, experiment):
         raise failures.UserError(f"{cohort.manifest_path}: {problem}")
@@ -213,7 +213,7 @@ def run(
 
 
 def _run_config(name_or_path: str, overrides: list[str], home: Path | None, workers: int) -> None:
-    from cssci_platform.study_runner import StudyProgress, StudyStepFailed, default_home, run_study, shared_mlflow_uri
+    from cssci_platform.cli.study_stages import StudyProgress, StudyStepFailed, default_home, run_study, shared_mlflow_uri
 
     experiment = _load_or_exit(name_or_path, overrides)
     if problems := resource_problems(experiment):  # found now, not at the deep step minutes later
@@ -236,7 +236,7 @@ def _run_config(name_or_path: str, overrides: list[str], home: Path | None, work
 
     try:
         command = f"cssci run --config {name_or_path}"
-        with runner.home_lock(home.resolve(), command), stopped_cleanly(command):
+        with patient_runs.home_lock(home.resolve(), command), stopped_cleanly(command):
             result = run_study(experiment, home, workers, StudyProgress(on_stage, _print_patient(), console.print), mlflow_uri)
     except StudyStepFailed as error:
         errors.print(f"[red]{experiment.name} failed[/]: {escape(str(error))}", soft_wrap=True)
@@ -258,7 +258,7 @@ def _run_config(name_or_path: str, overrides: list[str], home: Path | None, work
 def _print_patient():
     done = []
 
-    def on_patient(outcome: runner.PatientRunOutcome) -> None:
+    def on_patient(outcome: patient_runs.PatientRunOutcome) -> None:
         done.append(outcome.patient_key)
         if outcome.success:
             console.print(f"[dim]{len(done):4d} {outcome.patient_key} done[/]")
@@ -277,7 +277,7 @@ def _load_or_exit(name_or_path: str, overrides: list[str]):
         raise typer.Exit(USER_ERROR_EXIT) from None
 
 
-def _ingest_with_progress(manifest: Path, workers: int) -> list[runner.PatientRunOutcome]:
+def _ingest_with_progress(manifest: Path, workers: int) -> list[patient_runs.PatientRunOutcome]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from cssci_platform.lib.cohort import load_cohort
@@ -287,23 +287,23 @@ def _ingest_with_progress(manifest: Path, workers: int) -> list[runner.PatientRu
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as progress:
         task = progress.add_task("patients", total=total)
 
-        def on_patient(outcome: runner.PatientRunOutcome) -> None:
+        def on_patient(outcome: patient_runs.PatientRunOutcome) -> None:
             progress.advance(task)
             if not outcome.success:
                 what = "failed" if outcome.failed_outside_qc else "quarantined"
                 progress.console.print(f"[yellow]{what}[/] {outcome.patient_key}: {escape(outcome.reason)}")
 
-        outcomes = runner.ingest_cohort(manifest, workers, on_patient)
+        outcomes = patient_runs.ingest_cohort(manifest, workers, on_patient)
     console.print(f"{total} patients processed in {time.perf_counter() - started:.1f} s")
     return outcomes
 
 
 def _write_report(experiment: str) -> None:
-    config = runner.experiment_run_config(["evaluation_report"])
+    config = patient_runs.experiment_run_config(["evaluation_report"])
     config["ops"].setdefault("evaluation_report", {"config": {}})["config"]["experiment"] = experiment
-    result = runner.run_job("report_job", config)
+    result = patient_runs.run_job("report_job", config)
     if not result.success:
-        console.print(f"[red]report failed[/]: {runner.first_failure(result)}")
+        console.print(f"[red]report failed[/]: {patient_runs.first_failure(result)}")
         raise typer.Exit(1)
     [event] = result.get_asset_materialization_events()
     console.print(f"report: {event.event_specific_data.materialization.metadata['report'].value}")
@@ -313,14 +313,14 @@ def _write_report(experiment: str) -> None:
 def report(home: Path = HOME_OPTION, experiment: str | None = typer.Option(None, help="MLflow experiment / modeling run "
                                                                               "to report (default: the home's experiment, else demo).")) -> None:
     """Write the self-contained HTML study report (Table 1, performance, ROC, DeLong, calibration, DCA, nomogram)."""
-    runner.configure_environment(home)
+    patient_runs.configure_environment(home)
     with writing_command(home, "cssci report"):
         _write_report(experiment or _home_experiment(home))
 
 
 def _home_experiment(home: Path) -> str:
     """The experiment of an experiment home (`.cssci/<experiment>`, written by `cssci run`), else `demo`."""
-    return runner.home_experiment_name(home.resolve()) or "demo"
+    return patient_runs.home_experiment_name(home.resolve()) or "demo"
 
 
 def _summary(home: Path, larger_cohort_hint: str | None) -> None:
@@ -378,7 +378,7 @@ def qc(home: Path = HOME_OPTION, patient: str | None = typer.Option(None, help="
     """List QC issues recorded in the warehouse."""
     from cssci_platform.lib.warehouse import table_frame
 
-    runner.configure_environment(home)
+    patient_runs.configure_environment(home)
     sql = "SELECT patient_key, stage, severity, code, message, fix FROM qc_issues"
     frame = table_frame(Path(os.environ["CSSCI_WAREHOUSE"]), sql + (" WHERE patient_key = ?" if patient else "") + " ORDER BY 1, 2",
                         [patient] if patient else None)
@@ -399,9 +399,9 @@ def predict(
 ) -> None:
     """Score one patient with every signature's champion (MLflow registry), outside Dagster."""
     from cssci_platform.lib.model_tracking import TrackingConfig
-    from cssci_platform.prediction import PredictionError, predict_patient_dir
+    from cssci_platform.cli.predict import PredictionError, predict_patient_dir
 
-    runner.configure_environment(home)
+    patient_runs.configure_environment(home)
     manifest = os.environ.get("CSSCI_MANIFEST")  # set by the user, or remembered by `cssci ingest` / `cssci demo`
     if not manifest:
         raise typer.BadParameter("no cohort manifest known: run `cssci ingest` or `cssci demo` first", param_hint="--home")
@@ -425,13 +425,13 @@ def predict(
 
 def _active_experiment_config():
     """The experiment config the home's jobs run with (`CSSCI_EXPERIMENT_CONFIG`, set from `<home>/experiment.yaml` by
-    `runner.configure_environment`), None without one."""
+    `patient_runs.configure_environment`), None without one."""
     path = os.environ.get(EXPERIMENT_ENV)
     return load_config(path) if path else None
 
 
 def _home_experiment_config(home: Path):
-    """The experiment config `runner.configure_environment(home)` will activate, read before it writes anything."""
+    """The experiment config `patient_runs.configure_environment(home)` will activate, read before it writes anything."""
     path = os.environ.get(EXPERIMENT_ENV) or (experiment_file(home) if experiment_file(home).exists() else None)
     return load_config(path) if path else None
 
@@ -449,7 +449,7 @@ LOCAL_ONLY = "127.0.0.1"  # the UIs serve patient data: only this machine reache
 
 def ui_command(host: str, port: int) -> list[str]:
     """`dagster dev` on the project's workspace, its webserver bound to `host`:`port`."""
-    return [sys.executable, "-m", "dagster", "dev", "-w", str(runner.PROJECT_ROOT / "workspace.yaml"), "-h", host, "-p", str(port)]
+    return [sys.executable, "-m", "dagster", "dev", "-w", str(patient_runs.PROJECT_ROOT / "workspace.yaml"), "-h", host, "-p", str(port)]
 
 
 @app.command()
@@ -461,7 +461,7 @@ def ui(home: Path = HOME_OPTION, manifest: Path | None = typer.Option(None, help
        port: int = typer.Option(3000, help="Port of the UI.")) -> None:
     """Start the Dagster UI on this project's instance (dagster dev -w workspace.yaml), on 127.0.0.1 unless --host."""
     if config is not None:
-        from cssci_platform.study_runner import default_home
+        from cssci_platform.cli.study_stages import default_home
 
         experiment = _load_or_exit(config, [])
         home = home if home != Path(".cssci") else default_home(experiment)
@@ -469,10 +469,10 @@ def ui(home: Path = HOME_OPTION, manifest: Path | None = typer.Option(None, help
             console.print(f"[red]{home} has no {experiment_file(home).name}[/]: run `cssci run --config {config}` first")
             raise typer.Exit(1)
         os.environ[EXPERIMENT_ENV] = str(experiment_file(home).resolve())
-    runner.configure_environment(home, manifest)
+    patient_runs.configure_environment(home, manifest)
     _fail_orphaned_runs()  # the UI shows runs a killed command left STARTED as failed
     console.print(f"Dagster UI: http://{host}:{port}" + ("" if host == LOCAL_ONLY else "  [yellow](reachable from the network)[/]"))
-    raise typer.Exit(subprocess.call(ui_command(host, port), cwd=runner.PROJECT_ROOT))
+    raise typer.Exit(subprocess.call(ui_command(host, port), cwd=patient_runs.PROJECT_ROOT))
 
 
 config_app = typer.Typer(help="Experiment configs: list the shipped protocols, show or validate a config.", no_args_is_help=True)
@@ -551,7 +551,7 @@ def compare(
 ) -> None:
     """Two study runs (modes, protocols, cohorts) side by side: CV, test and validation metrics per model."""
     from cssci_platform.lib.study_runs import RunReference, StudyRunNotFound, compare_runs, model_metrics, resolve_study_run
-    from cssci_platform.study_runner import shared_mlflow_uri
+    from cssci_platform.cli.study_stages import shared_mlflow_uri
 
     uri = mlflow_uri or shared_mlflow_uri()
     frames = []

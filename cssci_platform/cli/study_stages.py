@@ -15,13 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cssci_platform import runner
+from cssci_platform.cli import patient_runs
 from cssci_platform.lib.cohort import Cohort
 from cssci_platform.lib.model_tracking import TrackingConfig, sqlite_tracking_uri
 from cssci_platform.lib.study_config import (
     EXPERIMENT_ENV,
     ConfigError,
-    ExperimentConfig,
+    StudyConfig,
     cohort_problems,
     dump_config,
     experiment_file,
@@ -40,7 +40,7 @@ class StudyStepFailed(RuntimeError):
 @dataclass
 class StudyProgress:
     on_stage: Callable[[str], None] = lambda name: None
-    on_patient: Callable[[runner.PatientRunOutcome], None] = lambda outcome: None
+    on_patient: Callable[[patient_runs.PatientRunOutcome], None] = lambda outcome: None
     on_message: Callable[[str], None] = lambda text: None
 
 
@@ -53,7 +53,7 @@ class StudyResult:
     quarantined: list[str] = field(default_factory=list)
 
 
-def default_home(config: ExperimentConfig) -> Path:
+def default_home(config: StudyConfig) -> Path:
     return PROJECT_STORE / config.name
 
 
@@ -77,7 +77,7 @@ def write_synthetic_cohort(synthetic: SyntheticCohort, folder: Path) -> Path:
                             seed=synthetic.seed, protocol=synthetic.protocol)
 
 
-def prepare_cohort(config: ExperimentConfig, home: Path, progress: StudyProgress) -> Path:
+def prepare_cohort(config: StudyConfig, home: Path, progress: StudyProgress) -> Path:
     if config.cohort.manifest is not None:
         return Path(config.cohort.manifest).resolve()
     folder = synthetic_cohort_dir(home, config.cohort.synthetic)  # type: ignore[arg-type]
@@ -89,14 +89,14 @@ def prepare_cohort(config: ExperimentConfig, home: Path, progress: StudyProgress
     return write_synthetic_cohort(config.cohort.synthetic, folder)  # type: ignore[arg-type]
 
 
-def activate(config: ExperimentConfig, home: Path, manifest: Path, mlflow_uri: str | None = None) -> Path:
+def activate(config: StudyConfig, home: Path, manifest: Path, mlflow_uri: str | None = None) -> Path:
     """Environment for this experiment: home folders, manifest, MLflow store (`mlflow_uri`, else
     CSSCI_MLFLOW_URI, else `<home>/mlflow.db`), and the config file the Dagster definitions read their job
     defaults from (`CSSCI_EXPERIMENT_CONFIG`)."""
     if mlflow_uri:
         os.environ["CSSCI_MLFLOW_URI"] = mlflow_uri
-    runner.configure_environment(home, manifest)
-    runner.remember_mlflow_uri(home.resolve(), os.environ["CSSCI_MLFLOW_URI"])  # predict/report/ui find it from the home
+    patient_runs.configure_environment(home, manifest)
+    patient_runs.remember_mlflow_uri(home.resolve(), os.environ["CSSCI_MLFLOW_URI"])  # predict/report/ui find it from the home
     path = experiment_file(home.resolve())
     path.write_text(dump_config(config), encoding="utf-8")
     os.environ[EXPERIMENT_ENV] = str(path)
@@ -106,7 +106,7 @@ def activate(config: ExperimentConfig, home: Path, manifest: Path, mlflow_uri: s
     return path
 
 
-def check_cohort(config: ExperimentConfig, manifest: Path) -> None:
+def check_cohort(config: StudyConfig, manifest: Path) -> None:
     """What is decidable from the manifest, before any patient: the names the config uses are declared, and some
     patient has a mask for the ROI-slice target (else every patient would be quarantined at roi_slices)."""
     from cssci_platform.lib.cohort import load_cohort
@@ -122,7 +122,7 @@ def check_cohort(config: ExperimentConfig, manifest: Path) -> None:
         raise ConfigError(f"{config.name} (against {manifest})", problems)
 
 
-def center_size_notes(config: ExperimentConfig, manifest: Path) -> list[str]:
+def center_size_notes(config: StudyConfig, manifest: Path) -> list[str]:
     """The small centers the harmonization.small_center policy will handle at fit time, one line per center with the
     number of fits (the split's training set, CV folds) it is small in."""
     from cssci_platform.lib.cohort import load_cohort
@@ -137,10 +137,10 @@ def center_size_notes(config: ExperimentConfig, manifest: Path) -> list[str]:
             for center, found in sorted(by_center.items())]
 
 
-def center_size_findings(config: ExperimentConfig, cohort: Cohort) -> list:
+def center_size_findings(config: StudyConfig, cohort: Cohort) -> list:
     """`CenterSizeProblem`s of the study (centers under harmonization.min_center_size after the split and inside
     its CV folds), decided from the manifest and the seeds; [] when the labels cannot be split (modeling says why)."""
-    from cssci_platform.lib.experiment.center_checks import center_size_problems
+    from cssci_platform.lib.modeling.center_checks import center_size_problems
     from cssci_platform.lib.splits import PRESETS, SplitSpec
 
     preset, harmonization = PRESETS[config.split.preset], config.harmonization
@@ -153,7 +153,7 @@ def center_size_findings(config: ExperimentConfig, cohort: Cohort) -> list:
         return []
 
 
-def manifest_labels(config: ExperimentConfig, cohort: Cohort):
+def manifest_labels(config: StudyConfig, cohort: Cohort):
     """patient_key, center, cohort and the study label (the outcome rule on the manifest's values) of every patient
     whose manifest row is valid: what `patient_splits` will split."""
     import pandas as pd
@@ -174,7 +174,7 @@ def manifest_labels(config: ExperimentConfig, cohort: Cohort):
                         schema={"patient_key": pl.String, "center": pl.String, "cohort": pl.String, "label": pl.String})
 
 
-def slice_target_problem_of(cohort: Cohort, config: ExperimentConfig | None) -> str | None:
+def slice_target_problem_of(cohort: Cohort, config: StudyConfig | None) -> str | None:
     """Why no patient of `cohort` could get an ROI slice (naming the config keys), None when some can: the target is
     the config's deep.slice.sequence/roi/axis, or without a config what the manifest declares."""
     from cssci_platform.lib.deep.patient_slices import masked_pairs, slice_target, slice_target_problem
@@ -184,7 +184,7 @@ def slice_target_problem_of(cohort: Cohort, config: ExperimentConfig | None) -> 
     return slice_target_problem(target, masked)
 
 
-def run_study(config: ExperimentConfig, home: Path, workers: int = 2, progress: StudyProgress | None = None,
+def run_study(config: StudyConfig, home: Path, workers: int = 2, progress: StudyProgress | None = None,
               mlflow_uri: str | None = None) -> StudyResult:
     progress = progress or StudyProgress()
     home = home.resolve()
@@ -193,7 +193,7 @@ def run_study(config: ExperimentConfig, home: Path, workers: int = 2, progress: 
     for note in center_size_notes(config, manifest):
         progress.on_message(note)
     config_yaml = activate(config, home, manifest, mlflow_uri).read_text(encoding="utf-8")
-    runner.check_storage()  # a full disk, an unwritable or long-locked warehouse: refused before any patient
+    patient_runs.check_storage()  # a full disk, an unwritable or long-locked warehouse: refused before any patient
     tracking = TrackingConfig(os.environ["CSSCI_MLFLOW_URI"], config.name)
     study_run = start_study_run(tracking, config_yaml, _flat(config.model_dump(mode="json")), {
         "config_name": config.name, "config_sha256": hashlib.sha256(config_yaml.encode()).hexdigest(),
@@ -220,14 +220,14 @@ def run_study(config: ExperimentConfig, home: Path, workers: int = 2, progress: 
 def _patients(manifest: Path, workers: int, progress: StudyProgress) -> list[str]:
     progress.on_stage("manifest, scans, channels, radiomics, ROI slices")
     started = time.perf_counter()
-    outcomes = runner.ingest_cohort(manifest, workers, progress.on_patient)
+    outcomes = patient_runs.ingest_cohort(manifest, workers, progress.on_patient)
     progress.on_message(f"{len(outcomes)} patients processed in {time.perf_counter() - started:.1f} s")
-    if failed := runner.outside_qc_failures(outcomes):  # a broken disk or program, not a quarantined patient
-        raise StudyStepFailed(runner.failure_summary(failed, len(outcomes)))
+    if failed := patient_runs.outside_qc_failures(outcomes):  # a broken disk or program, not a quarantined patient
+        raise StudyStepFailed(patient_runs.failure_summary(failed, len(outcomes)))
     return [o.patient_key for o in outcomes if not o.success]
 
 
-def _followups(config: ExperimentConfig, manifest: Path, progress: StudyProgress) -> None:
+def _followups(config: StudyConfig, manifest: Path, progress: StudyProgress) -> None:
     synthetic = config.cohort.synthetic
     if synthetic is None or not synthetic.followup_known:
         return
@@ -238,14 +238,14 @@ def _followups(config: ExperimentConfig, manifest: Path, progress: StudyProgress
         progress.on_message(f"recorded {path.name}")
 
 
-def _deep(config: ExperimentConfig, manifest: Path, progress: StudyProgress) -> None:
+def _deep(config: StudyConfig, manifest: Path, progress: StudyProgress) -> None:
     from cssci_platform.lib.cohort import load_cohort
 
     if config.deep.backbones:
         progress.on_stage(f"deep features per center ({', '.join(config.deep.backbones)}, weights {config.deep.weights})")
         cohort = load_cohort(manifest)
         centers = sorted({p.center for p in cohort.patients.values() if p.center in cohort.spec.centers})
-        failed = [c for c, ok in runner.embed_centers(centers, run_config(config, ["center_embeddings"])).items() if not ok]
+        failed = [c for c, ok in patient_runs.embed_centers(centers, run_config(config, ["center_embeddings"])).items() if not ok]
         if failed:
             raise StudyStepFailed(f"deep features failed for centers {failed}: see their center_embeddings runs in the Dagster UI")
     if config.deep.fine_tuning is not None:
@@ -261,9 +261,9 @@ def _assets(job_name: str) -> list[str]:
 
 
 def _execute(job_name: str, config: dict):
-    result = runner.run_job(job_name, config)
+    result = patient_runs.run_job(job_name, config)
     if not result.success:
-        raise StudyStepFailed(f"{job_name} failed: {runner.first_failure(result)}")
+        raise StudyStepFailed(f"{job_name} failed: {patient_runs.first_failure(result)}")
     return result
 
 

@@ -22,8 +22,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
 from cssci_platform.lib.classifiers import stratified_folds
-from cssci_platform.lib.experiment.matrix import CLIN, DL, RAD
-from cssci_platform.lib.experiment.signatures import Signature
+from cssci_platform.lib.modeling.matrix import CLIN, DL, RAD
+from cssci_platform.lib.modeling.signatures import Signature
 from cssci_platform.lib.harmonization import ComBat, undersized_batches
 from cssci_platform.lib.selection import (
     ChannelPCA,
