@@ -1,0 +1,131 @@
+"""Named reads of the modelling tables: the study outcome, splits, the feature matrix, trained models and champions.
+
+"Which outcome did the study model" has one answer, `modelled_outcome`: the outcome recorded with the split the
+models were trained on (`patient_splits` writes the study config's `outcome.name` there). Training, the report,
+prospective scoring and `cssci predict` all ask it.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import polars as pl
+
+STORED_SPLITS = "SELECT DISTINCT split FROM splits ORDER BY split"
+SPLIT_FOLDS = "SELECT DISTINCT fold FROM splits WHERE split = ? ORDER BY fold"
+SPLIT_ROLES = "SELECT patient_key, role FROM splits WHERE split = ? AND fold = ? ORDER BY patient_key"
+SPLIT_OUTCOME = "SELECT any_value(outcome) AS outcome FROM splits WHERE split = ?"
+TRAINED_SPLIT = "SELECT any_value(split) AS split FROM trained_models"
+OUTCOME_VALUES = "SELECT patient_key, value FROM outcomes WHERE outcome = ? ORDER BY patient_key"
+OUTCOME_NAMES = "SELECT DISTINCT outcome FROM outcomes ORDER BY outcome"
+FEATURE_MATRIX = "SELECT * FROM feature_matrix ORDER BY patient_key"
+ICC3_TABLE = "SELECT feature, icc, ci_low, ci_high FROM feature_reliability WHERE kind = 'ICC3'"
+TRAINED_MODELS = "SELECT * FROM trained_models"
+MODEL_PREDICTIONS = "SELECT * FROM predictions"
+FIT_PROBLEMS = ("SELECT result_name, mode, fold, metric, reason FROM model_results WHERE reason IS NOT NULL "
+                "ORDER BY metric, result_name, mode, fold")
+MODEL_RESULTS_COLUMNS = "SELECT column_name FROM information_schema.columns WHERE table_name = 'model_results'"
+FOLD_ROLES_OF_PREDICTIONS = ("SELECT DISTINCT patient_key, role FROM predictions WHERE role IN ('train', 'test') "
+                             "AND fold = ?")
+CLINICAL_VALUES = "SELECT patient_key, variable, value_number, value_text FROM clinical"
+CLINICAL_NUMBERS = "SELECT patient_key, value_number FROM clinical WHERE variable = ?"
+TABLE_EXISTS = "SELECT count(*) FROM information_schema.tables WHERE table_name = ?"
+PATIENT_OUTCOME_SOURCE = ("SELECT p.patient_key, p.cohort, o.value, o.outcome_date FROM patients p LEFT JOIN outcomes o "
+                          "ON o.patient_key = p.patient_key AND o.outcome = ? ORDER BY p.patient_key")
+
+
+def stored_splits(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Names of the splits in the `splits` table."""
+    return [row[0] for row in con.execute(STORED_SPLITS).fetchall()]
+
+
+def split_folds(con: duckdb.DuckDBPyConnection, split: str) -> list[str]:
+    """The folds of one stored split (`holdout`, held-out centers, `r<i>f<k>`), sorted."""
+    return [row[0] for row in con.execute(SPLIT_FOLDS, [split]).fetchall()]
+
+
+def split_roles(con: duckdb.DuckDBPyConnection, split: str, fold: str) -> dict[str, str]:
+    """patient_key -> role (train, test, validation, excluded) in one fold of a stored split; empty if none."""
+    return dict(con.execute(SPLIT_ROLES, [split, fold]).fetchall())
+
+
+def modelled_outcome(con: duckdb.DuckDBPyConnection, split: str | None = None) -> str | None:
+    """The outcome the study models: the one recorded with `split`, by default the split of the stored trained models
+    (else the only stored split). None when nothing tells (no split stored yet)."""
+    if split is None:
+        split = trained_split(con)
+    if split is None:
+        names = stored_splits(con)
+        split = names[0] if len(names) == 1 else None
+    if split is None:
+        return None
+    return con.execute(SPLIT_OUTCOME, [split]).fetchone()[0]
+
+
+def trained_split(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The split the stored trained models used (None before any training)."""
+    return con.execute(TRAINED_SPLIT).fetchone()[0]
+
+
+def outcome_values(con: duckdb.DuckDBPyConnection, outcome: str) -> pl.DataFrame:
+    """patient_key, value (string) of one outcome, labels or `__score` rows."""
+    return con.execute(OUTCOME_VALUES, [outcome]).pl()
+
+
+def outcome_names(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Every outcome with rows in the `outcomes` table (manifest outcomes and those study_outcome derived)."""
+    return [row[0] for row in con.execute(OUTCOME_NAMES).fetchall()]
+
+
+def patients_with_outcome_source(con: duckdb.DuckDBPyConnection, source: str) -> pl.DataFrame:
+    """Every patient (patient_key, cohort) with the raw value and date of the outcome a study label derives from."""
+    return con.execute(PATIENT_OUTCOME_SOURCE, [source]).pl()
+
+
+def clinical_numbers(con: duckdb.DuckDBPyConnection, variable: str) -> pl.DataFrame:
+    """patient_key, value_number of one clinical variable."""
+    return con.execute(CLINICAL_NUMBERS, [variable]).pl()
+
+
+def clinical_values(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """The long clinical table: patient_key, variable, value_number, value_text."""
+    return con.execute(CLINICAL_VALUES).pl()
+
+
+def stored_feature_matrix(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """The wide feature matrix the modelling assets share (one row per patient)."""
+    return con.execute(FEATURE_MATRIX).pl()
+
+
+def icc3_table(con: duckdb.DuckDBPyConnection) -> pl.DataFrame | None:
+    """ICC(3,1) per radiomics feature (feature, icc, ci_low, ci_high); None when feature_reliability was never written."""
+    if not _has_table(con, "feature_reliability"):
+        return None
+    return con.execute(ICC3_TABLE).pl()
+
+
+def trained_models(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Every trained model row (champions flagged in `champion`)."""
+    return con.execute(TRAINED_MODELS).pl()
+
+
+def model_predictions(con: duckdb.DuckDBPyConnection, with_networks: bool = True) -> pl.DataFrame:
+    """Every stored prediction; without the fine-tuned CNNs' rows (`signature = 'CNN'`) unless `with_networks`."""
+    return con.execute(MODEL_PREDICTIONS + ("" if with_networks else " WHERE signature <> 'CNN'")).pl()
+
+
+def fit_problems(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """model_results rows of failed fits and small-sample warnings (empty in a warehouse written before them)."""
+    columns = {row[0] for row in con.execute(MODEL_RESULTS_COLUMNS).fetchall()}
+    if "reason" not in columns:
+        return pl.DataFrame(schema={"result_name": pl.String, "mode": pl.String, "fold": pl.String,
+                                    "metric": pl.String, "reason": pl.String})
+    return con.execute(FIT_PROBLEMS).pl()
+
+
+def roles_of_predicted_patients(con: duckdb.DuckDBPyConnection, fold: str) -> pl.DataFrame:
+    """patient_key, role of the training and test patients the stored predictions of one fold cover."""
+    return con.execute(FOLD_ROLES_OF_PREDICTIONS, [fold]).pl()
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return bool(con.execute(TABLE_EXISTS, [table]).fetchone()[0])
