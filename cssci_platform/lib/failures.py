@@ -12,6 +12,8 @@ import errno
 import re
 from collections.abc import Iterator
 
+from cssci_platform.lib.messages import shorten
+
 DISK_FULL = ("no space left on device", "database or disk is full", "disk is full", f"[errno {errno.ENOSPC}]")
 READ_ONLY = ("read-only file system", "readonly database", f"[errno {errno.EROFS}]")
 NO_PERMISSION = ("permission denied", f"[errno {errno.EACCES}]", f"[errno {errno.EPERM}]")
@@ -49,11 +51,7 @@ def root_cause(error: BaseException) -> BaseException:
 
 def first_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return shorten(lines[0]) if lines else ""
-
-
-def shorten(text: str, limit: int = MAX_MESSAGE) -> str:
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters in all)"
+    return shorten(lines[0], MAX_MESSAGE) if lines else ""
 
 
 def storage_problem(text: str, where: str = "") -> str | None:

@@ -1,6 +1,9 @@
-"""Values quoted in messages (QC issues, inbox events, the console), bounded so one huge cell cannot flood them."""
+"""Text shown to people (QC issues, inbox events, errors on the console, Dagster metadata): values bounded so one
+huge cell cannot flood a message, and markdown tables."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
 
 QUOTE_LIMIT = 80
 PATH_LIMIT = 255  # paths shown in messages; the full path stays in the issue's `file` column
@@ -18,8 +21,32 @@ def quote_value(value: object, limit: int = QUOTE_LIMIT) -> str:
 
 
 def shorten(text: str, limit: int = PATH_LIMIT) -> str:
-    """`text` itself (unquoted, e.g. a path) when at most `limit` characters, else its start and its length."""
+    """`text` itself (unquoted, e.g. a path or an error) when at most `limit` characters, else its start and its length.
+
+    `shorten("d" * 1000, limit=10)` is `dddddddddd… (1000 characters)`.
+    """
     return text if len(text) <= limit else f"{text[:limit]}{_cut_note(text)}"
+
+
+def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """A markdown table; each cell is `str(cell)` kept on one line with its '|' escaped, so no text breaks the table.
+
+    Numbers are formatted by the caller (`f"{auc:.3f}"`); a row must have as many cells as there are headers.
+    """
+    lines = [_table_line(headers), "|" + "---|" * len(headers)]
+    for number, row in enumerate(rows):
+        if len(row) != len(headers):
+            raise ValueError(f"row {number} has {len(row)} cells for {len(headers)} headers {list(headers)}: {list(row)}")
+        lines.append(_table_line(row))
+    return "\n".join(lines)
+
+
+def _table_line(cells: Sequence[object]) -> str:
+    return "| " + " | ".join(_table_cell(cell) for cell in cells) + " |"
+
+
+def _table_cell(cell: object) -> str:
+    return " ".join(str(cell).split()).replace("|", "\\|")
 
 
 def _cut_note(text: str) -> str:

@@ -11,7 +11,7 @@ import duckdb
 import pytest
 
 from cssci_platform.cli import patient_runs
-from cssci_platform.lib.failures import describe, exception_chain, root_cause, shorten, storage_problem
+from cssci_platform.lib.failures import MAX_MESSAGE, describe, exception_chain, first_line, root_cause, storage_problem
 
 
 class StepWrapper(Exception):
@@ -83,8 +83,9 @@ def test_other_errors_are_not_dressed_up_as_storage_problems() -> None:
     assert describe(ValueError("could not convert string to float: 'abc'")) == "ValueError: could not convert string to float: 'abc'"
 
 
-def test_long_values_are_cut_saying_how_long_they_were() -> None:
-    assert shorten("x" * 5000, 100) == "x" * 100 + "... (5000 characters in all)"
+def test_a_long_error_line_is_cut_saying_how_long_it_was() -> None:
+    line = "x" * (MAX_MESSAGE + 500)
+    assert first_line(f"{line}\nsecond line") == "x" * MAX_MESSAGE + f"… ({MAX_MESSAGE + 500} characters)"
 
 
 

@@ -1,8 +1,10 @@
-"""quote_value: values quoted in messages are bounded and say how long the original was."""
+"""Messages: quoted values and shortened texts are bounded and say how long the original was; markdown tables."""
 
 from __future__ import annotations
 
-from cssci_platform.lib.messages import quote_value, shorten
+import pytest
+
+from cssci_platform.lib.messages import markdown_table, quote_value, shorten
 
 
 def test_a_short_value_is_quoted_whole() -> None:
@@ -31,3 +33,18 @@ def test_a_long_non_string_value_is_cut_too() -> None:
 def test_shorten_keeps_a_normal_path_and_cuts_a_huge_one_unquoted() -> None:
     assert shorten("images/P1.nii.gz") == "images/P1.nii.gz"
     assert shorten("d" * 1000, limit=10) == "dddddddddd… (1000 characters)"
+
+
+def test_markdown_table_has_a_header_a_rule_and_one_line_per_row() -> None:
+    table = markdown_table(["model", "AUC"], [["Rad_LR", "0.812"], ["DL_SVM", 0.7]])
+    assert table == "| model | AUC |\n|---|---|\n| Rad_LR | 0.812 |\n| DL_SVM | 0.7 |"
+
+
+def test_markdown_table_cells_cannot_break_the_table() -> None:
+    table = markdown_table(["problem"], [["a | b\nsecond line"]])
+    assert table.splitlines()[2] == "| a \\| b second line |"
+
+
+def test_markdown_table_refuses_a_row_of_the_wrong_width() -> None:
+    with pytest.raises(ValueError, match="row 0 has 1 cells for 2 headers"):
+        markdown_table(["model", "AUC"], [["Rad_LR"]])
