@@ -1,4 +1,4 @@
-"""The classifier zoo of the three studies, their hyper-parameter grids and leakage-safe grid search.
+"""The classifier zoo of the three studies, their hyper-parameter grids and the stratified CV folds.
 
 Names follow the studies' tables: LR, NaiveBayes, SVM, KNN, RandomForest, ExtraTrees, XGBoost, LightGBM,
 GradientBoosting, AdaBoost, MLP. `make_estimator(name, seed, n_jobs)` builds an unfitted estimator;
@@ -9,9 +9,8 @@ Every estimator accepts string or integer labels, binary or multiclass, and expo
 label order (``np.unique``); ``predict_proba`` columns follow ``classes_``. `positive_scores` reorders them
 to a declared class order.
 
-Leakage (DESIGN.md section 2): `tune_classifier` must be given TRAINING rows only. It searches the grid with
-seeded stratified k-fold CV on those rows, refits the best candidate on all of them, and returns the best
-candidate's out-of-fold probabilities on the same rows (for a threshold chosen on training data only).
+The grid search itself is `cssci_platform.lib.modeling.tuning`: it takes the grids from `grid_for_rows` and
+the folds from `stratified_folds` (seeded, stratified, on TRAINING rows only: DESIGN.md section 2).
 
 Determinism: the same seed, data, n_jobs and library versions give identical probabilities (tested).
 XGBoost uses ``tree_method="hist"`` (deterministic on CPU); LightGBM ``deterministic=True`` with
@@ -28,14 +27,12 @@ probabilities the studies report AUC from.
 from __future__ import annotations
 
 import copy
-import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Self
 
 import numpy as np
-import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import (
@@ -45,7 +42,7 @@ from sklearn.ensemble import (
     RandomForestClassifier,
 )
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GridSearchCV, ParameterGrid, StratifiedKFold, cross_val_predict
+from sklearn.model_selection import ParameterGrid, StratifiedKFold
 from sklearn.naive_bayes import GaussianNB
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.neural_network import MLPClassifier
@@ -55,7 +52,6 @@ from sklearn.utils.validation import check_is_fitted
 
 GridPreset = Literal["full", "fast"]
 ParamGrid = dict[str, list[Any]] | list[dict[str, list[Any]]]
-Scoring = str | Callable[..., float]
 
 
 class PlattScaledSVC(ClassifierMixin, BaseEstimator):
@@ -310,108 +306,6 @@ def stratified_folds(y: Any, cv_folds: int, seed: int) -> StratifiedKFold:
             f"class counts: {counts}"
         )
     return StratifiedKFold(n_splits=min(cv_folds, smallest), shuffle=True, random_state=seed)
-
-
-def default_scoring(y: Any) -> str:
-    """ROC AUC for two classes, macro one-vs-rest ROC AUC for more."""
-    return "roc_auc" if len(class_counts(y)) == 2 else "roc_auc_ovr"
-
-
-@dataclass(frozen=True, eq=False)
-class TunedModel:
-    """The grid search's outcome on the training rows it was given.
-
-    ``model`` is the best pipeline refitted on all those rows. ``cv_score_sd`` is the sample SD (ddof=1) of
-    the best candidate's fold scores. ``oof_probabilities`` (n_train, n_classes) are that candidate's
-    out-of-fold probabilities on the same folds, columns in ``classes`` order (= ``model.classes_``).
-    """
-
-    name: str
-    preset: str
-    model: Any
-    best_params: dict[str, Any]
-    cv_score_mean: float
-    cv_score_sd: float
-    cv_fold_scores: tuple[float, ...]
-    scoring: str
-    n_splits: int
-    n_candidates: int
-    classes: tuple[Any, ...]
-    oof_probabilities: np.ndarray
-    cv_results: pd.DataFrame
-    search_seconds: float
-
-    def oof_scores(self, class_order: Sequence[Any]) -> np.ndarray:
-        """Out-of-fold P(positive) (binary) or probabilities in `class_order` (multiclass); see `positive_scores`."""
-        return align_probabilities(self.oof_probabilities, self.classes, class_order)
-
-
-def tune_classifier(
-    pipeline: Any,
-    X: Any,
-    y: Any,
-    name: str,
-    preset: GridPreset = "fast",
-    *,
-    seed: int,
-    cv_folds: int = 10,
-    scoring: Scoring | None = None,
-    n_jobs: int = 1,
-) -> TunedModel:
-    """Grid-search `pipeline` (final step: zoo member `name`) on TRAINING rows `X`, `y` only; refit the best.
-
-    Pass only training rows: every scaler, selector and hyper-parameter is learned from them and their CV
-    folds. `pipeline` may be a Pipeline (grid keys get its final step's name) or a bare estimator. ``n_jobs``
-    parallelizes the search (candidates x folds); the estimator's own threads are set by `make_estimator`.
-    """
-    splitter = stratified_folds(y, cv_folds, seed)
-    grid = grid_for(name, preset, step=_final_step_name(pipeline))
-    _check_grid_fits(pipeline, grid, name)
-    chosen_scoring = scoring if scoring is not None else default_scoring(y)
-    started = time.perf_counter()
-    search = GridSearchCV(pipeline, grid, scoring=chosen_scoring, cv=splitter, refit=True, n_jobs=n_jobs,
-                          error_score="raise")
-    search.fit(X, y)
-    oof = cross_val_predict(clone(search.best_estimator_), X, y, cv=splitter, method="predict_proba", n_jobs=n_jobs)
-    fold_scores = _best_fold_scores(search)
-    return TunedModel(
-        name=name,
-        preset=preset,
-        model=search.best_estimator_,
-        best_params=dict(search.best_params_),
-        cv_score_mean=float(np.mean(fold_scores)),
-        cv_score_sd=float(np.std(fold_scores, ddof=1)),
-        cv_fold_scores=tuple(fold_scores),
-        scoring=chosen_scoring if isinstance(chosen_scoring, str) else getattr(chosen_scoring, "__name__", "custom"),
-        n_splits=splitter.get_n_splits(),
-        n_candidates=len(search.cv_results_["params"]),
-        classes=tuple(search.best_estimator_.classes_.tolist()),
-        oof_probabilities=oof,
-        cv_results=pd.DataFrame(search.cv_results_),
-        search_seconds=time.perf_counter() - started,
-    )
-
-
-def _final_step_name(pipeline: Any) -> str | None:
-    steps = getattr(pipeline, "steps", None)
-    return steps[-1][0] if steps else None
-
-
-def _check_grid_fits(pipeline: Any, grid: ParamGrid, name: str) -> None:
-    """Fail before fitting when the grid names parameters the pipeline's final step does not have."""
-    known = set(pipeline.get_params(deep=True))
-    unknown = sorted({key for part in _grid_parts(grid) for key in part} - known)
-    if unknown:
-        raise ValueError(
-            f"the {name} grid sets {unknown}, which the pipeline's final step "
-            f"({type(pipeline.steps[-1][1] if hasattr(pipeline, 'steps') else pipeline).__name__}) does not have; "
-            f"build it with make_estimator({name!r}, ...)"
-        )
-
-
-def _best_fold_scores(search: GridSearchCV) -> list[float]:
-    results, best = search.cv_results_, search.best_index_
-    return [float(results[f"split{fold}_test_score"][best]) for fold in range(search.n_splits_)]
 
 
 def positive_scores(model: Any, X: Any, class_order: Sequence[Any]) -> np.ndarray:

@@ -1,19 +1,13 @@
 """The classifier zoo: every member fits binary and multiclass problems deterministically, grids are well
-formed, and the grid search learns from the training rows it is given and nothing else."""
+formed, folds are stratified, probabilities follow a declared class order. The grid search: test_fold_tuning.py."""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
-from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.datasets import make_classification
-from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import ParameterGrid, StratifiedKFold, cross_val_predict
-from sklearn.naive_bayes import GaussianNB
+from sklearn.model_selection import ParameterGrid
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -26,7 +20,6 @@ from cssci_platform.lib.classifiers import (
     n_combinations,
     positive_scores,
     stratified_folds,
-    tune_classifier,
 )
 
 SITES = np.array(["breast", "kidney", "lung"])
@@ -40,12 +33,6 @@ def three_class_problem(n: int = 90, seed: int = 0) -> tuple[np.ndarray, np.ndar
     X, y = make_classification(n, 6, n_informative=4, n_redundant=0, n_classes=3, n_clusters_per_class=1,
                                random_state=seed)
     return X, SITES[y]
-
-
-def separable_frame(n: int = 160, seed: int = 0) -> tuple[pd.DataFrame, pd.Series]:
-    X, y = make_classification(n, 8, n_informative=3, n_redundant=0, class_sep=1.5, random_state=seed)
-    index = pd.Index([f"P{i:03d}" for i in range(n)], name="patient_key")
-    return pd.DataFrame(X, index=index, columns=[f"f{j}" for j in range(8)]), pd.Series(y, index=index)
 
 
 def zoo_pipeline(name: str, seed: int = 0) -> Pipeline:
@@ -110,85 +97,6 @@ def test_grid_without_step_has_no_prefix_and_unknown_names_fail() -> None:
         grid_for("LR", "huge")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("name", ["LR", "SVM", "RandomForest", "XGBoost"])
-def test_tuned_model_beats_chance_on_held_out_rows(name: str) -> None:
-    X, y = separable_frame()
-    train, test = X.index[:120], X.index[120:]
-    tuned = tune_classifier(zoo_pipeline(name), X.loc[train], y.loc[train], name, "fast", seed=0, cv_folds=5)
-    assert roc_auc_score(y.loc[test], positive_scores(tuned.model, X.loc[test], [0, 1])) > 0.8
-    assert tuned.cv_score_mean > 0.7 and tuned.cv_score_sd > 0
-    assert tuned.n_splits == 5 and len(tuned.cv_fold_scores) == 5
-    assert tuned.n_candidates == n_combinations(name, "fast")
-    assert tuned.scoring == "roc_auc" and tuned.classes == (0, 1)
-    assert set(tuned.best_params) <= set(tuned.model.get_params())
-    assert roc_auc_score(y.loc[train], tuned.oof_scores([0, 1])) > 0.7
-
-
-def test_out_of_fold_probabilities_are_the_best_candidate_on_the_same_folds() -> None:
-    X, y = separable_frame(100)
-    tuned = tune_classifier(zoo_pipeline("KNN"), X, y, "KNN", "fast", seed=4, cv_folds=5)
-    folds = StratifiedKFold(5, shuffle=True, random_state=4)
-    expected = cross_val_predict(zoo_pipeline("KNN").set_params(**tuned.best_params), X, y, cv=folds,
-                                 method="predict_proba")
-    np.testing.assert_array_equal(tuned.oof_probabilities, expected)
-    in_sample = tuned.model.predict_proba(X)
-    assert not np.allclose(tuned.oof_probabilities, in_sample)  # a row never scores itself
-
-
-def test_tuning_is_reproducible() -> None:
-    X, y = separable_frame(100)
-    first = tune_classifier(zoo_pipeline("MLP", seed=2), X, y, "MLP", "fast", seed=2, cv_folds=3)
-    again = tune_classifier(zoo_pipeline("MLP", seed=2), X, y, "MLP", "fast", seed=2, cv_folds=3)
-    assert first.best_params == again.best_params and first.cv_fold_scores == again.cv_fold_scores
-    np.testing.assert_array_equal(first.oof_probabilities, again.oof_probabilities)
-    np.testing.assert_array_equal(first.model.predict_proba(X), again.model.predict_proba(X))
-
-
-FIT_ROWS: dict[str, list[frozenset[str]]] = defaultdict(list)
-TRANSFORMED_ROWS: dict[str, set[str]] = defaultdict(set)
-
-
-class RowRecorder(TransformerMixin, BaseEstimator):
-    """Passes data through and records, in module-level logs (clones share them via `tag`), which rows it saw."""
-
-    def __init__(self, tag: str = "default") -> None:
-        self.tag = tag
-
-    def fit(self, X: pd.DataFrame, y: Any = None) -> RowRecorder:
-        FIT_ROWS[self.tag].append(frozenset(X.index))
-        return self
-
-    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
-        TRANSFORMED_ROWS[self.tag].update(X.index)
-        return X
-
-
-def test_grid_search_sees_only_the_training_rows() -> None:
-    X, y = separable_frame(120)
-    train, held_out = X.index[:90], set(X.index[90:])
-    pipeline = Pipeline([("record", RowRecorder("leak")), ("clf", make_estimator("LR", seed=0))])
-    tuned = tune_classifier(pipeline, X.loc[train], y.loc[train], "LR", "fast", seed=0, cv_folds=5)
-    fits = FIT_ROWS["leak"]
-    assert len(fits) == tuned.n_candidates * 5 + 1 + 5  # CV fits, the refit, the out-of-fold fits
-    assert all(not (rows & held_out) for rows in fits)
-    assert not (TRANSFORMED_ROWS["leak"] & held_out)
-    assert frozenset(train) in fits  # the refit used every training row
-    assert all(len(rows) < len(train) for rows in fits if rows != frozenset(train))
-
-
-def test_multiclass_string_labels_use_macro_ovr_auc_and_align_to_a_declared_order() -> None:
-    X, y = three_class_problem(120)
-    tuned = tune_classifier(zoo_pipeline("LightGBM"), X, y, "LightGBM", "fast", seed=0, cv_folds=5)
-    assert tuned.scoring == "roc_auc_ovr" and tuned.classes == ("breast", "kidney", "lung")
-    assert tuned.oof_probabilities.shape == (120, 3)
-    np.testing.assert_allclose(tuned.oof_probabilities.sum(axis=1), 1.0, atol=1e-9)
-    order = ["lung", "breast", "kidney"]
-    np.testing.assert_array_equal(tuned.oof_scores(order), tuned.oof_probabilities[:, [2, 0, 1]])
-    probabilities = tuned.model.predict_proba(X)
-    np.testing.assert_array_equal(positive_scores(tuned.model, X, order), probabilities[:, [2, 0, 1]])
-    assert tuned.cv_score_mean > 0.7
-
-
 def test_positive_scores_follow_the_declared_positive_class() -> None:
     X, y = binary_problem()
     labels = np.where(y == 1, "poor", "good")
@@ -203,32 +111,17 @@ def test_positive_scores_follow_the_declared_positive_class() -> None:
 
 
 def test_too_few_patients_per_class_is_a_precise_error() -> None:
-    X, y = separable_frame(40)
-    y = pd.Series(["good"] * 39 + ["poor"], index=X.index)
     with pytest.raises(ValueError, match=r"at least 2 training patients; class counts: \{'good': 39, 'poor': 1\}"):
-        tune_classifier(zoo_pipeline("LR"), X, y, "LR", "fast", seed=0)
+        stratified_folds(["good"] * 39 + ["poor"], 10, 0)
     with pytest.raises(ValueError, match=r"at least 2 classes .* class counts: \{'good': 40\}"):
         stratified_folds(["good"] * 40, 10, 0)
 
 
 def test_folds_shrink_to_the_smallest_class() -> None:
-    X, y = separable_frame(40)
-    y = pd.Series([0] * 37 + [1] * 3, index=X.index)
-    tuned = tune_classifier(zoo_pipeline("NaiveBayes"), X, y, "NaiveBayes", "fast", seed=0, cv_folds=10)
-    assert tuned.n_splits == 3 and len(tuned.cv_fold_scores) == 3
-
-
-def test_a_grid_the_final_step_cannot_take_fails_before_fitting() -> None:
-    X, y = separable_frame(40)
-    pipeline = Pipeline([("scale", StandardScaler()), ("model", GaussianNB())])
-    with pytest.raises(ValueError, match=r"the LR grid sets \['model__C'\].*GaussianNB"):
-        tune_classifier(pipeline, X, y, "LR", "fast", seed=0)
-
-
-def test_a_bare_estimator_is_tuned_with_unprefixed_keys() -> None:
-    X, y = separable_frame(60)
-    tuned = tune_classifier(make_estimator("KNN"), X, y, "KNN", "fast", seed=0, cv_folds=3)
-    assert set(tuned.best_params) == {"n_neighbors", "weights"}
+    y = [0] * 37 + [1] * 3
+    folds = stratified_folds(y, 10, 0)
+    assert folds.get_n_splits() == 3
+    assert all(set(np.asarray(y)[valid]) == {0, 1} for _, valid in folds.split(np.zeros((40, 1)), y))
 
 
 def test_platt_svm_calibrates_on_as_many_folds_as_the_rarest_class_allows() -> None:
