@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,12 +11,39 @@ import polars as pl
 
 from cssci_platform.lib.quality import QcIssue
 from cssci_platform.lib.radiomics import RadiomicsCase, RadiomicsError, extract_cases, extractor_version, load_params
+from cssci_platform.lib.settings import Section
 
 FEATURE_SCHEMA = {
     "patient_key": pl.String, "sequence": pl.String, "roi": pl.String, "segmentation": pl.String,
     "channel": pl.String, "feature": pl.String, "value": pl.Float64, "extractor_version": pl.String,
     "params_name": pl.String, "params_hash": pl.String,
 }
+
+
+class ImagingSettings(Section):
+    """Which sequences and ROIs feed the handcrafted radiomics (study config section `imaging`; default: every
+    sequence, ROI `lesion`)."""
+
+    sequences: list[str] | None = None
+    radiomics_rois: list[str] = ["lesion"]
+
+
+class RadiomicsSettings(Section):
+    """The PyRadiomics parameters (study config section `radiomics`)."""
+
+    params: str = "default"  # a profile in cssci_platform/configs/radiomics or a PyRadiomics YAML path
+
+
+def radiomics_inputs(channels: pl.DataFrame, masks: pl.DataFrame, imaging: ImagingSettings,
+                     channel_names: Sequence[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The patient's preprocessed channels and masks (rows of preprocessed_channels / preprocessed_masks) that the
+    study extracts radiomics from: its channels, its sequences (all when unset) and its radiomics ROIs."""
+    channels = channels.filter(pl.col("channel").is_in(list(channel_names)))
+    masks = masks.filter(pl.col("roi").is_in(imaging.radiomics_rois))
+    if imaging.sequences is not None:
+        channels = channels.filter(pl.col("sequence").is_in(imaging.sequences))
+        masks = masks.filter(pl.col("sequence").is_in(imaging.sequences))
+    return channels, masks
 
 
 @dataclass

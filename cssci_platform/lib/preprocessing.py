@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import SimpleITK as sitk
+from pydantic import Field, PositiveInt, model_validator
 
 from cssci_platform.lib.imaging import (
     CHANNELS,
-    INTERPOLATORS,
     ChannelSettings,
     filter_channel,
     normalize_unit_range,
@@ -27,30 +28,52 @@ from cssci_platform.lib.imaging import (
     write_image,
 )
 from cssci_platform.lib.quality import ScanInfo
+from cssci_platform.lib.settings import Section
 
 
 DERIVED_SUFFIX = ".nrrd"
 DERIVED_COMPRESSION = 1
 
 
-@dataclass(frozen=True)
-class PreprocessingSettings:
-    spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    interpolator: str = "linear"
-    lower_percentile: float = 0.0
-    upper_percentile: float = 100.0
-    channels: tuple[str, ...] = CHANNELS
-    filters: ChannelSettings = field(default_factory=ChannelSettings)
+Interpolator = Literal["linear", "bspline"]
+Channel = Literal[CHANNELS]  # type: ignore[valid-type]
 
-    def __post_init__(self) -> None:
-        if self.interpolator not in INTERPOLATORS:
-            raise ValueError(f"unknown interpolator '{self.interpolator}'; choose from {', '.join(INTERPOLATORS)}")
-        unknown = set(self.channels) - set(CHANNELS)
-        if unknown:
-            raise ValueError(f"unknown channels {sorted(unknown)}; choose from {', '.join(CHANNELS)}")
+
+class PreprocessingSettings(Section):
+    """How every image is prepared before features are computed (study config section `preprocessing`).
+
+    Resampled to `spacing_mm` with `interpolator`, then intensities mapped to [0, 1] between the `lower_percentile`
+    and `upper_percentile` of the volume; each of `channels` is the image through one filter, whose sizes are
+    the radii (voxels) and sigma (mm) below, as the published protocols specify them."""
+
+    spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    interpolator: Interpolator = "linear"
+    lower_percentile: float = Field(0.0, ge=0, le=100)
+    upper_percentile: float = Field(100.0, ge=0, le=100)
+    channels: tuple[Channel, ...] = CHANNELS  # type: ignore[valid-type]
+    mean_radius: PositiveInt = 1
+    box_radius: PositiveInt = 2
+    gaussian_sigma_mm: float = Field(1.0, gt=0)
+    median_radius: PositiveInt = 1
+
+    @model_validator(mode="after")
+    def _percentiles_in_order(self) -> PreprocessingSettings:
+        if self.lower_percentile >= self.upper_percentile:
+            raise ValueError(f"lower_percentile ({self.lower_percentile}) must be below upper_percentile "
+                             f"({self.upper_percentile})")
+        return self
+
+    @property
+    def filters(self) -> ChannelSettings:
+        return ChannelSettings(self.mean_radius, self.box_radius, self.gaussian_sigma_mm, self.median_radius)
 
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        """Names the derived files; the same document as before the settings became a study section, so files
+        already in a store are found again."""
+        document = {"spacing_mm": list(self.spacing_mm), "interpolator": self.interpolator,
+                    "lower_percentile": self.lower_percentile, "upper_percentile": self.upper_percentile,
+                    "channels": list(self.channels), "filters": asdict(self.filters)}
+        return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

@@ -159,7 +159,7 @@ def test_a_slice_target_without_any_mask_is_a_problem_naming_the_config_keys() -
     assert slice_target_problem(slice_target(spec, masked=masked), masked) is None
     problem = slice_target_problem(slice_target(spec, sequence="sag_T1", masked=masked), masked)
     assert "no patient has a 'lesion' mask on sequence 'sag_T1'" in problem
-    assert "deep.slice.sequence" in problem and "ops.roi_slices.config" in problem and "ax_T2/lesion" in problem
+    assert "deep.slice.sequence" in problem and "overrides" in problem and "ax_T2/lesion" in problem
     assert "no patient has any mask" in slice_target_problem(default_slice_target(spec), set())
 
 

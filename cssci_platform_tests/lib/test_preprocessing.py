@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -118,7 +117,7 @@ def test_a_deleted_output_is_recomputed_alone(one_patient, tmp_path):
 def test_changing_a_setting_gives_new_files(one_patient, tmp_path):
     store = tmp_path / "store"
     first = run(one_patient, store)
-    settings = PreprocessingSettings(filters=ChannelSettings(gaussian_sigma_mm=2.0))
+    settings = PreprocessingSettings(gaussian_sigma_mm=2.0)
     second = run(one_patient, store, settings)
     assert second.computed_files == len(CHANNELS) + 3
     first_paths = {c.image_path for c in first.channels} | {m.mask_path for m in first.masks}
@@ -160,19 +159,36 @@ def test_channel_subset(one_patient, tmp_path):
 def test_unknown_channel_in_settings():
     with pytest.raises(ValueError) as caught:
         PreprocessingSettings(channels=("original", "laplacian", "wavelet"))
-    assert str(caught.value) == "unknown channels ['laplacian', 'wavelet']; choose from original, mean, box, gaussian, median"
+    assert "'original', 'mean', 'box', 'gaussian' or 'median'" in str(caught.value)
+    assert "laplacian" in str(caught.value) and "wavelet" in str(caught.value)
+
+
+def test_the_filter_sizes_the_papers_specify_are_study_settings():
+    from cssci_platform.lib.study_config import load_config
+
+    study = load_config("demo", ["preprocessing.gaussian_sigma_mm=2.0", "preprocessing.median_radius=2",
+                                 "preprocessing.upper_percentile=99.5"])
+    assert study.preprocessing.filters == ChannelSettings(gaussian_sigma_mm=2.0, median_radius=2)
+    assert study.preprocessing.upper_percentile == 99.5
+
+
+def test_the_digest_names_the_files_a_store_already_holds():
+    # the value the settings dataclass gave before it became the study's section: stored files are found again
+    assert PreprocessingSettings().digest() == "7c6ab9a6934def0f"
+    assert PreprocessingSettings(spacing_mm=(2.0, 2.0, 2.0), channels=("original",)).digest() == "71c59269c148b9d8"
 
 
 def test_digest_depends_on_every_setting():
     base = PreprocessingSettings()
     variants = [
-        replace(base, spacing_mm=(0.5, 0.5, 0.5)),
-        replace(base, lower_percentile=1.0),
-        replace(base, upper_percentile=99.0),
-        replace(base, channels=("original",)),
-        replace(base, filters=ChannelSettings(mean_radius=2)),
-        replace(base, filters=ChannelSettings(box_radius=3)),
-        replace(base, filters=ChannelSettings(median_radius=2)),
+        base.model_copy(update={"spacing_mm": (0.5, 0.5, 0.5)}),
+        base.model_copy(update={"lower_percentile": 1.0}),
+        base.model_copy(update={"upper_percentile": 99.0}),
+        base.model_copy(update={"channels": ("original",)}),
+        base.model_copy(update={"mean_radius": 2}),
+        base.model_copy(update={"box_radius": 3}),
+        base.model_copy(update={"gaussian_sigma_mm": 2.0}),
+        base.model_copy(update={"median_radius": 2}),
     ]
     digests = {base.digest()} | {v.digest() for v in variants}
     assert len(digests) == len(variants) + 1

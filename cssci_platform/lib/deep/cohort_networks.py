@@ -8,19 +8,70 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
+from pydantic import PositiveInt, model_validator
 
 from cssci_platform.lib.deep.backbones import Backbone
 from cssci_platform.lib.deep.embeddings import embed_images
-from cssci_platform.lib.deep.finetune import FineTuneConfig, FineTunedNetwork, fine_tune, predict_probabilities
+from cssci_platform.lib.deep.finetune import (
+    BackboneName,
+    FineTuneConfig,
+    FineTunedNetwork,
+    FineTuningSettings,
+    fine_tune,
+    predict_probabilities,
+)
 from cssci_platform.lib.deep.gradcam import grad_cam, write_cam_overlay_png
-from cssci_platform.lib.deep.patient_slices import load_network_inputs
+from cssci_platform.lib.deep.patient_slices import SliceSettings, load_network_inputs
 from cssci_platform.lib.deep.runtime import InferenceSettings
+from cssci_platform.lib.imaging import CHANNELS
 from cssci_platform.lib.quality import QcIssue
+from cssci_platform.lib.settings import Section
 
 EMBEDDING_STAGE = "embeddings"
+Channel = Literal[CHANNELS]  # type: ignore[valid-type]
+
+
+class DeepSettings(Section):
+    """Deep transfer-learning features (study config section `deep`): pretrained `backbones` embed the ROI slice of
+    every channel (empty list: none); `fine_tuning` trains CNN classifiers on the same slices.
+
+    `embedding_network`: which networks embed the slices for the DL signatures: `pretrained` (the backbones as
+    loaded from `weights`) or `fine_tuned` (the networks `fine_tuning` trained, one per backbone x channel; needs
+    `fine_tuning` and its networks stored)."""
+
+    backbones: list[BackboneName] = ["resnet18"]  # type: ignore[valid-type]
+    # "imagenet" (torchvision checkpoint already in $TORCH_HOME/hub/checkpoints), a checkpoint file, or "none"
+    weights: str = "imagenet"
+    channels: list[Channel] = list(CHANNELS)  # type: ignore[valid-type]
+    slice: SliceSettings = SliceSettings()
+    batch_size: PositiveInt = 64
+    device: str = "auto"
+    seed: int = 0
+    fine_tuning: FineTuningSettings | None = None
+    embedding_network: Literal["pretrained", "fine_tuned"] = "pretrained"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fine_tuning_runs_where_embedding_does(cls, values: Any) -> Any:
+        """`fine_tuning.seed` / `.device` left unset are the section's `seed` / `device`."""
+        if isinstance(values, dict) and isinstance(values.get("fine_tuning"), dict):
+            inherited = {key: values[key] for key in ("seed", "device") if key in values}
+            values = {**values, "fine_tuning": {**inherited, **values["fine_tuning"]}}
+        return values
+
+    @model_validator(mode="after")
+    def _fine_tuned_embeddings_need_fine_tuning(self) -> DeepSettings:
+        if self.embedding_network == "fine_tuned" and self.fine_tuning is None:
+            raise ValueError("embedding_network 'fine_tuned' needs a 'fine_tuning' section (the networks to embed with)")
+        return self
+
+    def inference(self) -> InferenceSettings:
+        """How the embedding networks run."""
+        return InferenceSettings(batch_size=self.batch_size, device=self.device, seed=self.seed)
 
 
 def readable_slices(slices: pl.DataFrame) -> tuple[pl.DataFrame, list[QcIssue]]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import hashlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -26,27 +26,33 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from torch import nn
+from pydantic import Field, PositiveInt
 from torchvision.transforms import v2
 
-from cssci_platform.lib.deep.backbones import Backbone, file_sha256
+from cssci_platform.lib.deep.backbones import FEATURE_DIMS, Backbone, file_sha256
 from cssci_platform.lib.deep.roi_slices import IMAGENET_MEAN, IMAGENET_STD
 from cssci_platform.lib.deep.runtime import InferenceSettings, autocast, resolve_device, run_batched, seeded
+from cssci_platform.lib.imaging import CHANNELS
+from cssci_platform.lib.settings import Section
 
 FINE_TUNED_FORMAT = "cssci_platform.fine_tuned_resnet/1"
+BackboneName = Literal[tuple(FEATURE_DIMS)]  # type: ignore[valid-type]
+Channel = Literal[CHANNELS]  # type: ignore[valid-type]
 # Pixels shifted or rotated in from outside the crop are black (intensity 0 after ImageNet normalisation).
 BLACK = [-mean / std for mean, std in zip(IMAGENET_MEAN, IMAGENET_STD)]
 
 
-@dataclass(frozen=True)
-class FineTuneConfig:
-    epochs: int = 50
-    batch_size: int = 64
-    lr: float = 0.01  # task head; cosine-annealed from lr to min_lr over `epochs`
-    min_lr: float = 0.0
+class FineTuneConfig(Section):
+    """The training recipe of one network (the published one by default); stored with every checkpoint."""
+
+    epochs: PositiveInt = 50
+    batch_size: int = Field(64, ge=2)
+    lr: float = Field(0.01, gt=0)  # task head; cosine-annealed from lr to min_lr over `epochs`
+    min_lr: float = Field(0.0, ge=0)
     momentum: float = 0.9
     weight_decay: float = 1e-4
     backbone_mode: Literal["finetune", "frozen"] = "finetune"
-    backbone_lr: float = 0.001
+    backbone_lr: float = Field(0.001, gt=0)
     anneal_backbone: bool = False
     augment: bool = True
     max_shift: float = 0.1  # fraction of the image height / width
@@ -56,11 +62,21 @@ class FineTuneConfig:
     device: str = "auto"
     amp: bool = True  # bf16 autocast, CUDA only
 
-    def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 2:
-            raise ValueError(f"need epochs >= 1 and batch_size >= 2, got {self.epochs} and {self.batch_size}")
-        if self.backbone_mode not in ("finetune", "frozen"):
-            raise ValueError(f"backbone_mode must be 'finetune' or 'frozen', got '{self.backbone_mode}'")
+
+class FineTuningSettings(FineTuneConfig):
+    """A CNN classifier per backbone x channel (new head, SGD, cosine annealing of the head), trained on the
+    training patients of the split; its class probabilities are reported as signature `CNN` (study config section
+    `deep.fine_tuning`: the recipe's keys plus which networks to train). `seed` and `device` left unset are
+    `deep.seed` and `deep.device`."""
+
+    backbones: list[BackboneName]  # type: ignore[valid-type]
+    channels: list[Channel] = ["original"]  # type: ignore[valid-type]
+    gradcam: bool = True  # a Grad-CAM overlay per patient in the image store
+
+
+def training_recipe(config: FineTuneConfig) -> FineTuneConfig:
+    """The recipe alone (what a checkpoint records), also of the study section that extends it."""
+    return FineTuneConfig(**config.model_dump(include=set(FineTuneConfig.model_fields)))
 
 
 @dataclass
@@ -95,7 +111,7 @@ def fine_tune(backbone: Backbone, train_images: torch.Tensor, train_labels: np.n
         history = _train(model, train_images, labels, config, device)
     weights_id = f"finetuned:{state_dict_sha256(model)[:16]}"
     trained = Backbone(backbone.name, model, weights_id, "")
-    return FineTunedNetwork(trained, num_classes, backbone.weights_id, config, history)
+    return FineTunedNetwork(trained, num_classes, backbone.weights_id, training_recipe(config), history)
 
 
 def predict_probabilities(network: FineTunedNetwork, images: torch.Tensor,
@@ -113,7 +129,7 @@ def save_fine_tuned(network: FineTunedNetwork, path: Path) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"format": FINE_TUNED_FORMAT, "backbone": network.backbone.name, "num_classes": network.num_classes,
                 "weights_id": network.backbone.weights_id, "parent_weights_id": network.parent_weights_id,
-                "config": asdict(network.config), "loss_history": list(network.loss_history),
+                "config": network.config.model_dump(), "loss_history": list(network.loss_history),
                 "state_dict": {k: v.detach().cpu() for k, v in network.backbone.model.state_dict().items()}}, path)
     return file_sha256(path)
 

@@ -17,14 +17,18 @@ import re
 from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import polars as pl
 import torch
+from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from cssci_platform.lib.deep.errors import RoiSliceError
 from cssci_platform.lib.cohort import Cohort, CohortSpec
 from cssci_platform.lib.deep.roi_slices import (
+    NUMPY_AXIS,
+    RectangleMode,
     RoiCrop,
     RoiSliceSettings,
     SliceAxis,
@@ -34,12 +38,14 @@ from cssci_platform.lib.deep.roi_slices import (
 )
 from cssci_platform.lib.imaging import ImageReadError, read_image
 from cssci_platform.lib.quality import QcIssue
+from cssci_platform.lib.settings import Section
 
 STAGE = "roi_slices"
 PRIMARY = "primary"
 PREFERRED_SEQUENCE, PREFERRED_ROI = "sag_T2", "lesion"  # the published spine protocol's names
 DEFAULT_AXIS: SliceAxis = "sagittal"
-CONFIG_KEYS = "deep.slice.sequence / deep.slice.roi in the experiment config, ops.roi_slices.config in Dagster"
+CONFIG_KEYS = ("deep.slice.sequence / deep.slice.roi in the experiment config (for one Dagster run: the study "
+               "resource's overrides)")
 OBLIQUE_WARNING_DEG = 20.0  # a slice further off its named patient plane than this is sliced with a warning
 AXIS_WORDS: dict[str, SliceAxis] = {
     "sag": "sagittal", "sagittal": "sagittal", "cor": "coronal", "coronal": "coronal",
@@ -84,8 +90,8 @@ def slice_target_problem(target: SliceTarget, masked: Collection[tuple[str, str]
     config keys that fix it; None when some patient has it. Decidable from the manifest, before any patient runs."""
     if (target.sequence, target.roi) in masked:
         return None
-    keys = ("set deep.slice.sequence and deep.slice.roi in the experiment config (ops.roi_slices.config.sequence "
-            "and .roi in Dagster run config)")
+    keys = ("set deep.slice.sequence and deep.slice.roi in the experiment config (for one Dagster run: the study "
+            "resource's overrides, deep.slice.sequence=... and deep.slice.roi=...)")
     if not masked:
         return f"no patient has any mask, so no ROI slice can be cut: add mask__<sequence>__<roi> columns, or {keys}"
     available = ", ".join(f"{s}/{r}" for s, r in sorted(masked))
@@ -116,6 +122,49 @@ class SliceRequest:
     def digest(self) -> str:
         text = json.dumps({**asdict(self), "settings": asdict(self.settings)}, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class SliceSettings(Section):
+    """The 2D input of the networks (study config section `deep.slice`): the max-ROI slice of `roi` on `sequence`,
+    in the plane `axis`, cropped as `rectangle` says and resized to `output_size` pixels square.
+
+    `sequence`, `roi` and `axis` left unset come from the manifest (`slice_target`): the first (sequence, ROI)
+    pair with masks, sag_T2 / lesion first where declared; the plane named in the sequence, else sagittal."""
+
+    sequence: str | None = None
+    roi: str | None = None
+    axis: SliceAxis | None = None
+    rectangle: RectangleMode = "lesion_bbox"
+    rect_roi: str | None = None
+    canal_roi: str | None = None
+    margin: float = Field(5.0, ge=0)
+    margin_unit: Literal["mm", "px"] = "mm"
+    output_size: PositiveInt = 224
+    # an ROI at the edge of the image (a cord mask spanning the field of view): cut the crop at the slice border
+    # and record the pixels cut per side (roi_slices.clipped_px); false: quarantine such patients instead
+    clip_to_slice: bool = True
+
+    @field_validator("axis", mode="before")
+    @classmethod
+    def _known_axis(cls, axis: object) -> object:
+        if axis is not None and axis not in NUMPY_AXIS:
+            raise ValueError(f"unknown slice axis '{axis}'; choose from {', '.join(NUMPY_AXIS)} or leave it unset")
+        return axis
+
+    @model_validator(mode="after")
+    def _rectangle_roi(self) -> SliceSettings:
+        if self.rectangle == "rect_mask" and not self.rect_roi:
+            raise ValueError("rectangle 'rect_mask' needs 'rect_roi' (the ROI holding the drawn rectangle)")
+        if self.rectangle == "lesion_to_canal" and not self.canal_roi:
+            raise ValueError("rectangle 'lesion_to_canal' needs 'canal_roi' (the canal or cord ROI)")
+        return self
+
+    def request(self, spec: CohortSpec, masked: Collection[tuple[str, str]] = frozenset()) -> SliceRequest:
+        """What to cut for a cohort; `masked`: its (sequence, ROI) pairs with masks (`masked_pairs`), for the defaults."""
+        target = slice_target(spec, self.sequence, self.roi, self.axis, masked)
+        settings = RoiSliceSettings(target.axis, self.rectangle, self.margin, self.margin_unit,
+                                    (self.output_size, self.output_size), self.clip_to_slice, spec.mask_label)
+        return SliceRequest(target.sequence, target.roi, self.rect_roi, self.canal_roi, settings)
 
 
 @dataclass

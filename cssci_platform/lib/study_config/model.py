@@ -13,18 +13,17 @@ from typing import Literal
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from cssci_platform.lib.classifiers import CLASSIFIER_NAMES
-from cssci_platform.lib.deep.backbones import FEATURE_DIMS
+from cssci_platform.lib.deep.cohort_networks import DeepSettings
+from cssci_platform.lib.feature_extraction import ImagingSettings, RadiomicsSettings
 from cssci_platform.lib.modeling.signatures import parse_signature
 from cssci_platform.lib.modeling.training import MODES
 from cssci_platform.lib.harmonization import MIN_BATCH_SIZE, UNSEEN_CENTER_POLICIES
 from cssci_platform.lib.harmonization.scope import DEFAULT_UNHARMONIZED_CLASSES, SMALL_CENTER_POLICIES
-from cssci_platform.lib.imaging import CHANNELS
+from cssci_platform.lib.preprocessing import PreprocessingSettings
 from cssci_platform.lib.settings import Section
 from cssci_platform.lib.splits import PRESETS
 
 Classifier = Literal[CLASSIFIER_NAMES]  # type: ignore[valid-type]
-Backbone = Literal[tuple(FEATURE_DIMS)]  # type: ignore[valid-type]
-Channel = Literal[CHANNELS]  # type: ignore[valid-type]
 SplitPreset = Literal[tuple(PRESETS)]  # type: ignore[valid-type]
 UnseenCenterPolicy = Literal[UNSEEN_CENTER_POLICIES]  # type: ignore[valid-type]
 SmallCenterPolicy = Literal[SMALL_CENTER_POLICIES]  # type: ignore[valid-type]
@@ -95,78 +94,6 @@ class OutcomeSection(Section):
         return self.source or self.name
 
 
-class ImagingSection(Section):
-    """Which sequences and ROIs feed the handcrafted radiomics (default: every sequence, ROI `lesion`)."""
-
-    sequences: list[str] | None = None
-    radiomics_rois: list[str] = ["lesion"]
-
-
-class PreprocessingSection(Section):
-    spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    interpolator: Literal["linear", "bspline"] = "linear"
-    channels: list[Channel] = list(CHANNELS)  # type: ignore[valid-type]
-
-
-class RadiomicsSection(Section):
-    params: str = "default"  # a profile in cssci_platform/configs/radiomics or a PyRadiomics YAML path
-
-
-class SliceSection(Section):
-    """The 2D input of the networks: the max-ROI slice of `roi` on `sequence`, cropped as `rectangle` says."""
-
-    sequence: str = "sag_T2"
-    roi: str = "lesion"
-    axis: Literal["sagittal", "coronal", "axial"] = "sagittal"
-    rectangle: Literal["lesion_bbox", "rect_mask", "lesion_to_canal"] = "lesion_bbox"
-    rect_roi: str | None = None
-    canal_roi: str | None = None
-    margin: float = 5.0
-    margin_unit: Literal["mm", "px"] = "mm"
-    output_size: PositiveInt = 224
-    # an ROI at the edge of the image (a cord mask spanning the field of view): cut the crop at the slice border
-    # and record the pixels cut per side (roi_slices.clipped_px); false: quarantine such patients instead
-    clip_to_slice: bool = True
-
-    @model_validator(mode="after")
-    def _rectangle_roi(self) -> SliceSection:
-        if self.rectangle == "rect_mask" and not self.rect_roi:
-            raise ValueError("rectangle 'rect_mask' needs 'rect_roi' (the ROI holding the drawn rectangle)")
-        if self.rectangle == "lesion_to_canal" and not self.canal_roi:
-            raise ValueError("rectangle 'lesion_to_canal' needs 'canal_roi' (the canal or cord ROI)")
-        return self
-
-
-class FineTuningSection(Section):
-    """A CNN classifier per backbone x channel (new head, SGD, cosine annealing of the head), trained on the
-    training patients of the split; its class probabilities are reported as signature `CNN`."""
-
-    backbones: list[Backbone]  # type: ignore[valid-type]
-    channels: list[Channel] = ["original"]  # type: ignore[valid-type]
-    epochs: PositiveInt = 50
-    batch_size: PositiveInt = 64
-    lr: float = Field(0.01, gt=0)
-    backbone_mode: Literal["finetune", "frozen"] = "finetune"
-    backbone_lr: float = Field(0.001, gt=0)
-    augment: bool = True
-    gradcam: bool = True
-
-
-class DeepSection(Section):
-    """Deep transfer-learning features: pretrained `backbones` embed the ROI slice of every channel (empty list:
-    none); `fine_tuning` trains CNN classifiers on the same slices."""
-
-    backbones: list[Backbone] = ["resnet18"]  # type: ignore[valid-type]
-    # "imagenet" (torchvision checkpoint already in $TORCH_HOME/hub/checkpoints), a checkpoint file, or "none"
-    weights: str = "imagenet"
-    channels: list[Channel] = list(CHANNELS)  # type: ignore[valid-type]
-    slice: SliceSection = SliceSection()
-    batch_size: PositiveInt = 64
-    device: str = "auto"
-    seed: int = 0
-    fine_tuning: FineTuningSection | None = None
-
-
 class HarmonizationSection(Section):
     """ComBat across centers, fitted inside every model's pipeline on its training rows (CV training folds included).
 
@@ -233,10 +160,10 @@ class StudyConfig(Section):
     reference: str = ""  # the publication this protocol follows
     cohort: CohortSection
     outcome: OutcomeSection
-    imaging: ImagingSection = ImagingSection()
-    preprocessing: PreprocessingSection = PreprocessingSection()
-    radiomics: RadiomicsSection = RadiomicsSection()
-    deep: DeepSection = DeepSection()
+    imaging: ImagingSettings = ImagingSettings()
+    preprocessing: PreprocessingSettings = PreprocessingSettings()
+    radiomics: RadiomicsSettings = RadiomicsSettings()
+    deep: DeepSettings = DeepSettings()
     harmonization: HarmonizationSection = HarmonizationSection()
     selection: SelectionSection = SelectionSection()
     models: ModelsSection = ModelsSection()
