@@ -40,3 +40,13 @@ def test_exposing_the_ui_is_a_deliberate_option(launched: list, tmp_path: Path) 
     result = CliRunner().invoke(cli_main.app, ["ui", "--home", str(tmp_path / "home"), "--host", "0.0.0.0", "--port", "3100"])
     assert result.exit_code == 0, result.output
     assert host_and_port(launched[0]) == ("0.0.0.0", "3100") and "reachable from the network" in result.output
+
+
+def test_the_ui_serves_the_projects_workspace_and_instance_settings(launched: list, tmp_path: Path) -> None:
+    # Before: after the drivers moved into cssci_platform/cli/, the project root was taken one folder too low, so
+    # `cssci ui` pointed dagster at cssci_platform/workspace.yaml (absent) and new homes got no dagster.yaml.
+    result = CliRunner().invoke(cli_main.app, ["ui", "--home", str(tmp_path / "home")])
+    assert result.exit_code == 0, result.output
+    [command] = launched
+    assert Path(command[command.index("-w") + 1]).is_file()
+    assert (tmp_path / "home" / "dagster_home" / "dagster.yaml").is_file()
