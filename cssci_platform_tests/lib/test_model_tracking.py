@@ -400,7 +400,7 @@ def test_tracking_resource_builds_config_and_dagster_tags(tmp_path):
 def test_a_store_lock_held_by_a_stuck_process_ends_the_wait_naming_the_lock_file(tmp_path):
     import fcntl
 
-    from cssci_platform.lib.model_tracking import _exclusive_file_lock
+    from cssci_platform.lib.model_tracking.store import _exclusive_file_lock
 
     lock = tmp_path / "mlflow.db.init-lock"
     with open(lock, "a") as holder:  # another open file description: conflicts like another process would

@@ -1,0 +1,90 @@
+"""MLflow tracking and model registry: one MLflow run per fitted pipeline, champions as registry aliases.
+
+Everything goes through an explicit `MlflowClient(tracking_uri, registry_uri)` built from a `TrackingConfig`; the
+few MLflow calls that only read its process globals run inside `store.scoped_mlflow_globals`. The parts:
+
+- `store`: the tracking config, its experiment, first opening of a sqlite store, MLflow's globals scoped to a config;
+- `conventions`: registered model names, our run tags, keys and values MLflow accepts;
+- `model_format`: how a pipeline is serialized (skops, trusted types, pinned requirements);
+- `runs`: one finished run per fitted pipeline, with its artifacts and its logged model;
+- `registry`: versions, champion/challenger aliases, the version an alias names;
+- `loading`: a registered pipeline loaded back;
+- `validation`: later (prospective) metrics logged against a registered version.
+"""
+
+from cssci_platform.lib.model_tracking.conventions import (
+    TAG_CLASSIFIER,
+    TAG_DAGSTER_ASSET,
+    TAG_DAGSTER_PARTITION,
+    TAG_DAGSTER_RUN_ID,
+    TAG_MANIFEST_HASH,
+    TAG_MODE,
+    TAG_SIGNATURE,
+    mlflow_key,
+    model_run_tags,
+    registered_model_name,
+)
+from cssci_platform.lib.model_tracking.loading import load_champion, load_model
+from cssci_platform.lib.model_tracking.model_format import (
+    TRUSTED_MODULE_PREFIXES,
+    SerializationFormat,
+)
+from cssci_platform.lib.model_tracking.registry import (
+    CHALLENGER,
+    CHAMPION,
+    TRAIN_HINT,
+    VERSION_TAGS_FROM_RUN,
+    ChampionNotFoundError,
+    ModelVersionInfo,
+    champion_version,
+    register_challenger,
+    register_champion,
+    register_model_version,
+    select_champion,
+    set_alias,
+)
+from cssci_platform.lib.model_tracking.runs import LoggedRun, log_model_run, log_params
+from cssci_platform.lib.model_tracking.store import (
+    STORE_LOCK_WAIT_SECONDS,
+    TrackingConfig,
+    get_or_create_experiment,
+    sqlite_tracking_uri,
+)
+from cssci_platform.lib.model_tracking.validation import log_metrics_to_version
+
+__all__ = [
+    "CHALLENGER",
+    "CHAMPION",
+    "STORE_LOCK_WAIT_SECONDS",
+    "TAG_CLASSIFIER",
+    "TAG_DAGSTER_ASSET",
+    "TAG_DAGSTER_PARTITION",
+    "TAG_DAGSTER_RUN_ID",
+    "TAG_MANIFEST_HASH",
+    "TAG_MODE",
+    "TAG_SIGNATURE",
+    "TRAIN_HINT",
+    "TRUSTED_MODULE_PREFIXES",
+    "VERSION_TAGS_FROM_RUN",
+    "ChampionNotFoundError",
+    "LoggedRun",
+    "ModelVersionInfo",
+    "SerializationFormat",
+    "TrackingConfig",
+    "champion_version",
+    "get_or_create_experiment",
+    "load_champion",
+    "load_model",
+    "log_metrics_to_version",
+    "log_model_run",
+    "log_params",
+    "mlflow_key",
+    "model_run_tags",
+    "register_challenger",
+    "register_champion",
+    "register_model_version",
+    "registered_model_name",
+    "select_champion",
+    "set_alias",
+    "sqlite_tracking_uri",
+]

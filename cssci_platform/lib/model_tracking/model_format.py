@@ -1,0 +1,99 @@
+"""How a fitted pipeline is stored: skops (MLflow 3's default format) with the types it must trust, pinned pip
+requirements, and a pyfunc flavor that predicts probabilities.
+
+skops stores classes by reference (module + name), so custom transformers must live in an importable module
+(`cssci_platform.lib...`), never in `__main__`. The types skops does not trust by default are written into the
+model's MLmodel as trusted, after checking that each comes from `TRUSTED_MODULE_PREFIXES`.
+`serialization_format="cloudpickle"` is the escape hatch for objects skops cannot store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import cache
+from importlib import metadata
+from typing import Any, Literal
+
+import mlflow
+import mlflow.sklearn
+import pandas as pd
+from mlflow.models import infer_signature
+
+from cssci_platform.lib.model_tracking.store import (
+    TrackingConfig,
+    scoped_mlflow_globals,
+)
+
+TRUSTED_MODULE_PREFIXES = ("cssci_platform.", "sklearn.", "numpy.", "scipy.", "xgboost.", "lightgbm.", "collections.")
+SerializationFormat = Literal["skops", "cloudpickle"]
+_BASE_REQUIREMENTS = ("mlflow", "scikit-learn", "numpy", "pandas", "scipy")
+
+
+def log_pipeline(
+    config: TrackingConfig,
+    model_id: str,
+    run_id: str,
+    model: Any,
+    input_example: pd.DataFrame,
+    trusted_types: list[str] | None,
+) -> Any:
+    """`mlflow.sklearn.log_model` into an existing LoggedModel, so no active run or global experiment is read.
+
+    `trusted_types` None means cloudpickle.
+    """
+    serialization_format = "cloudpickle" if trusted_types is None else "skops"
+    signature = infer_signature(input_example, model.predict_proba(input_example))
+    with scoped_mlflow_globals(config):
+        return mlflow.sklearn.log_model(
+            model,
+            name="model",
+            model_id=model_id,
+            run_id=run_id,
+            signature=signature,
+            input_example=input_example,
+            serialization_format=serialization_format,
+            skops_trusted_types=trusted_types,
+            pip_requirements=_pip_requirements(model, serialization_format, trusted_types or []),
+            pyfunc_predict_fn="predict_proba",
+        )
+
+
+def require_fitted_classifier(model: Any, input_example: pd.DataFrame) -> None:
+    if not isinstance(input_example, pd.DataFrame) or input_example.empty:
+        raise ValueError("input_example must be a non-empty pandas DataFrame (a few training rows)")
+    if not hasattr(model, "predict_proba"):
+        raise TypeError(f"{type(model).__name__} has no predict_proba; the model signature is built from probabilities")
+
+
+def skops_trusted_types(model: Any) -> list[str]:
+    """The types skops would refuse by default, provided each comes from a module we trust."""
+    import skops.io  # first import takes ~2.5 s (it imports all of scikit-learn), so only when needed
+
+    found = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+    foreign = [name for name in found if not name.startswith(TRUSTED_MODULE_PREFIXES)]
+    if foreign:
+        raise ValueError(
+            f"the pipeline holds types from modules outside {TRUSTED_MODULE_PREFIXES}: {foreign}; move them into "
+            "cssci_platform, or pass serialization_format='cloudpickle' if you trust them"
+        )
+    return found
+
+
+def _pip_requirements(model: Any, serialization_format: str, trusted_types: Sequence[str]) -> list[str]:
+    """Pinned requirements from the pipeline's own modules (MLflow's inference would take ~5 s a model)."""
+    modules = {name.split(".")[0] for name in trusted_types}
+    modules |= {type(part).__module__.split(".")[0] for part in _parts(model)}
+    distributions = set(_BASE_REQUIREMENTS) | {serialization_format}
+    for module in modules - {"builtins", "collections"}:
+        distributions.update(_packages_distributions().get(module, []))
+    return sorted(f"{name}=={metadata.version(name)}" for name in distributions)
+
+
+def _parts(model: Any) -> list[Any]:
+    params = model.get_params(deep=True) if hasattr(model, "get_params") else {}
+    return [model, *(value for value in params.values() if hasattr(value, "fit"))]
+
+
+@cache
+def _packages_distributions() -> Mapping[str, list[str]]:
+    return metadata.packages_distributions()
