@@ -29,14 +29,15 @@ def shorten(text: str, limit: int = PATH_LIMIT) -> str:
 
 
 def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
-    """A markdown table; each cell is `str(cell)` kept on one line with its '|' escaped, so no text breaks the table.
+    """A markdown table; each cell is `str(cell)` on one line with its '|' escaped, so no text breaks the table.
 
     Numbers are formatted by the caller (`f"{auc:.3f}"`); a row must have as many cells as there are headers.
     """
     lines = [_table_line(headers), "|" + "---|" * len(headers)]
     for number, row in enumerate(rows):
         if len(row) != len(headers):
-            raise ValueError(f"row {number} has {len(row)} cells for {len(headers)} headers {list(headers)}: {list(row)}")
+            raise ValueError(f"row {number} has {len(row)} cells for {len(headers)} headers {list(headers)}: "
+                             f"{list(row)}")
         lines.append(_table_line(row))
     return "\n".join(lines)
 
@@ -46,7 +47,7 @@ def _table_line(cells: Sequence[object]) -> str:
 
 
 def _table_cell(cell: object) -> str:
-    return " ".join(str(cell).split()).replace("|", "\\|")
+    return " ".join(str(cell).splitlines()).replace("|", "\\|")
 
 
 def _cut_note(text: str) -> str:
