@@ -14,9 +14,55 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import Field, model_validator
+
+from cssci_platform.lib.settings import Section
 
 Rule = Literal["as_is", "at_least", "change_above_mean"]
 SCORE_SUFFIX = "__score"  # `outcomes` rows `<label name>__score` hold the quantity a rule thresholds
+NAME = r"^[A-Za-z][A-Za-z0-9_\-]*$"
+
+
+class OutcomeSettings(Section):
+    """How the modelled label is derived from the manifest's outcome columns (study config section `outcome`).
+
+    - `as_is`: the manifest outcome `source` is the label (binary or multiclass).
+    - `at_least`: label 1 when the numeric outcome `source` >= `threshold` (e.g. IANR score >= 37).
+    - `change_above_mean`: change = `source` - `baseline` (a clinical variable at admission); label 1 when the
+      change is above the mean change. In leakage_safe mode the mean is taken over the training patients of
+      each fold; in paper_faithful mode over the whole development cohort, as published. The split is
+      stratified on the cohort-mean label (stratification only balances the split; no model sees it).
+    """
+
+    name: str = Field(pattern=NAME)
+    source: str | None = None
+    rule: Rule = "as_is"
+    threshold: float | None = None
+    baseline: str | None = None
+
+    @model_validator(mode="after")
+    def _rule_fields(self) -> OutcomeSettings:
+        if self.rule == "at_least" and self.threshold is None:
+            raise ValueError("rule 'at_least' needs 'threshold' (the lowest score counted as the positive class)")
+        if self.rule == "change_above_mean" and self.baseline is None:
+            raise ValueError("rule 'change_above_mean' needs 'baseline' (the clinical variable measured at admission)")
+        if self.rule != "at_least" and self.threshold is not None:
+            raise ValueError(f"'threshold' only applies to rule 'at_least', not '{self.rule}'")
+        if self.rule != "change_above_mean" and self.baseline is not None:
+            raise ValueError(f"'baseline' only applies to rule 'change_above_mean', not '{self.rule}'")
+        if self.rule != "as_is" and self.source is None:
+            raise ValueError(f"rule '{self.rule}' needs 'source' (the manifest outcome column it is computed from)")
+        return self
+
+    @property
+    def source_outcome(self) -> str:
+        return self.source or self.name
+
+    @property
+    def relabelled_per_fold(self) -> bool:
+        """Whether leakage_safe models re-threshold the scores at each fold's training mean
+        (`labels_above_training_mean`) instead of using the stored cohort-mean labels: rule change_above_mean."""
+        return self.rule == "change_above_mean"
 
 
 class OutcomeRuleError(ValueError):
@@ -69,3 +115,18 @@ def _numeric(values: pd.Series, what: str) -> pd.Series:
         raise OutcomeRuleError(f"patient '{patient}': {what} value {value!r} is not a number; the rule needs numeric values "
                                f"({len(bad)} patient(s) affected) - correct the manifest or follow-up file")
     return numbers.astype(float)
+
+
+def label_rows(derived: pd.DataFrame, dates: pd.Series, name: str) -> list[dict]:
+    """`outcomes` rows of a derived label: `<name>` (the label) and `<name>__score` (the thresholded quantity) per
+    patient with a known label, dated as the source outcome."""
+    rows = []
+    for key, label, score in derived[["label", "score"]].itertuples():
+        if label is None:
+            continue
+        date = dates.get(key)
+        date = None if date is None or pd.isna(date) else date
+        rows.append({"patient_key": key, "outcome": name, "value": label, "outcome_date": date})
+        if pd.notna(score):
+            rows.append({"patient_key": key, "outcome": name + SCORE_SUFFIX, "value": repr(float(score)), "outcome_date": date})
+    return rows

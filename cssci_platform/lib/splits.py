@@ -16,6 +16,8 @@ import numpy as np
 import polars as pl
 from sklearn.model_selection import RepeatedStratifiedKFold, train_test_split
 
+from cssci_platform.lib.settings import Section
+
 Strategy = Literal["holdout", "leave_one_center_out", "repeated_kfold"]
 ROLES = ("train", "test", "validation", "excluded")
 SPLIT_COLUMNS = {"split": pl.String, "fold": pl.String, "patient_key": pl.String, "role": pl.String}
@@ -48,6 +50,36 @@ PRESETS: dict[str, SplitSpec] = {
     "leave_one_center_out": SplitSpec("leave_one_center_out"),
     "repeated_kfold_10x5": SplitSpec("repeated_kfold", n_splits=10, n_repeats=5),
 }
+
+
+SplitPreset = Literal[tuple(PRESETS)]  # type: ignore[valid-type]
+
+
+class SplitSettings(Section):
+    """The study's split (config section `split`): a preset, its seed, and the folds models are trained on
+    (["all"]: every fold of the preset, leave-one-center-out centers or `r<i>f<k>`)."""
+
+    preset: SplitPreset = "holdout_8_2"  # type: ignore[valid-type]
+    seed: int = 42
+    folds: list[str] = ["holdout"]
+
+    def spec(self) -> SplitSpec:
+        preset = PRESETS[self.preset]
+        return SplitSpec(preset.strategy, preset.test_fraction, self.seed, preset.n_splits, preset.n_repeats)
+
+    @property
+    def stored_name(self) -> str:
+        """The name the split's rows carry in the `splits` table (e.g. `holdout_8_2_seed42`)."""
+        return self.spec().name
+
+    @property
+    def first_fold(self) -> str:
+        """The fold champions come from, and the one fold-specific tables (harmonized features, CNNs) use."""
+        return "holdout" if self.folds == ["all"] else self.folds[0]
+
+    def trained_folds(self, stored: list[str]) -> list[str]:
+        """The folds to train on, given the folds the stored split holds."""
+        return sorted(stored) if self.folds == ["all"] else list(self.folds)
 
 
 def assign_splits(patients: pl.DataFrame, spec: SplitSpec) -> pl.DataFrame:
@@ -153,3 +185,10 @@ def _require_per_class(labels: np.ndarray, minimum: int, purpose: str) -> None:
     small = {str(v): int(c) for v, c in zip(values, counts) if c < minimum}
     if small:
         raise SplitError(f"{purpose} needs at least {minimum} labelled patients per class; too few in {small}")
+
+
+def role_counts_table(splits: pl.DataFrame, limit: int = 40) -> str:
+    """Patients per fold and role as a markdown table (the first `limit` rows)."""
+    counts = splits.group_by("fold", "role").len().sort("fold", "role")
+    return "\n".join(["| fold | role | patients |", "|---|---|---|"] +
+                     [f"| {f} | {r} | {n} |" for f, r, n in counts.head(limit).iter_rows()])

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cssci_platform.defs.ingest.assets import cohort_manifest
-from cssci_platform.defs.models.features import feature_matrix, feature_reliability
+from cssci_platform.defs.models.feature_matrix import feature_matrix, feature_reliability
 from cssci_platform.defs.models.training import trained_models
 from cssci_platform.defs.reports.assets import evaluation_report
 from cssci_platform.defs.splits.assets import patient_splits

@@ -14,18 +14,19 @@ import pytest
 
 from cssci_platform.defs.ingest.assets import cohort_manifest
 from cssci_platform.defs.models.checks import combat_batches_estimable
-from cssci_platform.defs.models.features import feature_matrix, feature_reliability, harmonized_features
+from cssci_platform.defs.models.feature_matrix import feature_matrix, feature_reliability, harmonized_features
 from cssci_platform.defs.models.training import trained_models
 from cssci_platform.defs.reports.assets import evaluation_report
 from cssci_platform.defs.splits.assets import patient_splits
 from cssci_platform.lib.model_tracking import TrackingConfig, load_champion, registered_model_name, sqlite_tracking_uri
 from cssci_platform.lib.synthetic import write_sci_cohort
 from cssci_platform.lib.warehouse import append_rows, connect, table_frame
-from cssci_platform_tests.defs.conftest import materialize_assets, modeling_platform
+from cssci_platform_tests.defs.conftest import modeling_platform
+from cssci_platform_tests.defs.study_settings import materialize_with_study
 
 ASSETS = [cohort_manifest, patient_splits, feature_matrix, feature_reliability, harmonized_features, trained_models,
           combat_batches_estimable, evaluation_report]
-MODEL_CONFIG = {"classifiers": ["LR", "RandomForest"], "cv_folds": 3, "mrmr_k": 5, "experiment": "test"}
+MODEL_SETTINGS = {"models": {"classifiers": ["LR", "RandomForest"], "cv_folds": 3}, "selection": {"mrmr_k": 5}}
 
 
 @pytest.fixture(scope="module")
@@ -57,13 +58,13 @@ def _seed_radiomics(warehouse: Path) -> None:
         append_rows(con, "radiomics_features", pl.DataFrame(rows))
 
 
-def _run(platform: dict, selection: list, config: dict | None = None) -> dg.ExecuteInProcessResult:
-    return materialize_assets(ASSETS, platform, selection, config)
+def _run(platform: dict, selection: list, sections: dict | None = None) -> dg.ExecuteInProcessResult:
+    return materialize_with_study(ASSETS, platform, selection, sections)
 
 
 def test_split_matrix_icc_harmonization_zoo_and_champions(platform: dict) -> None:
     result = _run(platform, [patient_splits.key, feature_matrix.key, feature_reliability.key, harmonized_features.key,
-                             *trained_models.keys], {"trained_models": {"config": MODEL_CONFIG}})
+                             *trained_models.keys], MODEL_SETTINGS)
     assert result.success
     assert all(e.passed for e in result.get_asset_check_evaluations())
     query = lambda sql: table_frame(platform["warehouse"], sql)  # noqa: E731
@@ -97,7 +98,7 @@ def test_split_matrix_icc_harmonization_zoo_and_champions(platform: dict) -> Non
     features = matrix.to_pandas().set_index("patient_key").drop(columns=["cohort", "label"])
     assert pipeline.predict_proba(features).shape == (51, 2)
 
-    report = _run(platform, [evaluation_report.key], {"evaluation_report": {"config": {"experiment": "test"}}})
+    report = _run(platform, [evaluation_report.key], MODEL_SETTINGS)
     assert report.success
     [event] = report.get_asset_materialization_events()
     metadata = event.event_specific_data.materialization.metadata
@@ -124,9 +125,9 @@ def test_a_center_with_one_training_patient_fails_the_combat_check(platform: dic
 
 
 def test_leave_one_center_out_trains_and_evaluates_every_center(platform: dict) -> None:
-    config = {"patient_splits": {"config": {"preset": "leave_one_center_out"}},
-              "trained_models": {"config": {**MODEL_CONFIG, "classifiers": ["LR"], "signatures": ["Rad"],
-                                            "modes": ["leakage_safe"], "folds": ["all"], "harmonize": False}}}
+    config = {"split": {"preset": "leave_one_center_out", "folds": ["all"]}, "selection": {"mrmr_k": 5},
+              "models": {"classifiers": ["LR"], "signatures": ["Rad"], "cv_folds": 3}, "modes": ["leakage_safe"],
+              "harmonization": {"enabled": False}}
     result = _run(platform, [patient_splits.key, feature_matrix.key, feature_reliability.key, *trained_models.keys], config)
     assert result.success
     results = table_frame(platform["warehouse"], "SELECT fold, value FROM model_results WHERE role = 'test' AND metric = 'auc'")

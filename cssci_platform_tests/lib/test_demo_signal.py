@@ -15,6 +15,7 @@ import polars as pl
 
 from cssci_platform.lib.cohort import load_cohort
 from cssci_platform.lib.modeling.chains import ChainSettings
+from cssci_platform.lib.selection.settings import SelectionSettings
 from cssci_platform.lib.modeling.matrix import assemble, radiomics_block
 from cssci_platform.lib.modeling.signatures import Signature
 from cssci_platform.lib.modeling.training import train_signature
@@ -50,7 +51,7 @@ def test_rad_signature_recovers_the_planted_imaging_effect(tmp_path: Path) -> No
     splits = assign_splits(patients.join(labels, on="patient_key"), PRESETS["holdout_7_3"])
     roles = pd.Series(dict(splits.select("patient_key", "role").iter_rows()))
     [model] = train_signature(matrix, roles, Signature("rad"), ["LR"], "leakage_safe", ["0", "1"],
-                              ChainSettings(mrmr_k=10, lasso_cv=5), cv_folds=5)
+                              ChainSettings(selection=SelectionSettings(mrmr_k=10), lasso_cv=5), cv_folds=5)
     print(f"planted signal: Rad_LR test AUC {model.metrics['test']['auc']:.3f} on {model.metrics['test']['n']:.0f} "
           f"held-out patients, CV AUC {model.cv_score_mean:.3f}")
     assert model.metrics["test"]["auc"] > 0.65

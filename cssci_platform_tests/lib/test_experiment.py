@@ -10,6 +10,8 @@ from sklearn.model_selection import GridSearchCV
 
 from cssci_platform.lib.classifiers import grid_for, make_estimator, stratified_folds
 from cssci_platform.lib.modeling.chains import ChainSettings, build_pipeline
+from cssci_platform.lib.harmonization.settings import HarmonizationSettings
+from cssci_platform.lib.selection.settings import SelectionSettings
 from cssci_platform.lib.modeling.signatures import Signature, parse_signature, result_name
 from cssci_platform.lib.modeling.training import train_signature
 from cssci_platform.lib.modeling.tuning import fit_chain_folds, tune_on_folds
@@ -49,7 +51,8 @@ def test_leakage_canary_pure_noise_is_chance_when_leakage_safe_and_optimistic_wh
     for seed in CANARY_SEEDS:
         matrix = cohort_matrix(seed)
         roles = holdout_roles(matrix, seed)
-        settings = ChainSettings(harmonize=False, mrmr_k=10, lasso_cv=5, seed=seed)
+        settings = ChainSettings(harmonization=HarmonizationSettings(enabled=False),
+                                 selection=SelectionSettings(mrmr_k=10), lasso_cv=5, seed=seed)
         for mode in auc:
             [trained] = train_signature(matrix, roles, Signature("rad"), ["LR"], mode, ["0", "1"], settings, cv_folds=5)
             auc[mode].append(trained.metrics["test"]["auc"])
@@ -62,7 +65,7 @@ def test_leakage_canary_pure_noise_is_chance_when_leakage_safe_and_optimistic_wh
 def test_planted_signal_is_recovered_across_harmonized_centers() -> None:
     matrix = cohort_matrix(3, n=150, p=300, signal=1.0, centers=3, center_shift=1.5)
     roles = holdout_roles(matrix, 3, "holdout_8_2")
-    settings = ChainSettings(mrmr_k=10, lasso_cv=5, seed=3)
+    settings = ChainSettings(selection=SelectionSettings(mrmr_k=10), lasso_cv=5, seed=3)
     trained = train_signature(matrix, roles, Signature("rad"), ["LR", "RandomForest"], "leakage_safe", ["0", "1"], settings, cv_folds=5)
     for model in trained:
         assert model.metrics["test"]["auc"] > 0.8, (model.spec.name, model.metrics["test"])
@@ -81,7 +84,8 @@ def test_every_patient_gets_probabilities_and_prospective_rows_are_scored_withou
                              "cohort": list(matrix["cohort"]), "label": list(matrix["label"])})
     roles = pd.Series(dict(assign_splits(patients, PRESETS["holdout_8_2"]).select("patient_key", "role").iter_rows()))
     [model] = train_signature(matrix, roles, Signature("rad"), ["LR"], "leakage_safe", ["0", "1"],
-                              ChainSettings(harmonize=False, mrmr_k=5, lasso_cv=5), cv_folds=5)
+                              ChainSettings(harmonization=HarmonizationSettings(enabled=False),
+                                            selection=SelectionSettings(mrmr_k=5), lasso_cv=5), cv_folds=5)
     predictions = model.predictions
     assert set(predictions["role"]) == {"train", "test", "validation"}
     assert predictions["patient_key"].nunique() == 90
@@ -94,7 +98,8 @@ def test_every_patient_gets_probabilities_and_prospective_rows_are_scored_withou
 def test_fold_shared_tuning_equals_grid_search_over_the_whole_pipeline() -> None:
     matrix = cohort_matrix(5, n=80, p=40, signal=0.8)
     X, y = matrix, matrix["label"].astype(str)
-    settings = ChainSettings(harmonize=False, mrmr_k=8, lasso=False, spearman_threshold=0.9)
+    settings = ChainSettings(harmonization=HarmonizationSettings(enabled=False),
+                             selection=SelectionSettings(mrmr_k=8, lasso=False, spearman_threshold=0.9))
     pipeline = build_pipeline(Signature("rad"), Signature("rad").columns(matrix), make_estimator("KNN"), settings)
     reference = GridSearchCV(pipeline, grid_for("KNN", "fast"), scoring="roc_auc", cv=stratified_folds(y, 5, 0)).fit(X, y)
     from sklearn.pipeline import Pipeline
@@ -109,7 +114,8 @@ def test_multiclass_runs_through_the_same_chain() -> None:
     matrix = cohort_matrix(6, n=160, p=60, signal=1.2, classes=classes)
     roles = holdout_roles(matrix, 6)
     [model] = train_signature(matrix, roles, Signature("rad"), ["RandomForest"], "leakage_safe", list(classes),
-                              ChainSettings(harmonize=False, mrmr_k=10, lasso_cv=5), cv_folds=5)
+                              ChainSettings(harmonization=HarmonizationSettings(enabled=False),
+                                            selection=SelectionSettings(mrmr_k=10), lasso_cv=5), cv_folds=5)
     test = model.metrics["test"]
     assert test["top1_accuracy"] <= test["top2_accuracy"] <= test["top3_accuracy"]
     assert test["auc_macro_ovr"] > 0.6
@@ -133,7 +139,8 @@ def test_clinical_and_combined_are_logistic_regressions_and_impute_missing_value
     matrix["clin__diabetes"] = (rng.random(len(matrix)) < 0.3 + 0.3 * codes).astype(float)
     matrix.loc[matrix.index[:4], "clin__age"] = np.nan
     roles = holdout_roles(matrix, 7, "holdout_8_2")
-    settings = ChainSettings(harmonize=False, mrmr_k=5, lasso_cv=5)
+    settings = ChainSettings(harmonization=HarmonizationSettings(enabled=False),
+                             selection=SelectionSettings(mrmr_k=5), lasso_cv=5)
     for signature in (Signature("clinical"), Signature("combined")):
         [model] = train_signature(matrix, roles, signature, ["RandomForest", "SVM"], "leakage_safe", ["0", "1"], settings, cv_folds=5)
         assert model.spec.classifier == "LR"
@@ -145,7 +152,8 @@ def test_without_rank_test_and_spearman_the_two_modes_fit_the_same_model() -> No
     """What `config_notes` tells IANR-style configs (ICC -> z-score -> LASSO): paper_faithful has nothing to leak."""
     matrix = cohort_matrix(5, n=80, p=60, signal=0.8)
     roles = holdout_roles(matrix, 5)
-    settings = ChainSettings(harmonize=False, rank_test=False, spearman_threshold=None, mrmr_k=None, lasso_cv=5, seed=5)
+    settings = ChainSettings(harmonization=HarmonizationSettings(enabled=False),
+                             selection=SelectionSettings(rank_test=False, spearman_threshold=None, mrmr_k=None), lasso_cv=5, seed=5)
     safe, faithful = (train_signature(matrix, roles, Signature("rad"), ["LR"], mode, ["0", "1"], settings, cv_folds=5)[0]
                       for mode in ("leakage_safe", "paper_faithful"))
     assert faithful.input_columns == safe.input_columns

@@ -10,6 +10,8 @@ import pytest
 
 from cssci_platform.lib.evaluation import binary_auc
 from cssci_platform.lib.modeling.chains import ChainSettings, build_pipeline
+from cssci_platform.lib.harmonization.settings import HarmonizationSettings
+from cssci_platform.lib.selection.settings import SelectionSettings
 from cssci_platform.lib.modeling.signatures import Signature
 
 # ------------------------------------------------------------------------------------ 1. stacking the Rad-score
@@ -35,7 +37,8 @@ def _combined_fit(seed: int, rad_signal: float) -> tuple[float, float, float, fl
     Clinical-only test AUC) with 80 training and 40 test patients."""
     rows, label = _stacking_cohort(seed, rad_signal)
     train, test = rows.index[:80], rows.index[80:]
-    settings = ChainSettings(harmonize=False, mrmr_k=10, lasso_cv=5, seed=seed)
+    settings = ChainSettings(harmonization=HarmonizationSettings(enabled=False),
+                             selection=SelectionSettings(mrmr_k=10), lasso_cv=5, seed=seed)
     columns = [c for c in rows.columns if c != "center"]
     combined = build_pipeline(Signature("combined"), columns, None, settings).fit(rows.loc[train], label.loc[train])
     head = combined.named_steps["clf"]
@@ -91,7 +94,8 @@ def test_cross_fitting_survives_a_center_of_two_and_a_class_of_three() -> None:
     rows, label = _stacking_cohort(4, 1.5, n=14, p=20)
     rows["center"] = ["C0"] * 6 + ["C1"] * 6 + ["C2"] * 2
     label.iloc[:] = ["1", "1", "1"] + ["0"] * 11
-    settings = ChainSettings(harmonize=True, mrmr_k=5, lasso_cv=3)
+    settings = ChainSettings(harmonization=HarmonizationSettings(enabled=True),
+                             selection=SelectionSettings(mrmr_k=5), lasso_cv=3)
     columns = [c for c in rows.columns if c != "center"]
     combined = build_pipeline(Signature("combined"), columns, None, settings).fit(rows, label)
     assert np.isfinite(combined.named_steps["clf"].head_scores_).all() and combined.predict_proba(rows).shape == (14, 2)

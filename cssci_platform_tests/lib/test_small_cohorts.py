@@ -87,6 +87,8 @@ def test_unseen_center_warning_is_logged_once_with_a_count(caplog: pytest.LogCap
 # -- the modeling chain: failures recorded, tiny folds ---------------------------------------------------------
 
 from cssci_platform.lib.modeling.chains import ChainSettings  # noqa: E402
+from cssci_platform.lib.harmonization.settings import HarmonizationSettings  # noqa: E402
+from cssci_platform.lib.selection.settings import SelectionSettings  # noqa: E402
 from cssci_platform.lib.modeling.signatures import Signature  # noqa: E402
 from cssci_platform.lib.modeling import training  # noqa: E402
 
@@ -111,7 +113,7 @@ def first_rows_train(matrix: pd.DataFrame, n_train: int) -> pd.Series:
 
 
 def test_a_failing_signature_is_recorded_and_does_not_stop_the_others() -> None:
-    settings = ChainSettings(mrmr_k=None, lasso=False, rank_test=False, lasso_cv=3)
+    settings = ChainSettings(selection=SelectionSettings(mrmr_k=None, lasso=False, rank_test=False), lasso_cv=3)
     constant = small_matrix(40, constant=True)
     roles = first_rows_train(constant, 32)
     fits = training.fit_signature(constant, roles, Signature("rad"), ["LR", "KNN"], "leakage_safe", ["0", "1"], settings,
@@ -133,7 +135,8 @@ def test_a_small_center_inside_a_cv_fold_says_it_is_a_fold_and_names_the_key() -
     matrix.loc[matrix.index[2], "center"] = "A"
     matrix.loc[matrix.index[3], "center"] = "A"
     roles = first_rows_train(matrix, 32)
-    settings = ChainSettings(small_center="error", mrmr_k=None, lasso=False, rank_test=False)
+    settings = ChainSettings(harmonization=HarmonizationSettings(small_center="error"),
+                             selection=SelectionSettings(mrmr_k=None, lasso=False, rank_test=False))
     [failed] = training.fit_signature(matrix, roles, Signature("rad"), ["LR"], "leakage_safe", ["0", "1"], settings,
                                       cv_folds=5)
     assert "CV fold" in failed.reason and "harmonization.small_center" in failed.reason, failed.reason
@@ -142,7 +145,8 @@ def test_a_small_center_inside_a_cv_fold_says_it_is_a_fold_and_names_the_key() -
 def test_lightgbm_on_16_training_rows_is_not_a_constant_predictor() -> None:
     matrix = small_matrix(20, p=4, signal=1.5, seed=1)
     roles = first_rows_train(matrix, 16)
-    settings = ChainSettings(harmonize=False, rank_test=False, spearman_threshold=None, mrmr_k=None, lasso=False)
+    settings = ChainSettings(harmonization=HarmonizationSettings(enabled=False),
+                             selection=SelectionSettings(rank_test=False, spearman_threshold=None, mrmr_k=None, lasso=False))
     [model] = training.train_signature(matrix, roles, Signature("rad"), ["LightGBM"], "leakage_safe", ["0", "1"],
                                        settings, cv_folds=5)
     assert model.predictions["probability"].nunique() > 2
@@ -153,7 +157,8 @@ def test_lightgbm_on_16_training_rows_is_not_a_constant_predictor() -> None:
 def test_tiny_folds_are_flagged_and_a_zero_sd_cv_auc_is_marked_degenerate() -> None:
     matrix = small_matrix(24, p=3, signal=6.0, seed=2)
     roles = first_rows_train(matrix, 20)
-    settings = ChainSettings(harmonize=False, rank_test=False, spearman_threshold=None, mrmr_k=None, lasso=False)
+    settings = ChainSettings(harmonization=HarmonizationSettings(enabled=False),
+                             selection=SelectionSettings(rank_test=False, spearman_threshold=None, mrmr_k=None, lasso=False))
     [model] = training.train_signature(matrix, roles, Signature("rad"), ["LR"], "leakage_safe", ["0", "1"], settings,
                                        cv_folds=5)
     assert model.small_sample and "small sample" in model.small_sample[0]
@@ -236,7 +241,8 @@ def test_the_early_check_predicts_the_cv_fold_where_training_fails() -> None:
     matrix = small_matrix(43).assign(center=patients["center"].to_list(), label=patients["label"].to_list())
     matrix.index = pd.Index(patients["patient_key"].to_list(), name="patient_key")
     roles = pd.Series(dict(assign_splits(patients, split).select("patient_key", "role").iter_rows()))
-    settings = ChainSettings(small_center="error", mrmr_k=None, lasso=False, rank_test=False, seed=7)
+    settings = ChainSettings(harmonization=HarmonizationSettings(small_center="error"),
+                             selection=SelectionSettings(mrmr_k=None, lasso=False, rank_test=False), seed=7)
     [failed] = training.fit_signature(matrix, roles, Signature("rad"), ["LR"], "leakage_safe", ["0", "1"], settings,
                                       cv_folds=5)
     assert f"CV fold {first.cv_fold} of 5" in failed.reason and "'C' has" in failed.reason
@@ -249,7 +255,7 @@ def test_paper_faithful_prefilter_leaving_one_feature_completes_without_empirica
     for i, column in enumerate(c for c in matrix.columns if c.startswith("rad__")):  # three copies of one noise feature
         matrix[column] = base * (1 + 0.001 * i) + (matrix["center"] == "B") * 2.0
     roles = first_rows_train(matrix, 19)
-    settings = ChainSettings(rank_alpha=1.0, mrmr_k=None, lasso=False)
+    settings = ChainSettings(selection=SelectionSettings(rank_alpha=1.0, mrmr_k=None, lasso=False))
     [model] = training.train_signature(matrix, roles, Signature("rad"), ["LR"], "paper_faithful", ["0", "1"], settings,
                                        cv_folds=3)
     assert len(model.input_columns) == 1
@@ -261,7 +267,7 @@ def test_shape_features_are_not_harmonized_by_default_in_the_modeling_chain() ->
     matrix = matrix.rename(columns={"rad__T1__lesion__original__original_glcm_F0": SHAPE})
     matrix[SHAPE] = np.abs(matrix[SHAPE]) + 30 * (matrix["center"] == "B")  # lesion size differs by center by chance
     roles = first_rows_train(matrix, 32)
-    settings = ChainSettings(rank_test=False, spearman_threshold=None, mrmr_k=None, lasso=False)
+    settings = ChainSettings(selection=SelectionSettings(rank_test=False, spearman_threshold=None, mrmr_k=None, lasso=False))
     [model] = training.train_signature(matrix, roles, Signature("rad"), ["LR"], "leakage_safe", ["0", "1"], settings,
                                        cv_folds=3)
     combat = model.pipeline.named_steps["combat"]
@@ -284,7 +290,8 @@ def test_a_combat_fitted_before_these_attributes_existed_still_transforms() -> N
 def test_a_zero_sd_cv_auc_on_tiny_folds_does_not_silently_win_the_champion() -> None:
     matrix = small_matrix(24, p=3, signal=6.0, seed=2)
     roles = first_rows_train(matrix, 20)
-    settings = ChainSettings(harmonize=False, rank_test=False, spearman_threshold=None, mrmr_k=None, lasso=False)
+    settings = ChainSettings(harmonization=HarmonizationSettings(enabled=False),
+                             selection=SelectionSettings(rank_test=False, spearman_threshold=None, mrmr_k=None, lasso=False))
     degenerate, other = training.train_signature(matrix, roles, Signature("rad"), ["LR", "NaiveBayes"], "leakage_safe",
                                                  ["0", "1"], settings, cv_folds=5)
     assert degenerate.degenerate_cv and degenerate.cv_score_mean == 1.0
@@ -310,7 +317,8 @@ def test_a_center_with_one_training_patient_through_the_modeling_chain(policy: s
     matrix = small_matrix(40, p=4)
     matrix.loc[[matrix.index[0], matrix.index[-1]], "center"] = "C"  # one training patient, one test patient
     roles = first_rows_train(matrix, 32)
-    settings = ChainSettings(small_center=policy, rank_test=False, mrmr_k=None, lasso=False)
+    settings = ChainSettings(harmonization=HarmonizationSettings(small_center=policy),
+                             selection=SelectionSettings(rank_test=False, mrmr_k=None, lasso=False))
     [fit] = training.fit_signature(matrix, roles, Signature("rad"), ["LR"], "leakage_safe", ["0", "1"], settings, cv_folds=3)
     if policy == "error":
         assert isinstance(fit, training.FailedFit) and "harmonization.small_center" in fit.reason
@@ -324,15 +332,16 @@ def test_a_center_with_one_training_patient_through_the_modeling_chain(policy: s
 def test_the_small_center_policy_is_an_experiment_config_key_that_reaches_the_fits() -> None:
     from pydantic import ValidationError
 
+    from cssci_platform.lib.modeling.chains import feature_chain
     from cssci_platform.lib.study_config.model import StudyConfig
-    from cssci_platform.lib.study_config.run_config import asset_configs
 
     config = StudyConfig.model_validate({
         "name": "small", "cohort": {"synthetic": {"protocol": "demo"}}, "outcome": {"name": "good_outcome"},
         "harmonization": {"small_center": "unseen", "min_center_size": 3, "unharmonized_feature_classes": ["shape", "glcm"]}})
-    for asset in ("trained_models", "harmonized_features"):
-        block = asset_configs(config)[asset]
-        assert (block["small_center"], block["min_center_size"], block["unharmonized_classes"]) == ("unseen", 3, ["shape", "glcm"])
+    in_models = dict(feature_chain(["rad__a"], ChainSettings(harmonization=config.harmonization)))["combat"]
+    in_table = config.harmonization.combat("center")  # harmonized_features
+    for combat in (in_models, in_table):
+        assert (combat.small_center, combat.min_center_size, combat.unharmonized_classes) == ("unseen", 3, ("shape", "glcm"))
     assert StudyConfig.model_validate({"name": "d", "cohort": {"synthetic": {"protocol": "demo"}},
                                             "outcome": {"name": "o"}}).harmonization.small_center == "pool"
     with pytest.raises(ValidationError, match="small_center"):

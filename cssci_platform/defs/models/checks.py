@@ -1,7 +1,7 @@
 import dagster as dg
 import polars as pl
 
-from cssci_platform.defs.models.features import feature_matrix
+from cssci_platform.defs.models.feature_matrix import feature_matrix
 from cssci_platform.lib.harmonization import HARMONIZATION_OFF, MIN_BATCH_SIZE
 from cssci_platform.resources.warehouse import WarehouseResource
 

@@ -159,3 +159,11 @@ def _listed(items: Any) -> str:
     items = list(items)
     shown = ", ".join(repr(item) for item in items[:_SHOWN])
     return f"[{shown}{f', ... ({len(items) - _SHOWN} more)' if len(items) > _SHOWN else ''}]"
+
+
+def center_mean_spread(frame: pd.DataFrame, columns: list[str], batch_col: str = "center") -> float:
+    """How far centers sit apart: the median over features of the SD of per-center means, in units of the feature's
+    overall SD (0: no center effect left)."""
+    values = frame[columns]
+    scaled = (values - values.mean()) / values.std(ddof=0).replace(0, 1)
+    return float(scaled.groupby(frame[batch_col]).mean().std(ddof=0).median())

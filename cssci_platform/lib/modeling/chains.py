@@ -7,7 +7,7 @@ fit on the training split (or a CV training fold) cannot see any other patient (
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import joblib
@@ -24,7 +24,8 @@ from sklearn.utils.validation import check_is_fitted
 from cssci_platform.lib.classifiers import stratified_folds
 from cssci_platform.lib.modeling.matrix import CLIN, DL, RAD
 from cssci_platform.lib.modeling.signatures import Signature
-from cssci_platform.lib.harmonization import ComBat, undersized_batches
+from cssci_platform.lib.harmonization import undersized_batches
+from cssci_platform.lib.harmonization.settings import HarmonizationSettings
 from cssci_platform.lib.selection import (
     ChannelPCA,
     ICCFilter,
@@ -34,27 +35,20 @@ from cssci_platform.lib.selection import (
     SpearmanRedundancyFilter,
     ZScoreScaler,
 )
+from cssci_platform.lib.selection.settings import SelectionSettings
 
 BATCH = "center"
 
 
 @dataclass(frozen=True)
 class ChainSettings:
-    harmonize: bool = True
-    unseen_center_policy: str = "none"
-    small_center: str = "pool"  # ComBat's small-center policy: pool | unseen | error (lib/harmonization/scope.py)
-    min_center_size: int = 2
-    unharmonized_classes: tuple[str, ...] = ("shape",)  # radiomics feature classes ComBat passes through
-    icc_table: pd.DataFrame | None = None
-    icc_threshold: float = 0.75
-    rank_test: bool = True
-    rank_alpha: float = 0.05
-    spearman_threshold: float | None = 0.9
-    mrmr_k: int | None = 20
-    lasso: bool = True
+    """What one fit's pipeline is built from: the study's harmonization and selection settings, plus the values of
+    this fit (the ICC table of `feature_reliability`, LASSO's CV folds = `models.cv_folds`, the seed)."""
+
+    harmonization: HarmonizationSettings = field(default_factory=HarmonizationSettings)
+    selection: SelectionSettings = field(default_factory=SelectionSettings)
+    icc_table: pd.DataFrame | None = None  # feature -> icc; the ICC filter runs when given and icc_threshold is set
     lasso_cv: int = 10
-    lasso_rule: str = "min"  # glmnet's lambda.min, as the studies; "1se" is sparser but empties small cohorts
-    pca_components: int = 32
     seed: int = 0
 
 
@@ -207,26 +201,32 @@ def stacking_splits(X: pd.DataFrame, y: pd.Series, folds: int, seed: int) -> lis
 
 def feature_chain(columns: list[str], settings: ChainSettings) -> list[tuple[str, Any]]:
     """Harmonization and selection steps for radiomics and/or deep columns."""
+    selection = settings.selection
     steps: list[tuple[str, Any]] = [("columns", ColumnSubset(columns)), ("drop_constant", ConstantFeatureDropper())]
-    steps.append(("combat", ComBat(batch_col=BATCH, unseen_center_policy=settings.unseen_center_policy,
-                                   small_center=settings.small_center, min_center_size=settings.min_center_size,
-                                   unharmonized_classes=settings.unharmonized_classes))
-                 if settings.harmonize else ("drop_batch", ColumnSubset(None, keep_batch=False)))
+    steps.append(("combat", settings.harmonization.combat(BATCH)) if settings.harmonization.enabled
+                 else ("drop_batch", ColumnSubset(None, keep_batch=False)))
     if any(c.startswith(DL) for c in columns):
-        steps.append(("pca", ChannelPCA(settings.pca_components)))
-    if settings.icc_table is not None:
+        steps.append(("pca", ChannelPCA(selection.pca_components)))
+    if settings.icc_table is not None and selection.icc_threshold is not None:
         icc_values = {str(k): float(v) for k, v in settings.icc_table["icc"].items()}  # plain dict: skops-serializable
-        steps.append(("icc", ICCFilter(icc_values, settings.icc_threshold, missing="keep")))
+        steps.append(("icc", ICCFilter(icc_values, selection.icc_threshold, missing="keep")))
     steps.append(("zscore", ZScoreScaler()))
-    if settings.rank_test:
-        steps.append(("rank_test", RankTestFilter(settings.rank_alpha, on_constant="drop")))
-    if settings.spearman_threshold is not None:
-        steps.append(("spearman", SpearmanRedundancyFilter(settings.spearman_threshold, on_constant="drop")))
-    if settings.mrmr_k:
-        steps.append(("mrmr", MRMRSelector(settings.mrmr_k, on_constant="drop")))
-    if settings.lasso:
-        steps.append(("lasso", LassoSelector(cv=settings.lasso_cv, rule=settings.lasso_rule, random_state=settings.seed,
+    steps += _univariate_filters(selection)
+    if selection.mrmr_k:
+        steps.append(("mrmr", MRMRSelector(selection.mrmr_k, on_constant="drop")))
+    if selection.lasso:
+        steps.append(("lasso", LassoSelector(cv=settings.lasso_cv, rule=selection.lasso_rule, random_state=settings.seed,
                                              on_small_class="fewer_folds")))
+    return steps
+
+
+def _univariate_filters(selection: SelectionSettings) -> list[tuple[str, Any]]:
+    """The rank test and Spearman redundancy filter, where the settings turn them on."""
+    steps: list[tuple[str, Any]] = []
+    if selection.rank_test:
+        steps.append(("rank_test", RankTestFilter(selection.rank_alpha, on_constant="drop")))
+    if selection.spearman_threshold is not None:
+        steps.append(("spearman", SpearmanRedundancyFilter(selection.spearman_threshold, on_constant="drop")))
     return steps
 
 
@@ -254,15 +254,11 @@ def paper_faithful_columns(rows: pd.DataFrame, y: Any, columns: list[str], setti
     if not radiomics:
         return columns
     steps = [("columns", ColumnSubset(radiomics, keep_batch=False)), ("drop_constant", ConstantFeatureDropper()),
-             ("zscore", ZScoreScaler())]
-    if settings.rank_test:
-        steps.append(("rank_test", RankTestFilter(settings.rank_alpha, on_constant="drop")))
-    if settings.spearman_threshold is not None:
-        steps.append(("spearman", SpearmanRedundancyFilter(settings.spearman_threshold, on_constant="drop")))
+             ("zscore", ZScoreScaler()), *_univariate_filters(settings.selection)]
     prefilter = Pipeline(steps).set_output(transform="pandas").fit(rows, y)
     return list(prefilter.get_feature_names_out()) + [c for c in columns if not c.startswith(RAD)]
 
 
 def after_paper_faithful_prefilter(settings: ChainSettings) -> ChainSettings:
     """The training pipeline of `paper_faithful`: the prefilter's steps are not repeated."""
-    return replace(settings, rank_test=False, spearman_threshold=None)
+    return replace(settings, selection=settings.selection.without_cohort_prefilter())

@@ -10,6 +10,7 @@ grouping `ChannelPCA` expects) and ``clin__<variable>`` (binary 0/1, continuous 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,6 +36,15 @@ def embeddings_block(embeddings: pl.DataFrame) -> pd.DataFrame:
         columns = [f"{DL}{backbone}__{channel}__{i:04d}" for i in range(values.shape[1])]
         blocks.append(pd.DataFrame(values, index=pd.Index(group["patient_key"].to_list(), name="patient_key"), columns=columns))
     return pd.concat(blocks, axis=1, join="inner") if blocks else pd.DataFrame(index=pd.Index([], name="patient_key"))
+
+
+def clinical_predictors(spec: Any, chosen: list[str] | None) -> dict[str, tuple[str, list[str] | None]]:
+    """variable -> (type, levels) of the manifest's clinical variables the models use (`models.clinical_predictors`;
+    None: all). `spec`: the manifest's CohortSpec. Raises ValueError naming unknown variables."""
+    unknown = sorted(set(chosen or []) - set(spec.clinical))
+    if unknown:
+        raise ValueError(f"clinical_predictors {unknown} are not clinical variables of the manifest ({list(spec.clinical)})")
+    return {name: (v.type, v.levels) for name, v in spec.clinical.items() if chosen is None or name in chosen}
 
 
 def clinical_block(clinical: pl.DataFrame, spec: Mapping[str, tuple[str, list[str] | None]]) -> pd.DataFrame:

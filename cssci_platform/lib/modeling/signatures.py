@@ -63,3 +63,12 @@ def standard_signatures(backbones: list[str], with_clinical: bool = True) -> lis
     if with_clinical:
         signatures += [Signature("clinical"), Signature("combined")]
     return signatures
+
+
+def study_signatures(configured: list[str] | None, matrix: pd.DataFrame) -> list[Signature]:
+    """The configured signatures (`models.signatures`), or by default the standard set the matrix supports: Rad,
+    DL_/Rad+DL_ per backbone with deep columns, and Clinical and Combined when it has clinical columns."""
+    if configured is not None:
+        return [parse_signature(name) for name in configured]
+    backbones = sorted({c.split("__")[1] for c in matrix.columns if c.startswith(DL)})
+    return standard_signatures(backbones, with_clinical=any(c.startswith(CLIN) for c in matrix.columns))

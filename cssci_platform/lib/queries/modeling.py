@@ -10,6 +10,8 @@ from __future__ import annotations
 import duckdb
 import polars as pl
 
+from cssci_platform.lib.queries.eligibility import ELIGIBLE_PATIENTS, rule_parameters
+
 STORED_SPLITS = "SELECT DISTINCT split FROM splits ORDER BY split"
 SPLIT_FOLDS = "SELECT DISTINCT fold FROM splits WHERE split = ? ORDER BY fold"
 SPLIT_ROLES = "SELECT patient_key, role FROM splits WHERE split = ? AND fold = ? ORDER BY patient_key"
@@ -28,6 +30,23 @@ FOLD_ROLES_OF_PREDICTIONS = ("SELECT DISTINCT patient_key, role FROM predictions
                              "AND fold = ?")
 CLINICAL_VALUES = "SELECT patient_key, variable, value_number, value_text FROM clinical"
 CLINICAL_NUMBERS = "SELECT patient_key, value_number FROM clinical WHERE variable = ?"
+SPLIT_CANDIDATES = f"""
+SELECT p.patient_key, p.center, p.cohort, o.value AS label FROM patients p
+LEFT JOIN outcomes o ON o.patient_key = p.patient_key AND o.outcome = $outcome
+WHERE p.patient_key IN ({ELIGIBLE_PATIENTS})
+ORDER BY p.patient_key
+"""
+MATRIX_PATIENTS = f"SELECT patient_key, center, cohort FROM patients WHERE patient_key IN ({ELIGIBLE_PATIENTS}) ORDER BY patient_key"
+MATRIX_RADIOMICS = f"SELECT * FROM radiomics_features WHERE patient_key IN ({ELIGIBLE_PATIENTS})"
+PRETRAINED_EMBEDDINGS = "SELECT * FROM embeddings WHERE network = ?"
+CLINICAL_ROWS = "SELECT * FROM clinical"
+REPEAT_SEGMENTATION_FEATURES = f"""
+SELECT patient_key, segmentation,
+       'rad__' || sequence || '__' || roi || '__' || channel || '__' || feature AS feature, value
+FROM radiomics_features
+WHERE patient_key IN ({ELIGIBLE_PATIENTS})
+  AND patient_key IN (SELECT patient_key FROM radiomics_features WHERE segmentation <> 'primary')
+"""
 TABLE_EXISTS = "SELECT count(*) FROM information_schema.tables WHERE table_name = ?"
 PATIENT_OUTCOME_SOURCE = ("SELECT p.patient_key, p.cohort, o.value, o.outcome_date FROM patients p LEFT JOIN outcomes o "
                           "ON o.patient_key = p.patient_key AND o.outcome = ? ORDER BY p.patient_key")
@@ -64,6 +83,38 @@ def modelled_outcome(con: duckdb.DuckDBPyConnection, split: str | None = None) -
 def trained_split(con: duckdb.DuckDBPyConnection) -> str | None:
     """The split the stored trained models used (None before any training)."""
     return con.execute(TRAINED_SPLIT).fetchone()[0]
+
+
+def split_candidates(con: duckdb.DuckDBPyConnection, outcome: str) -> pl.DataFrame:
+    """The patients a split assigns roles to (eligibility rule `splits`): patient_key, center, cohort, label (the
+    study outcome's value, null when unknown)."""
+    return con.execute(SPLIT_CANDIDATES, {"outcome": outcome, **rule_parameters("splits")}).pl()
+
+
+def matrix_patients(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """patient_key, center, cohort of the patients the feature matrix holds (eligibility rule `feature_matrix`)."""
+    return con.execute(MATRIX_PATIENTS, rule_parameters("feature_matrix")).pl()
+
+
+def matrix_radiomics(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """The long radiomics rows of the feature matrix's patients."""
+    return con.execute(MATRIX_RADIOMICS, rule_parameters("feature_matrix")).pl()
+
+
+def repeat_segmentation_features(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """patient_key, segmentation, feature (the matrix column name), value of every eligible patient with a repeat
+    segmentation: the input of the ICC."""
+    return con.execute(REPEAT_SEGMENTATION_FEATURES, rule_parameters("feature_matrix")).pl()
+
+
+def pretrained_embeddings(con: duckdb.DuckDBPyConnection, network: str = "pretrained") -> pl.DataFrame:
+    """Deep feature rows of one network kind (every backbone and channel)."""
+    return con.execute(PRETRAINED_EMBEDDINGS, [network]).pl()
+
+
+def clinical_rows(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """The whole long clinical table."""
+    return con.execute(CLINICAL_ROWS).pl()
 
 
 def outcome_values(con: duckdb.DuckDBPyConnection, outcome: str) -> pl.DataFrame:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import html
 import math
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,8 +19,6 @@ from sklearn.pipeline import Pipeline
 
 from cssci_platform.lib.clinical import independent_risk_factors, multivariable_logistic, table_one, table_one_html
 from cssci_platform.lib.evaluation import (
-    DEFAULT_REPLICATES,
-    DEFAULT_SEED,
     auc_interval,
     calibration_curve,
     delong_roc_test,
@@ -46,36 +42,11 @@ from cssci_platform.lib.report.figures import (
 )
 from cssci_platform.lib.report.explain import background_caption, explain_pipeline, shap_summary_png, shap_waterfall_png
 from cssci_platform.lib.report.nomogram import nomogram_figure, nomogram_from_fit
+from cssci_platform.lib.report.inputs import ReportInputs
+from cssci_platform.lib.report.methods import binary_methods, multiclass_methods
 from cssci_platform.lib.report.page import PAGE_HEAD
 
 COHORTS = ("train", "test", "validation")
-
-
-@dataclass
-class ReportInputs:
-    experiment: str
-    predictions: pd.DataFrame  # patient_key, role, signature, classifier, mode, class_label, probability, model_name
-    # (+ optional nullable label: the outcome the row was evaluated against, preferred over `outcomes`)
-    outcomes: pd.DataFrame  # patient_key, label
-    models: pd.DataFrame  # trained_models rows
-    clinical: pd.DataFrame  # patient_key + one column per clinical variable (raw values)
-    clinical_types: dict[str, str]  # variable -> continuous | binary | categorical
-    settings: dict  # the modeling config, for the methods paragraph
-    gradcams: list[Path] = field(default_factory=list)
-    positive_class: str = "1"
-    explained: list[tuple[str, object, pd.DataFrame]] = field(default_factory=list)  # (model name, pipeline, rows)
-    classes: list[str] | None = None  # the outcome's levels; more than two: the multiclass report
-    n_bootstrap: int = DEFAULT_REPLICATES  # bootstrap replicates of the multiclass CIs
-    seed: int | None = DEFAULT_SEED
-    # out-of-fold Rad-scores of the training patients (patient_key, rad_score): `out_of_fold_rad_scores(Combined)`
-    rad_scores: pd.DataFrame | None = None
-    background: pd.DataFrame | None = None  # feature rows of the training patients: the SHAP background
-    # model_results rows with a reason: fits that failed (metric 'failed') and small-sample warnings ('small_sample')
-    fit_problems: pd.DataFrame | None = None
-
-    @property
-    def multiclass(self) -> bool:
-        return self.classes is not None and len(self.classes) > 2
 
 
 def labelled_predictions(predictions: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame:
@@ -94,7 +65,7 @@ def build_report(inputs: ReportInputs) -> str:
     scored = _scored(inputs)
     champions = inputs.models[inputs.models["champion"]]
     sections = {
-        "methods": _methods(inputs),
+        "methods": binary_methods(inputs),
         "table_one": _table_one(inputs),
         "performance": {role: _performance_table(scored, inputs.models, role) for role in COHORTS},
         "roc": _roc(scored, champions),
@@ -114,7 +85,7 @@ def _build_multiclass(inputs: ReportInputs) -> str:
     scores = study_multiclass.multiclass_scores(labelled_predictions(inputs.predictions, inputs.outcomes), inputs.models,
                                                 classes, inputs.n_bootstrap, inputs.seed)
     sections = {
-        "methods": _methods_multiclass(inputs, scores),
+        "methods": multiclass_methods(inputs, sorted(scores.models.loc[scores.models["network"], "name"])),
         "table_one": _table_one(inputs, classes),
         "shap": "".join(study_multiclass.shap_section(name, pipeline, rows, background=inputs.background)
                         for name, pipeline, rows in inputs.explained)
@@ -137,137 +108,6 @@ def _scored(inputs: ReportInputs) -> pd.DataFrame:
 def _gradcam(inputs: ReportInputs) -> str:
     return (png_img_tag(gradcam_gallery(inputs.gradcams[:12]), "Grad-CAM gallery") if inputs.gradcams else
             "<p>No fine-tuned network in this study, so no Grad-CAM (run fine_tuning_job).</p>")
-
-
-def _methods(inputs: ReportInputs) -> str:
-    return _chain_methods(inputs) + (
-        ", and the operating threshold (Youden on out-of-fold training scores) was frozen for the test and "
-        "validation cohorts (leakage_safe); paper_faithful rows re-pick the Youden threshold on each cohort, as published, "
-        "and show the same threshold metrics as MLflow and model_results. " + AUC_METHODS + " " + HL_METHODS +
-        " The Combined model's clinical head was fitted on out-of-fold Rad-scores of the training patients "
-        "(cross-fitting); new patients get the Rad-score of the radiomics model refitted on all training patients. "
-        "The champion of each signature (best cross-validated AUC) is registered in MLflow." + _loco_methods(inputs)
-        + harmonization_scope_statement(inputs.settings) + fit_problems_statement(inputs.fit_problems)
-    )
-
-
-AUC_METHODS = (
-    "AUC 95% CIs are DeLong's on the logit scale (Pepe 2003; Qin &amp; Hotilovac 2008), which stays inside (0, 1) and "
-    "keeps its coverage in small samples; at an AUC of exactly 0 or 1, where DeLong's variance is 0, they are Newcombe's "
-    "(2006) score interval. Paired AUC comparisons use DeLong's test.")
-HL_METHODS = (
-    "Hosmer-Lemeshow tests on held-out cohorts are referred to chi-square with G degrees of freedom (no parameter was "
-    "estimated on them; G - 2 applies only to the fitting cohort), with G = floor(min(expected events, expected "
-    "non-events) / 5) quantile groups, between 2 and 10.")
-
-
-def _loco_methods(inputs: ReportInputs) -> str:
-    """Per held-out center of a leave-one-center-out split: which unseen-center ComBat policy its features got."""
-    models = inputs.models
-    if "fold" not in models or str(models["split"].iloc[0]) != "leave_one_center_out":
-        return ""
-    policy = str(inputs.settings.get("unseen_center_policy", "none"))
-    harmonized = str(inputs.settings.get("harmonize", "True")) not in ("False", "false")
-    centers = sorted(str(f) for f in models["fold"].unique())
-    return " " + unseen_center_statement(centers, policy, harmonized)
-
-
-def unseen_center_statement(centers: list[str], policy: str, harmonize: bool) -> str:
-    """One sentence per held-out center: what ComBat did with its features, which it never saw in training."""
-    if not harmonize:
-        what = "no ComBat (harmonization disabled): features entered the models unharmonized"
-    elif policy == "none":
-        what = ("ComBat policy 'none': its features passed ComBat unharmonized (the center was not among the training "
-                "batches), so this center was tested on unharmonized features")
-    elif policy == "refit_site":
-        what = ("ComBat policy 'refit_site': its own location and scale were estimated from its patients' features (no "
-                "labels) against the training fit's frozen pooled estimates")
-    else:
-        what = f"ComBat unseen-center policy '{html.escape(policy)}' (the estimates of a known center)"
-    return " ".join(f"Held-out center {html.escape(center)}: {what}." for center in centers)
-
-
-def harmonization_scope_statement(settings: dict) -> str:
-    """What ComBat harmonized and what it did with small centers, as logged with the models (absent: not stated)."""
-    if "small_center" not in settings or str(settings.get("harmonize", "True")) in ("False", "false"):
-        return ""
-    size, policy = html.escape(str(settings.get("min_center_size", 2))), str(settings["small_center"])
-    what = {"pool": "pooled into one ComBat batch (left out of the fit, as unseen centers, where together they still had "
-                    "fewer than 2)",
-            "unseen": "left out of the ComBat fit, their patients following the unseen-center policy "
-                      f"'{html.escape(str(settings.get('unseen_center_policy', 'none')))}'",
-            "error": "not allowed (the fit stops)"}.get(policy, html.escape(policy))
-    classes = str(settings.get("unharmonized_classes", "[]")).strip("[]").replace('"', "").replace("'", "")
-    kept = (f" Radiomics feature classes {html.escape(classes)} were not harmonized (passed through unchanged)."
-            if classes.strip() else " Every feature class was harmonized.")
-    return (f" Small centers (harmonization.small_center '{html.escape(policy)}', chosen before the run): centers with fewer "
-            f"than {size} training patients in a fit (CV training folds included) were {what}." + kept)
-
-
-def fit_problems_statement(problems: pd.DataFrame | None) -> str:
-    """The fits that failed (the study went on without them) and the small-sample warnings, one short list each."""
-    if problems is None or problems.empty:
-        return ""
-    def listed(rows: pd.DataFrame) -> str:
-        return "; ".join(f"{html.escape(str(r.result_name))} ({html.escape(str(r.mode))}, {html.escape(str(r.fold))}): "
-                         f"{html.escape(str(r.reason)[:300])}" for r in rows.itertuples())
-    failed, small = problems[problems["metric"] == "failed"], problems[problems["metric"] == "small_sample"]
-    text = f" Fits that failed (left out; every other fit finished): {listed(failed)}." if len(failed) else ""
-    if len(small):
-        text += (f" Small-sample warnings ({small['result_name'].nunique()} models; their CV results cannot mean much, "
-                 f"and a CV AUC with SD 0 on such folds is never champion while another model is): "
-                 f"{listed(small.drop_duplicates(['result_name', 'mode', 'fold']))}.")
-    return text
-
-
-def _methods_multiclass(inputs: ReportInputs, scores: study_multiclass.MulticlassScores) -> str:
-    networks = sorted(scores.models.loc[scores.models["network"], "name"])
-    expert = ", ".join(html.escape(str(v)) for v in inputs.clinical_types) or "none declared"
-    return _chain_methods(inputs) + (
-        " (macro one-vs-rest AUC); the champion of each signature (best cross-validated macro AUC) is registered in "
-        f"MLflow. The Clinical signature models the expert-derived features ({expert}). "
-        + (f"The fine-tuned CNN classifiers ({html.escape(', '.join(networks))}) were trained on the training patients "
-           "only and score the held-out patients directly. " if networks else "No fine-tuned CNN classifier was scored. ")
-        + "The predicted class is the most probable one; top-k accuracy counts the true class among the k most probable. "
-        "Precision, recall and F1 are per class, one-vs-rest AUC per class and their unweighted (macro) mean. 95% CIs "
-        f"are percentile intervals of {inputs.n_bootstrap} bootstrap replicates stratified by class (seed {inputs.seed}), "
-        "except the per-class AUC CIs, which are DeLong's on the logit scale (Newcombe's score interval at an AUC of 0 or 1; "
-        "a dagger marks those and classes under 10 patients); per-class paired AUC comparisons use DeLong's test. The "
-        "best model is the champion with the highest cross-validated macro AUC on the training folds."
-        + harmonization_scope_statement(inputs.settings) + fit_problems_statement(inputs.fit_problems)
-    )
-
-
-def _chain_methods(inputs: ReportInputs) -> str:
-    s, models = inputs.settings, inputs.models
-    signatures = ", ".join(sorted(models["signature"].unique()))
-    classifiers = ", ".join(sorted(models["classifier"].unique()))
-    split = (f"Patients were split by the stored split {html.escape(str(models['split'].iloc[0]))} (prospective patients form "
-             "the validation cohort). ")
-    tuning = (f"Signatures {signatures} were modelled with {classifiers}; hyper-parameters came from stratified "
-              f"{s.get('cv_folds', 10)}-fold cross-validation on training patients only")
-    if set(models["signature"]) <= {"Clinical"}:
-        return split + "Within each training set, clinical factors were median-imputed and standardised. " + tuning
-    return split + f"Within each training set, features were {', '.join(_chain_steps(s))}. " + tuning
-
-
-def _chain_steps(s: dict) -> list[str]:
-    """The selection chain as logged with the models (MLflow params are strings; absent = the default)."""
-    def on(key: str, default: str) -> bool:
-        return str(s.get(key, default)) not in ("False", "None", "none", "")
-
-    steps = ["harmonized across centers with ComBat" + ("" if on("harmonize", "True") else " (disabled)"),
-             f"deep features reduced by per-channel PCA ({s.get('pca_components', 32)} components)"]
-    if on("icc_threshold", "None"):
-        steps.append(f"kept when ICC(3,1) between repeat segmentations was &gt;= {s.get('icc_threshold')}")
-    steps.append("z-scored")
-    filters = [f"Mann-Whitney U / Kruskal-Wallis (p &lt; {s.get('rank_alpha', 0.05)})"] if on("rank_test", "True") else []
-    filters += [f"Spearman redundancy (|rho| &gt; {s.get('spearman_threshold', 0.9)})"] if on("spearman_threshold", "0.9") else []
-    filters += [f"mRMR (k = {s.get('mrmr_k', 20)})"] if on("mrmr_k", "20") else []
-    filters += [f"LASSO ({s.get('cv_folds', 10)}-fold CV)"] if on("lasso", "True") else []
-    if filters:
-        steps.append("filtered by " + (", ".join(filters[:-1]) + " and " + filters[-1] if len(filters) > 1 else filters[0]))
-    return steps
 
 
 def _table_one(inputs: ReportInputs, classes: list[str] | None = None) -> str:

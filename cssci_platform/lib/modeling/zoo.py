@@ -1,0 +1,82 @@
+"""The model zoo of a study: every fold x mode x signature x classifier fitted, and each signature's champion.
+
+This is the method's core loop, free of Dagster and MLflow: `train_zoo` yields each fit as it finishes (a
+`ZooFit`, the caller logs and stores it); `choose_champions` picks, per signature, the model the registry
+serves. Labels per mode follow the outcome settings: with rule `change_above_mean`, leakage_safe models
+re-threshold the change score at each fold's training mean (`labels_for_mode`); paper_faithful models keep the
+stored cohort-mean labels, as published.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pandas as pd
+
+from cssci_platform.lib.model_tracking import select_champion
+from cssci_platform.lib.modeling.chains import ChainSettings
+from cssci_platform.lib.modeling.settings import ModelsSettings
+from cssci_platform.lib.modeling.signatures import study_signatures
+from cssci_platform.lib.modeling.training import FailedFit, Mode, TrainedModel, champion_candidates, fit_signature
+from cssci_platform.lib.outcome_rules import labels_above_training_mean
+
+_LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ZooFit:
+    """One fit of the zoo: its fold, the fold's roles (named by the split), the labels it was trained and
+    evaluated against, the per-fold outcome threshold (None: the stored labels), and the model or the failure."""
+
+    fold: str
+    roles: pd.Series
+    labels: pd.Series
+    outcome_threshold: float | None
+    model: TrainedModel | FailedFit
+
+    @property
+    def failed(self) -> bool:
+        return isinstance(self.model, FailedFit)
+
+
+def labels_for_mode(matrix: pd.DataFrame, roles: pd.Series, scores: pd.Series | None,
+                    mode: str) -> tuple[pd.DataFrame, float | None]:
+    """The matrix with this mode's labels and the threshold used: leakage_safe with `scores` (rule
+    change_above_mean) thresholds them at the training patients' mean; otherwise the stored labels (None).
+    Raises OutcomeRuleError when no training patient has a score."""
+    if scores is None or mode != "leakage_safe":
+        return matrix, None
+    labels, threshold = labels_above_training_mean(scores.reindex(matrix.index), roles.reindex(matrix.index))
+    return matrix.assign(label=labels.where(matrix["label"].notna(), None)), threshold
+
+
+def train_zoo(matrix: pd.DataFrame, folds: dict[str, pd.Series], classes: list[str], models: ModelsSettings,
+              modes: list[Mode], chain: ChainSettings, scores: pd.Series | None = None) -> Iterator[ZooFit]:
+    """Fit every signature x classifier of `models` in every mode on every fold (`folds`: fold -> patient roles),
+    in that order. `scores`: the per-patient change scores when labels are re-derived per fold (else None)."""
+    signatures = study_signatures(models.signatures, matrix)
+    for fold, roles in folds.items():
+        for mode in modes:
+            labelled, threshold = labels_for_mode(matrix, roles, scores, mode)
+            for signature in signatures:
+                _LOG.info("training %s (%s, fold %s)", signature.name, mode, fold)
+                for model in fit_signature(labelled, roles, signature, list(models.classifiers), mode, classes, chain,
+                                           models.grid, models.cv_folds):
+                    yield ZooFit(fold, roles, labelled["label"], threshold, model)
+
+
+def choose_champions(models: list[tuple[TrainedModel, str]]) -> dict[str, tuple[TrainedModel, str]]:
+    """Per signature name: the (model, key) with the best mean CV AUC among `champion_candidates` (leakage_safe,
+    never test data); ties go to the smallest key (e.g. MLflow run id), whatever the order. `models` should hold
+    one fold's fits (the first: champions come from it)."""
+    champions = {}
+    for signature in sorted({m.spec.signature.name for m, _ in models}):
+        of_signature = [(m, key) for m, key in models if m.spec.signature.name == signature]
+        eligible = {id(m) for m in champion_candidates([m for m, _ in of_signature])}
+        candidates = {key: m for m, key in of_signature if id(m) in eligible}
+        if candidates:
+            best = select_champion([(key, m.cv_score_mean) for key, m in candidates.items()])
+            champions[signature] = (candidates[best], best)
+    return champions
