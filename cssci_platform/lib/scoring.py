@@ -25,16 +25,27 @@ class ChampionScore:
     top_classes: list[str]
 
 
-def patient_feature_row(record: PatientRecord, spec: CohortSpec, radiomics: pl.DataFrame,
-                        embeddings: pl.DataFrame) -> pd.DataFrame:
+def patient_feature_row(
+    record: PatientRecord, spec: CohortSpec, radiomics: pl.DataFrame, embeddings: pl.DataFrame
+) -> pd.DataFrame:
     """One row with rad__/dl__/clin__ columns and center (what champion pipelines take)."""
     key = record.patient_key
     patients = pl.DataFrame({"patient_key": [key], "center": [record.center], "cohort": [record.cohort]})
-    labels = pl.DataFrame({"patient_key": [key], "label": [None]}, schema={"patient_key": pl.String, "label": pl.String})
+    labels = pl.DataFrame(
+        {"patient_key": [key], "label": [None]}, schema={"patient_key": pl.String, "label": pl.String}
+    )
     clinical = pl.DataFrame(
-        [{"patient_key": key, "variable": name, "value_number": float(v) if isinstance(v, int | float) else None,
-          "value_text": v if isinstance(v, str) else None} for name, v in record.clinical.items()],
-        schema={"patient_key": pl.String, "variable": pl.String, "value_number": pl.Float64, "value_text": pl.String})
+        [
+            {
+                "patient_key": key,
+                "variable": name,
+                "value_number": float(v) if isinstance(v, int | float) else None,
+                "value_text": v if isinstance(v, str) else None,
+            }
+            for name, v in record.clinical.items()
+        ],
+        schema={"patient_key": pl.String, "variable": pl.String, "value_number": pl.Float64, "value_text": pl.String},
+    )
     blocks = [radiomics_block(radiomics)]
     if embeddings.height:
         blocks.append(embeddings_block(embeddings))
@@ -66,16 +77,9 @@ def missing_columns(pipeline, row: pd.DataFrame) -> list[str]:
     return sorted(set(wanted) - set(row.columns))
 
 
-def weights_spec(weights_id: str) -> str:
-    """The `weights` setting that reproduces a stored weights id for a new patient's embedding."""
-    if weights_id == "none":
-        return "none"
-    if weights_id.startswith("IMAGENET"):
-        return "imagenet"
-    raise ValueError(f"embeddings were made with weights '{weights_id}' (a local checkpoint); give the same file "
-                     "to the scoring config (weights) so the new patient is embedded identically")
-
-
 def as_rows(scores: list[ChampionScore]) -> list[dict]:
-    return [{"signature": s.signature, "class_label": c, "probability": p, "risk_group": s.risk_group}
-            for s in scores for c, p in s.probabilities.items()]
+    return [
+        {"signature": s.signature, "class_label": c, "probability": p, "risk_group": s.risk_group}
+        for s in scores
+        for c, p in s.probabilities.items()
+    ]
