@@ -56,7 +56,6 @@ IN_PLANE_BLUR = {  # gaussian sigma in voxels over (z, y, x) arrays: blur within
 }
 
 
-# ----------------------------------------------------------------------------------------------- geometry
 @dataclass(frozen=True)
 class Acquisition:
     spacing_mm: tuple[float, float, float]  # (x, y, z) of the sagittal acquisition
@@ -228,7 +227,6 @@ def write_volume(voxels: np.ndarray, grid: Grid, path: Path) -> None:
     sitk.WriteImage(image, str(path), useCompression=True)
 
 
-# ----------------------------------------------------------------------------------------------- cohort helpers
 def sigmoid(value: float) -> float:
     return 1.0 / (1.0 + math.exp(-value))
 
