@@ -5,6 +5,7 @@ from collections.abc import Sequence
 import dagster as dg
 
 from cssci_platform.lib.quality import QcIssue
+from cssci_platform.lib.queries import patients as queries
 from cssci_platform.lib.warehouse import replace_rows
 from cssci_platform.resources.warehouse import WarehouseResource
 
@@ -28,11 +29,8 @@ def record_issues(warehouse: WarehouseResource, patient_key: str, stage: str, is
 
 
 def stored_issues(warehouse: WarehouseResource, patient_key: str, stages: Sequence[str]) -> list[QcIssue]:
-    rows = warehouse.frame(
-        "SELECT patient_key, stage, code, message, fix, file, severity FROM qc_issues "
-        "WHERE patient_key = ? AND list_contains(?, stage) ORDER BY stage, code", [patient_key, list(stages)]
-    )
-    return [QcIssue(**row) for row in rows.iter_rows(named=True)]
+    with warehouse.connect() as con:
+        return [QcIssue(**row) for row in queries.patient_issues(con, patient_key, stages)]
 
 
 def qc_check_result(issues: Sequence[QcIssue]) -> dg.AssetCheckResult:

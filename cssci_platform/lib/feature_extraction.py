@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
+from pydantic import Field
 
+from cssci_platform.lib.imaging import GeometryTolerance
 from cssci_platform.lib.quality import QcIssue
 from cssci_platform.lib.radiomics import RadiomicsCase, RadiomicsError, extract_cases, extractor_version, load_params
 from cssci_platform.lib.settings import Section
@@ -21,11 +23,18 @@ FEATURE_SCHEMA = {
 
 
 class ImagingSettings(Section):
-    """Which sequences and ROIs feed the handcrafted radiomics (study config section `imaging`; default: every
-    sequence, ROI `lesion`)."""
+    """The images a study uses (study config section `imaging`): which sequences and ROIs feed the handcrafted
+    radiomics (default: every sequence, ROI `lesion`), and how far a mask's grid may differ from its image's before
+    the patient is quarantined at ingest."""
 
     sequences: list[str] | None = None
     radiomics_rois: list[str] = ["lesion"]
+    spacing_tolerance_mm: float = Field(1e-3, ge=0)
+    origin_tolerance_mm: float = Field(1e-2, ge=0)
+    direction_tolerance: float = Field(1e-4, ge=0)
+
+    def geometry_tolerance(self) -> GeometryTolerance:
+        return GeometryTolerance(self.spacing_tolerance_mm, self.origin_tolerance_mm, self.direction_tolerance)
 
 
 class RadiomicsSettings(Section):

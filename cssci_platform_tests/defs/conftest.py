@@ -20,6 +20,7 @@ from cssci_platform.lib.synthetic import write_sci_cohort
 from cssci_platform.lib.warehouse import table_frame
 from cssci_platform.resources.cohort import CohortResource
 from cssci_platform.resources.image_store import ImageStoreResource
+from cssci_platform.resources.study import StudyResource
 from cssci_platform.resources.tracking import TrackingResource
 from cssci_platform.resources.warehouse import WarehouseResource
 from cssci_platform_tests.study_files import study_resource
@@ -52,10 +53,16 @@ class Platform:
         self.instance.add_dynamic_partitions(patients_partitions.name, keys)
         return keys
 
-    def materialize_patient(self, key: str, run_config: dict | None = None) -> dg.ExecuteInProcessResult:
+    def materialize_patient(self, key: str, overrides: list[str] | None = None) -> dg.ExecuteInProcessResult:
+        """The patient assets for one partition; `overrides`: study settings for this run ("preprocessing.channels=[original]")."""
         return dg.materialize([*PATIENT_ASSETS, *PATIENT_CHECKS, cohort_manifest], selection=[a.key for a in PATIENT_ASSETS],
-                              partition_key=key, instance=self.instance, resources=self.resources,
-                              run_config=run_config, raise_on_error=False)
+                              partition_key=key, instance=self.instance, resources=self.with_overrides(overrides),
+                              raise_on_error=False)
+
+    def with_overrides(self, overrides: list[str] | None) -> dict:
+        """The resources, with per-run study overrides (the launchpad's `resources.study.config.overrides`)."""
+        study = self.resources["study"]
+        return {**self.resources, "study": StudyResource(path=study.path, overrides=[*study.overrides, *(overrides or [])])}
 
     def query(self, sql: str, parameters: list | None = None):
         return table_frame(self.warehouse_path, sql, parameters)

@@ -4,12 +4,10 @@ import math
 import dagster as dg
 import SimpleITK as sitk
 
+from cssci_platform.resources import cohort as cohort_resource
 from cssci_platform_tests.defs.conftest import Platform, check_results
 
-RUN_CONFIG_TWO_CHANNELS = {"ops": {
-    "preprocessed_channels": {"config": {"channels": ["original", "gaussian"]}},
-    "radiomics_features": {"config": {"channels": ["original", "gaussian"]}},
-}}
+TWO_CHANNELS = ["preprocessing.channels=[original, gaussian]", "deep.channels=[original, gaussian]"]
 
 
 def test_cohort_manifest_writes_tidy_tables(platform: Platform) -> None:
@@ -28,7 +26,7 @@ def test_cohort_manifest_writes_tidy_tables(platform: Platform) -> None:
 def test_clean_patient_gets_scans_channels_and_finite_features(platform: Platform) -> None:
     platform.materialize_manifest()
     key = platform.register()[0]
-    result = platform.materialize_patient(key, RUN_CONFIG_TWO_CHANNELS)
+    result = platform.materialize_patient(key, [*TWO_CHANNELS, "imaging.radiomics_rois=[lesion, cord]"])
     assert result.success
     assert check_results(result) == {"patient_qc": True, "roi_survives_resampling": True, "features_finite": True}
     materializations = [e.event_specific_data.materialization for e in result.get_asset_materialization_events()]
@@ -58,7 +56,7 @@ def test_corrupt_file_quarantines_only_that_patient_and_fix_clears_it(platform: 
     original_bytes = image_path.read_bytes()
     image_path.write_bytes(gzip.compress(b"not a nifti at all")[:20])
 
-    failed = platform.materialize_patient(bad, RUN_CONFIG_TWO_CHANNELS)
+    failed = platform.materialize_patient(bad, TWO_CHANNELS)
     assert check_results(failed) == {"patient_qc": False}
     assert not failed.success  # blocking check failed: downstream steps did not run
     issues = platform.query("SELECT * FROM qc_issues WHERE patient_key = ?", [bad])
@@ -66,13 +64,13 @@ def test_corrupt_file_quarantines_only_that_patient_and_fix_clears_it(platform: 
     assert f"images/{bad}/sag_T2.nii.gz" in issues["message"][0]
     assert platform.query("SELECT * FROM radiomics_features WHERE patient_key = ?", [bad]).height == 0
 
-    assert platform.materialize_patient(good, RUN_CONFIG_TWO_CHANNELS).success
+    assert platform.materialize_patient(good, TWO_CHANNELS).success
     assert platform.query("SELECT count(*) AS n FROM radiomics_features WHERE patient_key = ?", [good])["n"][0] > 0
     status = dict(platform.query("SELECT patient_key, status FROM patient_status").iter_rows())
     assert status[bad] == "quarantined" and status[good] == "features"
 
     image_path.write_bytes(original_bytes)
-    fixed = platform.materialize_patient(bad, RUN_CONFIG_TWO_CHANNELS)
+    fixed = platform.materialize_patient(bad, TWO_CHANNELS)
     assert fixed.success and all(check_results(fixed).values())
     assert platform.query("SELECT * FROM qc_issues WHERE patient_key = ?", [bad]).height == 0
 
@@ -110,8 +108,8 @@ def test_downstream_asset_alone_refuses_a_quarantined_patient(platform: Platform
 def test_preprocessing_rerun_reuses_cached_files(platform: Platform) -> None:
     platform.materialize_manifest()
     key = platform.register()[0]
-    first = platform.materialize_patient(key, RUN_CONFIG_TWO_CHANNELS)
-    second = platform.materialize_patient(key, RUN_CONFIG_TWO_CHANNELS)
+    first = platform.materialize_patient(key, TWO_CHANNELS)
+    second = platform.materialize_patient(key, TWO_CHANNELS)
     metadata = [
         next(e.event_specific_data.materialization.metadata for e in run.get_asset_materialization_events()
              if e.asset_key.to_user_string() == "preprocessed_channels")
@@ -119,3 +117,16 @@ def test_preprocessing_rerun_reuses_cached_files(platform: Platform) -> None:
     ]
     assert metadata[0]["computed_files"].value > 0
     assert metadata[1]["computed_files"].value == 0
+
+
+def test_the_manifest_is_read_once_per_run_not_once_per_asset(platform: Platform, monkeypatch) -> None:
+    platform.materialize_manifest()
+    key = platform.register()[0]
+    loads = []
+    real_load = cohort_resource.load_cohort
+    monkeypatch.setattr(cohort_resource, "load_cohort", lambda path: loads.append(path) or real_load(path))
+    platform.manifest.write_text(platform.manifest.read_text() + "\n# edited\n")  # the manifest changed: read again
+    assert platform.materialize_patient(key, TWO_CHANNELS).success
+    assert len(loads) == 1, f"patient_scans and preprocessed_channels each read the manifest: {len(loads)} loads"
+    assert platform.materialize_patient(key, TWO_CHANNELS).success
+    assert len(loads) == 1  # unchanged since: not read again

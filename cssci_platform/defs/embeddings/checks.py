@@ -5,6 +5,7 @@ from cssci_platform.defs.partitions import centers_partitions, patients_partitio
 from cssci_platform.defs.qc import qc_check_result, stored_issues
 from cssci_platform.lib.deep.cohort_networks import EMBEDDING_STAGE
 from cssci_platform.lib.deep.patient_slices import STAGE as SLICE_STAGE
+from cssci_platform.lib.queries import patients as queries
 from cssci_platform.resources.warehouse import WarehouseResource
 
 
@@ -19,12 +20,8 @@ def roi_slice_found(context: dg.AssetCheckExecutionContext, warehouse: Warehouse
                 description="Every patient of the center that passed QC has an embedding per channel and backbone")
 def center_patients_embedded(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
     center = context.partition_key
-    frame = warehouse.frame(
-        "SELECT p.patient_key, count(DISTINCT s.channel) AS slices, count(e.patient_key) AS embeddings, "
-        "bool_or(q.severity = 'error') AS quarantined FROM patients p "
-        "LEFT JOIN roi_slices s USING (patient_key) LEFT JOIN embeddings e ON e.patient_key = p.patient_key "
-        "LEFT JOIN qc_issues q ON q.patient_key = p.patient_key AND q.stage = ? "
-        "WHERE p.center = ? GROUP BY p.patient_key", [EMBEDDING_STAGE, center])
+    with warehouse.connect() as con:
+        frame = queries.center_embedding_coverage(con, center, EMBEDDING_STAGE)
     missing = frame.filter((frame["slices"] > 0) & (frame["embeddings"] == 0))["patient_key"].to_list()
     unreadable = frame.filter(frame["quarantined"].fill_null(False))["patient_key"].to_list()
     return dg.AssetCheckResult(

@@ -2,18 +2,29 @@
 
 import base64
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
-from sklearn.metrics import roc_auc_score
 
-from cssci_platform.defs.embeddings.config import FineTuningConfig
-from cssci_platform.defs.splits.assets import split_name
 from cssci_platform.lib.cohort import CohortSpec
-from cssci_platform.lib.deep import BackboneWeightsError, InferenceSettings, load_backbone, save_fine_tuned
-from cssci_platform.lib.deep.cohort_networks import probability_rows, readable_slices, train_channel_network, write_grad_cams
+from cssci_platform.lib.deep import BackboneWeightsError, load_backbone, save_fine_tuned
+from cssci_platform.lib.deep.cohort_networks import (
+    TrainedChannel,
+    cnn_prediction_rows,
+    held_out_auc,
+    network_name,
+    outcome_classes,
+    probability_rows,
+    readable_slices,
+    train_channel_network,
+    write_grad_cams,
+)
+from cssci_platform.lib.queries import patients as queries
+from cssci_platform.lib.queries.modeling import modelled_outcome, stored_splits
+from cssci_platform.lib.study_config import StudyConfig
 from cssci_platform.lib.warehouse import replace_rows
 from cssci_platform.resources.image_store import ImageStoreResource
 from cssci_platform.resources.warehouse import WarehouseResource
@@ -29,69 +40,53 @@ class ChannelResult:
     gradcam_preview: str
 
 
-def fine_tune_channel(context: dg.AssetExecutionContext, config: FineTuningConfig, spec: CohortSpec,
+def fine_tune_channel(context: dg.AssetExecutionContext, study: StudyConfig, spec: CohortSpec,
                       warehouse: WarehouseResource, image_store: ImageStoreResource, backbone_name: str,
                       channel: str) -> ChannelResult:
-    split = split_name(warehouse, config.split)
-    slices = warehouse.frame(
-        "SELECT s.patient_key, s.sequence, s.slice_path, p.cohort, sp.role, o.value AS label FROM roi_slices s "
-        "JOIN patients p USING (patient_key) JOIN splits sp ON sp.patient_key = s.patient_key AND sp.split = ? AND sp.fold = ? "
-        "LEFT JOIN outcomes o ON o.patient_key = s.patient_key AND o.outcome = sp.outcome "
-        "WHERE s.channel = ? AND NOT EXISTS (SELECT 1 FROM qc_issues q WHERE q.patient_key = s.patient_key "
-        "AND q.severity = 'error')", [split, config.fold, channel])
-    slices, _ = readable_slices(slices)
-    outcome = warehouse.frame("SELECT any_value(outcome) AS o FROM splits WHERE split = ?", [split])["o"][0]
-    classes = _classes(spec, outcome)
+    tuning, split, fold = study.deep.fine_tuning, study.split.stored_name, study.split.first_fold
+    assert tuning is not None  # the asset runs only with a fine_tuning section
+    with warehouse.connect() as con:
+        if split not in stored_splits(con):
+            raise dg.Failure(f"the study's split '{split}' is not stored (the splits table holds "
+                             f"{stored_splits(con) or 'none'}): materialize patient_splits first")
+        slices, _ = readable_slices(queries.channel_slices_for_networks(con, split, fold, channel))
+        outcome = modelled_outcome(con, split)
+    classes = outcome_classes(spec, outcome)
     try:
-        backbone = load_backbone(backbone_name, config.weights, seed=config.seed)
+        backbone = load_backbone(backbone_name, study.deep.weights, seed=tuning.seed)
     except BackboneWeightsError as error:
         raise dg.Failure(f"{error.message}. Fix: {error.fix}") from error
     train = slices.filter(pl.col("role") == "train").select("patient_key", "slice_path", "label")
     context.log.info(f"fine-tuning {backbone_name} on channel {channel}: {train.height} training patients of split {split}")
-    trained = train_channel_network(train, classes, backbone, config.fine_tune_config())
-    network_id = f"{backbone_name}__{slices['sequence'][0]}__{channel}__{trained.network.backbone.weights_id.split(':')[-1]}"
+    trained = train_channel_network(train, classes, backbone, tuning)
+    network_id = network_name(backbone_name, slices["sequence"][0], channel, trained)
     checkpoint = image_store.folder("networks") / f"{network_id}.pt"
-    sha256 = save_fine_tuned(trained.network, checkpoint)
-    probabilities = probability_rows(trained, slices, InferenceSettings(device=config.device, seed=config.seed))
-    _store(warehouse, network_id, backbone_name, channel, split, config, outcome, trained, checkpoint, sha256, slices, probabilities)
+    probabilities = probability_rows(trained, slices, study.deep.inference())
+    _store(warehouse, network_id, backbone_name, channel, split, fold, outcome, trained, checkpoint, slices, probabilities)
     folder = image_store.folder("gradcam") / network_id
-    cams = write_grad_cams(trained, slices, folder) if config.gradcam else {}
+    cams = write_grad_cams(trained, slices, folder) if tuning.gradcam else {}
+    auc = held_out_auc(probabilities, slices, classes)
     return ChannelResult(network_id, trained.train_patients, trained.network.loss_history[-1],
-                         _test_auc(probabilities, slices, classes), str(folder) if cams else "-", _preview(cams))
+                         "-" if auc is None else f"{auc:.3f}", str(folder) if cams else "-", _preview(cams))
 
 
-def _classes(spec: CohortSpec, outcome: str) -> list[str]:
-    variable = spec.outcomes[outcome]
-    return list(variable.levels) if variable.levels else ["0", "1"]
-
-
-def _store(warehouse: WarehouseResource, network_id: str, backbone: str, channel: str, split: str, config: FineTuningConfig,
-           outcome: str, trained, checkpoint, sha256: str, slices: pl.DataFrame, probabilities: pl.DataFrame) -> None:
+def _store(warehouse: WarehouseResource, network_id: str, backbone: str, channel: str, split: str, fold: str,
+           outcome: str, trained: TrainedChannel, checkpoint: Path, slices: pl.DataFrame,
+           probabilities: pl.DataFrame) -> None:
     now = datetime.now()
     network_row = {
         "network_id": network_id, "backbone": backbone, "sequence": slices["sequence"][0], "channel": channel,
         "weights_id": trained.network.backbone.weights_id, "parent_weights_id": trained.network.parent_weights_id,
-        "split": split, "fold": config.fold, "outcome": outcome, "classes": trained.classes,
+        "split": split, "fold": fold, "outcome": outcome, "classes": trained.classes,
         "train_patients": trained.train_patients, "final_loss": trained.network.loss_history[-1],
-        "checkpoint_path": str(checkpoint), "checkpoint_sha256": sha256,
-        "config_json": json.dumps(asdict(trained.network.config)), "created_at": now,
+        "checkpoint_path": str(checkpoint), "checkpoint_sha256": save_fine_tuned(trained.network, checkpoint),
+        "config_json": json.dumps(trained.network.config.model_dump()), "created_at": now,
     }
-    predictions = probabilities.join(slices.select("patient_key", "cohort", "role"), on="patient_key").with_columns(
-        signature=pl.lit("CNN"), classifier=pl.lit(f"{backbone.replace('resnet', 'ResNet')}_{channel}"),
-        mode=pl.lit("leakage_safe"), split=pl.lit(split), fold=pl.lit(config.fold), model_name=pl.lit(network_id),
-        model_version=pl.lit(trained.network.backbone.weights_id), created_at=pl.lit(now))
+    predictions = cnn_prediction_rows(probabilities, slices, network_id, backbone, channel, split, fold, trained, now)
     with warehouse.connect() as con:
         replace_rows(con, "networks", {"backbone": backbone, "channel": channel}, [network_row])
         replace_rows(con, "predictions", {"signature": "CNN", "classifier": predictions["classifier"][0] if predictions.height
                                           else backbone}, predictions)
-
-
-def _test_auc(probabilities: pl.DataFrame, slices: pl.DataFrame, classes: list[str]) -> str:
-    test = slices.filter((pl.col("role") == "test") & pl.col("label").is_not_null())
-    if len(classes) != 2 or test["label"].n_unique() < 2:
-        return "-"
-    scores = probabilities.filter(pl.col("class_label") == classes[1]).join(test, on="patient_key")
-    return f"{roc_auc_score((scores['label'] == classes[1]).to_numpy(), scores['probability'].to_numpy()):.3f}"
 
 
 def _preview(cams: dict) -> str:

@@ -1,36 +1,18 @@
-from pathlib import Path
-
 import dagster as dg
 import polars as pl
 
 from cssci_platform.defs.ingest.assets import patient_scans
 from cssci_platform.defs.partitions import patients_partitions
 from cssci_platform.defs.qc import issues_markdown, quarantine_guard, record_issues
-from cssci_platform.lib.imaging import CHANNELS, ChannelSettings
-from cssci_platform.lib.preprocessing import PreprocessingSettings, preprocess_patient
-from cssci_platform.lib.feature_extraction import extract_patient_features
+from cssci_platform.lib.feature_extraction import extract_patient_features, radiomics_inputs
+from cssci_platform.lib.preprocessing import preprocess_patient
+from cssci_platform.lib.queries import patients as queries
 from cssci_platform.lib.quality import ScanInfo, resampled_mask_issues
 from cssci_platform.lib.warehouse import refresh_radiomics_wide_view, replace_rows
 from cssci_platform.resources.cohort import CohortResource
 from cssci_platform.resources.image_store import ImageStoreResource
+from cssci_platform.resources.study import StudyResource
 from cssci_platform.resources.warehouse import WarehouseResource
-
-class PreprocessingConfig(dg.Config):
-    spacing_mm: list[float] = [1.0, 1.0, 1.0]
-    interpolator: str = "linear"
-    lower_percentile: float = 0.0
-    upper_percentile: float = 100.0
-    channels: list[str] = list(CHANNELS)
-    mean_radius: int = 1
-    box_radius: int = 2
-    gaussian_sigma_mm: float = 1.0
-    median_radius: int = 1
-
-    def settings(self) -> PreprocessingSettings:
-        filters = ChannelSettings(self.mean_radius, self.box_radius, self.gaussian_sigma_mm, self.median_radius)
-        return PreprocessingSettings(tuple(self.spacing_mm), self.interpolator, self.lower_percentile,  # type: ignore[arg-type]
-                                     self.upper_percentile, tuple(self.channels), filters)
-
 
 @dg.asset(
     group_name="features",
@@ -38,15 +20,15 @@ class PreprocessingConfig(dg.Config):
     deps=[patient_scans],
     kinds={"simpleitk", "duckdb"},
 )
-def preprocessed_channels(context: dg.AssetExecutionContext, config: PreprocessingConfig, cohort: CohortResource,
+def preprocessed_channels(context: dg.AssetExecutionContext, study: StudyResource, cohort: CohortResource,
                           warehouse: WarehouseResource, image_store: ImageStoreResource) -> dg.MaterializeResult:
     """Per sequence: resampled to isotropic spacing, normalized to [0, 1], one NIfTI per filter channel."""
     key = context.partition_key
     quarantine_guard(warehouse, key, ("manifest", "scans"))
     manifest, _ = cohort.patient(key)
-    scans = [ScanInfo(**_scan_fields(row)) for row in warehouse.frame(
-        "SELECT * FROM scans WHERE patient_key = ?", [key]).iter_rows(named=True)]
-    result = preprocess_patient(scans, manifest.resolve, image_store.folder("channels"), config.settings())
+    with warehouse.connect() as con:
+        scans = [ScanInfo(**_scan_fields(row)) for row in queries.patient_scans(con, key).iter_rows(named=True)]
+    result = preprocess_patient(scans, manifest.resolve, image_store.folder("channels"), study.config().preprocessing)
     issues = resampled_mask_issues(key, result.masks)
     with warehouse.connect() as con:
         replace_rows(con, "preprocessed_channels", {"patient_key": key}, [vars(c) for c in result.channels])
@@ -64,38 +46,29 @@ def _scan_fields(row: dict) -> dict:
     return {**row, **{k: tuple(row[k]) for k in ("size", "spacing", "origin", "direction")}}
 
 
-class RadiomicsConfig(dg.Config):
-    params: str = "default"
-    channels: list[str] = list(CHANNELS)
-    sequences: list[str] | None = None  # default: every sequence
-    rois: list[str] | None = None  # default: every ROI with a mask (repeat segmentations included)
-
-
 @dg.asset(
     group_name="features",
     partitions_def=patients_partitions,
     deps=[preprocessed_channels],
     kinds={"pyradiomics", "duckdb"},
 )
-def radiomics_features(context: dg.AssetExecutionContext, config: RadiomicsConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def radiomics_features(context: dg.AssetExecutionContext, study: StudyResource,
+                       warehouse: WarehouseResource) -> dg.MaterializeResult:
     """PyRadiomics features per sequence x ROI x segmentation x channel, long in `radiomics_features`."""
     key = context.partition_key
     quarantine_guard(warehouse, key, ("manifest", "scans", "preprocess"))
-    channels = warehouse.frame("SELECT * FROM preprocessed_channels WHERE patient_key = ? AND list_contains(?, channel)", [key, config.channels])
-    masks = warehouse.frame("SELECT * FROM preprocessed_masks WHERE patient_key = ?", [key])
-    if config.sequences is not None:
-        channels = channels.filter(pl.col("sequence").is_in(config.sequences))
-        masks = masks.filter(pl.col("sequence").is_in(config.sequences))
-    if config.rois is not None:
-        masks = masks.filter(pl.col("roi").is_in(config.rois))
-    extraction = extract_patient_features(key, channels, masks, config.params)
+    settings = study.config()
+    with warehouse.connect() as con:
+        stored = queries.preprocessed_channels(con, key), queries.preprocessed_masks(con, key)
+    channels, masks = radiomics_inputs(*stored, settings.imaging, settings.preprocessing.channels)
+    extraction = extract_patient_features(key, channels, masks, settings.radiomics.params)
     with warehouse.connect() as con:
         replace_rows(con, "radiomics_features", {"patient_key": key}, extraction.rows)
         feature_columns = refresh_radiomics_wide_view(con)
     record_issues(warehouse, key, "radiomics", extraction.issues)
     return dg.MaterializeResult(
         metadata={"extractions": extraction.extractions, "features_per_extraction": extraction.features_per_extraction,
-                  "feature_values": extraction.rows.height, "params": config.params, "params_hash": extraction.params_hash,
+                  "feature_values": extraction.rows.height, "params": settings.radiomics.params, "params_hash": extraction.params_hash,
                   "extractor": extraction.extractor_version, "wide_view_columns": feature_columns,
                   "preview": dg.MetadataValue.md(_preview(extraction.rows)),
                   "issues": dg.MetadataValue.md(issues_markdown(extraction.issues))},

@@ -3,10 +3,10 @@ import dagster as dg
 from cssci_platform.defs.partitions import patients_partitions
 from cssci_platform.defs.qc import issues_markdown, record_issues
 from cssci_platform.lib.cohort_tables import write_manifest_tables
-from cssci_platform.lib.imaging import GeometryTolerance
 from cssci_platform.lib.quality import QcIssue, inspect_patient
 from cssci_platform.lib.warehouse import replace_rows
 from cssci_platform.resources.cohort import CohortResource
+from cssci_platform.resources.study import StudyResource
 from cssci_platform.resources.warehouse import WarehouseResource
 
 @dg.asset(group_name="ingest", kinds={"duckdb", "polars"})
@@ -32,24 +32,17 @@ def cohort_manifest(cohort: CohortResource, warehouse: WarehouseResource) -> dg.
     )
 
 
-class PatientScansConfig(dg.Config):
-    spacing_tolerance_mm: float = 1e-3
-    origin_tolerance_mm: float = 1e-2
-    direction_tolerance: float = 1e-4
-
-
 @dg.asset(
     group_name="ingest",
     partitions_def=patients_partitions,
     deps=[cohort_manifest],
     kinds={"duckdb", "simpleitk"},
 )
-def patient_scans(context: dg.AssetExecutionContext, config: PatientScansConfig, cohort: CohortResource,
+def patient_scans(context: dg.AssetExecutionContext, study: StudyResource, cohort: CohortResource,
                   warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One patient's images and masks, read and checked; one `scans` row per file."""
     manifest, record = cohort.patient(context.partition_key)
-    tolerance = GeometryTolerance(config.spacing_tolerance_mm, config.origin_tolerance_mm, config.direction_tolerance)
-    inspection = inspect_patient(manifest, record, tolerance)
+    inspection = inspect_patient(manifest, record, study.config().imaging.geometry_tolerance())
     scan_issues = [i for i in inspection.issues if i.stage == "scans"]
     with warehouse.connect() as con:
         write_manifest_tables(con, manifest, [record.patient_key])  # this patient's row as the manifest says now

@@ -7,13 +7,16 @@ Inputs are `roi_slices` rows (patient_key, channel, slice_path, ...). Label use 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import polars as pl
 from pydantic import PositiveInt, model_validator
+from sklearn.metrics import roc_auc_score
 
+from cssci_platform.lib.cohort import CohortSpec
 from cssci_platform.lib.deep.backbones import Backbone
 from cssci_platform.lib.deep.embeddings import embed_images
 from cssci_platform.lib.deep.finetune import (
@@ -144,3 +147,33 @@ def write_grad_cams(trained: TrainedChannel, slices: pl.DataFrame, folder: Path)
         result = grad_cam(trained.network, inputs[0])
         written[key] = write_cam_overlay_png(np.load(path), result.heatmap, folder / f"{key}.png", flip_vertical=True)
     return written
+
+
+def outcome_classes(spec: CohortSpec, outcome: str) -> list[str]:
+    """The class labels a network for `outcome` predicts, in the manifest's order (binary without levels: 0, 1)."""
+    variable = spec.outcomes[outcome]
+    return list(variable.levels) if variable.levels else ["0", "1"]
+
+
+def held_out_auc(probabilities: pl.DataFrame, slices: pl.DataFrame, classes: list[str]) -> float | None:
+    """ROC AUC of the positive class (`classes[1]`) over the test patients of `slices` (role, label) from
+    `probability_rows`; None when it is undefined (not binary, or the labelled test patients hold one class)."""
+    test = slices.filter((pl.col("role") == "test") & pl.col("label").is_not_null())
+    if len(classes) != 2 or test["label"].n_unique() < 2:
+        return None
+    scores = probabilities.filter(pl.col("class_label") == classes[1]).join(test, on="patient_key")
+    return float(roc_auc_score((scores["label"] == classes[1]).to_numpy(), scores["probability"].to_numpy()))
+
+
+def network_name(backbone: str, sequence: str, channel: str, trained: TrainedChannel) -> str:
+    """The stored network's id: backbone, sequence, channel and its fine-tuned weights' digest."""
+    return f"{backbone}__{sequence}__{channel}__{trained.network.backbone.weights_id.split(':')[-1]}"
+
+
+def cnn_prediction_rows(probabilities: pl.DataFrame, slices: pl.DataFrame, network_id: str, backbone: str, channel: str,
+                        split: str, fold: str, trained: TrainedChannel, created_at: datetime) -> pl.DataFrame:
+    """`predictions` rows (signature `CNN`, classifier e.g. `ResNet18_original`) of one network's probabilities."""
+    return probabilities.join(slices.select("patient_key", "cohort", "role"), on="patient_key").with_columns(
+        signature=pl.lit("CNN"), classifier=pl.lit(f"{backbone.replace('resnet', 'ResNet')}_{channel}"),
+        mode=pl.lit("leakage_safe"), split=pl.lit(split), fold=pl.lit(fold), model_name=pl.lit(network_id),
+        model_version=pl.lit(trained.network.backbone.weights_id), created_at=pl.lit(created_at))
