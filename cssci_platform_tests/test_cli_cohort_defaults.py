@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 import yaml
 
-from cssci_platform.cli import patient_runs
+from cssci_platform.cli.home import configure_environment, home_experiment_name
 from cssci_platform.lib.study_config import dump_config, load_config
 from cssci_platform.lib.synthetic import write_sci_cohort
 from cssci_platform.cli.study_stages import activate
@@ -51,16 +51,16 @@ def test_an_experiment_home_alone_leads_every_command_to_the_shared_mlflow_store
     activate(config, home, manifest, shared)  # what `cssci run --config demo` does to its home
     for name in STORE_VARIABLES:
         os.environ.pop(name, None)  # a later command, in a fresh shell, given only --home
-    values = patient_runs.configure_environment(home)
+    values = configure_environment(home)
     assert values["CSSCI_MLFLOW_URI"] == shared
     assert values["CSSCI_MANIFEST"] == str(manifest.resolve())
-    assert patient_runs.home_experiment_name(home.resolve()) == "demo"  # predict/report default to the home's experiment
+    assert home_experiment_name(home.resolve()) == "demo"  # predict/report default to the home's experiment
 
 
 def test_a_plain_home_keeps_its_own_mlflow_store(tmp_path: Path, restored_environment) -> None:
-    values = patient_runs.configure_environment(tmp_path / "home")
+    values = configure_environment(tmp_path / "home")
     assert values["CSSCI_MLFLOW_URI"] == f"sqlite:///{(tmp_path / 'home').resolve() / 'mlflow.db'}"
-    assert patient_runs.home_experiment_name(tmp_path / "home") is None
+    assert home_experiment_name(tmp_path / "home") is None
 
 
 def without_masks(manifest: Path, folder: Path) -> Path:

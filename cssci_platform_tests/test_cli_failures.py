@@ -115,7 +115,7 @@ def test_a_second_command_on_the_same_home_is_refused_naming_the_first(manifest:
     first = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import time
         from pathlib import Path
-        from cssci_platform.cli.patient_runs import home_lock
+        from cssci_platform.cli.home import home_lock
         with home_lock(Path({str(home)!r}), "cssci ingest first.yaml"):
             print("running", flush=True)
             time.sleep(300)

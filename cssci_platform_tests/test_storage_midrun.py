@@ -14,6 +14,7 @@ import duckdb
 import pytest
 
 from cssci_platform.cli import patient_runs
+from cssci_platform.cli.home import activate_study, configure_environment
 from cssci_platform.lib.failures import describe
 from cssci_platform.lib.warehouse import connect, replace_rows
 from cssci_platform.lib.synthetic import write_sci_cohort
@@ -64,7 +65,8 @@ def test_a_warehouse_turned_read_only_mid_run_fails_the_rest_with_that_cause(tmp
     manifest = write_sci_cohort(tmp_path / "cohort", n_development=3, n_prospective=0, seed=5)
     warehouse = small_disk / "warehouse.duckdb"
     os.environ["CSSCI_WAREHOUSE"] = str(warehouse)
-    patient_runs.configure_environment(tmp_path / "home", manifest)
+    configure_environment(tmp_path / "home", manifest)
+    activate_study(tmp_path / "home", manifest)
     outcomes: list[patient_runs.PatientRunOutcome] = []
 
     def on_patient(outcome: patient_runs.PatientRunOutcome) -> None:

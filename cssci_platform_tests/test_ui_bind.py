@@ -10,12 +10,13 @@ import pytest
 from typer.testing import CliRunner
 
 from cssci_platform.cli import main as cli_main
+from cssci_platform.cli import server_commands
 
 
 @pytest.fixture
 def launched(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[list[list[str]]]:
     commands: list[list[str]] = []
-    monkeypatch.setattr(cli_main.subprocess, "call", lambda command, cwd=None: commands.append(command) or 0)
+    monkeypatch.setattr(server_commands.subprocess, "call", lambda command, cwd=None: commands.append(command) or 0)
     saved = dict(os.environ)  # `cssci ui` sets the CSSCI_* variables and DAGSTER_HOME of its home
     for name in ("CSSCI_WAREHOUSE", "CSSCI_IMAGE_STORE", "DAGSTER_HOME", "CSSCI_MANIFEST", "CSSCI_MLFLOW_URI",
                  "CSSCI_EXPERIMENT_CONFIG", "CSSCI_LOG_DIR"):

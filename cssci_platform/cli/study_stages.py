@@ -3,7 +3,9 @@
 Order: cohort (synthetic written on first use) -> config checked against the manifest -> patients (scans,
 channels, radiomics, ROI slices; parallel processes) -> follow-up outcomes (when the config says they are
 known) -> pretrained embeddings per center -> fine-tuned CNNs -> study outcome, split, feature matrix and the
-classifier zoo -> report. Every step is a Dagster run on the home's instance, with the config's run config.
+classifier zoo -> report. Every step is a Dagster run on the home's instance; its assets read the study from the
+home's `experiment.yaml` (the config with its --set overrides resolved, CSSCI_EXPERIMENT_CONFIG), and the runs of the
+modelling step carry the MLflow study run as the tag `cssci.study_run`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cssci_platform.cli import patient_runs
+from cssci_platform.cli.dagster_runs import first_failure, run_job
+from cssci_platform.cli.home import check_storage, configure_environment, remember_mlflow_uri
 from cssci_platform.lib.cohort import Cohort
 from cssci_platform.lib.model_tracking import TrackingConfig, sqlite_tracking_uri
 from cssci_platform.lib.study_config import (
@@ -25,7 +29,6 @@ from cssci_platform.lib.study_config import (
     cohort_problems,
     dump_config,
     experiment_file,
-    run_config,
 )
 from cssci_platform.lib.study_config.model import SyntheticCohort
 from cssci_platform.lib.study_runs import finish_study_run, start_study_run
@@ -91,18 +94,16 @@ def prepare_cohort(config: StudyConfig, home: Path, progress: StudyProgress) -> 
 
 def activate(config: StudyConfig, home: Path, manifest: Path, mlflow_uri: str | None = None) -> Path:
     """Environment for this experiment: home folders, manifest, MLflow store (`mlflow_uri`, else
-    CSSCI_MLFLOW_URI, else `<home>/mlflow.db`), and the config file the Dagster definitions read their job
-    defaults from (`CSSCI_EXPERIMENT_CONFIG`)."""
+    CSSCI_MLFLOW_URI, else `<home>/mlflow.db`), and the study every run reads through the `study` resource: the
+    resolved config written to the home's `experiment.yaml`, named by CSSCI_EXPERIMENT_CONFIG (spawned patient
+    workers and `cssci ui` inherit it)."""
     if mlflow_uri:
         os.environ["CSSCI_MLFLOW_URI"] = mlflow_uri
-    patient_runs.configure_environment(home, manifest)
-    patient_runs.remember_mlflow_uri(home.resolve(), os.environ["CSSCI_MLFLOW_URI"])  # predict/report/ui find it from the home
+    configure_environment(home, manifest)
+    remember_mlflow_uri(home.resolve(), os.environ["CSSCI_MLFLOW_URI"])  # predict/report/ui find it from the home
     path = experiment_file(home.resolve())
     path.write_text(dump_config(config), encoding="utf-8")
     os.environ[EXPERIMENT_ENV] = str(path)
-    from cssci_platform.defs.experiment_jobs import active_experiment
-
-    active_experiment.cache_clear()
     return path
 
 
@@ -193,7 +194,7 @@ def run_study(config: StudyConfig, home: Path, workers: int = 2, progress: Study
     for note in center_size_notes(config, manifest):
         progress.on_message(note)
     config_yaml = activate(config, home, manifest, mlflow_uri).read_text(encoding="utf-8")
-    patient_runs.check_storage()  # a full disk, an unwritable or long-locked warehouse: refused before any patient
+    check_storage()  # a full disk, an unwritable or long-locked warehouse: refused before any patient
     tracking = TrackingConfig(os.environ["CSSCI_MLFLOW_URI"], config.name)
     study_run = start_study_run(tracking, config_yaml, _flat(config.model_dump(mode="json")), {
         "config_name": config.name, "config_sha256": hashlib.sha256(config_yaml.encode()).hexdigest(),
@@ -204,10 +205,10 @@ def run_study(config: StudyConfig, home: Path, workers: int = 2, progress: Study
         _followups(config, manifest, progress)
         _deep(config, manifest, progress)
         progress.on_stage("study outcome, split, feature matrix, classifiers x signatures x modes (MLflow)")
-        _execute("modeling_job", run_config(config, _assets("modeling_job"), study_run))
+        _execute("modeling_job", study_run=study_run)
         if config.report.enabled:
             progress.on_stage("study report")
-            result = _execute("report_job", run_config(config, ["evaluation_report"]))
+            result = _execute("report_job", study_run=study_run)
             [event] = result.get_asset_materialization_events()
             report = Path(event.event_specific_data.materialization.metadata["report"].value)
     except BaseException:
@@ -232,9 +233,8 @@ def _followups(config: StudyConfig, manifest: Path, progress: StudyProgress) -> 
     if synthetic is None or not synthetic.followup_known:
         return
     progress.on_stage("follow-up outcomes of the prospective patients")
-    outcome_ops = run_config(config, ["study_outcome"])["ops"]
     for path in sorted((manifest.parent / "followup").glob("*.csv")):
-        _execute("followup_job", {"ops": {**outcome_ops, "followup_outcomes": {"config": {"file": str(path)}}}})
+        _execute("followup_job", {"ops": {"followup_outcomes": {"config": {"file": str(path)}}}})
         progress.on_message(f"recorded {path.name}")
 
 
@@ -245,25 +245,18 @@ def _deep(config: StudyConfig, manifest: Path, progress: StudyProgress) -> None:
         progress.on_stage(f"deep features per center ({', '.join(config.deep.backbones)}, weights {config.deep.weights})")
         cohort = load_cohort(manifest)
         centers = sorted({p.center for p in cohort.patients.values() if p.center in cohort.spec.centers})
-        failed = [c for c, ok in patient_runs.embed_centers(centers, run_config(config, ["center_embeddings"])).items() if not ok]
+        failed = [c for c, ok in patient_runs.embed_centers(centers).items() if not ok]
         if failed:
             raise StudyStepFailed(f"deep features failed for centers {failed}: see their center_embeddings runs in the Dagster UI")
     if config.deep.fine_tuning is not None:
         progress.on_stage(f"fine-tuned CNN classifiers ({', '.join(config.deep.fine_tuning.backbones)})")
-        _execute("fine_tuning_job", run_config(config, _assets("fine_tuning_job")))
+        _execute("fine_tuning_job")
 
 
-def _assets(job_name: str) -> list[str]:
-    from cssci_platform.defs.embeddings.jobs import FINE_TUNING_ASSETS
-    from cssci_platform.defs.models.jobs import MODELING_ASSETS
-
-    return {"modeling_job": MODELING_ASSETS, "fine_tuning_job": FINE_TUNING_ASSETS}[job_name]
-
-
-def _execute(job_name: str, config: dict):
-    result = patient_runs.run_job(job_name, config)
+def _execute(job_name: str, run_input: dict | None = None, study_run: str | None = None):
+    result = run_job(job_name, run_input=run_input, study_run=study_run)
     if not result.success:
-        raise StudyStepFailed(f"{job_name} failed: {patient_runs.first_failure(result)}")
+        raise StudyStepFailed(f"{job_name} failed: {first_failure(result)}")
     return result
 
 

@@ -1,9 +1,9 @@
 import dagster as dg
 
+from cssci_platform.lib.study_config import EXPERIMENT_ENV
 from cssci_platform.resources.cohort import CohortResource
 from cssci_platform.resources.image_store import ImageStoreResource
 from cssci_platform.resources.inbox import InboxResource
-from cssci_platform.lib.study_config import EXPERIMENT_ENV
 from cssci_platform.resources.study import StudyResource
 from cssci_platform.resources.tracking import TrackingResource
 from cssci_platform.resources.warehouse import WarehouseResource

@@ -9,9 +9,11 @@ from cssci_platform.lib.study_config import StudyConfig, load_config
 
 
 class StudyResource(dg.ConfigurableResource):
-    """`path`: the study's config file (`CSSCI_EXPERIMENT_CONFIG`, which `cssci run` / `cssci ui` set to the home's
-    resolved `experiment.yaml`). `overrides`: 'dotted.key=value' strings applied for one run, the grammar of
-    `cssci run --set` (in the launchpad: `resources: {study: {config: {overrides: [selection.mrmr_k=10]}}}`)."""
+    """`path`: the study's config file (`CSSCI_EXPERIMENT_CONFIG`, which `cssci run` / `cssci ingest` / `cssci ui` set
+    to the home's resolved `experiment.yaml`; read when a run starts, never at import). `overrides`: 'dotted.key=value'
+    strings applied for one run, the grammar of `cssci run --set`. In the launchpad (a run config replaces the whole
+    resource config, so the path comes along):
+    `resources: {study: {config: {path: {env: CSSCI_EXPERIMENT_CONFIG}, overrides: [selection.mrmr_k=10]}}}`."""
 
     path: str
     overrides: list[str] = []

@@ -10,7 +10,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from cssci_platform.cli import patient_runs
+from cssci_platform.cli import dagster_runs, home
 from cssci_platform.lib.failures import MAX_MESSAGE, describe, exception_chain, first_line, root_cause, storage_problem
 
 
@@ -96,8 +96,9 @@ def test_a_failed_manifest_step_raises_its_root_cause_not_dagsters_cyclic_chain(
     folder = tmp_path / "warehouse_folder"
     folder.mkdir()
     os.environ["CSSCI_WAREHOUSE"] = str(folder)
-    patient_runs.configure_environment(tmp_path / "home", manifest)
-    with dg.DagsterInstance.get() as instance, pytest.raises(patient_runs.RunFailed) as raised:
-        patient_runs.materialize_manifest(instance)
+    home.configure_environment(tmp_path / "home", manifest)
+    home.activate_study(tmp_path / "home", manifest)
+    with dg.DagsterInstance.get() as instance, pytest.raises(dagster_runs.RunFailed) as raised:
+        dagster_runs.materialize_manifest(instance)
     assert str(raised.value).startswith(f"cohort_manifest_job failed: cohort_manifest: the warehouse {folder} is a folder")
     assert len(list(exception_chain(raised.value))) == 1  # nothing cyclic for a traceback printer to loop on

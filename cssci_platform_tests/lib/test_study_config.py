@@ -1,19 +1,10 @@
-"""Experiment configs: shipped protocols validate, bad configs fail with key paths, run config matches the assets."""
+"""Experiment configs: shipped protocols validate, bad configs fail with key paths, the study resource reads them."""
 
 import pytest
 import yaml
 
-from cssci_platform.defs.embeddings.config import EmbeddingsConfig, FineTuningConfig, RoiSlicesConfig
-from cssci_platform.defs.features.assets import PreprocessingConfig, RadiomicsConfig
-from cssci_platform.defs.models.features import FeatureMatrixConfig, HarmonizationConfig
-from cssci_platform.defs.models.training import ModelingConfig
-from cssci_platform.defs.outcomes.assets import StudyOutcomeConfig
-from cssci_platform.defs.prospective.assets import ScoringConfig
-from cssci_platform.defs.reports.assets import ReportConfig
-from cssci_platform.defs.splits.assets import SplitConfig
 from cssci_platform.lib.study_config import (
     ConfigError,
-    asset_configs,
     cohort_problems,
     cohort_spec,
     config_notes,
@@ -22,15 +13,9 @@ from cssci_platform.lib.study_config import (
     parse_config,
     shipped_configs,
 )
+from cssci_platform.resources.study import StudyResource
 
 SHIPPED = ["cervical_sci_ianr", "cervical_sci_upper_limb", "demo", "spinal_metastasis_primary_site"]
-ASSET_CONFIG_CLASSES = {
-    "preprocessed_channels": PreprocessingConfig, "radiomics_features": RadiomicsConfig, "roi_slices": RoiSlicesConfig,
-    "center_embeddings": EmbeddingsConfig, "fine_tuned_backbones": FineTuningConfig, "study_outcome": StudyOutcomeConfig,
-    "patient_splits": SplitConfig, "feature_matrix": FeatureMatrixConfig, "harmonized_features": HarmonizationConfig,
-    "trained_models": ModelingConfig, "evaluation_report": ReportConfig, "prospective_predictions": ScoringConfig,
-    "validation_metrics": ScoringConfig,
-}
 MINIMAL = {"name": "x", "cohort": {"synthetic": {"protocol": "demo"}}, "outcome": {"name": "good_outcome"}}
 
 
@@ -46,29 +31,24 @@ def test_shipped_config_validates_against_its_cohort_and_round_trips(name):
     assert parse_config(yaml.safe_load(dump_config(config))) == config
 
 
-@pytest.mark.parametrize("name", SHIPPED)
-def test_run_config_blocks_are_accepted_by_each_assets_config_class(name):
-    for asset, block in asset_configs(load_config(name), study_run="abc").items():
-        config_class = ASSET_CONFIG_CLASSES[asset]
-        assert set(block) <= set(config_class.model_fields), (asset, set(block) - set(config_class.model_fields))
-        config_class(**block)  # values of the right types
+def test_protocol_specifics_reach_the_assets(tmp_path):
+    """What every asset reads (`study.config()` of the study resource) holds each protocol's own settings."""
 
+    def study(name: str):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(dump_config(load_config(name)), encoding="utf-8")  # what `cssci run` leaves in the home
+        return StudyResource(path=str(path)).config()
 
-def test_protocol_specifics_reach_the_assets():
-    ianr = asset_configs(load_config("cervical_sci_ianr"))
-    assert ianr["study_outcome"] == {"name": "good_outcome", "source": "ianr_6m", "rule": "at_least", "threshold": 37.0,
-                                     "baseline": None}
-    assert ianr["trained_models"]["icc_threshold"] == 0.75 and ianr["trained_models"]["cv_folds"] == 10
-    assert len(ianr["trained_models"]["classifiers"]) == 11
-    assert ianr["roi_slices"]["rect_roi"] == "dl_rect" and ianr["center_embeddings"]["backbones"] == ["resnet152"]
-    assert ianr["patient_splits"]["preset"] == "holdout_8_2"
-    upper = asset_configs(load_config("cervical_sci_upper_limb"))
-    assert upper["trained_models"]["label_rule"] == "above_training_mean"
-    assert upper["center_embeddings"]["backbones"] == ["resnet18", "resnet34", "resnet152"]
-    assert upper["patient_splits"]["preset"] == "holdout_7_3"
-    metastasis = asset_configs(load_config("spinal_metastasis_primary_site"))
-    assert metastasis["fine_tuned_backbones"]["backbones"] == ["resnet50"]
-    assert metastasis["trained_models"]["signatures"] == ["Clinical"]
+    ianr = study("cervical_sci_ianr")
+    assert (ianr.outcome.source, ianr.outcome.rule, ianr.outcome.threshold) == ("ianr_6m", "at_least", 37.0)
+    assert ianr.selection.icc_threshold == 0.75 and ianr.models.cv_folds == 10 and len(ianr.models.classifiers) == 11
+    assert ianr.deep.slice.rect_roi == "dl_rect" and ianr.deep.backbones == ["resnet152"]
+    assert ianr.split.preset == "holdout_8_2"
+    upper = study("cervical_sci_upper_limb")
+    assert upper.outcome.rule == "change_above_mean"
+    assert upper.deep.backbones == ["resnet18", "resnet34", "resnet152"] and upper.split.preset == "holdout_7_3"
+    metastasis = study("spinal_metastasis_primary_site")
+    assert metastasis.deep.fine_tuning.backbones == ["resnet50"] and metastasis.models.signatures == ["Clinical"]
 
 
 def _problems(document: dict) -> list[str]:
@@ -145,41 +125,20 @@ def test_relative_manifest_resolves_against_the_config_file(tmp_path):
     assert str(load_config(path).cohort.manifest) == str((tmp_path / "data" / "cohort.yaml").resolve())
 
 
-def test_active_experiment_becomes_the_jobs_launchpad_defaults(monkeypatch, tmp_path):
-    from cssci_platform.defs import experiment_jobs
-
-    path = tmp_path / "experiment.yaml"
-    path.write_text(dump_config(load_config("cervical_sci_ianr")), encoding="utf-8")
-    monkeypatch.setenv(experiment_jobs.EXPERIMENT_ENV, str(path))
-    experiment_jobs.active_experiment.cache_clear()
-    try:
-        job = experiment_jobs.experiment_job("probe_job", ["roi_slices", "radiomics_features"], "probe")
-        assert job.config["ops"]["roi_slices"]["config"]["rect_roi"] == "dl_rect"
-        assert job.config["ops"]["radiomics_features"]["config"]["sequences"][2] == "ax_T1"
-        merged = experiment_jobs.with_experiment_config(["study_outcome"], {"ops": {"followup_outcomes": {"config": {"file": "f"}}}})
-        assert merged["ops"]["study_outcome"]["config"]["threshold"] == 37.0 and "followup_outcomes" in merged["ops"]
-    finally:
-        monkeypatch.delenv(experiment_jobs.EXPERIMENT_ENV)
-        experiment_jobs.active_experiment.cache_clear()
-    assert experiment_jobs.experiment_job("probe_job", ["roi_slices"], "probe").config is None
-
-
 @pytest.mark.parametrize("name", SHIPPED)
-def test_definitions_load_with_each_protocol_as_the_active_experiment(name, tmp_path):
-    """What `cssci ui --config` and `dagster dev` do: every job's defaults must be a valid Dagster config."""
-    import os
-    import subprocess
-    import sys
+def test_the_definitions_study_resource_reads_each_protocol_from_the_environment(name, tmp_path, monkeypatch):
+    """What `cssci run`, `cssci ui --config` and `dagster dev` do: CSSCI_EXPERIMENT_CONFIG names the study file, read
+    when a run starts (not when the definitions are imported)."""
+    import dagster as dg
 
+    from cssci_platform.definitions import defs
+
+    definitions = defs()
     path = tmp_path / "experiment.yaml"
     path.write_text(dump_config(load_config(name)), encoding="utf-8")
-    script = ("from cssci_platform.definitions import defs; d = defs(); "
-              "job = d.resolve_job_def('patient_features_job'); print(len(list(d.resolve_all_job_defs())), "
-              "job.run_config_schema.config_type.fields['ops'].default_value['radiomics_features']['config']['rois'])")
-    completed = subprocess.run([sys.executable, "-c", script], env={**os.environ, "CSSCI_EXPERIMENT_CONFIG": str(path)},
-                               capture_output=True, text=True, timeout=300)
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    assert completed.stdout.split()[0] == "11"
+    monkeypatch.setenv("CSSCI_EXPERIMENT_CONFIG", str(path))
+    with dg.build_resources({"study": definitions.resources["study"]}) as resources:
+        assert resources.study.config() == load_config(name)
 
 
 def test_notes_flag_a_paper_faithful_mode_with_nothing_to_leak():

@@ -1,20 +1,22 @@
-from cssci_platform.defs.experiment_jobs import experiment_job
+import dagster as dg
+
 from cssci_platform.defs.ingest.jobs import PATIENT_ASSETS
 from cssci_platform.defs.models.jobs import MODELING_ASSETS
 
-prospective_patient_job = experiment_job(
+prospective_patient_job = dg.define_asset_job(
     "prospective_patient_job", [*PATIENT_ASSETS, "prospective_predictions"],
-    "One newly arrived patient: scans, channels, radiomics, ROI slices, embeddings and champion scores.",
+    description="One newly arrived patient: scans, channels, radiomics, ROI slices, embeddings and champion scores.",
 )
 
-followup_job = experiment_job("followup_job", ["followup_outcomes", "study_outcome"],
-                              "Record the outcomes of one follow-up file from the inbox (and re-derive the study label).",
-                              defaults_from_experiment=False)  # the sensor sends the experiment's blocks with the file
+followup_job = dg.define_asset_job(
+    "followup_job", ["followup_outcomes", "study_outcome"],
+    description="Record the outcomes of one follow-up file from the inbox (and re-derive the study label).",
+)
 
-validation_job = experiment_job("validation_job", ["validation_metrics"],
-                                "Champion metrics on prospective patients whose outcome is known.")
+validation_job = dg.define_asset_job("validation_job", ["validation_metrics"],
+                                     description="Champion metrics on prospective patients whose outcome is known.")
 
-retraining_job = experiment_job(
+retraining_job = dg.define_asset_job(
     "retraining_job", ["cohort_manifest", *MODELING_ASSETS],
-    "Deliberate retraining on the current cohort (never triggered by a new patient).",
+    description="Deliberate retraining on the current cohort (never triggered by a new patient).",
 )

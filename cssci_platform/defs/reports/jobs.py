@@ -1,4 +1,4 @@
-from cssci_platform.defs.experiment_jobs import experiment_job
+import dagster as dg
 
-report_job = experiment_job("report_job", ["evaluation_report"],
-                            "Write the HTML study report of an experiment and log it to MLflow.")
+report_job = dg.define_asset_job("report_job", ["evaluation_report"],
+                                 description="Write the HTML study report of an experiment and log it to MLflow.")

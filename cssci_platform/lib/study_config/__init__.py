@@ -1,4 +1,5 @@
-"""Typed experiment configs (`cssci run --config`): model, loading and checks, Dagster run config."""
+"""Typed study configs (`cssci run --config`): the model (composed of each module's settings section), loading,
+overrides and checks. Dagster reads them through the `study` resource (resources/study.py)."""
 
 from cssci_platform.lib.study_config.loading import (
     EXPERIMENT_ENV,
@@ -15,7 +16,6 @@ from cssci_platform.lib.study_config.loading import (
     shipped_configs,
 )
 from cssci_platform.lib.study_config.model import StudyConfig
-from cssci_platform.lib.study_config.run_config import asset_configs, first_fold, run_config, split_name
 
-__all__ = ["EXPERIMENT_ENV", "ConfigError", "StudyConfig", "asset_configs", "cohort_problems", "cohort_spec", "config_notes", "dump_config", "experiment_file", "first_fold", "load_config",
-           "parse_config", "resolve_config_path", "resource_problems", "run_config", "shipped_configs", "split_name"]
+__all__ = ["EXPERIMENT_ENV", "ConfigError", "StudyConfig", "cohort_problems", "cohort_spec", "config_notes", "dump_config",
+           "experiment_file", "load_config", "parse_config", "resolve_config_path", "resource_problems", "shipped_configs"]

@@ -125,7 +125,7 @@ def cohort_problems(config: StudyConfig, spec: CohortSpec) -> list[str]:
                         f"(continuous: {[n for n, v in spec.clinical.items() if v.type == 'continuous']})")
     problems += _unknown("imaging.sequences", config.imaging.sequences or [], spec.sequences)
     problems += _unknown("imaging.radiomics_rois", config.imaging.radiomics_rois, spec.rois)
-    problems += _unknown("deep.slice.sequence", [config.deep.slice.sequence], spec.sequences)
+    problems += _unknown("deep.slice.sequence", [s for s in [config.deep.slice.sequence] if s], spec.sequences)
     rois = [config.deep.slice.roi, config.deep.slice.rect_roi, config.deep.slice.canal_roi]
     problems += _unknown("deep.slice", [r for r in rois if r], spec.rois)
     problems += _unknown("models.clinical_predictors", config.models.clinical_predictors or [], list(spec.clinical))

@@ -1,0 +1,59 @@
+"""What every writing command does around its work: one command per home, storage checked first, runs a killed
+command left STARTED marked failed, and a clean stop on Ctrl-C / SIGTERM."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+
+from cssci_platform.cli.home import check_storage, home_lock
+from cssci_platform.cli.output import INTERRUPTED_EXIT, USER_ERROR_EXIT, console, errors
+from cssci_platform.lib.study_config import ConfigError, StudyConfig, load_config
+
+
+@contextmanager
+def writing_command(home: Path, command: str):
+    """Around a command that writes to `home`: one such command per home at a time, then, before any work, the
+    storage checks (warehouse writable and not locked for long, free space) and the clean-up of runs a killed
+    command left STARTED."""
+    with home_lock(home.resolve(), command), stopped_cleanly(command):
+        check_storage()
+        announce_orphaned_runs()
+        yield
+
+
+@contextmanager
+def stopped_cleanly(command: str):
+    """Ctrl-C or SIGTERM: say what was kept and exit 130 at once (running patients are terminated, not awaited)."""
+    try:
+        yield
+    except KeyboardInterrupt as interrupt:
+        errors.print(f"[red]stopped[/] ({interrupt or 'SIGINT'}): `{escape(command)}` was interrupted. Patients already "
+                     "finished are kept; the runs it left are marked failed by the next cssci command. Run it again to "
+                     "finish.", soft_wrap=True)
+        raise typer.Exit(INTERRUPTED_EXIT) from None
+
+
+def announce_orphaned_runs() -> None:
+    """Mark failed (and say so) the runs whose process ended without finishing them."""
+    import dagster as dg
+
+    from cssci_platform.cli.orphaned_runs import fail_orphaned_runs
+
+    with dg.DagsterInstance.get() as instance:
+        orphaned = fail_orphaned_runs(instance)
+    if orphaned:
+        console.print(f"[yellow]marked {len(orphaned)} run(s) failed[/] whose process ended without finishing them "
+                      f"(killed or crashed): {', '.join(orphaned)}")
+
+
+def load_or_exit(name_or_path: str | Path, overrides: list[str]) -> StudyConfig:
+    """The study config, or exit 2 printing each problem."""
+    try:
+        return load_config(name_or_path, overrides)
+    except ConfigError as error:
+        errors.print(f"[red]{escape(str(error))}[/]", soft_wrap=True)
+        raise typer.Exit(USER_ERROR_EXIT) from None

@@ -1,0 +1,84 @@
+"""`cssci ui` (the Dagster UI on a home) and `cssci compare` (two study runs from the MLflow store)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import typer
+
+from cssci_platform.cli.guards import announce_orphaned_runs, load_or_exit
+from cssci_platform.cli.home import PROJECT_ROOT, activate_study, configure_environment
+from cssci_platform.cli.output import LOCAL_ONLY, comparison_table, console
+from cssci_platform.cli.study_commands import HOME_OPTION
+from cssci_platform.lib.study_config import EXPERIMENT_ENV, experiment_file
+
+
+def ui_command(host: str, port: int) -> list[str]:
+    """`dagster dev` on the project's workspace, its webserver bound to `host`:`port`."""
+    return [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", host, "-p", str(port)]
+
+
+def ui(home: Path = HOME_OPTION, manifest: Path | None = typer.Option(None, help="cohort.yaml (default: keep CSSCI_MANIFEST)"),
+       config: str | None = typer.Option(None, "--config", help="Experiment config whose home the UI opens; its runs read "
+                                         "that home's experiment.yaml (default: the --home's, if any)."),
+       host: str = typer.Option(LOCAL_ONLY, help="Address the UI listens on: 127.0.0.1 = this machine only; 0.0.0.0 "
+                                "exposes it to the network (no login: put it behind an authenticating proxy)."),
+       port: int = typer.Option(3000, help="Port of the UI.")) -> None:
+    """Start the Dagster UI on this project's instance (dagster dev -w workspace.yaml), on 127.0.0.1 unless --host."""
+    # Its runs read the home's study (CSSCI_EXPERIMENT_CONFIG); a home with a manifest but no study gets the default
+    # study of that manifest. One run's settings change in the launchpad: resources.study.config.overrides.
+    if config is not None:
+        from cssci_platform.cli.study_stages import default_home
+
+        experiment = load_or_exit(config, [])
+        home = home if home != Path(".cssci") else default_home(experiment)
+        if not experiment_file(home).exists():
+            console.print(f"[red]{home} has no {experiment_file(home).name}[/]: run `cssci run --config {config}` first")
+            raise typer.Exit(1)
+        os.environ[EXPERIMENT_ENV] = str(experiment_file(home).resolve())
+    configure_environment(home, manifest)
+    activate_study(home, Path(os.environ["CSSCI_MANIFEST"]) if os.environ.get("CSSCI_MANIFEST") else None)
+    announce_orphaned_runs()  # the UI shows runs a killed command left STARTED as failed
+    console.print(f"Dagster UI: http://{host}:{port}" + ("" if host == LOCAL_ONLY else "  [yellow](reachable from the network)[/]"))
+    raise typer.Exit(subprocess.call(ui_command(host, port), cwd=PROJECT_ROOT))
+
+
+def compare(
+    run_a: str = typer.Argument(..., help="Study run id, or experiment name (its latest study run); ':<mode>' selects a mode, "
+                                "e.g. demo:leakage_safe."),
+    run_b: str = typer.Argument(..., help="The second run, same forms, e.g. demo:paper_faithful."),
+    mlflow_uri: str | None = typer.Option(None, envvar="CSSCI_MLFLOW_URI", help="MLflow tracking URI (default: .cssci/mlflow.db)."),
+    csv: Path | None = typer.Option(None, help="Also write the table as CSV."),
+) -> None:
+    """Two study runs (modes, protocols, cohorts) side by side: CV, test and validation metrics per model."""
+    from cssci_platform.cli.study_stages import shared_mlflow_uri
+    from cssci_platform.lib.study_runs import (
+        RunReference,
+        StudyRunNotFound,
+        compare_runs,
+        model_metrics,
+        resolve_study_run,
+    )
+
+    uri = mlflow_uri or shared_mlflow_uri()
+    frames = []
+    for label, text in (("A", run_a), ("B", run_b)):
+        reference = RunReference.parse(text)
+        try:
+            study = resolve_study_run(uri, reference)
+            frames.append(model_metrics(uri, study, reference.mode))
+        except StudyRunNotFound as error:
+            console.print(f"[red]{text}[/]: {error}")
+            raise typer.Exit(1) from None
+        started = time.strftime("%Y-%m-%d %H:%M", time.localtime(study.info.start_time / 1000))
+        console.print(f"{label} = {text}: study run {study.info.run_id} (config {study.data.tags.get('config_name')}, {started})")
+    table_frame = compare_runs(frames[0], frames[1], "A", "B")
+    console.print(comparison_table(table_frame, f"{run_a} (A) vs {run_b} (B)"))
+    console.print("Point estimates from each run's MLflow metrics; the CIs and DeLong tests are in each run's report.")
+    if csv is not None:
+        table_frame.to_csv(csv, index=False)
+        console.print(f"written {csv}")
