@@ -150,3 +150,17 @@ def test_predict_prospective_scoring_and_training_see_the_same_patient(study: St
     folder = patient_folder(study.manifest.parent, key, tmp_path / key)
     walk_in = predict_patient_dir(folder, study.config, study.manifest, study.warehouse, study.mlflow, tmp_path / "out")
     assert {s.signature: s.probabilities["1"] for s, _, _ in walk_in.scores} == pytest.approx(trained, abs=1e-6)
+
+
+def test_a_patient_whose_rows_lack_the_champions_features_gets_a_precise_error(study: Study, tmp_path: Path) -> None:
+    """The old `cssci predict` extracted the `default` radiomics profile whatever the study used, and the champion's
+    column selection then failed with a bare KeyError."""
+    from cssci_platform.cli.predict import PredictionError, predict_patient_dir
+
+    key, _ = champion_test_probabilities(study)
+    folder = patient_folder(study.manifest.parent, key, tmp_path / key)
+    other_profile = study.config.model_copy(
+        update={"radiomics": study.config.radiomics.model_copy(update={"params": "default"})}
+    )
+    with pytest.raises(PredictionError, match=r"lacks \d+ feature\(s\) the Rad\S* champion uses, e\.g\. \['rad__"):
+        predict_patient_dir(folder, other_profile, study.manifest, study.warehouse, study.mlflow, tmp_path / "out")
