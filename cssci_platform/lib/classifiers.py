@@ -152,8 +152,10 @@ class ClassifierSpec:
     grids: Mapping[GridPreset, ParamGrid]
 
 
-_FOREST_FULL = {"n_estimators": [100, 300, 500], "max_depth": [None, 3, 5, 10], "min_samples_leaf": [1, 3, 5]}
-_FOREST_FAST = {"n_estimators": [100], "max_depth": [None, 4]}
+_FOREST_FULL: dict[str, list[Any]] = {
+    "n_estimators": [100, 300, 500], "max_depth": [None, 3, 5, 10], "min_samples_leaf": [1, 3, 5],
+}
+_FOREST_FAST: dict[str, list[Any]] = {"n_estimators": [100], "max_depth": [None, 4]}
 _SVM_C = [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0]
 
 CLASSIFIERS: dict[str, ClassifierSpec] = {

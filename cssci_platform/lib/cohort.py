@@ -25,9 +25,10 @@ from typing import Literal
 import polars as pl
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import ErrorDetails
 
-from cssci_platform.lib.messages import quote_value
 from cssci_platform.lib.imaging import header_data_files
+from cssci_platform.lib.messages import quote_value
 from cssci_platform.lib.paths import require_data_files_within, require_tree_within, resolve_within
 
 MANIFEST_VERSION = 1
@@ -216,7 +217,7 @@ def _read_spec(path: Path) -> CohortSpec:
         raise ManifestError(path, [_pydantic_problem(e) for e in error.errors()]) from None
 
 
-def _pydantic_problem(error: dict) -> str:
+def _pydantic_problem(error: ErrorDetails) -> str:
     where = ".".join(str(part) for part in error["loc"]) or "(top level)"
     return f"key '{where}': {error['msg']} (got {quote_value(error.get('input'))})"
 

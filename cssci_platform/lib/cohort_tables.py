@@ -103,7 +103,7 @@ def apply_followup_file(con: duckdb.DuckDBPyConnection, manifest: Cohort, path: 
     """Record one follow-up file's valid rows (with provenance) and one rejection per bad row, exactly once per
     file content, in one transaction; then lay the new values over `outcomes`."""
     with transaction(con):
-        if con.execute(FILE_ALREADY_APPLIED, [sha256]).fetchone()[0]:
+        if _first_value(con, FILE_ALREADY_APPLIED, [sha256]):
             return FollowupApplication(0, 0, already_applied=True)
         now = datetime.now()
         append_rows(con, "recorded_outcomes", rows.select(
@@ -117,3 +117,11 @@ def apply_followup_file(con: duckdb.DuckDBPyConnection, manifest: Cohort, path: 
         keys = sorted(set(rows["patient_key"]))
         _write_outcomes(con, manifest, [manifest.patients[k] for k in keys], keys)
     return FollowupApplication(rows.height, len(problems), already_applied=False)
+
+
+def _first_value(con: duckdb.DuckDBPyConnection, query: str, parameters: list[object]) -> object:
+    """The first column of the one row an aggregate query returns."""
+    row = con.execute(query, parameters).fetchone()
+    if row is None:
+        raise ValueError(f"the query returned no row: {query}")
+    return row[0]

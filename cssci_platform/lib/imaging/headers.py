@@ -60,7 +60,7 @@ def header_data_files(path: Path) -> list[Path]:
     path = Path(path)
     if is_metaimage(path):
         value, following = _header_field(path, "ElementDataFile", "=")
-        names = [] if value in (None, "LOCAL") else _data_file_names(value, following)
+        names = [] if value is None or value == "LOCAL" else _data_file_names(value, following)
     elif path.name.lower().endswith((".nrrd", ".nhdr")):
         value, following = _header_field(path, "data file", ":")
         if value is None:

@@ -76,7 +76,7 @@ def filter_channel(image: sitk.Image, channel: str, settings: ChannelSettings = 
     if channel == "box":
         return sitk.BoxMean(image, [settings.box_radius] * 3)
     if channel == "gaussian":
-        return sitk.DiscreteGaussian(image, settings.gaussian_sigma_mm ** 2, 32, 0.001, True)
+        return sitk.DiscreteGaussian(image, [settings.gaussian_sigma_mm ** 2] * 3, 32, 0.001, True)
     if channel == "median":
         return sitk.Median(image, [settings.median_radius] * 3)
     raise ValueError(f"unknown channel '{channel}'; choose from {', '.join(CHANNELS)}")

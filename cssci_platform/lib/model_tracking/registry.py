@@ -42,7 +42,7 @@ class ModelVersionInfo:
     version: str
     run_id: str | None
     model_id: str | None
-    source: str
+    source: str | None  # where the version's model is stored (models:/<model_id>); MLflow allows none
     aliases: tuple[str, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
 

@@ -63,6 +63,8 @@ def get_or_create_experiment(config: TrackingConfig) -> str:
             if error.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
             existing = client.get_experiment_by_name(config.experiment_name)
+            if existing is None:  # created and deleted again in between: nothing to return
+                raise
     if existing.lifecycle_stage == "deleted":
         raise ValueError(
             f"MLflow experiment {config.experiment_name!r} (id {existing.experiment_id}) is deleted: restore it "
@@ -151,7 +153,8 @@ def scoped_mlflow_globals(config: TrackingConfig) -> Iterator[None]:
             os.environ.update(_SCOPED_ENV)
             yield
         finally:
-            mlflow.set_tracking_uri(saved_tracking_uri)
+            # MLflow annotates uri as str | Path, but its body handles None (unsets the URI), which we may have saved
+            mlflow.set_tracking_uri(saved_tracking_uri)  # type: ignore[arg-type]
             registry_state._registry_uri = saved_registry_uri
             for name, value in saved_env.items():
                 if value is None:

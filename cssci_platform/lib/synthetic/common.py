@@ -72,7 +72,8 @@ class Grid:
 
     @property
     def origin(self) -> tuple[float, float, float]:
-        return tuple(-(n - 1) * s / 2.0 for n, s in zip(self.size, self.spacing))
+        (nx, ny, nz), (sx, sy, sz) = self.size, self.spacing
+        return (-(nx - 1) * sx / 2.0, -(ny - 1) * sy / 2.0, -(nz - 1) * sz / 2.0)
 
     def axis_mm(self, axis: int) -> np.ndarray:
         """Voxel-centre coordinates along SimpleITK axis 0/1/2, shaped to broadcast over (z, y, x) arrays."""
@@ -85,14 +86,14 @@ class Grid:
 def grid_for(spacing_mm: tuple[float, float, float]) -> Grid:
     size = [max(1, round(fov / s)) for fov, s in zip(FIELD_OF_VIEW_MM, spacing_mm)]
     size[0] += 1 - size[0] % 2  # odd number of sagittal slices: one is mid-sagittal
-    return Grid(size=tuple(size), spacing=tuple(spacing_mm))
+    return Grid(size=(size[0], size[1], size[2]), spacing=(spacing_mm[0], spacing_mm[1], spacing_mm[2]))
 
 
 def plane_spacing(sagittal_spacing_mm: tuple[float, float, float], plane: Plane) -> tuple[float, float, float]:
     """(x, y, z) spacing of ``plane`` for a center whose sagittal spacing is (thickness, pixel, pixel)."""
     thickness, pixel = sagittal_spacing_mm[0], sagittal_spacing_mm[1]
     if plane == "sag":
-        return tuple(sagittal_spacing_mm)
+        return (sagittal_spacing_mm[0], sagittal_spacing_mm[1], sagittal_spacing_mm[2])
     if plane == "ax":
         return (pixel, pixel, thickness)
     if plane == "cor":

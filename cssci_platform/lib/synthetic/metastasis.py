@@ -147,7 +147,8 @@ def sample_metastasis_patients(n_patients: int = 120, seed: int = 11) -> list[Me
 
 def body_centre_yz(anatomy: SpineAnatomy, level: int) -> tuple[float, float]:
     centre_z = anatomy.level_centre_z(level)
-    return float(anatomy.posterior_wall_y(np.float32(centre_z))) - anatomy.body_depth_mm / 2.0, centre_z
+    wall_y = float(anatomy.posterior_wall_y(np.asarray(centre_z, dtype=np.float32)))
+    return wall_y - anatomy.body_depth_mm / 2.0, centre_z
 
 
 def vertebral_lesion(grid: Grid, anatomy: SpineAnatomy, body: np.ndarray, level: int, size_mm: float,
@@ -161,7 +162,7 @@ def vertebral_lesion(grid: Grid, anatomy: SpineAnatomy, body: np.ndarray, level:
 def epidural_extension(grid: Grid, anatomy: SpineAnatomy, level: int, size_mm: float) -> np.ndarray:
     """Tumour breaking through the posterior wall of body ``level`` 4 mm into the canal."""
     centre_y, centre_z = body_centre_yz(anatomy, level)
-    front, back = centre_y, float(anatomy.posterior_wall_y(np.float32(centre_z))) + 4.0
+    front, back = centre_y, float(anatomy.posterior_wall_y(np.asarray(centre_z, dtype=np.float32))) + 4.0
     return ellipsoid(grid, (0.0, (front + back) / 2.0, centre_z), (5.0, (back - front) / 2.0, min(0.4 * size_mm, 6.0)))
 
 
@@ -177,7 +178,7 @@ def lesion_signal_map(patient: MetastasisPatient, sequence: str, texture: np.nda
 
 def metastasis_levels(anatomy: SpineAnatomy, n_levels: int, rng: np.random.Generator) -> list[int]:
     """Index level (body centre within +-50 mm) first, then other distinct levels inside the field of view."""
-    first, last = anatomy.level_index(np.float32(-70.0)), anatomy.level_index(np.float32(70.0))
+    first, last = (anatomy.level_index(np.asarray(z, dtype=np.float32)) for z in (-70.0, 70.0))
     candidates = [k for k in range(int(first), int(last) + 1) if abs(anatomy.level_centre_z(k)) <= 70.0]
     central = [k for k in candidates if abs(anatomy.level_centre_z(k)) <= 50.0]
     index_level = int(rng.choice(central))

@@ -119,13 +119,16 @@ def sci_manifest(protocol: SciProtocol = "demo") -> dict:
 
 def sci_outcome_value(patient: SciPatient) -> int:
     """The value of the protocol's manifest outcome."""
-    return {"demo": patient.good_outcome, "ianr": patient.ianr_6m, "upper_limb": patient.uems_1y}[patient.protocol]
+    value = {"demo": patient.good_outcome, "ianr": patient.ianr_6m, "upper_limb": patient.uems_1y}[patient.protocol]
+    if value is None:
+        raise ValueError(f"{patient.patient_id} was drawn without its {patient.protocol!r} outcome")
+    return value
 
 
 def sci_table_row(patient: SciPatient) -> dict:
     pid, known = patient.patient_id, patient.cohort == "development"
     layout = check_protocol(patient.protocol)
-    row = {"patient_id": pid, "center": patient.center.name, "cohort": patient.cohort}
+    row: dict[str, object] = {"patient_id": pid, "center": patient.center.name, "cohort": patient.cohort}
     row |= {f"image__{s}": image_path(pid, s) for s in layout.sequences}
     row |= {f"mask__{s}__{roi}": image_path(pid, f"{s}_{roi}") for s, roi in layout.masks}
     row["mask__sag_T2__lesion__rater2"] = image_path(pid, "sag_T2_lesion_rater2") if patient.has_second_rater else None

@@ -7,7 +7,7 @@ import dataclasses
 import datetime as dt
 import math
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal, TypedDict, get_args
 
 import numpy as np
 
@@ -53,7 +53,24 @@ SCI_STANDARDIZATION = {"lesion_length_mm": (24.0, 10.0), "lesion_t2_mean": (680.
                        "lesion_heterogeneity": (60.0, 20.0), "age": (55.0, 15.0)}
 
 
-SCI_OUTCOME_COEFFICIENTS = {
+class SciOutcomeCoefficients(TypedDict):
+    intercept: float
+    lesion_length_mm: float
+    lesion_t2_mean: float
+    lesion_heterogeneity: float
+    age: float
+    asia_grade: dict[str, float]
+    diabetes: float
+    surgery: float
+
+
+class IanrLogitCoefficients(TypedDict):
+    brain_injury: float
+    injury_site: dict[str, float]
+
+
+ImagingTerm = Literal["lesion_length_mm", "lesion_t2_mean", "lesion_heterogeneity"]
+SCI_OUTCOME_COEFFICIENTS: SciOutcomeCoefficients = {
     "intercept": 0.0, "lesion_length_mm": -0.8, "lesion_t2_mean": -0.5, "lesion_heterogeneity": -0.5,
     "age": -0.45, "asia_grade": {"A": -1.6, "B": -0.8, "C": 0.0, "D": 0.8}, "diabetes": -0.5, "surgery": 0.6,
 }
@@ -66,7 +83,7 @@ SCI_IMAGE_NAMES = ("sag_T1", "sag_T2", "sag_T1_lesion", "sag_T1_cord", "sag_T2_l
 INJURY_SITES = ("C1-C4", "C5-C7")
 
 
-IANR_LOGIT_COEFFICIENTS = {"brain_injury": -0.5, "injury_site": {"C1-C4": -0.3, "C5-C7": 0.0}}
+IANR_LOGIT_COEFFICIENTS: IanrLogitCoefficients = {"brain_injury": -0.5, "injury_site": {"C1-C4": -0.3, "C5-C7": 0.0}}
 IANR_GOOD_THRESHOLD = 37  # IANR-SCIFRS >= 37 at 6 months = good outcome
 IANR_SCALE = 4.0
 IANR_MAX = 50
@@ -169,7 +186,7 @@ class SciPatient:
 
     @property
     def uems_change(self) -> int | None:
-        return None if self.uems_1y is None else self.uems_1y - self.uems_admission
+        return None if self.uems_1y is None or self.uems_admission is None else self.uems_1y - self.uems_admission
 
 
 def check_protocol(protocol: str) -> SciProtocolLayout:
@@ -180,7 +197,9 @@ def check_protocol(protocol: str) -> SciProtocolLayout:
 
 def sci_imaging_logit(length_mm: float, t2_mean: float, heterogeneity: float) -> float:
     """The imaging part of the planted logit (no intercept)."""
-    values = {"lesion_length_mm": length_mm, "lesion_t2_mean": t2_mean, "lesion_heterogeneity": heterogeneity}
+    values: dict[ImagingTerm, float] = {
+        "lesion_length_mm": length_mm, "lesion_t2_mean": t2_mean, "lesion_heterogeneity": heterogeneity,
+    }
     return sum(SCI_OUTCOME_COEFFICIENTS[k] * (v - SCI_STANDARDIZATION[k][0]) / SCI_STANDARDIZATION[k][1]
                for k, v in values.items())
 
@@ -261,9 +280,14 @@ def draw_sci_patient(seed: int, center_index: int, number: int, cohort: str, sec
 
 def upper_limb_outcomes(patients: list[SciPatient]) -> list[SciPatient]:
     """``good_outcome`` = UEMS improvement above the development patients' mean improvement."""
-    changes = [p.uems_change for p in patients if p.cohort == "development"]
-    threshold = float(np.mean(changes))
-    return [dataclasses.replace(p, good_outcome=int(p.uems_change > threshold)) for p in patients]
+    threshold = float(np.mean([_uems_change(p) for p in patients if p.cohort == "development"]))
+    return [dataclasses.replace(p, good_outcome=int(_uems_change(p) > threshold)) for p in patients]
+
+
+def _uems_change(patient: SciPatient) -> int:
+    if patient.uems_change is None:
+        raise ValueError(f"{patient.patient_id} has no UEMS scores (protocol {patient.protocol!r}, not 'upper_limb')")
+    return patient.uems_change
 
 
 def sample_sci_patients(n_development: int = 120, n_prospective: int = 30, seed: int = 7,
