@@ -17,7 +17,8 @@ from cssci_platform.defs.splits.assets import patient_splits
 from cssci_platform.lib.model_tracking import TrackingConfig, sqlite_tracking_uri
 from cssci_platform.lib.synthetic import write_sci_cohort
 from cssci_platform.lib.warehouse import append_rows, connect, table_frame
-from cssci_platform_tests.defs.conftest import materialize_assets, modeling_platform
+from cssci_platform_tests.defs.conftest import modeling_platform
+from cssci_platform_tests.defs.study_settings import materialize_with_study
 
 ASSETS = [cohort_manifest, patient_splits, feature_matrix, feature_reliability, harmonized_features, trained_models,
           evaluation_report]
@@ -40,9 +41,9 @@ def _constant_radiomics(warehouse: Path) -> None:
 
 
 def test_failing_fits_are_recorded_and_every_other_fit_finishes(platform: dict) -> None:
-    config = {"trained_models": {"config": {"classifiers": ["LR"], "cv_folds": 3, "experiment": "test"}}}
-    result = materialize_assets(ASSETS, platform, [patient_splits.key, feature_matrix.key, feature_reliability.key,
-                                                   *trained_models.keys], config)
+    sections = {"models": {"classifiers": ["LR"], "cv_folds": 3}}
+    result = materialize_with_study(ASSETS, platform, [patient_splits.key, feature_matrix.key, feature_reliability.key,
+                                                       *trained_models.keys], sections)
     assert result.success
     query = lambda sql: table_frame(platform["warehouse"], sql)  # noqa: E731
     failed = query("SELECT result_name, mode, reason, run_id FROM model_results WHERE metric = 'failed'")
@@ -55,8 +56,7 @@ def test_failing_fits_are_recorded_and_every_other_fit_finishes(platform: dict) 
     run = client.get_run(failed["run_id"][0])
     assert run.info.status == "FAILED" and run.data.tags["cssci.failure_reason"] in failed["reason"][0]
 
-    report = materialize_assets(ASSETS, platform, [evaluation_report.key],
-                                {"evaluation_report": {"config": {"experiment": "test"}}})
+    report = materialize_with_study(ASSETS, platform, [evaluation_report.key], sections)
     assert report.success
     [event] = report.get_asset_materialization_events()
     html = Path(event.event_specific_data.materialization.metadata["report"].value).read_text(encoding="utf-8")

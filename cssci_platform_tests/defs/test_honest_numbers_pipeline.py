@@ -14,10 +14,11 @@ from cssci_platform.defs.models.training import trained_models
 from cssci_platform.defs.reports.assets import evaluation_report
 from cssci_platform.defs.splits.assets import patient_splits
 from cssci_platform.lib.model_tracking import TrackingConfig, sqlite_tracking_uri
-from cssci_platform.lib.study_runs import model_metrics, start_study_run
+from cssci_platform.lib.study_runs import STUDY_TAG, model_metrics, start_study_run
 from cssci_platform.lib.synthetic import write_sci_cohort
 from cssci_platform.lib.warehouse import table_frame
-from cssci_platform_tests.defs.conftest import materialize_assets, modeling_platform
+from cssci_platform_tests.defs.conftest import modeling_platform
+from cssci_platform_tests.defs.study_settings import materialize_with_study
 from cssci_platform_tests.defs.test_modeling_pipeline import _seed_radiomics
 
 ASSETS = [cohort_manifest, patient_splits, feature_matrix, feature_reliability, trained_models, evaluation_report]
@@ -44,12 +45,12 @@ def _report_cells(page: str, section: str, model: str, mode: str) -> dict[str, s
 def test_paper_faithful_threshold_metrics_agree_in_mlflow_model_results_compare_and_report(platform: dict) -> None:
     tracking = TrackingConfig(sqlite_tracking_uri(platform["mlflow"]), "test")
     study = start_study_run(tracking, "experiment: test\n", {}, {})
-    config = {"experiment": "test", "signatures": ["Rad"], "classifiers": ["LR"], "modes": ["paper_faithful", "leakage_safe"],
-              "cv_folds": 3, "mrmr_k": 5, "study_run": study}
-    result = materialize_assets(ASSETS, platform, [patient_splits.key, feature_matrix.key, *trained_models.keys],
-                                {"trained_models": {"config": config}})
+    sections = {"models": {"signatures": ["Rad"], "classifiers": ["LR"], "cv_folds": 3}, "selection": {"mrmr_k": 5},
+                "modes": ["paper_faithful", "leakage_safe"]}
+    result = materialize_with_study(ASSETS, platform, [patient_splits.key, feature_matrix.key, *trained_models.keys],
+                                    sections, tags={STUDY_TAG: study})  # as `cssci run` tags the modelling run
     assert result.success
-    report = materialize_assets(ASSETS, platform, [evaluation_report.key], {"evaluation_report": {"config": {"experiment": "test"}}})
+    report = materialize_with_study(ASSETS, platform, [evaluation_report.key], sections)
     assert report.success
     [event] = report.get_asset_materialization_events()
     page = Path(event.event_specific_data.materialization.metadata["report"].value).read_text(encoding="utf-8")
@@ -69,13 +70,11 @@ def test_paper_faithful_threshold_metrics_agree_in_mlflow_model_results_compare_
 
 
 def test_leave_one_center_out_report_states_the_unseen_center_policy_of_each_center(platform: dict) -> None:
-    config = {"patient_splits": {"config": {"preset": "leave_one_center_out"}},
-              "trained_models": {"config": {"experiment": "test", "classifiers": ["LR"], "signatures": ["Rad"], "cv_folds": 3,
-                                            "mrmr_k": 5, "modes": ["leakage_safe"], "folds": ["all"],
-                                            "unseen_center_policy": "refit_site"}},
-              "evaluation_report": {"config": {"experiment": "test"}}}
-    result = materialize_assets(ASSETS, platform, [patient_splits.key, feature_matrix.key, *trained_models.keys,
-                                                   evaluation_report.key], config)
+    sections = {"split": {"preset": "leave_one_center_out", "folds": ["all"]}, "selection": {"mrmr_k": 5},
+                "models": {"classifiers": ["LR"], "signatures": ["Rad"], "cv_folds": 3}, "modes": ["leakage_safe"],
+                "harmonization": {"unseen_center_policy": "refit_site"}}
+    result = materialize_with_study(ASSETS, platform, [patient_splits.key, feature_matrix.key, *trained_models.keys,
+                                                       evaluation_report.key], sections)
     assert result.success
     [event] = [e for e in result.get_asset_materialization_events() if e.asset_key == evaluation_report.key]
     page = Path(event.event_specific_data.materialization.metadata["report"].value).read_text(encoding="utf-8")

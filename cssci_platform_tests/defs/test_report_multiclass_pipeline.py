@@ -24,12 +24,13 @@ from cssci_platform.defs.splits.assets import patient_splits
 from cssci_platform.lib.model_tracking import TrackingConfig, sqlite_tracking_uri
 from cssci_platform.lib.synthetic import METASTASIS_CLASSES, write_metastasis_cohort
 from cssci_platform.lib.warehouse import append_rows, connect, table_frame
-from cssci_platform_tests.defs.conftest import materialize_assets, modeling_platform
+from cssci_platform_tests.defs.conftest import modeling_platform
+from cssci_platform_tests.defs.study_settings import materialize_with_study
 
 ASSETS = [cohort_manifest, patient_splits, feature_matrix, trained_models, evaluation_report]
 CLASSES = sorted(c.name for c in METASTASIS_CLASSES)
-MODEL_CONFIG = {"classifiers": ["LR", "RandomForest"], "signatures": ["Rad", "Clinical"], "cv_folds": 3, "mrmr_k": 5,
-                "harmonize": False, "lasso": False, "experiment": "metastasis"}
+MODEL_SETTINGS = {"models": {"classifiers": ["LR", "RandomForest"], "signatures": ["Rad", "Clinical"], "cv_folds": 3},
+                  "selection": {"mrmr_k": 5, "lasso": False}, "harmonization": {"enabled": False}}
 NETWORK_ID = "resnet50__sag_T2__original__IMAGENET1K_V2"
 N_PROSPECTIVE = 12
 
@@ -97,19 +98,19 @@ def _seed_cnn_predictions(warehouse: Path) -> None:
         append_rows(con, "predictions", pl.DataFrame(rows))
 
 
-def _run(platform: dict, selection: list, config: dict | None = None) -> dg.ExecuteInProcessResult:
-    return materialize_assets(ASSETS, platform, selection, config)
+def _run(platform: dict, selection: list) -> dg.ExecuteInProcessResult:
+    return materialize_with_study(ASSETS, platform, selection, MODEL_SETTINGS, name="metastasis")
 
 
 def test_multiclass_report_compares_the_expert_features_champion_with_the_cnn(platform: dict) -> None:
     assert _run(platform, [patient_splits.key, feature_matrix.key]).success
     _seed_cnn_predictions(platform["warehouse"])
-    result = _run(platform, list(trained_models.keys), {"trained_models": {"config": MODEL_CONFIG}})
+    result = _run(platform, list(trained_models.keys))
     assert result.success
     roles = table_frame(platform["warehouse"], "SELECT DISTINCT role FROM predictions WHERE signature = 'CNN'")
     assert set(roles["role"]) == {"train", "test", "validation"}  # retraining the zoo keeps the CNN's rows
 
-    report = _run(platform, [evaluation_report.key], {"evaluation_report": {"config": {"experiment": "metastasis"}}})
+    report = _run(platform, [evaluation_report.key])
     assert report.success
     [event] = report.get_asset_materialization_events()
     metadata = event.event_specific_data.materialization.metadata

@@ -256,7 +256,7 @@ def test_calibration_slope_under_separation_says_why_instead_of_nan() -> None:
 
 
 def test_report_states_the_unseen_center_policy_of_each_held_out_center() -> None:
-    from cssci_platform.lib.report.study import unseen_center_statement
+    from cssci_platform.lib.report.methods import unseen_center_statement
 
     default = unseen_center_statement(["center_A", "center_B"], "none", harmonize=True)
     assert default.count("Held-out center") == 2 and "unharmonized" in default and "center_B" in default

@@ -30,6 +30,7 @@ from cssci_platform.lib.report.figures import (
     roc_grid,
     stacked_importance_figure,
 )
+from cssci_platform.lib.report.inputs import MethodSettings
 from cssci_platform.lib.report.study import ReportInputs, build_report, labelled_predictions
 from cssci_platform.lib.report.study_multiclass import (
     best_model,
@@ -228,7 +229,7 @@ def report_inputs(frames: dict, **changes) -> ReportInputs:
                              "sex": rng.choice(["F", "M"], len(frames["keys"]))})
     values = {"experiment": "metastasis", "predictions": frames["predictions"], "outcomes": frames["outcomes"],
               "models": MODELS, "clinical": clinical, "clinical_types": {"age": "continuous", "sex": "categorical"},
-              "settings": {"cv_folds": 5}, "classes": CLASSES, "n_bootstrap": N_BOOT, "seed": 0}
+              "method": MethodSettings(cv_folds=5), "classes": CLASSES, "n_bootstrap": N_BOOT, "seed": 0}
     return ReportInputs(**(values | changes))
 
 
@@ -343,13 +344,14 @@ def test_multiclass_figures_have_declared_sizes() -> None:
 
 
 def test_methods_describe_the_chain_that_was_configured():
-    from cssci_platform.lib.report.study import _chain_steps
+    from cssci_platform.lib.report.methods import chain_steps
+    from cssci_platform.lib.selection.settings import SelectionSettings
 
-    ianr = {"harmonize": "True", "icc_threshold": "0.75", "rank_test": "False", "spearman_threshold": "None",
-            "mrmr_k": "None", "lasso": "True", "cv_folds": "10", "pca_components": "32"}
-    assert _chain_steps(ianr) == ["harmonized across centers with ComBat", "deep features reduced by per-channel PCA (32 components)",
+    ianr = MethodSettings(selection=SelectionSettings(icc_threshold=0.75, rank_test=False, spearman_threshold=None, mrmr_k=None,
+                                                      lasso=True, pca_components=32), cv_folds=10)
+    assert chain_steps(ianr) == ["harmonized across centers with ComBat", "deep features reduced by per-channel PCA (32 components)",
                                   "kept when ICC(3,1) between repeat segmentations was &gt;= 0.75", "z-scored",
                                   "filtered by LASSO (10-fold CV)"]
-    default = _chain_steps({})
+    default = chain_steps(MethodSettings())
     assert default[-1] == ("filtered by Mann-Whitney U / Kruskal-Wallis (p &lt; 0.05), Spearman redundancy (|rho| &gt; 0.9), "
                            "mRMR (k = 20) and LASSO (10-fold CV)")

@@ -3,14 +3,14 @@ import polars as pl
 
 from cssci_platform.defs.models.feature_matrix import feature_matrix
 from cssci_platform.lib.harmonization import HARMONIZATION_OFF, MIN_BATCH_SIZE
+from cssci_platform.lib.queries import modeling as queries
 from cssci_platform.resources.warehouse import WarehouseResource
 
 
 @dg.asset_check(asset=feature_matrix, description="Every center has enough training patients for ComBat to estimate its batch effect")
 def combat_batches_estimable(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    counts = warehouse.frame(
-        "SELECT s.split, s.fold, m.center, count(*) AS n FROM feature_matrix m JOIN splits s USING (patient_key) "
-        "WHERE s.role = 'train' GROUP BY ALL ORDER BY ALL")
+    with warehouse.connect() as con:
+        counts = queries.training_patients_per_center(con)
     small = counts.filter(pl.col("n") < MIN_BATCH_SIZE)
     return dg.AssetCheckResult(
         # a warning: harmonization.small_center (default pool) handles small centers at fit time; only 'error' stops

@@ -68,14 +68,3 @@ def checked_outcome(cohort: CohortResource, warehouse: WarehouseResource, config
         raise dg.Failure(f"outcome '{outcome}' is neither declared in the manifest ({declared}) nor derived by study_outcome "
                          f"({sorted(derived) or 'none yet'}); materialize study_outcome with this name or fix the config")
     return outcome
-
-
-def split_name(warehouse: WarehouseResource, split: str | None) -> str:
-    """The stored split named `split`, or the only one stored. Kept for defs/embeddings/networks.py until it reads
-    the study's `config.split.stored_name`."""
-    with warehouse.connect() as con:
-        names = queries.stored_splits(con)
-    chosen = split if split is not None else (names[0] if len(names) == 1 else None)
-    if chosen not in names:
-        raise dg.Failure(f"choose a stored split (config 'split'); the splits table holds {names or 'none: materialize patient_splits'}")
-    return chosen

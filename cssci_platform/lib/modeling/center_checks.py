@@ -53,7 +53,7 @@ def center_size_problems(patients: pl.DataFrame, split: SplitSpec, cv_folds: int
     """Every (center, fit) with fewer than `min_center_size` training patients.
 
     `patients`: patient_key, center, cohort (development / prospective), label (null = unknown), as `assign_splits`
-    takes them; `split`: the study's split (`lib.study_config.run_config.split_name`'s SplitSpec); `cv_folds`,
+    takes them; `split`: the study's split (`SplitSettings.spec()`, lib/splits.py); `cv_folds`,
     `cv_seed`: models.cv_folds and models.seed; `folds`: the split folds trained (default: the first; ["all"]: every
     one). Nothing to report when harmonization is off."""
     if not harmonize:

@@ -47,6 +47,10 @@ FROM radiomics_features
 WHERE patient_key IN ({ELIGIBLE_PATIENTS})
   AND patient_key IN (SELECT patient_key FROM radiomics_features WHERE segmentation <> 'primary')
 """
+TRAINING_PATIENTS_PER_CENTER = """
+SELECT s.split, s.fold, m.center, count(*) AS n FROM feature_matrix m JOIN splits s USING (patient_key)
+WHERE s.role = 'train' GROUP BY ALL ORDER BY ALL
+"""
 TABLE_EXISTS = "SELECT count(*) FROM information_schema.tables WHERE table_name = ?"
 PATIENT_OUTCOME_SOURCE = ("SELECT p.patient_key, p.cohort, o.value, o.outcome_date FROM patients p LEFT JOIN outcomes o "
                           "ON o.patient_key = p.patient_key AND o.outcome = ? ORDER BY p.patient_key")
@@ -152,6 +156,11 @@ def icc3_table(con: duckdb.DuckDBPyConnection) -> pl.DataFrame | None:
     if not _has_table(con, "feature_reliability"):
         return None
     return con.execute(ICC3_TABLE).pl()
+
+
+def training_patients_per_center(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """split, fold, center, n: the feature matrix's training patients per center in every stored fold."""
+    return con.execute(TRAINING_PATIENTS_PER_CENTER).pl()
 
 
 def trained_models(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
