@@ -20,7 +20,7 @@ from cssci_platform.lib.deep import load_fine_tuned
 from cssci_platform.lib.deep.cohort_networks import TrainedChannel, write_grad_cams
 from cssci_platform.lib.inbox import ROW_FILES, read_arrival_row
 from cssci_platform.lib.model_tracking import TrackingConfig
-from cssci_platform.lib.patient_scoring import Champion, ScoringError, rows_from_folder, score_patient
+from cssci_platform.lib.patient_scoring import ScoringError, rows_from_folder, score_patient, study_champions
 from cssci_platform.lib.queries import prospective as queries
 from cssci_platform.lib.queries.modeling import modelled_outcome
 from cssci_platform.lib.scoring import ChampionScore
@@ -45,9 +45,7 @@ def predict_patient_dir(
     cohort = load_cohort(manifest)
     record = _record(folder, cohort)
     with store.connect(warehouse, read_only=True) as con:
-        champions = [Champion(*row) for row in queries.champions(con).iter_rows()]
-        outcome = modelled_outcome(con)
-        networks = queries.fine_tuned_networks(con)
+        champions, outcome, networks = study_champions(con), modelled_outcome(con), queries.fine_tuned_networks(con)
     rows = dataclasses.replace(
         rows_from_folder(record, dataclasses.replace(cohort, data_root=folder.resolve()), config, out / "store"),
         networks=networks,

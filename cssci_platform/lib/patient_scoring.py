@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import duckdb
 import polars as pl
 
 from cssci_platform.lib.cohort import Cohort, CohortSpec, PatientRecord
@@ -30,7 +32,8 @@ from cssci_platform.lib.messages import markdown_table
 from cssci_platform.lib.model_tracking import TrackingConfig, load_champion
 from cssci_platform.lib.preprocessing import preprocess_patient
 from cssci_platform.lib.quality import inspect_patient
-from cssci_platform.lib.scoring import ChampionScore, missing_columns, patient_feature_row, score
+from cssci_platform.lib.queries import prospective as queries
+from cssci_platform.lib.scoring import ChampionScore, as_rows, missing_columns, patient_feature_row, score
 
 if TYPE_CHECKING:  # the study config composes the settings of the stages this module runs
     from cssci_platform.lib.study_config import StudyConfig
@@ -74,6 +77,12 @@ class PatientScores:
     classes: list[str]
     new_embeddings: pl.DataFrame  # embeddings computed here (no stored rows with the study's weights)
 
+    def prediction_rows(self, patient_key: str, center: str, predicted_at: datetime) -> list[dict]:
+        """`prospective_predictions` rows: one per champion and class."""
+        return [{"patient_key": patient_key, "center": center, **item, "registered_model": result.registered_model,
+                 "model_version": result.version, "run_id": result.run_id, "predicted_at": predicted_at}
+                for result in self.results for item in as_rows([result.score])]
+
     def markdown(self) -> str:
         """One line per champion: P(positive class), risk group, registered model and version."""
         positive = self.classes[-1]
@@ -89,6 +98,17 @@ class PatientScores:
                 for r in self.results
             ],
         )
+
+
+def stored_rows(con: duckdb.DuckDBPyConnection, patient_key: str) -> PatientRows:
+    """The rows the patient stage stored for one partition, and the study's fine-tuned networks."""
+    return PatientRows(queries.patient_radiomics(con, patient_key), queries.patient_slices(con, patient_key),
+                       queries.patient_embeddings(con, patient_key), queries.fine_tuned_networks(con))
+
+
+def study_champions(con: duckdb.DuckDBPyConnection) -> list[Champion]:
+    """Each signature's champion as `trained_models` records it."""
+    return [Champion(*row) for row in queries.champions(con).iter_rows()]
 
 
 def rows_from_folder(record: PatientRecord, cohort: Cohort, config: StudyConfig, workdir: Path) -> PatientRows:

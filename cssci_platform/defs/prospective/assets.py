@@ -12,10 +12,8 @@ from cssci_platform.defs.partitions import patients_partitions
 from cssci_platform.defs.qc import quarantine_guard
 from cssci_platform.lib.cohort_tables import apply_followup_file
 from cssci_platform.lib.inbox import file_digest, read_followup
-from cssci_platform.lib.patient_scoring import Champion, PatientRows, ScoringError, score_patient
-from cssci_platform.lib.queries import prospective as queries
+from cssci_platform.lib.patient_scoring import ScoringError, score_patient, stored_rows, study_champions
 from cssci_platform.lib.queries.modeling import modelled_outcome
-from cssci_platform.lib.scoring import as_rows
 from cssci_platform.lib.warehouse import replace_rows
 from cssci_platform.resources.cohort import CohortResource
 from cssci_platform.resources.study import StudyResource
@@ -25,69 +23,32 @@ from cssci_platform.resources.warehouse import WarehouseResource
 PATIENT_STAGES = ("manifest", "scans", "preprocess", "radiomics", "roi_slices")
 
 
-@dg.asset(
-    group_name="prospective",
-    partitions_def=patients_partitions,
-    kinds={"mlflow", "duckdb"},
-    deps=[radiomics_features, roi_slices, dg.AssetKey("trained_models")],
-)
-def prospective_predictions(
-    context: dg.AssetExecutionContext,
-    study: StudyResource,
-    cohort: CohortResource,
-    warehouse: WarehouseResource,
-    tracking: TrackingResource,
-) -> dg.MaterializeResult:
+@dg.asset(group_name="prospective", partitions_def=patients_partitions, kinds={"mlflow", "duckdb"},
+          deps=[radiomics_features, roi_slices, dg.AssetKey("trained_models")])
+def prospective_predictions(context: dg.AssetExecutionContext, study: StudyResource, cohort: CohortResource,
+                            warehouse: WarehouseResource, tracking: TrackingResource) -> dg.MaterializeResult:
     """This patient's probabilities from each signature's `champion` (MLflow registry, by name and alias), scored from
     its stored patient-stage rows by the one recipe `cssci predict` uses too (`lib/patient_scoring`)."""
     key = context.partition_key
     quarantine_guard(warehouse, key, PATIENT_STAGES)
     manifest, record = cohort.patient(key)
-    with warehouse.connect() as con:
-        rows = PatientRows(
-            queries.patient_radiomics(con, key),
-            queries.patient_slices(con, key),
-            queries.patient_embeddings(con, key),
-            queries.fine_tuned_networks(con),
-        )
-        champions = [Champion(*row) for row in queries.champions(con).iter_rows()]
-        outcome = modelled_outcome(con)
     config = study.config()
+    with warehouse.connect() as con:
+        rows, champions, outcome = stored_rows(con, key), study_champions(con), modelled_outcome(con)
     try:
         scores = score_patient(record, manifest.spec, config, rows, champions, outcome, tracking.config(config.name))
     except ScoringError as error:
         raise dg.Failure(str(error)) from error
     now = datetime.now()
-    predictions = [
-        {
-            "patient_key": key,
-            "center": record.center,
-            **item,
-            "registered_model": result.registered_model,
-            "model_version": result.version,
-            "run_id": result.run_id,
-            "predicted_at": now,
-        }
-        for result in scores.results
-        for item in as_rows([result.score])
-    ]
     with warehouse.connect() as con:
         for frame in scores.new_embeddings.partition_by("backbone") if scores.new_embeddings.height else []:
-            replace_rows(
-                con,
-                "embeddings",
-                {"patient_key": key, "backbone": frame["backbone"][0], "network": frame["network"][0]},
-                frame.with_columns(created_at=pl.lit(now)),
-            )
+            where = {"patient_key": key, "backbone": frame["backbone"][0], "network": frame["network"][0]}
+            replace_rows(con, "embeddings", where, frame.with_columns(created_at=pl.lit(now)))
+        predictions = scores.prediction_rows(key, record.center, now)
         replace_rows(con, "prospective_predictions", {"patient_key": key}, predictions)
-    return dg.MaterializeResult(
-        metadata={
-            "predictions": dg.MetadataValue.md(scores.markdown()),
-            "embedded_here": ", ".join(sorted(set(scores.new_embeddings["backbone"])))
-            if scores.new_embeddings.height
-            else "none",
-        }
-    )
+    embedded = sorted(set(scores.new_embeddings["backbone"])) if scores.new_embeddings.height else []
+    return dg.MaterializeResult(metadata={"predictions": dg.MetadataValue.md(scores.markdown()),
+                                          "embedded_here": ", ".join(embedded) or "none (stored embeddings)"})
 
 
 class FollowupConfig(dg.Config):
