@@ -177,9 +177,11 @@ def _archive_roots(spec: CohortSpec, manifest_path: Path) -> tuple[Path, ...]:
 
 def _archive_root_problem(root: Path) -> str | None:
     if root == Path(root.anchor):
-        return f"archive_roots: {root} would let links reach every file; name the archive folder itself (e.g. /mnt/pacs_export)"
+        return (f"archive_roots: {root} would let links reach every file; name the archive folder itself "
+                "(e.g. /mnt/pacs_export)")
     if not root.is_dir():
-        return f"archive_roots: {root} does not exist or is not a folder; mount the archive, or remove it from archive_roots"
+        return (f"archive_roots: {root} does not exist or is not a folder; mount the archive, or remove it from "
+                "archive_roots")
     return None
 
 
@@ -209,7 +211,8 @@ def _read_spec(path: Path) -> CohortSpec:
         raise ManifestError(path, ["expected a mapping of keys (manifest_version, name, table, ...)"])
     if raw.get("manifest_version") != MANIFEST_VERSION:
         raise ManifestError(
-            path, [f"manifest_version is {quote_value(raw.get('manifest_version'))}; this platform reads version {MANIFEST_VERSION}"]
+            path, [f"manifest_version is {quote_value(raw.get('manifest_version'))}; this platform reads version "
+                   f"{MANIFEST_VERSION}"]
         )
     try:
         return CohortSpec.model_validate(raw)
@@ -279,7 +282,9 @@ def _mask_column_problem(parts: list[str], spec: CohortSpec) -> str | None:
     return None
 
 
-def _records(table: pl.DataFrame, spec: CohortSpec, columns: _Columns) -> tuple[dict[str, PatientRecord], list[ManifestIssue]]:
+def _records(
+    table: pl.DataFrame, spec: CohortSpec, columns: _Columns
+) -> tuple[dict[str, PatientRecord], list[ManifestIssue]]:
     records: dict[str, PatientRecord] = {}
     unkeyed: list[ManifestIssue] = []
     for index, row in enumerate(table.iter_rows(named=True)):
@@ -299,7 +304,8 @@ def _records(table: pl.DataFrame, spec: CohortSpec, columns: _Columns) -> tuple[
 def _bad_id_issue(raw_id: str | None, line: int) -> ManifestIssue:
     return ManifestIssue(
         patient_key=f"<line {line}>", line=line, column="patient_id", code="invalid_patient_id",
-        message=f"patient_id {quote_value(raw_id)} is empty or has characters other than letters, digits, '.', '_', '-'",
+        message=f"patient_id {quote_value(raw_id)} is empty or has characters other than letters, digits, "
+                "'.', '_', '-'",
         fix="give every patient a unique id of at most 64 such characters, starting with a letter or digit",
     )
 
@@ -322,9 +328,11 @@ def _record(row: dict, line: int, key: str, spec: CohortSpec, columns: _Columns)
 
     center, cohort = row.get("center"), row.get("cohort")
     if center not in spec.centers:
-        issue("center", "unknown_center", f"center {quote_value(center)} is not declared", f"use one of {spec.centers} or declare it under centers:")
+        issue("center", "unknown_center", f"center {quote_value(center)} is not declared",
+              f"use one of {spec.centers} or declare it under centers:")
     if cohort not in COHORT_ROLES:
-        issue("cohort", "bad_cohort_role", f"cohort {quote_value(cohort)} is not a cohort role", f"use one of {list(COHORT_ROLES)}")
+        issue("cohort", "bad_cohort_role", f"cohort {quote_value(cohort)} is not a cohort role",
+              f"use one of {list(COHORT_ROLES)}")
     images = {seq: _checked_path(row.get(col), col, True, issue) for seq, col in columns.images.items()}
     masks = [
         MaskRef(seq, roi, seg, path, col)
@@ -334,7 +342,8 @@ def _record(row: dict, line: int, key: str, spec: CohortSpec, columns: _Columns)
     clinical = {name: _parse_value(row.get(name), name, var, issue) for name, var in spec.clinical.items()}
     outcomes = {name: _parse_value(row.get(name), name, var, issue) for name, var in spec.outcomes.items()}
     if cohort == "development" and any(v is None for v in outcomes.values()):
-        issue("outcome", "missing_outcome", "development patient without outcome", "fill the outcome or mark the patient prospective", "warning")
+        issue("outcome", "missing_outcome", "development patient without outcome",
+              "fill the outcome or mark the patient prospective", "warning")
     outcome_date = _parse_date(row.get("outcome_date"), issue)
     return PatientRecord(
         key, line, center or "", cohort or "", {k: v for k, v in images.items() if v}, masks,
@@ -350,13 +359,15 @@ def _checked_path(value: str | None, column: str, required: bool, issue) -> str 
     posix = PurePosixPath(value.replace("\\", "/"))
     if len(value) > MAX_PATH_CHARACTERS or any(len(part) > MAX_NAME_CHARACTERS for part in posix.parts):
         issue(column, "path_too_long", f"path {quote_value(value)} is too long for a file path",
-              f"shorten the folder and file names (at most {MAX_NAME_CHARACTERS} characters each, {MAX_PATH_CHARACTERS} in all)")
+              f"shorten the folder and file names (at most {MAX_NAME_CHARACTERS} characters each, "
+              f"{MAX_PATH_CHARACTERS} in all)")
         return None
     if posix.is_absolute() or re.match(r"^[A-Za-z]:", value):
         issue(column, "absolute_path", f"path {quote_value(value)} is absolute", "write it relative to data_root")
         return None
     if ".." in posix.parts:
-        issue(column, "path_escapes_root", f"path {quote_value(value)} leaves data_root", "move the file under data_root")
+        issue(column, "path_escapes_root", f"path {quote_value(value)} leaves data_root",
+              "move the file under data_root")
         return None
     return str(posix)
 
@@ -371,7 +382,8 @@ def _parse_value(value: str | None, column: str, var: VariableSpec, issue) -> fl
             number = float("nan")
         if number == number and abs(number) != float("inf"):
             return number
-        issue(column, "bad_value", f"{quote_value(value)} is not a finite number", "enter a number with '.' as decimal mark")
+        issue(column, "bad_value", f"{quote_value(value)} is not a finite number",
+              "enter a number with '.' as decimal mark")
     elif var.type == "binary":
         if value in BINARY_VALUES or value in ("0.0", "1.0"):
             return BINARY_VALUES[value[0]]

@@ -39,7 +39,9 @@ WHERE outcome IN (SELECT unnest(?::VARCHAR[])) AND {{patients}}
 FILE_ALREADY_APPLIED = "SELECT count(*) FROM followup_files WHERE source_sha256 = ?"
 
 
-def write_manifest_tables(con: duckdb.DuckDBPyConnection, manifest: Cohort, keys: Collection[str] | None = None) -> None:
+def write_manifest_tables(
+    con: duckdb.DuckDBPyConnection, manifest: Cohort, keys: Collection[str] | None = None
+) -> None:
     """Replace the `patients`, `clinical` and manifest-outcome rows of `keys` (default: the whole cohort) in one
     transaction; recorded follow-up outcomes are laid over the manifest's values."""
     records = [p for k, p in manifest.patients.items() if keys is None or k in keys]
@@ -51,12 +53,14 @@ def write_manifest_tables(con: duckdb.DuckDBPyConnection, manifest: Cohort, keys
         _write_outcomes(con, manifest, records, keys)
 
 
-def _write_outcomes(con: duckdb.DuckDBPyConnection, manifest: Cohort, records: list, keys: Collection[str] | None) -> None:
+def _write_outcomes(
+    con: duckdb.DuckDBPyConnection, manifest: Cohort, records: list, keys: Collection[str] | None
+) -> None:
     declared = list(manifest.spec.outcomes)
     patients = _patients_filter(keys)
     con.execute(DELETE_MANIFEST_OUTCOMES.format(patients=patients), [declared, *_patients_args(keys)])
-    frame = pl.DataFrame(outcome_rows(records), schema={"patient_key": pl.String, "outcome": pl.String, "value": pl.String,
-                                                        "outcome_date": pl.String})
+    schema = {"patient_key": pl.String, "outcome": pl.String, "value": pl.String, "outcome_date": pl.String}
+    frame = pl.DataFrame(outcome_rows(records), schema=schema)
     con.register("manifest_outcomes", frame)
     con.execute(INSERT_MANIFEST_OUTCOMES)
     con.unregister("manifest_outcomes")

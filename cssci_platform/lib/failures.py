@@ -62,10 +62,11 @@ def storage_problem(text: str, where: str = "") -> str | None:
     detail = first_line(text)
     if any(marker in lowered for marker in DISK_FULL):
         return (f"the disk is full: cannot write{place} ({detail}). Free space on that disk (or move CSSCI_HOME to a "
-                "larger one) and run the command again; the step that failed wrote nothing (its rows were rolled back).")
+                "larger one) and run the command again; the step that failed wrote nothing (its rows were rolled "
+                "back).")
     if holder := LOCK_HOLDER.search(text):
-        return (f"the warehouse{place} is locked by another process: {holder['program']} (PID {holder['pid']}). Close that "
-                "DuckDB session (or wait for that command to finish) and run the command again; set "
+        return (f"the warehouse{place} is locked by another process: {holder['program']} (PID {holder['pid']}). "
+                "Close that DuckDB session (or wait for that command to finish) and run the command again; set "
                 "CSSCI_LOCK_WAIT_SECONDS to wait longer for it.")
     if "could not set lock" in lowered:
         return (f"the warehouse{place} is locked by another process ({detail}). Close the other DuckDB session or wait "

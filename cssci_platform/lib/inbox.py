@@ -168,7 +168,9 @@ def _arrival(cohort: Cohort, folder: Path, stable_seconds: float, now: float,
     return arrival
 
 
-def _classify_known(arrival: Arrival, cohort: Cohort, relative: str, admitted_row: dict[str, str | None] | None) -> None:
+def _classify_known(
+    arrival: Arrival, cohort: Cohort, relative: str, admitted_row: dict[str, str | None] | None
+) -> None:
     """An id already in the cohort: this arrival admitted before (unchanged or corrected), or a duplicate."""
     record = cohort.patients[arrival.patient_id]
     if admitted_row is None or not any(path.startswith(relative + "/") for path in record.images.values()):
@@ -297,7 +299,8 @@ def read_followup(path: Path, cohort: Cohort) -> tuple[pl.DataFrame, list[str]]:
     table = pl.read_csv(path, infer_schema=False)
     missing = [c for c in FOLLOWUP_COLUMNS if c not in table.columns]
     if missing:
-        return pl.DataFrame(schema=FOLLOWUP_SCHEMA), [f"{path.name}: missing columns {missing}; expected {list(FOLLOWUP_COLUMNS)}"]
+        problem = f"{path.name}: missing columns {missing}; expected {list(FOLLOWUP_COLUMNS)}"
+        return pl.DataFrame(schema=FOLLOWUP_SCHEMA), [problem]
     good, problems = [], []
     for line, row in enumerate(table.iter_rows(named=True), start=2):
         problem = _followup_problem(row, cohort)
@@ -321,7 +324,8 @@ def _followup_problem(row: dict, cohort: Cohort) -> str | None:
         try:
             float(row["value"])
         except (TypeError, ValueError):
-            return f"value {quote_value(row['value'])} of '{row['outcome']}' is not a number (the outcome is continuous)"
+            return (f"value {quote_value(row['value'])} of '{row['outcome']}' is not a number "
+                    "(the outcome is continuous)")
         return None
     allowed = variable.levels or ["0", "1"]
     if row["value"] not in allowed:

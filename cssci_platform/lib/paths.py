@@ -21,12 +21,15 @@ class PathEscapeError(ValueError):
     `reason` says which link (or path) leaves and where it points; `fix` says what to do.
     """
 
-    def __init__(self, path: Path, link: Path | None, target: Path, roots: Sequence[Path], named_by: Path | None = None) -> None:
+    def __init__(
+        self, path: Path, link: Path | None, target: Path, roots: Sequence[Path], named_by: Path | None = None
+    ) -> None:
         self.path, self.link, self.target, self.roots = path, link, target, tuple(roots)
         where = " or ".join(str(root) for root in self.roots)
         if named_by is not None:
             self.reason = f"{named_by} names the data file {target}, outside {where}"
-            self.fix = f"keep the data file beside its header under {self.roots[0]}, or re-export as one .mha/.nrrd file"
+            self.fix = (f"keep the data file beside its header under {self.roots[0]}, or re-export as one "
+                        ".mha/.nrrd file")
         elif link is None:
             self.reason = f"{path} is outside {where}"
             self.fix = f"move it under {self.roots[0]}"

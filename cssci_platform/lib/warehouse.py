@@ -53,7 +53,8 @@ SCHEMA: dict[str, str] = {
         cv_auc_mean DOUBLE, cv_auc_sd DOUBLE, threshold DOUBLE, n_features INTEGER, split VARCHAR, fold VARCHAR,
         created_at TIMESTAMP""",
     "model_results": """result_name VARCHAR, signature VARCHAR, classifier VARCHAR, mode VARCHAR, role VARCHAR,
-        metric VARCHAR, value DOUBLE, run_id VARCHAR, split VARCHAR, fold VARCHAR, created_at TIMESTAMP, reason VARCHAR""",
+        metric VARCHAR, value DOUBLE, run_id VARCHAR, split VARCHAR, fold VARCHAR, created_at TIMESTAMP,
+        reason VARCHAR""",
     "prospective_predictions": """patient_key VARCHAR, center VARCHAR, signature VARCHAR, class_label VARCHAR,
         probability DOUBLE, risk_group VARCHAR, registered_model VARCHAR, model_version VARCHAR, run_id VARCHAR,
         predicted_at TIMESTAMP""",
@@ -187,7 +188,9 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
     con.execute("COMMIT")
 
 
-def replace_rows(con: duckdb.DuckDBPyConnection, table: str, where: Mapping[str, str], rows: Sequence[Mapping] | pl.DataFrame) -> int:
+def replace_rows(
+    con: duckdb.DuckDBPyConnection, table: str, where: Mapping[str, str], rows: Sequence[Mapping] | pl.DataFrame
+) -> int:
     """Delete the rows matching `where` and insert `rows`, in one transaction; returns rows inserted."""
     condition = " AND ".join(f"{column} = ?" for column in where) or "TRUE"
     with transaction(con):
