@@ -216,7 +216,7 @@ def test_auc_interval_at_auc_1_and_0_is_not_degenerate_and_says_so() -> None:
 def test_drift_flag_bar_is_the_boundary_respecting_test_interval() -> None:
     """A test AUC of 1 on 10 + 10 patients: the bar is the interval's lower bound (about 0.80), so a prospective AUC
     of 0.9 is not flagged as drift (with DeLong's (1, 1) every AUC below 1 was)."""
-    from cssci_platform.defs.prospective.validation import lower_test_bound
+    from cssci_platform.lib.evaluation.prospective_validation import lower_test_bound
 
     y = np.r_[np.ones(10), np.zeros(10)].astype(int)
     bar = lower_test_bound(y, np.r_[np.linspace(0.6, 0.9, 10), np.linspace(0.1, 0.4, 10)])
