@@ -29,7 +29,12 @@ from pydantic_core import ErrorDetails
 
 from cssci_platform.lib.imaging import header_data_files
 from cssci_platform.lib.messages import quote_value
-from cssci_platform.lib.paths import require_data_files_within, require_tree_within, resolve_within
+from cssci_platform.lib.paths import (
+    archive_root_problem,
+    require_data_files_within,
+    require_tree_within,
+    resolve_within,
+)
 
 MANIFEST_VERSION = 1
 COHORT_ROLES = ("development", "prospective")
@@ -169,20 +174,10 @@ def load_cohort(manifest_path: Path) -> Cohort:
 
 def _archive_roots(spec: CohortSpec, manifest_path: Path) -> tuple[Path, ...]:
     roots = tuple((manifest_path.parent / root).resolve() for root in spec.archive_roots)
-    problems = [_archive_root_problem(root) for root in roots]
+    problems = [archive_root_problem(root) for root in roots]
     if any(problems):
         raise ManifestError(manifest_path, [p for p in problems if p])
     return roots
-
-
-def _archive_root_problem(root: Path) -> str | None:
-    if root == Path(root.anchor):
-        return (f"archive_roots: {root} would let links reach every file; name the archive folder itself "
-                "(e.g. /mnt/pacs_export)")
-    if not root.is_dir():
-        return (f"archive_roots: {root} does not exist or is not a folder; mount the archive, or remove it from "
-                "archive_roots")
-    return None
 
 
 def validate_row(spec: CohortSpec, row: dict[str, str | None]) -> tuple[PatientRecord | None, list[str]]:

@@ -40,6 +40,18 @@ class PathEscapeError(ValueError):
         super().__init__(f"{self.reason}; {self.fix}")
 
 
+def archive_root_problem(root: Path) -> str | None:
+    """Why `root` cannot be an image archive that links may point into (None when it can): a file-system root
+    would let links reach every file, and a missing folder is a mount that is not there."""
+    if root == Path(root.anchor):
+        return (f"archive_roots: {root} would let links reach every file; name the archive folder itself "
+                "(e.g. /mnt/pacs_export)")
+    if not root.is_dir():
+        return (f"archive_roots: {root} does not exist or is not a folder; mount the archive, or remove it from "
+                "archive_roots")
+    return None
+
+
 def real_path(path: Path) -> Path:
     """`path` with every symbolic link resolved, whether or not it exists."""
     return Path(os.path.realpath(path))
