@@ -20,18 +20,20 @@ from cssci_platform.lib.synthetic import write_sci_cohort
 from cssci_platform.lib.warehouse import connect, table_frame
 from cssci_platform.resources.cohort import CohortResource
 from cssci_platform.resources.image_store import ImageStoreResource
+from cssci_platform.resources.study import StudyResource
 from cssci_platform.resources.warehouse import WarehouseResource
+from cssci_platform_tests.study_files import study_resource
 
 CHANNELS = ["original", "gaussian"]
 SLICE_ASSETS = [patient_scans, preprocessed_channels, roi_slices]
 ALL = [cohort_manifest, *SLICE_ASSETS, patient_splits, fine_tuned_backbones, center_embeddings,
        patient_qc, roi_survives_resampling, roi_slice_found, center_patients_embedded]
-SLICE_CONFIG = {"ops": {"preprocessed_channels": {"config": {"channels": CHANNELS}},
-                        "roi_slices": {"config": {"output_size": 32}}}}
-EMBED_CONFIG = {"ops": {"center_embeddings": {"config": {"weights": "none", "backbones": ["resnet18"]}}}}
-TUNE_CONFIG = {"ops": {"patient_splits": {"config": {"preset": "holdout_7_3", "seed": 1}},
-                       "fine_tuned_backbones": {"config": {"weights": "none", "channels": ["original"], "epochs": 2,
-                                                           "batch_size": 4, "augment": False}}}}
+# the study every run of these tests reads: two channels, small slices, random-init networks, a short fine-tuning
+STUDY = {"preprocessing": {"channels": CHANNELS},
+         "deep": {"backbones": ["resnet18"], "weights": "none", "channels": CHANNELS, "slice": {"output_size": 32},
+                  "fine_tuning": {"backbones": ["resnet18"], "channels": ["original"], "epochs": 2, "batch_size": 4,
+                                  "augment": False}},
+         "split": {"preset": "holdout_7_3", "seed": 1}}
 
 
 class DeepPlatform:
@@ -42,13 +44,18 @@ class DeepPlatform:
         self.instance = instance
         self.resources = {"cohort": CohortResource(manifest_path=str(self.cohort.manifest_path)),
                           "warehouse": WarehouseResource(path=str(self.warehouse)),
-                          "image_store": ImageStoreResource(root=str(self.store))}
+                          "image_store": ImageStoreResource(root=str(self.store)),
+                          "study": study_resource(folder / "study", self.cohort.manifest_path, STUDY)}
         instance.add_dynamic_partitions(patients_partitions.name, sorted(self.cohort.patients))
         instance.add_dynamic_partitions(centers_partitions.name, sorted({p.center for p in self.cohort.patients.values()}))
 
-    def run(self, selection: list, run_config: dict, partition_key: str | None = None) -> dg.ExecuteInProcessResult:
+    def run(self, selection: list, partition_key: str | None = None,
+            overrides: list[str] | None = None) -> dg.ExecuteInProcessResult:
+        """`overrides`: study settings for this run only (the launchpad's `resources.study.config.overrides`)."""
+        study = self.resources["study"]
+        resources = {**self.resources, "study": StudyResource(path=study.path, overrides=overrides or [])}
         return dg.materialize(ALL, selection=[a.key for a in selection], partition_key=partition_key, instance=self.instance,
-                              resources=self.resources, run_config=run_config, raise_on_error=False)
+                              resources=resources, raise_on_error=False)
 
     def query(self, sql: str, parameters: list | None = None) -> pl.DataFrame:
         return table_frame(self.warehouse, sql, parameters)
@@ -71,13 +78,13 @@ def deep(cohort_template: Path, tmp_path: Path) -> Iterator[DeepPlatform]:
     shutil.copytree(cohort_template, tmp_path / "cohort")
     with dg.instance_for_test() as instance:
         platform = DeepPlatform(tmp_path, instance)
-        assert platform.run([cohort_manifest], {}).success
+        assert platform.run([cohort_manifest]).success
         yield platform
 
 
 def _slice_all(deep: DeepPlatform, keys: list[str]) -> None:
     for key in keys:
-        assert deep.run(SLICE_ASSETS, SLICE_CONFIG, key).success, key
+        assert deep.run(SLICE_ASSETS, key).success, key
 
 
 def test_a_center_partition_embeds_each_patient_and_channel(deep: DeepPlatform) -> None:
@@ -88,14 +95,14 @@ def test_a_center_partition_embeds_each_patient_and_channel(deep: DeepPlatform) 
     assert slices.height == len(keys) * len(CHANNELS)
     assert slices.group_by("patient_key").agg(pl.col("slice_index").n_unique())["slice_index"].max() == 1  # one slice for all channels
 
-    result = deep.run([center_embeddings], EMBED_CONFIG, center)
+    result = deep.run([center_embeddings], center)
     assert result.success
     assert all(e.passed for e in result.get_asset_check_evaluations())
     rows = deep.query("SELECT * FROM embeddings")
     assert sorted(set(rows["patient_key"])) == keys and set(rows["center"]) == {center}
     assert rows.height == len(keys) * len(CHANNELS)
     assert set(rows["embedding"].list.len()) == {512} and set(rows["weights_id"]) == {"none"}
-    again = deep.run([center_embeddings], EMBED_CONFIG, center)  # deterministic and replacing, not appending
+    again = deep.run([center_embeddings], center)  # deterministic and replacing, not appending
     assert again.success and deep.query("SELECT * FROM embeddings").sort("patient_key", "channel")["embedding"].to_list() \
         == rows.sort("patient_key", "channel")["embedding"].to_list()
 
@@ -104,17 +111,17 @@ def test_a_patient_whose_channel_file_vanished_is_quarantined_and_the_center_pro
     keys = deep.patients_of("center_A")
     broken, healthy = keys[0], keys[1:]
     for key in keys:
-        assert deep.run([patient_scans, preprocessed_channels], {"ops": {"preprocessed_channels": SLICE_CONFIG["ops"]["preprocessed_channels"]}}, key).success
+        assert deep.run([patient_scans, preprocessed_channels], key).success
     Path(deep.query("SELECT image_path FROM preprocessed_channels WHERE patient_key = ? AND channel = 'gaussian' "
                     "AND sequence = 'sag_T2'", [broken])["image_path"][0]).unlink()
-    results = {key: deep.run([roi_slices], {"ops": {"roi_slices": SLICE_CONFIG["ops"]["roi_slices"]}}, key) for key in keys}
+    results = {key: deep.run([roi_slices], key) for key in keys}
     failed = {e.check_name: e.passed for e in results[broken].get_asset_check_evaluations()}
     assert failed == {"roi_slice_found": False}
     issue = deep.query("SELECT * FROM qc_issues WHERE patient_key = ? AND stage = 'roi_slices'", [broken])
     assert issue.height == 1 and "gaussian" in issue["message"][0] and "re-materialize" in issue["fix"][0]
     assert all(all(e.passed for e in results[k].get_asset_check_evaluations()) for k in healthy)
 
-    assert deep.run([center_embeddings], EMBED_CONFIG, "center_A").success
+    assert deep.run([center_embeddings], "center_A").success
     embedded = set(deep.query("SELECT DISTINCT patient_key FROM embeddings")["patient_key"])
     assert embedded == set(healthy)
 
@@ -124,7 +131,7 @@ def test_missing_imagenet_weights_fail_the_run_with_the_fix(deep: DeepPlatform, 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
     keys = deep.patients_of("center_B")
     _slice_all(deep, keys[:1])
-    result = deep.run([center_embeddings], {"ops": {"center_embeddings": {"config": {"weights": "imagenet"}}}}, "center_B")
+    result = deep.run([center_embeddings], "center_B", ["deep.weights=imagenet"])
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     message = failure.event_specific_data.error.message
@@ -134,7 +141,7 @@ def test_missing_imagenet_weights_fail_the_run_with_the_fix(deep: DeepPlatform, 
 
 def test_fine_tuning_sees_training_labels_only(deep: DeepPlatform) -> None:
     _slice_all(deep, sorted(deep.cohort.patients))
-    assert deep.run([patient_splits, fine_tuned_backbones], TUNE_CONFIG).success
+    assert deep.run([patient_splits, fine_tuned_backbones]).success
     network = deep.query("SELECT * FROM networks")
     assert network.height == 1 and network["channel"][0] == "original" and network["weights_id"][0].startswith("finetuned:")
     predictions = deep.query("SELECT * FROM predictions WHERE signature = 'CNN'")
@@ -148,10 +155,10 @@ def test_fine_tuning_sees_training_labels_only(deep: DeepPlatform) -> None:
     with connect(deep.warehouse) as con:
         con.execute("UPDATE outcomes SET value = CASE value WHEN '1' THEN '0' ELSE '1' END WHERE patient_key IN "
                     "(SELECT patient_key FROM splits WHERE role <> 'train')")
-    assert deep.run([fine_tuned_backbones], {"ops": {"fine_tuned_backbones": TUNE_CONFIG["ops"]["fine_tuned_backbones"]}}).success
+    assert deep.run([fine_tuned_backbones]).success
     assert deep.query("SELECT weights_id FROM networks")["weights_id"][0] == network["weights_id"][0]
 
-    assert deep.run([center_embeddings], {"ops": {"center_embeddings": {"config": {"network": "fine_tuned", "channels": ["original"]}}}}, "center_A").success
+    assert deep.run([center_embeddings], "center_A", ["deep.embedding_network=fine_tuned", "deep.channels=[original]"]).success
     rows = deep.query("SELECT * FROM embeddings")
     assert set(rows["network"]) == {"fine_tuned"} and set(rows["channel"]) == {"original"}
     assert set(rows["weights_id"]) == {network["weights_id"][0]}
