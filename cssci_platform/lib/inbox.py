@@ -299,8 +299,8 @@ def read_followup(path: Path, cohort: Cohort) -> tuple[pl.DataFrame, list[str]]:
     table = pl.read_csv(path, infer_schema=False)
     missing = [c for c in FOLLOWUP_COLUMNS if c not in table.columns]
     if missing:
-        problem = f"{path.name}: missing columns {missing}; expected {list(FOLLOWUP_COLUMNS)}"
-        return pl.DataFrame(schema=FOLLOWUP_SCHEMA), [problem]
+        unusable = f"{path.name}: missing columns {missing}; expected {list(FOLLOWUP_COLUMNS)}"
+        return pl.DataFrame(schema=FOLLOWUP_SCHEMA), [unusable]
     good, problems = [], []
     for line, row in enumerate(table.iter_rows(named=True), start=2):
         problem = _followup_problem(row, cohort)
