@@ -60,7 +60,8 @@ def import_time_environment_reads(root: Path) -> list[str]:
 
 def test_the_check_finds_a_module_level_read(tmp_path: Path) -> None:
     (tmp_path / "pkg").mkdir()
-    (tmp_path / "pkg" / "bad.py").write_text("import os\nPATH = os.environ.get('X')\n\ndef f():\n    return os.getenv('Y')\n")
+    bad = "import os\nPATH = os.environ.get('X')\n\ndef f():\n    return os.getenv('Y')\n"
+    (tmp_path / "pkg" / "bad.py").write_text(bad)
     (tmp_path / "pkg" / "good.py").write_text("import os\n\ndef f(default=None):\n    return os.environ['Y']\n")
     assert import_time_environment_reads(tmp_path / "pkg") == ["pkg/bad.py:2"]
 
@@ -113,6 +114,6 @@ def test_jobs_carry_no_launchpad_defaults_from_the_environment(tmp_path: Path) -
 @pytest.mark.timeout(300)
 def test_dagster_definitions_validate_without_cssci_variables() -> None:
     completed = subprocess.run([sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
-                               env=_clean_environment(), cwd=PROJECT_ROOT, capture_output=True, text=True, encoding="utf-8",
-                               timeout=280)
+                               env=_clean_environment(), cwd=PROJECT_ROOT, capture_output=True, text=True,
+                               encoding="utf-8", timeout=280)
     assert completed.returncode == 0, (completed.stdout + completed.stderr)[-4000:]

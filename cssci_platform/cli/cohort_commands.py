@@ -68,7 +68,8 @@ def _ingest_with_progress(manifest: Path, workers: int) -> list[patient_runs.Pat
 
     total = len(load_cohort(manifest).patients)
     started = time.perf_counter()
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as progress:
+    columns = TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
+    with Progress(*columns, console=console) as progress:
         task = progress.add_task("patients", total=total)
 
         def on_patient(outcome: patient_runs.PatientRunOutcome) -> None:
@@ -92,8 +93,9 @@ def _active_study(home: Path, experiment: str | None) -> StudyConfig:
     return load_or_exit(path, [f"name={experiment}"] if experiment else [])
 
 
-def report(home: Path = HOME_OPTION, experiment: str | None = typer.Option(None, help="MLflow experiment / modeling run "
-                                                                              "to report (default: the home's study name).")) -> None:
+def report(home: Path = HOME_OPTION,
+           experiment: str | None = typer.Option(None, help="MLflow experiment / modeling run to report (default: the "
+                                                 "home's study name).")) -> None:
     """Write the self-contained HTML study report (Table 1, performance, ROC, DeLong, calibration, DCA, nomogram)."""
     from cssci_platform.cli.dagster_runs import first_failure, run_job, study_overrides
 
@@ -124,19 +126,22 @@ def qc(home: Path = HOME_OPTION, patient: str | None = typer.Option(None, help="
 
 def predict(
     patient_dir: Path = typer.Option(..., "--patient-dir", exists=True, file_okay=False,
-                                     help="One patient's folder: patient.csv/json (manifest columns, paths relative to it), images, masks."),
+                                     help="One patient's folder: patient.csv/json (manifest columns, paths relative "
+                                     "to it), images, masks."),
     home: Path = HOME_OPTION,
-    experiment: str | None = typer.Option(None, help="MLflow experiment whose champions score the patient (default: the "
-                                          "home's study name)."),
+    experiment: str | None = typer.Option(None, help="MLflow experiment whose champions score the patient "
+                                          "(default: the home's study name)."),
     out: Path = typer.Option(Path("prediction"), help="Folder for derived files and Grad-CAM PNGs."),
 ) -> None:
-    """Score one patient with every signature's champion (MLflow registry), outside Dagster, with the study's settings."""
+    """Score one patient with every signature's champion (MLflow registry), outside Dagster, with the study's
+    settings."""
     from cssci_platform.cli.predict import PredictionError, predict_patient_dir
 
     configure_environment(home)
     manifest = os.environ.get("CSSCI_MANIFEST")  # set by the user, or remembered by `cssci ingest` / `cssci demo`
     if not manifest:
-        raise typer.BadParameter("no cohort manifest known: run `cssci ingest` or `cssci demo` first", param_hint="--home")
+        raise typer.BadParameter("no cohort manifest known: run `cssci ingest` or `cssci demo` first",
+                                 param_hint="--home")
     study = _active_study(home, experiment)
     try:
         result = predict_patient_dir(patient_dir, study, Path(manifest), Path(os.environ["CSSCI_WAREHOUSE"]),
@@ -144,10 +149,12 @@ def predict(
     except PredictionError as error:  # the patient's folder or the study's models: the message says what to fix
         errors.print(f"[red]cannot score {patient_dir}[/]: {escape(str(error))}", soft_wrap=True)
         raise typer.Exit(USER_ERROR_EXIT) from None
-    table = Table("signature", "probabilities", "risk group", "top classes", "model", "version", title=f"patient {result.patient_key}")
+    table = Table("signature", "probabilities", "risk group", "top classes", "model", "version",
+                  title=f"patient {result.patient_key}")
     for champion, name, version in result.scores:
         probabilities = ", ".join(f"{c}: {p:.3f}" for c, p in champion.probabilities.items())
-        table.add_row(champion.signature, probabilities, champion.risk_group, ", ".join(champion.top_classes), name, str(version))
+        table.add_row(champion.signature, probabilities, champion.risk_group, ", ".join(champion.top_classes), name,
+                      str(version))
     console.print(table)
     for path in result.gradcams:
         console.print(f"Grad-CAM: {path}")

@@ -10,7 +10,8 @@ from cssci_platform.cli.guards import load_or_exit
 from cssci_platform.cli.output import USER_ERROR_EXIT, console, errors
 from cssci_platform.lib.study_config import ConfigError, config_notes, load_config, resource_problems
 
-config_app = typer.Typer(help="Experiment configs: list the shipped protocols, show or validate a config.", no_args_is_help=True)
+config_app = typer.Typer(help="Experiment configs: list the shipped protocols, show or validate a config.",
+                         no_args_is_help=True)
 
 
 @config_app.command("list")

@@ -75,8 +75,8 @@ def register_partitions(instance: dg.DagsterInstance, patients: list[str], cente
 
     new = [p for p in patients if not instance.has_dynamic_partition(patients_partitions.name, p)]
     instance.add_dynamic_partitions(patients_partitions.name, new)
-    instance.add_dynamic_partitions(centers_partitions.name, [c for c in centers
-                                                             if not instance.has_dynamic_partition(centers_partitions.name, c)])
+    new_centers = [c for c in centers if not instance.has_dynamic_partition(centers_partitions.name, c)]
+    instance.add_dynamic_partitions(centers_partitions.name, new_centers)
     return len(new)
 
 

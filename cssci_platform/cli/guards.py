@@ -31,9 +31,9 @@ def stopped_cleanly(command: str):
     try:
         yield
     except KeyboardInterrupt as interrupt:
-        errors.print(f"[red]stopped[/] ({interrupt or 'SIGINT'}): `{escape(command)}` was interrupted. Patients already "
-                     "finished are kept; the runs it left are marked failed by the next cssci command. Run it again to "
-                     "finish.", soft_wrap=True)
+        errors.print(f"[red]stopped[/] ({interrupt or 'SIGINT'}): `{escape(command)}` was interrupted. Patients "
+                     "already finished are kept; the runs it left are marked failed by the next cssci command. Run it "
+                     "again to finish.", soft_wrap=True)
         raise typer.Exit(INTERRUPTED_EXIT) from None
 
 

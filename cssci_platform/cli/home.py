@@ -35,7 +35,8 @@ def configure_environment(home: Path, manifest: Path | None = None) -> dict[str,
     values = {name: os.environ.get(name) or str(home / relative) for name, relative in ENV_DEFAULTS.items()}
     values["CSSCI_MLFLOW_URI"] = (os.environ.get("CSSCI_MLFLOW_URI") or remembered_mlflow_uri(home)
                                   or f"sqlite:///{home / 'mlflow.db'}")
-    values["CSSCI_LOG_DIR"] = os.environ.get("CSSCI_LOG_DIR") or str(home / "logs")  # full tracebacks of failed commands
+    # full tracebacks of failed commands
+    values["CSSCI_LOG_DIR"] = os.environ.get("CSSCI_LOG_DIR") or str(home / "logs")
     values["MLFLOW_DISABLE_TELEMETRY"] = os.environ.get("MLFLOW_DISABLE_TELEMETRY") or "true"  # no network at run time
     remembered = home / "current_manifest"
     if manifest is not None:
@@ -66,7 +67,8 @@ def default_study(manifest: Path) -> dict:
     if not spec.outcomes:
         raise UserError(f"{manifest}: the manifest declares no outcome, so no default study can be written for it; "
                         "give a study config (cssci run --config FILE)")
-    return {"name": spec.name, "cohort": {"manifest": str(manifest.resolve())}, "outcome": {"name": next(iter(spec.outcomes))}}
+    return {"name": spec.name, "cohort": {"manifest": str(manifest.resolve())},
+            "outcome": {"name": next(iter(spec.outcomes))}}
 
 
 def activate_study(home: Path, manifest: Path | None) -> Path | None:
@@ -169,6 +171,6 @@ def check_free_space(path: Path) -> None:
         raise StorageFull(f"{MIN_FREE_MB_ENV}={os.environ[MIN_FREE_MB_ENV]!r} is not a number of megabytes") from None
     free = shutil.disk_usage(existing).free / 1e6
     if free < minimum:
-        raise StorageFull(f"the disk is full: {free:.0f} MB free on the disk holding {path} (at least {minimum:.0f} MB "
-                          f"needed to start; {MIN_FREE_MB_ENV} sets it). Free space there or move CSSCI_HOME to a larger "
-                          "disk; nothing was started.")
+        raise StorageFull(f"the disk is full: {free:.0f} MB free on the disk holding {path} (at least {minimum:.0f} "
+                          f"MB needed to start; {MIN_FREE_MB_ENV} sets it). Free space there or move CSSCI_HOME to a "
+                          "larger disk; nothing was started.")

@@ -29,8 +29,8 @@ from cssci_platform.lib.study_config import ConfigError
 
 # No pretty tracebacks: rich's traceback walks an exception chain without cycle detection, and Dagster's are
 # cyclic (the command never ended, its memory grew by ~1 GB a minute). `main` prints one message instead.
-app = typer.Typer(help="Spine MRI prognosis platform: cohorts, features and models on Dagster + DuckDB.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(help="Spine MRI prognosis platform: cohorts, features and models on Dagster + DuckDB.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
 app.command("demo-data")(study_commands.demo_data)
 app.command()(cohort_commands.ingest)
 app.command()(study_commands.demo)
@@ -85,7 +85,8 @@ def _write_traceback(error: BaseException) -> Path | None:
     path = Path(folder) / f"cssci-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"cssci {' '.join(sys.argv[1:])}\n" + "".join(traceback.format_exception(error)), encoding="utf-8")
+        command = f"cssci {' '.join(sys.argv[1:])}\n"
+        path.write_text(command + "".join(traceback.format_exception(error)), encoding="utf-8")
     except OSError:  # a full or read-only disk is often why we are here
         return None
     return path

@@ -58,6 +58,7 @@ def fail_orphaned_runs(instance: dg.DagsterInstance) -> list[str]:
     orphaned = [run for run in instance.get_runs(filters=dg.RunsFilter(statuses=active))
                 if PID_TAG in run.tags and not process_alive(run.tags)]
     for run in orphaned:
-        instance.report_run_failed(run, f"the process that ran it (pid {run.tags[PID_TAG]} on {run.tags.get(HOST_TAG)}) "
-                                        "ended without finishing it (killed or crashed); marked failed by the next cssci command")
+        process = f"pid {run.tags[PID_TAG]} on {run.tags.get(HOST_TAG)}"
+        instance.report_run_failed(run, f"the process that ran it ({process}) ended without finishing it (killed or "
+                                        "crashed); marked failed by the next cssci command")
     return [run.run_id for run in orphaned]

@@ -66,7 +66,8 @@ def print_summary(home: Path, larger_cohort_hint: str | None) -> None:
                            "-" if champion.test_n is None else f"{champion.test_n:.0f}")
         console.print(models)
         if larger_cohort_hint:
-            console.print(f"A small synthetic test set gives wide AUC intervals; run `{larger_cohort_hint}` for stabler figures.")
+            console.print(f"A small synthetic test set gives wide AUC intervals; run `{larger_cohort_hint}` for "
+                          "stabler figures.")
     console.print(f"QC errors: {len(issues)}" + ("  (details: cssci qc)" if issues else ""))
     for key, stage, code, message in issues:
         console.print(f"[red]QC[/] {key} [{stage}/{code}] {message}")
@@ -91,8 +92,9 @@ def comparison_table(frame, title: str) -> Table:
     for _, row in frame.iterrows():
         for index, metric in enumerate(metrics):
             delta = row.get(f"{metric} B-A")
-            long.add_row(*[str(row[k]) if index == 0 else "" for k in keys], metric, _cell(row[f"{metric} A"], f"{metric} A"),
-                         _cell(row[f"{metric} B"], f"{metric} B"), "" if delta is None else _cell(delta, f"{metric} B-A"),
+            values = [_cell(row[f"{metric} A"], f"{metric} A"), _cell(row[f"{metric} B"], f"{metric} B"),
+                      "" if delta is None else _cell(delta, f"{metric} B-A")]
+            long.add_row(*[str(row[k]) if index == 0 else "" for k in keys], metric, *values,
                          end_section=index == len(metrics) - 1)
     return long
 

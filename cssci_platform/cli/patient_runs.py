@@ -92,8 +92,8 @@ def recorded_qc_errors(patient_key: str) -> tuple[str, ...]:
 def failure_summary(failed: list[PatientRunOutcome], total: int) -> str:
     """One message for patients that failed outside QC: how many, and each distinct root cause."""
     causes = list(dict.fromkeys(o.reason for o in failed))
-    return (f"{len(failed)} of {total} patients failed for a reason other than QC ({', '.join(o.patient_key for o in failed[:5])}"
-            f"{', ...' if len(failed) > 5 else ''}): " + " | ".join(causes[:3]))
+    named = ", ".join(o.patient_key for o in failed[:5]) + (", ..." if len(failed) > 5 else "")
+    return f"{len(failed)} of {total} patients failed for a reason other than QC ({named}): " + " | ".join(causes[:3])
 
 
 def run_patient(patient_key: str) -> PatientRunOutcome:
@@ -189,7 +189,8 @@ def embed_centers(centers: list[str]) -> dict[str, bool]:
     return {center: run_job("center_embeddings_job", partition_key=center).success for center in centers}
 
 
-def ingest_cohort(manifest: Path, workers: int, on_patient: Callable[[PatientRunOutcome], None]) -> list[PatientRunOutcome]:
+def ingest_cohort(manifest: Path, workers: int,
+                  on_patient: Callable[[PatientRunOutcome], None]) -> list[PatientRunOutcome]:
     """Validate the manifest, register its patients and centers as partitions, and run every patient."""
     from cssci_platform.lib.cohort import load_cohort
 

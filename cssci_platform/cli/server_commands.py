@@ -19,12 +19,14 @@ from cssci_platform.lib.study_config import EXPERIMENT_ENV, experiment_file
 
 def ui_command(host: str, port: int) -> list[str]:
     """`dagster dev` on the project's workspace, its webserver bound to `host`:`port`."""
-    return [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", host, "-p", str(port)]
+    workspace = str(PROJECT_ROOT / "workspace.yaml")
+    return [sys.executable, "-m", "dagster", "dev", "-w", workspace, "-h", host, "-p", str(port)]
 
 
-def ui(home: Path = HOME_OPTION, manifest: Path | None = typer.Option(None, help="cohort.yaml (default: keep CSSCI_MANIFEST)"),
-       config: str | None = typer.Option(None, "--config", help="Experiment config whose home the UI opens; its runs read "
-                                         "that home's experiment.yaml (default: the --home's, if any)."),
+def ui(home: Path = HOME_OPTION,
+       manifest: Path | None = typer.Option(None, help="cohort.yaml (default: keep CSSCI_MANIFEST)"),
+       config: str | None = typer.Option(None, "--config", help="Experiment config whose home the UI opens; its runs "
+                                         "read that home's experiment.yaml (default: the --home's, if any)."),
        host: str = typer.Option(LOCAL_ONLY, help="Address the UI listens on: 127.0.0.1 = this machine only; 0.0.0.0 "
                                 "exposes it to the network (no login: put it behind an authenticating proxy)."),
        port: int = typer.Option(3000, help="Port of the UI.")) -> None:
@@ -37,21 +39,24 @@ def ui(home: Path = HOME_OPTION, manifest: Path | None = typer.Option(None, help
         experiment = load_or_exit(config, [])
         home = home if home != Path(".cssci") else default_home(experiment)
         if not experiment_file(home).exists():
-            console.print(f"[red]{home} has no {experiment_file(home).name}[/]: run `cssci run --config {config}` first")
+            console.print(f"[red]{home} has no {experiment_file(home).name}[/]: run `cssci run --config {config}` "
+                          "first")
             raise typer.Exit(1)
         os.environ[EXPERIMENT_ENV] = str(experiment_file(home).resolve())
     configure_environment(home, manifest)
     activate_study(home, Path(os.environ["CSSCI_MANIFEST"]) if os.environ.get("CSSCI_MANIFEST") else None)
     announce_orphaned_runs()  # the UI shows runs a killed command left STARTED as failed
-    console.print(f"Dagster UI: http://{host}:{port}" + ("" if host == LOCAL_ONLY else "  [yellow](reachable from the network)[/]"))
+    exposed = "" if host == LOCAL_ONLY else "  [yellow](reachable from the network)[/]"
+    console.print(f"Dagster UI: http://{host}:{port}{exposed}")
     raise typer.Exit(subprocess.call(ui_command(host, port), cwd=PROJECT_ROOT))
 
 
 def compare(
-    run_a: str = typer.Argument(..., help="Study run id, or experiment name (its latest study run); ':<mode>' selects a mode, "
-                                "e.g. demo:leakage_safe."),
+    run_a: str = typer.Argument(..., help="Study run id, or experiment name (its latest study run); ':<mode>' "
+                                "selects a mode, e.g. demo:leakage_safe."),
     run_b: str = typer.Argument(..., help="The second run, same forms, e.g. demo:paper_faithful."),
-    mlflow_uri: str | None = typer.Option(None, envvar="CSSCI_MLFLOW_URI", help="MLflow tracking URI (default: .cssci/mlflow.db)."),
+    mlflow_uri: str | None = typer.Option(None, envvar="CSSCI_MLFLOW_URI",
+                                          help="MLflow tracking URI (default: .cssci/mlflow.db)."),
     csv: Path | None = typer.Option(None, help="Also write the table as CSV."),
 ) -> None:
     """Two study runs (modes, protocols, cohorts) side by side: CV, test and validation metrics per model."""
@@ -75,7 +80,8 @@ def compare(
             console.print(f"[red]{text}[/]: {error}")
             raise typer.Exit(1) from None
         started = time.strftime("%Y-%m-%d %H:%M", time.localtime(study.info.start_time / 1000))
-        console.print(f"{label} = {text}: study run {study.info.run_id} (config {study.data.tags.get('config_name')}, {started})")
+        config = study.data.tags.get("config_name")
+        console.print(f"{label} = {text}: study run {study.info.run_id} (config {config}, {started})")
     table_frame = compare_runs(frames[0], frames[1], "A", "B")
     console.print(comparison_table(table_frame, f"{run_a} (A) vs {run_b} (B)"))
     console.print("Point estimates from each run's MLflow metrics; the CIs and DeLong tests are in each run's report.")

@@ -14,16 +14,19 @@ from cssci_platform.cli.home import home_lock
 from cssci_platform.cli.output import FAILURE_EXIT, console, errors, patient_printer, print_summary
 from cssci_platform.lib.study_config import ConfigError, config_notes, resource_problems
 
-HOME_OPTION = typer.Option(Path(".cssci"), "--home", envvar="CSSCI_HOME", help="Folder for the warehouse, image store and Dagster instance.")
+HOME_OPTION = typer.Option(Path(".cssci"), "--home", envvar="CSSCI_HOME",
+                           help="Folder for the warehouse, image store and Dagster instance.")
 
 
 def demo_data(
     out: Path = typer.Argument(..., help="Folder to write the synthetic cohort into."),
     variant: str = typer.Option("sci", help="'sci' (cervical cord injury) or 'metastasis' (multiclass primary site)."),
-    protocol: str = typer.Option("demo", help="sci only: 'demo' (binary good outcome), 'ianr' (six planes, dl_rect ROI, "
-                                 "IANR-SCIFRS score) or 'upper_limb' (sagittal T2, UEMS at admission and one year)."),
+    protocol: str = typer.Option("demo", help="sci only: 'demo' (binary good outcome), 'ianr' (six planes, dl_rect "
+                                 "ROI, IANR-SCIFRS score) or 'upper_limb' (sagittal T2, UEMS at admission and one "
+                                 "year)."),
     patients: int = typer.Option(120, help="Development patients (metastasis: all patients)."),
-    prospective: int = typer.Option(30, help="Prospective patients (sci only); their outcomes go to followup/outcomes.csv."),
+    prospective: int = typer.Option(30, help="Prospective patients (sci only); their outcomes go to "
+                                    "followup/outcomes.csv."),
     seed: int = typer.Option(7, help="Random seed; the same seed writes the same cohort."),
 ) -> None:
     """Write a synthetic multi-center cohort (images, masks, manifest, planted ground truth)."""
@@ -33,7 +36,8 @@ def demo_data(
     if variant == "sci":
         if protocol not in ("demo", "ianr", "upper_limb"):
             raise typer.BadParameter("choose 'demo', 'ianr' or 'upper_limb'", param_hint="--protocol")
-        manifest = write_sci_cohort(out, n_development=patients, n_prospective=prospective, seed=seed, protocol=protocol)
+        manifest = write_sci_cohort(out, n_development=patients, n_prospective=prospective, seed=seed,
+                                    protocol=protocol)
     elif variant == "metastasis":
         manifest = write_metastasis_cohort(out, n_patients=patients, seed=seed)
     else:
@@ -64,7 +68,8 @@ def demo(
 
 def run(
     config: str = typer.Option(..., "--config", help="A shipped config name (cssci config list) or a YAML file."),
-    overrides: list[str] = typer.Option([], "--set", help="Override one key, e.g. --set deep.weights=none --set models.cv_folds=5."),
+    overrides: list[str] = typer.Option([], "--set", help="Override one key, e.g. --set deep.weights=none --set "
+                                        "models.cv_folds=5."),
     home: Path | None = typer.Option(None, "--home", help="Folder for this experiment's warehouse, images and Dagster "
                                      "instance (default: .cssci/<experiment name>)."),
     workers: int = typer.Option(2, min=1, help="Patients processed in parallel."),
@@ -87,13 +92,15 @@ def run_config_file(name_or_path: str, overrides: list[str], home: Path | None, 
     experiment = load_or_exit(name_or_path, overrides)
     if problems := resource_problems(experiment):  # found now, not at the deep step minutes later
         raise ConfigError(name_or_path, problems)
-    mlflow_uri = None if home else shared_mlflow_uri()  # default homes share .cssci/mlflow.db; an explicit home keeps its own
+    # default homes share .cssci/mlflow.db; an explicit home keeps its own
+    mlflow_uri = None if home else shared_mlflow_uri()
     home = home or default_home(experiment)
     for note in config_notes(experiment):
         console.print(f"[yellow]note[/] {note}")
     if experiment.deep.weights == "none" and (experiment.deep.backbones or experiment.deep.fine_tuning):
-        console.print("[yellow]deep.weights 'none'[/]: networks start from random weights, as asked. For transfer learning put "
-                      "the torchvision ImageNet checkpoint in $TORCH_HOME/hub/checkpoints and set deep.weights: imagenet.")
+        console.print("[yellow]deep.weights 'none'[/]: networks start from random weights, as asked. For transfer "
+                      "learning put the torchvision ImageNet checkpoint in $TORCH_HOME/hub/checkpoints and set "
+                      "deep.weights: imagenet.")
     from cssci_platform.lib.selection import EmptySelectionWarning
 
     warnings.simplefilter("ignore", EmptySelectionWarning)  # kept in each step's report, logged to MLflow
@@ -106,7 +113,8 @@ def run_config_file(name_or_path: str, overrides: list[str], home: Path | None, 
     try:
         command = f"cssci run --config {name_or_path}"
         with home_lock(home.resolve(), command), stopped_cleanly(command):
-            result = run_study(experiment, home, workers, StudyProgress(on_stage, patient_printer(), console.print), mlflow_uri)
+            progress = StudyProgress(on_stage, patient_printer(), console.print)
+            result = run_study(experiment, home, workers, progress, mlflow_uri)
     except StudyStepFailed as error:
         errors.print(f"[red]{experiment.name} failed[/]: {escape(str(error))}", soft_wrap=True)
         raise typer.Exit(FAILURE_EXIT) from None

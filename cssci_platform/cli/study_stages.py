@@ -66,7 +66,8 @@ def shared_mlflow_uri() -> str:
 
 
 def synthetic_cohort_dir(home: Path, synthetic: SyntheticCohort) -> Path:
-    return home.resolve() / f"cohort_{synthetic.protocol}_n{synthetic.patients}_p{synthetic.prospective}_s{synthetic.seed}"
+    sizes = f"n{synthetic.patients}_p{synthetic.prospective}_s{synthetic.seed}"
+    return home.resolve() / f"cohort_{synthetic.protocol}_{sizes}"
 
 
 def write_synthetic_cohort(synthetic: SyntheticCohort, folder: Path) -> Path:
@@ -74,7 +75,8 @@ def write_synthetic_cohort(synthetic: SyntheticCohort, folder: Path) -> Path:
 
     if synthetic.protocol == "metastasis":
         if synthetic.prospective:
-            raise ConfigError("cohort.synthetic", ["prospective: the synthetic metastasis cohort has no prospective patients; set 0"])
+            raise ConfigError("cohort.synthetic", ["prospective: the synthetic metastasis cohort has no prospective "
+                                                   "patients; set 0"])
         return write_metastasis_cohort(folder, n_patients=synthetic.patients, seed=synthetic.seed)
     return write_sci_cohort(folder, n_development=synthetic.patients, n_prospective=synthetic.prospective,
                             seed=synthetic.seed, protocol=synthetic.protocol)
@@ -170,7 +172,8 @@ def manifest_labels(config: StudyConfig, cohort: Cohort):
                 if outcome.baseline else None)
     development = pd.Series([r.cohort == "development" for r in records], index=keys)
     labels = derive_labels(values, outcome.rule, outcome.threshold, baseline, development)["label"]
-    return pl.DataFrame({"patient_key": keys, "center": [r.center for r in records], "cohort": [r.cohort for r in records],
+    return pl.DataFrame({"patient_key": keys, "center": [r.center for r in records],
+                         "cohort": [r.cohort for r in records],
                          "label": [None if label is None or pd.isna(label) else str(label) for label in labels]},
                         schema={"patient_key": pl.String, "center": pl.String, "cohort": pl.String, "label": pl.String})
 
@@ -181,7 +184,8 @@ def slice_target_problem_of(cohort: Cohort, config: StudyConfig | None) -> str |
     from cssci_platform.lib.deep.patient_slices import masked_pairs, slice_target, slice_target_problem
 
     chosen, masked = (config.deep.slice if config else None), masked_pairs(cohort)
-    target = slice_target(cohort.spec, chosen and chosen.sequence, chosen and chosen.roi, chosen and chosen.axis, masked)
+    target = slice_target(cohort.spec, chosen and chosen.sequence, chosen and chosen.roi, chosen and chosen.axis,
+                          masked)
     return slice_target_problem(target, masked)
 
 
@@ -242,12 +246,14 @@ def _deep(config: StudyConfig, manifest: Path, progress: StudyProgress) -> None:
     from cssci_platform.lib.cohort import load_cohort
 
     if config.deep.backbones:
-        progress.on_stage(f"deep features per center ({', '.join(config.deep.backbones)}, weights {config.deep.weights})")
+        backbones = ", ".join(config.deep.backbones)
+        progress.on_stage(f"deep features per center ({backbones}, weights {config.deep.weights})")
         cohort = load_cohort(manifest)
         centers = sorted({p.center for p in cohort.patients.values() if p.center in cohort.spec.centers})
         failed = [c for c, ok in patient_runs.embed_centers(centers).items() if not ok]
         if failed:
-            raise StudyStepFailed(f"deep features failed for centers {failed}: see their center_embeddings runs in the Dagster UI")
+            raise StudyStepFailed(f"deep features failed for centers {failed}: see their center_embeddings runs in "
+                                  "the Dagster UI")
     if config.deep.fine_tuning is not None:
         progress.on_stage(f"fine-tuned CNN classifiers ({', '.join(config.deep.fine_tuning.backbones)})")
         _execute("fine_tuning_job")

@@ -17,5 +17,6 @@ from cssci_platform.lib.study_config.loading import (
 )
 from cssci_platform.lib.study_config.model import StudyConfig
 
-__all__ = ["EXPERIMENT_ENV", "ConfigError", "StudyConfig", "cohort_problems", "cohort_spec", "config_notes", "dump_config",
-           "experiment_file", "load_config", "parse_config", "resolve_config_path", "resource_problems", "shipped_configs"]
+__all__ = ["EXPERIMENT_ENV", "ConfigError", "StudyConfig", "cohort_problems", "cohort_spec", "config_notes",
+           "dump_config", "experiment_file", "load_config", "parse_config", "resolve_config_path", "resource_problems",
+           "shipped_configs"]

@@ -111,16 +111,20 @@ def cohort_problems(config: StudyConfig, spec: CohortSpec) -> list[str]:
     problems: list[str] = []
     outcome = config.outcome
     source = outcome.source_outcome
-    if source not in spec.outcomes:
-        problems.append(f"outcome.source: '{source}' is not an outcome of the manifest (outcomes: {list(spec.outcomes)})")
-    elif outcome.rule == "as_is" and spec.outcomes[source].type not in ("binary", "multiclass"):
-        problems.append(f"outcome.rule: '{source}' is {spec.outcomes[source].type}; rule 'as_is' needs a binary or multiclass "
+    source_type = spec.outcomes[source].type if source in spec.outcomes else None
+    if source_type is None:
+        problems.append(f"outcome.source: '{source}' is not an outcome of the manifest (outcomes: "
+                        f"{list(spec.outcomes)})")
+    elif outcome.rule == "as_is" and source_type not in ("binary", "multiclass"):
+        problems.append(f"outcome.rule: '{source}' is {source_type}; rule 'as_is' needs a binary or multiclass "
                         "outcome (use rule at_least or change_above_mean for scores)")
-    elif outcome.rule != "as_is" and spec.outcomes[source].type != "continuous":
-        problems.append(f"outcome.rule: '{outcome.rule}' needs a continuous outcome; '{source}' is {spec.outcomes[source].type}")
+    elif outcome.rule != "as_is" and source_type != "continuous":
+        problems.append(f"outcome.rule: '{outcome.rule}' needs a continuous outcome; '{source}' is {source_type}")
     if outcome.name in spec.outcomes and outcome.name != source:
-        problems.append(f"outcome.name: '{outcome.name}' is already a manifest outcome; name the derived label differently")
-    if outcome.baseline is not None and (outcome.baseline not in spec.clinical or spec.clinical[outcome.baseline].type != "continuous"):
+        problems.append(f"outcome.name: '{outcome.name}' is already a manifest outcome; name the derived label "
+                        "differently")
+    baseline = spec.clinical.get(outcome.baseline) if outcome.baseline is not None else None
+    if outcome.baseline is not None and (baseline is None or baseline.type != "continuous"):
         problems.append(f"outcome.baseline: '{outcome.baseline}' is not a continuous clinical variable "
                         f"(continuous: {[n for n, v in spec.clinical.items() if v.type == 'continuous']})")
     problems += _unknown("imaging.sequences", config.imaging.sequences or [], spec.sequences)
@@ -153,11 +157,12 @@ def _weights_problems(config: StudyConfig) -> list[str]:
 
     if weights.lower() not in IMAGENET_ALIASES:
         return [] if Path(weights).is_file() else [
-            f"deep.weights: the checkpoint file {weights} does not exist; give the path of a state-dict file, 'imagenet' "
-            "(torchvision checkpoints in $TORCH_HOME/hub/checkpoints) or 'none' (random initialisation)"]
+            f"deep.weights: the checkpoint file {weights} does not exist; give the path of a state-dict file, "
+            "'imagenet' (torchvision checkpoints in $TORCH_HOME/hub/checkpoints) or 'none' (random initialisation)"]
     missing = [imagenet_checkpoint_path(b, IMAGENET_ALIASES[weights.lower()]) for b in backbones]
     missing = [path for path in missing if not path.is_file()]
-    return [f"deep.weights: '{weights}' needs {', '.join(str(p) for p in missing)} (weights are never downloaded); copy "
+    needed = ", ".join(str(p) for p in missing)
+    return [f"deep.weights: '{weights}' needs {needed} (weights are never downloaded); copy "
             f"the torchvision checkpoint file(s) to {missing[0].parent}/, or set deep.weights to a checkpoint file or "
             "'none' (e.g. --set deep.weights=none)"] if missing else []
 
@@ -167,9 +172,10 @@ def config_notes(config: StudyConfig) -> list[str]:
     notes: list[str] = []
     selection = config.selection
     if "paper_faithful" in config.modes and not selection.rank_test and selection.spearman_threshold is None:
-        notes.append("modes: paper_faithful differs from leakage_safe by the rank test and Spearman filter it runs on the "
-                     "whole development cohort, and by a Youden threshold re-picked on each cohort; this selection chain has "
-                     "neither filter, so both modes fit the same models (same AUCs) and only threshold metrics differ")
+        notes.append("modes: paper_faithful differs from leakage_safe by the rank test and Spearman filter it runs on "
+                     "the whole development cohort, and by a Youden threshold re-picked on each cohort; this selection "
+                     "chain has neither filter, so both modes fit the same models (same AUCs) and only threshold "
+                     "metrics differ")
     return notes
 
 
@@ -182,13 +188,15 @@ def _describe(error: dict[str, Any]) -> str:
     location = _path(error["loc"])
     if error["type"] == "extra_forbidden":
         allowed = _allowed_keys(error["loc"][:-1])
-        return f"{location}: unknown key '{error['loc'][-1]}'" + (f"; allowed here: {', '.join(allowed)}" if allowed else "")
+        listed = f"; allowed here: {', '.join(allowed)}" if allowed else ""
+        return f"{location}: unknown key '{error['loc'][-1]}'{listed}"
     if error["type"] == "literal_error":
         return f"{location}: {error['input']!r} is not allowed; choose one of {error['ctx']['expected']}"
     if error["type"] == "missing":
         return f"{location}: required key is missing"
     message = error["msg"].removeprefix("Value error, ")
-    return f"{location or '(top level)'}: {message}" + ("" if error["type"].startswith("value_error") else f" (got {error['input']!r})")
+    got = "" if error["type"].startswith("value_error") else f" (got {error['input']!r})"
+    return f"{location or '(top level)'}: {message}{got}"
 
 
 def _path(loc: tuple) -> str:
