@@ -1,4 +1,5 @@
-"""Which patients of a manifest are new or changed since the last look (pure logic behind the sensor)."""
+"""The partition plan of a manifest: which patients (and centers) are new or changed since the last look, to
+register as Dagster partitions and run once each (pure logic behind `cohort_manifest_sensor`)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ class ManifestSnapshot:
 
 
 @dataclass
-class RegistrationPlan:
+class PartitionPlan:
     snapshot: ManifestSnapshot
     manifest_changed: bool
     new_patients: set[str]
@@ -39,15 +40,15 @@ class RegistrationPlan:
     patients_to_run: dict[str, str]  # patient key -> row digest (part of the run key)
 
 
-def plan_registration(cohort: Cohort, previous: ManifestSnapshot, known_patients: set[str], known_centers: set[str],
-                      processed_elsewhere: set[str] = frozenset()) -> RegistrationPlan:
+def plan_partitions(cohort: Cohort, previous: ManifestSnapshot, known_patients: set[str], known_centers: set[str],
+                    processed_elsewhere: set[str] = frozenset()) -> PartitionPlan:
     """`processed_elsewhere`: patients another sensor runs (inbox arrivals): registered, never run from here, so
     one arrival is one processing run."""
     digests = {key: record_digest(record) for key, record in cohort.patients.items()}
     to_run = {key: d for key, d in digests.items()
               if previous.patient_digests.get(key) != d and key not in processed_elsewhere}
     centers = {r.center for r in cohort.patients.values() if r.center in cohort.spec.centers}
-    return RegistrationPlan(
+    return PartitionPlan(
         snapshot=ManifestSnapshot(cohort.manifest_sha256, digests),
         manifest_changed=cohort.manifest_sha256 != previous.manifest_sha256,
         new_patients=set(digests) - known_patients,
