@@ -59,8 +59,13 @@ class RunReference:
         return cls(run, mode or None)
 
 
+def _store_client(tracking_uri: str):
+    """A client of the whole store: study runs are looked up across experiments, so no experiment is named."""
+    return TrackingConfig(tracking_uri, experiment_name="").client()
+
+
 def resolve_study_run(tracking_uri: str, reference: RunReference) -> Run:
-    client = TrackingConfig(tracking_uri, "cssci").client()
+    client = _store_client(tracking_uri)
     try:
         run = client.get_run(reference.run)
         if run.data.tags.get("run_kind") == "study":
@@ -79,7 +84,7 @@ def resolve_study_run(tracking_uri: str, reference: RunReference) -> Run:
 
 def model_metrics(tracking_uri: str, study: Run, mode: str | None) -> pd.DataFrame:
     """One row per model run of the study (optionally one mode): model name, mode, and the compared metrics."""
-    client = TrackingConfig(tracking_uri, "cssci").client()
+    client = _store_client(tracking_uri)
     query = f"tags.`{STUDY_TAG}` = '{study.info.run_id}'" + (f" and tags.mode = '{mode}'" if mode else "")
     runs = client.search_runs([study.info.experiment_id], query, max_results=5000)
     rows = []
