@@ -1,10 +1,11 @@
-"""Radiomics step overhead and across-patient speed-up.
+"""Radiomics step overhead.
 
 1. Per-patient wall time of our step (``extract_cases([case], params)``: reads the files, cached extractor,
    float conversion, checks) vs a bare PyRadiomics loop (``RadiomicsFeatureExtractor(<same YAML>)`` built
    once, then ``.execute(image_path, mask_path)``) on the same cases and parameter file. Both run in this
    process, alternating which goes first per case, for ``--repeats`` rounds; the per-case median is reported.
-2. ``extract_cases`` over all cases with ``workers=1`` vs ``workers=N`` (alternating rounds, median wall time).
+(The across-patient speed-up is the command line's patient processes, ``cssci run --workers N``; the in-step process
+pool it was once measured with is gone.)
 
 Inputs: the real STS MRIs (``<refdata>/mri_sts_multivendor/STS_*/MR_T1_{image,mask}.nii.gz``), first brought
 to what our preprocessing hands the extractor -- 1 mm isotropic (linear image / nearest-neighbour mask
@@ -112,23 +113,6 @@ def time_overhead(cases: list[RadiomicsCase], params_path: Path, repeats: int) -
     return rows
 
 
-def time_parallel(cases: list[RadiomicsCase], params_path: Path, workers: int, repeats: int) -> dict:
-    params = load_params(params_path)
-    walls: dict[int, list[float]] = {1: [], workers: []}
-    for repeat in range(repeats):
-        for n in (1, workers) if repeat % 2 == 0 else (workers, 1):
-            start = time.perf_counter()
-            results = extract_cases(cases, params, workers=n)
-            walls[n].append(time.perf_counter() - start)
-            failed = [cid for cid, r in results if not isinstance(r, dict)]
-            if failed:
-                raise SystemExit(f"benchmark cases failed: {failed}")
-            print(f"extract_cases workers={n}: {walls[n][-1]:.2f} s", flush=True)
-    serial, parallel = statistics.median(walls[1]), statistics.median(walls[workers])
-    return {"workers": workers, "serial_s": walls[1], "parallel_s": walls[workers],
-            "serial_median_s": serial, "parallel_median_s": parallel, "speedup": serial / parallel}
-
-
 def machine() -> dict:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
                 if line.startswith("model name")), platform.processor())
@@ -143,9 +127,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cases", type=int, default=32, help="first N STS cases (sorted by id)")
     parser.add_argument("--repeats", type=int, default=5, help="ours/bare rounds per case")
     parser.add_argument("--profile", default="default", help="radiomics profile name")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--parallel-repeats", type=int, default=3, help="rounds of workers=1 vs workers=N")
-    parser.add_argument("--skip-parallel", action="store_true")
     parser.add_argument("--out", type=Path, default=WORK / "radiomics_overhead.json")
     args = parser.parse_args(argv)
 
@@ -166,15 +147,10 @@ def main(argv: list[str] | None = None) -> None:
                "median_ratio": statistics.median(ratios), "max_ratio": max(ratios)}
     print(f"\noverhead: {len(rows)} cases, sum of per-case medians ours {ours:.2f} s vs bare {bare:.2f} s -> "
           f"{ours / bare:.3f}x; median per-case ratio {summary['median_ratio']:.3f}x, max {max(ratios):.3f}x")
-    parallel = None
-    if not args.skip_parallel:
-        parallel = time_parallel(cases, params_path, args.workers, args.parallel_repeats)
-        print(f"speed-up workers={args.workers} vs 1: {parallel['speedup']:.2f}x "
-              f"({parallel['serial_median_s']:.2f} s -> {parallel['parallel_median_s']:.2f} s)")
     info["load_avg_at_end"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"machine": info, "command": " ".join(sys.argv), "profile": args.profile,
-                                    "per_case": rows, "overhead": summary, "parallel": parallel}, indent=2), encoding="utf-8")
+                                    "per_case": rows, "overhead": summary}, indent=2), encoding="utf-8")
     print(f"figures written to {args.out}")
 
 

@@ -65,14 +65,15 @@ class PatientExtraction:
     extractor_version: str
 
 
-def extract_patient_features(patient_key: str, channels: pl.DataFrame, masks: pl.DataFrame, params_name: str,
-                             workers: int = 1) -> PatientExtraction:
+def extract_patient_features(patient_key: str, channels: pl.DataFrame, masks: pl.DataFrame,
+                             params_name: str) -> PatientExtraction:
     """`channels`/`masks`: the patient's rows of preprocessed_channels / preprocessed_masks."""
     params = load_params(params_name)
     version = extractor_version()
     pairs = channels.join(masks, on=["patient_key", "sequence"], how="inner")
-    cases = [RadiomicsCase(_case_id(r), Path(r["image_path"]), Path(r["mask_path"])) for r in pairs.iter_rows(named=True)]
-    results = dict(extract_cases(cases, params, workers=workers))
+    cases = [RadiomicsCase(_case_id(r), Path(r["image_path"]), Path(r["mask_path"]))
+             for r in pairs.iter_rows(named=True)]
+    results = dict(extract_cases(cases, params))
     records, issues, widths = [], [], set()
     for row in pairs.iter_rows(named=True):
         outcome = results[_case_id(row)]
@@ -85,7 +86,8 @@ def extract_patient_features(patient_key: str, channels: pl.DataFrame, masks: pl
         if bad:
             issues.append(QcIssue(patient_key, "radiomics", "nonfinite_features",
                                   f"{_case_id(row)}: {len(bad)} non-finite values ({', '.join(bad[:5])})",
-                                  "check the ROI: a one-voxel-thick or constant ROI gives undefined texture features", row["mask_path"]))
+                                  "check the ROI: a one-voxel-thick or constant ROI gives undefined texture features",
+                                  row["mask_path"]))
         records += [(patient_key, row["sequence"], row["roi"], row["segmentation"], row["channel"], name, value,
                      version, params.name, params.sha256) for name, value in outcome.items()]
     frame = pl.DataFrame(records, schema=FEATURE_SCHEMA, orient="row")

@@ -4,9 +4,8 @@ Pure domain code (no Dagster). Parameter profiles live in ``cssci_platform/confi
 (standard PyRadiomics ``setting`` / ``imageType`` / ``featureClass`` format); every result can be traced to
 the exact YAML text through :attr:`RadiomicsParams.sha256` and :func:`extractor_version`.
 
-PyRadiomics is single-threaded per case, so :func:`extract_cases` parallelises across patients with a
-process pool. Workers are *spawned* (not forked): forking a process that already runs threads (Dagster,
-ITK's thread pool) can deadlock the child.
+PyRadiomics is single-threaded per case; parallelism is across patients, one process each (the patient runs
+of the command line), so :func:`extract_cases` runs one patient's cases in turn.
 """
 
 from __future__ import annotations
@@ -14,12 +13,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import multiprocessing
 import os
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -263,25 +259,16 @@ def _check_log_sigmas(params: RadiomicsParams, features: dict[str, float], image
 
 
 def _log_prefix(sigma: float) -> str:
-    return "log-sigma-%s-mm-3D_" % str(sigma).replace(".", "-")
+    return f"log-sigma-{str(sigma).replace('.', '-')}-mm-3D_"
 
 
 # ------------------------------------------------------------------------------------------ across patients
 
 
-def extract_cases(
-    cases: Sequence[RadiomicsCase], params: RadiomicsParams, workers: int = 1
-) -> list[CaseResult]:
-    """Extract every case, ``workers`` patients at a time; order preserved.
-
-    A failing case yields ``(case_id, RadiomicsError)`` and never stops the others, even when its worker
-    process dies (such cases are retried alone in a fresh process to find the culprit).
-    """
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
-    if workers == 1 or len(cases) <= 1:
-        return [_extract_case(case, params) for case in cases]
-    return _extract_in_pool(list(cases), params, min(workers, len(cases)))
+def extract_cases(cases: Sequence[RadiomicsCase], params: RadiomicsParams) -> list[CaseResult]:
+    """Extract every case in turn; order preserved. A failing case yields ``(case_id, RadiomicsError)`` and never
+    stops the others."""
+    return [_extract_case(case, params) for case in cases]
 
 
 def _extract_case(case: RadiomicsCase, params: RadiomicsParams) -> CaseResult:
@@ -304,74 +291,3 @@ def _read_image(path: Path, what: str) -> sitk.Image:
     except RuntimeError as exc:  # SimpleITK: "Exception thrown in ...cxx:99:\nsitk::ERROR: <the reason>"
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [repr(exc)]
         raise RadiomicsError(f"cannot read {what} file {path}: {lines[-1].removeprefix('sitk::ERROR: ')}") from exc
-
-
-def _init_worker(itk_threads: int) -> None:
-    _quiet_pyradiomics()
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(itk_threads)
-
-
-def _new_pool(workers: int) -> ProcessPoolExecutor:
-    itk_threads = max(1, (os.cpu_count() or 1) // workers)  # no oversubscription of ITK's own threads
-    return ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_init_worker,
-        initargs=(itk_threads,),
-    )
-
-
-def _extract_in_pool(cases: list[RadiomicsCase], params: RadiomicsParams, workers: int) -> list[CaseResult]:
-    results: list[CaseResult | None] = [None] * len(cases)
-    with _new_pool(workers) as pool:
-        _check_workers_start(pool)
-        # largest inputs first (longest-processing-time order) so no big case is left running alone at the end
-        futures = {i: pool.submit(_extract_case, cases[i], params) for i in _largest_first(cases)}
-        for index, future in futures.items():
-            results[index] = _collect(future, cases[index])
-    for index, result in enumerate(results):
-        if result is None:  # the pool broke while this case was pending: retry it alone
-            results[index] = _extract_isolated(cases[index], params)
-    return [r for r in results if r is not None]
-
-
-def _check_workers_start(pool: ProcessPoolExecutor) -> None:
-    """Fail loudly (instead of reporting every case as crashed) when no worker process can start."""
-    try:
-        pool.submit(os.getpid).result()
-    except BrokenProcessPool as exc:
-        raise RadiomicsError(
-            "cannot start radiomics worker processes: a spawned worker must re-import this program's __main__ "
-            "module, which failed (run from a file whose entry point is guarded by "
-            "`if __name__ == '__main__':`, not from stdin), or use workers=1"
-        ) from exc
-
-
-def _largest_first(cases: list[RadiomicsCase]) -> list[int]:
-    def size(case: RadiomicsCase) -> int:
-        try:
-            return Path(case.image_path).stat().st_size + Path(case.mask_path).stat().st_size
-        except OSError:
-            return 0
-
-    return sorted(range(len(cases)), key=lambda i: -size(cases[i]))
-
-
-def _collect(future: Future[CaseResult], case: RadiomicsCase) -> CaseResult | None:
-    try:
-        return future.result()
-    except BrokenProcessPool:
-        return None
-    except Exception as exc:  # e.g. the result could not be pickled back
-        return case.case_id, RadiomicsError(f"case {case.case_id}: worker failed: {type(exc).__name__}: {exc}")
-
-
-def _extract_isolated(case: RadiomicsCase, params: RadiomicsParams) -> CaseResult:
-    with _new_pool(1) as pool:
-        result = _collect(pool.submit(_extract_case, case, params), case)
-    if result is None:
-        return case.case_id, RadiomicsError(
-            f"case {case.case_id} (image {case.image_path}, mask {case.mask_path}): the worker process died "
-            "while extracting it (killed by a signal, e.g. out of memory, or a crash in a native library)"
-        )
-    return result
