@@ -9,10 +9,7 @@ import SimpleITK as sitk
 from cssci_platform_tests.defs.conftest import Platform
 from cssci_platform_tests.lib.test_imaging import write_dicom_series
 
-RUN_CONFIG_ONE_CHANNEL = {"ops": {
-    "preprocessed_channels": {"config": {"channels": ["original"]}},
-    "radiomics_features": {"config": {"channels": ["original"]}},
-}}
+ONE_CHANNEL = ["preprocessing.channels=[original]", "deep.channels=[original]"]
 PHI_TAGS = {"0010|0010": "Doe^Jane", "0010|0030": "19470312", "0010|0020": "MRN-99887766"}
 
 
@@ -48,7 +45,7 @@ def test_no_phi_from_dicom_headers_reaches_the_warehouse_the_run_log_or_the_cons
     assert all(b"Doe^Jane" in f.read_bytes() for f in (images / "sag_T2_dicom").iterdir())  # the PHI is really there
     replace_in_table(platform, f"images/{key}/sag_T2.nii.gz", f"images/{key}/sag_T2_dicom")
     assert platform.materialize_manifest().success
-    result = platform.materialize_patient(key, RUN_CONFIG_ONE_CHANNEL)
+    result = platform.materialize_patient(key, ONE_CHANNEL)
     assert result.success
     scans = platform.query("SELECT path FROM scans WHERE patient_key = ?", [key])["path"].to_list()
     assert f"images/{key}/sag_T2_dicom" in scans and radiomics_rows(platform, key) > 0
@@ -71,12 +68,12 @@ def test_an_image_linked_outside_data_root_quarantines_only_that_patient(platfor
     good_image.rename(good_image.with_name("real_T2.nii.gz"))
     good_image.symlink_to("real_T2.nii.gz")  # a link that stays inside data_root is followed
     assert platform.materialize_manifest().success
-    assert not platform.materialize_patient(bad, RUN_CONFIG_ONE_CHANNEL).success
+    assert not platform.materialize_patient(bad, ONE_CHANNEL).success
     issues = platform.query("SELECT code, file, message FROM qc_issues WHERE patient_key = ?", [bad])
     assert issues.rows() == [("path_escapes_root", f"images/{bad}/sag_T2.nii.gz", issues["message"][0])]
     assert f"{linked} is a symbolic link to {(outside / 'elsewhere.nii.gz').resolve()}" in issues["message"][0]
     assert radiomics_rows(platform, bad) == 0
-    assert platform.materialize_patient(good, RUN_CONFIG_ONE_CHANNEL).success
+    assert platform.materialize_patient(good, ONE_CHANNEL).success
     assert radiomics_rows(platform, good) > 0
 
 
@@ -90,7 +87,7 @@ def test_nan_voxels_in_a_float_mask_quarantine_the_patient_before_features(platf
     nan_mask.CopyInformation(mask)
     sitk.WriteImage(nan_mask, str(mask_path))
     assert platform.materialize_manifest().success
-    assert not platform.materialize_patient(key, RUN_CONFIG_ONE_CHANNEL).success
+    assert not platform.materialize_patient(key, ONE_CHANNEL).success
     issues = platform.query("SELECT code, message FROM qc_issues WHERE patient_key = ?", [key])
     assert issues.rows() == [("nonfinite_voxels", f"images/{key}/sag_T2_lesion.nii.gz: 100 mask voxels are NaN or infinite")]
     assert radiomics_rows(platform, key) == 0
