@@ -15,6 +15,7 @@ from cssci_platform.definitions import defs
 from cssci_platform.defs.prospective.sensors import new_patient_sensor
 from cssci_platform.lib.cohort import load_cohort
 from cssci_platform.lib.model_tracking import TrackingConfig, sqlite_tracking_uri
+from cssci_platform.lib.study_config import load_config
 from cssci_platform.lib.synthetic import write_sci_cohort
 from cssci_platform.lib.warehouse import table_frame
 from cssci_platform.resources.cohort import CohortResource
@@ -22,14 +23,18 @@ from cssci_platform.resources.image_store import ImageStoreResource
 from cssci_platform.resources.inbox import InboxResource
 from cssci_platform.resources.tracking import TrackingResource
 from cssci_platform.resources.warehouse import WarehouseResource
+from cssci_platform_tests.study_files import write_study
 
 pytestmark = pytest.mark.xdist_group("hospital")  # one trained study per worker (make test uses --dist loadgroup)
 
-ONE_CHANNEL = {"preprocessed_channels": {"config": {"channels": ["original"]}},
-               "radiomics_features": {"config": {"channels": ["original"]}},
-               "roi_slices": {"config": {"output_size": 32}}}
-MODELING = {"trained_models": {"config": {"classifiers": ["LR"], "cv_folds": 3, "modes": ["leakage_safe"], "mrmr_k": 5,
-                                          "signatures": ["Rad", "DL_resnet18", "Clinical"]}}}
+STUDY_SECTIONS = {  # one channel, small slices, random-init backbone: a small study, trained once per worker
+    "preprocessing": {"channels": ["original"]},
+    "deep": {"channels": ["original"], "weights": "none", "slice": {"output_size": 32}},
+    "selection": {"mrmr_k": 5},
+    "models": {"classifiers": ["LR"], "cv_folds": 3, "signatures": ["Rad", "DL_resnet18", "Clinical"]},
+    "modes": ["leakage_safe"],
+}
+STUDY = "hospital"  # the study's name: its MLflow experiment
 
 
 def _arrival_row(source: Path, patient_id: str, new_id: str) -> dict:
@@ -60,15 +65,19 @@ class Hospital:
                           "warehouse": WarehouseResource(path=str(self.warehouse)),
                           "image_store": ImageStoreResource(root=str(root / "store")),
                           "tracking": TrackingResource(tracking_uri=self.mlflow), "inbox": InboxResource(stable_seconds=60)}
+        self.study_file = write_study(root / "study", self.cohort_dir / "cohort.yaml", STUDY_SECTIONS, name=STUDY)
         self.environment = {"CSSCI_MANIFEST": str(self.cohort_dir / "cohort.yaml"), "CSSCI_WAREHOUSE": str(self.warehouse),
-                            "CSSCI_IMAGE_STORE": str(root / "store"), "CSSCI_MLFLOW_URI": self.mlflow}
+                            "CSSCI_IMAGE_STORE": str(root / "store"), "CSSCI_MLFLOW_URI": self.mlflow,
+                            "CSSCI_EXPERIMENT_CONFIG": str(self.study_file)}
         with pytest.MonkeyPatch.context() as patch:  # the project's own resource wiring, pointed at this study
             for name, value in self.environment.items():
                 patch.setenv(name, value)
             self.definitions = defs()
             self.definitions.resolve_all_job_defs()
 
-    def run(self, job: str, ops: dict | None = None, partition: str | None = None, tags: dict | None = None) -> dg.ExecuteInProcessResult:
+    def run(self, job: str, ops: dict | None = None, partition: str | None = None,
+            tags: dict | None = None) -> dg.ExecuteInProcessResult:
+        """`ops`: per-run values only (a follow-up file); the study's settings come from its config file."""
         with pytest.MonkeyPatch.context() as patch:
             for name, value in self.environment.items():
                 patch.setenv(name, value)
@@ -99,10 +108,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hospital]:
         instance.add_dynamic_partitions("patients", sorted(cohort.patients))
         instance.add_dynamic_partitions("centers", sorted({p.center for p in cohort.patients.values()}))
         for key in sorted(cohort.patients):
-            assert hospital.run("patient_features_job", ONE_CHANNEL, key).success, key
+            assert hospital.run("patient_features_job", partition=key).success, key
         for center in instance.get_dynamic_partitions("centers"):
-            assert hospital.run("center_embeddings_job", {"center_embeddings": {"config": {"weights": "none"}}}, center).success
-        assert hospital.run("modeling_job", MODELING).success
+            assert hospital.run("center_embeddings_job", partition=center).success
+        assert hospital.run("modeling_job").success
         yield hospital
 
 
@@ -118,7 +127,7 @@ def test_a_complete_arrival_is_scored_by_every_champion_and_its_outcome_updates_
         trained.instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
     assert trained.tick(first.cursor).run_requests == []  # seen: nothing twice
 
-    result = trained.run("prospective_patient_job", ONE_CHANNEL, "NEW-0001", tags=first.run_requests[0].tags)
+    result = trained.run("prospective_patient_job", partition="NEW-0001", tags=first.run_requests[0].tags)
     assert result.success
     predictions = trained.query("SELECT * FROM prospective_predictions WHERE patient_key = 'NEW-0001'")
     champions = trained.query("SELECT signature, registered_model, model_version FROM trained_models WHERE champion")
@@ -141,7 +150,7 @@ def test_a_complete_arrival_is_scored_by_every_champion_and_its_outcome_updates_
     validation = trained.query("SELECT * FROM validation_metrics")
     assert set(validation["signature"]) == {"Rad", "DL_resnet18", "Clinical"}
     assert validation.filter(pl.col("metric") == "n")["value"].to_list() == [1.0, 1.0, 1.0]
-    client = TrackingConfig(trained.mlflow, "demo").client()
+    client = TrackingConfig(trained.mlflow, STUDY).client()
     name = champions["registered_model"][0]
     version = client.get_model_version(name, champions["model_version"][0])
     history = client.get_metric_history(version.tags["validation_run_id"], "validation_n")
@@ -186,15 +195,17 @@ def test_cssci_predict_scores_one_patient_folder_outside_dagster(trained: Hospit
 
     source = trained.cohort_dir.parent / "source"
     folder = drop_arrival(tmp_path, source, sorted(load_cohort(source / "cohort.yaml").patients)[1], "WALKIN-01")
-    tracking = TrackingConfig(trained.mlflow, "demo")
-    result = predict_patient_dir(folder, trained.cohort_dir / "cohort.yaml", trained.warehouse, tracking, tmp_path / "out")
+    config = load_config(trained.study_file)
+    result = predict_patient_dir(folder, config, trained.cohort_dir / "cohort.yaml", trained.warehouse, trained.mlflow,
+                                 tmp_path / "out")
     champions = dict(trained.query("SELECT signature, model_version FROM trained_models WHERE champion").iter_rows())
     assert {score.signature: version for score, _, version in result.scores} == champions
     assert all(abs(sum(score.probabilities.values()) - 1) < 1e-9 for score, _, _ in result.scores)
     assert result.gradcams == [] and "no fine-tuned network" in result.notes[0]
     (folder / "patient.csv").write_text("patient_id,center\nWALKIN-01,center_A\n", encoding="utf-8")
     with pytest.raises(PredictionError, match="required column"):
-        predict_patient_dir(folder, trained.cohort_dir / "cohort.yaml", trained.warehouse, tracking, tmp_path / "out")
+        predict_patient_dir(folder, config, trained.cohort_dir / "cohort.yaml", trained.warehouse, trained.mlflow,
+                            tmp_path / "out")
 
 
 def test_a_corrected_arrival_is_rescored_on_its_corrected_values_with_an_audit_row(trained: Hospital) -> None:
@@ -206,7 +217,7 @@ def test_a_corrected_arrival_is_rescored_on_its_corrected_values_with_an_audit_r
     [request] = [r for r in first.run_requests if r.partition_key == "FIX-0001"]
     for added in first.dynamic_partitions_requests:
         trained.instance.add_dynamic_partitions(added.partitions_def_name, list(added.partition_keys))
-    assert trained.run("prospective_patient_job", ONE_CHANNEL, "FIX-0001", tags=request.tags).success
+    assert trained.run("prospective_patient_job", partition="FIX-0001", tags=request.tags).success
     before = dict(trained.query("SELECT signature, probability FROM prospective_predictions WHERE patient_key = 'FIX-0001' "
                                 "AND class_label = '1'").iter_rows())
 
@@ -217,7 +228,7 @@ def test_a_corrected_arrival_is_rescored_on_its_corrected_values_with_an_audit_r
     audit = trained.query("SELECT column_name, old_value, new_value FROM admission_changes WHERE patient_key = 'FIX-0001'")
     assert audit.rows() == [("age", "29", "77")]
     assert load_cohort(trained.cohort_dir / "cohort.yaml").patients["FIX-0001"].clinical["age"] == 77
-    assert trained.run("prospective_patient_job", ONE_CHANNEL, "FIX-0001", tags=rerun.tags).success
+    assert trained.run("prospective_patient_job", partition="FIX-0001", tags=rerun.tags).success
     assert trained.query("SELECT value_number FROM clinical WHERE patient_key = 'FIX-0001' AND variable = 'age'").item() == 77
     after = dict(trained.query("SELECT signature, probability FROM prospective_predictions WHERE patient_key = 'FIX-0001' "
                                "AND class_label = '1'").iter_rows())
