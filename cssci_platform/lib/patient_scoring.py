@@ -5,10 +5,11 @@ with the study's own settings (preprocessing, radiomics profile, sequences, ROIs
 as `preprocessed_channels`, `radiomics_features` and `roi_slices` do for a partition. `prospective_predictions`
 starts from the rows those assets stored for the partition. Both then call `score_patient`.
 
-Embeddings: the patient's stored pretrained embeddings are used for each study backbone whose rows were made with
-the study's weights (a development patient embedded by `center_embeddings`); a backbone without such rows is
-embedded here from the patient's slices with the study's backbone, weights, seed and inference settings, exactly as
-`center_embeddings` would, and returned as `PatientScores.new_embeddings` for the caller to store.
+Embeddings (`study_embeddings`): a backbone's stored rows are used when the study's embedding networks made them
+(`deep.embedding_network`; pretrained: the study's `weights`, fine_tuned: the stored networks), as for a development
+patient `center_embeddings` embedded; otherwise (a new patient: its center's embeddings are not re-run for it) the
+patient's slices are embedded here exactly as `center_embeddings` would (same networks, seed, inference settings),
+and the new rows are returned in `PatientScores.new_embeddings` for the caller to store.
 """
 
 from __future__ import annotations
@@ -86,18 +87,9 @@ class PatientScores:
     def markdown(self) -> str:
         """One line per champion: P(positive class), risk group, registered model and version."""
         positive = self.classes[-1]
-        return markdown_table(
-            ["signature", f"P({positive})", "risk group", "model version"],
-            [
-                [
-                    r.score.signature,
-                    f"{r.score.probabilities[positive]:.3f}",
-                    r.score.risk_group,
-                    f"{r.registered_model} v{r.version}",
-                ]
-                for r in self.results
-            ],
-        )
+        rows = [[r.score.signature, f"{r.score.probabilities[positive]:.3f}", r.score.risk_group,
+                 f"{r.registered_model} v{r.version}"] for r in self.results]
+        return markdown_table(["signature", f"P({positive})", "risk group", "model version"], rows)
 
 
 def stored_rows(con: duckdb.DuckDBPyConnection, patient_key: str) -> PatientRows:
@@ -122,12 +114,8 @@ def rows_from_folder(record: PatientRecord, cohort: Cohort, config: StudyConfig,
     result = preprocess_patient(inspection.scans, cohort.resolve, workdir / "channels", config.preprocessing)
     channels = pl.DataFrame([vars(c) for c in result.channels])
     masks = pl.DataFrame([vars(m) for m in result.masks])
-    radiomics_channels, radiomics_masks = radiomics_inputs(
-        channels, masks, config.imaging, config.preprocessing.channels
-    )
-    radiomics = extract_patient_features(
-        record.patient_key, radiomics_channels, radiomics_masks, config.radiomics.params
-    )
+    inputs = radiomics_inputs(channels, masks, config.imaging, config.preprocessing.channels)
+    radiomics = extract_patient_features(record.patient_key, *inputs, config.radiomics.params)
     if radiomics.issues:
         raise ScoringError("; ".join(i.message for i in radiomics.issues))
     request = config.deep.slice.request(cohort.spec, masked_pairs(cohort))
@@ -163,14 +151,8 @@ def score_patient(
                 f"champion uses, e.g. {missing[:3]}: its rows were not made with the settings the "
                 "champion was trained with (sequences, ROIs, channels, radiomics profile, backbones)"
             )
-        results.append(
-            ChampionResult(
-                score(pipeline, row, champion.signature, classes, champion.threshold),
-                champion.registered_model,
-                str(version.version),
-                version.run_id,
-            )
-        )
+        scored = score(pipeline, row, champion.signature, classes, champion.threshold)
+        results.append(ChampionResult(scored, champion.registered_model, str(version.version), version.run_id))
     return PatientScores(results, classes, new)
 
 
@@ -181,9 +163,8 @@ def outcome_classes(spec: CohortSpec, outcome: str) -> list[str]:
     return list(variable.levels) if variable is not None and variable.levels else ["0", "1"]
 
 
-def study_embeddings(
-    slices: pl.DataFrame, stored: pl.DataFrame, deep: DeepSettings, networks: pl.DataFrame
-) -> tuple[pl.DataFrame, pl.DataFrame]:
+def study_embeddings(slices: pl.DataFrame, stored: pl.DataFrame, deep: DeepSettings,
+                     networks: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(the embeddings of every study backbone x deep channel by the study's `embedding_network`, the part computed
     here). A backbone's stored rows are used when they cover the study's channels and were made by the study's
     networks (pretrained: the `weights`; fine_tuned: the stored networks); otherwise its slices are embedded, with
@@ -191,28 +172,24 @@ def study_embeddings(
     slices = slices.filter(pl.col("channel").is_in(list(deep.channels)))
     kept, computed = [], []
     for backbone in deep.backbones:
-        rows = (
-            stored.filter(
-                (pl.col("backbone") == backbone)
-                & (pl.col("network") == deep.embedding_network)
-                & pl.col("channel").is_in(list(deep.channels))
-            )
-            if stored.height
-            else stored
-        )
+        rows = _stored_rows(stored, backbone, deep)
         if rows.height and set(rows["channel"]) >= set(slices["channel"]) and _made_by_study(rows, deep, networks):
             kept.append(rows)
-        else:
-            computed += [
-                embedding_frame(
-                    slices.filter(pl.col("channel").is_in(channels)), network, deep.embedding_network, deep.inference()
-                )
-                for channels, network in _embedding_networks(backbone, deep, networks)
-            ]
+            continue
+        for channels, network in _embedding_networks(backbone, deep, networks):
+            chosen = slices.filter(pl.col("channel").is_in(channels))
+            computed.append(embedding_frame(chosen, network, deep.embedding_network, deep.inference()))
     columns = ["patient_key", "sequence", "channel", "backbone", "weights_id", "network", "embedding"]
     new = pl.concat(computed) if computed else pl.DataFrame()
     frames = [f.select(columns) for f in [*kept, *computed] if f.height]
     return (pl.concat(frames) if frames else pl.DataFrame()), new
+
+
+def _stored_rows(stored: pl.DataFrame, backbone: str, deep: DeepSettings) -> pl.DataFrame:
+    if stored.is_empty():
+        return stored
+    return stored.filter((pl.col("backbone") == backbone) & (pl.col("network") == deep.embedding_network)
+                         & pl.col("channel").is_in(list(deep.channels)))
 
 
 def _made_by_study(rows: pl.DataFrame, deep: DeepSettings, networks: pl.DataFrame) -> bool:
@@ -236,10 +213,8 @@ def _embedding_networks(backbone: str, deep: DeepSettings, networks: pl.DataFram
             f"no fine-tuned {backbone} for channels {missing}: the study embeds with fine-tuned "
             "networks (deep.embedding_network); materialize fine_tuned_backbones first"
         )
-    return [
-        ([channel], load_fine_tuned(Path(path)).backbone)
-        for channel, path in trained.select("channel", "checkpoint_path").iter_rows()
-    ]
+    return [([channel], load_fine_tuned(Path(path)).backbone)
+            for channel, path in trained.select("channel", "checkpoint_path").iter_rows()]
 
 
 def weights_match(weights_id: str, weights: str) -> bool:
