@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 
 from cssci_platform.lib.cohort import Cohort, PatientRecord
@@ -41,7 +42,7 @@ class PartitionPlan:
 
 
 def plan_partitions(cohort: Cohort, previous: ManifestSnapshot, known_patients: set[str], known_centers: set[str],
-                    processed_elsewhere: set[str] = frozenset()) -> PartitionPlan:
+                    processed_elsewhere: Collection[str] = frozenset()) -> PartitionPlan:
     """`processed_elsewhere`: patients another sensor runs (inbox arrivals): registered, never run from here, so
     one arrival is one processing run."""
     digests = {key: record_digest(record) for key, record in cohort.patients.items()}

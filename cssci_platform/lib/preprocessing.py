@@ -30,7 +30,6 @@ from cssci_platform.lib.imaging import (
 from cssci_platform.lib.quality import ScanInfo
 from cssci_platform.lib.settings import Section
 
-
 DERIVED_SUFFIX = ".nrrd"
 DERIVED_COMPRESSION = 1
 
@@ -50,7 +49,7 @@ class PreprocessingSettings(Section):
     interpolator: Interpolator = "linear"
     lower_percentile: float = Field(0.0, ge=0, le=100)
     upper_percentile: float = Field(100.0, ge=0, le=100)
-    channels: tuple[Channel, ...] = CHANNELS  # type: ignore[valid-type]
+    channels: tuple[Channel, ...] = CHANNELS
     mean_radius: PositiveInt = 1
     box_radius: PositiveInt = 2
     gaussian_sigma_mm: float = Field(1.0, gt=0)

@@ -10,9 +10,9 @@ import pytest
 from cssci_platform.defs.embeddings.assets import center_embeddings, fine_tuned_backbones, roi_slices
 from cssci_platform.defs.embeddings.checks import center_patients_embedded, roi_slice_found
 from cssci_platform.defs.features.assets import preprocessed_channels
+from cssci_platform.defs.features.checks import roi_survives_resampling
 from cssci_platform.defs.ingest.assets import cohort_manifest, patient_scans
 from cssci_platform.defs.ingest.checks import patient_qc
-from cssci_platform.defs.features.checks import roi_survives_resampling
 from cssci_platform.defs.partitions import centers_partitions, patients_partitions
 from cssci_platform.defs.splits.assets import patient_splits
 from cssci_platform.lib.cohort import load_cohort

@@ -6,13 +6,14 @@ from cssci_platform.defs.partitions import patients_partitions
 from cssci_platform.defs.qc import issues_markdown, quarantine_guard, record_issues
 from cssci_platform.lib.feature_extraction import extract_patient_features, radiomics_inputs
 from cssci_platform.lib.preprocessing import preprocess_patient
-from cssci_platform.lib.queries import patients as queries
 from cssci_platform.lib.quality import ScanInfo, resampled_mask_issues
+from cssci_platform.lib.queries import patients as queries
 from cssci_platform.lib.warehouse import refresh_radiomics_wide_view, replace_rows
 from cssci_platform.resources.cohort import CohortResource
 from cssci_platform.resources.image_store import ImageStoreResource
 from cssci_platform.resources.study import StudyResource
 from cssci_platform.resources.warehouse import WarehouseResource
+
 
 @dg.asset(
     group_name="features",

@@ -9,6 +9,7 @@ from cssci_platform.resources.cohort import CohortResource
 from cssci_platform.resources.study import StudyResource
 from cssci_platform.resources.warehouse import WarehouseResource
 
+
 @dg.asset(group_name="ingest", kinds={"duckdb", "polars"})
 def cohort_manifest(cohort: CohortResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """The validated cohort manifest: `patients`, `clinical`, `outcomes` tables and manifest-stage QC issues.

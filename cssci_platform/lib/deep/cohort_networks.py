@@ -49,7 +49,7 @@ class DeepSettings(Section):
     backbones: list[BackboneName] = ["resnet18"]  # type: ignore[valid-type]
     # "imagenet" (torchvision checkpoint already in $TORCH_HOME/hub/checkpoints), a checkpoint file, or "none"
     weights: str = "imagenet"
-    channels: list[Channel] = list(CHANNELS)  # type: ignore[valid-type]
+    channels: list[Channel] = list(CHANNELS)
     slice: SliceSettings = SliceSettings()
     batch_size: PositiveInt = 64
     device: str = "auto"

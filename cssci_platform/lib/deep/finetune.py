@@ -25,8 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision
-from torch import nn
 from pydantic import Field, PositiveInt
+from torch import nn
 from torchvision.transforms import v2
 
 from cssci_platform.lib.deep.backbones import FEATURE_DIMS, Backbone, file_sha256
@@ -70,7 +70,7 @@ class FineTuningSettings(FineTuneConfig):
     `deep.seed` and `deep.device`."""
 
     backbones: list[BackboneName]  # type: ignore[valid-type]
-    channels: list[Channel] = ["original"]  # type: ignore[valid-type]
+    channels: list[Channel] = ["original"]
     gradcam: bool = True  # a Grad-CAM overlay per patient in the image store
 
 
@@ -198,7 +198,7 @@ def _optimizers_and_schedules(model: nn.Module, config: FineTuneConfig) -> list[
     def cosine(optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.CosineAnnealingLR:
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs, eta_min=config.min_lr)
 
-    head = sgd(model.fc.parameters(), config.lr)
+    head = sgd(model.get_submodule("fc").parameters(), config.lr)
     steps: list[Step] = [(head, cosine(head))]
     body = [p for name, p in model.named_parameters() if not name.startswith("fc.")]
     if config.backbone_mode == "frozen":

@@ -24,8 +24,8 @@ import polars as pl
 import torch
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
-from cssci_platform.lib.deep.errors import RoiSliceError
 from cssci_platform.lib.cohort import Cohort, CohortSpec
+from cssci_platform.lib.deep.errors import RoiSliceError
 from cssci_platform.lib.deep.roi_slices import (
     NUMPY_AXIS,
     RectangleMode,

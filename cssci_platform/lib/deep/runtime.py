@@ -48,19 +48,19 @@ def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
     """Seed torch's RNGs and, on CPU, force deterministic algorithms; restore the caller's state after."""
     cuda_devices = [device] if device is not None and device.type == "cuda" else []
     deterministic_before = torch.are_deterministic_algorithms_enabled()
-    fill_before = torch.utils.deterministic.fill_uninitialized_memory
+    fill_before = torch.utils.deterministic.fill_uninitialized_memory  # type: ignore[attr-defined]
     with torch.random.fork_rng(devices=cuda_devices):
         torch.manual_seed(seed)
         if not cuda_devices:  # on CUDA this would demand CUBLAS_WORKSPACE_CONFIG; CUDA runs are not bitwise exact
             torch.use_deterministic_algorithms(True)
             # Deterministic mode also NaN-fills every new tensor (a debugging aid): an extra write over each layer
             # output, 6-10 % of a ResNet50 forward pass on CPU (benchmarks/RESULTS.md); results do not depend on it.
-            torch.utils.deterministic.fill_uninitialized_memory = False
+            torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]
         try:
             yield
         finally:
             torch.use_deterministic_algorithms(deterministic_before)
-            torch.utils.deterministic.fill_uninitialized_memory = fill_before
+            torch.utils.deterministic.fill_uninitialized_memory = fill_before  # type: ignore[attr-defined]
 
 
 def autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:

@@ -3,14 +3,14 @@
 A patient is excluded from a stage by an *error* in `qc_issues` (warnings never exclude). Which QC stages'
 errors count differs by stage, on purpose:
 
-| stage            | excluded by an error recorded at                     | why                                          |
-|------------------|------------------------------------------------------|----------------------------------------------|
-| `splits`         | `manifest` only                                      | roles are assigned on the cohort as declared, |
-|                  |                                                      | so fixing an image never reshuffles a split   |
-| `embeddings`     | any stage except `embeddings`                        | its own unreadable-slice errors must not keep |
-|                  |                                                      | a patient out of the re-run that clears them  |
-| `networks`       | any stage                                            | fine-tuning trains only on clean patients     |
-| `feature_matrix` | any stage                                            | a model sees only patients who passed all QC  |
+| stage            | excluded by an error recorded at | why                                                  |
+|------------------|----------------------------------|------------------------------------------------------|
+| `splits`         | `manifest` only                  | roles are assigned on the cohort as declared, so     |
+|                  |                                  | fixing an image never reshuffles a split             |
+| `embeddings`     | any stage except `embeddings`    | its own unreadable-slice errors must not keep a      |
+|                  |                                  | patient out of the re-run that clears them           |
+| `networks`       | any stage                        | fine-tuning trains only on clean patients            |
+| `feature_matrix` | any stage                        | a model sees only patients who passed all QC         |
 
 Every rule starts from the `patients` table (patients of the current manifest).
 """
