@@ -50,8 +50,15 @@ class EmbeddingCoverage:
     networks: str | None  # 'resnet18 (imagenet), ...'
 
 
+def _one_row(con: duckdb.DuckDBPyConnection, sql: str, parameters: list | None = None) -> tuple:
+    """The single row an aggregate query returns."""
+    row = con.execute(sql, parameters or []).fetchone()
+    assert row is not None, "an aggregate query returns one row"
+    return row
+
+
 def has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    return bool(con.execute(TABLE_EXISTS, [name]).fetchone()[0])
+    return bool(_one_row(con, TABLE_EXISTS, [name])[0])
 
 
 def patients_per_status(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int]]:
@@ -62,14 +69,14 @@ def patients_per_status(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int]]
 
 def radiomics_values_per_patient(con: duckdb.DuckDBPyConnection) -> int | None:
     """The median number of radiomics feature values per patient (None without any)."""
-    return con.execute(RADIOMICS_VALUES_PER_PATIENT).fetchone()[0] if has_table(con, "radiomics_features") else None
+    return _one_row(con, RADIOMICS_VALUES_PER_PATIENT)[0] if has_table(con, "radiomics_features") else None
 
 
 def embedding_coverage(con: duckdb.DuckDBPyConnection) -> EmbeddingCoverage:
     """How many patients and ROI-slice embeddings the deep features cover, and by which networks."""
     if not has_table(con, "embeddings"):
         return EmbeddingCoverage(0, 0, None, None)
-    patients, slices, values, networks = con.execute(EMBEDDING_COVERAGE).fetchone()
+    patients, slices, values, networks = _one_row(con, EMBEDDING_COVERAGE)
     return EmbeddingCoverage(patients, slices, values, networks)
 
 

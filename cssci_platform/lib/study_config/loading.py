@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from cssci_platform.lib.cohort import CohortSpec
 from cssci_platform.lib.study_config.model import StudyConfig
@@ -184,7 +185,7 @@ def _unknown(key: str, asked: list[str], declared: list[str]) -> list[str]:
     return [f"{key}: {missing} not declared in the manifest (declared: {declared})"] if missing else []
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: ErrorDetails) -> str:
     location = _path(error["loc"])
     if error["type"] == "extra_forbidden":
         allowed = _allowed_keys(error["loc"][:-1])
