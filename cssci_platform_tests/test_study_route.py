@@ -111,3 +111,15 @@ def test_a_bare_manifest_gets_a_default_study_named_after_its_cohort(manifest: P
     assert activate_study(home, manifest) == path and load_config(path).name == "chosen"  # an existing study is kept
     os.environ.pop(EXPERIMENT_ENV)
     assert activate_study(tmp_path / "empty", None) is None  # no study and no manifest: nothing to activate
+
+
+def test_config_show_dagster_prints_a_launchpad_config_that_runs_with_the_config(study_file: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cssci_platform.cli.main import app
+
+    shown = CliRunner().invoke(app, ["config", "show", "demo", "--dagster", "--set", "models.cv_folds=4"])
+    assert shown.exit_code == 0, shown.output
+    run_config = yaml.safe_load(shown.output)
+    assert probe_job().execute_in_process(run_config=run_config, instance=dg.DagsterInstance.ephemeral()).success
+    assert SEEN[-1]["name"] == "demo" and SEEN[-1]["cv_folds"] == 4
