@@ -38,7 +38,8 @@ def test_the_dagster_ui_binds_to_this_machine_only_by_default(launched: list, tm
 
 
 def test_exposing_the_ui_is_a_deliberate_option(launched: list, tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli_main.app, ["ui", "--home", str(tmp_path / "home"), "--host", "0.0.0.0", "--port", "3100"])
+    arguments = ["ui", "--home", str(tmp_path / "home"), "--host", "0.0.0.0", "--port", "3100"]
+    result = CliRunner().invoke(cli_main.app, arguments)
     assert result.exit_code == 0, result.output
     assert host_and_port(launched[0]) == ("0.0.0.0", "3100") and "reachable from the network" in result.output
 
@@ -51,3 +52,14 @@ def test_the_ui_serves_the_projects_workspace_and_instance_settings(launched: li
     [command] = launched
     assert Path(command[command.index("-w") + 1]).is_file()
     assert (tmp_path / "home" / "dagster_home" / "dagster.yaml").is_file()
+
+
+def test_the_ui_on_a_home_without_a_study_gives_its_runs_the_default_study_of_its_manifest(launched: list,
+                                                                                         tmp_path: Path) -> None:
+    from cssci_platform.lib.synthetic import write_sci_cohort
+
+    manifest = write_sci_cohort(tmp_path / "cohort", n_development=1, n_prospective=0, seed=3)
+    result = CliRunner().invoke(cli_main.app, ["ui", "--home", str(tmp_path / "home"), "--manifest", str(manifest)])
+    assert result.exit_code == 0, result.output
+    study = (tmp_path / "home" / "experiment.yaml").resolve()
+    assert study.is_file() and os.environ["CSSCI_EXPERIMENT_CONFIG"] == str(study)  # what `dagster dev` inherits

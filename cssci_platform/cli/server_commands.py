@@ -9,11 +9,13 @@ import time
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from cssci_platform.cli.guards import announce_orphaned_runs, load_or_exit
 from cssci_platform.cli.home import PROJECT_ROOT, activate_study, configure_environment
 from cssci_platform.cli.output import LOCAL_ONLY, comparison_table, console
 from cssci_platform.cli.study_commands import HOME_OPTION
+from cssci_platform.lib.failures import UserError
 from cssci_platform.lib.study_config import EXPERIMENT_ENV, experiment_file
 
 
@@ -44,7 +46,10 @@ def ui(home: Path = HOME_OPTION,
             raise typer.Exit(1)
         os.environ[EXPERIMENT_ENV] = str(experiment_file(home).resolve())
     configure_environment(home, manifest)
-    activate_study(home, Path(os.environ["CSSCI_MANIFEST"]) if os.environ.get("CSSCI_MANIFEST") else None)
+    try:
+        activate_study(home, Path(os.environ["CSSCI_MANIFEST"]) if os.environ.get("CSSCI_MANIFEST") else None)
+    except UserError as error:  # the UI still opens: runs that need the study say it is missing
+        console.print(f"[yellow]note[/] {escape(str(error))}")
     announce_orphaned_runs()  # the UI shows runs a killed command left STARTED as failed
     exposed = "" if host == LOCAL_ONLY else "  [yellow](reachable from the network)[/]"
     console.print(f"Dagster UI: http://{host}:{port}{exposed}")
