@@ -144,10 +144,8 @@ def center_size_findings(config: StudyConfig, cohort: Cohort) -> list:
     """`CenterSizeProblem`s of the study (centers under harmonization.min_center_size after the split and inside
     its CV folds), decided from the manifest and the seeds; [] when the labels cannot be split (modeling says why)."""
     from cssci_platform.lib.modeling.center_checks import center_size_problems
-    from cssci_platform.lib.splits import PRESETS, SplitSpec
 
-    preset, harmonization = PRESETS[config.split.preset], config.harmonization
-    split = SplitSpec(preset.strategy, preset.test_fraction, config.split.seed, preset.n_splits, preset.n_repeats)
+    harmonization, split = config.harmonization, config.split.spec()
     try:
         return center_size_problems(manifest_labels(config, cohort), split, config.models.cv_folds, config.models.seed,
                                     harmonize=harmonization.enabled, small_center=harmonization.small_center,
