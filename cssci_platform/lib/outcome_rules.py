@@ -69,8 +69,13 @@ class OutcomeRuleError(ValueError):
     """An outcome rule cannot be applied; the message names the patient or column and the fix."""
 
 
-def derive_labels(outcome: pd.Series, rule: Rule, threshold: float | None = None, baseline: pd.Series | None = None,
-                  development: pd.Series | None = None) -> pd.DataFrame:
+def derive_labels(
+    outcome: pd.Series,
+    rule: Rule,
+    threshold: float | None = None,
+    baseline: pd.Series | None = None,
+    development: pd.Series | None = None,
+) -> pd.DataFrame:
     """Per patient (index): `label` (string, None when unknown) and `score` (the numeric quantity thresholded,
     NaN for `as_is`). `outcome`/`baseline` are raw values by patient; `development` marks whose scores define
     the cohort mean (default: everyone with a score)."""
@@ -85,9 +90,15 @@ def derive_labels(outcome: pd.Series, rule: Rule, threshold: float | None = None
     if baseline is None:
         raise OutcomeRuleError("rule 'change_above_mean' needs the baseline variable")
     change = score - _numeric(baseline.reindex(score.index), "baseline")
-    known = change.notna() if development is None else change.notna() & development.reindex(change.index).fillna(False).astype(bool)
+    known = (
+        change.notna()
+        if development is None
+        else change.notna() & development.reindex(change.index).fillna(False).astype(bool)
+    )
     if not known.any():
-        raise OutcomeRuleError("no development patient has both the outcome and the baseline value, so the mean change is undefined")
+        raise OutcomeRuleError(
+            "no development patient has both the outcome and the baseline value, so the mean change is undefined"
+        )
     return _thresholded(change, float(change[known].mean()), strictly_above=True)
 
 
@@ -112,8 +123,10 @@ def _numeric(values: pd.Series, what: str) -> pd.Series:
     bad = values[numbers.isna() & values.notna()]
     if not bad.empty:
         patient, value = next(iter(bad.items()))
-        raise OutcomeRuleError(f"patient '{patient}': {what} value {value!r} is not a number; the rule needs numeric values "
-                               f"({len(bad)} patient(s) affected) - correct the manifest or follow-up file")
+        raise OutcomeRuleError(
+            f"patient '{patient}': {what} value {value!r} is not a number; the rule needs numeric values "
+            f"({len(bad)} patient(s) affected) - correct the manifest or follow-up file"
+        )
     return numbers.astype(float)
 
 
@@ -128,5 +141,7 @@ def label_rows(derived: pd.DataFrame, dates: pd.Series, name: str) -> list[dict]
         date = None if date is None or pd.isna(date) else date
         rows.append({"patient_key": key, "outcome": name, "value": label, "outcome_date": date})
         if pd.notna(score):
-            rows.append({"patient_key": key, "outcome": name + SCORE_SUFFIX, "value": repr(float(score)), "outcome_date": date})
+            rows.append(
+                {"patient_key": key, "outcome": name + SCORE_SUFFIX, "value": repr(float(score)), "outcome_date": date}
+            )
     return rows

@@ -109,12 +109,18 @@ def _check_columns(patients: pl.DataFrame) -> None:
     if missing:
         raise SplitError(f"patient table lacks columns {sorted(missing)}")
     if patients["patient_key"].is_duplicated().any():
-        raise SplitError(f"duplicate patients: {sorted(set(patients.filter(pl.col('patient_key').is_duplicated())['patient_key']))}")
+        raise SplitError(
+            f"duplicate patients: {sorted(set(patients.filter(pl.col('patient_key').is_duplicated())['patient_key']))}"
+        )
 
 
 def _fixed_roles(patients: pl.DataFrame) -> pl.DataFrame:
-    role = (pl.when(pl.col("cohort") == "prospective").then(pl.lit("validation"))
-            .when(pl.col("label").is_null()).then(pl.lit("excluded")))
+    role = (
+        pl.when(pl.col("cohort") == "prospective")
+        .then(pl.lit("validation"))
+        .when(pl.col("label").is_null())
+        .then(pl.lit("excluded"))
+    )
     fixed = patients.filter((pl.col("cohort") == "prospective") | pl.col("label").is_null())
     return fixed.select("patient_key", role.alias("role"))
 
@@ -143,12 +149,21 @@ def center_outcome_strata(centers: np.ndarray, labels: np.ndarray) -> np.ndarray
     joint = np.asarray([f"{center}\x1f{label}" for center, label in zip(centers, labels, strict=True)], dtype=object)
     values, counts = np.unique(joint, return_counts=True)
     large = set(values[counts >= 2])
-    strata = np.asarray([j if j in large else f"*\x1f{label}" for j, label in zip(joint, labels, strict=True)], dtype=object)
+    strata = np.asarray(
+        [j if j in large else f"*\x1f{label}" for j, label in zip(joint, labels, strict=True)], dtype=object
+    )
     values, counts = np.unique(strata, return_counts=True)
-    if (counts < 2).any():  # a leftover outcome cell of one patient: stratify that outcome's leftovers with its largest cell
+    if (
+        counts < 2
+    ).any():  # a leftover outcome cell of one patient: stratify that outcome's leftovers with its largest cell
         lonely = set(values[counts < 2])
-        strata = np.asarray([_largest_cell(strata, labels, label) if s in lonely else s
-                             for s, label in zip(strata, labels, strict=True)], dtype=object)
+        strata = np.asarray(
+            [
+                _largest_cell(strata, labels, label) if s in lonely else s
+                for s, label in zip(strata, labels, strict=True)
+            ],
+            dtype=object,
+        )
     return strata
 
 
@@ -181,7 +196,9 @@ def _repeated_kfold(labelled: pl.DataFrame, spec: SplitSpec) -> dict[str, pl.Dat
 def _require_per_class(labels: np.ndarray, minimum: int, purpose: str) -> None:
     values, counts = np.unique(labels, return_counts=True)
     if len(values) < 2:
-        raise SplitError(f"{purpose} needs at least 2 outcome classes among labelled development patients, found {list(values)}")
+        raise SplitError(
+            f"{purpose} needs at least 2 outcome classes among labelled development patients, found {list(values)}"
+        )
     small = {str(v): int(c) for v, c in zip(values, counts) if c < minimum}
     if small:
         raise SplitError(f"{purpose} needs at least {minimum} labelled patients per class; too few in {small}")
@@ -190,5 +207,7 @@ def _require_per_class(labels: np.ndarray, minimum: int, purpose: str) -> None:
 def role_counts_table(splits: pl.DataFrame, limit: int = 40) -> str:
     """Patients per fold and role as a markdown table (the first `limit` rows)."""
     counts = splits.group_by("fold", "role").len().sort("fold", "role")
-    return "\n".join(["| fold | role | patients |", "|---|---|---|"] +
-                     [f"| {f} | {r} | {n} |" for f, r, n in counts.head(limit).iter_rows()])
+    return "\n".join(
+        ["| fold | role | patients |", "|---|---|---|"]
+        + [f"| {f} | {r} | {n} |" for f, r, n in counts.head(limit).iter_rows()]
+    )

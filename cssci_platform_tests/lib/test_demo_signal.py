@@ -14,15 +14,15 @@ import pandas as pd
 import polars as pl
 
 from cssci_platform.lib.cohort import load_cohort
+from cssci_platform.lib.feature_extraction import extract_patient_features
+from cssci_platform.lib.imaging import GeometryTolerance
 from cssci_platform.lib.modeling.chains import ChainSettings
-from cssci_platform.lib.selection.settings import SelectionSettings
 from cssci_platform.lib.modeling.matrix import assemble, radiomics_block
 from cssci_platform.lib.modeling.signatures import Signature
 from cssci_platform.lib.modeling.training import train_signature
-from cssci_platform.lib.feature_extraction import extract_patient_features
-from cssci_platform.lib.imaging import GeometryTolerance
 from cssci_platform.lib.preprocessing import PreprocessingSettings, preprocess_patient
 from cssci_platform.lib.quality import inspect_patient
+from cssci_platform.lib.selection.settings import SelectionSettings
 from cssci_platform.lib.splits import PRESETS, assign_splits
 from cssci_platform.lib.synthetic import write_sci_cohort
 

@@ -9,12 +9,12 @@ import pytest
 from sklearn.model_selection import GridSearchCV
 
 from cssci_platform.lib.classifiers import grid_for, make_estimator, stratified_folds
-from cssci_platform.lib.modeling.chains import ChainSettings, build_pipeline
 from cssci_platform.lib.harmonization.settings import HarmonizationSettings
-from cssci_platform.lib.selection.settings import SelectionSettings
+from cssci_platform.lib.modeling.chains import ChainSettings, build_pipeline
 from cssci_platform.lib.modeling.signatures import Signature, parse_signature, result_name
 from cssci_platform.lib.modeling.training import train_signature
 from cssci_platform.lib.modeling.tuning import fit_chain_folds, tune_on_folds
+from cssci_platform.lib.selection.settings import SelectionSettings
 from cssci_platform.lib.splits import PRESETS, assign_splits
 
 CANARY_SEEDS = range(20)

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from cssci_platform.lib.evaluation import binary_auc
-from cssci_platform.lib.modeling.chains import ChainSettings, build_pipeline
 from cssci_platform.lib.harmonization.settings import HarmonizationSettings
-from cssci_platform.lib.selection.settings import SelectionSettings
+from cssci_platform.lib.modeling.chains import ChainSettings, build_pipeline
 from cssci_platform.lib.modeling.signatures import Signature
+from cssci_platform.lib.selection.settings import SelectionSettings
 
 # ------------------------------------------------------------------------------------ 1. stacking the Rad-score
 

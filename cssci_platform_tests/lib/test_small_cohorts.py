@@ -86,11 +86,11 @@ def test_unseen_center_warning_is_logged_once_with_a_count(caplog: pytest.LogCap
 
 # -- the modeling chain: failures recorded, tiny folds ---------------------------------------------------------
 
-from cssci_platform.lib.modeling.chains import ChainSettings  # noqa: E402
 from cssci_platform.lib.harmonization.settings import HarmonizationSettings  # noqa: E402
-from cssci_platform.lib.selection.settings import SelectionSettings  # noqa: E402
-from cssci_platform.lib.modeling.signatures import Signature  # noqa: E402
 from cssci_platform.lib.modeling import training  # noqa: E402
+from cssci_platform.lib.modeling.chains import ChainSettings  # noqa: E402
+from cssci_platform.lib.modeling.signatures import Signature  # noqa: E402
+from cssci_platform.lib.selection.settings import SelectionSettings  # noqa: E402
 
 
 def small_matrix(n: int, p: int = 6, signal: float = 2.0, seed: int = 0, centers: tuple[str, ...] = ("A", "B"),

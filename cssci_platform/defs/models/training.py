@@ -13,8 +13,14 @@ from cssci_platform.lib.model_tracking import (
     registered_model_name,
 )
 from cssci_platform.lib.modeling.chains import ChainSettings
-from cssci_platform.lib.modeling.results import final_features, run_metrics, run_params, settings_params, warning_tags
-from cssci_platform.lib.modeling.results import write_zoo_results
+from cssci_platform.lib.modeling.results import (
+    final_features,
+    run_metrics,
+    run_params,
+    settings_params,
+    warning_tags,
+    write_zoo_results,
+)
 from cssci_platform.lib.modeling.training import FailedFit
 from cssci_platform.lib.modeling.zoo import ZooFit, choose_champions, train_zoo
 from cssci_platform.lib.modeling.zoo_summary import (
@@ -37,16 +43,37 @@ MODEL_INPUTS = [feature_matrix, patient_splits, feature_reliability]
 
 
 @dg.multi_asset(
-    group_name="modeling", can_subset=False,
-    specs=[dg.AssetSpec("trained_models", kinds={"mlflow", "scikitlearn"}, deps=MODEL_INPUTS,
-                        description="One MLflow run per signature x classifier x mode; the best per signature registered as champion"),
-           dg.AssetSpec("model_results", kinds={"duckdb"}, deps=MODEL_INPUTS,
-                        description="CV, test and validation metrics per model, named as in the studies' tables"),
-           dg.AssetSpec("predictions", kinds={"duckdb"}, deps=MODEL_INPUTS,
-                        description="Class probabilities of every model for every scored patient")],
+    group_name="modeling",
+    can_subset=False,
+    specs=[
+        dg.AssetSpec(
+            "trained_models",
+            kinds={"mlflow", "scikitlearn"},
+            deps=MODEL_INPUTS,
+            description="One MLflow run per signature x classifier x mode; the best per signature registered as "
+            "champion",
+        ),
+        dg.AssetSpec(
+            "model_results",
+            kinds={"duckdb"},
+            deps=MODEL_INPUTS,
+            description="CV, test and validation metrics per model, named as in the studies' tables",
+        ),
+        dg.AssetSpec(
+            "predictions",
+            kinds={"duckdb"},
+            deps=MODEL_INPUTS,
+            description="Class probabilities of every model for every scored patient",
+        ),
+    ],
 )
-def trained_models(context: dg.AssetExecutionContext, study: StudyResource, cohort: CohortResource,
-                   warehouse: WarehouseResource, tracking: TrackingResource):
+def trained_models(
+    context: dg.AssetExecutionContext,
+    study: StudyResource,
+    cohort: CohortResource,
+    warehouse: WarehouseResource,
+    tracking: TrackingResource,
+):
     config = study.config()
     manifest = cohort.load()
     split, folds = study_split_folds(warehouse, config)
@@ -55,44 +82,78 @@ def trained_models(context: dg.AssetExecutionContext, study: StudyResource, coho
         outcome = queries.modelled_outcome(con, split)
     variable = manifest.spec.outcomes.get(outcome)
     classes = list(variable.levels) if variable is not None and variable.levels else ["0", "1"]
-    chain = ChainSettings(config.harmonization, config.selection, _icc_table(warehouse, config), config.models.cv_folds,
-                          config.models.seed)
+    chain = ChainSettings(
+        config.harmonization,
+        config.selection,
+        _icc_table(warehouse, config),
+        config.models.cv_folds,
+        config.models.seed,
+    )
     tracking_config = tracking.config(config.name)
     tags = {**({STUDY_TAG: context.run.tags[STUDY_TAG]} if STUDY_TAG in context.run.tags else {}), "split": split}
     logged = []
     try:
-        for fit in train_zoo(matrix, folds, classes, config.models, list(config.modes), chain, _scores(warehouse, config)):
-            run_tags = {**tags, "fold": fit.fold, **tracking.run_tags(
-                context, signature=fit.model.spec.signature.name, classifier=fit.model.spec.classifier,
-                mode=fit.model.spec.mode, manifest_hash=manifest.manifest_sha256)}
+        for fit in train_zoo(
+            matrix, folds, classes, config.models, list(config.modes), chain, _scores(warehouse, config)
+        ):
+            run_tags = {
+                **tags,
+                "fold": fit.fold,
+                **tracking.run_tags(
+                    context,
+                    signature=fit.model.spec.signature.name,
+                    classifier=fit.model.spec.classifier,
+                    mode=fit.model.spec.mode,
+                    manifest_hash=manifest.manifest_sha256,
+                ),
+            }
             params = settings_params(chain, config.outcome, fit.outcome_threshold)
             logged.append((fit, *_log_fit(context, tracking_config, fit, config, params, run_tags, matrix)))
     except OutcomeRuleError as error:
         raise dg.Failure(str(error)) from None
-    first_fold = logged[0][0].fold if logged else "-"
-    champions = _register_champions(tracking_config, config.name, [(f.model, run_id, uri) for f, run_id, uri in logged
-                                                                   if f.fold == first_fold and not f.failed])
+    first_fold = next((f.fold for f, _, _ in logged if not f.failed), "-")  # champions come from the first trained fold
+    champions = _register_champions(
+        tracking_config,
+        config.name,
+        [(f.model, run_id, uri) for f, run_id, uri in logged if f.fold == first_fold and not f.failed],
+    )
     with warehouse.connect() as con:
         write_zoo_results(con, logged, champions, split, matrix["cohort"])
     yield from _materializations(logged, champions, first_fold, config.name, tracking.tracking_uri)
 
 
-def _log_fit(context: dg.AssetExecutionContext, tracking_config, fit: ZooFit, config: StudyConfig, params: dict,
-             tags: dict, matrix: pd.DataFrame) -> tuple[str, str]:
+def _log_fit(
+    context: dg.AssetExecutionContext,
+    tracking_config,
+    fit: ZooFit,
+    config: StudyConfig,
+    params: dict,
+    tags: dict,
+    matrix: pd.DataFrame,
+) -> tuple[str, str]:
     """One MLflow run per fit: (run id, model URI; '' for a fit that failed)."""
     model, where = fit.model, f"[{fit.model.spec.mode}, {fit.fold}]"
     if isinstance(model, FailedFit):
-        context.log.warning(f"fit failed, the study goes on: {model.spec.name} {where} at the {model.stage}: {model.reason}")
+        context.log.warning(
+            f"fit failed, the study goes on: {model.spec.name} {where} at the {model.stage}: {model.reason}"
+        )
         return _log_failed_run(tracking_config, model, fit.fold, params, tags), ""
     for note in model.small_sample:
         context.log.warning(f"{model.spec.name} {where}: {note}")
     example = matrix.loc[fit.roles.reindex(matrix.index) == "train"].head(3).drop(columns=["cohort", "label"])
     split_table = pd.DataFrame({"patient_key": fit.roles.index, "role": fit.roles.to_numpy(), "fold": fit.fold})
     run = log_model_run(
-        tracking_config, run_name=f"{model.spec.name} {where}", model=model.pipeline, input_example=example,
+        tracking_config,
+        run_name=f"{model.spec.name} {where}",
+        model=model.pipeline,
+        input_example=example,
         params={**run_params(model, config.models.grid, config.models.cv_folds, config.models.seed), **params},
-        metrics=run_metrics(model), selected_features=final_features(model), tags={**tags, **warning_tags(model)},
-        selection_reports=model.selection, split_table=split_table)
+        metrics=run_metrics(model),
+        selected_features=final_features(model),
+        tags={**tags, **warning_tags(model)},
+        selection_reports=model.selection,
+        split_table=split_table,
+    )
     return run.run_id, run.model_uri
 
 
@@ -100,15 +161,28 @@ def _materializations(logged: list, champions: dict, first_fold: str, experiment
     trained = [(f.fold, f.model) for f, _, _ in logged if not f.failed]
     failures = [f.model for f, _, _ in logged if f.failed]
     first = [m for fold, m in trained if fold == first_fold]
-    yield dg.MaterializeResult(asset_key="trained_models", metadata={
-        "mlflow_runs": len(trained), "failed_fits": len(failures), "experiment": experiment, "tracking_uri": tracking_uri,
-        "fits_that_failed": dg.MetadataValue.md(failure_table(failures)),
-        "small_sample_warnings": sum(bool(m.small_sample) for _, m in trained),
-        "champions_from_fold": first_fold, "champions": dg.MetadataValue.md(champion_table(champions))})
-    yield dg.MaterializeResult(asset_key="model_results", metadata={
-        "table": dg.MetadataValue.md(results_table(first)), "models": len(trained),
-        "across_folds": dg.MetadataValue.md(fold_summary(trained)),
-        "leakage_safe_vs_paper_faithful": dg.MetadataValue.md(mode_delta_table(first))})
+    yield dg.MaterializeResult(
+        asset_key="trained_models",
+        metadata={
+            "mlflow_runs": len(trained),
+            "failed_fits": len(failures),
+            "experiment": experiment,
+            "tracking_uri": tracking_uri,
+            "fits_that_failed": dg.MetadataValue.md(failure_table(failures)),
+            "small_sample_warnings": sum(bool(m.small_sample) for _, m in trained),
+            "champions_from_fold": first_fold,
+            "champions": dg.MetadataValue.md(champion_table(champions)),
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key="model_results",
+        metadata={
+            "table": dg.MetadataValue.md(results_table(first)),
+            "models": len(trained),
+            "across_folds": dg.MetadataValue.md(fold_summary(trained)),
+            "leakage_safe_vs_paper_faithful": dg.MetadataValue.md(mode_delta_table(first)),
+        },
+    )
     yield dg.MaterializeResult(asset_key="predictions", metadata={"rows": sum(len(m.predictions) for _, m in trained)})
 
 
@@ -119,8 +193,10 @@ def _scores(warehouse: WarehouseResource, config: StudyConfig) -> pd.Series | No
     with warehouse.connect() as con:
         rows = queries.outcome_values(con, config.outcome.name + SCORE_SUFFIX).to_pandas()
     if rows.empty:
-        raise dg.Failure(f"rule change_above_mean needs the scores '{config.outcome.name}{SCORE_SUFFIX}' written by "
-                         "study_outcome; materialize study_outcome first")
+        raise dg.Failure(
+            f"rule change_above_mean needs the scores '{config.outcome.name}{SCORE_SUFFIX}' written by "
+            "study_outcome; materialize study_outcome first"
+        )
     return pd.to_numeric(rows.set_index("patient_key")["value"])
 
 
@@ -132,8 +208,10 @@ def _icc_table(warehouse: WarehouseResource, config: StudyConfig) -> pd.DataFram
     if table is None:
         raise dg.Failure("icc_threshold is set but feature_reliability has not been materialized")
     if table.is_empty():
-        raise dg.Failure("icc_threshold is set but no patient has a repeat segmentation, so no ICC exists; "
-                         "add mask__<sequence>__<roi>__<rater> columns or set icc_threshold: null")
+        raise dg.Failure(
+            "icc_threshold is set but no patient has a repeat segmentation, so no ICC exists; "
+            "add mask__<sequence>__<roi>__<rater> columns or set icc_threshold: null"
+        )
     return table.to_pandas().set_index("feature")
 
 
@@ -144,21 +222,42 @@ def _register_champions(tracking_config, experiment: str, runs: list) -> dict[st
     champions = {}
     for signature, (model, run_id) in choose_champions([(model, run_id) for model, run_id, _ in runs]).items():
         name = registered_model_name(experiment, signature)
-        version = register_champion(tracking_config, name, run_id=run_id, model_uri=uris[run_id],
-                                    chosen_by=("cv_auc_mean", model.cv_score_mean))
-        champions[signature] = {"model": model.spec.name, "registered_model": name, "version": version.version,
-                                "run_id": run_id, "cv_auc": model.cv_score_mean}
+        version = register_champion(
+            tracking_config, name, run_id=run_id, model_uri=uris[run_id], chosen_by=("cv_auc_mean", model.cv_score_mean)
+        )
+        champions[signature] = {
+            "model": model.spec.name,
+            "registered_model": name,
+            "version": version.version,
+            "run_id": run_id,
+            "cv_auc": model.cv_score_mean,
+        }
     return champions
 
 
 def _log_failed_run(tracking_config, failed: FailedFit, fold: str, params: dict, tags: dict) -> str:
-    """A FAILED MLflow run for a fit that raised: the reason as tag `cssci.failure_reason` and param `failure_reason`."""
+    """A FAILED MLflow run for a fit that raised: the reason as tag `cssci.failure_reason` and param
+    `failure_reason`."""
     client = tracking_config.client()
-    run = client.create_run(get_or_create_experiment(tracking_config),
-                            run_name=f"{failed.spec.name} [{failed.spec.mode}, {fold}] FAILED",
-                            tags={**{k: str(v) for k, v in tags.items()}, "cssci.failure_reason": failed.reason,
-                                  "cssci.failure_stage": failed.stage})
-    log_params(client, run.info.run_id, {"signature": failed.spec.signature.name, "classifier": failed.spec.classifier,
-                                         "mode": failed.spec.mode, "failure_reason": failed.reason[:250], **params})
+    run = client.create_run(
+        get_or_create_experiment(tracking_config),
+        run_name=f"{failed.spec.name} [{failed.spec.mode}, {fold}] FAILED",
+        tags={
+            **{k: str(v) for k, v in tags.items()},
+            "cssci.failure_reason": failed.reason,
+            "cssci.failure_stage": failed.stage,
+        },
+    )
+    log_params(
+        client,
+        run.info.run_id,
+        {
+            "signature": failed.spec.signature.name,
+            "classifier": failed.spec.classifier,
+            "mode": failed.spec.mode,
+            "failure_reason": failed.reason[:250],
+            **params,
+        },
+    )
     client.set_terminated(run.info.run_id, "FAILED")
     return run.info.run_id

@@ -16,11 +16,19 @@ from cssci_platform.resources.tracking import TrackingResource
 from cssci_platform.resources.warehouse import WarehouseResource
 
 
-@dg.asset(group_name="reports", kinds={"html", "mlflow"},
-          deps=[dg.AssetKey("trained_models"), dg.AssetKey("model_results"), dg.AssetKey("predictions")])
-def evaluation_report(context: dg.AssetExecutionContext, study: StudyResource, cohort: CohortResource,
-                      warehouse: WarehouseResource, image_store: ImageStoreResource,
-                      tracking: TrackingResource) -> dg.MaterializeResult:
+@dg.asset(
+    group_name="reports",
+    kinds={"html", "mlflow"},
+    deps=[dg.AssetKey("trained_models"), dg.AssetKey("model_results"), dg.AssetKey("predictions")],
+)
+def evaluation_report(
+    context: dg.AssetExecutionContext,
+    study: StudyResource,
+    cohort: CohortResource,
+    warehouse: WarehouseResource,
+    image_store: ImageStoreResource,
+    tracking: TrackingResource,
+) -> dg.MaterializeResult:
     """One self-contained HTML file per experiment (figures embedded), also logged to MLflow. Binary outcomes get the
     cervical-SCI layout; multiclass outcomes the spinal-metastasis one, with the fine-tuned CNNs as models."""
     config, spec = study.config(), cohort.load().spec
@@ -31,27 +39,47 @@ def evaluation_report(context: dg.AssetExecutionContext, study: StudyResource, c
         levels = spec.outcomes[outcome].levels if outcome in spec.outcomes else None
         classes = [str(level) for level in levels] if levels else None
         inputs = ReportInputs(
-            experiment=config.name, classes=classes, models=models,
-            predictions=queries.model_predictions(con, with_networks=classes is not None and len(classes) > 2).to_pandas(),
+            experiment=config.name,
+            classes=classes,
+            models=models,
+            predictions=queries.model_predictions(
+                con, with_networks=classes is not None and len(classes) > 2
+            ).to_pandas(),
             outcomes=queries.outcome_values(con, outcome).rename({"value": "label"}).to_pandas(),
-            clinical=clinical_wide(queries.clinical_values(con).to_pandas(), {n: v.type for n, v in spec.clinical.items()}),
-            clinical_types={n: v.type for n, v in spec.clinical.items()
-                            if config.models.clinical_predictors is None or n in config.models.clinical_predictors},
+            clinical=clinical_wide(
+                queries.clinical_values(con).to_pandas(), {n: v.type for n, v in spec.clinical.items()}
+            ),
+            clinical_types={
+                n: v.type
+                for n, v in spec.clinical.items()
+                if config.models.clinical_predictors is None or n in config.models.clinical_predictors
+            },
             method=MethodSettings(config.harmonization, config.selection, config.models.cv_folds),
-            gradcams=sorted(image_store.folder("gradcam").rglob("*.png")), fit_problems=queries.fit_problems(con).to_pandas())
+            gradcams=sorted(image_store.folder("gradcam").rglob("*.png")),
+            fit_problems=queries.fit_problems(con).to_pandas(),
+        )
         fold = _champions_fold(models)
-        rows, inputs.background = explanation_rows(queries.stored_feature_matrix(con).to_pandas().set_index("patient_key"),
-                                                   queries.roles_of_predicted_patients(con, fold).to_pandas())
+        rows, inputs.background = explanation_rows(
+            queries.stored_feature_matrix(con).to_pandas().set_index("patient_key"),
+            queries.roles_of_predicted_patients(con, fold).to_pandas(),
+        )
     inputs.explained = _champions_to_explain(tracking, config.name, models, rows)
-    inputs.rad_scores = next((scores for _, pipeline, _ in inputs.explained
-                              if (scores := out_of_fold_rad_scores(pipeline)) is not None), None)
+    inputs.rad_scores = next(
+        (scores for _, pipeline, _ in inputs.explained if (scores := out_of_fold_rad_scores(pipeline)) is not None),
+        None,
+    )
     path = image_store.folder("reports") / f"{config.name}.html"
     path.write_text(build_report(inputs), encoding="utf-8")
     run_id = _log_to_mlflow(tracking, config.name, path, context.run.run_id)
-    return dg.MaterializeResult(metadata={"report": dg.MetadataValue.path(str(path)),
-                                          "open": dg.MetadataValue.url(path.resolve().as_uri()),
-                                          "size_kb": round(path.stat().st_size / 1024, 1), "mlflow_run_id": run_id,
-                                          "layout": "multiclass" if inputs.multiclass else "binary"})
+    return dg.MaterializeResult(
+        metadata={
+            "report": dg.MetadataValue.path(str(path)),
+            "open": dg.MetadataValue.url(path.resolve().as_uri()),
+            "size_kb": round(path.stat().st_size / 1024, 1),
+            "mlflow_run_id": run_id,
+            "layout": "multiclass" if inputs.multiclass else "binary",
+        }
+    )
 
 
 def _champions_fold(models: pd.DataFrame) -> str:
@@ -60,19 +88,25 @@ def _champions_fold(models: pd.DataFrame) -> str:
     return str(champions["fold"].iloc[0]) if len(champions) else "holdout"
 
 
-def _champions_to_explain(tracking: TrackingResource, experiment: str, models: pd.DataFrame,
-                          rows: pd.DataFrame) -> list[tuple[str, object, pd.DataFrame]]:
+def _champions_to_explain(
+    tracking: TrackingResource, experiment: str, models: pd.DataFrame, rows: pd.DataFrame
+) -> list[tuple[str, object, pd.DataFrame]]:
     """Each champion (from the registry, by alias) with the feature rows of its fold's test patients."""
     champions = models[models["champion"]]
-    return [(name, load_champion(tracking.config(experiment), registered)[0], rows)
-            for name, registered in champions[["result_name", "registered_model"]].itertuples(index=False)]
+    return [
+        (name, load_champion(tracking.config(experiment), registered)[0], rows)
+        for name, registered in champions[["result_name", "registered_model"]].itertuples(index=False)
+    ]
 
 
 def _log_to_mlflow(tracking: TrackingResource, experiment: str, path: Path, dagster_run_id: str) -> str:
     config = tracking.config(experiment)
     client = config.client()
-    run = client.create_run(get_or_create_experiment(config), run_name=f"report {experiment}",
-                            tags={"run_kind": "report", "dagster_run_id": dagster_run_id})
+    run = client.create_run(
+        get_or_create_experiment(config),
+        run_name=f"report {experiment}",
+        tags={"run_kind": "report", "dagster_run_id": dagster_run_id},
+    )
     client.log_artifact(run.info.run_id, str(path), "report")
     client.set_terminated(run.info.run_id, "FINISHED")
     return run.info.run_id

@@ -25,21 +25,32 @@ def patient_splits(study: StudyResource, cohort: CohortResource, warehouse: Ware
     spec = config.split.spec()
     with warehouse.connect() as con:
         patients = queries.split_candidates(con, outcome)
-    splits = assign_splits(patients, spec).with_columns(outcome=pl.lit(outcome), seed=pl.lit(spec.seed), created_at=pl.lit(datetime.now()))
+    splits = assign_splits(patients, spec).with_columns(
+        outcome=pl.lit(outcome), seed=pl.lit(spec.seed), created_at=pl.lit(datetime.now())
+    )
     with warehouse.connect() as con:
         replace_rows(con, "splits", {"split": spec.name}, splits)
-    return dg.MaterializeResult(metadata={"split": spec.name, "outcome": outcome, "folds": splits["fold"].n_unique(),
-                                          "roles": dg.MetadataValue.md(role_counts_table(splits))})
+    return dg.MaterializeResult(
+        metadata={
+            "split": spec.name,
+            "outcome": outcome,
+            "folds": splits["fold"].n_unique(),
+            "roles": dg.MetadataValue.md(role_counts_table(splits)),
+        }
+    )
 
 
 def study_split_folds(warehouse: WarehouseResource, config: StudyConfig) -> tuple[str, dict[str, pd.Series]]:
-    """The study's stored split and, per fold models train on (`split.folds`), patient_key -> role (named by the split)."""
+    """The study's stored split and, per fold models train on (`split.folds`), patient_key -> role (a Series named
+    by the split)."""
     split = config.split.stored_name
     with warehouse.connect() as con:
         stored = queries.split_folds(con, split)
         if not stored:
-            raise dg.Failure(f"split '{split}' is not stored (the splits table holds {queries.stored_splits(con) or 'none'}); "
-                             "materialize patient_splits")
+            raise dg.Failure(
+                f"split '{split}' is not stored (the splits table holds {queries.stored_splits(con) or 'none'}); "
+                "materialize patient_splits"
+            )
         folds = config.split.trained_folds(stored)
         return split, {fold: _roles(con, split, fold, stored) for fold in folds}
 
@@ -54,7 +65,9 @@ def study_fold_roles(warehouse: WarehouseResource, config: StudyConfig) -> pd.Se
 def _roles(con, split: str, fold: str, stored: list[str]) -> pd.Series:
     roles = queries.split_roles(con, split, fold)
     if not roles:
-        raise dg.Failure(f"split '{split}' has no fold '{fold}'; its folds are {stored[:20] or 'none: materialize patient_splits'}")
+        raise dg.Failure(
+            f"split '{split}' has no fold '{fold}'; its folds are {stored[:20] or 'none: materialize patient_splits'}"
+        )
     return pd.Series(roles, name=split)
 
 
@@ -65,6 +78,8 @@ def checked_outcome(cohort: CohortResource, warehouse: WarehouseResource, config
     with warehouse.connect() as con:
         derived = set(queries.outcome_names(con)) - set(declared)
     if outcome not in declared and outcome not in derived:
-        raise dg.Failure(f"outcome '{outcome}' is neither declared in the manifest ({declared}) nor derived by study_outcome "
-                         f"({sorted(derived) or 'none yet'}); materialize study_outcome with this name or fix the config")
+        raise dg.Failure(
+            f"outcome '{outcome}' is neither declared in the manifest ({declared}) nor derived by study_outcome "
+            f"({sorted(derived) or 'none yet'}); materialize study_outcome with this name or fix the config"
+        )
     return outcome

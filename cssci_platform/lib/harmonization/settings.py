@@ -29,16 +29,24 @@ class HarmonizationSettings(Section):
     """
 
     enabled: bool = True
-    unseen_center_policy: UnseenCenterPolicy = "none"  # type: ignore[valid-type]
-    small_center: SmallCenterPolicy = "pool"  # type: ignore[valid-type]
+    unseen_center_policy: UnseenCenterPolicy = "none"
+    small_center: SmallCenterPolicy = "pool"
     min_center_size: int = Field(MIN_BATCH_SIZE, ge=MIN_BATCH_SIZE)
-    unharmonized_feature_classes: list[RadiomicsFeatureClass] = list(DEFAULT_UNHARMONIZED_CLASSES)  # type: ignore[assignment]
+    unharmonized_feature_classes: list[RadiomicsFeatureClass] = list(DEFAULT_UNHARMONIZED_CLASSES)  # type: ignore[arg-type]
 
-    def combat(self, batch_col: str, feature_cols: list[str] | None = None,
-               unseen_center_policy: str | None = None) -> ComBat:
+    def combat(
+        self,
+        batch_col: str,
+        feature_cols: list[str] | None = None,
+        unseen_center_policy: UnseenCenterPolicy | None = None,
+    ) -> ComBat:
         """An unfitted ComBat with these settings (`unseen_center_policy` overrides the setting, e.g. 'none' for a
         table fitted and applied on known centers only)."""
-        return ComBat(batch_col=batch_col, feature_cols=feature_cols,
-                      unseen_center_policy=unseen_center_policy or self.unseen_center_policy,
-                      small_center=self.small_center, min_center_size=self.min_center_size,
-                      unharmonized_classes=tuple(self.unharmonized_feature_classes))
+        return ComBat(
+            batch_col=batch_col,
+            feature_cols=feature_cols,
+            unseen_center_policy=unseen_center_policy or self.unseen_center_policy,
+            small_center=self.small_center,
+            min_center_size=self.min_center_size,
+            unharmonized_classes=tuple(self.unharmonized_feature_classes),
+        )

@@ -20,8 +20,10 @@ from cssci_platform.lib.harmonization import MIN_BATCH_SIZE
 from cssci_platform.lib.harmonization.scope import SMALL_CENTER_KEYS
 from cssci_platform.lib.splits import SplitSpec, assign_splits
 
-HANDLED = {"pool": "pooled with the other small centers (or left out of the fit if still under 2)",
-           "unseen": "left out of the ComBat fit; its patients follow harmonization.unseen_center_policy"}
+HANDLED = {
+    "pool": "pooled with the other small centers (or left out of the fit if still under 2)",
+    "unseen": "left out of the ComBat fit; its patients follow harmonization.unseen_center_policy",
+}
 
 
 @dataclass(frozen=True)
@@ -43,13 +45,23 @@ class CenterSizeProblem:
         return split if self.cv_fold is None else f"CV fold {self.cv_fold} of {self.n_cv_folds} inside {split}"
 
     def message(self) -> str:
-        return (f"center {self.center!r} has {self.training_patients} training patient(s) in {self.where}: "
-                f"{self.what_happens}. Fix: {self.fix}")
+        return (
+            f"center {self.center!r} has {self.training_patients} training patient(s) in {self.where}: "
+            f"{self.what_happens}. Fix: {self.fix}"
+        )
 
 
-def center_size_problems(patients: pl.DataFrame, split: SplitSpec, cv_folds: int, cv_seed: int, *,
-                         harmonize: bool = True, small_center: str = "pool", min_center_size: int = MIN_BATCH_SIZE,
-                         folds: list[str] | None = None) -> list[CenterSizeProblem]:
+def center_size_problems(
+    patients: pl.DataFrame,
+    split: SplitSpec,
+    cv_folds: int,
+    cv_seed: int,
+    *,
+    harmonize: bool = True,
+    small_center: str = "pool",
+    min_center_size: int = MIN_BATCH_SIZE,
+    folds: list[str] | None = None,
+) -> list[CenterSizeProblem]:
     """Every (center, fit) with fewer than `min_center_size` training patients.
 
     `patients`: patient_key, center, cohort (development / prospective), label (null = unknown), as `assign_splits`
@@ -68,12 +80,16 @@ def center_size_problems(patients: pl.DataFrame, split: SplitSpec, cv_folds: int
         parts = [(None, train)] + _cv_training_parts(train, labels, cv_folds, cv_seed)
         n_cv = len(parts) - 1
         for cv_fold, keys in parts:
-            problems += [_problem(center, n, fold, cv_fold, n_cv, small_center, min_center_size)
-                         for center, n in _small(keys, centers, min_center_size).items()]
+            problems += [
+                _problem(center, n, fold, cv_fold, n_cv, small_center, min_center_size)
+                for center, n in _small(keys, centers, min_center_size).items()
+            ]
     return problems
 
 
-def _cv_training_parts(train: list[str], labels: dict[str, str], cv_folds: int, seed: int) -> list[tuple[int, list[str]]]:
+def _cv_training_parts(
+    train: list[str], labels: dict[str, str], cv_folds: int, seed: int
+) -> list[tuple[int, list[str]]]:
     y = np.asarray([labels[key] for key in train], dtype=object).astype(str)
     try:
         splitter = stratified_folds(y, cv_folds, seed)
@@ -88,9 +104,14 @@ def _small(keys: list[str], centers: dict[str, str], min_size: int) -> dict[str,
     return {str(center): int(n) for center, n in zip(values, counts, strict=True) if n < min_size}
 
 
-def _problem(center: str, n: int, fold: str, cv_fold: int | None, n_cv: int, policy: str, min_size: int) -> CenterSizeProblem:
+def _problem(
+    center: str, n: int, fold: str, cv_fold: int | None, n_cv: int, policy: str, min_size: int
+) -> CenterSizeProblem:
     stops = policy == "error"
-    what = (f"ComBat needs at least {min_size} per center and harmonization.small_center is 'error', so every model "
-            "fails" if stops else f"harmonization.small_center {policy!r}: {HANDLED.get(policy, policy)}")
+    what = (
+        f"ComBat needs at least {min_size} per center and harmonization.small_center is 'error', so every model fails"
+        if stops
+        else f"harmonization.small_center {policy!r}: {HANDLED.get(policy, policy)}"
+    )
     fix = SMALL_CENTER_KEYS if stops else "none needed (decided at fit time and stated in the report)"
     return CenterSizeProblem(center, n, fold, cv_fold, n_cv, stops, what, fix)

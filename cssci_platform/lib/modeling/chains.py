@@ -22,10 +22,10 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
 from cssci_platform.lib.classifiers import stratified_folds
-from cssci_platform.lib.modeling.matrix import CLIN, DL, RAD
-from cssci_platform.lib.modeling.signatures import Signature
 from cssci_platform.lib.harmonization import undersized_batches
 from cssci_platform.lib.harmonization.settings import HarmonizationSettings
+from cssci_platform.lib.modeling.matrix import CLIN, DL, RAD
+from cssci_platform.lib.modeling.signatures import Signature
 from cssci_platform.lib.selection import (
     ChannelPCA,
     ICCFilter,
@@ -82,8 +82,10 @@ class ConstantFeatureDropper(BaseEstimator, TransformerMixin):
         features = X.drop(columns=[BATCH], errors="ignore")
         constant = features.columns[features.nunique(dropna=False) <= 1]
         if len(constant) == features.shape[1]:
-            raise ValueError(f"all {features.shape[1]} features are constant on the {len(X)} training rows: no feature is "
-                             "left to model")
+            raise ValueError(
+                f"all {features.shape[1]} features are constant on the {len(X)} training rows: no feature is "
+                "left to model"
+            )
         self.dropped_ = list(constant)
         self.kept_ = [c for c in X.columns if c not in set(constant)]
         return self
@@ -108,8 +110,14 @@ class RadScoreCombinedClassifier(BaseEstimator, ClassifierMixin):
     (plain array and list: the pipeline is saved with skops); clinical columns are median-imputed and standardised.
     """
 
-    def __init__(self, rad_model: Pipeline | None = None, clinical_columns: list[str] | None = None, C: float = 1.0,
-                 stacking_folds: int = 5, seed: int = 0) -> None:
+    def __init__(
+        self,
+        rad_model: Pipeline | None = None,
+        clinical_columns: list[str] | None = None,
+        C: float = 1.0,
+        stacking_folds: int = 5,
+        seed: int = 0,
+    ) -> None:
         self.rad_model = rad_model
         self.clinical_columns = clinical_columns
         self.C = C
@@ -117,9 +125,13 @@ class RadScoreCombinedClassifier(BaseEstimator, ClassifierMixin):
         self.seed = seed
 
     def fit(self, X: pd.DataFrame, y: Any) -> RadScoreCombinedClassifier:
-        self.rad_model_, self.head_scores_ = _fitted_rad_parts(self.rad_model, X.drop(columns=self.clinical_columns),
-                                                               pd.Series(np.asarray(y), index=X.index),
-                                                               self.stacking_folds, self.seed)
+        self.rad_model_, self.head_scores_ = _fitted_rad_parts(
+            self.rad_model,
+            X.drop(columns=self.clinical_columns),
+            pd.Series(np.asarray(y), index=X.index),
+            self.stacking_folds,
+            self.seed,
+        )
         self.head_score_rows_ = [str(key) for key in X.index]
         self.clinical_ = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
         clinical = self.clinical_.fit_transform(X.loc[:, self.clinical_columns])
@@ -150,8 +162,9 @@ _RAD_PARTS: dict[str, tuple[Pipeline, np.ndarray]] = {}
 _RAD_PARTS_KEPT = 32  # more than the CV folds: tuning runs every candidate over every fold in turn
 
 
-def _fitted_rad_parts(rad_model: Pipeline, X: pd.DataFrame, y: pd.Series, folds: int,
-                      seed: int) -> tuple[Pipeline, np.ndarray]:
+def _fitted_rad_parts(
+    rad_model: Pipeline, X: pd.DataFrame, y: pd.Series, folds: int, seed: int
+) -> tuple[Pipeline, np.ndarray]:
     """(Rad pipeline fitted on all rows, out-of-fold Rad-scores of the rows). Deterministic in its inputs, so recent
     results are kept: the head's grid candidates (they differ only in C) share the Rad fits of each CV fold."""
     key = joblib.hash((rad_model.get_params(deep=True), X, y, folds, seed))
@@ -203,8 +216,11 @@ def feature_chain(columns: list[str], settings: ChainSettings) -> list[tuple[str
     """Harmonization and selection steps for radiomics and/or deep columns."""
     selection = settings.selection
     steps: list[tuple[str, Any]] = [("columns", ColumnSubset(columns)), ("drop_constant", ConstantFeatureDropper())]
-    steps.append(("combat", settings.harmonization.combat(BATCH)) if settings.harmonization.enabled
-                 else ("drop_batch", ColumnSubset(None, keep_batch=False)))
+    steps.append(
+        ("combat", settings.harmonization.combat(BATCH))
+        if settings.harmonization.enabled
+        else ("drop_batch", ColumnSubset(None, keep_batch=False))
+    )
     if any(c.startswith(DL) for c in columns):
         steps.append(("pca", ChannelPCA(selection.pca_components)))
     if settings.icc_table is not None and selection.icc_threshold is not None:
@@ -215,8 +231,17 @@ def feature_chain(columns: list[str], settings: ChainSettings) -> list[tuple[str
     if selection.mrmr_k:
         steps.append(("mrmr", MRMRSelector(selection.mrmr_k, on_constant="drop")))
     if selection.lasso:
-        steps.append(("lasso", LassoSelector(cv=settings.lasso_cv, rule=selection.lasso_rule, random_state=settings.seed,
-                                             on_small_class="fewer_folds")))
+        steps.append(
+            (
+                "lasso",
+                LassoSelector(
+                    cv=settings.lasso_cv,
+                    rule=selection.lasso_rule,
+                    random_state=settings.seed,
+                    on_small_class="fewer_folds",
+                ),
+            )
+        )
     return steps
 
 
@@ -233,14 +258,21 @@ def _univariate_filters(selection: SelectionSettings) -> list[tuple[str, Any]]:
 def build_pipeline(signature: Signature, columns: list[str], classifier: Any, settings: ChainSettings) -> Pipeline:
     """The whole model of one signature x classifier, classifier as the final step ``clf``."""
     if signature.kind == "clinical":
-        steps = [("columns", ColumnSubset(columns, keep_batch=False)), ("impute", SimpleImputer(strategy="median")),
-                 ("scale", StandardScaler()), ("clf", classifier)]
+        steps = [
+            ("columns", ColumnSubset(columns, keep_batch=False)),
+            ("impute", SimpleImputer(strategy="median")),
+            ("scale", StandardScaler()),
+            ("clf", classifier),
+        ]
         return Pipeline(steps).set_output(transform="pandas")
     if signature.kind == "combined":
         clinical = [c for c in columns if c.startswith(CLIN)]
         radiomics = [c for c in columns if c.startswith(RAD)]
         rad_model = build_pipeline(Signature("rad"), radiomics, LogisticRegression(max_iter=5000), settings)
-        steps = [("columns", ColumnSubset(columns)), ("clf", RadScoreCombinedClassifier(rad_model, clinical, seed=settings.seed))]
+        steps = [
+            ("columns", ColumnSubset(columns)),
+            ("clf", RadScoreCombinedClassifier(rad_model, clinical, seed=settings.seed)),
+        ]
         return Pipeline(steps).set_output(transform="pandas")
     return Pipeline([*feature_chain(columns, settings), ("clf", classifier)]).set_output(transform="pandas")
 
@@ -253,8 +285,12 @@ def paper_faithful_columns(rows: pd.DataFrame, y: Any, columns: list[str], setti
     radiomics = [c for c in columns if c.startswith(RAD)]
     if not radiomics:
         return columns
-    steps = [("columns", ColumnSubset(radiomics, keep_batch=False)), ("drop_constant", ConstantFeatureDropper()),
-             ("zscore", ZScoreScaler()), *_univariate_filters(settings.selection)]
+    steps = [
+        ("columns", ColumnSubset(radiomics, keep_batch=False)),
+        ("drop_constant", ConstantFeatureDropper()),
+        ("zscore", ZScoreScaler()),
+        *_univariate_filters(settings.selection),
+    ]
     prefilter = Pipeline(steps).set_output(transform="pandas").fit(rows, y)
     return list(prefilter.get_feature_names_out()) + [c for c in columns if not c.startswith(RAD)]
 

@@ -23,7 +23,10 @@ RAD, DL, CLIN = "rad__", "dl__", "clin__"
 def radiomics_block(radiomics: pl.DataFrame) -> pd.DataFrame:
     """Long `radiomics_features` rows (primary segmentation) -> patients x features."""
     rows = radiomics.filter(pl.col("segmentation") == "primary").with_columns(
-        name=pl.concat_str([pl.lit(RAD), "sequence", pl.lit("__"), "roi", pl.lit("__"), "channel", pl.lit("__"), "feature"]))
+        name=pl.concat_str(
+            [pl.lit(RAD), "sequence", pl.lit("__"), "roi", pl.lit("__"), "channel", pl.lit("__"), "feature"]
+        )
+    )
     wide = rows.pivot(on="name", index="patient_key", values="value", aggregate_function="first")
     return _indexed(wide)
 
@@ -34,7 +37,9 @@ def embeddings_block(embeddings: pl.DataFrame) -> pd.DataFrame:
     for (backbone, channel), group in embeddings.group_by("backbone", "channel", maintain_order=True):
         values = np.array(group["embedding"].to_list(), dtype=np.float64)
         columns = [f"{DL}{backbone}__{channel}__{i:04d}" for i in range(values.shape[1])]
-        blocks.append(pd.DataFrame(values, index=pd.Index(group["patient_key"].to_list(), name="patient_key"), columns=columns))
+        blocks.append(
+            pd.DataFrame(values, index=pd.Index(group["patient_key"].to_list(), name="patient_key"), columns=columns)
+        )
     return pd.concat(blocks, axis=1, join="inner") if blocks else pd.DataFrame(index=pd.Index([], name="patient_key"))
 
 
@@ -43,7 +48,9 @@ def clinical_predictors(spec: Any, chosen: list[str] | None) -> dict[str, tuple[
     None: all). `spec`: the manifest's CohortSpec. Raises ValueError naming unknown variables."""
     unknown = sorted(set(chosen or []) - set(spec.clinical))
     if unknown:
-        raise ValueError(f"clinical_predictors {unknown} are not clinical variables of the manifest ({list(spec.clinical)})")
+        raise ValueError(
+            f"clinical_predictors {unknown} are not clinical variables of the manifest ({list(spec.clinical)})"
+        )
     return {name: (v.type, v.levels) for name, v in spec.clinical.items() if chosen is None or name in chosen}
 
 
@@ -66,8 +73,11 @@ def clinical_block(clinical: pl.DataFrame, spec: Mapping[str, tuple[str, list[st
 
 def assemble(patients: pl.DataFrame, labels: pl.DataFrame, blocks: list[pd.DataFrame]) -> pd.DataFrame:
     """Meta columns joined with feature blocks; a patient missing any block is left out (and listed by the caller)."""
-    meta = _indexed(patients.select("patient_key", "center", "cohort").join(labels.select("patient_key", "label"),
-                                                                            on="patient_key", how="left"))
+    meta = _indexed(
+        patients.select("patient_key", "center", "cohort").join(
+            labels.select("patient_key", "label"), on="patient_key", how="left"
+        )
+    )
     matrix = meta
     for block in blocks:
         if block.columns.empty:  # nothing declared (e.g. a cohort without clinical variables): no patient lacks it

@@ -21,7 +21,7 @@ class ModelsSettings(Section):
     """
 
     signatures: list[str] | None = None
-    classifiers: list[Classifier] = list(CLASSIFIER_NAMES)  # type: ignore[valid-type]
+    classifiers: list[Classifier] = list(CLASSIFIER_NAMES)
     grid: Literal["fast", "full"] = "fast"
     cv_folds: int = Field(10, ge=2)
     clinical_predictors: list[str] | None = None

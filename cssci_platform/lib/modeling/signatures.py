@@ -20,24 +20,37 @@ class Signature:
     @property
     def name(self) -> str:
         """The identifier used in configs, DuckDB and MLflow: Rad, DL_resnet34, Rad+DL_resnet34, Clinical, Combined."""
-        return {"rad": "Rad", "dl": f"DL_{self.backbone}", "rad+dl": f"Rad+DL_{self.backbone}",
-                "clinical": "Clinical", "combined": "Combined"}[self.kind]
+        return {
+            "rad": "Rad",
+            "dl": f"DL_{self.backbone}",
+            "rad+dl": f"Rad+DL_{self.backbone}",
+            "clinical": "Clinical",
+            "combined": "Combined",
+        }[self.kind]
 
     @property
     def display(self) -> str:
         """As the studies print it: Rad, ResNet34, Rad + ResNet34, Clinical, Combined."""
         network = (self.backbone or "").replace("resnet", "ResNet")
-        return {"rad": "Rad", "dl": network, "rad+dl": f"Rad + {network}", "clinical": "Clinical",
-                "combined": "Combined"}[self.kind]
+        return {
+            "rad": "Rad",
+            "dl": network,
+            "rad+dl": f"Rad + {network}",
+            "clinical": "Clinical",
+            "combined": "Combined",
+        }[self.kind]
 
     def columns(self, matrix: pd.DataFrame) -> list[str]:
-        """The feature columns this signature models (Combined: clinical + radiomics; its Rad-score is fitted inside)."""
+        """The feature columns this signature models (Combined: clinical + radiomics; its Rad-score is fitted
+        inside)."""
         rad, clin = feature_columns(matrix, RAD), feature_columns(matrix, CLIN)
         dl = feature_columns(matrix, f"{DL}{self.backbone}__") if self.backbone else []
         chosen = {"rad": rad, "dl": dl, "rad+dl": rad + dl, "clinical": clin, "combined": clin + rad}[self.kind]
         if not chosen:
-            raise ValueError(f"signature {self.name}: the feature matrix has no {self.kind} columns "
-                             f"(materialize the features it needs first)")
+            raise ValueError(
+                f"signature {self.name}: the feature matrix has no {self.kind} columns "
+                f"(materialize the features it needs first)"
+            )
         return chosen
 
 

@@ -41,8 +41,9 @@ class ZooFit:
         return isinstance(self.model, FailedFit)
 
 
-def labels_for_mode(matrix: pd.DataFrame, roles: pd.Series, scores: pd.Series | None,
-                    mode: str) -> tuple[pd.DataFrame, float | None]:
+def labels_for_mode(
+    matrix: pd.DataFrame, roles: pd.Series, scores: pd.Series | None, mode: str
+) -> tuple[pd.DataFrame, float | None]:
     """The matrix with this mode's labels and the threshold used: leakage_safe with `scores` (rule
     change_above_mean) thresholds them at the training patients' mean; otherwise the stored labels (None).
     Raises OutcomeRuleError when no training patient has a score."""
@@ -52,8 +53,15 @@ def labels_for_mode(matrix: pd.DataFrame, roles: pd.Series, scores: pd.Series | 
     return matrix.assign(label=labels.where(matrix["label"].notna(), None)), threshold
 
 
-def train_zoo(matrix: pd.DataFrame, folds: dict[str, pd.Series], classes: list[str], models: ModelsSettings,
-              modes: list[Mode], chain: ChainSettings, scores: pd.Series | None = None) -> Iterator[ZooFit]:
+def train_zoo(
+    matrix: pd.DataFrame,
+    folds: dict[str, pd.Series],
+    classes: list[str],
+    models: ModelsSettings,
+    modes: list[Mode],
+    chain: ChainSettings,
+    scores: pd.Series | None = None,
+) -> Iterator[ZooFit]:
     """Fit every signature x classifier of `models` in every mode on every fold (`folds`: fold -> patient roles),
     in that order. `scores`: the per-patient change scores when labels are re-derived per fold (else None)."""
     signatures = study_signatures(models.signatures, matrix)
@@ -62,8 +70,17 @@ def train_zoo(matrix: pd.DataFrame, folds: dict[str, pd.Series], classes: list[s
             labelled, threshold = labels_for_mode(matrix, roles, scores, mode)
             for signature in signatures:
                 _LOG.info("training %s (%s, fold %s)", signature.name, mode, fold)
-                for model in fit_signature(labelled, roles, signature, list(models.classifiers), mode, classes, chain,
-                                           models.grid, models.cv_folds):
+                for model in fit_signature(
+                    labelled,
+                    roles,
+                    signature,
+                    list(models.classifiers),
+                    mode,
+                    classes,
+                    chain,
+                    models.grid,
+                    models.cv_folds,
+                ):
                     yield ZooFit(fold, roles, labelled["label"], threshold, model)
 
 

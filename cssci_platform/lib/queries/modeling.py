@@ -7,6 +7,8 @@ prospective scoring and `cssci predict` all ask it.
 
 from __future__ import annotations
 
+from typing import Any
+
 import duckdb
 import polars as pl
 
@@ -23,11 +25,14 @@ FEATURE_MATRIX = "SELECT * FROM feature_matrix ORDER BY patient_key"
 ICC3_TABLE = "SELECT feature, icc, ci_low, ci_high FROM feature_reliability WHERE kind = 'ICC3'"
 TRAINED_MODELS = "SELECT * FROM trained_models"
 MODEL_PREDICTIONS = "SELECT * FROM predictions"
-FIT_PROBLEMS = ("SELECT result_name, mode, fold, metric, reason FROM model_results WHERE reason IS NOT NULL "
-                "ORDER BY metric, result_name, mode, fold")
+FIT_PROBLEMS = (
+    "SELECT result_name, mode, fold, metric, reason FROM model_results WHERE reason IS NOT NULL "
+    "ORDER BY metric, result_name, mode, fold"
+)
 MODEL_RESULTS_COLUMNS = "SELECT column_name FROM information_schema.columns WHERE table_name = 'model_results'"
-FOLD_ROLES_OF_PREDICTIONS = ("SELECT DISTINCT patient_key, role FROM predictions WHERE role IN ('train', 'test') "
-                             "AND fold = ?")
+FOLD_ROLES_OF_PREDICTIONS = (
+    "SELECT DISTINCT patient_key, role FROM predictions WHERE role IN ('train', 'test') AND fold = ?"
+)
 CLINICAL_VALUES = "SELECT patient_key, variable, value_number, value_text FROM clinical"
 CLINICAL_NUMBERS = "SELECT patient_key, value_number FROM clinical WHERE variable = ?"
 SPLIT_CANDIDATES = f"""
@@ -36,7 +41,9 @@ LEFT JOIN outcomes o ON o.patient_key = p.patient_key AND o.outcome = $outcome
 WHERE p.patient_key IN ({ELIGIBLE_PATIENTS})
 ORDER BY p.patient_key
 """
-MATRIX_PATIENTS = f"SELECT patient_key, center, cohort FROM patients WHERE patient_key IN ({ELIGIBLE_PATIENTS}) ORDER BY patient_key"
+MATRIX_PATIENTS = (
+    f"SELECT patient_key, center, cohort FROM patients WHERE patient_key IN ({ELIGIBLE_PATIENTS}) ORDER BY patient_key"
+)
 MATRIX_RADIOMICS = f"SELECT * FROM radiomics_features WHERE patient_key IN ({ELIGIBLE_PATIENTS})"
 PRETRAINED_EMBEDDINGS = "SELECT * FROM embeddings WHERE network = ?"
 CLINICAL_ROWS = "SELECT * FROM clinical"
@@ -52,8 +59,10 @@ SELECT s.split, s.fold, m.center, count(*) AS n FROM feature_matrix m JOIN split
 WHERE s.role = 'train' GROUP BY ALL ORDER BY ALL
 """
 TABLE_EXISTS = "SELECT count(*) FROM information_schema.tables WHERE table_name = ?"
-PATIENT_OUTCOME_SOURCE = ("SELECT p.patient_key, p.cohort, o.value, o.outcome_date FROM patients p LEFT JOIN outcomes o "
-                          "ON o.patient_key = p.patient_key AND o.outcome = ? ORDER BY p.patient_key")
+PATIENT_OUTCOME_SOURCE = (
+    "SELECT p.patient_key, p.cohort, o.value, o.outcome_date FROM patients p LEFT JOIN outcomes o "
+    "ON o.patient_key = p.patient_key AND o.outcome = ? ORDER BY p.patient_key"
+)
 
 
 def stored_splits(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -81,12 +90,12 @@ def modelled_outcome(con: duckdb.DuckDBPyConnection, split: str | None = None) -
         split = names[0] if len(names) == 1 else None
     if split is None:
         return None
-    return con.execute(SPLIT_OUTCOME, [split]).fetchone()[0]
+    return _scalar(con, SPLIT_OUTCOME, [split])
 
 
 def trained_split(con: duckdb.DuckDBPyConnection) -> str | None:
     """The split the stored trained models used (None before any training)."""
-    return con.execute(TRAINED_SPLIT).fetchone()[0]
+    return _scalar(con, TRAINED_SPLIT, [])
 
 
 def split_candidates(con: duckdb.DuckDBPyConnection, outcome: str) -> pl.DataFrame:
@@ -152,7 +161,8 @@ def stored_feature_matrix(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
 
 
 def icc3_table(con: duckdb.DuckDBPyConnection) -> pl.DataFrame | None:
-    """ICC(3,1) per radiomics feature (feature, icc, ci_low, ci_high); None when feature_reliability was never written."""
+    """ICC(3,1) per radiomics feature (feature, icc, ci_low, ci_high); None when feature_reliability was never
+    written."""
     if not _has_table(con, "feature_reliability"):
         return None
     return con.execute(ICC3_TABLE).pl()
@@ -177,8 +187,15 @@ def fit_problems(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """model_results rows of failed fits and small-sample warnings (empty in a warehouse written before them)."""
     columns = {row[0] for row in con.execute(MODEL_RESULTS_COLUMNS).fetchall()}
     if "reason" not in columns:
-        return pl.DataFrame(schema={"result_name": pl.String, "mode": pl.String, "fold": pl.String,
-                                    "metric": pl.String, "reason": pl.String})
+        return pl.DataFrame(
+            schema={
+                "result_name": pl.String,
+                "mode": pl.String,
+                "fold": pl.String,
+                "metric": pl.String,
+                "reason": pl.String,
+            }
+        )
     return con.execute(FIT_PROBLEMS).pl()
 
 
@@ -188,4 +205,9 @@ def roles_of_predicted_patients(con: duckdb.DuckDBPyConnection, fold: str) -> pl
 
 
 def _has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    return bool(con.execute(TABLE_EXISTS, [table]).fetchone()[0])
+    return bool(_scalar(con, TABLE_EXISTS, [table]))
+
+
+def _scalar(con: duckdb.DuckDBPyConnection, sql: str, parameters: list) -> Any:
+    row = con.execute(sql, parameters).fetchone()
+    return None if row is None else row[0]
