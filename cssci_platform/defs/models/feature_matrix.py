@@ -53,7 +53,8 @@ def feature_matrix(study: StudyResource, cohort: CohortResource, warehouse: Ware
         raise dg.Failure(str(error)) from None
     with warehouse.connect() as con:
         patients, labels = queries.matrix_patients(con), queries.outcome_values(con, outcome).rename({"value": "label"})
-        embeddings = queries.pretrained_embeddings(con).filter(pl.col("backbone").is_in(list(config.deep.backbones)))
+        embeddings = queries.network_embeddings(con, config.deep.embedding_network)
+        embeddings = embeddings.filter(pl.col("backbone").is_in(list(config.deep.backbones)))
         blocks = [
             radiomics_block(queries.matrix_radiomics(con)),
             *([embeddings_block(embeddings)] if embeddings.height else []),
@@ -135,10 +136,11 @@ def feature_reliability(warehouse: WarehouseResource) -> dg.MaterializeResult:
 def harmonized_features(study: StudyResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """ComBat fitted on the training patients only, applied to everyone: the harmonized feature table to inspect
     (models re-fit ComBat inside their own pipelines, on their own training folds)."""
-    settings = study.config().harmonization
+    config = study.config()
+    settings = config.harmonization
     with warehouse.connect() as con:
         matrix = queries.stored_feature_matrix(con).to_pandas().set_index("patient_key")
-    roles = study_fold_roles(warehouse, study.config()).reindex(matrix.index)
+    roles = study_fold_roles(warehouse, config).reindex(matrix.index)
     columns = [
         c
         for c in feature_columns(matrix, RAD) + feature_columns(matrix, DL)

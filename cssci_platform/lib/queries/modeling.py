@@ -45,7 +45,7 @@ MATRIX_PATIENTS = (
     f"SELECT patient_key, center, cohort FROM patients WHERE patient_key IN ({ELIGIBLE_PATIENTS}) ORDER BY patient_key"
 )
 MATRIX_RADIOMICS = f"SELECT * FROM radiomics_features WHERE patient_key IN ({ELIGIBLE_PATIENTS})"
-PRETRAINED_EMBEDDINGS = "SELECT * FROM embeddings WHERE network = ?"
+NETWORK_EMBEDDINGS = "SELECT * FROM embeddings WHERE network = ?"
 CLINICAL_ROWS = "SELECT * FROM clinical"
 REPEAT_SEGMENTATION_FEATURES = f"""
 SELECT patient_key, segmentation,
@@ -120,9 +120,9 @@ def repeat_segmentation_features(con: duckdb.DuckDBPyConnection) -> pl.DataFrame
     return con.execute(REPEAT_SEGMENTATION_FEATURES, rule_parameters("feature_matrix")).pl()
 
 
-def pretrained_embeddings(con: duckdb.DuckDBPyConnection, network: str = "pretrained") -> pl.DataFrame:
-    """Deep feature rows of one network kind (every backbone and channel)."""
-    return con.execute(PRETRAINED_EMBEDDINGS, [network]).pl()
+def network_embeddings(con: duckdb.DuckDBPyConnection, network: str) -> pl.DataFrame:
+    """Deep feature rows embedded by one kind of network (`pretrained` or `fine_tuned`), every backbone and channel."""
+    return con.execute(NETWORK_EMBEDDINGS, [network]).pl()
 
 
 def clinical_rows(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
