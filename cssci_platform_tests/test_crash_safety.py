@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from cssci_platform.lib.synthetic import write_sci_cohort
+from cssci_platform_tests.study_files import write_study
 
 pytestmark = pytest.mark.timeout(900)
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +56,8 @@ def _environment(root: Path, manifest: Path) -> dict[str, str]:
     (home / "dagster.yaml").write_text(yaml.safe_dump(PAUSED_INSTANCE), encoding="utf-8")
     return {**os.environ, "DAGSTER_HOME": str(home), "CSSCI_MANIFEST": str(manifest),
             "CSSCI_WAREHOUSE": str(root / "w.duckdb"), "CSSCI_IMAGE_STORE": str(root / "store"),
-            "CSSCI_MLFLOW_URI": f"sqlite:///{root / 'mlflow.db'}", "CSSCI_HOME": str(root)}
+            "CSSCI_MLFLOW_URI": f"sqlite:///{root / 'mlflow.db'}", "CSSCI_HOME": str(root),
+            "CSSCI_EXPERIMENT_CONFIG": str(write_study(root, manifest))}  # the study the daemon's runs read
 
 
 def _start_daemon(environment: dict[str, str], log: Path) -> subprocess.Popen:
