@@ -48,4 +48,5 @@ def quarantine_guard(warehouse: WarehouseResource, patient_key: str, upstream_st
     errors = [i for i in stored_issues(warehouse, patient_key, upstream_stages) if i.severity == "error"]
     if errors:
         details = "; ".join(f"[{i.stage}] {i.message}" for i in errors)
-        raise dg.Failure(f"patient '{patient_key}' is quarantined: {details}. Fix the input and re-materialize patient_scans.")
+        raise dg.Failure(f"patient '{patient_key}' is quarantined: {details}. Fix the input and re-materialize "
+                         "patient_scans.")

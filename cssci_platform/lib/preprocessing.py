@@ -102,7 +102,8 @@ class PreprocessedPatient:
     computed_files: int
 
 
-def preprocess_patient(scans: list[ScanInfo], resolve, store: Path, settings: PreprocessingSettings) -> PreprocessedPatient:
+def preprocess_patient(scans: list[ScanInfo], resolve, store: Path,
+                       settings: PreprocessingSettings) -> PreprocessedPatient:
     """Preprocess every sequence of one patient; `resolve` maps a manifest path to a file path."""
     result = PreprocessedPatient([], [], 0)
     images = [s for s in scans if s.kind == "image"]
@@ -117,7 +118,8 @@ def _preprocess_sequence(image_scan: ScanInfo, masks: list[ScanInfo], resolve, s
     folder = store / image_scan.patient_key / image_scan.sequence
     digest = settings.digest()
     channel_paths = {c: folder / f"{c}-{_key(image_scan.sha256, digest, c)}{DERIVED_SUFFIX}" for c in settings.channels}
-    mask_paths = {m: folder / f"mask-{m.roi}-{m.segmentation}-{_key(m.sha256, image_scan.sha256, digest)}{DERIVED_SUFFIX}" for m in masks}
+    mask_paths = {m: folder / f"mask-{m.roi}-{m.segmentation}-{_key(m.sha256, image_scan.sha256, digest)}"
+                     f"{DERIVED_SUFFIX}" for m in masks}
     missing = [p for p in [*channel_paths.values(), *mask_paths.values()] if not p.exists()]
     if missing:
         base = _normalized_resampled(read_image(resolve(image_scan.path)), settings)
@@ -130,7 +132,8 @@ def _preprocess_sequence(image_scan: ScanInfo, masks: list[ScanInfo], resolve, s
                 write_image(resample_mask_onto(read_image(resolve(mask_scan.path)), base), path, DERIVED_COMPRESSION)
                 result.computed_files += 1
     key = image_scan.patient_key
-    result.channels += [ChannelFile(key, image_scan.sequence, c, str(p), image_scan.sha256, digest) for c, p in channel_paths.items()]
+    result.channels += [ChannelFile(key, image_scan.sequence, c, str(p), image_scan.sha256, digest)
+                        for c, p in channel_paths.items()]
     result.masks += [MaskFile(key, m.sequence, m.roi, m.segmentation, str(p), m.sha256) for m, p in mask_paths.items()]
 
 

@@ -8,7 +8,8 @@ from cssci_platform.lib.deep.patient_slices import SliceSettings
 from cssci_platform.lib.study_config import load_config, parse_config
 
 MINIMAL = {"name": "x", "cohort": {"synthetic": {"protocol": "demo"}}, "outcome": {"name": "good_outcome"}}
-AX_T1_ONLY = CohortSpec(manifest_version=1, name="c", table="t.csv", centers=["A"], sequences=["ax_T1"], rois=["tumour"])
+AX_T1_ONLY = CohortSpec(manifest_version=1, name="c", table="t.csv", centers=["A"], sequences=["ax_T1"],
+                        rois=["tumour"])
 
 
 def test_clip_to_slice_is_on_by_default_and_settable_in_the_experiment_config():

@@ -28,7 +28,8 @@ def con(tmp_path):
     with connect(tmp_path / "warehouse.duckdb") as con:
         replace_rows(con, "patients", {}, [{"patient_key": key, "center": "A"} for key in ["clean", *ISSUES]])
         replace_rows(con, "qc_issues", {}, [
-            {"patient_key": key, "stage": stage, "code": "c", "message": "m", "fix": "f", "file": "", "severity": severity}
+            {"patient_key": key, "stage": stage, "code": "c", "message": "m", "fix": "f", "file": "",
+             "severity": severity}
             for key, (stage, severity) in ISSUES.items()])
         yield con
 

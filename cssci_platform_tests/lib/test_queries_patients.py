@@ -9,7 +9,8 @@ from cssci_platform.lib.warehouse import connect, replace_rows
 
 
 def _issue(key: str, stage: str) -> dict:
-    return {"patient_key": key, "stage": stage, "code": "c", "message": "m", "fix": "f", "file": "", "severity": "error"}
+    return {"patient_key": key, "stage": stage, "code": "c", "message": "m", "fix": "f", "file": "",
+            "severity": "error"}
 
 
 @pytest.fixture
@@ -17,11 +18,13 @@ def con(tmp_path):
     with connect(tmp_path / "warehouse.duckdb") as con:
         replace_rows(con, "patients", {}, [{"patient_key": k, "center": c, "cohort": "development"}
                                            for k, c in [("a1", "A"), ("a2", "A"), ("a3", "A"), ("b1", "B")]])
-        replace_rows(con, "roi_slices", {}, [{"patient_key": k, "sequence": "sag_T2", "channel": ch, "slice_path": f"{k}-{ch}"}
-                                             for k in ["a1", "a2", "a3", "b1"] for ch in ["original", "mean"]])
+        replace_rows(con, "roi_slices", {}, [
+            {"patient_key": k, "sequence": "sag_T2", "channel": ch, "slice_path": f"{k}-{ch}"}
+            for k in ["a1", "a2", "a3", "b1"] for ch in ["original", "mean"]])
         replace_rows(con, "qc_issues", {}, [_issue("a2", "embeddings"), _issue("a3", "scans")])
-        replace_rows(con, "splits", {}, [{"split": "s", "fold": "holdout", "patient_key": k, "role": r, "outcome": "y"}
-                                         for k, r in [("a1", "train"), ("a2", "test"), ("a3", "train"), ("b1", "test")]])
+        replace_rows(con, "splits", {}, [
+            {"split": "s", "fold": "holdout", "patient_key": k, "role": r, "outcome": "y"}
+            for k, r in [("a1", "train"), ("a2", "test"), ("a3", "train"), ("b1", "test")]])
         replace_rows(con, "outcomes", {}, [{"patient_key": "a1", "outcome": "y", "value": "1"}])
         yield con
 

@@ -20,7 +20,8 @@ from cssci_platform.resources.warehouse import WarehouseResource
 UPSTREAM_STAGES = ("manifest", "scans", "preprocess")
 
 
-@dg.asset(group_name="deep", partitions_def=patients_partitions, deps=[preprocessed_channels], kinds={"pytorch", "duckdb"})
+@dg.asset(group_name="deep", partitions_def=patients_partitions, deps=[preprocessed_channels],
+          kinds={"pytorch", "duckdb"})
 def roi_slices(context: dg.AssetExecutionContext, study: StudyResource, cohort: CohortResource,
                warehouse: WarehouseResource, image_store: ImageStoreResource) -> dg.MaterializeResult:
     """The largest-ROI slice of every channel, cropped to the DL rectangle and resized (one `.npy` each)."""
@@ -57,7 +58,8 @@ def fine_tuned_backbones(context: dg.AssetExecutionContext, study: StudyResource
     results = [fine_tune_channel(context, settings, spec, warehouse, image_store, backbone, channel)
                for backbone in tuning.backbones for channel in tuning.channels]
     lines = ["| network | train patients | final loss | test AUC | Grad-CAMs |", "|---|---|---|---|---|"]
-    lines += [f"| {r.network_id} | {r.train_patients} | {r.final_loss:.4f} | {r.test_auc} | {r.gradcam_folder} |" for r in results]
+    lines += [f"| {r.network_id} | {r.train_patients} | {r.final_loss:.4f} | {r.test_auc} | {r.gradcam_folder} |"
+              for r in results]
     return dg.MaterializeResult(metadata={
         "networks": dg.MetadataValue.md("\n".join(lines)),
         "gradcam_example": dg.MetadataValue.md(results[0].gradcam_preview if results else "none"),
@@ -77,12 +79,14 @@ def center_embeddings(context: dg.AssetExecutionContext, study: StudyResource,
     frames = [_embed(slices, backbone, deep, warehouse) for backbone in deep.backbones]
     with warehouse.connect() as con:
         for backbone, frame in zip(deep.backbones, frames):
-            replace_rows(con, "embeddings", {"center": center, "backbone": backbone, "network": deep.embedding_network}, frame)
+            where = {"center": center, "backbone": backbone, "network": deep.embedding_network}
+            replace_rows(con, "embeddings", where, frame)
     for key in set(stored["patient_key"]):
         record_issues(warehouse, key, EMBEDDING_STAGE, [i for i in issues if i.patient_key == key])
     return dg.MaterializeResult(metadata={
         "patients": slices["patient_key"].n_unique(), "backbones": ", ".join(deep.backbones),
-        "network": deep.embedding_network, "weights": frames[0]["weights_id"][0] if frames and frames[0].height else "-",
+        "network": deep.embedding_network,
+        "weights": frames[0]["weights_id"][0] if frames and frames[0].height else "-",
         "embedding_rows": sum(f.height for f in frames),
         "dims": ", ".join(f"{b}: {len(f['embedding'][0])}" for b, f in zip(deep.backbones, frames) if f.height),
         "issues": dg.MetadataValue.md(issues_markdown(issues)),

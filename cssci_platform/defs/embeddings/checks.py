@@ -10,7 +10,8 @@ from cssci_platform.resources.warehouse import WarehouseResource
 
 
 @dg.asset_check(asset=roi_slices, blocking=True, partitions_def=patients_partitions,
-                description="The DL ROI is present on the DL sequence and every channel's slice was cut (a crop reaching "
+                description="The DL ROI is present on the DL sequence and every channel's slice was cut (a crop "
+                            "reaching "
                             "the slice border is clipped and recorded in roi_slices.clipped_px, not a failure)")
 def roi_slice_found(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
     return qc_check_result(stored_issues(warehouse, context.partition_key, (SLICE_STAGE,)))
@@ -18,7 +19,8 @@ def roi_slice_found(context: dg.AssetCheckExecutionContext, warehouse: Warehouse
 
 @dg.asset_check(asset=center_embeddings, partitions_def=centers_partitions,
                 description="Every patient of the center that passed QC has an embedding per channel and backbone")
-def center_patients_embedded(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+def center_patients_embedded(context: dg.AssetCheckExecutionContext,
+                             warehouse: WarehouseResource) -> dg.AssetCheckResult:
     center = context.partition_key
     with warehouse.connect() as con:
         frame = queries.center_embedding_coverage(con, center, EMBEDDING_STAGE)
@@ -26,6 +28,7 @@ def center_patients_embedded(context: dg.AssetCheckExecutionContext, warehouse: 
     unreadable = frame.filter(frame["quarantined"].fill_null(False))["patient_key"].to_list()
     return dg.AssetCheckResult(
         passed=not missing and not unreadable, severity=dg.AssetCheckSeverity.WARN,
-        metadata={"patients_with_slices": int((frame["slices"] > 0).sum()), "without_embeddings": ", ".join(missing) or "none",
+        metadata={"patients_with_slices": int((frame["slices"] > 0).sum()),
+                  "without_embeddings": ", ".join(missing) or "none",
                   "slice_files_unreadable": ", ".join(unreadable) or "none"},
     )

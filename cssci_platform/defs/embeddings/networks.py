@@ -57,12 +57,14 @@ def fine_tune_channel(context: dg.AssetExecutionContext, study: StudyConfig, spe
     except BackboneWeightsError as error:
         raise dg.Failure(f"{error.message}. Fix: {error.fix}") from error
     train = slices.filter(pl.col("role") == "train").select("patient_key", "slice_path", "label")
-    context.log.info(f"fine-tuning {backbone_name} on channel {channel}: {train.height} training patients of split {split}")
+    context.log.info(f"fine-tuning {backbone_name} on channel {channel}: {train.height} training patients of split "
+                     f"{split}")
     trained = train_channel_network(train, classes, backbone, tuning)
     network_id = network_name(backbone_name, slices["sequence"][0], channel, trained)
     checkpoint = image_store.folder("networks") / f"{network_id}.pt"
     probabilities = probability_rows(trained, slices, study.deep.inference())
-    _store(warehouse, network_id, backbone_name, channel, split, fold, outcome, trained, checkpoint, slices, probabilities)
+    _store(warehouse, network_id, backbone_name, channel, split, fold, outcome, trained, checkpoint, slices,
+           probabilities)
     folder = image_store.folder("gradcam") / network_id
     cams = write_grad_cams(trained, slices, folder) if tuning.gradcam else {}
     auc = held_out_auc(probabilities, slices, classes)
@@ -85,8 +87,8 @@ def _store(warehouse: WarehouseResource, network_id: str, backbone: str, channel
     predictions = cnn_prediction_rows(probabilities, slices, network_id, backbone, channel, split, fold, trained, now)
     with warehouse.connect() as con:
         replace_rows(con, "networks", {"backbone": backbone, "channel": channel}, [network_row])
-        replace_rows(con, "predictions", {"signature": "CNN", "classifier": predictions["classifier"][0] if predictions.height
-                                          else backbone}, predictions)
+        classifier = predictions["classifier"][0] if predictions.height else backbone
+        replace_rows(con, "predictions", {"signature": "CNN", "classifier": classifier}, predictions)
 
 
 def _preview(cams: dict) -> str:

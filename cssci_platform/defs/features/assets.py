@@ -37,7 +37,8 @@ def preprocessed_channels(context: dg.AssetExecutionContext, study: StudyResourc
     record_issues(warehouse, key, "preprocess", issues)
     return dg.MaterializeResult(
         metadata={"channel_files": len(result.channels), "mask_files": len(result.masks),
-                  "computed_files": result.computed_files, "reused_from_cache": len(result.channels) + len(result.masks) - result.computed_files,
+                  "computed_files": result.computed_files,
+                  "reused_from_cache": len(result.channels) + len(result.masks) - result.computed_files,
                   "store": dg.MetadataValue.path(str(image_store.folder("channels") / key)),
                   "issues": dg.MetadataValue.md(issues_markdown(issues))},
     )
@@ -69,7 +70,8 @@ def radiomics_features(context: dg.AssetExecutionContext, study: StudyResource,
     record_issues(warehouse, key, "radiomics", extraction.issues)
     return dg.MaterializeResult(
         metadata={"extractions": extraction.extractions, "features_per_extraction": extraction.features_per_extraction,
-                  "feature_values": extraction.rows.height, "params": settings.radiomics.params, "params_hash": extraction.params_hash,
+                  "feature_values": extraction.rows.height, "params": settings.radiomics.params,
+                  "params_hash": extraction.params_hash,
                   "extractor": extraction.extractor_version, "wide_view_columns": feature_columns,
                   "preview": dg.MetadataValue.md(_preview(extraction.rows)),
                   "issues": dg.MetadataValue.md(issues_markdown(extraction.issues))},

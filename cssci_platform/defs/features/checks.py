@@ -8,7 +8,8 @@ from cssci_platform.resources.warehouse import WarehouseResource
 
 @dg.asset_check(asset=preprocessed_channels, blocking=True, partitions_def=patients_partitions,
                 description="Every mask keeps voxels after resampling to the target spacing")
-def roi_survives_resampling(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+def roi_survives_resampling(context: dg.AssetCheckExecutionContext,
+                            warehouse: WarehouseResource) -> dg.AssetCheckResult:
     return qc_check_result(stored_issues(warehouse, context.partition_key, ("preprocess",)))
 
 

@@ -52,5 +52,6 @@ def patient_scans(context: dg.AssetExecutionContext, study: StudyResource, cohor
     record_issues(warehouse, record.patient_key, "manifest", [i for i in inspection.issues if i.stage == "manifest"])
     return dg.MaterializeResult(
         metadata={"center": record.center, "cohort": record.cohort, "files": len(inspection.scans),
-                  "sequences": ", ".join(sorted(record.images)), "issues": dg.MetadataValue.md(issues_markdown(inspection.issues))},
+                  "sequences": ", ".join(sorted(record.images)),
+                  "issues": dg.MetadataValue.md(issues_markdown(inspection.issues))},
     )

@@ -69,7 +69,8 @@ class DeepSettings(Section):
     @model_validator(mode="after")
     def _fine_tuned_embeddings_need_fine_tuning(self) -> DeepSettings:
         if self.embedding_network == "fine_tuned" and self.fine_tuning is None:
-            raise ValueError("embedding_network 'fine_tuned' needs a 'fine_tuning' section (the networks to embed with)")
+            raise ValueError("embedding_network 'fine_tuned' needs a 'fine_tuning' section (the networks to embed "
+                             "with)")
         return self
 
     def inference(self) -> InferenceSettings:
@@ -89,12 +90,14 @@ def readable_slices(slices: pl.DataFrame) -> tuple[pl.DataFrame, list[QcIssue]]:
                 bad[key] = (path, f"slice file {path} is not a finite 2-D array")
         except (OSError, ValueError) as error:
             bad[key] = (path, f"slice file {path} cannot be read ({error})")
-    issues = [QcIssue(key, EMBEDDING_STAGE, "slice_unreadable", message, "re-materialize roi_slices for this patient", path)
+    fix = "re-materialize roi_slices for this patient"
+    issues = [QcIssue(key, EMBEDDING_STAGE, "slice_unreadable", message, fix, path)
               for key, (path, message) in bad.items()]
     return slices.filter(~pl.col("patient_key").is_in(list(bad))), issues
 
 
-def embedding_frame(slices: pl.DataFrame, backbone: Backbone, network: str, settings: InferenceSettings) -> pl.DataFrame:
+def embedding_frame(slices: pl.DataFrame, backbone: Backbone, network: str,
+                    settings: InferenceSettings) -> pl.DataFrame:
     """One row per slice: its average-pool embedding from `backbone`, with provenance."""
     slices = slices.sort("patient_key", "channel")
     features = embed_images(backbone, load_network_inputs(slices["slice_path"].to_list()), settings).features
@@ -129,7 +132,8 @@ def train_channel_network(train: pl.DataFrame, classes: list[str], backbone: Bac
 def probability_rows(trained: TrainedChannel, slices: pl.DataFrame, settings: InferenceSettings) -> pl.DataFrame:
     """Class probabilities for every slice row (patient_key, slice_path, ...): one row per patient x class."""
     slices = slices.sort("patient_key")
-    probabilities = predict_probabilities(trained.network, load_network_inputs(slices["slice_path"].to_list()), settings)
+    inputs = load_network_inputs(slices["slice_path"].to_list())
+    probabilities = predict_probabilities(trained.network, inputs, settings)
     keys = slices["patient_key"].to_list()
     return pl.DataFrame({
         "patient_key": [k for k in keys for _ in trained.classes],

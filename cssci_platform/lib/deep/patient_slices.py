@@ -160,7 +160,8 @@ class SliceSettings(Section):
         return self
 
     def request(self, spec: CohortSpec, masked: Collection[tuple[str, str]] = frozenset()) -> SliceRequest:
-        """What to cut for a cohort; `masked`: its (sequence, ROI) pairs with masks (`masked_pairs`), for the defaults."""
+        """What to cut for a cohort; `masked`: its (sequence, ROI) pairs with masks (`masked_pairs`), for the
+        defaults."""
         target = slice_target(spec, self.sequence, self.roi, self.axis, masked)
         settings = RoiSliceSettings(target.axis, self.rectangle, self.margin, self.margin_unit,
                                     (self.output_size, self.output_size), self.clip_to_slice, spec.mask_label)
@@ -199,8 +200,9 @@ def cut_patient_slices(patient_key: str, channels: pl.DataFrame, masks: pl.DataF
     except RoiSliceError as error:
         return issue(error.code, f"{request.sequence}/{request.roi}: {error.message}", error.fix)
     except MissingMaskError as error:
-        return issue(error.code, str(error), f"add the patient's mask__{request.sequence}__{request.roi} to the manifest, "
-                     f"or choose a sequence and ROI the patient has masks for ({CONFIG_KEYS}); then re-materialize")
+        return issue(error.code, str(error),
+                     f"add the patient's mask__{request.sequence}__{request.roi} to the manifest, or choose a sequence "
+                     f"and ROI the patient has masks for ({CONFIG_KEYS}); then re-materialize")
     except ImageReadError as error:
         return issue(getattr(error, "code", "unreadable_file"), str(error),
                      "re-materialize preprocessed_channels for this patient (its derived files are missing or damaged)")
@@ -224,7 +226,8 @@ class MissingMaskError(Exception):
 def _mask(masks: pl.DataFrame, sequence: str, roi: str | None, required: bool = False):
     if roi is None:
         return None
-    match = masks.filter((pl.col("sequence") == sequence) & (pl.col("roi") == roi) & (pl.col("segmentation") == PRIMARY))
+    match = masks.filter((pl.col("sequence") == sequence) & (pl.col("roi") == roi)
+                         & (pl.col("segmentation") == PRIMARY))
     if match.is_empty():
         if required:
             raise MissingMaskError(f"no preprocessed '{roi}' mask for sequence '{sequence}'")
