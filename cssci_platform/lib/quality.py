@@ -100,27 +100,32 @@ def inspect_patient(cohort: Cohort, record: PatientRecord, tolerance: GeometryTo
         issues += _mask_issues(record.patient_key, mask_ref, mask, images.get(mask_ref.sequence), cohort, tolerance)
         voxels = mask_label_counts(mask).get(cohort.spec.mask_label, 0)
         scans.append(
-            _scan(record.patient_key, mask_ref.sequence, "mask", mask_ref.roi, mask_ref.segmentation, mask_ref.path, path, mask, voxels)
+            _scan(record.patient_key, mask_ref.sequence, "mask", mask_ref.roi, mask_ref.segmentation, mask_ref.path,
+                  path, mask, voxels)
         )
     return PatientInspection(record.patient_key, scans, issues)
 
 
-def _open(cohort: Cohort, record: PatientRecord, relative: str, issues: list[QcIssue]) -> tuple[Path, sitk.Image] | None:
+def _open(cohort: Cohort, record: PatientRecord, relative: str,
+          issues: list[QcIssue]) -> tuple[Path, sitk.Image] | None:
     """(real path, image) of a manifest path, or None with an issue when it leaves the roots or cannot be read."""
     try:
         path = cohort.resolve(relative)
     except PathEscapeError as error:
-        issues.append(QcIssue(record.patient_key, "scans", "path_escapes_root", f"{shorten(relative)}: {error.reason}", error.fix, relative))
+        issues.append(QcIssue(record.patient_key, "scans", "path_escapes_root", f"{shorten(relative)}: {error.reason}",
+                              error.fix, relative))
         return None
     try:
         return path, read_image(path)
     except ImageReadError as error:
         code = "missing_file" if error.reason == "file not found" else "unreadable_file"
-        issues.append(QcIssue(record.patient_key, "scans", code, f"{shorten(relative)}: {error.reason}", error.fix, relative))
+        issues.append(QcIssue(record.patient_key, "scans", code, f"{shorten(relative)}: {error.reason}", error.fix,
+                              relative))
         return None
 
 
-def _scan(key: str, sequence: str, kind: str, roi: str, seg: str, relative: str, path: Path, image: sitk.Image, voxels: int) -> ScanInfo:
+def _scan(key: str, sequence: str, kind: str, roi: str, seg: str, relative: str, path: Path, image: sitk.Image,
+          voxels: int) -> ScanInfo:
     geometry = Geometry.of(image)
     return ScanInfo(
         key, sequence, kind, roi, seg, relative, file_sha256(path),  # type: ignore[arg-type]
@@ -131,9 +136,13 @@ def _scan(key: str, sequence: str, kind: str, roi: str, seg: str, relative: str,
 def _image_issues(key: str, relative: str, image: sitk.Image, bad: int) -> list[QcIssue]:
     issues = []
     if image.GetDimension() != 3:
-        issues.append(QcIssue(key, "scans", "not_3d", f"{shorten(relative)}: image has {image.GetDimension()} dimensions, expected 3", "export a 3D volume", relative))
+        issues.append(QcIssue(key, "scans", "not_3d",
+                              f"{shorten(relative)}: image has {image.GetDimension()} dimensions, expected 3",
+                              "export a 3D volume", relative))
     if bad:
-        issues.append(QcIssue(key, "scans", "nonfinite_voxels", f"{shorten(relative)}: {bad} voxels are NaN or infinite", "re-export the image; check the reconstruction", relative))
+        issues.append(QcIssue(key, "scans", "nonfinite_voxels",
+                              f"{shorten(relative)}: {bad} voxels are NaN or infinite",
+                              "re-export the image; check the reconstruction", relative))
     return issues
 
 
@@ -143,7 +152,8 @@ def _mask_value_issues(key: str, ref: MaskRef, mask: sitk.Image, nonfinite: int,
     fix = f"save the mask with integer labels (a uint8 voxel type): 0 outside, label {label} for the {ref.roi}"
     issues = []
     if nonfinite:
-        issues.append(QcIssue(key, "scans", "nonfinite_voxels", f"{shorten(ref.path)}: {nonfinite} mask voxels are NaN or infinite", fix, ref.path))
+        issues.append(QcIssue(key, "scans", "nonfinite_voxels",
+                              f"{shorten(ref.path)}: {nonfinite} mask voxels are NaN or infinite", fix, ref.path))
     fractional = nonintegral_voxels(mask)
     if fractional.count:
         issues.append(QcIssue(key, "scans", "mask_label_not_integral",
@@ -152,21 +162,29 @@ def _mask_value_issues(key: str, ref: MaskRef, mask: sitk.Image, nonfinite: int,
     return issues
 
 
-def _mask_issues(key: str, ref: MaskRef, mask: sitk.Image, image: sitk.Image | None, cohort: Cohort, tolerance: GeometryTolerance) -> list[QcIssue]:
+def _mask_issues(key: str, ref: MaskRef, mask: sitk.Image, image: sitk.Image | None, cohort: Cohort,
+                 tolerance: GeometryTolerance) -> list[QcIssue]:
     label = cohort.spec.mask_label
     counts = mask_label_counts(mask)
     issues = []
     if image is not None:
         for problem in geometry_mismatches(image, mask, tolerance):
-            issues.append(QcIssue(key, "scans", "geometry_mismatch", f"{shorten(ref.path)} vs image__{ref.sequence}: {problem}",
-                                  "export the mask on the image's grid (same size, spacing, origin, direction)", ref.path))
+            issues.append(QcIssue(key, "scans", "geometry_mismatch",
+                                  f"{shorten(ref.path)} vs image__{ref.sequence}: {problem}",
+                                  "export the mask on the image's grid (same size, spacing, origin, direction)",
+                                  ref.path))
     if counts.get(label, 0) == 0:
-        issues.append(QcIssue(key, "scans", "empty_mask", f"{shorten(ref.path)}: no voxel has label {label} ({ref.roi}, {ref.segmentation})",
+        issues.append(QcIssue(key, "scans", "empty_mask",
+                              f"{shorten(ref.path)}: no voxel has label {label} ({ref.roi}, {ref.segmentation})",
                               f"segment the {ref.roi} with label {label}", ref.path))
     other = sorted(set(counts) - {label})
     if other:
-        issues.append(QcIssue(key, "scans", "unexpected_labels", f"{shorten(ref.path)}: labels {_label_list(other)} present besides {label} ({sum(counts[v] for v in other)} voxels)",
-                              f"keep only label {label} in the {ref.roi} mask or change mask_label in cohort.yaml", ref.path))
+        voxels = sum(counts[v] for v in other)
+        issues.append(QcIssue(key, "scans", "unexpected_labels",
+                              f"{shorten(ref.path)}: labels {_label_list(other)} present besides {label} "
+                              f"({voxels} voxels)",
+                              f"keep only label {label} in the {ref.roi} mask or change mask_label in cohort.yaml",
+                              ref.path))
     return issues
 
 

@@ -2,7 +2,7 @@
 
 Pure domain code (no Dagster). Typical flow for one patient and channel::
 
-    crop = plan_roi_crop(lesion_mask, settings)              # once per patient: slice + box from the mask (LPS-reoriented)
+    crop = plan_roi_crop(lesion_mask, settings)              # once per patient: slice + box from the (LPS) mask
     inputs = network_batch([cut_roi_slice(channel_image, crop, settings) for channel_image in ...])
     backbone = load_backbone("resnet18", "imagenet")          # or a checkpoint path, or "none"
     embeddings = embed_images(backbone, inputs)               # frozen-backbone features, (n, 512)

@@ -45,7 +45,8 @@ def pooled_features(model: torchvision.models.ResNet, images: torch.Tensor) -> t
     return torch.flatten(model.avgpool(x), 1)
 
 
-def embed_images(backbone: Backbone, images: torch.Tensor, settings: InferenceSettings = InferenceSettings()) -> Embeddings:
+def embed_images(backbone: Backbone, images: torch.Tensor,
+                 settings: InferenceSettings = InferenceSettings()) -> Embeddings:
     """Average-pool embeddings of ``images`` (n, 3, H, W), e.g. from `network_batch`, in eval mode.
 
     The model is moved to the chosen device (in place) and left there.

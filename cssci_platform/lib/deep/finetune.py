@@ -222,7 +222,8 @@ def _augmenter(config: FineTuneConfig) -> Callable[[torch.Tensor], torch.Tensor]
 
 
 def _train_epoch(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, steps: list[Step],
-                 augment: Callable[[torch.Tensor], torch.Tensor], config: FineTuneConfig, device: torch.device) -> float:
+                 augment: Callable[[torch.Tensor], torch.Tensor], config: FineTuneConfig,
+                 device: torch.device) -> float:
     total, seen = 0.0, 0
     for batch_index in _batches(len(images), config.batch_size):
         inputs = augment(images[batch_index]).to(device)

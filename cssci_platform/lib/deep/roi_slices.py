@@ -161,7 +161,8 @@ def plan_roi_crop(lesion_mask: Volume, settings: RoiSliceSettings = RoiSliceSett
     tied = np.flatnonzero(areas == areas.max())
     index = int(tied[(len(tied) - 1) // 2])
     lesion_2d = np.take(lesion, index, axis=axis)
-    box = _rectangle(lesion_2d, index, settings, _other_slice(rect_mask, lesion.shape, index, settings, "rectangle mask"),
+    rect_2d = _other_slice(rect_mask, lesion.shape, index, settings, "rectangle mask")
+    box = _rectangle(lesion_2d, index, settings, rect_2d,
                      _other_slice(canal_mask, lesion.shape, index, settings, "canal mask"))
     wanted = _with_margin(box, _margin_px(settings, spacing, axis))
     box = _fitted_to_slice(wanted, lesion_2d.shape, index, settings)
@@ -262,7 +263,8 @@ def _rectangle(lesion: np.ndarray, index: int, settings: RoiSliceSettings, rect:
                             f"{box.row_start}:{box.row_stop} on {where}", "check that the canal/cord mask covers "
                             "the injury level, or use rectangle 'lesion_bbox'")
     columns = np.flatnonzero(rows.any(axis=0))
-    return CropBox(box.row_start, box.row_stop, min(box.col_start, int(columns[0])), max(box.col_stop, int(columns[-1]) + 1))
+    return CropBox(box.row_start, box.row_stop, min(box.col_start, int(columns[0])),
+                   max(box.col_stop, int(columns[-1]) + 1))
 
 
 def _bounding_box(mask: np.ndarray) -> CropBox:
@@ -285,7 +287,8 @@ def _with_margin(box: CropBox, margin: tuple[int, int]) -> CropBox:
 def _fitted_to_slice(box: CropBox, shape: tuple[int, int], index: int, settings: RoiSliceSettings) -> CropBox:
     where = f"{settings.axis} slice {index} ({shape[0]} x {shape[1]} pixels)"
     if settings.clip_to_slice:
-        return CropBox(max(box.row_start, 0), min(box.row_stop, shape[0]), max(box.col_start, 0), min(box.col_stop, shape[1]))
+        return CropBox(max(box.row_start, 0), min(box.row_stop, shape[0]),
+                       max(box.col_start, 0), min(box.col_stop, shape[1]))
     if box.height > shape[0] or box.width > shape[1]:
         raise RoiSliceError("slice_smaller_than_crop", f"the crop is {box.height} x {box.width} pixels (ROI plus "
                             f"{settings.margin:g} {settings.margin_unit} margin) but {where} is smaller",
