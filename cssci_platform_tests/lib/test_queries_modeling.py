@@ -7,8 +7,11 @@ from cssci_platform.lib.queries.modeling import modelled_outcome, split_folds, s
 
 
 def _splits(con, split: str, outcome: str, folds: list[str]) -> None:
-    rows = [{"split": split, "fold": fold, "patient_key": key, "role": role, "outcome": outcome, "seed": 1}
-            for fold in folds for key, role in (("p1", "train"), ("p2", "test"))]
+    rows = [
+        {"split": split, "fold": fold, "patient_key": key, "role": role, "outcome": outcome, "seed": 1}
+        for fold in folds
+        for key, role in (("p1", "train"), ("p2", "test"))
+    ]
     warehouse.replace_rows(con, "splits", {"split": split}, rows)
 
 

@@ -21,8 +21,9 @@ from cssci_platform.lib.splits import SplitSettings
 from cssci_platform.lib.study_config import load_config
 from cssci_platform_tests.lib.test_experiment import cohort_matrix, holdout_roles
 
-QUICK = ChainSettings(harmonization=HarmonizationSettings(enabled=False),
-                      selection=SelectionSettings(mrmr_k=5, lasso=False), lasso_cv=3)
+QUICK = ChainSettings(
+    harmonization=HarmonizationSettings(enabled=False), selection=SelectionSettings(mrmr_k=5, lasso=False), lasso_cv=3
+)
 
 
 def test_train_zoo_fits_every_fold_mode_signature_and_classifier_in_order() -> None:
@@ -31,8 +32,11 @@ def test_train_zoo_fits_every_fold_mode_signature_and_classifier_in_order() -> N
     models = ModelsSettings(signatures=["Rad"], classifiers=["LR", "RandomForest"], cv_folds=3)
     fits = list(train_zoo(matrix, folds, ["0", "1"], models, ["leakage_safe", "paper_faithful"], QUICK))
     assert [(f.fold, f.model.spec.mode, f.model.spec.classifier) for f in fits] == [
-        (fold, mode, clf) for fold in ("r0", "r1") for mode in ("leakage_safe", "paper_faithful")
-        for clf in ("LR", "RandomForest")]
+        (fold, mode, clf)
+        for fold in ("r0", "r1")
+        for mode in ("leakage_safe", "paper_faithful")
+        for clf in ("LR", "RandomForest")
+    ]
     assert not any(f.failed for f in fits) and all(f.outcome_threshold is None for f in fits)
     assert all(f.roles is folds[f.fold] for f in fits)
     assert fits[0].model.metrics["test"]["auc"] > 0.7  # the planted signal
@@ -58,14 +62,28 @@ def test_only_change_above_mean_relabels_per_fold() -> None:
 
 
 def _model(signature: str, mode: str, cv: float, degenerate: bool = False) -> TrainedModel:
-    return TrainedModel(ModelSpec(Signature(signature), "LR", mode), None, ["0", "1"], {}, cv, 0.0, 0.5,  # type: ignore[arg-type]
-                        pd.DataFrame(), {}, small_sample=["degenerate CV: no spread"] if degenerate else [])
+    return TrainedModel(
+        ModelSpec(Signature(signature), "LR", mode),
+        None,
+        ["0", "1"],
+        {},
+        cv,
+        0.0,
+        0.5,  # type: ignore[arg-type]
+        pd.DataFrame(),
+        {},
+        small_sample=["degenerate CV: no spread"] if degenerate else [],
+    )
 
 
 def test_champions_are_the_best_leakage_safe_cv_auc_per_signature_ties_to_the_smallest_run_id() -> None:
-    runs = [(_model("rad", "paper_faithful", 0.99), "r1"), (_model("rad", "leakage_safe", 0.80), "r3"),
-            (_model("rad", "leakage_safe", 0.80), "r2"), (_model("rad", "leakage_safe", 0.95, degenerate=True), "r0"),
-            (_model("clinical", "leakage_safe", 0.60), "r9")]
+    runs = [
+        (_model("rad", "paper_faithful", 0.99), "r1"),
+        (_model("rad", "leakage_safe", 0.80), "r3"),
+        (_model("rad", "leakage_safe", 0.80), "r2"),
+        (_model("rad", "leakage_safe", 0.95, degenerate=True), "r0"),
+        (_model("clinical", "leakage_safe", 0.60), "r9"),
+    ]
     champions = choose_champions(runs)
     assert {name: key for name, (_, key) in champions.items()} == {"Rad": "r2", "Clinical": "r9"}
     only_degenerate = choose_champions([(_model("rad", "leakage_safe", 0.9, degenerate=True), "r5")])
@@ -74,10 +92,18 @@ def test_champions_are_the_best_leakage_safe_cv_auc_per_signature_ties_to_the_sm
 
 def test_default_signatures_follow_the_matrix_columns() -> None:
     matrix = pd.DataFrame(columns=["rad__x", "dl__resnet18__c__0", "clin__age"])
-    assert [s.name for s in study_signatures(None, matrix)] == ["Rad", "DL_resnet18", "Rad+DL_resnet18", "Clinical",
-                                                                "Combined"]
+    assert [s.name for s in study_signatures(None, matrix)] == [
+        "Rad",
+        "DL_resnet18",
+        "Rad+DL_resnet18",
+        "Clinical",
+        "Combined",
+    ]
     assert [s.name for s in study_signatures(None, matrix.drop(columns=["clin__age"]))] == [
-        "Rad", "DL_resnet18", "Rad+DL_resnet18"]
+        "Rad",
+        "DL_resnet18",
+        "Rad+DL_resnet18",
+    ]
     assert [s.name for s in study_signatures(["Clinical"], matrix)] == ["Clinical"]
 
 
@@ -98,7 +124,8 @@ def test_the_study_config_sections_are_the_settings_the_code_reads() -> None:
     steps = dict(feature_chain(["rad__a"], chain))
     assert steps["icc"].threshold == config.selection.icc_threshold == 0.75
     assert "kept when ICC(3,1) between repeat segmentations was &gt;= 0.75" in chain_steps(
-        MethodSettings(config.harmonization, config.selection, config.models.cv_folds))
+        MethodSettings(config.harmonization, config.selection, config.models.cv_folds)
+    )
 
 
 def test_paper_faithful_training_chain_drops_the_cohort_prefilter_steps() -> None:
