@@ -6,16 +6,15 @@
 harmonizes (feature classes left out, e.g. shape) and what it does with small centers (pool, unseen, error).
 """
 
-from cssci_platform.lib.harmonization.combat import (
-    UNSEEN_CENTER_POLICIES,
-    ComBat,
-    UnseenCenterEvent,
-    UnseenCenterPolicy,
-    as_pipeline_input,
-    forget_unseen_center_warnings,
-)
+from cssci_platform.lib.harmonization.combat import ComBat, forget_unseen_center_warnings
 from cssci_platform.lib.harmonization.estimation import BatchEffect, EmpiricalBayesSettings, StandardizationModel
-from cssci_platform.lib.harmonization.frame import HARMONIZATION_OFF, MIN_BATCH_SIZE, undersized_batches
+from cssci_platform.lib.harmonization.frame import (
+    HARMONIZATION_OFF,
+    MIN_BATCH_SIZE,
+    as_pipeline_input,
+    undersized_batches,
+)
+from cssci_platform.lib.harmonization.unseen import UNSEEN_CENTER_POLICIES, UnseenCenterEvent, UnseenCenterPolicy
 
 __all__ = [
     "HARMONIZATION_OFF",

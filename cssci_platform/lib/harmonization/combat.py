@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -62,15 +61,6 @@ from cssci_platform.lib.harmonization.estimation import (
     fit_standardization,
     reference_batch_effect,
 )
-from cssci_platform.lib.harmonization.scope import (
-    POOLED_BATCH,
-    SMALL_CENTER_POLICIES,
-    SmallCenterPolicy,
-    columns_of_classes,
-    small_center_error,
-    small_centers,
-)
-from cssci_platform.lib.selection import SelectionReport
 from cssci_platform.lib.harmonization.frame import (
     MIN_BATCH_SIZE,
     CovariateEncoder,
@@ -81,22 +71,19 @@ from cssci_platform.lib.harmonization.frame import (
     sorted_levels,
     undersized_batches,
 )
+from cssci_platform.lib.harmonization.scope import (
+    POOLED_BATCH,
+    SMALL_CENTER_POLICIES,
+    SmallCenterPolicy,
+    columns_of_classes,
+    small_center_error,
+    small_centers,
+)
+from cssci_platform.lib.harmonization.unseen import UNSEEN_CENTER_POLICIES, UnseenCenterEvent, UnseenCenterPolicy
+from cssci_platform.lib.selection import SelectionReport
 
-UnseenCenterPolicy = Literal["none", "refit_site", "reference", "error"]
-UNSEEN_CENTER_POLICIES: tuple[str, ...] = ("none", "refit_site", "reference", "error")
 _LOG = logging.getLogger(__name__)
 _WARNED_UNSEEN: set[tuple] = set()  # unseen-center summaries already logged at warning level in this process
-
-
-@dataclass(frozen=True)
-class UnseenCenterEvent:
-    """One transform call meeting a center unseen at fit, and what was done with its rows."""
-
-    center: Hashable
-    n_rows: int
-    policy: str
-    action: str
-    batch_effect: BatchEffect | None = None  # the estimates applied, when there were any
 
 
 def forget_unseen_center_warnings() -> None:
@@ -411,12 +398,3 @@ class ComBat(TransformerMixin, BaseEstimator):
             )
         return self._fit_batch_effect(standardized, is_reference=False)
 
-
-def as_pipeline_input(features: pd.DataFrame, covariates: pd.DataFrame) -> pd.DataFrame:
-    """Features and the batch/covariate columns side by side (same index), the input `ComBat` expects."""
-    if not features.index.equals(covariates.index):
-        raise ValueError("features and covariates must share one index (the same patients in the same order)")
-    clashing = sorted(set(features.columns) & set(covariates.columns))
-    if clashing:
-        raise ValueError(f"columns {clashing} are in both the features and the covariates")
-    return pd.concat([features, covariates], axis=1)

@@ -167,3 +167,13 @@ def center_mean_spread(frame: pd.DataFrame, columns: list[str], batch_col: str =
     values = frame[columns]
     scaled = (values - values.mean()) / values.std(ddof=0).replace(0, 1)
     return float(scaled.groupby(frame[batch_col]).mean().std(ddof=0).median())
+
+
+def as_pipeline_input(features: pd.DataFrame, covariates: pd.DataFrame) -> pd.DataFrame:
+    """Features and the batch/covariate columns side by side (same index), the input `ComBat` expects."""
+    if not features.index.equals(covariates.index):
+        raise ValueError("features and covariates must share one index (the same patients in the same order)")
+    clashing = sorted(set(features.columns) & set(covariates.columns))
+    if clashing:
+        raise ValueError(f"columns {clashing} are in both the features and the covariates")
+    return pd.concat([features, covariates], axis=1)

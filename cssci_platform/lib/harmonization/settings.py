@@ -6,9 +6,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from cssci_platform.lib.harmonization.combat import UNSEEN_CENTER_POLICIES, ComBat
+from cssci_platform.lib.harmonization.combat import ComBat
 from cssci_platform.lib.harmonization.frame import MIN_BATCH_SIZE
 from cssci_platform.lib.harmonization.scope import DEFAULT_UNHARMONIZED_CLASSES, SMALL_CENTER_POLICIES
+from cssci_platform.lib.harmonization.unseen import UNSEEN_CENTER_POLICIES
 from cssci_platform.lib.settings import Section
 
 UnseenCenterPolicy = Literal[UNSEEN_CENTER_POLICIES]  # type: ignore[valid-type]
