@@ -54,15 +54,18 @@ class Platform:
         return keys
 
     def materialize_patient(self, key: str, overrides: list[str] | None = None) -> dg.ExecuteInProcessResult:
-        """The patient assets for one partition; `overrides`: study settings for this run ("preprocessing.channels=[original]")."""
-        return dg.materialize([*PATIENT_ASSETS, *PATIENT_CHECKS, cohort_manifest], selection=[a.key for a in PATIENT_ASSETS],
+        """The patient assets for one partition; `overrides`: study settings for this run
+        ("preprocessing.channels=[original]")."""
+        return dg.materialize([*PATIENT_ASSETS, *PATIENT_CHECKS, cohort_manifest],
+                              selection=[a.key for a in PATIENT_ASSETS],
                               partition_key=key, instance=self.instance, resources=self.with_overrides(overrides),
                               raise_on_error=False)
 
     def with_overrides(self, overrides: list[str] | None) -> dict:
         """The resources, with per-run study overrides (the launchpad's `resources.study.config.overrides`)."""
         study = self.resources["study"]
-        return {**self.resources, "study": StudyResource(path=study.path, overrides=[*study.overrides, *(overrides or [])])}
+        study = StudyResource(path=study.path, overrides=[*study.overrides, *(overrides or [])])
+        return {**self.resources, "study": study}
 
     def query(self, sql: str, parameters: list | None = None):
         return table_frame(self.warehouse_path, sql, parameters)
@@ -103,7 +106,8 @@ def modeling_platform(manifest: Path, folder: Path, seed_features: Callable[[Pat
         yield {"instance": instance, "resources": resources, "warehouse": warehouse, "mlflow": folder / "mlflow.db"}
 
 
-def materialize_assets(assets: list, platform: dict, selection: list, config: dict | None = None) -> dg.ExecuteInProcessResult:
+def materialize_assets(assets: list, platform: dict, selection: list,
+                       config: dict | None = None) -> dg.ExecuteInProcessResult:
     """Materialize `selection` out of `assets` on a `modeling_platform`, with `config` as the ops run config."""
     return dg.materialize(assets, selection=selection, instance=platform["instance"], resources=platform["resources"],
                           run_config={"ops": config or {}}, raise_on_error=False)

@@ -89,7 +89,8 @@ def test_nan_voxels_in_a_float_mask_quarantine_the_patient_before_features(platf
     assert platform.materialize_manifest().success
     assert not platform.materialize_patient(key, ONE_CHANNEL).success
     issues = platform.query("SELECT code, message FROM qc_issues WHERE patient_key = ?", [key])
-    assert issues.rows() == [("nonfinite_voxels", f"images/{key}/sag_T2_lesion.nii.gz: 100 mask voxels are NaN or infinite")]
+    message = f"images/{key}/sag_T2_lesion.nii.gz: 100 mask voxels are NaN or infinite"
+    assert issues.rows() == [("nonfinite_voxels", message)]
     assert radiomics_rows(platform, key) == 0
 
 

@@ -47,15 +47,16 @@ class DeepPlatform:
                           "image_store": ImageStoreResource(root=str(self.store)),
                           "study": study_resource(folder / "study", self.cohort.manifest_path, STUDY)}
         instance.add_dynamic_partitions(patients_partitions.name, sorted(self.cohort.patients))
-        instance.add_dynamic_partitions(centers_partitions.name, sorted({p.center for p in self.cohort.patients.values()}))
+        centers = sorted({p.center for p in self.cohort.patients.values()})
+        instance.add_dynamic_partitions(centers_partitions.name, centers)
 
     def run(self, selection: list, partition_key: str | None = None,
             overrides: list[str] | None = None) -> dg.ExecuteInProcessResult:
         """`overrides`: study settings for this run only (the launchpad's `resources.study.config.overrides`)."""
         study = self.resources["study"]
         resources = {**self.resources, "study": StudyResource(path=study.path, overrides=overrides or [])}
-        return dg.materialize(ALL, selection=[a.key for a in selection], partition_key=partition_key, instance=self.instance,
-                              resources=resources, raise_on_error=False)
+        return dg.materialize(ALL, selection=[a.key for a in selection], partition_key=partition_key,
+                              instance=self.instance, resources=resources, raise_on_error=False)
 
     def query(self, sql: str, parameters: list | None = None) -> pl.DataFrame:
         return table_frame(self.warehouse, sql, parameters)
@@ -93,7 +94,8 @@ def test_a_center_partition_embeds_each_patient_and_channel(deep: DeepPlatform) 
     _slice_all(deep, keys)
     slices = deep.query("SELECT * FROM roi_slices")
     assert slices.height == len(keys) * len(CHANNELS)
-    assert slices.group_by("patient_key").agg(pl.col("slice_index").n_unique())["slice_index"].max() == 1  # one slice for all channels
+    # one slice for all channels
+    assert slices.group_by("patient_key").agg(pl.col("slice_index").n_unique())["slice_index"].max() == 1
 
     result = deep.run([center_embeddings], center)
     assert result.success
@@ -103,8 +105,8 @@ def test_a_center_partition_embeds_each_patient_and_channel(deep: DeepPlatform) 
     assert rows.height == len(keys) * len(CHANNELS)
     assert set(rows["embedding"].list.len()) == {512} and set(rows["weights_id"]) == {"none"}
     again = deep.run([center_embeddings], center)  # deterministic and replacing, not appending
-    assert again.success and deep.query("SELECT * FROM embeddings").sort("patient_key", "channel")["embedding"].to_list() \
-        == rows.sort("patient_key", "channel")["embedding"].to_list()
+    embedded_again = deep.query("SELECT * FROM embeddings").sort("patient_key", "channel")["embedding"].to_list()
+    assert again.success and embedded_again == rows.sort("patient_key", "channel")["embedding"].to_list()
 
 
 def test_a_patient_whose_channel_file_vanished_is_quarantined_and_the_center_proceeds(deep: DeepPlatform) -> None:
@@ -143,7 +145,8 @@ def test_fine_tuning_sees_training_labels_only(deep: DeepPlatform) -> None:
     _slice_all(deep, sorted(deep.cohort.patients))
     assert deep.run([patient_splits, fine_tuned_backbones]).success
     network = deep.query("SELECT * FROM networks")
-    assert network.height == 1 and network["channel"][0] == "original" and network["weights_id"][0].startswith("finetuned:")
+    assert network.height == 1 and network["channel"][0] == "original"
+    assert network["weights_id"][0].startswith("finetuned:")
     predictions = deep.query("SELECT * FROM predictions WHERE signature = 'CNN'")
     assert set(predictions["role"]) == {"train", "test", "validation"}
     assert predictions["patient_key"].n_unique() == len(deep.cohort.patients)
@@ -158,7 +161,8 @@ def test_fine_tuning_sees_training_labels_only(deep: DeepPlatform) -> None:
     assert deep.run([fine_tuned_backbones]).success
     assert deep.query("SELECT weights_id FROM networks")["weights_id"][0] == network["weights_id"][0]
 
-    assert deep.run([center_embeddings], "center_A", ["deep.embedding_network=fine_tuned", "deep.channels=[original]"]).success
+    fine_tuned = ["deep.embedding_network=fine_tuned", "deep.channels=[original]"]
+    assert deep.run([center_embeddings], "center_A", fine_tuned).success
     rows = deep.query("SELECT * FROM embeddings")
     assert set(rows["network"]) == {"fine_tuned"} and set(rows["channel"]) == {"original"}
     assert set(rows["weights_id"]) == {network["weights_id"][0]}

@@ -88,7 +88,8 @@ def test_mask_geometry_mismatch_is_a_failed_blocking_check(platform: Platform) -
     assert evaluation.severity == dg.AssetCheckSeverity.ERROR
     assert evaluation.partition == key  # the failed check sits on that patient's partition
     assert "origin differs" in evaluation.metadata["issues"].value
-    assert platform.query("SELECT code FROM qc_issues WHERE patient_key = ?", [key])["code"].to_list() == ["geometry_mismatch"]
+    codes = platform.query("SELECT code FROM qc_issues WHERE patient_key = ?", [key])["code"].to_list()
+    assert codes == ["geometry_mismatch"]
 
 
 def test_downstream_asset_alone_refuses_a_quarantined_patient(platform: Platform) -> None:

@@ -80,15 +80,18 @@ def test_real_cord_t2_with_its_whole_field_of_view_cord_mask_runs_with_the_shipp
         assert platform.query("SELECT count(DISTINCT feature) AS n FROM radiomics_features")["n"][0] == 107
         slices = platform.query("SELECT * FROM roi_slices ORDER BY channel")
     assert slices["channel"].to_list() == ["box", "gaussian", "mean", "median", "original"]
-    assert set(slices["sequence"]) == {"sag_T2"} and set(slices["roi"]) == {"cord"} and set(slices["axis"]) == {"sagittal"}
+    assert set(slices["sequence"]) == {"sag_T2"} and set(slices["roi"]) == {"cord"}
+    assert set(slices["axis"]) == {"sagittal"}
     # the cord runs through the whole 55 mm supero-inferior field of view: the 5 mm margin is cut at both ends
     assert {tuple(c) for c in slices["crop"]} == {(0, 55, 21, 42)}  # columns: the cord's A-P extent 26:37 + 5 px
     assert {tuple(c) for c in slices["clipped_px"]} == {(5, 5, 0, 0)}
 
 
-def test_sarcoma_at_the_edge_of_its_field_of_view_in_an_ax_t1_only_manifest_runs_without_a_config(tmp_path: Path) -> None:
+def test_sarcoma_at_the_edge_of_its_field_of_view_in_an_ax_t1_only_manifest_runs_without_a_slice_config(
+        tmp_path: Path) -> None:
     source = refdata_root() / "mri_sts_multivendor" / "STS_021"
-    manifest = _one_patient_manifest(tmp_path, source / "MR_T1_image.nii.gz", source / "MR_T1_mask.nii.gz", "ax_T1", "tumour")
+    manifest = _one_patient_manifest(tmp_path, source / "MR_T1_image.nii.gz", source / "MR_T1_mask.nii.gz", "ax_T1",
+                                     "tumour")
     fast = ["preprocessing.channels=[original]", "deep.channels=[original]"]
     with _platform(manifest, tmp_path, "tumour", fast) as platform:
         result = _ingest_with_slices(platform)

@@ -50,7 +50,8 @@ def blob_task(n: int, seed: int, size: int = SIZE) -> tuple[torch.Tensor, np.nda
     rng = np.random.default_rng(seed)
     labels = np.arange(n) % 2
     margin = RADIUS * size // SIZE + 2
-    greys = [grey_image(rng, tuple(rng.integers(margin, size - margin, 2)) if label else None, size) for label in labels]
+    greys = [grey_image(rng, tuple(rng.integers(margin, size - margin, 2)) if label else None, size)
+             for label in labels]
     return imagenet_normalize(torch.from_numpy(np.stack(greys))), labels
 
 
@@ -94,7 +95,8 @@ def test_saved_network_predicts_the_same(blob_detector, tmp_path):
     assert len(digest) == 64 and restored.backbone.weights_id == blob_detector.backbone.weights_id
     assert restored.config == BLOB_TASK and restored.loss_history == blob_detector.loss_history
     images, _ = blob_task(6, seed=5)
-    assert np.array_equal(predict_probabilities(restored, images, CPU), predict_probabilities(blob_detector, images, CPU))
+    expected = predict_probabilities(blob_detector, images, CPU)
+    assert np.array_equal(predict_probabilities(restored, images, CPU), expected)
 
 
 @pytest.mark.parametrize("centre", [(48, 80), (80, 48)])

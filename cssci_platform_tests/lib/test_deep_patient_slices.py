@@ -6,8 +6,8 @@ import numpy as np
 import polars as pl
 import SimpleITK as sitk
 
-from cssci_platform.lib.deep import RoiSliceSettings
 from cssci_platform.lib.cohort import CohortSpec
+from cssci_platform.lib.deep import RoiSliceSettings
 from cssci_platform.lib.deep.patient_slices import (
     SliceRequest,
     SliceTarget,
@@ -32,7 +32,8 @@ def _patient(tmp_path: Path, lesion_x: int = 9) -> tuple[pl.DataFrame, pl.DataFr
     lesion[15:25, 10:18, lesion_x - 1:lesion_x + 2] = 1
     lesion[12:28, 8:20, lesion_x] = 1
     channels = pl.DataFrame([{"sequence": "sag_T2", "channel": name,
-                              "image_path": _write(rng.random((40, 30, 20)).astype(np.float32), tmp_path / f"{name}.nrrd")}
+                              "image_path": _write(rng.random((40, 30, 20)).astype(np.float32),
+                                                   tmp_path / f"{name}.nrrd")}
                              for name in ("original", "mean")])
     masks = pl.DataFrame([{"sequence": "sag_T2", "roi": "lesion", "segmentation": "primary",
                            "mask_path": _write(lesion, tmp_path / "lesion.nrrd")}])
@@ -57,7 +58,8 @@ def test_a_crop_larger_than_the_slice_is_clipped_by_default_and_the_clipping_sto
     result = cut_patient_slices("P7", channels, masks, request, tmp_path / "store")
     assert not result.issues and len(result.rows) == 2
     # lesion rows z 12:28 of 40, columns y 8:20 of 30: with 4 px the crop fits, nothing is clipped
-    assert {tuple(r["crop"]) for r in result.rows} == {(8, 32, 4, 24)} and {tuple(r["clipped_px"]) for r in result.rows} == {(0, 0, 0, 0)}
+    assert {tuple(r["crop"]) for r in result.rows} == {(8, 32, 4, 24)}
+    assert {tuple(r["clipped_px"]) for r in result.rows} == {(0, 0, 0, 0)}
     wide = SliceRequest("sag_T2", settings=RoiSliceSettings(margin=14, margin_unit="px", output_size=(16, 16)))
     clipped = cut_patient_slices("P7", channels, masks, wide, tmp_path / "store")
     assert not clipped.issues
@@ -95,7 +97,8 @@ def test_slice_defaults_come_from_the_manifest_when_the_config_leaves_them_unset
     assert default_slice_target(_spec(["T1"], ["tumour", "oedema"])) == SliceTarget("T1", "tumour", "sagittal")
     assert default_slice_target(_spec(["cor_STIR", "ax_T2"], ["cord"])) == SliceTarget("cor_STIR", "cord", "coronal")
     # the platform's own sequence and ROI names win where the manifest declares them
-    assert default_slice_target(_spec(["sag_T1", "sag_T2"], ["cord", "lesion"])) == SliceTarget("sag_T2", "lesion", "sagittal")
+    spec = _spec(["sag_T1", "sag_T2"], ["cord", "lesion"])
+    assert default_slice_target(spec) == SliceTarget("sag_T2", "lesion", "sagittal")
     assert default_slice_target(_spec(["tra_T2", "sag_T1"], ["lesion"])) == SliceTarget("tra_T2", "lesion", "axial")
 
 
@@ -118,8 +121,8 @@ def test_a_warehouse_made_before_clipped_px_gets_the_column_on_its_next_write(tm
         old.execute("INSERT INTO roi_slices VALUES ('P0', 'sag_T2', 'lesion', 'original', 'sagittal', 3, 10, "
                     "[1, 2, 3, 4], 'a.npy', 'd')")
     channels, masks = _patient(tmp_path)
-    result = cut_patient_slices("P1", channels, masks, SliceRequest("sag_T2", settings=RoiSliceSettings(margin=14, margin_unit="px")),
-                                tmp_path / "store")
+    wide = SliceRequest("sag_T2", settings=RoiSliceSettings(margin=14, margin_unit="px"))
+    result = cut_patient_slices("P1", channels, masks, wide, tmp_path / "store")
     with connect(path) as con:
         replace_rows(con, "roi_slices", {"patient_key": "P1"}, result.rows)
     stored = table_frame(path, "SELECT patient_key, clipped_px FROM roi_slices ORDER BY patient_key")
@@ -147,7 +150,8 @@ def test_an_oblique_scan_is_sliced_with_a_warning_naming_the_angle(tmp_path: Pat
 
 def test_the_default_prefers_a_sequence_and_roi_the_manifest_has_masks_for() -> None:
     spec = _spec(["sag_T1", "ax_T2"], ["lesion", "cord"])
-    assert default_slice_target(spec, masked={("ax_T2", "lesion"), ("sag_T1", "cord")}) == SliceTarget("sag_T1", "cord", "sagittal")
+    masked = {("ax_T2", "lesion"), ("sag_T1", "cord")}
+    assert default_slice_target(spec, masked=masked) == SliceTarget("sag_T1", "cord", "sagittal")
     assert default_slice_target(spec, masked={("ax_T2", "lesion")}) == SliceTarget("ax_T2", "lesion", "axial")
     assert slice_target(spec, roi="lesion", masked={("ax_T2", "lesion"), ("sag_T1", "cord")}) == \
         SliceTarget("ax_T2", "lesion", "axial")

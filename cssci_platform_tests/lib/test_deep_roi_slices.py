@@ -83,7 +83,8 @@ def test_rectangle_from_a_separate_mask():
     rect = np.zeros(SHAPE, np.uint8)
     rect[8:22, 6:18, 3:6] = 1
     crop = plan_roi_crop(lesion_mask(), RoiSliceSettings(rectangle="rect_mask", margin=0), rect_mask=rect)
-    assert (crop.slice_index, crop.box.row_start, crop.box.row_stop, crop.box.col_start, crop.box.col_stop) == (4, 8, 22, 6, 18)
+    box = crop.box
+    assert (crop.slice_index, box.row_start, box.row_stop, box.col_start, box.col_stop) == (4, 8, 22, 6, 18)
 
 
 def test_lesion_widened_to_the_canal_but_not_beyond_the_lesion_rows():
@@ -154,7 +155,8 @@ def test_missing_or_empty_rectangle_and_canal_masks():
     raises("rect_roi_missing", plan_roi_crop, lesion_mask(), RoiSliceSettings(rectangle="rect_mask"))
     rect_elsewhere = np.zeros(SHAPE, np.uint8)
     rect_elsewhere[:, :, 0] = 1
-    raises("rect_roi_empty", plan_roi_crop, lesion_mask(), RoiSliceSettings(rectangle="rect_mask"), rect_mask=rect_elsewhere)
+    raises("rect_roi_empty", plan_roi_crop, lesion_mask(), RoiSliceSettings(rectangle="rect_mask"),
+           rect_mask=rect_elsewhere)
     raises("canal_roi_missing", plan_roi_crop, lesion_mask(), RoiSliceSettings(rectangle="lesion_to_canal"))
     canal_elsewhere = np.zeros(SHAPE, np.uint8)
     canal_elsewhere[30:35, :, :] = 1
@@ -278,5 +280,5 @@ def test_an_oblique_scan_gets_the_nearest_plane_and_its_angle_off_that_plane():
     assert plan_roi_crop(axes_permuted(phantom), NO_MARGIN).obliquity_deg == 0.0
     oblique = plan_roi_crop(rotated_about_the_body_axis(phantom, 30.0), NO_MARGIN)
     assert oblique.obliquity_deg == pytest.approx(30.0) and oblique.slice_index == 11
-    assert plan_roi_crop(rotated_about_the_body_axis(phantom, 30.0), RoiSliceSettings(axis="axial", margin=0)).obliquity_deg \
-        == pytest.approx(0.0, abs=1e-6)  # the turn is about the axial plane's own normal
+    axial = plan_roi_crop(rotated_about_the_body_axis(phantom, 30.0), RoiSliceSettings(axis="axial", margin=0))
+    assert axial.obliquity_deg == pytest.approx(0.0, abs=1e-6)  # the turn is about the axial plane's own normal

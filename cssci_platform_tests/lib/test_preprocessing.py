@@ -34,7 +34,8 @@ def one_patient(tiny_cohort) -> TinyCohort:
     return cohort
 
 
-def run(cohort: TinyCohort, store: Path, settings: PreprocessingSettings = PreprocessingSettings()) -> PreprocessedPatient:
+def run(cohort: TinyCohort, store: Path,
+        settings: PreprocessingSettings = PreprocessingSettings()) -> PreprocessedPatient:
     loaded = cohort.load()
     inspection = inspect_patient(loaded, loaded.patients["P001"], GeometryTolerance())
     assert inspection.passed, inspection.issues
@@ -49,16 +50,19 @@ def test_writes_one_file_per_channel_and_mask(one_patient, tmp_path):
     store = tmp_path / "store"
     result = run(one_patient, store)
     assert [c.channel for c in result.channels] == list(CHANNELS)
-    assert [(m.roi, m.segmentation) for m in result.masks] == [("lesion", "primary"), ("cord", "primary"), ("lesion", "rater2")]
+    expected = [("lesion", "primary"), ("cord", "primary"), ("lesion", "rater2")]
+    assert [(m.roi, m.segmentation) for m in result.masks] == expected
     assert result.computed_files == len(CHANNELS) + 3
     written = sorted(p for p in store.rglob("*") if p.is_file())
-    assert sorted(map(str, written)) == sorted([c.image_path for c in result.channels] + [m.mask_path for m in result.masks])
+    stored = [c.image_path for c in result.channels] + [m.mask_path for m in result.masks]
+    assert sorted(map(str, written)) == sorted(stored)
     for channel in result.channels:
         assert Path(channel.image_path).parent == store / "P001" / SEQUENCE
         assert Path(channel.image_path).name.startswith(f"{channel.channel}-")
         assert (channel.patient_key, channel.sequence) == ("P001", SEQUENCE)
         assert channel.settings_digest == PreprocessingSettings().digest()
-    scans = {s.path: s.sha256 for s in inspect_patient(one_patient.load(), one_patient.load().patients["P001"], GeometryTolerance()).scans}
+    cohort = one_patient.load()
+    scans = {s.path: s.sha256 for s in inspect_patient(cohort, cohort.patients["P001"], GeometryTolerance()).scans}
     assert {c.source_sha256 for c in result.channels} == {scans[f"images/P001_{SEQUENCE}.nii.gz"]}
     assert result.masks[0].source_sha256 == scans[f"masks/P001_{SEQUENCE}_lesion.nii.gz"]
 
@@ -143,7 +147,8 @@ def test_changing_the_input_file_gives_new_files(one_patient, tmp_path):
 def test_changing_only_a_mask_recomputes_only_that_mask(one_patient, tmp_path):
     store = tmp_path / "store"
     first = run(one_patient, store)
-    one_patient.write("masks/P001_sag_T2_cord.nii.gz", make_mask(labels={1: (slice(3, 13), slice(4, 20), slice(4, 16))}))
+    cord = make_mask(labels={1: (slice(3, 13), slice(4, 20), slice(4, 16))})
+    one_patient.write("masks/P001_sag_T2_cord.nii.gz", cord)
     second = run(one_patient, store)
     assert second.computed_files == 1
     assert second.channels == first.channels

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-
 from collections.abc import Callable
 from pathlib import Path
 
@@ -93,16 +92,24 @@ def garbage(cohort: TinyCohort, relative: str) -> None:
 
 BREAKAGES: dict[str, tuple[Callable[[TinyCohort], None], str, str, str, str]] = {
     # name: (break it, code, file, text in message, text in fix)
-    "missing image": (lambda c: c.path(IMAGE).unlink(), "missing_file", IMAGE, f"{IMAGE}: file not found", "check the path"),
-    "missing mask": (lambda c: c.path(MASK).unlink(), "missing_file", MASK, f"{MASK}: file not found", "check the path"),
-    "corrupt image": (lambda c: garbage(c, IMAGE), "unreadable_file", IMAGE, f"{IMAGE}: unreadable or corrupt image (", "re-export"),
-    "corrupt mask": (lambda c: garbage(c, MASK), "unreadable_file", MASK, f"{MASK}: unreadable or corrupt image (", "re-export"),
-    "empty image file": (lambda c: c.path(IMAGE).write_bytes(b""), "unreadable_file", IMAGE, f"{IMAGE}: file is empty (0 bytes)", "re-copy"),
+    "missing image": (lambda c: c.path(IMAGE).unlink(), "missing_file", IMAGE, f"{IMAGE}: file not found",
+                      "check the path"),
+    "missing mask": (lambda c: c.path(MASK).unlink(), "missing_file", MASK, f"{MASK}: file not found",
+                     "check the path"),
+    "corrupt image": (lambda c: garbage(c, IMAGE), "unreadable_file", IMAGE, f"{IMAGE}: unreadable or corrupt image (",
+                      "re-export"),
+    "corrupt mask": (lambda c: garbage(c, MASK), "unreadable_file", MASK, f"{MASK}: unreadable or corrupt image (",
+                     "re-export"),
+    "empty image file": (lambda c: c.path(IMAGE).write_bytes(b""), "unreadable_file", IMAGE,
+                         f"{IMAGE}: file is empty (0 bytes)", "re-copy"),
     "mask size": (lambda c: c.write(MASK, make_mask(size=(20, 24, 15))), "geometry_mismatch", MASK,
-                  f"{MASK} vs image__{SEQUENCE}: size differs: image (20, 24, 16) vs mask (20, 24, 15)", "on the image's grid"),
+                  f"{MASK} vs image__{SEQUENCE}: size differs: image (20, 24, 16) vs mask (20, 24, 15)",
+                  "on the image's grid"),
     "mask spacing": (lambda c: c.write(MASK, make_mask(spacing=(0.9, 0.8, 1.5))), "geometry_mismatch", MASK,
-                     f"{MASK} vs image__{SEQUENCE}: spacing differs beyond 0.001 mm", "same size, spacing, origin, direction"),
-    "mask origin": (lambda c: c.write(MASK, make_mask(origin=(ORIGIN[0], ORIGIN[1] + 0.5, ORIGIN[2]))), "geometry_mismatch", MASK,
+                     f"{MASK} vs image__{SEQUENCE}: spacing differs beyond 0.001 mm",
+                     "same size, spacing, origin, direction"),
+    "mask origin": (lambda c: c.write(MASK, make_mask(origin=(ORIGIN[0], ORIGIN[1] + 0.5, ORIGIN[2]))),
+                    "geometry_mismatch", MASK,
                     f"{MASK} vs image__{SEQUENCE}: origin differs beyond 0.01 mm", "on the image's grid"),
     "mask direction": (lambda c: c.write(MASK, make_mask(direction=FLIPPED)), "geometry_mismatch", MASK,
                        f"{MASK} vs image__{SEQUENCE}: direction differs beyond 0.0001", "on the image's grid"),
@@ -139,7 +146,8 @@ def test_nan_voxels_in_the_image(tiny_cohort):
             cohort.write(row[f"image__{SEQUENCE}"], make_image())
     cohort.write("images/P002_sag_T2.nrrd", nan_image())
     result = inspect(cohort, "P002")
-    assert [(i.code, i.severity, i.file) for i in result.issues] == [("nonfinite_voxels", "error", "images/P002_sag_T2.nrrd")]
+    expected = [("nonfinite_voxels", "error", "images/P002_sag_T2.nrrd")]
+    assert [(i.code, i.severity, i.file) for i in result.issues] == expected
     assert result.issues[0].message == "images/P002_sag_T2.nrrd: 3 voxels are NaN or infinite"
     assert "re-export the image" in result.issues[0].fix
     assert not result.passed and inspect(cohort, "P001").passed
@@ -207,7 +215,8 @@ def test_manifest_issues_are_carried_over(tiny_cohort):
         ("manifest", "bad_value", "error", ""), ("manifest", "missing_outcome", "warning", "")]
     issue = result.issues[0]
     assert issue.patient_key == "P002"
-    assert issue.message == "line 3, column 'age': 'old' is not a finite number. Fix: enter a number with '.' as decimal mark"
+    assert issue.message == ("line 3, column 'age': 'old' is not a finite number. Fix: enter a number with '.' as "
+                             "decimal mark")
     assert issue.fix == "enter a number with '.' as decimal mark"
     assert not result.passed and len(result.scans) == 2
 
@@ -268,7 +277,8 @@ def test_resampled_mask_issues_flags_a_vanishing_mask(tiny_cohort, tmp_path):
     assert issue.message == f"{SEQUENCE} cord (primary) has no voxel left after resampling"
     assert "finer spacing_mm" in issue.fix
     # at the default 1 mm both masks survive
-    fine = preprocess_patient(inspection.scans, loaded.resolve, tmp_path / "store", PreprocessingSettings(channels=("original",)))
+    fine = preprocess_patient(inspection.scans, loaded.resolve, tmp_path / "store",
+                              PreprocessingSettings(channels=("original",)))
     assert resampled_mask_issues("P001", fine.masks) == []
 
 
@@ -379,7 +389,8 @@ def test_a_mask_with_labels_like_0_9999_is_not_integral(tiny_cohort):
     cohort.write(MASK, float_mask_with((LESION_BOX, 0.9999)))
     result = inspect(cohort, "P002")
     assert [(i.code, i.file) for i in result.issues] == [("mask_label_not_integral", MASK)]
-    assert result.issues[0].message == f"{MASK}: {LESION_VOXELS} voxels have labels that are not whole numbers (e.g. 0.9999)"
+    expected = f"{MASK}: {LESION_VOXELS} voxels have labels that are not whole numbers (e.g. 0.9999)"
+    assert result.issues[0].message == expected
     assert "uint8" in result.issues[0].fix and "label 1" in result.issues[0].fix
     assert not result.passed
 
@@ -424,9 +435,8 @@ def test_a_header_naming_a_data_file_outside_data_root_is_refused(tiny_cohort, h
     scratch.rename(cohort.path(header))
     text = cohort.path(header).read_text(encoding="latin-1")
     key = "ElementDataFile = " if write_header_as == ".mhd" else "data file: "
-    cohort.path(header).write_text(
-        "\n".join(f"{key}../../../outside/voxels.raw" if line.startswith(key) else line for line in text.splitlines()) + "\n",
-        encoding="latin-1")
+    lines = [f"{key}../../../outside/voxels.raw" if line.startswith(key) else line for line in text.splitlines()]
+    cohort.path(header).write_text("\n".join(lines) + "\n", encoding="latin-1")
     result = inspect(cohort, "P002")
     assert [(i.code, i.file) for i in result.issues] == [("path_escapes_root", header)], result.issues
     assert f"names the data file {(outside / 'voxels.raw').resolve()}" in result.issues[0].message
