@@ -110,8 +110,9 @@ def calibration_curve(y: np.ndarray, risk: np.ndarray, n_bins: int = 10, alpha: 
     counts = np.bincount(group)
     events = np.bincount(group, weights=labels)
     intervals = np.array([wilson_interval(int(k), int(total), alpha) for k, total in zip(events, counts)])
-    return CalibrationCurve(np.bincount(group, weights=risk) / counts, events / counts,
-                            intervals[:, 0], intervals[:, 1], counts)
+    return CalibrationCurve(
+        np.bincount(group, weights=risk) / counts, events / counts, intervals[:, 0], intervals[:, 1], counts
+    )
 
 
 def calibration_in_the_large(y: np.ndarray, risk: np.ndarray) -> float:
@@ -125,10 +126,16 @@ def logistic_recalibration(y: np.ndarray, risk: np.ndarray, alpha: float = 0.05)
     ones = np.ones((len(labels), 1))
     (intercept,), intercept_cov, offset_converged = _logistic_mle(ones, labels, offset=log_odds)
     (slope_intercept, slope), slope_cov, slope_converged = _logistic_mle(
-        np.column_stack([ones, log_odds]), labels, offset=np.zeros(len(labels)))
+        np.column_stack([ones, log_odds]), labels, offset=np.zeros(len(labels))
+    )
     return LogisticRecalibration(
-        float(intercept), math.sqrt(intercept_cov[0, 0]), float(slope), math.sqrt(slope_cov[1, 1]),
-        float(slope_intercept), offset_converged and slope_converged, alpha,
+        float(intercept),
+        math.sqrt(intercept_cov[0, 0]),
+        float(slope),
+        math.sqrt(slope_cov[1, 1]),
+        float(slope_intercept),
+        offset_converged and slope_converged,
+        alpha,
     )
 
 
@@ -153,7 +160,9 @@ def hosmer_lemeshow_groups(risk: np.ndarray, development: bool = False) -> int:
     return int(np.clip(fewest, 3 if development else 2, HL_MAX_GROUPS))
 
 
-def hosmer_lemeshow(y: np.ndarray, risk: np.ndarray, groups: int | None = None, development: bool = False) -> HosmerLemeshow:
+def hosmer_lemeshow(
+    y: np.ndarray, risk: np.ndarray, groups: int | None = None, development: bool = False
+) -> HosmerLemeshow:
     """The Hosmer-Lemeshow test; `development`: the risks come from a model fitted on these patients (df = G - 2),
     else a held-out cohort (df = G). `groups` defaults to `hosmer_lemeshow_groups`."""
     labels, risk = _checked(y, risk)
@@ -169,17 +178,22 @@ def hosmer_lemeshow(y: np.ndarray, risk: np.ndarray, groups: int | None = None, 
     return HosmerLemeshow(statistic, df, p_value, observed, expected, counts.astype(int), development)
 
 
-def calibration_summary(y: np.ndarray, risk: np.ndarray, groups: int | None = None,
-                        development: bool = False) -> dict[str, float]:
+def calibration_summary(
+    y: np.ndarray, risk: np.ndarray, groups: int | None = None, development: bool = False
+) -> dict[str, float]:
     """Every calibration number of this module, flat, for report tables (Hosmer-Lemeshow as `hosmer_lemeshow`)."""
     recalibration = logistic_recalibration(y, risk)
     hl = hosmer_lemeshow(y, risk, groups, development)
     return {
-        "brier": brier_score(y, risk), "scaled_brier": scaled_brier_score(y, risk),
+        "brier": brier_score(y, risk),
+        "scaled_brier": scaled_brier_score(y, risk),
         "citl_difference": calibration_in_the_large(y, risk),
-        "calibration_intercept": recalibration.intercept, "calibration_slope": recalibration.slope,
-        "hosmer_lemeshow_chi2": hl.statistic, "hosmer_lemeshow_groups": float(len(hl.counts)),
-        "hosmer_lemeshow_df": float(hl.df), "hosmer_lemeshow_p": hl.p_value,
+        "calibration_intercept": recalibration.intercept,
+        "calibration_slope": recalibration.slope,
+        "hosmer_lemeshow_chi2": hl.statistic,
+        "hosmer_lemeshow_groups": float(len(hl.counts)),
+        "hosmer_lemeshow_df": float(hl.df),
+        "hosmer_lemeshow_p": hl.p_value,
     }
 
 

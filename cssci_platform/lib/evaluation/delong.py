@@ -77,8 +77,10 @@ class AucInterval:
         """Warnings a table should print next to this interval."""
         notes = []
         if self.auc in (0.0, 1.0):
-            notes.append(f"AUC = {self.auc:.0f}: every pair of patients is ordered {'correctly' if self.auc else 'wrongly'}; "
-                         "with few patients this is common by chance, and the interval is one-sided (Newcombe score)")
+            notes.append(
+                f"AUC = {self.auc:.0f}: every pair of patients is ordered {'correctly' if self.auc else 'wrongly'}; "
+                "with few patients this is common by chance, and the interval is one-sided (Newcombe score)"
+            )
         smallest = min(self.positives, self.negatives)
         if smallest < SMALL_CLASS:
             notes.append(f"only {smallest} patients in the smaller class: the AUC and its interval are imprecise")
@@ -186,8 +188,18 @@ def delong_roc_test(y_true: np.ndarray, score_a: np.ndarray, score_b: np.ndarray
     difference = auc_a - auc_b
     z = 0.0 if difference == 0 and se == 0 else _divide(difference, se)
     half_width = _z(alpha) * se
-    return AucComparison(auc_a, auc_b, difference, se, z, float(2 * norm.sf(abs(z))),
-                         difference - half_width, difference + half_width, math.inf, alpha)
+    return AucComparison(
+        auc_a,
+        auc_b,
+        difference,
+        se,
+        z,
+        float(2 * norm.sf(abs(z))),
+        difference - half_width,
+        difference + half_width,
+        math.inf,
+        alpha,
+    )
 
 
 def delong_unpaired_test(
@@ -203,8 +215,18 @@ def delong_unpaired_test(
     se = math.sqrt(total)
     statistic = _divide(difference, se)
     half_width = float(t.isf(alpha / 2, df)) * se
-    return AucComparison(first.auc, second.auc, difference, se, statistic, float(2 * t.sf(abs(statistic), df)),
-                         difference - half_width, difference + half_width, float(df), alpha)
+    return AucComparison(
+        first.auc,
+        second.auc,
+        difference,
+        se,
+        statistic,
+        float(2 * t.sf(abs(statistic), df)),
+        difference - half_width,
+        difference + half_width,
+        float(df),
+        alpha,
+    )
 
 
 def _z(alpha: float) -> float:

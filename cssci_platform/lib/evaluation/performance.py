@@ -49,8 +49,10 @@ def confusion_counts(y_true: np.ndarray, score: np.ndarray, threshold: float) ->
     y = np.asarray(y_true).astype(int) == 1
     predicted = np.asarray(score) >= threshold
     return ConfusionCounts(
-        tp=(predicted & y).sum(axis=-1), tn=(~predicted & ~y).sum(axis=-1),
-        fp=(predicted & ~y).sum(axis=-1), fn=(~predicted & y).sum(axis=-1),
+        tp=(predicted & y).sum(axis=-1),
+        tn=(~predicted & ~y).sum(axis=-1),
+        fp=(predicted & ~y).sum(axis=-1),
+        fn=(~predicted & y).sum(axis=-1),
     )
 
 
@@ -59,8 +61,11 @@ def metrics_from_counts(counts: ConfusionCounts) -> dict[str, np.ndarray]:
     tp, tn, fp, fn = (np.asarray(c, dtype=float) for c in (counts.tp, counts.tn, counts.fp, counts.fn))
     sensitivity, ppv = ratio(tp, tp + fn), ratio(tp, tp + fp)
     return {
-        "accuracy": ratio(tp + tn, tp + tn + fp + fn), "sensitivity": sensitivity,
-        "specificity": ratio(tn, tn + fp), "ppv": ppv, "npv": ratio(tn, tn + fn),
+        "accuracy": ratio(tp + tn, tp + tn + fp + fn),
+        "sensitivity": sensitivity,
+        "specificity": ratio(tn, tn + fp),
+        "ppv": ppv,
+        "npv": ratio(tn, tn + fn),
         "f1": ratio(2 * ppv * sensitivity, ppv + sensitivity),
     }
 
@@ -74,13 +79,20 @@ def threshold_metrics(y_true: np.ndarray, score: np.ndarray, threshold: float) -
 def multiclass_metrics(y_true: np.ndarray, probabilities: np.ndarray, classes: list[str]) -> dict[str, float]:
     """Macro one-vs-rest AUC and top-1/2/3 accuracy; `probabilities` columns follow `classes`."""
     y = np.asarray(y_true).astype(str)
-    order = np.argsort(np.asarray(classes, dtype=str))  # scikit-learn wants sorted labels; the manifest's order need not be
+    order = np.argsort(
+        np.asarray(classes, dtype=str)
+    )  # scikit-learn wants sorted labels; the manifest's order need not be
     labels, probabilities = np.asarray(classes, dtype=str)[order], np.asarray(probabilities)[:, order]
-    metrics = {f"top{k}_accuracy": float(top_k_accuracy_score(y, probabilities, k=k, labels=labels))
-               for k in (1, 2, 3) if k < len(classes)}
+    metrics = {
+        f"top{k}_accuracy": float(top_k_accuracy_score(y, probabilities, k=k, labels=labels))
+        for k in (1, 2, 3)
+        if k < len(classes)
+    }
     present = np.isin(labels, np.unique(y))
     if present.sum() == len(labels):
-        metrics["auc_macro_ovr"] = float(roc_auc_score(y, probabilities, multi_class="ovr", average="macro", labels=labels))
+        metrics["auc_macro_ovr"] = float(
+            roc_auc_score(y, probabilities, multi_class="ovr", average="macro", labels=labels)
+        )
     else:
         metrics["auc_macro_ovr"] = math.nan
     return metrics

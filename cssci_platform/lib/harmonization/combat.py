@@ -82,6 +82,7 @@ from cssci_platform.lib.harmonization.scope import (
 from cssci_platform.lib.harmonization.unseen import UNSEEN_CENTER_POLICIES, UnseenCenterEvent, UnseenCenterPolicy
 from cssci_platform.lib.selection import SelectionReport
 
+ObjectArray = npt.NDArray[np.object_]
 _LOG = logging.getLogger(__name__)
 _WARNED_UNSEEN: set[tuple] = set()  # unseen-center summaries already logged at warning level in this process
 
@@ -177,7 +178,7 @@ class ComBat(TransformerMixin, BaseEstimator):
         _LOG.info("ComBat: %s", decision)
         self.decisions_.append(decision)
 
-    def _fit_batch_labels(self, labels: npt.NDArray[np.object_]) -> tuple[npt.NDArray[np.object_], npt.NDArray[np.bool_]]:
+    def _fit_batch_labels(self, labels: ObjectArray) -> tuple[ObjectArray, npt.NDArray[np.bool_]]:
         """Batch labels after the small-center policy, and which rows enter the fit."""
         small = small_centers(labels, self.min_center_size)
         self.pooled_centers_: list[Hashable] = []
@@ -187,7 +188,8 @@ class ComBat(TransformerMixin, BaseEstimator):
             return labels, fit_rows
         if self.small_center == "pool" and sum(small.values()) >= MIN_BATCH_SIZE:
             self.pooled_centers_ = list(small)
-            self._decide(f"small centers {small} (< {self.min_center_size} fit rows) pooled into one batch {POOLED_BATCH!r}")
+            self._decide(f"small centers {small} (< {self.min_center_size} fit rows) pooled into one batch "
+                         f"{POOLED_BATCH!r}")
             return self._pooled(labels), fit_rows
         self.excluded_centers_ = list(small)
         why = "pooled they still have fewer than 2 rows, so " if self.small_center == "pool" else ""
@@ -218,7 +220,8 @@ class ComBat(TransformerMixin, BaseEstimator):
     def _report(self) -> SelectionReport:
         return SelectionReport(
             step="combat", n_in=len(self.feature_cols_), n_out=len(self.feature_cols_), kept=tuple(self.feature_cols_),
-            statistic_name="harmonized", statistic={c: float(c in set(self.harmonized_cols_)) for c in self.feature_cols_},
+            statistic_name="harmonized",
+            statistic={c: float(c in set(self.harmonized_cols_)) for c in self.feature_cols_},
             notes=tuple(self.decisions_),
             details={"harmonized": len(self.harmonized_cols_) if self.standardization_ is not None else 0,
                      "unharmonized_classes": list(self.unharmonized_classes),
@@ -275,7 +278,8 @@ class ComBat(TransformerMixin, BaseEstimator):
         return [self.batch_col, *self.categorical_cols, *self.continuous_cols]
 
     def _settings(self) -> EmpiricalBayesSettings:
-        return EmpiricalBayesSettings(eb=getattr(self, "eb_used_", self.eb), parametric=self.parametric, mean_only=self.mean_only)
+        eb = getattr(self, "eb_used_", self.eb)
+        return EmpiricalBayesSettings(eb=eb, parametric=self.parametric, mean_only=self.mean_only)
 
     def _check_parameters(self) -> None:
         if self.unseen_center_policy not in UNSEEN_CENTER_POLICIES:

@@ -22,8 +22,10 @@ SmallCenterPolicy = Literal["error", "pool", "unseen"]
 SMALL_CENTER_POLICIES: tuple[str, ...] = ("error", "pool", "unseen")
 DEFAULT_UNHARMONIZED_CLASSES: tuple[str, ...] = ("shape",)
 POOLED_BATCH = "pooled_small_centers"
-SMALL_CENTER_KEYS = ("harmonization.small_center: pool|unseen (with harmonization.min_center_size), or "
-                     "harmonization.enabled: false (cssci run --set harmonization.small_center=pool)")
+SMALL_CENTER_KEYS = (
+    "harmonization.small_center: pool|unseen (with harmonization.min_center_size), or "
+    "harmonization.enabled: false (cssci run --set harmonization.small_center=pool)"
+)
 
 
 def radiomics_feature_class(column: str) -> str | None:
@@ -49,5 +51,7 @@ def small_centers(labels: npt.NDArray[np.object_], min_size: int) -> dict[Hashab
 
 def small_center_error(small: dict[Hashable, int], min_size: int, batch_col: str) -> str:
     sizes = ", ".join(f"{center!r} has {n} sample(s)" for center, n in small.items())
-    return (f"ComBat batch too small in {batch_col!r}: {sizes}; ComBat needs at least {min_size} per center to estimate "
-            f"its location and scale. Fix: set {SMALL_CENTER_KEYS}, or merge/add patients")
+    return (
+        f"ComBat batch too small in {batch_col!r}: {sizes}; ComBat needs at least {min_size} per center to estimate "
+        f"its location and scale. Fix: set {SMALL_CENTER_KEYS}, or merge/add patients"
+    )

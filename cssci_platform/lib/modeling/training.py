@@ -16,7 +16,6 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-
 from sklearn.pipeline import Pipeline
 
 from cssci_platform.lib.classifiers import make_estimator
@@ -100,8 +99,17 @@ def failure_reason(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"[:REASON_CHARS]
 
 
-def train_signature(matrix: pd.DataFrame, roles: pd.Series, signature: Signature, classifiers: list[str], mode: Mode,
-                    classes: list[str], settings: ChainSettings, preset: str = "fast", cv_folds: int = 10) -> list[TrainedModel]:
+def train_signature(
+    matrix: pd.DataFrame,
+    roles: pd.Series,
+    signature: Signature,
+    classifiers: list[str],
+    mode: Mode,
+    classes: list[str],
+    settings: ChainSettings,
+    preset: str = "fast",
+    cv_folds: int = 10,
+) -> list[TrainedModel]:
     """Every classifier of one signature and mode. `matrix`: `assemble` output; `roles`: patient_key ->
     train/test/validation/excluded for one fold. Clinical and Combined are fitted once, as logistic regression.
     Raises the first fit's error; `fit_signature` records failures instead."""
@@ -112,11 +120,19 @@ def train_signature(matrix: pd.DataFrame, roles: pd.Series, signature: Signature
     return [fit for fit in fits if isinstance(fit, TrainedModel)]
 
 
-def fit_signature(matrix: pd.DataFrame, roles: pd.Series, signature: Signature, classifiers: list[str], mode: Mode,
-                  classes: list[str], settings: ChainSettings, preset: str = "fast",
-                  cv_folds: int = 10) -> list[TrainedModel | FailedFit]:
-    """As `train_signature`, but a fit that raises becomes a `FailedFit` (signature, classifier, mode, reason): a failing
-    selection chain fails every classifier of the signature, a failing classifier only itself."""
+def fit_signature(
+    matrix: pd.DataFrame,
+    roles: pd.Series,
+    signature: Signature,
+    classifiers: list[str],
+    mode: Mode,
+    classes: list[str],
+    settings: ChainSettings,
+    preset: str = "fast",
+    cv_folds: int = 10,
+) -> list[TrainedModel | FailedFit]:
+    """As `train_signature`, but a fit that raises becomes a `FailedFit` (signature, classifier, mode, reason): a
+    failing selection chain fails every classifier of the signature, a failing classifier only itself."""
     roles = roles.reindex(matrix.index)
     train = matrix[roles == "train"]
     if train.empty:
@@ -124,23 +140,36 @@ def fit_signature(matrix: pd.DataFrame, roles: pd.Series, signature: Signature, 
     if signature.kind in ("clinical", "combined"):
         classifiers = [FIXED_CLASSIFIER]
     try:
-        columns, template, folds = _chain_on_folds(matrix, roles, train, signature, classifiers, mode, settings, cv_folds)
+        columns, template, folds = _chain_on_folds(
+            matrix, roles, train, signature, classifiers, mode, settings, cv_folds
+        )
     except Exception as error:  # noqa: BLE001 - any fit error is recorded, the study goes on
         return [_failed(ModelSpec(signature, name, mode), "selection chain", error) for name in classifiers]
     fits: list[TrainedModel | FailedFit] = []
     for name in classifiers:
         spec = ModelSpec(signature, name, mode)
         try:
-            estimator = template.steps[-1][1] if signature.kind == "combined" else make_estimator(name, seed=settings.seed)
-            fits.append(_trained(matrix, roles, spec, classes, folds, columns, tune_on_folds(folds, estimator, name, preset)))
+            estimator = (
+                template.steps[-1][1] if signature.kind == "combined" else make_estimator(name, seed=settings.seed)
+            )
+            fits.append(
+                _trained(matrix, roles, spec, classes, folds, columns, tune_on_folds(folds, estimator, name, preset))
+            )
         except Exception as error:  # noqa: BLE001
             fits.append(_failed(spec, "classifier", error))
     return fits
 
 
-def _chain_on_folds(matrix: pd.DataFrame, roles: pd.Series, train: pd.DataFrame, signature: Signature,
-                    classifiers: list[str], mode: Mode, settings: ChainSettings,
-                    cv_folds: int) -> tuple[list[str], Pipeline, ChainFolds]:
+def _chain_on_folds(
+    matrix: pd.DataFrame,
+    roles: pd.Series,
+    train: pd.DataFrame,
+    signature: Signature,
+    classifiers: list[str],
+    mode: Mode,
+    settings: ChainSettings,
+    cv_folds: int,
+) -> tuple[list[str], Pipeline, ChainFolds]:
     columns, chain_settings = signature.columns(matrix), settings
     if mode == "paper_faithful":
         labelled = matrix[roles.isin(["train", "test"])]
@@ -158,8 +187,15 @@ def _failed(spec: ModelSpec, stage: str, error: Exception) -> FailedFit:
     return FailedFit(spec, stage, reason, error)
 
 
-def _trained(matrix: pd.DataFrame, roles: pd.Series, spec: ModelSpec, classes: list[str], folds: ChainFolds,
-             columns: list[str], tuned: TunedClassifier) -> TrainedModel:
+def _trained(
+    matrix: pd.DataFrame,
+    roles: pd.Series,
+    spec: ModelSpec,
+    classes: list[str],
+    folds: ChainFolds,
+    columns: list[str],
+    tuned: TunedClassifier,
+) -> TrainedModel:
     scored = matrix[roles.isin(SCORED_ROLES)]
     model_classes = [str(c) for c in tuned.model.classes_]
     probabilities = pd.DataFrame(tuned.model.predict_proba(scored), index=scored.index, columns=model_classes)[classes]
@@ -171,17 +207,39 @@ def _trained(matrix: pd.DataFrame, roles: pd.Series, spec: ModelSpec, classes: l
     small_sample = small_sample_warnings(folds, tuned.cv_fold_scores)
     for note in small_sample:
         _LOG.warning("%s [%s]: %s", spec.name, spec.mode, note)
-    decisions = [f"{r['step']}: {note}" for r in reports for note in r["notes"]] + folds.fold_decisions + tuned.grid_decisions
-    return TrainedModel(spec, tuned.model, classes, tuned.best_params, tuned.cv_score_mean, tuned.cv_score_sd, threshold,
-                        _long_predictions(probabilities, roles), metrics, reports, columns, small_sample, decisions)
+    decisions = (
+        [f"{r['step']}: {note}" for r in reports for note in r["notes"]] + folds.fold_decisions + tuned.grid_decisions
+    )
+    return TrainedModel(
+        spec,
+        tuned.model,
+        classes,
+        tuned.best_params,
+        tuned.cv_score_mean,
+        tuned.cv_score_sd,
+        threshold,
+        _long_predictions(probabilities, roles),
+        metrics,
+        reports,
+        columns,
+        small_sample,
+        decisions,
+    )
 
 
 def _binary(labels: pd.Series, classes: list[str]) -> np.ndarray:
     return (labels.astype(str) == classes[-1]).to_numpy().astype(int)
 
 
-def _metrics(scored: pd.DataFrame, roles: pd.Series, probabilities: pd.DataFrame, oof: pd.DataFrame, classes: list[str],
-             threshold: float, mode: Mode) -> dict[str, dict[str, float]]:
+def _metrics(
+    scored: pd.DataFrame,
+    roles: pd.Series,
+    probabilities: pd.DataFrame,
+    oof: pd.DataFrame,
+    classes: list[str],
+    threshold: float,
+    mode: Mode,
+) -> dict[str, dict[str, float]]:
     by_role = {"train_oof": (scored.loc[oof.index, "label"], oof)}
     for role in ("test", "validation"):
         rows = scored[(roles.reindex(scored.index) == role) & scored["label"].notna()]
@@ -190,10 +248,14 @@ def _metrics(scored: pd.DataFrame, roles: pd.Series, probabilities: pd.DataFrame
     return {role: _role_metrics(labels, probs, classes, threshold, mode) for role, (labels, probs) in by_role.items()}
 
 
-def _role_metrics(labels: pd.Series, probabilities: pd.DataFrame, classes: list[str], threshold: float,
-                  mode: Mode) -> dict[str, float]:
+def _role_metrics(
+    labels: pd.Series, probabilities: pd.DataFrame, classes: list[str], threshold: float, mode: Mode
+) -> dict[str, float]:
     if len(classes) > 2:
-        return {"n": float(len(labels)), **multiclass_metrics(labels.astype(str).to_numpy(), probabilities.to_numpy(), classes)}
+        return {
+            "n": float(len(labels)),
+            **multiclass_metrics(labels.astype(str).to_numpy(), probabilities.to_numpy(), classes),
+        }
     y, score = _binary(labels, classes), probabilities[classes[-1]].to_numpy()
     cut = cohort_threshold(mode, y, score, threshold)
     return {"n": float(len(y)), "auc": binary_auc(y, score), "threshold": cut, **threshold_metrics(y, score, cut)}
@@ -209,7 +271,10 @@ def cohort_threshold(mode: str, y: np.ndarray, score: np.ndarray, frozen: float)
 
 
 def _long_predictions(probabilities: pd.DataFrame, roles: pd.Series) -> pd.DataFrame:
-    frame = probabilities.rename_axis("patient_key").reset_index().melt(
-        id_vars="patient_key", var_name="class_label", value_name="probability")
+    frame = (
+        probabilities.rename_axis("patient_key")
+        .reset_index()
+        .melt(id_vars="patient_key", var_name="class_label", value_name="probability")
+    )
     frame["role"] = roles.reindex(frame["patient_key"]).to_numpy()
     return frame.sort_values(["patient_key", "class_label"]).reset_index(drop=True)

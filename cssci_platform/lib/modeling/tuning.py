@@ -58,8 +58,13 @@ def fit_chain_folds(chain: Pipeline, X: pd.DataFrame, y: pd.Series, cv_folds: in
             transformed.append((fitted.fit_transform(X.iloc[train], y.iloc[train]), fitted.transform(X.iloc[valid])))
         except ValueError as error:
             raise ValueError(f"{fold_description(index, len(folds), X.iloc[train], y.iloc[train])}: {error}") from error
-        decisions += [f"CV fold {index + 1} of {len(folds)}: combat: {note}" for report in pipeline_reports(fitted)
-                      if report.step == "combat" for note in report.notes if "small centers" in note]
+        decisions += [
+            f"CV fold {index + 1} of {len(folds)}: combat: {note}"
+            for report in pipeline_reports(fitted)
+            if report.step == "combat"
+            for note in report.notes
+            if "small centers" in note
+        ]
     full_chain = clone(chain)
     return ChainFolds(y, folds, transformed, full_chain, full_chain.fit_transform(X, y), decisions)
 
@@ -79,11 +84,15 @@ def small_sample_warnings(folds: ChainFolds, cv_scores: list[float]) -> list[str
     if smallest >= SMALL_FOLD_PER_CLASS:
         return []
     valid = min(len(v) for _, v in folds.folds)
-    notes = [f"small sample: CV training folds hold as few as {smallest} patients of a class (< {SMALL_FOLD_PER_CLASS}) "
-             f"and validation folds {valid} patients; CV AUCs are unstable"]
+    notes = [
+        f"small sample: CV training folds hold as few as {smallest} patients of a class (< {SMALL_FOLD_PER_CLASS}) "
+        f"and validation folds {valid} patients; CV AUCs are unstable"
+    ]
     if len(cv_scores) > 1 and float(np.std(cv_scores)) == 0.0:
-        notes.append(f"degenerate CV: AUC {cv_scores[0]:.3f} in every one of {len(cv_scores)} folds of {valid}+ patients "
-                     "(SD 0); not chosen as champion while another model is")
+        notes.append(
+            f"degenerate CV: AUC {cv_scores[0]:.3f} in every one of {len(cv_scores)} folds of {valid}+ patients "
+            "(SD 0); not chosen as champion while another model is"
+        )
     return notes
 
 
@@ -98,8 +107,9 @@ def tune_on_folds(folds: ChainFolds, estimator: Any, name: str, preset: str = "f
     scores, oof = results[best]
     classifier = clone(estimator).set_params(**candidates[best]).fit(folds.full_features, folds.y)
     model = Pipeline([*folds.full_chain.steps, ("clf", classifier)])
-    return TunedClassifier(model, candidates[best], means[best], float(np.std(scores, ddof=1)), scores, oof, len(candidates),
-                           decisions)
+    return TunedClassifier(
+        model, candidates[best], means[best], float(np.std(scores, ddof=1)), scores, oof, len(candidates), decisions
+    )
 
 
 def _cross_validate(folds: ChainFolds, estimator: Any) -> tuple[list[float], np.ndarray]:

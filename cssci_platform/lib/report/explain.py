@@ -36,8 +36,7 @@ with warnings.catch_warnings():  # shap 0.51 sets colormap extremes through a pe
     import shap
     from shap.plots.colors import red_blue
 
-PROBABILITY_TREES = ("RandomForestClassifier", "ExtraTreesClassifier", "DecisionTreeClassifier",
-                     "ExtraTreeClassifier")
+PROBABILITY_TREES = ("RandomForestClassifier", "ExtraTreesClassifier", "DecisionTreeClassifier", "ExtraTreeClassifier")
 
 
 @dataclass(frozen=True)
@@ -64,24 +63,30 @@ def final_step_inputs(pipeline: Pipeline, X: pd.DataFrame) -> tuple[Any, pd.Data
     return pipeline.steps[-1][1], pipeline[:-1].transform(X)
 
 
-def explain_pipeline(pipeline: Pipeline, rows: pd.DataFrame, background: pd.DataFrame | None,
-                     multiclass: bool = False) -> ShapExplanation | MulticlassShap:
+def explain_pipeline(
+    pipeline: Pipeline, rows: pd.DataFrame, background: pd.DataFrame | None, multiclass: bool = False
+) -> ShapExplanation | MulticlassShap:
     """SHAP values of `rows` for a fitted pipeline's final estimator, relative to `background`: the training
     patients, transformed by the same fitted chain (the explained patients themselves when None). The base value
     E[f(X)] is then the mean output over the training patients, so a held-out patient's SHAP values say how they
     differ from the patients the model learned from, not from the other held-out patients."""
     model, transformed = final_step_inputs(pipeline, rows)
     reference = None if background is None else pipeline[:-1].transform(background)
-    return (explain_classes(model, transformed, background=reference) if multiclass
-            else explain(model, transformed, background=reference))
+    return (
+        explain_classes(model, transformed, background=reference)
+        if multiclass
+        else explain(model, transformed, background=reference)
+    )
 
 
 def background_caption(background: pd.DataFrame | None) -> str:
     """One sentence for the report: what the SHAP values are relative to."""
     if background is None:
         return "SHAP values are relative to the mean output over the explained patients (no training rows were given)."
-    return (f"SHAP values are relative to a background of the {len(background)} training patients, passed through the "
-            "fitted chain (E[f(X)] is the mean model output over them); the explained patients are the test patients.")
+    return (
+        f"SHAP values are relative to a background of the {len(background)} training patients, passed through the "
+        "fitted chain (E[f(X)] is the mean model output over them); the explained patients are the test patients."
+    )
 
 
 def _unwrap(model: Any) -> Any:
@@ -118,33 +123,38 @@ def _one_output(values: Any, base: Any, class_index: int) -> tuple[np.ndarray, f
     return values, float(base[0] if base.size == 1 else base[class_index])
 
 
-def explain_tree(model: Any, X: Any, feature_names: Sequence[str] | None = None, background: Any = None,
-                 positive_class: Any = None) -> ShapExplanation:
+def explain_tree(
+    model: Any, X: Any, feature_names: Sequence[str] | None = None, background: Any = None, positive_class: Any = None
+) -> ShapExplanation:
     """TreeExplainer SHAP values of a fitted tree ensemble (path-dependent, or interventional on `background`)."""
     estimator = _unwrap(model)
     names, matrix = _names_and_matrix(X, feature_names)
     data = None if background is None else np.asarray(background, dtype=float)
     explainer = shap.TreeExplainer(estimator, data=data)
-    values, base = _one_output(explainer.shap_values(matrix), explainer.expected_value,
-                               _class_index(model, positive_class))
+    values, base = _one_output(
+        explainer.shap_values(matrix), explainer.expected_value, _class_index(model, positive_class)
+    )
     output = "probability" if type(estimator).__name__ in PROBABILITY_TREES else "log-odds"
     return ShapExplanation(values, base, matrix, names, output)
 
 
-def explain_linear(model: Any, X: Any, feature_names: Sequence[str] | None = None, background: Any = None,
-                   positive_class: Any = None) -> ShapExplanation:
+def explain_linear(
+    model: Any, X: Any, feature_names: Sequence[str] | None = None, background: Any = None, positive_class: Any = None
+) -> ShapExplanation:
     """LinearExplainer SHAP values (log-odds) of a fitted linear model; `background` defaults to `X`."""
     names, matrix = _names_and_matrix(X, feature_names)
     data = matrix if background is None else np.asarray(background, dtype=float)
     # all background rows: shap's default masker would subsample 100 of them for the means
     explainer = shap.LinearExplainer(model, shap.maskers.Independent(data, max_samples=data.shape[0]))
-    values, base = _one_output(explainer.shap_values(matrix), explainer.expected_value,
-                               _class_index(model, positive_class))
+    values, base = _one_output(
+        explainer.shap_values(matrix), explainer.expected_value, _class_index(model, positive_class)
+    )
     return ShapExplanation(values, base, matrix, names, "log-odds")
 
 
-def explain(model: Any, X: Any, feature_names: Sequence[str] | None = None, background: Any = None,
-            positive_class: Any = None) -> ShapExplanation:
+def explain(
+    model: Any, X: Any, feature_names: Sequence[str] | None = None, background: Any = None, positive_class: Any = None
+) -> ShapExplanation:
     """Linear explainer for models with ``coef_``, tree explainer otherwise."""
     explainer = explain_linear if hasattr(_unwrap(model), "coef_") else explain_tree
     return explainer(model, X, feature_names, background, positive_class)
@@ -174,8 +184,13 @@ class MulticlassShap:
     def for_class(self, label: Any) -> ShapExplanation:
         """The explanation of one class's output, usable with the summary and waterfall plots."""
         k = self.classes.index(str(label))
-        return ShapExplanation(self.values[:, :, k], float(self.base_values[k]), self.data, self.feature_names,
-                               f"{self.output} of class {label}")
+        return ShapExplanation(
+            self.values[:, :, k],
+            float(self.base_values[k]),
+            self.data,
+            self.feature_names,
+            f"{self.output} of class {label}",
+        )
 
     def mean_abs(self) -> pd.DataFrame:
         """Mean |SHAP| per feature (rows) and class (columns), features by their sum over classes, largest first."""
@@ -183,8 +198,9 @@ class MulticlassShap:
         return table.loc[table.sum(axis=1).sort_values(ascending=False, kind="stable").index]
 
 
-def explain_classes(model: Any, X: Any, feature_names: Sequence[str] | None = None,
-                    background: Any = None) -> MulticlassShap:
+def explain_classes(
+    model: Any, X: Any, feature_names: Sequence[str] | None = None, background: Any = None
+) -> MulticlassShap:
     """SHAP values of every class of a multiclass model (linear explainer for models with ``coef_``, tree
     explainer otherwise); a ValueError when the explainer does not give one output per class."""
     estimator = _unwrap(model)
@@ -194,7 +210,9 @@ def explain_classes(model: Any, X: Any, feature_names: Sequence[str] | None = No
         explainer = shap.LinearExplainer(estimator, shap.maskers.Independent(data, max_samples=data.shape[0]))
         output = "logit"
     else:
-        explainer = shap.TreeExplainer(estimator, data=None if background is None else np.asarray(background, dtype=float))
+        explainer = shap.TreeExplainer(
+            estimator, data=None if background is None else np.asarray(background, dtype=float)
+        )
         output = "probability" if type(estimator).__name__ in PROBABILITY_TREES else "logit"
     values = np.asarray(explainer.shap_values(matrix), dtype=float)
     base = np.atleast_1d(np.asarray(explainer.expected_value, dtype=float))
@@ -241,8 +259,17 @@ def shap_summary_png(explanation: ShapExplanation, max_display: int = 15, title:
     for row, name in enumerate(reversed(order)):
         column = explanation.feature_names.index(name)
         values = explanation.values[:, column]
-        axes.scatter(values, row + _beeswarm_offsets(values), c=_feature_colours(explanation.data[:, column]),
-                     cmap=red_blue, vmin=0, vmax=1, s=12, linewidths=0, rasterized=True)
+        axes.scatter(
+            values,
+            row + _beeswarm_offsets(values),
+            c=_feature_colours(explanation.data[:, column]),
+            cmap=red_blue,
+            vmin=0,
+            vmax=1,
+            s=12,
+            linewidths=0,
+            rasterized=True,
+        )
     axes.axvline(0, color="#999999", linewidth=0.8)
     axes.set_yticks(range(len(order)), list(reversed(order)), fontsize="small")
     axes.set(ylim=(-1, len(order)), xlabel=f"SHAP value (impact on {explanation.output})", title=title)
@@ -262,24 +289,30 @@ def shap_waterfall_png(explanation: ShapExplanation, patient: int, max_display: 
     contributions = list(values[shown])
     if shown.size < values.size:
         labels.append(f"{values.size - shown.size} other features")
-        contributions.append(float(values[order[shown.size:]].sum()))
+        contributions.append(float(values[order[shown.size :]].sum()))
     figure = new_figure((8.0, 0.4 * len(labels) + 1.5))
     axes = figure.add_subplot()
     start = explanation.base_value
     path = [start]
     for index in reversed(range(len(labels))):
         y, contribution = len(labels) - 1 - index, contributions[index]
-        axes.barh(y, contribution, left=start, height=0.6,
-                  color=POSITIVE_COLOUR if contribution >= 0 else NEGATIVE_COLOUR)
-        axes.text(start + contribution, y, f" {contribution:+.3f} ", va="center",
-                  ha="left" if contribution >= 0 else "right", fontsize="x-small")
+        axes.barh(
+            y, contribution, left=start, height=0.6, color=POSITIVE_COLOUR if contribution >= 0 else NEGATIVE_COLOUR
+        )
+        axes.text(
+            start + contribution,
+            y,
+            f" {contribution:+.3f} ",
+            va="center",
+            ha="left" if contribution >= 0 else "right",
+            fontsize="x-small",
+        )
         start += contribution
         path.append(start)
     axes.set_yticks(range(len(labels) - 1, -1, -1), labels, fontsize="small")
     axes.axvline(explanation.base_value, color="#999999", linestyle="--", linewidth=0.8)
     axes.axvline(start, color="#555555", linewidth=0.8)
-    axes.set(xlabel=f"{explanation.output}: E[f(X)] = {explanation.base_value:.3f}, f(x) = {start:.3f}",
-             title=title)
+    axes.set(xlabel=f"{explanation.output}: E[f(X)] = {explanation.base_value:.3f}, f(x) = {start:.3f}", title=title)
     padding = 0.15 * (max(path) - min(path) or 1.0)
     axes.set_xlim(min(path) - padding, max(path) + padding)
     return figure_png(figure)
@@ -296,15 +329,18 @@ def impurity_importance(model: Any, feature_names: Sequence[str]) -> pd.DataFram
     if importance.size != len(feature_names):
         raise ValueError(f"{len(feature_names)} feature names for {importance.size} importances")
     trees = getattr(estimator, "estimators_", None)
-    spread = (np.std([tree.feature_importances_ for tree in trees], axis=0)
-              if isinstance(trees, list) and trees and hasattr(trees[0], "feature_importances_")
-              else np.full(importance.size, np.nan))
+    spread = (
+        np.std([tree.feature_importances_ for tree in trees], axis=0)
+        if isinstance(trees, list) and trees and hasattr(trees[0], "feature_importances_")
+        else np.full(importance.size, np.nan)
+    )
     table = pd.DataFrame({"feature": list(feature_names), "importance": importance, "std": spread})
     return table.sort_values("importance", ascending=False, kind="stable").reset_index(drop=True)
 
 
-def radscore_formula(coef: Any, intercept: float | Sequence[float], names: Sequence[str], digits: int = 4,
-                     drop_zero: bool = True) -> str:
+def radscore_formula(
+    coef: Any, intercept: float | Sequence[float], names: Sequence[str], digits: int = 4, drop_zero: bool = True
+) -> str:
     """``Rad-score = b0 + b1 × feature1 - ...`` from LASSO / logistic coefficients (zero terms left out)."""
     coefficients = np.asarray(coef, dtype=float).ravel()
     if coefficients.size != len(names):

@@ -28,8 +28,8 @@ from sklearn.metrics import confusion_matrix, roc_curve
 from cssci_platform.lib.evaluation import (
     DEFAULT_REPLICATES,
     DEFAULT_SEED,
-    BootstrapCI,
     AucInterval,
+    BootstrapCI,
     MulticlassEvaluation,
     auc_interval,
     delong_roc_test,
@@ -94,10 +94,10 @@ def multiclass_scores(labelled: pd.DataFrame, models: pd.DataFrame, classes: Seq
     trained = models
     if "fold" in models and models["champion"].any():
         trained = models[models["fold"] == models.loc[models["champion"], "fold"].iloc[0]]
+    champion = trained["champion"].astype(bool) & (trained["mode"] == "leakage_safe")
+    cv_auc = pd.to_numeric(trained["cv_auc_mean"], errors="coerce") if "cv_auc_mean" in trained else math.nan
     table = pd.DataFrame({"key": trained["run_id"], "name": trained["result_name"], "signature": trained["signature"],
-                          "mode": trained["mode"], "champion": trained["champion"].astype(bool) & (trained["mode"] == "leakage_safe"),
-                          "network": False,
-                          "cv_auc": pd.to_numeric(trained["cv_auc_mean"], errors="coerce") if "cv_auc_mean" in trained else math.nan})
+                          "mode": trained["mode"], "champion": champion, "network": False, "cv_auc": cv_auc})
     networks = labelled[labelled["signature"] == CNN].drop_duplicates("model_name")
     table = pd.concat([table, pd.DataFrame({
         "key": networks["model_name"], "name": networks["classifier"].map(cnn_display_name), "signature": CNN,
@@ -107,8 +107,8 @@ def multiclass_scores(labelled: pd.DataFrame, models: pd.DataFrame, classes: Seq
     rows["class_label"] = rows["class_label"].astype(str)
     for key, group in rows.groupby("model_name"):
         if set(group["class_label"]) != set(classes):
-            notes.append(f"{_name(table, key)}: scored classes {sorted(set(group['class_label']))} are not the outcome's "
-                         f"classes, left out")
+            scored = sorted(set(group["class_label"]))
+            notes.append(f"{_name(table, key)}: scored classes {scored} are not the outcome's classes, left out")
             rows = rows[rows["model_name"] != key]
     unknown = sorted(set(rows["label"]) - set(classes))
     if unknown:
@@ -233,9 +233,9 @@ def confusion_section(scores: MulticlassScores) -> str:
     name = scores.name(key)
     cv_auc = float(scores.models.loc[scores.models["key"] == key, "cv_auc"].iloc[0])
     parts = [f"<p>Best model: <b>{html.escape(name)}</b>, chosen by cross-validated macro one-vs-rest AUC on the "
-             f"training folds ({cv_auc:.3f}; highest among the champions), not by its test AUC, so its held-out numbers "
-             "below are not optimistic by selection. The fine-tuned CNNs have no cross-validated AUC and are not "
-             "candidates. The predicted class is the most probable one.</p>"]
+             f"training folds ({cv_auc:.3f}; highest among the champions), not by its test AUC, so its held-out "
+             "numbers below are not optimistic by selection. The fine-tuned CNNs have no cross-validated AUC and are "
+             "not candidates. The predicted class is the most probable one.</p>"]
     for role in scores.roles():
         group = scores.of(key, role)
         if group.empty:
@@ -260,7 +260,8 @@ def roc_section(scores: MulticlassScores, role: str) -> str:
                 continue
             fpr, tpr, _ = roc_curve(y, group[label].to_numpy())
             ci = auc_interval(y, group[label].to_numpy())
-            curves.append(RocCurve(scores.name(key), fpr, tpr, ci.auc, (ci.low, ci.high) if math.isfinite(ci.low) else None))
+            interval = (ci.low, ci.high) if math.isfinite(ci.low) else None
+            curves.append(RocCurve(scores.name(key), fpr, tpr, ci.auc, interval))
         if curves:
             panels[f"{label} vs rest"] = curves
     if not panels:
@@ -291,7 +292,8 @@ def delong_section(scores: MulticlassScores, role: str) -> str:
             rows.append({"Model A": scores.name(a), "Model B": scores.name(b), "Class": label, "n": len(y),
                          "n class": int(y.sum()),
                          "AUC A": _number(test.auc_a), "AUC B": _number(test.auc_b),
-                         "Difference (95% CI)": f"{_number(test.difference)} ({_number(test.low)} to {_number(test.high)})",
+                         "Difference (95% CI)":
+                             f"{_number(test.difference)} ({_number(test.low)} to {_number(test.high)})",
                          "z": _number(test.z, 2), "p": _number(test.p_value, 4)})
     if not rows:
         return f"<p>Fewer than two champions or CNNs scored on the same {role} patients.</p>"
@@ -312,7 +314,8 @@ def mode_delta(scores: MulticlassScores) -> str:
     return _table(rows, "modes")
 
 
-def shap_section(name: str, pipeline, rows: pd.DataFrame, top_n: int = 10, background: pd.DataFrame | None = None) -> str:
+def shap_section(name: str, pipeline, rows: pd.DataFrame, top_n: int = 10,
+                 background: pd.DataFrame | None = None) -> str:
     """Mean |SHAP| per feature and class (stacked bars and a table with the mean over classes) and the waterfall
     of the first patient for the class the model predicts for them, relative to the training patients in
     `background` (see `explain_pipeline`)."""
@@ -355,7 +358,8 @@ TEMPLATE = PAGE_HEAD + """<p>Multiclass outcome: {{ classes }}.</p>
 <h2>Table 1</h2>{{ table_one }}
 {{ notes }}
 <h2>Performance</h2>
-{% for role, heading in roles %}<h3>{{ heading }}</h3>{{ performance[role] }}{% else %}<p>No held-out patients with known labels.</p>{% endfor %}
+{% for role, heading in roles %}<h3>{{ heading }}</h3>{{ performance[role] }}{% else -%}
+<p>No held-out patients with known labels.</p>{% endfor %}
 <h2>Per-class performance of the champions and CNNs</h2>
 {% for role, heading in roles %}<h3>{{ heading }}</h3>{{ per_class[role] }}{% endfor %}
 <h2>Confusion matrix of the best model</h2>{{ confusion }}

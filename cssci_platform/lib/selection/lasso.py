@@ -117,8 +117,10 @@ class LassoSelector(ReportingSelector):
         notes = []
         if counts.min() < self.cv and self.on_small_class == "fewer_folds" and counts.min() >= 2:
             self.n_folds_ = int(counts.min())
-            notes.append(f"{self.n_folds_}-fold CV instead of {self.cv}: the smallest class has {self.n_folds_} training "
-                         "patients")
+            notes.append(
+                f"{self.n_folds_}-fold CV instead of {self.cv}: the smallest class has {self.n_folds_} training "
+                "patients"
+            )
         elif counts.min() < self.cv:
             small = ", ".join(f"{plain(c)!r}: {n}" for c, n in zip(classes, counts, strict=True) if n < self.cv)
             raise ValueError(
@@ -133,7 +135,9 @@ class LassoSelector(ReportingSelector):
         return notes
 
     def _folds(self) -> StratifiedKFold:
-        return StratifiedKFold(n_splits=getattr(self, "n_folds_", self.cv), shuffle=True, random_state=self.random_state)
+        return StratifiedKFold(
+            n_splits=getattr(self, "n_folds_", self.cv), shuffle=True, random_state=self.random_state
+        )
 
     def _path(self, X: np.ndarray, codes: np.ndarray) -> _L1Path:
         if self.model == "logistic":
@@ -148,10 +152,21 @@ class LassoSelector(ReportingSelector):
         solver = ("liblinear" if binary else "saga") if self.solver == "auto" else self.solver
         if solver == "liblinear" and not binary:
             raise ValueError(f"{self.step_name}: solver='liblinear' is binary only; use 'saga' or 'auto'")
-        shared = dict(l1_ratio=1.0, solver=solver, intercept_scaling=10.0, random_state=self.random_state,
-                      tol=self.tol, max_iter=self.max_iter)
+        shared = dict(
+            l1_ratio=1.0,
+            solver=solver,
+            intercept_scaling=10.0,
+            random_state=self.random_state,
+            tol=self.tol,
+            max_iter=self.max_iter,
+        )
         search = LogisticRegressionCV(
-            Cs=Cs, l1_ratios=(1.0,), cv=self._folds(), scoring="neg_log_loss", refit=False, use_legacy_attributes=False,
+            Cs=Cs,
+            l1_ratios=(1.0,),
+            cv=self._folds(),
+            scoring="neg_log_loss",
+            refit=False,
+            use_legacy_attributes=False,
             **{k: v for k, v in shared.items() if k != "l1_ratio"},
         ).fit(X, codes)
 
@@ -162,8 +177,12 @@ class LassoSelector(ReportingSelector):
 
     def _linear_path(self, X: np.ndarray, label: np.ndarray) -> _L1Path:
         search = LassoCV(
-            alphas=self.n_penalties, eps=1 / self.penalty_ratio, cv=self._folds(), random_state=self.random_state,
-            tol=self.tol, max_iter=self.max_iter,
+            alphas=self.n_penalties,
+            eps=1 / self.penalty_ratio,
+            cv=self._folds(),
+            random_state=self.random_state,
+            tol=self.tol,
+            max_iter=self.max_iter,
         ).fit(X, label)
         alphas = search.alphas_  # descending: strongest first
 
