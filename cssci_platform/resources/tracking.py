@@ -13,12 +13,12 @@ class TrackingResource(dg.ConfigurableResource):
     tracking_uri: str
     registry_uri: str | None = None
     artifact_root: str | None = None
-    experiment_name: str = "cssci"
 
-    def config(self, experiment_name: str | None = None) -> TrackingConfig:
+    def config(self, experiment_name: str) -> TrackingConfig:
+        """`experiment_name`: the study's name (`study.config().name`), the one MLflow experiment of a study."""
         return TrackingConfig(
             tracking_uri=self.tracking_uri,
-            experiment_name=experiment_name or self.experiment_name,
+            experiment_name=experiment_name,
             artifact_root=self.artifact_root,
             registry_uri=self.registry_uri,
         )

@@ -383,8 +383,8 @@ def test_select_champion_is_deterministic():
 
 
 def test_tracking_resource_builds_config_and_dagster_tags(tmp_path):
-    resource = TrackingResource(tracking_uri=sqlite_tracking_uri(tmp_path / "m.db"), experiment_name="demo")
-    assert resource.config() == TrackingConfig(sqlite_tracking_uri(tmp_path / "m.db"), "demo")
+    resource = TrackingResource(tracking_uri=sqlite_tracking_uri(tmp_path / "m.db"))
+    assert resource.config("demo") == TrackingConfig(sqlite_tracking_uri(tmp_path / "m.db"), "demo")
     assert resource.config("other").experiment_name == "other"
 
     @dg.asset(partitions_def=dg.StaticPartitionsDefinition(["P001"]))
