@@ -20,8 +20,15 @@ from cssci_platform.lib.warehouse import append_rows, connect, table_frame
 from cssci_platform_tests.defs.conftest import modeling_platform
 from cssci_platform_tests.defs.study_settings import materialize_with_study
 
-ASSETS = [cohort_manifest, patient_splits, feature_matrix, feature_reliability, harmonized_features, trained_models,
-          evaluation_report]
+ASSETS = [
+    cohort_manifest,
+    patient_splits,
+    feature_matrix,
+    feature_reliability,
+    harmonized_features,
+    trained_models,
+    evaluation_report,
+]
 
 
 @pytest.fixture
@@ -33,23 +40,43 @@ def platform(tmp_path: Path) -> Iterator[dict]:
 
 def _constant_radiomics(warehouse: Path) -> None:
     patients = table_frame(warehouse, "SELECT patient_key FROM patients")["patient_key"]
-    rows = [{"patient_key": key, "sequence": "sag_T2", "roi": "lesion", "segmentation": "primary", "channel": "original",
-             "feature": f"original_glcm_F{i}", "value": 1.0, "extractor_version": "seeded", "params_name": "seeded",
-             "params_hash": "seeded"} for key in patients for i in range(4)]
+    rows = [
+        {
+            "patient_key": key,
+            "sequence": "sag_T2",
+            "roi": "lesion",
+            "segmentation": "primary",
+            "channel": "original",
+            "feature": f"original_glcm_F{i}",
+            "value": 1.0,
+            "extractor_version": "seeded",
+            "params_name": "seeded",
+            "params_hash": "seeded",
+        }
+        for key in patients
+        for i in range(4)
+    ]
     with connect(warehouse) as con:
         append_rows(con, "radiomics_features", pl.DataFrame(rows))
 
 
 def test_failing_fits_are_recorded_and_every_other_fit_finishes(platform: dict) -> None:
     sections = {"models": {"classifiers": ["LR"], "cv_folds": 3}}
-    result = materialize_with_study(ASSETS, platform, [patient_splits.key, feature_matrix.key, feature_reliability.key,
-                                                       *trained_models.keys], sections)
+    result = materialize_with_study(
+        ASSETS,
+        platform,
+        [patient_splits.key, feature_matrix.key, feature_reliability.key, *trained_models.keys],
+        sections,
+    )
     assert result.success
     query = lambda sql: table_frame(platform["warehouse"], sql)  # noqa: E731
     failed = query("SELECT result_name, mode, reason, run_id FROM model_results WHERE metric = 'failed'")
     assert set(zip(failed["result_name"], failed["mode"])) == {
-        (name, mode) for name in ("Rad_LR", "Combined_LR") for mode in ("leakage_safe", "paper_faithful")}
-    assert all("features are constant" in reason and "no feature is left to model" in reason for reason in failed["reason"])
+        (name, mode) for name in ("Rad_LR", "Combined_LR") for mode in ("leakage_safe", "paper_faithful")
+    }
+    assert all(
+        "features are constant" in reason and "no feature is left to model" in reason for reason in failed["reason"]
+    )
     models = query("SELECT result_name, champion FROM trained_models")
     assert set(models["result_name"]) == {"Clinical_LR"} and models["champion"].sum() == 1
     client = TrackingConfig(sqlite_tracking_uri(platform["mlflow"]), "test").client()

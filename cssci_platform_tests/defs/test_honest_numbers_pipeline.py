@@ -45,10 +45,18 @@ def _report_cells(page: str, section: str, model: str, mode: str) -> dict[str, s
 def test_paper_faithful_threshold_metrics_agree_in_mlflow_model_results_compare_and_report(platform: dict) -> None:
     tracking = TrackingConfig(sqlite_tracking_uri(platform["mlflow"]), "test")
     study = start_study_run(tracking, "experiment: test\n", {}, {})
-    sections = {"models": {"signatures": ["Rad"], "classifiers": ["LR"], "cv_folds": 3}, "selection": {"mrmr_k": 5},
-                "modes": ["paper_faithful", "leakage_safe"]}
-    result = materialize_with_study(ASSETS, platform, [patient_splits.key, feature_matrix.key, *trained_models.keys],
-                                    sections, tags={STUDY_TAG: study})  # as `cssci run` tags the modelling run
+    sections = {
+        "models": {"signatures": ["Rad"], "classifiers": ["LR"], "cv_folds": 3},
+        "selection": {"mrmr_k": 5},
+        "modes": ["paper_faithful", "leakage_safe"],
+    }
+    result = materialize_with_study(
+        ASSETS,
+        platform,
+        [patient_splits.key, feature_matrix.key, *trained_models.keys],
+        sections,
+        tags={STUDY_TAG: study},
+    )  # as `cssci run` tags the modelling run
     assert result.success
     report = materialize_with_study(ASSETS, platform, [evaluation_report.key], sections)
     assert report.success
@@ -57,10 +65,17 @@ def test_paper_faithful_threshold_metrics_agree_in_mlflow_model_results_compare_
     tracking.client().set_terminated(study, "FINISHED")
     compared = model_metrics(tracking.tracking_uri, tracking.client().get_run(study), None).set_index("mode")
     for mode in ("paper_faithful", "leakage_safe"):
-        run_id = table_frame(platform["warehouse"], "SELECT run_id FROM trained_models WHERE mode = ?", [mode])["run_id"][0]
+        run_id = table_frame(platform["warehouse"], "SELECT run_id FROM trained_models WHERE mode = ?", [mode])[
+            "run_id"
+        ][0]
         logged = tracking.client().get_run(run_id).data.metrics
-        stored = dict(table_frame(platform["warehouse"], "SELECT metric, value FROM model_results WHERE run_id = ? AND role = 'test'",
-                                  [run_id]).iter_rows())
+        stored = dict(
+            table_frame(
+                platform["warehouse"],
+                "SELECT metric, value FROM model_results WHERE run_id = ? AND role = 'test'",
+                [run_id],
+            ).iter_rows()
+        )
         cells = _report_cells(page, "Test", "Rad_LR", mode)
         for metric, column in (("sensitivity", "Sen"), ("specificity", "Spe"), ("threshold", "Threshold")):
             assert logged[f"test_{metric}"] == pytest.approx(stored[metric], abs=1e-12), (mode, metric)
@@ -70,11 +85,19 @@ def test_paper_faithful_threshold_metrics_agree_in_mlflow_model_results_compare_
 
 
 def test_leave_one_center_out_report_states_the_unseen_center_policy_of_each_center(platform: dict) -> None:
-    sections = {"split": {"preset": "leave_one_center_out", "folds": ["all"]}, "selection": {"mrmr_k": 5},
-                "models": {"classifiers": ["LR"], "signatures": ["Rad"], "cv_folds": 3}, "modes": ["leakage_safe"],
-                "harmonization": {"unseen_center_policy": "refit_site"}}
-    result = materialize_with_study(ASSETS, platform, [patient_splits.key, feature_matrix.key, *trained_models.keys,
-                                                       evaluation_report.key], sections)
+    sections = {
+        "split": {"preset": "leave_one_center_out", "folds": ["all"]},
+        "selection": {"mrmr_k": 5},
+        "models": {"classifiers": ["LR"], "signatures": ["Rad"], "cv_folds": 3},
+        "modes": ["leakage_safe"],
+        "harmonization": {"unseen_center_policy": "refit_site"},
+    }
+    result = materialize_with_study(
+        ASSETS,
+        platform,
+        [patient_splits.key, feature_matrix.key, *trained_models.keys, evaluation_report.key],
+        sections,
+    )
     assert result.success
     [event] = [e for e in result.get_asset_materialization_events() if e.asset_key == evaluation_report.key]
     page = Path(event.event_specific_data.materialization.metadata["report"].value).read_text(encoding="utf-8")

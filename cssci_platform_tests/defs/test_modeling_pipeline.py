@@ -24,8 +24,16 @@ from cssci_platform.lib.warehouse import append_rows, connect, table_frame
 from cssci_platform_tests.defs.conftest import modeling_platform
 from cssci_platform_tests.defs.study_settings import materialize_with_study
 
-ASSETS = [cohort_manifest, patient_splits, feature_matrix, feature_reliability, harmonized_features, trained_models,
-          combat_batches_estimable, evaluation_report]
+ASSETS = [
+    cohort_manifest,
+    patient_splits,
+    feature_matrix,
+    feature_reliability,
+    harmonized_features,
+    trained_models,
+    combat_batches_estimable,
+    evaluation_report,
+]
 MODEL_SETTINGS = {"models": {"classifiers": ["LR", "RandomForest"], "cv_folds": 3}, "selection": {"mrmr_k": 5}}
 
 
@@ -43,17 +51,31 @@ def platform(manifest: Path, tmp_path: Path) -> Iterator[dict]:
 
 def _seed_radiomics(warehouse: Path) -> None:
     """20 features per patient: 3 informative (shifted by outcome), all shifted by center; a rater2 copy for ICC."""
-    patients = table_frame(warehouse, "SELECT p.patient_key, p.center, o.value AS label FROM patients p "
-                                      "JOIN outcomes o USING (patient_key)")
+    patients = table_frame(
+        warehouse,
+        "SELECT p.patient_key, p.center, o.value AS label FROM patients p JOIN outcomes o USING (patient_key)",
+    )
     rng = np.random.default_rng(0)
     rows = []
     for key, center, label in patients.iter_rows():
         shift = {"center_A": 0.0, "center_B": 2.0, "center_C": -1.0}[center]
         values = rng.normal(size=20) + shift + (1.5 * (label == "1") if label is not None else 0) * (np.arange(20) < 3)
         for segmentation, noise in (("primary", 0.0), ("rater2", 0.1)):
-            rows += [{"patient_key": key, "sequence": "sag_T2", "roi": "lesion", "segmentation": segmentation, "channel": "original",
-                      "feature": f"f{i:02d}", "value": float(v + rng.normal(0, noise)), "extractor_version": "seeded",
-                      "params_name": "seeded", "params_hash": "seeded"} for i, v in enumerate(values)]
+            rows += [
+                {
+                    "patient_key": key,
+                    "sequence": "sag_T2",
+                    "roi": "lesion",
+                    "segmentation": segmentation,
+                    "channel": "original",
+                    "feature": f"f{i:02d}",
+                    "value": float(v + rng.normal(0, noise)),
+                    "extractor_version": "seeded",
+                    "params_name": "seeded",
+                    "params_hash": "seeded",
+                }
+                for i, v in enumerate(values)
+            ]
     with connect(warehouse) as con:
         append_rows(con, "radiomics_features", pl.DataFrame(rows))
 
@@ -63,8 +85,17 @@ def _run(platform: dict, selection: list, sections: dict | None = None) -> dg.Ex
 
 
 def test_split_matrix_icc_harmonization_zoo_and_champions(platform: dict) -> None:
-    result = _run(platform, [patient_splits.key, feature_matrix.key, feature_reliability.key, harmonized_features.key,
-                             *trained_models.keys], MODEL_SETTINGS)
+    result = _run(
+        platform,
+        [
+            patient_splits.key,
+            feature_matrix.key,
+            feature_reliability.key,
+            harmonized_features.key,
+            *trained_models.keys,
+        ],
+        MODEL_SETTINGS,
+    )
     assert result.success
     assert all(e.passed for e in result.get_asset_check_evaluations())
     query = lambda sql: table_frame(platform["warehouse"], sql)  # noqa: E731
@@ -72,18 +103,24 @@ def test_split_matrix_icc_harmonization_zoo_and_champions(platform: dict) -> Non
     assert matrix.height == 51 and sum(c.startswith("rad__") for c in matrix.columns) == 20
     reliability = query("SELECT * FROM feature_reliability WHERE kind = 'ICC3'")
     assert reliability.height == 20 and reliability["icc"].min() > 0.9
-    spread = {e.asset_key.to_user_string(): e.metadata for e in
-              [m.event_specific_data.materialization for m in result.get_asset_materialization_events()]}["harmonized_features"]
+    spread = {
+        e.asset_key.to_user_string(): e.metadata
+        for e in [m.event_specific_data.materialization for m in result.get_asset_materialization_events()]
+    }["harmonized_features"]
     assert spread["center_mean_spread_after"].value < 0.2 * spread["center_mean_spread_before"].value
 
     models = query("SELECT * FROM trained_models")
     expected = {"Rad_LR", "Rad_RandomForest", "Clinical_LR", "Combined_LR"}
     assert set(models["result_name"]) == expected and set(models["mode"]) == {"leakage_safe", "paper_faithful"}
     assert models.height == 2 * len(expected)
-    rad_test_auc = query("SELECT value FROM model_results WHERE signature = 'Rad' AND mode = 'leakage_safe' "
-                         "AND role = 'test' AND metric = 'auc'")["value"]
+    rad_test_auc = query(
+        "SELECT value FROM model_results WHERE signature = 'Rad' AND mode = 'leakage_safe' "
+        "AND role = 'test' AND metric = 'auc'"
+    )["value"]
     assert rad_test_auc.max() > 0.75  # the planted signal survives ComBat and the chain
-    predictions = query("SELECT * FROM predictions WHERE signature = 'Rad' AND classifier = 'LR' AND mode = 'leakage_safe'")
+    predictions = query(
+        "SELECT * FROM predictions WHERE signature = 'Rad' AND classifier = 'LR' AND mode = 'leakage_safe'"
+    )
     assert set(predictions["role"]) == {"train", "test", "validation"} and predictions["patient_key"].n_unique() == 51
 
     champions = models.filter(pl.col("champion"))
@@ -103,8 +140,18 @@ def test_split_matrix_icc_harmonization_zoo_and_champions(platform: dict) -> Non
     [event] = report.get_asset_materialization_events()
     metadata = event.event_specific_data.materialization.metadata
     html = Path(metadata["report"].value).read_text(encoding="utf-8")
-    for section in ("Table 1", "Test", "ROC curves", "DeLong comparisons", "Calibration and decision curves", "Nomogram", "SHAP summary",
-                    "leakage_safe vs paper_faithful", "Rad_LR", "data:image/png;base64,"):
+    for section in (
+        "Table 1",
+        "Test",
+        "ROC curves",
+        "DeLong comparisons",
+        "Calibration and decision curves",
+        "Nomogram",
+        "SHAP summary",
+        "leakage_safe vs paper_faithful",
+        "Rad_LR",
+        "data:image/png;base64,",
+    ):
         assert section in html, section
     assert "http" not in html.split("<body>")[1]  # opens offline: nothing fetched
     artifacts = [a.path for a in tracking.client().list_artifacts(metadata["mlflow_run_id"].value, "report")]
@@ -125,12 +172,20 @@ def test_a_center_with_one_training_patient_fails_the_combat_check(platform: dic
 
 
 def test_leave_one_center_out_trains_and_evaluates_every_center(platform: dict) -> None:
-    config = {"split": {"preset": "leave_one_center_out", "folds": ["all"]}, "selection": {"mrmr_k": 5},
-              "models": {"classifiers": ["LR"], "signatures": ["Rad"], "cv_folds": 3}, "modes": ["leakage_safe"],
-              "harmonization": {"enabled": False}}
-    result = _run(platform, [patient_splits.key, feature_matrix.key, feature_reliability.key, *trained_models.keys], config)
+    config = {
+        "split": {"preset": "leave_one_center_out", "folds": ["all"]},
+        "selection": {"mrmr_k": 5},
+        "models": {"classifiers": ["LR"], "signatures": ["Rad"], "cv_folds": 3},
+        "modes": ["leakage_safe"],
+        "harmonization": {"enabled": False},
+    }
+    result = _run(
+        platform, [patient_splits.key, feature_matrix.key, feature_reliability.key, *trained_models.keys], config
+    )
     assert result.success
-    results = table_frame(platform["warehouse"], "SELECT fold, value FROM model_results WHERE role = 'test' AND metric = 'auc'")
+    results = table_frame(
+        platform["warehouse"], "SELECT fold, value FROM model_results WHERE role = 'test' AND metric = 'auc'"
+    )
     assert sorted(results["fold"]) == ["center_A", "center_B", "center_C"]
     assert results["value"].min() > 0.6  # each unseen center is predicted from the other two
     champions = table_frame(platform["warehouse"], "SELECT fold FROM trained_models WHERE champion")

@@ -29,8 +29,11 @@ from cssci_platform_tests.defs.study_settings import materialize_with_study
 
 ASSETS = [cohort_manifest, patient_splits, feature_matrix, trained_models, evaluation_report]
 CLASSES = sorted(c.name for c in METASTASIS_CLASSES)
-MODEL_SETTINGS = {"models": {"classifiers": ["LR", "RandomForest"], "signatures": ["Rad", "Clinical"], "cv_folds": 3},
-                  "selection": {"mrmr_k": 5, "lasso": False}, "harmonization": {"enabled": False}}
+MODEL_SETTINGS = {
+    "models": {"classifiers": ["LR", "RandomForest"], "signatures": ["Rad", "Clinical"], "cv_folds": 3},
+    "selection": {"mrmr_k": 5, "lasso": False},
+    "harmonization": {"enabled": False},
+}
 NETWORK_ID = "resnet50__sag_T2__original__IMAGENET1K_V2"
 N_PROSPECTIVE = 12
 
@@ -49,8 +52,9 @@ def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
     table = pl.read_csv(folder / "patients.csv", infer_schema_length=0)
     prospective = set(table["patient_id"].sort()[-N_PROSPECTIVE:])
-    table.with_columns(cohort=pl.when(pl.col("patient_id").is_in(prospective)).then(pl.lit("prospective"))
-                       .otherwise(pl.col("cohort"))).write_csv(folder / "patients.csv")
+    table.with_columns(
+        cohort=pl.when(pl.col("patient_id").is_in(prospective)).then(pl.lit("prospective")).otherwise(pl.col("cohort"))
+    ).write_csv(folder / "patients.csv")
     return path
 
 
@@ -61,8 +65,11 @@ def platform(manifest: Path, tmp_path: Path) -> Iterator[dict]:
 
 
 def _labels(warehouse: Path) -> pl.DataFrame:
-    return table_frame(warehouse, "SELECT p.patient_key, p.center, o.value AS label FROM patients p "
-                                  "JOIN outcomes o USING (patient_key) WHERE o.outcome = 'primary_site'")
+    return table_frame(
+        warehouse,
+        "SELECT p.patient_key, p.center, o.value AS label FROM patients p "
+        "JOIN outcomes o USING (patient_key) WHERE o.outcome = 'primary_site'",
+    )
 
 
 def _seed_radiomics(warehouse: Path) -> None:
@@ -73,9 +80,21 @@ def _seed_radiomics(warehouse: Path) -> None:
     for key, _center, label in _labels(warehouse).iter_rows():
         values = rng.normal(size=12)
         values[:4] += directions[CLASSES.index(label)]
-        rows += [{"patient_key": key, "sequence": "sag_T2", "roi": "lesion", "segmentation": "primary", "channel": "original",
-                  "feature": f"f{i:02d}", "value": float(v), "extractor_version": "seeded", "params_name": "seeded",
-                  "params_hash": "seeded"} for i, v in enumerate(values)]
+        rows += [
+            {
+                "patient_key": key,
+                "sequence": "sag_T2",
+                "roi": "lesion",
+                "segmentation": "primary",
+                "channel": "original",
+                "feature": f"f{i:02d}",
+                "value": float(v),
+                "extractor_version": "seeded",
+                "params_name": "seeded",
+                "params_hash": "seeded",
+            }
+            for i, v in enumerate(values)
+        ]
     with connect(warehouse) as con:
         append_rows(con, "radiomics_features", pl.DataFrame(rows))
 
@@ -83,17 +102,34 @@ def _seed_radiomics(warehouse: Path) -> None:
 def _seed_cnn_predictions(warehouse: Path) -> None:
     """What `fine_tuned_backbones` stores for resnet50 on channel `original`: one row per patient x class."""
     rng = np.random.default_rng(1)
-    patients = table_frame(warehouse, "SELECT s.patient_key, s.role, s.split, s.fold, p.cohort, o.value AS label FROM splits s "
-                                      "JOIN patients p USING (patient_key) JOIN outcomes o ON o.patient_key = s.patient_key "
-                                      "AND o.outcome = s.outcome")
+    patients = table_frame(
+        warehouse,
+        "SELECT s.patient_key, s.role, s.split, s.fold, p.cohort, o.value AS label FROM splits s "
+        "JOIN patients p USING (patient_key) JOIN outcomes o ON o.patient_key = s.patient_key "
+        "AND o.outcome = s.outcome",
+    )
     rows = []
     for key, role, split, fold, cohort, label in patients.iter_rows():
         alpha = np.ones(len(CLASSES))
         alpha[CLASSES.index(label)] += 2.5
-        rows += [{"patient_key": key, "class_label": c, "probability": float(p), "cohort": cohort, "role": role,
-                  "signature": "CNN", "classifier": "ResNet50_original", "mode": "leakage_safe", "split": split, "fold": fold,
-                  "model_name": NETWORK_ID, "model_version": "torchvision:IMAGENET1K_V2", "created_at": datetime.now()}
-                 for c, p in zip(CLASSES, rng.dirichlet(alpha))]
+        rows += [
+            {
+                "patient_key": key,
+                "class_label": c,
+                "probability": float(p),
+                "cohort": cohort,
+                "role": role,
+                "signature": "CNN",
+                "classifier": "ResNet50_original",
+                "mode": "leakage_safe",
+                "split": split,
+                "fold": fold,
+                "model_name": NETWORK_ID,
+                "model_version": "torchvision:IMAGENET1K_V2",
+                "created_at": datetime.now(),
+            }
+            for c, p in zip(CLASSES, rng.dirichlet(alpha))
+        ]
     with connect(warehouse) as con:
         append_rows(con, "predictions", pl.DataFrame(rows))
 
@@ -117,16 +153,33 @@ def test_multiclass_report_compares_the_expert_features_champion_with_the_cnn(pl
     assert metadata["layout"].value == "multiclass"
     html = Path(metadata["report"].value).read_text(encoding="utf-8")
     body = html.split("<body>")[1]
-    for section in (f"Multiclass outcome: {', '.join(CLASSES)}", "Table 1: by outcome class",
-                    "<h3>Test</h3>", "<h3>Validation (prospective)</h3>", "Top-1 accuracy (95% CI)", "Top-3 accuracy (95% CI)",
-                    "Macro OvR AUC (95% CI)", "Per-class performance of the champions and CNNs", "OvR AUC (DeLong 95% CI)",
-                    "Confusion matrix of the best model", "One-vs-rest ROC curves per class", "DeLong comparisons per class",
-                    "SHAP summary by class", "leakage_safe vs paper_faithful", "Clinical_LR", "Rad_RandomForest",
-                    "ResNet50 CNN (original)", "expert-derived features (age, sex, lesion_pattern", "1000 bootstrap replicates"):
+    for section in (
+        f"Multiclass outcome: {', '.join(CLASSES)}",
+        "Table 1: by outcome class",
+        "<h3>Test</h3>",
+        "<h3>Validation (prospective)</h3>",
+        "Top-1 accuracy (95% CI)",
+        "Top-3 accuracy (95% CI)",
+        "Macro OvR AUC (95% CI)",
+        "Per-class performance of the champions and CNNs",
+        "OvR AUC (DeLong 95% CI)",
+        "Confusion matrix of the best model",
+        "One-vs-rest ROC curves per class",
+        "DeLong comparisons per class",
+        "SHAP summary by class",
+        "leakage_safe vs paper_faithful",
+        "Clinical_LR",
+        "Rad_RandomForest",
+        "ResNet50 CNN (original)",
+        "expert-derived features (age, sex, lesion_pattern",
+        "1000 bootstrap replicates",
+    ):
         assert section in body, section
     delong = body.split("DeLong comparisons per class")[1]
     first = delong.split("<tbody>")[1].split("</tr>")[0]
-    assert "<td>Clinical_LR</td>" in first and "<td>ResNet50 CNN (original)</td>" in first  # expert features vs CNN first
+    assert (
+        "<td>Clinical_LR</td>" in first and "<td>ResNet50 CNN (original)</td>" in first
+    )  # expert features vs CNN first
     assert "http" not in body and "data:image/png;base64," in body
     tracking = TrackingConfig(sqlite_tracking_uri(platform["mlflow"]), "metastasis")
     artifacts = [a.path for a in tracking.client().list_artifacts(metadata["mlflow_run_id"].value, "report")]

@@ -31,7 +31,11 @@ def _lesion_radiomics(manifest: Path, key: str, store: Path) -> pl.DataFrame:
     cohort = load_cohort(manifest)
     inspection = inspect_patient(cohort, cohort.patients[key], GeometryTolerance())
     assert inspection.passed, [i.message for i in inspection.issues]
-    scans = [s for s in inspection.scans if s.sequence == "sag_T2" and s.roi in ("", "lesion") and s.segmentation in ("", "primary")]
+    scans = [
+        s
+        for s in inspection.scans
+        if s.sequence == "sag_T2" and s.roi in ("", "lesion") and s.segmentation in ("", "primary")
+    ]
     result = preprocess_patient(scans, cohort.resolve, store, PreprocessingSettings(channels=("original",)))
     channels = pl.DataFrame([vars(c) for c in result.channels])
     masks = pl.DataFrame([vars(m) for m in result.masks])
@@ -39,20 +43,39 @@ def _lesion_radiomics(manifest: Path, key: str, store: Path) -> pl.DataFrame:
 
 
 def test_rad_signature_recovers_the_planted_imaging_effect(tmp_path: Path) -> None:
-    manifest = write_sci_cohort(tmp_path / "cohort", n_development=150, n_prospective=0, seed=21, second_rater_fraction=0)
+    manifest = write_sci_cohort(
+        tmp_path / "cohort", n_development=150, n_prospective=0, seed=21, second_rater_fraction=0
+    )
     cohort = load_cohort(manifest)
     keys = sorted(cohort.patients)
     with ProcessPoolExecutor(max_workers=2, mp_context=get_context("spawn")) as pool:
         rows = pl.concat(pool.map(_lesion_radiomics, [manifest] * len(keys), keys, [tmp_path / "store"] * len(keys)))
-    patients = pl.DataFrame({"patient_key": keys, "center": [cohort.patients[k].center for k in keys],
-                             "cohort": [cohort.patients[k].cohort for k in keys]})
-    labels = pl.DataFrame({"patient_key": keys, "label": [str(cohort.patients[k].outcomes["good_outcome"]) for k in keys]})
+    patients = pl.DataFrame(
+        {
+            "patient_key": keys,
+            "center": [cohort.patients[k].center for k in keys],
+            "cohort": [cohort.patients[k].cohort for k in keys],
+        }
+    )
+    labels = pl.DataFrame(
+        {"patient_key": keys, "label": [str(cohort.patients[k].outcomes["good_outcome"]) for k in keys]}
+    )
     matrix = assemble(patients, labels, [radiomics_block(rows)])
     splits = assign_splits(patients.join(labels, on="patient_key"), PRESETS["holdout_7_3"])
     roles = pd.Series(dict(splits.select("patient_key", "role").iter_rows()))
-    [model] = train_signature(matrix, roles, Signature("rad"), ["LR"], "leakage_safe", ["0", "1"],
-                              ChainSettings(selection=SelectionSettings(mrmr_k=10), lasso_cv=5), cv_folds=5)
-    print(f"planted signal: Rad_LR test AUC {model.metrics['test']['auc']:.3f} on {model.metrics['test']['n']:.0f} "
-          f"held-out patients, CV AUC {model.cv_score_mean:.3f}")
+    [model] = train_signature(
+        matrix,
+        roles,
+        Signature("rad"),
+        ["LR"],
+        "leakage_safe",
+        ["0", "1"],
+        ChainSettings(selection=SelectionSettings(mrmr_k=10), lasso_cv=5),
+        cv_folds=5,
+    )
+    print(
+        f"planted signal: Rad_LR test AUC {model.metrics['test']['auc']:.3f} on {model.metrics['test']['n']:.0f} "
+        f"held-out patients, CV AUC {model.cv_score_mean:.3f}"
+    )
     assert model.metrics["test"]["auc"] > 0.65
     assert model.cv_score_mean > 0.6

@@ -25,8 +25,11 @@ def _stacking_cohort(seed: int, rad_signal: float, n: int = 120, p: int = 40) ->
     label = (rng.random(n) < 1 / (1 + np.exp(-1.5 * factor))).astype(int)
     values = rng.normal(size=(n, p))
     values[:, :3] += rad_signal * label[:, None]
-    rows = pd.DataFrame(values, columns=[f"rad__T2__lesion__original__f{i:03d}" for i in range(p)],
-                        index=pd.Index([f"P{i:03d}" for i in range(n)], name="patient_key"))
+    rows = pd.DataFrame(
+        values,
+        columns=[f"rad__T2__lesion__original__f{i:03d}" for i in range(p)],
+        index=pd.Index([f"P{i:03d}" for i in range(n)], name="patient_key"),
+    )
     rows["clin__factor"] = factor
     rows["center"] = "C0"
     return rows, pd.Series(label.astype(str), index=rows.index)
@@ -37,8 +40,12 @@ def _combined_fit(seed: int, rad_signal: float) -> tuple[float, float, float, fl
     Clinical-only test AUC) with 80 training and 40 test patients."""
     rows, label = _stacking_cohort(seed, rad_signal)
     train, test = rows.index[:80], rows.index[80:]
-    settings = ChainSettings(harmonization=HarmonizationSettings(enabled=False),
-                             selection=SelectionSettings(mrmr_k=10), lasso_cv=5, seed=seed)
+    settings = ChainSettings(
+        harmonization=HarmonizationSettings(enabled=False),
+        selection=SelectionSettings(mrmr_k=10),
+        lasso_cv=5,
+        seed=seed,
+    )
     columns = [c for c in rows.columns if c != "center"]
     combined = build_pipeline(Signature("combined"), columns, None, settings).fit(rows.loc[train], label.loc[train])
     head = combined.named_steps["clf"]
@@ -47,7 +54,9 @@ def _combined_fit(seed: int, rad_signal: float) -> tuple[float, float, float, fl
     from cssci_platform.lib.report.study import out_of_fold_rad_scores
 
     nomogram_scores = out_of_fold_rad_scores(combined)  # what the report's nomogram is refit on
-    assert nomogram_scores["patient_key"].tolist() == list(train) and np.array_equal(nomogram_scores["rad_score"], head.head_scores_)
+    assert nomogram_scores["patient_key"].tolist() == list(train) and np.array_equal(
+        nomogram_scores["rad_score"], head.head_scores_
+    )
     y_test = (label.loc[test] == "1").astype(int).to_numpy()
     combined_auc = binary_auc(y_test, combined.predict_proba(rows.loc[test])[:, 1])
     clinical_auc = binary_auc(y_test, rows.loc[test, "clin__factor"].to_numpy())
@@ -62,8 +71,10 @@ def test_combined_head_learns_no_weight_for_a_noise_rad_score_and_keeps_a_real_o
     rad_weight = np.array([abs(r[0]) for r in noise])
     clinical_weight = np.array([r[1] for r in noise])
     auc_loss = np.array([r[3] - r[2] for r in noise])
-    print(f"noise: |Rad weight| {rad_weight.round(2)}, clinical weight {clinical_weight.round(2)}, "
-          f"Clinical - Combined test AUC {auc_loss.round(3)}")
+    print(
+        f"noise: |Rad weight| {rad_weight.round(2)}, clinical weight {clinical_weight.round(2)}, "
+        f"Clinical - Combined test AUC {auc_loss.round(3)}"
+    )
     assert rad_weight.mean() < 0.35 and rad_weight.max() < 0.6
     assert clinical_weight.mean() > 3 * rad_weight.mean()
     assert auc_loss.mean() < 0.03
@@ -94,8 +105,9 @@ def test_cross_fitting_survives_a_center_of_two_and_a_class_of_three() -> None:
     rows, label = _stacking_cohort(4, 1.5, n=14, p=20)
     rows["center"] = ["C0"] * 6 + ["C1"] * 6 + ["C2"] * 2
     label.iloc[:] = ["1", "1", "1"] + ["0"] * 11
-    settings = ChainSettings(harmonization=HarmonizationSettings(enabled=True),
-                             selection=SelectionSettings(mrmr_k=5), lasso_cv=3)
+    settings = ChainSettings(
+        harmonization=HarmonizationSettings(enabled=True), selection=SelectionSettings(mrmr_k=5), lasso_cv=3
+    )
     columns = [c for c in rows.columns if c != "center"]
     combined = build_pipeline(Signature("combined"), columns, None, settings).fit(rows, label)
     assert np.isfinite(combined.named_steps["clf"].head_scores_).all() and combined.predict_proba(rows).shape == (14, 2)
@@ -206,8 +218,10 @@ def test_auc_interval_at_auc_1_and_0_is_not_degenerate_and_says_so() -> None:
     assert perfect.auc == 1.0 and perfect.high == 1.0 and 0.6 < perfect.low < 0.99
     worst = auc_interval(y, -np.r_[np.arange(10) + 20.0, np.arange(10)])
     assert worst.auc == 0.0 and worst.low == 0.0 and 0.01 < worst.high < 0.4
-    assert any("AUC = 1" in note for note in perfect.notes) and perfect.method != auc_interval(
-        y, np.r_[np.arange(10) + 5.0, np.arange(10)]).method
+    assert (
+        any("AUC = 1" in note for note in perfect.notes)
+        and perfect.method != auc_interval(y, np.r_[np.arange(10) + 5.0, np.arange(10)]).method
+    )
     small = auc_interval(np.r_[np.ones(6), np.zeros(12)].astype(int), np.arange(18.0)[::-1] + np.tile([0, 3], 9))
     assert any("6 patients in the smaller class" in note for note in small.notes)
     assert 0 < small.low < small.auc < small.high <= 1
@@ -225,8 +239,17 @@ def test_drift_flag_bar_is_the_boundary_respecting_test_interval() -> None:
 
 
 def _scored(y: np.ndarray, probability: np.ndarray, mode: str = "leakage_safe", threshold: float = 0.5) -> pd.DataFrame:
-    return pd.DataFrame({"patient_key": [f"P{i}" for i in range(len(y))], "role": "test", "result_name": "Rad_LR",
-                         "mode": mode, "y": y, "probability": probability, "threshold": threshold})
+    return pd.DataFrame(
+        {
+            "patient_key": [f"P{i}" for i in range(len(y))],
+            "role": "test",
+            "result_name": "Rad_LR",
+            "mode": mode,
+            "y": y,
+            "probability": probability,
+            "threshold": threshold,
+        }
+    )
 
 
 def test_report_table_prints_a_non_degenerate_interval_at_auc_1_with_a_visible_note() -> None:

@@ -12,9 +12,20 @@ from cssci_platform.lib.modeling.matrix import assemble, clinical_block
 def test_a_cohort_without_clinical_variables_keeps_every_patient() -> None:
     patients = pl.DataFrame({"patient_key": ["P1", "P2"], "center": ["GE", "Siemens"], "cohort": ["development"] * 2})
     labels = pl.DataFrame({"patient_key": ["P1", "P2"], "label": ["0", "1"]})
-    radiomics = pd.DataFrame({"rad__T1__tumour__original__original_shape_VoxelVolume": [1.0, 2.0]},
-                             index=pd.Index(["P1", "P2"], name="patient_key"))
-    no_clinical = clinical_block(pl.DataFrame(schema={"patient_key": pl.String, "variable": pl.String,
-                                                      "value_number": pl.Float64, "value_text": pl.String}), {})
+    radiomics = pd.DataFrame(
+        {"rad__T1__tumour__original__original_shape_VoxelVolume": [1.0, 2.0]},
+        index=pd.Index(["P1", "P2"], name="patient_key"),
+    )
+    no_clinical = clinical_block(
+        pl.DataFrame(
+            schema={
+                "patient_key": pl.String,
+                "variable": pl.String,
+                "value_number": pl.Float64,
+                "value_text": pl.String,
+            }
+        ),
+        {},
+    )
     matrix = assemble(patients, labels, [radiomics, no_clinical])
     assert list(matrix.index) == ["P1", "P2"]

@@ -43,17 +43,44 @@ from cssci_platform.lib.report.study_multiclass import (
 CLASSES = ["lung", "kidney", "breast", "thyroid", "prostate"]
 CNN_ID = "resnet50__sag_T2__original__IMAGENET1K_V2"
 N_BOOT = 200
-MODELS = pd.DataFrame([
-    {"run_id": "r1", "result_name": "Clinical_LR", "signature": "Clinical", "classifier": "LR", "mode": "leakage_safe",
-     "champion": True},
-    {"run_id": "r2", "result_name": "Clinical_LR", "signature": "Clinical", "classifier": "LR", "mode": "paper_faithful",
-     "champion": False},
-    {"run_id": "r3", "result_name": "Rad_LR", "signature": "Rad", "classifier": "LR", "mode": "leakage_safe",
-     "champion": True},
-    {"run_id": "r4", "result_name": "Rad_RandomForest", "signature": "Rad", "classifier": "RandomForest",
-     "mode": "leakage_safe", "champion": False},
-]).assign(threshold=np.nan, split="holdout_8_2", fold="holdout", registered_model=None,
-          cv_auc_mean=[0.70, 0.95, 0.80, 0.90])  # Rad_LR: best CV AUC of the champions, Clinical_LR: best test AUC
+MODELS = pd.DataFrame(
+    [
+        {
+            "run_id": "r1",
+            "result_name": "Clinical_LR",
+            "signature": "Clinical",
+            "classifier": "LR",
+            "mode": "leakage_safe",
+            "champion": True,
+        },
+        {
+            "run_id": "r2",
+            "result_name": "Clinical_LR",
+            "signature": "Clinical",
+            "classifier": "LR",
+            "mode": "paper_faithful",
+            "champion": False,
+        },
+        {
+            "run_id": "r3",
+            "result_name": "Rad_LR",
+            "signature": "Rad",
+            "classifier": "LR",
+            "mode": "leakage_safe",
+            "champion": True,
+        },
+        {
+            "run_id": "r4",
+            "result_name": "Rad_RandomForest",
+            "signature": "Rad",
+            "classifier": "RandomForest",
+            "mode": "leakage_safe",
+            "champion": False,
+        },
+    ]
+).assign(
+    threshold=np.nan, split="holdout_8_2", fold="holdout", registered_model=None, cv_auc_mean=[0.70, 0.95, 0.80, 0.90]
+)  # Rad_LR: best CV AUC of the champions, Clinical_LR: best test AUC
 STRENGTH = {"r1": 3.0, "r2": 3.5, "r3": 1.5, "r4": 1.0, CNN_ID: 2.0}
 
 
@@ -69,25 +96,44 @@ def prediction_frame(keys: list[str], labels: np.ndarray, roles: np.ndarray, see
     """Long rows as the `predictions` table holds them: the zoo's models and a fine-tuned CNN, scores leaning to
     the true class by model strength."""
     rng = np.random.default_rng(seed)
-    signatures = {**dict(zip(MODELS["run_id"], MODELS[["signature", "classifier", "mode"]].itertuples(index=False))),
-                  CNN_ID: ("CNN", "ResNet50_original", "leakage_safe")}
+    signatures = {
+        **dict(zip(MODELS["run_id"], MODELS[["signature", "classifier", "mode"]].itertuples(index=False))),
+        CNN_ID: ("CNN", "ResNet50_original", "leakage_safe"),
+    }
     rows = []
     for model, (signature, classifier, mode) in signatures.items():
         for key, label, role in zip(keys, labels, roles):
             alpha = np.ones(len(CLASSES))
             alpha[CLASSES.index(label)] += STRENGTH[model]
             for class_label, probability in zip(CLASSES, rng.dirichlet(alpha)):
-                rows.append({"patient_key": key, "cohort": "development", "role": role, "signature": signature,
-                             "classifier": classifier, "mode": mode, "split": "holdout_8_2", "fold": "holdout",
-                             "class_label": class_label, "probability": probability, "model_name": model})
+                rows.append(
+                    {
+                        "patient_key": key,
+                        "cohort": "development",
+                        "role": role,
+                        "signature": signature,
+                        "classifier": classifier,
+                        "mode": mode,
+                        "split": "holdout_8_2",
+                        "fold": "holdout",
+                        "class_label": class_label,
+                        "probability": probability,
+                        "model_name": model,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
 @pytest.fixture(scope="module")
 def frames() -> dict:
     keys, labels, roles = cohort()
-    return {"keys": keys, "labels": labels, "roles": roles, "predictions": prediction_frame(keys, labels, roles),
-            "outcomes": pd.DataFrame({"patient_key": keys, "label": labels})}
+    return {
+        "keys": keys,
+        "labels": labels,
+        "roles": roles,
+        "predictions": prediction_frame(keys, labels, roles),
+        "outcomes": pd.DataFrame({"patient_key": keys, "label": labels}),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +158,10 @@ def ci_text(ci) -> str:
 
 
 def test_scores_hold_held_out_rows_of_every_model_and_name_the_cnn(frames: dict, scores) -> None:
-    assert cnn_display_name("ResNet50_original") == "ResNet50 CNN (original)" and cnn_display_name("ResNet50") == "ResNet50 CNN"
+    assert (
+        cnn_display_name("ResNet50_original") == "ResNet50 CNN (original)"
+        and cnn_display_name("ResNet50") == "ResNet50 CNN"
+    )
     assert set(scores.rows["role"]) == {"test", "validation"}  # training (apparent) rows are not reported
     assert list(scores.rows.columns[-5:]) == CLASSES
     assert dict(zip(scores.models["key"], scores.models["name"]))[CNN_ID] == "ResNet50 CNN (original)"
@@ -136,9 +185,11 @@ def test_performance_table_numbers_match_scikit_learn(frames: dict, scores) -> N
         order = np.argsort(CLASSES)  # scikit-learn wants the labels sorted
         for k in (2, 3):
             assert evaluation.top_k_accuracy[k].estimate == pytest.approx(
-                top_k_accuracy_score(labels, probabilities[:, order], k=k, labels=sorted(CLASSES)))
+                top_k_accuracy_score(labels, probabilities[:, order], k=k, labels=sorted(CLASSES))
+            )
         assert evaluation.auc_macro_ovr.estimate == pytest.approx(
-            roc_auc_score(labels, probabilities[:, order], multi_class="ovr", average="macro", labels=sorted(CLASSES)))
+            roc_auc_score(labels, probabilities[:, order], multi_class="ovr", average="macro", labels=sorted(CLASSES))
+        )
         for ci in (*evaluation.top_k_accuracy.values(), evaluation.auc_macro_ovr):
             assert ci.low <= ci.estimate <= ci.high and ci.n_replicates == N_BOOT
             assert ci_text(ci) in page
@@ -150,7 +201,9 @@ def test_per_class_table_uses_bootstrap_prf_and_delong_auc(frames: dict, scores)
     for model in ("r1", CNN_ID):
         labels, probabilities = wide(frames, model, "test")
         predicted = np.array(CLASSES)[probabilities.argmax(axis=1)]
-        precision, recall, f1, _ = precision_recall_fscore_support(labels, predicted, labels=CLASSES, zero_division=np.nan)
+        precision, recall, f1, _ = precision_recall_fscore_support(
+            labels, predicted, labels=CLASSES, zero_division=np.nan
+        )
         evaluation = scores.evaluations[model, "test"]
         for index, label in enumerate(CLASSES):
             assert evaluation.precision[label].estimate == pytest.approx(precision[index], nan_ok=True)
@@ -170,8 +223,13 @@ def test_best_model_is_chosen_by_cv_auc_not_test_auc(frames: dict, scores) -> No
     macro = {k: scores.evaluations[k, "test"].auc_macro_ovr.estimate for k in scores.featured()}
     assert max(macro, key=macro.get) == "r1"
     assert best_model(scores) == "r3"
-    section = build_report(report_inputs(frames)).split("Confusion matrix of the best model")[1].split("One-vs-rest ROC")[0]
-    assert "Best model: <b>Rad_LR</b>, chosen by cross-validated macro one-vs-rest AUC on the training folds (0.800" in section
+    section = (
+        build_report(report_inputs(frames)).split("Confusion matrix of the best model")[1].split("One-vs-rest ROC")[0]
+    )
+    assert (
+        "Best model: <b>Rad_LR</b>, chosen by cross-validated macro one-vs-rest AUC on the training folds (0.800"
+        in section
+    )
 
 
 def test_confusion_matrix_of_the_best_model_matches_scikit_learn(frames: dict, scores) -> None:
@@ -201,8 +259,11 @@ def test_delong_comparisons_per_class_match_the_paired_test(frames: dict) -> Non
     test = delong_roc_test(y, clinical[:, 0], cnn[:, 0])
     assert cells[:3] == ["Clinical_LR", "ResNet50 CNN (original)", "lung"]
     assert cells[5:7] == [f"{test.auc_a:.3f}", f"{test.auc_b:.3f}"] and cells[-1] == f"{test.p_value:.4f}"
-    testable = sum(0 < (wide(frames, "r1", role)[0] == label).sum() < len(wide(frames, "r1", role)[0])
-                   for role in ("test", "validation") for label in CLASSES)
+    testable = sum(
+        0 < (wide(frames, "r1", role)[0] == label).sum() < len(wide(frames, "r1", role)[0])
+        for role in ("test", "validation")
+        for label in CLASSES
+    )
     assert section.count("<tr>") == 3 * testable  # body rows: 3 pairs x (role, class) with members and non-members
 
 
@@ -212,37 +273,74 @@ def test_delong_comparisons_per_class_match_the_paired_test(frames: dict) -> Non
 def fitted_pipelines(frames: dict) -> tuple[Pipeline, Pipeline, pd.DataFrame]:
     rng = np.random.default_rng(5)
     labels, roles = frames["labels"], frames["roles"]
-    X = pd.DataFrame(rng.normal(size=(len(labels), 4)), columns=["clin__age", "clin__n_vertebrae", "rad__a", "rad__b"],
-                     index=pd.Index(frames["keys"], name="patient_key"))
+    X = pd.DataFrame(
+        rng.normal(size=(len(labels), 4)),
+        columns=["clin__age", "clin__n_vertebrae", "rad__a", "rad__b"],
+        index=pd.Index(frames["keys"], name="patient_key"),
+    )
     X["clin__age"] += 2.0 * (labels == "prostate")
     train = roles == "train"
-    forest = Pipeline([("scale", StandardScaler().set_output(transform="pandas")),
-                       ("model", RandomForestClassifier(n_estimators=25, random_state=0))]).fit(X[train], labels[train])
-    linear = Pipeline([("scale", StandardScaler().set_output(transform="pandas")),
-                       ("model", LogisticRegression(max_iter=2000))]).fit(X[train], labels[train])
+    forest = Pipeline(
+        [
+            ("scale", StandardScaler().set_output(transform="pandas")),
+            ("model", RandomForestClassifier(n_estimators=25, random_state=0)),
+        ]
+    ).fit(X[train], labels[train])
+    linear = Pipeline(
+        [("scale", StandardScaler().set_output(transform="pandas")), ("model", LogisticRegression(max_iter=2000))]
+    ).fit(X[train], labels[train])
     return forest, linear, X[roles == "test"]
 
 
 def report_inputs(frames: dict, **changes) -> ReportInputs:
     rng = np.random.default_rng(2)
-    clinical = pd.DataFrame({"patient_key": frames["keys"], "age": rng.normal(60, 10, len(frames["keys"])),
-                             "sex": rng.choice(["F", "M"], len(frames["keys"]))})
-    values = {"experiment": "metastasis", "predictions": frames["predictions"], "outcomes": frames["outcomes"],
-              "models": MODELS, "clinical": clinical, "clinical_types": {"age": "continuous", "sex": "categorical"},
-              "method": MethodSettings(cv_folds=5), "classes": CLASSES, "n_bootstrap": N_BOOT, "seed": 0}
+    clinical = pd.DataFrame(
+        {
+            "patient_key": frames["keys"],
+            "age": rng.normal(60, 10, len(frames["keys"])),
+            "sex": rng.choice(["F", "M"], len(frames["keys"])),
+        }
+    )
+    values = {
+        "experiment": "metastasis",
+        "predictions": frames["predictions"],
+        "outcomes": frames["outcomes"],
+        "models": MODELS,
+        "clinical": clinical,
+        "clinical_types": {"age": "continuous", "sex": "categorical"},
+        "method": MethodSettings(cv_folds=5),
+        "classes": CLASSES,
+        "n_bootstrap": N_BOOT,
+        "seed": 0,
+    }
     return ReportInputs(**(values | changes))
 
 
 def test_multiclass_report_has_every_section_and_opens_offline(frames: dict) -> None:
     forest, linear, rows = fitted_pipelines(frames)
-    page = build_report(report_inputs(frames, explained=[("Clinical_LR", linear, rows), ("Rad_RandomForest", forest, rows)]))
+    page = build_report(
+        report_inputs(frames, explained=[("Clinical_LR", linear, rows), ("Rad_RandomForest", forest, rows)])
+    )
     body = page.split("<body>")[1]
-    for section in ("Methods", "Table 1: by outcome class", "<h2>Performance</h2>", "<h3>Test</h3>",
-                    "<h3>Validation (prospective)</h3>", "Top-3 accuracy (95% CI)", "Macro OvR AUC (95% CI)",
-                    "Per-class performance of the champions and CNNs", "Confusion matrix of the best model",
-                    "One-vs-rest ROC curves per class", "DeLong comparisons per class", "SHAP summary by class",
-                    "SHAP waterfall", "leakage_safe vs paper_faithful", "ResNet50 CNN (original)",
-                    f"{N_BOOT} bootstrap replicates", "expert-derived features (age, sex)"):
+    for section in (
+        "Methods",
+        "Table 1: by outcome class",
+        "<h2>Performance</h2>",
+        "<h3>Test</h3>",
+        "<h3>Validation (prospective)</h3>",
+        "Top-3 accuracy (95% CI)",
+        "Macro OvR AUC (95% CI)",
+        "Per-class performance of the champions and CNNs",
+        "Confusion matrix of the best model",
+        "One-vs-rest ROC curves per class",
+        "DeLong comparisons per class",
+        "SHAP summary by class",
+        "SHAP waterfall",
+        "leakage_safe vs paper_faithful",
+        "ResNet50 CNN (original)",
+        f"{N_BOOT} bootstrap replicates",
+        "expert-derived features (age, sex)",
+    ):
         assert section in body, section
     text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", body)
     assert "http" not in body and not re.search(r"\bnan\b", text, re.IGNORECASE)
@@ -286,21 +384,57 @@ def test_binary_report_is_unchanged_by_a_label_column_that_agrees(frames: dict) 
     rng = np.random.default_rng(3)
     y = rng.integers(0, 2, len(keys))
     risk = np.clip(0.3 + 0.4 * y + rng.normal(0, 0.2, len(keys)), 0.01, 0.99)
-    rows = [{"patient_key": k, "cohort": "development", "role": r, "signature": "Rad", "classifier": "LR",
-             "mode": "leakage_safe", "split": "holdout_8_2", "fold": "holdout", "class_label": c, "probability": p,
-             "model_name": "b1"} for k, r, q in zip(keys, roles, risk) for c, p in (("0", 1 - q), ("1", q))]
+    rows = [
+        {
+            "patient_key": k,
+            "cohort": "development",
+            "role": r,
+            "signature": "Rad",
+            "classifier": "LR",
+            "mode": "leakage_safe",
+            "split": "holdout_8_2",
+            "fold": "holdout",
+            "class_label": c,
+            "probability": p,
+            "model_name": "b1",
+        }
+        for k, r, q in zip(keys, roles, risk)
+        for c, p in (("0", 1 - q), ("1", q))
+    ]
     predictions = pd.DataFrame(rows)
     outcomes = pd.DataFrame({"patient_key": keys, "label": y.astype(str)})
-    models = pd.DataFrame([{"run_id": "b1", "result_name": "Rad_LR", "signature": "Rad", "classifier": "LR",
-                            "mode": "leakage_safe", "champion": True, "threshold": 0.5, "split": "holdout_8_2",
-                            "fold": "holdout", "registered_model": None}])
-    base = report_inputs(frames, predictions=predictions, outcomes=outcomes, models=models, classes=["0", "1"],
-                         clinical=pd.DataFrame({"patient_key": keys, "age": rng.normal(60, 10, len(keys))}),
-                         clinical_types={"age": "continuous"})
+    models = pd.DataFrame(
+        [
+            {
+                "run_id": "b1",
+                "result_name": "Rad_LR",
+                "signature": "Rad",
+                "classifier": "LR",
+                "mode": "leakage_safe",
+                "champion": True,
+                "threshold": 0.5,
+                "split": "holdout_8_2",
+                "fold": "holdout",
+                "registered_model": None,
+            }
+        ]
+    )
+    base = report_inputs(
+        frames,
+        predictions=predictions,
+        outcomes=outcomes,
+        models=models,
+        classes=["0", "1"],
+        clinical=pd.DataFrame({"patient_key": keys, "age": rng.normal(60, 10, len(keys))}),
+        clinical_types={"age": "continuous"},
+    )
     plain = build_report(base)
     label = dict(zip(keys, y.astype(str)))
-    with_column = build_report(ReportInputs(**{**base.__dict__,
-                                               "predictions": predictions.assign(label=predictions["patient_key"].map(label))}))
+    with_column = build_report(
+        ReportInputs(
+            **{**base.__dict__, "predictions": predictions.assign(label=predictions["patient_key"].map(label))}
+        )
+    )
     assert "Calibration and decision curves" in plain and "Top-1 accuracy" not in plain
     assert with_column == plain
 
@@ -321,8 +455,9 @@ def test_multiclass_shap_adds_up_per_class_and_predicts_the_models_class() -> No
     explanation = explain_classes(linear, X)
     np.testing.assert_allclose(explanation.model_output(), linear.decision_function(X), atol=1e-9)
     one = explanation.for_class("lung")
-    np.testing.assert_allclose(one.model_output(), linear.decision_function(X)[:, explanation.classes.index("lung")],
-                               atol=1e-9)
+    np.testing.assert_allclose(
+        one.model_output(), linear.decision_function(X)[:, explanation.classes.index("lung")], atol=1e-9
+    )
     importance = explanation.mean_abs()
     assert list(importance.columns) == explanation.classes and importance.sum(axis=1).is_monotonic_decreasing
     assert importance.index[0] in ("a", "b")
@@ -338,7 +473,10 @@ def test_multiclass_figures_have_declared_sizes() -> None:
     with pytest.raises(ValueError, match="5-class confusion matrix"):
         confusion_matrix_figure(counts[:4], CLASSES)
     importance = np.abs(np.random.default_rng(0).normal(size=(30, 5)))
-    assert png_size(stacked_importance_figure([f"f{i}" for i in range(30)], importance, CLASSES, top_n=10)) == (750, 460)
+    assert png_size(stacked_importance_figure([f"f{i}" for i in range(30)], importance, CLASSES, top_n=10)) == (
+        750,
+        460,
+    )
     with pytest.raises(ValueError, match="30 features x 4 groups"):
         stacked_importance_figure([f"f{i}" for i in range(30)], importance, CLASSES[:4])
 
@@ -347,11 +485,21 @@ def test_methods_describe_the_chain_that_was_configured():
     from cssci_platform.lib.report.methods import chain_steps
     from cssci_platform.lib.selection.settings import SelectionSettings
 
-    ianr = MethodSettings(selection=SelectionSettings(icc_threshold=0.75, rank_test=False, spearman_threshold=None, mrmr_k=None,
-                                                      lasso=True, pca_components=32), cv_folds=10)
-    assert chain_steps(ianr) == ["harmonized across centers with ComBat", "deep features reduced by per-channel PCA (32 components)",
-                                  "kept when ICC(3,1) between repeat segmentations was &gt;= 0.75", "z-scored",
-                                  "filtered by LASSO (10-fold CV)"]
+    ianr = MethodSettings(
+        selection=SelectionSettings(
+            icc_threshold=0.75, rank_test=False, spearman_threshold=None, mrmr_k=None, lasso=True, pca_components=32
+        ),
+        cv_folds=10,
+    )
+    assert chain_steps(ianr) == [
+        "harmonized across centers with ComBat",
+        "deep features reduced by per-channel PCA (32 components)",
+        "kept when ICC(3,1) between repeat segmentations was &gt;= 0.75",
+        "z-scored",
+        "filtered by LASSO (10-fold CV)",
+    ]
     default = chain_steps(MethodSettings())
-    assert default[-1] == ("filtered by Mann-Whitney U / Kruskal-Wallis (p &lt; 0.05), Spearman redundancy (|rho| &gt; 0.9), "
-                           "mRMR (k = 20) and LASSO (10-fold CV)")
+    assert default[-1] == (
+        "filtered by Mann-Whitney U / Kruskal-Wallis (p &lt; 0.05), Spearman redundancy (|rho| &gt; 0.9), "
+        "mRMR (k = 20) and LASSO (10-fold CV)"
+    )

@@ -93,15 +93,24 @@ from cssci_platform.lib.modeling.signatures import Signature  # noqa: E402
 from cssci_platform.lib.selection.settings import SelectionSettings  # noqa: E402
 
 
-def small_matrix(n: int, p: int = 6, signal: float = 2.0, seed: int = 0, centers: tuple[str, ...] = ("A", "B"),
-                 constant: bool = False) -> pd.DataFrame:
+def small_matrix(
+    n: int,
+    p: int = 6,
+    signal: float = 2.0,
+    seed: int = 0,
+    centers: tuple[str, ...] = ("A", "B"),
+    constant: bool = False,
+) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     labels = rng.permutation(np.resize(np.array(["0", "1"]), n))
     values = rng.normal(size=(n, p)) + signal * (labels == "1")[:, None]
     if constant:
         values[:] = 1.0
-    matrix = pd.DataFrame(values, columns=[f"rad__T1__lesion__original__original_glcm_F{i}" for i in range(p)],
-                          index=pd.Index([f"P{i:02d}" for i in range(n)], name="patient_key"))
+    matrix = pd.DataFrame(
+        values,
+        columns=[f"rad__T1__lesion__original__original_glcm_F{i}" for i in range(p)],
+        index=pd.Index([f"P{i:02d}" for i in range(n)], name="patient_key"),
+    )
     matrix.insert(0, "label", labels)
     matrix.insert(0, "cohort", "development")
     matrix.insert(0, "center", [centers[i % len(centers)] for i in range(n)])
@@ -116,14 +125,16 @@ def test_a_failing_signature_is_recorded_and_does_not_stop_the_others() -> None:
     settings = ChainSettings(selection=SelectionSettings(mrmr_k=None, lasso=False, rank_test=False), lasso_cv=3)
     constant = small_matrix(40, constant=True)
     roles = first_rows_train(constant, 32)
-    fits = training.fit_signature(constant, roles, Signature("rad"), ["LR", "KNN"], "leakage_safe", ["0", "1"], settings,
-                                  cv_folds=3)
+    fits = training.fit_signature(
+        constant, roles, Signature("rad"), ["LR", "KNN"], "leakage_safe", ["0", "1"], settings, cv_folds=3
+    )
     assert [type(f).__name__ for f in fits] == ["FailedFit", "FailedFit"]
     assert {f.spec.classifier for f in fits} == {"LR", "KNN"}
     assert "CV fold 1 of 3" in fits[0].reason and fits[0].stage == "selection chain"
     healthy = small_matrix(40)
-    [model] = training.fit_signature(healthy, roles, Signature("rad"), ["LR"], "leakage_safe", ["0", "1"], settings,
-                                     cv_folds=3)
+    [model] = training.fit_signature(
+        healthy, roles, Signature("rad"), ["LR"], "leakage_safe", ["0", "1"], settings, cv_folds=3
+    )
     assert isinstance(model, training.TrainedModel)
 
 
@@ -135,20 +146,26 @@ def test_a_small_center_inside_a_cv_fold_says_it_is_a_fold_and_names_the_key() -
     matrix.loc[matrix.index[2], "center"] = "A"
     matrix.loc[matrix.index[3], "center"] = "A"
     roles = first_rows_train(matrix, 32)
-    settings = ChainSettings(harmonization=HarmonizationSettings(small_center="error"),
-                             selection=SelectionSettings(mrmr_k=None, lasso=False, rank_test=False))
-    [failed] = training.fit_signature(matrix, roles, Signature("rad"), ["LR"], "leakage_safe", ["0", "1"], settings,
-                                      cv_folds=5)
+    settings = ChainSettings(
+        harmonization=HarmonizationSettings(small_center="error"),
+        selection=SelectionSettings(mrmr_k=None, lasso=False, rank_test=False),
+    )
+    [failed] = training.fit_signature(
+        matrix, roles, Signature("rad"), ["LR"], "leakage_safe", ["0", "1"], settings, cv_folds=5
+    )
     assert "CV fold" in failed.reason and "harmonization.small_center" in failed.reason, failed.reason
 
 
 def test_lightgbm_on_16_training_rows_is_not_a_constant_predictor() -> None:
     matrix = small_matrix(20, p=4, signal=1.5, seed=1)
     roles = first_rows_train(matrix, 16)
-    settings = ChainSettings(harmonization=HarmonizationSettings(enabled=False),
-                             selection=SelectionSettings(rank_test=False, spearman_threshold=None, mrmr_k=None, lasso=False))
-    [model] = training.train_signature(matrix, roles, Signature("rad"), ["LightGBM"], "leakage_safe", ["0", "1"],
-                                       settings, cv_folds=5)
+    settings = ChainSettings(
+        harmonization=HarmonizationSettings(enabled=False),
+        selection=SelectionSettings(rank_test=False, spearman_threshold=None, mrmr_k=None, lasso=False),
+    )
+    [model] = training.train_signature(
+        matrix, roles, Signature("rad"), ["LightGBM"], "leakage_safe", ["0", "1"], settings, cv_folds=5
+    )
     assert model.predictions["probability"].nunique() > 2
     assert model.best_params["min_child_samples"] <= 16 // 4
     assert any("min_child_samples" in note for note in model.decisions)
@@ -157,10 +174,13 @@ def test_lightgbm_on_16_training_rows_is_not_a_constant_predictor() -> None:
 def test_tiny_folds_are_flagged_and_a_zero_sd_cv_auc_is_marked_degenerate() -> None:
     matrix = small_matrix(24, p=3, signal=6.0, seed=2)
     roles = first_rows_train(matrix, 20)
-    settings = ChainSettings(harmonization=HarmonizationSettings(enabled=False),
-                             selection=SelectionSettings(rank_test=False, spearman_threshold=None, mrmr_k=None, lasso=False))
-    [model] = training.train_signature(matrix, roles, Signature("rad"), ["LR"], "leakage_safe", ["0", "1"], settings,
-                                       cv_folds=5)
+    settings = ChainSettings(
+        harmonization=HarmonizationSettings(enabled=False),
+        selection=SelectionSettings(rank_test=False, spearman_threshold=None, mrmr_k=None, lasso=False),
+    )
+    [model] = training.train_signature(
+        matrix, roles, Signature("rad"), ["LR"], "leakage_safe", ["0", "1"], settings, cv_folds=5
+    )
     assert model.small_sample and "small sample" in model.small_sample[0]
     assert model.cv_score_sd == 0 and model.degenerate_cv
 
@@ -203,8 +223,14 @@ def test_holdout_split_stratifies_by_center_as_well_as_outcome() -> None:
     for seed in range(10):
         rng = np.random.default_rng(seed)
         centers = ["A"] * 30 + ["B"] * 30 + ["C"] * 10
-        patients = pl.DataFrame({"patient_key": [f"P{i:02d}" for i in range(70)], "center": centers,
-                                 "cohort": ["development"] * 70, "label": [str(v) for v in rng.integers(0, 2, 70)]})
+        patients = pl.DataFrame(
+            {
+                "patient_key": [f"P{i:02d}" for i in range(70)],
+                "center": centers,
+                "cohort": ["development"] * 70,
+                "label": [str(v) for v in rng.integers(0, 2, 70)],
+            }
+        )
         roles = assign_splits(patients, SplitSpec("holdout", 0.2, seed)).join(patients, on="patient_key")
         train = roles.filter(pl.col("role") == "train")["center"].value_counts()
         share = {c: n for c, n in train.iter_rows()}
@@ -220,31 +246,53 @@ from cssci_platform.lib.modeling.center_checks import center_size_problems  # no
 def test_center_sizes_after_the_split_and_inside_cv_folds_are_found_before_any_image() -> None:
     rng = np.random.default_rng(0)
     centers = ["A"] * 20 + ["B"] * 20 + ["C"] * 3
-    patients = pl.DataFrame({"patient_key": [f"P{i:02d}" for i in range(43)], "center": centers,
-                             "cohort": ["development"] * 43, "label": [str(v) for v in rng.integers(0, 2, 43)]})
-    problems = center_size_problems(patients, SplitSpec("holdout", 0.2, 42), cv_folds=10, cv_seed=42, small_center="error")
+    patients = pl.DataFrame(
+        {
+            "patient_key": [f"P{i:02d}" for i in range(43)],
+            "center": centers,
+            "cohort": ["development"] * 43,
+            "label": [str(v) for v in rng.integers(0, 2, 43)],
+        }
+    )
+    problems = center_size_problems(
+        patients, SplitSpec("holdout", 0.2, 42), cv_folds=10, cv_seed=42, small_center="error"
+    )
     assert problems and {p.center for p in problems} == {"C"}
     assert all(p.stops_the_run and "harmonization.small_center" in p.fix for p in problems)
     in_folds = [p for p in problems if p.cv_fold is not None]
     assert in_folds and "CV fold" in in_folds[0].message()
-    handled = center_size_problems(patients, SplitSpec("holdout", 0.2, 42), cv_folds=10, cv_seed=42, small_center="pool")
+    handled = center_size_problems(
+        patients, SplitSpec("holdout", 0.2, 42), cv_folds=10, cv_seed=42, small_center="pool"
+    )
     assert len(handled) == len(problems) and not any(p.stops_the_run for p in handled)
     assert center_size_problems(patients, SplitSpec("holdout", 0.2, 42), 10, 42, harmonize=False) == []
 
 
 def test_the_early_check_predicts_the_cv_fold_where_training_fails() -> None:
     rng = np.random.default_rng(0)
-    patients = pl.DataFrame({"patient_key": [f"P{i:02d}" for i in range(43)], "center": ["A"] * 20 + ["B"] * 20 + ["C"] * 3,
-                             "cohort": ["development"] * 43, "label": [str(v) for v in rng.integers(0, 2, 43)]})
+    patients = pl.DataFrame(
+        {
+            "patient_key": [f"P{i:02d}" for i in range(43)],
+            "center": ["A"] * 20 + ["B"] * 20 + ["C"] * 3,
+            "cohort": ["development"] * 43,
+            "label": [str(v) for v in rng.integers(0, 2, 43)],
+        }
+    )
     split = SplitSpec("holdout", 0.2, 42)
-    [first, *_] = [p for p in center_size_problems(patients, split, 5, 7, small_center="error") if p.cv_fold is not None]
+    [first, *_] = [
+        p for p in center_size_problems(patients, split, 5, 7, small_center="error") if p.cv_fold is not None
+    ]
     matrix = small_matrix(43).assign(center=patients["center"].to_list(), label=patients["label"].to_list())
     matrix.index = pd.Index(patients["patient_key"].to_list(), name="patient_key")
     roles = pd.Series(dict(assign_splits(patients, split).select("patient_key", "role").iter_rows()))
-    settings = ChainSettings(harmonization=HarmonizationSettings(small_center="error"),
-                             selection=SelectionSettings(mrmr_k=None, lasso=False, rank_test=False), seed=7)
-    [failed] = training.fit_signature(matrix, roles, Signature("rad"), ["LR"], "leakage_safe", ["0", "1"], settings,
-                                      cv_folds=5)
+    settings = ChainSettings(
+        harmonization=HarmonizationSettings(small_center="error"),
+        selection=SelectionSettings(mrmr_k=None, lasso=False, rank_test=False),
+        seed=7,
+    )
+    [failed] = training.fit_signature(
+        matrix, roles, Signature("rad"), ["LR"], "leakage_safe", ["0", "1"], settings, cv_folds=5
+    )
     assert f"CV fold {first.cv_fold} of 5" in failed.reason and "'C' has" in failed.reason
 
 
@@ -256,8 +304,9 @@ def test_paper_faithful_prefilter_leaving_one_feature_completes_without_empirica
         matrix[column] = base * (1 + 0.001 * i) + (matrix["center"] == "B") * 2.0
     roles = first_rows_train(matrix, 19)
     settings = ChainSettings(selection=SelectionSettings(rank_alpha=1.0, mrmr_k=None, lasso=False))
-    [model] = training.train_signature(matrix, roles, Signature("rad"), ["LR"], "paper_faithful", ["0", "1"], settings,
-                                       cv_folds=3)
+    [model] = training.train_signature(
+        matrix, roles, Signature("rad"), ["LR"], "paper_faithful", ["0", "1"], settings, cv_folds=3
+    )
     assert len(model.input_columns) == 1
     assert any("empirical Bayes needs at least 2" in note for note in model.decisions)
 
@@ -267,9 +316,12 @@ def test_shape_features_are_not_harmonized_by_default_in_the_modeling_chain() ->
     matrix = matrix.rename(columns={"rad__T1__lesion__original__original_glcm_F0": SHAPE})
     matrix[SHAPE] = np.abs(matrix[SHAPE]) + 30 * (matrix["center"] == "B")  # lesion size differs by center by chance
     roles = first_rows_train(matrix, 32)
-    settings = ChainSettings(selection=SelectionSettings(rank_test=False, spearman_threshold=None, mrmr_k=None, lasso=False))
-    [model] = training.train_signature(matrix, roles, Signature("rad"), ["LR"], "leakage_safe", ["0", "1"], settings,
-                                       cv_folds=3)
+    settings = ChainSettings(
+        selection=SelectionSettings(rank_test=False, spearman_threshold=None, mrmr_k=None, lasso=False)
+    )
+    [model] = training.train_signature(
+        matrix, roles, Signature("rad"), ["LR"], "leakage_safe", ["0", "1"], settings, cv_folds=3
+    )
     combat = model.pipeline.named_steps["combat"]
     assert combat.unharmonized_cols_ == [SHAPE] and SHAPE not in combat.harmonized_cols_
     train = matrix[roles == "train"]
@@ -281,8 +333,15 @@ def test_a_combat_fitted_before_these_attributes_existed_still_transforms() -> N
     frame = centers_frame({"A": 12, "B": 12})
     combat = ComBat().fit(frame)
     expected = combat.transform(frame)
-    for attribute in ("harmonized_cols_", "unharmonized_cols_", "pooled_centers_", "excluded_centers_", "eb_used_",
-                      "decisions_", "report_"):
+    for attribute in (
+        "harmonized_cols_",
+        "unharmonized_cols_",
+        "pooled_centers_",
+        "excluded_centers_",
+        "eb_used_",
+        "decisions_",
+        "report_",
+    ):
         delattr(combat, attribute)
     np.testing.assert_array_equal(combat.transform(frame), expected)
 
@@ -290,10 +349,13 @@ def test_a_combat_fitted_before_these_attributes_existed_still_transforms() -> N
 def test_a_zero_sd_cv_auc_on_tiny_folds_does_not_silently_win_the_champion() -> None:
     matrix = small_matrix(24, p=3, signal=6.0, seed=2)
     roles = first_rows_train(matrix, 20)
-    settings = ChainSettings(harmonization=HarmonizationSettings(enabled=False),
-                             selection=SelectionSettings(rank_test=False, spearman_threshold=None, mrmr_k=None, lasso=False))
-    degenerate, other = training.train_signature(matrix, roles, Signature("rad"), ["LR", "NaiveBayes"], "leakage_safe",
-                                                 ["0", "1"], settings, cv_folds=5)
+    settings = ChainSettings(
+        harmonization=HarmonizationSettings(enabled=False),
+        selection=SelectionSettings(rank_test=False, spearman_threshold=None, mrmr_k=None, lasso=False),
+    )
+    degenerate, other = training.train_signature(
+        matrix, roles, Signature("rad"), ["LR", "NaiveBayes"], "leakage_safe", ["0", "1"], settings, cv_folds=5
+    )
     assert degenerate.degenerate_cv and degenerate.cv_score_mean == 1.0
     other.small_sample = [note for note in other.small_sample if not note.startswith("degenerate")]
     assert training.champion_candidates([degenerate, other]) == [other]
@@ -305,7 +367,9 @@ def test_lasso_inside_a_small_cv_fold_uses_fewer_folds_with_a_note() -> None:
 
     rng = np.random.default_rng(6)
     y = pd.Series(["0"] * 8 + ["1"] * 8)
-    X = pd.DataFrame(rng.normal(size=(16, 5)) + 2.0 * (y == "1").to_numpy()[:, None], columns=[f"f{i}" for i in range(5)])
+    X = pd.DataFrame(
+        rng.normal(size=(16, 5)) + 2.0 * (y == "1").to_numpy()[:, None], columns=[f"f{i}" for i in range(5)]
+    )
     with pytest.raises(ValueError, match="needs at least 10 training patients per class"):
         LassoSelector(cv=10).fit(X, y)
     lasso = LassoSelector(cv=10, on_small_class="fewer_folds").fit(X, y)
@@ -317,9 +381,13 @@ def test_a_center_with_one_training_patient_through_the_modeling_chain(policy: s
     matrix = small_matrix(40, p=4)
     matrix.loc[[matrix.index[0], matrix.index[-1]], "center"] = "C"  # one training patient, one test patient
     roles = first_rows_train(matrix, 32)
-    settings = ChainSettings(harmonization=HarmonizationSettings(small_center=policy),
-                             selection=SelectionSettings(rank_test=False, mrmr_k=None, lasso=False))
-    [fit] = training.fit_signature(matrix, roles, Signature("rad"), ["LR"], "leakage_safe", ["0", "1"], settings, cv_folds=3)
+    settings = ChainSettings(
+        harmonization=HarmonizationSettings(small_center=policy),
+        selection=SelectionSettings(rank_test=False, mrmr_k=None, lasso=False),
+    )
+    [fit] = training.fit_signature(
+        matrix, roles, Signature("rad"), ["LR"], "leakage_safe", ["0", "1"], settings, cv_folds=3
+    )
     if policy == "error":
         assert isinstance(fit, training.FailedFit) and "harmonization.small_center" in fit.reason
     else:
@@ -335,15 +403,38 @@ def test_the_small_center_policy_is_an_experiment_config_key_that_reaches_the_fi
     from cssci_platform.lib.modeling.chains import feature_chain
     from cssci_platform.lib.study_config.model import StudyConfig
 
-    config = StudyConfig.model_validate({
-        "name": "small", "cohort": {"synthetic": {"protocol": "demo"}}, "outcome": {"name": "good_outcome"},
-        "harmonization": {"small_center": "unseen", "min_center_size": 3, "unharmonized_feature_classes": ["shape", "glcm"]}})
+    config = StudyConfig.model_validate(
+        {
+            "name": "small",
+            "cohort": {"synthetic": {"protocol": "demo"}},
+            "outcome": {"name": "good_outcome"},
+            "harmonization": {
+                "small_center": "unseen",
+                "min_center_size": 3,
+                "unharmonized_feature_classes": ["shape", "glcm"],
+            },
+        }
+    )
     in_models = dict(feature_chain(["rad__a"], ChainSettings(harmonization=config.harmonization)))["combat"]
     in_table = config.harmonization.combat("center")  # harmonized_features
     for combat in (in_models, in_table):
-        assert (combat.small_center, combat.min_center_size, combat.unharmonized_classes) == ("unseen", 3, ("shape", "glcm"))
-    assert StudyConfig.model_validate({"name": "d", "cohort": {"synthetic": {"protocol": "demo"}},
-                                            "outcome": {"name": "o"}}).harmonization.small_center == "pool"
+        assert (combat.small_center, combat.min_center_size, combat.unharmonized_classes) == (
+            "unseen",
+            3,
+            ("shape", "glcm"),
+        )
+    assert (
+        StudyConfig.model_validate(
+            {"name": "d", "cohort": {"synthetic": {"protocol": "demo"}}, "outcome": {"name": "o"}}
+        ).harmonization.small_center
+        == "pool"
+    )
     with pytest.raises(ValidationError, match="small_center"):
-        StudyConfig.model_validate({"name": "d", "cohort": {"synthetic": {"protocol": "demo"}}, "outcome": {"name": "o"},
-                                         "harmonization": {"small_center": "merge"}})
+        StudyConfig.model_validate(
+            {
+                "name": "d",
+                "cohort": {"synthetic": {"protocol": "demo"}},
+                "outcome": {"name": "o"},
+                "harmonization": {"small_center": "merge"},
+            }
+        )
