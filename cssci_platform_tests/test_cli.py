@@ -16,9 +16,28 @@ def test_cssci_demo_materializes_every_patient(tmp_path: Path) -> None:
     for name in ("CSSCI_WAREHOUSE", "CSSCI_IMAGE_STORE", "CSSCI_MANIFEST", "DAGSTER_HOME", "CSSCI_MLFLOW_URI"):
         env.pop(name, None)
     completed = subprocess.run(
-        [sys.executable, "-m", "cssci_platform.cli.main", "demo", "--patients", "30", "--prospective", "2", "--workers", "2",
-         "--classifiers", "LR", "--cv-folds", "2"],
-        env=env, capture_output=True, text=True, encoding="utf-8", timeout=600, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "cssci_platform.cli.main",
+            "demo",
+            "--patients",
+            "30",
+            "--prospective",
+            "2",
+            "--workers",
+            "2",
+            "--classifiers",
+            "LR",
+            "--cv-folds",
+            "2",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=600,
+        cwd=tmp_path,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "32 patients processed" in completed.stdout and "QC errors: 0" in completed.stdout
@@ -35,9 +54,24 @@ def test_cssci_demo_materializes_every_patient(tmp_path: Path) -> None:
     assert runs, "the Dagster instance in DAGSTER_HOME recorded the runs"
     assert "experiment.yaml" in {p.name for p in home.iterdir()}, "the resolved demo config the UI's jobs default to"
     env["CSSCI_MLFLOW_URI"] = f"sqlite:///{home / 'mlflow.db'}"
-    compared = subprocess.run([sys.executable, "-m", "cssci_platform.cli.main", "compare", "demo:leakage_safe", "demo:paper_faithful",
-                               "--csv", str(tmp_path / "compare.csv")], env={**env, "COLUMNS": "200"}, capture_output=True,
-                              text=True, encoding="utf-8", timeout=300, cwd=tmp_path)
+    compared = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cssci_platform.cli.main",
+            "compare",
+            "demo:leakage_safe",
+            "demo:paper_faithful",
+            "--csv",
+            str(tmp_path / "compare.csv"),
+        ],
+        env={**env, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert compared.returncode == 0, compared.stdout + compared.stderr
     table = pd.read_csv(tmp_path / "compare.csv")
     assert set(table["model"]) == {"Rad_LR", "ResNet18_LR", "Rad + ResNet18_LR", "Clinical_LR", "Combined_LR"}

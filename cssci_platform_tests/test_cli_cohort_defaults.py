@@ -13,11 +13,10 @@ import pytest
 import yaml
 
 from cssci_platform.cli.home import configure_environment, home_experiment_name
+from cssci_platform.cli.study_stages import activate
 from cssci_platform.lib.study_config import dump_config, load_config
 from cssci_platform.lib.synthetic import write_sci_cohort
-from cssci_platform.cli.study_stages import activate
 from cssci_platform_tests.conftest import STORE_VARIABLES
-
 
 
 @pytest.fixture(scope="module")
@@ -33,16 +32,24 @@ def clean_env(home: Path) -> dict[str, str]:
 
 
 def cssci(args: list[str], env: dict[str, str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cssci_platform.cli.main", *args], env=env, cwd=cwd, capture_output=True,
-                          text=True, encoding="utf-8", timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "cssci_platform.cli.main", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=timeout,
+    )
 
 
 def output(completed: subprocess.CompletedProcess) -> str:
     return " ".join((completed.stdout + completed.stderr).split())  # rich wraps long lines
 
 
-def test_an_experiment_home_alone_leads_every_command_to_the_shared_mlflow_store(manifest: Path, tmp_path: Path,
-                                                                                 restored_environment) -> None:
+def test_an_experiment_home_alone_leads_every_command_to_the_shared_mlflow_store(
+    manifest: Path, tmp_path: Path, restored_environment
+) -> None:
     # Before: `cssci predict/report/ui --home .cssci/<experiment>` looked for <home>/mlflow.db, an empty store, while
     # `cssci run` had written every model to the shared .cssci/mlflow.db one level up.
     config = load_config("demo", ["deep.weights=none"])
@@ -73,8 +80,9 @@ def without_masks(manifest: Path, folder: Path) -> Path:
     return folder / "cohort.yaml"
 
 
-def test_ingest_of_a_manifest_without_masks_for_the_slice_target_stops_before_any_patient(manifest: Path,
-                                                                                         tmp_path: Path) -> None:
+def test_ingest_of_a_manifest_without_masks_for_the_slice_target_stops_before_any_patient(
+    manifest: Path, tmp_path: Path
+) -> None:
     # Before: every patient ran through QC, preprocessing and radiomics, then was quarantined at roi_slices.
     bare = without_masks(manifest, tmp_path)
     completed = cssci(["ingest", str(bare)], clean_env(tmp_path / "home"), tmp_path, timeout=120)
@@ -85,8 +93,9 @@ def test_ingest_of_a_manifest_without_masks_for_the_slice_target_stops_before_an
     assert not (tmp_path / "home" / "warehouse.duckdb").exists()  # stopped before anything was written
 
 
-def test_ingest_names_the_slice_configured_by_the_homes_experiment_when_it_has_no_masks(manifest: Path,
-                                                                                       tmp_path: Path) -> None:
+def test_ingest_names_the_slice_configured_by_the_homes_experiment_when_it_has_no_masks(
+    manifest: Path, tmp_path: Path
+) -> None:
     home = tmp_path / "home"
     home.mkdir()
     experiment = load_config("demo", ["deep.weights=none", "deep.slice.roi=cord", "deep.slice.sequence=sag_T1"])
@@ -106,8 +115,16 @@ def test_a_quarantined_patient_is_printed_with_the_checks_reason_and_fix(manifes
     # Before: `quarantined SCI-...: roi_slice_found`, with no word of what was wrong or how to fix it.
     home = tmp_path / "home"
     home.mkdir()
-    experiment = load_config("demo", ["deep.weights=none", "deep.slice.margin=1000", "deep.slice.clip_to_slice=false",
-                                      "preprocessing.channels=[original]", "deep.channels=[original]"])
+    experiment = load_config(
+        "demo",
+        [
+            "deep.weights=none",
+            "deep.slice.margin=1000",
+            "deep.slice.clip_to_slice=false",
+            "preprocessing.channels=[original]",
+            "deep.channels=[original]",
+        ],
+    )
     (home / "experiment.yaml").write_text(dump_config(experiment), encoding="utf-8")  # the patient job's settings
     completed = cssci(["ingest", str(manifest), "--workers", "1"], clean_env(home), tmp_path)
     text = output(completed)
@@ -128,8 +145,12 @@ def test_run_refuses_a_slice_target_without_masks_before_any_patient(manifest: P
     config["deep"]["slice"].update({"sequence": "sag_T1", "roi": "cord"})
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     home = tmp_path / "home"
-    completed = cssci(["run", "--config", str(tmp_path / "study.yaml"), "--home", str(home), "--set", "deep.weights=none"],
-                      clean_env(home), tmp_path, timeout=120)
+    completed = cssci(
+        ["run", "--config", str(tmp_path / "study.yaml"), "--home", str(home), "--set", "deep.weights=none"],
+        clean_env(home),
+        tmp_path,
+        timeout=120,
+    )
     text = output(completed)
     assert completed.returncode == 2, text
     assert "deep.slice" in text and "no patient has a 'cord' mask on sequence 'sag_T1'" in text, text
@@ -149,7 +170,8 @@ def manifest_config(manifest: Path, folder: Path, *overrides: str) -> Path:
 
 
 def test_run_refuses_centers_too_small_for_combat_before_any_patient_when_the_policy_is_error(
-        three_small_centers: Path, tmp_path: Path) -> None:
+    three_small_centers: Path, tmp_path: Path
+) -> None:
     # Before: every patient's features were extracted, then every model failed inside a CV fold ("1 sample").
     config = manifest_config(three_small_centers, tmp_path, "harmonization.small_center=error")
     home = tmp_path / "home"
@@ -161,8 +183,9 @@ def test_run_refuses_centers_too_small_for_combat_before_any_patient_when_the_po
     assert not (home / "warehouse.duckdb").exists()
 
 
-def test_small_centers_the_policy_handles_are_announced_once_per_center_before_the_run(three_small_centers: Path,
-                                                                                       tmp_path: Path) -> None:
+def test_small_centers_the_policy_handles_are_announced_once_per_center_before_the_run(
+    three_small_centers: Path, tmp_path: Path
+) -> None:
     from cssci_platform.cli.study_stages import center_size_notes
 
     notes = center_size_notes(load_config(manifest_config(three_small_centers, tmp_path)), three_small_centers)

@@ -25,16 +25,31 @@ def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def clean_env(home: Path, **variables: str) -> dict[str, str]:
     env = {**os.environ, "CSSCI_HOME": str(home), "COLUMNS": "200", **variables}
-    for name in ("CSSCI_WAREHOUSE", "CSSCI_IMAGE_STORE", "CSSCI_MANIFEST", "DAGSTER_HOME", "CSSCI_MLFLOW_URI",
-                 "CSSCI_EXPERIMENT_CONFIG", "CSSCI_LOG_DIR", "CSSCI_DEBUG"):
+    for name in (
+        "CSSCI_WAREHOUSE",
+        "CSSCI_IMAGE_STORE",
+        "CSSCI_MANIFEST",
+        "DAGSTER_HOME",
+        "CSSCI_MLFLOW_URI",
+        "CSSCI_EXPERIMENT_CONFIG",
+        "CSSCI_LOG_DIR",
+        "CSSCI_DEBUG",
+    ):
         if name not in variables:
             env.pop(name, None)
     return env
 
 
 def cssci(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cssci_platform.cli.main", *args], env=env, cwd=cwd, capture_output=True,
-                          text=True, encoding="utf-8", timeout=FAST)
+    return subprocess.run(
+        [sys.executable, "-m", "cssci_platform.cli.main", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=FAST,
+    )
 
 
 def output(completed: subprocess.CompletedProcess) -> str:
@@ -76,16 +91,25 @@ HOLDER = textwrap.dedent("""
 """)
 
 
-def test_ingest_while_a_users_duckdb_session_holds_the_warehouse_names_that_process(manifest: Path, tmp_path: Path) -> None:
+def test_ingest_while_a_users_duckdb_session_holds_the_warehouse_names_that_process(
+    manifest: Path, tmp_path: Path
+) -> None:
     warehouse = tmp_path / "home" / "warehouse.duckdb"
     warehouse.parent.mkdir(parents=True)
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(warehouse)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
         started = time.monotonic()
-        completed = cssci(["ingest", str(manifest)], clean_env(tmp_path / "home", CSSCI_LOCK_WAIT_SECONDS="1"), tmp_path)
-        assert_one_clear_failure(completed, 1, f"the warehouse {warehouse} is locked by another process",
-                                 f"(PID {holder.pid})", "Close that DuckDB session")
+        completed = cssci(
+            ["ingest", str(manifest)], clean_env(tmp_path / "home", CSSCI_LOCK_WAIT_SECONDS="1"), tmp_path
+        )
+        assert_one_clear_failure(
+            completed,
+            1,
+            f"the warehouse {warehouse} is locked by another process",
+            f"(PID {holder.pid})",
+            "Close that DuckDB session",
+        )
         assert time.monotonic() - started < 60
     finally:
         holder.kill()
@@ -105,26 +129,40 @@ def test_patients_failing_outside_qc_fail_the_command_with_their_root_cause(mani
     (tmp_path / "blocked").write_text("a file", encoding="utf-8")
     env = clean_env(tmp_path / "home", CSSCI_IMAGE_STORE=str(tmp_path / "blocked" / "store"))
     completed = cssci(["ingest", str(manifest), "--workers", "1"], env, tmp_path)
-    assert_one_clear_failure(completed, 1, "2 of 2 patients failed for a reason other than QC",
-                             "a file stands where a folder is expected", str(tmp_path / "blocked"))
+    assert_one_clear_failure(
+        completed,
+        1,
+        "2 of 2 patients failed for a reason other than QC",
+        "a file stands where a folder is expected",
+        str(tmp_path / "blocked"),
+    )
     assert "QC errors: 0" not in output(completed)
 
 
 def test_a_second_command_on_the_same_home_is_refused_naming_the_first(manifest: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
-    first = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+    first = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import time
         from pathlib import Path
         from cssci_platform.cli.home import home_lock
         with home_lock(Path({str(home)!r}), "cssci ingest first.yaml"):
             print("running", flush=True)
             time.sleep(300)
-    """)], stdout=subprocess.PIPE, text=True)
+    """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert first.stdout is not None and first.stdout.readline().strip() == "running"
         completed = cssci(["ingest", str(manifest)], clean_env(home), tmp_path)
-        assert_one_clear_failure(completed, 1, f"another cssci command is using {home}", f"pid {first.pid}",
-                                 "`cssci ingest first.yaml`")
+        assert_one_clear_failure(
+            completed, 1, f"another cssci command is using {home}", f"pid {first.pid}", "`cssci ingest first.yaml`"
+        )
         assert not (home / "warehouse.duckdb").exists()  # refused before touching anything
     finally:
         first.kill()
@@ -153,12 +191,15 @@ def test_a_malformed_patient_table_is_one_message_and_exit_2(manifest: Path, tmp
 
 def study_config(tmp_path: Path, manifest: str, weights: str = "none") -> Path:
     path = tmp_path / "study.yaml"
-    path.write_text(textwrap.dedent(f"""
+    path.write_text(
+        textwrap.dedent(f"""
         name: my_study
         cohort: {{manifest: {manifest}}}
         outcome: {{name: good_outcome}}
         deep: {{backbones: [resnet18], weights: {weights}}}
-    """), encoding="utf-8")
+    """),
+        encoding="utf-8",
+    )
     return path
 
 
@@ -168,12 +209,16 @@ def test_config_validate_refuses_a_manifest_that_does_not_exist(tmp_path: Path) 
     assert_one_clear_failure(completed, 2, f"cohort.manifest: {tmp_path / 'nowhere' / 'cohort.yaml'} does not exist")
 
 
-def test_config_validate_and_run_refuse_a_missing_weights_file_before_any_patient(manifest: Path, tmp_path: Path) -> None:
+def test_config_validate_and_run_refuse_a_missing_weights_file_before_any_patient(
+    manifest: Path, tmp_path: Path
+) -> None:
     config = study_config(tmp_path, str(manifest), weights=str(tmp_path / "resnet18_finetuned.pt"))
     expected = f"deep.weights: the checkpoint file {tmp_path / 'resnet18_finetuned.pt'} does not exist"
     validated = cssci(["config", "validate", str(config)], clean_env(tmp_path / "home"), tmp_path)
     assert_one_clear_failure(validated, 2, expected)
-    ran = cssci(["run", "--config", str(config), "--home", str(tmp_path / "home")], clean_env(tmp_path / "home"), tmp_path)
+    ran = cssci(
+        ["run", "--config", str(config), "--home", str(tmp_path / "home")], clean_env(tmp_path / "home"), tmp_path
+    )
     assert_one_clear_failure(ran, 2, expected)
     assert not (tmp_path / "home" / "warehouse.duckdb").exists()
 
@@ -183,7 +228,9 @@ def test_run_on_a_malformed_manifest_is_exit_2_before_any_patient(manifest: Path
     shutil.copytree(manifest.parent, broken)
     (broken / "cohort.yaml").write_text("manifest_version: 1\nname: [unclosed\n", encoding="utf-8")
     config = study_config(tmp_path, str(broken / "cohort.yaml"))
-    completed = cssci(["run", "--config", str(config), "--home", str(tmp_path / "home")], clean_env(tmp_path / "home"), tmp_path)
+    completed = cssci(
+        ["run", "--config", str(config), "--home", str(tmp_path / "home")], clean_env(tmp_path / "home"), tmp_path
+    )
     assert_one_clear_failure(completed, 2, str(broken / "cohort.yaml"))
     assert not (tmp_path / "home" / "warehouse.duckdb").exists()
 
@@ -213,9 +260,15 @@ def alive(pid: int) -> bool:
 def ingest_with_running_workers(tmp_path: Path, stdout: int) -> tuple[subprocess.Popen, list[int]]:
     """`cssci ingest` of 12 patients (about a minute), returned once its two patient workers run."""
     manifest = write_sci_cohort(tmp_path / "cohort", n_development=12, n_prospective=0, seed=4)
-    process = subprocess.Popen([sys.executable, "-m", "cssci_platform.cli.main", "ingest", str(manifest), "--workers", "2"],
-                               env=clean_env(tmp_path / "home"), cwd=tmp_path, stdout=stdout, stderr=subprocess.STDOUT,
-                               text=True, encoding="utf-8")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cssci_platform.cli.main", "ingest", str(manifest), "--workers", "2"],
+        env=clean_env(tmp_path / "home"),
+        cwd=tmp_path,
+        stdout=stdout,
+        stderr=subprocess.STDOUT,
+        text=True,
+        encoding="utf-8",
+    )
     deadline, workers = time.monotonic() + 90, []
     while len(workers) < 3 and time.monotonic() < deadline and process.poll() is None:  # two workers + resource tracker
         time.sleep(0.5)

@@ -24,9 +24,14 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 ARRIVALS = 207
 # Runs are queued and never launched: the test is about what the sensor requests, not about processing.
-PAUSED_INSTANCE = {"run_coordinator": {"module": "dagster.core.run_coordinator", "class": "QueuedRunCoordinator",
-                                       "config": {"max_concurrent_runs": 0}},
-                   "telemetry": {"enabled": False}}
+PAUSED_INSTANCE = {
+    "run_coordinator": {
+        "module": "dagster.core.run_coordinator",
+        "class": "QueuedRunCoordinator",
+        "config": {"max_concurrent_runs": 0},
+    },
+    "telemetry": {"enabled": False},
+}
 
 
 def _cohort_with_arrivals(root: Path, count: int) -> Path:
@@ -40,7 +45,13 @@ def _cohort_with_arrivals(root: Path, count: int) -> Path:
         patient_id = f"ARR-{index:04d}"
         folder = root / "cohort" / "inbox" / patient_id
         folder.mkdir(parents=True)
-        row = {**template, "patient_id": patient_id, "cohort": "prospective", "good_outcome": None, "outcome_date": None}
+        row = {
+            **template,
+            "patient_id": patient_id,
+            "cohort": "prospective",
+            "good_outcome": None,
+            "outcome_date": None,
+        }
         for column, value in template.items():
             if column.startswith(("image__", "mask__")) and value:
                 row[column] = Path(value).name
@@ -54,15 +65,27 @@ def _environment(root: Path, manifest: Path) -> dict[str, str]:
     home = root / "dagster_home"
     home.mkdir(exist_ok=True)
     (home / "dagster.yaml").write_text(yaml.safe_dump(PAUSED_INSTANCE), encoding="utf-8")
-    return {**os.environ, "DAGSTER_HOME": str(home), "CSSCI_MANIFEST": str(manifest),
-            "CSSCI_WAREHOUSE": str(root / "w.duckdb"), "CSSCI_IMAGE_STORE": str(root / "store"),
-            "CSSCI_MLFLOW_URI": f"sqlite:///{root / 'mlflow.db'}", "CSSCI_HOME": str(root),
-            "CSSCI_EXPERIMENT_CONFIG": str(write_study(root, manifest))}  # the study the daemon's runs read
+    return {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "CSSCI_MANIFEST": str(manifest),
+        "CSSCI_WAREHOUSE": str(root / "w.duckdb"),
+        "CSSCI_IMAGE_STORE": str(root / "store"),
+        "CSSCI_MLFLOW_URI": f"sqlite:///{root / 'mlflow.db'}",
+        "CSSCI_HOME": str(root),
+        "CSSCI_EXPERIMENT_CONFIG": str(write_study(root, manifest)),
+    }  # the study the daemon's runs read
 
 
 def _start_daemon(environment: dict[str, str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen([str(BIN / "dagster-daemon"), "run", "-w", str(ROOT / "workspace.yaml")], cwd=ROOT,
-                            env=environment, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        [str(BIN / "dagster-daemon"), "run", "-w", str(ROOT / "workspace.yaml")],
+        cwd=ROOT,
+        env=environment,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def _kill(process: subprocess.Popen) -> None:
@@ -71,23 +94,34 @@ def _kill(process: subprocess.Popen) -> None:
 
 
 def _arrival_runs(instance: dg.DagsterInstance) -> list[str]:
-    return [run.tags.get("dagster/run_key", "") for run in instance.get_runs()
-            if run.tags.get("dagster/run_key", "").startswith("arrival:")]
+    return [
+        run.tags.get("dagster/run_key", "")
+        for run in instance.get_runs()
+        if run.tags.get("dagster/run_key", "").startswith("arrival:")
+    ]
 
 
 def _wait(condition, seconds: float, what: str, log: Path) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
         if time.monotonic() > deadline:
-            pytest.fail(f"{what} not reached in {seconds:.0f} s; daemon log:\n{log.read_text(errors='replace')[-4000:]}")
+            pytest.fail(
+                f"{what} not reached in {seconds:.0f} s; daemon log:\n{log.read_text(errors='replace')[-4000:]}"
+            )
         time.sleep(0.02)
 
 
 def test_a_daemon_killed_while_submitting_arrivals_runs_each_arrival_exactly_once(tmp_path: Path) -> None:
     manifest = _cohort_with_arrivals(tmp_path, ARRIVALS)
     environment = _environment(tmp_path, manifest)
-    started = subprocess.run([str(BIN / "dagster"), "sensor", "start", "new_patient_sensor", "-w", str(ROOT / "workspace.yaml")],
-                             cwd=ROOT, env=environment, capture_output=True, text=True, timeout=180)
+    started = subprocess.run(
+        [str(BIN / "dagster"), "sensor", "start", "new_patient_sensor", "-w", str(ROOT / "workspace.yaml")],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert started.returncode == 0, started.stderr[-3000:]
     log = tmp_path / "daemon.log"
     with dg.DagsterInstance.from_config(environment["DAGSTER_HOME"]) as instance:
@@ -113,12 +147,17 @@ def test_a_daemon_killed_while_submitting_arrivals_runs_each_arrival_exactly_onc
 
 
 # Nine warehouse tables a patient run writes; timestamps and the home folder are normalized away.
-PATIENT_TABLES = {"patients": ["patient_key"], "clinical": ["patient_key", "variable"], "outcomes": ["patient_key", "outcome"],
-                  "scans": ["patient_key", "path"], "qc_issues": ["patient_key", "code", "file"],
-                  "preprocessed_channels": ["patient_key", "sequence", "channel"],
-                  "preprocessed_masks": ["patient_key", "sequence", "roi", "segmentation"],
-                  "radiomics_features": ["patient_key", "sequence", "roi", "segmentation", "channel", "feature"],
-                  "roi_slices": ["patient_key", "sequence", "roi", "channel"]}
+PATIENT_TABLES = {
+    "patients": ["patient_key"],
+    "clinical": ["patient_key", "variable"],
+    "outcomes": ["patient_key", "outcome"],
+    "scans": ["patient_key", "path"],
+    "qc_issues": ["patient_key", "code", "file"],
+    "preprocessed_channels": ["patient_key", "sequence", "channel"],
+    "preprocessed_masks": ["patient_key", "sequence", "roi", "segmentation"],
+    "radiomics_features": ["patient_key", "sequence", "roi", "segmentation", "channel", "feature"],
+    "roi_slices": ["patient_key", "sequence", "roi", "channel"],
+}
 VOLATILE = {"updated_at", "detected_at", "created_at"}
 
 
@@ -133,9 +172,14 @@ def _tables(warehouse: Path, home: Path) -> dict[str, list[tuple]]:
 
 
 def _ingest(home: Path, manifest: Path) -> subprocess.Popen:
-    return subprocess.Popen([str(BIN / "cssci"), "ingest", str(manifest), "--home", str(home)], cwd=home.parent,
-                            env={**os.environ, "CI": "true"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [str(BIN / "cssci"), "ingest", str(manifest), "--home", str(home)],
+        cwd=home.parent,
+        env={**os.environ, "CI": "true"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def test_ingest_killed_mid_run_then_rerun_equals_an_uninterrupted_ingest(tmp_path: Path) -> None:

@@ -3,10 +3,27 @@ import pytest
 
 from cssci_platform.definitions import defs
 
-EXPECTED_ASSETS = {"cohort_manifest", "patient_scans", "preprocessed_channels", "radiomics_features", "roi_slices",
-                   "study_outcome", "patient_splits", "fine_tuned_backbones", "center_embeddings", "feature_matrix", "feature_reliability",
-                   "harmonized_features", "trained_models", "model_results", "predictions", "prospective_predictions",
-                   "followup_outcomes", "validation_metrics", "evaluation_report"}
+EXPECTED_ASSETS = {
+    "cohort_manifest",
+    "patient_scans",
+    "preprocessed_channels",
+    "radiomics_features",
+    "roi_slices",
+    "study_outcome",
+    "patient_splits",
+    "fine_tuned_backbones",
+    "center_embeddings",
+    "feature_matrix",
+    "feature_reliability",
+    "harmonized_features",
+    "trained_models",
+    "model_results",
+    "predictions",
+    "prospective_predictions",
+    "followup_outcomes",
+    "validation_metrics",
+    "evaluation_report",
+}
 BLOCKING_CHECKS = {
     ("patient_scans", "patient_qc"),
     ("preprocessed_channels", "roi_survives_resampling"),
@@ -14,11 +31,27 @@ BLOCKING_CHECKS = {
     ("roi_slices", "roi_slice_found"),
 }
 WARNING_CHECKS = {("center_embeddings", "center_patients_embedded"), ("feature_matrix", "combat_batches_estimable")}
-EXPECTED_JOBS = {"cohort_manifest_job", "patient_features_job", "center_embeddings_job", "fine_tuning_job", "modeling_job",
-                 "prospective_patient_job", "followup_job", "validation_job", "retraining_job", "report_job"}
+EXPECTED_JOBS = {
+    "cohort_manifest_job",
+    "patient_features_job",
+    "center_embeddings_job",
+    "fine_tuning_job",
+    "modeling_job",
+    "prospective_patient_job",
+    "followup_job",
+    "validation_job",
+    "retraining_job",
+    "report_job",
+}
 EXPECTED_SENSORS = {"cohort_manifest_sensor", "new_patient_sensor"}
 EXPECTED_SCHEDULES = {"validation_metrics_schedule"}
-PATIENT_ASSETS = {"patient_scans", "preprocessed_channels", "radiomics_features", "roi_slices", "prospective_predictions"}
+PATIENT_ASSETS = {
+    "patient_scans",
+    "preprocessed_channels",
+    "radiomics_features",
+    "roi_slices",
+    "prospective_predictions",
+}
 CENTER_ASSETS = {"center_embeddings"}
 
 
@@ -44,7 +77,9 @@ def test_assets(definitions: dg.Definitions) -> None:
 
 def test_checks(definitions: dg.Definitions) -> None:
     graph = definitions.resolve_asset_graph()
-    found = {(key.asset_key.to_user_string(), key.name): graph.get_check_spec(key).blocking for key in graph.asset_check_keys}
+    found = {
+        (key.asset_key.to_user_string(), key.name): graph.get_check_spec(key).blocking for key in graph.asset_check_keys
+    }
     assert {check for check, blocking in found.items() if blocking} == BLOCKING_CHECKS
     assert {check for check, blocking in found.items() if not blocking} == WARNING_CHECKS
 

@@ -15,9 +15,14 @@ from cssci_platform.resources.warehouse import WarehouseResource
 def test_combats_fix_text_names_the_config_key_that_turns_it_off(tmp_path: Path) -> None:
     path = tmp_path / "warehouse.duckdb"
     with duckdb.connect(str(path)) as con:
-        con.execute("CREATE TABLE feature_matrix AS SELECT * FROM (VALUES ('P1', 'A'), ('P2', 'A'), ('P3', 'B')) t(patient_key, center)")
-        con.execute("CREATE TABLE splits AS SELECT 'holdout_8_2' AS split, 'holdout' AS fold, patient_key, 'train' AS role "
-                    "FROM feature_matrix")
+        con.execute(
+            "CREATE TABLE feature_matrix AS SELECT * FROM "
+            "(VALUES ('P1', 'A'), ('P2', 'A'), ('P3', 'B')) t(patient_key, center)"
+        )
+        con.execute(
+            "CREATE TABLE splits AS SELECT 'holdout_8_2' AS split, 'holdout' AS fold, patient_key, 'train' AS role "
+            "FROM feature_matrix"
+        )
     result = combat_batches_estimable(warehouse=WarehouseResource(path=str(path)))
     assert isinstance(result, dg.AssetCheckResult) and not result.passed  # center B has one training patient
     assert "harmonization.enabled: false" in result.description and "harmonize: false" not in result.description

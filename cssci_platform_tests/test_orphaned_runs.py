@@ -46,7 +46,9 @@ def dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def start_slow_run() -> subprocess.Popen:
-    process = subprocess.Popen([sys.executable, "-c", SLOW_RUN], stdout=subprocess.PIPE, text=True, env=os.environ.copy())
+    process = subprocess.Popen(
+        [sys.executable, "-c", SLOW_RUN], stdout=subprocess.PIPE, text=True, env=os.environ.copy()
+    )
     assert process.stdout is not None and process.stdout.readline().strip() == "started"
     return process
 
@@ -77,7 +79,9 @@ def test_a_killed_commands_run_is_marked_failed_and_a_live_ones_is_left(dagster_
         assert failed == [run_of(instance, killed.pid).run_id]
         assert run_of(instance, killed.pid).status == dg.DagsterRunStatus.FAILURE
         assert run_of(instance, alive.pid).status == dg.DagsterRunStatus.STARTED
-        messages = [e.message for e in instance.all_logs(failed[0]) if e.is_dagster_event and e.dagster_event.is_run_failure]
+        messages = [
+            e.message for e in instance.all_logs(failed[0]) if e.is_dagster_event and e.dagster_event.is_run_failure
+        ]
         assert any(f"pid {killed.pid}" in m and "ended without finishing it" in m for m in messages)
         assert orphaned_runs.fail_orphaned_runs(instance) == []  # once
 
@@ -93,8 +97,11 @@ def test_a_reused_pid_does_not_keep_a_dead_run_alive() -> None:
 def test_a_killed_process_not_yet_reaped_counts_as_gone() -> None:
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        tags = {orphaned_runs.PID_TAG: str(child.pid), orphaned_runs.HOST_TAG: orphaned_runs.process_tags()[orphaned_runs.HOST_TAG],
-                orphaned_runs.PROCESS_START_TAG: orphaned_runs.process_start(child.pid)}
+        tags = {
+            orphaned_runs.PID_TAG: str(child.pid),
+            orphaned_runs.HOST_TAG: orphaned_runs.process_tags()[orphaned_runs.HOST_TAG],
+            orphaned_runs.PROCESS_START_TAG: orphaned_runs.process_start(child.pid),
+        }
         assert orphaned_runs.process_alive(tags)
         os.kill(child.pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
@@ -106,8 +113,9 @@ def test_a_killed_process_not_yet_reaped_counts_as_gone() -> None:
         child.wait(timeout=10)
 
 
-def test_the_next_cssci_command_marks_the_killed_run_failed(dagster_home: Path, processes: list, tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_next_cssci_command_marks_the_killed_run_failed(
+    dagster_home: Path, processes: list, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from typer.testing import CliRunner
 
     from cssci_platform.cli import main as cli_main
@@ -117,13 +125,25 @@ def test_the_next_cssci_command_marks_the_killed_run_failed(dagster_home: Path, 
     processes.append(killed)
     os.kill(killed.pid, signal.SIGKILL)
     killed.wait(timeout=30)
-    monkeypatch.setattr(server_commands.subprocess, "call", lambda command, cwd=None: 0)  # `cssci ui` without the webserver
-    for name in ("CSSCI_WAREHOUSE", "CSSCI_IMAGE_STORE", "CSSCI_MLFLOW_URI", "CSSCI_MANIFEST", "CSSCI_LOG_DIR",
-                 "MLFLOW_DISABLE_TELEMETRY", "CSSCI_EXPERIMENT_CONFIG"):
+    monkeypatch.setattr(
+        server_commands.subprocess, "call", lambda command, cwd=None: 0
+    )  # `cssci ui` without the webserver
+    for name in (
+        "CSSCI_WAREHOUSE",
+        "CSSCI_IMAGE_STORE",
+        "CSSCI_MLFLOW_URI",
+        "CSSCI_MANIFEST",
+        "CSSCI_LOG_DIR",
+        "MLFLOW_DISABLE_TELEMETRY",
+        "CSSCI_EXPERIMENT_CONFIG",
+    ):
         monkeypatch.setenv(name, os.environ.get(name, ""))  # restored after the command sets them
     result = CliRunner().invoke(cli_main.app, ["ui", "--home", str(tmp_path / "home")])
     assert result.exit_code == 0, result.output
     with dg.DagsterInstance.get() as instance:
         run = run_of(instance, killed.pid)
     assert run.status == dg.DagsterRunStatus.FAILURE
-    assert f"marked 1 run(s) failed whose process ended without finishing them (killed or crashed): {run.run_id}" in " ".join(result.output.split())
+    assert (
+        f"marked 1 run(s) failed whose process ended without finishing them (killed or crashed): {run.run_id}"
+        in " ".join(result.output.split())
+    )

@@ -15,24 +15,57 @@ from mlflow import MlflowClient
 PROTOCOL_TIME_LIMIT = 1200  # seconds: the `cssci run` subprocess may take 900 (upper limb: ~22 min at full size)
 SMALL = ["--set", "deep.weights=none", "--set", "models.cv_folds=3"]
 PROTOCOL_OVERRIDES = {
-    "cervical_sci_ianr": ["cohort.synthetic.patients=24", "cohort.synthetic.prospective=4",
-                          "models.classifiers=[LR, RandomForest]"],
-    "cervical_sci_upper_limb": ["cohort.synthetic.patients=40", "preprocessing.channels=[original]",
-                                "deep.channels=[original]", "models.classifiers=[LR, NaiveBayes]"],
-    "spinal_metastasis_primary_site": ["cohort.synthetic.patients=30", "deep.fine_tuning.epochs=1",
-                                       "deep.fine_tuning.batch_size=16"],
+    "cervical_sci_ianr": [
+        "cohort.synthetic.patients=24",
+        "cohort.synthetic.prospective=4",
+        "models.classifiers=[LR, RandomForest]",
+    ],
+    "cervical_sci_upper_limb": [
+        "cohort.synthetic.patients=40",
+        "preprocessing.channels=[original]",
+        "deep.channels=[original]",
+        "models.classifiers=[LR, NaiveBayes]",
+    ],
+    "spinal_metastasis_primary_site": [
+        "cohort.synthetic.patients=30",
+        "deep.fine_tuning.epochs=1",
+        "deep.fine_tuning.batch_size=16",
+    ],
 }
 
 
 def run_protocol(name: str, tmp_path: Path) -> tuple[subprocess.CompletedProcess, Path, str]:
     home, mlflow_uri = tmp_path / name, f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = {**os.environ, "CSSCI_MLFLOW_URI": mlflow_uri}
-    for variable in ("CSSCI_WAREHOUSE", "CSSCI_IMAGE_STORE", "CSSCI_MANIFEST", "DAGSTER_HOME", "CSSCI_EXPERIMENT_CONFIG"):
+    for variable in (
+        "CSSCI_WAREHOUSE",
+        "CSSCI_IMAGE_STORE",
+        "CSSCI_MANIFEST",
+        "DAGSTER_HOME",
+        "CSSCI_EXPERIMENT_CONFIG",
+    ):
         env.pop(variable, None)
     overrides = [part for o in PROTOCOL_OVERRIDES[name] for part in ("--set", o)]
-    completed = subprocess.run([sys.executable, "-m", "cssci_platform.cli.main", "run", "--config", name, "--home", str(home),
-                                *SMALL, *overrides], env=env, capture_output=True, text=True, encoding="utf-8",
-                               timeout=900, cwd=tmp_path)
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cssci_platform.cli.main",
+            "run",
+            "--config",
+            name,
+            "--home",
+            str(home),
+            *SMALL,
+            *overrides,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=900,
+        cwd=tmp_path,
+    )
     assert completed.returncode == 0, completed.stdout[-6000:] + completed.stderr[-6000:]
     return completed, home, mlflow_uri
 
@@ -52,7 +85,11 @@ def check_study_run(mlflow_uri: str, experiment: str, home: Path) -> None:
     models = client.search_runs([study.info.experiment_id], f"tags.`cssci.study_run` = '{study.info.run_id}'")
     assert len(models) == len(query(home, "SELECT * FROM trained_models")) > 0
     report = home / "image_store" / "reports" / f"{experiment}.html"
-    assert report.exists() and "http://" not in report.read_text(encoding="utf-8") and "https://" not in report.read_text(encoding="utf-8")
+    assert (
+        report.exists()
+        and "http://" not in report.read_text(encoding="utf-8")
+        and "https://" not in report.read_text(encoding="utf-8")
+    )
 
 
 def truth(home: Path) -> pd.DataFrame:
@@ -64,9 +101,13 @@ def truth(home: Path) -> pd.DataFrame:
 def test_cervical_sci_ianr(tmp_path):
     completed, home, mlflow_uri = run_protocol("cervical_sci_ianr", tmp_path)
     check_study_run(mlflow_uri, "cervical_sci_ianr", home)
-    labels = query(home, "SELECT patient_key, value FROM outcomes WHERE outcome = 'good_outcome'").set_index("patient_key")["value"]
+    labels = query(home, "SELECT patient_key, value FROM outcomes WHERE outcome = 'good_outcome'").set_index(
+        "patient_key"
+    )["value"]
     expected = (truth(home)["ianr_6m"] >= 37).astype(int).astype(str)
-    assert len(labels) == 28 and (labels == expected.reindex(labels.index)).all()  # prospective follow-ups recorded first
+    assert (
+        len(labels) == 28 and (labels == expected.reindex(labels.index)).all()
+    )  # prospective follow-ups recorded first
     sequences = set(query(home, "SELECT DISTINCT sequence FROM radiomics_features")["sequence"])
     assert sequences == {"sag_T1", "sag_T2", "ax_T1", "ax_T2", "cor_T1", "cor_T2"}
     assert set(query(home, "SELECT DISTINCT backbone FROM embeddings")["backbone"]) == {"resnet152"}
@@ -89,8 +130,15 @@ def test_cervical_sci_upper_limb(tmp_path):
         rows = predictions[predictions["mode"] == mode].set_index("patient_key")["label"]
         expected = (change.reindex(rows.index) > mean).astype(int).astype(str)
         assert (rows == expected).all(), mode
-    assert set(query(home, "SELECT DISTINCT backbone FROM embeddings")["backbone"]) == {"resnet18", "resnet34", "resnet152"}
-    assert set(query(home, "SELECT DISTINCT classifier FROM trained_models WHERE signature = 'Rad'")["classifier"]) == {"LR", "NaiveBayes"}
+    assert set(query(home, "SELECT DISTINCT backbone FROM embeddings")["backbone"]) == {
+        "resnet18",
+        "resnet34",
+        "resnet152",
+    }
+    assert set(query(home, "SELECT DISTINCT classifier FROM trained_models WHERE signature = 'Rad'")["classifier"]) == {
+        "LR",
+        "NaiveBayes",
+    }
 
 
 @pytest.mark.timeout(PROTOCOL_TIME_LIMIT)

@@ -76,44 +76,80 @@ def real_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
         shutil.copy(root / key / "MR_T1_image.nii.gz", data / key / "image.nii.gz")
         shutil.copy(root / key / "MR_T1_mask.nii.gz", data / key / "mask.nii.gz")
         write_eroded_mask(root / key / "MR_T1_mask.nii.gz", data / key / "mask_eroded.nii.gz")
-        rows.append({"patient_id": key, "center": patient["vendor"], "cohort": "development",
-                     f"image__{SEQUENCE}": f"{key}/image.nii.gz", f"mask__{SEQUENCE}__{ROI}": f"{key}/mask.nii.gz",
-                     f"mask__{SEQUENCE}__{ROI}__{REPEAT}": f"{key}/mask_eroded.nii.gz",
-                     "large_tumour": large[key], "coin_toss": coin[key]})
+        rows.append(
+            {
+                "patient_id": key,
+                "center": patient["vendor"],
+                "cohort": "development",
+                f"image__{SEQUENCE}": f"{key}/image.nii.gz",
+                f"mask__{SEQUENCE}__{ROI}": f"{key}/mask.nii.gz",
+                f"mask__{SEQUENCE}__{ROI}__{REPEAT}": f"{key}/mask_eroded.nii.gz",
+                "large_tumour": large[key],
+                "coin_toss": coin[key],
+            }
+        )
     pd.DataFrame(rows).to_csv(folder / "patients.csv", index=False)
-    spec = {"manifest_version": 1, "name": "sarcoma_multivendor", "table": "patients.csv", "data_root": "data",
-            "centers": sorted(VENDORS), "sequences": [SEQUENCE], "rois": [ROI], "mask_label": 1,
-            "outcomes": {"large_tumour": {"type": "binary"}, "coin_toss": {"type": "binary"}}}
+    spec = {
+        "manifest_version": 1,
+        "name": "sarcoma_multivendor",
+        "table": "patients.csv",
+        "data_root": "data",
+        "centers": sorted(VENDORS),
+        "sequences": [SEQUENCE],
+        "rois": [ROI],
+        "mask_label": 1,
+        "outcomes": {"large_tumour": {"type": "binary"}, "coin_toss": {"type": "binary"}},
+    }
     (folder / "cohort.yaml").write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
     return folder / "cohort.yaml"
 
 
 def study_config(manifest: Path, name: str, outcome: str) -> dict:
     return {
-        "name": name, "description": f"real multi-vendor sarcoma T1, label {outcome}",
+        "name": name,
+        "description": f"real multi-vendor sarcoma T1, label {outcome}",
         "cohort": {"manifest": str(manifest)},
         "outcome": {"name": outcome},
         "imaging": {"sequences": [SEQUENCE], "radiomics_rois": [ROI]},
         "preprocessing": {"channels": ["original"]},
-        "deep": {"backbones": [], "channels": ["original"], "slice": {"sequence": SEQUENCE, "roi": ROI, "axis": "axial"}},
+        "deep": {
+            "backbones": [],
+            "channels": ["original"],
+            "slice": {"sequence": SEQUENCE, "roi": ROI, "axis": "axial"},
+        },
         "selection": {"icc_threshold": 0.75},
         "models": {"signatures": ["Rad"], "classifiers": ["LR", "RandomForest"], "grid": "fast", "cv_folds": 3},
         "split": {"preset": "holdout_7_3", "seed": 42},
     }
 
 
-def run_study(manifest: Path, tmp_path: Path, name: str, outcome: str) -> tuple[subprocess.CompletedProcess, Path, float]:
+def run_study(
+    manifest: Path, tmp_path: Path, name: str, outcome: str
+) -> tuple[subprocess.CompletedProcess, Path, float]:
     config = tmp_path / f"{name}.yaml"
     config.write_text(yaml.safe_dump(study_config(manifest, name, outcome), sort_keys=False), encoding="utf-8")
     home = tmp_path / ".cssci" / name
     env = {**os.environ, "COLUMNS": "200"}
-    for variable in ("CSSCI_HOME", "CSSCI_WAREHOUSE", "CSSCI_IMAGE_STORE", "CSSCI_MANIFEST", "DAGSTER_HOME",
-                     "CSSCI_EXPERIMENT_CONFIG", "CSSCI_MLFLOW_URI"):
+    for variable in (
+        "CSSCI_HOME",
+        "CSSCI_WAREHOUSE",
+        "CSSCI_IMAGE_STORE",
+        "CSSCI_MANIFEST",
+        "DAGSTER_HOME",
+        "CSSCI_EXPERIMENT_CONFIG",
+        "CSSCI_MLFLOW_URI",
+    ):
         env.pop(variable, None)
     started = time.monotonic()
-    completed = subprocess.run([sys.executable, "-m", "cssci_platform.cli.main", "run", "--config", str(config),
-                                "--set", "deep.weights=none"], env=env, capture_output=True, text=True,
-                               encoding="utf-8", timeout=RUN_TIME_LIMIT, cwd=tmp_path)
+    completed = subprocess.run(
+        [sys.executable, "-m", "cssci_platform.cli.main", "run", "--config", str(config), "--set", "deep.weights=none"],
+        env=env,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=RUN_TIME_LIMIT,
+        cwd=tmp_path,
+    )
     elapsed = time.monotonic() - started
     print(f"cssci run --config {name}: {elapsed:.0f} s")
     assert completed.returncode == 0, completed.stdout[-8000:] + completed.stderr[-8000:]
@@ -126,9 +162,18 @@ def new_patient_folder(root: Path, folder: Path, used: set[str]) -> Path:
     folder.mkdir(parents=True)
     shutil.copy(root / patient / "MR_T1_image.nii.gz", folder / "image.nii.gz")
     shutil.copy(root / patient / "MR_T1_mask.nii.gz", folder / "mask.nii.gz")
-    pd.DataFrame([{"patient_id": patient, "center": "GE", f"image__{SEQUENCE}": "image.nii.gz",
-                   f"mask__{SEQUENCE}__{ROI}": "mask.nii.gz", "large_tumour": None, "coin_toss": None}]).to_csv(
-        folder / "patient.csv", index=False)  # outcomes unknown yet
+    pd.DataFrame(
+        [
+            {
+                "patient_id": patient,
+                "center": "GE",
+                f"image__{SEQUENCE}": "image.nii.gz",
+                f"mask__{SEQUENCE}__{ROI}": "mask.nii.gz",
+                "large_tumour": None,
+                "coin_toss": None,
+            }
+        ]
+    ).to_csv(folder / "patient.csv", index=False)  # outcomes unknown yet
     return folder
 
 
@@ -140,18 +185,44 @@ def chosen_patients_of_vendor(root: Path, vendor: str) -> list[str]:
 def predict_from_home_alone(home: Path, patient_dir: Path, cwd: Path) -> subprocess.CompletedProcess:
     """`cssci predict --home .cssci/<experiment>` in a fresh shell: no CSSCI_* variable, the home alone."""
     env = {**os.environ, "COLUMNS": "200"}
-    for variable in ("CSSCI_HOME", "CSSCI_WAREHOUSE", "CSSCI_IMAGE_STORE", "CSSCI_MANIFEST", "DAGSTER_HOME",
-                     "CSSCI_EXPERIMENT_CONFIG", "CSSCI_MLFLOW_URI"):
+    for variable in (
+        "CSSCI_HOME",
+        "CSSCI_WAREHOUSE",
+        "CSSCI_IMAGE_STORE",
+        "CSSCI_MANIFEST",
+        "DAGSTER_HOME",
+        "CSSCI_EXPERIMENT_CONFIG",
+        "CSSCI_MLFLOW_URI",
+    ):
         env.pop(variable, None)
-    return subprocess.run([sys.executable, "-m", "cssci_platform.cli.main", "predict", "--home", str(home), "--patient-dir",
-                           str(patient_dir), "--out", str(cwd / "prediction")], env=env, capture_output=True, text=True,
-                          encoding="utf-8", timeout=RUN_TIME_LIMIT, cwd=cwd)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cssci_platform.cli.main",
+            "predict",
+            "--home",
+            str(home),
+            "--patient-dir",
+            str(patient_dir),
+            "--out",
+            str(cwd / "prediction"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=RUN_TIME_LIMIT,
+        cwd=cwd,
+    )
 
 
 def held_out_aucs(home: Path) -> pd.DataFrame:
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
-        return con.execute("SELECT t.result_name, t.mode, r.value AS auc FROM trained_models t JOIN model_results r "
-                           "ON r.run_id = t.run_id AND r.role = 'test' AND r.metric = 'auc' ORDER BY 1, 2").df()
+        return con.execute(
+            "SELECT t.result_name, t.mode, r.value AS auc FROM trained_models t JOIN model_results r "
+            "ON r.run_id = t.run_id AND r.role = 'test' AND r.metric = 'auc' ORDER BY 1, 2"
+        ).df()
 
 
 def every_patient_has_features(home: Path, expected: int) -> None:
@@ -162,10 +233,10 @@ def every_patient_has_features(home: Path, expected: int) -> None:
     assert {"primary", REPEAT} <= segmentations  # the eroded repeat segmentation feeds the ICC filter
 
 
-
 @pytest.mark.timeout(1200)
-def test_a_real_multivendor_study_finds_tumour_volume_and_survives_a_random_label(real_manifest: Path,
-                                                                                   tmp_path: Path) -> None:
+def test_a_real_multivendor_study_finds_tumour_volume_and_survives_a_random_label(
+    real_manifest: Path, tmp_path: Path
+) -> None:
     patients = sum(VENDORS.values())
     completed, home, volume_seconds = run_study(real_manifest, tmp_path, "sarcoma_volume", "large_tumour")
     every_patient_has_features(home, patients)

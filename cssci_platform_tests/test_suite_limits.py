@@ -22,8 +22,13 @@ def _call_name(node: ast.Call) -> str:
 
 
 def _is_spawn_context(node: ast.AST) -> bool:
-    return (isinstance(node, ast.Call) and _call_name(node) == "get_context" and len(node.args) == 1
-            and isinstance(node.args[0], ast.Constant) and node.args[0].value == "spawn")
+    return (
+        isinstance(node, ast.Call)
+        and _call_name(node) == "get_context"
+        and len(node.args) == 1
+        and isinstance(node.args[0], ast.Constant)
+        and node.args[0].value == "spawn"
+    )
 
 
 def process_start_problems(source: str) -> list[str]:
@@ -35,9 +40,13 @@ def process_start_problems(source: str) -> list[str]:
         name = _call_name(node)
         if name == "get_context" and not _is_spawn_context(node):
             problems.append(f"line {node.lineno}: get_context other than 'spawn'")
-        elif name == "ProcessPoolExecutor" and not any(k.arg == "mp_context" and _is_spawn_context(k.value) for k in node.keywords):
+        elif name == "ProcessPoolExecutor" and not any(
+            k.arg == "mp_context" and _is_spawn_context(k.value) for k in node.keywords
+        ):
             problems.append(f"line {node.lineno}: ProcessPoolExecutor without mp_context=get_context('spawn')")
-        elif name in ("Pool", "Process") and not (isinstance(node.func, ast.Attribute) and _is_spawn_context(node.func.value)):
+        elif name in ("Pool", "Process") and not (
+            isinstance(node.func, ast.Attribute) and _is_spawn_context(node.func.value)
+        ):
             problems.append(f"line {node.lineno}: multiprocessing.{name} outside get_context('spawn')")
     return problems
 
@@ -52,6 +61,9 @@ def test_the_process_start_rule_catches_forks() -> None:
 
 def test_no_code_or_test_forks_a_process() -> None:
     # pytest-xdist workers and Dagster run threads; a forked child can inherit a held lock and wait for ever.
-    problems = {str(path.relative_to(ROOT)): found for path in SOURCES
-                if (found := process_start_problems(path.read_text(encoding="utf-8")))}
+    problems = {
+        str(path.relative_to(ROOT)): found
+        for path in SOURCES
+        if (found := process_start_problems(path.read_text(encoding="utf-8")))
+    }
     assert not problems

@@ -6,8 +6,9 @@ from cssci_platform_tests.defs.conftest import Platform
 
 
 def _tick(platform: Platform, cursor: str | None) -> dg.SensorResult:
-    context = dg.build_sensor_context(instance=platform.instance, cursor=cursor,
-                                      resources={"cohort": platform.resources["cohort"]})
+    context = dg.build_sensor_context(
+        instance=platform.instance, cursor=cursor, resources={"cohort": platform.resources["cohort"]}
+    )
     return cohort_manifest_sensor(context)
 
 
@@ -36,7 +37,9 @@ def test_unchanged_manifest_requests_nothing_and_a_changed_row_reruns_only_that_
     table_path = platform.manifest.parent / "patients.csv"
     table = pl.read_csv(table_path, infer_schema=False)
     changed_key = table["patient_id"][1]
-    table.with_columns(pl.when(pl.col("patient_id") == changed_key).then(pl.lit("71")).otherwise(pl.col("age")).alias("age")).write_csv(table_path)
+    table.with_columns(
+        pl.when(pl.col("patient_id") == changed_key).then(pl.lit("71")).otherwise(pl.col("age")).alias("age")
+    ).write_csv(table_path)
     third = _tick(platform, second.cursor)
     patient_runs = [r for r in third.run_requests if r.job_name == "patient_features_job"]
     assert [r.partition_key for r in patient_runs] == [changed_key]

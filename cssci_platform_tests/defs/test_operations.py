@@ -35,8 +35,13 @@ def _followup(clinic: Platform, name: str, rows: dict) -> Path:
 
 
 def _apply(clinic: Platform, path: Path) -> dg.ExecuteInProcessResult:
-    return dg.materialize([followup_outcomes], instance=clinic.instance, resources=clinic.resources,
-                          run_config={"ops": {"followup_outcomes": {"config": {"file": str(path)}}}}, raise_on_error=False)
+    return dg.materialize(
+        [followup_outcomes],
+        instance=clinic.instance,
+        resources=clinic.resources,
+        run_config={"ops": {"followup_outcomes": {"config": {"file": str(path)}}}},
+        raise_on_error=False,
+    )
 
 
 def _prospective(clinic: Platform) -> str:
@@ -45,7 +50,11 @@ def _prospective(clinic: Platform) -> str:
 
 def _drop_arrival(clinic: Platform, template_key: str, new_id: str) -> Path:
     cohort_dir = clinic.manifest.parent
-    row = pl.read_csv(cohort_dir / "patients.csv", infer_schema=False).filter(pl.col("patient_id") == template_key).row(0, named=True)
+    row = (
+        pl.read_csv(cohort_dir / "patients.csv", infer_schema=False)
+        .filter(pl.col("patient_id") == template_key)
+        .row(0, named=True)
+    )
     folder = cohort_dir / "inbox" / new_id
     shutil.copytree(cohort_dir / "images" / template_key, folder)
     row = {k: (Path(v).name if k.startswith(("image__", "mask__")) and v else v) for k, v in row.items()}
@@ -73,7 +82,9 @@ def _tick_inbox(clinic: Platform, cursor: str | None = None, warnings: _Warnings
 
 
 def _tick_manifest(clinic: Platform, cursor: str | None) -> dg.SensorResult:
-    context = dg.build_sensor_context(instance=clinic.instance, cursor=cursor, resources={"cohort": clinic.resources["cohort"]})
+    context = dg.build_sensor_context(
+        instance=clinic.instance, cursor=cursor, resources={"cohort": clinic.resources["cohort"]}
+    )
     return cohort_manifest_sensor(context)
 
 
@@ -84,32 +95,59 @@ def _register(clinic: Platform, result: dg.SensorResult) -> None:
 
 def test_recorded_follow_up_outcomes_survive_a_manifest_rematerialization_with_provenance(clinic: Platform) -> None:
     key = _prospective(clinic)
-    path = _followup(clinic, "june.csv", {"patient_id": [key], "outcome": ["good_outcome"], "value": ["1"],
-                                          "outcome_date": ["2026-06-01"]})
+    path = _followup(
+        clinic,
+        "june.csv",
+        {"patient_id": [key], "outcome": ["good_outcome"], "value": ["1"], "outcome_date": ["2026-06-01"]},
+    )
     assert _apply(clinic, path).success
     assert clinic.materialize_manifest().success  # e.g. the manifest sensor after an arrival was admitted
-    assert clinic.query("SELECT value FROM outcomes WHERE patient_key = ? AND outcome = 'good_outcome'", [key])["value"].to_list() == ["1"]
-    provenance = clinic.query("SELECT source_file, source_line, source_sha256, recorded_at FROM recorded_outcomes "
-                              "WHERE patient_key = ?", [key])
+    assert clinic.query("SELECT value FROM outcomes WHERE patient_key = ? AND outcome = 'good_outcome'", [key])[
+        "value"
+    ].to_list() == ["1"]
+    provenance = clinic.query(
+        "SELECT source_file, source_line, source_sha256, recorded_at FROM recorded_outcomes WHERE patient_key = ?",
+        [key],
+    )
     assert provenance["source_file"].to_list() == [str(path)] and provenance["source_line"].to_list() == [2]
     assert provenance["source_sha256"][0] and provenance["recorded_at"][0] is not None
 
 
 def test_a_later_follow_up_file_corrects_an_earlier_one_and_both_are_kept(clinic: Platform) -> None:
     key = _prospective(clinic)
-    first = _followup(clinic, "june.csv", {"patient_id": [key], "outcome": ["good_outcome"], "value": ["1"], "outcome_date": ["2026-06-01"]})
+    first = _followup(
+        clinic,
+        "june.csv",
+        {"patient_id": [key], "outcome": ["good_outcome"], "value": ["1"], "outcome_date": ["2026-06-01"]},
+    )
     assert _apply(clinic, first).success
-    second = _followup(clinic, "july.csv", {"patient_id": [key], "outcome": ["good_outcome"], "value": ["0"], "outcome_date": ["2026-07-01"]})
+    second = _followup(
+        clinic,
+        "july.csv",
+        {"patient_id": [key], "outcome": ["good_outcome"], "value": ["0"], "outcome_date": ["2026-07-01"]},
+    )
     assert _apply(clinic, second).success
     assert _apply(clinic, first).success  # re-running an old file neither duplicates rows nor overrides the later one
-    assert clinic.query("SELECT value FROM outcomes WHERE patient_key = ? AND outcome = 'good_outcome'", [key])["value"].to_list() == ["0"]
+    assert clinic.query("SELECT value FROM outcomes WHERE patient_key = ? AND outcome = 'good_outcome'", [key])[
+        "value"
+    ].to_list() == ["0"]
     assert clinic.query("SELECT count(*) AS n FROM recorded_outcomes")["n"][0] == 2
 
 
-def test_a_follow_up_file_with_an_impossible_date_records_the_valid_rows_and_a_reason_for_the_bad_one(clinic: Platform) -> None:
+def test_a_follow_up_file_with_an_impossible_date_records_the_valid_rows_and_a_reason_for_the_bad_one(
+    clinic: Platform,
+) -> None:
     keys = sorted(load_cohort(clinic.manifest).patients)
-    path = _followup(clinic, "bad.csv", {"patient_id": keys[:2], "outcome": ["good_outcome"] * 2, "value": ["1", "0"],
-                                         "outcome_date": ["2026-06-01", "2025-13-45"]})
+    path = _followup(
+        clinic,
+        "bad.csv",
+        {
+            "patient_id": keys[:2],
+            "outcome": ["good_outcome"] * 2,
+            "value": ["1", "0"],
+            "outcome_date": ["2026-06-01", "2025-13-45"],
+        },
+    )
     assert _apply(clinic, path).success
     recorded = clinic.query("SELECT patient_key FROM recorded_outcomes")["patient_key"].to_list()
     assert recorded == [keys[0]]
@@ -132,8 +170,9 @@ def test_one_admitted_arrival_causes_exactly_one_processing_run(clinic: Platform
 
 def test_a_malformed_arrival_is_recorded_once_not_on_every_tick(clinic: Platform) -> None:
     folder = _drop_arrival(clinic, _prospective(clinic), "BAD-0001")
-    (folder / "patient.csv").write_text((folder / "patient.csv").read_text(encoding="utf-8").replace("center_", "nowhere_"),
-                                        encoding="utf-8")
+    (folder / "patient.csv").write_text(
+        (folder / "patient.csv").read_text(encoding="utf-8").replace("center_", "nowhere_"), encoding="utf-8"
+    )
     first, later = _Warnings(), _Warnings()
     cursor = _tick_inbox(clinic, None, first).cursor
     _tick_inbox(clinic, cursor, later)

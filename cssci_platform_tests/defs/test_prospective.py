@@ -45,7 +45,9 @@ def _arrival_row(source: Path, patient_id: str, new_id: str) -> dict:
     return {**row, "patient_id": new_id, "good_outcome": None, "outcome_date": None}
 
 
-def drop_arrival(inbox: Path, source: Path, patient_id: str, new_id: str, ready: bool = True, row: dict | None = None) -> Path:
+def drop_arrival(
+    inbox: Path, source: Path, patient_id: str, new_id: str, ready: bool = True, row: dict | None = None
+) -> Path:
     folder = inbox / new_id
     shutil.copytree(source / "images" / patient_id, folder)
     values = row or _arrival_row(source, patient_id, new_id)
@@ -61,32 +63,48 @@ class Hospital:
         self.inbox = self.cohort_dir / "inbox"
         self.warehouse = root / "w.duckdb"
         self.mlflow = sqlite_tracking_uri(root / "mlflow.db")
-        self.resources = {"cohort": CohortResource(manifest_path=str(self.cohort_dir / "cohort.yaml")),
-                          "warehouse": WarehouseResource(path=str(self.warehouse)),
-                          "image_store": ImageStoreResource(root=str(root / "store")),
-                          "tracking": TrackingResource(tracking_uri=self.mlflow), "inbox": InboxResource(stable_seconds=60)}
+        self.resources = {
+            "cohort": CohortResource(manifest_path=str(self.cohort_dir / "cohort.yaml")),
+            "warehouse": WarehouseResource(path=str(self.warehouse)),
+            "image_store": ImageStoreResource(root=str(root / "store")),
+            "tracking": TrackingResource(tracking_uri=self.mlflow),
+            "inbox": InboxResource(stable_seconds=60),
+        }
         self.study_file = write_study(root / "study", self.cohort_dir / "cohort.yaml", STUDY_SECTIONS, name=STUDY)
-        self.environment = {"CSSCI_MANIFEST": str(self.cohort_dir / "cohort.yaml"), "CSSCI_WAREHOUSE": str(self.warehouse),
-                            "CSSCI_IMAGE_STORE": str(root / "store"), "CSSCI_MLFLOW_URI": self.mlflow,
-                            "CSSCI_EXPERIMENT_CONFIG": str(self.study_file)}
+        self.environment = {
+            "CSSCI_MANIFEST": str(self.cohort_dir / "cohort.yaml"),
+            "CSSCI_WAREHOUSE": str(self.warehouse),
+            "CSSCI_IMAGE_STORE": str(root / "store"),
+            "CSSCI_MLFLOW_URI": self.mlflow,
+            "CSSCI_EXPERIMENT_CONFIG": str(self.study_file),
+        }
         with pytest.MonkeyPatch.context() as patch:  # the project's own resource wiring, pointed at this study
             for name, value in self.environment.items():
                 patch.setenv(name, value)
             self.definitions = defs()
             self.definitions.resolve_all_job_defs()
 
-    def run(self, job: str, ops: dict | None = None, partition: str | None = None,
-            tags: dict | None = None) -> dg.ExecuteInProcessResult:
+    def run(
+        self, job: str, ops: dict | None = None, partition: str | None = None, tags: dict | None = None
+    ) -> dg.ExecuteInProcessResult:
         """`ops`: per-run values only (a follow-up file); the study's settings come from its config file."""
         with pytest.MonkeyPatch.context() as patch:
             for name, value in self.environment.items():
                 patch.setenv(name, value)
             return self.definitions.resolve_job_def(job).execute_in_process(
-                run_config={"ops": ops or {}}, partition_key=partition, instance=self.instance, raise_on_error=False, tags=tags)
+                run_config={"ops": ops or {}},
+                partition_key=partition,
+                instance=self.instance,
+                raise_on_error=False,
+                tags=tags,
+            )
 
     def tick(self, cursor: str | None) -> dg.SensorResult:
-        context = dg.build_sensor_context(instance=self.instance, cursor=cursor,
-                                          resources={k: self.resources[k] for k in ("cohort", "inbox", "warehouse")})
+        context = dg.build_sensor_context(
+            instance=self.instance,
+            cursor=cursor,
+            resources={k: self.resources[k] for k in ("cohort", "inbox", "warehouse")},
+        )
         return new_patient_sensor(context)
 
     def query(self, sql: str) -> pl.DataFrame:
@@ -99,7 +117,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hospital]:
     root = tmp_path_factory.mktemp("hospital")
     write_sci_cohort(root / "cohort", n_development=24, n_prospective=0, seed=13, second_rater_fraction=0)
     spec = yaml.safe_load((root / "cohort" / "cohort.yaml").read_text(encoding="utf-8"))
-    (root / "cohort" / "cohort.yaml").write_text(yaml.safe_dump({**spec, "inbox": "inbox"}, sort_keys=False), encoding="utf-8")
+    (root / "cohort" / "cohort.yaml").write_text(
+        yaml.safe_dump({**spec, "inbox": "inbox"}, sort_keys=False), encoding="utf-8"
+    )
     write_sci_cohort(root / "source", n_development=1, n_prospective=3, seed=14)
     with dg.instance_for_test() as instance:
         hospital = Hospital(root, instance)
@@ -132,13 +152,21 @@ def test_a_complete_arrival_is_scored_by_every_champion_and_its_outcome_updates_
     predictions = trained.query("SELECT * FROM prospective_predictions WHERE patient_key = 'NEW-0001'")
     champions = trained.query("SELECT signature, registered_model, model_version FROM trained_models WHERE champion")
     assert set(predictions["signature"]) == set(champions["signature"]) == {"Rad", "DL_resnet18", "Clinical"}
-    assert set(zip(predictions["registered_model"], predictions["model_version"])) == set(zip(champions["registered_model"], champions["model_version"]))
+    assert set(zip(predictions["registered_model"], predictions["model_version"])) == set(
+        zip(champions["registered_model"], champions["model_version"])
+    )
     assert set(predictions["risk_group"]) <= {"high", "low"}
 
     followup = trained.inbox / "followup"
     followup.mkdir()
-    pl.DataFrame({"patient_id": ["NEW-0001", "NOBODY"], "outcome": ["good_outcome", "good_outcome"], "value": ["1", "0"],
-                  "outcome_date": ["2026-06-01", "2026-06-01"]}).write_csv(followup / "june.csv")
+    pl.DataFrame(
+        {
+            "patient_id": ["NEW-0001", "NOBODY"],
+            "outcome": ["good_outcome", "good_outcome"],
+            "value": ["1", "0"],
+            "outcome_date": ["2026-06-01", "2026-06-01"],
+        }
+    ).write_csv(followup / "june.csv")
     tick = trained.tick(first.cursor)
     [request] = tick.run_requests
     assert trained.run("followup_job", request.run_config["ops"]).success
@@ -165,15 +193,20 @@ def test_incomplete_malformed_and_duplicate_arrivals_get_reasons_and_do_not_bloc
     drop_arrival(trained.inbox, source, keys[2], "BAD-0001", row=bad)
     unknown = _arrival_row(source, keys[2], "FAR-0001") | {"center": "center_Z"}
     drop_arrival(trained.inbox, source, keys[2], "FAR-0001", row=unknown)
-    existing = sorted(k for k, p in load_cohort(trained.cohort_dir / "cohort.yaml").patients.items() if p.cohort == "development")[0]
+    existing = sorted(
+        k for k, p in load_cohort(trained.cohort_dir / "cohort.yaml").patients.items() if p.cohort == "development"
+    )[0]
     drop_arrival(trained.inbox, source, keys[2], existing, row=_arrival_row(source, keys[2], existing))
     good = drop_arrival(trained.inbox, source, keys[2], "GOOD-0002")
 
     result = trained.tick(None)
     requested = {r.partition_key for r in result.run_requests if r.partition_key}
     assert "GOOD-0002" in requested and not {"HALF-0001", "BAD-0001", "FAR-0001", existing} & requested
-    events = dict(trained.query("SELECT patient_key, status || ': ' || coalesce(reason, '') FROM inbox_events "
-                                "WHERE source = 'arrival'").iter_rows())
+    events = dict(
+        trained.query(
+            "SELECT patient_key, status || ': ' || coalesce(reason, '') FROM inbox_events WHERE source = 'arrival'"
+        ).iter_rows()
+    )
     assert events["HALF-0001"].startswith("incomplete") and "stable" in events["HALF-0001"]
     assert events["BAD-0001"].startswith("malformed") and "age" in events["BAD-0001"]
     assert events["FAR-0001"].startswith("malformed") and "center_Z" in events["FAR-0001"]
@@ -196,16 +229,18 @@ def test_cssci_predict_scores_one_patient_folder_outside_dagster(trained: Hospit
     source = trained.cohort_dir.parent / "source"
     folder = drop_arrival(tmp_path, source, sorted(load_cohort(source / "cohort.yaml").patients)[1], "WALKIN-01")
     config = load_config(trained.study_file)
-    result = predict_patient_dir(folder, config, trained.cohort_dir / "cohort.yaml", trained.warehouse, trained.mlflow,
-                                 tmp_path / "out")
+    result = predict_patient_dir(
+        folder, config, trained.cohort_dir / "cohort.yaml", trained.warehouse, trained.mlflow, tmp_path / "out"
+    )
     champions = dict(trained.query("SELECT signature, model_version FROM trained_models WHERE champion").iter_rows())
     assert {score.signature: version for score, _, version in result.scores} == champions
     assert all(abs(sum(score.probabilities.values()) - 1) < 1e-9 for score, _, _ in result.scores)
     assert result.gradcams == [] and "no fine-tuned network" in result.notes[0]
     (folder / "patient.csv").write_text("patient_id,center\nWALKIN-01,center_A\n", encoding="utf-8")
     with pytest.raises(PredictionError, match="required column"):
-        predict_patient_dir(folder, config, trained.cohort_dir / "cohort.yaml", trained.warehouse, trained.mlflow,
-                            tmp_path / "out")
+        predict_patient_dir(
+            folder, config, trained.cohort_dir / "cohort.yaml", trained.warehouse, trained.mlflow, tmp_path / "out"
+        )
 
 
 def test_a_corrected_arrival_is_rescored_on_its_corrected_values_with_an_audit_row(trained: Hospital) -> None:
@@ -218,19 +253,32 @@ def test_a_corrected_arrival_is_rescored_on_its_corrected_values_with_an_audit_r
     for added in first.dynamic_partitions_requests:
         trained.instance.add_dynamic_partitions(added.partitions_def_name, list(added.partition_keys))
     assert trained.run("prospective_patient_job", partition="FIX-0001", tags=request.tags).success
-    before = dict(trained.query("SELECT signature, probability FROM prospective_predictions WHERE patient_key = 'FIX-0001' "
-                                "AND class_label = '1'").iter_rows())
+    before = dict(
+        trained.query(
+            "SELECT signature, probability FROM prospective_predictions WHERE patient_key = 'FIX-0001' "
+            "AND class_label = '1'"
+        ).iter_rows()
+    )
 
     pl.DataFrame([row | {"age": "77"}], schema={k: pl.String for k in row}).write_csv(folder / "patient.csv")  # the fix
     corrected = trained.tick(first.cursor)
     [rerun] = [r for r in corrected.run_requests if r.partition_key == "FIX-0001"]
     assert rerun.run_key != request.run_key
-    audit = trained.query("SELECT column_name, old_value, new_value FROM admission_changes WHERE patient_key = 'FIX-0001'")
+    audit = trained.query(
+        "SELECT column_name, old_value, new_value FROM admission_changes WHERE patient_key = 'FIX-0001'"
+    )
     assert audit.rows() == [("age", "29", "77")]
     assert load_cohort(trained.cohort_dir / "cohort.yaml").patients["FIX-0001"].clinical["age"] == 77
     assert trained.run("prospective_patient_job", partition="FIX-0001", tags=rerun.tags).success
-    assert trained.query("SELECT value_number FROM clinical WHERE patient_key = 'FIX-0001' AND variable = 'age'").item() == 77
-    after = dict(trained.query("SELECT signature, probability FROM prospective_predictions WHERE patient_key = 'FIX-0001' "
-                               "AND class_label = '1'").iter_rows())
+    assert (
+        trained.query("SELECT value_number FROM clinical WHERE patient_key = 'FIX-0001' AND variable = 'age'").item()
+        == 77
+    )
+    after = dict(
+        trained.query(
+            "SELECT signature, probability FROM prospective_predictions WHERE patient_key = 'FIX-0001' "
+            "AND class_label = '1'"
+        ).iter_rows()
+    )
     assert after["Clinical"] != before["Clinical"]  # the clinical model saw the corrected age
     assert trained.tick(corrected.cursor).run_requests == []  # and nothing runs twice

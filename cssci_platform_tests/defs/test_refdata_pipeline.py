@@ -26,9 +26,19 @@ from cssci_platform_tests.refdata import refdata_root
 pytestmark = pytest.mark.refdata
 
 
-def _write_manifest(folder: Path, data_root: Path, centers: list[str], sequence: str, roi: str, rows: list[dict]) -> Path:
-    spec = {"manifest_version": 1, "name": "refdata", "table": "patients.csv", "data_root": str(data_root),
-            "centers": centers, "sequences": [sequence], "rois": [roi], "mask_label": 1}
+def _write_manifest(
+    folder: Path, data_root: Path, centers: list[str], sequence: str, roi: str, rows: list[dict]
+) -> Path:
+    spec = {
+        "manifest_version": 1,
+        "name": "refdata",
+        "table": "patients.csv",
+        "data_root": str(data_root),
+        "centers": centers,
+        "sequences": [sequence],
+        "rois": [roi],
+        "mask_label": 1,
+    }
     (folder / "cohort.yaml").write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
     pl.DataFrame(rows).write_csv(folder / "patients.csv")
     return folder / "cohort.yaml"
@@ -52,8 +62,16 @@ def test_all_32_multiscanner_mris_are_ingested_preprocessed_and_extracted(tmp_pa
     root = refdata_root() / "mri_sts_multivendor"
     with open(root / "scanners.csv") as stream:
         scanners = {row["patient"]: row["vendor"].split()[0] for row in csv.DictReader(stream)}
-    rows = [{"patient_id": p, "center": vendor, "cohort": "development", "image__T1": f"{p}/MR_T1_image.nii.gz",
-             "mask__T1__tumour": f"{p}/MR_T1_mask.nii.gz"} for p, vendor in sorted(scanners.items())]
+    rows = [
+        {
+            "patient_id": p,
+            "center": vendor,
+            "cohort": "development",
+            "image__T1": f"{p}/MR_T1_image.nii.gz",
+            "mask__T1__tumour": f"{p}/MR_T1_mask.nii.gz",
+        }
+        for p, vendor in sorted(scanners.items())
+    ]
     cohort = load_cohort(_write_manifest(tmp_path, root, sorted(set(scanners.values())), "T1", "tumour", rows))
     assert len(cohort.patients) == 32 and not cohort.issues
 
@@ -74,12 +92,27 @@ def test_real_spinal_cord_t2_goes_through_the_dagster_pipeline(tmp_path: Path) -
     data.mkdir(parents=True)
     for name in ("t2.nii.gz", "t2_seg-manual.nii.gz"):
         shutil.copy(source / name, data / name)
-    manifest = _write_manifest(tmp_path, tmp_path / "data", ["sct"], "sag_T2", "cord",
-                               [{"patient_id": "sct01", "center": "sct", "cohort": "development",
-                                 "image__sag_T2": "sct01/t2.nii.gz", "mask__sag_T2__cord": "sct01/t2_seg-manual.nii.gz"}])
-    resources = {"cohort": CohortResource(manifest_path=str(manifest)),
-                 "warehouse": WarehouseResource(path=str(tmp_path / "w.duckdb")),
-                 "image_store": ImageStoreResource(root=str(tmp_path / "store"))}
+    manifest = _write_manifest(
+        tmp_path,
+        tmp_path / "data",
+        ["sct"],
+        "sag_T2",
+        "cord",
+        [
+            {
+                "patient_id": "sct01",
+                "center": "sct",
+                "cohort": "development",
+                "image__sag_T2": "sct01/t2.nii.gz",
+                "mask__sag_T2__cord": "sct01/t2_seg-manual.nii.gz",
+            }
+        ],
+    )
+    resources = {
+        "cohort": CohortResource(manifest_path=str(manifest)),
+        "warehouse": WarehouseResource(path=str(tmp_path / "w.duckdb")),
+        "image_store": ImageStoreResource(root=str(tmp_path / "store")),
+    }
     with dg.instance_for_test() as instance:
         platform = Platform(manifest, tmp_path / "w.duckdb", instance, resources)
         platform.materialize_manifest()
@@ -89,5 +122,7 @@ def test_real_spinal_cord_t2_goes_through_the_dagster_pipeline(tmp_path: Path) -
         features = platform.query("SELECT channel, feature, value FROM radiomics_features")
     assert sorted(set(features["channel"])) == ["box", "gaussian", "mean", "median", "original"]
     assert features.height == 5 * 107 and all(math.isfinite(v) for v in features["value"])
-    volume = features.filter((pl.col("channel") == "original") & (pl.col("feature") == "original_shape_MeshVolume"))["value"][0]
+    volume = features.filter((pl.col("channel") == "original") & (pl.col("feature") == "original_shape_MeshVolume"))[
+        "value"
+    ][0]
     assert 3000 < volume < 30000  # a cervical cord segment of ~5 cm: ~80 mm^2 cross-section x length, in mm^3

@@ -198,7 +198,9 @@ def tiny_cohort(tmp_path: Path) -> Callable[..., TinyCohort]:
         if table_format == "parquet" and yaml_text is None:
             spec["table"] = "patients.parquet"
         manifest = root / "cohort.yaml"
-        manifest.write_text(yaml_text if yaml_text is not None else yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+        manifest.write_text(
+            yaml_text if yaml_text is not None else yaml.safe_dump(spec, sort_keys=False), encoding="utf-8"
+        )
         table = root / str(spec.get("table", "patients.csv"))
         cols = [c for c in (columns if columns is not None else _union_columns(rows)) if c not in drop_columns]
         if table_text is not None:

@@ -3,7 +3,6 @@ formed, folds are stratified, probabilities follow a declared class order. The g
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 from sklearn.datasets import make_classification

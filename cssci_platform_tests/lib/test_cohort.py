@@ -135,10 +135,19 @@ def test_image_column_of_undeclared_sequence(tiny_cohort):
 @pytest.mark.parametrize(
     "column, problem",
     [
-        ("mask__ax_T1__lesion", "column 'mask__ax_T1__lesion': sequence 'ax_T1' is not declared (sequences: ['sag_T2'])"),
-        (f"mask__{SEQUENCE}__tumour", f"column 'mask__{SEQUENCE}__tumour': ROI 'tumour' is not declared (rois: ['lesion', 'cord'])"),
-        (f"mask__{SEQUENCE}__lesion__2nd",
-         f"column 'mask__{SEQUENCE}__lesion__2nd': segmentation tag '2nd' must start with a letter and use letters, digits, '_'"),
+        (
+            "mask__ax_T1__lesion",
+            "column 'mask__ax_T1__lesion': sequence 'ax_T1' is not declared (sequences: ['sag_T2'])",
+        ),
+        (
+            f"mask__{SEQUENCE}__tumour",
+            f"column 'mask__{SEQUENCE}__tumour': ROI 'tumour' is not declared (rois: ['lesion', 'cord'])",
+        ),
+        (
+            f"mask__{SEQUENCE}__lesion__2nd",
+            f"column 'mask__{SEQUENCE}__lesion__2nd': segmentation tag '2nd' must start with a letter and use "
+            "letters, digits, '_'",
+        ),
     ],
 )
 def test_mask_column_with_undeclared_parts(tiny_cohort, column, problem):
@@ -147,7 +156,9 @@ def test_mask_column_with_undeclared_parts(tiny_cohort, column, problem):
 
 
 def test_column_problems_are_listed_together(tiny_cohort):
-    cohort = tiny_cohort([base_row("P001", bmi="1", **{"mask__ax__lesion": "m.nii.gz"})], drop_columns=["center"], write_files=False)
+    cohort = tiny_cohort(
+        [base_row("P001", bmi="1", **{"mask__ax__lesion": "m.nii.gz"})], drop_columns=["center"], write_files=False
+    )
     error = manifest_error(cohort.manifest)
     assert len(error.problems) == 3
     assert error.problems[0] == "required column 'center' is missing"
@@ -184,8 +195,14 @@ def test_good_rows_parse_to_typed_records(tiny_cohort):
 
 
 def test_cells_are_stripped_and_backslashes_normalized(tiny_cohort):
-    rows = [base_row(" P001 ", center=" center_B ", age=" 61 ",
-                     **{IMAGE_COL: "images\\P001_sag_T2.nii.gz", MASK_COL: "masks/./P001_sag_T2_lesion.nii.gz"})]
+    rows = [
+        base_row(
+            " P001 ",
+            center=" center_B ",
+            age=" 61 ",
+            **{IMAGE_COL: "images\\P001_sag_T2.nii.gz", MASK_COL: "masks/./P001_sag_T2_lesion.nii.gz"},
+        )
+    ]
     record = tiny_cohort(rows, write_files=False).load().patients["P001"]
     assert record.issues == []
     assert record.center == "center_B" and record.clinical["age"] == 61.0
@@ -227,7 +244,12 @@ def test_invalid_patient_id_becomes_an_unkeyed_issue(tiny_cohort, bad_id):
     assert len(cohort.unkeyed_issues) == 1
     issue = cohort.unkeyed_issues[0]
     assert (issue.patient_key, issue.line, issue.column, issue.code, issue.severity) == (
-        "<line 3>", 3, "patient_id", "invalid_patient_id", "error")
+        "<line 3>",
+        3,
+        "patient_id",
+        "invalid_patient_id",
+        "error",
+    )
     assert repr(bad_id or None) in issue.message
     assert "unique id" in issue.fix
     assert issue.describe().startswith("line 3, column 'patient_id': ")
@@ -243,7 +265,12 @@ def test_duplicate_patient_id_is_flagged_on_the_first_record(tiny_cohort):
     assert len(first.issues) == 1
     issue = first.issues[0]
     assert (issue.patient_key, issue.line, issue.column, issue.code, issue.severity) == (
-        "P001", 5, "patient_id", "duplicate_patient_id", "error")
+        "P001",
+        5,
+        "patient_id",
+        "duplicate_patient_id",
+        "error",
+    )
     assert issue.message == "patient_id 'P001' appears on lines 2 and 5"
     assert "one row per patient" in issue.fix
     assert first.quarantined
@@ -257,12 +284,30 @@ ROW_CASES = [
     # column, bad value, code, text in message, text in fix
     ("center", "center_Z", "unknown_center", "center 'center_Z' is not declared", "['center_A', 'center_B']"),
     ("center", None, "unknown_center", "center None is not declared", "declare it under centers:"),
-    ("cohort", "training", "bad_cohort_role", "cohort 'training' is not a cohort role", "['development', 'prospective']"),
+    (
+        "cohort",
+        "training",
+        "bad_cohort_role",
+        "cohort 'training' is not a cohort role",
+        "['development', 'prospective']",
+    ),
     (IMAGE_COL, None, "missing_path", "no file given", "relative to data_root"),
     (MASK_COL, None, "missing_path", "no file given", "relative to data_root"),
-    (IMAGE_COL, "/scans/P002.nii.gz", "absolute_path", "path '/scans/P002.nii.gz' is absolute", "relative to data_root"),
+    (
+        IMAGE_COL,
+        "/scans/P002.nii.gz",
+        "absolute_path",
+        "path '/scans/P002.nii.gz' is absolute",
+        "relative to data_root",
+    ),
     (IMAGE_COL, "C:\\scans\\P002.nii.gz", "absolute_path", "is absolute", "relative to data_root"),
-    (MASK_COL, "../outside/P002.nii.gz", "path_escapes_root", "path '../outside/P002.nii.gz' leaves data_root", "under data_root"),
+    (
+        MASK_COL,
+        "../outside/P002.nii.gz",
+        "path_escapes_root",
+        "path '../outside/P002.nii.gz' leaves data_root",
+        "under data_root",
+    ),
     (IMAGE_COL, "images/../../P002.nii.gz", "path_escapes_root", "leaves data_root", "under data_root"),
     ("age", "fifty", "bad_value", "'fifty' is not a finite number", "enter a number"),
     ("age", "54,5", "bad_value", "'54,5' is not a finite number", "'.' as decimal mark"),
@@ -291,7 +336,13 @@ def test_row_issue(tiny_cohort, column, value, code, message, fix):
     # an unusable outcome counts as no outcome: a development patient also gets the missing-outcome warning
     assert warnings == (["missing_outcome"] if column == "good_outcome" else [])
     issue = errors[0]
-    assert (issue.patient_key, issue.line, issue.column, issue.code, issue.severity) == ("P002", 3, column, code, "error")
+    assert (issue.patient_key, issue.line, issue.column, issue.code, issue.severity) == (
+        "P002",
+        3,
+        column,
+        code,
+        "error",
+    )
     assert message in issue.message
     assert fix in issue.fix
     assert issue.describe() == f"line 3, column '{column}': {issue.message}. Fix: {issue.fix}"
@@ -306,18 +357,39 @@ def test_row_issue(tiny_cohort, column, value, code, message, fix):
 
 def test_bad_values_are_dropped_from_the_record(tiny_cohort):
     rows = default_rows()
-    rows[1].update({"age": "old", "diabetes": "yes", "asia": "Z", IMAGE_COL: "/abs.nii.gz",
-                    MASK_COL: "../m.nii.gz", "outcome_date": "soon"})
+    rows[1].update(
+        {
+            "age": "old",
+            "diabetes": "yes",
+            "asia": "Z",
+            IMAGE_COL: "/abs.nii.gz",
+            MASK_COL: "../m.nii.gz",
+            "outcome_date": "soon",
+        }
+    )
     record = tiny_cohort(rows).load().patients["P002"]
     assert record.clinical == {"age": None, "diabetes": None, "asia": None}
     assert record.images == {} and record.masks == [] and record.outcome_date is None
-    assert sorted(i.column for i in record.issues) == sorted(["age", "diabetes", "asia", IMAGE_COL, MASK_COL, "outcome_date"])
+    assert sorted(i.column for i in record.issues) == sorted(
+        ["age", "diabetes", "asia", IMAGE_COL, MASK_COL, "outcome_date"]
+    )
 
 
 def test_one_bad_row_never_affects_another(tiny_cohort):
     rows = default_rows()
-    rows[1].update({"center": "nowhere", "cohort": "x", "age": "?", "diabetes": "?", "asia": "?", "good_outcome": "?",
-                    "outcome_date": "?", IMAGE_COL: "/x", MASK_COL: None})
+    rows[1].update(
+        {
+            "center": "nowhere",
+            "cohort": "x",
+            "age": "?",
+            "diabetes": "?",
+            "asia": "?",
+            "good_outcome": "?",
+            "outcome_date": "?",
+            IMAGE_COL: "/x",
+            MASK_COL: None,
+        }
+    )
     clean = tiny_cohort(folder="clean").load()
     broken = tiny_cohort(rows, folder="broken").load()
     assert len(broken.patients["P002"].issues) == 9
@@ -385,7 +457,9 @@ def test_parquet_table_gives_the_same_records(tiny_cohort):
 def test_parquet_with_typed_columns(tiny_cohort):
     cohort = tiny_cohort(table_format="parquet")
     frame = pl.read_parquet(cohort.table).with_columns(
-        pl.col("age").cast(pl.Float64), pl.col("diabetes").cast(pl.Int64), pl.col("good_outcome").cast(pl.Int8),
+        pl.col("age").cast(pl.Float64),
+        pl.col("diabetes").cast(pl.Int64),
+        pl.col("good_outcome").cast(pl.Int8),
         pl.col("outcome_date").str.to_date(),
     )
     frame.write_parquet(cohort.table)
@@ -472,8 +546,10 @@ def test_cohort_resolve_refuses_a_link_leaving_data_root(tiny_cohort, tmp_path):
 # ---------------------------------------------------------------- huge cells are quoted, not copied
 
 TEN_MB, ONE_MB = 10_485_760, 1_048_576
-HUGE_CELLS = [("age", TEN_MB)] + [(column, ONE_MB) for column in
-                                  ("diabetes", "asia", "good_outcome", "outcome_date", "center", "cohort", IMAGE_COL, "patient_id")]
+HUGE_CELLS = [("age", TEN_MB)] + [
+    (column, ONE_MB)
+    for column in ("diabetes", "asia", "good_outcome", "outcome_date", "center", "cohort", IMAGE_COL, "patient_id")
+]
 
 
 @pytest.mark.parametrize("column, size", HUGE_CELLS)

@@ -64,7 +64,7 @@ def test_vectorised_threshold_metrics_equal_generic_loop() -> None:
     fast = bootstrap_threshold_metrics(y, score, threshold=0.5, n=300, seed=4)
     assert set(fast) == set(THRESHOLD_METRICS)
     for name in THRESHOLD_METRICS:
-        slow = bootstrap_ci(y, score, lambda yy, ss: threshold_metrics(yy, ss, 0.5)[name], n=300, seed=4)
+        slow = bootstrap_ci(y, score, lambda yy, ss, name=name: threshold_metrics(yy, ss, 0.5)[name], n=300, seed=4)
         assert (fast[name].estimate, fast[name].low, fast[name].high, fast[name].n_replicates) == pytest.approx(
             (slow.estimate, slow.low, slow.high, slow.n_replicates), abs=1e-12)
         assert fast[name].low <= fast[name].estimate <= fast[name].high

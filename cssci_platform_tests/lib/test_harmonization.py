@@ -26,7 +26,12 @@ from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from cssci_platform.lib.harmonization import ComBat, as_pipeline_input, forget_unseen_center_warnings, undersized_batches
+from cssci_platform.lib.harmonization import (
+    ComBat,
+    as_pipeline_input,
+    forget_unseen_center_warnings,
+    undersized_batches,
+)
 from cssci_platform_tests.refdata import refdata_root
 
 TOLERANCE = 1e-8  # absolute

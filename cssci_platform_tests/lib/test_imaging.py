@@ -16,12 +16,12 @@ from cssci_platform.lib.imaging import (
     ChannelSettings,
     GeometryTolerance,
     ImageReadError,
+    NonIntegralVoxels,
     file_sha256,
     filter_channel,
     geometry_mismatches,
     has_volume_suffix,
     header_data_files,
-    NonIntegralVoxels,
     mask_label_counts,
     nonfinite_voxel_count,
     nonfinite_voxels_in_file,
@@ -74,7 +74,9 @@ def test_write_read_round_trip(tmp_path, suffix, kind):
     if kind == "uint8_mask":
         image = make_mask(origin=(1.5, -2.25, 30.0), direction=FLIPPED)
     else:
-        image = make_image(origin=(1.5, -2.25, 30.0), direction=FLIPPED, dtype=np.float32 if kind == "float_image" else np.int16)
+        image = make_image(
+            origin=(1.5, -2.25, 30.0), direction=FLIPPED, dtype=np.float32 if kind == "float_image" else np.int16
+        )
     path = tmp_path / "sub" / f"scan{suffix}"
     write_image(image, path)
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temporary file left behind
@@ -92,7 +94,9 @@ def test_write_replaces_an_existing_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["scan.nii.gz"]
 
 
-def write_dicom_series(folder: Path, image: sitk.Image, series_number: int, extra_tags: dict[str, str] | None = None) -> None:
+def write_dicom_series(
+    folder: Path, image: sitk.Image, series_number: int, extra_tags: dict[str, str] | None = None
+) -> None:
     """One file per slice with the tags a GDCM series reader needs for geometry, plus `extra_tags`
     (e.g. PatientName "0010|0010") on every slice."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -234,11 +238,14 @@ def test_header_data_files_names_the_separate_data_file(tmp_path, header):
     assert header_data_files(tmp_path / header) == [tmp_path / "a.raw"]
 
 
-@pytest.mark.parametrize("field, following, names", [
-    ("ElementDataFile = LIST", "s1.raw\ns2.raw\n", ["s1.raw", "s2.raw"]),
-    ("ElementDataFile = ../x%02d.raw 1 3 1", "", ["../x01.raw", "../x02.raw", "../x03.raw"]),
-    ("ElementDataFile = /abs/v.raw", "", ["/abs/v.raw"]),
-])
+@pytest.mark.parametrize(
+    "field, following, names",
+    [
+        ("ElementDataFile = LIST", "s1.raw\ns2.raw\n", ["s1.raw", "s2.raw"]),
+        ("ElementDataFile = ../x%02d.raw 1 3 1", "", ["../x01.raw", "../x02.raw", "../x03.raw"]),
+        ("ElementDataFile = /abs/v.raw", "", ["/abs/v.raw"]),
+    ],
+)
 def test_header_data_files_reads_lists_and_patterns(tmp_path, field, following, names):
     (tmp_path / "h.mhd").write_text(f"ObjectType = Image\nNDims = 3\nDimSize = 2 2 2\n{field}\n{following}")
     assert header_data_files(tmp_path / "h.mhd") == [tmp_path / n for n in names]
@@ -252,7 +259,9 @@ def test_truncated_nifti(tmp_path, suffix):
     assert read_error(path).reason.startswith("unreadable or corrupt image (")
 
 
-@pytest.mark.parametrize("name, suffix", [("scan.png", ".png"), ("scan.dcm", ".dcm"), ("scan.nii.zip", ".zip"), ("scan", "")])
+@pytest.mark.parametrize(
+    "name, suffix", [("scan.png", ".png"), ("scan.dcm", ".dcm"), ("scan.nii.zip", ".zip"), ("scan", "")]
+)
 def test_unsupported_suffix(tmp_path, name, suffix):
     path = tmp_path / name
     path.write_bytes(b"x")
@@ -337,7 +346,9 @@ def test_spacing_tolerance(delta, flagged):
     mask = make_mask(spacing=(SPACING[0] + delta, SPACING[1], SPACING[2]))
     problems = geometry_mismatches(make_image(), mask, TOLERANCE)
     if flagged:
-        assert problems == [f"spacing differs beyond 0.001 mm: image (0.8, 0.8, 1.5) vs mask ({SPACING[0] + delta:.4g}, 0.8, 1.5)"]
+        assert problems == [
+            f"spacing differs beyond 0.001 mm: image (0.8, 0.8, 1.5) vs mask ({SPACING[0] + delta:.4g}, 0.8, 1.5)"
+        ]
     else:
         assert problems == []
 

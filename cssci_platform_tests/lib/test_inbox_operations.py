@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 import yaml
 
-from cssci_platform.lib.cohort import load_cohort
 from cssci_platform.lib import inbox
+from cssci_platform.lib.cohort import load_cohort
 from cssci_platform.lib.inbox import admit, read_followup, scan_arrivals
 from cssci_platform.lib.synthetic import write_sci_cohort
 
@@ -20,7 +20,9 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("inbox_template")
     write_sci_cohort(root / "cohort", n_development=3, n_prospective=0, seed=21, second_rater_fraction=0)
     spec = yaml.safe_load((root / "cohort" / "cohort.yaml").read_text(encoding="utf-8"))
-    (root / "cohort" / "cohort.yaml").write_text(yaml.safe_dump({**spec, "inbox": "inbox"}, sort_keys=False), encoding="utf-8")
+    (root / "cohort" / "cohort.yaml").write_text(
+        yaml.safe_dump({**spec, "inbox": "inbox"}, sort_keys=False), encoding="utf-8"
+    )
     write_sci_cohort(root / "source", n_development=1, n_prospective=2, seed=22)
     return root
 
@@ -34,7 +36,11 @@ def hospital(template: Path, tmp_path: Path) -> Path:
 def _source_row(hospital: Path, index: int, new_id: str) -> tuple[str, dict]:
     source = hospital / "source"
     patient_id = sorted(load_cohort(source / "cohort.yaml").patients)[index]
-    row = pl.read_csv(source / "patients.csv", infer_schema=False).filter(pl.col("patient_id") == patient_id).row(0, named=True)
+    row = (
+        pl.read_csv(source / "patients.csv", infer_schema=False)
+        .filter(pl.col("patient_id") == patient_id)
+        .row(0, named=True)
+    )
     row = {k: (Path(v).name if k.startswith(("image__", "mask__")) and v else v) for k, v in row.items()}
     return patient_id, {**row, "patient_id": new_id, "good_outcome": None, "outcome_date": None}
 
@@ -159,8 +165,14 @@ def test_impossible_follow_up_dates_are_rejected_with_their_line(hospital: Path)
     cohort_dir = hospital / "cohort"
     patients = sorted(load_cohort(cohort_dir / "cohort.yaml").patients)
     path = cohort_dir / "june.csv"
-    pl.DataFrame({"patient_id": patients[:2], "outcome": ["good_outcome"] * 2, "value": ["1", "0"],
-                  "outcome_date": ["2026-06-01", "2025-13-45"]}).write_csv(path)
+    pl.DataFrame(
+        {
+            "patient_id": patients[:2],
+            "outcome": ["good_outcome"] * 2,
+            "value": ["1", "0"],
+            "outcome_date": ["2026-06-01", "2025-13-45"],
+        }
+    ).write_csv(path)
     rows, problems = read_followup(path, load_cohort(cohort_dir / "cohort.yaml"))
     assert rows["patient_key"].to_list() == [patients[0]] and rows["line"].to_list() == [2]
     assert len(problems) == 1 and "line 3" in problems[0] and "2025-13-45" in problems[0]

@@ -133,12 +133,14 @@ def runs(store, cohort, fitted, tmp_path_factory) -> dict[str, LoggedRun]:
     X, _ = cohort
     params_file = tmp_path_factory.mktemp("params") / "radiomics_params.yaml"
     params_file.write_text("setting:\n  binWidth: 25\n", encoding="utf-8")
-    split = pl.DataFrame({
-        "split": ["holdout"] * 3,
-        "fold": ["holdout"] * 3,
-        "patient_key": ["P001", "P002", "P003"],
-        "role": ["train", "train", "test"],
-    })
+    split = pl.DataFrame(
+        {
+            "split": ["holdout"] * 3,
+            "fold": ["holdout"] * 3,
+            "patient_key": ["P001", "P002", "P003"],
+            "role": ["train", "train", "test"],
+        }
+    )
     weak = _log(
         store,
         fitted["weak"],
@@ -166,11 +168,19 @@ def test_logged_run_holds_params_metrics_tags_and_artifacts(store, runs, tmp_pat
     listed = {a.path for a in client.list_artifacts(run.info.run_id)} | {
         a.path for folder in ("selection", "splits", "params") for a in client.list_artifacts(run.info.run_id, folder)
     }
-    assert {"config.yaml", "selection/selected_features.json", "selection/reports.json", "splits/split.csv",
-            "params/radiomics.yaml"} <= listed
+    assert {
+        "config.yaml",
+        "selection/selected_features.json",
+        "selection/reports.json",
+        "splits/split.csv",
+        "params/radiomics.yaml",
+    } <= listed
     folder = Path(client.download_artifacts(run.info.run_id, "", dst_path=str(tmp_path)))
     assert pl.read_csv(folder / "splits/split.csv")["role"].to_list() == ["train", "train", "test"]
-    assert [r["step"] for r in json.loads((folder / "selection/reports.json").read_text(encoding="utf-8"))] == ["combat", "zscore"]
+    assert [r["step"] for r in json.loads((folder / "selection/reports.json").read_text(encoding="utf-8"))] == [
+        "combat",
+        "zscore",
+    ]
     assert json.loads((folder / "selection/selected_features.json").read_text(encoding="utf-8")) == FEATURES[:2]
     assert (folder / "params/radiomics.yaml").read_text(encoding="utf-8") == "setting:\n  binWidth: 25\n"
 
@@ -211,11 +221,23 @@ def test_experiment_artifacts_live_beside_the_sqlite_file(store, runs):
 def test_champion_registers_and_loads_by_alias(store, runs, fitted, cohort):
     X, _ = cohort
     name = registered_model_name("unit", "Rad", "leakage_safe")
-    info = register_champion(store, name, run_id=runs["weak"].run_id, model_uri=runs["weak"].model_uri,
-                             chosen_by=("test_auc", 0.70), description="best Rad model")
+    info = register_champion(
+        store,
+        name,
+        run_id=runs["weak"].run_id,
+        model_uri=runs["weak"].model_uri,
+        chosen_by=("test_auc", 0.70),
+        description="best Rad model",
+    )
     assert (info.name, info.version, info.run_id, info.aliases) == (name, "1", runs["weak"].run_id, (CHAMPION,))
-    assert info.tags == {"signature": "Rad", "classifier": "LR", "mode": "leakage_safe", "manifest_hash": "abc123",
-                         "selection_metric": "test_auc", "selection_value": "0.7"}
+    assert info.tags == {
+        "signature": "Rad",
+        "classifier": "LR",
+        "mode": "leakage_safe",
+        "manifest_hash": "abc123",
+        "selection_metric": "test_auc",
+        "selection_value": "0.7",
+    }
 
     by_alias = load_model(store, f"models:/{name}@champion")
     model, version = load_champion(store, name)
@@ -333,8 +355,9 @@ def test_foreign_classes_need_cloudpickle_which_stores_them_by_reference(store, 
         log_model_run(store, run_name="foreign", model=model, input_example=X[FEATURES].head(3))
     assert not store.client().search_runs([get_or_create_experiment(store)], "attributes.run_name = 'foreign'")
 
-    logged = log_model_run(store, run_name="foreign ok", model=model, input_example=X[FEATURES].head(3),
-                           serialization_format="cloudpickle")
+    logged = log_model_run(
+        store, run_name="foreign ok", model=model, input_example=X[FEATURES].head(3), serialization_format="cloudpickle"
+    )
     loaded = load_model(store, logged.model_uri)
     assert type(loaded.named_steps["double"]) is Doubler
     np.testing.assert_array_equal(loaded.predict_proba(X[FEATURES]), model.predict_proba(X[FEATURES]))
@@ -393,8 +416,14 @@ def test_tracking_resource_builds_config_and_dagster_tags(tmp_path):
 
     result = dg.materialize([trained_models], resources={"tracking": resource}, partition_key="P001")
     tags = result.output_for_node("trained_models")
-    assert tags == {"signature": "Rad", "classifier": "LR", "mode": "leakage_safe", "dagster_run_id": result.run_id,
-                    "dagster_asset": "trained_models", "dagster_partition": "P001"}
+    assert tags == {
+        "signature": "Rad",
+        "classifier": "LR",
+        "mode": "leakage_safe",
+        "dagster_run_id": result.run_id,
+        "dagster_asset": "trained_models",
+        "dagster_partition": "P001",
+    }
 
 
 def test_a_store_lock_held_by_a_stuck_process_ends_the_wait_naming_the_lock_file(tmp_path):

@@ -32,7 +32,9 @@ def test_a_link_inside_the_root_to_a_file_inside_the_root_is_accepted(layout: tu
     assert resolve_within(Path("P1/alias.nii.gz"), root) == (root / "P1" / "t2.nii.gz").resolve()
 
 
-def test_a_file_link_leaving_the_root_is_refused_naming_the_link_and_its_target(layout: tuple[Path, Path, Path]) -> None:
+def test_a_file_link_leaving_the_root_is_refused_naming_the_link_and_its_target(
+    layout: tuple[Path, Path, Path],
+) -> None:
     root, outside, _ = layout
     (root / "P1" / "t1.nii.gz").symlink_to(outside / "secret.nii.gz")
     with pytest.raises(PathEscapeError) as caught:
@@ -97,7 +99,9 @@ def test_an_absolute_path_outside_the_roots_is_refused_without_a_link(layout: tu
     assert caught.value.link is None and "outside" in str(caught.value)
 
 
-def test_a_root_reached_through_a_link_is_its_own_real_location(layout: tuple[Path, Path, Path], tmp_path: Path) -> None:
+def test_a_root_reached_through_a_link_is_its_own_real_location(
+    layout: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
     root, _, _ = layout
     (tmp_path / "linked_root").symlink_to(root, target_is_directory=True)
     assert resolve_within(Path("P1/t2.nii.gz"), tmp_path / "linked_root") == (root / "P1" / "t2.nii.gz").resolve()

@@ -21,7 +21,6 @@ import ast
 import csv
 import functools
 import math
-from pathlib import Path
 
 import pytest
 import SimpleITK as sitk
@@ -39,7 +38,7 @@ TOLERANCE = 0.03  # PyRadiomics' own: abs(1 - value / baseline) < 0.03
 _compared: dict[tuple[str, str], tuple[int, float]] = {}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _baseline(cls: str, column: str) -> dict[str, str]:
     """featureName -> value of one baseline column (empty cells dropped)."""
     path = refdata_root() / "pyradiomics_cases" / "baseline" / f"baseline_{cls}.csv"

@@ -77,8 +77,9 @@ def pingouin_icc(cube_feature: np.ndarray, kind: str) -> pd.Series:
         pingouin.options.clear()
         pingouin.options.update(saved)
     row = table.loc[ICC_ROWS[kind]]
-    return pd.Series({"icc": row["ICC"], "ci_low": row["CI95"][0], "ci_high": row["CI95"][1], "F": row["F"],
-                      "pval": row["pval"]})
+    return pd.Series(
+        {"icc": row["ICC"], "ci_low": row["CI95"][0], "ci_high": row["CI95"][1], "F": row["F"], "pval": row["pval"]}
+    )
 
 
 @pytest.mark.parametrize("kind", ["ICC3", "ICC2"])
@@ -124,8 +125,10 @@ def test_icc_aligns_frames_by_label_and_reads_long_tables():
     shuffled = [frames[0], frames[1].iloc[::-1, ::-1], frames[2].sample(frac=1.0, random_state=0)]
     pd.testing.assert_frame_equal(icc(shuffled), icc(cube, feature_names=frames[0].columns), check_names=False)
     long = pd.concat(
-        [f.rename_axis("patient").reset_index().melt("patient", var_name="feature").assign(rater=r)
-         for r, f in enumerate(frames)]
+        [
+            f.rename_axis("patient").reset_index().melt("patient", var_name="feature").assign(rater=r)
+            for r, f in enumerate(frames)
+        ]
     )
     pd.testing.assert_frame_equal(icc(ratings_from_long(long, "patient", "rater", "feature", "value")), icc(frames))
     with pytest.raises(ValueError, match=r"2 rows repeat a \['patient', 'rater', 'feature'\] key"):
@@ -190,10 +193,16 @@ def test_icc_filter_policies_for_features_without_icc():
 def tied_features(n: int, seed: int) -> np.ndarray:
     """Continuous, heavily tied (integer), skewed and partly-tied columns."""
     rng = np.random.default_rng(seed)
-    return np.column_stack([
-        rng.standard_normal(n), rng.integers(0, 4, n), rng.lognormal(0, 1, n),
-        np.round(rng.standard_normal(n), 1), rng.integers(0, 2, n), rng.standard_normal(n) + np.arange(n) / n,
-    ])
+    return np.column_stack(
+        [
+            rng.standard_normal(n),
+            rng.integers(0, 4, n),
+            rng.lognormal(0, 1, n),
+            np.round(rng.standard_normal(n), 1),
+            rng.integers(0, 2, n),
+            rng.standard_normal(n) + np.arange(n) / n,
+        ]
+    )
 
 
 @pytest.mark.parametrize(("n", "seed"), [(23, 0), (60, 1), (9, 2)])
@@ -265,8 +274,9 @@ def test_spearman_removal_drops_the_hub_not_its_neighbours():
     rng = np.random.default_rng(0)
     z = rng.standard_normal(3000)
     leaves = [z + 0.36 * rng.standard_normal(3000) for _ in range(3)]
-    X = pd.DataFrame({"hub": z, "leaf_a": leaves[0], "leaf_b": leaves[1], "leaf_c": leaves[2],
-                      "free": rng.standard_normal(3000)})
+    X = pd.DataFrame(
+        {"hub": z, "leaf_a": leaves[0], "leaf_b": leaves[1], "leaf_c": leaves[2], "free": rng.standard_normal(3000)}
+    )
     rho = spearman_abs(X.to_numpy())
     assert (rho[0, 1:4] > 0.92).all() and (rho[1:4, 1:4][~np.eye(3, dtype=bool)] < 0.88).all()  # the design
     selector = SpearmanRedundancyFilter(threshold=0.9).fit(X)
@@ -306,7 +316,7 @@ def test_greedy_redundancy_drop_on_a_hand_made_matrix():
     # chain a-b-c-d: b and c have 2 pairs each; b's mean |rho| (.95+.95+.5)/3 = .80 beats c's .67, so b goes
     # (column order alone would drop c); then only c-d remains, 1 pair each with equal means (.1+.95)/2:
     # the later column, d, goes. Survivors a, c.
-    m = np.array([[1, .95, .1, .1], [.95, 1, .95, .5], [.1, .95, 1, .95], [.1, .5, .95, 1]])
+    m = np.array([[1, 0.95, 0.1, 0.1], [0.95, 1, 0.95, 0.5], [0.1, 0.95, 1, 0.95], [0.1, 0.5, 0.95, 1]])
     assert greedy_redundancy_drop(m, 0.9) == [1, 3]
     assert greedy_redundancy_drop(m, 0.96) == []
 
@@ -318,6 +328,7 @@ def mrmr_library(X: pd.DataFrame, y: pd.Series, k: int) -> list[str]:
     pytest.importorskip("mrmr")
     with warnings.catch_warnings():  # mrmr silences every warning at import time; keep that local
         from mrmr import mrmr_classif
+
         return mrmr_classif(X, y, K=k, n_jobs=1, show_progress=False)
 
 
@@ -326,9 +337,15 @@ def test_mrmr_matches_mrmr_selection_library(seed, n_classes):
     rng = np.random.default_rng(seed)
     y = pd.Series(rng.integers(0, n_classes, 120))
     latent = rng.standard_normal((120, 6))
-    X = frame(np.hstack([latent + 0.8 * y.to_numpy()[:, None] * rng.uniform(0, 1, 6),
-                         latent @ rng.standard_normal((6, 14)) + rng.standard_normal((120, 14)),
-                         rng.standard_normal((120, 20))]))
+    X = frame(
+        np.hstack(
+            [
+                latent + 0.8 * y.to_numpy()[:, None] * rng.uniform(0, 1, 6),
+                latent @ rng.standard_normal((6, 14)) + rng.standard_normal((120, 14)),
+                rng.standard_normal((120, 20)),
+            ]
+        )
+    )
     selector = MRMRSelector(k=12).fit(X, y)
     assert selector.report_.details["selection_order"] == mrmr_library(X, y, 12)
     assert selector.report_.n_out == 12
@@ -360,8 +377,9 @@ def test_mrmr_hand_checked_example_skips_the_redundant_copy():
 def test_mrmr_floors_zero_redundancy_like_the_library():
     # Hadamard columns: c is exactly uncorrelated with a, b almost (|r| = 0.00047); both redundancies are
     # floored at 0.001, so the more relevant b wins (without the floor c's 0 would win).
-    h1, h2, h3 = np.array([[1, 1, 1, 1, -1, -1, -1, -1], [1, 1, -1, -1, 1, 1, -1, -1],
-                           [1, -1, 1, -1, 1, -1, 1, -1]], float)
+    h1, h2, h3 = np.array(
+        [[1, 1, 1, 1, -1, -1, -1, -1], [1, 1, -1, -1, 1, 1, -1, -1], [1, -1, 1, -1, 1, -1, 1, -1]], float
+    )
     X = pd.DataFrame({"a": 2 * h1 + h2 + h3, "c": h1 - 2 * h2, "b": 1.001 * h1 - h2 - h3})
     y = pd.Series((h1 > 0).astype(int))
     assert X.corr().loc["a", "c"] == 0 and 0 < X.corr().loc["a", "b"] < 0.001  # the design
@@ -441,8 +459,9 @@ def test_channel_pca_fits_one_pca_per_channel_on_training_rows_only():
     assert list(out.columns[3:5]) == ["dl__resnet34__original__pc0", "dl__resnet34__original__pc1"]
     gaussian = [c for c in X if c.startswith("dl__resnet34__gaussian__")]
     reference = PCA(n_components=5, svd_solver="full").fit(train[gaussian])  # fitted on the training rows alone
-    np.testing.assert_allclose(out.filter(like="gaussian__pc").to_numpy(), reference.transform(test[gaussian]),
-                               atol=1e-10)
+    np.testing.assert_allclose(
+        out.filter(like="gaussian__pc").to_numpy(), reference.transform(test[gaussian]), atol=1e-10
+    )
     components = {g: p.components_.copy() for g, (_, p) in pca.pcas_.items()}
     pca.transform(test * 100.0)
     assert all(np.array_equal(components[g], p.components_) for g, (_, p) in pca.pcas_.items())
@@ -453,12 +472,16 @@ def test_channel_pca_caps_components_with_a_note_and_takes_a_grouping_function()
     X = deep_frame(20, width=10)
     pca = ChannelPCA(n_components=32).fit(X)
     assert [p.n_components_ for _, p in pca.pcas_.values()] == [10, 10]
-    assert ("dl__resnet34__original: 10 components instead of 32 (20 training rows: rank at most 19; 10 columns)"
-            in pca.report_.notes)
+    assert (
+        "dl__resnet34__original: 10 components instead of 32 (20 training rows: rank at most 19; 10 columns)"
+        in pca.report_.notes
+    )
     few_rows = ChannelPCA(n_components=32).fit(X.iloc[:6])
     assert [p.n_components_ for _, p in few_rows.pcas_.values()] == [5, 5]  # centred 6 rows: rank 5 (issue 19)
-    assert ("dl__resnet34__gaussian: 5 components instead of 32 (6 training rows: rank at most 5; 10 columns)"
-            in few_rows.report_.notes)
+    assert (
+        "dl__resnet34__gaussian: 5 components instead of 32 (6 training rows: rank at most 5; 10 columns)"
+        in few_rows.report_.notes
+    )
     by_prefix = ChannelPCA(n_components=2, channel_of=lambda c: c.split("_")[0], remainder="error").fit(X)
     assert list(by_prefix.get_feature_names_out()) == ["rad__pc0", "rad__pc1", "dl__pc0", "dl__pc1"]
     with pytest.raises(ValueError, match="no column belongs to a channel group"):
@@ -483,27 +506,37 @@ def chain_data(n: int = 150, seed: int = 0) -> tuple[pd.DataFrame, pd.Series, pd
 
 
 def chain(reliability: pd.Series) -> Pipeline:
-    return Pipeline([
-        ("channel_pca", ChannelPCA(n_components=4)),
-        ("icc", ICCFilter(reliability, missing="keep")),
-        ("zscore", ZScoreScaler()),
-        ("rank_test", RankTestFilter(alpha=0.2)),
-        ("spearman", SpearmanRedundancyFilter(threshold=0.9)),
-        ("mrmr", MRMRSelector(k=8)),
-        ("lasso", LassoSelector(cv=5, n_penalties=10, random_state=0)),
-        ("model", LogisticRegression()),
-    ]).set_output(transform="pandas")
+    return Pipeline(
+        [
+            ("channel_pca", ChannelPCA(n_components=4)),
+            ("icc", ICCFilter(reliability, missing="keep")),
+            ("zscore", ZScoreScaler()),
+            ("rank_test", RankTestFilter(alpha=0.2)),
+            ("spearman", SpearmanRedundancyFilter(threshold=0.9)),
+            ("mrmr", MRMRSelector(k=8)),
+            ("lasso", LassoSelector(cv=5, n_penalties=10, random_state=0)),
+            ("model", LogisticRegression()),
+        ]
+    ).set_output(transform="pandas")
 
 
 def test_the_whole_chain_runs_in_cross_validation_and_reports_each_step():
     X, y, reliability = chain_data()
-    scores = cross_val_score(chain(reliability), X, y, cv=StratifiedKFold(3, shuffle=True, random_state=0),
-                             scoring="roc_auc")
+    scores = cross_val_score(
+        chain(reliability), X, y, cv=StratifiedKFold(3, shuffle=True, random_state=0), scoring="roc_auc"
+    )
     assert scores.mean() > 0.7  # the planted signal survives every step
     fitted = chain(reliability).fit(X, y)
     reports = pipeline_reports(fitted)
-    assert [r.step for r in reports] == ["channel_pca", "icc_filter", "zscore", "rank_test_filter",
-                                         "spearman_redundancy", "mrmr", "lasso"]
+    assert [r.step for r in reports] == [
+        "channel_pca",
+        "icc_filter",
+        "zscore",
+        "rank_test_filter",
+        "spearman_redundancy",
+        "mrmr",
+        "lasso",
+    ]
     assert all(later.n_in == earlier.n_out for earlier, later in zip(reports, reports[1:]))
     twin = {"rad__0", "rad__1"} & set(reports[4].kept)  # Spearman keeps one of the planted near-copies
     assert len(twin) == 1 and twin <= set(reports[-1].kept)
@@ -529,8 +562,15 @@ def test_fitted_selection_ignores_test_labels():
 
 def test_estimators_clone_and_zscore_matches_standard_scaler():
     X, y = planted(n=50, p=4)
-    for estimator in [ICCFilter(pd.Series(dtype=float)), RankTestFilter(), SpearmanRedundancyFilter(),
-                      MRMRSelector(k=3), LassoSelector(), ChannelPCA(), ZScoreScaler()]:
+    for estimator in [
+        ICCFilter(pd.Series(dtype=float)),
+        RankTestFilter(),
+        SpearmanRedundancyFilter(),
+        MRMRSelector(k=3),
+        LassoSelector(),
+        ChannelPCA(),
+        ZScoreScaler(),
+    ]:
         cloned = clone(estimator)
         assert type(cloned) is type(estimator) and repr(cloned) == repr(estimator)
     scaler = ZScoreScaler().fit(X)
@@ -591,5 +631,7 @@ def test_icc_filter_from_a_plain_dict_matches_the_table_and_serializes_with_skop
     from_table = ICCFilter(table, 0.75).fit(X)
     from_dict = ICCFilter(table["icc"].to_dict(), 0.75).fit(X)
     assert list(from_dict.get_feature_names_out()) == list(from_table.get_feature_names_out()) == ["a", "c"]
-    restored = skops.io.loads(skops.io.dumps(from_dict), trusted=skops.io.get_untrusted_types(data=skops.io.dumps(from_dict)))
+    restored = skops.io.loads(
+        skops.io.dumps(from_dict), trusted=skops.io.get_untrusted_types(data=skops.io.dumps(from_dict))
+    )
     assert list(restored.get_feature_names_out()) == ["a", "c"] and restored.transform(X).shape == (20, 2)

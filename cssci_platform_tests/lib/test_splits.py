@@ -12,11 +12,19 @@ def cohort(n_per_center: int = 30, centers: tuple[str, ...] = ("A", "B", "C")) -
     rows = []
     for center in centers:
         for i in range(n_per_center):
-            rows.append({"patient_key": f"{center}{i:03d}", "center": center, "cohort": "development",
-                         "label": "1" if i % 3 == 0 else "0"})
-    rows += [{"patient_key": "P001", "center": "A", "cohort": "prospective", "label": "1"},
-             {"patient_key": "P002", "center": "B", "cohort": "prospective", "label": None},
-             {"patient_key": "U001", "center": "C", "cohort": "development", "label": None}]
+            rows.append(
+                {
+                    "patient_key": f"{center}{i:03d}",
+                    "center": center,
+                    "cohort": "development",
+                    "label": "1" if i % 3 == 0 else "0",
+                }
+            )
+    rows += [
+        {"patient_key": "P001", "center": "A", "cohort": "prospective", "label": "1"},
+        {"patient_key": "P002", "center": "B", "cohort": "prospective", "label": None},
+        {"patient_key": "U001", "center": "C", "cohort": "development", "label": None},
+    ]
     return pl.DataFrame(rows)
 
 
@@ -34,9 +42,18 @@ def test_holdout_presets_are_stratified_with_the_declared_fraction(preset: str, 
 
 def test_prospective_and_unlabelled_patients_are_never_training_in_any_strategy() -> None:
     patients = cohort()
-    for spec in (PRESETS["holdout_8_2"], PRESETS["leave_one_center_out"], SplitSpec("repeated_kfold", n_splits=5, n_repeats=2)):
+    for spec in (
+        PRESETS["holdout_8_2"],
+        PRESETS["leave_one_center_out"],
+        SplitSpec("repeated_kfold", n_splits=5, n_repeats=2),
+    ):
         splits = assign_splits(patients, spec)
-        roles = dict(splits.filter(pl.col("patient_key").is_in(["P001", "P002", "U001"])).select("patient_key", "role").unique().iter_rows())
+        roles = dict(
+            splits.filter(pl.col("patient_key").is_in(["P001", "P002", "U001"]))
+            .select("patient_key", "role")
+            .unique()
+            .iter_rows()
+        )
         assert roles == {"P001": "validation", "P002": "validation", "U001": "excluded"}
         for fold in set(splits["fold"]):
             assert not {"P001", "P002", "U001"} & set(training_patients(splits, fold))
@@ -56,7 +73,9 @@ def test_leave_one_center_out_holds_out_exactly_one_center_per_fold() -> None:
     splits = assign_splits(patients, PRESETS["leave_one_center_out"]).join(patients, on="patient_key")
     assert sorted(set(splits["fold"])) == ["A", "B", "C"]
     for center in "ABC":
-        fold = splits.filter((pl.col("fold") == center) & (pl.col("cohort") == "development") & pl.col("label").is_not_null())
+        fold = splits.filter(
+            (pl.col("fold") == center) & (pl.col("cohort") == "development") & pl.col("label").is_not_null()
+        )
         assert set(fold.filter(pl.col("role") == "test")["center"]) == {center}
         assert center not in set(fold.filter(pl.col("role") == "train")["center"])
 

@@ -93,14 +93,21 @@ def test_several_problems_are_reported_together():
 
 
 def test_config_is_checked_against_the_cohort():
-    config = load_config("cervical_sci_ianr", ["imaging.sequences=[sag_T2, ax_T3]", "models.clinical_predictors=[age, bmi]",
-                                               "outcome.source=ianr_12m"])
+    config = load_config(
+        "cervical_sci_ianr",
+        ["imaging.sequences=[sag_T2, ax_T3]", "models.clinical_predictors=[age, bmi]", "outcome.source=ianr_12m"],
+    )
     problems = cohort_problems(config, cohort_spec(config))
     assert any(p.startswith("outcome.source: 'ianr_12m' is not an outcome of the manifest") for p in problems)
     assert any(p.startswith("imaging.sequences: ['ax_T3'] not declared") for p in problems)
     assert any(p.startswith("models.clinical_predictors: ['bmi'] not declared") for p in problems)
-    as_is_on_a_score = load_config("cervical_sci_ianr", ["outcome.rule=as_is", "outcome.threshold=null", "outcome.name=ianr_6m"])
-    assert any("rule 'as_is' needs a binary or multiclass" in p for p in cohort_problems(as_is_on_a_score, cohort_spec(as_is_on_a_score)))
+    as_is_on_a_score = load_config(
+        "cervical_sci_ianr", ["outcome.rule=as_is", "outcome.threshold=null", "outcome.name=ianr_6m"]
+    )
+    assert any(
+        "rule 'as_is' needs a binary or multiclass" in p
+        for p in cohort_problems(as_is_on_a_score, cohort_spec(as_is_on_a_score))
+    )
 
 
 def test_overrides_and_file_errors(tmp_path):
@@ -121,7 +128,10 @@ def test_overrides_and_file_errors(tmp_path):
 def test_relative_manifest_resolves_against_the_config_file(tmp_path):
     (tmp_path / "study").mkdir()
     path = tmp_path / "study" / "mine.yaml"
-    path.write_text(yaml.safe_dump({"name": "mine", "cohort": {"manifest": "../data/cohort.yaml"}, "outcome": {"name": "y"}}), encoding="utf-8")
+    path.write_text(
+        yaml.safe_dump({"name": "mine", "cohort": {"manifest": "../data/cohort.yaml"}, "outcome": {"name": "y"}}),
+        encoding="utf-8",
+    )
     assert str(load_config(path).cohort.manifest) == str((tmp_path / "data" / "cohort.yaml").resolve())
 
 

@@ -9,7 +9,14 @@ from cssci_platform.lib.study_runs import COMPARED_METRICS, RunReference, compar
 
 def metrics(model: str, mode: str, test_auc: float) -> dict[str, object]:
     row = {key: None for _, key in COMPARED_METRICS}
-    return row | {"model": model, "mode": mode, "fold": "holdout", "cv_auc_mean": 0.7, "test_n": 12, "test_auc": test_auc}
+    return row | {
+        "model": model,
+        "mode": mode,
+        "fold": "holdout",
+        "cv_auc_mean": 0.7,
+        "test_n": 12,
+        "test_auc": test_auc,
+    }
 
 
 def test_two_single_mode_selections_match_on_the_model_alone():

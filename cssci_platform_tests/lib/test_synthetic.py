@@ -61,8 +61,18 @@ def metastasis_root(tmp_path_factory) -> Path:
 # ------------------------------------------------------------------------------------------- SCI: format
 def test_sci_manifest_is_exactly_the_agreed_format(sci_root):
     manifest = yaml.safe_load((sci_root / "cohort.yaml").read_text(encoding="utf-8"))
-    assert list(manifest) == ["manifest_version", "name", "table", "data_root", "centers", "sequences", "rois",
-                              "mask_label", "clinical", "outcomes"]
+    assert list(manifest) == [
+        "manifest_version",
+        "name",
+        "table",
+        "data_root",
+        "centers",
+        "sequences",
+        "rois",
+        "mask_label",
+        "clinical",
+        "outcomes",
+    ]
     assert manifest["centers"] == ["center_A", "center_B", "center_C"]
     assert manifest["sequences"] == ["sag_T1", "sag_T2"] and manifest["rois"] == ["lesion", "cord"]
     assert manifest["clinical"]["asia_grade"] == {"type": "categorical", "levels": ["A", "B", "C", "D"]}
@@ -202,8 +212,9 @@ def test_sci_planted_effect_is_recoverable_on_a_large_cohort():
     assert auc(np.array([p.lesion_heterogeneity for p in patients]), outcome) < 0.47
     assert auc(np.array([p.age for p in patients]), outcome) < 0.47
     assert 0.78 < auc(np.array([p.true_logit for p in patients]), outcome) < 0.90
-    imaging = np.array([synthetic.sci_imaging_logit(p.lesion_length_mm, p.lesion_t2_mean, p.lesion_heterogeneity)
-                        for p in patients])
+    imaging = np.array(
+        [synthetic.sci_imaging_logit(p.lesion_length_mm, p.lesion_t2_mean, p.lesion_heterogeneity) for p in patients]
+    )
     assert 0.68 < auc(imaging, outcome) < 0.82  # real but imperfect
 
 
@@ -225,8 +236,9 @@ def test_sci_truth_file_matches_the_sampled_parameters(sci_root):
 def test_metastasis_manifest_and_columns(metastasis_root):
     manifest = yaml.safe_load((metastasis_root / "cohort.yaml").read_text(encoding="utf-8"))
     assert manifest["sequences"] == ["sag_T1", "sag_T2", "sag_FST2"] and manifest["rois"] == ["lesion", "vertebra"]
-    assert manifest["outcomes"] == {"primary_site": {"type": "multiclass",
-                                                     "levels": ["lung", "kidney", "breast", "thyroid", "prostate"]}}
+    assert manifest["outcomes"] == {
+        "primary_site": {"type": "multiclass", "levels": ["lung", "kidney", "breast", "thyroid", "prostate"]}
+    }
     assert len(manifest["centers"]) >= 2
     table, _ = table_and_truth(metastasis_root)
     assert table.columns == synthetic.METASTASIS_COLUMNS
@@ -262,13 +274,18 @@ def test_metastasis_class_signatures_on_a_large_sample():
     mean_t2 = {site: np.mean([p.lesion_signal("sag_T2") for p in group]) for site, group in by_site.items()}
     assert mean_t2["kidney"] > mean_t2["lung"] > mean_t2["prostate"]
     assert np.mean([p.n_vertebrae_involved for p in by_site["prostate"]]) > np.mean(
-        [p.n_vertebrae_involved for p in by_site["kidney"]])
+        [p.n_vertebrae_involved for p in by_site["kidney"]]
+    )
 
 
 def test_metastasis_same_seed_is_deterministic(metastasis_root, tmp_path):
     synthetic.write_metastasis_cohort(tmp_path, n_patients=12, seed=11)
-    assert (tmp_path / "patients.csv").read_text(encoding="utf-8") == (metastasis_root / "patients.csv").read_text(encoding="utf-8")
-    assert (tmp_path / "truth.csv").read_text(encoding="utf-8") == (metastasis_root / "truth.csv").read_text(encoding="utf-8")
+    assert (tmp_path / "patients.csv").read_text(encoding="utf-8") == (metastasis_root / "patients.csv").read_text(
+        encoding="utf-8"
+    )
+    assert (tmp_path / "truth.csv").read_text(encoding="utf-8") == (metastasis_root / "truth.csv").read_text(
+        encoding="utf-8"
+    )
     for path in (metastasis_root / "images").rglob("sag_FST2*.nii.gz"):
         assert np.array_equal(voxels(path), voxels(tmp_path / path.relative_to(metastasis_root)))
 
@@ -280,8 +297,9 @@ PROTOCOL_OUTCOME = {"ianr": "ianr_6m", "upper_limb": "uems_1y"}
 
 
 def write_protocol(root: Path, protocol: str) -> Path:
-    return synthetic.write_sci_cohort(root, PROTOCOL_DEVELOPMENT, PROTOCOL_PROSPECTIVE, seed=SEED,
-                                      second_rater_fraction=0.5, protocol=protocol)
+    return synthetic.write_sci_cohort(
+        root, PROTOCOL_DEVELOPMENT, PROTOCOL_PROSPECTIVE, seed=SEED, second_rater_fraction=0.5, protocol=protocol
+    )
 
 
 @pytest.fixture(scope="module")
@@ -331,22 +349,41 @@ def test_protocol_cohort_validates_and_has_the_protocol_layout(protocol_root):
     masks = {c for c in table.columns if c.startswith("mask__") and not c.endswith("__rater2")}
     if protocol == "ianr":
         assert manifest["rois"] == ["lesion", "cord", "dl_rect"]
-        assert set(manifest["clinical"]) == {"age", "sex", "smoking", "drinking", "hypertension", "diabetes",
-                                             "cardiovascular_disease", "brain_injury", "injury_site", "treatment",
-                                             "asia_grade"}
+        assert set(manifest["clinical"]) == {
+            "age",
+            "sex",
+            "smoking",
+            "drinking",
+            "hypertension",
+            "diabetes",
+            "cardiovascular_disease",
+            "brain_injury",
+            "injury_site",
+            "treatment",
+            "asia_grade",
+        }
         assert manifest["clinical"]["injury_site"] == {"type": "categorical", "levels": ["C1-C4", "C5-C7"]}
         expected = {f"mask__{s}__lesion" for s in PROTOCOL_SEQUENCES[protocol]}
         expected |= {"mask__sag_T1__cord", "mask__sag_T2__cord", "mask__sag_T2__dl_rect"}
     else:
         assert manifest["rois"] == ["lesion", "cord"]
-        assert set(manifest["clinical"]) == {"age", "sex", "diabetes", "hypertension", "smoking", "treatment",
-                                             "asia_grade", "uems_admission"}
+        assert set(manifest["clinical"]) == {
+            "age",
+            "sex",
+            "diabetes",
+            "hypertension",
+            "smoking",
+            "treatment",
+            "asia_grade",
+            "uems_admission",
+        }
         expected = {"mask__sag_T2__lesion", "mask__sag_T2__cord"}
     assert masks == expected
     for record in cohort.patients.values():
         assert set(record.images) == set(PROTOCOL_SEQUENCES[protocol])
         assert {(m.sequence, m.roi) for m in record.masks if m.segmentation == "primary"} == {
-            tuple(c.split("__")[1:]) for c in expected}
+            tuple(c.split("__")[1:]) for c in expected
+        }
         assert all(cohort.resolve(p).is_file() for p in [*record.images.values(), *(m.path for m in record.masks)])
     assert table["mask__sag_T2__lesion__rater2"].is_not_null().sum() == round(0.5 * PROTOCOL_DEVELOPMENT)
 
@@ -394,9 +431,13 @@ def test_ianr_dl_rect_is_a_box_around_the_injury_level(protocol_cohort):
         lesion = voxels(root / row["mask__sag_T2__lesion"]) == 1
         cord = voxels(root / row["mask__sag_T2__cord"]) == 1
         assert np.all(rect[lesion]) and rect.sum() > lesion.sum()
-        box = tuple(slice(int(np.flatnonzero(rect.any(axis=tuple(a for a in range(3) if a != k)))[0]),
-                          int(np.flatnonzero(rect.any(axis=tuple(a for a in range(3) if a != k)))[-1]) + 1)
-                    for k in range(3))
+        box = tuple(
+            slice(
+                int(np.flatnonzero(rect.any(axis=tuple(a for a in range(3) if a != k)))[0]),
+                int(np.flatnonzero(rect.any(axis=tuple(a for a in range(3) if a != k)))[-1]) + 1,
+            )
+            for k in range(3)
+        )
         assert rect[box].all()  # box-shaped
         lesion_rows = np.flatnonzero(lesion.any(axis=(1, 2)))
         spacing_z = rect_image.GetSpacing()[2]
@@ -463,7 +504,12 @@ def test_protocols_share_the_core_patients_and_demo_is_unchanged():
         assert [p.patient_id for p in other] == [p.patient_id for p in demo]
         for a, b in zip(demo, other):
             assert (a.age, a.asia_grade, a.lesion_length_mm, a.treatment, a.has_second_rater) == (
-                b.age, b.asia_grade, b.lesion_length_mm, b.treatment, b.has_second_rater)
+                b.age,
+                b.asia_grade,
+                b.lesion_length_mm,
+                b.treatment,
+                b.has_second_rater,
+            )
     assert all(p.ianr_6m is None and p.uems_1y is None and p.protocol == "demo" for p in demo)
 
 

@@ -22,20 +22,54 @@ def db(tmp_path) -> Path:
 
 
 def scan_row(key: str, sequence: str = "sag_T2", kind: str = "image", voxels: int = 0) -> dict:
-    return {"patient_key": key, "sequence": sequence, "kind": kind, "roi": "", "segmentation": "", "path": f"{key}.nii.gz",
-            "sha256": "ab" * 32, "size": [20, 24, 16], "spacing": [0.8, 0.8, 1.5], "origin": [0.0, 0.0, 0.0],
-            "direction": [1.0, 0, 0, 0, 1, 0, 0, 0, 1], "mask_voxels": voxels}
+    return {
+        "patient_key": key,
+        "sequence": sequence,
+        "kind": kind,
+        "roi": "",
+        "segmentation": "",
+        "path": f"{key}.nii.gz",
+        "sha256": "ab" * 32,
+        "size": [20, 24, 16],
+        "spacing": [0.8, 0.8, 1.5],
+        "origin": [0.0, 0.0, 0.0],
+        "direction": [1.0, 0, 0, 0, 1, 0, 0, 0, 1],
+        "mask_voxels": voxels,
+    }
 
 
-def feature_rows(key: str, values: dict[str, float], segmentation: str = "primary", channel: str = "original") -> list[dict]:
-    return [{"patient_key": key, "sequence": "sag_T2", "roi": "lesion", "segmentation": segmentation, "channel": channel,
-             "feature": name, "value": value, "extractor_version": "3.1.4", "params_name": "default", "params_hash": "h"}
-            for name, value in values.items()]
+def feature_rows(
+    key: str, values: dict[str, float], segmentation: str = "primary", channel: str = "original"
+) -> list[dict]:
+    return [
+        {
+            "patient_key": key,
+            "sequence": "sag_T2",
+            "roi": "lesion",
+            "segmentation": segmentation,
+            "channel": channel,
+            "feature": name,
+            "value": value,
+            "extractor_version": "3.1.4",
+            "params_name": "default",
+            "params_hash": "h",
+        }
+        for name, value in values.items()
+    ]
 
 
-def issue_row(key: str, severity: str = "error", stage: str = "scans", message: str = "m.nii.gz: file not found") -> dict:
-    return {"patient_key": key, "stage": stage, "code": "missing_file", "message": message, "fix": "check the path",
-            "file": "m.nii.gz", "severity": severity}
+def issue_row(
+    key: str, severity: str = "error", stage: str = "scans", message: str = "m.nii.gz: file not found"
+) -> dict:
+    return {
+        "patient_key": key,
+        "stage": stage,
+        "code": "missing_file",
+        "message": message,
+        "fix": "check the path",
+        "file": "m.nii.gz",
+        "severity": severity,
+    }
 
 
 def rows_of(con, sql: str) -> list[tuple]:
@@ -44,15 +78,38 @@ def rows_of(con, sql: str) -> list[tuple]:
 
 def test_schema_is_created(db):
     with connect(db) as con:
-        tables = {r[0] for r in rows_of(con, "SELECT table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE'")}
-        views = {r[0] for r in rows_of(con, "SELECT table_name FROM information_schema.tables WHERE table_type = 'VIEW'")}
-        scans_columns = [r[0] for r in rows_of(con, "SELECT column_name FROM information_schema.columns "
-                                                    "WHERE table_name = 'scans' ORDER BY ordinal_position")]
+        tables = {
+            r[0]
+            for r in rows_of(con, "SELECT table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE'")
+        }
+        views = {
+            r[0] for r in rows_of(con, "SELECT table_name FROM information_schema.tables WHERE table_type = 'VIEW'")
+        }
+        scans_columns = [
+            r[0]
+            for r in rows_of(
+                con,
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_name = 'scans' ORDER BY ordinal_position",
+            )
+        ]
     assert db.is_file()
     assert tables == set(SCHEMA)
     assert "patient_status" in views
-    assert scans_columns == ["patient_key", "sequence", "kind", "roi", "segmentation", "path", "sha256", "size", "spacing",
-                             "origin", "direction", "mask_voxels"]
+    assert scans_columns == [
+        "patient_key",
+        "sequence",
+        "kind",
+        "roi",
+        "segmentation",
+        "path",
+        "sha256",
+        "size",
+        "spacing",
+        "origin",
+        "direction",
+        "mask_voxels",
+    ]
     with connect(db) as con:  # a second open keeps the data (CREATE ... IF NOT EXISTS)
         replace_rows(con, "patients", {"patient_key": "P1"}, [{"patient_key": "P1"}])
     with connect(db) as con:
@@ -68,12 +125,19 @@ def test_patients_primary_key(db):
 
 def test_replace_rows_touches_only_the_matching_patient(db):
     with connect(db) as con:
-        assert replace_rows(con, "scans", {"patient_key": "P1"}, [scan_row("P1"), scan_row("P1", kind="mask", voxels=384)]) == 2
+        assert (
+            replace_rows(con, "scans", {"patient_key": "P1"}, [scan_row("P1"), scan_row("P1", kind="mask", voxels=384)])
+            == 2
+        )
         assert replace_rows(con, "scans", {"patient_key": "P2"}, [scan_row("P2")]) == 1
         assert replace_rows(con, "scans", {"patient_key": "P1"}, [scan_row("P1", sequence="sag_T1")]) == 1
         assert rows_of(con, "SELECT patient_key, sequence, kind FROM scans ORDER BY ALL") == [
-            ("P1", "sag_T1", "image"), ("P2", "sag_T2", "image")]
-        assert rows_of(con, "SELECT size, spacing FROM scans WHERE patient_key = 'P2'") == [([20, 24, 16], [0.8, 0.8, 1.5])]
+            ("P1", "sag_T1", "image"),
+            ("P2", "sag_T2", "image"),
+        ]
+        assert rows_of(con, "SELECT size, spacing FROM scans WHERE patient_key = 'P2'") == [
+            ([20, 24, 16], [0.8, 0.8, 1.5])
+        ]
         assert replace_rows(con, "scans", {"patient_key": "P1"}, []) == 0  # empty: deletes only
         assert rows_of(con, "SELECT patient_key FROM scans") == [("P2",)]
 
@@ -85,14 +149,21 @@ def test_replace_rows_with_a_compound_key_and_a_polars_frame(db):
         frame = pl.DataFrame([issue_row("P1", message="new")])
         assert replace_rows(con, "qc_issues", {"patient_key": "P1", "stage": "scans"}, frame) == 1
         assert rows_of(con, "SELECT patient_key, stage, message FROM qc_issues ORDER BY ALL") == [
-            ("P1", "manifest", "m.nii.gz: file not found"), ("P1", "scans", "new"), ("P2", "scans", "m.nii.gz: file not found")]
+            ("P1", "manifest", "m.nii.gz: file not found"),
+            ("P1", "scans", "new"),
+            ("P2", "scans", "m.nii.gz: file not found"),
+        ]
         assert rows_of(con, "SELECT count(*) FROM qc_issues WHERE detected_at IS NULL") == [(0,)]
 
 
 def test_all_null_column_is_inserted(db):
     with connect(db) as con:
-        replace_rows(con, "patients", {"patient_key": "P1"},
-                     [{"patient_key": "P1", "center": "A", "outcome_date": None, "manifest_line": 2}])
+        replace_rows(
+            con,
+            "patients",
+            {"patient_key": "P1"},
+            [{"patient_key": "P1", "center": "A", "outcome_date": None, "manifest_line": 2}],
+        )
         assert rows_of(con, "SELECT patient_key, outcome_date, manifest_line FROM patients") == [("P1", None, 2)]
 
 
@@ -113,28 +184,47 @@ def test_failing_insert_rolls_back(db, bad_rows, error):
         # the connection is still usable afterwards
         assert replace_rows(con, "scans", {"patient_key": "P1"}, [scan_row("P1", sequence="sag_T1")]) == 1
     with connect(db) as con:
-        assert rows_of(con, "SELECT patient_key, sequence FROM scans ORDER BY ALL") == [("P1", "sag_T1"), ("P2", "sag_T2")]
+        assert rows_of(con, "SELECT patient_key, sequence FROM scans ORDER BY ALL") == [
+            ("P1", "sag_T1"),
+            ("P2", "sag_T2"),
+        ]
 
 
 def test_radiomics_wide_view(db):
     with connect(db) as con:
         assert refresh_radiomics_wide_view(con) == 0
         assert rows_of(con, "SELECT * FROM radiomics_wide") == []
-        replace_rows(con, "radiomics_features", {"patient_key": "P1"},
-                     feature_rows("P1", {"firstorder_Mean": 0.5, "glcm_Contrast": 2.0})
-                     + feature_rows("P1", {"firstorder_Mean": 0.9}, segmentation="rater2")
-                     + feature_rows("P1", {"firstorder_Mean": 0.4}, channel="gaussian"))
-        replace_rows(con, "radiomics_features", {"patient_key": "P2"},
-                     feature_rows("P2", {"firstorder_Mean": 0.6, "glcm_Contrast": 3.0})
-                     + feature_rows("P2", {"firstorder_Mean": 0.3}, channel="gaussian"))
+        replace_rows(
+            con,
+            "radiomics_features",
+            {"patient_key": "P1"},
+            feature_rows("P1", {"firstorder_Mean": 0.5, "glcm_Contrast": 2.0})
+            + feature_rows("P1", {"firstorder_Mean": 0.9}, segmentation="rater2")
+            + feature_rows("P1", {"firstorder_Mean": 0.4}, channel="gaussian"),
+        )
+        replace_rows(
+            con,
+            "radiomics_features",
+            {"patient_key": "P2"},
+            feature_rows("P2", {"firstorder_Mean": 0.6, "glcm_Contrast": 3.0})
+            + feature_rows("P2", {"firstorder_Mean": 0.3}, channel="gaussian"),
+        )
         assert refresh_radiomics_wide_view(con) == 3
         wide = con.execute("SELECT * FROM radiomics_wide ORDER BY patient_key").pl()
-        assert wide.columns == ["patient_key", "sag_T2__lesion__gaussian__firstorder_Mean",
-                                "sag_T2__lesion__original__firstorder_Mean", "sag_T2__lesion__original__glcm_Contrast"]
+        assert wide.columns == [
+            "patient_key",
+            "sag_T2__lesion__gaussian__firstorder_Mean",
+            "sag_T2__lesion__original__firstorder_Mean",
+            "sag_T2__lesion__original__glcm_Contrast",
+        ]
         assert wide.rows() == [("P1", 0.4, 0.5, 2.0), ("P2", 0.3, 0.6, 3.0)]  # rater2 (0.9) is left out
         # new features arrive: a new patient and a new feature
-        replace_rows(con, "radiomics_features", {"patient_key": "P3"},
-                     feature_rows("P3", {"firstorder_Mean": 0.7, "shape_Sphericity": 0.8}))
+        replace_rows(
+            con,
+            "radiomics_features",
+            {"patient_key": "P3"},
+            feature_rows("P3", {"firstorder_Mean": 0.7, "shape_Sphericity": 0.8}),
+        )
         assert refresh_radiomics_wide_view(con) == 4
         wide = con.execute("SELECT * FROM radiomics_wide ORDER BY patient_key").pl()
         assert wide.height == 3 and wide["patient_key"].to_list() == ["P1", "P2", "P3"]
@@ -147,22 +237,33 @@ def test_wide_view_quotes_odd_names(db):
     with connect(db) as con:
         replace_rows(con, "radiomics_features", {"patient_key": "P1"}, feature_rows("P1", {"it's": 1.0}))
         assert refresh_radiomics_wide_view(con) == 1
-        assert con.execute("SELECT * FROM radiomics_wide").pl().columns == ["patient_key", "sag_T2__lesion__original__it's"]
+        assert con.execute("SELECT * FROM radiomics_wide").pl().columns == [
+            "patient_key",
+            "sag_T2__lesion__original__it's",
+        ]
 
 
 def test_patient_status_view(db):
     with connect(db) as con:
         for key in ("P1", "P2", "P3", "P4", "P5"):
-            replace_rows(con, "patients", {"patient_key": key}, [{"patient_key": key, "center": "A", "cohort": "development"}])
+            replace_rows(
+                con, "patients", {"patient_key": key}, [{"patient_key": key, "center": "A", "cohort": "development"}]
+            )
         replace_rows(con, "scans", {"patient_key": "P2"}, [scan_row("P2")])
         replace_rows(con, "scans", {"patient_key": "P3"}, [scan_row("P3")])
         replace_rows(con, "radiomics_features", {"patient_key": "P3"}, feature_rows("P3", {"f": 1.0}))
         replace_rows(con, "scans", {"patient_key": "P4"}, [scan_row("P4")])
         replace_rows(con, "radiomics_features", {"patient_key": "P4"}, feature_rows("P4", {"f": 1.0}))
-        replace_rows(con, "qc_issues", {"patient_key": "P4"},
-                     [issue_row("P4", message="a.nii.gz: file not found"), issue_row("P4", "warning", "manifest", "w")])
+        replace_rows(
+            con,
+            "qc_issues",
+            {"patient_key": "P4"},
+            [issue_row("P4", message="a.nii.gz: file not found"), issue_row("P4", "warning", "manifest", "w")],
+        )
         replace_rows(con, "qc_issues", {"patient_key": "P5"}, [issue_row("P5", "warning", "manifest", "w")])
-        status = rows_of(con, "SELECT patient_key, errors, warnings, status, reasons FROM patient_status ORDER BY patient_key")
+        status = rows_of(
+            con, "SELECT patient_key, errors, warnings, status, reasons FROM patient_status ORDER BY patient_key"
+        )
         assert status == [
             ("P1", 0, 0, "registered", None),
             ("P2", 0, 0, "scanned", None),
@@ -194,7 +295,9 @@ HOLDER = textwrap.dedent("""
 
 def hold_lock(path: Path, seconds: float) -> subprocess.Popen:
     path.parent.mkdir(parents=True, exist_ok=True)
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(path), str(seconds)], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path), str(seconds)], stdout=subprocess.PIPE, text=True
+    )
     assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
     return holder
 
