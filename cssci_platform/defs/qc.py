@@ -4,6 +4,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 
+from cssci_platform.lib.messages import markdown_table
 from cssci_platform.lib.quality import QcIssue
 from cssci_platform.lib.queries import patients as queries
 from cssci_platform.lib.warehouse import replace_rows
@@ -13,13 +14,8 @@ from cssci_platform.resources.warehouse import WarehouseResource
 def issues_markdown(issues: Sequence[QcIssue]) -> str:
     if not issues:
         return "no issues"
-    lines = ["| severity | code | problem | fix |", "|---|---|---|---|"]
-    lines += [f"| {i.severity} | {i.code} | {_cell(i.message)} | {_cell(i.fix)} |" for i in issues]
-    return "\n".join(lines)
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    rows = [(issue.severity, issue.code, issue.message, issue.fix) for issue in issues]
+    return markdown_table(["severity", "code", "problem", "fix"], rows)
 
 
 def record_issues(warehouse: WarehouseResource, patient_key: str, stage: str, issues: Sequence[QcIssue]) -> None:

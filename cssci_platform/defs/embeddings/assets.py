@@ -10,6 +10,7 @@ from cssci_platform.lib.deep import BackboneWeightsError, load_backbone, load_fi
 from cssci_platform.lib.deep.cohort_networks import EMBEDDING_STAGE, DeepSettings, embedding_frame, readable_slices
 from cssci_platform.lib.deep.patient_slices import STAGE as SLICE_STAGE
 from cssci_platform.lib.deep.patient_slices import cut_patient_slices, masked_pairs
+from cssci_platform.lib.messages import markdown_table
 from cssci_platform.lib.queries import patients as queries
 from cssci_platform.lib.warehouse import replace_rows
 from cssci_platform.resources.cohort import CohortResource
@@ -57,11 +58,11 @@ def fine_tuned_backbones(context: dg.AssetExecutionContext, study: StudyResource
         raise dg.Failure("the study has no deep.fine_tuning section: add one (backbones, channels, ...) to fine-tune")
     results = [fine_tune_channel(context, settings, spec, warehouse, image_store, backbone, channel)
                for backbone in tuning.backbones for channel in tuning.channels]
-    lines = ["| network | train patients | final loss | test AUC | Grad-CAMs |", "|---|---|---|---|---|"]
-    lines += [f"| {r.network_id} | {r.train_patients} | {r.final_loss:.4f} | {r.test_auc} | {r.gradcam_folder} |"
-              for r in results]
+    networks = markdown_table(["network", "train patients", "final loss", "test AUC", "Grad-CAMs"],
+                              [(r.network_id, r.train_patients, f"{r.final_loss:.4f}", r.test_auc, r.gradcam_folder)
+                               for r in results])
     return dg.MaterializeResult(metadata={
-        "networks": dg.MetadataValue.md("\n".join(lines)),
+        "networks": dg.MetadataValue.md(networks),
         "gradcam_example": dg.MetadataValue.md(results[0].gradcam_preview if results else "none"),
     })
 

@@ -5,6 +5,7 @@ from cssci_platform.defs.ingest.assets import patient_scans
 from cssci_platform.defs.partitions import patients_partitions
 from cssci_platform.defs.qc import issues_markdown, quarantine_guard, record_issues
 from cssci_platform.lib.feature_extraction import extract_patient_features, radiomics_inputs
+from cssci_platform.lib.messages import markdown_table
 from cssci_platform.lib.preprocessing import preprocess_patient
 from cssci_platform.lib.quality import ScanInfo, resampled_mask_issues
 from cssci_platform.lib.queries import patients as queries
@@ -82,5 +83,5 @@ def _preview(rows: pl.DataFrame) -> str:
     if rows.is_empty():
         return "no features"
     sample = rows.filter(pl.col("channel") == "original").head(8).select("sequence", "roi", "feature", "value")
-    return "\n".join(["| sequence | roi | feature | value |", "|---|---|---|---|"] +
-                     [f"| {s} | {r} | {f} | {v:.5g} |" for s, r, f, v in sample.iter_rows()])
+    rows_shown = [(sequence, roi, feature, f"{value:.5g}") for sequence, roi, feature, value in sample.iter_rows()]
+    return markdown_table(["sequence", "roi", "feature", "value"], rows_shown)

@@ -3,6 +3,7 @@ import polars as pl
 
 from cssci_platform.defs.models.feature_matrix import feature_matrix
 from cssci_platform.lib.harmonization import HARMONIZATION_OFF, MIN_BATCH_SIZE
+from cssci_platform.lib.messages import markdown_table
 from cssci_platform.lib.queries import modeling as queries
 from cssci_platform.resources.warehouse import WarehouseResource
 
@@ -25,10 +26,7 @@ def combat_batches_estimable(warehouse: WarehouseResource) -> dg.AssetCheckResul
         f"fit time (error stops the run), or add patients, or set {HARMONIZATION_OFF}",
         metadata={
             "training_patients_per_center": dg.MetadataValue.md(
-                "\n".join(
-                    ["| split | fold | center | n |", "|---|---|---|---|"]
-                    + [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in counts.head(60).iter_rows()]
-                )
+                markdown_table(["split", "fold", "center", "n"], counts.head(60).iter_rows())
             )
         },
     )

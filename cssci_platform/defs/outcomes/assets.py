@@ -4,6 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from cssci_platform.lib.cohort import CohortSpec
+from cssci_platform.lib.messages import markdown_table
 from cssci_platform.lib.outcome_rules import SCORE_SUFFIX, OutcomeRuleError, OutcomeSettings, derive_labels, label_rows
 from cssci_platform.lib.queries import modeling as queries
 from cssci_platform.lib.warehouse import replace_rows
@@ -49,7 +50,7 @@ def study_outcome(study: StudyResource, cohort: CohortResource, warehouse: Wareh
             "labelled": int(derived["label"].notna().sum()),
             "unknown": int(derived["label"].isna().sum()),
             "classes": dg.MetadataValue.md(
-                "\n".join(["| label | patients |", "|---|---|"] + [f"| {k} | {v} |" for k, v in counts.items()])
+                markdown_table(["label", "patients"], counts.items())
             ),
         }
     )
