@@ -18,6 +18,8 @@ demo: $(STAMP)
 	$(BIN)/cssci demo
 
 test: $(STAMP)
+	$(BIN)/ruff check cssci_platform cssci_platform_tests benchmarks
+	$(BIN)/mypy cssci_platform/lib
 	$(BIN)/pytest -n 2 --dist loadgroup -q
 
 ui: $(STAMP)

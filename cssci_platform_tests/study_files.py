@@ -11,8 +11,12 @@ from cssci_platform.resources.study import StudyResource
 def write_study(folder: Path, manifest: Path, sections: dict | None = None, name: str = "test") -> Path:
     """A study config on `manifest` (its first outcome modelled unless `sections` names one); `sections` are merged
     into the document section by section (e.g. {"models": {"classifiers": ["LR"]}})."""
-    document: dict = {"name": name, "cohort": {"manifest": str(manifest)},
-                      "outcome": {"name": next(iter(load_cohort(manifest).spec.outcomes))}}
+    document: dict = {"name": name, "cohort": {"manifest": str(manifest)}}
+    if not (sections or {}).get("outcome"):
+        outcomes = list(load_cohort(manifest).spec.outcomes)
+        if not outcomes:
+            raise ValueError(f"{manifest} declares no outcome: give sections={{'outcome': {{'name': ...}}}}")
+        document["outcome"] = {"name": outcomes[0]}
     for section, values in (sections or {}).items():
         document[section] = {**document.get(section, {}), **values} if isinstance(values, dict) else values
     folder.mkdir(parents=True, exist_ok=True)
