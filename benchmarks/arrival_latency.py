@@ -28,20 +28,22 @@ the project's own definitions with ``CSSCI_MANIFEST`` / ``CSSCI_WAREHOUSE`` / ``
   of ``patient_scans``, ``preprocessed_channels``, ``radiomics_features``, ``roi_slices`` per patient.
 * Champions: ``modeling_job`` with LR only, signature Rad, leakage_safe, cv_folds 3, mRMR 5 (not timed).
 
-Every home uses the same reduced configuration: channels ``["original"]``, ROI slices 32 px (the e2e test's).
+Every home uses the same reduced study configuration, written as the home's study config file (``STUDY_SECTIONS``;
+``CSSCI_EXPERIMENT_CONFIG`` points the ``study`` resource every asset reads at it; no asset run config): channels
+``["original"]``, ROI slices 32 px, backbone weights ``none``, and the modelling settings above (the e2e test's).
 Each arrival copies the same source patient's files under a fresh id (``ARR-<N>-<i>``). One untimed warm-up
 arrival per home, then ``--repeats`` rounds; in each round every size is measured once, alternating the order
 (50 then 500, 500 then 50, ...), so load from other processes falls on both sizes alike. Reported: per size the
 median end-to-end latency and its parts (sensor tick, partition add, the job, the read-back; each job step
 from the run's STEP_START/STEP_SUCCESS events), the ratio of medians (largest / smallest size), and probes of
 every operation in the path whose input grows with the cohort (``cohort.load()``, the radiomics wide-view
-refresh, the embeddings/radiomics queries, the champion load, the dynamic-partition lookups), each the median
-of 7 calls against each home. The same functions are also timed where the arrival path calls them, during
-every arrival (their module-level names wrapped with a call counter and timer; no library code is changed):
-``load_cohort`` (behind ``cohort.load()`` / ``cohort.patient()``), the sensor's ``scan_arrivals`` and
-``admit``, the radiomics step's ``refresh_radiomics_wide_view``, the scoring step's ``_embed_patient`` and
-``load_champion``. The paired ratio of each round (largest / smallest size) is reported beside the ratio of
-medians.
+refresh, the scoring step's named queries (``lib.queries.prospective``), the champion load, the dynamic-partition
+lookups), each the median of 7 calls against each home. The same functions are also timed where the arrival path
+calls them, during every arrival (their module-level names wrapped with a call counter and timer; no library code
+is changed): ``load_cohort`` (behind ``cohort.load()`` / ``cohort.patient()``), the sensor's ``scan_arrivals`` and
+``admit``, the radiomics step's ``refresh_radiomics_wide_view``, the scoring step's ``study_embeddings`` and
+``load_champion`` (both as ``lib.patient_scoring`` looks them up). The paired ratio of each round (largest /
+smallest size) is reported beside the ratio of medians.
 
     python benchmarks/arrival_latency.py --sizes 50,500 --repeats 9
     python benchmarks/arrival_latency.py --sizes 50,500,2000 --repeats 5 --out benchmarks/_work/arrival_latency/arrival_latency_50_500_2000.json
@@ -76,6 +78,7 @@ from cssci_platform.defs.prospective.sensors import new_patient_sensor
 from cssci_platform.lib.cohort import load_cohort
 from cssci_platform.lib.inbox import scan_arrivals
 from cssci_platform.lib.model_tracking import TrackingConfig, load_champion, sqlite_tracking_uri
+from cssci_platform.lib.queries import prospective as queries
 from cssci_platform.lib.synthetic import SCI_COLUMNS, sample_sci_patients, sci_manifest, sci_table_row, write_manifest, write_sci_cohort
 from cssci_platform.lib.warehouse import append_rows, connect, refresh_radiomics_wide_view, table_frame
 from cssci_platform.resources.cohort import CohortResource
@@ -86,14 +89,17 @@ from cssci_platform.resources.warehouse import WarehouseResource
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WORK = REPO_ROOT / "benchmarks" / "_work" / "arrival_latency"
-ONE_CHANNEL = {"preprocessed_channels": {"config": {"channels": ["original"]}},
-               "radiomics_features": {"config": {"channels": ["original"]}},
-               "roi_slices": {"config": {"output_size": 32}}}
-EMBEDDINGS = {"center_embeddings": {"config": {"weights": "none", "channels": ["original"]}}}
-MODELING = {"trained_models": {"config": {"classifiers": ["LR"], "cv_folds": 3, "modes": ["leakage_safe"], "mrmr_k": 5,
-                                          "signatures": ["Rad"]}}}
+STUDY_SECTIONS = {  # every home's study config (the `study` resource every asset reads): one channel, 32-px slices,
+    # random-init backbone, LR on the Rad signature only; radiomics from both ROIs (every ROI with a mask, as measured)
+    "imaging": {"radiomics_rois": ["lesion", "cord"]},
+    "preprocessing": {"channels": ["original"]},
+    "deep": {"channels": ["original"], "weights": "none", "slice": {"output_size": 32}},
+    "selection": {"mrmr_k": 5},
+    "models": {"classifiers": ["LR"], "cv_folds": 3, "signatures": ["Rad"]},
+    "modes": ["leakage_safe"],
+}
 QUIET = {"console": {"config": {"log_level": "ERROR"}}}
-EXPERIMENT = "demo"  # ScoringConfig's default; trained_models' default experiment too
+EXPERIMENT = "arrival_latency"  # the study's name: its MLflow experiment (champions are registered there)
 
 
 @contextlib.contextmanager
@@ -110,6 +116,16 @@ def environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
+def write_study(folder: Path, manifest: Path) -> Path:
+    """The home's study config file (``CSSCI_EXPERIMENT_CONFIG``): the manifest, its first outcome, STUDY_SECTIONS."""
+    document = {"name": EXPERIMENT, "cohort": {"manifest": str(manifest)},
+                "outcome": {"name": next(iter(load_cohort(manifest).spec.outcomes))}, **STUDY_SECTIONS}
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{EXPERIMENT}.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    return path
+
+
 class Home:
     """One study: cohort folder with inbox, DuckDB warehouse, image store, sqlite MLflow, a Dagster instance
     (the e2e test's ``Hospital``, without pytest)."""
@@ -124,17 +140,20 @@ class Home:
                           "warehouse": WarehouseResource(path=str(self.warehouse)),
                           "image_store": ImageStoreResource(root=str(root / "store")),
                           "tracking": TrackingResource(tracking_uri=self.mlflow), "inbox": InboxResource(stable_seconds=60)}
+        self.study_file = write_study(root / "study", self.cohort_dir / "cohort.yaml")
         self.environment = {"CSSCI_MANIFEST": str(self.cohort_dir / "cohort.yaml"), "CSSCI_WAREHOUSE": str(self.warehouse),
-                            "CSSCI_IMAGE_STORE": str(root / "store"), "CSSCI_MLFLOW_URI": self.mlflow}
+                            "CSSCI_IMAGE_STORE": str(root / "store"), "CSSCI_MLFLOW_URI": self.mlflow,
+                            "CSSCI_EXPERIMENT_CONFIG": str(self.study_file)}
         with environment(self.environment):
             self.definitions = defs()
             self.definitions.resolve_all_job_defs()
         self.cursor: str | None = None
 
-    def run(self, job: str, ops: dict | None = None, partition: str | None = None, tags: dict | None = None) -> dg.ExecuteInProcessResult:
+    def run(self, job: str, partition: str | None = None, tags: dict | None = None) -> dg.ExecuteInProcessResult:
+        """The study's settings come from its config file (the `study` resource); no asset run config."""
         with environment(self.environment):
             result = self.definitions.resolve_job_def(job).execute_in_process(
-                run_config={"ops": ops or {}, "loggers": QUIET}, partition_key=partition, instance=self.instance,
+                run_config={"loggers": QUIET}, partition_key=partition, instance=self.instance,
                 raise_on_error=False, tags=tags)
         if not result.success:
             failures = [e.message for e in result.all_events if e.is_failure]
@@ -187,8 +206,8 @@ def template_rows(work: Path, bank: Path, source: str) -> dict[str, pl.DataFrame
         center = load_cohort(home.cohort_dir / "cohort.yaml").patients[source].center
         instance.add_dynamic_partitions("patients", [source])
         instance.add_dynamic_partitions("centers", [center])
-        home.run("patient_features_job", ONE_CHANNEL, source)
-        home.run("center_embeddings_job", EMBEDDINGS, center)
+        home.run("patient_features_job", partition=source)
+        home.run("center_embeddings_job", partition=center)
         return {table: home.query(f"SELECT * FROM {table} WHERE patient_key = ?", [source]) for table in PER_PATIENT_TABLES}
 
 
@@ -221,7 +240,7 @@ def build_home(work: Path, n: int, bank: Path, template: dict[str, pl.DataFrame]
         for asset in PATIENT_ASSETS:
             instance.report_runless_asset_event(dg.AssetMaterialization(asset, partition=key))
     seeded = time.perf_counter()
-    home.run("modeling_job", MODELING)
+    home.run("modeling_job")
     champions = home.query("SELECT signature, registered_model, model_version FROM trained_models WHERE champion")
     if champions.is_empty():
         raise RuntimeError(f"no champion in {root}")
@@ -263,8 +282,8 @@ WATCHED = {  # (module, attribute) whose work could grow with the cohort, timed 
     "scan_arrivals (sensor)": ("cssci_platform.defs.prospective.sensors", "scan_arrivals"),
     "admit (sensor)": ("cssci_platform.defs.prospective.sensors", "admit"),
     "refresh_radiomics_wide_view (radiomics step)": ("cssci_platform.defs.features.assets", "refresh_radiomics_wide_view"),
-    "_embed_patient (scoring step)": ("cssci_platform.defs.prospective.assets", "_embed_patient"),
-    "load_champion (scoring step)": ("cssci_platform.defs.prospective.assets", "load_champion"),
+    "study_embeddings (scoring step)": ("cssci_platform.lib.patient_scoring", "study_embeddings"),
+    "load_champion (scoring step)": ("cssci_platform.lib.patient_scoring", "load_champion"),
 }
 
 
@@ -299,7 +318,7 @@ def measure_arrival(home: Home, bank: Path, source: str, new_id: str) -> dict:
             home.instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
     t2 = time.perf_counter()
     [request] = [r for r in tick.run_requests if r.partition_key == new_id]
-    result = home.run("prospective_patient_job", ONE_CHANNEL, new_id, tags=request.tags)
+    result = home.run("prospective_patient_job", partition=new_id, tags=request.tags)
     t3 = time.perf_counter()
     predictions = home.query("SELECT signature, probability, model_version FROM prospective_predictions WHERE patient_key = ?", [new_id])
     t4 = time.perf_counter()
@@ -324,9 +343,12 @@ def _step_seconds(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]
 def probes(home: Home, patient: str, calls: int = 7) -> dict:
     """Median seconds of each operation on the arrival path whose input grows with the cohort."""
     cohort = home.resources["cohort"]
-    warehouse = home.resources["warehouse"]
     tracking = TrackingConfig(home.mlflow, EXPERIMENT)
     champion = home.query("SELECT registered_model FROM trained_models WHERE champion")["registered_model"][0]
+
+    def read(query: Callable[..., pl.DataFrame], *arguments: str) -> pl.DataFrame:
+        with connect(home.warehouse, read_only=True) as con:
+            return query(con, *arguments)
 
     def wide_view() -> None:
         with connect(home.warehouse) as con:
@@ -337,11 +359,11 @@ def probes(home: Home, patient: str, calls: int = 7) -> dict:
         "cohort.patient(key)": lambda: cohort.patient(patient),
         "scan_arrivals (inbox)": lambda: scan_arrivals(cohort.load(), 60),
         "refresh_radiomics_wide_view": wide_view,
-        "radiomics rows of the patient": lambda: warehouse.frame("SELECT * FROM radiomics_features WHERE patient_key = ?", [patient]),
-        "embeddings DISTINCT backbone": lambda: warehouse.frame(
-            "SELECT DISTINCT backbone, weights_id FROM embeddings WHERE network = 'pretrained' AND patient_key <> ?", [patient]),
-        "champions from trained_models": lambda: warehouse.frame(
-            "SELECT signature, registered_model, threshold FROM trained_models WHERE champion"),
+        # the scoring step's warehouse reads, each on a fresh connection (lib.queries.prospective)
+        "radiomics rows of the patient": lambda: read(queries.patient_radiomics, patient),
+        "embeddings rows of the patient": lambda: read(queries.patient_embeddings, patient),
+        "fine-tuned networks": lambda: read(queries.fine_tuned_networks),
+        "champions from trained_models": lambda: read(queries.champions),
         "load_champion (MLflow)": lambda: load_champion(tracking, champion),
         "get_dynamic_partitions(patients)": lambda: home.instance.get_dynamic_partitions("patients"),
         "has_dynamic_partition": lambda: home.instance.has_dynamic_partition("patients", patient),

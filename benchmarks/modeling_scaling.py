@@ -4,8 +4,9 @@ Part ``demo``: `train_signature` for every requested signature (default Rad, DL_
 Clinical, Combined) x mode (leakage_safe, paper_faithful) x classifier (default: the whole zoo, 11; Clinical
 and Combined are always one logistic regression, as in `train_signature`), "fast" grid preset, stratified
 ``--cv-folds``-fold CV, on a demo-sized cohort: 40 development + 10 prospective patients, 3 centers, holdout 8:2
-(seed 42, as the demo's `patient_splits`), ChainSettings as the demo's `ModelingConfig` (ComBat on, rank test
-0.05, Spearman 0.9, mRMR 20, LASSO with ``--cv-folds`` folds, PCA 32 per deep channel, seed 42).
+(seed 42, as the demo's `patient_splits`), ChainSettings as `modeling_job` builds it from the demo study config
+(the `harmonization` and `selection` defaults: ComBat on, rank test 0.05, Spearman 0.9, mRMR 20, LASSO with
+``--cv-folds`` folds, PCA 32 per deep channel; seed 42).
 
 Part ``scaling``: ``--scaling-signatures`` x ``--scaling-modes`` (default Rad, leakage_safe) with
 ``--classifiers`` (default LR + RandomForest + LightGBM; ``all`` for the zoo) for each of ``--sizes``
@@ -59,9 +60,11 @@ from sklearn.base import clone
 
 import cssci_platform.lib.modeling.training as training
 from cssci_platform.lib.classifiers import CLASSIFIER_NAMES
+from cssci_platform.lib.harmonization.settings import HarmonizationSettings
 from cssci_platform.lib.modeling.chains import ChainSettings, build_pipeline
 from cssci_platform.lib.modeling.signatures import parse_signature
 from cssci_platform.lib.modeling.training import MODES, train_signature
+from cssci_platform.lib.selection.settings import SelectionSettings
 from cssci_platform.lib.imaging import CHANNELS
 from cssci_platform.lib.splits import PRESETS, SplitSpec, assign_splits
 from cssci_platform.lib.synthetic import SCI_STANDARDIZATION, sample_sci_patients
@@ -71,7 +74,7 @@ WORK = REPO_ROOT / "benchmarks" / "_work" / "modeling_scaling"
 SEQUENCES, ROIS, N_RADIOMICS, DL_DIM = ("sag_T1", "sag_T2"), ("lesion", "cord"), 107, 512
 DEMO_SIGNATURES = "Rad,DL_resnet18,Rad+DL_resnet18,Clinical,Combined"
 CLASSES = ["0", "1"]
-SPLIT_SEED = 42  # the demo's patient_splits / ModelingConfig seed
+SPLIT_SEED = 42  # the demo's split.seed and models.seed (both default 42)
 
 
 # ------------------------------------------------------------------------------------------------ synthetic matrix
@@ -148,9 +151,10 @@ def holdout_roles(matrix: pd.DataFrame, seed: int = SPLIT_SEED) -> pd.Series:
 
 
 def chain_settings(cv_folds: int) -> ChainSettings:
-    """As the demo's ModelingConfig.chain (lasso_cv follows cv_folds there)."""
-    return ChainSettings(harmonize=True, rank_alpha=0.05, spearman_threshold=0.9, mrmr_k=20, lasso=True,
-                         lasso_cv=cv_folds, pca_components=32, seed=SPLIT_SEED)
+    """As `modeling_job` builds it for the demo study (demo.yaml keeps the `harmonization` and `selection` defaults:
+    ComBat on, rank test 0.05, Spearman 0.9, mRMR 20, LASSO, PCA 32; LASSO's CV folds = models.cv_folds; seed 42)."""
+    selection = SelectionSettings(rank_alpha=0.05, spearman_threshold=0.9, mrmr_k=20, lasso=True, pca_components=32)
+    return ChainSettings(HarmonizationSettings(enabled=True), selection, lasso_cv=cv_folds, seed=SPLIT_SEED)
 
 
 # ------------------------------------------------------------------------------------------------------- timing
