@@ -21,7 +21,8 @@ DELETE_CORRECTION = "DELETE FROM admission_changes WHERE patient_key = ? AND dig
 
 def new_events(con: duckdb.DuckDBPyConnection, arrivals: list[Arrival]) -> list[Arrival]:
     """The arrivals whose status, content or reason differ from the last event recorded for them."""
-    latest = {key: (status, digest or "", reason) for key, status, digest, reason in con.execute(LATEST_ARRIVAL_EVENTS).fetchall()}
+    events = con.execute(LATEST_ARRIVAL_EVENTS).fetchall()
+    latest = {key: (status, digest or "", reason) for key, status, digest, reason in events}
     return [a for a in arrivals if latest.get(a.patient_id) != (a.status, a.digest, a.reason)]
 
 
@@ -43,7 +44,9 @@ def load_digest_cache(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, in
     return {path: (size, mtime_ns, sha) for path, size, mtime_ns, sha in con.execute(ALL_FILE_DIGESTS).fetchall()}
 
 
-def save_digest_cache(con: duckdb.DuckDBPyConnection, cache: DigestCache, before: dict[str, tuple[int, int, str]]) -> int:
+def save_digest_cache(
+    con: duckdb.DuckDBPyConnection, cache: DigestCache, before: dict[str, tuple[int, int, str]]
+) -> int:
     """Store the entries computed since `before` was loaded; returns how many."""
     changed = [(path, *entry) for path, entry in cache.items() if before.get(path) != entry]
     if changed:

@@ -69,7 +69,7 @@ class ChampionResult:
     score: ChampionScore
     registered_model: str
     version: str
-    run_id: str
+    run_id: str | None  # MLflow allows a model version registered without a run
 
 
 @dataclass(frozen=True)

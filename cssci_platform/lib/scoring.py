@@ -62,7 +62,7 @@ def score(pipeline, row: pd.DataFrame, signature: str, classes: list[str], thres
     raw = pipeline.predict_proba(row)[0]
     probabilities = {str(c): float(p) for c, p in zip(pipeline.classes_, raw)}
     ordered = {c: probabilities.get(c, 0.0) for c in classes}
-    top = sorted(ordered, key=ordered.get, reverse=True)
+    top = sorted(ordered, key=ordered.__getitem__, reverse=True)
     if len(classes) == 2:
         group = "high" if not math.isnan(threshold) and ordered[classes[-1]] >= threshold else "low"
     else:

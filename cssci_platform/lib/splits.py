@@ -20,7 +20,7 @@ from cssci_platform.lib.settings import Section
 
 Strategy = Literal["holdout", "leave_one_center_out", "repeated_kfold"]
 ROLES = ("train", "test", "validation", "excluded")
-SPLIT_COLUMNS = {"split": pl.String, "fold": pl.String, "patient_key": pl.String, "role": pl.String}
+SPLIT_COLUMNS = pl.Schema({"split": pl.String, "fold": pl.String, "patient_key": pl.String, "role": pl.String})
 
 
 class SplitError(ValueError):

@@ -17,8 +17,8 @@ from cssci_platform.lib.model_tracking import TrackingConfig, get_or_create_expe
 
 STUDY_TAG = "cssci.study_run"
 # (column, metric key) in display order; the first present per family is shown
-# threshold metrics are the ones training logged (`cohort_threshold`: frozen, or re-picked per cohort in paper_faithful),
-# the same numbers as model_results and the report
+# threshold metrics are the ones training logged (`cohort_threshold`: frozen, or re-picked per cohort in
+# paper_faithful), the same numbers as model_results and the report
 COMPARED_METRICS = (("CV AUC", "cv_auc_mean"), ("test n", "test_n"), ("test AUC", "test_auc"),
                     ("test sens", "test_sensitivity"), ("test spec", "test_specificity"),
                     ("test macro AUC", "test_auc_macro_ovr"), ("test top-1", "test_top1_accuracy"),
@@ -77,8 +77,10 @@ def resolve_study_run(tracking_uri: str, reference: RunReference) -> Run:
                               order_by=["attributes.start_time DESC"], max_results=1) if experiment else []
     if not runs:
         known = sorted({e.name for e in client.search_experiments()})
-        raise StudyRunNotFound(f"'{reference.run}' is neither a study run id nor an experiment with a finished study run "
-                               f"(experiments: {', '.join(known) or 'none'}); run `cssci run --config ...` first")
+        raise StudyRunNotFound(
+            f"'{reference.run}' is neither a study run id nor an experiment with a finished study run "
+            f"(experiments: {', '.join(known) or 'none'}); run `cssci run --config ...` first"
+        )
     return runs[0]
 
 
@@ -94,7 +96,8 @@ def model_metrics(tracking_uri: str, study: Run, mode: str | None) -> pd.DataFra
                      "fold": tags.get("fold"), **{key: run.data.metrics.get(key) for _, key in COMPARED_METRICS}})
     frame = pd.DataFrame(rows)
     if frame.empty:
-        raise StudyRunNotFound(f"study run {study.info.run_id} has no model runs" + (f" in mode '{mode}'" if mode else ""))
+        in_mode = f" in mode '{mode}'" if mode else ""
+        raise StudyRunNotFound(f"study run {study.info.run_id} has no model runs{in_mode}")
     return frame
 
 

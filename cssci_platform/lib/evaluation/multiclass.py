@@ -78,9 +78,9 @@ def multiclass_evaluation(
                            for chunk in replicate_indices(codes, n, seed, stratified) for rows in chunk])
     cis = [summarise(value, replicates[:, column], alpha) for column, value in enumerate(estimate)]
     n_classes = len(classes)
-    per_class = [dict(zip(classes, cis[len(ks) + block * n_classes:len(ks) + (block + 1) * n_classes]))
-                 for block in range(4)]
-    return MulticlassEvaluation(dict(zip(ks, cis[:len(ks)])), *per_class, cis[-1])
+    blocks = [cis[len(ks) + block * n_classes:len(ks) + (block + 1) * n_classes] for block in range(4)]
+    precision, recall, f1, auc_ovr = (dict(zip(classes, block)) for block in blocks)
+    return MulticlassEvaluation(dict(zip(ks, cis[:len(ks)])), precision, recall, f1, auc_ovr, cis[-1])
 
 
 def _point_metrics(codes: np.ndarray, scores: np.ndarray, ks: list[int]) -> np.ndarray:

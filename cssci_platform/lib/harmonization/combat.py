@@ -57,6 +57,7 @@ from cssci_platform.lib.harmonization.estimation import (
     EmpiricalBayesSettings,
     FloatArray,
     IntArray,
+    StandardizationModel,
     estimate_batch_effect,
     fit_standardization,
     reference_batch_effect,
@@ -162,14 +163,15 @@ class ComBat(TransformerMixin, BaseEstimator):
         covariates = self.covariate_encoder_.transform(frame)
         reference_code = None if self.ref_batch is None else batches.index(self.ref_batch)
         self._check_design(codes, len(batches), covariates)
-        self.standardization_ = fit_standardization(features, codes, covariates, len(batches), reference_code)
-        self._check_pooled_variance(features)
-        standardized = self.standardization_.standardize(features, covariates)
+        standardization = fit_standardization(features, codes, covariates, len(batches), reference_code)
+        self.standardization_: StandardizationModel | None = standardization  # None: every feature passes through
+        self._check_pooled_variance(features, standardization.pooled_variance)
+        standardized = standardization.standardize(features, covariates)
         self.batch_effects_ = {
             batch: self._fit_batch_effect(standardized[codes == code], is_reference=code == reference_code)
             for code, batch in enumerate(batches)
         }
-        self._expose_estimates(batches, codes)
+        self._expose_estimates(batches, codes, standardization)
         self.report_ = self._report()
         return self
 
@@ -195,12 +197,13 @@ class ComBat(TransformerMixin, BaseEstimator):
         why = "pooled they still have fewer than 2 rows, so " if self.small_center == "pool" else ""
         self._decide(f"small centers {small} (< {self.min_center_size} fit rows): {why}left out of the fit; their rows "
                      f"follow unseen_center_policy {self.unseen_center_policy!r}")
-        return labels, ~np.isin(labels, self.excluded_centers_)
+        return labels, ~np.isin(labels, np.asarray(self.excluded_centers_, dtype=object))
 
     def _pooled(self, labels: npt.NDArray[np.object_]) -> npt.NDArray[np.object_]:
         if not getattr(self, "pooled_centers_", None):
             return labels
-        return np.where(np.isin(labels, self.pooled_centers_), POOLED_BATCH, labels).astype(object)
+        pooled = np.isin(labels, np.asarray(self.pooled_centers_, dtype=object))
+        return np.where(pooled, POOLED_BATCH, labels).astype(object)
 
     def _too_few_batches_after_decisions(self, batches: list[Hashable]) -> bool:
         changed = bool(self.pooled_centers_ or self.excluded_centers_)
@@ -213,7 +216,7 @@ class ComBat(TransformerMixin, BaseEstimator):
         self.standardization_ = None
         self.batch_effects_ = {}
         self.batches_ = np.asarray([], dtype=object)
-        self.batch_sizes_ = {}
+        self.batch_sizes_: dict[Hashable, int] = {}
         self.report_ = self._report()
         return self
 
@@ -328,10 +331,10 @@ class ComBat(TransformerMixin, BaseEstimator):
                 "cannot be told apart. Drop or merge the offending covariate or level"
             )
 
-    def _check_pooled_variance(self, features: FloatArray) -> None:
+    def _check_pooled_variance(self, features: FloatArray, pooled_variance: FloatArray) -> None:
         """A feature with no residual variance cannot be standardized: say which, instead of dividing by 0."""
         scale = np.maximum(np.abs(features).max(axis=0), np.finfo(float).tiny)
-        degenerate = self.standardization_.pooled_variance <= (1e-12 * scale) ** 2
+        degenerate = pooled_variance <= (1e-12 * scale) ** 2
         if degenerate.any():
             names = [self.harmonized_cols_[index] for index in np.flatnonzero(degenerate)]
             where = f"the reference batch {self.ref_batch!r}" if self.ref_batch is not None else "the fit data"
@@ -349,12 +352,14 @@ class ComBat(TransformerMixin, BaseEstimator):
             raise ValueError("ComBat produced non-finite batch estimates; try parametric=False or eb=False")
         return effect
 
-    def _expose_estimates(self, batches: list[Hashable], codes: IntArray) -> None:
+    def _expose_estimates(
+        self, batches: list[Hashable], codes: IntArray, standardization: StandardizationModel
+    ) -> None:
         self.batches_ = np.asarray(batches, dtype=object)
         self.batch_sizes_ = dict(zip(batches, np.bincount(codes).tolist(), strict=True))
-        self.grand_mean_ = self.standardization_.grand_mean
-        self.pooled_variance_ = self.standardization_.pooled_variance
-        self.covariate_betas_ = self.standardization_.covariate_betas
+        self.grand_mean_ = standardization.grand_mean
+        self.pooled_variance_ = standardization.pooled_variance
+        self.covariate_betas_ = standardization.covariate_betas
         self.covariate_terms_ = self.covariate_encoder_.term_names
         effects = [self.batch_effects_[batch] for batch in batches]
         self.gamma_hat_ = np.vstack([effect.gamma_hat for effect in effects])

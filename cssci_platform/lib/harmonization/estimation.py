@@ -16,6 +16,7 @@ quirks, so results agree with it to rounding; deliberate differences are named w
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -99,7 +100,8 @@ def fit_standardization(
     sigma^2 is the mean squared residual (divided by n, not n - p), over the reference batch only if set.
     """
     design = np.hstack([batch_design(batch_codes, n_batches, reference_code), covariates])
-    coefficients = np.linalg.lstsq(design, features, rcond=None)[0]
+    # numpy's stubs type lstsq's solution as floating[Any]; of float64 inputs it is float64
+    coefficients = cast(FloatArray, np.linalg.lstsq(design, features, rcond=None)[0])
     batch_coefficients = coefficients[:n_batches]
     residuals = features - design @ coefficients
     if reference_code is None:

@@ -62,7 +62,7 @@ def feature_matrix(frame: pd.DataFrame, columns: Sequence[str]) -> FloatArray:
     values = frame.loc[:, list(columns)].to_numpy(dtype=np.float64)
     bad = ~np.isfinite(values)
     if bad.any():
-        bad_columns = [columns[index] for index in np.flatnonzero(bad.any(axis=0))]
+        bad_columns = [columns[int(index)] for index in np.flatnonzero(bad.any(axis=0))]
         bad_rows = frame.index[bad.any(axis=1)]
         raise ValueError(
             f"{int(bad.sum())} NaN or infinite feature values in columns {_listed(bad_columns)} "
@@ -89,7 +89,9 @@ def sorted_levels(values: npt.NDArray[np.object_], column: str) -> tuple[list[Ha
     return list(levels), codes.astype(np.intp)
 
 
-def undersized_batches(labels: Sequence[Hashable], min_size: int = MIN_BATCH_SIZE) -> dict[Hashable, int]:
+def undersized_batches(
+    labels: Sequence[Hashable] | npt.NDArray[np.object_], min_size: int = MIN_BATCH_SIZE
+) -> dict[Hashable, int]:
     """Batches with fewer than `min_size` samples and their sizes (for blocking checks before a fit)."""
     counts = pd.Series(np.asarray(labels, dtype=object)).value_counts(sort=False)
     return {label: int(count) for label, count in counts.items() if count < min_size}

@@ -21,7 +21,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import pandas as pd
@@ -61,6 +61,24 @@ class ShapExplanation:
 def final_step_inputs(pipeline: Pipeline, X: pd.DataFrame) -> tuple[Any, pd.DataFrame | np.ndarray]:
     """The pipeline's final estimator and `X` transformed by all the steps before it."""
     return pipeline.steps[-1][1], pipeline[:-1].transform(X)
+
+
+@overload
+def explain_pipeline(
+    pipeline: Pipeline, rows: pd.DataFrame, background: pd.DataFrame | None, multiclass: Literal[False] = False
+) -> ShapExplanation: ...
+
+
+@overload
+def explain_pipeline(
+    pipeline: Pipeline, rows: pd.DataFrame, background: pd.DataFrame | None, multiclass: Literal[True]
+) -> MulticlassShap: ...
+
+
+@overload
+def explain_pipeline(
+    pipeline: Pipeline, rows: pd.DataFrame, background: pd.DataFrame | None, multiclass: bool = False
+) -> ShapExplanation | MulticlassShap: ...
 
 
 def explain_pipeline(

@@ -28,6 +28,9 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 POSITIVE_COLOUR = "#c0392b"
 NEGATIVE_COLOUR = "#2e86c1"
 
+# numbers to draw: a list or a 1-D numpy array (the figures read them with np.asarray)
+Values = Sequence[float] | np.ndarray
+
 
 # ------------------------------------------------------------------------------------------------- plumbing
 
@@ -81,8 +84,8 @@ class RocCurve:
     """One model's ROC points; `auc` and `ci` (a (low, high) pair or ready text) go into the legend."""
 
     label: str
-    fpr: Sequence[float]
-    tpr: Sequence[float]
+    fpr: Values
+    tpr: Values
     auc: float | None = None
     ci: tuple[float, float] | str | None = None
 
@@ -137,8 +140,8 @@ class CalibrationCurve:
     """Binned calibration points: mean predicted risk and observed event fraction per bin."""
 
     label: str
-    predicted: Sequence[float]
-    observed: Sequence[float]
+    predicted: Values
+    observed: Values
 
 
 def calibration_figure(
@@ -168,14 +171,14 @@ class DecisionCurve:
     """Net benefit of one strategy at each threshold probability."""
 
     label: str
-    net_benefit: Sequence[float]
+    net_benefit: Values
 
 
 def decision_curve_figure(
-    thresholds: Sequence[float],
+    thresholds: Values,
     models: Sequence[DecisionCurve],
-    treat_all: Sequence[float],
-    treat_none: Sequence[float] | None = None,
+    treat_all: Values,
+    treat_none: Values | None = None,
     title: str = "",
     size: tuple[float, float] = (6.5, 4.5),
     floor: float = -0.05,

@@ -238,22 +238,24 @@ def _delong_table(scored: pd.DataFrame, champions: pd.DataFrame) -> str:
 
 
 def _calibration(scored: pd.DataFrame, champions: pd.DataFrame) -> str:
-    curves, decisions, summaries, treat_all, thresholds = [], [], [], None, None
+    curves, decisions, net_benefits, summaries = [], [], [], []
     for name, group in _champion_groups(scored, champions, "test"):
         y, p = group["y"].to_numpy(), group["probability"].to_numpy()
         binned = calibration_curve(y, p, n_bins=min(5, max(2, len(y) // 5)))
         curves.append(CalibrationCurve(name, binned.mean_predicted, binned.observed))
         dca = net_benefit(y, p)
         decisions.append(DecisionCurve(name, dca.model))
-        treat_all, thresholds = dca.treat_all, dca.thresholds
+        net_benefits.append(dca)
         summaries.append({"Model": name, **calibration_cells(y, p)})
     if not curves:
         return "<p>No champion scored on a test cohort with both outcome classes.</p>"
+    last = net_benefits[-1]  # thresholds and treat-all: those of the last champion's test patients
     table = pd.DataFrame(summaries).to_html(index=False, classes="calibration", escape=False)
     return (
         png_img_tag(calibration_figure(curves, "Calibration (test)"), "calibration")
         + png_img_tag(
-            decision_curve_figure(thresholds, decisions, treat_all, title="Decision curves (test)"), "decision curves"
+            decision_curve_figure(last.thresholds, decisions, last.treat_all, title="Decision curves (test)"),
+            "decision curves",
         )
         + table
     )

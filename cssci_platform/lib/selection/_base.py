@@ -69,7 +69,7 @@ def listed(names: Iterable[str]) -> str:
     return head + (f" (+{len(names) - _LISTED} more)" if len(names) > _LISTED else "")
 
 
-def require_finite(X: np.ndarray, names: Sequence[str], step: str) -> None:
+def require_finite(X: np.ndarray, names: Sequence[str] | np.ndarray, step: str) -> None:
     bad = ~np.isfinite(X).all(axis=0)
     if bad.any():
         raise ValueError(

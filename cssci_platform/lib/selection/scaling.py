@@ -20,6 +20,8 @@ class ZScoreScaler(StandardScaler):
     among the features (e.g. a null PCA component: dividing by its 1e-16 SD would send new patients to 1e13).
     """
 
+    scale_: np.ndarray | None  # set by StandardScaler.fit; None when with_std=False
+
     def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> Self:
         super().fit(X, y, sample_weight)
         names = np.asarray(self.get_feature_names_out(), dtype=object)

@@ -50,7 +50,9 @@ class CohortSection(Section):
     @model_validator(mode="after")
     def _exactly_one(self) -> CohortSection:
         if (self.manifest is None) == (self.synthetic is None):
-            raise ValueError("give exactly one of 'manifest' (path to cohort.yaml) or 'synthetic' (protocol, patients, ...)")
+            raise ValueError(
+                "give exactly one of 'manifest' (path to cohort.yaml) or 'synthetic' (protocol, patients, ...)"
+            )
         return self
 
 
@@ -74,14 +76,15 @@ class StudyConfig(Section):
     selection: SelectionSettings = SelectionSettings()
     models: ModelsSettings = ModelsSettings()
     split: SplitSettings = SplitSettings()
-    modes: list[Mode] = list(MODES)  # type: ignore[valid-type]
+    modes: list[Mode] = list(MODES)
     report: ReportSection = ReportSection()
 
     @model_validator(mode="after")
     def _consistent(self) -> StudyConfig:
         if not self.modes:
             raise ValueError("'modes' is empty; give leakage_safe and/or paper_faithful")
-        missing = set(self.deep.fine_tuning.channels if self.deep.fine_tuning else []) - set(self.preprocessing.channels)
+        fine_tuned = set(self.deep.fine_tuning.channels if self.deep.fine_tuning else [])
+        missing = fine_tuned - set(self.preprocessing.channels)
         missing |= set(self.deep.channels) - set(self.preprocessing.channels)
         if missing:
             raise ValueError(f"deep channels {sorted(missing)} are not computed: add them to preprocessing.channels")
