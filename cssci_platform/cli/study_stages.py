@@ -145,11 +145,10 @@ def center_size_findings(config: StudyConfig, cohort: Cohort) -> list:
     its CV folds), decided from the manifest and the seeds; [] when the labels cannot be split (modeling says why)."""
     from cssci_platform.lib.modeling.center_checks import center_size_problems
 
-    harmonization, split = config.harmonization, config.split.spec()
+    models = config.models
     try:
-        return center_size_problems(manifest_labels(config, cohort), split, config.models.cv_folds, config.models.seed,
-                                    harmonize=harmonization.enabled, small_center=harmonization.small_center,
-                                    min_center_size=harmonization.min_center_size, folds=list(config.split.folds))
+        return center_size_problems(manifest_labels(config, cohort), config.split.spec(), models.cv_folds, models.seed,
+                                    config.harmonization, folds=list(config.split.folds))
     except ValueError:
         return []
 

@@ -254,18 +254,17 @@ def test_center_sizes_after_the_split_and_inside_cv_folds_are_found_before_any_i
             "label": [str(v) for v in rng.integers(0, 2, 43)],
         }
     )
-    problems = center_size_problems(
-        patients, SplitSpec("holdout", 0.2, 42), cv_folds=10, cv_seed=42, small_center="error"
-    )
+    split = SplitSpec("holdout", 0.2, 42)
+    problems = center_size_problems(patients, split, 10, 42, HarmonizationSettings(small_center="error"))
     assert problems and {p.center for p in problems} == {"C"}
     assert all(p.stops_the_run and "harmonization.small_center" in p.fix for p in problems)
     in_folds = [p for p in problems if p.cv_fold is not None]
     assert in_folds and "CV fold" in in_folds[0].message()
-    handled = center_size_problems(
-        patients, SplitSpec("holdout", 0.2, 42), cv_folds=10, cv_seed=42, small_center="pool"
-    )
+    handled = center_size_problems(patients, split, 10, 42, HarmonizationSettings(small_center="pool"))
     assert len(handled) == len(problems) and not any(p.stops_the_run for p in handled)
-    assert center_size_problems(patients, SplitSpec("holdout", 0.2, 42), 10, 42, harmonize=False) == []
+    assert center_size_problems(patients, split, 10, 42, HarmonizationSettings(enabled=False)) == []
+    every_center = center_size_problems(patients, split, 10, 42, HarmonizationSettings(min_center_size=25))
+    assert {p.center for p in every_center} == {"A", "B", "C"}  # 20 patients each at most: all under 25
 
 
 def test_the_early_check_predicts_the_cv_fold_where_training_fails() -> None:
@@ -280,7 +279,9 @@ def test_the_early_check_predicts_the_cv_fold_where_training_fails() -> None:
     )
     split = SplitSpec("holdout", 0.2, 42)
     [first, *_] = [
-        p for p in center_size_problems(patients, split, 5, 7, small_center="error") if p.cv_fold is not None
+        p
+        for p in center_size_problems(patients, split, 5, 7, HarmonizationSettings(small_center="error"))
+        if p.cv_fold is not None
     ]
     matrix = small_matrix(43).assign(center=patients["center"].to_list(), label=patients["label"].to_list())
     matrix.index = pd.Index(patients["patient_key"].to_list(), name="patient_key")

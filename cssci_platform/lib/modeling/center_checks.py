@@ -16,8 +16,8 @@ import numpy as np
 import polars as pl
 
 from cssci_platform.lib.classifiers import stratified_folds
-from cssci_platform.lib.harmonization import MIN_BATCH_SIZE
 from cssci_platform.lib.harmonization.scope import SMALL_CENTER_KEYS
+from cssci_platform.lib.harmonization.settings import HarmonizationSettings
 from cssci_platform.lib.splits import SplitSpec, assign_splits
 
 HANDLED = {
@@ -56,20 +56,20 @@ def center_size_problems(
     split: SplitSpec,
     cv_folds: int,
     cv_seed: int,
+    harmonization: HarmonizationSettings,
     *,
-    harmonize: bool = True,
-    small_center: str = "pool",
-    min_center_size: int = MIN_BATCH_SIZE,
     folds: list[str] | None = None,
 ) -> list[CenterSizeProblem]:
-    """Every (center, fit) with fewer than `min_center_size` training patients.
+    """Every (center, fit) with fewer than `harmonization.min_center_size` training patients.
 
     `patients`: patient_key, center, cohort (development / prospective), label (null = unknown), as `assign_splits`
     takes them; `split`: the study's split (`SplitSettings.spec()`, lib/splits.py); `cv_folds`,
-    `cv_seed`: models.cv_folds and models.seed; `folds`: the split folds trained (default: the first; ["all"]: every
+    `cv_seed`: models.cv_folds and models.seed; `harmonization`: the study's harmonization section (`enabled`,
+    `small_center`, `min_center_size`); `folds`: the split folds trained (default: the first; ["all"]: every
     one). Nothing to report when harmonization is off."""
-    if not harmonize:
+    if not harmonization.enabled:
         return []
+    min_center_size = harmonization.min_center_size
     splits = assign_splits(patients, split)
     chosen = sorted(set(splits["fold"])) if folds == ["all"] else (folds or [splits["fold"][0]])
     centers = dict(zip(patients["patient_key"].to_list(), patients["center"].cast(pl.String).to_list(), strict=True))
@@ -81,7 +81,7 @@ def center_size_problems(
         n_cv = len(parts) - 1
         for cv_fold, keys in parts:
             problems += [
-                _problem(center, n, fold, cv_fold, n_cv, small_center, min_center_size)
+                _problem(center, n, fold, cv_fold, n_cv, harmonization.small_center, min_center_size)
                 for center, n in _small(keys, centers, min_center_size).items()
             ]
     return problems
