@@ -46,7 +46,8 @@ is changed): ``load_cohort`` (behind ``cohort.load()`` / ``cohort.patient()``), 
 smallest size) is reported beside the ratio of medians.
 
     python benchmarks/arrival_latency.py --sizes 50,500 --repeats 9
-    python benchmarks/arrival_latency.py --sizes 50,500,2000 --repeats 5 --out benchmarks/_work/arrival_latency/arrival_latency_50_500_2000.json
+    python benchmarks/arrival_latency.py --sizes 50,500,2000 --repeats 5 \
+        --out benchmarks/_work/arrival_latency/arrival_latency_50_500_2000.json
 
 Figures go to ``benchmarks/_work/arrival_latency/arrival_latency.json`` (``--out``); `uptime` is recorded at
 start and end: on a shared 2-core machine only a quiet run gives meaningful numbers.
@@ -79,7 +80,14 @@ from cssci_platform.lib.cohort import load_cohort
 from cssci_platform.lib.inbox import scan_arrivals
 from cssci_platform.lib.model_tracking import TrackingConfig, load_champion, sqlite_tracking_uri
 from cssci_platform.lib.queries import prospective as queries
-from cssci_platform.lib.synthetic import SCI_COLUMNS, sample_sci_patients, sci_manifest, sci_table_row, write_manifest, write_sci_cohort
+from cssci_platform.lib.synthetic import (
+    SCI_COLUMNS,
+    sample_sci_patients,
+    sci_manifest,
+    sci_table_row,
+    write_manifest,
+    write_sci_cohort,
+)
 from cssci_platform.lib.warehouse import append_rows, connect, refresh_radiomics_wide_view, table_frame
 from cssci_platform.resources.cohort import CohortResource
 from cssci_platform.resources.image_store import ImageStoreResource
@@ -118,8 +126,12 @@ def environment(values: dict[str, str]) -> Iterator[None]:
 
 def write_study(folder: Path, manifest: Path) -> Path:
     """The home's study config file (``CSSCI_EXPERIMENT_CONFIG``): the manifest, its first outcome, STUDY_SECTIONS."""
-    document = {"name": EXPERIMENT, "cohort": {"manifest": str(manifest)},
-                "outcome": {"name": next(iter(load_cohort(manifest).spec.outcomes))}, **STUDY_SECTIONS}
+    document = {
+        "name": EXPERIMENT,
+        "cohort": {"manifest": str(manifest)},
+        "outcome": {"name": next(iter(load_cohort(manifest).spec.outcomes))},
+        **STUDY_SECTIONS,
+    }
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{EXPERIMENT}.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
@@ -136,14 +148,21 @@ class Home:
         self.inbox = self.cohort_dir / "inbox"
         self.warehouse = root / "w.duckdb"
         self.mlflow = sqlite_tracking_uri(root / "mlflow.db")
-        self.resources = {"cohort": CohortResource(manifest_path=str(self.cohort_dir / "cohort.yaml")),
-                          "warehouse": WarehouseResource(path=str(self.warehouse)),
-                          "image_store": ImageStoreResource(root=str(root / "store")),
-                          "tracking": TrackingResource(tracking_uri=self.mlflow), "inbox": InboxResource(stable_seconds=60)}
+        self.resources = {
+            "cohort": CohortResource(manifest_path=str(self.cohort_dir / "cohort.yaml")),
+            "warehouse": WarehouseResource(path=str(self.warehouse)),
+            "image_store": ImageStoreResource(root=str(root / "store")),
+            "tracking": TrackingResource(tracking_uri=self.mlflow),
+            "inbox": InboxResource(stable_seconds=60),
+        }
         self.study_file = write_study(root / "study", self.cohort_dir / "cohort.yaml")
-        self.environment = {"CSSCI_MANIFEST": str(self.cohort_dir / "cohort.yaml"), "CSSCI_WAREHOUSE": str(self.warehouse),
-                            "CSSCI_IMAGE_STORE": str(root / "store"), "CSSCI_MLFLOW_URI": self.mlflow,
-                            "CSSCI_EXPERIMENT_CONFIG": str(self.study_file)}
+        self.environment = {
+            "CSSCI_MANIFEST": str(self.cohort_dir / "cohort.yaml"),
+            "CSSCI_WAREHOUSE": str(self.warehouse),
+            "CSSCI_IMAGE_STORE": str(root / "store"),
+            "CSSCI_MLFLOW_URI": self.mlflow,
+            "CSSCI_EXPERIMENT_CONFIG": str(self.study_file),
+        }
         with environment(self.environment):
             self.definitions = defs()
             self.definitions.resolve_all_job_defs()
@@ -153,16 +172,23 @@ class Home:
         """The study's settings come from its config file (the `study` resource); no asset run config."""
         with environment(self.environment):
             result = self.definitions.resolve_job_def(job).execute_in_process(
-                run_config={"loggers": QUIET}, partition_key=partition, instance=self.instance,
-                raise_on_error=False, tags=tags)
+                run_config={"loggers": QUIET},
+                partition_key=partition,
+                instance=self.instance,
+                raise_on_error=False,
+                tags=tags,
+            )
         if not result.success:
             failures = [e.message for e in result.all_events if e.is_failure]
             raise RuntimeError(f"{job} ({partition}) failed in {self.root}: {failures}")
         return result
 
     def tick(self) -> dg.SensorResult:
-        context = dg.build_sensor_context(instance=self.instance, cursor=self.cursor,
-                                          resources={k: self.resources[k] for k in ("cohort", "inbox", "warehouse")})
+        context = dg.build_sensor_context(
+            instance=self.instance,
+            cursor=self.cursor,
+            resources={k: self.resources[k] for k in ("cohort", "inbox", "warehouse")},
+        )
         result = new_patient_sensor(context)
         self.cursor = result.cursor
         return result
@@ -184,7 +210,9 @@ def drop_arrival(inbox: Path, bank: Path, source: str, new_id: str) -> Path:
     """The source patient's files under a new id; patient.csv with paths relative to the folder; READY last."""
     folder = inbox / new_id
     shutil.copytree(bank / "images" / source, folder)
-    row = pl.read_csv(bank / "patients.csv", infer_schema=False).filter(pl.col("patient_id") == source).row(0, named=True)
+    row = (
+        pl.read_csv(bank / "patients.csv", infer_schema=False).filter(pl.col("patient_id") == source).row(0, named=True)
+    )
     row = {k: (Path(v).name if k.startswith(("image__", "mask__")) and v else v) for k, v in row.items()}
     row |= {"patient_id": new_id, "cohort": "prospective", "good_outcome": None, "outcome_date": None}
     pl.DataFrame([row], schema={k: pl.String for k in row}).write_csv(folder / "patient.csv")
@@ -192,7 +220,14 @@ def drop_arrival(inbox: Path, bank: Path, source: str, new_id: str) -> Path:
     return folder
 
 
-PER_PATIENT_TABLES = ("scans", "preprocessed_channels", "preprocessed_masks", "roi_slices", "radiomics_features", "embeddings")
+PER_PATIENT_TABLES = (
+    "scans",
+    "preprocessed_channels",
+    "preprocessed_masks",
+    "roi_slices",
+    "radiomics_features",
+    "embeddings",
+)
 PATIENT_ASSETS = ("patient_scans", "preprocessed_channels", "radiomics_features", "roi_slices")
 
 
@@ -208,11 +243,14 @@ def template_rows(work: Path, bank: Path, source: str) -> dict[str, pl.DataFrame
         instance.add_dynamic_partitions("centers", [center])
         home.run("patient_features_job", partition=source)
         home.run("center_embeddings_job", partition=center)
-        return {table: home.query(f"SELECT * FROM {table} WHERE patient_key = ?", [source]) for table in PER_PATIENT_TABLES}
+        return {
+            table: home.query(f"SELECT * FROM {table} WHERE patient_key = ?", [source]) for table in PER_PATIENT_TABLES
+        }
 
 
-def build_home(work: Path, n: int, bank: Path, template: dict[str, pl.DataFrame], instance: dg.DagsterInstance,
-               seed: int = 7) -> tuple[Home, dict]:
+def build_home(
+    work: Path, n: int, bank: Path, template: dict[str, pl.DataFrame], instance: dg.DagsterInstance, seed: int = 7
+) -> tuple[Home, dict]:
     """N development patients in the manifest and the warehouse (features only), champions trained."""
     started = time.perf_counter()
     root = work / f"home_{n}"
@@ -225,8 +263,11 @@ def build_home(work: Path, n: int, bank: Path, template: dict[str, pl.DataFrame]
     for patient in sample_sci_patients(n, 0, seed=seed, second_rater_fraction=0):
         row = sci_table_row(patient)
         donor = by_center[patient.center.name]
-        paths = {"image__sag_T1": donor.images["sag_T1"], "image__sag_T2": donor.images["sag_T2"],
-                 **{m.column: m.path for m in donor.masks}}
+        paths = {
+            "image__sag_T1": donor.images["sag_T1"],
+            "image__sag_T2": donor.images["sag_T2"],
+            **{m.column: m.path for m in donor.masks},
+        }
         rows.append({**row, **{k: paths.get(k) for k in row if k.startswith(("image__", "mask__"))}})
     write_manifest(cohort_dir, {**sci_manifest(), "inbox": "inbox"}, rows, SCI_COLUMNS)
     (cohort_dir / "inbox").mkdir()
@@ -244,15 +285,21 @@ def build_home(work: Path, n: int, bank: Path, template: dict[str, pl.DataFrame]
     champions = home.query("SELECT signature, registered_model, model_version FROM trained_models WHERE champion")
     if champions.is_empty():
         raise RuntimeError(f"no champion in {root}")
-    return home, {"patients": len(cohort.patients), "seed_s": seeded - started, "train_s": time.perf_counter() - seeded,
-                  "champions": champions.to_dicts()}
+    return home, {
+        "patients": len(cohort.patients),
+        "seed_s": seeded - started,
+        "train_s": time.perf_counter() - seeded,
+        "champions": champions.to_dicts(),
+    }
 
 
 def _seed_tables(home: Home, template: dict[str, pl.DataFrame], seed: int) -> None:
     """Every per-patient table gets the template's rows for each of the N patients; feature values get noise."""
     radiomics, embeddings = template["radiomics_features"], template["embeddings"]
-    patients = home.query("SELECT p.patient_key, p.center, o.value AS label FROM patients p JOIN outcomes o USING (patient_key) "
-                          "ORDER BY p.patient_key")
+    patients = home.query(
+        "SELECT p.patient_key, p.center, o.value AS label FROM patients p JOIN outcomes o USING (patient_key) "
+        "ORDER BY p.patient_key"
+    )
     rng = np.random.default_rng(seed)
     base = radiomics["value"].to_numpy()
     informative = rng.random(base.size) < 0.1
@@ -262,9 +309,15 @@ def _seed_tables(home: Home, template: dict[str, pl.DataFrame], seed: int) -> No
         shift = 0.3 * (label == "1") * informative * scale
         values = base * np.exp(rng.normal(0.0, 0.15, base.size)) + rng.normal(0.0, 0.02, base.size) * scale + shift
         rad_frames.append(radiomics.with_columns(patient_key=pl.lit(key), value=pl.Series(values)))
-        vectors = [list((np.asarray(e) * np.exp(rng.normal(0.0, 0.1, len(e)))).astype(np.float32)) for e in embeddings["embedding"]]
-        emb_frames.append(embeddings.with_columns(patient_key=pl.lit(key), center=pl.lit(center),
-                                                  embedding=pl.Series(vectors, dtype=pl.List(pl.Float32))))
+        vectors = [
+            list((np.asarray(e) * np.exp(rng.normal(0.0, 0.1, len(e)))).astype(np.float32))
+            for e in embeddings["embedding"]
+        ]
+        emb_frames.append(
+            embeddings.with_columns(
+                patient_key=pl.lit(key), center=pl.lit(center), embedding=pl.Series(vectors, dtype=pl.List(pl.Float32))
+            )
+        )
         for table, frames in copies.items():
             frames.append(template[table].with_columns(patient_key=pl.lit(key)))
     with connect(home.warehouse) as con:
@@ -281,7 +334,10 @@ WATCHED = {  # (module, attribute) whose work could grow with the cohort, timed 
     "load_cohort (cohort.load / cohort.patient)": ("cssci_platform.resources.cohort", "load_cohort"),
     "scan_arrivals (sensor)": ("cssci_platform.defs.prospective.sensors", "scan_arrivals"),
     "admit (sensor)": ("cssci_platform.defs.prospective.sensors", "admit"),
-    "refresh_radiomics_wide_view (radiomics step)": ("cssci_platform.defs.features.assets", "refresh_radiomics_wide_view"),
+    "refresh_radiomics_wide_view (radiomics step)": (
+        "cssci_platform.defs.features.assets",
+        "refresh_radiomics_wide_view",
+    ),
     "study_embeddings (scoring step)": ("cssci_platform.lib.patient_scoring", "study_embeddings"),
     "load_champion (scoring step)": ("cssci_platform.lib.patient_scoring", "load_champion"),
 }
@@ -320,13 +376,23 @@ def measure_arrival(home: Home, bank: Path, source: str, new_id: str) -> dict:
     [request] = [r for r in tick.run_requests if r.partition_key == new_id]
     result = home.run("prospective_patient_job", partition=new_id, tags=request.tags)
     t3 = time.perf_counter()
-    predictions = home.query("SELECT signature, probability, model_version FROM prospective_predictions WHERE patient_key = ?", [new_id])
+    predictions = home.query(
+        "SELECT signature, probability, model_version FROM prospective_predictions WHERE patient_key = ?", [new_id]
+    )
     t4 = time.perf_counter()
     if predictions.is_empty():
         raise RuntimeError(f"no prediction row for {new_id}")
-    return {"patient": new_id, "total_s": t4 - t0, "tick_s": t1 - t0, "add_partitions_s": t2 - t1, "job_s": t3 - t2,
-            "read_back_s": t4 - t3, "steps": _step_seconds(home.instance, result.run_id),
-            "probability": predictions["probability"][0], "inside": {k: list(v) for k, v in INSIDE.items()}}
+    return {
+        "patient": new_id,
+        "total_s": t4 - t0,
+        "tick_s": t1 - t0,
+        "add_partitions_s": t2 - t1,
+        "job_s": t3 - t2,
+        "read_back_s": t4 - t3,
+        "steps": _step_seconds(home.instance, result.run_id),
+        "probability": predictions["probability"][0],
+        "inside": {k: list(v) for k, v in INSIDE.items()},
+    }
 
 
 def _step_seconds(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]:
@@ -380,24 +446,48 @@ def probes(home: Home, patient: str, calls: int = 7) -> dict:
 
 
 def sizes(home: Home) -> dict:
-    counts = home.query("SELECT (SELECT count(*) FROM patients) AS patients, (SELECT count(*) FROM radiomics_features) AS radiomics_rows, "
-                        "(SELECT count(*) FROM embeddings) AS embedding_rows, (SELECT count(*) FROM prospective_predictions) AS prediction_rows")
+    counts = home.query(
+        "SELECT (SELECT count(*) FROM patients) AS patients, "
+        "(SELECT count(*) FROM radiomics_features) AS radiomics_rows, "
+        "(SELECT count(*) FROM embeddings) AS embedding_rows, "
+        "(SELECT count(*) FROM prospective_predictions) AS prediction_rows"
+    )
     models = sum(f.stat().st_size for f in (home.root / "mlflow-artifacts").rglob("model.skops"))
-    return {**counts.row(0, named=True), "warehouse_bytes": home.warehouse.stat().st_size,
-            "manifest_bytes": (home.cohort_dir / "patients.csv").stat().st_size, "champion_skops_bytes": models,
-            "radiomics_partitions_materialized": len(home.instance.get_materialized_partitions(dg.AssetKey("radiomics_features")))}
+    return {
+        **counts.row(0, named=True),
+        "warehouse_bytes": home.warehouse.stat().st_size,
+        "manifest_bytes": (home.cohort_dir / "patients.csv").stat().st_size,
+        "champion_skops_bytes": models,
+        "radiomics_partitions_materialized": len(
+            home.instance.get_materialized_partitions(dg.AssetKey("radiomics_features"))
+        ),
+    }
 
 
 # ------------------------------------------------------------------------------------------------ report
 def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     import duckdb
     import mlflow
     import torch
 
-    return {"nproc": os.cpu_count(), "cpu": cpu, "kernel": platform.release(), "python": platform.python_version(),
-            "dagster": dg.__version__, "duckdb": duckdb.__version__, "mlflow": mlflow.__version__, "torch": torch.__version__}
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "dagster": dg.__version__,
+        "duckdb": duckdb.__version__,
+        "mlflow": mlflow.__version__,
+        "torch": torch.__version__,
+    }
 
 
 def uptime() -> str:
@@ -408,14 +498,23 @@ def summarize(measured: dict[int, list[dict]]) -> dict:
     summary = {}
     for n, runs in measured.items():
         steps = sorted({s for r in runs for s in r["steps"]})
-        summary[n] = {"median_total_s": statistics.median(r["total_s"] for r in runs),
-                      "totals_s": [round(r["total_s"], 3) for r in runs],
-                      **{f"median_{k}": statistics.median(r[k] for r in runs) for k in ("tick_s", "add_partitions_s", "job_s", "read_back_s")},
-                      "median_steps_s": {s: statistics.median(r["steps"].get(s, 0.0) for r in runs) for s in steps}}
+        summary[n] = {
+            "median_total_s": statistics.median(r["total_s"] for r in runs),
+            "totals_s": [round(r["total_s"], 3) for r in runs],
+            **{
+                f"median_{k}": statistics.median(r[k] for r in runs)
+                for k in ("tick_s", "add_partitions_s", "job_s", "read_back_s")
+            },
+            "median_steps_s": {s: statistics.median(r["steps"].get(s, 0.0) for r in runs) for s in steps},
+        }
         summary[n]["median_job_overhead_s"] = statistics.median(r["job_s"] - sum(r["steps"].values()) for r in runs)
-        summary[n]["inside"] = {label: {"calls": statistics.median(r["inside"].get(label, [0, 0.0])[0] for r in runs),
-                                        "median_s": statistics.median(r["inside"].get(label, [0, 0.0])[1] for r in runs)}
-                                for label in WATCHED}
+        summary[n]["inside"] = {
+            label: {
+                "calls": statistics.median(r["inside"].get(label, [0, 0.0])[0] for r in runs),
+                "median_s": statistics.median(r["inside"].get(label, [0, 0.0])[1] for r in runs),
+            }
+            for label in WATCHED
+        }
     return summary
 
 
@@ -426,21 +525,35 @@ def print_report(report: dict) -> None:
     print(f"\nmedian latency (s), {report['repeats']} repeats after 1 warm-up per home:")
     print("| part | " + " | ".join(f"N={n}" for n in ns) + f" | ratio {large}/{small} |")
     print("|---|" + "---:|" * (len(ns) + 1))
-    rows = [("end to end", "median_total_s"), ("sensor tick", "median_tick_s"), ("add partitions", "median_add_partitions_s"),
-            ("prospective_patient_job", "median_job_s"), ("read back", "median_read_back_s"), ("job overhead (no step)", "median_job_overhead_s")]
+    rows = [
+        ("end to end", "median_total_s"),
+        ("sensor tick", "median_tick_s"),
+        ("add partitions", "median_add_partitions_s"),
+        ("prospective_patient_job", "median_job_s"),
+        ("read back", "median_read_back_s"),
+        ("job overhead (no step)", "median_job_overhead_s"),
+    ]
     for label, key in rows:
-        print(f"| {label} | " + " | ".join(f"{s[n][key]:.3f}" for n in ns) + f" | {s[large][key] / s[small][key]:.2f} |")
+        print(
+            f"| {label} | " + " | ".join(f"{s[n][key]:.3f}" for n in ns) + f" | {s[large][key] / s[small][key]:.2f} |"
+        )
     for step in s[large]["median_steps_s"]:
         values = [s[n]["median_steps_s"].get(step, float("nan")) for n in ns]
         print(f"| step {step} | " + " | ".join(f"{v:.3f}" for v in values) + f" | {values[-1] / values[0]:.2f} |")
     print("\nall totals (s): " + "; ".join(f"N={n}: {s[n]['totals_s']}" for n in ns))
-    print(f"paired per-round ratios N={large}/N={small}: {[round(r, 3) for r in report['paired_ratios']]}, "
-          f"median {statistics.median(report['paired_ratios']):.3f}")
+    print(
+        f"paired per-round ratios N={large}/N={small}: {[round(r, 3) for r in report['paired_ratios']]}, "
+        f"median {statistics.median(report['paired_ratios']):.3f}"
+    )
     print("\ninside the arrival (calls per arrival; median seconds per arrival):")
     print("| function | " + " | ".join(f"N={n}" for n in ns) + " |")
     print("|---|" + "---:|" * len(ns))
     for label in WATCHED:
-        print(f"| {label} | " + " | ".join(f"{s[n]['inside'][label]['calls']:g} x, {s[n]['inside'][label]['median_s']:.3f}" for n in ns) + " |")
+        print(
+            f"| {label} | "
+            + " | ".join(f"{s[n]['inside'][label]['calls']:g} x, {s[n]['inside'][label]['median_s']:.3f}" for n in ns)
+            + " |"
+        )
     print("\nprobes (median of 7 calls, s):")
     print("| operation | " + " | ".join(f"N={n}" for n in ns) + " |")
     print("|---|" + "---:|" * len(ns))
@@ -454,12 +567,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="50,500", help="comma-separated cohort sizes already in the warehouse")
     parser.add_argument("--repeats", type=int, default=7, help="timed arrivals per size (after one warm-up each)")
-    parser.add_argument("--workdir", type=Path, default=None, help="keep the study homes here (default: a temp folder, removed)")
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="keep the study homes here (default: a temp folder, removed)"
+    )
     parser.add_argument("--out", type=Path, default=WORK / "arrival_latency.json")
     args = parser.parse_args(argv)
     ns = [int(x) for x in args.sizes.split(",")]
-    report: dict = {"command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]), "machine": machine(),
-                    "uptime_start": uptime(), "sizes_requested": ns, "repeats": args.repeats}
+    report: dict = {
+        "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "machine": machine(),
+        "uptime_start": uptime(),
+        "sizes_requested": ns,
+        "repeats": args.repeats,
+    }
     print(report["uptime_start"], flush=True)
     watch()
     started = time.perf_counter()
@@ -490,7 +610,9 @@ def main(argv: list[str] | None = None) -> int:
         report["sizes"] = {n: sizes(homes[n]) for n in ns}
     small, large = min(ns), max(ns)
     report["ratio"] = report["summary"][large]["median_total_s"] / report["summary"][small]["median_total_s"]
-    report["paired_ratios"] = [a["total_s"] / b["total_s"] for a, b in zip(report["arrivals"][large], report["arrivals"][small])]
+    report["paired_ratios"] = [
+        a["total_s"] / b["total_s"] for a, b in zip(report["arrivals"][large], report["arrivals"][small])
+    ]
     report["uptime_end"] = uptime()
     report["wall_s"] = time.perf_counter() - started
     print_report(report)

@@ -68,14 +68,15 @@ def bare_model(name: str, state_dict: dict[str, torch.Tensor], device: torch.dev
     return model.eval()
 
 
-def bare_loop(model: nn.Module, images: torch.Tensor, batch_size: int, device: torch.device, amp: bool,
-              channels_last: bool) -> torch.Tensor:
+def bare_loop(
+    model: nn.Module, images: torch.Tensor, batch_size: int, device: torch.device, amp: bool, channels_last: bool
+) -> torch.Tensor:
     """The loop anyone would write: inference_mode, per-batch host->device copy, outputs concatenated."""
     cast = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext()
     outputs = []
     with torch.inference_mode(), cast:
         for start in range(0, len(images), batch_size):
-            batch = images[start:start + batch_size]
+            batch = images[start : start + batch_size]
             batch = batch.to(device, memory_format=torch.channels_last) if channels_last else batch.to(device)
             outputs.append(model(batch))
     return torch.cat(outputs).float().cpu()
@@ -106,8 +107,9 @@ def no_nan_fill():
         torch.utils.deterministic.fill_uninitialized_memory = before
 
 
-def make_variants(name: str, batch_size: int, device: torch.device, seed: int,
-                  diagnose: bool = False) -> dict[str, Callable]:
+def make_variants(
+    name: str, batch_size: int, device: torch.device, seed: int, diagnose: bool = False
+) -> dict[str, Callable]:
     """name -> f(images) returning float32 host features; every variant owns its own copy of the same weights."""
     backbone = load_backbone(name, "none", seed=seed)
     state = {k: v.clone() for k, v in backbone.model.state_dict().items()}
@@ -149,12 +151,19 @@ def timed(run: Callable, images: torch.Tensor, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def bench_backbone(name: str, images: torch.Tensor, batch_size: int, rounds: int, device: torch.device,
-                   seed: int, diagnose: bool = False) -> dict:
+def bench_backbone(
+    name: str,
+    images: torch.Tensor,
+    batch_size: int,
+    rounds: int,
+    device: torch.device,
+    seed: int,
+    diagnose: bool = False,
+) -> dict:
     variants = make_variants(name, batch_size, device, seed, diagnose)
     names = list(variants)
     # warm-up (untimed): one full batch and, if the last batch is shorter, one batch of that size
-    warm = [images[:batch_size]] + ([images[:len(images) % batch_size]] if len(images) % batch_size else [])
+    warm = [images[:batch_size]] + ([images[: len(images) % batch_size]] if len(images) % batch_size else [])
     outputs = {}
     for variant in names:
         for part in warm:
@@ -166,41 +175,61 @@ def bench_backbone(name: str, images: torch.Tensor, batch_size: int, rounds: int
 
     seconds: dict[str, list[float]] = {v: [] for v in names}
     for index in range(rounds):
-        order = names[index % len(names):] + names[:index % len(names)]
+        order = names[index % len(names) :] + names[: index % len(names)]
         for variant in order:
             seconds[variant].append(timed(variants[variant], images, device))
-        print(f"{name} round {index + 1}/{rounds} (first: {order[0]}): "
-              + "  ".join(f"{v} {len(images) / seconds[v][-1]:7.2f} img/s" for v in names)
-              + f"  load {os.getloadavg()[0]:.2f}", flush=True)
+        print(
+            f"{name} round {index + 1}/{rounds} (first: {order[0]}): "
+            + "  ".join(f"{v} {len(images) / seconds[v][-1]:7.2f} img/s" for v in names)
+            + f"  load {os.getloadavg()[0]:.2f}",
+            flush=True,
+        )
     per_second = {v: [len(images) / s for s in seconds[v]] for v in names}
     median = {v: statistics.median(per_second[v]) for v in names}
     # same-round pairs share whatever else the machine was doing at the time: the robust figure on a shared host
     paired = {v: statistics.median(x / b for x, b in zip(per_second[v], per_second["bare"])) for v in names}
     round_ratios = [o / b for o, b in zip(per_second["ours"], per_second["bare"])]
-    result = {"backbone": name, "images": len(images), "batch_size": batch_size, "rounds": rounds,
-              "seconds": seconds, "images_per_s": per_second, "median_images_per_s": median,
-              "ratio_ours_vs_bare": median["ours"] / median["bare"],
-              "per_round_ratio_ours_vs_bare": round_ratios,
-              "median_paired_ratio_vs_bare": paired, "load_avg_after": os.getloadavg(),
-              "max_abs_diff_vs_bare_at_warmup": agreement}
+    result = {
+        "backbone": name,
+        "images": len(images),
+        "batch_size": batch_size,
+        "rounds": rounds,
+        "seconds": seconds,
+        "images_per_s": per_second,
+        "median_images_per_s": median,
+        "ratio_ours_vs_bare": median["ours"] / median["bare"],
+        "per_round_ratio_ours_vs_bare": round_ratios,
+        "median_paired_ratio_vs_bare": paired,
+        "load_avg_after": os.getloadavg(),
+        "max_abs_diff_vs_bare_at_warmup": agreement,
+    }
     if device.type == "cuda":
         result["ratio_ours_vs_bare_amp_cl"] = median["ours"] / median["bare_amp_cl"]
         result["ratio_ours_fp32_vs_bare"] = median["ours_fp32"] / median["bare"]
         result["speedup_amp_cl_bare"] = median["bare_amp_cl"] / median["bare"]
     if len(names) > 2:
         print(f"{name} paired ratios vs bare: " + "  ".join(f"{v} {paired[v]:.3f}x" for v in names), flush=True)
-    print(f"{name}: " + "  ".join(f"{v} {median[v]:.2f} img/s" for v in names)
-          + f"  -> ours/bare {result['ratio_ours_vs_bare']:.3f}x (paired median {paired['ours']:.3f}x, "
-          f"per round {min(round_ratios):.3f}-{max(round_ratios):.3f})"
-          + ("" if device.type != "cuda" else f", ours/bare_amp_cl {result['ratio_ours_vs_bare_amp_cl']:.3f}x,"
-             f" ours_fp32/bare {result['ratio_ours_fp32_vs_bare']:.3f}x"), flush=True)
+    print(
+        f"{name}: "
+        + "  ".join(f"{v} {median[v]:.2f} img/s" for v in names)
+        + f"  -> ours/bare {result['ratio_ours_vs_bare']:.3f}x (paired median {paired['ours']:.3f}x, "
+        f"per round {min(round_ratios):.3f}-{max(round_ratios):.3f})"
+        + (
+            ""
+            if device.type != "cuda"
+            else f", ours/bare_amp_cl {result['ratio_ours_vs_bare_amp_cl']:.3f}x,"
+            f" ours_fp32/bare {result['ratio_ours_fp32_vs_bare']:.3f}x"
+        ),
+        flush=True,
+    )
     return result
 
 
 def busiest_processes(count: int = 5) -> list[str]:
     try:
-        out = subprocess.run(["ps", "-eo", "pid,pcpu,etime,args", "--sort=-pcpu"], capture_output=True, text=True,
-                             timeout=10).stdout.splitlines()
+        out = subprocess.run(
+            ["ps", "-eo", "pid,pcpu,etime,args", "--sort=-pcpu"], capture_output=True, text=True, timeout=10
+        ).stdout.splitlines()
     except (OSError, subprocess.SubprocessError):
         return []
     own = str(os.getpid())
@@ -208,13 +237,27 @@ def busiest_processes(count: int = 5) -> list[str]:
 
 
 def machine(device: torch.device) -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
-                if line.startswith("model name")), platform.processor())
-    info = {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(), "torch": torch.__version__,
-            "torchvision": torchvision.__version__, "torch_num_threads": torch.get_num_threads(),
-            "torch_num_interop_threads": torch.get_num_interop_threads(), "device": str(device),
-            "cudnn_benchmark": torch.backends.cudnn.benchmark, "load_avg_at_start": os.getloadavg(),
-            "busiest_processes_at_start": busiest_processes()}
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    info = {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "torch_num_threads": torch.get_num_threads(),
+        "torch_num_interop_threads": torch.get_num_interop_threads(),
+        "device": str(device),
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        "load_avg_at_start": os.getloadavg(),
+        "busiest_processes_at_start": busiest_processes(),
+    }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
@@ -237,11 +280,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
     parser.add_argument("--size", type=int, default=224, help="input height = width")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--wait-for-load", type=float, default=None, metavar="LOAD",
-                        help="before starting, wait (up to 10 min) until the 1-min load average is below LOAD")
-    parser.add_argument("--diagnose", action="store_true",
-                        help="CPU: also time bare + deterministic algorithms (with / without the NaN fill of new "
-                             "tensors) and ours without the NaN fill")
+    parser.add_argument(
+        "--wait-for-load",
+        type=float,
+        default=None,
+        metavar="LOAD",
+        help="before starting, wait (up to 10 min) until the 1-min load average is below LOAD",
+    )
+    parser.add_argument(
+        "--diagnose",
+        action="store_true",
+        help="CPU: also time bare + deterministic algorithms (with / without the NaN fill of new "
+        "tensors) and ours without the NaN fill",
+    )
     parser.add_argument("--out", type=Path, default=WORK / "embedding_throughput.json")
     args = parser.parse_args(argv)
 
@@ -253,21 +304,41 @@ def main(argv: list[str] | None = None) -> None:
     generator = torch.Generator().manual_seed(args.seed)
     images = torch.randn(args.images, 3, args.size, args.size, generator=generator)
     started = time.perf_counter()
-    results = [bench_backbone(name, images, args.batch_size, args.rounds, device, args.seed, args.diagnose)
-               for name in args.backbones]
+    results = [
+        bench_backbone(name, images, args.batch_size, args.rounds, device, args.seed, args.diagnose)
+        for name in args.backbones
+    ]
     info["load_avg_at_end"] = os.getloadavg()
     info["busiest_processes_at_end"] = busiest_processes()
     info["wall_s"] = time.perf_counter() - started
     columns = list(results[0]["median_images_per_s"])
-    print("\n| backbone | " + " | ".join(f"{v} img/s" for v in columns)
-          + " | ours / bare (ratio of medians) | ours / bare (median of same-round ratios) |")
+    print(
+        "\n| backbone | "
+        + " | ".join(f"{v} img/s" for v in columns)
+        + " | ours / bare (ratio of medians) | ours / bare (median of same-round ratios) |"
+    )
     print("|---|" + "---:|" * (len(columns) + 2))
     for r in results:
-        print(f"| {r['backbone']} | " + " | ".join(f"{v:.2f}" for v in r["median_images_per_s"].values())
-              + f" | {r['ratio_ours_vs_bare']:.3f}x | {r['median_paired_ratio_vs_bare']['ours']:.3f}x |")
+        print(
+            f"| {r['backbone']} | "
+            + " | ".join(f"{v:.2f}" for v in r["median_images_per_s"].values())
+            + f" | {r['ratio_ours_vs_bare']:.3f}x | {r['median_paired_ratio_vs_bare']['ours']:.3f}x |"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"machine": info, "command": " ".join(sys.argv), "inputs": "seeded randn",
-                                    "weights": "none", "results": results}, indent=2, default=_jsonable), encoding="utf-8")
+    args.out.write_text(
+        json.dumps(
+            {
+                "machine": info,
+                "command": " ".join(sys.argv),
+                "inputs": "seeded randn",
+                "weights": "none",
+                "results": results,
+            },
+            indent=2,
+            default=_jsonable,
+        ),
+        encoding="utf-8",
+    )
     print(f"figures written to {args.out} (load average at end {info['load_avg_at_end'][0]:.2f})")
 
 

@@ -36,12 +36,15 @@ def main() -> None:
     y = rng.integers(0, 2, args.patients)
     a, b = y + rng.normal(0, 1.5, args.patients), y + rng.normal(0, 2.0, args.patients)
     print(f"delong_ci, {args.patients} patients: {timed(lambda: delong_ci(y, a), args.repeats):.3f} s")
-    print(f"delong_roc_test (paired), {args.patients} patients: {timed(lambda: delong_roc_test(y, a, b), args.repeats):.3f} s")
+    seconds = timed(lambda: delong_roc_test(y, a, b), args.repeats)
+    print(f"delong_roc_test (paired), {args.patients} patients: {seconds:.3f} s")
     ys = rng.integers(0, 2, (args.models, args.test_patients))
     scores = ys + rng.normal(0, 1.5, ys.shape)
     run = lambda: [bootstrap_auc_ci(ys[m], scores[m], n=args.replicates, seed=m) for m in range(args.models)]  # noqa: E731
-    print(f"bootstrap AUC CI, {args.replicates} replicates x {args.models} models of {args.test_patients} patients: "
-          f"{timed(run, args.repeats):.3f} s")
+    print(
+        f"bootstrap AUC CI, {args.replicates} replicates x {args.models} models of {args.test_patients} patients: "
+        f"{timed(run, args.repeats):.3f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -32,7 +32,8 @@ mean and heterogeneity plus nuisance factors, with per-center additive and multi
 
     python benchmarks/modeling_scaling.py --parts demo,scaling --cv-folds 5 --sizes 100,400,1600 --repeats 3
     python benchmarks/modeling_scaling.py --parts scaling --classifiers all \
-        --scaling-signatures Rad,DL_resnet18,Rad+DL_resnet18,Clinical,Combined --scaling-modes leakage_safe,paper_faithful
+        --scaling-signatures Rad,DL_resnet18,Rad+DL_resnet18,Clinical,Combined \
+        --scaling-modes leakage_safe,paper_faithful
 
 Figures go to ``benchmarks/_work/modeling_scaling/modeling_scaling.json`` (``--out``); `uptime` is recorded at
 start and end: on a shared 2-core machine only a quiet run gives meaningful numbers.
@@ -61,11 +62,11 @@ from sklearn.base import clone
 import cssci_platform.lib.modeling.training as training
 from cssci_platform.lib.classifiers import CLASSIFIER_NAMES
 from cssci_platform.lib.harmonization.settings import HarmonizationSettings
+from cssci_platform.lib.imaging import CHANNELS
 from cssci_platform.lib.modeling.chains import ChainSettings, build_pipeline
 from cssci_platform.lib.modeling.signatures import parse_signature
 from cssci_platform.lib.modeling.training import MODES, train_signature
 from cssci_platform.lib.selection.settings import SelectionSettings
-from cssci_platform.lib.imaging import CHANNELS
 from cssci_platform.lib.splits import PRESETS, SplitSpec, assign_splits
 from cssci_platform.lib.synthetic import SCI_STANDARDIZATION, sample_sci_patients
 
@@ -78,42 +79,71 @@ SPLIT_SEED = 42  # the demo's split.seed and models.seed (both default 42)
 
 
 # ------------------------------------------------------------------------------------------------ synthetic matrix
-def synthetic_matrix(n_development: int, n_prospective: int, seed: int = 7, backbone: str = "resnet18",
-                     deep: bool = True, clinical: bool = True) -> pd.DataFrame:
+def synthetic_matrix(
+    n_development: int,
+    n_prospective: int,
+    seed: int = 7,
+    backbone: str = "resnet18",
+    deep: bool = True,
+    clinical: bool = True,
+) -> pd.DataFrame:
     """Demo-shaped feature matrix (index patient_key; center, cohort, label; rad__, dl__, clin__ columns)."""
     patients = sample_sci_patients(n_development, n_prospective, seed)
     n = len(patients)
     rng = np.random.default_rng([seed, 2024])
-    imaging = np.column_stack([
-        (np.log([p.lesion_length_mm for p in patients]) - np.log(SCI_STANDARDIZATION["lesion_length_mm"][0])) / 0.4,
-        *[(np.array([getattr(p, k) for p in patients]) - SCI_STANDARDIZATION[k][0]) / SCI_STANDARDIZATION[k][1]
-          for k in ("lesion_t2_mean", "lesion_heterogeneity")]])
+    imaging = np.column_stack(
+        [
+            (np.log([p.lesion_length_mm for p in patients]) - np.log(SCI_STANDARDIZATION["lesion_length_mm"][0])) / 0.4,
+            *[
+                (np.array([getattr(p, k) for p in patients]) - SCI_STANDARDIZATION[k][0]) / SCI_STANDARDIZATION[k][1]
+                for k in ("lesion_t2_mean", "lesion_heterogeneity")
+            ],
+        ]
+    )
     latent = np.column_stack([imaging, rng.normal(size=(n, 12))])  # 3 planted + 12 nuisance factors
     center_codes = np.unique([p.center.name for p in patients], return_inverse=True)[1]
-    rad_names = [f"rad__{s}__{r}__{c}__f{i:03d}" for s in SEQUENCES for r in ROIS for c in CHANNELS for i in range(N_RADIOMICS)]
-    blocks = [pd.DataFrame(_clustered_features(rng, latent, center_codes, len(rad_names), clusters=240), columns=rad_names)]
+    rad_names = [
+        f"rad__{s}__{r}__{c}__f{i:03d}" for s in SEQUENCES for r in ROIS for c in CHANNELS for i in range(N_RADIOMICS)
+    ]
+    blocks = [
+        pd.DataFrame(_clustered_features(rng, latent, center_codes, len(rad_names), clusters=240), columns=rad_names)
+    ]
     if deep:
-        dl = [np.logaddexp(0, _clustered_features(rng, latent, center_codes, DL_DIM, clusters=128, unit_scale=False))
-              for _ in CHANNELS]  # softplus: pooled ReLU activations are non-negative
+        dl = [
+            np.logaddexp(0, _clustered_features(rng, latent, center_codes, DL_DIM, clusters=128, unit_scale=False))
+            for _ in CHANNELS
+        ]  # softplus: pooled ReLU activations are non-negative
         names = [f"dl__{backbone}__{c}__{i:04d}" for c in CHANNELS for i in range(DL_DIM)]
         blocks.append(pd.DataFrame(np.hstack(dl), columns=names))
     if clinical:
-        blocks.append(pd.DataFrame({
-            "clin__age": [float(p.age) for p in patients], "clin__sex__M": [float(p.sex == "M") for p in patients],
-            "clin__diabetes": [float(p.diabetes) for p in patients],
-            "clin__hypertension": [float(p.hypertension) for p in patients],
-            "clin__smoking": [float(p.smoking) for p in patients],
-            "clin__treatment__conservative": [float(p.treatment == "conservative") for p in patients],
-            **{f"clin__asia_grade__{g}": [float(p.asia_grade == g) for p in patients] for g in ("B", "C", "D")}}))
-    meta = pd.DataFrame({"center": [p.center.name for p in patients], "cohort": [p.cohort for p in patients],
-                         "label": [str(p.good_outcome) for p in patients]})
+        blocks.append(
+            pd.DataFrame(
+                {
+                    "clin__age": [float(p.age) for p in patients],
+                    "clin__sex__M": [float(p.sex == "M") for p in patients],
+                    "clin__diabetes": [float(p.diabetes) for p in patients],
+                    "clin__hypertension": [float(p.hypertension) for p in patients],
+                    "clin__smoking": [float(p.smoking) for p in patients],
+                    "clin__treatment__conservative": [float(p.treatment == "conservative") for p in patients],
+                    **{f"clin__asia_grade__{g}": [float(p.asia_grade == g) for p in patients] for g in ("B", "C", "D")},
+                }
+            )
+        )
+    meta = pd.DataFrame(
+        {
+            "center": [p.center.name for p in patients],
+            "cohort": [p.cohort for p in patients],
+            "label": [str(p.good_outcome) for p in patients],
+        }
+    )
     matrix = pd.concat([meta, *blocks], axis=1)
     matrix.index = pd.Index([p.patient_id for p in patients], name="patient_key")
     return matrix.sort_index()
 
 
-def _clustered_features(rng: np.random.Generator, latent: np.ndarray, centers: np.ndarray, p: int, clusters: int,
-                        unit_scale: bool = True) -> np.ndarray:
+def _clustered_features(
+    rng: np.random.Generator, latent: np.ndarray, centers: np.ndarray, p: int, clusters: int, unit_scale: bool = True
+) -> np.ndarray:
     """Features in redundant clusters, center location/scale shifts (mostly shared within a cluster).
 
     Calibrated on the real demo matrix (40 + 10 patients, seed 7): there 88 % of radiomics and 86 % of deep
@@ -124,8 +154,9 @@ def _clustered_features(rng: np.random.Generator, latent: np.ndarray, centers: n
     signal = signal + rng.normal(0, 0.6, size=(n_centers, clusters))[centers]
     signal = (signal - signal.mean(0)) / signal.std(0)
     member = rng.integers(0, clusters, size=p)
-    values = (signal[:, member] * rng.choice([-1.0, 1.0], size=p)
-              + rng.normal(size=(latent.shape[0], p)) * rng.uniform(0.05, 0.45, size=p))
+    values = signal[:, member] * rng.choice([-1.0, 1.0], size=p) + rng.normal(size=(latent.shape[0], p)) * rng.uniform(
+        0.05, 0.45, size=p
+    )
     shift, scale = rng.normal(0, 0.2, size=(n_centers, p)), np.exp(rng.normal(0, 0.1, size=(n_centers, p)))
     values = values * scale[centers] + shift[centers]
     if unit_scale:  # radiomics units span orders of magnitude
@@ -142,10 +173,15 @@ def demo_duckdb_matrix(path: Path) -> pd.DataFrame:
 
 def holdout_roles(matrix: pd.DataFrame, seed: int = SPLIT_SEED) -> pd.Series:
     preset = PRESETS["holdout_8_2"]
-    patients = pl.DataFrame({"patient_key": list(matrix.index), "center": list(matrix["center"]),
-                             "cohort": list(matrix["cohort"]),
-                             "label": [None if pd.isna(v) else str(v) for v in matrix["label"]]},
-                            schema={"patient_key": pl.String, "center": pl.String, "cohort": pl.String, "label": pl.String})
+    patients = pl.DataFrame(
+        {
+            "patient_key": list(matrix.index),
+            "center": list(matrix["center"]),
+            "cohort": list(matrix["cohort"]),
+            "label": [None if pd.isna(v) else str(v) for v in matrix["label"]],
+        },
+        schema={"patient_key": pl.String, "center": pl.String, "cohort": pl.String, "label": pl.String},
+    )
     splits = assign_splits(patients, SplitSpec(preset.strategy, preset.test_fraction, seed))
     return pd.Series(dict(splits.select("patient_key", "role").iter_rows()))
 
@@ -192,36 +228,71 @@ class Timings:
                 self.prefilter += time.perf_counter() - started
 
         training.fit_chain_folds, training.tune_on_folds, training.paper_faithful_columns = (
-            fit_chain_folds, tune_on_folds, paper_faithful_columns)
+            fit_chain_folds,
+            tune_on_folds,
+            paper_faithful_columns,
+        )
         try:
             yield self
         finally:
             training.fit_chain_folds, training.tune_on_folds, training.paper_faithful_columns = originals
 
 
-def timed_train(matrix: pd.DataFrame, roles: pd.Series, signature: str, classifiers: list[str], mode: str,
-                settings: ChainSettings, cv_folds: int) -> dict:
+def timed_train(
+    matrix: pd.DataFrame,
+    roles: pd.Series,
+    signature: str,
+    classifiers: list[str],
+    mode: str,
+    settings: ChainSettings,
+    cv_folds: int,
+) -> dict:
     timings = Timings()
     with timings.installed():
         started, cpu_started = time.perf_counter(), time.process_time()
-        models = train_signature(matrix, roles, parse_signature(signature), classifiers, mode,  # type: ignore[arg-type]
-                                 CLASSES, settings, "fast", cv_folds)
+        models = train_signature(
+            matrix,
+            roles,
+            parse_signature(signature),
+            classifiers,
+            mode,  # type: ignore[arg-type]
+            CLASSES,
+            settings,
+            "fast",
+            cv_folds,
+        )
         total, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     tune_total = sum(timings.tune.values())
     first = models[0]
     lasso = next((r for r in first.selection if r.get("step") == "lasso"), None)
     return {
-        "signature": signature, "mode": mode, "load1_after": os.getloadavg()[0], "total_s": total, "cpu_s": cpu,
-        "chain_s": timings.chain, "tune_s": tune_total,
-        "prefilter_s": timings.prefilter, "other_s": total - timings.chain - tune_total - timings.prefilter,
-        "tune_by_classifier_s": dict(timings.tune), "n_models": len(models), "n_input_columns": len(first.input_columns),
+        "signature": signature,
+        "mode": mode,
+        "load1_after": os.getloadavg()[0],
+        "total_s": total,
+        "cpu_s": cpu,
+        "chain_s": timings.chain,
+        "tune_s": tune_total,
+        "prefilter_s": timings.prefilter,
+        "other_s": total - timings.chain - tune_total - timings.prefilter,
+        "tune_by_classifier_s": dict(timings.tune),
+        "n_models": len(models),
+        "n_input_columns": len(first.input_columns),
         "n_lasso_kept": len(lasso["kept"]) if lasso else None,
-        "models": {m.spec.classifier: {"cv_auc": m.cv_score_mean, "test_auc": m.metrics.get("test", {}).get("auc"),
-                                       "validation_auc": m.metrics.get("validation", {}).get("auc")} for m in models},
+        "models": {
+            m.spec.classifier: {
+                "cv_auc": m.cv_score_mean,
+                "test_auc": m.metrics.get("test", {}).get("auc"),
+                "validation_auc": m.metrics.get("validation", {}).get("auc"),
+            }
+            for m in models
+        },
     }
 
 
-def chain_step_breakdown(matrix: pd.DataFrame, roles: pd.Series, signature: str, settings: ChainSettings) -> dict[str, float]:
+def chain_step_breakdown(
+    matrix: pd.DataFrame, roles: pd.Series, signature: str, settings: ChainSettings
+) -> dict[str, float]:
     """Each chain step fitted once on all training rows (one of the k+1 chain fits of `fit_chain_folds`)."""
     sig = parse_signature(signature)
     template = build_pipeline(sig, sig.columns(matrix), None, settings)
@@ -253,20 +324,34 @@ def run_demo(args: argparse.Namespace) -> dict:
             for mode in args.modes.split(","):
                 run = timed_train(matrix, roles, signature, classifiers, mode, settings, args.cv_folds)
                 runs.append({"repeat": repeat, **run})
-                print(f"  demo r{repeat} {signature:>16} {mode:>14}: {run['total_s']:7.1f} s "
-                      f"(chain {run['chain_s']:.1f}, tune {run['tune_s']:.1f}, prefilter {run['prefilter_s']:.1f}, "
-                      f"other {run['other_s']:.1f}; {run['n_models']} models)", flush=True)
+                print(
+                    f"  demo r{repeat} {signature:>16} {mode:>14}: {run['total_s']:7.1f} s "
+                    f"(chain {run['chain_s']:.1f}, tune {run['tune_s']:.1f}, prefilter {run['prefilter_s']:.1f}, "
+                    f"other {run['other_s']:.1f}; {run['n_models']} models)",
+                    flush=True,
+                )
         print(f"  demo repeat {repeat}: {time.perf_counter() - started:.1f} s", flush=True)
-    return {"source": source, "shape": _shape(matrix, roles), "classifiers": classifiers, "cv_folds": args.cv_folds,
-            "runs": runs, "totals_s": [sum(r["total_s"] for r in runs if r["repeat"] == k) for k in range(args.repeats)]}
+    return {
+        "source": source,
+        "shape": _shape(matrix, roles),
+        "classifiers": classifiers,
+        "cv_folds": args.cv_folds,
+        "runs": runs,
+        "totals_s": [sum(r["total_s"] for r in runs if r["repeat"] == k) for k in range(args.repeats)],
+    }
 
 
 def run_scaling(args: argparse.Namespace) -> dict:
     classifiers, settings, sizes = _names(args.classifiers), chain_settings(args.cv_folds), []
     signatures, modes = args.scaling_signatures.split(","), args.scaling_modes.split(",")
     for size in [int(s) for s in args.sizes.split(",") if s]:
-        matrix = synthetic_matrix(size, 0, args.cohort_seed, deep=any("DL_" in s for s in signatures),
-                                  clinical=any(s in ("Clinical", "Combined") for s in signatures))
+        matrix = synthetic_matrix(
+            size,
+            0,
+            args.cohort_seed,
+            deep=any("DL_" in s for s in signatures),
+            clinical=any(s in ("Clinical", "Combined") for s in signatures),
+        )
         roles = holdout_roles(matrix)
         runs, steps = [], {}
         for repeat in range(args.repeats):
@@ -275,20 +360,40 @@ def run_scaling(args: argparse.Namespace) -> dict:
                     run = timed_train(matrix, roles, signature, classifiers, mode, settings, args.cv_folds)
                     runs.append({"repeat": repeat, **run})
                     tuned = ", ".join(f"{k} {v:.1f}" for k, v in run["tune_by_classifier_s"].items())
-                    print(f"  scaling n={size:>5} r{repeat} {signature} {mode}: {run['total_s']:7.1f} s "
-                          f"(chain {run['chain_s']:.1f}, tune {run['tune_s']:.1f} = {tuned}; "
-                          f"prefilter {run['prefilter_s']:.1f}, other {run['other_s']:.1f})", flush=True)
+                    print(
+                        f"  scaling n={size:>5} r{repeat} {signature} {mode}: {run['total_s']:7.1f} s "
+                        f"(chain {run['chain_s']:.1f}, tune {run['tune_s']:.1f} = {tuned}; "
+                        f"prefilter {run['prefilter_s']:.1f}, other {run['other_s']:.1f})",
+                        flush=True,
+                    )
         for signature in signatures if args.step_breakdown else []:
             if signature in ("Clinical", "Combined"):
                 continue
             steps[signature] = chain_step_breakdown(matrix, roles, signature, settings)
             fits = steps[signature]
-            print(f"  scaling n={size:>5} {signature} one chain fit: " + ", ".join(
-                f"{k} {v:.2f}s->{fits[k + '__out_columns']}" for k, v in fits.items() if "__" not in k), flush=True)
+            print(
+                f"  scaling n={size:>5} {signature} one chain fit: "
+                + ", ".join(f"{k} {v:.2f}s->{fits[k + '__out_columns']}" for k, v in fits.items() if "__" not in k),
+                flush=True,
+            )
         totals = [sum(r["total_s"] for r in runs if r["repeat"] == k) for k in range(args.repeats)]
-        sizes.append({"patients": size, "shape": _shape(matrix, roles), "runs": runs, "chain_steps_one_fit": steps,
-                      "totals_s": totals, "median_total_s": statistics.median(totals)})
-    return {"signatures": signatures, "modes": modes, "classifiers": classifiers, "cv_folds": args.cv_folds, "sizes": sizes}
+        sizes.append(
+            {
+                "patients": size,
+                "shape": _shape(matrix, roles),
+                "runs": runs,
+                "chain_steps_one_fit": steps,
+                "totals_s": totals,
+                "median_total_s": statistics.median(totals),
+            }
+        )
+    return {
+        "signatures": signatures,
+        "modes": modes,
+        "classifiers": classifiers,
+        "cv_folds": args.cv_folds,
+        "sizes": sizes,
+    }
 
 
 def run_micro(args: argparse.Namespace) -> dict:
@@ -313,8 +418,9 @@ def run_micro(args: argparse.Namespace) -> dict:
         Cs = l1_min_c(X, y, loss="log") * np.logspace(0, 3, 20)
         for train, valid in StratifiedKFold(5, shuffle=True, random_state=0).split(X, y):
             for C in Cs:
-                model = LogisticRegression(C=C, l1_ratio=1.0, solver="liblinear", intercept_scaling=10.0,
-                                           random_state=0, max_iter=10_000).fit(X[train], y[train])
+                model = LogisticRegression(
+                    C=C, l1_ratio=1.0, solver="liblinear", intercept_scaling=10.0, random_state=0, max_iter=10_000
+                ).fit(X[train], y[train])
                 p = 1 / (1 + np.exp(-(X[valid] @ model.coef_[0] + model.intercept_[0])))
                 _ = -np.mean(np.log(np.clip(np.where(y[valid] == 1, p, 1 - p), 1e-15, 1)))
 
@@ -323,16 +429,24 @@ def run_micro(args: argparse.Namespace) -> dict:
         X = rng.normal(size=(n, 20))
         y = (X[:, 0] + rng.normal(size=n) > 0).astype(int)
         frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(20)])
-        out[f"lasso_selector_cv5_{n}x20_ms"] = best_ms(lambda: LassoSelector(cv=5, random_state=0).fit(frame, y))
-        out[f"lean_l1_path_cv5_{n}x20_ms"] = best_ms(lambda: lean_lasso(X, y))
+        out[f"lasso_selector_cv5_{n}x20_ms"] = best_ms(
+            lambda frame=frame, y=y: LassoSelector(cv=5, random_state=0).fit(frame, y)
+        )
+        out[f"lean_l1_path_cv5_{n}x20_ms"] = best_ms(lambda X=X, y=y: lean_lasso(X, y))
     for n, p in ((26, 2140), (26, 4700), (1280, 2140), (1280, 4700)):
         frame = pd.DataFrame(rng.normal(size=(n, p)), columns=[f"rad__{i}" for i in range(p)]).assign(center="A")
-        out[f"constant_dropper_nunique_{n}x{p}_ms"] = best_ms(lambda: ConstantFeatureDropper().fit(frame), 3)
-        out[f"constant_numpy_{n}x{p}_ms"] = best_ms(lambda: _constant_columns(frame.drop(columns=["center"])), 3)
+        out[f"constant_dropper_nunique_{n}x{p}_ms"] = best_ms(
+            lambda frame=frame: ConstantFeatureDropper().fit(frame), 3
+        )
+        out[f"constant_numpy_{n}x{p}_ms"] = best_ms(
+            lambda frame=frame: _constant_columns(frame.drop(columns=["center"])), 3
+        )
     for n in (26, 1280):
         X = rng.normal(size=(n, DL_DIM))
         for solver in ("full", "covariance_eigh"):
-            out[f"pca32_{solver}_{n}x{DL_DIM}_ms"] = best_ms(lambda: PCA(min(32, n), svd_solver=solver).fit(X))
+            out[f"pca32_{solver}_{n}x{DL_DIM}_ms"] = best_ms(
+                lambda n=n, solver=solver, X=X: PCA(min(32, n), svd_solver=solver).fit(X)
+            )
     for key, value in out.items():
         print(f"  micro {key}: {value:.1f}", flush=True)
     return out
@@ -353,24 +467,44 @@ def _names(text: str) -> list[str]:
 
 def _shape(matrix: pd.DataFrame, roles: pd.Series) -> dict:
     counts = roles.reindex(matrix.index).value_counts().to_dict()
-    return {"patients": len(matrix), "roles": {k: int(v) for k, v in counts.items()},
-            "centers": sorted(set(matrix["center"])),
-            **{f"{prefix}columns": sum(c.startswith(prefix) for c in matrix.columns) for prefix in ("rad__", "dl__", "clin__")}}
+    return {
+        "patients": len(matrix),
+        "roles": {k: int(v) for k, v in counts.items()},
+        "centers": sorted(set(matrix["center"])),
+        **{
+            f"{prefix}columns": sum(c.startswith(prefix) for c in matrix.columns)
+            for prefix in ("rad__", "dl__", "clin__")
+        },
+    }
 
 
 def _machine() -> dict:
     from threadpoolctl import threadpool_info
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     import lightgbm
     import sklearn
     import xgboost
 
-    return {"nproc": os.cpu_count(), "cpu": cpu, "kernel": platform.release(), "python": platform.python_version(),
-            "numpy": np.__version__, "pandas": pd.__version__, "scikit-learn": sklearn.__version__,
-            "lightgbm": lightgbm.__version__, "xgboost": xgboost.__version__,
-            "threadpools": [{k: p.get(k) for k in ("user_api", "internal_api", "num_threads")} for p in threadpool_info()]}
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "scikit-learn": sklearn.__version__,
+        "lightgbm": lightgbm.__version__,
+        "xgboost": xgboost.__version__,
+        "threadpools": [{k: p.get(k) for k in ("user_api", "internal_api", "num_threads")} for p in threadpool_info()],
+    }
 
 
 def _uptime() -> str:
@@ -380,7 +514,9 @@ def _uptime() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--parts", default="demo,scaling", help="comma-separated: demo, scaling, micro")
-    parser.add_argument("--cv-folds", type=int, default=5, help="grid-search CV folds (and LASSO CV folds, as the demo)")
+    parser.add_argument(
+        "--cv-folds", type=int, default=5, help="grid-search CV folds (and LASSO CV folds, as the demo)"
+    )
     parser.add_argument("--signatures", default=DEMO_SIGNATURES, help="demo part: signatures")
     parser.add_argument("--modes", default=",".join(MODES), help="demo part: modes")
     parser.add_argument("--demo-classifiers", default="all", help="demo part: zoo members or 'all'")
@@ -391,8 +527,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--classifiers", default="LR,RandomForest,LightGBM", help="scaling part: zoo members or 'all'")
     parser.add_argument("--scaling-signatures", default="Rad", help="scaling part: signatures")
     parser.add_argument("--scaling-modes", default="leakage_safe", help="scaling part: modes")
-    parser.add_argument("--no-step-breakdown", dest="step_breakdown", action="store_false",
-                        help="scaling part: skip the one-fit per-step chain timing")
+    parser.add_argument(
+        "--no-step-breakdown",
+        dest="step_breakdown",
+        action="store_false",
+        help="scaling part: skip the one-fit per-step chain timing",
+    )
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--cohort-seed", type=int, default=7, help="sample_sci_patients seed (the demo's is 7)")
     parser.add_argument("--out", type=Path, default=WORK / "modeling_scaling.json")
@@ -400,8 +540,11 @@ def main(argv: list[str] | None = None) -> int:
 
     warnings.simplefilter("ignore")  # EmptySelectionWarning (kept in reports), convergence warnings of tiny folds
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
-    result: dict = {"command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
-                    "machine": _machine(), "uptime_start": _uptime()}
+    result: dict = {
+        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
+        "machine": _machine(),
+        "uptime_start": _uptime(),
+    }
     print(f"{result['uptime_start']}\n{result['machine']['threadpools']}", flush=True)
     started = time.perf_counter()
     if "demo" in parts:

@@ -51,8 +51,15 @@ def prepare_case(folder: Path, out: Path) -> RadiomicsCase:
 def _resample_iso(image: sitk.Image, interpolator: int) -> sitk.Image:
     size = [round(n * s) for n, s in zip(image.GetSize(), image.GetSpacing())]
     return sitk.Resample(
-        image, size, sitk.Transform(), interpolator, image.GetOrigin(), (1.0, 1.0, 1.0),
-        image.GetDirection(), 0, image.GetPixelID(),
+        image,
+        size,
+        sitk.Transform(),
+        interpolator,
+        image.GetOrigin(),
+        (1.0, 1.0, 1.0),
+        image.GetDirection(),
+        0,
+        image.GetPixelID(),
     )
 
 
@@ -85,7 +92,7 @@ def time_overhead(cases: list[RadiomicsCase], params_path: Path, repeats: int) -
 
     def ours(case: RadiomicsCase) -> float:
         start = time.perf_counter()
-        (_, result), = extract_cases([case], params)
+        ((_, result),) = extract_cases([case], params)
         elapsed = time.perf_counter() - start
         if not isinstance(result, dict):
             raise SystemExit(f"benchmark case failed: {result}")
@@ -108,22 +115,37 @@ def time_overhead(cases: list[RadiomicsCase], params_path: Path, repeats: int) -
         row = {"case": case.case_id, "roi_voxels": roi, **{k: statistics.median(v) for k, v in times.items()}}
         row["ratio"] = row["ours"] / row["bare"]
         rows.append(row)
-        print(f"{case.case_id:8s} roi {roi:7d}  ours {row['ours']:7.3f} s  bare {row['bare']:7.3f} s  "
-              f"ratio {row['ratio']:.3f}", flush=True)
+        print(
+            f"{case.case_id:8s} roi {roi:7d}  ours {row['ours']:7.3f} s  bare {row['bare']:7.3f} s  "
+            f"ratio {row['ratio']:.3f}",
+            flush=True,
+        )
     return rows
 
 
 def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
-                if line.startswith("model name")), platform.processor())
-    return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
-            "extractor": extractor_version(), "load_avg_at_start": os.getloadavg()}
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "extractor": extractor_version(),
+        "load_avg_at_start": os.getloadavg(),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--refdata", type=Path,
-                        default=Path(os.environ.get("CSSCI_REFDATA") or REPO_ROOT.parent / "shared" / "refdata"))
+    parser.add_argument(
+        "--refdata", type=Path, default=Path(os.environ.get("CSSCI_REFDATA") or REPO_ROOT.parent / "shared" / "refdata")
+    )
     parser.add_argument("--cases", type=int, default=32, help="first N STS cases (sorted by id)")
     parser.add_argument("--repeats", type=int, default=5, help="ours/bare rounds per case")
     parser.add_argument("--profile", default="default", help="radiomics profile name")
@@ -143,14 +165,33 @@ def main(argv: list[str] | None = None) -> None:
     rows = time_overhead(cases, params_path, args.repeats)
     ours, bare = sum(r["ours"] for r in rows), sum(r["bare"] for r in rows)
     ratios = [r["ratio"] for r in rows]
-    summary = {"cases": len(rows), "sum_ours_s": ours, "sum_bare_s": bare, "ratio_of_sums": ours / bare,
-               "median_ratio": statistics.median(ratios), "max_ratio": max(ratios)}
-    print(f"\noverhead: {len(rows)} cases, sum of per-case medians ours {ours:.2f} s vs bare {bare:.2f} s -> "
-          f"{ours / bare:.3f}x; median per-case ratio {summary['median_ratio']:.3f}x, max {max(ratios):.3f}x")
+    summary = {
+        "cases": len(rows),
+        "sum_ours_s": ours,
+        "sum_bare_s": bare,
+        "ratio_of_sums": ours / bare,
+        "median_ratio": statistics.median(ratios),
+        "max_ratio": max(ratios),
+    }
+    print(
+        f"\noverhead: {len(rows)} cases, sum of per-case medians ours {ours:.2f} s vs bare {bare:.2f} s -> "
+        f"{ours / bare:.3f}x; median per-case ratio {summary['median_ratio']:.3f}x, max {max(ratios):.3f}x"
+    )
     info["load_avg_at_end"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"machine": info, "command": " ".join(sys.argv), "profile": args.profile,
-                                    "per_case": rows, "overhead": summary}, indent=2), encoding="utf-8")
+    args.out.write_text(
+        json.dumps(
+            {
+                "machine": info,
+                "command": " ".join(sys.argv),
+                "profile": args.profile,
+                "per_case": rows,
+                "overhead": summary,
+            },
+            indent=2,
+        ),
+        encoding="utf-8",
+    )
     print(f"figures written to {args.out}")
 
 
