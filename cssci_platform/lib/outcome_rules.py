@@ -10,13 +10,17 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
+from cssci_platform.lib.messages import markdown_table
 from cssci_platform.lib.settings import Section
+
+if TYPE_CHECKING:
+    from cssci_platform.lib.cohort import CohortSpec
 
 Rule = Literal["as_is", "at_least", "change_above_mean"]
 SCORE_SUFFIX = "__score"  # `outcomes` rows `<label name>__score` hold the quantity a rule thresholds
@@ -145,3 +149,61 @@ def label_rows(derived: pd.DataFrame, dates: pd.Series, name: str) -> list[dict]
                 {"patient_key": key, "outcome": name + SCORE_SUFFIX, "value": repr(float(score)), "outcome_date": date}
             )
     return rows
+
+
+def check_outcome_names(settings: OutcomeSettings, spec: CohortSpec) -> None:
+    """OutcomeRuleError unless the manifest declares the source outcome, the rule fits its type and a derived label's
+    name is not already a manifest outcome."""
+    declared, name, source = list(spec.outcomes), settings.name, settings.source_outcome
+    if source not in spec.outcomes:
+        raise OutcomeRuleError(
+            f"outcome source '{source}' is not declared in the manifest (outcomes: {declared}); "
+            "set outcome.source in the experiment config or declare it under outcomes: in cohort.yaml"
+        )
+    if settings.rule != "as_is" and spec.outcomes[source].type != "continuous":
+        raise OutcomeRuleError(
+            f"rule '{settings.rule}' needs a continuous outcome, but '{source}' is {spec.outcomes[source].type}"
+        )
+    if name in spec.outcomes and name != source:
+        raise OutcomeRuleError(
+            f"outcome name '{name}' is already a manifest outcome; choose another name for the derived label"
+        )
+
+
+def check_baseline(variable: str | None, spec: CohortSpec) -> None:
+    """OutcomeRuleError unless `variable` (rule change_above_mean's baseline) is a continuous clinical variable."""
+    if variable not in spec.clinical or spec.clinical[variable].type != "continuous":
+        raise OutcomeRuleError(
+            f"baseline '{variable}' must be a continuous clinical variable of the manifest "
+            f"(continuous: {[n for n, v in spec.clinical.items() if v.type == 'continuous']})"
+        )
+
+
+def study_labels(settings: OutcomeSettings, raw: pd.DataFrame, baseline: pd.Series | None) -> pd.DataFrame:
+    """`derive_labels` of the study's rule on the source outcome rows (`raw`: value, cohort by patient); the mean
+    change of change_above_mean over the development cohort. Errors name the outcome, its source and the rule."""
+    try:
+        return derive_labels(
+            raw["value"], settings.rule, settings.threshold, baseline, development=raw["cohort"] == "development"
+        )
+    except OutcomeRuleError as error:
+        raise OutcomeRuleError(
+            f"outcome '{settings.name}' from '{settings.source_outcome}' ({settings.rule}): {error}"
+        ) from None
+
+
+def label_summary(settings: OutcomeSettings, derived: pd.DataFrame) -> dict[str, str | float | int]:
+    """outcome, source, rule, threshold (NaN when the rule has none), labelled and unknown patient counts."""
+    return {
+        "outcome": settings.name,
+        "source": settings.source_outcome,
+        "rule": settings.rule,
+        "threshold": float(derived["threshold"].iloc[0]) if "threshold" in derived and len(derived) else float("nan"),
+        "labelled": int(derived["label"].notna().sum()),
+        "unknown": int(derived["label"].isna().sum()),
+    }
+
+
+def class_counts_table(derived: pd.DataFrame) -> str:
+    """A markdown table of patients per label."""
+    return markdown_table(["label", "patients"], derived["label"].value_counts().sort_index().items())

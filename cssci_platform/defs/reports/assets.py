@@ -6,9 +6,8 @@ import dagster as dg
 import pandas as pd
 
 from cssci_platform.lib.model_tracking import get_or_create_experiment, load_champion
-from cssci_platform.lib.queries import modeling as queries
-from cssci_platform.lib.report.inputs import MethodSettings, clinical_wide, explanation_rows
-from cssci_platform.lib.report.study import ReportInputs, build_report, out_of_fold_rad_scores
+from cssci_platform.lib.report.inputs import NoTrainedModels, read_report_inputs
+from cssci_platform.lib.report.study import build_report, champions_rad_scores
 from cssci_platform.resources.cohort import CohortResource
 from cssci_platform.resources.image_store import ImageStoreResource
 from cssci_platform.resources.study import StudyResource
@@ -32,42 +31,14 @@ def evaluation_report(
     """One self-contained HTML file per experiment (figures embedded), also logged to MLflow. Binary outcomes get the
     cervical-SCI layout; multiclass outcomes the spinal-metastasis one, with the fine-tuned CNNs as models."""
     config, spec = study.config(), cohort.load().spec
-    with warehouse.connect() as con:
-        models, outcome = queries.trained_models(con).to_pandas(), queries.modelled_outcome(con)
-        if models.empty or outcome is None:
-            raise dg.Failure("no trained models: materialize trained_models (modeling_job) first")
-        levels = spec.outcomes[outcome].levels if outcome in spec.outcomes else None
-        classes = [str(level) for level in levels] if levels else None
-        inputs = ReportInputs(
-            experiment=config.name,
-            classes=classes,
-            models=models,
-            predictions=queries.model_predictions(
-                con, with_networks=classes is not None and len(classes) > 2
-            ).to_pandas(),
-            outcomes=queries.outcome_values(con, outcome).rename({"value": "label"}).to_pandas(),
-            clinical=clinical_wide(
-                queries.clinical_values(con).to_pandas(), {n: v.type for n, v in spec.clinical.items()}
-            ),
-            clinical_types={
-                n: v.type
-                for n, v in spec.clinical.items()
-                if config.models.clinical_predictors is None or n in config.models.clinical_predictors
-            },
-            method=MethodSettings(config.harmonization, config.selection, config.models.cv_folds),
-            gradcams=sorted(image_store.folder("gradcam").rglob("*.png")),
-            fit_problems=queries.fit_problems(con).to_pandas(),
-        )
-        fold = _champions_fold(models)
-        rows, inputs.background = explanation_rows(
-            queries.stored_feature_matrix(con).to_pandas().set_index("patient_key"),
-            queries.roles_of_predicted_patients(con, fold).to_pandas(),
-        )
-    inputs.explained = _champions_to_explain(tracking, config.name, models, rows)
-    inputs.rad_scores = next(
-        (scores for _, pipeline, _ in inputs.explained if (scores := out_of_fold_rad_scores(pipeline)) is not None),
-        None,
-    )
+    gradcams = sorted(image_store.folder("gradcam").rglob("*.png"))
+    try:
+        with warehouse.connect() as con:
+            inputs, test_rows = read_report_inputs(con, spec, config, gradcams)
+    except NoTrainedModels as error:
+        raise dg.Failure(str(error)) from None
+    inputs.explained = _champions_to_explain(tracking, config.name, inputs.models, test_rows)
+    inputs.rad_scores = champions_rad_scores(inputs.explained)
     path = image_store.folder("reports") / f"{config.name}.html"
     path.write_text(build_report(inputs), encoding="utf-8")
     run_id = _log_to_mlflow(tracking, config.name, path, context.run.run_id)
@@ -80,12 +51,6 @@ def evaluation_report(
             "layout": "multiclass" if inputs.multiclass else "binary",
         }
     )
-
-
-def _champions_fold(models: pd.DataFrame) -> str:
-    """The fold the champions come from (leave-one-center-out: the first held-out center)."""
-    champions = models[models["champion"]]
-    return str(champions["fold"].iloc[0]) if len(champions) else "holdout"
 
 
 def _champions_to_explain(

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 
+from cssci_platform.lib.cohort import CohortSpec
 from cssci_platform.lib.evaluation import DEFAULT_REPLICATES, DEFAULT_SEED
 from cssci_platform.lib.harmonization.settings import HarmonizationSettings
+from cssci_platform.lib.queries import modeling as queries
 from cssci_platform.lib.selection.settings import SelectionSettings
+from cssci_platform.lib.study_config import StudyConfig
+
+NO_TRAINED_MODELS = "no trained models: materialize trained_models (modeling_job) first"
 
 
 @dataclass(frozen=True)
@@ -66,3 +73,49 @@ def explanation_rows(matrix: pd.DataFrame, roles: pd.DataFrame) -> tuple[pd.Data
     test = features.loc[features.index.isin(roles.loc[roles["role"] == "test", "patient_key"])]
     train = features.loc[features.index.isin(roles.loc[roles["role"] == "train", "patient_key"])]
     return test, train
+
+
+class NoTrainedModels(LookupError):
+    """The warehouse holds no trained model (or no modelled outcome) to report on."""
+
+
+def read_report_inputs(
+    con: duckdb.DuckDBPyConnection, spec: CohortSpec, config: StudyConfig, gradcams: Sequence[Path] = ()
+) -> tuple[ReportInputs, pd.DataFrame]:
+    """The report's inputs read from the warehouse, and the feature rows of the test patients of the champions' fold
+    (what the champions are explained on; their training rows are `background`). The outcome's manifest levels give
+    the classes (more than two: the multiclass report, which includes the fine-tuned CNNs' predictions); the
+    clinical table describes the variables the models may use (`models.clinical_predictors`, all by default).
+    Raises NoTrainedModels when nothing was trained yet."""
+    models, outcome = queries.trained_models(con).to_pandas(), queries.modelled_outcome(con)
+    if models.empty or outcome is None:
+        raise NoTrainedModels(NO_TRAINED_MODELS)
+    levels = spec.outcomes[outcome].levels if outcome in spec.outcomes else None
+    classes = [str(level) for level in levels] if levels else None
+    types: dict[str, str] = {name: variable.type for name, variable in spec.clinical.items()}
+    predictors = config.models.clinical_predictors
+    test_rows, background = explanation_rows(
+        queries.stored_feature_matrix(con).to_pandas().set_index("patient_key"),
+        queries.roles_of_predicted_patients(con, champions_fold(models)).to_pandas(),
+    )
+    inputs = ReportInputs(
+        experiment=config.name,
+        classes=classes,
+        models=models,
+        predictions=queries.model_predictions(con, with_networks=classes is not None and len(classes) > 2).to_pandas(),
+        outcomes=queries.outcome_values(con, outcome).rename({"value": "label"}).to_pandas(),
+        clinical=clinical_wide(queries.clinical_values(con).to_pandas(), types),
+        clinical_types={name: kind for name, kind in types.items() if predictors is None or name in predictors},
+        method=MethodSettings(config.harmonization, config.selection, config.models.cv_folds),
+        gradcams=list(gradcams),
+        fit_problems=queries.fit_problems(con).to_pandas(),
+        background=background,
+    )
+    return inputs, test_rows
+
+
+def champions_fold(models: pd.DataFrame) -> str:
+    """The fold the champions come from (leave-one-center-out: the first held-out center); `models`: trained_models
+    rows."""
+    champions = models[models["champion"]]
+    return str(champions["fold"].iloc[0]) if len(champions) else "holdout"

@@ -272,6 +272,13 @@ def out_of_fold_rad_scores(pipeline: object) -> pd.DataFrame | None:
     )
 
 
+def champions_rad_scores(explained: list[tuple[str, object, pd.DataFrame]]) -> pd.DataFrame | None:
+    """The out-of-fold Rad-scores of the first explained champion that has them (the Combined model's), else None."""
+    return next(
+        (scores for _, pipeline, _ in explained if (scores := out_of_fold_rad_scores(pipeline)) is not None), None
+    )
+
+
 def calibration_cells(y: np.ndarray, risk: np.ndarray) -> dict[str, str]:
     """A held-out cohort's calibration numbers as table cells; a recalibration that does not converge (the risks
     separate the outcomes, so the maximum-likelihood slope is infinite) says so instead of printing nan."""

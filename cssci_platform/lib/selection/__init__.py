@@ -26,7 +26,7 @@ from .channel_pca import ChannelPCA, deep_channel_of
 from .correlation import SpearmanRedundancyFilter, greedy_redundancy_drop, spearman_matrix
 from .lasso import LassoSelector, choose_penalty
 from .mrmr_ranking import MRMRSelector, mrmr_order
-from .reliability import ICCFilter, icc, ratings_from_long
+from .reliability import ICCFilter, icc, ratings_from_long, reliability_table
 from .scaling import ZScoreScaler
 from .univariate import RankTestFilter, kruskal_pvalues, mann_whitney_pvalues
 
@@ -50,5 +50,6 @@ __all__ = [
     "mrmr_order",
     "pipeline_reports",
     "ratings_from_long",
+    "reliability_table",
     "spearman_matrix",
 ]

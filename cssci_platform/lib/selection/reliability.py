@@ -232,3 +232,48 @@ class ICCFilter(ReportingSelector):
             )
         action = "kept" if self.missing == "keep" else "dropped"
         return [f"{len(absent)} feature(s) without ICC {action}: {listed(absent)}"]
+
+
+RELIABILITY_COLUMNS = ["kind", "feature", "icc", "ci_low", "ci_high"]
+TABLE_KINDS: tuple[ICCKind, ...] = ("ICC3", "ICC2")
+RELIABLE_ICC = 0.75  # the conventional "good reliability" bound the summary counts against (Koo & Li 2016)
+NO_REPEATS_NOTE = (
+    "ICC needs repeat segmentations (mask__<sequence>__<roi>__<rater> columns) of at least 2 patients; "
+    "the ICC filter is unavailable"
+)
+
+
+def reliability_table(rows: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int | float | str]]:
+    """The ICC(3,1) and ICC(2,1) of every radiomics feature between repeat segmentations, and a summary of it.
+
+    `rows`: patient_key, segmentation (``primary`` or the rater/session), feature, value (the warehouse's repeat
+    segmentation rows). Only features that some non-primary segmentation has enter, rated by patients who have
+    every segmentation of that feature. Returns the table (kind ``ICC3``/``ICC2``, feature, icc, ci_low, ci_high)
+    and the summary (patients_with_repeats, features, icc3_at_least_0_75, icc3_median); with fewer than 2 patients
+    the table is empty and the summary carries a note instead.
+    """
+    if rows["patient_key"].nunique() < 2:
+        empty = pd.DataFrame(
+            {column: pd.Series(dtype=str if column in ("kind", "feature") else float) for column in RELIABILITY_COLUMNS}
+        )
+        summary: dict[str, int | float | str] = {
+            "patients_with_repeats": int(rows["patient_key"].nunique()), "features": 0, "note": NO_REPEATS_NOTE
+        }
+        return empty, summary
+    pairs = rows[rows["feature"].isin(rows.loc[rows["segmentation"] != "primary", "feature"])]
+    complete = (
+        pairs.groupby(["patient_key", "feature"])["segmentation"].transform("nunique")
+        == pairs["segmentation"].nunique()
+    )
+    ratings = ratings_from_long(pairs[complete], "patient_key", "segmentation", "feature", "value")
+    table = pd.concat(
+        {kind: icc(ratings, kind=kind)[["icc", "ci_low", "ci_high"]] for kind in TABLE_KINDS}, names=["kind"]
+    )
+    table = table.reset_index().rename(columns={"level_1": "feature"})
+    icc3 = table[table["kind"] == "ICC3"]["icc"]
+    return table, {
+        "patients_with_repeats": int(pairs["patient_key"].nunique()),
+        "features": int(icc3.size),
+        "icc3_at_least_0_75": int((icc3 >= RELIABLE_ICC).sum()),
+        "icc3_median": float(icc3.median()),
+    }
