@@ -22,7 +22,7 @@ from cssci_platform.lib.modeling.results import (
     write_zoo_results,
 )
 from cssci_platform.lib.modeling.training import FailedFit
-from cssci_platform.lib.modeling.zoo import ZooFit, choose_champions, train_zoo
+from cssci_platform.lib.modeling.zoo import ZooFit, champions_fold, choose_champions, outcome_classes, train_zoo
 from cssci_platform.lib.modeling.zoo_summary import (
     champion_table,
     failure_table,
@@ -80,8 +80,7 @@ def trained_models(
     with warehouse.connect() as con:
         matrix = queries.stored_feature_matrix(con).to_pandas().set_index("patient_key")
         outcome = queries.modelled_outcome(con, split)
-    variable = manifest.spec.outcomes.get(outcome)
-    classes = list(variable.levels) if variable is not None and variable.levels else ["0", "1"]
+    classes = outcome_classes(manifest.spec, outcome)
     chain = ChainSettings(
         config.harmonization,
         config.selection,
@@ -111,7 +110,7 @@ def trained_models(
             logged.append((fit, *_log_fit(context, tracking_config, fit, config, params, run_tags, matrix)))
     except OutcomeRuleError as error:
         raise dg.Failure(str(error)) from None
-    first_fold = next((f.fold for f, _, _ in logged if not f.failed), "-")  # champions come from the first trained fold
+    first_fold = champions_fold(fit for fit, _, _ in logged)
     champions = _register_champions(
         tracking_config,
         config.name,

@@ -10,8 +10,9 @@ stored cohort-mean labels, as published.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -22,7 +23,12 @@ from cssci_platform.lib.modeling.signatures import study_signatures
 from cssci_platform.lib.modeling.training import FailedFit, Mode, TrainedModel, champion_candidates, fit_signature
 from cssci_platform.lib.outcome_rules import labels_above_training_mean
 
+if TYPE_CHECKING:
+    from cssci_platform.lib.cohort import CohortSpec
+
 _LOG = logging.getLogger(__name__)
+BINARY_CLASSES = ["0", "1"]  # the labels of a binary outcome and of every derived one
+NO_TRAINED_FOLD = "-"
 
 
 @dataclass(frozen=True)
@@ -97,3 +103,16 @@ def choose_champions(models: list[tuple[TrainedModel, str]]) -> dict[str, tuple[
             best = select_champion([(key, m.cv_score_mean) for key, m in candidates.items()])
             champions[signature] = (candidates[best], best)
     return champions
+
+
+def outcome_classes(spec: CohortSpec, outcome: str | None) -> list[str]:
+    """The classes the zoo predicts: the outcome's manifest levels (a multiclass outcome), else "0" and "1" (a binary
+    manifest outcome, or one derived by an outcome rule, which the manifest does not declare)."""
+    variable = spec.outcomes.get(outcome) if outcome is not None else None
+    return list(variable.levels) if variable is not None and variable.levels else list(BINARY_CLASSES)
+
+
+def champions_fold(fits: Iterable[ZooFit]) -> str:
+    """The fold the champions come from: the first fold (in training order) with a fit that did not fail;
+    `NO_TRAINED_FOLD` when every fit failed."""
+    return next((fit.fold for fit in fits if not fit.failed), NO_TRAINED_FOLD)
