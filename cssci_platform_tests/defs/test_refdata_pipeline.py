@@ -22,6 +22,7 @@ from cssci_platform.resources.image_store import ImageStoreResource
 from cssci_platform.resources.warehouse import WarehouseResource
 from cssci_platform_tests.defs.conftest import Platform, check_results
 from cssci_platform_tests.refdata import refdata_root
+from cssci_platform_tests.study_files import study_resource
 
 pytestmark = pytest.mark.refdata
 
@@ -112,6 +113,10 @@ def test_real_spinal_cord_t2_goes_through_the_dagster_pipeline(tmp_path: Path) -
         "cohort": CohortResource(manifest_path=str(manifest)),
         "warehouse": WarehouseResource(path=str(tmp_path / "w.duckdb")),
         "image_store": ImageStoreResource(root=str(tmp_path / "store")),
+        # the patient stage only: no outcome is modelled; radiomics on the study's ROI, the cord
+        "study": study_resource(
+            tmp_path, manifest, {"outcome": {"name": "not_modelled"}, "imaging": {"radiomics_rois": ["cord"]}}
+        ),
     }
     with dg.instance_for_test() as instance:
         platform = Platform(manifest, tmp_path / "w.duckdb", instance, resources)
