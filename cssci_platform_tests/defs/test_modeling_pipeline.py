@@ -156,6 +156,10 @@ def test_split_matrix_icc_harmonization_zoo_and_champions(platform: dict) -> Non
     assert "http" not in html.split("<body>")[1]  # opens offline: nothing fetched
     artifacts = [a.path for a in tracking.client().list_artifacts(metadata["mlflow_run_id"].value, "report")]
     assert artifacts == ["report/test.html"]
+    # issue 16 bug 2: browsers refuse file:// links from the Dagster UI; the report is a path to copy and an MLflow
+    # artifact, which the MLflow UI serves over http
+    assert not [key for key, value in metadata.items() if str(value.value).startswith("file:")]
+    assert metadata["mlflow_artifact"].value == f"report/test.html (MLflow run {metadata['mlflow_run_id'].value})"
 
 
 def test_a_center_with_one_training_patient_fails_the_combat_check(platform: dict) -> None:

@@ -44,8 +44,10 @@ def evaluation_report(
     run_id = _log_to_mlflow(tracking, config.name, path, context.run.run_id)
     return dg.MaterializeResult(
         metadata={
+            # a path to copy (browsers refuse file:// links from the UI) and the MLflow artifact, which the MLflow UI
+            # serves over http: experiment -> run -> Artifacts -> report/<name>.html
             "report": dg.MetadataValue.path(str(path)),
-            "open": dg.MetadataValue.url(path.resolve().as_uri()),
+            "mlflow_artifact": f"report/{path.name} (MLflow run {run_id})",
             "size_kb": round(path.stat().st_size / 1024, 1),
             "mlflow_run_id": run_id,
             "layout": "multiclass" if inputs.multiclass else "binary",
