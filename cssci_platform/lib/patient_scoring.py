@@ -151,7 +151,7 @@ def score_patient(
                 f"champion uses, e.g. {missing[:3]}: its rows were not made with the settings the "
                 "champion was trained with (sequences, ROIs, channels, radiomics profile, backbones)"
             )
-        scored = score(pipeline, row, champion.signature, classes, champion.threshold)
+        scored = score(pipeline, row, champion.signature, classes, champion.threshold, outcome)
         results.append(ChampionResult(scored, champion.registered_model, str(version.version), version.run_id))
     return PatientScores(results, classes, new)
 

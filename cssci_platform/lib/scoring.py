@@ -56,18 +56,26 @@ def patient_feature_row(
     return row.drop(columns=["cohort", "label"])
 
 
-def score(pipeline, row: pd.DataFrame, signature: str, classes: list[str], threshold: float) -> ChampionScore:
-    """Class probabilities in `classes` order; risk group: binary - `classes[-1]` probability at or above the
-    frozen training threshold is 'high', else 'low'; multiclass - the most probable class."""
+def score(pipeline, row: pd.DataFrame, signature: str, classes: list[str], threshold: float,
+          outcome: str) -> ChampionScore:
+    """Class probabilities in `classes` order, and a risk group that names the class, direction and threshold:
+    binary - 'high P(<outcome>=<classes[-1]>): >= t' at or above the frozen training threshold t, else 'low ...: < t'
+    (the positive class may be the good outcome: the name says which); multiclass - the most probable class."""
     raw = pipeline.predict_proba(row)[0]
     probabilities = {str(c): float(p) for c, p in zip(pipeline.classes_, raw)}
     ordered = {c: probabilities.get(c, 0.0) for c in classes}
     top = sorted(ordered, key=ordered.__getitem__, reverse=True)
     if len(classes) == 2:
-        group = "high" if not math.isnan(threshold) and ordered[classes[-1]] >= threshold else "low"
+        group = binary_risk_group(ordered[classes[-1]], threshold, f"P({outcome}={classes[-1]})")
     else:
-        group = top[0]
+        group = f"most probable {outcome}: {top[0]}"
     return ChampionScore(signature, ordered, group, top[:3])
+
+
+def binary_risk_group(probability: float, threshold: float, quantity: str) -> str:
+    if math.isnan(threshold):
+        return f"no threshold ({quantity} not cut)"
+    return f"high {quantity}: >= {threshold:.3f}" if probability >= threshold else f"low {quantity}: < {threshold:.3f}"
 
 
 def missing_columns(pipeline, row: pd.DataFrame) -> list[str]:

@@ -155,7 +155,11 @@ def test_a_complete_arrival_is_scored_by_every_champion_and_its_outcome_updates_
     assert set(zip(predictions["registered_model"], predictions["model_version"])) == set(
         zip(champions["registered_model"], champions["model_version"])
     )
-    assert set(predictions["risk_group"]) <= {"high", "low"}
+    thresholds = dict(trained.query("SELECT signature, threshold FROM trained_models WHERE champion").iter_rows())
+    for signature, group in predictions.select("signature", "risk_group").unique().iter_rows():
+        # the class, the direction and the champion's frozen threshold are named (issue 16 bug 6)
+        assert group in {f"{side} P(good_outcome=1): {sign} {thresholds[signature]:.3f}"
+                         for side, sign in (("high", ">="), ("low", "<"))}, group
 
     followup = trained.inbox / "followup"
     followup.mkdir()
