@@ -48,6 +48,11 @@ def test_cssci_demo_materializes_every_patient(tmp_path: Path) -> None:
         assert con.execute("SELECT count(DISTINCT patient_key) FROM embeddings").fetchone()[0] == 32
         champions = con.execute("SELECT signature FROM trained_models WHERE champion ORDER BY 1").fetchall()
         assert [c[0] for c in champions] == ["Clinical", "Combined", "DL_resnet18", "Rad", "Rad+DL_resnet18"]
+        # the demo's own prospective patients are scored by every champion (issue 16 bug 4: none were)
+        query = "SELECT patient_key, count(DISTINCT signature) FROM prospective_predictions GROUP BY 1"
+        scored = con.execute(query).fetchall()
+        prospective = con.execute("SELECT patient_key FROM patients WHERE cohort = 'prospective'").fetchall()
+        assert sorted(scored) == sorted((key, 5) for (key,) in prospective) and len(prospective) == 2
     assert (home / "mlflow.db").exists()
     assert "report: " in completed.stdout and list((home / "image_store" / "reports").glob("demo.html"))
     runs = list((home / "dagster_home").rglob("*.db"))

@@ -38,6 +38,7 @@ EXPECTED_JOBS = {
     "fine_tuning_job",
     "modeling_job",
     "prospective_patient_job",
+    "champion_scoring_job",
     "followup_job",
     "validation_job",
     "retraining_job",

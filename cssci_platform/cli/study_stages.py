@@ -207,6 +207,7 @@ def run_study(config: StudyConfig, home: Path, workers: int = 2, progress: Study
         _deep(config, manifest, progress)
         progress.on_stage("study outcome, split, feature matrix, classifiers x signatures x modes (MLflow)")
         _execute("modeling_job", study_run=study_run)
+        _score_prospective(manifest, quarantined, progress)
         if config.report.enabled:
             progress.on_stage("study report")
             result = _execute("report_job", study_run=study_run)
@@ -256,10 +257,26 @@ def _deep(config: StudyConfig, manifest: Path, progress: StudyProgress) -> None:
         _execute("fine_tuning_job")
 
 
-def _execute(job_name: str, run_input: dict | None = None, study_run: str | None = None):
-    result = run_job(job_name, run_input=run_input, study_run=study_run)
+def _score_prospective(manifest: Path, quarantined: list[str], progress: StudyProgress) -> None:
+    """The manifest's prospective patients scored by the champions just registered, into prospective_predictions
+    (arrivals through the inbox are scored by their own runs)."""
+    from cssci_platform.lib.cohort import load_cohort
+
+    cohort = load_cohort(manifest)
+    keys = sorted(k for k, p in cohort.patients.items() if p.cohort == "prospective" and k not in quarantined)
+    if not keys:
+        return
+    progress.on_stage(f"prospective patients scored by the champions ({len(keys)})")
+    for key in keys:
+        _execute("champion_scoring_job", partition_key=key)
+
+
+def _execute(job_name: str, run_input: dict | None = None, study_run: str | None = None,
+             partition_key: str | None = None):
+    result = run_job(job_name, partition_key=partition_key, run_input=run_input, study_run=study_run)
     if not result.success:
-        raise StudyStepFailed(f"{job_name} failed: {first_failure(result)}")
+        subject = f"{job_name} ({partition_key})" if partition_key else job_name
+        raise StudyStepFailed(f"{subject} failed: {first_failure(result)}")
     return result
 
 

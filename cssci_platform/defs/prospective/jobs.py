@@ -8,6 +8,12 @@ prospective_patient_job = dg.define_asset_job(
     description="One newly arrived patient: scans, channels, radiomics, ROI slices, embeddings and champion scores.",
 )
 
+champion_scoring_job = dg.define_asset_job(
+    "champion_scoring_job", ["prospective_predictions"],
+    description="Score one already processed patient with the current champions (the study's prospective cohort "
+                "after modeling, or again after a deliberate retraining).",
+)
+
 followup_job = dg.define_asset_job(
     "followup_job", ["followup_outcomes", "study_outcome"],
     description="Record the outcomes of one follow-up file from the inbox (and re-derive the study label).",
