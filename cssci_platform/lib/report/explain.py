@@ -1,14 +1,23 @@
-"""Model explanations: SHAP values (tree and linear explainers), their summary and waterfall plots, Random
-Forest impurity importance, and the Rad-score formula.
+"""Model explanations: SHAP values for every champion, their summary and waterfall plots, Random Forest impurity
+importance, and the Rad-score formula.
 
-SHAP values come from the `shap` package: `shap.TreeExplainer` (forests, gradient boosting, XGBoost,
-LightGBM; path-dependent perturbation unless background data are given) and `shap.LinearExplainer`
-(interventional: value_j = b_j (x_j - mean of the background's x_j)). They explain the model's raw output in
-the positive class: a probability for scikit-learn forests and trees (their raw output is the averaged leaf
-probability), log-odds for boosting and linear models; `ShapExplanation.output` says which. Additivity holds:
-``base_value + values.sum(axis=1)`` is that output for every patient. For multiclass models `explain_classes`
-keeps every class's output (`MulticlassShap`: mean |SHAP| per class, one class as a `ShapExplanation`, the
-predicted class per patient).
+SHAP values come from the `shap` package, one explainer per model kind (`ShapExplanation.method` names it):
+- `shap.TreeExplainer` (forests, gradient boosting, XGBoost, LightGBM; path-dependent perturbation unless background
+  data are given): the raw output in the positive class, a probability for scikit-learn forests and trees (their
+  raw output is the averaged leaf probability), log-odds for boosting;
+- `shap.LinearExplainer` for logistic regression (interventional: value_j = b_j (x_j - mean of the background's
+  x_j)), log-odds;
+- the Combined model (`RadScoreCombinedClassifier`) on its head's inputs, the clinical factors and the Rad-score (the
+  radiomics model's logit, ComBat by `center` inside it): the head is a logistic regression, so LinearExplainer,
+  log-odds;
+- every other model (AdaBoost, SVM, KNN, naive Bayes, MLP, any final step taking a frame with string columns):
+  `shap.PermutationExplainer`, model-agnostic, over predict_proba of the final step on the rows it accepts (string
+  columns are coded for the masker and decoded before each call), with at most `BACKGROUND_ROWS` background rows and
+  `PERMUTATIONS` antithetic permutations per patient; the output is the probability.
+Additivity holds for each of them: ``base_value + values.sum(axis=1)`` is that output for every patient (the
+permutation explainer's contributions telescope from E[f(background)] to f(x) along each permutation). For multiclass
+models `explain_classes` keeps every class's output (`MulticlassShap`: mean |SHAP| per class, one class as a
+`ShapExplanation`, the predicted class per patient).
 
 The plots are drawn here, on matplotlib `Figure`s (not with shap's pyplot-based plot functions, which draw
 on pyplot's current figure and consume NumPy's global random state): a beeswarm summary in shap's layout
@@ -25,9 +34,11 @@ from typing import Any, Literal, overload
 
 import numpy as np
 import pandas as pd
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.pipeline import Pipeline
 
 from cssci_platform.lib.classifiers import LabelEncodedClassifier
+from cssci_platform.lib.modeling.chains import RadScoreCombinedClassifier
 from cssci_platform.lib.report.figures import NEGATIVE_COLOUR, POSITIVE_COLOUR, figure_png, new_figure
 from cssci_platform.lib.report.nomogram import model_equation
 
@@ -35,8 +46,27 @@ with warnings.catch_warnings():  # shap 0.51 sets colormap extremes through a pe
     warnings.simplefilter("ignore", PendingDeprecationWarning)
     import shap
     from shap.plots.colors import red_blue
+    from shap.utils._exceptions import InvalidModelError
 
 PROBABILITY_TREES = ("RandomForestClassifier", "ExtraTreesClassifier", "DecisionTreeClassifier", "ExtraTreeClassifier")
+BACKGROUND_ROWS = 50  # the permutation explainer's background: at most this many training rows (seeded sample)
+PERMUTATIONS = 10  # antithetic permutations per explained patient (2 M + 1 model calls each, M features)
+SEED = 0
+RAD_SCORE = "Rad-score"
+METHOD_SENTENCES = {
+    "tree": "shap.TreeExplainer (exact for tree ensembles)",
+    "linear": "shap.LinearExplainer (exact for the logistic regression, log-odds)",
+    "linear (Combined head)": (
+        "shap.LinearExplainer on the Combined model's logistic head (exact, log-odds): its inputs are the clinical "
+        f"factors and the {RAD_SCORE} (the radiomics model's logit, center harmonization inside it), so the "
+        f"radiomics features contribute through the {RAD_SCORE} as one term"
+    ),
+    "permutation": (
+        "shap.PermutationExplainer (model-agnostic: neither a tree nor a linear explainer applies to this model), "
+        f"over its predicted probability, {PERMUTATIONS} antithetic feature permutations per patient against at most "
+        f"{BACKGROUND_ROWS} background rows (additive by construction; the values are estimates)"
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -48,6 +78,7 @@ class ShapExplanation:
     data: np.ndarray
     feature_names: list[str]
     output: str  # "probability" or "log-odds"
+    method: str = "tree"  # a key of METHOD_SENTENCES: the explainer that gave the values
 
     def model_output(self) -> np.ndarray:
         """base value + sum of SHAP values: the explained model output per patient (additivity)."""
@@ -59,8 +90,8 @@ class ShapExplanation:
 
 
 def final_step_inputs(pipeline: Pipeline, X: pd.DataFrame) -> tuple[Any, pd.DataFrame | np.ndarray]:
-    """The pipeline's final estimator and `X` transformed by all the steps before it."""
-    return pipeline.steps[-1][1], pipeline[:-1].transform(X)
+    """The pipeline's final estimator and `X` transformed by all the steps before it (`X` itself when none)."""
+    return pipeline.steps[-1][1], (pipeline[:-1].transform(X) if len(pipeline.steps) > 1 else X)
 
 
 @overload
@@ -89,12 +120,18 @@ def explain_pipeline(
     E[f(X)] is then the mean output over the training patients, so a held-out patient's SHAP values say how they
     differ from the patients the model learned from, not from the other held-out patients."""
     model, transformed = final_step_inputs(pipeline, rows)
-    reference = None if background is None else pipeline[:-1].transform(background)
-    return (
-        explain_classes(model, transformed, background=reference)
-        if multiclass
-        else explain(model, transformed, background=reference)
-    )
+    reference = None if background is None else final_step_inputs(pipeline, background)[1]
+    if multiclass:
+        return explain_classes(model, transformed, background=reference)
+    if isinstance(model, RadScoreCombinedClassifier):
+        return explain_combined(model, transformed, background=reference)
+    return explain(model, transformed, background=reference)
+
+
+def explanation_caption(explanation: ShapExplanation | MulticlassShap, background: pd.DataFrame | None) -> str:
+    """The report's caption of one champion's SHAP values: the explainer that gave them and their reference."""
+    method = METHOD_SENTENCES.get(explanation.method, explanation.method)
+    return f"Explainer: {method}. {background_caption(background)}"
 
 
 def background_caption(background: pd.DataFrame | None) -> str:
@@ -144,7 +181,8 @@ def _one_output(values: Any, base: Any, class_index: int) -> tuple[np.ndarray, f
 def explain_tree(
     model: Any, X: Any, feature_names: Sequence[str] | None = None, background: Any = None, positive_class: Any = None
 ) -> ShapExplanation:
-    """TreeExplainer SHAP values of a fitted tree ensemble (path-dependent, or interventional on `background`)."""
+    """TreeExplainer SHAP values of a fitted tree ensemble (path-dependent, or interventional on `background`); shap's
+    InvalidModelError for a model it does not support."""
     estimator = _unwrap(model)
     names, matrix = _names_and_matrix(X, feature_names)
     data = None if background is None else np.asarray(background, dtype=float)
@@ -153,13 +191,13 @@ def explain_tree(
         explainer.shap_values(matrix), explainer.expected_value, _class_index(model, positive_class)
     )
     output = "probability" if type(estimator).__name__ in PROBABILITY_TREES else "log-odds"
-    return ShapExplanation(values, base, matrix, names, output)
+    return ShapExplanation(values, base, matrix, names, output, "tree")
 
 
 def explain_linear(
     model: Any, X: Any, feature_names: Sequence[str] | None = None, background: Any = None, positive_class: Any = None
 ) -> ShapExplanation:
-    """LinearExplainer SHAP values (log-odds) of a fitted linear model; `background` defaults to `X`."""
+    """LinearExplainer SHAP values (log-odds) of a fitted logistic model; `background` defaults to `X`."""
     names, matrix = _names_and_matrix(X, feature_names)
     data = matrix if background is None else np.asarray(background, dtype=float)
     # all background rows: shap's default masker would subsample 100 of them for the means
@@ -167,22 +205,129 @@ def explain_linear(
     values, base = _one_output(
         explainer.shap_values(matrix), explainer.expected_value, _class_index(model, positive_class)
     )
-    return ShapExplanation(values, base, matrix, names, "log-odds")
+    return ShapExplanation(values, base, matrix, names, "log-odds", "linear")
+
+
+def explain_combined(model: RadScoreCombinedClassifier, X: pd.DataFrame, background: Any = None) -> ShapExplanation:
+    """The Combined model explained on its logistic head's inputs: one SHAP value per clinical factor and one for the
+    Rad-score (log-odds of the positive class, exact). `X` and `background`: the rows the model takes (clinical and
+    radiomics columns, `center`). The values shown are the clinical factors after median imputation (the head
+    standardises them; SHAP values do not change under that affine map) and the Rad-score."""
+    design, shown = _combined_design(model, X)
+    reference = design if background is None else _combined_design(model, background)[0]
+    explainer = shap.LinearExplainer(model.head_, shap.maskers.Independent(reference, max_samples=reference.shape[0]))
+    values, base = _one_output(explainer.shap_values(design), explainer.expected_value, 1)
+    names = [*map(str, model.clinical_columns or []), RAD_SCORE]
+    return ShapExplanation(values, base, shown, names, "log-odds", "linear (Combined head)")
+
+
+def _combined_design(model: RadScoreCombinedClassifier, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(the head's design matrix: standardised clinical factors + Rad-score, the same with imputed unscaled factors)."""
+    clinical = X.loc[:, list(model.clinical_columns or [])]
+    rad_score = np.reshape(model.rad_score(X), (len(X), -1))[:, -1:]
+    imputed = model.clinical_.named_steps["impute"].transform(clinical)
+    return (
+        np.column_stack([model.clinical_.transform(clinical), rad_score]).astype(float),
+        np.column_stack([imputed, rad_score]).astype(float),
+    )
+
+
+@dataclass(frozen=True)
+class _CodedFrame:
+    """A frame as the numeric matrix shap's masker needs: string (non-numeric) columns as codes into `categories`;
+    `frame` turns any such matrix back into the frame the model takes."""
+
+    columns: list[str]
+    categories: dict[str, list[Any]]
+    index_name: Any = None
+
+    @classmethod
+    def of(cls, *frames: pd.DataFrame) -> _CodedFrame:
+        first = frames[0]
+        categories = {
+            str(c): sorted({v for f in frames for v in f[c].dropna().unique()}, key=str)
+            for c in first.columns
+            if not pd.api.types.is_numeric_dtype(first[c])
+        }
+        return cls([str(c) for c in first.columns], categories)
+
+    def matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        coded = frame.copy()
+        for column, levels in self.categories.items():
+            coded[column] = coded[column].map({level: float(i) for i, level in enumerate(levels)})
+        return coded.to_numpy(dtype=float)
+
+    def frame(self, matrix: np.ndarray) -> pd.DataFrame:
+        frame = pd.DataFrame(matrix, columns=self.columns)
+        for column, levels in self.categories.items():
+            codes = frame[column].to_numpy()
+            frame[column] = [levels[int(code)] if np.isfinite(code) else None for code in codes]
+        return frame
+
+
+def _as_frame(X: Any, feature_names: Sequence[str] | None) -> pd.DataFrame:
+    if isinstance(X, pd.DataFrame):
+        return X if feature_names is None else X.set_axis(list(feature_names), axis=1)
+    matrix = np.asarray(X)
+    names = list(feature_names) if feature_names is not None else [f"x{j}" for j in range(matrix.shape[1])]
+    return pd.DataFrame(matrix, columns=names)
+
+
+def _permutation_values(model: Any, X: Any, feature_names: Sequence[str] | None, background: Any) -> tuple:
+    """(values: patients x features x classes, base values per class, coded data, names): PermutationExplainer over
+    `model.predict_proba` on the rows it accepts, against at most BACKGROUND_ROWS background rows (seeded)."""
+    rows = _as_frame(X, feature_names)
+    reference = rows if background is None else _as_frame(background, list(rows.columns))
+    if len(reference) > BACKGROUND_ROWS:
+        reference = reference.sample(BACKGROUND_ROWS, random_state=SEED)
+    coding = _CodedFrame.of(rows, reference)
+    as_passed = isinstance(X, pd.DataFrame) or coding.categories
+
+    def probabilities(matrix: np.ndarray) -> np.ndarray:
+        frame = coding.frame(matrix)
+        return np.asarray(model.predict_proba(frame if as_passed else frame.to_numpy()), dtype=float)
+
+    reference_matrix, matrix = coding.matrix(reference), coding.matrix(rows)
+    masker = shap.maskers.Independent(reference_matrix, max_samples=reference_matrix.shape[0])
+    explainer = shap.PermutationExplainer(probabilities, masker, seed=SEED)
+    result = explainer(matrix, max_evals=PERMUTATIONS * (2 * matrix.shape[1] + 1), silent=True)
+    values = np.asarray(result.values, dtype=float)
+    base = np.asarray(result.base_values, dtype=float)
+    return values, base[0], matrix, coding.columns
+
+
+def explain_permutation(
+    model: Any, X: Any, feature_names: Sequence[str] | None = None, background: Any = None, positive_class: Any = None
+) -> ShapExplanation:
+    """Model-agnostic SHAP values of the positive class's probability (`_permutation_values`)."""
+    values, base, matrix, names = _permutation_values(model, X, feature_names, background)
+    k = _class_index(model, positive_class)
+    return ShapExplanation(values[:, :, k], float(base[k]), matrix, names, "probability", "permutation")
+
+
+def _is_logistic(model: Any) -> bool:
+    return isinstance(_unwrap(model), LogisticRegression | LogisticRegressionCV)
 
 
 def explain(
     model: Any, X: Any, feature_names: Sequence[str] | None = None, background: Any = None, positive_class: Any = None
 ) -> ShapExplanation:
-    """Linear explainer for models with ``coef_``, tree explainer otherwise."""
-    explainer = explain_linear if hasattr(_unwrap(model), "coef_") else explain_tree
-    return explainer(model, X, feature_names, background, positive_class)
+    """Linear explainer for logistic models, tree explainer for the tree ensembles shap supports, the permutation
+    explainer for every other model."""
+    if _is_logistic(model):
+        return explain_linear(model, X, feature_names, background, positive_class)
+    try:
+        return explain_tree(model, X, feature_names, background, positive_class)
+    except (InvalidModelError, ValueError, TypeError):  # not a supported tree model, or inputs it cannot take
+        return explain_permutation(model, X, feature_names, background, positive_class)
 
 
 @dataclass(frozen=True)
 class MulticlassShap:
     """SHAP values of every class output of a multiclass model: `values` (patients x features x classes) and one
     base value per class; additivity holds per class (``base_values[k] + values[:, :, k].sum(axis=1)`` is the
-    model's output for class k: a probability for forests, the class logit (softmax input) otherwise)."""
+    model's output for class k: a probability for forests and the permutation explainer, the class logit (softmax
+    input) otherwise)."""
 
     values: np.ndarray
     base_values: np.ndarray
@@ -190,6 +335,7 @@ class MulticlassShap:
     feature_names: list[str]
     classes: list[str]
     output: str
+    method: str = "tree"
 
     def model_output(self) -> np.ndarray:
         """(patients x classes) explained outputs."""
@@ -208,6 +354,7 @@ class MulticlassShap:
             self.data,
             self.feature_names,
             f"{self.output} of class {label}",
+            self.method,
         )
 
     def mean_abs(self) -> pd.DataFrame:
@@ -219,25 +366,41 @@ class MulticlassShap:
 def explain_classes(
     model: Any, X: Any, feature_names: Sequence[str] | None = None, background: Any = None
 ) -> MulticlassShap:
-    """SHAP values of every class of a multiclass model (linear explainer for models with ``coef_``, tree
-    explainer otherwise); a ValueError when the explainer does not give one output per class."""
+    """SHAP values of every class of a multiclass model (linear explainer for logistic models, tree explainer for the
+    tree ensembles shap supports, the permutation explainer otherwise); a ValueError when the explainer does not give
+    one output per class."""
     estimator = _unwrap(model)
-    names, matrix = _names_and_matrix(X, feature_names)
-    if hasattr(estimator, "coef_"):
-        data = matrix if background is None else np.asarray(background, dtype=float)
-        explainer = shap.LinearExplainer(estimator, shap.maskers.Independent(data, max_samples=data.shape[0]))
-        output = "logit"
+    classes = [str(c) for c in getattr(model, "classes_", [])]
+    if _is_logistic(estimator) or _tree_supported(estimator):
+        names, matrix = _names_and_matrix(X, feature_names)
+        data = None if background is None else np.asarray(background, dtype=float)
+        if _is_logistic(estimator):
+            reference = matrix if data is None else data
+            explainer: Any = shap.LinearExplainer(
+                estimator, shap.maskers.Independent(reference, max_samples=reference.shape[0])
+            )
+            output, method = "logit", "linear"
+        else:
+            explainer = shap.TreeExplainer(estimator, data=data)
+            output = "probability" if type(estimator).__name__ in PROBABILITY_TREES else "logit"
+            method = "tree"
+        values = np.asarray(explainer.shap_values(matrix), dtype=float)
+        base = np.atleast_1d(np.asarray(explainer.expected_value, dtype=float))
     else:
-        explainer = shap.TreeExplainer(
-            estimator, data=None if background is None else np.asarray(background, dtype=float)
-        )
-        output = "probability" if type(estimator).__name__ in PROBABILITY_TREES else "logit"
-    values = np.asarray(explainer.shap_values(matrix), dtype=float)
-    base = np.atleast_1d(np.asarray(explainer.expected_value, dtype=float))
-    classes = [str(c) for c in getattr(model, "classes_", range(base.size))]
+        values, base, matrix, names = _permutation_values(model, X, feature_names, background)
+        output, method = "probability", "permutation"
+    classes = classes or [str(c) for c in range(base.size)]
     if values.ndim != 3 or values.shape[2] != len(classes) or base.size != len(classes):
         raise ValueError(f"the explainer gave SHAP values of shape {values.shape} for {len(classes)} classes")
-    return MulticlassShap(values, base, matrix, names, classes, output)
+    return MulticlassShap(values, base, matrix, names, classes, output, method)
+
+
+def _tree_supported(estimator: Any) -> bool:
+    try:
+        shap.TreeExplainer(estimator)
+    except (InvalidModelError, ValueError, TypeError):
+        return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------------- the plots

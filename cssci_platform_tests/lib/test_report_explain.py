@@ -1,0 +1,135 @@
+"""Every champion gets a SHAP explanation (issue 16 bug 3): tree and linear explainers where they apply, a
+model-agnostic permutation explainer over predict_proba elsewhere (AdaBoost, SVM, KNN, ...), and the Combined model
+(clinical factors + the Rad-score of a radiomics model whose input carries the string `center` column) explained on its
+head's inputs. Additivity is checked against the model's own output wherever the explainer guarantees it."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.special import logit
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import AdaBoostClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder
+
+from cssci_platform.lib.classifiers import make_estimator
+from cssci_platform.lib.harmonization.settings import HarmonizationSettings
+from cssci_platform.lib.modeling.chains import ChainSettings, build_pipeline
+from cssci_platform.lib.modeling.signatures import Signature
+from cssci_platform.lib.report.explain import explain_classes, explain_pipeline, explanation_caption
+from cssci_platform.lib.report.study import shap_section
+from cssci_platform.lib.selection.settings import SelectionSettings
+
+RAD = [f"rad__f{j}" for j in range(8)]
+CLIN = ["clin__age", "clin__sex__M"]
+
+
+def _cohort(n: int, seed: int) -> tuple[pd.DataFrame, pd.Series]:
+    """Feature rows as the stored matrix holds them (radiomics, one-hot clinical, the string `center`) and labels."""
+    rng = np.random.default_rng(seed)
+    rows = pd.DataFrame(rng.normal(size=(n, len(RAD))), columns=RAD, index=[f"P{seed}-{i:03d}" for i in range(n)])
+    rows["clin__age"] = rng.normal(50, 10, n)
+    rows["clin__sex__M"] = rng.integers(0, 2, n).astype(float)
+    rows["center"] = np.array(["center_A", "center_B", "center_C"])[np.arange(n) % 3]
+    signal = 1.5 * rows["rad__f0"] - rows["rad__f1"] + 0.05 * (rows["clin__age"] - 50) + rng.normal(0, 0.7, n)
+    return rows, pd.Series(np.where(signal > 0, "1", "0"), index=rows.index)
+
+
+SETTINGS = ChainSettings(
+    harmonization=HarmonizationSettings(enabled=True),
+    selection=SelectionSettings(mrmr_k=5, spearman_threshold=None, rank_test=False),
+    lasso_cv=3,
+    seed=0,
+)
+
+
+@pytest.fixture(scope="module")
+def cohort() -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
+    rows, label = _cohort(72, 0)
+    return rows.iloc[:60], rows.iloc[60:], label.iloc[:60]
+
+
+def _fitted(kind: str, train: pd.DataFrame, label: pd.Series) -> Pipeline:
+    if kind == "Combined":
+        return build_pipeline(Signature("combined"), CLIN + RAD, None, SETTINGS).fit(train, label)
+    return build_pipeline(Signature("rad"), RAD, make_estimator(kind, seed=0), SETTINGS).fit(train, label)
+
+
+def _expected_output(kind: str, output: str, pipeline: Pipeline, rows: pd.DataFrame) -> np.ndarray:
+    probability = pipeline.predict_proba(rows)[:, 1]
+    return probability if output == "probability" else logit(np.clip(probability, 1e-12, 1 - 1e-12))
+
+
+@pytest.mark.parametrize(
+    ("kind", "method"),
+    [
+        ("AdaBoost", "permutation"),
+        ("XGBoost", "tree"),
+        ("GradientBoosting", "tree"),
+        ("LR", "linear"),
+        ("Combined", "linear (Combined head)"),
+    ],
+)
+def test_every_demo_champion_kind_gets_additive_shap_values(
+    cohort: tuple[pd.DataFrame, pd.DataFrame, pd.Series], kind: str, method: str
+) -> None:
+    """The demo's champion kinds: AdaBoost failed ('not supported by the explainer chosen') and Combined failed
+    ("could not convert string to float: 'center_A'"). Each now gets one SHAP value per patient and explained
+    feature, and base value + sum of SHAP values is the model's own output (probability or log-odds) per patient."""
+    train, test, label = cohort
+    pipeline = _fitted(kind, train, label)
+    started = time.perf_counter()
+    explanation = explain_pipeline(pipeline, test, train)
+    assert time.perf_counter() - started < 20, "the explanation must stay cheap (bounded background / evaluations)"
+    assert explanation.method == method
+    assert explanation.values.shape == (len(test), len(explanation.feature_names)) == explanation.data.shape
+    assert np.isfinite(explanation.values).all()
+    np.testing.assert_allclose(
+        explanation.model_output(), _expected_output(kind, explanation.output, pipeline, test), rtol=1e-5, atol=1e-5
+    )
+    if kind == "Combined":
+        assert explanation.feature_names == [*CLIN, "Rad-score"]
+        assert explanation.output == "log-odds"
+
+
+def test_the_report_section_names_the_explainer_of_every_champion(
+    cohort: tuple[pd.DataFrame, pd.DataFrame, pd.Series],
+) -> None:
+    """The report's SHAP section gives a summary for AdaBoost and Combined (no 'no SHAP explanation' line), and
+    the caption says which explainer produced the values."""
+    train, test, label = cohort
+    for kind in ("AdaBoost", "Combined"):
+        pipeline = _fitted(kind, train, label)
+        page = shap_section(f"Rad_{kind}", pipeline, test, train)
+        assert "no SHAP explanation" not in page and "data:image/png;base64," in page
+        caption = explanation_caption(explain_pipeline(pipeline, test, train), train)
+        assert ("PermutationExplainer" if kind == "AdaBoost" else "LinearExplainer") in caption
+        assert "60 training patients" in caption
+
+
+def test_the_model_agnostic_fallback_takes_string_columns_as_the_pipeline_accepts_them() -> None:
+    """A final step that takes the raw frame (a string `center` column one-hot encoded inside it) is explained on
+    that frame: the string column is one explained feature, the values add up to P(class 1)."""
+    rows, label = _cohort(50, 1)
+    encode = ColumnTransformer([("center", OneHotEncoder(), ["center"])], remainder="passthrough")
+    model = Pipeline([("clf", Pipeline([("encode", encode), ("boost", AdaBoostClassifier(random_state=0))]))])
+    model.fit(rows.iloc[:40], label.iloc[:40])
+    explanation = explain_pipeline(model, rows.iloc[40:], rows.iloc[:40])
+    assert explanation.method == "permutation" and "center" in explanation.feature_names
+    assert explanation.values.shape == (10, rows.shape[1])
+    np.testing.assert_allclose(explanation.model_output(), model.predict_proba(rows.iloc[40:])[:, 1], atol=1e-6)
+
+
+def test_multiclass_models_without_a_tree_or_linear_explainer_get_one_output_per_class() -> None:
+    """KNN on three classes: permutation SHAP values per class, each class's values adding up to its probability."""
+    rng = np.random.default_rng(2)
+    X = pd.DataFrame(rng.normal(size=(60, 4)), columns=list("abcd"))
+    y = np.array(["x", "y", "z"])[np.digitize(X["a"] + 0.3 * rng.normal(size=60), [-0.5, 0.5])]
+    knn = make_estimator("KNN", seed=0).fit(X.iloc[:45], y[:45])
+    explanation = explain_classes(knn, X.iloc[45:], background=X.iloc[:45])
+    assert explanation.values.shape == (15, 4, 3) and explanation.method == "permutation"
+    np.testing.assert_allclose(explanation.model_output(), knn.predict_proba(X.iloc[45:]), atol=1e-6)
