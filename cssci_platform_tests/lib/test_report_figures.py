@@ -20,6 +20,7 @@ from sklearn.preprocessing import StandardScaler
 
 from cssci_platform.lib.classifiers import make_estimator
 from cssci_platform.lib.clinical import multivariable_logistic
+from cssci_platform.lib.report.artifacts import ReportFigure, figure_png_bytes, figure_svg_bytes
 from cssci_platform.lib.report.explain import (
     explain,
     explain_linear,
@@ -35,23 +36,30 @@ from cssci_platform.lib.report.figures import (
     DecisionCurve,
     RocCurve,
     calibration_figure,
+    calibration_report,
     decision_curve_figure,
+    decision_curve_report,
     feature_importance_figure,
     gradcam_gallery,
+    gradcam_report,
     png_data_uri,
     png_img_tag,
     png_size,
     roc_figure,
     roc_panels,
+    roc_panels_report,
+    roc_report,
 )
 from cssci_platform.lib.report.nomogram import (
     CategoricalAxis,
     ContinuousAxis,
     Nomogram,
     model_equation,
+    nomogram_equation_table,
     nomogram_figure,
     nomogram_from_coefficients,
     nomogram_from_fit,
+    nomogram_report,
     unstandardized,
 )
 
@@ -281,3 +289,78 @@ def test_radscore_formula_reproduces_the_models_linear_predictor() -> None:
     assert score.to_numpy() == pytest.approx(model.decision_function(X), abs=1e-8)
     with pytest.raises(ValueError, match="4 feature names for 5 coefficients"):
         radscore_formula(coefficients, 0.0, list(X.columns)[:4])
+
+
+# ------------------------------------------------------------------------ captioned ReportFigure variants
+
+
+def _figure_lines(item) -> list:
+    return [line for axes in item.figure.axes for line in axes.get_lines()]
+
+
+def test_roc_report_figures_draw_the_same_curves_and_say_cohort_and_n() -> None:
+    fpr = np.linspace(0, 1, 30)
+    curves = [RocCurve("Rad", fpr, np.sqrt(fpr), 0.81, (0.74, 0.88), n=40, n_positive=15),
+              RocCurve("Clinical", fpr, fpr ** 0.8, 0.6, n=40, n_positive=15)]
+    item = roc_report("test", curves, positive="good_outcome=1")
+    assert isinstance(item, ReportFigure) and item.key == "roc_test"
+    assert "test cohort (n = 40, 15 with outcome good_outcome=1)" in item.caption and "AUC" in item.caption
+    drawn = _figure_lines(item)
+    np.testing.assert_array_equal(drawn[0].get_ydata(), np.sqrt(fpr))  # the figure plots the given points
+    assert figure_png_bytes(item) == roc_figure(curves, "test")  # same drawing as the PNG function
+    panels = roc_panels_report({"train": curves, "test": curves[:1]})
+    assert len(panels.figure.axes) == 2 and "train (n = 40, 15 with outcome 1); test (n = 40" in panels.caption
+    with pytest.raises(ValueError, match="validation cohort"):
+        roc_report("validation", [])
+
+
+def test_calibration_and_decision_curve_report_figures() -> None:
+    predicted = np.linspace(0.05, 0.95, 10)
+    item = calibration_report([CalibrationCurve("Rad", predicted, predicted * 0.9)], "test", n=8, n_positive=3)
+    assert item.key == "calibration_test" and "test cohort (n = 8, 3 with outcome 1)" in item.caption
+    np.testing.assert_allclose(_figure_lines(item)[1].get_ydata(), predicted * 0.9)
+    thresholds = np.linspace(0.01, 0.99, 99)
+    treat_all = 0.3 - 0.7 * thresholds / (1 - thresholds)
+    model = np.maximum(treat_all, 0) + 0.01
+    curve = decision_curve_report(thresholds, [DecisionCurve("Rad", model)], treat_all, "validation", n=10)
+    assert curve.key == "decision_curve_validation" and "validation cohort (n = 10)" in curve.caption
+    labels = [line.get_label() for line in _figure_lines(curve)]
+    assert labels == ["Rad", "Treat all", "Treat none"]
+    np.testing.assert_allclose(_figure_lines(curve)[0].get_ydata(), model)
+    assert b"<svg" in figure_svg_bytes(curve)
+    with pytest.raises(ValueError, match="98 values for 99 thresholds"):
+        decision_curve_report(thresholds, [DecisionCurve("Rad", np.zeros(98))], treat_all, "test")
+
+
+def test_gradcam_report_figure(tmp_path: Path) -> None:
+    paths = []
+    for index in range(3):
+        paths.append(tmp_path / f"patient{index}.png")
+        matplotlib.image.imsave(paths[-1], np.random.default_rng(index).random((16, 20, 3)))
+    item = gradcam_report(paths, what="the fine-tuned ResNet18 on sag_T2")
+    assert item.key == "gradcam" and "3 image(s)" in item.caption
+    assert len([a for a in item.figure.axes if a.images]) == 3
+
+
+def test_nomogram_report_writes_the_equation_that_gives_the_models_probability() -> None:
+    X, y = classification_data(n=300, p=3, seed=1)
+    model = LogisticRegression(C=1e6, max_iter=5000).fit(X, y)
+    ranges = {c: (float(X[c].min()), float(X[c].max())) for c in X.columns}
+    nomogram = nomogram_from_coefficients(model.intercept_[0], dict(zip(X.columns, model.coef_[0], strict=True)),
+                                          ranges)
+    item = nomogram_report(nomogram, n_training=300, outcome="P(good_outcome = 1)", note="Rad-score out-of-fold.")
+    assert item.key == "nomogram" and "300 training patients" in item.caption
+    assert nomogram.equation() in item.caption and item.caption.endswith("Rad-score out-of-fold.")
+    assert item.figure.get_supxlabel().replace("\n", " ") == nomogram.equation()
+    # the equation's printed coefficients reproduce the model's probabilities (to the printed precision)
+    equation = nomogram.equation(6)
+    terms = {name: float(sign + value) for sign, value, name in re.findall(r"([-+]) ([\d.]+) × (\w+)", equation)}
+    assert list(terms) == list(X.columns)
+    logit = float(equation.split("=")[1].split()[0]) + sum(b * X[n].to_numpy() for n, b in terms.items())
+    np.testing.assert_allclose(1 / (1 + np.exp(-logit)), model.predict_proba(X)[:, 1], atol=1e-4)
+    table = nomogram_equation_table(nomogram, 300)
+    assert list(table.frame["Term"]) == ["(intercept)", *X.columns]
+    np.testing.assert_allclose(table.frame["Coefficient (log-odds)"].iloc[1:], model.coef_[0])
+    np.testing.assert_allclose(table.frame["Odds ratio"].iloc[1:], np.exp(model.coef_[0]))
+    points = table.frame["Points per unit"].iloc[1:].to_numpy()
+    assert max(abs(points) * np.array([ranges[c][1] - ranges[c][0] for c in X.columns])) == pytest.approx(100)

@@ -1,4 +1,5 @@
-"""Report figures from precomputed arrays, returned as PNG bytes.
+"""Report figures from precomputed arrays, returned as PNG bytes, or as captioned `ReportFigure`s (the ``*_report``
+functions: the matplotlib Figure itself, so the report can export PNG and SVG).
 
 The statistics come from elsewhere (`lib/evaluation.py`: ROC points, DeLong CIs, binned calibration, net
 benefit); these functions only draw. Each figure is a matplotlib `Figure` on the Agg canvas (no pyplot, no
@@ -16,12 +17,16 @@ import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib.image
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from cssci_platform.lib.report.artifacts import ReportFigure
 
 DPI = 100
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -71,6 +76,20 @@ def png_img_tag(png: bytes, alt: str, css_class: str | None = None) -> str:
             f"{klass}>")
 
 
+def report_figure(key: str, title: str, caption: str, figure: Figure) -> ReportFigure:
+    """A `ReportFigure` (imported here: `artifacts` imports this module)."""
+    from cssci_platform.lib.report.artifacts import ReportFigure
+
+    return ReportFigure(key, title, caption, figure)
+
+
+def cohort_size_text(n: int | None, n_positive: int | None, positive: str) -> str:
+    """'n = 8, 3 with outcome 1' (or 'n = 8', or '' when n is unknown)."""
+    if n is None:
+        return ""
+    return f"n = {n}" + (f", {n_positive} with outcome {positive}" if n_positive is not None else "")
+
+
 def _check_unit_interval(name: str, values: np.ndarray) -> None:
     if values.size and (np.nanmin(values) < 0 or np.nanmax(values) > 1):
         raise ValueError(f"{name} must lie in [0, 1]")
@@ -88,6 +107,8 @@ class RocCurve:
     tpr: Values
     auc: float | None = None
     ci: tuple[float, float] | str | None = None
+    n: int | None = None  # patients the curve was computed on (for the caption)
+    n_positive: int | None = None  # of whom with the positive outcome
 
     def legend(self) -> str:
         parts = []
@@ -114,22 +135,74 @@ def _draw_roc(axes: Axes, curves: Sequence[RocCurve], title: str) -> None:
         axes.legend(loc="lower right", fontsize="x-small")
 
 
-def roc_figure(curves: Sequence[RocCurve], title: str = "", size: tuple[float, float] = (5.5, 5.5)) -> bytes:
-    """ROC curves of several models on one cohort, with the chance diagonal."""
+def roc_plot(curves: Sequence[RocCurve], title: str = "", size: tuple[float, float] = (5.5, 5.5)) -> Figure:
+    """ROC curves of several models on one cohort, with the chance diagonal (the Figure)."""
     figure = new_figure(size)
     _draw_roc(figure.add_subplot(), curves, title)
-    return figure_png(figure)
+    return figure
 
 
-def roc_panels(by_cohort: Mapping[str, Sequence[RocCurve]], panel_inches: float = 4.5) -> bytes:
-    """One ROC panel per cohort (e.g. training, test, validation), side by side."""
+def roc_figure(curves: Sequence[RocCurve], title: str = "", size: tuple[float, float] = (5.5, 5.5)) -> bytes:
+    """ROC curves of several models on one cohort, with the chance diagonal."""
+    return figure_png(roc_plot(curves, title, size))
+
+
+def roc_panels_plot(by_cohort: Mapping[str, Sequence[RocCurve]], panel_inches: float = 4.5) -> Figure:
+    """One ROC panel per cohort (e.g. training, test, validation), side by side (the Figure)."""
     if not by_cohort:
         raise ValueError("roc_panels needs at least one cohort")
     figure = new_figure((panel_inches * len(by_cohort), panel_inches))
     for axes, (cohort, curves) in zip(figure.subplots(1, len(by_cohort), squeeze=False)[0], by_cohort.items(),
                                       strict=True):
         _draw_roc(axes, curves, cohort)
-    return figure_png(figure)
+    return figure
+
+
+def roc_panels(by_cohort: Mapping[str, Sequence[RocCurve]], panel_inches: float = 4.5) -> bytes:
+    """One ROC panel per cohort (e.g. training, test, validation), side by side."""
+    return figure_png(roc_panels_plot(by_cohort, panel_inches))
+
+
+ROC_READING = (
+    "Each curve traces sensitivity against 1 - specificity as the threshold on the predicted probability moves; "
+    "the legend gives the AUC with its 95% CI; the dashed diagonal is chance (AUC 0.5)."
+)
+
+
+def _cohort_sizes(curves: Sequence[RocCurve], positive: str) -> str:
+    sized = [c for c in curves if c.n is not None]
+    if not sized:
+        return ""
+    largest = max(sized, key=lambda c: c.n or 0)
+    return cohort_size_text(largest.n, largest.n_positive, positive)
+
+
+def roc_report(cohort: str, curves: Sequence[RocCurve], positive: str = "1", models: str = "the champions",
+               key: str | None = None) -> ReportFigure:
+    """ROC curves of `models` on one cohort as a captioned `ReportFigure` (key ``roc_<cohort>``); the caption gives
+    the cohort's size from the curves' `n` / `n_positive`."""
+    if not curves:
+        raise ValueError(f"no model has predictions of both outcome classes in the {cohort} cohort: no ROC curve")
+    size = _cohort_sizes(curves, positive)
+    caption = f"ROC curves of {models} in the {cohort} cohort" + (f" ({size}). " if size else ". ") + ROC_READING
+    return report_figure(key or _key(f"roc_{cohort}"), f"ROC curves, {cohort} cohort", caption,
+                         roc_plot(curves, cohort))
+
+
+def roc_panels_report(by_cohort: Mapping[str, Sequence[RocCurve]], positive: str = "1",
+                      models: str = "the champions", key: str = "roc_cohorts") -> ReportFigure:
+    """One ROC panel per cohort side by side as a captioned `ReportFigure`, each cohort's size in the caption."""
+    cohorts = "; ".join(
+        f"{cohort}" + (f" ({size})" if (size := _cohort_sizes(curves, positive)) else "")
+        for cohort, curves in by_cohort.items()
+    )
+    caption = f"ROC curves of {models}, one panel per cohort: {cohorts}. {ROC_READING}"
+    return report_figure(key, "ROC curves per cohort", caption, roc_panels_plot(by_cohort))
+
+
+def _key(text: str) -> str:
+    """A report artifact key (file stem) from free text: lower case, runs of other characters as '_'."""
+    return "".join(c if c.isalnum() else "_" for c in text.lower()).strip("_") or "figure"
 
 
 # -------------------------------------------------------------------------------------------- calibration
@@ -148,6 +221,30 @@ def calibration_figure(
     curves: Sequence[CalibrationCurve], title: str = "", size: tuple[float, float] = (5.5, 5.5)
 ) -> bytes:
     """Observed vs predicted risk per bin for each model, with the ideal (diagonal) line."""
+    return figure_png(calibration_plot(curves, title, size))
+
+
+def calibration_report(curves: Sequence[CalibrationCurve], cohort: str, n: int | None = None,
+                       n_positive: int | None = None, positive: str = "1", models: str = "the champions",
+                       key: str | None = None) -> ReportFigure:
+    """The calibration plot of `models` on one cohort as a captioned `ReportFigure` (key ``calibration_<cohort>``)."""
+    if not curves:
+        raise ValueError(f"no model has predictions of both outcome classes in the {cohort} cohort: no calibration")
+    size = cohort_size_text(n, n_positive, positive)
+    caption = (
+        f"Calibration of {models} in the {cohort} cohort" + (f" ({size})" if size else "") + ": the mean predicted "
+        f"probability of outcome {positive} against the observed fraction with that outcome, in bins of predicted "
+        "probability. Points on the dashed diagonal are perfectly calibrated; above it the model under-estimates the "
+        "probability, below it over-estimates. With few patients per bin the points are very uncertain."
+    )
+    return report_figure(key or _key(f"calibration_{cohort}"), f"Calibration, {cohort} cohort", caption,
+                         calibration_plot(curves, f"Calibration ({cohort})"))
+
+
+def calibration_plot(
+    curves: Sequence[CalibrationCurve], title: str = "", size: tuple[float, float] = (5.5, 5.5)
+) -> Figure:
+    """Observed vs predicted risk per bin for each model, with the ideal (diagonal) line (the Figure)."""
     figure = new_figure(size)
     axes = figure.add_subplot()
     axes.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8, label="Ideal")
@@ -160,7 +257,7 @@ def calibration_figure(
     axes.set(xlim=(0, 1), ylim=(0, 1), xlabel="Predicted probability", ylabel="Observed fraction", title=title)
     axes.set_aspect("equal")
     axes.legend(loc="upper left", fontsize="x-small")
-    return figure_png(figure)
+    return figure
 
 
 # ----------------------------------------------------------------------------------------- decision curves
@@ -187,6 +284,37 @@ def decision_curve_figure(
 
     The y axis runs from `floor` (treat-all falls steeply below zero) to just above the highest curve.
     """
+    return figure_png(decision_curve_plot(thresholds, models, treat_all, treat_none, title, size, floor))
+
+
+def decision_curve_report(thresholds: Values, models: Sequence[DecisionCurve], treat_all: Values, cohort: str,
+                          n: int | None = None, n_positive: int | None = None, positive: str = "1",
+                          key: str | None = None) -> ReportFigure:
+    """Decision curves on one cohort as a captioned `ReportFigure` (key ``decision_curve_<cohort>``)."""
+    if not models:
+        raise ValueError(f"no model has predictions of both outcome classes in the {cohort} cohort: no decision curve")
+    size = cohort_size_text(n, n_positive, positive)
+    caption = (
+        f"Decision curves in the {cohort} cohort" + (f" ({size})" if size else "") + ": the net benefit of acting on "
+        f"the model's predicted probability of outcome {positive} at each threshold probability, against acting on "
+        "every patient (treat all) and on none (treat none, net benefit 0). A model helps over the range of "
+        "thresholds where its curve lies above both references."
+    )
+    figure = decision_curve_plot(thresholds, models, treat_all, title=f"Decision curves ({cohort})")
+    return report_figure(key or _key(f"decision_curve_{cohort}"), f"Decision curves, {cohort} cohort", caption,
+                         figure)
+
+
+def decision_curve_plot(
+    thresholds: Values,
+    models: Sequence[DecisionCurve],
+    treat_all: Values,
+    treat_none: Values | None = None,
+    title: str = "",
+    size: tuple[float, float] = (6.5, 4.5),
+    floor: float = -0.05,
+) -> Figure:
+    """`decision_curve_figure`'s Figure."""
     x = np.asarray(thresholds, dtype=float)
     _check_unit_interval("thresholds", x)
     none = np.zeros_like(x) if treat_none is None else np.asarray(treat_none, dtype=float)
@@ -205,7 +333,7 @@ def decision_curve_figure(
     axes.set(xlim=(float(x.min()), float(x.max())), ylim=(floor, max(top * 1.1, 0.05)),
              xlabel="Threshold probability", ylabel="Net benefit", title=title)
     axes.legend(loc="upper right", fontsize="x-small")
-    return figure_png(figure)
+    return figure
 
 
 # ------------------------------------------------------------------------------------------ Grad-CAM gallery
@@ -219,6 +347,28 @@ def gradcam_gallery(
     title: str | None = None,
 ) -> bytes:
     """A grid of PNG files (Grad-CAM overlays), `columns` per row, each with its caption below."""
+    return figure_png(gradcam_plot(images, captions, columns, tile_inches, title))
+
+
+def gradcam_report(images: Sequence[Path | str], captions: Sequence[str] | None = None, what: str = "",
+                   key: str = "gradcam") -> ReportFigure:
+    """The Grad-CAM gallery as a captioned `ReportFigure`; `what` says which network and patients are shown."""
+    caption = (
+        f"Grad-CAM heat maps of {what or 'the fine-tuned networks'} ({len(images)} image(s)), each over the input "
+        "slice: warm colours mark the regions that raised the network's output for the predicted class most. They "
+        "show where the network looked, not why, and are not a segmentation."
+    )
+    return report_figure(key, "Grad-CAM gallery", caption, gradcam_plot(images, captions))
+
+
+def gradcam_plot(
+    images: Sequence[Path | str],
+    captions: Sequence[str] | None = None,
+    columns: int = 4,
+    tile_inches: float = 2.2,
+    title: str | None = None,
+) -> Figure:
+    """`gradcam_gallery`'s Figure."""
     if not images:
         raise ValueError("gradcam_gallery needs at least one image")
     if captions is not None and len(captions) != len(images):
@@ -234,7 +384,7 @@ def gradcam_gallery(
             axes.set_title(captions[index] if captions else Path(images[index]).stem, fontsize="small", y=-0.12)
     if title:
         figure.suptitle(title)
-    return figure_png(figure)
+    return figure
 
 
 # --------------------------------------------------------------------------------------- feature importance

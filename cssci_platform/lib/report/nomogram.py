@@ -9,19 +9,24 @@ log-odds on every axis. Total points T therefore map to the linear predictor by
 Values outside a continuous variable's [low, high] still get (extrapolated) points; the axis shows the range.
 
 `Nomogram.points`, `total_points`, `probability_from_points` and `points_for_probability` are the math;
-`nomogram_figure` only draws it.
+`nomogram_figure` only draws it (PNG bytes); `nomogram_report` returns the drawing with the model's equation under it
+as a captioned `ReportFigure`, and `nomogram_equation_table` the equation's terms as a `ReportTable`.
 """
 
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from cssci_platform.lib.report.artifacts import ReportFigure, ReportTable
 from cssci_platform.lib.report.figures import figure_png, new_figure
 
 PROBABILITY_TICKS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
@@ -124,14 +129,19 @@ class Nomogram:
     def probability(self, patient: Mapping[str, Any]) -> float:
         return _expit(self.linear_predictor(patient))
 
-    def equation(self, digits: int = 3) -> str:
+    def terms(self) -> dict[str, float]:
+        """Coefficient per term of the linear predictor: continuous variables by name, categorical levels as
+        ``variable[level]`` (the reference level, 0, left out)."""
         terms: dict[str, float] = {}
         for axis in self.axes:
             if isinstance(axis, ContinuousAxis):
                 terms[axis.name] = axis.coefficient
             else:
                 terms.update({f"{axis.name}[{level}]": b for level, b in axis.effects.items() if b != 0})
-        return model_equation(self.intercept, terms, digits)
+        return terms
+
+    def equation(self, digits: int = 3) -> str:
+        return model_equation(self.intercept, self.terms(), digits)
 
 
 def model_equation(intercept: float, coefficients: Mapping[str, float], digits: int = 3,
@@ -190,8 +200,59 @@ LABEL_X = -0.03
 def nomogram_figure(nomogram: Nomogram, title: str = "", width_inches: float = 9.0,
                     probability_ticks: Sequence[float] = PROBABILITY_TICKS, outcome: str = "Risk") -> bytes:
     """Points axis, one axis per variable, total points and the probability axis, as PNG bytes."""
+    return figure_png(nomogram_plot(nomogram, title, width_inches, probability_ticks, outcome))
+
+
+def nomogram_report(
+    nomogram: Nomogram,
+    n_training: int,
+    outcome: str = "P(outcome 1)",
+    note: str = "",
+    key: str = "nomogram",
+    probability_ticks: Sequence[float] = PROBABILITY_TICKS,
+) -> ReportFigure:
+    """The nomogram with its equation written under it, as a captioned `ReportFigure`. `outcome` labels the
+    probability axis (say the class and direction, e.g. 'P(good_outcome = 1)'); `note` is added to the caption (how
+    the predictors were chosen, where the Rad-score comes from)."""
+    figure = nomogram_plot(nomogram, probability_ticks=probability_ticks, outcome=outcome,
+                           equation=nomogram.equation())
+    caption = (
+        f"Nomogram of the logistic model fitted on the {n_training} training patients. Read it from the top: for "
+        "each predictor, draw a vertical line from the patient's value up to the Points axis, add the points of all "
+        f"predictors, then draw a vertical line from that sum on the Total points axis down to {outcome}. One point "
+        f"is worth {1 / nomogram.points_per_logit():.3g} log-odds on every axis. The model's equation (the linear "
+        f"predictor) is printed under the nomogram: {nomogram.equation()}." + (f" {note.strip()}" if note else "")
+    )
+    return ReportFigure(key, "Nomogram and its equation", caption, figure)
+
+
+def nomogram_equation_table(nomogram: Nomogram, n_training: int, key: str = "nomogram_equation") -> ReportTable:
+    """The nomogram's model as a table: one row per term (intercept first) with its coefficient, odds ratio and the
+    points a one-unit increase (a level, for a categorical term) is worth."""
+    terms = nomogram.terms()
+    frame = pd.DataFrame(
+        {
+            "Term": ["(intercept)", *terms],
+            "Coefficient (log-odds)": [nomogram.intercept, *terms.values()],
+            "Odds ratio": [math.nan, *(math.exp(b) for b in terms.values())],
+            "Points per unit": [math.nan, *(b * nomogram.points_per_logit() for b in terms.values())],
+        }
+    )
+    caption = (
+        f"The logistic model drawn as the nomogram, fitted on the {n_training} training patients: "
+        f"{nomogram.equation()}. Odds ratios per unit of a continuous predictor, or of a level against the reference "
+        "level; a negative number of points means the nomogram's axis runs right to left for that predictor."
+    )
+    return ReportTable(key, "Nomogram equation", caption, frame)
+
+
+def nomogram_plot(nomogram: Nomogram, title: str = "", width_inches: float = 9.0,
+                  probability_ticks: Sequence[float] = PROBABILITY_TICKS, outcome: str = "Risk",
+                  equation: str | None = None) -> Figure:
+    """`nomogram_figure`'s Figure; `equation` is written under the axes when given."""
     rows = len(nomogram.axes) + 3
-    figure = new_figure((width_inches, 0.6 * rows + 0.6))
+    lines = len(textwrap.wrap(equation, width=int(width_inches * 15))) if equation else 0
+    figure = new_figure((width_inches, 0.6 * rows + 0.6 + 0.2 * lines))
     axes = figure.add_subplot()
     axes.set_axis_off()
     axes.set(xlim=(-0.3, 1.04), ylim=(-rows + 0.4, 0.8))
@@ -205,7 +266,9 @@ def nomogram_figure(nomogram: Nomogram, title: str = "", width_inches: float = 9
     _scale_row(axes, -(rows - 2), "Total points", [(t / total, f"{t:g}") for t in total_ticks])
     risk = [(nomogram.points_for_probability(p) / total, f"{p:g}") for p in probability_ticks]
     _scale_row(axes, -(rows - 1), outcome, [(x, label) for x, label in risk if 0 <= x <= 1])
-    return figure_png(figure)
+    if equation:  # a figure-level x label: the constrained layout keeps room for it under the axes
+        figure.supxlabel(textwrap.fill(equation, width=int(width_inches * 15)), fontsize="x-small")
+    return figure
 
 
 def _variable_ticks(nomogram: Nomogram, axis: NomogramAxis) -> list[tuple[float, str]]:
