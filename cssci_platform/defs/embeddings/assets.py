@@ -9,8 +9,10 @@ from cssci_platform.defs.splits.assets import patient_splits
 from cssci_platform.lib.deep import BackboneWeightsError, load_backbone, load_fine_tuned
 from cssci_platform.lib.deep.cohort_networks import EMBEDDING_STAGE, DeepSettings, embedding_frame, readable_slices
 from cssci_platform.lib.deep.patient_slices import STAGE as SLICE_STAGE
-from cssci_platform.lib.deep.patient_slices import cut_patient_slices, masked_pairs
+from cssci_platform.lib.deep.patient_slices import SliceRequest, cut_patient_slices, masked_pairs
 from cssci_platform.lib.messages import markdown_table
+from cssci_platform.lib.qc_montage import FOLDER as MONTAGE_FOLDER
+from cssci_platform.lib.qc_montage import dl_rectangle_of, montage_png, patient_montage, png_markdown, write_montage
 from cssci_platform.lib.queries import patients as queries
 from cssci_platform.lib.warehouse import replace_rows
 from cssci_platform.resources.cohort import CohortResource
@@ -25,7 +27,9 @@ UPSTREAM_STAGES = ("manifest", "scans", "preprocess")
           kinds={"pytorch", "duckdb"})
 def roi_slices(context: dg.AssetExecutionContext, study: StudyResource, cohort: CohortResource,
                warehouse: WarehouseResource, image_store: ImageStoreResource) -> dg.MaterializeResult:
-    """The largest-ROI slice of every channel, cropped to the DL rectangle and resized (one `.npy` each)."""
+    """The largest-ROI slice of every channel, cropped to the DL rectangle and resized (one `.npy` each); and the
+    patient's QC montage (every sequence's largest-lesion slice with the ROI contours and the DL rectangle, and its
+    channels) in the metadata and at `image_store/qc_montages/<patient_key>.png`."""
     key = context.partition_key
     quarantine_guard(warehouse, key, UPSTREAM_STAGES)
     manifest, _ = cohort.patient(key)
@@ -37,12 +41,27 @@ def roi_slices(context: dg.AssetExecutionContext, study: StudyResource, cohort: 
         replace_rows(con, "roi_slices", {"patient_key": key}, result.rows)
     record_issues(warehouse, key, SLICE_STAGE, result.qc_issues)
     first = result.rows[0] if result.rows else {}
+    montage = _qc_montage(key, channels, masks, request, result.rows, image_store)
     return dg.MaterializeResult(metadata={
+        **montage,
         "slices": len(result.rows), "sequence": request.sequence, "roi": request.roi, "axis": request.settings.axis,
         "slice_index": first.get("slice_index", -1), "roi_area_px": first.get("roi_area_px", 0),
         "crop_rows_cols": str(first.get("crop", [])), "clipped_px": str(first.get("clipped_px", [])),
         "issues": dg.MetadataValue.md(issues_markdown(result.qc_issues)),
     })
+
+
+def _qc_montage(key: str, channels: pl.DataFrame, masks: pl.DataFrame, request: SliceRequest, rows: list[dict],
+                image_store: ImageStoreResource) -> dict:
+    """The patient's QC montage (`lib/qc_montage`), written to the image store and shown inline."""
+    try:
+        image = patient_montage(key, channels, masks, request.roi, request.settings.mask_label, dl_rectangle_of(rows))
+    except (RuntimeError, OSError) as error:  # unreadable derived files: cut_patient_slices reports them as QC issues
+        return {"qc_montage": dg.MetadataValue.md(f"not drawn: {error}")}
+    png = montage_png(image)
+    path = write_montage(image_store.folder(MONTAGE_FOLDER), key, png)
+    return {"qc_montage": dg.MetadataValue.md(png_markdown(png, f"QC montage {key}")),
+            "qc_montage_file": dg.MetadataValue.path(str(path))}
 
 
 @dg.asset(group_name="deep", kinds={"pytorch", "duckdb"},

@@ -24,7 +24,7 @@ from cssci_platform.resources.warehouse import WarehouseResource
 
 
 @dg.asset(
-    group_name="modeling", kinds={"duckdb"}, deps=[dg.AssetKey("cohort_manifest"), dg.AssetKey("followup_outcomes")]
+    group_name="outcomes", kinds={"duckdb"}, deps=[dg.AssetKey("cohort_manifest"), dg.AssetKey("followup_outcomes")]
 )
 def study_outcome(study: StudyResource, cohort: CohortResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Rows `outcome = <name>` (and `<name>__score`, the thresholded quantity) in the `outcomes` table."""

@@ -55,7 +55,7 @@ class FollowupConfig(dg.Config):
     file: str
 
 
-@dg.asset(group_name="prospective", kinds={"duckdb"})
+@dg.asset(group_name="outcomes", kinds={"duckdb"})
 def followup_outcomes(
     config: FollowupConfig, cohort: CohortResource, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
