@@ -3,20 +3,34 @@ on validation_metrics and the cohort overview on cohort_manifest."""
 
 import base64
 import io
+from datetime import datetime
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
 import dagster as dg
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
 
 from cssci_platform.definitions import defs
 from cssci_platform.defs.embeddings.assets import roi_slices
 from cssci_platform.defs.features.assets import preprocessed_channels
 from cssci_platform.defs.ingest.assets import cohort_manifest, patient_scans
+from cssci_platform.defs.prospective.checks import champions_within_test_interval
+from cssci_platform.defs.prospective.validation import validation_metrics
+from cssci_platform.lib.model_tracking import (
+    log_model_run,
+    register_champion,
+    registered_model_name,
+    sqlite_tracking_uri,
+)
 from cssci_platform.lib.qc_montage import DL_BOX_COLOUR, ROI_COLOURS
 from cssci_platform.lib.qc_montage import FOLDER as MONTAGE_FOLDER
+from cssci_platform.lib.warehouse import connect, replace_rows
+from cssci_platform.resources.tracking import TrackingResource
 from cssci_platform_tests.defs.conftest import Platform
 
 
@@ -105,3 +119,100 @@ def _metadata(instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition: s
              if e.asset_materialization and e.asset_materialization.partition == partition).event_log_entry
     assert event is not None and event.asset_materialization is not None
     return event.asset_materialization.metadata
+
+
+# --- prospective monitoring: the asset check on validation_metrics --------------------------------------------------
+
+OUTCOME = "good_outcome"
+TEST_LABELS = [0, 1] * 10  # the champion's 20 held-out test patients
+PROSPECTIVE_LABELS = [0, 1] * 5  # 10 prospective patients whose outcome arrived
+
+
+def _registered_champion(tracking: TrackingResource) -> tuple[str, str, str]:
+    """A real MLflow run with a fitted LR, registered as a champion: (registered model, version, run id)."""
+    X = pd.DataFrame({"f": np.linspace(0, 1, 20)})
+    y = np.array(TEST_LABELS)
+    model = Pipeline([("model", LogisticRegression())]).fit(X, y)
+    config = tracking.config("test")
+    run = log_model_run(config, run_name="Rad_LR", model=model, input_example=X.head(4))
+    name = registered_model_name("test", "Rad", "leakage_safe")
+    version = register_champion(config, name, run_id=run.run_id, model_uri=run.model_uri)
+    return name, str(version.version), run.run_id
+
+
+def _seed_champion(warehouse: Path, model: str, version: str, run_id: str) -> None:
+    """The champion's training rows: split, trained_models and its test predictions (well separated: a test AUC
+    interval with a high lower bound)."""
+    now = datetime.now()
+    test_keys = [f"T{i:02d}" for i in range(len(TEST_LABELS))]
+    with connect(warehouse) as con:
+        replace_rows(con, "splits", {"split": "holdout"}, [
+            {"split": "holdout", "fold": "holdout", "patient_key": k, "role": "test", "outcome": OUTCOME, "seed": 1,
+             "created_at": now} for k in test_keys])
+        replace_rows(con, "trained_models", {"signature": "Rad"}, [
+            {"result_name": "Rad_LR", "signature": "Rad", "classifier": "LR", "mode": "leakage_safe", "run_id": run_id,
+             "registered_model": model, "model_version": version, "champion": True, "threshold": 0.5,
+             "split": "holdout", "fold": "holdout", "created_at": now}])
+        replace_rows(con, "predictions", {"model_name": run_id}, [
+            {"patient_key": k, "role": "test", "signature": "Rad", "class_label": "1", "model_name": run_id,
+             "probability": 0.2 + 0.6 * label + 0.01 * (i % 5), "label": str(label), "created_at": now}
+            for i, (k, label) in enumerate(zip(test_keys, TEST_LABELS))])
+        _outcomes(con, dict(zip(test_keys, TEST_LABELS)))
+
+
+def _outcomes(con, labels: dict[str, int]) -> None:
+    for key, label in labels.items():
+        replace_rows(con, "outcomes", {"patient_key": key, "outcome": OUTCOME},
+                     [{"patient_key": key, "outcome": OUTCOME, "value": str(label)}])
+
+
+def _score_prospective(warehouse: Path, model: str, version: str, run_id: str, agrees: bool) -> None:
+    """Prospective scores that rank the arrived outcomes as well as on the test set (`agrees`), or backwards."""
+    keys = [f"V{i:02d}" for i in range(len(PROSPECTIVE_LABELS))]
+    with connect(warehouse) as con:
+        for i, (key, label) in enumerate(zip(keys, PROSPECTIVE_LABELS)):
+            risk = label if agrees else 1 - label
+            replace_rows(con, "prospective_predictions", {"patient_key": key}, [
+                {"patient_key": key, "center": "center_A", "signature": "Rad", "class_label": "1",
+                 "probability": 0.2 + 0.6 * risk + 0.01 * i, "registered_model": model, "model_version": version,
+                 "run_id": run_id, "predicted_at": datetime.now()}])
+        _outcomes(con, dict(zip(keys, PROSPECTIVE_LABELS)))
+
+
+def test_the_monitoring_check_warns_when_a_champion_falls_below_its_test_interval(platform: Platform,
+                                                                                   tmp_path: Path) -> None:
+    tracking = TrackingResource(tracking_uri=sqlite_tracking_uri(tmp_path / "mlflow.db"))
+    resources = {**platform.resources, "tracking": tracking}
+    model, version, run_id = _registered_champion(tracking)
+    _seed_champion(platform.warehouse_path, model, version, run_id)
+
+    def validate() -> dg.AssetCheckEvaluation:
+        result = dg.materialize([validation_metrics, champions_within_test_interval], instance=platform.instance,
+                                resources=resources)
+        assert result.success
+        [evaluation] = result.get_asset_check_evaluations()
+        assert evaluation.asset_key == validation_metrics.key
+        return evaluation
+
+    _score_prospective(platform.warehouse_path, model, version, run_id, agrees=True)
+    holding = validate()
+    assert holding.passed and holding.metadata["below_test_interval"].value == 0
+    assert holding.metadata["champions_validated"].value == 1
+
+    _score_prospective(platform.warehouse_path, model, version, run_id, agrees=False)  # the model ranks backwards now
+    drifted = validate()
+    assert not drifted.passed and drifted.severity == dg.AssetCheckSeverity.WARN
+    assert drifted.metadata["below_test_interval"].value == 1
+    assert f"Rad ({model} v{version}): validation AUC 0.000 on 10 patients" in (drifted.description or "")
+    assert "BELOW" in drifted.metadata["validations"].value
+    flags = platform.query("SELECT below_test_ci FROM validation_metrics WHERE metric = 'auc' ORDER BY computed_at")
+    assert flags["below_test_ci"].to_list() == [False, True]  # the check reads the latest rows, not any
+
+
+def test_the_monitoring_check_runs_with_the_validation_job_and_has_an_automation_condition(asset_graph) -> None:
+    [check] = [k for k in asset_graph.asset_check_keys if k.name == "champions_within_test_interval"]
+    assert check.asset_key == dg.AssetKey("validation_metrics")
+    spec = asset_graph.get_check_spec(check)
+    assert not spec.blocking and spec.automation_condition is not None
+    job = defs().resolve_job_def("validation_job")  # the weekly schedule's job runs the check after the asset
+    assert "validation_metrics_champions_within_test_interval" in job.graph.node_names()
