@@ -146,7 +146,8 @@ class ComBat(TransformerMixin, BaseEstimator):
         self.n_features_in_ = frame.shape[1]
         self.feature_cols_ = resolve_feature_columns(frame, self.feature_cols, set(self._design_columns()))
         self.unharmonized_cols_ = columns_of_classes(self.feature_cols_, self.unharmonized_classes)
-        self.harmonized_cols_ = [c for c in self.feature_cols_ if c not in set(self.unharmonized_cols_)]
+        unharmonized = set(self.unharmonized_cols_)
+        self.harmonized_cols_ = [c for c in self.feature_cols_ if c not in unharmonized]
         self.decisions_: list[str] = []
         self.unseen_center_log_: list[UnseenCenterEvent] = []
         if self.unharmonized_cols_:
@@ -221,10 +222,11 @@ class ComBat(TransformerMixin, BaseEstimator):
         return self
 
     def _report(self) -> SelectionReport:
+        harmonized = set(self.harmonized_cols_)
         return SelectionReport(
             step="combat", n_in=len(self.feature_cols_), n_out=len(self.feature_cols_), kept=tuple(self.feature_cols_),
             statistic_name="harmonized",
-            statistic={c: float(c in set(self.harmonized_cols_)) for c in self.feature_cols_},
+            statistic={c: float(c in harmonized) for c in self.feature_cols_},
             notes=tuple(self.decisions_),
             details={"harmonized": len(self.harmonized_cols_) if self.standardization_ is not None else 0,
                      "unharmonized_classes": list(self.unharmonized_classes),
@@ -254,7 +256,8 @@ class ComBat(TransformerMixin, BaseEstimator):
                 adjusted = effect.remove(standardized[rows])
                 harmonized[rows] = self.standardization_.unstandardize(adjusted, covariates[rows])
         self._warn_unseen_once(self.unseen_center_log_[events_before:])
-        output[:, [self.feature_cols_.index(c) for c in self.harmonized_cols_]] = harmonized
+        position = {column: index for index, column in enumerate(self.feature_cols_)}
+        output[:, [position[c] for c in self.harmonized_cols_]] = harmonized
         return output
 
     @staticmethod

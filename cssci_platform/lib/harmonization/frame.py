@@ -48,13 +48,21 @@ def resolve_feature_columns(frame: pd.DataFrame, requested: Sequence[str] | None
         columns = [column for column in frame.columns if column not in reserved]
     if not columns:
         raise ValueError("no feature columns: the data hold only the batch and covariate columns")
-    not_numeric = [column for column in columns if not pd.api.types.is_numeric_dtype(frame[column])]
+    not_numeric = non_numeric_columns(frame, columns)
     if not_numeric:
         raise ValueError(
             f"feature columns {_listed(not_numeric)} are not numeric; name the features in feature_cols= "
             "or drop the other columns before harmonization"
         )
     return columns
+
+
+def non_numeric_columns(frame: pd.DataFrame, columns: Sequence[str]) -> list[str]:
+    """The `columns` of `frame` whose dtype is not numeric; each distinct dtype is tested once (a wide matrix holds
+    thousands of columns but a handful of dtypes)."""
+    dtypes = frame.dtypes.loc[list(columns)]
+    numeric = {dtype: pd.api.types.is_numeric_dtype(dtype) for dtype in set(dtypes)}
+    return [column for column, dtype in zip(columns, dtypes, strict=True) if not numeric[dtype]]
 
 
 def feature_matrix(frame: pd.DataFrame, columns: Sequence[str]) -> FloatArray:

@@ -13,6 +13,7 @@ import pandas as pd
 from cssci_platform.lib.harmonization.frame import HARMONIZATION_OFF, center_mean_spread
 from cssci_platform.lib.harmonization.settings import HarmonizationSettings
 from cssci_platform.lib.modeling.matrix import DL, RAD, feature_columns
+from cssci_platform.lib.selection import single_valued_columns
 
 PASSED_COLUMNS = ["center", "cohort", "label"]
 NOTHING_VARIES = "no feature varies among training patients"
@@ -34,7 +35,9 @@ class HarmonizedTableSummary:
 
 def varying_feature_columns(matrix: pd.DataFrame, train: pd.Series) -> list[str]:
     """The radiomics and deep columns of the matrix with more than one value among the `train` rows."""
-    return [c for c in feature_columns(matrix, RAD) + feature_columns(matrix, DL) if matrix.loc[train, c].nunique() > 1]
+    columns = feature_columns(matrix, RAD) + feature_columns(matrix, DL)
+    single = single_valued_columns(matrix.loc[train, columns], dropna=True)
+    return [column for column, constant in zip(columns, single, strict=True) if not constant]
 
 
 def harmonized_table(

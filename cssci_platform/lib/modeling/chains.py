@@ -34,6 +34,7 @@ from cssci_platform.lib.selection import (
     RankTestFilter,
     SpearmanRedundancyFilter,
     ZScoreScaler,
+    single_valued_columns,
 )
 from cssci_platform.lib.selection.settings import SelectionSettings
 
@@ -80,14 +81,15 @@ class ConstantFeatureDropper(BaseEstimator, TransformerMixin):
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> ConstantFeatureDropper:
         features = X.drop(columns=[BATCH], errors="ignore")
-        constant = features.columns[features.nunique(dropna=False) <= 1]
+        constant = features.columns[single_valued_columns(features)]
         if len(constant) == features.shape[1]:
             raise ValueError(
                 f"all {features.shape[1]} features are constant on the {len(X)} training rows: no feature is "
                 "left to model"
             )
         self.dropped_ = list(constant)
-        self.kept_ = [c for c in X.columns if c not in set(constant)]
+        dropped = set(constant)
+        self.kept_ = [c for c in X.columns if c not in dropped]
         return self
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:

@@ -145,6 +145,7 @@ def fit_signature(
         )
     except Exception as error:  # noqa: BLE001 - any fit error is recorded, the study goes on
         return [_failed(ModelSpec(signature, name, mode), "selection chain", error) for name in classifiers]
+    scored = _ScoredRows(matrix[roles.isin(SCORED_ROLES)], folds.full_chain)
     fits: list[TrainedModel | FailedFit] = []
     for name in classifiers:
         spec = ModelSpec(signature, name, mode)
@@ -152,12 +153,34 @@ def fit_signature(
             estimator = (
                 template.steps[-1][1] if signature.kind == "combined" else make_estimator(name, seed=settings.seed)
             )
-            fits.append(
-                _trained(matrix, roles, spec, classes, folds, columns, tune_on_folds(folds, estimator, name, preset))
-            )
+            tuned = tune_on_folds(folds, estimator, name, preset)
+            fits.append(_trained(matrix, roles, spec, classes, folds, columns, tuned, scored))
         except Exception as error:  # noqa: BLE001
             fits.append(_failed(spec, "classifier", error))
     return fits
+
+
+class _ScoredRows:
+    """The patients every model of a signature scores, passed through the signature's fitted chain once (every
+    classifier's model is that chain + its own last step): a failing transform fails each classifier, as it would
+    have inside each model's own `predict_proba`."""
+
+    def __init__(self, rows: pd.DataFrame, chain: Pipeline) -> None:
+        self.rows = rows
+        self._chain = chain
+        self._features: pd.DataFrame | None = None
+        self._error: Exception | None = None
+
+    def features(self) -> pd.DataFrame:
+        if self._features is None and self._error is None:
+            try:
+                self._features = self._chain.transform(self.rows)
+            except Exception as error:  # noqa: BLE001 - raised again for every classifier that scores these rows
+                self._error = error
+        if self._error is not None:
+            raise self._error
+        assert self._features is not None
+        return self._features
 
 
 def _chain_on_folds(
@@ -195,10 +218,13 @@ def _trained(
     folds: ChainFolds,
     columns: list[str],
     tuned: TunedClassifier,
+    scored_rows: _ScoredRows,
 ) -> TrainedModel:
-    scored = matrix[roles.isin(SCORED_ROLES)]
+    scored = scored_rows.rows
     model_classes = [str(c) for c in tuned.model.classes_]
-    probabilities = pd.DataFrame(tuned.model.predict_proba(scored), index=scored.index, columns=model_classes)[classes]
+    classifier = tuned.model.steps[-1][1]  # `tuned.model` is the signature's fitted chain + this classifier
+    raw = classifier.predict_proba(scored_rows.features())
+    probabilities = pd.DataFrame(raw, index=scored.index, columns=model_classes)[classes]
     oof = pd.DataFrame(tuned.oof_probabilities, index=folds.y.index, columns=model_classes)[classes]
     threshold = youden_threshold(_binary(folds.y, classes), oof[classes[-1]]) if len(classes) == 2 else math.nan
     metrics = _metrics(scored, roles, probabilities, oof, classes, threshold, spec.mode)

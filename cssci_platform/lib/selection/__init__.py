@@ -21,7 +21,7 @@ Deep features go through `ChannelPCA(32)` first. Every fitted step has ``report_
 `pipeline_reports` collects them from a fitted Pipeline for logging.
 """
 
-from ._base import EmptySelectionWarning, ReportingSelector, SelectionReport, pipeline_reports
+from ._base import EmptySelectionWarning, ReportingSelector, SelectionReport, pipeline_reports, single_valued_columns
 from .channel_pca import ChannelPCA, deep_channel_of
 from .correlation import SpearmanRedundancyFilter, greedy_redundancy_drop, spearman_matrix
 from .lasso import LassoSelector, choose_penalty
@@ -51,5 +51,6 @@ __all__ = [
     "pipeline_reports",
     "ratings_from_long",
     "reliability_table",
+    "single_valued_columns",
     "spearman_matrix",
 ]

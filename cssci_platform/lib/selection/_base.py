@@ -82,6 +82,19 @@ def constant_mask(X: np.ndarray) -> np.ndarray:
     return np.ptp(X, axis=0) == 0
 
 
+def single_valued_columns(frame: pd.DataFrame, dropna: bool = False) -> np.ndarray:
+    """Mask of the columns holding at most one distinct value: ``frame.nunique(dropna=dropna) <= 1``, computed at once
+    for a float frame (min == max per column; ``dropna=False`` counts NaN as a value) and by pandas otherwise."""
+    if not all(isinstance(dtype, np.dtype) and dtype.kind == "f" for dtype in set(frame.dtypes)) or frame.shape[0] == 0:
+        return (frame.nunique(dropna=dropna) <= 1).to_numpy()
+    values = frame.to_numpy(dtype=np.float64)
+    low, high = np.fmin.reduce(values, axis=0), np.fmax.reduce(values, axis=0)  # NaN only where all are NaN
+    all_missing = np.isnan(low)
+    if dropna:
+        return all_missing | (low == high)
+    return all_missing | ((low == high) & ~np.isnan(values).any(axis=0))
+
+
 def plain(value: Any) -> Any:
     """numpy scalar -> Python scalar, so messages read 'good', not np.str_('good')."""
     return value.item() if isinstance(value, np.generic) else value

@@ -22,6 +22,15 @@ from ._base import SelectionReport, listed, require_finite
 
 DEEP_PREFIX = "dl"
 NULL_VARIANCE_RATIO = 1e-10  # a component with less variance than this share of the first one is noise
+# From this many training rows per column on, the covariance route (eigh of the columns x columns covariance) costs
+# a fraction of the SVD of the rows (1280 x 512: ~35 vs ~480 ms) and gives the same components (within ~1e-12);
+# with fewer rows (a demo's 32 x 512) the SVD of the small row matrix is the cheaper one.
+COVARIANCE_ROWS_PER_COLUMN = 2
+
+
+def pca_solver(n_rows: int, n_columns: int) -> Literal["full", "covariance_eigh"]:
+    """The exact PCA solver that is cheaper for this shape: ``covariance_eigh`` when n >> p, else ``full``."""
+    return "covariance_eigh" if n_rows >= COVARIANCE_ROWS_PER_COLUMN * n_columns else "full"
 
 
 def deep_channel_of(name: str) -> str | None:
@@ -67,13 +76,14 @@ class ChannelPCA(TransformerMixin, BaseEstimator):
         if n_keep < self.n_components:
             notes.append(f"{group}: {n_keep} components instead of {self.n_components} "
                          f"({n_rows} training rows: rank at most {n_rows - 1}; {n_columns} columns)")
-        pca = PCA(n_components=n_keep, svd_solver="full").fit(values)
+        solver = pca_solver(n_rows, n_columns)
+        pca = PCA(n_components=n_keep, svd_solver=solver).fit(values)
         variance = pca.explained_variance_
         real = int(np.sum(variance > NULL_VARIANCE_RATIO * max(float(variance[0]), np.finfo(float).tiny)))
         if real < n_keep:
             notes.append(f"{group}: dropped {n_keep - max(real, 1)} null component(s) (variance below "
                          f"{NULL_VARIANCE_RATIO:g} of the first: numerical noise)")
-            pca = PCA(n_components=max(real, 1), svd_solver="full").fit(values)
+            pca = PCA(n_components=max(real, 1), svd_solver=solver).fit(values)
         return pca
 
     def transform(self, X: Any) -> np.ndarray:
