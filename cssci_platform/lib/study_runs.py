@@ -2,7 +2,8 @@
 
 A study run is an MLflow run tagged `run_kind=study` in the experiment named by the config; it holds the
 resolved config (`config/experiment.yaml`, flattened as params) and the report. Every model run the
-modelling step logs carries the tag `cssci.study_run=<its id>`, which is how `compare` finds them.
+modelling step logs carries the tag `cssci.study_run=<its id>`, which is how `compare` finds them, and MLflow's
+`mlflow.parentRunId`, which nests it under the study run in the UI (`model_tracking.in_study_run`).
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from pathlib import Path
 import pandas as pd
 from mlflow.entities import Run
 
-from cssci_platform.lib.model_tracking import TrackingConfig, get_or_create_experiment, log_params
+from cssci_platform.lib.model_tracking import TAG_STUDY_RUN, TrackingConfig, get_or_create_experiment, log_params
 
-STUDY_TAG = "cssci.study_run"
+STUDY_TAG = TAG_STUDY_RUN
 # (column, metric key) in display order; the first present per family is shown
 # threshold metrics are the ones training logged (`cohort_threshold`: frozen, or re-picked per cohort in
 # paper_faithful), the same numbers as model_results and the report

@@ -8,6 +8,7 @@ few MLflow calls that only read its process globals run inside `store.scoped_mlf
 - `model_format`: how a pipeline is serialized (skops, trusted types, pinned requirements);
 - `runs`: one finished run per fitted pipeline, with its artifacts and its logged model;
 - `registry`: versions, champion/challenger aliases, the version an alias names;
+- `model_card`: a version's description (model card) and its run's ROC / calibration plots;
 - `loading`: a registered pipeline loaded back;
 - `validation`: later (prospective) metrics logged against a registered version.
 """
@@ -19,12 +20,22 @@ from cssci_platform.lib.model_tracking.conventions import (
     TAG_DAGSTER_RUN_ID,
     TAG_MANIFEST_HASH,
     TAG_MODE,
+    TAG_PARENT_RUN,
     TAG_SIGNATURE,
+    TAG_STUDY_RUN,
+    in_study_run,
     mlflow_key,
     model_run_tags,
     registered_model_name,
 )
 from cssci_platform.lib.model_tracking.loading import load_champion, load_model
+from cssci_platform.lib.model_tracking.model_card import (
+    ModelEvidence,
+    RoleScores,
+    log_evaluation_plots,
+    model_card,
+    model_evidence,
+)
 from cssci_platform.lib.model_tracking.model_format import (
     TRUSTED_MODULE_PREFIXES,
     SerializationFormat,
@@ -45,8 +56,12 @@ from cssci_platform.lib.model_tracking.registry import (
 )
 from cssci_platform.lib.model_tracking.runs import LoggedRun, log_model_run, log_params
 from cssci_platform.lib.model_tracking.store import (
+    CLASSIC_ML_KIND,
+    EXPERIMENT_KIND_TAG,
     STORE_LOCK_WAIT_SECONDS,
     TrackingConfig,
+    existing_experiment_id,
+    experiment_page_url,
     get_or_create_experiment,
     sqlite_tracking_uri,
 )
@@ -55,6 +70,8 @@ from cssci_platform.lib.model_tracking.validation import log_metrics_to_version
 __all__ = [
     "CHALLENGER",
     "CHAMPION",
+    "CLASSIC_ML_KIND",
+    "EXPERIMENT_KIND_TAG",
     "STORE_LOCK_WAIT_SECONDS",
     "TAG_CLASSIFIER",
     "TAG_DAGSTER_ASSET",
@@ -62,23 +79,33 @@ __all__ = [
     "TAG_DAGSTER_RUN_ID",
     "TAG_MANIFEST_HASH",
     "TAG_MODE",
+    "TAG_PARENT_RUN",
     "TAG_SIGNATURE",
+    "TAG_STUDY_RUN",
     "TRAIN_HINT",
     "TRUSTED_MODULE_PREFIXES",
     "VERSION_TAGS_FROM_RUN",
     "ChampionNotFoundError",
     "LoggedRun",
+    "ModelEvidence",
     "ModelVersionInfo",
+    "RoleScores",
     "SerializationFormat",
     "TrackingConfig",
     "champion_version",
+    "existing_experiment_id",
+    "experiment_page_url",
     "get_or_create_experiment",
+    "in_study_run",
     "load_champion",
     "load_model",
+    "log_evaluation_plots",
     "log_metrics_to_version",
     "log_model_run",
     "log_params",
     "mlflow_key",
+    "model_card",
+    "model_evidence",
     "model_run_tags",
     "register_challenger",
     "register_champion",

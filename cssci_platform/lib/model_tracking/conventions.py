@@ -17,6 +17,8 @@ TAG_MANIFEST_HASH = "manifest_hash"
 TAG_DAGSTER_RUN_ID = "dagster_run_id"
 TAG_DAGSTER_ASSET = "dagster_asset"
 TAG_DAGSTER_PARTITION = "dagster_partition"
+TAG_STUDY_RUN = "cssci.study_run"  # the MLflow study run of a `cssci run` (Dagster run tag of the same name)
+TAG_PARENT_RUN = "mlflow.parentRunId"  # MLflow's own tag: the UI nests a run under this one
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9_.\- ]+")  # MLflow also allows ':' except on Windows; we never emit it
 _MAX_KEY, _MAX_PARAM, _MAX_TAG, _BATCH = 250, 6000, 8000, 100
@@ -53,6 +55,16 @@ def model_run_tags(
         TAG_DAGSTER_PARTITION: dagster_partition,
     }
     return {key: value for key, value in tags.items() if value is not None}
+
+
+def in_study_run(tags: Mapping[str, Any], study_run: str | None = None) -> dict[str, Any]:
+    """`tags` of a run that belongs to a study run (`study_run`, else the one `tags` name as `cssci.study_run`):
+    both `cssci.study_run` and `mlflow.parentRunId` set to it, so MLflow nests the run under its study run.
+    Tags of a run outside any study come back unchanged."""
+    study = study_run or tags.get(TAG_STUDY_RUN)
+    if not study:
+        return dict(tags)
+    return {**tags, TAG_STUDY_RUN: str(study), TAG_PARENT_RUN: str(study)}
 
 
 def mlflow_key(name: str) -> str:

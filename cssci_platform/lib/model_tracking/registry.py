@@ -21,6 +21,12 @@ from cssci_platform.lib.model_tracking.conventions import (
     require_safe_name,
     tag_values,
 )
+from cssci_platform.lib.model_tracking.model_card import (
+    ModelEvidence,
+    log_evaluation_plots,
+    model_card,
+    selected_features,
+)
 from cssci_platform.lib.model_tracking.store import (
     TrackingConfig,
     scoped_mlflow_globals,
@@ -75,11 +81,14 @@ def register_model_version(
     chosen_by: tuple[str, float] | None = None,
     description: str | None = None,
     tags: Mapping[str, Any] | None = None,
+    evidence: ModelEvidence | None = None,
 ) -> ModelVersionInfo:
     """Register the run's model as a version of `model_name` (idempotent per model_uri) and point `alias` at it.
 
     The version's tags copy the run's signature/classifier/mode/manifest_hash tags, plus `selection_metric`
-    and `selection_value` from `chosen_by`. Moving an alias leaves the earlier versions registered.
+    and `selection_value` from `chosen_by`. Its description is `description`, else a model card built from the run
+    and `evidence` (`model_card.model_evidence`: patients per class, AUC intervals); with evidence the run also
+    gets its ROC and calibration plots (`plots/`). Moving an alias leaves the earlier versions registered.
     """
     require_safe_name(model_name)
     client = config.client()
@@ -87,6 +96,10 @@ def register_model_version(
     version = _existing_version(client, model_name, run_id, model_uri)
     if version is None:
         version_tags = _version_tags(client, run_id, chosen_by, tags or {})
+        if description is None:
+            description = model_card(client.get_run(run_id), selected_features(client, run_id), evidence, model_name)
+        if evidence is not None:
+            log_evaluation_plots(client, run_id, evidence)
         with scoped_mlflow_globals(config):  # the registry store resolves models:/<model_id> via the global URI
             version = client.create_model_version(
                 model_name,

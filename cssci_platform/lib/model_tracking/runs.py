@@ -23,7 +23,9 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
 from cssci_platform.lib.model_tracking.conventions import (
+    TAG_PARENT_RUN,
     in_batches,
+    in_study_run,
     jsonable,
     metric_values,
     param_values,
@@ -71,10 +73,11 @@ def log_model_run(
     or dicts. `split_table` is a pandas or polars frame with at least patient_key and role. `extra_artifacts`
     maps a run-relative file name to its text (str) or to a file to copy (Path). The model's signature is
     inferred from `input_example` and `model.predict_proba`, and its pyfunc flavor predicts probabilities.
-    Metrics are logged before the model, so MLflow 3 also shows them on the model's page.
+    Metrics are logged before the model, so MLflow 3 also shows them on the model's page. A run tagged with its
+    study run (`cssci.study_run`) is nested under it (`in_study_run`).
     """
     require_fitted_classifier(model, input_example)
-    run_tags, run_params = tag_values(tags or {}), param_values(params or {}, len(selected_features))
+    run_tags, run_params = tag_values(in_study_run(tags or {})), param_values(params or {}, len(selected_features))
     run_metrics = metric_values(metrics or {})
     _check_artifact_names(extra_artifacts or {})
     trusted_types = skops_trusted_types(model) if serialization_format == "skops" else None
@@ -89,7 +92,8 @@ def log_model_run(
             client.log_text(run_id, _split_csv(split_table), "splits/split.csv")
         _log_extra_artifacts(client, run_id, extra_artifacts or {})
         logged_model = client.create_logged_model(
-            experiment_id, name="model", source_run_id=run_id, tags=run_tags, params=run_params,
+            experiment_id, name="model", source_run_id=run_id, params=run_params,
+            tags={key: value for key, value in run_tags.items() if key != TAG_PARENT_RUN},
             model_type="sklearn",
         )
         model_info = log_pipeline(config, logged_model.model_id, run_id, model, input_example, trusted_types)

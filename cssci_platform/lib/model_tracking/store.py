@@ -52,13 +52,24 @@ def sqlite_tracking_uri(db_path: str | Path) -> str:
     return f"sqlite:///{Path(db_path).expanduser().resolve()}"
 
 
+# MLflow 3 shows an experiment either in its GenAI view (traces, prompts) or its classic machine-learning view (runs,
+# models). The UI writes its choice as this tag; "custom_model_development" is the classic view (the other values:
+# genai_development, finetuning, forecasting, classification, regression, automl). MLflow 3.17's UI follows its own
+# GenAI / Machine learning switch (browser storage, GenAI by default) unless the page URL says `workflowType`, so
+# links we print carry it too (`experiment_page_url`).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+CLASSIC_ML_KIND = "custom_model_development"
+
+
 def get_or_create_experiment(config: TrackingConfig) -> str:
-    """The experiment's id; a new experiment stores its artifacts under our artifact root, not ./mlruns."""
+    """The experiment's id; a new experiment stores its artifacts under our artifact root, not ./mlruns, and is
+    tagged as a classic ML experiment (an existing one without the tag gets it)."""
     client = config.client()
     existing = client.get_experiment_by_name(config.experiment_name)
     if existing is None:
         try:
-            return client.create_experiment(config.experiment_name, artifact_location=_artifact_location(config))
+            return client.create_experiment(config.experiment_name, artifact_location=_artifact_location(config),
+                                            tags={EXPERIMENT_KIND_TAG: CLASSIC_ML_KIND})
         except MlflowException as error:  # another process created it in between
             if error.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
@@ -70,7 +81,21 @@ def get_or_create_experiment(config: TrackingConfig) -> str:
             f"MLflow experiment {config.experiment_name!r} (id {existing.experiment_id}) is deleted: restore it "
             f"(`mlflow experiments restore --experiment-id {existing.experiment_id}`) or use another name"
         )
+    if EXPERIMENT_KIND_TAG not in existing.tags:  # made before the tag, or by hand
+        client.set_experiment_tag(existing.experiment_id, EXPERIMENT_KIND_TAG, CLASSIC_ML_KIND)
     return existing.experiment_id
+
+
+def existing_experiment_id(tracking_uri: str, experiment_name: str) -> str | None:
+    """The id of the experiment of that name in the store, None where there is none (nothing is created)."""
+    experiment = TrackingConfig(tracking_uri, experiment_name).client().get_experiment_by_name(experiment_name)
+    return experiment.experiment_id if experiment is not None else None
+
+
+def experiment_page_url(server_url: str, experiment_id: str | None) -> str:
+    """The MLflow UI's page of an experiment (the experiments list without one), in the classic ML view."""
+    page = f"experiments/{experiment_id}" if experiment_id is not None else "experiments"
+    return f"{server_url.rstrip('/')}/#/{page}?workflowType=machine_learning"
 
 
 @contextmanager
