@@ -1,13 +1,12 @@
 """evaluation_report: the study's self-contained HTML report, also logged to MLflow."""
 
-from pathlib import Path
-
 import dagster as dg
 import pandas as pd
 
 from cssci_platform.lib.model_tracking import get_or_create_experiment, load_champion
+from cssci_platform.lib.report.export import ExportedReport, export_report
 from cssci_platform.lib.report.inputs import NoTrainedModels, read_report_inputs
-from cssci_platform.lib.report.study import build_report, champions_rad_scores
+from cssci_platform.lib.report.study import build_study_report, champions_rad_scores
 from cssci_platform.resources.cohort import CohortResource
 from cssci_platform.resources.image_store import ImageStoreResource
 from cssci_platform.resources.study import StudyResource
@@ -28,26 +27,34 @@ def evaluation_report(
     image_store: ImageStoreResource,
     tracking: TrackingResource,
 ) -> dg.MaterializeResult:
-    """One self-contained HTML file per experiment (figures embedded), also logged to MLflow. Binary outcomes get the
-    cervical-SCI layout; multiclass outcomes the spinal-metastasis one, with the fine-tuned CNNs as models."""
+    """One self-contained HTML file per experiment (figures embedded), its figures as PNG and SVG, its tables as CSV
+    and the page as PDF (headless Chromium), all logged to MLflow. Binary outcomes get the cervical-SCI layout;
+    multiclass outcomes the spinal-metastasis one, with the fine-tuned CNNs as models."""
     config, spec = study.config(), cohort.load().spec
     gradcams = sorted(image_store.folder("gradcam").rglob("*.png"))
+    montages = sorted(image_store.folder("qc_montages").glob("*.png"))
     try:
         with warehouse.connect() as con:
-            inputs, test_rows = read_report_inputs(con, spec, config, gradcams)
+            inputs, test_rows = read_report_inputs(con, spec, config, gradcams, montages)
     except NoTrainedModels as error:
         raise dg.Failure(str(error)) from None
     inputs.explained = _champions_to_explain(tracking, config.name, inputs.models, test_rows)
     inputs.rad_scores = champions_rad_scores(inputs.explained)
-    path = image_store.folder("reports") / f"{config.name}.html"
-    path.write_text(build_report(inputs), encoding="utf-8")
-    run_id = _log_to_mlflow(tracking, config.name, path, context.run.run_id)
+    exported = export_report(build_study_report(inputs), image_store.folder("reports"), config.name)
+    path = exported.html
+    run_id = _log_to_mlflow(tracking, config.name, exported, context.run.run_id)
+    if exported.pdf_note:
+        context.log.warning(exported.pdf_note)
     return dg.MaterializeResult(
         metadata={
             # a path to copy (browsers refuse file:// links from the UI) and the MLflow artifact, which the MLflow UI
             # serves over http: experiment -> run -> Artifacts -> report/<name>.html
             "report": dg.MetadataValue.path(str(path)),
             "mlflow_artifact": f"report/{path.name} (MLflow run {run_id})",
+            "pdf": dg.MetadataValue.path(str(exported.pdf)) if exported.pdf else exported.pdf_note,
+            "figures_and_tables": dg.MetadataValue.path(str(path.parent / config.name)),
+            "n_figures": len([f for f in exported.figures if f.suffix == ".png"]),
+            "n_tables": len(exported.tables),
             "size_kb": round(path.stat().st_size / 1024, 1),
             "mlflow_run_id": run_id,
             "layout": "multiclass" if inputs.multiclass else "binary",
@@ -66,7 +73,8 @@ def _champions_to_explain(
     ]
 
 
-def _log_to_mlflow(tracking: TrackingResource, experiment: str, path: Path, dagster_run_id: str) -> str:
+def _log_to_mlflow(tracking: TrackingResource, experiment: str, exported: ExportedReport, dagster_run_id: str) -> str:
+    """The report page under `report/`, its PDF, figures and tables under `report_files/`."""
     config = tracking.config(experiment)
     client = config.client()
     run = client.create_run(
@@ -74,6 +82,11 @@ def _log_to_mlflow(tracking: TrackingResource, experiment: str, path: Path, dags
         run_name=f"report {experiment}",
         tags={"run_kind": "report", "dagster_run_id": dagster_run_id},
     )
-    client.log_artifact(run.info.run_id, str(path), "report")
+    client.log_artifact(run.info.run_id, str(exported.html), "report")
+    for kind, files in (("figures", exported.figures), ("tables", exported.tables)):
+        if files:
+            client.log_artifacts(run.info.run_id, str(files[0].parent), f"report_files/{kind}")
+    if exported.pdf:
+        client.log_artifact(run.info.run_id, str(exported.pdf), "report_files")
     client.set_terminated(run.info.run_id, "FINISHED")
     return run.info.run_id

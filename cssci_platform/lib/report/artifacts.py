@@ -50,15 +50,31 @@ class ReportTable:
         _check_key(self.key)
 
 
+@dataclass(frozen=True)
+class PngFigure:
+    """A figure only available as PNG bytes (drawn by a function that returns PNG): exported as PNG only."""
+
+    key: str
+    title: str
+    caption: str
+    png: bytes
+
+    def __post_init__(self) -> None:
+        _check_key(self.key)
+
+
+AnyFigure = ReportFigure | PngFigure
+
+
 def _check_key(key: str) -> None:
     if not KEY_PATTERN.match(key):
         raise ValueError(f"report artifact key {key!r}: use lower-case letters, digits, '_' and '-' only "
                          "(it becomes a file name)")
 
 
-def figure_png_bytes(item: ReportFigure) -> bytes:
+def figure_png_bytes(item: AnyFigure) -> bytes:
     """The figure as PNG bytes at the report's resolution (the figure stays open)."""
-    return figure_png(item.figure)
+    return item.png if isinstance(item, PngFigure) else figure_png(item.figure)
 
 
 def figure_svg_bytes(item: ReportFigure) -> bytes:
@@ -82,7 +98,7 @@ def _caption_html(label: str, title: str, caption: str) -> str:
     return f"<b>{html.escape(label)}.</b> {html.escape(title)}.{tail}"
 
 
-def figure_html(item: ReportFigure, number: int, png: bytes | None = None) -> str:
+def figure_html(item: AnyFigure, number: int, png: bytes | None = None) -> str:
     """The figure as an HTML ``<figure>`` block: the PNG embedded as a data URI and its numbered caption.
     Pass `png` when the bytes were already rendered (no second rendering)."""
     png = figure_png_bytes(item) if png is None else png
@@ -100,13 +116,15 @@ def table_html(item: ReportTable, number: int) -> str:
             f'<p class="table-caption">{_caption_html(label, item.title, item.caption)}</p>{body}</div>')
 
 
-def write_figure_files(item: ReportFigure, folder: Path, close: bool = True) -> list[Path]:
-    """Write ``<folder>/<key>.png`` and ``<folder>/<key>.svg``; close the figure afterwards unless `close` is
-    False. Returns the two paths."""
+def write_figure_files(item: AnyFigure, folder: Path, close: bool = True) -> list[Path]:
+    """Write ``<folder>/<key>.png`` and ``<folder>/<key>.svg`` (a `PngFigure`: the PNG only); close the figure
+    afterwards unless `close` is False. Returns the paths written."""
     folder.mkdir(parents=True, exist_ok=True)
     png_path = folder / f"{item.key}.png"
-    svg_path = folder / f"{item.key}.svg"
     png_path.write_bytes(figure_png_bytes(item))
+    if isinstance(item, PngFigure):
+        return [png_path]
+    svg_path = folder / f"{item.key}.svg"
     svg_path.write_bytes(figure_svg_bytes(item))
     if close:
         close_figure(item.figure)

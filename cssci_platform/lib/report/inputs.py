@@ -13,6 +13,7 @@ from cssci_platform.lib.cohort import CohortSpec
 from cssci_platform.lib.evaluation import DEFAULT_REPLICATES, DEFAULT_SEED
 from cssci_platform.lib.harmonization.settings import HarmonizationSettings
 from cssci_platform.lib.queries import modeling as queries
+from cssci_platform.lib.queries import report_inputs as report_queries
 from cssci_platform.lib.selection.settings import SelectionSettings
 from cssci_platform.lib.study_config import StudyConfig
 
@@ -49,6 +50,11 @@ class ReportInputs:
     background: pd.DataFrame | None = None  # feature rows of the training patients: the SHAP background
     # model_results rows with a reason: fits that failed (metric 'failed') and small-sample warnings ('small_sample')
     fit_problems: pd.DataFrame | None = None
+    outcome: str = "outcome"  # the modelled outcome's name (tables name its levels after it)
+    study: StudyConfig | None = None  # the study config the run used (the reporting checklist states it)
+    cohort_spec: CohortSpec | None = None  # the cohort manifest's spec (centers, sequences, ROIs, variables)
+    centers: pd.DataFrame | None = None  # patient_key, center, cohort of every patient
+    qc_montages: list[Path] = field(default_factory=list)  # <patient_key>.png QC montages of the patient stage
 
     @property
     def multiclass(self) -> bool:
@@ -80,7 +86,11 @@ class NoTrainedModels(LookupError):
 
 
 def read_report_inputs(
-    con: duckdb.DuckDBPyConnection, spec: CohortSpec, config: StudyConfig, gradcams: Sequence[Path] = ()
+    con: duckdb.DuckDBPyConnection,
+    spec: CohortSpec,
+    config: StudyConfig,
+    gradcams: Sequence[Path] = (),
+    qc_montages: Sequence[Path] = (),
 ) -> tuple[ReportInputs, pd.DataFrame]:
     """The report's inputs read from the warehouse, and the feature rows of the test patients of the champions' fold
     (what the champions are explained on; their training rows are `background`). The outcome's manifest levels give
@@ -110,6 +120,11 @@ def read_report_inputs(
         gradcams=list(gradcams),
         fit_problems=queries.fit_problems(con).to_pandas(),
         background=background,
+        outcome=outcome,
+        study=config,
+        cohort_spec=spec,
+        centers=report_queries.patient_centers(con).to_pandas(),
+        qc_montages=list(qc_montages),
     )
     return inputs, test_rows
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,9 @@ from cssci_platform.lib.evaluation.calibration import brier_score, calibration_i
 from cssci_platform.lib.modeling.chains import RadScoreCombinedClassifier
 from cssci_platform.lib.modeling.training import cohort_threshold
 from cssci_platform.lib.report import study_multiclass
+from cssci_platform.lib.report.artifacts import PngFigure, ReportTable
+from cssci_platform.lib.report.checklist import checklist_frame, checklist_html, fill_checklist, run_facts
+from cssci_platform.lib.report.document import ReportDocument, StudyReport, section
 from cssci_platform.lib.report.explain import background_caption, explain_pipeline, shap_summary_png, shap_waterfall_png
 from cssci_platform.lib.report.figures import (
     CalibrationCurve,
@@ -39,12 +43,20 @@ from cssci_platform.lib.report.figures import (
     decision_curve_figure,
     gradcam_gallery,
     png_img_tag,
-    roc_panels,
+    roc_figure,
 )
 from cssci_platform.lib.report.inputs import ReportInputs
 from cssci_platform.lib.report.methods import binary_methods, multiclass_methods
 from cssci_platform.lib.report.nomogram import nomogram_figure, nomogram_from_fit
 from cssci_platform.lib.report.page import PAGE_HEAD
+from cssci_platform.lib.report.tables import (
+    html_table,
+    interval_text,
+    missing_interval_reason,
+    number_cells,
+    outcome_level_names,
+    small_test_set_warning,
+)
 
 COHORTS = ("train", "test", "validation")
 
@@ -60,38 +72,66 @@ def labelled_predictions(predictions: pd.DataFrame, outcomes: pd.DataFrame) -> p
 
 
 def build_report(inputs: ReportInputs) -> str:
+    """The report page (HTML); `build_study_report` also gives its numbered figures and tables for the export."""
+    return build_study_report(inputs).html
+
+
+def build_study_report(inputs: ReportInputs) -> StudyReport:
+    """The report page and the figures and tables it shows, numbered in page order."""
     if inputs.multiclass:
         return _build_multiclass(inputs)
+    document = ReportDocument()
     scored = _scored(inputs)
     champions = inputs.models[inputs.models["champion"]]
-    sections = {
-        "methods": binary_methods(inputs),
-        "table_one": _table_one(inputs),
-        "performance": {role: _performance_table(scored, inputs.models, role) for role in COHORTS},
-        "roc": _roc(scored, champions),
-        "delong": _delong_table(scored, champions),
-        "calibration": _calibration(scored, champions),
-        "nomogram": _nomogram(inputs, scored),
-        "gradcam": _gradcam(inputs),
-        "modes": _mode_delta(scored, inputs.models),
-        "shap": "".join(
-            shap_section(name, pipeline, rows, inputs.background) for name, pipeline, rows in inputs.explained
-        )
-        or "<p>No champion pipeline was given to explain.</p>",
-    }
-    return Environment(autoescape=False).from_string(TEMPLATE).render(title=html.escape(inputs.experiment), **sections)
+    names = outcome_level_names(inputs.outcome, inputs.classes)
+    warning = test_set_warning(scored, champions, names)
+    body = [
+        f'<p class="warning"><b>Warning.</b> {html.escape(warning)}</p>' if warning else "",
+        section("Methods", f"<p>{binary_methods(inputs)}</p>", "methods"),
+        section("Table 1", _table_one_by_cohort(inputs, scored, champions, names, document), "table-one"),
+        section("Performance", _performance(scored, inputs.models, document), "performance"),
+        section("ROC curves of the champions", _roc(scored, champions, document), "roc"),
+        section("DeLong comparisons (test)", _delong_table(scored, champions, document), "delong"),
+        section("Calibration and decision curves", _calibration(scored, champions, document), "calibration"),
+        section("Nomogram", _nomogram(inputs, scored, document), "nomogram"),
+        section(
+            "SHAP explanations (champions, test patients)",
+            "".join(
+                shap_section(name, pipeline, rows, inputs.background, document)
+                for name, pipeline, rows in inputs.explained
+            )
+            or "<p>No champion pipeline was given to explain.</p>",
+            "shap",
+        ),
+        section("Grad-CAM", _gradcam(inputs, document), "gradcam"),
+        section("leakage_safe vs paper_faithful", _mode_delta(scored, inputs.models, document), "modes"),
+        section("Reporting checklist", checklist_section(inputs, document), "checklist"),
+        section("Appendix", _appendix(inputs, scored, document), "appendix"),
+    ]
+    page = Environment(autoescape=False).from_string(PAGE_HEAD).render(title=html.escape(inputs.experiment))
+    return document.finish(page + "\n".join(body) + "\n</body></html>\n", inputs.experiment)
 
 
-def _build_multiclass(inputs: ReportInputs) -> str:
+def test_set_warning(scored: pd.DataFrame, champions: pd.DataFrame, names: dict[str, str]) -> str | None:
+    """The small-test-set warning (`small_test_set_warning`) from the test patients the champions were scored on
+    (all models' test patients when there is no champion)."""
+    rows = scored[scored["role"] == "test"]
+    if len(champions):
+        rows = rows[rows["run_id"].isin(champions["run_id"])]
+    patients = rows.drop_duplicates("patient_key")
+    counts = patients["y"].map({0: names.get("0", "0"), 1: names.get("1", "1")}).value_counts()
+    ordered = {names.get(level, level): int(counts.get(names.get(level, level), 0)) for level in ("1", "0")}
+    return small_test_set_warning(ordered)
+
+
+def _build_multiclass(inputs: ReportInputs) -> StudyReport:
+    document = ReportDocument()
     classes = [str(c) for c in inputs.classes or []]
-    scores = study_multiclass.multiclass_scores(
-        labelled_predictions(inputs.predictions, inputs.outcomes),
-        inputs.models,
-        classes,
-        inputs.n_bootstrap,
-        inputs.seed,
-    )
+    labelled = labelled_predictions(inputs.predictions, inputs.outcomes)
+    scores = study_multiclass.multiclass_scores(labelled, inputs.models, classes, inputs.n_bootstrap, inputs.seed)
+    warning = study_multiclass.test_set_warning(scores)
     sections = {
+        "warning": f'<p class="warning"><b>Warning.</b> {html.escape(warning)}</p>' if warning else "",
         "methods": multiclass_methods(inputs, sorted(scores.models.loc[scores.models["network"], "name"])),
         "table_one": _table_one(inputs, classes),
         "shap": "".join(
@@ -99,14 +139,17 @@ def _build_multiclass(inputs: ReportInputs) -> str:
             for name, pipeline, rows in inputs.explained
         )
         or "<p>No champion pipeline was given to explain.</p>",
-        "gradcam": _gradcam(inputs),
+        "gradcam": _gradcam(inputs, document),
         **study_multiclass.sections(scores),
     }
-    return (
+    sections["checklist"] = checklist_section(inputs, document)
+    sections["appendix"] = _qc_montage_gallery(inputs)
+    page = (
         Environment(autoescape=False)
         .from_string(study_multiclass.TEMPLATE)
         .render(title=html.escape(inputs.experiment), classes=html.escape(", ".join(classes)), **sections)
     )
+    return document.finish(page, inputs.experiment)
 
 
 def _scored(inputs: ReportInputs) -> pd.DataFrame:
@@ -114,16 +157,22 @@ def _scored(inputs: ReportInputs) -> pd.DataFrame:
     positive = inputs.predictions[inputs.predictions["class_label"] == inputs.positive_class]
     frame = labelled_predictions(positive, inputs.outcomes)
     frame["y"] = (frame["label"].astype(str) == inputs.positive_class).astype(int)
-    return frame.merge(
-        inputs.models[["run_id", "result_name", "threshold", "champion"]], left_on="model_name", right_on="run_id"
-    )
+    columns = [c for c in ("run_id", "result_name", "threshold", "champion", "signature") if c in inputs.models]
+    return frame.merge(inputs.models[columns], left_on="model_name", right_on="run_id", suffixes=("", "_model"))
 
 
-def _gradcam(inputs: ReportInputs) -> str:
-    return (
-        png_img_tag(gradcam_gallery(inputs.gradcams[:12]), "Grad-CAM gallery")
-        if inputs.gradcams
-        else "<p>No fine-tuned network in this study, so no Grad-CAM (run fine_tuning_job).</p>"
+def _gradcam(inputs: ReportInputs, document: ReportDocument) -> str:
+    if not inputs.gradcams:
+        return "<p>No fine-tuned network in this study, so no Grad-CAM (run fine_tuning_job).</p>"
+    shown = inputs.gradcams[:12]
+    return document.figure(
+        PngFigure(
+            "gradcam_gallery",
+            "Grad-CAM overlays of the fine-tuned network",
+            f"{len(shown)} of {len(inputs.gradcams)} overlays, each titled with its file name; warm colours mark the "
+            "image regions that drove the network's prediction.",
+            gradcam_gallery(shown),
+        )
     )
 
 
@@ -147,19 +196,110 @@ def _table_one(inputs: ReportInputs, classes: list[str] | None = None) -> str:
     )
 
 
+COHORT_TITLES = {"train": "Training", "test": "Test", "validation": "Validation"}
+
+
+def patient_cohorts(scored: pd.DataFrame, champions: pd.DataFrame) -> pd.DataFrame:
+    """patient_key, role (train / test / validation) and y of the patients the champions were scored on (every
+    model's when there is no champion): the cohorts of the champions' fold."""
+    rows = scored[scored["run_id"].isin(champions["run_id"])] if len(champions) else scored
+    return rows.drop_duplicates(["patient_key", "role"])[["patient_key", "role", "y"]]
+
+
+def table_one_by_cohort(
+    clinical: pd.DataFrame, cohorts: pd.DataFrame, types: dict[str, str], names: dict[str, str]
+) -> tuple[pd.DataFrame, list[str]]:
+    """Table 1 with one block of columns per cohort (training, test, validation), each split by outcome group (the
+    level names of `names`) with the p-value of the comparison within that cohort; and the cohorts left out (fewer
+    than two outcome groups). Rows: the Characteristic, as Table 1 prints it."""
+    continuous = [v for v, t in types.items() if t == "continuous"]
+    categorical = [v for v, t in types.items() if t != "continuous"]
+    blocks, skipped, keys = [], [], ["variable", "level"]
+    for role in COHORTS:
+        frame = clinical.merge(cohorts[cohorts["role"] == role], on="patient_key")
+        frame["group"] = frame["y"].astype(int).astype(str).map(names)
+        order = [names[level] for level in ("1", "0") if names[level] in set(frame["group"])]
+        if len(order) < 2:
+            if len(frame):
+                skipped.append(f"{COHORT_TITLES[role]} ({len(frame)} patients, one outcome group)")
+            continue
+        table = table_one(frame, "group", continuous, categorical, group_order=order, overall=False)
+        title = COHORT_TITLES[role]
+        renamed = {group: f"{title}: {group}" for group in order} | {"p": f"{title}: p"}
+        block = table[[*keys, *order, "p", "summary", "statistical_test"]].rename(columns=renamed)
+        blocks.append(block.rename(columns={"statistical_test": f"{title}: test", "summary": f"{title}: summary"}))
+    if not blocks:
+        return pd.DataFrame(), skipped
+    merged = blocks[0]
+    for block in blocks[1:]:
+        merged = merged.merge(block, on=keys, how="outer", sort=False)
+    first_seen = pd.concat([block[keys] for block in blocks]).drop_duplicates().reset_index(drop=True)
+    rank = first_seen.reset_index().rename(columns={"index": "_rank"})
+    merged = merged.merge(rank, on=keys).sort_values("_rank").drop(columns="_rank").reset_index(drop=True)
+    merged = merged.fillna("")
+    summaries = [c for c in merged.columns if c.endswith(": summary")]
+    tests = [c for c in merged.columns if c.endswith(": test")]
+
+    def joined(row: pd.Series, columns: list[str]) -> str:
+        return " / ".join(dict.fromkeys(str(row[c]) for c in columns if row[c]))
+
+    summary = merged.apply(joined, axis=1, args=(summaries,))
+    label = merged["variable"].astype(str) + np.where(summary != "", ", " + summary, "")
+    is_level = merged["level"] != ""
+    merged.insert(0, "Characteristic", np.where(is_level, "\u2003" + merged["level"].astype(str), label))
+    merged["Test"] = merged.apply(joined, axis=1, args=(tests,))
+    return merged.drop(columns=[*keys, *summaries, *tests]), skipped
+
+
+def _table_one_by_cohort(
+    inputs: ReportInputs,
+    scored: pd.DataFrame,
+    champions: pd.DataFrame,
+    names: dict[str, str],
+    document: ReportDocument,
+) -> str:
+    if inputs.clinical.empty or not inputs.clinical_types:
+        return "<p>No clinical variables were declared, so no Table 1.</p>"
+    table, skipped = table_one_by_cohort(
+        inputs.clinical, patient_cohorts(scored, champions), inputs.clinical_types, names
+    )
+    if table.empty:
+        return "<p>Table 1 needs a cohort with patients of both outcome groups.</p>"
+    left_out = f" Not shown: {'; '.join(skipped)}." if skipped else ""
+    return document.table(
+        ReportTable(
+            "table1_by_cohort",
+            f"Patient characteristics by cohort and outcome ({inputs.outcome})",
+            "Continuous variables as mean ± SD or median [IQR] as named in each row (chosen per cohort by the "
+            "normality of the variable), categorical as n (%). p compares the outcome groups within each cohort; the "
+            f"tests used are named in the last column.{left_out}",
+            table,
+        )
+    )
+
+
 def performance_rows(scored: pd.DataFrame, role: str) -> tuple[pd.DataFrame, list[str]]:
     """One row per model and mode of one cohort (the studies' columns), and the notes on its AUC intervals. Threshold
-    metrics use `cohort_threshold`, as training does for MLflow and model_results."""
+    metrics use `cohort_threshold`, as training does for MLflow and model_results. A cohort with one outcome class
+    or too few patients for an interval keeps its row, with the reason in the notes ('95% CI' says 'not
+    estimable')."""
     rows, notes = [], []
     for (name, mode), group in scored[scored["role"] == role].groupby(["result_name", "mode"], sort=True):
-        if group["y"].nunique() < 2:
-            continue
         y, p = group["y"].to_numpy(), group["probability"].to_numpy()
+        missing = missing_interval_reason(int(y.sum()), int(len(y) - y.sum()))
+        if group["y"].nunique() < 2:
+            notes.append(f"{name} ({mode}): {missing}")
+            rows.append({"Model": name, "Mode": mode, "n": len(group), "AUC": math.nan, "95% CI": "not estimable ‡",
+                         "CI low": math.nan, "CI high": math.nan})
+            continue
         ci = auc_interval(y, p)
         cut = cohort_threshold(str(mode), y, p, float(group["threshold"].iloc[0]))
         metrics = threshold_metrics(y, p, cut)
         flag = " †" if ci.notes else ""
         notes += [f"{name} ({mode}): {note}" for note in ci.notes]
+        bounds = math.isfinite(ci.low) and math.isfinite(ci.high)
+        if not bounds:
+            notes.append(f"{name} ({mode}): {missing or 'interval not estimable'}")
         rows.append(
             {
                 "Model": name,
@@ -167,7 +307,9 @@ def performance_rows(scored: pd.DataFrame, role: str) -> tuple[pd.DataFrame, lis
                 "n": len(group),
                 "Acc": metrics["accuracy"],
                 "AUC": ci.auc,
-                "95% CI": f"{ci.low:.3f}-{ci.high:.3f}{flag}",
+                "95% CI": f"{ci.low:.3f}-{ci.high:.3f}{flag}" if bounds else "not estimable ‡",
+                "CI low": ci.low,
+                "CI high": ci.high,
                 "Threshold": cut,
                 "Sen": metrics["sensitivity"],
                 "Spe": metrics["specificity"],
@@ -178,13 +320,105 @@ def performance_rows(scored: pd.DataFrame, role: str) -> tuple[pd.DataFrame, lis
     return pd.DataFrame(rows), notes
 
 
-def _performance_table(scored: pd.DataFrame, models: pd.DataFrame, role: str) -> str:
+PERFORMANCE_COLUMNS = ["Model", "Mode", "n", "AUC (95% CI)", "Threshold", "Acc", "Sen", "Spe", "PPV", "NPV"]
+
+
+def performance_display(rows: pd.DataFrame) -> pd.DataFrame:
+    """The printed performance table: the AUC with its interval in one cell ('0.823 (0.712-0.934)'), the
+    threshold metrics with three decimals, the footnote mark of the row's interval kept."""
+    shown = number_cells(rows)
+    marks = rows["95% CI"].str.extract(r"( [†‡])$")[0].fillna("")
+    shown["AUC (95% CI)"] = [
+        (interval_text(auc, low, high) or "not estimable") + mark
+        for auc, low, high, mark in zip(rows["AUC"], rows["CI low"], rows["CI high"], marks, strict=True)
+    ]
+    return shown[[c for c in PERFORMANCE_COLUMNS if c in shown]]
+
+
+def featured_models(models: pd.DataFrame) -> pd.DataFrame:
+    """The models a performance table shows first: the champions, then the best of each signature and mode by
+    cross-validated AUC (result_name, mode, why), champions first."""
+    if models.empty:
+        return pd.DataFrame(columns=["result_name", "mode", "why"])
+    champions = models[models["champion"]].assign(why="champion")
+    ranked = (
+        models.sort_values("cv_auc_mean", ascending=False, na_position="last") if "cv_auc_mean" in models else models
+    )
+    best = ranked.drop_duplicates(["signature", "mode"]).assign(why="best of its signature and mode (CV AUC)")
+    both = pd.concat([champions, best]).drop_duplicates(["result_name", "mode"])
+    return both[["result_name", "mode", "why"]].reset_index(drop=True)
+
+
+def _footnotes(notes: list[str]) -> list[str]:
+    marks = {"†": [n for n in notes if "only one outcome class" not in n and "too few" not in n],
+             "‡": [n for n in notes if "only one outcome class" in n or "too few" in n or "not estimable" in n]}
+    return [f"{mark} {note}" for mark, items in marks.items() for note in items]
+
+
+def _performance_table(scored: pd.DataFrame, models: pd.DataFrame, role: str,
+                       document: ReportDocument | None = None) -> str:
+    """The cohort's performance table: the champions and the best model of each signature (all models when
+    `models` names none), footnotes for the intervals."""
     rows, notes = performance_rows(scored, role)
     if rows.empty:
-        return f"<p>No {role} patients with known outcomes of both classes.</p>"
-    return rows.to_html(index=False, float_format=lambda v: f"{v:.3f}", classes="performance", na_rep="-") + "".join(
-        f'<p class="note">† {html.escape(note)}</p>' for note in notes
+        return f"<p>No {role} patients with known outcomes.</p>"
+    featured = featured_models(models) if len(models) and "signature" in models else pd.DataFrame()
+    if len(featured):
+        keep = rows.merge(featured, left_on=["Model", "Mode"], right_on=["result_name", "mode"])
+        rows = keep.drop(columns=["result_name", "mode"]) if len(keep) else rows
+    labels = [f"{model} ({mode})" for model, mode in zip(rows["Model"], rows["Mode"], strict=True)]
+    shown_notes = [n for n in notes if any(n.startswith(label) for label in labels)]
+    body = html_table(performance_display(rows), "performance", _footnotes(shown_notes))
+    if document is None:
+        return body
+    title = COHORT_TITLES[role]
+    return document.table(
+        ReportTable(
+            f"performance_{role}",
+            f"Performance on the {title.lower()} cohort: champions and the best model of each signature",
+            PERFORMANCE_CAPTIONS[role] + " The full model zoo is in the appendix.",
+            rows,
+            html=body,
+        )
     )
+
+
+PERFORMANCE_CAPTIONS = {
+    "train": "Apparent performance: each model refit on all training patients and scored on them (optimistic by "
+    "construction). AUC with its 95% CI; threshold metrics at the operating threshold.",
+    "test": "Held-out test patients never seen in training or tuning. AUC with its 95% CI; threshold metrics at the "
+    "threshold frozen on the training patients (leakage_safe) or re-picked on this cohort (paper_faithful).",
+    "validation": "Prospective validation patients with a known outcome, scored by the models of the champions' "
+    "fold. AUC with its 95% CI; threshold metrics as for the test cohort.",
+}
+
+
+def _performance(scored: pd.DataFrame, models: pd.DataFrame, document: ReportDocument) -> str:
+    titles = {"train": "Training (apparent)", "test": "Test", "validation": "Validation (prospective)"}
+    return "".join(
+        f"<h3>{titles[role]}</h3>" + _performance_table(scored, models, role, document) for role in COHORTS
+    )
+
+
+def _zoo(scored: pd.DataFrame, document: ReportDocument) -> str:
+    parts = []
+    for role in COHORTS:
+        rows, notes = performance_rows(scored, role)
+        if rows.empty:
+            continue
+        table = document.table(
+            ReportTable(
+                f"performance_{role}_all_models",
+                f"Performance of every model on the {COHORT_TITLES[role].lower()} cohort",
+                "Every classifier of every signature and mode (the model zoo), in the layout of the main performance "
+                "tables.",
+                rows,
+                html=html_table(performance_display(rows), "performance zoo", _footnotes(notes)),
+            )
+        )
+        parts.append(f"<details><summary>All models, {COHORT_TITLES[role].lower()} cohort ({len(rows)} rows)"
+                     f"</summary>{table}</details>")
+    return "".join(parts) or "<p>No model was scored.</p>"
 
 
 def _champion_groups(scored: pd.DataFrame, champions: pd.DataFrame, role: str):
@@ -194,24 +428,34 @@ def _champion_groups(scored: pd.DataFrame, champions: pd.DataFrame, role: str):
             yield name, group
 
 
-def _roc(scored: pd.DataFrame, champions: pd.DataFrame) -> str:
-    panels = {}
+ROC_CAPTIONS = {
+    "train": "Training cohort, apparent (models refit on all training patients and scored on them: optimistic).",
+    "test": "Held-out test cohort.",
+    "validation": "Prospective validation cohort (patients with a known outcome).",
+}
+
+
+def _roc(scored: pd.DataFrame, champions: pd.DataFrame, document: ReportDocument) -> str:
+    parts = []
     for role in COHORTS:
-        curves = []
+        curves, sizes = [], ""
         for name, group in _champion_groups(scored, champions, role):
             fpr, tpr, _ = roc_curve(group["y"], group["probability"])
             ci = auc_interval(group["y"].to_numpy(), group["probability"].to_numpy())
             curves.append(RocCurve(name, fpr, tpr, ci.auc, (ci.low, ci.high)))
+            positives = int(group["y"].sum())
+            sizes = f"n = {len(group)} ({positives} positive, {len(group) - positives} negative)"
         if curves:
-            panels[role] = curves
-    return (
-        png_img_tag(roc_panels(panels), "ROC curves per cohort")
-        if panels
-        else "<p>No cohort with both outcome classes.</p>"
-    )
+            parts.append(document.figure(PngFigure(
+                f"roc_{role}",
+                f"ROC curves of the champions, {COHORT_TITLES[role].lower()} cohort",
+                f"{ROC_CAPTIONS[role]} {sizes}. Legend: AUC (95% CI); the dashed diagonal is chance.",
+                roc_figure(curves, COHORT_TITLES[role]),
+            )))
+    return "".join(parts) or "<p>No cohort with both outcome classes.</p>"
 
 
-def _delong_table(scored: pd.DataFrame, champions: pd.DataFrame) -> str:
+def _delong_table(scored: pd.DataFrame, champions: pd.DataFrame, document: ReportDocument) -> str:
     test = dict(_champion_groups(scored, champions, "test"))
     names, rows = sorted(test), []
     for i, a in enumerate(names):
@@ -226,6 +470,7 @@ def _delong_table(scored: pd.DataFrame, champions: pd.DataFrame) -> str:
                 {
                     "Model A": a,
                     "Model B": b,
+                    "n": len(paired),
                     "AUC A": result.auc_a,
                     "AUC B": result.auc_b,
                     "z": result.z,
@@ -234,11 +479,54 @@ def _delong_table(scored: pd.DataFrame, champions: pd.DataFrame) -> str:
             )
     if not rows:
         return "<p>Fewer than two champions scored on the test cohort.</p>"
-    return pd.DataFrame(rows).to_html(index=False, float_format=lambda v: f"{v:.3f}", classes="delong")
+    frame = pd.DataFrame(rows)
+    return document.table(
+        ReportTable(
+            "delong_test",
+            "Paired DeLong comparisons of the champions' AUCs, test cohort",
+            "Each pair of champions scored on the same test patients; z and two-sided p of DeLong's test for the "
+            "difference in AUC (not adjusted for multiple comparisons).",
+            frame,
+            html=html_table(number_cells(frame), "delong"),
+        )
+    )
 
 
-def _calibration(scored: pd.DataFrame, champions: pd.DataFrame) -> str:
-    curves, decisions, net_benefits, summaries = [], [], [], []
+CALIBRATION_HEADERS = {
+    "Brier": "Brier score",
+    "O - E": "Observed - expected",
+    "Calibration intercept": "Intercept (ideal 0)",
+    "Calibration slope": "Slope (ideal 1)",
+    "Hosmer-Lemeshow": "Hosmer-Lemeshow",
+}
+
+
+def calibration_display(summaries: list[dict[str, str]]) -> tuple[pd.DataFrame, list[str]]:
+    """The calibration table with short headers and short cells: a long reason (separation, the Hosmer-Lemeshow
+    convention) becomes a footnote, once."""
+    notes: list[str] = []
+    rows = []
+    for summary in summaries:
+        row = {}
+        for key, value in summary.items():
+            text = str(value)
+            if text.startswith("not estimable: "):
+                reason = text.removeprefix("not estimable: ")
+                if reason not in notes:
+                    notes.append(reason)
+                text = "not estimable " + "*" * (notes.index(reason) + 1)
+            elif key == "Hosmer-Lemeshow" and "; " in text:
+                text, convention = text.split("; ", 1)
+                if convention not in notes:
+                    notes.append(convention)
+                text = f"{text} " + "*" * (notes.index(convention) + 1)
+            row[CALIBRATION_HEADERS.get(key, key)] = text
+        rows.append(row)
+    return pd.DataFrame(rows), ["*" * (i + 1) + " " + html.unescape(note) for i, note in enumerate(notes)]
+
+
+def _calibration(scored: pd.DataFrame, champions: pd.DataFrame, document: ReportDocument) -> str:
+    curves, decisions, net_benefits, summaries, sizes = [], [], [], [], []
     for name, group in _champion_groups(scored, champions, "test"):
         y, p = group["y"].to_numpy(), group["probability"].to_numpy()
         binned = calibration_curve(y, p, n_bins=min(5, max(2, len(y) // 5)))
@@ -246,18 +534,36 @@ def _calibration(scored: pd.DataFrame, champions: pd.DataFrame) -> str:
         dca = net_benefit(y, p)
         decisions.append(DecisionCurve(name, dca.model))
         net_benefits.append(dca)
-        summaries.append({"Model": name, **calibration_cells(y, p)})
+        summaries.append({"Model": name, "n": str(len(y)), **calibration_cells(y, p)})
+        sizes.append(len(y))
     if not curves:
         return "<p>No champion scored on a test cohort with both outcome classes.</p>"
     last = net_benefits[-1]  # thresholds and treat-all: those of the last champion's test patients
-    table = pd.DataFrame(summaries).to_html(index=False, classes="calibration", escape=False)
+    frame, notes = calibration_display(summaries)
+    n = f"n = {max(sizes)} test patients"
     return (
-        png_img_tag(calibration_figure(curves, "Calibration (test)"), "calibration")
-        + png_img_tag(
+        document.figure(PngFigure(
+            "calibration_test",
+            "Calibration curves of the champions, test cohort",
+            f"Observed event fraction against mean predicted risk in bins of test patients ({n}); points on the "
+            "diagonal are perfectly calibrated, points below it over-estimate the risk.",
+            calibration_figure(curves, "Calibration (test)"),
+        ))
+        + document.figure(PngFigure(
+            "decision_curves_test",
+            "Decision curves of the champions, test cohort",
+            f"Net benefit against the threshold probability ({n}); a model is useful where its curve lies above "
+            "both 'treat all' and 'treat none' (0).",
             decision_curve_figure(last.thresholds, decisions, last.treat_all, title="Decision curves (test)"),
-            "decision curves",
-        )
-        + table
+        ))
+        + document.table(ReportTable(
+            "calibration_test",
+            "Calibration of the champions, test cohort",
+            "Brier score (lower is better), calibration-in-the-large (observed minus expected event rate), "
+            "logistic recalibration intercept and slope, and the Hosmer-Lemeshow test.",
+            frame,
+            html=html_table(frame, "calibration", notes),
+        ))
     )
 
 
@@ -301,7 +607,7 @@ def calibration_cells(y: np.ndarray, risk: np.ndarray) -> dict[str, str]:
     }
 
 
-def _nomogram(inputs: ReportInputs, scored: pd.DataFrame) -> str:
+def _nomogram(inputs: ReportInputs, scored: pd.DataFrame, document: ReportDocument) -> str:
     """Combined model as published: clinical factors that stay independent + the Rad-score, refit on training
     patients (logistic regression), drawn as a nomogram with its equation. The Rad-score of each training patient is
     the out-of-fold one the Combined model's head was fitted on (cross-fitting), never its in-sample score."""
@@ -322,7 +628,7 @@ def _nomogram(inputs: ReportInputs, scored: pd.DataFrame) -> str:
             fit = multivariable_logistic(frame, "y", ["rad_score"], positive=1)
             note = "no predictor stayed independent at p &lt; 0.05 on the training patients: Rad-score only"
         nomogram = nomogram_from_fit(fit)
-        figure = nomogram_figure(nomogram, "Nomogram (training patients, out-of-fold Rad-score)")
+        png = nomogram_figure(nomogram, "Nomogram (training patients, out-of-fold Rad-score)")
     except Exception as error:  # a small cohort can make the logistic fit inestimable (separation)
         return f"<p>Nomogram not estimable on this cohort: {html.escape(str(error))}</p>"
     return (
@@ -331,12 +637,19 @@ def _nomogram(inputs: ReportInputs, scored: pd.DataFrame) -> str:
         "cross-fitted scores the Combined model's head was fitted on), so the nomogram does not reward the "
         "radiomics model for memorising its own training patients. New patients are scored with the radiomics "
         "model refitted on all training patients.</p>"
-        + png_img_tag(figure, "nomogram")
-        + f"<pre>{html.escape(nomogram.equation())}</pre>"
+        + document.figure(PngFigure(
+            "nomogram",
+            "Nomogram of the combined model",
+            f"Refit on the {len(frame)} training patients with their out-of-fold Rad-scores. Read each predictor's "
+            "points on the top scale, add them, and read the predicted probability below the total points.",
+            png,
+        ))
+        + f"<p>Equation:</p><pre>{html.escape(nomogram.equation())}</pre>"
     )
 
 
-def shap_section(name: str, pipeline, rows: pd.DataFrame, background: pd.DataFrame | None = None) -> str:
+def shap_section(name: str, pipeline, rows: pd.DataFrame, background: pd.DataFrame | None = None,
+                 document: ReportDocument | None = None) -> str:
     """SHAP summary over `rows` and the waterfall of the first row, for the champion's final estimator, relative to
     the training patients in `background` (see `explain_pipeline`)."""
     try:
@@ -344,17 +657,33 @@ def shap_section(name: str, pipeline, rows: pd.DataFrame, background: pd.DataFra
     except Exception as error:  # e.g. an estimator neither tree nor linear (SVM, KNN, MLP) or a combined model
         why = f"{html.escape(type(error).__name__)}: {html.escape(str(error))[:200]}"
         return f"<p>{html.escape(name)}: no SHAP explanation ({why})</p>"
+    summary = shap_summary_png(explanation, title=f"{name}: SHAP summary")
+    patient = str(rows.index[0])
+    waterfall = shap_waterfall_png(explanation, 0, title=f"{name}: patient {html.escape(patient)}")
+    if document is None:
+        return (f'<h3>{html.escape(name)}</h3><p class="caption">{background_caption(background)}</p>'
+                + png_img_tag(summary, "SHAP summary") + png_img_tag(waterfall, "SHAP waterfall"))
+    key = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "model"
     return (
         f'<h3>{html.escape(name)}</h3><p class="caption">{background_caption(background)}</p>'
-        + png_img_tag(shap_summary_png(explanation, title=f"{name}: SHAP summary"), "SHAP summary")
-        + png_img_tag(
-            shap_waterfall_png(explanation, 0, title=f"{name}: patient {html.escape(str(rows.index[0]))}"),
-            "SHAP waterfall",
-        )
+        + document.figure(PngFigure(
+            f"shap_summary_{key}",
+            f"SHAP summary of {name}, test patients",
+            f"One dot per test patient and feature ({len(rows)} patients): its SHAP value (effect on the model's "
+            "output) on the x axis, coloured by the feature's value; features ordered by mean |SHAP|.",
+            summary,
+        ))
+        + document.figure(PngFigure(
+            f"shap_waterfall_{key}",
+            f"SHAP waterfall of {name} for test patient {patient}",
+            "How each feature moves this patient's prediction from the average output of the background patients "
+            "to the model's output for them.",
+            waterfall,
+        ))
     )
 
 
-def _mode_delta(scored: pd.DataFrame, models: pd.DataFrame) -> str:
+def _mode_delta(scored: pd.DataFrame, models: pd.DataFrame, document: ReportDocument) -> str:
     test = scored[scored["role"] == "test"]
     rows = []
     for name, group in test.groupby("result_name"):
@@ -374,26 +703,66 @@ def _mode_delta(scored: pd.DataFrame, models: pd.DataFrame) -> str:
             )
     if not rows:
         return "<p>Only one mode was run.</p>"
-    return pd.DataFrame(rows).to_html(
-        index=False, float_format=lambda v: f"{v:+.3f}" if abs(v) < 1 and v < 0 else f"{v:.3f}"
+    frame = pd.DataFrame(rows)
+    shown = number_cells(frame)
+    shown["optimism"] = [f"{v:+.3f}" for v in frame["optimism"]]
+    return document.table(
+        ReportTable(
+            "mode_delta_test",
+            "Test AUC in leakage_safe and paper_faithful mode",
+            "The same model fitted with every step inside the cross-validation (leakage_safe) and as published "
+            "(paper_faithful: feature selection and harmonization on all development patients); optimism = "
+            "paper_faithful - leakage_safe.",
+            frame,
+            html=html_table(shown, "modes"),
+        )
     )
 
 
-TEMPLATE = (
-    PAGE_HEAD
-    + """<h2>Methods</h2><p>{{ methods }}</p>
-<h2>Table 1</h2>{{ table_one }}
-<h2>Performance</h2>
-<h3>Training (apparent)</h3>{{ performance['train'] }}
-<h3>Test</h3>{{ performance['test'] }}
-<h3>Validation (prospective)</h3>{{ performance['validation'] }}
-<h2>ROC curves of the champions</h2>{{ roc }}
-<h2>DeLong comparisons (test)</h2>{{ delong }}
-<h2>Calibration and decision curves</h2>{{ calibration }}
-<h2>Nomogram</h2>{{ nomogram }}
-<h2>SHAP explanations (champions, test patients)</h2>{{ shap }}
-<h2>Grad-CAM</h2>{{ gradcam }}
-<h2>leakage_safe vs paper_faithful</h2>{{ modes }}
-</body></html>
-"""
-)
+def checklist_section(inputs: ReportInputs, document: ReportDocument) -> str:
+    """The TRIPOD+AI (and CLEAR, for radiomics) checklist filled from this run."""
+    items = fill_checklist(run_facts(inputs))
+    frame = checklist_frame(items)
+    known = sum(item.filled for item in items)
+    return document.table(
+        ReportTable(
+            "reporting_checklist",
+            "Reporting checklist (TRIPOD+AI, CLEAR) filled from this run",
+            f"{known} of {len(items)} items filled from what the platform recorded for this run; the others are "
+            "marked 'to be written by the authors'. Check every filled item against the manuscript.",
+            frame,
+            html=checklist_html(items),
+        )
+    )
+
+
+def _appendix(inputs: ReportInputs, scored: pd.DataFrame, document: ReportDocument) -> str:
+    return (
+        "<h3>Performance of every model</h3>" + _zoo(scored, document)
+        + "<h3>Patient QC montages</h3>" + _qc_montage_gallery(inputs)
+    )
+
+
+def _qc_montage_gallery(inputs: ReportInputs) -> str:
+    """Each patient's QC montage (the max-ROI slice with its contours, per sequence), captioned with patient and
+    center, in a collapsible gallery."""
+    if not inputs.qc_montages:
+        return "<p>No QC montages were found (the patient stage writes them to image_store/qc_montages).</p>"
+    centers = dict(zip(inputs.centers["patient_key"], inputs.centers["center"], strict=True)) if (
+        inputs.centers is not None) else {}
+    tiles = []
+    for path in inputs.qc_montages:
+        patient = path.stem
+        caption = f"{patient} ({centers[patient]})" if patient in centers else patient
+        tiles.append(
+            '<figure class="montage">'
+            + png_img_tag(path.read_bytes(), f"QC montage of {caption}")
+            + f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
+    return (
+        f"<details><summary>QC montages of {len(tiles)} patients: for each sequence the slice with the largest ROI, "
+        "with the lesion, cord and DL-rectangle contours, and the preprocessed channels</summary>"
+        + "".join(tiles) + "</details>"
+    )
+
+

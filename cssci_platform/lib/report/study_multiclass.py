@@ -45,6 +45,7 @@ from cssci_platform.lib.report.figures import (
     stacked_importance_figure,
 )
 from cssci_platform.lib.report.page import PAGE_HEAD
+from cssci_platform.lib.report.tables import small_test_set_warning
 
 HELD_OUT = ("test", "validation")
 ROLE_TITLES = {"test": "Test", "validation": "Validation (prospective)"}
@@ -338,6 +339,13 @@ def shap_section(name: str, pipeline, rows: pd.DataFrame, top_n: int = 10,
               f"({html.escape(predicted)}):</p>" + png_img_tag(waterfall, "SHAP waterfall"))
 
 
+def test_set_warning(scores: MulticlassScores) -> str | None:
+    """The small-test-set warning (`tables.small_test_set_warning`) from the test patients with a known class."""
+    test = scores.rows[scores.rows["role"] == "test"].drop_duplicates("patient_key")
+    counts = test["label"].astype(str).value_counts()
+    return small_test_set_warning({name: int(counts.get(name, 0)) for name in scores.classes})
+
+
 def sections(scores: MulticlassScores) -> dict:
     """The HTML snippets of the multiclass template (except methods, Table 1, SHAP and Grad-CAM)."""
     roles = scores.roles()
@@ -353,7 +361,7 @@ def sections(scores: MulticlassScores) -> dict:
     }
 
 
-TEMPLATE = PAGE_HEAD + """<p>Multiclass outcome: {{ classes }}.</p>
+TEMPLATE = PAGE_HEAD + """{{ warning }}<p>Multiclass outcome: {{ classes }}.</p>
 <h2>Methods</h2><p>{{ methods }}</p>
 <h2>Table 1</h2>{{ table_one }}
 {{ notes }}
@@ -372,5 +380,7 @@ other pair of champions and CNNs; p-values are not adjusted for multiple compari
 <h2>SHAP explanations (champions, test patients)</h2>{{ shap }}
 <h2>Grad-CAM</h2>{{ gradcam }}
 <h2>leakage_safe vs paper_faithful (test macro AUC)</h2>{{ modes }}
+<h2>Reporting checklist</h2>{{ checklist }}
+<h2>Appendix</h2><h3>Patient QC montages</h3>{{ appendix }}
 </body></html>
 """
