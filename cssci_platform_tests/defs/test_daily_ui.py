@@ -3,7 +3,7 @@ on validation_metrics and the cohort overview on cohort_manifest."""
 
 import base64
 import io
-from datetime import datetime
+from datetime import datetime, timedelta
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from cssci_platform.defs.features.assets import preprocessed_channels
 from cssci_platform.defs.ingest.assets import cohort_manifest, patient_scans
 from cssci_platform.defs.prospective.checks import champions_within_test_interval
 from cssci_platform.defs.prospective.validation import validation_metrics
+from cssci_platform.lib.cohort import load_cohort
 from cssci_platform.lib.model_tracking import (
     log_model_run,
     register_champion,
@@ -29,7 +30,7 @@ from cssci_platform.lib.model_tracking import (
 )
 from cssci_platform.lib.qc_montage import DL_BOX_COLOUR, ROI_COLOURS
 from cssci_platform.lib.qc_montage import FOLDER as MONTAGE_FOLDER
-from cssci_platform.lib.warehouse import connect, replace_rows
+from cssci_platform.lib.warehouse import append_rows, connect, replace_rows
 from cssci_platform.resources.tracking import TrackingResource
 from cssci_platform_tests.defs.conftest import Platform
 
@@ -216,3 +217,47 @@ def test_the_monitoring_check_runs_with_the_validation_job_and_has_an_automation
     assert not spec.blocking and spec.automation_condition is not None
     job = defs().resolve_job_def("validation_job")  # the weekly schedule's job runs the check after the asset
     assert "validation_metrics_champions_within_test_interval" in job.graph.node_names()
+
+
+# --- the cohort overview on cohort_manifest -------------------------------------------------------------------------
+
+ONE_CHANNEL = ["preprocessing.channels=[original]", "deep.channels=[original]"]
+
+
+def _section(markdown: str, title: str) -> str:
+    """The markdown of one overview section (its title line to the next title)."""
+    start = markdown.index(f"**{title}")
+    end = markdown.find("\n**", start + 2)
+    return markdown[start:end if end > 0 else None]
+
+
+def test_cohort_manifest_shows_the_cohort_overview(platform: Platform) -> None:
+    keys = platform.register()
+    assert platform.materialize_manifest().success
+    assert platform.materialize_patient(keys[0], ONE_CHANNEL).success
+    three_days_ago = datetime.now() - timedelta(days=3, hours=2)
+    with connect(platform.warehouse_path) as con:
+        append_rows(con, "inbox_events", [
+            {"source": "arrival", "patient_key": "NEW-0001", "status": "incomplete", "reason": "no READY marker",
+             "digest": "", "seen_at": datetime.now()},
+            {"source": "arrival", "patient_key": keys[1], "status": "admitted", "reason": None, "digest": "d",
+             "seen_at": datetime.now()}])  # admitted: in the cohort, not waiting
+        append_rows(con, "trained_models", [
+            {"result_name": "Rad_LR", "signature": "Rad", "classifier": "LR", "mode": "leakage_safe", "run_id": "r1",
+             "registered_model": "cssci.test.Rad.leakage_safe", "model_version": "2", "champion": True,
+             "created_at": three_days_ago}])
+    assert platform.materialize_manifest().success
+    overview = _metadata(platform.instance, cohort_manifest.key)["overview"].value
+    cohort = load_cohort(platform.manifest)
+    patients = _section(overview, "Patients by center")
+    first = cohort.patients[keys[0]]
+    assert f"| {first.center} | {first.cohort} | ok | radiomics | 1 |" in patients
+    registered = sum(1 for p in cohort.patients.values() if p.patient_key != keys[0])
+    assert sum(int(line.rsplit("|", 2)[1]) for line in patients.splitlines() if "| registered |" in line) == registered
+    waiting = _section(overview, "Inbox arrivals waiting")
+    assert "| incomplete | 1 | NEW-0001 (no READY marker) |" in waiting and keys[1] not in waiting
+    outcome = next(iter(cohort.spec.outcomes))
+    known = sum(p.patient_key in cohort.patients and p.cohort == "development" for p in cohort.patients.values())
+    assert f"| {outcome} | development | {known} | {known} |" in _section(overview, "Outcomes known")
+    champions = _section(overview, "Champions")
+    assert "| Rad | cssci.test.Rad.leakage_safe | 2 |" in champions and "| 3 d 2 h | not validated yet |" in champions

@@ -4,6 +4,7 @@ from cssci_platform.defs.partitions import patients_partitions
 from cssci_platform.defs.qc import issues_markdown, record_issues
 from cssci_platform.lib.cohort_tables import write_manifest_tables
 from cssci_platform.lib.quality import QcIssue, inspect_patient
+from cssci_platform.lib.queries.overview import cohort_overview
 from cssci_platform.lib.warehouse import replace_rows
 from cssci_platform.resources.cohort import CohortResource
 from cssci_platform.resources.study import StudyResource
@@ -14,12 +15,14 @@ from cssci_platform.resources.warehouse import WarehouseResource
 def cohort_manifest(cohort: CohortResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """The validated cohort manifest: `patients`, `clinical`, `outcomes` tables and manifest-stage QC issues.
 
-    Outcomes recorded from follow-up files (`recorded_outcomes`) are laid over the manifest's values, never dropped."""
+    Outcomes recorded from follow-up files (`recorded_outcomes`) are laid over the manifest's values, never dropped.
+    Its `overview` metadata is the cohort overview of `cssci status` as of this materialization."""
     manifest = cohort.load()
     issues = [QcIssue.from_manifest(i) for i in manifest.issues]
     with warehouse.connect() as con:
         write_manifest_tables(con, manifest)
         replace_rows(con, "qc_issues", {"stage": "manifest"}, [i.as_row() for i in issues])
+        overview = cohort_overview(con)
     centers = {c: sum(p.center == c for p in manifest.patients.values()) for c in manifest.spec.centers}
     return dg.MaterializeResult(
         metadata={
@@ -29,6 +32,7 @@ def cohort_manifest(cohort: CohortResource, warehouse: WarehouseResource) -> dg.
             "quarantined_patients": sum(p.quarantined for p in manifest.patients.values()),
             "patients_per_center": dg.MetadataValue.json(centers),
             "issues": dg.MetadataValue.md(issues_markdown(issues)),
+            "overview": dg.MetadataValue.md(overview.markdown()),
         }
     )
 

@@ -110,20 +110,31 @@ class CohortOverview:
 
 
 def cohort_overview(con: duckdb.DuckDBPyConnection, now: datetime | None = None) -> CohortOverview:
-    """The four tables of the overview, read from the warehouse (schema ensured by the caller's connection)."""
+    """The four tables of the overview, read from the warehouse; a table whose source tables do not exist yet (a
+    warehouse opened read-only before the step that creates them) is empty."""
     now = now or datetime.now()
     return CohortOverview([
         Section("Patients by center, cohort, QC status and stage reached",
-                ("center", "cohort", "QC", "stage", "patients"), con.execute(PATIENT_STAGES).fetchall(),
-                "no patients registered: materialize cohort_manifest"),
-        Section("Inbox arrivals waiting (not admitted)", ("status", "arrivals", "which"),
-                con.execute(WAITING_ARRIVALS).fetchall(), "none"),
-        Section("Outcomes known", ("outcome", "cohort", "known", "patients"), con.execute(OUTCOMES_KNOWN).fetchall(),
-                "no outcomes recorded"),
+                ("center", "cohort", "QC", "stage", "patients"), _rows(con, PATIENT_STAGES, STAGE_TABLES),
+                "no patients registered: materialize cohort_manifest (cssci ingest)"),
+        Section("Inbox arrivals waiting (not admitted; as the inbox sensor last saw them)",
+                ("status", "arrivals", "which"), _rows(con, WAITING_ARRIVALS, ("inbox_events", "patients")), "none"),
+        Section("Outcomes known", ("outcome", "cohort", "known", "patients"),
+                _rows(con, OUTCOMES_KNOWN, ("patients", "outcomes")), "no outcomes recorded"),
         Section("Champions", ("signature", "model", "version", "registered", "age", "latest validation"),
-                [_champion_row(row, now) for row in con.execute(CHAMPION_AGES).fetchall()],
+                [_champion_row(row, now) for row in _rows(con, CHAMPION_AGES, CHAMPION_TABLES)],
                 "no champion registered yet: train the models (modeling_job)"),
     ])
+
+
+CHAMPION_TABLES = ("trained_models", "validation_metrics")
+STAGE_TABLES = ("patients", "patient_status", "prospective_predictions", "embeddings", "roi_slices",
+                "radiomics_features", "preprocessed_channels", "scans")
+
+
+def _rows(con: duckdb.DuckDBPyConnection, sql: str, tables: Sequence[str]) -> list[tuple]:
+    present = {name for (name,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    return con.execute(sql).fetchall() if set(tables) <= present else []
 
 
 def _champion_row(row: Sequence, now: datetime) -> tuple:
