@@ -149,3 +149,12 @@ def test_a_model_without_a_logistic_radiomics_part_has_no_formula() -> None:
                                      chain_settings()).steps).fit(rows, labels)
     with pytest.raises(ValueError, match="RandomForestClassifier"):
         rad_score_terms(forest)
+
+
+def test_a_clinical_logistic_regression_is_not_a_rad_score() -> None:
+    """Seen on the demo: the Clinical_LR champion (a binary LR on clin__ columns) was written out as a 'Rad-score'."""
+    rows, labels = synthetic_matrix()
+    clinical = Pipeline(build_pipeline(Signature("clinical"), ["clin__age", "clin__ais"], LogisticRegression(),
+                                       chain_settings()).steps).fit(rows, labels)
+    with pytest.raises(ValueError, match="non-radiomics input"):
+        rad_score_terms(clinical)

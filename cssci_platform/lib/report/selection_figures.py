@@ -22,6 +22,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from cssci_platform.lib.modeling.chains import RadScoreCombinedClassifier
+from cssci_platform.lib.modeling.matrix import RAD
 from cssci_platform.lib.report.artifacts import ReportFigure, ReportTable
 from cssci_platform.lib.report.figures import NEGATIVE_COLOUR, POSITIVE_COLOUR, new_figure
 from cssci_platform.lib.report.nomogram import model_equation
@@ -146,8 +147,10 @@ def _rule_text(path: LassoPath) -> str:
     )
 
 
-def lasso_path_figure(path: LassoPath, cohort: str = "training patients", key: str = "lasso_path") -> ReportFigure:
-    """Coefficient of every feature entering the LASSO against log10(lambda), the chosen penalty marked."""
+def lasso_path_figure(path: LassoPath, cohort: str = "training patients", key: str = "lasso_path",
+                      signature: str = "radiomics") -> ReportFigure:
+    """Coefficient of every feature entering the LASSO against log10(lambda), the chosen penalty marked; `signature`
+    names the signature in the caption (e.g. 'radiomics', 'Rad + ResNet18')."""
     figure = new_figure((7.0, 4.6))
     axes = figure.add_subplot()
     x = path.log_lambda
@@ -169,7 +172,7 @@ def lasso_path_figure(path: LassoPath, cohort: str = "training patients", key: s
              ylabel="Coefficient (z-scored feature)")
     axes.legend(loc="upper right", fontsize="xx-small")
     caption = (
-        f"LASSO coefficient path of the radiomics signature on the {_cohort_text(path, cohort)}: each line is one "
+        f"LASSO coefficient path of the {signature} signature on the {_cohort_text(path, cohort)}: each line is one "
         f"of the {len(path.features)} features that reached the LASSO step, its coefficient refitted on all these "
         "patients at each penalty; coefficients shrink to zero as the penalty grows (to the right). The dashed line "
         f"marks the penalty chosen by {path.coefficients.shape[0]}-value grid search with CV, {_rule_text(path)}: "
@@ -179,7 +182,8 @@ def lasso_path_figure(path: LassoPath, cohort: str = "training patients", key: s
     return ReportFigure(key, "LASSO coefficient path", caption, figure)
 
 
-def lasso_cv_figure(path: LassoPath, cohort: str = "training patients", key: str = "lasso_cv") -> ReportFigure:
+def lasso_cv_figure(path: LassoPath, cohort: str = "training patients", key: str = "lasso_cv",
+                    signature: str = "radiomics") -> ReportFigure:
     """Mean CV error +- one standard error at each penalty, with the best and the chosen penalty marked."""
     figure = new_figure((7.0, 4.2))
     axes = figure.add_subplot()
@@ -203,7 +207,8 @@ def lasso_cv_figure(path: LassoPath, cohort: str = "training patients", key: str
     axes.legend(loc="best", fontsize="x-small")
     folds = path.fold_scores.shape[0]
     caption = (
-        f"Choice of the LASSO penalty by seeded stratified {folds}-fold cross-validation on the "
+        f"Choice of the LASSO penalty of the {signature} signature by seeded stratified {folds}-fold cross-validation "
+        "on the "
         f"{_cohort_text(path, cohort)}: mean CV error (points) with ±1 standard error over the folds (bars) at each "
         "penalty of the grid; lower is better. Dotted: the best mean; dashed: the penalty used, "
         f"{_rule_text(path)}. The top axis gives the number of features left at that penalty."
@@ -240,6 +245,10 @@ def rad_score_pipeline(pipeline: Any) -> Pipeline:
     if isinstance(final, RadScoreCombinedClassifier):
         return final.rad_model_
     if isinstance(final, LogisticRegression) and len(final.classes_) == 2:
+        others = [str(n) for n in getattr(final, "feature_names_in_", []) if not str(n).startswith(RAD)]
+        if others:
+            raise ValueError(f"the logistic regression reads {len(others)} non-radiomics input(s) (e.g. {others[0]}), "
+                             "so its score is not a Rad-score")
         return pipeline
     raise ValueError(f"the model ends in {type(final).__name__}, not a binary logistic regression on the radiomics "
                      "features, so its score has no Rad-score formula (the Combined model's radiomics part has one)")
@@ -306,5 +315,5 @@ def rad_score_table(terms: RadScoreTerms, n_training: int | None = None, key: st
 
 def _short(name: str, limit: int = 60) -> str:
     """A feature name without the ``rad__`` prefix, cut in the middle when longer than `limit` characters."""
-    text = name.removeprefix("rad__")
+    text = name.removeprefix(RAD)
     return text if len(text) <= limit else text[: limit // 2 - 1] + "…" + text[-(limit // 2) :]
