@@ -199,8 +199,8 @@ def lasso_cv_figure(path: LassoPath, cohort: str = "training patients", key: str
                      label="best + 1 SE")
     twin = axes.secondary_xaxis("top")
     nonzero = (path.coefficients != 0).sum(axis=1)
-    twin.set_xticks(x[:: max(1, len(x) // 8)], [str(n) for n in nonzero[:: max(1, len(x) // 8)]],
-                    fontsize="x-small")
+    shown = np.unique(np.r_[np.arange(0, len(x), max(1, len(x) // 12)), path.chosen])  # always the chosen one
+    twin.set_xticks(x[shown], [str(n) for n in nonzero[shown]], fontsize="xx-small")
     twin.set_xlabel("Features with non-zero coefficient", fontsize="small")
     axes.set(xlabel="log10 λ (penalty strength; λ = 1/C)" if path.penalty_name == "C" else "log10 α (penalty)",
              ylabel=path.error_name())
@@ -274,12 +274,12 @@ def selected_coefficients_figure(terms: RadScoreTerms, n_training: int | None = 
         raise ValueError("the Rad-score has no non-zero coefficient: nothing to draw")
     names = list(terms.coefficients)[::-1]
     values = np.asarray([terms.coefficients[n] for n in names])
-    figure = new_figure((7.0, 0.32 * len(names) + 1.3))
+    figure = new_figure((8.0, 0.32 * len(names) + 1.3))
     axes = figure.add_subplot()
     axes.barh(np.arange(len(names)), values, color=[NEGATIVE_COLOUR if v < 0 else POSITIVE_COLOUR for v in values])
     axes.set_yticks(np.arange(len(names)), [_short(n) for n in names], fontsize="x-small")
     axes.axvline(0, color="black", linewidth=0.6)
-    axes.set(xlabel=f"Coefficient in the Rad-score (log-odds of outcome {terms.positive_class} per SD)")
+    axes.set_xlabel(f"Coefficient (log-odds of outcome {terms.positive_class} per SD)", fontsize="small")
     cohort = f"the {n_training} training patients" if n_training else "the training patients"
     caption = (
         f"The {len(names)} radiomics features of the signature with their coefficients in the Rad-score ("
