@@ -325,10 +325,10 @@ def decision_curve_plot(
                              f"for {x.size} thresholds")
     figure = new_figure(size)
     axes = figure.add_subplot()
-    for model in models:
-        axes.plot(x, np.asarray(model.net_benefit, dtype=float), linewidth=1.6, label=model.label)
-    axes.plot(x, np.asarray(treat_all, dtype=float), color="grey", linewidth=1.0, label="Treat all")
-    axes.plot(x, none, color="black", linewidth=1.0, linestyle="--", label="Treat none")
+    for model in models:  # above the references: a model that treats everyone stays visible on treat-all
+        axes.plot(x, np.asarray(model.net_benefit, dtype=float), linewidth=1.6, label=model.label, zorder=3)
+    axes.plot(x, np.asarray(treat_all, dtype=float), color="grey", linewidth=1.0, label="Treat all", zorder=2)
+    axes.plot(x, none, color="black", linewidth=1.0, linestyle="--", label="Treat none", zorder=2)
     top = max(float(np.nanmax(np.asarray(s.net_benefit, dtype=float))) for s in strategies)
     axes.set(xlim=(float(x.min()), float(x.max())), ylim=(floor, max(top * 1.1, 0.05)),
              xlabel="Threshold probability", ylabel="Net benefit", title=title)
