@@ -13,6 +13,7 @@ from cssci_platform.lib.cohort import CohortSpec
 from cssci_platform.lib.evaluation import DEFAULT_REPLICATES, DEFAULT_SEED
 from cssci_platform.lib.harmonization.settings import HarmonizationSettings
 from cssci_platform.lib.queries import modeling as queries
+from cssci_platform.lib.queries import report as figure_queries
 from cssci_platform.lib.queries import report_inputs as report_queries
 from cssci_platform.lib.selection.settings import SelectionSettings
 from cssci_platform.lib.study_config import StudyConfig
@@ -55,6 +56,10 @@ class ReportInputs:
     cohort_spec: CohortSpec | None = None  # the cohort manifest's spec (centers, sequences, ROIs, variables)
     centers: pd.DataFrame | None = None  # patient_key, center, cohort of every patient
     qc_montages: list[Path] = field(default_factory=list)  # <patient_key>.png QC montages of the patient stage
+    # feature-matrix rows (index patient_key) of the training patients of the champions' fold: the LASSO path
+    training_rows: pd.DataFrame | None = None
+    # (raw, ComBat-harmonized) training rows (index patient_key, with `center`) of the fold harmonized_features used
+    combat_rows: tuple[pd.DataFrame, pd.DataFrame] | None = None
 
     @property
     def multiclass(self) -> bool:
@@ -125,8 +130,27 @@ def read_report_inputs(
         cohort_spec=spec,
         centers=report_queries.patient_centers(con).to_pandas(),
         qc_montages=list(qc_montages),
+        training_rows=_training_rows(con, queries.trained_split(con), champions_fold(models)),
+        combat_rows=_combat_rows(con, config),
     )
     return inputs, test_rows
+
+
+def _training_rows(con: duckdb.DuckDBPyConnection, split: str | None, fold: str) -> pd.DataFrame | None:
+    if split is None:
+        return None
+    rows = figure_queries.training_feature_rows(con, split, fold).to_pandas().set_index("patient_key")
+    return rows if len(rows) else None
+
+
+def _combat_rows(con: duckdb.DuckDBPyConnection, config: StudyConfig) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """The training rows before and after ComBat, of the split and fold `harmonized_features` was computed on."""
+    split, fold = config.split.stored_name, config.split.first_fold
+    harmonized = figure_queries.harmonized_training_rows(con, split, fold)
+    if harmonized is None or harmonized.is_empty():
+        return None
+    raw = figure_queries.training_feature_rows(con, split, fold).to_pandas().set_index("patient_key")
+    return raw, harmonized.to_pandas().set_index("patient_key")
 
 
 def champions_fold(models: pd.DataFrame) -> str:

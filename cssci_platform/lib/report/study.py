@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import math
 import re
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -33,22 +34,41 @@ from cssci_platform.lib.modeling.training import cohort_threshold
 from cssci_platform.lib.report import study_multiclass
 from cssci_platform.lib.report.artifacts import PngFigure, ReportTable
 from cssci_platform.lib.report.checklist import checklist_frame, checklist_html, fill_checklist, run_facts
+from cssci_platform.lib.report.combat_figures import (
+    center_comparison,
+    center_effect_table,
+    combat_feature_boxes_figure,
+    combat_pca_figure,
+)
 from cssci_platform.lib.report.document import ReportDocument, StudyReport, section
-from cssci_platform.lib.report.explain import background_caption, explain_pipeline, shap_summary_png, shap_waterfall_png
+from cssci_platform.lib.report.explain import (
+    explain_pipeline,
+    explanation_caption,
+    shap_summary_png,
+    shap_waterfall_png,
+)
 from cssci_platform.lib.report.figures import (
     CalibrationCurve,
     DecisionCurve,
     RocCurve,
-    calibration_figure,
-    decision_curve_figure,
-    gradcam_gallery,
+    calibration_report,
+    decision_curve_report,
+    gradcam_report,
     png_img_tag,
-    roc_figure,
+    roc_report,
 )
 from cssci_platform.lib.report.inputs import ReportInputs
 from cssci_platform.lib.report.methods import binary_methods, multiclass_methods
-from cssci_platform.lib.report.nomogram import nomogram_figure, nomogram_from_fit
+from cssci_platform.lib.report.nomogram import nomogram_equation_table, nomogram_from_fit, nomogram_report
 from cssci_platform.lib.report.page import PAGE_HEAD
+from cssci_platform.lib.report.selection_figures import (
+    lasso_cv_figure,
+    lasso_path,
+    lasso_path_figure,
+    rad_score_table,
+    rad_score_terms,
+    selected_coefficients_figure,
+)
 from cssci_platform.lib.report.tables import (
     html_table,
     interval_text,
@@ -85,15 +105,19 @@ def build_study_report(inputs: ReportInputs) -> StudyReport:
     champions = inputs.models[inputs.models["champion"]]
     names = outcome_level_names(inputs.outcome, inputs.classes)
     warning = test_set_warning(scored, champions, names)
+    positive = f"{inputs.outcome} = {inputs.positive_class}"
     body = [
         f'<p class="warning"><b>Warning.</b> {html.escape(warning)}</p>' if warning else "",
         section("Methods", f"<p>{binary_methods(inputs)}</p>", "methods"),
         section("Table 1", _table_one_by_cohort(inputs, scored, champions, names, document), "table-one"),
         section("Performance", _performance(scored, inputs.models, document), "performance"),
-        section("ROC curves of the champions", _roc(scored, champions, document), "roc"),
+        section("ROC curves of the champions", _roc(scored, champions, positive, document), "roc"),
         section("DeLong comparisons (test)", _delong_table(scored, champions, document), "delong"),
-        section("Calibration and decision curves", _calibration(scored, champions, document), "calibration"),
-        section("Nomogram", _nomogram(inputs, scored, document), "nomogram"),
+        section("Calibration and decision curves", _calibration(scored, champions, positive, document), "calibration"),
+        section("Radiomics signature: LASSO selection and Rad-score", _radiomics_signature(inputs, document),
+                "radiomics"),
+        section("Nomogram", _nomogram(inputs, scored, positive, document), "nomogram"),
+        section("ComBat harmonization per center", _combat(inputs, document), "combat"),
         section(
             "SHAP explanations (champions, test patients)",
             "".join(
@@ -165,15 +189,8 @@ def _gradcam(inputs: ReportInputs, document: ReportDocument) -> str:
     if not inputs.gradcams:
         return "<p>No fine-tuned network in this study, so no Grad-CAM (run fine_tuning_job).</p>"
     shown = inputs.gradcams[:12]
-    return document.figure(
-        PngFigure(
-            "gradcam_gallery",
-            "Grad-CAM overlays of the fine-tuned network",
-            f"{len(shown)} of {len(inputs.gradcams)} overlays, each titled with its file name; warm colours mark the "
-            "image regions that drove the network's prediction.",
-            gradcam_gallery(shown),
-        )
-    )
+    what = f"the fine-tuned networks, {len(shown)} of {len(inputs.gradcams)} overlays"
+    return document.figure(gradcam_report(shown, what=what, key="gradcam_gallery"))
 
 
 def _table_one(inputs: ReportInputs, classes: list[str] | None = None) -> str:
@@ -214,6 +231,9 @@ def table_one_by_cohort(
     than two outcome groups). Rows: the Characteristic, as Table 1 prints it."""
     continuous = [v for v, t in types.items() if t == "continuous"]
     categorical = [v for v, t in types.items() if t != "continuous"]
+    clinical = clinical.copy()
+    for name in (v for v, t in types.items() if t == "binary" and v in clinical):
+        clinical[name] = pd.to_numeric(clinical[name]).map({0: "no", 1: "yes"})
     blocks, skipped, keys = [], [], ["variable", "level"]
     for role in COHORTS:
         frame = clinical.merge(cohorts[cohorts["role"] == role], on="patient_key")
@@ -320,7 +340,8 @@ def performance_rows(scored: pd.DataFrame, role: str) -> tuple[pd.DataFrame, lis
     return pd.DataFrame(rows), notes
 
 
-PERFORMANCE_COLUMNS = ["Model", "Mode", "n", "AUC (95% CI)", "Threshold", "Acc", "Sen", "Spe", "PPV", "NPV"]
+PERFORMANCE_COLUMNS = ["Model", "Mode", "n", "AUC (95% CI)", "Threshold", "Acc", "Sen", "Spe", "PPV", "NPV",
+                       "Shown as"]
 
 
 def performance_display(rows: pd.DataFrame) -> pd.DataFrame:
@@ -344,15 +365,23 @@ def featured_models(models: pd.DataFrame) -> pd.DataFrame:
     ranked = (
         models.sort_values("cv_auc_mean", ascending=False, na_position="last") if "cv_auc_mean" in models else models
     )
-    best = ranked.drop_duplicates(["signature", "mode"]).assign(why="best of its signature and mode (CV AUC)")
+    best = ranked.drop_duplicates(["signature", "mode"]).assign(why="best CV AUC of its signature")
     both = pd.concat([champions, best]).drop_duplicates(["result_name", "mode"])
     return both[["result_name", "mode", "why"]].reset_index(drop=True)
 
 
 def _footnotes(notes: list[str]) -> list[str]:
-    marks = {"†": [n for n in notes if "only one outcome class" not in n and "too few" not in n],
-             "‡": [n for n in notes if "only one outcome class" in n or "too few" in n or "not estimable" in n]}
-    return [f"{mark} {note}" for mark, items in marks.items() for note in items]
+    """The interval notes ('<model> (<mode>): <reason>') once per reason, naming the rows it applies to; † for the
+    notes on an interval shown, ‡ for a missing one."""
+    rows_by_reason: dict[str, list[str]] = {}
+    for note in notes:
+        row, _, reason = note.partition("): ")
+        rows_by_reason.setdefault(reason, []).append(row + ")")
+    lines = []
+    for reason, rows in rows_by_reason.items():
+        mark = "‡" if any(word in reason for word in ("only one outcome class", "too few", "not estimable")) else "†"
+        lines.append(f"{mark} {', '.join(rows)}: {reason}")
+    return sorted(lines, key=lambda line: line[0])
 
 
 def _performance_table(scored: pd.DataFrame, models: pd.DataFrame, role: str,
@@ -364,8 +393,8 @@ def _performance_table(scored: pd.DataFrame, models: pd.DataFrame, role: str,
         return f"<p>No {role} patients with known outcomes.</p>"
     featured = featured_models(models) if len(models) and "signature" in models else pd.DataFrame()
     if len(featured):
-        keep = rows.merge(featured, left_on=["Model", "Mode"], right_on=["result_name", "mode"])
-        rows = keep.drop(columns=["result_name", "mode"]) if len(keep) else rows
+        keep = featured.merge(rows, left_on=["result_name", "mode"], right_on=["Model", "Mode"])
+        rows = keep.drop(columns=["result_name", "mode"]).rename(columns={"why": "Shown as"}) if len(keep) else rows
     labels = [f"{model} ({mode})" for model, mode in zip(rows["Model"], rows["Mode"], strict=True)]
     shown_notes = [n for n in notes if any(n.startswith(label) for label in labels)]
     body = html_table(performance_display(rows), "performance", _footnotes(shown_notes))
@@ -428,30 +457,24 @@ def _champion_groups(scored: pd.DataFrame, champions: pd.DataFrame, role: str):
             yield name, group
 
 
-ROC_CAPTIONS = {
-    "train": "Training cohort, apparent (models refit on all training patients and scored on them: optimistic).",
-    "test": "Held-out test cohort.",
-    "validation": "Prospective validation cohort (patients with a known outcome).",
+ROC_COHORTS = {
+    "train": "training (apparent: models refit on all training patients and scored on them, optimistic)",
+    "test": "held-out test",
+    "validation": "prospective validation",
 }
 
 
-def _roc(scored: pd.DataFrame, champions: pd.DataFrame, document: ReportDocument) -> str:
+def _roc(scored: pd.DataFrame, champions: pd.DataFrame, positive: str, document: ReportDocument) -> str:
     parts = []
     for role in COHORTS:
-        curves, sizes = [], ""
+        curves = []
         for name, group in _champion_groups(scored, champions, role):
             fpr, tpr, _ = roc_curve(group["y"], group["probability"])
             ci = auc_interval(group["y"].to_numpy(), group["probability"].to_numpy())
-            curves.append(RocCurve(name, fpr, tpr, ci.auc, (ci.low, ci.high)))
-            positives = int(group["y"].sum())
-            sizes = f"n = {len(group)} ({positives} positive, {len(group) - positives} negative)"
+            curves.append(RocCurve(name, fpr, tpr, ci.auc, (ci.low, ci.high), n=len(group),
+                                   n_positive=int(group["y"].sum())))
         if curves:
-            parts.append(document.figure(PngFigure(
-                f"roc_{role}",
-                f"ROC curves of the champions, {COHORT_TITLES[role].lower()} cohort",
-                f"{ROC_CAPTIONS[role]} {sizes}. Legend: AUC (95% CI); the dashed diagonal is chance.",
-                roc_figure(curves, COHORT_TITLES[role]),
-            )))
+            parts.append(document.figure(roc_report(ROC_COHORTS[role], curves, positive=positive, key=f"roc_{role}")))
     return "".join(parts) or "<p>No cohort with both outcome classes.</p>"
 
 
@@ -525,7 +548,7 @@ def calibration_display(summaries: list[dict[str, str]]) -> tuple[pd.DataFrame, 
     return pd.DataFrame(rows), ["*" * (i + 1) + " " + html.unescape(note) for i, note in enumerate(notes)]
 
 
-def _calibration(scored: pd.DataFrame, champions: pd.DataFrame, document: ReportDocument) -> str:
+def _calibration(scored: pd.DataFrame, champions: pd.DataFrame, positive: str, document: ReportDocument) -> str:
     curves, decisions, net_benefits, summaries, sizes = [], [], [], [], []
     for name, group in _champion_groups(scored, champions, "test"):
         y, p = group["y"].to_numpy(), group["probability"].to_numpy()
@@ -535,27 +558,16 @@ def _calibration(scored: pd.DataFrame, champions: pd.DataFrame, document: Report
         decisions.append(DecisionCurve(name, dca.model))
         net_benefits.append(dca)
         summaries.append({"Model": name, "n": str(len(y)), **calibration_cells(y, p)})
-        sizes.append(len(y))
+        sizes.append((len(y), int(y.sum())))
     if not curves:
         return "<p>No champion scored on a test cohort with both outcome classes.</p>"
     last = net_benefits[-1]  # thresholds and treat-all: those of the last champion's test patients
     frame, notes = calibration_display(summaries)
-    n = f"n = {max(sizes)} test patients"
+    n, n_positive = max(sizes)
     return (
-        document.figure(PngFigure(
-            "calibration_test",
-            "Calibration curves of the champions, test cohort",
-            f"Observed event fraction against mean predicted risk in bins of test patients ({n}); points on the "
-            "diagonal are perfectly calibrated, points below it over-estimate the risk.",
-            calibration_figure(curves, "Calibration (test)"),
-        ))
-        + document.figure(PngFigure(
-            "decision_curves_test",
-            "Decision curves of the champions, test cohort",
-            f"Net benefit against the threshold probability ({n}); a model is useful where its curve lies above "
-            "both 'treat all' and 'treat none' (0).",
-            decision_curve_figure(last.thresholds, decisions, last.treat_all, title="Decision curves (test)"),
-        ))
+        document.figure(calibration_report(curves, "test", n, n_positive, positive, key="calibration_test"))
+        + document.figure(decision_curve_report(last.thresholds, decisions, last.treat_all, "test", n, n_positive,
+                                                positive, key="decision_curves_test"))
         + document.table(ReportTable(
             "calibration_test",
             "Calibration of the champions, test cohort",
@@ -607,7 +619,7 @@ def calibration_cells(y: np.ndarray, risk: np.ndarray) -> dict[str, str]:
     }
 
 
-def _nomogram(inputs: ReportInputs, scored: pd.DataFrame, document: ReportDocument) -> str:
+def _nomogram(inputs: ReportInputs, scored: pd.DataFrame, positive: str, document: ReportDocument) -> str:
     """Combined model as published: clinical factors that stay independent + the Rad-score, refit on training
     patients (logistic regression), drawn as a nomogram with its equation. The Rad-score of each training patient is
     the out-of-fold one the Combined model's head was fitted on (cross-fitting), never its in-sample score."""
@@ -628,7 +640,8 @@ def _nomogram(inputs: ReportInputs, scored: pd.DataFrame, document: ReportDocume
             fit = multivariable_logistic(frame, "y", ["rad_score"], positive=1)
             note = "no predictor stayed independent at p &lt; 0.05 on the training patients: Rad-score only"
         nomogram = nomogram_from_fit(fit)
-        png = nomogram_figure(nomogram, "Nomogram (training patients, out-of-fold Rad-score)")
+        figure = nomogram_report(nomogram, len(frame), outcome=f"P({positive})",
+                                 note="The Rad-score of each training patient is out-of-fold (cross-fitted).")
     except Exception as error:  # a small cohort can make the logistic fit inestimable (separation)
         return f"<p>Nomogram not estimable on this cohort: {html.escape(str(error))}</p>"
     return (
@@ -637,15 +650,14 @@ def _nomogram(inputs: ReportInputs, scored: pd.DataFrame, document: ReportDocume
         "cross-fitted scores the Combined model's head was fitted on), so the nomogram does not reward the "
         "radiomics model for memorising its own training patients. New patients are scored with the radiomics "
         "model refitted on all training patients.</p>"
-        + document.figure(PngFigure(
-            "nomogram",
-            "Nomogram of the combined model",
-            f"Refit on the {len(frame)} training patients with their out-of-fold Rad-scores. Read each predictor's "
-            "points on the top scale, add them, and read the predicted probability below the total points.",
-            png,
-        ))
-        + f"<p>Equation:</p><pre>{html.escape(nomogram.equation())}</pre>"
+        + document.figure(figure)
+        + _equation_table(nomogram_equation_table(nomogram, len(frame)), document)
     )
+
+
+def _equation_table(table: ReportTable, document: ReportDocument) -> str:
+    shown = number_cells(table.frame)
+    return document.table(replace(table, html=html_table(shown, "equation")))
 
 
 def shap_section(name: str, pipeline, rows: pd.DataFrame, background: pd.DataFrame | None = None,
@@ -657,20 +669,21 @@ def shap_section(name: str, pipeline, rows: pd.DataFrame, background: pd.DataFra
     except Exception as error:  # e.g. an estimator neither tree nor linear (SVM, KNN, MLP) or a combined model
         why = f"{html.escape(type(error).__name__)}: {html.escape(str(error))[:200]}"
         return f"<p>{html.escape(name)}: no SHAP explanation ({why})</p>"
+    caption = explanation_caption(explanation, background)
     summary = shap_summary_png(explanation, title=f"{name}: SHAP summary")
     patient = str(rows.index[0])
     waterfall = shap_waterfall_png(explanation, 0, title=f"{name}: patient {html.escape(patient)}")
     if document is None:
-        return (f'<h3>{html.escape(name)}</h3><p class="caption">{background_caption(background)}</p>'
+        return (f'<h3>{html.escape(name)}</h3><p class="caption">{html.escape(caption)}</p>'
                 + png_img_tag(summary, "SHAP summary") + png_img_tag(waterfall, "SHAP waterfall"))
     key = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "model"
     return (
-        f'<h3>{html.escape(name)}</h3><p class="caption">{background_caption(background)}</p>'
+        f'<h3>{html.escape(name)}</h3><p class="caption">{html.escape(caption)}</p>'
         + document.figure(PngFigure(
             f"shap_summary_{key}",
             f"SHAP summary of {name}, test patients",
             f"One dot per test patient and feature ({len(rows)} patients): its SHAP value (effect on the model's "
-            "output) on the x axis, coloured by the feature's value; features ordered by mean |SHAP|.",
+            "output) on the x axis, coloured by the feature's value; features ordered by mean |SHAP|. " + caption,
             summary,
         ))
         + document.figure(PngFigure(
@@ -716,6 +729,70 @@ def _mode_delta(scored: pd.DataFrame, models: pd.DataFrame, document: ReportDocu
             frame,
             html=html_table(shown, "modes"),
         )
+    )
+
+
+def _preferred_pipelines(inputs: ReportInputs, first: tuple[str, ...]) -> list[tuple[str, object]]:
+    """The explained champions' (name, pipeline), those whose name starts with one of `first` first."""
+    ranked = sorted(inputs.explained, key=lambda item: next(
+        (i for i, prefix in enumerate(first) if item[0].startswith(prefix)), len(first)))
+    return [(name, pipeline) for name, pipeline, _ in ranked]
+
+
+def _radiomics_signature(inputs: ReportInputs, document: ReportDocument) -> str:
+    """The LASSO path and CV curve of the radiomics champion (else the first champion with a LASSO step), and the
+    Rad-score: its features' coefficients and formula (the Combined model's radiomics part, or a radiomics LR)."""
+    if not inputs.explained:
+        return "<p>No champion pipeline was given, so no LASSO path or Rad-score.</p>"
+    parts, reasons = [], []
+    rows = inputs.training_rows
+    if rows is None:
+        reasons.append("no training rows of the champions' fold were found, so no LASSO path")
+    else:
+        for name, pipeline in _preferred_pipelines(inputs, ("Rad_", "Combined")):
+            try:
+                path = lasso_path(pipeline, rows, rows["label"].astype(str))
+            except ValueError as error:
+                reasons.append(f"{name}: {error}")
+                continue
+            signature = name.rsplit("_", 1)[0]
+            cohort = f"the {len(rows)} training patients"
+            parts += [document.figure(lasso_path_figure(path, cohort, signature=signature)),
+                      document.figure(lasso_cv_figure(path, cohort, signature=signature))]
+            break
+    for name, pipeline in _preferred_pipelines(inputs, ("Combined", "Rad_")):
+        try:
+            terms = rad_score_terms(pipeline)
+        except ValueError as error:
+            reasons.append(f"{name}: {error}")
+            continue
+        n = len(rows) if rows is not None else None
+        table = rad_score_table(terms, n_training=n)
+        try:
+            parts.append(document.figure(selected_coefficients_figure(terms, n_training=n)))
+        except ValueError as error:
+            reasons.append(f"{name}: {error}")
+        parts.append(document.table(replace(table, html=table.html or html_table(number_cells(table.frame), "rad"))))
+        break
+    if not parts:
+        return "<p>No LASSO path or Rad-score for this study's champions:</p><ul>" + "".join(
+            f"<li>{html.escape(reason)}</li>" for reason in reasons) + "</ul>"
+    return "".join(parts)
+
+
+def _combat(inputs: ReportInputs, document: ReportDocument) -> str:
+    """Training patients' features per center before and after ComBat."""
+    if inputs.combat_rows is None:
+        return "<p>No harmonized features were stored (harmonization is off or harmonized_features was not run).</p>"
+    try:
+        comparison = center_comparison(*inputs.combat_rows)
+    except ValueError as error:
+        return f"<p>No ComBat comparison: {html.escape(str(error))}</p>"
+    table = center_effect_table(comparison)
+    return (
+        document.figure(combat_pca_figure(comparison))
+        + document.figure(combat_feature_boxes_figure(comparison))
+        + document.table(replace(table, html=table.html or html_table(number_cells(table.frame), "combat")))
     )
 
 
