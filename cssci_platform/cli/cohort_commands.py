@@ -9,18 +9,21 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cssci_platform.cli import patient_runs
 from cssci_platform.cli.guards import load_or_exit, writing_command
 from cssci_platform.cli.home import activate_study, configure_environment
 from cssci_platform.cli.output import FAILURE_EXIT, USER_ERROR_EXIT, console, errors, print_summary
 from cssci_platform.cli.study_commands import HOME_OPTION
 from cssci_platform.lib import failures
-from cssci_platform.lib.study_config import EXPERIMENT_ENV, StudyConfig, experiment_file, load_config
+
+if TYPE_CHECKING:  # dagster, torch and sklearn load only when a command runs (`cssci --help` stays fast)
+    from cssci_platform.cli.patient_runs import PatientRunOutcome
+    from cssci_platform.lib.study_config import StudyConfig
 
 
 def ingest(
@@ -30,6 +33,7 @@ def ingest(
 ) -> None:
     """Validate a cohort manifest, register its patients as partitions and materialize every patient (with the home's
     study settings; a home without a study gets the default one for this manifest)."""
+    from cssci_platform.cli import patient_runs
     from cssci_platform.lib.cohort import load_cohort
 
     cohort = load_cohort(manifest)  # a broken manifest ends here (exit 2), before anything is written
@@ -48,6 +52,8 @@ def ingest(
 def home_study(home: Path) -> StudyConfig | None:
     """The study a command on `home` will activate (CSSCI_EXPERIMENT_CONFIG, else the home's experiment.yaml), read
     before anything is written; None for a home without one."""
+    from cssci_platform.lib.study_config import EXPERIMENT_ENV, experiment_file, load_config
+
     path = os.environ.get(EXPERIMENT_ENV) or (experiment_file(home) if experiment_file(home).exists() else None)
     return load_config(path) if path else None
 
@@ -61,9 +67,10 @@ def _check_slice_target(cohort, experiment: StudyConfig | None) -> None:
         raise failures.UserError(f"{cohort.manifest_path}: {problem}")
 
 
-def _ingest_with_progress(manifest: Path, workers: int) -> list[patient_runs.PatientRunOutcome]:
+def _ingest_with_progress(manifest: Path, workers: int) -> list[PatientRunOutcome]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from cssci_platform.cli import patient_runs
     from cssci_platform.lib.cohort import load_cohort
 
     total = len(load_cohort(manifest).patients)
@@ -72,7 +79,7 @@ def _ingest_with_progress(manifest: Path, workers: int) -> list[patient_runs.Pat
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("patients", total=total)
 
-        def on_patient(outcome: patient_runs.PatientRunOutcome) -> None:
+        def on_patient(outcome: PatientRunOutcome) -> None:
             progress.advance(task)
             if not outcome.success:
                 what = "failed" if outcome.failed_outside_qc else "quarantined"

@@ -8,7 +8,6 @@ from rich.table import Table
 
 from cssci_platform.cli.guards import load_or_exit
 from cssci_platform.cli.output import USER_ERROR_EXIT, console, errors
-from cssci_platform.lib.study_config import ConfigError, config_notes, load_config, resource_problems
 
 config_app = typer.Typer(help="Experiment configs: list the shipped protocols, show or validate a config.",
                          no_args_is_help=True)
@@ -17,7 +16,7 @@ config_app = typer.Typer(help="Experiment configs: list the shipped protocols, s
 @config_app.command("list")
 def config_list() -> None:
     """The shipped protocol configs."""
-    from cssci_platform.lib.study_config import shipped_configs
+    from cssci_platform.lib.study_config import load_config, shipped_configs
 
     table = Table("name", "description", "file")
     for name, path in shipped_configs().items():
@@ -52,7 +51,14 @@ def config_validate(
 ) -> None:
     """Check configs: schema, allowed values, and (for a manifest cohort) the sequences, ROIs and variables it names."""
     from cssci_platform.lib.cohort import ManifestError
-    from cssci_platform.lib.study_config import cohort_problems, cohort_spec
+    from cssci_platform.lib.study_config import (
+        ConfigError,
+        cohort_problems,
+        cohort_spec,
+        config_notes,
+        load_config,
+        resource_problems,
+    )
 
     failed = 0
     for name in configs:

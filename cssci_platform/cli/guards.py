@@ -3,15 +3,21 @@ command left STARTED marked failed, and a clean stop on Ctrl-C / SIGTERM."""
 
 from __future__ import annotations
 
+import signal
+import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 
 from cssci_platform.cli.home import check_storage, home_lock
 from cssci_platform.cli.output import INTERRUPTED_EXIT, USER_ERROR_EXIT, console, errors
-from cssci_platform.lib.study_config import ConfigError, StudyConfig, load_config
+
+if TYPE_CHECKING:  # the study config imports the whole method (torch, sklearn): only inside commands
+    from cssci_platform.lib.study_config import StudyConfig
 
 
 @contextmanager
@@ -37,6 +43,24 @@ def stopped_cleanly(command: str):
         raise typer.Exit(INTERRUPTED_EXIT) from None
 
 
+@contextmanager
+def stop_on_terminate() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt in the main thread (as Ctrl-C), so `kill` stops a command like Ctrl-C
+    does; outside the main thread nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def announce_orphaned_runs() -> None:
     """Mark failed (and say so) the runs whose process ended without finishing them."""
     import dagster as dg
@@ -52,6 +76,8 @@ def announce_orphaned_runs() -> None:
 
 def load_or_exit(name_or_path: str | Path, overrides: list[str]) -> StudyConfig:
     """The study config, or exit 2 printing each problem."""
+    from cssci_platform.lib.study_config import ConfigError, load_config
+
     try:
         return load_config(name_or_path, overrides)
     except ConfigError as error:

@@ -18,7 +18,6 @@ from pathlib import Path
 import yaml
 
 from cssci_platform.lib.failures import ExplainedError, UserError
-from cssci_platform.lib.study_config import EXPERIMENT_ENV, experiment_file
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 ENV_DEFAULTS = {  # relative to CSSCI_HOME
@@ -31,6 +30,8 @@ ENV_DEFAULTS = {  # relative to CSSCI_HOME
 def configure_environment(home: Path, manifest: Path | None = None) -> dict[str, str]:
     """Set the CSSCI_* variables (keeping any the user already set) and prepare DAGSTER_HOME. The home's study
     (`experiment.yaml`, written by `cssci run` or `activate_study`) becomes CSSCI_EXPERIMENT_CONFIG unless set."""
+    from cssci_platform.lib.study_config import EXPERIMENT_ENV, experiment_file  # heavy: only when a command runs
+
     home = home.resolve()
     values = {name: os.environ.get(name) or str(home / relative) for name, relative in ENV_DEFAULTS.items()}
     values["CSSCI_MLFLOW_URI"] = (os.environ.get("CSSCI_MLFLOW_URI") or remembered_mlflow_uri(home)
@@ -74,6 +75,8 @@ def default_study(manifest: Path) -> dict:
 def activate_study(home: Path, manifest: Path | None) -> Path | None:
     """Make the home's study the active one (CSSCI_EXPERIMENT_CONFIG): the variable if the user set it, else the
     home's `experiment.yaml`, else one written from `default_study(manifest)`; None without any of them."""
+    from cssci_platform.lib.study_config import EXPERIMENT_ENV, experiment_file  # heavy: only when a command runs
+
     if os.environ.get(EXPERIMENT_ENV):
         return Path(os.environ[EXPERIMENT_ENV])
     path = experiment_file(home.resolve())
@@ -105,6 +108,8 @@ def remembered_mlflow_uri(home: Path) -> str | None:
 
 def home_experiment_name(home: Path) -> str | None:
     """The MLflow experiment of a home: the `name` of its study (`experiment.yaml`), None for a home without one."""
+    from cssci_platform.lib.study_config import experiment_file
+
     path = experiment_file(home)
     if not path.is_file():
         return None

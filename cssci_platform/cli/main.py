@@ -22,10 +22,9 @@ from rich.markup import escape
 
 from cssci_platform.cli import cohort_commands, server_commands, study_commands
 from cssci_platform.cli.config_commands import config_app
+from cssci_platform.cli.guards import stop_on_terminate
 from cssci_platform.cli.output import FAILURE_EXIT, USER_ERROR_EXIT, errors
-from cssci_platform.cli.patient_runs import stop_on_terminate
 from cssci_platform.lib import failures
-from cssci_platform.lib.study_config import ConfigError
 
 # No pretty tracebacks: rich's traceback walks an exception chain without cycle detection, and Dagster's are
 # cyclic (the command never ended, its memory grew by ~1 GB a minute). `main` prints one message instead.
@@ -60,6 +59,7 @@ def main() -> None:
 
 def user_error_types() -> tuple[type[BaseException], ...]:
     from cssci_platform.lib.cohort import ManifestError
+    from cssci_platform.lib.study_config import ConfigError
 
     return (ConfigError, ManifestError, failures.UserError)
 

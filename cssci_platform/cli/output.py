@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shlex
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
@@ -10,12 +13,32 @@ from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
 
-console = Console()
-errors = Console(stderr=True)
+REDIRECTED_WIDTH = 10_000  # output to a file or pipe is never cut or wrapped: a reader scrolls, a script parses it
+
+
+def _console(stderr: bool = False) -> Console:
+    """A terminal gets rich's usual console; a file or pipe one so wide that no line, table cell or path is cut or
+    wrapped (rich would otherwise use 80 columns and cut table cells with '…'). $COLUMNS, when set, still wins."""
+    console = Console(stderr=stderr)
+    if console.is_terminal or os.environ.get("COLUMNS"):
+        return console
+    return Console(stderr=stderr, width=REDIRECTED_WIDTH, soft_wrap=True)
+
+
+console = _console()
+errors = _console(stderr=True)
 USER_ERROR_EXIT = 2  # the input is wrong (a file, a config, an option): fix it and run again
 FAILURE_EXIT = 1  # the run failed (disk, lock, a step): the message names the root cause
 INTERRUPTED_EXIT = 130
 LOCAL_ONLY = "127.0.0.1"  # the UIs serve patient data: only this machine reaches them unless the user says otherwise
+
+
+def rule(title: str) -> None:
+    """A section heading: rich's full-width rule on a terminal, a short one in a file."""
+    if console.is_terminal:
+        console.rule(title)
+    else:
+        console.print(f"──── {title} ────")
 
 
 def patient_printer():
@@ -68,15 +91,64 @@ def print_summary(home: Path, larger_cohort_hint: str | None) -> None:
         if larger_cohort_hint:
             console.print(f"A small synthetic test set gives wide AUC intervals; run `{larger_cohort_hint}` for "
                           "stabler figures.")
-    console.print(f"QC errors: {len(issues)}" + ("  (details: cssci qc)" if issues else ""))
+    qc_details, *explore_and_servers = next_steps(home, warehouse, os.environ["CSSCI_MLFLOW_URI"])
+    console.print(f"QC errors: {len(issues)}" + (f"  (details: {escape(qc_details.command)})" if issues else ""))
     for key, stage, code, message in issues:
-        console.print(f"[red]QC[/] {key} [{stage}/{code}] {message}")
-    console.print(
-        f"warehouse: {warehouse}\n"
-        f"explore:   duckdb {warehouse} -c \"SELECT * FROM patient_status\"\n"
-        f"UI:        make ui   (or: cssci ui --home {home})  then open http://127.0.0.1:3000\n"
-        f"MLflow:    mlflow ui --host {LOCAL_ONLY} --backend-store-uri {os.environ['CSSCI_MLFLOW_URI']}"
-    )
+        console.print(f"[red]QC[/] {escape(f'{key} [{stage}/{code}] {message}')}")
+    console.print(f"warehouse: {escape(str(warehouse))}")
+    for step in explore_and_servers:
+        console.print(f"{step.what + ':':10} {escape(step.command)}" + (f"\n{'':10} then open {step.then_open}"
+                                                                       if step.then_open else ""))
+
+
+@dataclass(frozen=True)
+class NextStep:
+    """A command the summary suggests, printed so that it runs as it is (copy, paste, enter)."""
+
+    what: str
+    command: str
+    then_open: str = ""  # the page to open once it runs (a server)
+
+
+UI_PORT = 3000
+MLFLOW_PORT = 5000
+EXPLORE_SQL = "SELECT * FROM patient_status"
+
+
+def cssci_program() -> list[str]:
+    """How to start `cssci` as this process was started: the `cssci` script of this Python's environment (a shell
+    without the environment activated has no `cssci` on its PATH), else `python -m cssci_platform.cli.main`."""
+    script = Path(sys.executable).parent / "cssci"
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "cssci_platform.cli.main"]
+
+
+def next_steps(home: Path, warehouse: Path, mlflow_uri: str) -> list[NextStep]:
+    """What to run next, each as a complete command line: QC details, the warehouse in SQL (no duckdb CLI ships
+    with the platform: this Python's duckdb module), the Dagster UI, the MLflow UI on this home's store (opened on
+    the study's experiment in MLflow's classic machine-learning view)."""
+    home = home.resolve()
+    query = (f"import duckdb; duckdb.connect({str(warehouse)!r}, read_only=True).sql({EXPLORE_SQL!r})"
+             ".show(max_rows=100, max_width=250)")
+    mlflow = Path(sys.executable).parent / "mlflow"
+    mlflow_command = [str(mlflow) if mlflow.is_file() else "mlflow", "ui", "--backend-store-uri", mlflow_uri,
+                      "--host", LOCAL_ONLY, "--port", str(MLFLOW_PORT)]
+    return [
+        NextStep("QC", shlex.join([*cssci_program(), "qc", "--home", str(home)])),
+        NextStep("explore", shlex.join([sys.executable, "-c", query])),
+        NextStep("UI", shlex.join([*cssci_program(), "ui", "--home", str(home), "--port", str(UI_PORT)]),
+                 f"http://{LOCAL_ONLY}:{UI_PORT}"),
+        NextStep("MLflow", shlex.join(mlflow_command), _mlflow_page(home, mlflow_uri)),
+    ]
+
+
+def _mlflow_page(home: Path, mlflow_uri: str) -> str:
+    """The study's experiment page, in the classic ML view (MLflow 3's UI opens the GenAI view unless told)."""
+    from cssci_platform.cli.home import home_experiment_name
+    from cssci_platform.lib.model_tracking import existing_experiment_id, experiment_page_url
+
+    server = f"http://{LOCAL_ONLY}:{MLFLOW_PORT}"
+    name = home_experiment_name(home)
+    return experiment_page_url(server, existing_experiment_id(mlflow_uri, name) if name else None)
 
 
 def comparison_table(frame, title: str) -> Table:

@@ -4,13 +4,11 @@ processes that stop with the command (Ctrl-C, SIGTERM, or the command killed).""
 from __future__ import annotations
 
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -24,6 +22,7 @@ from cssci_platform.cli.dagster_runs import (
     reserve_gpu_pool,
     run_job,
 )
+from cssci_platform.cli.guards import stop_on_terminate
 from cssci_platform.cli.home import PREFLIGHT_LOCK_WAIT
 from cssci_platform.cli.orphaned_runs import fail_orphaned_runs
 
@@ -164,24 +163,6 @@ def exit_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
-
-
-@contextmanager
-def stop_on_terminate() -> Iterator[None]:
-    """Turn SIGTERM into KeyboardInterrupt in the main thread (as Ctrl-C), so `kill` stops a command like Ctrl-C
-    does; outside the main thread nothing changes."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def embed_centers(centers: list[str]) -> dict[str, bool]:

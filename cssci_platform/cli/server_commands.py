@@ -16,7 +16,6 @@ from cssci_platform.cli.home import PROJECT_ROOT, activate_study, configure_envi
 from cssci_platform.cli.output import LOCAL_ONLY, comparison_table, console
 from cssci_platform.cli.study_commands import HOME_OPTION
 from cssci_platform.lib.failures import UserError
-from cssci_platform.lib.study_config import EXPERIMENT_ENV, experiment_file
 
 
 def ui_command(host: str, port: int) -> list[str]:
@@ -35,6 +34,8 @@ def ui(home: Path = HOME_OPTION,
     """Start the Dagster UI on this project's instance (dagster dev -w workspace.yaml), on 127.0.0.1 unless --host."""
     # Its runs read the home's study (CSSCI_EXPERIMENT_CONFIG); a home with a manifest but no study gets the default
     # study of that manifest. One run's settings change in the launchpad: resources.study.config.overrides.
+    from cssci_platform.lib.study_config import EXPERIMENT_ENV, experiment_file
+
     if config is not None:
         from cssci_platform.cli.study_stages import default_home
 

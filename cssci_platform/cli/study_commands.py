@@ -11,8 +11,7 @@ from rich.markup import escape
 
 from cssci_platform.cli.guards import load_or_exit, stopped_cleanly
 from cssci_platform.cli.home import home_lock
-from cssci_platform.cli.output import FAILURE_EXIT, console, errors, patient_printer, print_summary
-from cssci_platform.lib.study_config import ConfigError, config_notes, resource_problems
+from cssci_platform.cli.output import FAILURE_EXIT, console, errors, patient_printer, print_summary, rule
 
 HOME_OPTION = typer.Option(Path(".cssci"), "--home", envvar="CSSCI_HOME",
                            help="Folder for the warehouse, image store and Dagster instance.")
@@ -88,6 +87,7 @@ def run_config_file(name_or_path: str, overrides: list[str], home: Path | None, 
         run_study,
         shared_mlflow_uri,
     )
+    from cssci_platform.lib.study_config import ConfigError, config_notes, resource_problems
 
     experiment = load_or_exit(name_or_path, overrides)
     if problems := resource_problems(experiment):  # found now, not at the deep step minutes later
@@ -108,7 +108,7 @@ def run_config_file(name_or_path: str, overrides: list[str], home: Path | None, 
 
     def on_stage(name: str) -> None:
         stages.append((name, time.perf_counter()))
-        console.rule(name)
+        rule(name)
 
     try:
         command = f"cssci run --config {name_or_path}"
@@ -118,7 +118,7 @@ def run_config_file(name_or_path: str, overrides: list[str], home: Path | None, 
     except StudyStepFailed as error:
         errors.print(f"[red]{experiment.name} failed[/]: {escape(str(error))}", soft_wrap=True)
         raise typer.Exit(FAILURE_EXIT) from None
-    console.rule("summary")
+    rule("summary")
     for (name, at), (_, until) in zip(stages, [*stages[1:], ("end", time.perf_counter())]):
         console.print(f"{until - at:7.1f} s  {name}")
     console.print(f"{time.perf_counter() - started:7.1f} s  total")

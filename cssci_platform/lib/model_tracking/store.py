@@ -87,7 +87,11 @@ def get_or_create_experiment(config: TrackingConfig) -> str:
 
 
 def existing_experiment_id(tracking_uri: str, experiment_name: str) -> str | None:
-    """The id of the experiment of that name in the store, None where there is none (nothing is created)."""
+    """The id of the experiment of that name in the store, None where there is none (nothing is created: a sqlite
+    store that does not exist yet stays so)."""
+    database = _sqlite_path(tracking_uri)
+    if database is not None and not database.is_file():
+        return None
     experiment = TrackingConfig(tracking_uri, experiment_name).client().get_experiment_by_name(experiment_name)
     return experiment.experiment_id if experiment is not None else None
 
