@@ -186,11 +186,17 @@ def _outcome_facts(inputs: ReportInputs) -> RunFacts:
         f"{len(known)} patients with a known outcome ({per_level}); Table 1 gives their characteristics by cohort "
         "and outcome"
     )
-    roles = inputs.predictions.drop_duplicates(["patient_key", "role"]).groupby("role")["patient_key"].nunique()
-    if len(roles):
+    labelled = inputs.predictions.drop_duplicates(["patient_key", "role"]).merge(
+        known[["patient_key", "label"]], on="patient_key")
+    if len(labelled):
+        cohorts = []
+        for role, group in labelled.groupby("role"):
+            levels = group["label"].astype(str).value_counts().sort_index()
+            per_level = ", ".join(f"{n} with {inputs.outcome} = {level}" for level, n in levels.items())
+            cohorts.append(f"{role} {group['patient_key'].nunique()} ({per_level})")
         facts["sample_size"] = (
-            "no formal sample-size calculation by the platform; patients per cohort of the champions' fold: "
-            + ", ".join(f"{role} {int(n)}" for role, n in roles.items())
+            "no formal sample-size calculation by the platform; patients with a known outcome per cohort: "
+            + "; ".join(cohorts)
         )
     return facts
 
@@ -218,11 +224,14 @@ def _model_facts(inputs: ReportInputs) -> RunFacts:
         "SHAP summary and waterfall for each champion (test patients, training patients as background)"
         + ("; Grad-CAM overlays of the fine-tuned networks" if inputs.gradcams else "")
     )
-    validation = inputs.predictions[inputs.predictions["role"] == "validation"]["patient_key"].nunique()
+    known = set(inputs.outcomes.dropna(subset=["label"])["patient_key"])
+    scored = set(inputs.predictions.loc[inputs.predictions["role"] == "validation", "patient_key"])
+    validation = len(scored & known)
     facts["validation"] = (
         "internal validation on a held-out test cohort"
-        + (f"; prospective validation on {validation} patients of the prospective cohort" if validation else
-           "; no prospective validation patients with a known outcome yet")
+        + (f"; prospective validation on {validation} patients of the prospective cohort with a known outcome"
+           if validation else f"; no prospective validation yet ({len(scored)} prospective patients scored, none "
+           "with a known outcome)")
     )
     return facts
 

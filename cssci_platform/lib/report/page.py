@@ -12,7 +12,8 @@ img { max-width: 100%; height: auto; display: block; margin: 0.5em 0; } h2 { bor
 figure { margin: 1em 0 1.5em 0; } figcaption, .table-caption { font-size: 0.9em; color: #333; max-width: 60em; }
 .table-caption { margin: 1.2em 0 0.2em 0; } .note { font-size: 0.8em; color: #444; margin: 0.1em 0; }
 .warning { border: 2px solid #b03a2e; background: #fdedec; padding: 0.6em 1em; }
-table.checklist td { text-align: left; } table.checklist tr.authors td:last-child { color: #888; }
+table.checklist td, table.checklist th { text-align: left; } table.performance td { white-space: nowrap; }
+table.checklist tr.authors td:last-child { color: #888; }
 table.table-one td, table.calibration td { white-space: nowrap; }
 table.calibration td:first-child, table.table-one td:first-child { white-space: pre; }
 figure.montage { display: inline-block; width: 48%; vertical-align: top; margin: 0.5em 0.5%; }
