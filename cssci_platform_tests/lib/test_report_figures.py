@@ -37,15 +37,19 @@ from cssci_platform.lib.report.figures import (
     RocCurve,
     calibration_figure,
     calibration_report,
+    confusion_matrix_report,
     decision_curve_figure,
     decision_curve_report,
     feature_importance_figure,
+    feature_importance_report,
     gradcam_gallery,
     gradcam_report,
     png_data_uri,
     png_img_tag,
     png_size,
     roc_figure,
+    roc_grid,
+    roc_grid_report,
     roc_panels,
     roc_panels_report,
     roc_report,
@@ -364,3 +368,22 @@ def test_nomogram_report_writes_the_equation_that_gives_the_models_probability()
     np.testing.assert_allclose(table.frame["Odds ratio"].iloc[1:], np.exp(model.coef_[0]))
     points = table.frame["Points per unit"].iloc[1:].to_numpy()
     assert max(abs(points) * np.array([ranges[c][1] - ranges[c][0] for c in X.columns])) == pytest.approx(100)
+
+
+def test_multiclass_and_importance_report_figures_match_their_png_twins() -> None:
+    fpr = np.linspace(0, 1, 20)
+    panels = {c: [RocCurve("LR", fpr, np.sqrt(fpr), 0.8)] for c in ("lung", "breast", "kidney", "prostate")}
+    grid = roc_grid_report(panels, "test", n=25)
+    assert grid.key == "roc_classes_test" and "(n = 25)" in grid.caption
+    assert len([a for a in grid.figure.axes if a.get_lines()]) == 4
+    assert figure_png_bytes(grid) == roc_grid(panels)
+    counts = np.array([[5, 1, 0], [2, 3, 1], [0, 0, 4]])
+    matrix = confusion_matrix_report(counts, ["a", "b", "c"], "LR", "test")
+    assert "(n = 16)" in matrix.caption and matrix.key == "confusion_lr_test"
+    cells = [text.get_text() for text in matrix.figure.axes[0].texts]
+    assert cells == [str(v) for v in counts.ravel()]
+    names = [f"feature_{i}" for i in range(30)]
+    values = np.random.default_rng(0).normal(size=30)
+    importance = feature_importance_report(names, values, "Rad_RF", "impurity importance", top_n=5)
+    assert "The 5 features of Rad_RF" in importance.caption and len(importance.figure.axes[0].patches) == 5
+    assert figure_png_bytes(importance) == feature_importance_figure(names, values, top_n=5)

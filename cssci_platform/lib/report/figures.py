@@ -400,6 +400,29 @@ def feature_importance_figure(
 ) -> bytes:
     """Horizontal bars of the `top_n` largest |values| (largest on top); negative values (e.g. LASSO
     coefficients) in a second colour. Height grows with the number of bars shown."""
+    return figure_png(feature_importance_plot(names, values, top_n, title, xlabel, width_inches))
+
+
+def feature_importance_report(names: Sequence[str], values: Sequence[float], model: str, what: str,
+                              top_n: int = 20, xlabel: str = "Importance", key: str | None = None) -> ReportFigure:
+    """`feature_importance_figure` as a captioned `ReportFigure`; `what` says what the values are and on which
+    patients (e.g. 'impurity importance of the fitted forest, 32 training patients')."""
+    shown = min(top_n, len(names))
+    caption = (f"The {shown} features of {model} with the largest {what} (of {len(names)}), largest on top; "
+               "red bars are positive values, blue negative.")
+    return report_figure(key or _key(f"importance_{model}"), f"Feature importance, {model}", caption,
+                         feature_importance_plot(names, values, top_n, xlabel=xlabel))
+
+
+def feature_importance_plot(
+    names: Sequence[str],
+    values: Sequence[float],
+    top_n: int = 20,
+    title: str = "",
+    xlabel: str = "Importance",
+    width_inches: float = 6.5,
+) -> Figure:
+    """`feature_importance_figure`'s Figure."""
     scores = np.asarray(values, dtype=float)
     if scores.shape != (len(names),):
         raise ValueError(f"{len(names)} names for {scores.size} values")
@@ -411,7 +434,7 @@ def feature_importance_figure(
     axes.set_yticks(np.arange(order.size), [str(names[i]) for i in order], fontsize="x-small")
     axes.axvline(0, color="black", linewidth=0.6)
     axes.set(xlabel=xlabel, title=title)
-    return figure_png(figure)
+    return figure
 
 
 # ---------------------------------------------------------------------------------------------- multiclass
@@ -420,6 +443,24 @@ def feature_importance_figure(
 def roc_grid(panels: Mapping[str, Sequence[RocCurve]], columns: int = 3, panel_inches: float = 4.0,
              title: str | None = None) -> bytes:
     """ROC panels in a grid, `columns` per row (e.g. one one-vs-rest panel per class); unused cells stay blank."""
+    return figure_png(roc_grid_plot(panels, columns, panel_inches, title))
+
+
+def roc_grid_report(panels: Mapping[str, Sequence[RocCurve]], cohort: str, n: int | None = None,
+                    models: str = "the champions", key: str | None = None) -> ReportFigure:
+    """One-vs-rest ROC panels (one per class) on one cohort as a captioned `ReportFigure`."""
+    if not panels:
+        raise ValueError(f"no class has predictions of both kinds in the {cohort} cohort: no ROC curve")
+    size = f" (n = {n})" if n is not None else ""
+    caption = (f"One-vs-rest ROC curves of {models} in the {cohort} cohort{size}, one panel per outcome class: each "
+               "class against all others. " + ROC_READING)
+    return report_figure(key or _key(f"roc_classes_{cohort}"), f"ROC curves per class, {cohort} cohort", caption,
+                         roc_grid_plot(panels))
+
+
+def roc_grid_plot(panels: Mapping[str, Sequence[RocCurve]], columns: int = 3, panel_inches: float = 4.0,
+                  title: str | None = None) -> Figure:
+    """`roc_grid`'s Figure."""
     if not panels:
         raise ValueError("roc_grid needs at least one panel")
     columns = min(columns, len(panels))
@@ -432,13 +473,30 @@ def roc_grid(panels: Mapping[str, Sequence[RocCurve]], columns: int = 3, panel_i
         axes.set_axis_off()
     if title:
         figure.suptitle(title)
-    return figure_png(figure)
+    return figure
 
 
 def confusion_matrix_figure(counts: np.ndarray, classes: Sequence[str], title: str = "",
                             cell_inches: float = 0.9) -> bytes:
     """Confusion matrix (rows: true class, columns: predicted class) annotated with counts; the shade is the
     row fraction (recall of the true class), so rare classes read as clearly as common ones."""
+    return figure_png(confusion_matrix_plot(counts, classes, title, cell_inches))
+
+
+def confusion_matrix_report(counts: np.ndarray, classes: Sequence[str], model: str, cohort: str,
+                            key: str | None = None) -> ReportFigure:
+    """The confusion matrix of one model on one cohort as a captioned `ReportFigure`."""
+    n = int(np.asarray(counts).sum())
+    caption = (f"Confusion matrix of {model} in the {cohort} cohort (n = {n}): rows are the true classes, columns the "
+               "predicted (most probable) class; each cell gives the number of patients and is shaded by the fraction "
+               "of its row (the recall of the true class), so the diagonal reads as per-class sensitivity.")
+    return report_figure(key or _key(f"confusion_{model}_{cohort}"), f"Confusion matrix, {model}, {cohort} cohort",
+                         caption, confusion_matrix_plot(counts, classes, title=model))
+
+
+def confusion_matrix_plot(counts: np.ndarray, classes: Sequence[str], title: str = "",
+                          cell_inches: float = 0.9) -> Figure:
+    """`confusion_matrix_figure`'s Figure."""
     matrix = np.asarray(counts, dtype=float)
     if matrix.shape != (len(classes), len(classes)):
         raise ValueError(f"a {len(classes)}-class confusion matrix must be {len(classes)} x {len(classes)}, "
@@ -457,13 +515,19 @@ def confusion_matrix_figure(counts: np.ndarray, classes: Sequence[str], title: s
     axes.set_yticks(ticks, [str(c) for c in classes], fontsize="small")
     axes.set(xlabel="Predicted class", ylabel="True class", title=title)
     figure.colorbar(image, ax=axes, shrink=0.8, label="Fraction of the true class")
-    return figure_png(figure)
+    return figure
 
 
 def stacked_importance_figure(names: Sequence[str], values: np.ndarray, groups: Sequence[str], top_n: int = 15,
                               title: str = "", xlabel: str = "mean |SHAP value|", width_inches: float = 7.5) -> bytes:
     """Horizontal bars of the `top_n` features with the largest row sums of `values` (features x groups, e.g.
     mean |SHAP| per class), each bar stacked by group (shap's multiclass summary bar layout); largest on top."""
+    return figure_png(stacked_importance_plot(names, values, groups, top_n, title, xlabel, width_inches))
+
+
+def stacked_importance_plot(names: Sequence[str], values: np.ndarray, groups: Sequence[str], top_n: int = 15,
+                            title: str = "", xlabel: str = "mean |SHAP value|", width_inches: float = 7.5) -> Figure:
+    """`stacked_importance_figure`'s Figure."""
     matrix = np.asarray(values, dtype=float)
     if matrix.shape != (len(names), len(groups)):
         raise ValueError(f"values must be {len(names)} features x {len(groups)} groups, got {matrix.shape}")
@@ -479,4 +543,4 @@ def stacked_importance_figure(names: Sequence[str], values: np.ndarray, groups: 
     axes.set_yticks(np.arange(order.size), [str(names[i]) for i in order], fontsize="x-small")
     axes.set(xlabel=xlabel, title=title)
     axes.legend(loc="lower right", fontsize="x-small")
-    return figure_png(figure)
+    return figure
