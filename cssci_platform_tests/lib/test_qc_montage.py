@@ -15,11 +15,14 @@ from cssci_platform.lib.qc_montage import (
     ROI_COLOURS,
     DlRectangle,
     draw_sequence_row,
+    lps_array,
     montage_png,
     patient_montage,
     png_markdown,
+    roi_colour,
     write_montage,
 )
+from cssci_platform_tests.refdata import refdata_root
 
 SHAPE = (60, 40, 30)  # (z, y, x): sagittal slices are 60 x 40 pixels
 LESION_CENTRE = (30, 20, 15)
@@ -141,3 +144,20 @@ def test_a_volume_stored_in_another_orientation_is_shown_the_same_way(tmp_path: 
     lps = patient_montage("P-1", *_patient_frames(tmp_path / "lps"), "lesion")
     flipped = patient_montage("P-1", *_patient_frames(tmp_path / "flipped", flip_x=True), "lesion")
     assert np.array_equal(lps, flipped)
+
+
+def test_on_a_real_cervical_t2_the_montage_shows_superior_up() -> None:
+    """The Spinal Cord Toolbox T2 (stored PSR) with its cord labelled by vertebral level: C2 is drawn above C5."""
+    folder = refdata_root() / "spinal_cord_sct" / "t2"
+    image = lps_array(sitk.ReadImage(str(folder / "t2.nii.gz")))
+    levels = lps_array(sitk.ReadImage(str(folder / "t2_seg-manual_labeled.nii.gz")))
+    rois = {"cord": levels > 0, "C2": levels == 2, "C5": levels == 5}
+    row = draw_sequence_row("T2", "sagittal", {"original": image}, rois, "cord")
+    panel = row.panels[0][1]
+
+    def mean_row(roi: str) -> float:
+        drawn = np.all(panel == roi_colour(roi, list(rois)), axis=-1)
+        assert drawn.sum() > 20, roi
+        return float(np.flatnonzero(drawn.any(axis=1)).mean())
+
+    assert mean_row("C2") < mean_row("C5") - 50  # rows grow downwards: C2 (superior) sits well above C5
