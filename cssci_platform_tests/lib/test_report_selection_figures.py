@@ -21,7 +21,9 @@ from cssci_platform.lib.report.selection_figures import (
     rad_score_table,
     rad_score_terms,
     selected_coefficients_figure,
+    selector_path,
 )
+from cssci_platform.lib.selection import LassoSelector
 from cssci_platform.lib.selection.settings import SelectionSettings
 
 
@@ -158,3 +160,21 @@ def test_a_clinical_logistic_regression_is_not_a_rad_score() -> None:
                                        chain_settings()).steps).fit(rows, labels)
     with pytest.raises(ValueError, match="non-radiomics input"):
         rad_score_terms(clinical)
+
+
+@pytest.mark.parametrize("model", ["logistic", "linear_on_labels"])
+def test_selector_path_of_other_lasso_models_chooses_their_penalty(model: str) -> None:
+    rows, labels = synthetic_matrix(n=60, features=10)
+    X = rows[rad_columns(rows)]
+    X = (X - X.mean()) / X.std()
+    if model == "logistic":  # three classes: the multinomial (saga) path
+        labels = pd.Series(np.where(X.iloc[:, 0] > 0.5, "high", np.where(X.iloc[:, 1] > 0, "mid", "low")),
+                           index=X.index)
+    selector = LassoSelector(model=model, cv=3, n_penalties=8, random_state=1).fit(X, labels)  # type: ignore[arg-type]
+    path = selector_path(selector, X, labels)
+    assert path.chosen_penalty == pytest.approx(selector.report_.details[path.penalty_name], rel=1e-12)
+    assert set(path.selected) == set(selector.report_.kept)
+    assert path.error_name() == ("CV deviance (2 × mean log-loss)" if model == "logistic" else "CV mean squared error")
+    if model == "linear_on_labels":  # alpha is the penalty itself: log10 alpha rises with the penalty's strength
+        assert path.penalty_name == "alpha" and np.all(np.diff(path.log_lambda) < 0)
+    lasso_cv_figure(path)
