@@ -10,6 +10,12 @@ def _scored_warehouse(path: Path) -> None:
     with warehouse.connect(path) as con:
         warehouse.append_rows(
             con,
+            "patients",
+            [{"patient_key": k, "cohort": "prospective"} for k in ("N1", "N2", "N3")]
+            + [{"patient_key": k, "cohort": "development"} for k in ("T1", "T2")],
+        )
+        warehouse.append_rows(
+            con,
             "trained_models",
             [
                 {
@@ -42,7 +48,7 @@ def _scored_warehouse(path: Path) -> None:
                     "registered_model": "s_Rad",
                     "model_version": "2",
                 }
-                for key, p1 in (("N1", 0.8), ("N2", 0.3), ("N3", 0.5))
+                for key, p1 in (("N1", 0.8), ("N2", 0.3), ("N3", 0.5), ("T1", 0.9))
                 for label, p in (("0", 1 - p1), ("1", p1))
             ],
         )
@@ -69,14 +75,15 @@ def _scored_warehouse(path: Path) -> None:
         )
 
 
-def test_scored_patients_with_outcome_join_the_modelled_outcome_and_the_champion_version(tmp_path: Path) -> None:
+def test_validation_cohort_scores_join_the_modelled_outcome_and_the_champion_version(tmp_path: Path) -> None:
     path = tmp_path / "w.duckdb"
     _scored_warehouse(path)
     with warehouse.connect(path, read_only=True) as con:
-        scored = prospective.scored_patients_with_outcome(con, "good")
+        scored = prospective.validation_cohort_scores(con, "good")
         champions = prospective.champions(con)
         tests = prospective.champion_test_predictions(con, "run-2", "good")
-    # N3's outcome has not arrived; the `other` outcome is not the modelled one; only the positive class is scored
+    # N3's outcome has not arrived; the `other` outcome is not the modelled one; only the positive class is scored;
+    # T1 is a development patient (scored prospectively, yet not the validation cohort)
     assert scored.select("patient_key", "outcome", "probability", "threshold", "train_run").rows() == [
         ("N1", "1", 0.8, 0.4, "run-2"),
         ("N2", "0", 0.3, 0.4, "run-2"),

@@ -5,10 +5,9 @@ from datetime import datetime
 import dagster as dg
 
 from cssci_platform.defs.prospective.assets import followup_outcomes, prospective_predictions
-from cssci_platform.lib.evaluation.prospective_validation import validate_champions
+from cssci_platform.lib.evaluation.prospective_validation import champion_validations
 from cssci_platform.lib.model_tracking import log_metrics_to_version
 from cssci_platform.lib.queries.modeling import modelled_outcome
-from cssci_platform.lib.queries.prospective import champion_test_predictions, scored_patients_with_outcome
 from cssci_platform.lib.warehouse import append_rows
 from cssci_platform.resources.study import StudyResource
 from cssci_platform.resources.tracking import TrackingResource
@@ -25,14 +24,14 @@ ALL = dg.AllPartitionMapping()
 def validation_metrics(
     study: StudyResource, warehouse: WarehouseResource, tracking: TrackingResource
 ) -> dg.MaterializeResult:
-    """AUC with its interval, Brier score and threshold metrics per champion version on the modelled outcome
-    (`lib/evaluation/prospective_validation`); appended, and logged to MLflow. Flagged when the validation AUC falls
-    below the lower bound of the same interval on the champion's test patients."""
+    """AUC with its interval, Brier score and threshold metrics per champion version on the validation cohort's
+    patients whose modelled outcome is known (`champion_validations`: the same scores and numbers as the report's
+    validation table); appended, and logged to MLflow. Flagged when the validation AUC falls below the lower bound of
+    the same interval on the champion's test patients."""
     with warehouse.connect() as con:
         outcome = modelled_outcome(con)
-        scored = scored_patients_with_outcome(con, outcome)
-        tests = {run: champion_test_predictions(con, run, outcome) for run in scored["train_run"].unique()}
-    validations, now = validate_champions(scored, tests), datetime.now()
+        validations = champion_validations(con, outcome) if outcome is not None else []
+    now = datetime.now()
     experiment = tracking.config(study.config().name)
     for validation in validations:
         log_metrics_to_version(

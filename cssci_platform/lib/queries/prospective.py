@@ -1,5 +1,6 @@
 """Named reads of the prospective loop: the champions that score, one patient's stored stage rows, and what the
-validation of the champions on prospective patients needs."""
+validation of the champions on prospective patients needs: `validation_cohort_scores`, the one definition of a model's
+scores on the validation cohort that both `validation_metrics` and the report's validation table read."""
 
 from __future__ import annotations
 
@@ -49,20 +50,57 @@ def fine_tuned_networks(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     return con.execute(FINE_TUNED_NETWORKS).pl()
 
 
-SCORED_PATIENTS_WITH_OUTCOME = (
-    "SELECT p.signature, p.registered_model, p.model_version, p.patient_key, p.class_label, p.probability, "
-    "o.value AS outcome, t.threshold, t.run_id AS train_run FROM prospective_predictions p "
-    "JOIN outcomes o ON o.patient_key = p.patient_key AND o.value IS NOT NULL AND o.outcome = ? "
-    "JOIN trained_models t ON t.registered_model = p.registered_model AND t.model_version = p.model_version "
-    "WHERE p.class_label = (SELECT max(class_label) FROM prospective_predictions) "
-    "ORDER BY p.signature, p.registered_model, p.model_version, p.patient_key"
-)
+VALIDATION_COHORT_SCORES = """
+WITH positive AS (
+    SELECT coalesce($positive, (SELECT max(class_label) FROM predictions),
+                    (SELECT max(class_label) FROM prospective_predictions)) AS class_label
+),
+models AS (
+    SELECT run_id, result_name, signature, mode, fold, champion, registered_model, model_version, threshold
+    FROM trained_models
+),
+prospective AS (
+    SELECT m.run_id, p.patient_key, p.class_label, p.probability, 'prospective_predictions' AS scored_by
+    FROM prospective_predictions p
+    JOIN models m ON m.registered_model = p.registered_model AND m.model_version = p.model_version
+    WHERE p.class_label = (SELECT class_label FROM positive)
+),
+training AS (
+    SELECT p.model_name AS run_id, p.patient_key, p.class_label, p.probability, 'predictions' AS scored_by
+    FROM predictions p
+    WHERE p.role = 'validation' AND p.class_label = (SELECT class_label FROM positive)
+      AND NOT EXISTS (SELECT 1 FROM prospective s WHERE s.run_id = p.model_name AND s.patient_key = p.patient_key)
+),
+scores AS (SELECT * FROM prospective UNION ALL SELECT * FROM training)
+SELECT m.signature, m.result_name, m.mode, m.fold, m.champion, m.registered_model, m.model_version, m.threshold,
+       m.run_id AS train_run, s.patient_key, s.class_label, s.probability, s.scored_by,
+       coalesce(t.label, o.value) AS outcome
+FROM scores s
+JOIN models m ON m.run_id = s.run_id
+JOIN patients c ON c.patient_key = s.patient_key AND c.cohort = 'prospective'
+LEFT JOIN predictions t ON t.model_name = s.run_id AND t.patient_key = s.patient_key AND t.role = 'validation'
+    AND t.class_label = s.class_label
+LEFT JOIN outcomes o ON o.patient_key = s.patient_key AND o.outcome = $outcome
+WHERE coalesce(t.label, o.value) IS NOT NULL
+ORDER BY m.signature, m.result_name, m.mode, m.run_id, s.patient_key
+"""
 
 
-def scored_patients_with_outcome(con: duckdb.DuckDBPyConnection, outcome: str) -> pl.DataFrame:
-    """Prospective scores of the positive (last) class whose patient's `outcome` has arrived, with the champion
-    version's threshold and training run."""
-    return con.execute(SCORED_PATIENTS_WITH_OUTCOME, [outcome]).pl()
+def validation_cohort_scores(
+    con: duckdb.DuckDBPyConnection, outcome: str, positive_class: str | None = None
+) -> pl.DataFrame:
+    """Every trained model's positive-class probability per validation-cohort patient (`patients.cohort` is
+    'prospective') whose `outcome` is known: the one definition of "a model's performance on the validation cohort".
+
+    A champion's score is its registered version's prospective score (`prospective_predictions`: the deployed recipe,
+    also for patients who arrived after training) where there is one, else its training run's score of the patient
+    (`predictions`, role 'validation'); other models have only the latter. The outcome is the label the training run
+    evaluated the patient against where it had one, else the patient's current value in `outcomes` (follow-ups arrive
+    after training). Development patients are never in it, even when their partition was scored prospectively.
+    `positive_class`: the scored class (default: the largest class label, "1" of a 0/1 outcome).
+    Columns: signature, result_name, mode, fold, champion, registered_model, model_version, threshold, train_run,
+    patient_key, class_label, probability, scored_by ('prospective_predictions' | 'predictions'), outcome."""
+    return con.execute(VALIDATION_COHORT_SCORES, {"outcome": outcome, "positive": positive_class}).pl()
 
 
 CHAMPION_TEST_PREDICTIONS = (
