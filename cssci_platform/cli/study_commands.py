@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
@@ -13,6 +14,10 @@ from cssci_platform.cli.guards import load_or_exit, stopped_cleanly
 from cssci_platform.cli.home import home_lock
 from cssci_platform.cli.output import FAILURE_EXIT, console, errors, patient_printer, print_summary, rule
 
+if TYPE_CHECKING:
+    from cssci_platform.lib.study_config.model import SyntheticCohort
+
+SHIPPED_DEFAULT = "the cohort.synthetic of the protocol's shipped config, e.g. `cssci config show demo`"
 HOME_OPTION = typer.Option(Path(".cssci"), "--home", envvar="CSSCI_HOME",
                            help="Folder for the warehouse, image store and Dagster instance.")
 
@@ -23,32 +28,49 @@ def demo_data(
     protocol: str = typer.Option("demo", help="sci only: 'demo' (binary good outcome), 'ianr' (six planes, dl_rect "
                                  "ROI, IANR-SCIFRS score) or 'upper_limb' (sagittal T2, UEMS at admission and one "
                                  "year)."),
-    patients: int = typer.Option(120, help="Development patients (metastasis: all patients)."),
-    prospective: int = typer.Option(30, help="Prospective patients (sci only); their outcomes go to "
-                                    "followup/outcomes.csv."),
-    seed: int = typer.Option(7, help="Random seed; the same seed writes the same cohort."),
+    patients: int | None = typer.Option(None, min=1, help="Development patients (metastasis: all patients) "
+                                        f"(default: {SHIPPED_DEFAULT})."),
+    prospective: int | None = typer.Option(None, min=0, help="Prospective patients (sci only); their outcomes go to "
+                                           f"followup/outcomes.csv (default: {SHIPPED_DEFAULT})."),
+    seed: int | None = typer.Option(None, help=f"Random seed; the same seed writes the same cohort (default: "
+                                    f"{SHIPPED_DEFAULT})."),
 ) -> None:
-    """Write a synthetic multi-center cohort (images, masks, manifest, planted ground truth)."""
-    from cssci_platform.lib.synthetic import write_metastasis_cohort, write_sci_cohort
+    """Write a synthetic multi-center cohort (images, masks, manifest, planted ground truth); by default the very
+    cohort `cssci demo` (protocol demo) or `cssci run --config <the protocol's config>` writes."""
+    from cssci_platform.cli.study_stages import write_synthetic_cohort
 
     started = time.perf_counter()
-    if variant == "sci":
-        if protocol not in ("demo", "ianr", "upper_limb"):
-            raise typer.BadParameter("choose 'demo', 'ianr' or 'upper_limb'", param_hint="--protocol")
-        manifest = write_sci_cohort(out, n_development=patients, n_prospective=prospective, seed=seed,
-                                    protocol=protocol)
-    elif variant == "metastasis":
-        manifest = write_metastasis_cohort(out, n_patients=patients, seed=seed)
-    else:
+    if variant not in ("sci", "metastasis"):
         raise typer.BadParameter("choose 'sci' or 'metastasis'", param_hint="--variant")
-    console.print(f"wrote {manifest} in {time.perf_counter() - started:.1f} s")
+    if variant == "sci" and protocol not in ("demo", "ianr", "upper_limb"):
+        raise typer.BadParameter("choose 'demo', 'ianr' or 'upper_limb'", param_hint="--protocol")
+    base = shipped_synthetic_cohort("metastasis" if variant == "metastasis" else protocol)
+    given = {"patients": patients, "prospective": prospective, "seed": seed}
+    synthetic = base.model_copy(update={key: value for key, value in given.items() if value is not None})
+    manifest = write_synthetic_cohort(synthetic, out)
+    console.print(f"wrote {manifest} ({synthetic.patients} + {synthetic.prospective} prospective patients, seed "
+                  f"{synthetic.seed}) in {time.perf_counter() - started:.1f} s")
+
+
+def shipped_synthetic_cohort(protocol: str) -> SyntheticCohort:
+    """The synthetic cohort of the shipped config of `protocol` (demo: the `demo` config behind `cssci demo`), so that
+    `cssci demo-data` and `cssci demo` / `cssci run` write the same cohort by default."""
+    from cssci_platform.lib.study_config import load_config, shipped_configs
+
+    for name in sorted(shipped_configs(), key=lambda name: name != "demo"):  # `demo` first: the demo protocol's own
+        synthetic = load_config(name).cohort.synthetic
+        if synthetic is not None and synthetic.protocol == protocol:
+            return synthetic
+    raise typer.BadParameter(f"no shipped config writes a synthetic '{protocol}' cohort", param_hint="--protocol")
 
 
 def demo(
     home: Path = HOME_OPTION,
-    patients: int = typer.Option(40, help="Development patients of the synthetic cohort."),
-    prospective: int = typer.Option(10, help="Prospective patients of the synthetic cohort."),
-    seed: int = typer.Option(7, help="Seed of the synthetic cohort."),
+    patients: int | None = typer.Option(None, min=1, help="Development patients of the synthetic cohort (default: "
+                                        "the demo config's cohort.synthetic.patients)."),
+    prospective: int | None = typer.Option(None, min=0, help="Prospective patients of the synthetic cohort "
+                                           "(default: the demo config's)."),
+    seed: int | None = typer.Option(None, help="Seed of the synthetic cohort (default: the demo config's)."),
     workers: int = typer.Option(2, min=1, help="Patients processed in parallel."),
     backbone: str = typer.Option("resnet18", help="ResNet for the deep features (resnet18/34/50/101/152)."),
     weights: str = typer.Option("none", help="'none' (random init: no ImageNet checkpoint ships with the demo), "
@@ -57,12 +79,19 @@ def demo(
     cv_folds: int = typer.Option(5, min=2, help="Stratified CV folds for grid search on the training split."),
 ) -> None:
     """Generate the synthetic multi-center cohort and materialize every asset for it (the `demo` experiment config)."""
-    overrides = [f"cohort.synthetic.patients={patients}", f"cohort.synthetic.prospective={prospective}",
-                 f"cohort.synthetic.seed={seed}", f"deep.backbones=[{backbone}]", f"deep.weights={weights}",
-                 f"models.cv_folds={cv_folds}"]
+    cohort = {"patients": patients, "prospective": prospective, "seed": seed}
+    run_config_file("demo", demo_overrides(cohort, backbone, weights, classifiers, cv_folds), home, workers)
+
+
+def demo_overrides(cohort: dict[str, int | None], backbone: str, weights: str, classifiers: str,
+                   cv_folds: int) -> list[str]:
+    """The `--set` overrides of `cssci demo`'s options on the demo config; a cohort option left out (None) keeps the
+    config's value, the one `cssci demo-data` writes too."""
+    overrides = [f"cohort.synthetic.{key}={value}" for key, value in cohort.items() if value is not None]
+    overrides += [f"deep.backbones=[{backbone}]", f"deep.weights={weights}", f"models.cv_folds={cv_folds}"]
     if classifiers != "all":
         overrides.append(f"models.classifiers=[{classifiers}]")
-    run_config_file("demo", overrides, home, workers)
+    return overrides
 
 
 def run(
