@@ -186,7 +186,7 @@ def _outcome_facts(inputs: ReportInputs) -> RunFacts:
         f"{len(known)} patients with a known outcome ({per_level}); Table 1 gives their characteristics by cohort "
         "and outcome"
     )
-    labelled = inputs.predictions.drop_duplicates(["patient_key", "role"]).merge(
+    labelled = inputs.predictions[["patient_key", "role"]].drop_duplicates().merge(
         known[["patient_key", "label"]], on="patient_key")
     if len(labelled):
         cohorts = []
