@@ -35,6 +35,7 @@ def shifted_cohort(n: int = 45, features: int = 12, seed: int = 5) -> tuple[pd.D
     values[centers == "center_B"] += 1.5
     values[centers == "center_C"] *= 2.0
     matrix = pd.DataFrame(values, columns=[f"rad__sag_T2__lesion__original__firstorder_f{i}" for i in range(features)])
+    matrix["rad__sag_T2__lesion__original__original_shape_VoxelVolume"] = values[:, 0] * 2 + 10  # left unharmonized
     matrix.insert(0, "center", centers)
     matrix.insert(1, "cohort", "development")
     matrix.insert(2, "label", rng.integers(0, 2, n).astype(str))
@@ -55,7 +56,8 @@ def training_comparison():
 def test_combat_brings_the_centers_together_in_the_comparison() -> None:
     comparison, matrix, roles = training_comparison()
     assert len(comparison.centers) == int((roles == "train").sum())
-    assert "clin__age" not in comparison.features and len(comparison.features) == 12
+    assert "clin__age" not in comparison.features and len(comparison.features) == 13
+    assert comparison.unchanged() == ["rad__sag_T2__lesion__original__original_shape_VoxelVolume"]
     # the z-scale is the raw pooled one: before has mean 0 and SD 1 per feature
     np.testing.assert_allclose(comparison.before.mean(), 0, atol=1e-12)
     before_p = center_effect_pvalues(comparison.before, comparison.centers)
@@ -85,7 +87,8 @@ def test_box_figure_shows_the_strongest_center_effects_before_and_after() -> Non
     comparison, _, _ = training_comparison()
     item = combat_feature_boxes_figure(comparison, n_features=3)
     assert len(item.figure.axes) == 6
-    strongest = center_effect_pvalues(comparison.before, comparison.centers).sort_values(kind="stable").index[:3]
+    pvalues = center_effect_pvalues(comparison.before, comparison.centers).drop(index=comparison.unchanged())
+    strongest = pvalues.sort_values(kind="stable").index[:3]
     titles = [axes.get_title() for axes in item.figure.axes]
     for feature, title in zip(strongest, titles[::2], strict=True):
         assert feature.removeprefix("rad__")[-10:] in title and "before" in title
@@ -97,7 +100,7 @@ def test_center_effect_table_counts_fewer_center_effects_after() -> None:
     table = center_effect_table(comparison)
     assert isinstance(table, ReportTable)
     row = table.frame.iloc[0]
-    assert row["Features"] == "radiomics" and row["n"] == 12
+    assert row["Features"] == "radiomics" and row["n"] == 13 and row["Left unharmonized"] == 1
     assert row["Center effect after (p < 0.05)"] < row["Center effect before (p < 0.05)"]
 
 

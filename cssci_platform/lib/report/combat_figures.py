@@ -37,6 +37,11 @@ class CenterComparison:
     def features(self) -> list[str]:
         return list(self.before.columns)
 
+    def unchanged(self) -> list[str]:
+        """Features ComBat passed through as they were (e.g. the shape class, `unharmonized_feature_classes`)."""
+        same = np.isclose(self.before.to_numpy(), self.after.to_numpy(), equal_nan=True).all(axis=0)
+        return [name for name, kept in zip(self.features, same, strict=True) if kept]
+
     def center_sizes(self) -> dict[str, int]:
         return {str(c): int(n) for c, n in self.centers.value_counts().sort_index().items()}
 
@@ -129,11 +134,12 @@ def combat_pca_figure(comparison: CenterComparison, key: str = "combat_pca") -> 
 
 def combat_feature_boxes_figure(comparison: CenterComparison, n_features: int = BOXED_FEATURES,
                                 key: str = "combat_features") -> ReportFigure:
-    """Box plots per center of the `n_features` features with the strongest center effect before ComBat (smallest
-    Kruskal-Wallis p), before (left) and after (right) on one z-scale."""
+    """Box plots per center of the `n_features` harmonized features with the strongest center effect before ComBat
+    (smallest Kruskal-Wallis p), before (left) and after (right) on one z-scale."""
     before_p = center_effect_pvalues(comparison.before, comparison.centers)
     after_p = center_effect_pvalues(comparison.after, comparison.centers)
-    shown = before_p.sort_values(kind="stable").index[:n_features].tolist()
+    harmonized = before_p.drop(index=comparison.unchanged())
+    shown = (harmonized if len(harmonized) else before_p).sort_values(kind="stable").index[:n_features].tolist()
     centers = sorted(comparison.centers.unique())
     figure = new_figure((9.0, 2.2 * len(shown) + 0.6))
     grid = figure.subplots(len(shown), 2, squeeze=False, sharey="row")
@@ -150,7 +156,8 @@ def combat_feature_boxes_figure(comparison: CenterComparison, n_features: int = 
                 axes.set_ylabel("z (raw pooled)", fontsize="x-small")
     caption = (
         f"The {len(shown)} features with the strongest difference between centers before ComBat (smallest "
-        f"Kruskal-Wallis p over {len(comparison.features)} features) in {comparison.cohort_text()}: per center, "
+        f"Kruskal-Wallis p over the {len(harmonized) or len(before_p)} harmonized features) in "
+        f"{comparison.cohort_text()}: per center, "
         "before (left) and after harmonization (right), both in units of the raw feature's pooled SD. Boxes show "
         "the median and quartiles; after ComBat the boxes should line up and p rise."
     )
@@ -162,6 +169,7 @@ def center_effect_table(comparison: CenterComparison, key: str = "combat_center_
     before_p = center_effect_pvalues(comparison.before, comparison.centers)
     after_p = center_effect_pvalues(comparison.after, comparison.centers)
     rows = []
+    unchanged = set(comparison.unchanged())
     for prefix, family in FAMILIES.items():
         columns = [c for c in comparison.features if c.startswith(prefix)]
         if not columns:
@@ -170,6 +178,7 @@ def center_effect_table(comparison: CenterComparison, key: str = "combat_center_
             {
                 "Features": family,
                 "n": len(columns),
+                "Left unharmonized": len(set(columns) & unchanged),
                 "Center effect before (p < 0.05)": int((before_p[columns] < SIGNIFICANCE).sum()),
                 "Center effect after (p < 0.05)": int((after_p[columns] < SIGNIFICANCE).sum()),
                 "Median p before": float(before_p[columns].median()),
@@ -181,7 +190,9 @@ def center_effect_table(comparison: CenterComparison, key: str = "combat_center_
         "Features whose distribution differs between centers (Kruskal-Wallis test, "
         f"p < {SIGNIFICANCE}, no multiplicity correction) among {comparison.cohort_text()}, before and after ComBat. "
         "Fewer after means ComBat removed "
-        "center effects; it cannot remove a difference in case mix between centers, which may also show here."
+        "center effects; it cannot remove a difference in case mix between centers, which may also show here. "
+        "Features left unharmonized (harmonization.unharmonized_feature_classes, e.g. shape) keep their center "
+        "effects by design."
     )
     return ReportTable(key, "Center effects before and after ComBat", caption, frame)
 
