@@ -178,3 +178,13 @@ def test_selector_path_of_other_lasso_models_chooses_their_penalty(model: str) -
     if model == "linear_on_labels":  # alpha is the penalty itself: log10 alpha rises with the penalty's strength
         assert path.penalty_name == "alpha" and np.all(np.diff(path.log_lambda) < 0)
     lasso_cv_figure(path)
+
+
+def test_caption_names_the_cohort_once_whatever_the_caller_passes() -> None:
+    rows, labels = synthetic_matrix()
+    pipeline = build_pipeline(Signature("rad"), rad_columns(rows), LogisticRegression(max_iter=5000),
+                              chain_settings()).fit(rows, labels)
+    path = lasso_path(pipeline, rows, labels)
+    for cohort in ("training patients", "the 60 training patients", "The training patients"):
+        caption = lasso_path_figure(path, cohort).caption
+        assert "on the training patients (n = 60:" in caption and "the the" not in caption.lower()

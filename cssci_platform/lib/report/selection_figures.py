@@ -137,8 +137,13 @@ def selector_path(selector: LassoSelector, X: pd.DataFrame, labels: Sequence[Any
 
 
 def _cohort_text(path: LassoPath, cohort: str) -> str:
+    """'training patients (n = 32: 19 with outcome 0, 13 with outcome 1)', to follow 'the'; a leading 'the' or 'the
+    <n>' in `cohort` is dropped (the count comes from the path)."""
+    words = cohort.split()
+    while words and (words[0].lower() == "the" or words[0].isdigit()):
+        words = words[1:]
     counts = ", ".join(f"{n} with outcome {c}" for c, n in path.class_counts.items())
-    return f"{cohort} (n = {path.n_rows}: {counts})"
+    return f"{' '.join(words) or 'patients'} (n = {path.n_rows}: {counts})"
 
 
 def _rule_text(path: LassoPath) -> str:
