@@ -224,3 +224,38 @@ def test_the_checklist_is_a_numbered_table_of_the_report(small_page: str) -> Non
     section = small_page.split('id="checklist"')[1].split("<h2")[0]
     assert "Reporting checklist (TRIPOD+AI, CLEAR)" in section and TO_BE_WRITTEN in section
     assert "2 centers: center_A, center_B" in section
+
+
+# ----------------------------------------------------------------------------------------------- validation
+
+
+def _validation_scores(inputs: ReportInputs, leave_out: str) -> pd.DataFrame:
+    """validation_cohort_scores-shaped rows of the study's validation patients, one patient left out (as the query
+    leaves out a patient whose outcome is unknown)."""
+    rows = inputs.predictions[(inputs.predictions["role"] == "validation") & (inputs.predictions["class_label"] == "1")
+                              & (inputs.predictions["patient_key"] != leave_out)]
+    models = MODELS.set_index("run_id")
+    outcome = dict(zip(inputs.outcomes["patient_key"], inputs.outcomes["label"], strict=True))
+    return pd.DataFrame({
+        "signature": rows["model_name"].map(models["signature"]), "result_name": rows["model_name"].map(
+            models["result_name"]), "mode": rows["mode"], "fold": "holdout",
+        "champion": rows["model_name"].map(models["champion"]), "registered_model": None, "model_version": None,
+        "threshold": 0.5, "train_run": rows["model_name"], "patient_key": rows["patient_key"], "class_label": "1",
+        "probability": rows["probability"], "scored_by": "predictions", "outcome": rows["patient_key"].map(outcome),
+    })
+
+
+def test_the_validation_numbers_are_those_validation_metrics_computes(small: ReportInputs) -> None:
+    from cssci_platform.lib.report.validation import validation_performance_frame
+
+    scores = _validation_scores(small, leave_out="P053")
+    report = build_study_report(ReportInputs(**{**small.__dict__, "validation_scores": scores}))
+    expected = validation_performance_frame(scores).set_index("result_name")
+    [table] = [t for t in report.tables if t.key == "performance_validation"]
+    rad = table.frame.set_index("Model").loc["Rad_LR (champion)"]
+    assert rad["n"] == expected.loc["Rad_LR", "n"] == 5  # not the 6 validation rows of `predictions`
+    assert rad["AUC (95% CI)"].startswith(f"{expected.loc['Rad_LR', 'auc']:.3f}")
+    [roc] = [f for f in report.figures if f.key == "roc_validation"]
+    assert "n = 5" in roc.caption
+    [zoo] = [t for t in report.tables if t.key == "performance_validation_all_models"]
+    assert len(zoo.frame) == len(MODELS)

@@ -13,6 +13,7 @@ from cssci_platform.lib.cohort import CohortSpec
 from cssci_platform.lib.evaluation import DEFAULT_REPLICATES, DEFAULT_SEED
 from cssci_platform.lib.harmonization.settings import HarmonizationSettings
 from cssci_platform.lib.queries import modeling as queries
+from cssci_platform.lib.queries import prospective as prospective_queries
 from cssci_platform.lib.queries import report as figure_queries
 from cssci_platform.lib.queries import report_inputs as report_queries
 from cssci_platform.lib.selection.settings import SelectionSettings
@@ -60,6 +61,9 @@ class ReportInputs:
     training_rows: pd.DataFrame | None = None
     # (raw, ComBat-harmonized) training rows (index patient_key, with `center`) of the fold harmonized_features used
     combat_rows: tuple[pd.DataFrame, pd.DataFrame] | None = None
+    # every model's scores of the validation cohort (`queries.prospective.validation_cohort_scores`): the one
+    # definition validation_metrics uses too; None: the validation rows of `predictions` are used
+    validation_scores: pd.DataFrame | None = None
 
     @property
     def multiclass(self) -> bool:
@@ -132,6 +136,10 @@ def read_report_inputs(
         qc_montages=list(qc_montages),
         training_rows=_training_rows(con, queries.trained_split(con), champions_fold(models)),
         combat_rows=_combat_rows(con, config),
+        validation_scores=(
+            prospective_queries.validation_cohort_scores(con, outcome).to_pandas()
+            if classes is None or len(classes) <= 2 else None
+        ),
     )
     return inputs, test_rows
 

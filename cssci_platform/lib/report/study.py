@@ -77,6 +77,7 @@ from cssci_platform.lib.report.tables import (
     outcome_level_names,
     small_test_set_warning,
 )
+from cssci_platform.lib.report.validation import validation_table
 
 COHORTS = ("train", "test", "validation")
 
@@ -101,7 +102,7 @@ def build_study_report(inputs: ReportInputs) -> StudyReport:
     if inputs.multiclass:
         return _build_multiclass(inputs)
     document = ReportDocument()
-    scored = _scored(inputs)
+    scored = with_validation_scores(_scored(inputs), inputs.validation_scores, inputs.positive_class)
     champions = inputs.models[inputs.models["champion"]]
     names = outcome_level_names(inputs.outcome, inputs.classes)
     warning = test_set_warning(scored, champions, names)
@@ -110,7 +111,7 @@ def build_study_report(inputs: ReportInputs) -> StudyReport:
         f'<p class="warning"><b>Warning.</b> {html.escape(warning)}</p>' if warning else "",
         section("Methods", f"<p>{binary_methods(inputs)}</p>", "methods"),
         section("Table 1", _table_one_by_cohort(inputs, scored, champions, names, document), "table-one"),
-        section("Performance", _performance(scored, inputs.models, document), "performance"),
+        section("Performance", _performance(scored, inputs.models, inputs.validation_scores, document), "performance"),
         section("ROC curves of the champions", _roc(scored, champions, positive, document), "roc"),
         section("DeLong comparisons (test)", _delong_table(scored, champions, document), "delong"),
         section("Calibration and decision curves", _calibration(scored, champions, positive, document), "calibration"),
@@ -184,6 +185,32 @@ def _scored(inputs: ReportInputs) -> pd.DataFrame:
     frame["y"] = (frame["label"].astype(str) == inputs.positive_class).astype(int)
     columns = [c for c in ("run_id", "result_name", "threshold", "champion", "signature") if c in inputs.models]
     return frame.merge(inputs.models[columns], left_on="model_name", right_on="run_id", suffixes=("", "_model"))
+
+
+def with_validation_scores(scored: pd.DataFrame, validation: pd.DataFrame | None, positive_class: str) -> pd.DataFrame:
+    """`scored` with its validation rows replaced by the validation cohort's scores (`validation_cohort_scores`: the
+    definition validation_metrics uses), so the report's validation numbers, ROC and Table 1 are those of
+    validation_metrics; unchanged when `validation` is None."""
+    if validation is None:
+        return scored
+    rows = pd.DataFrame(
+        {
+            "patient_key": validation["patient_key"],
+            "role": "validation",
+            "mode": validation["mode"],
+            "class_label": validation["class_label"].astype(str),
+            "probability": validation["probability"].astype(float),
+            "model_name": validation["train_run"],
+            "label": validation["outcome"].astype(str),
+            "y": (validation["outcome"].astype(str) == validation["class_label"].astype(str)).astype(int),
+            "run_id": validation["train_run"],
+            "result_name": validation["result_name"],
+            "threshold": validation["threshold"],
+            "champion": validation["champion"].astype(bool),
+            "signature": validation["signature"],
+        }
+    )
+    return pd.concat([scored[scored["role"] != "validation"], rows], ignore_index=True)
 
 
 def _gradcam(inputs: ReportInputs, document: ReportDocument) -> str:
@@ -423,16 +450,39 @@ PERFORMANCE_CAPTIONS = {
 }
 
 
-def _performance(scored: pd.DataFrame, models: pd.DataFrame, document: ReportDocument) -> str:
+def _performance(scored: pd.DataFrame, models: pd.DataFrame, validation: pd.DataFrame | None,
+                 document: ReportDocument) -> str:
     titles = {"train": "Training (apparent)", "test": "Test", "validation": "Validation (prospective)"}
-    return "".join(
-        f"<h3>{titles[role]}</h3>" + _performance_table(scored, models, role, document) for role in COHORTS
-    )
-
-
-def _zoo(scored: pd.DataFrame, document: ReportDocument) -> str:
     parts = []
     for role in COHORTS:
+        if role == "validation" and validation is not None:
+            body = _validation_table(validation, True, document)
+        else:
+            body = _performance_table(scored, models, role, document)
+        parts.append(f"<h3>{titles[role]}</h3>" + body)
+    return "".join(parts)
+
+
+def _validation_table(validation: pd.DataFrame, champions_only: bool, document: ReportDocument) -> str:
+    """The validation cohort's table of `lib/report/validation` (the numbers validation_metrics stores)."""
+    if validation.empty:
+        return "<p>No validation patients with known outcomes.</p>"
+    table = validation_table(validation, champions_only=champions_only)
+    if not champions_only:
+        table = replace(table, key="performance_validation_all_models",
+                        title="Performance of every model on the validation cohort")
+    return document.table(replace(table, html=html_table(number_cells(table.frame), "performance")))
+
+
+def _zoo(scored: pd.DataFrame, validation: pd.DataFrame | None, document: ReportDocument) -> str:
+    parts = []
+    for role in COHORTS:
+        if role == "validation" and validation is not None:
+            if len(validation):
+                n_models = validation["train_run"].nunique()
+                parts.append(f"<details><summary>All models, validation cohort ({n_models} rows)</summary>"
+                             f"{_validation_table(validation, False, document)}</details>")
+            continue
         rows, notes = performance_rows(scored, role)
         if rows.empty:
             continue
@@ -675,7 +725,7 @@ def shap_section(name: str, pipeline, rows: pd.DataFrame, background: pd.DataFra
                 + png_img_tag(summary, "SHAP summary") + png_img_tag(waterfall, "SHAP waterfall"))
     key = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "model"
     return (
-        f'<h3>{html.escape(name)}</h3><p class="caption">{html.escape(caption)}</p>'
+        f"<h3>{html.escape(name)}</h3>"
         + document.figure(PngFigure(
             f"shap_summary_{key}",
             f"SHAP summary of {name}, test patients",
@@ -823,7 +873,7 @@ def checklist_section(inputs: ReportInputs, document: ReportDocument, extra: dic
 
 def _appendix(inputs: ReportInputs, scored: pd.DataFrame, document: ReportDocument) -> str:
     return (
-        "<h3>Performance of every model</h3>" + _zoo(scored, document)
+        "<h3>Performance of every model</h3>" + _zoo(scored, inputs.validation_scores, document)
         + "<h3>Patient QC montages</h3>" + _qc_montage_gallery(inputs)
     )
 
