@@ -82,9 +82,11 @@ def test_every_demo_champion_kind_gets_additive_shap_values(
     feature, and base value + sum of SHAP values is the model's own output (probability or log-odds) per patient."""
     train, test, label = cohort
     pipeline = _fitted(kind, train, label)
+    explanation = explain_pipeline(pipeline, test, train)  # the first call also compiles shap's numba kernels
     started = time.perf_counter()
-    explanation = explain_pipeline(pipeline, test, train)
-    assert time.perf_counter() - started < 20, "the explanation must stay cheap (bounded background / evaluations)"
+    again = explain_pipeline(pipeline, test, train)
+    assert time.perf_counter() - started < 10, "the explanation must stay cheap (bounded background / evaluations)"
+    np.testing.assert_array_equal(again.values, explanation.values)  # seeded: the same values every time
     assert explanation.method == method
     assert explanation.values.shape == (len(test), len(explanation.feature_names)) == explanation.data.shape
     assert np.isfinite(explanation.values).all()
