@@ -168,10 +168,13 @@ def _outcomes(con, labels: dict[str, int]) -> None:
 
 
 def _score_prospective(warehouse: Path, model: str, version: str, run_id: str, agrees: bool) -> None:
-    """Prospective scores that rank the arrived outcomes as well as on the test set (`agrees`), or backwards."""
+    """Prospective scores of validation-cohort patients that rank the arrived outcomes as well as on the test set
+    (`agrees`), or backwards."""
     keys = [f"V{i:02d}" for i in range(len(PROSPECTIVE_LABELS))]
     with connect(warehouse) as con:
         for i, (key, label) in enumerate(zip(keys, PROSPECTIVE_LABELS)):
+            replace_rows(con, "patients", {"patient_key": key},
+                         [{"patient_key": key, "center": "center_A", "cohort": "prospective"}])
             risk = label if agrees else 1 - label
             replace_rows(con, "prospective_predictions", {"patient_key": key}, [
                 {"patient_key": key, "center": "center_A", "signature": "Rad", "class_label": "1",
