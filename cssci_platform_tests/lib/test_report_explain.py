@@ -16,7 +16,7 @@ from sklearn.ensemble import AdaBoostClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
-from cssci_platform.lib.classifiers import make_estimator
+from cssci_platform.lib.classifiers import CLASSIFIERS, make_estimator
 from cssci_platform.lib.harmonization.settings import HarmonizationSettings
 from cssci_platform.lib.modeling.chains import ChainSettings, build_pipeline
 from cssci_platform.lib.modeling.signatures import Signature
@@ -135,3 +135,22 @@ def test_multiclass_models_without_a_tree_or_linear_explainer_get_one_output_per
     explanation = explain_classes(knn, X.iloc[45:], background=X.iloc[:45])
     assert explanation.values.shape == (15, 4, 3) and explanation.method == "permutation"
     np.testing.assert_allclose(explanation.model_output(), knn.predict_proba(X.iloc[45:]), atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", sorted(set(CLASSIFIERS) - {"AdaBoost", "XGBoost", "GradientBoosting", "LR"}))
+def test_every_other_zoo_member_is_explained_with_additive_values(
+    cohort: tuple[pd.DataFrame, pd.DataFrame, pd.Series], kind: str
+) -> None:
+    """The rest of the classifier zoo (a champion can be any of them): forests and LightGBM by the tree explainer,
+    SVM, KNN, naive Bayes and MLP by the permutation explainer; never an exception in the report."""
+    train, test, label = cohort
+    pipeline = _fitted(kind, train, label)
+    explanation = explain_pipeline(pipeline, test, train)
+    assert explanation.method == ("tree" if kind in ("RandomForest", "ExtraTrees", "LightGBM") else "permutation")
+    assert explanation.values.shape == (len(test), len(explanation.feature_names))
+    np.testing.assert_allclose(
+        explanation.model_output(),
+        _expected_output(kind, explanation.output, pipeline, test),
+        rtol=1e-5,
+        atol=1e-5,
+    )
