@@ -50,6 +50,8 @@ def _home_with_warehouse(home: Path, manifest: Path) -> list[str]:
 
 def test_status_prints_the_cohort_overview_of_the_home(manifest: Path, tmp_path: Path, restored_environment) -> None:
     keys = _home_with_warehouse(tmp_path, manifest)
+    (tmp_path / "image_store" / "qc_montages").mkdir(parents=True)
+    (tmp_path / "image_store" / "qc_montages" / f"{keys[1]}.png").write_bytes(b"png")
     cohort = load_cohort(manifest)
     result = CliRunner().invoke(_app(), ["status", "--home", str(tmp_path)])
     assert result.exit_code == 0, result.output
@@ -64,6 +66,7 @@ def test_status_prints_the_cohort_overview_of_the_home(manifest: Path, tmp_path:
     champion = next(line for line in lines if "cssci.home.Rad.leakage_safe" in line)
     assert "5 h 3 min" in champion and "AUC 0.410 on 12 patients BELOW the test CI low 0.620" in champion
     assert "Inbox arrivals waiting" in result.output and str(tmp_path / "warehouse.duckdb") in result.output
+    assert f"QC montages (one PNG per patient): 1 in {tmp_path / 'image_store' / 'qc_montages'};" in result.output
 
 
 def test_status_of_a_home_without_a_warehouse_says_what_to_run(tmp_path: Path, restored_environment) -> None:

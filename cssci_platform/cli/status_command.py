@@ -17,6 +17,7 @@ from cssci_platform.lib import failures
 def status(home: Path = HOME_OPTION) -> None:
     """The cohort at a glance: patients by center, cohort, QC status and stage reached; inbox arrivals waiting;
     outcomes known; each champion with its age and latest prospective validation."""
+    from cssci_platform.lib.qc_montage import FOLDER as MONTAGE_FOLDER
     from cssci_platform.lib.queries.overview import cohort_overview
     from cssci_platform.lib.warehouse import connect
 
@@ -37,3 +38,7 @@ def status(home: Path = HOME_OPTION) -> None:
             table.add_row(*(escape(str(value)) for value in row))
         console.print(table)
     console.print(f"warehouse: {escape(str(warehouse))}")
+    montages = Path(os.environ["CSSCI_IMAGE_STORE"]) / MONTAGE_FOLDER
+    count = len(list(montages.glob("*.png"))) if montages.is_dir() else 0
+    console.print(f"QC montages (one PNG per patient): {count} in {escape(str(montages))}; also on each roi_slices "
+                  "materialization in the Dagster UI (metadata qc_montage)")
