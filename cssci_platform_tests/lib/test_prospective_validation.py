@@ -66,3 +66,16 @@ def test_metrics_follow_their_definitions_and_leave_out_what_cannot_be_computed(
     one_class = prospective_metrics(np.array([1, 1]), np.array([0.3, 0.8]), math.nan)
     assert set(one_class) == {"n", "prevalence", "brier"}  # no AUC without both classes, no threshold metrics at NaN
     assert math.isnan(lower_test_bound(np.ones(4, dtype=int), np.linspace(0, 1, 4)))
+
+
+def test_validation_performance_uses_the_reports_cohort_threshold_rule() -> None:
+    """leakage_safe keeps the frozen training threshold; paper_faithful re-picks Youden's on the cohort, as the report
+    and training do (`cohort_threshold`), so a model's threshold metrics are one number everywhere."""
+    from cssci_platform.lib.evaluation import youden_threshold
+    from cssci_platform.lib.evaluation.prospective_validation import validation_performance
+
+    y, p = np.array([0, 0, 1, 1, 0, 1]), np.array([0.1, 0.35, 0.4, 0.8, 0.2, 0.9])
+    frozen = validation_performance(y, p, 0.5)
+    assert frozen["threshold"] == 0.5 and frozen["sensitivity"] == pytest.approx(2 / 3)
+    repicked = validation_performance(y, p, 0.5, mode="paper_faithful")
+    assert repicked["threshold"] == pytest.approx(youden_threshold(y, p)) and repicked["sensitivity"] == 1.0
