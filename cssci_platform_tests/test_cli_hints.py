@@ -86,7 +86,8 @@ def test_the_ui_hint_starts_the_dagster_ui_on_the_printed_port(summary: str, hom
     monkeypatch.setattr(server_commands.subprocess, "call", lambda args, cwd=None: launched.append(args) or 0)
     for name, value in _environment(home).items():
         monkeypatch.setenv(name, value)
-    for name in ("DAGSTER_HOME", "CSSCI_IMAGE_STORE", "CSSCI_MANIFEST", "CSSCI_EXPERIMENT_CONFIG", "CSSCI_LOG_DIR"):
+    for name in ("DAGSTER_HOME", "CSSCI_IMAGE_STORE", "CSSCI_MANIFEST", "CSSCI_EXPERIMENT_CONFIG", "CSSCI_LOG_DIR",
+                 "PYTHONWARNINGS"):  # all restored after the test
         monkeypatch.delenv(name, raising=False)
     result = CliRunner().invoke(cli_main.app, command[1:])
     assert result.exit_code == 0, result.output

@@ -89,8 +89,8 @@ def print_summary(home: Path, larger_cohort_hint: str | None) -> None:
                            "-" if champion.test_n is None else f"{champion.test_n:.0f}")
         console.print(models)
         if larger_cohort_hint:
-            console.print(f"A small synthetic test set gives wide AUC intervals; run `{larger_cohort_hint}` for "
-                          "stabler figures.")
+            console.print(f"A small synthetic test set gives wide AUC intervals; run `{escape(larger_cohort_hint)}` "
+                          "for stabler figures.")
     qc_details, *explore_and_servers = next_steps(home, warehouse, os.environ["CSSCI_MLFLOW_URI"])
     console.print(f"QC errors: {len(issues)}" + (f"  (details: {escape(qc_details.command)})" if issues else ""))
     for key, stage, code, message in issues:

@@ -17,11 +17,19 @@ from cssci_platform.cli.output import LOCAL_ONLY, comparison_table, console
 from cssci_platform.cli.study_commands import HOME_OPTION
 from cssci_platform.lib.failures import UserError
 
+# `dagster dev` warns once per start that `dg dev` supersedes it; we start it on our workspace.yaml on purpose
+SUPERSEDED_WARNING_FILTER = "ignore:Function `dev_command` is superseded"
+
 
 def ui_command(host: str, port: int) -> list[str]:
     """`dagster dev` on the project's workspace, its webserver bound to `host`:`port`."""
     workspace = str(PROJECT_ROOT / "workspace.yaml")
     return [sys.executable, "-m", "dagster", "dev", "-w", workspace, "-h", host, "-p", str(port)]
+
+
+def quiet_ui_warnings() -> None:
+    """Silence, for `dagster dev` and the processes it starts, the warnings that say nothing to a user."""
+    os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), SUPERSEDED_WARNING_FILTER]))
 
 
 def ui(home: Path = HOME_OPTION,
@@ -54,6 +62,7 @@ def ui(home: Path = HOME_OPTION,
     announce_orphaned_runs()  # the UI shows runs a killed command left STARTED as failed
     exposed = "" if host == LOCAL_ONLY else "  [yellow](reachable from the network)[/]"
     console.print(f"Dagster UI: http://{host}:{port}{exposed}")
+    quiet_ui_warnings()
     raise typer.Exit(subprocess.call(ui_command(host, port), cwd=PROJECT_ROOT))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 import warnings
 from pathlib import Path
@@ -12,7 +13,15 @@ from rich.markup import escape
 
 from cssci_platform.cli.guards import load_or_exit, stopped_cleanly
 from cssci_platform.cli.home import home_lock
-from cssci_platform.cli.output import FAILURE_EXIT, console, errors, patient_printer, print_summary, rule
+from cssci_platform.cli.output import (
+    FAILURE_EXIT,
+    console,
+    cssci_program,
+    errors,
+    patient_printer,
+    print_summary,
+    rule,
+)
 
 if TYPE_CHECKING:
     from cssci_platform.lib.study_config.model import SyntheticCohort
@@ -153,8 +162,9 @@ def run_config_file(name_or_path: str, overrides: list[str], home: Path | None, 
     console.print(f"{time.perf_counter() - started:7.1f} s  total")
     hint = None
     if experiment.cohort.synthetic is not None:
-        hint = ("cssci demo --patients 200" if name_or_path == "demo"
-                else f"cssci run --config {name_or_path} --set cohort.synthetic.patients=200")
+        larger = (["demo", "--patients", "200"] if name_or_path == "demo"
+                  else ["run", "--config", name_or_path, "--set", "cohort.synthetic.patients=200"])
+        hint = shlex.join([*cssci_program(), *larger])
     print_summary(result.home, hint)
     console.print(f"study run: {result.study_run_id} (MLflow experiment '{experiment.name}')")
     if result.report:
