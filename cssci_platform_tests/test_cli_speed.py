@@ -26,7 +26,10 @@ def test_importing_the_command_line_imports_no_heavy_module() -> None:
     assert _imported_by("import cssci_platform.cli.main") == []
 
 
-@pytest.mark.parametrize("command", [[], ["demo"], ["run"], ["ingest"], ["ui"], ["compare"], ["config", "validate"]])
+COMMANDS = [[], ["demo"], ["run"], ["ingest"], ["ui"], ["compare"], ["status"], ["config", "validate"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
 def test_help_of_every_command_imports_no_heavy_module(command: list[str]) -> None:
     code = ("from typer.testing import CliRunner\nfrom cssci_platform.cli.main import app\n"
             f"result = CliRunner().invoke(app, {[*command, '--help']!r})\n"

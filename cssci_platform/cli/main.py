@@ -1,8 +1,10 @@
 """`cssci`: the command line of the platform. Each command lives in the module of its kind; this module registers
-them and turns every failure into one message and an exit code.
+them and turns every failure into one message and an exit code. Command modules import the method (dagster, mlflow,
+torch, the study config) only inside their commands, so `cssci --help` answers at once (test_cli_speed.py).
 
 - `study_commands`: demo-data, demo, run (a whole study from one config; stages in `study_stages`)
 - `cohort_commands`: ingest, qc, report, predict (the cohort and study of one home)
+- `status_command`: status (the cohort overview of one home)
 - `config_commands`: config list/show/validate
 - `server_commands`: ui, compare
 - support: `home` (stores, study file, lock, storage checks), `guards`, `dagster_runs`, `patient_runs`,
@@ -20,7 +22,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from cssci_platform.cli import cohort_commands, server_commands, study_commands
+from cssci_platform.cli import cohort_commands, server_commands, status_command, study_commands
 from cssci_platform.cli.config_commands import config_app
 from cssci_platform.cli.guards import stop_on_terminate
 from cssci_platform.cli.output import FAILURE_EXIT, USER_ERROR_EXIT, errors
@@ -36,6 +38,7 @@ app.command()(study_commands.demo)
 app.command()(study_commands.run)
 app.command()(cohort_commands.report)
 app.command()(cohort_commands.qc)
+app.command()(status_command.status)
 app.command()(cohort_commands.predict)
 app.command()(server_commands.ui)
 app.add_typer(config_app, name="config")
