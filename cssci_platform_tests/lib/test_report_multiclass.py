@@ -243,7 +243,8 @@ def test_confusion_matrix_of_the_best_model_matches_scikit_learn(frames: dict, s
     assert tied[1, 0] == 1  # ties go to the first listed class, as precision/recall in lib/evaluation
     page = build_report(report_inputs(frames))
     section = page.split("Confusion matrix of the best model")[1].split("One-vs-rest ROC")[0]
-    assert "Best model: <b>Rad_LR</b>" in section and section.count('alt="confusion matrix') == 2
+    assert "Best model: <b>Rad_LR</b>" in section
+    assert len(re.findall(r'alt="Figure \d+\. Confusion matrix of Rad_LR', section)) == 2
     diagonal = [f"<td>{counts[i, i]}</td>" for i in range(len(CLASSES))]
     assert all(cell in section for cell in diagonal)
 
@@ -344,7 +345,12 @@ def test_multiclass_report_has_every_section_and_opens_offline(frames: dict) -> 
         assert section in body, section
     text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", body)
     assert "http" not in body and not re.search(r"\bnan\b", text, re.IGNORECASE)
-    assert body.count('alt="one-vs-rest ROC curves') == 2 and body.count("data:image/png;base64,") >= 8
+    assert len(re.findall(r'alt="Figure \d+\. One-vs-rest ROC curves per class', body)) == 2
+    assert body.count("data:image/png;base64,") >= 8
+    figures = [int(n) for n in re.findall(r"<figcaption><b>Figure (\d+)\.</b>", body)]
+    tables = [int(n) for n in re.findall(r'<p class="table-caption"><b>Table (\d+)\.</b>', body)]
+    assert figures == list(range(1, len(figures) + 1)) and len(figures) >= 6  # numbered in page order
+    assert tables == list(range(1, len(tables) + 1)) and "<b>Table 1.</b> Patient characteristics by" in body
     table_one = body.split("Table 1: by outcome class")[1].split("</thead>")[0]
     assert [c for c in re.findall(r"<th>([^<]*)</th>", table_one) if c in CLASSES] == CLASSES  # declared order
     delta = body.split("leakage_safe vs paper_faithful")[1].split("<h2>Reporting checklist")[0]

@@ -20,6 +20,7 @@ from sklearn.metrics import roc_curve
 from sklearn.pipeline import Pipeline
 
 from cssci_platform.lib.clinical import independent_risk_factors, multivariable_logistic, table_one, table_one_html
+from cssci_platform.lib.clinical.table_one import table_one_display
 from cssci_platform.lib.evaluation import (
     auc_interval,
     calibration_curve,
@@ -159,15 +160,15 @@ def _build_multiclass(inputs: ReportInputs) -> StudyReport:
     sections = {
         "warning": f'<p class="warning"><b>Warning.</b> {html.escape(warning)}</p>' if warning else "",
         "methods": multiclass_methods(inputs, sorted(scores.models.loc[scores.models["network"], "name"])),
-        "table_one": _table_one(inputs, classes),
-        "shap": "".join(
-            study_multiclass.shap_section(name, pipeline, rows, background=inputs.background)
-            for name, pipeline, rows in inputs.explained
-        )
-        or "<p>No champion pipeline was given to explain.</p>",
-        "gradcam": _gradcam(inputs, document),
-        **study_multiclass.sections(scores),
+        "table_one": _multiclass_table_one(inputs, classes, document),
     }
+    sections |= study_multiclass.sections(scores, document)  # numbered in page order: these come before SHAP
+    sections["shap"] = "".join(
+        study_multiclass.shap_section(name, pipeline, rows, background=inputs.background, document=document)
+        for name, pipeline, rows in inputs.explained
+    ) or "<p>No champion pipeline was given to explain.</p>"
+    sections["gradcam"] = _gradcam(inputs, document)
+    sections["modes"] = study_multiclass.mode_delta(scores, document)
     sections["checklist"] = checklist_section(inputs, document)
     sections["appendix"] = _qc_montage_gallery(inputs)
     page = (
@@ -219,6 +220,23 @@ def _gradcam(inputs: ReportInputs, document: ReportDocument) -> str:
     shown = inputs.gradcams[:12]
     what = f"the fine-tuned networks, {len(shown)} of {len(inputs.gradcams)} overlays"
     return document.figure(gradcam_report(shown, what=what, key="gradcam_gallery"))
+
+
+def _multiclass_table_one(inputs: ReportInputs, classes: list[str], document: ReportDocument) -> str:
+    """Table 1 by outcome class, numbered (its rows go to CSV)."""
+    frame = inputs.clinical.merge(inputs.outcomes, on="patient_key").dropna(subset=["label"])
+    body = _table_one(inputs, classes)
+    if frame.empty or frame["label"].nunique() < 2 or not inputs.clinical_types:
+        return body
+    frame["label"] = frame["label"].astype(str)
+    order = [c for c in classes if c in set(frame["label"])]
+    continuous = [v for v, t in inputs.clinical_types.items() if t == "continuous"]
+    categorical = [v for v, t in inputs.clinical_types.items() if t != "continuous"]
+    table = table_one_display(table_one(frame, "label", continuous, categorical, group_order=order))
+    return document.table(ReportTable(
+        "table1_by_class", f"Patient characteristics by {inputs.outcome} class",
+        "Continuous variables as mean ± SD or median [IQR] as named in each row, categorical as n (%); p compares the "
+        "classes (test named in the Test column).", table, html=body))
 
 
 def _table_one(inputs: ReportInputs, classes: list[str] | None = None) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import html
 import itertools
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -36,7 +37,9 @@ from cssci_platform.lib.evaluation import (
     multiclass_evaluation,
 )
 from cssci_platform.lib.evaluation.multiclass import class_codes
-from cssci_platform.lib.report.explain import background_caption, explain_pipeline, shap_waterfall_png
+from cssci_platform.lib.report.artifacts import PngFigure, ReportTable
+from cssci_platform.lib.report.document import ReportDocument
+from cssci_platform.lib.report.explain import explain_pipeline, explanation_caption, shap_waterfall_png
 from cssci_platform.lib.report.figures import (
     RocCurve,
     confusion_matrix_figure,
@@ -170,7 +173,22 @@ def _absent(scores: MulticlassScores, role: str) -> list[str]:
 # -------------------------------------------------------------------------------------------------- sections
 
 
-def performance_table(scores: MulticlassScores, role: str) -> str:
+def _numbered_table(document: ReportDocument | None, key: str, title: str, caption: str, rows: list[dict],
+                    body: str) -> str:
+    """`body` as is without a document, else as the document's next numbered table (its rows go to CSV)."""
+    if document is None:
+        return body
+    return document.table(ReportTable(key, title, caption, pd.DataFrame(rows), html=body))
+
+
+def _numbered_figure(document: ReportDocument | None, key: str, title: str, caption: str, png: bytes,
+                     alt: str) -> str:
+    if document is None:
+        return png_img_tag(png, alt)
+    return document.figure(PngFigure(key, title, caption, png))
+
+
+def performance_table(scores: MulticlassScores, role: str, document: ReportDocument | None = None) -> str:
     """Per model and mode: n, top-1/2/3 accuracy and macro one-vs-rest AUC, each with its bootstrap 95% CI."""
     rows = []
     for key, name, mode in scores.models[["key", "name", "mode"]].itertuples(index=False):
@@ -185,10 +203,13 @@ def performance_table(scores: MulticlassScores, role: str) -> str:
     absent = _absent(scores, role)
     note = (f"<p>Classes without {role} patients: {html.escape(', '.join(absent))}; their one-vs-rest AUC, and so the "
             "macro AUC, is undefined.</p>" if absent else "")
-    return _table(rows, "performance") + note
+    return _numbered_table(
+        document, f"performance_{role}", f"Performance on the {ROLE_TITLES[role].lower()} cohort",
+        "Every model and mode: top-1/2/3 accuracy and the macro one-vs-rest AUC, each with its stratified percentile "
+        "bootstrap 95% CI.", rows, _table(rows, "performance") + note)
 
 
-def per_class_table(scores: MulticlassScores, role: str) -> str:
+def per_class_table(scores: MulticlassScores, role: str, document: ReportDocument | None = None) -> str:
     """Champions and CNNs: per class precision, recall, F1 (bootstrap CIs) and one-vs-rest AUC (DeLong CI)."""
     rows = []
     for key in scores.featured():
@@ -206,7 +227,10 @@ def per_class_table(scores: MulticlassScores, role: str) -> str:
                          "OvR AUC (DeLong 95% CI)": _delong_text(auc)})
     if not rows:
         return f"<p>No champion or CNN scored on {role} patients of at least two classes.</p>"
-    return _table(rows, "per-class")
+    return _numbered_table(
+        document, f"per_class_{role}", f"Precision, recall, F1 and one-vs-rest AUC per class, {role} cohort",
+        "Precision, recall and F1 per class with bootstrap 95% CIs; one-vs-rest AUC with DeLong's 95% CI (n: patients "
+        "of the class).", rows, _table(rows, "per-class"))
 
 
 def best_model(scores: MulticlassScores) -> str | None:
@@ -227,7 +251,7 @@ def confusion_counts(labels: Sequence[str], probabilities: np.ndarray, classes: 
     return confusion_matrix(codes, predicted, labels=np.arange(len(classes)))
 
 
-def confusion_section(scores: MulticlassScores) -> str:
+def confusion_section(scores: MulticlassScores, document: ReportDocument | None = None) -> str:
     key = best_model(scores)
     if key is None:
         return "<p>No champion with a cross-validated AUC was scored on held-out patients.</p>"
@@ -243,13 +267,20 @@ def confusion_section(scores: MulticlassScores) -> str:
             continue
         counts = confusion_counts(group["label"].to_numpy(), group[scores.classes].to_numpy(), scores.classes)
         frame = pd.DataFrame(counts, index=pd.Index(scores.classes, name="true \\ predicted"), columns=scores.classes)
-        parts.append(f"<h4>{html.escape(ROLE_TITLES[role])}</h4>" + frame.to_html(escape=True, classes="confusion")
-                     + png_img_tag(confusion_matrix_figure(counts, scores.classes, f"{name}: {role}"),
-                                   f"confusion matrix {role}"))
+        caption = (f"Counts of true class (rows) against predicted class (columns, the most probable) of {name} on "
+                   f"the {len(group)} {role} patients.")
+        table = frame.to_html(escape=True, classes="confusion")
+        if document is not None:
+            table = document.table(ReportTable(f"confusion_{role}", f"Confusion matrix of {name}, {role} cohort",
+                                               caption, frame.reset_index(), html=table))
+        parts.append(f"<h4>{html.escape(ROLE_TITLES[role])}</h4>" + table
+                     + _numbered_figure(document, f"confusion_{role}", f"Confusion matrix of {name}, {role} cohort",
+                                        caption, confusion_matrix_figure(counts, scores.classes, f"{name}: {role}"),
+                                        f"confusion matrix {role}"))
     return "".join(parts)
 
 
-def roc_section(scores: MulticlassScores, role: str) -> str:
+def roc_section(scores: MulticlassScores, role: str, document: ReportDocument | None = None) -> str:
     """One panel per class: the one-vs-rest ROC curves of the champions and CNNs, DeLong CI in the legend."""
     panels = {}
     for label in scores.classes:
@@ -267,7 +298,12 @@ def roc_section(scores: MulticlassScores, role: str) -> str:
             panels[f"{label} vs rest"] = curves
     if not panels:
         return f"<p>No {role} class with both members and non-members scored.</p>"
-    return png_img_tag(roc_grid(panels, title=f"One-vs-rest ROC curves ({role})"), f"one-vs-rest ROC curves {role}")
+    n = scores.rows.loc[scores.rows["role"] == role, "patient_key"].nunique()
+    return _numbered_figure(
+        document, f"roc_ovr_{role}", f"One-vs-rest ROC curves per class, {role} cohort",
+        f"One panel per class ({n} {role} patients): each champion's and CNN's ROC curve of that class against the "
+        "others; the legend gives the AUC with DeLong's 95% CI; the dashed diagonal is chance.",
+        roc_grid(panels, title=f"One-vs-rest ROC curves ({role})"), f"one-vs-rest ROC curves {role}")
 
 
 def delong_pairs(scores: MulticlassScores) -> list[tuple[str, str]]:
@@ -279,7 +315,7 @@ def delong_pairs(scores: MulticlassScores) -> list[tuple[str, str]]:
     return first + [pair for pair in itertools.combinations(featured, 2) if pair not in first]
 
 
-def delong_section(scores: MulticlassScores, role: str) -> str:
+def delong_section(scores: MulticlassScores, role: str, document: ReportDocument | None = None) -> str:
     """Per class, paired DeLong tests of the one-vs-rest AUCs of two models on the patients both scored."""
     rows = []
     for a, b in delong_pairs(scores):
@@ -298,10 +334,13 @@ def delong_section(scores: MulticlassScores, role: str) -> str:
                          "z": _number(test.z, 2), "p": _number(test.p_value, 4)})
     if not rows:
         return f"<p>Fewer than two champions or CNNs scored on the same {role} patients.</p>"
-    return _table(rows, "delong")
+    return _numbered_table(
+        document, f"delong_{role}", f"Pairwise DeLong tests of the one-vs-rest AUCs, {role} cohort",
+        "One-vs-rest AUCs of two models on the patients both scored; difference with its 95% CI, z and two-sided p "
+        "(not adjusted for multiple comparisons).", rows, _table(rows, "delong"))
 
 
-def mode_delta(scores: MulticlassScores) -> str:
+def mode_delta(scores: MulticlassScores, document: ReportDocument | None = None) -> str:
     rows = []
     for name, group in scores.models[~scores.models["network"]].groupby("name"):
         auc = {mode: scores.evaluations[key, "test"].auc_macro_ovr.estimate
@@ -312,11 +351,14 @@ def mode_delta(scores: MulticlassScores) -> str:
                          "optimism": f"{auc['paper_faithful'] - auc['leakage_safe']:+.3f}"})
     if not rows:
         return "<p>Only one mode was run.</p>"
-    return _table(rows, "modes")
+    return _numbered_table(
+        document, "mode_delta_test", "Test macro AUC in leakage_safe and paper_faithful mode",
+        "The same model with every step inside the cross-validation (leakage_safe) and as published "
+        "(paper_faithful); optimism = paper_faithful - leakage_safe.", rows, _table(rows, "modes"))
 
 
 def shap_section(name: str, pipeline, rows: pd.DataFrame, top_n: int = 10,
-                 background: pd.DataFrame | None = None) -> str:
+                 background: pd.DataFrame | None = None, document: ReportDocument | None = None) -> str:
     """Mean |SHAP| per feature and class (stacked bars and a table with the mean over classes) and the waterfall
     of the first patient for the class the model predicts for them, relative to the training patients in
     `background` (see `explain_pipeline`)."""
@@ -330,13 +372,22 @@ def shap_section(name: str, pipeline, rows: pd.DataFrame, top_n: int = 10,
     predicted = explanation.classes[int(explanation.predicted()[0])]
     waterfall = shap_waterfall_png(explanation.for_class(predicted), 0,
                                    title=f"{name}: patient {rows.index[0]}, predicted {predicted}")
-    return (f"<h3>{html.escape(name)}</h3><p class=\"caption\">{background_caption(background)}</p>"
-            + png_img_tag(stacked_importance_figure(list(importance.index), importance.to_numpy(), explanation.classes,
-                                                    title=f"{name}: mean |SHAP| by class ({explanation.output})"),
-                          "SHAP summary by class")
+    caption = explanation_caption(explanation, background)
+    key = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "model"
+    summary = _numbered_figure(
+        document, f"shap_summary_{key}", f"{name}: SHAP summary by class",
+        f"Mean |SHAP| of each feature per class (stacked), over the {len(rows)} test patients. {caption}",
+        stacked_importance_figure(list(importance.index), importance.to_numpy(), explanation.classes,
+                                  title=f"{name}: mean |SHAP| by class ({explanation.output})"),
+        "SHAP summary by class")
+    waterfall_html = _numbered_figure(
+        document, f"shap_waterfall_{key}", f"{name}: SHAP waterfall of test patient {rows.index[0]}",
+        f"How each feature moves this patient's output for the predicted class ({predicted}) from the background "
+        "average.", waterfall, "SHAP waterfall")
+    return (f"<h3>{html.escape(name)}</h3><p class=\"caption\">{html.escape(caption)}</p>" + summary
             + table.to_html(float_format=lambda v: f"{v:.4f}", classes="shap", escape=True)
             + f"<p>Patient {html.escape(str(rows.index[0]))}, explained for the predicted class "
-              f"({html.escape(predicted)}):</p>" + png_img_tag(waterfall, "SHAP waterfall"))
+              f"({html.escape(predicted)}):</p>" + waterfall_html)
 
 
 def test_set_warning(scores: MulticlassScores) -> str | None:
@@ -346,17 +397,17 @@ def test_set_warning(scores: MulticlassScores) -> str | None:
     return small_test_set_warning({name: int(counts.get(name, 0)) for name in scores.classes})
 
 
-def sections(scores: MulticlassScores) -> dict:
-    """The HTML snippets of the multiclass template (except methods, Table 1, SHAP and Grad-CAM)."""
+def sections(scores: MulticlassScores, document: ReportDocument | None = None) -> dict:
+    """The HTML snippets of the multiclass template that come before SHAP (performance, per class, confusion, ROC,
+    DeLong), numbered in page order when a `document` is given; `mode_delta` comes after Grad-CAM."""
     roles = scores.roles()
     return {
         "roles": [(role, ROLE_TITLES[role]) for role in roles],
-        "performance": {role: performance_table(scores, role) for role in roles},
-        "per_class": {role: per_class_table(scores, role) for role in roles},
-        "confusion": confusion_section(scores),
-        "roc": {role: roc_section(scores, role) for role in roles},
-        "delong": {role: delong_section(scores, role) for role in roles},
-        "modes": mode_delta(scores),
+        "performance": {role: performance_table(scores, role, document) for role in roles},
+        "per_class": {role: per_class_table(scores, role, document) for role in roles},
+        "confusion": confusion_section(scores, document),
+        "roc": {role: roc_section(scores, role, document) for role in roles},
+        "delong": {role: delong_section(scores, role, document) for role in roles},
         "notes": "".join(f"<p>{html.escape(note)}</p>" for note in scores.notes),
     }
 
