@@ -11,6 +11,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
+import SimpleITK as sitk
 from PIL import Image
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
@@ -33,6 +34,8 @@ from cssci_platform.lib.qc_montage import FOLDER as MONTAGE_FOLDER
 from cssci_platform.lib.warehouse import append_rows, connect, replace_rows
 from cssci_platform.resources.tracking import TrackingResource
 from cssci_platform_tests.defs.conftest import Platform
+
+ONE_CHANNEL = ["preprocessing.channels=[original]", "deep.channels=[original]"]  # a cheaper patient stage
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +115,40 @@ def test_roi_slices_shows_the_patients_qc_montage_and_writes_it_to_the_image_sto
     for colour in (ROI_COLOURS["lesion"], ROI_COLOURS["cord"], DL_BOX_COLOUR):  # every contour is drawn
         assert np.all(image == colour, axis=-1).sum() > 20, colour
     assert result.success
+
+
+def _montage(platform: Platform, key: str) -> np.ndarray:
+    """Materialize the patient through roi_slices and decode the montage its metadata shows."""
+    assert dg.materialize([cohort_manifest, patient_scans, preprocessed_channels, roi_slices],
+                          selection=[patient_scans.key, preprocessed_channels.key, roi_slices.key], partition_key=key,
+                          instance=platform.instance, resources=platform.with_overrides(ONE_CHANNEL)).success
+    markdown = _metadata(platform.instance, roi_slices.key, key)["qc_montage"].value
+    png = base64.b64decode(markdown.split("base64,", 1)[1].rstrip(")"))
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+
+def test_a_lesion_mask_drawn_in_the_wrong_place_shows_in_the_montage(platform: Platform) -> None:
+    """A segmentation exported 8 voxels off (the pipeline accepts it: a plausible mask) moves the lesion contour on
+    the patient's montage in the UI, by the shift, and the DL rectangle with it."""
+    [key, *_] = platform.register()
+    assert platform.materialize_manifest().success
+    right = _montage(platform, key)
+    cohort = load_cohort(platform.manifest)
+    [mask] = [m for m in cohort.patients[key].masks
+              if (m.sequence, m.roi, m.segmentation) == ("sag_T2", "lesion", "primary")]
+    path = cohort.resolve(mask.path)
+    image = sitk.ReadImage(str(path))
+    shifted = sitk.GetImageFromArray(np.roll(sitk.GetArrayFromImage(image), 8, axis=1))  # 8 voxels along y
+    shifted.CopyInformation(image)
+    sitk.WriteImage(shifted, str(path))
+    wrong = _montage(platform, key)
+    red, yellow = ROI_COLOURS["lesion"], DL_BOX_COLOUR
+    assert right.shape == wrong.shape
+    for colour in (red, yellow):
+        before, after = np.all(right == colour, axis=-1), np.all(wrong == colour, axis=-1)
+        assert before.any() and after.any() and not np.array_equal(before, after), colour
+    sag_t1_rows = slice(0, right.shape[0] // 2)  # the sag_T1 row (its own mask) is unchanged
+    assert np.array_equal(np.all(right[sag_t1_rows] == red, axis=-1), np.all(wrong[sag_t1_rows] == red, axis=-1))
 
 
 def _metadata(instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition: str | None = None) -> dict:
@@ -223,9 +260,6 @@ def test_the_monitoring_check_runs_with_the_validation_job_and_has_an_automation
 
 
 # --- the cohort overview on cohort_manifest -------------------------------------------------------------------------
-
-ONE_CHANNEL = ["preprocessing.channels=[original]", "deep.channels=[original]"]
-
 
 def _section(markdown: str, title: str) -> str:
     """The markdown of one overview section (its title line to the next title)."""
