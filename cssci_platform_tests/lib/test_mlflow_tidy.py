@@ -40,7 +40,7 @@ def store(tmp_path_factory) -> TrackingConfig:
 
 @pytest.fixture(scope="module")
 def zoo_fit():
-    """A fitted pipeline with its predictions in the zoo's long format (train_oof and test roles) and labels."""
+    """A fitted pipeline with its predictions in the zoo's long format (train and test roles) and labels."""
     rng = np.random.default_rng(3)
     n = 40
     X = pd.DataFrame(rng.normal(size=(n, len(FEATURES))), columns=FEATURES,
@@ -51,7 +51,7 @@ def zoo_fit():
     model.fit(X[roles == "train"], labels[roles == "train"].astype(int))
     probability = model.predict_proba(X)[:, 1]
     rows = []
-    for key, role, p in zip(X.index, roles.replace({"train": "train_oof"}), probability):
+    for key, role, p in zip(X.index, roles, probability):  # as the zoo: the training patients' in-sample ones
         rows += [(key, role, "0", 1 - p), (key, role, "1", p)]
     predictions = pd.DataFrame(rows, columns=["patient_key", "role", "class_label", "probability"])
     centers = pd.Series(np.repeat(["center_A", "center_B"], n // 2), index=X.index)
@@ -113,7 +113,8 @@ def test_a_registered_version_describes_itself_with_a_model_card(store, zoo_fit)
     test = roles == "test"
     positives, total = int(labels[test].sum()), int(test.sum())
     assert f"test {total} (0: {total - positives}, 1: {positives})" in card
-    assert "training (out-of-fold) 30" in card
+    assert "training 30" in card
+    assert [scores.role for scores in evidence.scores] == ["test"]  # in-sample training predictions: no AUC, no plot
     assert "Centers: center_A 20, center_B 20" in card
     assert "outcome good_outcome, positive class '1'" in card
     assert "split random_70_30, fold fold0; 5-fold stratified CV" in card

@@ -21,8 +21,10 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 
 PLOTS_FOLDER = "plots"
-ROLE_ORDER = ("train_oof", "test", "validation")
-ROLE_NAMES = {"train_oof": "training (out-of-fold)", "test": "test", "validation": "validation"}
+ROLE_ORDER = ("train", "train_oof", "test", "validation")
+# roles whose predictions estimate performance: out-of-fold and held-out ones, never the fitted patients' own ("train")
+SCORED_ROLES = ("train_oof", "test", "validation")
+ROLE_NAMES = {"train": "training", "train_oof": "training (out-of-fold)", "test": "test", "validation": "validation"}
 INTENDED_USE = (
     "Research use only: estimating the outcome's probability for adult patients like those of the development "
     "cohort, imaged with the same protocol, to support (never replace) a clinician's judgement. Not a medical device."
@@ -35,7 +37,7 @@ LIMITS = (
 
 @dataclass(frozen=True)
 class RoleScores:
-    """One role's patients (train_oof, test, validation): their labels (1 = the positive class) and P(positive)."""
+    """One role's patients (`SCORED_ROLES`): their labels (1 = the positive class) and P(positive)."""
 
     role: str
     labels: np.ndarray
@@ -68,7 +70,8 @@ def model_evidence(
     centers: pd.Series | None = None,
 ) -> ModelEvidence:
     """Evidence from a model's predictions (long rows: patient_key, role, class_label, probability, as the zoo
-    writes them) and the labels it was evaluated against (patient_key -> class; missing: outcome unknown).
+    writes them) and the labels it was evaluated against (patient_key -> class; missing: outcome unknown). Roles
+    outside `SCORED_ROLES` (the training patients' in-sample predictions) count patients but give no AUC or plot.
     `centers`: patient_key -> center. The positive class is the last of `classes` ('1' of a binary outcome)."""
     positive = str(classes[-1])
     known = labels.dropna().map(_class_text)
@@ -81,7 +84,7 @@ def model_evidence(
     scores = []
     if len(classes) == 2:
         of_positive = predictions[predictions["class_label"].map(_class_text) == positive]
-        for role in [r for r in ROLE_ORDER if r in counts]:
+        for role in [r for r in SCORED_ROLES if r in counts]:
             rows = of_positive[(of_positive["role"] == role) & of_positive["patient_key"].isin(known.index)]
             truth = (known.reindex(rows["patient_key"]) == positive).to_numpy(dtype=int)
             scores.append(RoleScores(role, truth, rows["probability"].to_numpy(dtype=float)))
@@ -144,12 +147,13 @@ def _metrics_line(metrics: Mapping[str, float], evidence: ModelEvidence | None) 
         parts.append(f"CV AUC {metrics['cv_auc_mean']:.3f} ± {metrics.get('cv_auc_sd', math.nan):.3f} (mean ± SD over "
                      "folds)")
     intervals = {s.role: s for s in evidence.scores} if evidence is not None else {}
-    for role in ("train_oof", "test", "validation"):
+    missing = "predictions not given to the registry" if evidence is None else "its predictions are not stored"
+    for role in SCORED_ROLES:
         if role in intervals:
             parts.append(f"{ROLE_NAMES[role]} AUC {_auc_with_interval(intervals[role])}")
         elif f"{role}_auc" in metrics:
             parts.append(f"{ROLE_NAMES[role]} AUC {metrics[f'{role}_auc']:.3f} (n={metrics.get(f'{role}_n', 0):.0f}; "
-                         "no interval: predictions not given to the registry)")
+                         f"no interval: {missing})")
         for name in ("sensitivity", "specificity"):
             if f"{role}_{name}" in metrics and role != "train_oof":
                 parts.append(f"{ROLE_NAMES[role]} {name} {metrics[f'{role}_{name}']:.3f}")

@@ -97,7 +97,9 @@ def register_model_version(
     if version is None:
         version_tags = _version_tags(client, run_id, chosen_by, tags or {})
         if description is None:
-            description = model_card(client.get_run(run_id), selected_features(client, run_id), evidence, model_name)
+            with scoped_mlflow_globals(config):  # no download progress bar
+                features = selected_features(client, run_id)
+            description = model_card(client.get_run(run_id), features, evidence, model_name)
         if evidence is not None:
             log_evaluation_plots(client, run_id, evidence)
         with scoped_mlflow_globals(config):  # the registry store resolves models:/<model_id> via the global URI
