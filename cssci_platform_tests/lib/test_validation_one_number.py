@@ -144,3 +144,39 @@ def test_an_empty_validation_cohort_says_so(tmp_path: Path) -> None:
         assert champion_validations(con, OUTCOME) == []
     table = validation_table(scores)
     assert table.frame.empty and "No validation-cohort patient" in table.caption
+
+
+def test_each_folds_model_is_its_own_row_so_no_patient_counts_twice(study: Path) -> None:
+    """A split with several folds trains one model per fold, each scoring the validation cohort: the table keeps
+    them apart (a Fold column) instead of pooling a patient's scores from every fold into one AUC."""
+    with warehouse.connect(study) as con:
+        warehouse.append_rows(
+            con,
+            "trained_models",
+            [
+                {
+                    "result_name": "Rad_SVM",
+                    "signature": "Rad",
+                    "mode": "leakage_safe",
+                    "fold": "center_B",
+                    "run_id": "run-other-B",
+                    "champion": False,
+                    "threshold": 0.5,
+                }
+            ],
+        )
+        warehouse.append_rows(
+            con,
+            "predictions",
+            [
+                {"patient_key": k, "role": "validation", "model_name": "run-other-B", "mode": "leakage_safe"}
+                | {"class_label": c, "probability": q}
+                for k, p in OTHER_MODEL.items()
+                for c, q in (("0", 1 - p), ("1", p))
+            ],
+        )
+        scores = validation_cohort_scores(con, OUTCOME).to_pandas()
+    table = validation_table(scores).frame
+    assert list(table.columns[:3]) == ["Model", "Mode", "Fold"]
+    other = table[table["Model"] == "Rad_SVM"]
+    assert sorted(other["Fold"]) == ["center_B", "holdout"] and list(other["n"]) == [5, 5]

@@ -41,7 +41,7 @@ DISPLAY = {
 
 
 def validation_performance_frame(scores: pd.DataFrame) -> pd.DataFrame:
-    """One row per trained model (training run) with validation-cohort patients: result_name, mode, signature,
+    """One row per trained model (training run) with validation-cohort patients: result_name, mode, fold, signature,
     champion, registered_model, model_version, train_run, scored_by (where the scores come from), positives,
     negatives and `validation_performance`'s numbers (NaN where not computable). `scores`:
     `validation_cohort_scores(con, outcome).to_pandas()`. Champions first (by signature), then the other models."""
@@ -55,6 +55,7 @@ def validation_performance_frame(scores: pd.DataFrame) -> pd.DataFrame:
             {
                 "result_name": first["result_name"],
                 "mode": first["mode"],
+                "fold": first["fold"],
                 "signature": first["signature"],
                 "champion": bool(first["champion"]),
                 "registered_model": first["registered_model"],
@@ -68,7 +69,7 @@ def validation_performance_frame(scores: pd.DataFrame) -> pd.DataFrame:
         )
     frame = pd.DataFrame(rows, columns=[*_IDENTITY, *PERFORMANCE_COLUMNS])
     order = frame.assign(_other=~frame["champion"].astype(bool)).sort_values(
-        ["_other", "signature", "result_name", "mode"], kind="stable"
+        ["_other", "signature", "result_name", "mode", "fold"], kind="stable"
     )
     return order.drop(columns="_other").reset_index(drop=True)
 
@@ -76,6 +77,7 @@ def validation_performance_frame(scores: pd.DataFrame) -> pd.DataFrame:
 _IDENTITY = (
     "result_name",
     "mode",
+    "fold",
     "signature",
     "champion",
     "registered_model",
@@ -89,15 +91,18 @@ _IDENTITY = (
 
 def validation_table(scores: pd.DataFrame, champions_only: bool = False) -> ReportTable:
     """The report's validation-cohort table (`validation_performance_frame`): Model, Mode, n, 'AUC (95% CI)' as
-    '0.82 (0.71-0.93)', Brier, threshold and threshold metrics; the caption says what the cohort and the scores
-    are and why an interval is missing. `champions_only`: the champions' rows alone."""
+    '0.82 (0.71-0.93)', Brier, threshold and threshold metrics (a Fold column when the split has several folds:
+    each fold's model is its own row, a patient is never counted twice); the caption says what the cohort and the
+    scores are and why an interval is missing. `champions_only`: the champions' rows alone."""
     performance = validation_performance_frame(scores)
     if champions_only:
         performance = performance[performance["champion"]]
+    folds = {"Fold": performance["fold"]} if performance["fold"].nunique() > 1 else {}
     shown = pd.DataFrame(
         {
             "Model": performance["result_name"] + np.where(performance["champion"], " (champion)", ""),
             "Mode": performance["mode"],
+            **folds,
             "n": performance["n"].astype(int),
             "AUC (95% CI)": [
                 interval_text(auc, low, high)
