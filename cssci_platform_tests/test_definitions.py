@@ -30,7 +30,11 @@ BLOCKING_CHECKS = {
     ("radiomics_features", "features_finite"),
     ("roi_slices", "roi_slice_found"),
 }
-WARNING_CHECKS = {("center_embeddings", "center_patients_embedded"), ("feature_matrix", "combat_batches_estimable")}
+WARNING_CHECKS = {
+    ("center_embeddings", "center_patients_embedded"),
+    ("feature_matrix", "combat_batches_estimable"),
+    ("validation_metrics", "champions_within_test_interval"),
+}
 EXPECTED_JOBS = {
     "cohort_manifest_job",
     "patient_features_job",

@@ -84,16 +84,14 @@ def test_outcomes_and_prospective_read_in_one_direction(asset_graph) -> None:
     assert not _downstream(parents, "prospective") & {"outcomes", "modeling", "ingest", "features", "deep"}
 
 
-@pytest.mark.xfail(strict=True, reason="patient_splits (group modeling, defs/splits/assets.py: not U1's file) feeds "
-                   "fine_tuned_backbones (deep) while center_embeddings (deep) feeds feature_matrix (modeling): "
-                   "deep <-> modeling until patient_splits gets its own group (e.g. 'outcomes' or 'splits')")
 def test_the_groups_read_in_one_direction(asset_graph) -> None:
     """Between groups the graph is acyclic: no group is both upstream and downstream of another."""
     try:
         order = list(TopologicalSorter(_group_parents(asset_graph)).static_order())
     except CycleError as error:
         pytest.fail(f"groups depend on each other in a cycle: {error.args[1]}")
-    assert order.index("outcomes") < order.index("modeling") < order.index("prospective")
+    assert order.index("outcomes") < order.index("splits") < order.index("deep") < order.index("modeling") \
+        < order.index("prospective")
 
 
 # --- the QC montage on roi_slices ----------------------------------------------------------------------------------

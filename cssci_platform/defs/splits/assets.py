@@ -17,7 +17,7 @@ from cssci_platform.resources.study import StudyResource
 from cssci_platform.resources.warehouse import WarehouseResource
 
 
-@dg.asset(group_name="modeling", deps=[cohort_manifest, study_outcome], kinds={"duckdb", "scikitlearn"})
+@dg.asset(group_name="splits", deps=[cohort_manifest, study_outcome], kinds={"duckdb", "scikitlearn"})
 def patient_splits(study: StudyResource, cohort: CohortResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Train / test / validation roles per patient (stratified, seeded); prospective patients are validation."""
     config = study.config()
