@@ -172,6 +172,14 @@ def _auc_with_interval(scores: RoleScores) -> str:
     return f"{found.auc:.3f} ({interval}; n={len(scores.labels)}: {positives} positive, {negatives} negative)"
 
 
+def _short_auc(scores: RoleScores) -> str:
+    from cssci_platform.lib.evaluation import auc_interval
+
+    found = auc_interval(scores.labels, scores.risk)
+    interval = f" ({found.low:.2f}-{found.high:.2f})" if math.isfinite(found.low) else ""
+    return f"AUC {found.auc:.2f}{interval}, n={len(scores.labels)}"
+
+
 def _threshold_line(params: Mapping[str, str]) -> str:
     threshold = params.get("threshold")
     if threshold is None:
@@ -219,8 +227,7 @@ def _draw_roc(axes, scores: list[RoleScores], positive: str) -> None:
 
     for role in scores:
         false_positive, true_positive, _ = roc_curve(role.labels, role.risk)
-        axes.step(false_positive, true_positive, where="post",
-                  label=f"{ROLE_NAMES.get(role.role, role.role)} ({_auc_with_interval(role).split(' (')[0]})")
+        axes.plot(false_positive, true_positive, label=f"{ROLE_NAMES.get(role.role, role.role)}: {_short_auc(role)}")
     axes.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=0.8)
     axes.set(xlabel="1 - specificity", ylabel="sensitivity", title=f"ROC, positive class '{positive}'",
              xlim=(0, 1), ylim=(0, 1.02))
