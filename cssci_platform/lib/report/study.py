@@ -78,7 +78,7 @@ from cssci_platform.lib.report.tables import (
     outcome_level_names,
     small_test_set_warning,
 )
-from cssci_platform.lib.report.validation import validation_table
+from cssci_platform.lib.report.validation import validation_caption, validation_performance_frame, validation_table
 
 COHORTS = ("train", "test", "validation")
 
@@ -484,7 +484,7 @@ def _performance(scored: pd.DataFrame, models: pd.DataFrame, validation: pd.Data
 def _validation_table(validation: pd.DataFrame, champions_only: bool, document: ReportDocument) -> str:
     """The validation cohort's table of `lib/report/validation` (the numbers validation_metrics stores)."""
     if validation.empty:
-        return "<p>No validation patients with known outcomes.</p>"
+        return f"<p>{html.escape(validation_caption(validation_performance_frame(validation)))}</p>"
     table = validation_table(validation, champions_only=champions_only)
     if not champions_only:
         table = replace(table, key="performance_validation_all_models",
