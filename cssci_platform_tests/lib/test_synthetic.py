@@ -203,19 +203,36 @@ def test_sci_images_carry_the_planted_lesion_features(sci_root):
 
 
 # ------------------------------------------------------------------------------------- SCI: planted outcome effect
-def test_sci_planted_effect_is_recoverable_on_a_large_cohort():
-    patients = synthetic.sample_sci_patients(n_development=2000, n_prospective=0, seed=21)
+@pytest.mark.parametrize(
+    ("protocol", "logit_auc", "imaging_auc"),
+    [("demo", (0.86, 0.95), (0.83, 0.93)), ("ianr", (0.78, 0.90), (0.68, 0.82))],
+)
+def test_sci_planted_effect_is_recoverable_on_a_large_cohort(protocol, logit_auc, imaging_auc):
+    # the demo plants its imaging terms DEMO_IMAGING_SCALE times stronger (issue 18); other protocols keep theirs
+    patients = synthetic.sample_sci_patients(n_development=2000, n_prospective=0, seed=21, protocol=protocol)
     outcome = np.array([p.good_outcome for p in patients])
     assert 0.4 < outcome.mean() < 0.65
     assert auc(np.array([p.lesion_length_mm for p in patients]), outcome) < 0.35  # longer lesion, worse outcome
     assert auc(np.array([p.lesion_t2_mean for p in patients]), outcome) < 0.47
     assert auc(np.array([p.lesion_heterogeneity for p in patients]), outcome) < 0.47
     assert auc(np.array([p.age for p in patients]), outcome) < 0.47
-    assert 0.78 < auc(np.array([p.true_logit for p in patients]), outcome) < 0.90
+    assert logit_auc[0] < auc(np.array([p.true_logit for p in patients]), outcome) < logit_auc[1]
     imaging = np.array(
         [synthetic.sci_imaging_logit(p.lesion_length_mm, p.lesion_t2_mean, p.lesion_heterogeneity) for p in patients]
     )
-    assert 0.68 < auc(imaging, outcome) < 0.82  # real but imperfect
+    assert imaging_auc[0] < auc(imaging, outcome) < imaging_auc[1]  # real but imperfect
+
+
+def test_sci_demo_scales_only_the_imaging_terms_of_the_shared_patients():
+    demo, ianr = (synthetic.sample_sci_patients(60, 0, seed=5, protocol=p) for p in ("demo", "ianr"))
+    for d, i in zip(demo, ianr):
+        assert (d.patient_id, d.lesion_length_mm, d.age, d.asia_grade) == (i.patient_id, i.lesion_length_mm, i.age,
+                                                                            i.asia_grade)
+        imaging = synthetic.sci_imaging_logit(i.lesion_length_mm, i.lesion_t2_mean, i.lesion_heterogeneity)
+        extra = synthetic.ianr_logit_extra(i.brain_injury, i.injury_site)
+        unscaled_rest = i.true_logit - extra - imaging  # tolerance: the stored lesion values are rounded
+        assert d.true_logit == pytest.approx(synthetic.DEMO_IMAGING_SCALE * imaging + unscaled_rest, abs=1e-3)
+        assert synthetic.imaging_scale("demo") == synthetic.DEMO_IMAGING_SCALE and synthetic.imaging_scale("ianr") == 1
 
 
 def test_sci_lesion_length_effect_is_visible_in_a_200_patient_cohort():

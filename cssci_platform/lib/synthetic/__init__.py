@@ -93,6 +93,7 @@ from cssci_platform.lib.synthetic.sci_images import (
 )
 from cssci_platform.lib.synthetic.sci_patients import (
     ASIA_GRADES,
+    DEMO_IMAGING_SCALE,
     DL_RECT_MARGIN_MM,
     IANR_GOOD_THRESHOLD,
     IANR_LOGIT_COEFFICIENTS,
@@ -119,6 +120,7 @@ from cssci_platform.lib.synthetic.sci_patients import (
     draw_sci_patient,
     ianr_logit_extra,
     ianr_score,
+    imaging_scale,
     sample_sci_patients,
     sci_imaging_logit,
     sci_true_logit,
@@ -128,6 +130,7 @@ from cssci_platform.lib.synthetic.sci_patients import (
 
 __all__ = [
     "ASIA_GRADES",
+    "DEMO_IMAGING_SCALE",
     "Acquisition",
     "BODY",
     "CORD",
@@ -191,6 +194,7 @@ __all__ = [
     "grid_for",
     "ianr_logit_extra",
     "ianr_score",
+    "imaging_scale",
     "image_path",
     "injury_level_rectangle",
     "lesion_signal",
