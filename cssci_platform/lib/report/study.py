@@ -309,11 +309,18 @@ def table_one_by_cohort(
     def joined(row: pd.Series, columns: list[str]) -> str:
         return " / ".join(dict.fromkeys(str(row[c]) for c in columns if row[c]))
 
+    def tests_named(row: pd.Series, columns: list[str]) -> str:
+        """One test for every cohort: its name; different tests: each with its cohort ('Training: t-test; ...')."""
+        used = {c.removesuffix(": test"): str(row[c]) for c in columns if row[c]}
+        if len(set(used.values())) <= 1:
+            return next(iter(used.values()), "")
+        return "; ".join(f"{cohort}: {test}" for cohort, test in used.items())
+
     summary = merged.apply(joined, axis=1, args=(summaries,))
     label = merged["variable"].astype(str) + np.where(summary != "", ", " + summary, "")
     is_level = merged["level"] != ""
     merged.insert(0, "Characteristic", np.where(is_level, "\u2003" + merged["level"].astype(str), label))
-    merged["Test"] = merged.apply(joined, axis=1, args=(tests,))
+    merged["Test"] = merged.apply(tests_named, axis=1, args=(tests,))
     return merged.drop(columns=[*keys, *summaries, *tests]), skipped
 
 
