@@ -16,7 +16,8 @@ table.checklist td, table.checklist th { text-align: left; } table.performance t
 table.checklist tr.authors td:last-child { color: #888; }
 table.table-one td, table.calibration td { white-space: nowrap; }
 table.calibration td:first-child, table.table-one td:first-child { white-space: pre; }
-figure.montage { display: inline-block; width: 48%; vertical-align: top; margin: 0.5em 0.5%; }
+table.table-one td:last-child { text-align: left; white-space: normal; }
+figure.montage { display: inline-block; vertical-align: top; margin: 0.5em 1em 0.5em 0; }
 details summary { cursor: pointer; font-weight: 600; margin: 0.5em 0; }
 @media print {
   @page { size: A4; margin: 14mm 12mm; }
@@ -24,7 +25,7 @@ details summary { cursor: pointer; font-weight: 600; margin: 0.5em 0; }
   h2 { break-after: avoid; } h3 { break-after: avoid; }
   figure, .report-table, tr, .warning { break-inside: avoid; }
   table { font-size: 8pt; } img { max-height: 24cm; object-fit: contain; }
-  figure.montage { width: 48%; }
+  figure.montage { max-width: 100%; }
 }
 </style></head><body>
 <h1>Study report: {{ title }}</h1>

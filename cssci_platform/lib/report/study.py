@@ -319,7 +319,7 @@ def table_one_by_cohort(
     summary = merged.apply(joined, axis=1, args=(summaries,))
     label = merged["variable"].astype(str) + np.where(summary != "", ", " + summary, "")
     is_level = merged["level"] != ""
-    merged.insert(0, "Characteristic", np.where(is_level, "\u2003" + merged["level"].astype(str), label))
+    merged.insert(0, "Characteristic", np.where(is_level, "    " + merged["level"].astype(str), label))
     merged["Test"] = merged.apply(tests_named, axis=1, args=(tests,))
     return merged.drop(columns=[*keys, *summaries, *tests]), skipped
 
@@ -347,6 +347,7 @@ def _table_one_by_cohort(
             "normality of the variable), categorical as n (%). p compares the outcome groups within each cohort; the "
             f"tests used are named in the last column.{left_out}",
             table,
+            html=html_table(table, "table-one"),
         )
     )
 
