@@ -1,7 +1,9 @@
 """Per-patient preprocessing: normalize to [0, 1], resample to isotropic spacing, filter channels.
 
-Outputs are content-addressed files: the file name carries a hash of the input file hash and the settings,
-so a re-run with the same inputs and settings finds its files and does no work. Derived volumes are NRRD
+Outputs are entries of the content-addressed feature store (lib/feature_store): the entry name carries a hash of the
+input file hash, the settings and the SimpleITK version, the entry record their full key and the file's own hash, so a
+re-run with the same inputs and settings - in this experiment or any other on the cohort - finds verified files and
+does no work, and a damaged or foreign file is computed again. Derived volumes are NRRD
 with gzip level 1: SimpleITK's NIfTI writer ignores the compression level, and its default level made
 writing the five channels of a 5-million-voxel volume cost more than computing them.
 """
@@ -17,6 +19,7 @@ from typing import Literal
 import SimpleITK as sitk
 from pydantic import Field, PositiveInt, model_validator
 
+from cssci_platform.lib.feature_store import FeatureStore, content_key
 from cssci_platform.lib.imaging import (
     CHANNELS,
     ChannelSettings,
@@ -104,7 +107,8 @@ class PreprocessedPatient:
 
 def preprocess_patient(scans: list[ScanInfo], resolve, store: Path,
                        settings: PreprocessingSettings) -> PreprocessedPatient:
-    """Preprocess every sequence of one patient; `resolve` maps a manifest path to a file path."""
+    """Preprocess every sequence of one patient; `resolve` maps a manifest path to a file path, `store` is the feature
+    store's folder for channels (shared by the cohort's experiments); `computed_files` counts the files not reused."""
     result = PreprocessedPatient([], [], 0)
     images = [s for s in scans if s.kind == "image"]
     for image_scan in images:
@@ -115,26 +119,35 @@ def preprocess_patient(scans: list[ScanInfo], resolve, store: Path,
 
 def _preprocess_sequence(image_scan: ScanInfo, masks: list[ScanInfo], resolve, store: Path,
                          settings: PreprocessingSettings, result: PreprocessedPatient) -> None:
-    folder = store / image_scan.patient_key / image_scan.sequence
-    digest = settings.digest()
-    channel_paths = {c: folder / f"{c}-{_key(image_scan.sha256, digest, c)}{DERIVED_SUFFIX}" for c in settings.channels}
-    mask_paths = {m: folder / f"mask-{m.roi}-{m.segmentation}-{_key(m.sha256, image_scan.sha256, digest)}"
-                     f"{DERIVED_SUFFIX}" for m in masks}
-    missing = [p for p in [*channel_paths.values(), *mask_paths.values()] if not p.exists()]
-    if missing:
+    entries = FeatureStore(store)
+    folder = f"{image_scan.patient_key}/{image_scan.sequence}"
+    digest, version = settings.digest(), sitk.Version.VersionString()
+    channel_keys = {c: content_key(image=image_scan.sha256, settings=digest, channel=c, simpleitk=version)
+                    for c in settings.channels}
+    mask_keys = {m: content_key(mask=m.sha256, image=image_scan.sha256, settings=digest, simpleitk=version)
+                 for m in masks}
+    channel_entries = {c: f"{folder}/{c}-{k[:16]}" for c, k in channel_keys.items()}
+    mask_entries = {m: f"{folder}/mask-{m.roi}-{m.segmentation}-{k[:16]}" for m, k in mask_keys.items()}
+    found = {**{c: entries.find(channel_entries[c], k) for c, k in channel_keys.items()},
+             **{m: entries.find(mask_entries[m], k) for m, k in mask_keys.items()}}
+    if None in found.values():
         base = _normalized_resampled(read_image(resolve(image_scan.path)), settings)
-        for channel, path in channel_paths.items():
-            if not path.exists():
-                write_image(filter_channel(base, channel, settings.filters), path, DERIVED_COMPRESSION)
+        for channel, key in channel_keys.items():
+            if found[channel] is None:
+                image = filter_channel(base, channel, settings.filters)
+                found[channel] = entries.save(channel_entries[channel], key, DERIVED_SUFFIX,
+                                              lambda path, image=image: write_image(image, path, DERIVED_COMPRESSION))
                 result.computed_files += 1
-        for mask_scan, path in mask_paths.items():
-            if not path.exists():
-                write_image(resample_mask_onto(read_image(resolve(mask_scan.path)), base), path, DERIVED_COMPRESSION)
+        for mask_scan, key in mask_keys.items():
+            if found[mask_scan] is None:
+                mask = resample_mask_onto(read_image(resolve(mask_scan.path)), base)
+                found[mask_scan] = entries.save(mask_entries[mask_scan], key, DERIVED_SUFFIX,
+                                                lambda path, mask=mask: write_image(mask, path, DERIVED_COMPRESSION))
                 result.computed_files += 1
     key = image_scan.patient_key
-    result.channels += [ChannelFile(key, image_scan.sequence, c, str(p), image_scan.sha256, digest)
-                        for c, p in channel_paths.items()]
-    result.masks += [MaskFile(key, m.sequence, m.roi, m.segmentation, str(p), m.sha256) for m, p in mask_paths.items()]
+    result.channels += [ChannelFile(key, image_scan.sequence, c, str(found[c]), image_scan.sha256, digest)
+                        for c in settings.channels]
+    result.masks += [MaskFile(key, m.sequence, m.roi, m.segmentation, str(found[m]), m.sha256) for m in masks]
 
 
 def _normalized_resampled(image: sitk.Image, settings: PreprocessingSettings) -> sitk.Image:
@@ -142,6 +155,3 @@ def _normalized_resampled(image: sitk.Image, settings: PreprocessingSettings) ->
     resampled = resample_to_spacing(image, settings.spacing_mm, interpolator=settings.interpolator)
     return normalize_unit_range(resampled, settings.lower_percentile, settings.upper_percentile)
 
-
-def _key(*parts: str) -> str:
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]

@@ -53,7 +53,8 @@ def test_writes_one_file_per_channel_and_mask(one_patient, tmp_path):
     expected = [("lesion", "primary"), ("cord", "primary"), ("lesion", "rater2")]
     assert [(m.roi, m.segmentation) for m in result.masks] == expected
     assert result.computed_files == len(CHANNELS) + 3
-    written = sorted(p for p in store.rglob("*") if p.is_file())
+    written = sorted(p for p in store.rglob("*") if p.is_file() and not p.name.endswith(".entry.json"))
+    assert len(list(store.rglob("*.entry.json"))) == len(written)  # each file has its entry record
     stored = [c.image_path for c in result.channels] + [m.mask_path for m in result.masks]
     assert sorted(map(str, written)) == sorted(stored)
     for channel in result.channels:
@@ -102,11 +103,12 @@ def test_masks_are_binary_on_the_channel_grid(one_patient, tmp_path):
 def test_second_call_is_cached(one_patient, tmp_path):
     store = tmp_path / "store"
     first = run(one_patient, store)
-    stamps = {p: p.stat().st_mtime_ns for p in store.rglob("*.nii.gz")}
+    stamps = {p: p.stat().st_mtime_ns for p in store.rglob("*.nrrd")}
+    assert stamps
     second = run(one_patient, store)
     assert second.computed_files == 0
     assert second.channels == first.channels and second.masks == first.masks
-    assert {p: p.stat().st_mtime_ns for p in store.rglob("*.nii.gz")} == stamps
+    assert {p: p.stat().st_mtime_ns for p in store.rglob("*.nrrd")} == stamps
 
 
 def test_a_deleted_output_is_recomputed_alone(one_patient, tmp_path):
@@ -209,3 +211,51 @@ def test_gaussian_channel_stays_in_unit_range_at_a_sharp_edge(tiny_cohort, tmp_p
     result = run(cohort, tmp_path / "store", PreprocessingSettings(channels=("gaussian",)))
     values = sitk.GetArrayFromImage(read(result.channels[0].image_path))
     assert values.min() >= 0.0 and values.max() <= 1.0
+
+
+def test_a_corrupted_channel_file_is_recomputed_not_used(one_patient, tmp_path):
+    store = tmp_path / "store"
+    first = run(one_patient, store)
+    damaged = Path(first.channels[1].image_path)
+    good_bytes = damaged.read_bytes()
+    raw = bytearray(good_bytes)
+    raw[-20] ^= 0xFF
+    damaged.write_bytes(bytes(raw))
+    again = run(one_patient, store)
+    assert again.computed_files == 1
+    assert Path(again.channels[1].image_path).read_bytes() == good_bytes
+
+
+def test_a_half_written_channel_file_is_recomputed_not_used(one_patient, tmp_path):
+    store = tmp_path / "store"
+    first = run(one_patient, store)
+    partial = Path(first.masks[0].mask_path)
+    partial.write_bytes(partial.read_bytes()[: partial.stat().st_size // 2])
+    again = run(one_patient, store)
+    assert again.computed_files == 1
+    assert set(np.unique(sitk.GetArrayFromImage(read(again.masks[0].mask_path)))) == {0, 1}
+
+
+def test_a_channel_symlinked_out_of_the_store_is_not_read(one_patient, tmp_path):
+    store = tmp_path / "store"
+    first = run(one_patient, store)
+    outside = tmp_path / "outside.nrrd"
+    linked = Path(first.channels[0].image_path)
+    outside.write_bytes(linked.read_bytes())
+    linked.unlink()
+    linked.symlink_to(outside)
+    again = run(one_patient, store)
+    assert again.computed_files == 1
+    assert all(not Path(c.image_path).is_symlink() for c in again.channels)
+    assert all(Path(c.image_path).resolve().is_relative_to(store.resolve()) for c in again.channels)
+
+
+def test_two_homes_preprocessing_at_once_share_one_valid_copy(one_patient, tmp_path):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    store = tmp_path / "store"
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        results = list(pool.map(run, [one_patient, one_patient], [store, store]))
+    assert results[0].channels == results[1].channels and results[0].masks == results[1].masks
+    assert run(one_patient, store).computed_files == 0  # every entry the two wrote is valid
