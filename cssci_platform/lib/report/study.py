@@ -324,6 +324,15 @@ def table_one_by_cohort(
     return merged.drop(columns=[*keys, *summaries, *tests]), skipped
 
 
+def indented_levels(table: pd.DataFrame) -> pd.DataFrame:
+    """Table 1's cells HTML-escaped, level rows ('    level') indented with em spaces (to_html strips spaces)."""
+    shown = table.map(lambda cell: html.escape(str(cell)))
+    first = shown.columns[0]
+    levels = table[first].astype(str).str.startswith("    ")
+    shown.loc[levels, first] = "&emsp;&emsp;" + shown.loc[levels, first].str.strip()
+    return shown
+
+
 def _table_one_by_cohort(
     inputs: ReportInputs,
     scored: pd.DataFrame,
@@ -347,7 +356,7 @@ def _table_one_by_cohort(
             "normality of the variable), categorical as n (%). p compares the outcome groups within each cohort; the "
             f"tests used are named in the last column.{left_out}",
             table,
-            html=html_table(table, "table-one"),
+            html=html_table(indented_levels(table), "table-one", escape=False),
         )
     )
 
