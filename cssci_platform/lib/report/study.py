@@ -1,5 +1,9 @@
-"""The self-contained HTML study report: Table 1, performance tables in the studies' layout, ROC, DeLong,
-calibration, decision curves, nomogram, Grad-CAM gallery, the mode delta and a generated methods paragraph.
+"""The self-contained HTML study report, publication grade: a small-test-set warning at the top, the generated
+methods, Table 1 by cohort and outcome, performance tables (champions and the best model per signature; the whole
+zoo in the appendix), ROC per cohort, DeLong, calibration and decision curves, the LASSO path and Rad-score, the
+nomogram with its equation, ComBat before/after per center, SHAP, Grad-CAM, the mode delta, the TRIPOD+AI / CLEAR
+checklist and the patients' QC montages. Every figure and table is numbered and captioned in page order
+(`ReportDocument`) and returned with the page (`build_study_report`) for the export (`export.export_report`).
 Outcomes with more than two classes (`ReportInputs.classes`) get the multiclass layout of `study_multiclass`.
 
 Inputs are plain frames read from the warehouse (no Dagster, no MLflow here); every figure is embedded as a
