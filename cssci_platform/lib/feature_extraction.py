@@ -10,6 +10,7 @@ from pathlib import Path
 import polars as pl
 from pydantic import Field
 
+from cssci_platform.lib.feature_store import FeatureStore, content_key, file_sha256
 from cssci_platform.lib.imaging import GeometryTolerance
 from cssci_platform.lib.quality import QcIssue
 from cssci_platform.lib.radiomics import RadiomicsCase, RadiomicsError, extract_cases, extractor_version, load_params
@@ -63,17 +64,31 @@ class PatientExtraction:
     features_per_extraction: int
     params_hash: str
     extractor_version: str
+    computed: int = 0  # extractions run by PyRadiomics in this call
+    reused: int = 0  # extractions read from the feature store
 
 
 def extract_patient_features(patient_key: str, channels: pl.DataFrame, masks: pl.DataFrame,
-                             params_name: str) -> PatientExtraction:
-    """`channels`/`masks`: the patient's rows of preprocessed_channels / preprocessed_masks."""
+                             params_name: str, store: FeatureStore | None = None) -> PatientExtraction:
+    """`channels`/`masks`: the patient's rows of preprocessed_channels / preprocessed_masks. With a `store`, a case
+    whose channel file, mask file (by content), parameter text, label and extractor version were extracted before
+    (by any experiment on the cohort) is read from it, and every newly extracted case is saved to it."""
     params = load_params(params_name)
     version = extractor_version()
     pairs = channels.join(masks, on=["patient_key", "sequence"], how="inner")
     cases = [RadiomicsCase(_case_id(r), Path(r["image_path"]), Path(r["mask_path"]))
              for r in pairs.iter_rows(named=True)]
-    results = dict(extract_cases(cases, params))
+    keys = _case_keys(cases, params.sha256, version) if store is not None else {}
+    results = {c.case_id: stored for c in cases
+               if store is not None and (stored := _stored_case(store, c.case_id, keys[c.case_id])) is not None}
+    reused = len(results)
+    computed = extract_cases([c for c in cases if c.case_id not in results], params)
+    for case_id, outcome in computed:
+        results[case_id] = outcome
+        if store is not None and not isinstance(outcome, RadiomicsError):
+            store.save_rows(f"{case_id}-{keys[case_id][:16]}", keys[case_id],
+                            pl.DataFrame({"feature": list(outcome), "value": list(outcome.values())},
+                                         schema={"feature": pl.String, "value": pl.Float64}))
     records, issues, widths = [], [], set()
     for row in pairs.iter_rows(named=True):
         outcome = results[_case_id(row)]
@@ -91,7 +106,26 @@ def extract_patient_features(patient_key: str, channels: pl.DataFrame, masks: pl
         records += [(patient_key, row["sequence"], row["roi"], row["segmentation"], row["channel"], name, value,
                      version, params.name, params.sha256) for name, value in outcome.items()]
     frame = pl.DataFrame(records, schema=FEATURE_SCHEMA, orient="row")
-    return PatientExtraction(frame, issues, len(cases), max(widths, default=0), params.sha256, version)
+    return PatientExtraction(frame, issues, len(cases), max(widths, default=0), params.sha256, version,
+                             computed=len(computed), reused=reused)
+
+
+def _case_keys(cases: list[RadiomicsCase], params_sha256: str, version: str) -> dict[str, str]:
+    """A case's key: the content of its channel and mask files, the parameter text, its label, the extractor."""
+    hashes: dict[Path, str] = {}
+
+    def content(path: Path) -> str:
+        if path not in hashes:
+            hashes[path] = file_sha256(path) if path.is_file() else f"missing:{path}"
+        return hashes[path]
+
+    return {c.case_id: content_key(image=content(c.image_path), mask=content(c.mask_path), params=params_sha256,
+                                   label=c.label, extractor=version) for c in cases}
+
+
+def _stored_case(store: FeatureStore, case_id: str, key: str) -> dict[str, float] | None:
+    rows = store.find_rows(f"{case_id}-{key[:16]}", key)
+    return None if rows is None else dict(zip(rows["feature"].to_list(), rows["value"].to_list()))
 
 
 def _case_id(row: dict) -> str:

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import dagster as dg
 import polars as pl
 
@@ -5,6 +7,7 @@ from cssci_platform.defs.ingest.assets import patient_scans
 from cssci_platform.defs.partitions import patients_partitions
 from cssci_platform.defs.qc import issues_markdown, quarantine_guard, record_issues
 from cssci_platform.lib.feature_extraction import extract_patient_features, radiomics_inputs
+from cssci_platform.lib.feature_store import FeatureStore
 from cssci_platform.lib.messages import markdown_table
 from cssci_platform.lib.preprocessing import preprocess_patient
 from cssci_platform.lib.quality import ScanInfo, resampled_mask_issues
@@ -30,19 +33,30 @@ def preprocessed_channels(context: dg.AssetExecutionContext, study: StudyResourc
     manifest, _ = cohort.patient(key)
     with warehouse.connect() as con:
         scans = [ScanInfo(**_scan_fields(row)) for row in queries.patient_scans(con, key).iter_rows(named=True)]
-    result = preprocess_patient(scans, manifest.resolve, image_store.folder("channels"), study.config().preprocessing)
+    features = image_store.features(Path(cohort.manifest_path))
+    result = preprocess_patient(scans, manifest.resolve, features.folder("channels"), study.config().preprocessing)
     issues = resampled_mask_issues(key, result.masks)
     with warehouse.connect() as con:
         replace_rows(con, "preprocessed_channels", {"patient_key": key}, [vars(c) for c in result.channels])
         replace_rows(con, "preprocessed_masks", {"patient_key": key}, [vars(m) for m in result.masks])
     record_issues(warehouse, key, "preprocess", issues)
+    files = len(result.channels) + len(result.masks)
     return dg.MaterializeResult(
         metadata={"channel_files": len(result.channels), "mask_files": len(result.masks),
-                  "computed_files": result.computed_files,
-                  "reused_from_cache": len(result.channels) + len(result.masks) - result.computed_files,
-                  "store": dg.MetadataValue.path(str(image_store.folder("channels") / key)),
+                  "computed_files": result.computed_files, "reused_from_cache": files - result.computed_files,
+                  "features": _reuse(files - result.computed_files, files),
+                  "store": dg.MetadataValue.path(str(features.folder("channels") / key)),
                   "issues": dg.MetadataValue.md(issues_markdown(issues))},
     )
+
+
+def _reuse(reused: int, total: int) -> str:
+    """'reused' (every file or extraction read from the cohort's feature store), 'computed', or how many of each."""
+    if total == 0:
+        return "none"
+    if reused == total:
+        return "reused"
+    return "computed" if reused == 0 else f"computed {total - reused}, reused {reused}"
 
 
 def _scan_fields(row: dict) -> dict:
@@ -55,8 +69,8 @@ def _scan_fields(row: dict) -> dict:
     deps=[preprocessed_channels],
     kinds={"pyradiomics", "duckdb"},
 )
-def radiomics_features(context: dg.AssetExecutionContext, study: StudyResource,
-                       warehouse: WarehouseResource) -> dg.MaterializeResult:
+def radiomics_features(context: dg.AssetExecutionContext, study: StudyResource, cohort: CohortResource,
+                       warehouse: WarehouseResource, image_store: ImageStoreResource) -> dg.MaterializeResult:
     """PyRadiomics features per sequence x ROI x segmentation x channel, long in `radiomics_features`."""
     key = context.partition_key
     quarantine_guard(warehouse, key, ("manifest", "scans", "preprocess"))
@@ -64,13 +78,19 @@ def radiomics_features(context: dg.AssetExecutionContext, study: StudyResource,
     with warehouse.connect() as con:
         stored = queries.preprocessed_channels(con, key), queries.preprocessed_masks(con, key)
     channels, masks = radiomics_inputs(*stored, settings.imaging, settings.preprocessing.channels)
-    extraction = extract_patient_features(key, channels, masks, settings.radiomics.params)
+    store = image_store.features(Path(cohort.manifest_path))
+    extraction = extract_patient_features(key, channels, masks, settings.radiomics.params,
+                                          FeatureStore(store.folder("radiomics")))
     with warehouse.connect() as con:
         replace_rows(con, "radiomics_features", {"patient_key": key}, extraction.rows)
         feature_columns = refresh_radiomics_wide_view(con)
     record_issues(warehouse, key, "radiomics", extraction.issues)
     return dg.MaterializeResult(
-        metadata={"extractions": extraction.extractions, "features_per_extraction": extraction.features_per_extraction,
+        metadata={"extractions": extraction.extractions, "computed_extractions": extraction.computed,
+                  "reused_extractions": extraction.reused,
+                  "features": _reuse(extraction.reused, extraction.extractions),
+                  "feature_store": dg.MetadataValue.path(str(store.root)),
+                  "features_per_extraction": extraction.features_per_extraction,
                   "feature_values": extraction.rows.height, "params": settings.radiomics.params,
                   "params_hash": extraction.params_hash,
                   "extractor": extraction.extractor_version, "wide_view_columns": feature_columns,
