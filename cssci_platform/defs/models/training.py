@@ -1,5 +1,11 @@
 """trained_models / model_results / predictions: the zoo per signature and mode, tracked in MLflow."""
 
+import pickle
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
 import dagster as dg
 import pandas as pd
 
@@ -9,6 +15,7 @@ from cssci_platform.lib.model_tracking import (
     get_or_create_experiment,
     log_model_run,
     log_params,
+    model_run_tags,
     register_champion,
     registered_model_name,
 )
@@ -22,7 +29,16 @@ from cssci_platform.lib.modeling.results import (
     write_zoo_results,
 )
 from cssci_platform.lib.modeling.training import FailedFit
-from cssci_platform.lib.modeling.zoo import ZooFit, champions_fold, choose_champions, outcome_classes, train_zoo
+from cssci_platform.lib.modeling.zoo import (
+    FitUnit,
+    ZooFit,
+    champions_fold,
+    choose_champions,
+    fit_units,
+    labels_for_mode,
+    outcome_classes,
+    train_unit,
+)
 from cssci_platform.lib.modeling.zoo_summary import (
     champion_table,
     failure_table,
@@ -40,47 +56,46 @@ from cssci_platform.resources.tracking import TrackingResource
 from cssci_platform.resources.warehouse import WarehouseResource
 
 MODEL_INPUTS = [feature_matrix, patient_splits, feature_reliability]
+ZOO_ASSETS = ("model_results", "predictions", "trained_models")  # the MLflow runs' dagster_asset tag
+STEP_FILES = ".modeling_steps"  # beside the warehouse: the fit steps' inputs and results, removed by the fan-in
+INPUTS_FILE = "inputs.pkl"
 
 
-@dg.multi_asset(
-    group_name="modeling",
-    can_subset=False,
-    specs=[
-        dg.AssetSpec(
-            "trained_models",
-            kinds={"mlflow", "scikitlearn"},
-            deps=MODEL_INPUTS,
-            description="One MLflow run per signature x classifier x mode; the best per signature registered as "
-            "champion",
-        ),
-        dg.AssetSpec(
-            "model_results",
-            kinds={"duckdb"},
-            deps=MODEL_INPUTS,
-            description="CV, test and validation metrics per model, named as in the studies' tables",
-        ),
-        dg.AssetSpec(
-            "predictions",
-            kinds={"duckdb"},
-            deps=MODEL_INPUTS,
-            description="Class probabilities of every model for every scored patient",
-        ),
-    ],
+@dataclass(frozen=True)
+class ZooInputs:
+    """What every fit step reads (written once by `plan_fit_units`, read from a file: never through the IO
+    manager): the feature matrix, folds, classes, chain settings, change scores and the run's MLflow tags."""
+
+    matrix: pd.DataFrame
+    split: str
+    folds: dict[str, pd.Series]
+    classes: list[str]
+    chain: ChainSettings
+    scores: pd.Series | None
+    tags: dict[str, str]
+    manifest_hash: str
+    units: list[FitUnit]
+
+
+@dg.op(
+    ins={key.path[-1]: dg.In(dg.Nothing) for key in (a.key for a in MODEL_INPUTS)},
+    out=dg.DynamicOut(str),
+    description="The zoo's fit units (fold x mode x signature), one dynamic output each; writes the inputs every "
+    "fit step reads to one file",
 )
-def trained_models(
-    context: dg.AssetExecutionContext,
+def plan_fit_units(
+    context: dg.OpExecutionContext,
     study: StudyResource,
     cohort: CohortResource,
     warehouse: WarehouseResource,
     tracking: TrackingResource,
-):
+) -> Iterator[dg.DynamicOutput[str]]:
     config = study.config()
     manifest = cohort.load()
     split, folds = study_split_folds(warehouse, config)
     with warehouse.connect() as con:
         matrix = queries.stored_feature_matrix(con).to_pandas().set_index("patient_key")
         outcome = queries.modelled_outcome(con, split)
-    classes = outcome_classes(manifest.spec, outcome)
     chain = ChainSettings(
         config.harmonization,
         config.selection,
@@ -88,41 +103,130 @@ def trained_models(
         config.models.cv_folds,
         config.models.seed,
     )
-    tracking_config = tracking.config(config.name)
-    tags = {**({STUDY_TAG: context.run.tags[STUDY_TAG]} if STUDY_TAG in context.run.tags else {}), "split": split}
-    logged = []
-    try:
-        for fit in train_zoo(
-            matrix, folds, classes, config.models, list(config.modes), chain, _scores(warehouse, config)
-        ):
-            run_tags = {
-                **tags,
-                "fold": fit.fold,
-                **tracking.run_tags(
-                    context,
-                    signature=fit.model.spec.signature.name,
-                    classifier=fit.model.spec.classifier,
-                    mode=fit.model.spec.mode,
-                    manifest_hash=manifest.manifest_sha256,
-                ),
-            }
-            params = settings_params(chain, config.outcome, fit.outcome_threshold)
-            logged.append((fit, *_log_fit(context, tracking_config, fit, config, params, run_tags, matrix)))
+    scores = _scores(warehouse, config)
+    try:  # an outcome rule that cannot label a fold fails the step here, before any fit
+        for roles in folds.values():
+            for mode in config.modes:
+                labels_for_mode(matrix, roles, scores, mode)
     except OutcomeRuleError as error:
         raise dg.Failure(str(error)) from None
+    get_or_create_experiment(tracking.config(config.name))  # once, before fit steps log side by side
+    tags = {**({STUDY_TAG: context.run.tags[STUDY_TAG]} if STUDY_TAG in context.run.tags else {}), "split": split}
+    units = fit_units(matrix, folds, config.models, list(config.modes))
+    inputs = ZooInputs(
+        matrix,
+        split,
+        folds,
+        outcome_classes(manifest.spec, outcome),
+        chain,
+        scores,
+        tags,
+        manifest.manifest_sha256,
+        units,
+    )
+    folder = _step_folder(warehouse, context.run_id)
+    path = folder / INPUTS_FILE
+    path.write_bytes(pickle.dumps(inputs, protocol=pickle.HIGHEST_PROTOCOL))
+    for index, unit in enumerate(units):
+        yield dg.DynamicOutput(f"{path}#{index}", mapping_key=f"u{index:03d}_{unit.step_key}")
+
+
+@dg.op(description="Every classifier of one signature in one mode on one fold, each logged as its MLflow run")
+def fit_unit(context: dg.OpExecutionContext, study: StudyResource, tracking: TrackingResource, planned: str) -> str:
+    """`planned`: '<inputs file>#<unit index>'. Returns the file holding the unit's (fit, run id, model URI)."""
+    path, index = planned.rsplit("#", 1)
+    inputs: ZooInputs = pickle.loads(Path(path).read_bytes())
+    unit, config = inputs.units[int(index)], study.config()
+    try:
+        fits = train_unit(inputs.matrix, inputs.folds, inputs.classes, config.models, unit, inputs.chain, inputs.scores)
+    except OutcomeRuleError as error:
+        raise dg.Failure(str(error)) from None
+    tracking_config = tracking.config(config.name)
+    logged = []
+    for fit in fits:
+        run_tags = {
+            **inputs.tags,
+            "fold": fit.fold,
+            **model_run_tags(
+                signature=fit.model.spec.signature.name,
+                classifier=fit.model.spec.classifier,
+                mode=fit.model.spec.mode,
+                manifest_hash=inputs.manifest_hash,
+                dagster_run_id=context.run.run_id,
+                dagster_asset=",".join(ZOO_ASSETS),
+            ),
+        }
+        params = settings_params(inputs.chain, config.outcome, fit.outcome_threshold)
+        logged.append((fit, *_log_fit(context, tracking_config, fit, config, params, run_tags, inputs.matrix)))
+    result = Path(path).parent / f"unit_{int(index):03d}.pkl"
+    result.write_bytes(pickle.dumps((int(index), logged), protocol=pickle.HIGHEST_PROTOCOL))
+    return str(result)
+
+
+@dg.op(
+    out={key: dg.Out(dg.Nothing) for key in ("trained_models", "model_results", "predictions")},
+    description="Fan-in: the fits in training order; registers each signature's champion, writes model_results and "
+    "predictions",
+)
+def register_zoo(
+    context: dg.OpExecutionContext,
+    study: StudyResource,
+    warehouse: WarehouseResource,
+    tracking: TrackingResource,
+    fitted: list[str],
+) -> Iterator[dg.Output]:
+    config = study.config()
+    folder = _step_folder(warehouse, context.run_id)
+    inputs: ZooInputs = pickle.loads((folder / INPUTS_FILE).read_bytes())
+    units = sorted(pickle.loads(Path(path).read_bytes()) for path in fitted)  # (unit index, logged): serial order
+    logged = [entry for _, unit_logged in units for entry in unit_logged]
     first_fold = champions_fold(fit for fit, _, _ in logged)
     champions = _register_champions(
-        tracking_config,
+        tracking.config(config.name),
         config.name,
         [(f.model, run_id, uri) for f, run_id, uri in logged if f.fold == first_fold and not f.failed],
     )
     with warehouse.connect() as con:
-        write_zoo_results(con, logged, champions, split, matrix["cohort"])
-    yield from _materializations(logged, champions, first_fold, config.name, tracking.tracking_uri)
+        write_zoo_results(con, logged, champions, inputs.split, inputs.matrix["cohort"])
+    for result in _materializations(logged, champions, first_fold, config.name, tracking.tracking_uri):
+        yield dg.Output(None, output_name=str(result.asset_key.path[-1]), metadata=result.metadata)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@dg.graph_multi_asset(
+    group_name="modeling",
+    can_subset=False,
+    ins={a.key.path[-1]: dg.AssetIn(a.key, dagster_type=dg.Nothing) for a in MODEL_INPUTS},
+    outs={
+        "trained_models": dg.AssetOut(
+            kinds={"mlflow", "scikitlearn"},
+            description="One MLflow run per signature x classifier x mode; the best per signature registered as "
+            "champion",
+        ),
+        "model_results": dg.AssetOut(
+            kinds={"duckdb"}, description="CV, test and validation metrics per model, named as in the studies' tables"
+        ),
+        "predictions": dg.AssetOut(
+            kinds={"duckdb"}, description="Class probabilities of every model for every scored patient"
+        ),
+    },
+)
+def trained_models(feature_matrix, patient_splits, feature_reliability):
+    """The zoo as parallel steps: plan_fit_units -> fit_unit per fold x mode x signature -> register_zoo."""
+    fitted = plan_fit_units(
+        feature_matrix=feature_matrix, patient_splits=patient_splits, feature_reliability=feature_reliability
+    ).map(fit_unit)
+    return register_zoo(fitted.collect())
+
+
+def _step_folder(warehouse: WarehouseResource, run_id: str) -> Path:
+    folder = Path(warehouse.path).parent / STEP_FILES / run_id
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def _log_fit(
-    context: dg.AssetExecutionContext,
+    context: dg.OpExecutionContext,
     tracking_config,
     fit: ZooFit,
     config: StudyConfig,

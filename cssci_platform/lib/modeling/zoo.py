@@ -59,6 +59,57 @@ def labels_for_mode(
     return matrix.assign(label=labels.where(matrix["label"].notna(), None)), threshold
 
 
+@dataclass(frozen=True)
+class FitUnit:
+    """One step of the zoo: every classifier of one signature in one mode on one fold (they share the signature's
+    selection chain, so a signature is not split further)."""
+
+    fold: str
+    mode: Mode
+    signature: str
+
+    @property
+    def step_key(self) -> str:
+        """A name for the unit as a Dagster dynamic output key (letters, digits and underscores)."""
+        return "".join(c if c.isalnum() else "_" for c in f"{self.fold}__{self.mode}__{self.signature}")
+
+
+def fit_units(
+    matrix: pd.DataFrame, folds: dict[str, pd.Series], models: ModelsSettings, modes: list[Mode]
+) -> list[FitUnit]:
+    """Every fold x mode x signature of the zoo, in the serial training order (`train_zoo`'s)."""
+    signatures = study_signatures(models.signatures, matrix)
+    return [FitUnit(fold, mode, signature.name) for fold in folds for mode in modes for signature in signatures]
+
+
+def train_unit(
+    matrix: pd.DataFrame,
+    folds: dict[str, pd.Series],
+    classes: list[str],
+    models: ModelsSettings,
+    unit: FitUnit,
+    chain: ChainSettings,
+    scores: pd.Series | None = None,
+) -> list[ZooFit]:
+    """The fits of one `FitUnit`, exactly as `train_zoo` makes them (same inputs, same order, same seeds)."""
+    roles = folds[unit.fold]
+    signature = next(s for s in study_signatures(models.signatures, matrix) if s.name == unit.signature)
+    labelled, threshold = labels_for_mode(matrix, roles, scores, unit.mode)
+    _LOG.info("training %s (%s, fold %s)", signature.name, unit.mode, unit.fold)
+    fitted = fit_signature(
+        labelled,
+        roles,
+        signature,
+        list(models.classifiers),
+        unit.mode,
+        classes,
+        chain,
+        models.grid,
+        models.cv_folds,
+    )
+    return [ZooFit(unit.fold, roles, labelled["label"], threshold, model) for model in fitted]
+
+
 def train_zoo(
     matrix: pd.DataFrame,
     folds: dict[str, pd.Series],
@@ -69,25 +120,10 @@ def train_zoo(
     scores: pd.Series | None = None,
 ) -> Iterator[ZooFit]:
     """Fit every signature x classifier of `models` in every mode on every fold (`folds`: fold -> patient roles),
-    in that order. `scores`: the per-patient change scores when labels are re-derived per fold (else None)."""
-    signatures = study_signatures(models.signatures, matrix)
-    for fold, roles in folds.items():
-        for mode in modes:
-            labelled, threshold = labels_for_mode(matrix, roles, scores, mode)
-            for signature in signatures:
-                _LOG.info("training %s (%s, fold %s)", signature.name, mode, fold)
-                for model in fit_signature(
-                    labelled,
-                    roles,
-                    signature,
-                    list(models.classifiers),
-                    mode,
-                    classes,
-                    chain,
-                    models.grid,
-                    models.cv_folds,
-                ):
-                    yield ZooFit(fold, roles, labelled["label"], threshold, model)
+    in that order, one `FitUnit` after another. `scores`: the per-patient change scores when labels are re-derived
+    per fold (else None)."""
+    for unit in fit_units(matrix, folds, models, modes):
+        yield from train_unit(matrix, folds, classes, models, unit, chain, scores)
 
 
 def choose_champions(models: list[tuple[TrainedModel, str]]) -> dict[str, tuple[TrainedModel, str]]:
