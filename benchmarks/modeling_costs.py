@@ -273,6 +273,7 @@ def main(argv: list[str]) -> int:
         for key, value in result["micro"].items():
             value["old_over_new"] = value["old"] / value["new"]
             print(f"  micro {key}: old {value['old']:.1f} ms, new {value['new']:.1f} ms, {value['old_over_new']:.2f}x")
+        _write(args.out, result)
     for size in args.zoo_sizes.split(",") if "zoo" in parts else []:
         signatures, classifiers = (
             (ZOO_SIGNATURES, "all") if size == "demo" else (args.large_signatures, args.large_classifiers)
@@ -295,6 +296,7 @@ def main(argv: list[str]) -> int:
             "loads": [[r[s]["load1_before"] for s in ("old", "new")] for r in runs],
         }
         result[f"zoo_{size}"] = summary
+        _write(args.out, result)  # each finished part is kept, even if a later one is stopped
         print(
             f"  zoo {size}: old {old_s}, new {new_s}, median ratio {summary['old_over_new_median']:.2f}x; "
             f"identity {summary['identity']}",
@@ -302,9 +304,13 @@ def main(argv: list[str]) -> int:
         )
     result["uptime_end"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     print(result["uptime_end"], flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    _write(args.out, result)
     return 0
+
+
+def _write(out: Path, result: dict) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
