@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import sys
@@ -127,8 +128,9 @@ def next_steps(home: Path, warehouse: Path, mlflow_uri: str) -> list[NextStep]:
     with the platform: this Python's duckdb module), the Dagster UI, the MLflow UI on this home's store (opened on
     the study's experiment in MLflow's classic machine-learning view)."""
     home = home.resolve()
-    query = (f"import duckdb; duckdb.connect({str(warehouse)!r}, read_only=True).sql({EXPLORE_SQL!r})"
-             ".show(max_rows=100, max_width=250)")
+    # JSON strings are Python strings in double quotes: the shell command needs no escaped single quotes
+    query = (f"import duckdb; duckdb.connect({json.dumps(str(warehouse))}, read_only=True)"
+             f".sql({json.dumps(EXPLORE_SQL)}).show(max_rows=100, max_width=250)")
     mlflow = Path(sys.executable).parent / "mlflow"
     mlflow_command = [str(mlflow) if mlflow.is_file() else "mlflow", "ui", "--backend-store-uri", mlflow_uri,
                       "--host", LOCAL_ONLY, "--port", str(MLFLOW_PORT)]
