@@ -68,19 +68,25 @@ def _check_slice_target(cohort, experiment: StudyConfig | None) -> None:
 
 
 def _ingest_with_progress(manifest: Path, workers: int) -> list[PatientRunOutcome]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from cssci_platform.cli import patient_runs
     from cssci_platform.lib.cohort import load_cohort
 
     total = len(load_cohort(manifest).patients)
     started = time.perf_counter()
-    columns = TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
+    counts = TextColumn("{task.completed:.0f} finished ({task.fields[failed]} failed), "
+                        "{task.fields[remaining]} remaining")
+    columns = TextColumn("{task.description}"), BarColumn(), counts, TimeElapsedColumn(), TextColumn("ETA"), \
+        TimeRemainingColumn()
     with Progress(*columns, console=console) as progress:
-        task = progress.add_task("patients", total=total)
+        task = progress.add_task("patients", total=total, failed=0, remaining=total)
+        failed = []
 
         def on_patient(outcome: PatientRunOutcome) -> None:
-            progress.advance(task)
+            failed.extend([] if outcome.success else [outcome.patient_key])
+            remaining = total - int(progress.tasks[task].completed) - 1
+            progress.update(task, advance=1, failed=len(failed), remaining=remaining)
             if not outcome.success:
                 what = "failed" if outcome.failed_outside_qc else "quarantined"
                 progress.console.print(f"[yellow]{what}[/] {outcome.patient_key}: {escape(outcome.reason)}")
