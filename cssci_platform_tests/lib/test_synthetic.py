@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -224,15 +225,19 @@ def test_sci_planted_effect_is_recoverable_on_a_large_cohort(protocol, logit_auc
 
 
 def test_sci_demo_scales_only_the_imaging_terms_of_the_shared_patients():
-    demo, ianr = (synthetic.sample_sci_patients(60, 0, seed=5, protocol=p) for p in ("demo", "ianr"))
-    for d, i in zip(demo, ianr):
+    assert synthetic.default_imaging_scale("demo") == synthetic.DEMO_IMAGING_SCALE
+    assert synthetic.default_imaging_scale("ianr") == synthetic.default_imaging_scale("upper_limb") == 1
+    demo, unscaled, ianr = (synthetic.sample_sci_patients(60, 0, seed=5, protocol=p, imaging_scale=scale)
+                            for p, scale in (("demo", None), ("demo", 1.0), ("ianr", None)))
+    for d, u, i in zip(demo, unscaled, ianr):
         assert (d.patient_id, d.lesion_length_mm, d.age, d.asia_grade) == (i.patient_id, i.lesion_length_mm, i.age,
                                                                             i.asia_grade)
-        imaging = synthetic.sci_imaging_logit(i.lesion_length_mm, i.lesion_t2_mean, i.lesion_heterogeneity)
+        assert dataclasses.replace(u, true_logit=d.true_logit, good_outcome=d.good_outcome) == d
         extra = synthetic.ianr_logit_extra(i.brain_injury, i.injury_site)
-        unscaled_rest = i.true_logit - extra - imaging  # tolerance: the stored lesion values are rounded
-        assert d.true_logit == pytest.approx(synthetic.DEMO_IMAGING_SCALE * imaging + unscaled_rest, abs=1e-3)
-        assert synthetic.imaging_scale("demo") == synthetic.DEMO_IMAGING_SCALE and synthetic.imaging_scale("ianr") == 1
+        assert u.true_logit == pytest.approx(i.true_logit - extra, abs=1e-12)  # imaging_scale=1: as before issue 18
+        imaging = synthetic.sci_imaging_logit(i.lesion_length_mm, i.lesion_t2_mean, i.lesion_heterogeneity)
+        # tolerance: the stored lesion values are rounded
+        assert d.true_logit - u.true_logit == pytest.approx((synthetic.DEMO_IMAGING_SCALE - 1) * imaging, abs=1e-3)
 
 
 def test_sci_lesion_length_effect_is_visible_in_a_200_patient_cohort():

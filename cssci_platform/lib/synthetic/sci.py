@@ -30,7 +30,8 @@ Planted logit (all protocols)
         asia_effect = {A: -1.6, B: -0.8, C: 0.0, D: +0.8}
 
     (``SCI_OUTCOME_COEFFICIENTS``); protocol ``demo`` multiplies the three imaging terms by
-    ``DEMO_IMAGING_SCALE`` = 2.5 (``imaging_scale``); protocol ``ianr`` adds ``IANR_LOGIT_COEFFICIENTS``
+    ``DEMO_IMAGING_SCALE`` = 2.5 (``default_imaging_scale``; ``imaging_scale=`` of ``write_sci_cohort`` sets
+    another factor); protocol ``ianr`` adds ``IANR_LOGIT_COEFFICIENTS``
     (below). Hypertension, smoking and sex carry no effect.
 
 Protocol ``demo`` (manifest ``synthetic_sci``)
@@ -160,11 +161,14 @@ def sci_truth_row(patient: SciPatient) -> dict:
 
 
 def write_sci_cohort(out_dir: Path, n_development: int = 120, n_prospective: int = 30, seed: int = 7,
-                     second_rater_fraction: float = 0.25, *, protocol: SciProtocol = "demo") -> Path:
-    """Write the synthetic multi-center cervical SCI cohort (see module docstring); returns ``cohort.yaml``."""
+                     second_rater_fraction: float = 0.25, *, protocol: SciProtocol = "demo",
+                     imaging_scale: float | None = None) -> Path:
+    """Write the synthetic multi-center cervical SCI cohort (see module docstring); returns ``cohort.yaml``.
+    ``imaging_scale``: the factor on the planted logit's imaging terms (None: the protocol's; 1.0 gives the demo
+    cohort's outcomes as they were before issue 18)."""
     out_dir = Path(out_dir)
     layout = check_protocol(protocol)
-    patients = sample_sci_patients(n_development, n_prospective, seed, second_rater_fraction, protocol)
+    patients = sample_sci_patients(n_development, n_prospective, seed, second_rater_fraction, protocol, imaging_scale)
     for patient in patients:
         render_sci_patient(patient, seed, out_dir / "images" / patient.patient_id)
     prospective = [p for p in patients if p.cohort == "prospective"]

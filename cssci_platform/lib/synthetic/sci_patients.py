@@ -200,13 +200,13 @@ def check_protocol(protocol: str) -> SciProtocolLayout:
     return SCI_PROTOCOL_LAYOUTS[protocol]
 
 
-def imaging_scale(protocol: str) -> float:
-    """The factor on the imaging terms of the planted logit: ``DEMO_IMAGING_SCALE`` for ``demo``, else 1."""
+def default_imaging_scale(protocol: str) -> float:
+    """The protocol's factor on the imaging terms of the planted logit: ``DEMO_IMAGING_SCALE`` for ``demo``, else 1."""
     return DEMO_IMAGING_SCALE if protocol == "demo" else 1.0
 
 
 def sci_imaging_logit(length_mm: float, t2_mean: float, heterogeneity: float, scale: float = 1.0) -> float:
-    """The imaging part of the planted logit (no intercept), its terms times ``scale`` (``imaging_scale``)."""
+    """The imaging part of the planted logit (no intercept), its terms times ``scale``."""
     values: dict[ImagingTerm, float] = {
         "lesion_length_mm": length_mm, "lesion_t2_mean": t2_mean, "lesion_heterogeneity": heterogeneity,
     }
@@ -215,12 +215,12 @@ def sci_imaging_logit(length_mm: float, t2_mean: float, heterogeneity: float, sc
 
 
 def sci_true_logit(length_mm: float, t2_mean: float, heterogeneity: float, age: float, asia_grade: str,
-                   diabetes: int, treatment: str, protocol: str = "demo") -> float:
+                   diabetes: int, treatment: str, imaging_scale: float = 1.0) -> float:
     c = SCI_OUTCOME_COEFFICIENTS
     age_mean, age_sd = SCI_STANDARDIZATION["age"]
     clinical = c["age"] * (age - age_mean) / age_sd + c["asia_grade"][asia_grade] + c["diabetes"] * diabetes
     surgery = c["surgery"] * (treatment == "surgery")
-    imaging = sci_imaging_logit(length_mm, t2_mean, heterogeneity, imaging_scale(protocol))
+    imaging = sci_imaging_logit(length_mm, t2_mean, heterogeneity, imaging_scale)
     return c["intercept"] + imaging + clinical + surgery
 
 
@@ -250,8 +250,9 @@ def uems_one_year(admission: int, logit: float, logistic_noise: float) -> int:
 
 
 def draw_sci_patient(seed: int, center_index: int, number: int, cohort: str, second_rater: bool,
-                     protocol: SciProtocol = "demo") -> SciPatient:
-    """One patient; for ``upper_limb`` ``good_outcome`` is provisional (see ``sample_sci_patients``)."""
+                     protocol: SciProtocol = "demo", imaging_scale: float | None = None) -> SciPatient:
+    """One patient; for ``upper_limb`` ``good_outcome`` is provisional (see ``sample_sci_patients``).
+    ``imaging_scale``: the factor on the logit's imaging terms (None: the protocol's, ``default_imaging_scale``)."""
     center = SCI_CENTERS[center_index]
     rng = patient_rng(seed, 0, center_index, number)
     age = int(np.clip(round(rng.normal(center.age_mean, 14.0)), 18, 90))
@@ -265,7 +266,8 @@ def draw_sci_patient(seed: int, center_index: int, number: int, cohort: str, sec
     length = float(np.clip(rng.lognormal(math.log(22.0) + log_shift, 0.4), 6.0, 70.0))
     t2_mean = float(np.clip(rng.normal(680.0, 70.0), 480.0, 880.0))
     heterogeneity = float(np.clip(rng.normal(60.0, 20.0), 15.0, 120.0))
-    logit = sci_true_logit(length, t2_mean, heterogeneity, age, asia, diabetes, treatment, protocol)
+    scale = default_imaging_scale(protocol) if imaging_scale is None else imaging_scale
+    logit = sci_true_logit(length, t2_mean, heterogeneity, age, asia, diabetes, treatment, scale)
     extra: dict = {}
     if protocol == "demo":
         good = int(rng.random() < sigmoid(logit))
@@ -302,8 +304,10 @@ def _uems_change(patient: SciPatient) -> int:
 
 
 def sample_sci_patients(n_development: int = 120, n_prospective: int = 30, seed: int = 7,
-                        second_rater_fraction: float = 0.25, protocol: SciProtocol = "demo") -> list[SciPatient]:
-    """Patient-level parameters of ``write_sci_cohort`` (no images): cheap, for tests and power checks."""
+                        second_rater_fraction: float = 0.25, protocol: SciProtocol = "demo",
+                        imaging_scale: float | None = None) -> list[SciPatient]:
+    """Patient-level parameters of ``write_sci_cohort`` (no images): cheap, for tests and power checks.
+    ``imaging_scale`` (None: the protocol's) only changes the outcomes, never a patient's parameters or images."""
     check_protocol(protocol)
     if not 0.0 <= second_rater_fraction <= 1.0:
         raise ValueError(f"second_rater_fraction must be in [0, 1], got {second_rater_fraction}")
@@ -318,6 +322,6 @@ def sample_sci_patients(n_development: int = 120, n_prospective: int = 30, seed:
     rated = set(np.random.default_rng(seed).permutation(n_development)[:n_rated].tolist())
     development_slots = [s for s in slots if s[2] == "development"]
     rated_slots = {development_slots[i] for i in rated}
-    patients = [draw_sci_patient(seed, ci, number, cohort, (ci, number, cohort) in rated_slots, protocol)
-                for ci, number, cohort in slots]
+    patients = [draw_sci_patient(seed, ci, number, cohort, slot in rated_slots, protocol, imaging_scale)
+                for slot in slots for ci, number, cohort in [slot]]
     return upper_limb_outcomes(patients) if protocol == "upper_limb" else patients
