@@ -17,11 +17,10 @@ import re
 from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import polars as pl
-import torch
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from cssci_platform.lib.cohort import Cohort, CohortSpec
@@ -39,6 +38,9 @@ from cssci_platform.lib.deep.roi_slices import (
 from cssci_platform.lib.imaging import ImageReadError, read_image
 from cssci_platform.lib.quality import QcIssue
 from cssci_platform.lib.settings import Section
+
+if TYPE_CHECKING:
+    import torch
 
 STAGE = "roi_slices"
 PRIMARY = "primary"
@@ -254,6 +256,8 @@ def _write_slice(patient_key: str, channel_row: dict, crop: RoiCrop, request: Sl
 
 def load_network_inputs(slice_paths: list[str]) -> torch.Tensor:
     """(n, 3, H, W) ImageNet-normalised inputs from stored slice files; names the file that cannot be read."""
+    import torch  # here, not at import: the patient steps that cut slices never need it (issue 18, memory)
+
     grey = []
     for path in slice_paths:
         try:
