@@ -109,20 +109,23 @@ def worker_micro(rounds: int) -> dict:
 
 def worker_zoo(size: str, signatures: str, classifiers: str, modes: str, cv_folds: int) -> dict:
     sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
-    from modeling_scaling import CLASSES, chain_settings, holdout_roles, synthetic_matrix
+    from modeling_scaling import CLASSES, chain_settings, demo_duckdb_matrix, holdout_roles, synthetic_matrix
 
     from cssci_platform.lib.classifiers import CLASSIFIER_NAMES
     from cssci_platform.lib.modeling.signatures import parse_signature
     from cssci_platform.lib.modeling.training import train_signature
 
-    development, prospective = (40, 10) if size == "demo" else (int(size), 0)
-    matrix = synthetic_matrix(
-        development,
-        prospective,
-        7,
-        deep="DL" in signatures,
-        clinical="Combined" in signatures or "Clinical" in signatures,
-    )
+    if size.startswith("duckdb:"):  # a finished study's feature_matrix (read-only copy of its warehouse)
+        matrix = demo_duckdb_matrix(Path(size.removeprefix("duckdb:")))
+    else:
+        development, prospective = (40, 10) if size == "demo" else (int(size), 0)
+        matrix = synthetic_matrix(
+            development,
+            prospective,
+            7,
+            deep="DL" in signatures,
+            clinical="Combined" in signatures or "Clinical" in signatures,
+        )
     roles = holdout_roles(matrix)
     settings = chain_settings(cv_folds)
     names = list(CLASSIFIER_NAMES) if classifiers == "all" else classifiers.split(",")
@@ -245,7 +248,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="old/new pairs per measurement")
     parser.add_argument("--large-rounds", type=int, default=1, help="old/new pairs at the non-demo sizes")
     parser.add_argument("--micro-rounds", type=int, default=5, help="calls per micro measurement (best is kept)")
-    parser.add_argument("--zoo-sizes", default="demo,1600", help="'demo' (40 + 10) and/or development patients")
+    parser.add_argument(
+        "--zoo-sizes",
+        default="demo,1600",
+        help="'demo' (40 + 10), development patients, or duckdb:<warehouse copy> (its feature_matrix, the demo zoo)",
+    )
     parser.add_argument("--cv-folds", type=int, default=5)
     parser.add_argument("--large-signatures", default=LARGE_SIGNATURES, help="signatures at the non-demo sizes")
     parser.add_argument("--large-classifiers", default=LARGE_CLASSIFIERS, help="classifiers at the non-demo sizes")
@@ -276,11 +283,14 @@ def main(argv: list[str]) -> int:
         _write(args.out, result)
     for size in args.zoo_sizes.split(",") if "zoo" in parts else []:
         signatures, classifiers = (
-            (ZOO_SIGNATURES, "all") if size == "demo" else (args.large_signatures, args.large_classifiers)
+            (ZOO_SIGNATURES, "all")
+            if size == "demo" or size.startswith("duckdb:")
+            else (args.large_signatures, args.large_classifiers)
         )
         worker_args = ["zoo", size, signatures, classifiers, "leakage_safe,paper_faithful", str(args.cv_folds)]
         rounds = args.rounds if size == "demo" else args.large_rounds
-        runs = side_by_side(sources, worker_args, rounds, f"zoo_{size}")
+        label = "real" if size.startswith("duckdb:") else size
+        runs = side_by_side(sources, worker_args, rounds, f"zoo_{label}")
         old_s, new_s = [r["old"]["zoo"]["wall_s"] for r in runs], [r["new"]["zoo"]["wall_s"] for r in runs]
         summary = {
             "signatures": signatures,
@@ -295,7 +305,7 @@ def main(argv: list[str]) -> int:
             "identity": compare_models(runs[0]["old"]["zoo"]["models"], runs[0]["new"]["zoo"]["models"]),
             "loads": [[r[s]["load1_before"] for s in ("old", "new")] for r in runs],
         }
-        result[f"zoo_{size}"] = summary
+        result[f"zoo_{label}"] = summary
         _write(args.out, result)  # each finished part is kept, even if a later one is stopped
         print(
             f"  zoo {size}: old {old_s}, new {new_s}, median ratio {summary['old_over_new_median']:.2f}x; "
