@@ -79,7 +79,7 @@ def extract_patient_features(patient_key: str, channels: pl.DataFrame, masks: pl
     cases = [RadiomicsCase(_case_id(r), Path(r["image_path"]), Path(r["mask_path"]))
              for r in pairs.iter_rows(named=True)]
     keys = _case_keys(cases, params.sha256, version) if store is not None else {}
-    results = {c.case_id: stored for c in cases
+    results: dict[str, dict[str, float] | RadiomicsError] = {c.case_id: stored for c in cases
                if store is not None and (stored := _stored_case(store, c.case_id, keys[c.case_id])) is not None}
     reused = len(results)
     computed = extract_cases([c for c in cases if c.case_id not in results], params)

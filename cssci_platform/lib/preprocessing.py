@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -135,19 +136,21 @@ def _preprocess_sequence(image_scan: ScanInfo, masks: list[ScanInfo], resolve, s
         for channel, key in channel_keys.items():
             if found[channel] is None:
                 image = filter_channel(base, channel, settings.filters)
-                found[channel] = entries.save(channel_entries[channel], key, DERIVED_SUFFIX,
-                                              lambda path, image=image: write_image(image, path, DERIVED_COMPRESSION))
+                found[channel] = entries.save(channel_entries[channel], key, DERIVED_SUFFIX, _writer(image))
                 result.computed_files += 1
         for mask_scan, key in mask_keys.items():
             if found[mask_scan] is None:
                 mask = resample_mask_onto(read_image(resolve(mask_scan.path)), base)
-                found[mask_scan] = entries.save(mask_entries[mask_scan], key, DERIVED_SUFFIX,
-                                                lambda path, mask=mask: write_image(mask, path, DERIVED_COMPRESSION))
+                found[mask_scan] = entries.save(mask_entries[mask_scan], key, DERIVED_SUFFIX, _writer(mask))
                 result.computed_files += 1
     key = image_scan.patient_key
     result.channels += [ChannelFile(key, image_scan.sequence, c, str(found[c]), image_scan.sha256, digest)
                         for c in settings.channels]
     result.masks += [MaskFile(key, m.sequence, m.roi, m.segmentation, str(found[m]), m.sha256) for m in masks]
+
+
+def _writer(image: sitk.Image) -> Callable[[Path], None]:
+    return lambda path: write_image(image, path, DERIVED_COMPRESSION)
 
 
 def _normalized_resampled(image: sitk.Image, settings: PreprocessingSettings) -> sitk.Image:
