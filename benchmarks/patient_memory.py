@@ -40,6 +40,28 @@ CHILD = textwrap.dedent("""
     step, mode, work, store = sys.argv[1], sys.argv[2], Path(sys.argv[3]), sys.argv[4]
     upstream_only = sys.argv[5] == "1"
     started = time.perf_counter()
+    if mode == "bare":  # the work of patient_scans + preprocessed_channels + radiomics_features, by the lib functions
+        import dagster, duckdb, polars as pl  # noqa: F401 -- what a Dagster step process loads anyway
+        from cssci_platform.lib.cohort import load_cohort
+        from cssci_platform.lib.feature_extraction import ImagingSettings, extract_patient_features, radiomics_inputs
+        from cssci_platform.lib.feature_store import FeatureStore
+        from cssci_platform.lib.preprocessing import PreprocessingSettings, preprocess_patient
+        from cssci_platform.lib.quality import inspect_patient
+        imported_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        cohort = load_cohort(work / "cohort" / "cohort.yaml")
+        key = sorted(cohort.patients)[0]
+        inspection = inspect_patient(cohort, cohort.patients[key], ImagingSettings().geometry_tolerance())
+        features = FeatureStore(work / "feature_store" / store)
+        settings = PreprocessingSettings()
+        done = preprocess_patient(inspection.scans, cohort.resolve, features.folder("channels"), settings)
+        inputs = radiomics_inputs(pl.DataFrame([vars(c) for c in done.channels]),
+                                  pl.DataFrame([vars(m) for m in done.masks]), ImagingSettings(), settings.channels)
+        extract_patient_features(key, *inputs, "default", FeatureStore(features.folder("radiomics")))
+        heavy = [m for m in ("torch", "mlflow", "shap", "sklearn", "matplotlib") if m in sys.modules]
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps({"imported_mb": round(imported_mb), "peak_mb": round(peak_mb),
+                          "seconds": round(time.perf_counter() - started, 1), "heavy_modules": heavy}))
+        sys.exit(0)
     if mode == "whole":
         from cssci_platform.definitions import defs
         defs()
@@ -116,14 +138,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", nargs="*", default=list(STEPS), choices=STEPS)
     parser.add_argument("--work", type=Path, default=WORK)
+    parser.add_argument("--bare-only", action="store_true", help="only the lib-functions row")
     args = parser.parse_args()
     prepare(args.work)
     print("| what | peak RSS (MB) | after imports (MB) | s | heavy modules loaded |")
     print("|---|---|---|---|---|")
-    for module in IMPORTS:
+    for module in [] if args.bare_only else IMPORTS:
         measured = import_peak(module)
         print(f"| import {module} | {measured['peak_mb']} | | | {'torch' if measured['torch'] else ''} |")
-    for step in args.steps:
+    shutil.rmtree(args.work / "feature_store" / "bare", ignore_errors=True)
+    measured = run_child("radiomics_features", "bare", args.work, "bare")
+    print(f"| scans + channels + radiomics by the lib functions, no asset modules | {measured['peak_mb']} "
+          f"| {measured['imported_mb']} | {measured['seconds']} | {', '.join(measured['heavy_modules'])} |", flush=True)
+    for step in [] if args.bare_only else args.steps:
         for mode, label in (("whole", "worker: whole defs"), ("steps", "step modules only")):
             store = f"{step}-{mode}"
             shutil.rmtree(args.work / "feature_store" / store, ignore_errors=True)  # computed, not reused
