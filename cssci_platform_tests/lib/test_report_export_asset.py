@@ -15,6 +15,7 @@ from cssci_platform.defs.reports.assets import evaluation_report
 from cssci_platform.defs.splits.assets import patient_splits
 from cssci_platform.lib.model_tracking import TrackingConfig, sqlite_tracking_uri
 from cssci_platform.lib.report.export import BROWSER_ENV, find_browser, pdf_page_count
+from cssci_platform.lib.study_runs import STUDY_TAG
 from cssci_platform.lib.synthetic import write_sci_cohort
 from cssci_platform_tests.defs.conftest import modeling_platform
 from cssci_platform_tests.defs.study_settings import materialize_with_study
@@ -36,8 +37,8 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         yield ready | {"folder": folder}
 
 
-def _report_metadata(platform: dict) -> dict:
-    result = materialize_with_study(ASSETS, platform, [evaluation_report.key], SECTIONS)
+def _report_metadata(platform: dict, tags: dict[str, str] | None = None) -> dict:
+    result = materialize_with_study(ASSETS, platform, [evaluation_report.key], SECTIONS, tags=tags)
     assert result.success
     [event] = result.get_asset_materialization_events()
     return {key: value.value for key, value in event.event_specific_data.materialization.metadata.items()}
@@ -71,3 +72,15 @@ def test_without_a_browser_the_metadata_says_how_to_get_the_pdf(platform: dict,
     metadata = _report_metadata(platform)
     assert Path(metadata["report"]).exists() and metadata["n_figures"] > 0 and metadata["n_tables"] > 0
     assert metadata["pdf"].startswith("no PDF") and "apt-get install chromium" in metadata["pdf"]
+
+
+def test_the_report_run_is_nested_under_its_study_run(platform: dict) -> None:
+    """In a `cssci run` (the Dagster run carries the MLflow study run) the report run sits under the study run in the
+    MLflow UI, like the model runs; without a study run it stays at the top level."""
+    client = TrackingConfig(sqlite_tracking_uri(platform["mlflow"]), "test").client()
+    study_run = client.create_run(client.get_experiment_by_name("test").experiment_id, run_name="study test")
+    nested = client.get_run(_report_metadata(platform, {STUDY_TAG: study_run.info.run_id})["mlflow_run_id"])
+    assert nested.data.tags["mlflow.parentRunId"] == study_run.info.run_id
+    assert nested.data.tags[STUDY_TAG] == study_run.info.run_id
+    alone = client.get_run(_report_metadata(platform)["mlflow_run_id"])
+    assert "mlflow.parentRunId" not in alone.data.tags

@@ -3,10 +3,11 @@
 import dagster as dg
 import pandas as pd
 
-from cssci_platform.lib.model_tracking import get_or_create_experiment, load_champion
+from cssci_platform.lib.model_tracking import get_or_create_experiment, in_study_run, load_champion
 from cssci_platform.lib.report.export import ExportedReport, export_report
 from cssci_platform.lib.report.inputs import NoTrainedModels, read_report_inputs
 from cssci_platform.lib.report.study import build_study_report, champions_rad_scores
+from cssci_platform.lib.study_runs import STUDY_TAG
 from cssci_platform.resources.cohort import CohortResource
 from cssci_platform.resources.image_store import ImageStoreResource
 from cssci_platform.resources.study import StudyResource
@@ -42,7 +43,7 @@ def evaluation_report(
     inputs.rad_scores = champions_rad_scores(inputs.explained)
     exported = export_report(build_study_report(inputs), image_store.folder("reports"), config.name)
     path = exported.html
-    run_id = _log_to_mlflow(tracking, config.name, exported, context.run.run_id)
+    run_id = _log_to_mlflow(tracking, config.name, exported, context.run.run_id, context.run.tags.get(STUDY_TAG))
     if exported.pdf_note:
         context.log.warning(exported.pdf_note)
     return dg.MaterializeResult(
@@ -73,14 +74,16 @@ def _champions_to_explain(
     ]
 
 
-def _log_to_mlflow(tracking: TrackingResource, experiment: str, exported: ExportedReport, dagster_run_id: str) -> str:
-    """The report page under `report/`, its PDF, figures and tables under `report_files/`."""
+def _log_to_mlflow(tracking: TrackingResource, experiment: str, exported: ExportedReport, dagster_run_id: str,
+                   study_run: str | None) -> str:
+    """The report page under `report/`, its PDF, figures and tables under `report_files/`; nested under the MLflow
+    study run when the Dagster run belongs to one (`cssci run`), top level otherwise."""
     config = tracking.config(experiment)
     client = config.client()
     run = client.create_run(
         get_or_create_experiment(config),
         run_name=f"report {experiment}",
-        tags={"run_kind": "report", "dagster_run_id": dagster_run_id},
+        tags=in_study_run({"run_kind": "report", "dagster_run_id": dagster_run_id}, study_run),
     )
     client.log_artifact(run.info.run_id, str(exported.html), "report")
     for kind, files in (("figures", exported.figures), ("tables", exported.tables)):
