@@ -44,9 +44,12 @@ def log_pipeline(
     serialization_format = "cloudpickle" if trusted_types is None else "skops"
     signature = infer_signature(input_example, model.predict_proba(input_example))
     with scoped_mlflow_globals(config):
-        return mlflow.sklearn.log_model(
-            model,
+        return mlflow.models.Model.log(
+            artifact_path=None,
             name="model",
+            flavor=_SklearnWithoutServingCheck,
+            sk_model=model,
+            validate_serving_input=False,
             model_id=model_id,
             run_id=run_id,
             signature=signature,
@@ -56,6 +59,20 @@ def log_pipeline(
             pip_requirements=_pip_requirements(model, serialization_format, trusted_types or []),
             pyfunc_predict_fn="predict_proba",
         )
+
+
+class _SklearnWithoutServingCheck:
+    """mlflow.sklearn as the flavor `Model.log` saves with, minus MLflow's serving-input check: `log_model` re-loads
+    the just-saved model and predicts the input example through the scoring server's JSON parser (about 40 % of a
+    model's logging time with a wide feature matrix; its failure is only a warning). Model, signature, input example
+    and requirements are stored exactly as `mlflow.sklearn.log_model` stores them."""
+
+    __name__ = "mlflow.sklearn"
+
+    @staticmethod
+    def save_model(**kwargs: Any) -> None:
+        kwargs.pop("validate_serving_input", None)
+        mlflow.sklearn.save_model(**kwargs)
 
 
 def require_fitted_classifier(model: Any, input_example: pd.DataFrame) -> None:
