@@ -66,8 +66,12 @@ def test_the_second_experiment_on_a_cohort_reuses_the_firsts_features(two_homes:
     assert radiomics["computed_extractions"] == radiomics["extractions"] > 0 and radiomics["features"] == "computed"
     assert _metadata(computed, "preprocessed_channels")["features"] == "computed"
 
+    store = first.manifest.parent / BESIDE_MANIFEST
+    written = {path: path.stat().st_mtime_ns for path in store.rglob("*") if path.is_file()}
     reused = second.materialize_patient(key, ONE_CHANNEL)
     assert reused.success
+    # nothing extracted or preprocessed again: no store file written or rewritten (any computed case is saved)
+    assert {path: path.stat().st_mtime_ns for path in store.rglob("*") if path.is_file()} == written
     radiomics = _metadata(reused, "radiomics_features")
     assert (radiomics["computed_extractions"], radiomics["reused_extractions"]) == (0, radiomics["extractions"])
     channels = _metadata(reused, "preprocessed_channels")
