@@ -83,9 +83,15 @@ def register_partitions(instance: dg.DagsterInstance, patients: list[str], cente
 def first_failure(result: dg.ExecuteInProcessResult) -> str:
     """The root cause of the run's first failed step (explained when it is a storage problem: full disk,
     read-only, locked), or where to look when no step failed (e.g. a failed check)."""
-    failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    return first_failure_of_events(result.all_events)
+
+
+def first_failure_of_events(events: list, without_failed_step: str = "see the run in the Dagster UI") -> str:
+    """`first_failure` from a run's events (an in-process result's, or those read back from the instance);
+    `without_failed_step` when no step failed."""
+    failures = [e for e in events if e.event_type_value == "STEP_FAILURE"]
     if not failures:
-        return "see the run in the Dagster UI"
+        return without_failed_step
     data = failures[0].event_specific_data
     if data.user_failure_data is not None and data.user_failure_data.description:  # dg.Failure(description)
         return f"{failures[0].step_key}: {data.user_failure_data.description}"

@@ -1,0 +1,122 @@
+"""Patients run through the home's Dagster instance (issue 18): runs submitted to the run queue as the launchpad
+submits them, launched by a daemon, give the same warehouse rows as the in-process path; an interrupted command
+cancels the runs it left; a run whose worker is killed (SIGKILL) is marked failed; the same call again runs only
+the patients not done, and the tables equal the uninterrupted ones."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from cssci_platform.cli import instance_runs, patient_runs
+from cssci_platform.cli.dagster_runs import materialize_manifest, register_partitions
+from cssci_platform.cli.home import activate_study, configure_environment
+from cssci_platform.lib.cohort import load_cohort
+from cssci_platform.lib.synthetic import write_sci_cohort
+from cssci_platform_tests.conftest import STORE_VARIABLES
+
+pytestmark = [pytest.mark.timeout(900), pytest.mark.usefixtures("restored_environment")]
+PATIENT_TABLES = {
+    "patients": ["patient_key"],
+    "clinical": ["patient_key", "variable"],
+    "outcomes": ["patient_key", "outcome"],
+    "scans": ["patient_key", "path"],
+    "qc_issues": ["patient_key", "code", "file"],
+    "preprocessed_channels": ["patient_key", "sequence", "channel"],
+    "radiomics_features": ["patient_key", "sequence", "roi", "segmentation", "channel", "feature"],
+    "patient_status": ["patient_key"],
+}
+VOLATILE = {"updated_at", "detected_at", "created_at", "run_id"}
+ONE_RUN_AT_A_TIME = "concurrency:\n  runs:\n    max_concurrent_runs: 1\ntelemetry:\n  enabled: false\n"
+
+
+def _prepared_home(home: Path, manifest: Path) -> list[str]:
+    """A fresh home whose instance launches one run at a time, with the manifest materialized and the patients
+    registered; returns the patient keys."""
+    shutil.rmtree(home, ignore_errors=True)
+    for name in STORE_VARIABLES:
+        os.environ.pop(name, None)
+    (home / "dagster_home").mkdir(parents=True)
+    (home / "dagster_home" / "dagster.yaml").write_text(ONE_RUN_AT_A_TIME, encoding="utf-8")
+    configure_environment(home, manifest)
+    activate_study(home, manifest)
+    cohort = load_cohort(manifest)
+    keys = sorted(cohort.patients)
+    with dg.DagsterInstance.get() as instance:
+        materialize_manifest(instance)
+        register_partitions(instance, keys, sorted({p.center for p in cohort.patients.values()}))
+    return keys
+
+
+def _tables(home: Path) -> dict[str, list[tuple]]:
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        tables = {}
+        for table, order in PATIENT_TABLES.items():
+            frame = con.execute(f"SELECT * FROM {table} ORDER BY {', '.join(order)}").pl()
+            frame = frame.drop([c for c in frame.columns if c in VOLATILE])
+            tables[table] = [tuple(str(v).replace(str(home), "<home>") for v in row) for row in frame.rows()]
+    return tables
+
+
+def _kill_worker_of(patient_key: str, timeout: float = 600) -> None:
+    """SIGKILL the process executing the patient's next run as soon as it has one (own instance: another thread)."""
+    with dg.DagsterInstance.get() as instance:
+        _kill_next_worker(instance, patient_key, timeout)
+
+
+def _kill_next_worker(instance: dg.DagsterInstance, patient_key: str, timeout: float) -> None:
+    known = instance_runs.latest_patient_run(instance, patient_key)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = instance_runs.latest_patient_run(instance, patient_key)
+        if run is not None and run.run_id != (known and known.run_id):
+            if pid := instance_runs.run_worker_pid(instance, run.run_id):
+                os.kill(pid, signal.SIGKILL)
+                return
+        time.sleep(0.2)
+
+
+def test_instance_runs_equal_in_process_runs_and_an_interrupted_call_resumes(tmp_path: Path) -> None:
+    manifest = write_sci_cohort(tmp_path / "cohort", n_development=2, n_prospective=0, seed=41,
+                                second_rater_fraction=0)
+    home = tmp_path / "home"  # the same path for both (derived file names hash their source paths)
+    keys = _prepared_home(home, manifest)
+    in_process = list(patient_runs.run_patients(keys, workers=1))
+    assert all(o.success for o in in_process), [o.reason for o in in_process]
+    reference = _tables(home)
+
+    _prepared_home(home, manifest)
+    seen: list[patient_runs.PatientRunOutcome] = []
+
+    def interrupt_after_first(outcome: patient_runs.PatientRunOutcome) -> None:
+        seen.append(outcome)
+        raise KeyboardInterrupt("SIGINT")
+
+    with dg.DagsterInstance.get() as instance:
+        with pytest.raises(KeyboardInterrupt):
+            instance_runs.run_patients_on_instance(instance, keys, interrupt_after_first)
+        [first] = seen
+        assert first.success and first.patient_key == keys[0]  # runs leave the queue in submission order
+        second = instance_runs.latest_patient_run(instance, keys[1])
+        assert second is not None and second.status == dg.DagsterRunStatus.CANCELED
+        assert instance_runs.patients_to_run(instance, keys) == [keys[1]]
+
+        killer = threading.Thread(target=_kill_worker_of, args=(keys[1],), daemon=True)
+        killer.start()
+        [killed] = instance_runs.run_patients_on_instance(instance, keys)
+        killer.join(timeout=5)
+        assert not killed.success and killed.patient_key == keys[1] and killed.failed_outside_qc
+        assert "run worker" in killed.reason and ("SIGKILL" in killed.reason or "killed" in killed.reason)
+
+        resumed = instance_runs.run_patients_on_instance(instance, keys)
+        assert [(o.patient_key, o.success) for o in resumed] == [(keys[1], True)]
+        assert instance_runs.run_patients_on_instance(instance, keys) == []  # nothing left to run
+    assert _tables(home) == reference
