@@ -154,3 +154,43 @@ def test_every_other_zoo_member_is_explained_with_additive_values(
         rtol=1e-5,
         atol=1e-5,
     )
+
+
+def _texts_outside(figure) -> list[str]:
+    """The drawn texts of a figure (tick labels in view, axis labels, titles, annotations) that extend beyond it."""
+    renderer = figure.canvas.get_renderer()
+    figure.draw(renderer)
+    width, height = figure.bbox.width, figure.bbox.height
+    outside = []
+    for axes in figure.axes:
+        ticks = [*axes.xaxis._update_ticks(), *axes.yaxis._update_ticks()]  # the ticks drawn (inside the view)
+        texts = [*(t.label1 for t in ticks), axes.xaxis.label, axes.yaxis.label, axes.title, *axes.texts]
+        for text in texts:
+            if not text.get_visible() or not text.get_text().strip():
+                continue
+            box = text.get_window_extent(renderer)
+            if box.x0 < -1 or box.x1 > width + 1 or box.y0 < -1 or box.y1 > height + 1:
+                outside.append(text.get_text())
+    return outside
+
+
+def _long_named_explanation():
+    from cssci_platform.lib.report.explain import ShapExplanation
+
+    rng = np.random.default_rng(4)
+    names = [f"rad__sag_T1__cord__median__original_gldm_LargeDependenceHighGrayLevelEmphasis_{j}" for j in range(12)]
+    values = rng.normal(0, 1.0, size=(6, len(names)))
+    values[0, 0] = 9.0  # one large contribution: f(x) = 10.5-like outputs far from the base value
+    return ShapExplanation(values, -0.837, rng.normal(size=values.shape), names, "log-odds", "tree")
+
+
+def test_the_waterfall_and_summary_show_every_label_whole() -> None:
+    """The demo's waterfall cut its x-axis label ('f(x) = ...'), its title and the bar values off on the right (long
+    radiomics names squeezed the axes): every text of both figures now lies inside the figure."""
+    from cssci_platform.lib.report.explain import shap_summary_plot, shap_waterfall_plot
+
+    explanation = _long_named_explanation()
+    waterfall = shap_waterfall_plot(explanation, 0, title="Rad_XGBoost: patient SCI-A-0006")
+    assert _texts_outside(waterfall) == []
+    assert any("f(x) = " in text.get_text() for text in waterfall.axes[0].texts + [waterfall.axes[0].xaxis.label])
+    assert _texts_outside(shap_summary_plot(explanation, title="Rad_XGBoost: SHAP summary")) == []

@@ -108,3 +108,47 @@ def test_the_appendix_shows_each_patients_qc_montage_with_patient_and_center(inp
     captions = re.findall(r"<figcaption>(P\d+ \(center_[AB]\))</figcaption>", appendix)
     assert captions == ["P000 (center_A)", "P001 (center_B)"]
     assert appendix.count('alt="QC montage of P00') == 2 and "QC montages of 2 patients" in appendix
+
+
+def _champion(n: int = 48, seed: int = 3) -> tuple[object, pd.DataFrame, pd.DataFrame]:
+    """A fitted logistic champion with long radiomics names (as the demo's), its test rows and training rows."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(seed)
+    names = [f"rad__sag_T2__lesion__gaussian_original_glcm_feature_{j}" for j in range(4)]
+    rows = pd.DataFrame(rng.normal(size=(n, len(names))), columns=names, index=[f"P{i:03d}" for i in range(n)])
+    label = np.where(rows[names[0]] + rng.normal(0, 0.5, n) > 0, "1", "0")
+    pipeline = Pipeline([("scale", StandardScaler()), ("model", LogisticRegression())]).fit(rows.iloc[:40], label[:40])
+    return pipeline, rows.iloc[40:], rows.iloc[:40]
+
+
+def test_the_shap_figures_of_a_champion_are_exported_as_png_and_svg(inputs: ReportInputs, tmp_path: Path) -> None:
+    """Issue 16: every figure as PNG and SVG; the SHAP summary and waterfall came as PNG bytes (PNG only)."""
+    from dataclasses import replace
+
+    pipeline, test_rows, training_rows = _champion()
+    report = build_study_report(replace(inputs, explained=[("Rad_LR", pipeline, test_rows)], background=training_rows))
+    exported = export_report(report, tmp_path, "toy", pdf=False)
+    names = {path.name for path in exported.figures}
+    for key in ("shap_summary_rad_lr", "shap_waterfall_rad_lr"):
+        assert {f"{key}.png", f"{key}.svg"} <= names, key
+        svg = (tmp_path / "toy" / "figures" / f"{key}.svg").read_text(encoding="utf-8")
+        assert "<svg" in svg
+    assert all(isinstance(figure, ReportFigure) for figure in report.figures)
+
+
+def test_the_multiclass_shap_figures_are_exported_as_png_and_svg(tmp_path: Path) -> None:
+    from cssci_platform_tests.lib import test_report_multiclass as multiclass
+
+    keys, labels, roles = multiclass.cohort()
+    data = {"keys": keys, "labels": labels, "roles": roles,
+            "predictions": multiclass.prediction_frame(keys, labels, roles),
+            "outcomes": pd.DataFrame({"patient_key": keys, "label": labels})}
+    forest, _, rows = multiclass.fitted_pipelines(data)
+    report = build_study_report(multiclass.report_inputs(data, explained=[("Rad_RandomForest", forest, rows)]))
+    exported = export_report(report, tmp_path, "multi", pdf=False)
+    names = {path.name for path in exported.figures}
+    for key in ("shap_summary_rad_randomforest", "shap_waterfall_rad_randomforest"):
+        assert {f"{key}.png", f"{key}.svg"} <= names, key

@@ -30,10 +30,12 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, overload
+from typing import Any, Literal, cast, overload
 
 import numpy as np
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.pipeline import Pipeline
 
@@ -52,6 +54,8 @@ PROBABILITY_TREES = ("RandomForestClassifier", "ExtraTreesClassifier", "Decision
 BACKGROUND_ROWS = 50  # the permutation explainer's background: at most this many training rows (seeded sample)
 PERMUTATIONS = 10  # antithetic permutations per explained patient (2 M + 1 model calls each, M features)
 SEED = 0
+AXES_INCHES = 5.0  # width of the SHAP plots' axes, whatever the length of the feature names beside them
+MARGIN_INCHES = 0.6  # room for the y axis's tick marks and the figure's padding
 RAD_SCORE = "Rad-score"
 METHOD_SENTENCES = {
     "tree": "shap.TreeExplainer (exact for tree ensembles)",
@@ -435,6 +439,11 @@ def _feature_colours(values: np.ndarray) -> np.ndarray:
 
 
 def shap_summary_png(explanation: ShapExplanation, max_display: int = 15, title: str = "") -> bytes:
+    """`shap_summary_plot` as PNG bytes."""
+    return figure_png(shap_summary_plot(explanation, max_display, title))
+
+
+def shap_summary_plot(explanation: ShapExplanation, max_display: int = 15, title: str = "") -> Figure:
     """Beeswarm summary: the `max_display` features with the largest mean |SHAP|, most important on top."""
     order = list(explanation.mean_abs().index[:max_display])
     figure = new_figure((8.0, 0.4 * len(order) + 1.5))
@@ -459,10 +468,16 @@ def shap_summary_png(explanation: ShapExplanation, max_display: int = 15, title:
     colourbar = figure.colorbar(axes.collections[0], ax=axes, ticks=[0, 1], aspect=40)
     colourbar.ax.set_yticklabels(["Low", "High"])
     colourbar.set_label("Feature value")
-    return figure_png(figure)
+    _widen_for_labels(figure, axes, extra_inches=1.0)
+    return figure
 
 
 def shap_waterfall_png(explanation: ShapExplanation, patient: int, max_display: int = 10, title: str = "") -> bytes:
+    """`shap_waterfall_plot` as PNG bytes."""
+    return figure_png(shap_waterfall_plot(explanation, patient, max_display, title))
+
+
+def shap_waterfall_plot(explanation: ShapExplanation, patient: int, max_display: int = 10, title: str = "") -> Figure:
     """One patient's path from E[f(X)] (bottom) to f(x) (top); beyond `max_display - 1` features the rest are
     summed into one bar. Bars: positive contributions red, negative blue."""
     values, data = explanation.values[patient], explanation.data[patient]
@@ -495,10 +510,22 @@ def shap_waterfall_png(explanation: ShapExplanation, patient: int, max_display: 
     axes.set_yticks(range(len(labels) - 1, -1, -1), labels, fontsize="small")
     axes.axvline(explanation.base_value, color="#999999", linestyle="--", linewidth=0.8)
     axes.axvline(start, color="#555555", linewidth=0.8)
-    axes.set(xlabel=f"{explanation.output}: E[f(X)] = {explanation.base_value:.3f}, f(x) = {start:.3f}", title=title)
+    axes.set(xlabel=f"{explanation.output}\nE[f(X)] = {explanation.base_value:.3f}, f(x) = {start:.3f}", title=title)
     padding = 0.15 * (max(path) - min(path) or 1.0)
     axes.set_xlim(min(path) - padding, max(path) + padding)
-    return figure_png(figure)
+    _widen_for_labels(figure, axes)
+    return figure
+
+
+def _widen_for_labels(figure: Figure, axes: Any, axes_inches: float = AXES_INCHES, extra_inches: float = 0.0) -> None:
+    """Make the figure as wide as its widest y tick label (long radiomics names), or its title, plus an axes of
+    `axes_inches` and `extra_inches` (a colour bar), so constrained layout never squeezes the axes and nothing is cut
+    off on the right."""
+    renderer = cast(FigureCanvasAgg, figure.canvas).get_renderer()  # new_figure's canvas
+    label_inches = max((t.get_window_extent(renderer).width for t in axes.get_yticklabels()), default=0.0) / figure.dpi
+    title_inches = axes.title.get_window_extent(renderer).width / figure.dpi
+    width = max(label_inches + MARGIN_INCHES + axes_inches, title_inches + MARGIN_INCHES) + extra_inches
+    figure.set_size_inches(max(width, figure.get_figwidth()), figure.get_figheight())
 
 
 # ------------------------------------------------------------------------------ importance and Rad-score

@@ -37,7 +37,7 @@ from cssci_platform.lib.evaluation.calibration import brier_score, calibration_i
 from cssci_platform.lib.modeling.chains import RadScoreCombinedClassifier
 from cssci_platform.lib.modeling.training import cohort_threshold
 from cssci_platform.lib.report import study_multiclass
-from cssci_platform.lib.report.artifacts import PngFigure, ReportTable
+from cssci_platform.lib.report.artifacts import ReportFigure, ReportTable, close_figure, figure_png_bytes
 from cssci_platform.lib.report.checklist import checklist_frame, checklist_html, fill_checklist, run_facts
 from cssci_platform.lib.report.combat_figures import (
     center_comparison,
@@ -49,8 +49,8 @@ from cssci_platform.lib.report.document import ReportDocument, StudyReport, sect
 from cssci_platform.lib.report.explain import (
     explain_pipeline,
     explanation_caption,
-    shap_summary_png,
-    shap_waterfall_png,
+    shap_summary_plot,
+    shap_waterfall_plot,
 )
 from cssci_platform.lib.report.figures import (
     CalibrationCurve,
@@ -756,30 +756,36 @@ def shap_section(name: str, pipeline, rows: pd.DataFrame, background: pd.DataFra
         why = f"{html.escape(type(error).__name__)}: {html.escape(str(error))[:200]}"
         return f"<p>{html.escape(name)}: no SHAP explanation ({why})</p>"
     caption = explanation_caption(explanation, background)
-    summary = shap_summary_png(explanation, title=f"{name}: SHAP summary")
     patient = str(rows.index[0])
-    waterfall = shap_waterfall_png(explanation, 0, title=f"{name}: patient {html.escape(patient)}")
-    if document is None:
-        return (f'<h3>{html.escape(name)}</h3><p class="caption">{html.escape(caption)}</p>'
-                + png_img_tag(summary, "SHAP summary") + png_img_tag(waterfall, "SHAP waterfall"))
     key = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "model"
-    return (
-        f"<h3>{html.escape(name)}</h3>"
-        + document.figure(PngFigure(
+    figures = (
+        ReportFigure(
             f"shap_summary_{key}",
             f"SHAP summary of {name}, test patients",
             f"One dot per test patient and feature ({len(rows)} patients): its SHAP value (effect on the model's "
             "output) on the x axis, coloured by the feature's value; features ordered by mean |SHAP|. " + caption,
-            summary,
-        ))
-        + document.figure(PngFigure(
+            shap_summary_plot(explanation, title=f"{name}: SHAP summary"),
+        ),
+        ReportFigure(
             f"shap_waterfall_{key}",
             f"SHAP waterfall of {name} for test patient {patient}",
             "How each feature moves this patient's prediction from the average output of the background patients "
             "to the model's output for them.",
-            waterfall,
-        ))
+            shap_waterfall_plot(explanation, 0, title=f"{name}: patient {patient}"),
+        ),
     )
+    if document is None:
+        return f'<h3>{html.escape(name)}</h3><p class="caption">{html.escape(caption)}</p>' + "".join(
+            _inline_figure(figure, alt) for figure, alt in zip(figures, ("SHAP summary", "SHAP waterfall"), strict=True)
+        )
+    return f"<h3>{html.escape(name)}</h3>" + "".join(document.figure(figure) for figure in figures)
+
+
+def _inline_figure(figure: ReportFigure, alt: str) -> str:
+    """A figure as an unnumbered <img> (a page built without a document); its Figure is freed afterwards."""
+    tag = png_img_tag(figure_png_bytes(figure), alt)
+    close_figure(figure.figure)
+    return tag
 
 
 def _mode_delta(scored: pd.DataFrame, models: pd.DataFrame, document: ReportDocument) -> str:

@@ -37,15 +37,15 @@ from cssci_platform.lib.evaluation import (
     multiclass_evaluation,
 )
 from cssci_platform.lib.evaluation.multiclass import class_codes
-from cssci_platform.lib.report.artifacts import PngFigure, ReportTable
+from cssci_platform.lib.report.artifacts import PngFigure, ReportFigure, ReportTable, close_figure, figure_png_bytes
 from cssci_platform.lib.report.document import ReportDocument
-from cssci_platform.lib.report.explain import explain_pipeline, explanation_caption, shap_waterfall_png
+from cssci_platform.lib.report.explain import explain_pipeline, explanation_caption, shap_waterfall_plot
 from cssci_platform.lib.report.figures import (
     RocCurve,
     confusion_matrix_figure,
     png_img_tag,
     roc_grid,
-    stacked_importance_figure,
+    stacked_importance_plot,
 )
 from cssci_platform.lib.report.page import PAGE_HEAD
 from cssci_platform.lib.report.tables import small_test_set_warning
@@ -370,24 +370,32 @@ def shap_section(name: str, pipeline, rows: pd.DataFrame, top_n: int = 10,
     importance = explanation.mean_abs()
     table = importance.head(top_n).assign(**{"mean over classes": importance.head(top_n).mean(axis=1)})
     predicted = explanation.classes[int(explanation.predicted()[0])]
-    waterfall = shap_waterfall_png(explanation.for_class(predicted), 0,
-                                   title=f"{name}: patient {rows.index[0]}, predicted {predicted}")
     caption = explanation_caption(explanation, background)
     key = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "model"
-    summary = _numbered_figure(
-        document, f"shap_summary_{key}", f"{name}: SHAP summary by class",
+    summary = _shap_figure(document, ReportFigure(
+        f"shap_summary_{key}", f"{name}: SHAP summary by class",
         f"Mean |SHAP| of each feature per class (stacked), over the {len(rows)} test patients. {caption}",
-        stacked_importance_figure(list(importance.index), importance.to_numpy(), explanation.classes,
-                                  title=f"{name}: mean |SHAP| by class ({explanation.output})"),
-        "SHAP summary by class")
-    waterfall_html = _numbered_figure(
-        document, f"shap_waterfall_{key}", f"{name}: SHAP waterfall of test patient {rows.index[0]}",
+        stacked_importance_plot(list(importance.index), importance.to_numpy(), explanation.classes,
+                                title=f"{name}: mean |SHAP| by class ({explanation.output})")), "SHAP summary by class")
+    waterfall_html = _shap_figure(document, ReportFigure(
+        f"shap_waterfall_{key}", f"{name}: SHAP waterfall of test patient {rows.index[0]}",
         f"How each feature moves this patient's output for the predicted class ({predicted}) from the background "
-        "average.", waterfall, "SHAP waterfall")
+        "average.",
+        shap_waterfall_plot(explanation.for_class(predicted), 0,
+                            title=f"{name}: patient {rows.index[0]}, predicted {predicted}")), "SHAP waterfall")
     return (f"<h3>{html.escape(name)}</h3><p class=\"caption\">{html.escape(caption)}</p>" + summary
             + table.to_html(float_format=lambda v: f"{v:.4f}", classes="shap", escape=True)
             + f"<p>Patient {html.escape(str(rows.index[0]))}, explained for the predicted class "
               f"({html.escape(predicted)}):</p>" + waterfall_html)
+
+
+def _shap_figure(document: ReportDocument | None, figure: ReportFigure, alt: str) -> str:
+    """The document's next numbered figure (exported as PNG and SVG), or an unnumbered <img> without a document."""
+    if document is not None:
+        return document.figure(figure)
+    tag = png_img_tag(figure_png_bytes(figure), alt)
+    close_figure(figure.figure)
+    return tag
 
 
 def test_set_warning(scores: MulticlassScores) -> str | None:
