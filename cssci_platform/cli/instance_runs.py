@@ -32,7 +32,7 @@ PARTITION_TAG = "dagster/partition"
 WORKSPACE_FILE = PROJECT_ROOT / "workspace.yaml"
 # A patient run executes its steps in the run's own process: parallelism is across patients (runs), bounded by the
 # run queue's max_concurrent_runs; a process per step would only add start-up cost (PyRadiomics is single-threaded).
-PATIENT_RUN_EXECUTION = {"execution": {"config": {"in_process": {}}}}
+PATIENT_RUN_EXECUTION: dict[str, dict] = {"execution": {"config": {"in_process": {}}}}
 POLL_SECONDS = 1.0
 CANCEL_WAIT_SECONDS = 30.0
 DAEMON_HEARTBEAT_TOLERANCE = 15  # beyond the daemon's 30 s heartbeat interval
@@ -138,7 +138,7 @@ def patient_outcome(instance: dg.DagsterInstance, run: dg.DagsterRun) -> Patient
              dg.DagsterEventType.RUN_FAILURE, dg.DagsterEventType.ENGINE_EVENT}
     events = [e.dagster_event for e in instance.all_logs(run.run_id, of_type=types) if e.dagster_event]
     failed = tuple(e.asset_check_evaluation_data.asset_check_key.name for e in events
-                   if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.event_specific_data.passed)
+                   if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed)
     success = run.status == dg.DagsterRunStatus.SUCCESS
     error = "" if success else first_failure_of_events(events, run_failure(events, run.status))
     key = run.tags[PARTITION_TAG]
