@@ -152,3 +152,6 @@ def test_the_multiclass_shap_figures_are_exported_as_png_and_svg(tmp_path: Path)
     names = {path.name for path in exported.figures}
     for key in ("shap_summary_rad_randomforest", "shap_waterfall_rad_randomforest"):
         assert {f"{key}.png", f"{key}.svg"} <= names, key
+    pngs = {name.removesuffix(".png") for name in names if name.endswith(".png")}
+    assert {"confusion_test", "roc_ovr_test"} <= pngs
+    assert {name.removesuffix(".svg") for name in names if name.endswith(".svg")} == pngs  # every figure as SVG too

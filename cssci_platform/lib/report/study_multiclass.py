@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 from sklearn.metrics import confusion_matrix, roc_curve
 
 from cssci_platform.lib.evaluation import (
@@ -37,14 +38,14 @@ from cssci_platform.lib.evaluation import (
     multiclass_evaluation,
 )
 from cssci_platform.lib.evaluation.multiclass import class_codes
-from cssci_platform.lib.report.artifacts import PngFigure, ReportFigure, ReportTable, close_figure, figure_png_bytes
+from cssci_platform.lib.report.artifacts import ReportFigure, ReportTable, close_figure, figure_png_bytes
 from cssci_platform.lib.report.document import ReportDocument
 from cssci_platform.lib.report.explain import explain_pipeline, explanation_caption, shap_waterfall_plot
 from cssci_platform.lib.report.figures import (
     RocCurve,
-    confusion_matrix_figure,
+    confusion_matrix_plot,
     png_img_tag,
-    roc_grid,
+    roc_grid_plot,
     stacked_importance_plot,
 )
 from cssci_platform.lib.report.page import PAGE_HEAD
@@ -181,11 +182,16 @@ def _numbered_table(document: ReportDocument | None, key: str, title: str, capti
     return document.table(ReportTable(key, title, caption, pd.DataFrame(rows), html=body))
 
 
-def _numbered_figure(document: ReportDocument | None, key: str, title: str, caption: str, png: bytes,
+def _numbered_figure(document: ReportDocument | None, key: str, title: str, caption: str, figure: Figure,
                      alt: str) -> str:
-    if document is None:
-        return png_img_tag(png, alt)
-    return document.figure(PngFigure(key, title, caption, png))
+    """The document's next numbered figure (exported as PNG and SVG), or an unnumbered <img> without a document
+    (the Figure freed afterwards)."""
+    item = ReportFigure(key, title, caption, figure)
+    if document is not None:
+        return document.figure(item)
+    tag = png_img_tag(figure_png_bytes(item), alt)
+    close_figure(figure)
+    return tag
 
 
 def performance_table(scores: MulticlassScores, role: str, document: ReportDocument | None = None) -> str:
@@ -275,7 +281,7 @@ def confusion_section(scores: MulticlassScores, document: ReportDocument | None 
                                                caption, frame.reset_index(), html=table))
         parts.append(f"<h4>{html.escape(ROLE_TITLES[role])}</h4>" + table
                      + _numbered_figure(document, f"confusion_{role}", f"Confusion matrix of {name}, {role} cohort",
-                                        caption, confusion_matrix_figure(counts, scores.classes, f"{name}: {role}"),
+                                        caption, confusion_matrix_plot(counts, scores.classes, f"{name}: {role}"),
                                         f"confusion matrix {role}"))
     return "".join(parts)
 
@@ -303,7 +309,7 @@ def roc_section(scores: MulticlassScores, role: str, document: ReportDocument | 
         document, f"roc_ovr_{role}", f"One-vs-rest ROC curves per class, {role} cohort",
         f"One panel per class ({n} {role} patients): each champion's and CNN's ROC curve of that class against the "
         "others; the legend gives the AUC with DeLong's 95% CI; the dashed diagonal is chance.",
-        roc_grid(panels, title=f"One-vs-rest ROC curves ({role})"), f"one-vs-rest ROC curves {role}")
+        roc_grid_plot(panels, title=f"One-vs-rest ROC curves ({role})"), f"one-vs-rest ROC curves {role}")
 
 
 def delong_pairs(scores: MulticlassScores) -> list[tuple[str, str]]:
@@ -372,30 +378,23 @@ def shap_section(name: str, pipeline, rows: pd.DataFrame, top_n: int = 10,
     predicted = explanation.classes[int(explanation.predicted()[0])]
     caption = explanation_caption(explanation, background)
     key = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "model"
-    summary = _shap_figure(document, ReportFigure(
-        f"shap_summary_{key}", f"{name}: SHAP summary by class",
+    summary = _numbered_figure(
+        document, f"shap_summary_{key}", f"{name}: SHAP summary by class",
         f"Mean |SHAP| of each feature per class (stacked), over the {len(rows)} test patients. {caption}",
         stacked_importance_plot(list(importance.index), importance.to_numpy(), explanation.classes,
-                                title=f"{name}: mean |SHAP| by class ({explanation.output})")), "SHAP summary by class")
-    waterfall_html = _shap_figure(document, ReportFigure(
-        f"shap_waterfall_{key}", f"{name}: SHAP waterfall of test patient {rows.index[0]}",
+                                title=f"{name}: mean |SHAP| by class ({explanation.output})"),
+        "SHAP summary by class")
+    waterfall_html = _numbered_figure(
+        document, f"shap_waterfall_{key}", f"{name}: SHAP waterfall of test patient {rows.index[0]}",
         f"How each feature moves this patient's output for the predicted class ({predicted}) from the background "
         "average.",
         shap_waterfall_plot(explanation.for_class(predicted), 0,
-                            title=f"{name}: patient {rows.index[0]}, predicted {predicted}")), "SHAP waterfall")
+                            title=f"{name}: patient {rows.index[0]}, predicted {predicted}"),
+        "SHAP waterfall")
     return (f"<h3>{html.escape(name)}</h3><p class=\"caption\">{html.escape(caption)}</p>" + summary
             + table.to_html(float_format=lambda v: f"{v:.4f}", classes="shap", escape=True)
             + f"<p>Patient {html.escape(str(rows.index[0]))}, explained for the predicted class "
               f"({html.escape(predicted)}):</p>" + waterfall_html)
-
-
-def _shap_figure(document: ReportDocument | None, figure: ReportFigure, alt: str) -> str:
-    """The document's next numbered figure (exported as PNG and SVG), or an unnumbered <img> without a document."""
-    if document is not None:
-        return document.figure(figure)
-    tag = png_img_tag(figure_png_bytes(figure), alt)
-    close_figure(figure.figure)
-    return tag
 
 
 def test_set_warning(scores: MulticlassScores) -> str | None:
