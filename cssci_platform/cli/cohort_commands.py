@@ -81,12 +81,12 @@ def _ingest_with_progress(manifest: Path, workers: int) -> list[PatientRunOutcom
         TimeRemainingColumn()
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("patients", total=total, failed=0, remaining=total)
-        failed = []
+        finished: list[PatientRunOutcome] = []
 
         def on_patient(outcome: PatientRunOutcome) -> None:
-            failed.extend([] if outcome.success else [outcome.patient_key])
-            remaining = total - int(progress.tasks[task].completed) - 1
-            progress.update(task, advance=1, failed=len(failed), remaining=remaining)
+            finished.append(outcome)
+            failed = sum(not o.success for o in finished)
+            progress.update(task, advance=1, failed=failed, remaining=total - len(finished))
             if not outcome.success:
                 what = "failed" if outcome.failed_outside_qc else "quarantined"
                 progress.console.print(f"[yellow]{what}[/] {outcome.patient_key}: {escape(outcome.reason)}")
