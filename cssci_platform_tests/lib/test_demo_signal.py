@@ -1,7 +1,8 @@
 """The synthetic cohort's planted imaging effect is recovered by the Rad signature from real radiomics of its images.
 
 The cohort plants a lesion length / T2 intensity / heterogeneity effect on the outcome (imaging part alone:
-true AUC ~0.75, `lib/synthetic.py`). Images go through our QC, preprocessing (sag_T2, original channel) and
+true AUC ~0.88 for the demo protocol since issue 18, ~0.75 with `imaging_scale=1.0`; `lib/synthetic/sci.py`).
+Images go through our QC, preprocessing (sag_T2, original channel) and
 PyRadiomics; the leakage-safe Rad pipeline (ComBat across the 3 centers, selection chain, LR) must find it on
 held-out patients.
 """
