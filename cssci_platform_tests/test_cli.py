@@ -8,6 +8,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
+import yaml
 
 
 @pytest.mark.timeout(960)  # the demo subprocess may take 600 s and the comparison 300 s
@@ -44,7 +45,10 @@ def test_cssci_demo_materializes_every_patient(tmp_path: Path) -> None:
     home = tmp_path / "home"
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM patient_status WHERE status = 'features'").fetchone()[0] == 32
-        assert con.execute("SELECT count(DISTINCT channel) FROM radiomics_features").fetchone()[0] == 5
+        # every channel of the demo config (original and gaussian since issue 18 sized the demo for 200 patients)
+        channels = yaml.safe_load((home / "experiment.yaml").read_text())["preprocessing"]["channels"]
+        assert sorted(r[0] for r in con.execute("SELECT DISTINCT channel FROM radiomics_features").fetchall()) == \
+            sorted(channels)
         assert con.execute("SELECT count(DISTINCT patient_key) FROM embeddings").fetchone()[0] == 32
         champions = con.execute("SELECT signature FROM trained_models WHERE champion ORDER BY 1").fetchall()
         assert [c[0] for c in champions] == ["Clinical", "Combined", "DL_resnet18", "Rad", "Rad+DL_resnet18"]
