@@ -89,7 +89,7 @@ def print_summary(home: Path, larger_cohort_hint: str | None) -> None:
                            "-" if champion.test_auc is None else f"{champion.test_auc:.3f}",
                            "-" if champion.test_n is None else f"{champion.test_n:.0f}")
         console.print(models)
-        if larger_cohort_hint:
+        if larger_cohort_hint and _small_test_set(champions):
             console.print(f"A small synthetic test set gives wide AUC intervals; run `{escape(larger_cohort_hint)}` "
                           "for stabler figures.")
     qc_details, *explore_and_servers = next_steps(home, warehouse, os.environ["CSSCI_MLFLOW_URI"])
@@ -181,3 +181,11 @@ def _cell(value: object, column: str) -> str:
     if column.endswith("B-A"):
         return f"{value:+.3f}"
     return f"{value:.0f}" if " n " in f" {column} " else f"{value:.3f}"
+
+
+def _small_test_set(champions: list) -> bool:
+    """Whether a champion was tested on fewer patients than the report needs to state its numbers without a warning
+    (`lib.report.tables.MIN_TEST_PATIENTS`): then a larger synthetic cohort is worth suggesting."""
+    from cssci_platform.lib.report.tables import MIN_TEST_PATIENTS
+
+    return any(c.test_n is not None and c.test_n < MIN_TEST_PATIENTS for c in champions)
