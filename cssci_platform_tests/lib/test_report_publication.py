@@ -259,3 +259,12 @@ def test_the_validation_numbers_are_those_validation_metrics_computes(small: Rep
     assert "n = 5" in roc.caption
     [zoo] = [t for t in report.tables if t.key == "performance_validation_all_models"]
     assert len(zoo.frame) == len(MODELS)
+
+
+def test_delong_p_values_below_a_thousandth_read_as_such() -> None:
+    """A journal prints p < 0.001, never "0.000" (which reads as p = 0)."""
+    page = build_report(study(n_test=400, seed=3))
+    delong = page[page.index('class="dataframe delong"'):]
+    delong = delong[: delong.index("</table>")]
+    cells = re.findall(r"<td>([^<]*)</td>", delong)
+    assert "&lt;0.001" in cells and "0.000" not in cells[-1:]

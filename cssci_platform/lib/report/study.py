@@ -24,6 +24,7 @@ from sklearn.metrics import roc_curve
 from sklearn.pipeline import Pipeline
 
 from cssci_platform.lib.clinical import independent_risk_factors, multivariable_logistic, table_one, table_one_html
+from cssci_platform.lib.clinical.group_tests import format_p
 from cssci_platform.lib.clinical.table_one import table_one_display
 from cssci_platform.lib.evaluation import (
     auc_interval,
@@ -596,7 +597,7 @@ def _delong_table(scored: pd.DataFrame, champions: pd.DataFrame, document: Repor
             "Each pair of champions scored on the same test patients; z and two-sided p of DeLong's test for the "
             "difference in AUC (not adjusted for multiple comparisons).",
             frame,
-            html=html_table(number_cells(frame), "delong"),
+            html=html_table(number_cells(frame).assign(p=frame["p"].map(format_p)), "delong"),
         )
     )
 
