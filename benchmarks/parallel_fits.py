@@ -108,7 +108,10 @@ def worker_zoo(side: str, processes: int) -> dict:
                                     raise_on_error=False)
             success, events = result.success, result.all_events
         else:
-            run_config = {**quiet, "execution": {"config": {"max_concurrent": processes}}}
+            execution: dict = {"max_concurrent": processes}
+            if os.environ.get("PARALLEL_FITS_FORKSERVER"):  # step processes forked from one that imported them once
+                execution["start_method"] = {"forkserver": {"preload_modules": ["cssci_platform.defs.models.training"]}}
+            run_config = {**quiet, "execution": {"config": execution}}
             with dg.execute_job(dg.reconstructable(zoo_job), instance=instance, run_config=run_config,
                                 raise_on_error=False) as result:
                 success, events = result.success, result.all_events
@@ -220,6 +223,7 @@ def main() -> None:
     parser.add_argument("--classifiers", default="", help="comma list overriding the study's (default: the study's)")
     parser.add_argument("--log-rounds", type=int, default=5)
     parser.add_argument("--order", default="serial,parallel")
+    parser.add_argument("--forkserver", action="store_true", help="parallel side: forkserver start, modules preloaded")
     parser.add_argument("--out", type=Path, default=WORK / "parallel_fits.json")
     parser.add_argument("--worker", nargs="*")
     parser.add_argument("--worker-out", type=Path)
@@ -232,6 +236,8 @@ def main() -> None:
         args.worker_out.write_text(json.dumps(result, default=str))
         return
     WORK.mkdir(parents=True, exist_ok=True)
+    if args.forkserver:
+        os.environ["PARALLEL_FITS_FORKSERVER"] = "1"
     classifiers = [c for c in args.classifiers.split(",") if c] or None
     report: dict = {"uptime_start": _uptime(), "home": str(args.home), "classifiers": classifiers,
                     "processes": args.processes, "cpu_count": os.cpu_count()}
@@ -247,6 +253,10 @@ def main() -> None:
             sides[side] = _in_subprocess(env, "zoo", side, str(args.processes))
             print(f"{side}: {sides[side]['seconds']:.1f} s, {sides[side]['steps']} steps in "
                   f"{sides[side]['step_processes']} processes, success {sides[side]['success']}", flush=True)
+        if set(sides) != {"serial", "parallel"}:
+            report["zoo"] = {side: {k: v for k, v in r.items() if k != "snapshot"} for side, r in sides.items()}
+            args.out.write_text(json.dumps(report, indent=1, default=str))
+            return
         serial, parallel = sides["serial"].pop("snapshot"), sides["parallel"].pop("snapshot")
         report["zoo"] = sides
         report["identical"] = {part: serial[part] == parallel[part] for part in serial}
