@@ -15,6 +15,7 @@ from cssci_platform.defs.models.training import trained_models
 from cssci_platform.defs.reports.assets import evaluation_report
 from cssci_platform.defs.splits.assets import patient_splits
 from cssci_platform.lib.model_tracking import TrackingConfig, sqlite_tracking_uri
+from cssci_platform.lib.study_runs import STUDY_TAG
 from cssci_platform.lib.synthetic import write_sci_cohort
 from cssci_platform.lib.warehouse import append_rows, connect, table_frame
 from cssci_platform_tests.defs.conftest import modeling_platform
@@ -62,11 +63,13 @@ def _constant_radiomics(warehouse: Path) -> None:
 
 def test_failing_fits_are_recorded_and_every_other_fit_finishes(platform: dict) -> None:
     sections = {"models": {"classifiers": ["LR"], "cv_folds": 3}}
+    study_run = "0123456789abcdef0123456789abcdef"  # the MLflow study run of a `cssci run` (a run tag of Dagster's)
     result = materialize_with_study(
         ASSETS,
         platform,
         [patient_splits.key, feature_matrix.key, feature_reliability.key, *trained_models.keys],
         sections,
+        tags={STUDY_TAG: study_run},
     )
     assert result.success
     query = lambda sql: table_frame(platform["warehouse"], sql)  # noqa: E731
@@ -82,6 +85,7 @@ def test_failing_fits_are_recorded_and_every_other_fit_finishes(platform: dict) 
     client = TrackingConfig(sqlite_tracking_uri(platform["mlflow"]), "test").client()
     run = client.get_run(failed["run_id"][0])
     assert run.info.status == "FAILED" and run.data.tags["cssci.failure_reason"] in failed["reason"][0]
+    assert run.data.tags["mlflow.parentRunId"] == study_run  # nested under the study run, like the model runs
 
     report = materialize_with_study(ASSETS, platform, [evaluation_report.key], sections)
     assert report.success

@@ -84,3 +84,17 @@ def test_the_report_run_is_nested_under_its_study_run(platform: dict) -> None:
     assert nested.data.tags[STUDY_TAG] == study_run.info.run_id
     alone = client.get_run(_report_metadata(platform)["mlflow_run_id"])
     assert "mlflow.parentRunId" not in alone.data.tags
+
+
+def test_each_champion_is_registered_with_its_model_card_and_plots(platform: dict) -> None:
+    """trained_models gives the registry each champion's evidence (its predictions against the labels it was evaluated
+    on): the version's description is the model card with the test AUC, and the run holds its ROC and calibration
+    plots (issue 16, MLflow tidy)."""
+    client = TrackingConfig(sqlite_tracking_uri(platform["mlflow"]), "test").client()
+    versions = client.search_model_versions("name LIKE 'cssci.test.%'")
+    assert versions
+    for version in versions:
+        assert "predictions not given to the registry" not in (version.description or "")
+        assert "test" in version.description and "AUC" in version.description
+        plots = {a.path for a in client.list_artifacts(version.run_id, "plots")}
+        assert {"plots/roc.png", "plots/calibration.png"} <= plots, version.name

@@ -13,8 +13,10 @@ from cssci_platform.defs.models.feature_matrix import feature_matrix, feature_re
 from cssci_platform.defs.splits.assets import patient_splits, study_split_folds
 from cssci_platform.lib.model_tracking import (
     get_or_create_experiment,
+    in_study_run,
     log_model_run,
     log_params,
+    model_evidence,
     model_run_tags,
     register_champion,
     registered_model_name,
@@ -185,6 +187,8 @@ def register_zoo(
         tracking.config(config.name),
         config.name,
         [(f.model, run_id, uri) for f, run_id, uri in logged if f.fold == first_fold and not f.failed],
+        {run_id: f.labels for f, run_id, _ in logged if f.fold == first_fold and not f.failed},
+        config.outcome.name,
     )
     with warehouse.connect() as con:
         write_zoo_results(con, logged, champions, inputs.split, inputs.matrix["cohort"])
@@ -318,15 +322,19 @@ def _icc_table(warehouse: WarehouseResource, config: StudyConfig) -> pd.DataFram
     return table.to_pandas().set_index("feature")
 
 
-def _register_champions(tracking_config, experiment: str, runs: list) -> dict[str, dict]:
-    """Register each signature's champion (`choose_champions`) in the MLflow model registry; `runs`: (model, run id,
-    model URI) of the champions' fold."""
+def _register_champions(tracking_config, experiment: str, runs: list, labels: dict[str, pd.Series],
+                        outcome: str) -> dict[str, dict]:
+    """Register each signature's champion (`choose_champions`) in the MLflow model registry, described by its model
+    card and with its ROC and calibration plots (the evidence: its predictions against the labels it was evaluated
+    on); `runs`: (model, run id, model URI) of the champions' fold; `labels`: run id -> the fit's labels."""
     uris = {run_id: uri for _, run_id, uri in runs}
     champions = {}
     for signature, (model, run_id) in choose_champions([(model, run_id) for model, run_id, _ in runs]).items():
         name = registered_model_name(experiment, signature)
+        evidence = model_evidence(model.predictions, labels[run_id], model.classes, outcome)
         version = register_champion(
-            tracking_config, name, run_id=run_id, model_uri=uris[run_id], chosen_by=("cv_auc_mean", model.cv_score_mean)
+            tracking_config, name, run_id=run_id, model_uri=uris[run_id],
+            chosen_by=("cv_auc_mean", model.cv_score_mean), evidence=evidence,
         )
         champions[signature] = {
             "model": model.spec.name,
@@ -346,7 +354,7 @@ def _log_failed_run(tracking_config, failed: FailedFit, fold: str, params: dict,
         get_or_create_experiment(tracking_config),
         run_name=f"{failed.spec.name} [{failed.spec.mode}, {fold}] FAILED",
         tags={
-            **{k: str(v) for k, v in tags.items()},
+            **in_study_run({k: str(v) for k, v in tags.items()}),  # nested under the study run, like the model runs
             "cssci.failure_reason": failed.reason,
             "cssci.failure_stage": failed.stage,
         },
