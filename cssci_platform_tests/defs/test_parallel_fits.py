@@ -90,6 +90,7 @@ def _zoo_snapshot(warehouse: Path, tracking_uri: str) -> dict[str, object]:
     return snapshot
 
 
+@pytest.mark.timeout(1200)  # 8 step processes, each importing the definitions (~17 s quiet, more on a loaded CI)
 def test_parallel_steps_equal_the_serial_run(platform: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     upstream = [patient_splits.key, feature_matrix.key, feature_reliability.key]
     serial = materialize_with_study(ASSETS, platform, [*upstream, *trained_models.keys], SETTINGS)
