@@ -268,3 +268,21 @@ def test_delong_p_values_below_a_thousandth_read_as_such() -> None:
     delong = delong[: delong.index("</table>")]
     cells = re.findall(r"<td>([^<]*)</td>", delong)
     assert "&lt;0.001" in cells and "0.000" not in cells[-1:]
+
+
+def test_table_one_names_each_test_by_a_letter_after_its_p_and_keeps_the_tests_in_the_csv(small: ReportInputs) -> None:
+    """Journal style: a letter after each p and one footnote naming the tests. A last column naming each cohort's test
+    ('Training: Chi-square; Test: Fisher's exact; ...') made the three-cohort table wider than the page and its rows
+    tall (cervical_sci_ianr's report); the CSV keeps one test column per cohort."""
+    report = build_study_report(small)
+    [table] = [t for t in report.tables if t.key == "table1_by_cohort"]
+    assert {"Training: test", "Test: test", "Validation: test"} <= set(table.frame.columns)
+    assert "Test" not in table.frame.columns
+    rendered = table.html or ""
+    header = rendered[: rendered.index("</thead>")]
+    assert ": test" not in header and ">Test<" not in header
+    marked = [cell for cell in re.findall(r"<td>([^<]*)</td>", rendered) if re.fullmatch(r"[<\d.]+ \S", cell)]
+    assert marked, "every p carries the letter of its test"
+    letters = {cell.split(" ")[1] for cell in marked}
+    footnote = re.findall(r'<p class="note">([^<]*)</p>', rendered)[-1]
+    assert all(f"{letter} " in footnote for letter in letters)

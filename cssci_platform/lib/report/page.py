@@ -16,7 +16,6 @@ table.checklist td, table.checklist th { text-align: left; } table.performance t
 table.checklist tr.authors td:last-child { color: #888; }
 table.table-one td, table.calibration td { white-space: nowrap; }
 table.calibration td:first-child, table.table-one td:first-child { white-space: pre; }
-table.table-one td:last-child { text-align: left; white-space: normal; }
 figure.montage { display: inline-block; vertical-align: top; margin: 0.5em 1em 0.5em 0; }
 details summary { cursor: pointer; font-weight: 600; margin: 0.5em 0; }
 @media print {

@@ -309,24 +309,32 @@ def table_one_by_cohort(
     merged = merged.merge(rank, on=keys).sort_values("_rank").drop(columns="_rank").reset_index(drop=True)
     merged = merged.fillna("")
     summaries = [c for c in merged.columns if c.endswith(": summary")]
-    tests = [c for c in merged.columns if c.endswith(": test")]
 
     def joined(row: pd.Series, columns: list[str]) -> str:
         return " / ".join(dict.fromkeys(str(row[c]) for c in columns if row[c]))
-
-    def tests_named(row: pd.Series, columns: list[str]) -> str:
-        """One test for every cohort: its name; different tests: each with its cohort ('Training: t-test; ...')."""
-        used = {c.removesuffix(": test"): str(row[c]) for c in columns if row[c]}
-        if len(set(used.values())) <= 1:
-            return next(iter(used.values()), "")
-        return "; ".join(f"{cohort}: {test}" for cohort, test in used.items())
 
     summary = merged.apply(joined, axis=1, args=(summaries,))
     label = merged["variable"].astype(str) + np.where(summary != "", ", " + summary, "")
     is_level = merged["level"] != ""
     merged.insert(0, "Characteristic", np.where(is_level, "    " + merged["level"].astype(str), label))
-    merged["Test"] = merged.apply(tests_named, axis=1, args=(tests,))
-    return merged.drop(columns=[*keys, *summaries, *tests]), skipped
+    return merged.drop(columns=[*keys, *summaries]), skipped
+
+
+TEST_MARKS = "ᵃᵇᶜᵈᵉᶠᵍʰ"
+
+
+def table_one_marked(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """Table 1 as a journal prints it: each p followed by a letter naming its test, the per-cohort test columns
+    ('<Cohort>: test', kept in the CSV) dropped; and the footnote that names the letters ('ᵃ Chi-square; ...')."""
+    tests = [c for c in table.columns if c.endswith(": test")]
+    names = list(dict.fromkeys(str(value) for column in tests for value in table[column] if value))
+    marks = {name: TEST_MARKS[i] if i < len(TEST_MARKS) else f"[{i + 1}]" for i, name in enumerate(names)}
+    shown = table.copy()
+    for column in tests:
+        p = column.removesuffix(": test") + ": p"
+        shown[p] = [f"{value} {marks[str(test)]}" if test and value != "" else value
+                    for value, test in zip(shown[p], shown[column], strict=True)]
+    return shown.drop(columns=tests), "; ".join(f"{mark} {name}" for name, mark in marks.items())
 
 
 def indented_levels(table: pd.DataFrame) -> pd.DataFrame:
@@ -353,15 +361,16 @@ def _table_one_by_cohort(
     if table.empty:
         return "<p>Table 1 needs a cohort with patients of both outcome groups.</p>"
     left_out = f" Not shown: {'; '.join(skipped)}." if skipped else ""
+    shown, tests_used = table_one_marked(table)
     return document.table(
         ReportTable(
             "table1_by_cohort",
             f"Patient characteristics by cohort and outcome ({inputs.outcome})",
             "Continuous variables as mean ± SD or median [IQR] as named in each row (chosen per cohort by the "
             "normality of the variable), categorical as n (%). p compares the outcome groups within each cohort; the "
-            f"tests used are named in the last column.{left_out}",
+            f"letter after each p names its test (below the table).{left_out}",
             table,
-            html=html_table(indented_levels(table), "table-one", escape=False),
+            html=html_table(indented_levels(shown), "table-one", footnotes=[tests_used], escape=False),
         )
     )
 
