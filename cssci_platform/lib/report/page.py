@@ -15,6 +15,7 @@ figure { margin: 1em 0 1.5em 0; } figcaption, .table-caption { font-size: 0.9em;
 table.checklist td, table.checklist th { text-align: left; } table.performance td { white-space: nowrap; }
 table.checklist tr.authors td:last-child { color: #888; }
 table.table-one td, table.calibration td { white-space: nowrap; }
+table.table-one { font-size: 0.75em; } table.table-one th { min-width: 5em; }  /* three cohorts fit the page */
 table.calibration td:first-child, table.table-one td:first-child { white-space: pre; }
 figure.montage { display: inline-block; vertical-align: top; margin: 0.5em 1em 0.5em 0; }
 details summary { cursor: pointer; font-weight: 600; margin: 0.5em 0; }
