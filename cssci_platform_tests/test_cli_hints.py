@@ -74,7 +74,7 @@ def test_the_qc_hint_runs_and_shows_the_whole_message(summary: str, home: Path, 
 def test_the_explore_hint_runs_without_a_duckdb_cli(summary: str, home: Path) -> None:
     command = _hint(summary, "explore")
     assert command[0] == sys.executable
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(command, capture_output=True, text=True, encoding="utf-8", timeout=120)
     assert done.returncode == 0, done.stderr
     assert "P001" in done.stdout and "quarantined" in done.stdout
 
@@ -101,7 +101,8 @@ def test_the_mlflow_hint_names_an_installed_mlflow_the_home_store_and_the_classi
     options = dict(zip(command[2::2], command[3::2]))
     assert options["--backend-store-uri"] == sqlite_tracking_uri(home / "mlflow.db")
     assert (home / "mlflow.db").is_file()
-    help_text = subprocess.run([command[0], "ui", "--help"], capture_output=True, text=True, timeout=120).stdout
+    help_text = subprocess.run([command[0], "ui", "--help"], capture_output=True, text=True, encoding="utf-8",
+                               timeout=120).stdout
     assert all(option in help_text for option in options)
     experiment_id = TrackingConfig(options["--backend-store-uri"], STUDY).client().get_experiment_by_name(STUDY)
     page = f"http://127.0.0.1:{options['--port']}/#/experiments/{experiment_id.experiment_id}"

@@ -16,7 +16,7 @@ HEAVY = ("dagster", "mlflow", "torch", "sklearn", "SimpleITK", "radiomics", "pan
 
 def _imported_by(code: str) -> list[str]:
     probe = f"import sys\n{code}\nimport json; print(json.dumps(sorted(sys.modules)))"
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, encoding="utf-8", timeout=300)
     assert done.returncode == 0, done.stderr
     loaded = set(json.loads(done.stdout.splitlines()[-1]))
     return [name for name in HEAVY if name in loaded]

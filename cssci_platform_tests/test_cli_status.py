@@ -10,6 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from cssci_platform.cli import output
 from cssci_platform.cli.status_command import status
 from cssci_platform.lib.cohort import load_cohort
 from cssci_platform.lib.cohort_tables import write_manifest_tables
@@ -48,7 +49,11 @@ def _home_with_warehouse(home: Path, manifest: Path) -> list[str]:
     return keys
 
 
-def test_status_prints_the_cohort_overview_of_the_home(manifest: Path, tmp_path: Path, restored_environment) -> None:
+def test_status_prints_the_cohort_overview_of_the_home(manifest: Path, tmp_path: Path, restored_environment,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # the CLI's console takes its width when first imported; a test that set $COLUMNS earlier in this worker would
+    # leave it narrow and rich would wrap the table's cells (a user's file or pipe gets REDIRECTED_WIDTH)
+    monkeypatch.setattr(output.console, "width", output.REDIRECTED_WIDTH)
     keys = _home_with_warehouse(tmp_path, manifest)
     (tmp_path / "image_store" / "qc_montages").mkdir(parents=True)
     (tmp_path / "image_store" / "qc_montages" / f"{keys[1]}.png").write_bytes(b"png")
