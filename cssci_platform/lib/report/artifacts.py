@@ -142,3 +142,10 @@ def write_table_file(item: ReportTable, folder: Path) -> Path:
 def close_figure(figure: Figure) -> None:
     """Free the figure's memory (figures on the Agg canvas are not tracked by pyplot; clearing drops artists)."""
     figure.clear()
+
+
+def inline_figure(item: ReportFigure, alt: str) -> str:
+    """A figure as an unnumbered <img> (a page built without a document); its Figure is freed afterwards."""
+    tag = png_img_tag(figure_png_bytes(item), alt)
+    close_figure(item.figure)
+    return tag

@@ -38,7 +38,7 @@ from cssci_platform.lib.evaluation.calibration import brier_score, calibration_i
 from cssci_platform.lib.modeling.chains import RadScoreCombinedClassifier
 from cssci_platform.lib.modeling.training import cohort_threshold
 from cssci_platform.lib.report import study_multiclass
-from cssci_platform.lib.report.artifacts import ReportFigure, ReportTable, close_figure, figure_png_bytes
+from cssci_platform.lib.report.artifacts import ReportFigure, ReportTable, inline_figure
 from cssci_platform.lib.report.checklist import checklist_frame, checklist_html, fill_checklist, run_facts
 from cssci_platform.lib.report.combat_figures import (
     center_comparison,
@@ -786,16 +786,9 @@ def shap_section(name: str, pipeline, rows: pd.DataFrame, background: pd.DataFra
     )
     if document is None:
         return f'<h3>{html.escape(name)}</h3><p class="caption">{html.escape(caption)}</p>' + "".join(
-            _inline_figure(figure, alt) for figure, alt in zip(figures, ("SHAP summary", "SHAP waterfall"), strict=True)
+            inline_figure(figure, alt) for figure, alt in zip(figures, ("SHAP summary", "SHAP waterfall"), strict=True)
         )
     return f"<h3>{html.escape(name)}</h3>" + "".join(document.figure(figure) for figure in figures)
-
-
-def _inline_figure(figure: ReportFigure, alt: str) -> str:
-    """A figure as an unnumbered <img> (a page built without a document); its Figure is freed afterwards."""
-    tag = png_img_tag(figure_png_bytes(figure), alt)
-    close_figure(figure.figure)
-    return tag
 
 
 def _mode_delta(scored: pd.DataFrame, models: pd.DataFrame, document: ReportDocument) -> str:

@@ -38,13 +38,12 @@ from cssci_platform.lib.evaluation import (
     multiclass_evaluation,
 )
 from cssci_platform.lib.evaluation.multiclass import class_codes
-from cssci_platform.lib.report.artifacts import ReportFigure, ReportTable, close_figure, figure_png_bytes
+from cssci_platform.lib.report.artifacts import ReportFigure, ReportTable, inline_figure
 from cssci_platform.lib.report.document import ReportDocument
 from cssci_platform.lib.report.explain import explain_pipeline, explanation_caption, shap_waterfall_plot
 from cssci_platform.lib.report.figures import (
     RocCurve,
     confusion_matrix_plot,
-    png_img_tag,
     roc_grid_plot,
     stacked_importance_plot,
 )
@@ -189,9 +188,7 @@ def _numbered_figure(document: ReportDocument | None, key: str, title: str, capt
     item = ReportFigure(key, title, caption, figure)
     if document is not None:
         return document.figure(item)
-    tag = png_img_tag(figure_png_bytes(item), alt)
-    close_figure(figure)
-    return tag
+    return inline_figure(item, alt)
 
 
 def performance_table(scores: MulticlassScores, role: str, document: ReportDocument | None = None) -> str:
