@@ -10,6 +10,20 @@ STORE_VARIABLES = ("CSSCI_HOME", "CSSCI_WAREHOUSE", "CSSCI_IMAGE_STORE", "CSSCI_
                    "CSSCI_MLFLOW_URI", "CSSCI_EXPERIMENT_CONFIG", "CSSCI_LOG_DIR", "CSSCI_DEBUG")
 
 
+@pytest.fixture(autouse=True)
+def store_variables_restored() -> Iterator[None]:
+    """Every test leaves the store variables as it found them: in-process CLI code sets them (`activate_study` sets
+    CSSCI_EXPERIMENT_CONFIG), and a value left behind reached a later test's `cssci` subprocess on the same xdist
+    worker, which then read another test's home (a CI failure of test_crash_safety after test_cli_hints)."""
+    saved = {name: os.environ.get(name) for name in STORE_VARIABLES}
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @pytest.fixture
 def restored_environment() -> Iterator[None]:
     """No store variable set while the test runs (in-process CLI code sets them); the environment restored after."""
