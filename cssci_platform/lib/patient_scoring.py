@@ -24,19 +24,21 @@ import duckdb
 import polars as pl
 
 from cssci_platform.lib.cohort import Cohort, CohortSpec, PatientRecord
-from cssci_platform.lib.deep import BackboneWeightsError, load_backbone, load_fine_tuned
-from cssci_platform.lib.deep.backbones import IMAGENET_ALIASES, NO_WEIGHTS, Backbone, file_sha256
-from cssci_platform.lib.deep.cohort_networks import DeepSettings, embedding_frame
+from cssci_platform.lib.deep.cohort_networks import embedding_frame
+from cssci_platform.lib.deep.errors import BackboneWeightsError
 from cssci_platform.lib.deep.patient_slices import cut_patient_slices, masked_pairs
+from cssci_platform.lib.deep.settings import IMAGENET_ALIASES, NO_WEIGHTS, DeepSettings
 from cssci_platform.lib.feature_extraction import extract_patient_features, radiomics_inputs
+from cssci_platform.lib.feature_store import file_sha256
 from cssci_platform.lib.messages import markdown_table
-from cssci_platform.lib.model_tracking import TrackingConfig, load_champion
+from cssci_platform.lib.model_tracking import TrackingConfig
 from cssci_platform.lib.preprocessing import preprocess_patient
 from cssci_platform.lib.quality import inspect_patient
 from cssci_platform.lib.queries import prospective as queries
 from cssci_platform.lib.scoring import ChampionScore, as_rows, missing_columns, patient_feature_row, score
 
 if TYPE_CHECKING:  # the study config composes the settings of the stages this module runs
+    from cssci_platform.lib.deep.backbones import Backbone
     from cssci_platform.lib.study_config import StudyConfig
 
 
@@ -136,6 +138,8 @@ def score_patient(
 ) -> PatientScores:
     """Every champion's probabilities for this patient, in the classes of `outcome` (the outcome the study modelled),
     with the risk group at each champion's frozen threshold; `tracking`: the study's MLflow store and experiment."""
+    from cssci_platform.lib.model_tracking import load_champion  # MLflow: only where a champion is loaded
+
     if not champions or outcome is None:
         raise ScoringError("no champion model is registered yet: train the study first (modeling_job / `cssci run`)")
     slices = rows.slices.with_columns(center=pl.lit(record.center))
@@ -201,6 +205,8 @@ def _made_by_study(rows: pl.DataFrame, deep: DeepSettings, networks: pl.DataFram
 def _embedding_networks(backbone: str, deep: DeepSettings, networks: pl.DataFrame) -> list[tuple[list[str], Backbone]]:
     """(channels, network) pairs that embed `backbone`'s slices: the pretrained backbone for every channel, or the
     fine-tuned network of each channel."""
+    from cssci_platform.lib.deep import load_backbone, load_fine_tuned  # torch: only where a patient is embedded
+
     if deep.embedding_network == "pretrained":
         try:
             return [(list(deep.channels), load_backbone(backbone, deep.weights, seed=deep.seed))]

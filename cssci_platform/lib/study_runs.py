@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
-from mlflow.entities import Run
 
-from cssci_platform.lib.model_tracking import TAG_STUDY_RUN, TrackingConfig, get_or_create_experiment, log_params
+from cssci_platform.lib.model_tracking import TAG_STUDY_RUN, TrackingConfig, get_or_create_experiment
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
 
 STUDY_TAG = TAG_STUDY_RUN
 # (column, metric key) in display order; the first present per family is shown
@@ -32,6 +35,8 @@ class StudyRunNotFound(LookupError):
 
 
 def start_study_run(tracking: TrackingConfig, config_yaml: str, params: dict[str, object], tags: dict[str, str]) -> str:
+    from cssci_platform.lib.model_tracking import log_params  # MLflow's helpers: loaded when a run is written
+
     client = tracking.client()
     run = client.create_run(get_or_create_experiment(tracking), run_name=f"study {tracking.experiment_name}",
                             tags={"run_kind": "study", **tags})

@@ -11,7 +11,8 @@ import torch
 from cssci_platform.lib.cohort import CohortSpec
 from cssci_platform.lib.deep import load_backbone, load_fine_tuned, save_fine_tuned
 from cssci_platform.lib.deep.cohort_networks import TrainedChannel, held_out_auc, outcome_classes
-from cssci_platform.lib.deep.finetune import FineTuneConfig, FineTuningSettings, fine_tune
+from cssci_platform.lib.deep.finetune import fine_tune
+from cssci_platform.lib.deep.settings import FineTuneConfig, FineTuningSettings
 
 CLASSES = ["0", "1"]
 

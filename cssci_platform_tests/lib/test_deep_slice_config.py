@@ -3,8 +3,8 @@
 import pytest
 
 from cssci_platform.lib.cohort import CohortSpec
-from cssci_platform.lib.deep.cohort_networks import DeepSettings
 from cssci_platform.lib.deep.patient_slices import SliceSettings
+from cssci_platform.lib.deep.settings import DeepSettings
 from cssci_platform.lib.study_config import load_config, parse_config
 
 MINIMAL = {"name": "x", "cohort": {"synthetic": {"protocol": "demo"}}, "outcome": {"name": "good_outcome"}}

@@ -8,7 +8,8 @@ import polars as pl
 import pytest
 
 from cssci_platform.lib.deep import load_backbone
-from cssci_platform.lib.deep.cohort_networks import DeepSettings, embedding_frame
+from cssci_platform.lib.deep.cohort_networks import embedding_frame
+from cssci_platform.lib.deep.settings import DeepSettings
 from cssci_platform.lib.patient_scoring import ScoringError, study_embeddings, weights_match
 
 DEEP = DeepSettings(backbones=["resnet18"], weights="none", channels=["original"], seed=3, device="cpu", batch_size=2)

@@ -6,10 +6,11 @@ from cssci_platform.defs.features.assets import preprocessed_channels
 from cssci_platform.defs.partitions import centers_partitions, patients_partitions
 from cssci_platform.defs.qc import issues_markdown, quarantine_guard, record_issues
 from cssci_platform.defs.splits.assets import patient_splits
-from cssci_platform.lib.deep import BackboneWeightsError, load_backbone, load_fine_tuned
-from cssci_platform.lib.deep.cohort_networks import EMBEDDING_STAGE, DeepSettings, embedding_frame, readable_slices
+from cssci_platform.lib.deep.cohort_networks import embedding_frame, readable_slices
+from cssci_platform.lib.deep.errors import BackboneWeightsError
 from cssci_platform.lib.deep.patient_slices import STAGE as SLICE_STAGE
 from cssci_platform.lib.deep.patient_slices import SliceRequest, cut_patient_slices, masked_pairs
+from cssci_platform.lib.deep.settings import EMBEDDING_STAGE, DeepSettings
 from cssci_platform.lib.messages import markdown_table
 from cssci_platform.lib.qc_montage import FOLDER as MONTAGE_FOLDER
 from cssci_platform.lib.qc_montage import dl_rectangle_of, montage_png, patient_montage, png_markdown, write_montage
@@ -114,6 +115,8 @@ def center_embeddings(context: dg.AssetExecutionContext, study: StudyResource,
 
 
 def _embed(slices: pl.DataFrame, backbone_name: str, deep: DeepSettings, warehouse: WarehouseResource) -> pl.DataFrame:
+    from cssci_platform.lib.deep import load_backbone, load_fine_tuned  # torch: only in the steps that embed
+
     if deep.embedding_network == "pretrained":
         try:
             backbone = load_backbone(backbone_name, deep.weights, seed=deep.seed)

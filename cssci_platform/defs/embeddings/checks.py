@@ -3,8 +3,8 @@ import dagster as dg
 from cssci_platform.defs.embeddings.assets import center_embeddings, roi_slices
 from cssci_platform.defs.partitions import centers_partitions, patients_partitions
 from cssci_platform.defs.qc import qc_check_result, stored_issues
-from cssci_platform.lib.deep.cohort_networks import EMBEDDING_STAGE
 from cssci_platform.lib.deep.patient_slices import STAGE as SLICE_STAGE
+from cssci_platform.lib.deep.settings import EMBEDDING_STAGE
 from cssci_platform.lib.queries import patients as queries
 from cssci_platform.resources.warehouse import WarehouseResource
 

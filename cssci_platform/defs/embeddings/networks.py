@@ -10,7 +10,6 @@ import dagster as dg
 import polars as pl
 
 from cssci_platform.lib.cohort import CohortSpec
-from cssci_platform.lib.deep import BackboneWeightsError, load_backbone, save_fine_tuned
 from cssci_platform.lib.deep.cohort_networks import (
     TrainedChannel,
     cnn_prediction_rows,
@@ -22,6 +21,7 @@ from cssci_platform.lib.deep.cohort_networks import (
     train_channel_network,
     write_grad_cams,
 )
+from cssci_platform.lib.deep.errors import BackboneWeightsError
 from cssci_platform.lib.queries import patients as queries
 from cssci_platform.lib.queries.modeling import modelled_outcome, stored_splits
 from cssci_platform.lib.study_config import StudyConfig
@@ -43,6 +43,8 @@ class ChannelResult:
 def fine_tune_channel(context: dg.AssetExecutionContext, study: StudyConfig, spec: CohortSpec,
                       warehouse: WarehouseResource, image_store: ImageStoreResource, backbone_name: str,
                       channel: str) -> ChannelResult:
+    from cssci_platform.lib.deep import load_backbone  # torch: only in the step that trains
+
     tuning, split, fold = study.deep.fine_tuning, study.split.stored_name, study.split.first_fold
     assert tuning is not None  # the asset runs only with a fine_tuning section
     with warehouse.connect() as con:
@@ -75,6 +77,8 @@ def fine_tune_channel(context: dg.AssetExecutionContext, study: StudyConfig, spe
 def _store(warehouse: WarehouseResource, network_id: str, backbone: str, channel: str, split: str, fold: str,
            outcome: str, trained: TrainedChannel, checkpoint: Path, slices: pl.DataFrame,
            probabilities: pl.DataFrame) -> None:
+    from cssci_platform.lib.deep import save_fine_tuned
+
     now = datetime.now()
     network_row = {
         "network_id": network_id, "backbone": backbone, "sequence": slices["sequence"][0], "channel": channel,

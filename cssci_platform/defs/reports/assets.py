@@ -1,18 +1,23 @@
-"""evaluation_report: the study's self-contained HTML report, also logged to MLflow."""
+"""evaluation_report: the study's self-contained HTML report, also logged to MLflow.
+
+The report's libraries (matplotlib, SHAP, MLflow) are imported in the step, not here: every run process loads these
+definitions, and a patient run must not carry them (issue 18, memory)."""
+
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import pandas as pd
 
-from cssci_platform.lib.model_tracking import get_or_create_experiment, in_study_run, load_champion
-from cssci_platform.lib.report.export import ExportedReport, export_report
-from cssci_platform.lib.report.inputs import NoTrainedModels, read_report_inputs
-from cssci_platform.lib.report.study import build_study_report, champions_rad_scores
 from cssci_platform.lib.study_runs import STUDY_TAG
 from cssci_platform.resources.cohort import CohortResource
 from cssci_platform.resources.image_store import ImageStoreResource
 from cssci_platform.resources.study import StudyResource
 from cssci_platform.resources.tracking import TrackingResource
 from cssci_platform.resources.warehouse import WarehouseResource
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from cssci_platform.lib.report.export import ExportedReport
 
 
 @dg.asset(
@@ -31,6 +36,10 @@ def evaluation_report(
     """One self-contained HTML file per experiment (figures embedded), its figures as PNG and SVG, its tables as CSV
     and the page as PDF (headless Chromium), all logged to MLflow. Binary outcomes get the cervical-SCI layout;
     multiclass outcomes the spinal-metastasis one, with the fine-tuned CNNs as models."""
+    from cssci_platform.lib.report.export import export_report
+    from cssci_platform.lib.report.inputs import NoTrainedModels, read_report_inputs
+    from cssci_platform.lib.report.study import build_study_report, champions_rad_scores
+
     config, spec = study.config(), cohort.load().spec
     gradcams = sorted(image_store.folder("gradcam").rglob("*.png"))
     montages = sorted(image_store.folder("qc_montages").glob("*.png"))
@@ -64,9 +73,11 @@ def evaluation_report(
 
 
 def _champions_to_explain(
-    tracking: TrackingResource, experiment: str, models: pd.DataFrame, rows: pd.DataFrame
-) -> list[tuple[str, object, pd.DataFrame]]:
+    tracking: TrackingResource, experiment: str, models: "pd.DataFrame", rows: "pd.DataFrame"
+) -> "list[tuple[str, object, pd.DataFrame]]":
     """Each champion (from the registry, by alias) with the feature rows of its fold's test patients."""
+    from cssci_platform.lib.model_tracking import load_champion
+
     champions = models[models["champion"]]
     return [
         (name, load_champion(tracking.config(experiment), registered)[0], rows)
@@ -74,10 +85,12 @@ def _champions_to_explain(
     ]
 
 
-def _log_to_mlflow(tracking: TrackingResource, experiment: str, exported: ExportedReport, dagster_run_id: str,
+def _log_to_mlflow(tracking: TrackingResource, experiment: str, exported: "ExportedReport", dagster_run_id: str,
                    study_run: str | None) -> str:
     """The report page under `report/`, its PDF, figures and tables under `report_files/`; nested under the MLflow
     study run when the Dagster run belongs to one (`cssci run`), top level otherwise."""
+    from cssci_platform.lib.model_tracking import get_or_create_experiment, in_study_run
+
     config = tracking.config(experiment)
     client = config.client()
     run = client.create_run(

@@ -30,10 +30,7 @@ from torch import nn
 
 from cssci_platform.lib.deep.errors import BackboneWeightsError
 from cssci_platform.lib.deep.runtime import seeded
-
-FEATURE_DIMS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "resnet101": 2048, "resnet152": 2048}
-IMAGENET_ALIASES = {"imagenet": "IMAGENET1K_V1", "imagenet1k_v1": "IMAGENET1K_V1", "imagenet1k_v2": "IMAGENET1K_V2"}
-NO_WEIGHTS = "none"
+from cssci_platform.lib.deep.settings import FEATURE_DIMS, IMAGENET_ALIASES, NO_WEIGHTS
 
 
 @dataclass

@@ -9,73 +9,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
-from pydantic import PositiveInt, model_validator
-from sklearn.metrics import roc_auc_score
 
 from cssci_platform.lib.cohort import CohortSpec
-from cssci_platform.lib.deep.backbones import Backbone
-from cssci_platform.lib.deep.embeddings import embed_images
-from cssci_platform.lib.deep.finetune import (
-    BackboneName,
-    FineTuneConfig,
-    FineTunedNetwork,
-    FineTuningSettings,
-    fine_tune,
-    predict_probabilities,
-)
-from cssci_platform.lib.deep.gradcam import grad_cam, write_cam_overlay_png
-from cssci_platform.lib.deep.patient_slices import SliceSettings, load_network_inputs
-from cssci_platform.lib.deep.runtime import InferenceSettings
-from cssci_platform.lib.imaging import CHANNELS
+from cssci_platform.lib.deep.patient_slices import load_network_inputs
+from cssci_platform.lib.deep.settings import EMBEDDING_STAGE, InferenceSettings
 from cssci_platform.lib.quality import QcIssue
-from cssci_platform.lib.settings import Section
 
-EMBEDDING_STAGE = "embeddings"
-Channel = Literal[CHANNELS]  # type: ignore[valid-type]
-
-
-class DeepSettings(Section):
-    """Deep transfer-learning features (study config section `deep`): pretrained `backbones` embed the ROI slice of
-    every channel (empty list: none); `fine_tuning` trains CNN classifiers on the same slices.
-
-    `embedding_network`: which networks embed the slices for the DL signatures: `pretrained` (the backbones as
-    loaded from `weights`) or `fine_tuned` (the networks `fine_tuning` trained, one per backbone x channel; needs
-    `fine_tuning` and its networks stored)."""
-
-    backbones: list[BackboneName] = ["resnet18"]  # type: ignore[valid-type]
-    # "imagenet" (torchvision checkpoint already in $TORCH_HOME/hub/checkpoints), a checkpoint file, or "none"
-    weights: str = "imagenet"
-    channels: list[Channel] = list(CHANNELS)
-    slice: SliceSettings = SliceSettings()
-    batch_size: PositiveInt = 64
-    device: str = "auto"
-    seed: int = 0
-    fine_tuning: FineTuningSettings | None = None
-    embedding_network: Literal["pretrained", "fine_tuned"] = "pretrained"
-
-    @model_validator(mode="before")
-    @classmethod
-    def _fine_tuning_runs_where_embedding_does(cls, values: Any) -> Any:
-        """`fine_tuning.seed` / `.device` left unset are the section's `seed` / `device`."""
-        if isinstance(values, dict) and isinstance(values.get("fine_tuning"), dict):
-            inherited = {key: values[key] for key in ("seed", "device") if key in values}
-            values = {**values, "fine_tuning": {**inherited, **values["fine_tuning"]}}
-        return values
-
-    @model_validator(mode="after")
-    def _fine_tuned_embeddings_need_fine_tuning(self) -> DeepSettings:
-        if self.embedding_network == "fine_tuned" and self.fine_tuning is None:
-            raise ValueError("embedding_network 'fine_tuned' needs a 'fine_tuning' section (the networks to embed "
-                             "with)")
-        return self
-
-    def inference(self) -> InferenceSettings:
-        """How the embedding networks run."""
-        return InferenceSettings(batch_size=self.batch_size, device=self.device, seed=self.seed)
+if TYPE_CHECKING:  # the network modules (torch, torchvision, matplotlib) load when a function here runs one
+    from cssci_platform.lib.deep.backbones import Backbone
+    from cssci_platform.lib.deep.finetune import FineTuneConfig, FineTunedNetwork
 
 
 def readable_slices(slices: pl.DataFrame) -> tuple[pl.DataFrame, list[QcIssue]]:
@@ -99,6 +45,8 @@ def readable_slices(slices: pl.DataFrame) -> tuple[pl.DataFrame, list[QcIssue]]:
 def embedding_frame(slices: pl.DataFrame, backbone: Backbone, network: str,
                     settings: InferenceSettings) -> pl.DataFrame:
     """One row per slice: its average-pool embedding from `backbone`, with provenance."""
+    from cssci_platform.lib.deep.embeddings import embed_images
+
     slices = slices.sort("patient_key", "channel")
     features = embed_images(backbone, load_network_inputs(slices["slice_path"].to_list()), settings).features
     return slices.select("patient_key", "center", "sequence", "channel").with_columns(
@@ -117,6 +65,8 @@ class TrainedChannel:
 def train_channel_network(train: pl.DataFrame, classes: list[str], backbone: Backbone,
                           config: FineTuneConfig) -> TrainedChannel:
     """Fine-tune on `train` (patient_key, slice_path, label): the training patients of one channel only."""
+    from cssci_platform.lib.deep.finetune import fine_tune
+
     unknown = sorted(set(train["label"]) - set(classes))
     if unknown:
         raise ValueError(f"training labels {unknown} are not among the declared classes {classes}")
@@ -131,6 +81,8 @@ def train_channel_network(train: pl.DataFrame, classes: list[str], backbone: Bac
 
 def probability_rows(trained: TrainedChannel, slices: pl.DataFrame, settings: InferenceSettings) -> pl.DataFrame:
     """Class probabilities for every slice row (patient_key, slice_path, ...): one row per patient x class."""
+    from cssci_platform.lib.deep.finetune import predict_probabilities
+
     slices = slices.sort("patient_key")
     inputs = load_network_inputs(slices["slice_path"].to_list())
     probabilities = predict_probabilities(trained.network, inputs, settings)
@@ -144,6 +96,8 @@ def probability_rows(trained: TrainedChannel, slices: pl.DataFrame, settings: In
 
 def write_grad_cams(trained: TrainedChannel, slices: pl.DataFrame, folder: Path) -> dict[str, Path]:
     """A Grad-CAM overlay PNG per patient for the predicted class, superior up; returns patient -> file."""
+    from cssci_platform.lib.deep.gradcam import grad_cam, write_cam_overlay_png
+
     folder.mkdir(parents=True, exist_ok=True)
     written = {}
     for key, path in slices.sort("patient_key").select("patient_key", "slice_path").iter_rows():
@@ -162,6 +116,8 @@ def outcome_classes(spec: CohortSpec, outcome: str) -> list[str]:
 def held_out_auc(probabilities: pl.DataFrame, slices: pl.DataFrame, classes: list[str]) -> float | None:
     """ROC AUC of the positive class (`classes[1]`) over the test patients of `slices` (role, label) from
     `probability_rows`; None when it is undefined (not binary, or the labelled test patients hold one class)."""
+    from sklearn.metrics import roc_auc_score
+
     test = slices.filter((pl.col("role") == "test") & pl.col("label").is_not_null())
     if len(classes) != 2 or test["label"].n_unique() < 2:
         return None

@@ -13,7 +13,8 @@ import torch
 import torchvision
 
 from cssci_platform.lib.deep.backbones import Backbone
-from cssci_platform.lib.deep.runtime import InferenceSettings, precision_label, resolve_device, run_batched
+from cssci_platform.lib.deep.runtime import precision_label, resolve_device, run_batched
+from cssci_platform.lib.deep.settings import InferenceSettings
 
 
 @dataclass(frozen=True, eq=False)

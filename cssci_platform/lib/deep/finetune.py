@@ -19,64 +19,22 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision
-from pydantic import Field, PositiveInt
 from torch import nn
 from torchvision.transforms import v2
 
-from cssci_platform.lib.deep.backbones import FEATURE_DIMS, Backbone, file_sha256
+from cssci_platform.lib.deep.backbones import Backbone, file_sha256
 from cssci_platform.lib.deep.roi_slices import IMAGENET_MEAN, IMAGENET_STD
-from cssci_platform.lib.deep.runtime import InferenceSettings, autocast, resolve_device, run_batched, seeded
-from cssci_platform.lib.imaging import CHANNELS
-from cssci_platform.lib.settings import Section
+from cssci_platform.lib.deep.runtime import autocast, resolve_device, run_batched, seeded
+from cssci_platform.lib.deep.settings import FineTuneConfig, InferenceSettings, training_recipe
 
 FINE_TUNED_FORMAT = "cssci_platform.fine_tuned_resnet/1"
-BackboneName = Literal[tuple(FEATURE_DIMS)]  # type: ignore[valid-type]
-Channel = Literal[CHANNELS]  # type: ignore[valid-type]
 # Pixels shifted or rotated in from outside the crop are black (intensity 0 after ImageNet normalisation).
 BLACK = [-mean / std for mean, std in zip(IMAGENET_MEAN, IMAGENET_STD)]
-
-
-class FineTuneConfig(Section):
-    """The training recipe of one network (the published one by default); stored with every checkpoint."""
-
-    epochs: PositiveInt = 50
-    batch_size: int = Field(64, ge=2)
-    lr: float = Field(0.01, gt=0)  # task head; cosine-annealed from lr to min_lr over `epochs`
-    min_lr: float = Field(0.0, ge=0)
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    backbone_mode: Literal["finetune", "frozen"] = "finetune"
-    backbone_lr: float = Field(0.001, gt=0)
-    anneal_backbone: bool = False
-    augment: bool = True
-    max_shift: float = 0.1  # fraction of the image height / width
-    max_rotation_deg: float = 10.0
-    horizontal_flip: bool = True
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True  # bf16 autocast, CUDA only
-
-
-class FineTuningSettings(FineTuneConfig):
-    """A CNN classifier per backbone x channel (new head, SGD, cosine annealing of the head), trained on the
-    training patients of the split; its class probabilities are reported as signature `CNN` (study config section
-    `deep.fine_tuning`: the recipe's keys plus which networks to train). `seed` and `device` left unset are
-    `deep.seed` and `deep.device`."""
-
-    backbones: list[BackboneName]  # type: ignore[valid-type]
-    channels: list[Channel] = ["original"]
-    gradcam: bool = True  # a Grad-CAM overlay per patient in the image store
-
-
-def training_recipe(config: FineTuneConfig) -> FineTuneConfig:
-    """The recipe alone (what a checkpoint records), also of the study section that extends it."""
-    return FineTuneConfig(**config.model_dump(include=set(FineTuneConfig.model_fields)))
 
 
 @dataclass

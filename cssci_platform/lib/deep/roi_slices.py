@@ -19,14 +19,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import SimpleITK as sitk
-import torch
-import torch.nn.functional as F
 
 from cssci_platform.lib.deep.errors import RoiSliceError
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: cutting slices needs only its resize
+    import torch
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -121,11 +122,15 @@ class RoiSlice:
 
     def network_input(self) -> torch.Tensor:
         """(3, H, W) float32: the grey crop replicated to RGB with ImageNet mean/std normalisation."""
+        import torch
+
         return imagenet_normalize(torch.from_numpy(self.pixels))
 
 
 def imagenet_normalize(grey: torch.Tensor) -> torch.Tensor:
     """(..., H, W) grey values in [0, 1] -> (..., 3, H, W) normalised as the ImageNet weights expect."""
+    import torch
+
     rgb = grey.float().unsqueeze(-3).expand(*grey.shape[:-2], 3, *grey.shape[-2:])
     mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
@@ -134,6 +139,8 @@ def imagenet_normalize(grey: torch.Tensor) -> torch.Tensor:
 
 def network_batch(slices: Sequence[RoiSlice]) -> torch.Tensor:
     """(n, 3, H, W) network inputs of several slices of the same output size."""
+    import torch
+
     return torch.stack([s.network_input() for s in slices])
 
 
@@ -186,6 +193,10 @@ def cut_roi_slice(image: Volume, crop: RoiCrop, settings: RoiSliceSettings = Roi
 
 
 def resize(patch: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear with antialiasing, as torchvision resizes network inputs."""
+    import torch
+    import torch.nn.functional as F
+
     tensor = torch.from_numpy(np.ascontiguousarray(patch, dtype=np.float32))[None, None]
     resized = F.interpolate(tensor, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
     return resized[0, 0].numpy()

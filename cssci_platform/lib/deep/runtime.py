@@ -4,30 +4,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-
-@dataclass(frozen=True)
-class InferenceSettings:
-    """How to run a network over many slices.
-
-    On CUDA, ``amp`` runs the forward pass under bf16 autocast and ``channels_last`` stores activations
-    NHWC (faster convolutions on tensor cores); both are ignored on CPU, which runs float32 with
-    deterministic algorithms so that a seed reproduces the output exactly.
-    """
-
-    batch_size: int = 64
-    device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
-    amp: bool = True
-    channels_last: bool = True
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+from cssci_platform.lib.deep.settings import InferenceSettings
 
 
 def resolve_device(name: str) -> torch.device:

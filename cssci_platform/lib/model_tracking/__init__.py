@@ -11,61 +11,128 @@ few MLflow calls that only read its process globals run inside `store.scoped_mlf
 - `model_card`: a version's description (model card) and its run's ROC / calibration plots;
 - `loading`: a registered pipeline loaded back;
 - `validation`: later (prospective) metrics logged against a registered version.
+
+Imported lazily (PEP 562): a name loads its submodule (and MLflow) when first used, so a process that only
+names these types (a patient worker, the CLI) does not pay MLflow's import (issue 18, memory).
 """
 
-from cssci_platform.lib.model_tracking.conventions import (
-    TAG_CLASSIFIER,
-    TAG_DAGSTER_ASSET,
-    TAG_DAGSTER_PARTITION,
-    TAG_DAGSTER_RUN_ID,
-    TAG_MANIFEST_HASH,
-    TAG_MODE,
-    TAG_PARENT_RUN,
-    TAG_SIGNATURE,
-    TAG_STUDY_RUN,
-    in_study_run,
-    mlflow_key,
-    model_run_tags,
-    registered_model_name,
-)
-from cssci_platform.lib.model_tracking.loading import load_champion, load_model
-from cssci_platform.lib.model_tracking.model_card import (
-    ModelEvidence,
-    RoleScores,
-    log_evaluation_plots,
-    model_card,
-    model_evidence,
-)
-from cssci_platform.lib.model_tracking.model_format import (
-    TRUSTED_MODULE_PREFIXES,
-    SerializationFormat,
-)
-from cssci_platform.lib.model_tracking.registry import (
-    CHALLENGER,
-    CHAMPION,
-    TRAIN_HINT,
-    VERSION_TAGS_FROM_RUN,
-    ChampionNotFoundError,
-    ModelVersionInfo,
-    champion_version,
-    register_challenger,
-    register_champion,
-    register_model_version,
-    select_champion,
-    set_alias,
-)
-from cssci_platform.lib.model_tracking.runs import LoggedRun, log_model_run, log_params
-from cssci_platform.lib.model_tracking.store import (
-    CLASSIC_ML_KIND,
-    EXPERIMENT_KIND_TAG,
-    STORE_LOCK_WAIT_SECONDS,
-    TrackingConfig,
-    existing_experiment_id,
-    experiment_page_url,
-    get_or_create_experiment,
-    sqlite_tracking_uri,
-)
-from cssci_platform.lib.model_tracking.validation import log_metrics_to_version
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cssci_platform.lib.model_tracking.conventions import (
+        TAG_CLASSIFIER,
+        TAG_DAGSTER_ASSET,
+        TAG_DAGSTER_PARTITION,
+        TAG_DAGSTER_RUN_ID,
+        TAG_MANIFEST_HASH,
+        TAG_MODE,
+        TAG_PARENT_RUN,
+        TAG_SIGNATURE,
+        TAG_STUDY_RUN,
+        in_study_run,
+        mlflow_key,
+        model_run_tags,
+        registered_model_name,
+    )
+    from cssci_platform.lib.model_tracking.loading import load_champion, load_model
+    from cssci_platform.lib.model_tracking.model_card import (
+        ModelEvidence,
+        RoleScores,
+        log_evaluation_plots,
+        model_card,
+        model_evidence,
+    )
+    from cssci_platform.lib.model_tracking.model_format import (
+        TRUSTED_MODULE_PREFIXES,
+        SerializationFormat,
+    )
+    from cssci_platform.lib.model_tracking.registry import (
+        CHALLENGER,
+        CHAMPION,
+        TRAIN_HINT,
+        VERSION_TAGS_FROM_RUN,
+        ChampionNotFoundError,
+        ModelVersionInfo,
+        champion_version,
+        register_challenger,
+        register_champion,
+        register_model_version,
+        select_champion,
+        set_alias,
+    )
+    from cssci_platform.lib.model_tracking.runs import LoggedRun, log_model_run, log_params
+    from cssci_platform.lib.model_tracking.store import (
+        CLASSIC_ML_KIND,
+        EXPERIMENT_KIND_TAG,
+        STORE_LOCK_WAIT_SECONDS,
+        TrackingConfig,
+        existing_experiment_id,
+        experiment_page_url,
+        get_or_create_experiment,
+        sqlite_tracking_uri,
+    )
+    from cssci_platform.lib.model_tracking.validation import log_metrics_to_version
+
+_WHERE = {  # name -> the submodule that defines it
+    "CHALLENGER": "registry",
+    "CHAMPION": "registry",
+    "CLASSIC_ML_KIND": "store",
+    "ChampionNotFoundError": "registry",
+    "EXPERIMENT_KIND_TAG": "store",
+    "LoggedRun": "runs",
+    "ModelEvidence": "model_card",
+    "ModelVersionInfo": "registry",
+    "RoleScores": "model_card",
+    "STORE_LOCK_WAIT_SECONDS": "store",
+    "SerializationFormat": "model_format",
+    "TAG_CLASSIFIER": "conventions",
+    "TAG_DAGSTER_ASSET": "conventions",
+    "TAG_DAGSTER_PARTITION": "conventions",
+    "TAG_DAGSTER_RUN_ID": "conventions",
+    "TAG_MANIFEST_HASH": "conventions",
+    "TAG_MODE": "conventions",
+    "TAG_PARENT_RUN": "conventions",
+    "TAG_SIGNATURE": "conventions",
+    "TAG_STUDY_RUN": "conventions",
+    "TRAIN_HINT": "registry",
+    "TRUSTED_MODULE_PREFIXES": "model_format",
+    "TrackingConfig": "store",
+    "VERSION_TAGS_FROM_RUN": "registry",
+    "champion_version": "registry",
+    "existing_experiment_id": "store",
+    "experiment_page_url": "store",
+    "get_or_create_experiment": "store",
+    "in_study_run": "conventions",
+    "load_champion": "loading",
+    "load_model": "loading",
+    "log_evaluation_plots": "model_card",
+    "log_metrics_to_version": "validation",
+    "log_model_run": "runs",
+    "log_params": "runs",
+    "mlflow_key": "conventions",
+    "model_card": "model_card",
+    "model_evidence": "model_card",
+    "model_run_tags": "conventions",
+    "register_challenger": "registry",
+    "register_champion": "registry",
+    "register_model_version": "registry",
+    "registered_model_name": "conventions",
+    "select_champion": "registry",
+    "set_alias": "registry",
+    "sqlite_tracking_uri": "store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CHALLENGER",

@@ -16,13 +16,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
-import mlflow
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
-
 from cssci_platform.lib.model_tracking.conventions import name_part
+
+if TYPE_CHECKING:  # MLflow loads when a client is made: naming a store (a resource, the CLI) does not pay for it
+    from mlflow import MlflowClient
 
 _MLFLOW_GLOBALS_LOCK = threading.RLock()
 _STORE_OPEN_LOCK = threading.Lock()
@@ -43,6 +43,8 @@ class TrackingConfig:
     registry_uri: str | None = None
 
     def client(self) -> MlflowClient:
+        from mlflow import MlflowClient
+
         with _first_open_of_sqlite_store(self.tracking_uri):
             return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri or self.tracking_uri)
 
@@ -64,6 +66,8 @@ CLASSIC_ML_KIND = "custom_model_development"
 def get_or_create_experiment(config: TrackingConfig) -> str:
     """The experiment's id; a new experiment stores its artifacts under our artifact root, not ./mlruns, and is
     tagged as a classic ML experiment (an existing one without the tag gets it)."""
+    from mlflow.exceptions import MlflowException
+
     client = config.client()
     existing = client.get_experiment_by_name(config.experiment_name)
     if existing is None:
@@ -167,6 +171,7 @@ def _default_artifact_root(tracking_uri: str) -> Path | None:
 @contextmanager
 def scoped_mlflow_globals(config: TrackingConfig) -> Iterator[None]:
     """Point MLflow's process-global URIs at `config` (and set `_SCOPED_ENV`), then restore all of it."""
+    import mlflow
     from mlflow.tracking._model_registry import (
         utils as registry_state,  # MLflow has no public getter for these
     )

@@ -154,7 +154,8 @@ def _weights_problems(config: StudyConfig) -> list[str]:
     weights = deep.weights.strip()
     if not backbones or weights.lower() == "none":
         return []
-    from cssci_platform.lib.deep.backbones import IMAGENET_ALIASES, imagenet_checkpoint_path
+    from cssci_platform.lib.deep.backbones import imagenet_checkpoint_path
+    from cssci_platform.lib.deep.settings import IMAGENET_ALIASES
 
     if weights.lower() not in IMAGENET_ALIASES:
         return [] if Path(weights).is_file() else [

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, PositiveInt, model_validator
 
-from cssci_platform.lib.deep.cohort_networks import DeepSettings
+from cssci_platform.lib.deep.settings import DeepSettings
 from cssci_platform.lib.feature_extraction import ImagingSettings, RadiomicsSettings
 from cssci_platform.lib.harmonization.settings import HarmonizationSettings
 from cssci_platform.lib.modeling.settings import ModelsSettings
