@@ -3,10 +3,11 @@
 Both paths materialize `patient_features_job` for the same synthetic patients on a fresh home at the same path
 (derived file names hash their source paths), two at a time:
 
-- `instance`: `cli.instance_runs.run_patients_on_instance`: one run per patient submitted to the run queue
-  (QueuedRunCoordinator, max_concurrent_runs 2), launched by a daemon (one process per run, steps in process);
-- `in_process`: `cli.patient_runs.run_patients(workers=2)`: today's CLI path, two spawned processes each calling
-  `execute_in_process` per patient.
+- `instance`: `cli.patient_runs.run_patients_on_instance` (the CLI's path since issue 18): one run per patient
+  submitted to the run queue (QueuedRunCoordinator, max_concurrent_runs 2), launched by a daemon (one process per
+  run, steps in process);
+- `in_process`: two spawned processes each calling `execute_in_process` per patient (the CLI's former process pool,
+  kept here only as the reference).
 
 Each path's wall time excludes the manifest run and partition registration (both paths share them). The ratio
 in_process / instance is the instance path's throughput relative to today's path (the issue asks >= 0.9x of a bare
@@ -55,20 +56,29 @@ def prepared_home(home: Path, manifest: Path) -> list[str]:
 def time_instance(keys: list[str]) -> tuple[float, int]:
     import dagster as dg
 
-    from cssci_platform.cli.instance_runs import run_patients_on_instance
+    from cssci_platform.cli.instance_runs import instance_session
+    from cssci_platform.cli.patient_runs import run_patients_on_instance
 
     started = time.perf_counter()
-    with dg.DagsterInstance.get() as instance:
-        outcomes = run_patients_on_instance(instance, keys)
+    with dg.DagsterInstance.get() as instance, instance_session(instance) as session:
+        outcomes = run_patients_on_instance(session, keys)
     return time.perf_counter() - started, sum(o.success for o in outcomes)
+
+
+def run_in_process(patient_key: str) -> bool:
+    from cssci_platform.cli.dagster_runs import run_job
+
+    return run_job("patient_features_job", partition_key=patient_key).success
 
 
 def time_in_process(keys: list[str]) -> tuple[float, int]:
-    from cssci_platform.cli.patient_runs import run_patients
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
 
     started = time.perf_counter()
-    outcomes = list(run_patients(keys, workers=2))
-    return time.perf_counter() - started, sum(o.success for o in outcomes)
+    with ProcessPoolExecutor(max_workers=2, mp_context=get_context("spawn")) as pool:
+        succeeded = sum(pool.map(run_in_process, keys))
+    return time.perf_counter() - started, succeeded
 
 
 def main() -> None:

@@ -16,8 +16,8 @@ import dagster as dg
 import duckdb
 import pytest
 
-from cssci_platform.cli import instance_runs, patient_runs
-from cssci_platform.cli.dagster_runs import materialize_manifest, register_partitions
+from cssci_platform.cli import instance_runs, orphaned_runs, patient_runs
+from cssci_platform.cli.dagster_runs import materialize_manifest, register_partitions, run_job
 from cssci_platform.cli.home import activate_study, configure_environment
 from cssci_platform.lib.cohort import load_cohort
 from cssci_platform.lib.synthetic import write_sci_cohort
@@ -56,6 +56,13 @@ def _prepared_home(home: Path, manifest: Path) -> list[str]:
     return keys
 
 
+def _run_patients(instance: dg.DagsterInstance, keys: list[str],
+                  on_outcome=lambda outcome: None) -> list[patient_runs.PatientRunOutcome]:
+    """The patients through the instance, in a session of their own (as one command)."""
+    with instance_runs.instance_session(instance) as session:
+        return patient_runs.run_patients_on_instance(session, keys, on_outcome)
+
+
 def _tables(home: Path) -> dict[str, list[tuple]]:
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
         tables = {}
@@ -73,12 +80,12 @@ def _kill_worker_of(patient_key: str, timeout: float = 600) -> None:
 
 
 def _kill_next_worker(instance: dg.DagsterInstance, patient_key: str, timeout: float) -> None:
-    known = instance_runs.latest_patient_run(instance, patient_key)
+    known = patient_runs.latest_patient_run(instance, patient_key)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        run = instance_runs.latest_patient_run(instance, patient_key)
+        run = patient_runs.latest_patient_run(instance, patient_key)
         if run is not None and run.run_id != (known and known.run_id):
-            if pid := instance_runs.run_worker_pid(instance, run.run_id):
+            if pid := orphaned_runs.run_worker_pid(instance, run.run_id):
                 os.kill(pid, signal.SIGKILL)
                 return
         time.sleep(0.2)
@@ -89,8 +96,8 @@ def test_instance_runs_equal_in_process_runs_and_an_interrupted_call_resumes(tmp
                                 second_rater_fraction=0)
     home = tmp_path / "home"  # the same path for both (derived file names hash their source paths)
     keys = _prepared_home(home, manifest)
-    in_process = list(patient_runs.run_patients(keys, workers=1))
-    assert all(o.success for o in in_process), [o.reason for o in in_process]
+    in_process = [run_job(patient_runs.PATIENT_JOB, partition_key=key) for key in keys]  # the serial path
+    assert all(result.success for result in in_process)
     reference = _tables(home)
 
     _prepared_home(home, manifest)
@@ -102,21 +109,21 @@ def test_instance_runs_equal_in_process_runs_and_an_interrupted_call_resumes(tmp
 
     with dg.DagsterInstance.get() as instance:
         with pytest.raises(KeyboardInterrupt):
-            instance_runs.run_patients_on_instance(instance, keys, interrupt_after_first)
+            _run_patients(instance, keys, interrupt_after_first)
         [first] = seen
         assert first.success and first.patient_key == keys[0]  # runs leave the queue in submission order
-        second = instance_runs.latest_patient_run(instance, keys[1])
+        second = patient_runs.latest_patient_run(instance, keys[1])
         assert second is not None and second.status == dg.DagsterRunStatus.CANCELED
-        assert instance_runs.patients_to_run(instance, keys) == [keys[1]]
+        assert patient_runs.patients_to_run(instance, keys) == [keys[1]]
 
         killer = threading.Thread(target=_kill_worker_of, args=(keys[1],), daemon=True)
         killer.start()
-        [killed] = instance_runs.run_patients_on_instance(instance, keys)
+        [killed] = _run_patients(instance, keys)
         killer.join(timeout=5)
         assert not killed.success and killed.patient_key == keys[1] and killed.failed_outside_qc
         assert "run worker" in killed.reason and ("SIGKILL" in killed.reason or "killed" in killed.reason)
 
-        resumed = instance_runs.run_patients_on_instance(instance, keys)
+        resumed = _run_patients(instance, keys)
         assert [(o.patient_key, o.success) for o in resumed] == [(keys[1], True)]
-        assert instance_runs.run_patients_on_instance(instance, keys) == []  # nothing left to run
+        assert _run_patients(instance, keys) == []  # nothing left to run
     assert _tables(home) == reference

@@ -17,8 +17,8 @@ from rich.table import Table
 
 from cssci_platform.cli.guards import load_or_exit, writing_command
 from cssci_platform.cli.home import activate_study, configure_environment
-from cssci_platform.cli.output import FAILURE_EXIT, USER_ERROR_EXIT, console, errors, print_summary
-from cssci_platform.cli.study_commands import HOME_OPTION
+from cssci_platform.cli.output import FAILURE_EXIT, USER_ERROR_EXIT, StageBars, console, errors, print_summary
+from cssci_platform.cli.study_commands import HOME_OPTION, WORKERS_OPTION
 from cssci_platform.lib import failures
 
 if TYPE_CHECKING:  # dagster, torch and sklearn load only when a command runs (`cssci --help` stays fast)
@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # dagster, torch and sklearn load only when a command runs (`
 def ingest(
     manifest: Path = typer.Argument(..., exists=True, dir_okay=False, help="The cohort.yaml of your cohort."),
     home: Path = HOME_OPTION,
-    workers: int = typer.Option(2, min=1, help="Patients processed in parallel (one process each)."),
+    workers: int | None = WORKERS_OPTION,
 ) -> None:
     """Validate a cohort manifest, register its patients as partitions and materialize every patient (with the home's
     study settings; a home without a study gets the default one for this manifest)."""
@@ -67,32 +67,18 @@ def _check_slice_target(cohort, experiment: StudyConfig | None) -> None:
         raise failures.UserError(f"{cohort.manifest_path}: {problem}")
 
 
-def _ingest_with_progress(manifest: Path, workers: int) -> list[PatientRunOutcome]:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
+def _ingest_with_progress(manifest: Path, workers: int | None) -> list[PatientRunOutcome]:
+    """Every patient not yet done, as runs through the home's instance, with a progress bar (finished, failed,
+    remaining, ETA) and each failed or quarantined patient printed as its run ends."""
     from cssci_platform.cli import patient_runs
-    from cssci_platform.lib.cohort import load_cohort
+    from cssci_platform.cli.study_stages import default_workers
 
-    total = len(load_cohort(manifest).patients)
     started = time.perf_counter()
-    counts = TextColumn("{task.completed:.0f} finished ({task.fields[failed]} failed), "
-                        "{task.fields[remaining]} remaining")
-    columns = TextColumn("{task.description}"), BarColumn(), counts, TimeElapsedColumn(), TextColumn("ETA"), \
-        TimeRemainingColumn()
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task("patients", total=total, failed=0, remaining=total)
-        finished: list[PatientRunOutcome] = []
-
-        def on_patient(outcome: PatientRunOutcome) -> None:
-            finished.append(outcome)
-            failed = sum(not o.success for o in finished)
-            progress.update(task, advance=1, failed=failed, remaining=total - len(finished))
-            if not outcome.success:
-                what = "failed" if outcome.failed_outside_qc else "quarantined"
-                progress.console.print(f"[yellow]{what}[/] {outcome.patient_key}: {escape(outcome.reason)}")
-
-        outcomes = patient_runs.ingest_cohort(manifest, workers, on_patient)
-    console.print(f"{total} patients processed in {time.perf_counter() - started:.1f} s")
+    with StageBars() as bars:
+        bars.stage("patients: manifest, scans, channels, radiomics, ROI slices")
+        outcomes = patient_runs.ingest_cohort(manifest, workers or default_workers(), bars.patient,
+                                              on_pending=bars.pending_patients)
+    console.print(f"{len(outcomes)} patients processed in {time.perf_counter() - started:.1f} s")
     return outcomes
 
 
@@ -110,17 +96,22 @@ def report(home: Path = HOME_OPTION,
            experiment: str | None = typer.Option(None, help="MLflow experiment / modeling run to report (default: the "
                                                  "home's study name).")) -> None:
     """Write the self-contained HTML study report (Table 1, performance, ROC, DeLong, calibration, DCA, nomogram)."""
-    from cssci_platform.cli.dagster_runs import first_failure, run_job, study_overrides
+    import dagster as dg
+
+    from cssci_platform.cli.dagster_runs import study_overrides
+    from cssci_platform.cli.instance_runs import instance_session
+    from cssci_platform.cli.study_stages import report_path_of
 
     configure_environment(home)
     _active_study(home, experiment)  # an unknown home stops here
-    with writing_command(home, "cssci report"):
-        result = run_job("report_job", run_input=study_overrides([f"name={experiment}"] if experiment else []))
-    if not result.success:
-        console.print(f"[red]report failed[/]: {first_failure(result)}")
+    with writing_command(home, "cssci report"), dg.DagsterInstance.get() as instance, \
+            instance_session(instance) as session:
+        ended = session.run("report_job", run_config=study_overrides([f"name={experiment}"] if experiment else []))
+        path = report_path_of(instance, ended.run_id) if ended.success else None
+    if path is None:
+        console.print(f"[red]report failed[/]: {escape(ended.failure)}")
         raise typer.Exit(1)
-    [event] = result.get_asset_materialization_events()
-    console.print(f"report: {event.event_specific_data.materialization.metadata['report'].value}")
+    console.print(f"report: {path}")
 
 
 def qc(home: Path = HOME_OPTION, patient: str | None = typer.Option(None, help="Only this patient.")) -> None:

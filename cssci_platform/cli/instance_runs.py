@@ -1,43 +1,86 @@
-"""Patients through the home's Dagster instance (issue 18, "runs through the instance"): each patient's partition of
-`patient_features_job` is a run submitted to the instance's run queue (QueuedRunCoordinator; `max_concurrent_runs`
-from dagster.yaml), dequeued and launched by the Dagster daemon (DefaultRunLauncher: one process per run), exactly
-as a run launched from the UI's launchpad. The command starts a daemon for its lifetime when none heartbeats on the
-instance (`cssci ui` / `dagster dev` run one), follows its runs' statuses and events, cancels them on Ctrl-C, and
-skips the patients whose latest run already succeeded (running the same command again resumes).
+"""Every unit of work the command line starts is a run submitted to the home's Dagster instance (issue 18, "runs
+through the instance"): created from workspace.yaml's code location and put on the instance's run queue
+(QueuedRunCoordinator: `concurrency.runs.max_concurrent_runs` and `run_queue` from the home's dagster.yaml),
+dequeued and launched by a Dagster daemon (DefaultRunLauncher: one process per run, the job's own executor), exactly
+as a run launched from the UI's launchpad.
 
-Not yet the CLI's path: `patient_runs.run_patients` still runs patients in its own process pool (see the O1 report).
+One `InstanceSession` per command: it loads the workspace and starts a daemon (`dagster-daemon run`) on first use,
+or uses the one already heartbeating on the instance (`cssci ui`, `dagster dev`); follows its runs' statuses and
+events; and on Ctrl-C / SIGTERM cancels the runs it submitted (queued: canceled, started: terminated). The daemon it
+starts dies with the command, even when the command is killed (SIGKILL): the next command marks the runs whose
+worker is gone as failed (`orphaned_runs.fail_orphaned_runs`) and runs again what did not succeed.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
-import socket
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+import yaml
 
 from cssci_platform.cli.dagster_runs import QUIET_RUN_CONFIG, first_failure_of_events
+from cssci_platform.cli.guards import stop_on_terminate
 from cssci_platform.cli.home import PROJECT_ROOT
-from cssci_platform.cli.orphaned_runs import HOST_TAG, PID_TAG, process_alive
-from cssci_platform.cli.patient_runs import PatientRunOutcome, recorded_qc_errors
+from cssci_platform.cli.orphaned_runs import (
+    daemon_alive,
+    daemon_record,
+    record_daemon,
+    run_worker_pid,
+    submitter_tags,
+    worker_alive,
+)
 
-PATIENT_JOB = "patient_features_job"
 PARTITION_TAG = "dagster/partition"
 WORKSPACE_FILE = PROJECT_ROOT / "workspace.yaml"
-# A patient run executes its steps in the run's own process: parallelism is across patients (runs), bounded by the
-# run queue's max_concurrent_runs; a process per step would only add start-up cost (PyRadiomics is single-threaded).
-PATIENT_RUN_EXECUTION: dict[str, dict] = {"execution": {"config": {"in_process": {}}}}
-POLL_SECONDS = 1.0
-CANCEL_WAIT_SECONDS = 30.0
-DAEMON_HEARTBEAT_TOLERANCE = 15  # beyond the daemon's 30 s heartbeat interval
+POLL_SECONDS = 0.5
+TERMINATE_GRACE_SECONDS = 5.0  # a started run asked to stop gets this long before its worker is killed
+CANCEL_WAIT_SECONDS = 10.0
+# The run queue's dequeue interval (Dagster's default is 5 s): each run would wait that long after the previous one.
+DEQUEUE_SETTINGS = {"dequeue_interval_seconds": 1, "dequeue_use_threads": True}
 WORKER_ENDED = re.compile(r"Run execution process for \S+ (was terminated by signal[^.]*)")
-WORKER_STARTED = re.compile(r"Started process for run \(pid: (\d+)\)")
+RUN_EVENTS = {dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.STEP_START,
+              dg.DagsterEventType.STEP_OUTPUT, dg.DagsterEventType.ASSET_CHECK_EVALUATION}
+
+
+@dataclass(frozen=True)
+class RunEnded:
+    """A finished run: its success, and otherwise the root cause of its first failure (one line)."""
+
+    run_id: str
+    job_name: str
+    partition: str | None
+    success: bool
+    failure: str = ""
+
+    @property
+    def subject(self) -> str:
+        return f"{self.job_name} ({self.partition})" if self.partition else self.job_name
+
+
+def write_run_queue_limit(dagster_home: Path, max_concurrent_runs: int) -> None:
+    """Set the home's run queue: `concurrency.runs.max_concurrent_runs` (what `--workers` sets: how many runs, e.g.
+    patients, execute at once) and a 1-second dequeue interval; other settings of the home's dagster.yaml are kept."""
+    path = dagster_home / "dagster.yaml"
+    document = (yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else None) or {}
+    runs = document.setdefault("concurrency", {}).setdefault("runs", {})
+    queue = document.setdefault("run_queue", {})
+    if runs.get("max_concurrent_runs") == max_concurrent_runs and all(queue.get(k) == v
+                                                                        for k, v in DEQUEUE_SETTINGS.items()):
+        return
+    runs["max_concurrent_runs"] = max_concurrent_runs
+    queue.update(DEQUEUE_SETTINGS)
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
 
 
 @contextmanager
@@ -65,16 +108,17 @@ def submit_run(instance: dg.DagsterInstance, workspace, job_name: str, run_confi
     return instance.submit_run(run.run_id, workspace).run_id
 
 
-def daemon_alive(instance: dg.DagsterInstance) -> bool:
-    """Whether a Dagster daemon heartbeats on the instance (one of `cssci ui`, `dagster dev`, or another command)."""
-    from dagster._daemon.controller import all_daemons_live
-
-    return all_daemons_live(instance, heartbeat_tolerance_seconds=DAEMON_HEARTBEAT_TOLERANCE)
+def _end_with_parent() -> None:
+    """In the daemon's guard (`daemon_guard`), before exec: Linux sends it SIGTERM when the command that started it
+    dies (even by SIGKILL), so no daemon outlives its command and launches runs nobody follows."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class DaemonKeeper:
     """Keeps a daemon dequeuing and launching the queued runs: the one already heartbeating, else one started here
-    (`dagster-daemon run` on workspace.yaml, log in CSSCI_LOG_DIR) and stopped by `stop`. `ensure` is called while
+    (`dagster-daemon run` on workspace.yaml under `daemon_guard`, which ends it and its run workers with the command;
+    log in CSSCI_LOG_DIR) and stopped by `stop`. `ensure` is called while
     runs are followed, so a daemon that stops heartbeating (a `cssci ui` closed meanwhile) is replaced."""
 
     def __init__(self, instance: dg.DagsterInstance) -> None:
@@ -89,9 +133,11 @@ class DaemonKeeper:
         log = Path(os.environ.get("CSSCI_LOG_DIR") or ".") / "dagster-daemon.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("ab") as output:
-            self.process = subprocess.Popen([sys.executable, "-m", "dagster._daemon", "run", "-w",
-                                             str(WORKSPACE_FILE)], cwd=PROJECT_ROOT, stdout=output,
-                                            stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen([sys.executable, "-m", "cssci_platform.cli.daemon_guard", sys.executable,
+                                             "-m", "dagster._daemon", "run", "-w", str(WORKSPACE_FILE)],
+                                            cwd=PROJECT_ROOT, stdout=output, stderr=subprocess.STDOUT,
+                                            start_new_session=True, preexec_fn=_end_with_parent)
+        record_daemon(self.instance, self.process.pid)
 
     def stop(self) -> None:
         """Stop the daemon started here, and forget its heartbeats (the next command must not take it as alive)."""
@@ -104,6 +150,7 @@ class DaemonKeeper:
             self.process.kill()
             self.process.wait()
         self.instance.wipe_daemon_heartbeats()
+        daemon_record(self.instance).unlink(missing_ok=True)
 
 
 @contextmanager
@@ -117,75 +164,61 @@ def daemon_running(instance: dg.DagsterInstance) -> Iterator[DaemonKeeper]:
         keeper.stop()
 
 
-def latest_patient_run(instance: dg.DagsterInstance, patient_key: str) -> dg.DagsterRun | None:
-    runs = instance.get_runs(filters=dg.RunsFilter(job_name=PATIENT_JOB, tags={PARTITION_TAG: patient_key}), limit=1)
-    return runs[0] if runs else None
-
-
-def patients_to_run(instance: dg.DagsterInstance, patient_keys: list[str]) -> list[str]:
-    """The patients whose latest patient run did not succeed (none, failed, canceled): what a resumed command runs."""
-    def done(key: str) -> bool:
-        run = latest_patient_run(instance, key)
-        return run is not None and run.status == dg.DagsterRunStatus.SUCCESS
-
-    return [key for key in patient_keys if not done(key)]
-
-
-def patient_outcome(instance: dg.DagsterInstance, run: dg.DagsterRun) -> PatientRunOutcome:
-    """What a finished patient run did, from its event log: the failed checks (with the patient's QC errors), else
-    the root cause of its first failed step, as `patient_runs.run_patient` reports an in-process run."""
-    types = {dg.DagsterEventType.ASSET_CHECK_EVALUATION, dg.DagsterEventType.STEP_FAILURE,
-             dg.DagsterEventType.RUN_FAILURE, dg.DagsterEventType.ENGINE_EVENT}
-    events = [e.dagster_event for e in instance.all_logs(run.run_id, of_type=types) if e.dagster_event]
-    failed = tuple(e.asset_check_evaluation_data.asset_check_key.name for e in events
-                   if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed)
-    success = run.status == dg.DagsterRunStatus.SUCCESS
-    error = "" if success else first_failure_of_events(events, run_failure(events, run.status))
-    key = run.tags[PARTITION_TAG]
-    qc_errors = recorded_qc_errors(key) if failed else ()
-    return PatientRunOutcome(key, success and not failed, run.run_id, failed, error, qc_errors)
-
-
 def run_failure(events: list, status: dg.DagsterRunStatus) -> str:
     """Why a run without a failed step ended: its worker's death as the code server saw it ('Run execution process
     ... was terminated by signal 9 (SIGKILL)'), else the run failure's message, else where to look."""
     messages = [(e.event_type, e.message or "") for e in events]
     for event_type, message in messages:
-        if event_type == dg.DagsterEventType.ENGINE_EVENT and WORKER_ENDED.search(message):
-            return "its run worker ended: " + WORKER_ENDED.search(message).group(1)  # type: ignore[union-attr]
+        if event_type == dg.DagsterEventType.ENGINE_EVENT and (found := WORKER_ENDED.search(message)):
+            return "its run worker ended: " + found.group(1)
     failures = [m for t, m in messages if t == dg.DagsterEventType.RUN_FAILURE and m and not m.startswith("This run")]
     return failures[0] if failures else f"the run ended {status.value}: see it in the Dagster UI"
 
 
+def ended_run(instance: dg.DagsterInstance, run: dg.DagsterRun) -> RunEnded:
+    """What a finished run did: success, or the root cause of its first failed step (else why the run failed)."""
+    success = run.status == dg.DagsterRunStatus.SUCCESS
+    failure = ""
+    if not success:
+        types = {dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE, dg.DagsterEventType.ENGINE_EVENT}
+        events = [e.dagster_event for e in instance.all_logs(run.run_id, of_type=types) if e.dagster_event]
+        failure = first_failure_of_events(events, run_failure(events, run.status))
+    return RunEnded(run.run_id, run.job_name, run.tags.get(PARTITION_TAG), success, failure)
+
+
 def cancel_runs(instance: dg.DagsterInstance, run_ids: list[str], wait: float = CANCEL_WAIT_SECONDS) -> list[str]:
-    """Stop the runs among `run_ids` not finished: cancel the queued ones, terminate the started ones (a run still
-    STARTING is terminated once its worker runs), waiting up to `wait` seconds for them to end; a run that has not
-    ended by then is marked canceled. Returns the ids it stopped."""
+    """Stop the runs among `run_ids` not finished: cancel the queued ones, ask the started ones to terminate and kill
+    the worker of one still running after TERMINATE_GRACE_SECONDS; a run not ended after `wait` seconds is marked
+    canceled. Returns the ids it stopped."""
     stopped: set[str] = set()
-    deadline = time.monotonic() + wait
+    started = time.monotonic()
+    asked: set[str] = set()
     while live := [r for r in map(instance.get_run_by_id, run_ids) if r is not None and not r.is_finished]:
-        if time.monotonic() > deadline:
-            for run in live:
-                instance.report_run_canceled(run, f"not stopped within {wait:.0f} s of the cssci command's Ctrl-C / "
-                                                  "SIGTERM; marked canceled")
-            break
+        waited = time.monotonic() - started
         for run in live:
             stopped.add(run.run_id)
             if run.status == dg.DagsterRunStatus.QUEUED:
                 instance.run_coordinator.cancel_run(run.run_id)
-            elif run.status == dg.DagsterRunStatus.STARTED:
-                instance.run_launcher.terminate(run.run_id)
-        time.sleep(POLL_SECONDS / 2)
+            elif waited > wait:
+                instance.report_run_canceled(run, f"not stopped within {wait:.0f} s of the cssci command's Ctrl-C / "
+                                                  "SIGTERM; marked canceled")
+            elif waited > TERMINATE_GRACE_SECONDS and (pid := run_worker_pid(instance, run.run_id)):
+                _kill(pid)
+            elif run.status in (dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING) and run.run_id not in asked:
+                asked.add(run.run_id)
+                try:
+                    instance.run_launcher.terminate(run.run_id)
+                except Exception:  # noqa: BLE001 - the code server is gone: the worker is killed after the grace
+                    pass
+        time.sleep(POLL_SECONDS)
     return sorted(stopped)
 
 
-def run_worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
-    """The pid of the process executing the run (its 'Started process for run (pid: N)' engine event), None before
-    the run has started one."""
-    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
-        if match := WORKER_STARTED.search(entry.message or ""):
-            return int(match.group(1))
-    return None
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def fail_if_worker_died(instance: dg.DagsterInstance, run_id: str) -> bool:
@@ -195,7 +228,7 @@ def fail_if_worker_died(instance: dg.DagsterInstance, run_id: str) -> bool:
     if run is None or run.status != dg.DagsterRunStatus.STARTED:
         return False
     pid = run_worker_pid(instance, run_id)
-    if pid is None or process_alive({PID_TAG: str(pid), HOST_TAG: socket.gethostname()}):
+    if pid is None or worker_alive(instance, run):
         return False
     if (instance.get_run_by_id(run_id) or run).is_finished:  # it ended between the two reads
         return False
@@ -204,43 +237,83 @@ def fail_if_worker_died(instance: dg.DagsterInstance, run_id: str) -> bool:
     return True
 
 
-def follow_runs(instance: dg.DagsterInstance, run_ids: list[str], on_outcome: Callable[[PatientRunOutcome], None],
-                daemon: DaemonKeeper | None = None) -> list[PatientRunOutcome]:
-    """Wait for `run_ids` to finish, reporting each patient as its run ends (failures as they happen)."""
-    waiting, outcomes = list(run_ids), []
-    while waiting:
-        if daemon is not None:
-            daemon.ensure()
-        for run_id in list(waiting):
-            fail_if_worker_died(instance, run_id)
-            run = instance.get_run_by_id(run_id)
-            if run is not None and run.is_finished:
-                waiting.remove(run_id)
-                outcome = patient_outcome(instance, run)
-                on_outcome(outcome)
-                outcomes.append(outcome)
-        if waiting:
-            time.sleep(POLL_SECONDS)
-    return outcomes
+class InstanceSession:
+    """The runs one command submits to the home's instance. The workspace and the daemon are loaded on the first
+    submission (a command with nothing to run starts neither); `close` stops the daemon started here."""
+
+    def __init__(self, instance: dg.DagsterInstance) -> None:
+        self.instance = instance
+        self.submitted: list[str] = []
+        self._stack = ExitStack()
+        self._workspace = None
+        self._daemon: DaemonKeeper | None = None
+
+    def submit(self, job_name: str, partition: str | None = None, run_config: dict | None = None,
+               tags: dict[str, str] | None = None) -> str:
+        """Put a run of `job_name` (for `partition`) on the run queue; returns its id."""
+        if self._workspace is None:
+            self._workspace = self._stack.enter_context(home_workspace(self.instance))
+            self._daemon = DaemonKeeper(self.instance)
+            self._stack.callback(self._daemon.stop)
+        all_tags = {**submitter_tags(), **(tags or {}), **({PARTITION_TAG: partition} if partition else {})}
+        run_id = submit_run(self.instance, self._workspace, job_name, {**QUIET_RUN_CONFIG, **(run_config or {})},
+                            all_tags)
+        self.submitted.append(run_id)
+        assert self._daemon is not None
+        self._daemon.ensure()
+        return run_id
+
+    def follow(self, run_ids: list[str], on_ended: Callable[[dg.DagsterRun], None],
+               on_event: Callable[[dg.EventLogEntry], None] | None = None) -> None:
+        """Wait for `run_ids` to finish (runs of a killed command, queued or started, may be among them), calling
+        `on_ended` with each finished run as it ends and `on_event` with each step / check event as it happens."""
+        waiting = list(run_ids)
+        seen: dict[str, int] = {}
+        while waiting:
+            if self._daemon is not None:
+                self._daemon.ensure()
+            for run_id in list(waiting):
+                fail_if_worker_died(self.instance, run_id)
+                run = self.instance.get_run_by_id(run_id)
+                if on_event is not None:
+                    entries = self.instance.all_logs(run_id, of_type=RUN_EVENTS)
+                    for entry in entries[seen.get(run_id, 0):]:
+                        on_event(entry)
+                    seen[run_id] = len(entries)
+                if run is None or run.is_finished:
+                    waiting.remove(run_id)
+                    if run is not None:
+                        on_ended(run)
+            if waiting:
+                time.sleep(POLL_SECONDS)
+
+    def run(self, job_name: str, partition: str | None = None, run_config: dict | None = None,
+            tags: dict[str, str] | None = None,
+            on_event: Callable[[dg.EventLogEntry], None] | None = None) -> RunEnded:
+        """Submit a run and wait for it: its success or the root cause of its failure."""
+        run_id = self.submit(job_name, partition, run_config, tags)
+        ended: list[RunEnded] = []
+        self.follow([run_id], lambda run: ended.append(ended_run(self.instance, run)), on_event)
+        return ended[0] if ended else RunEnded(run_id, job_name, partition, False, "the run vanished from the instance")
+
+    def cancel_unfinished(self) -> list[str]:
+        """Cancel / terminate every run submitted here that has not finished (Ctrl-C, SIGTERM)."""
+        return cancel_runs(self.instance, self.submitted) if self.submitted else []
+
+    def close(self) -> None:
+        self._stack.close()
 
 
-def run_patients_on_instance(instance: dg.DagsterInstance, patient_keys: list[str],
-                             on_outcome: Callable[[PatientRunOutcome], None] = lambda outcome: None
-                             ) -> list[PatientRunOutcome]:
-    """Submit a run per patient not yet done to the instance's queue, have a daemon launch them, and report each as
-    it ends. Ctrl-C (KeyboardInterrupt) cancels every run this call submitted that has not finished, then
-    propagates. Patients whose latest run succeeded are not run again (their outcome is not reported)."""
-    pending = patients_to_run(instance, patient_keys)
-    if not pending:
-        return []
-    submitted: list[str] = []
-    with home_workspace(instance) as workspace, daemon_running(instance) as daemon:
+@contextmanager
+def instance_session(instance: dg.DagsterInstance) -> Iterator[InstanceSession]:
+    """A session for one command: SIGTERM is turned into KeyboardInterrupt, and an interrupted (or failed) block
+    cancels the runs it submitted, while the daemon that runs them still answers, before it stops."""
+    session = InstanceSession(instance)
+    with stop_on_terminate():
         try:
-            for key in pending:
-                submitted.append(submit_run(instance, workspace, PATIENT_JOB, {**QUIET_RUN_CONFIG,
-                                                                               **PATIENT_RUN_EXECUTION},
-                                            {PARTITION_TAG: key}))
-            return follow_runs(instance, submitted, on_outcome, daemon)
-        except BaseException:  # cancelled while the daemon's code server (which runs them) still answers
-            cancel_runs(instance, submitted)
+            yield session
+        except BaseException:
+            session.cancel_unfinished()
             raise
+        finally:
+            session.close()

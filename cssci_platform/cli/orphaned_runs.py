@@ -1,15 +1,29 @@
-"""Runs the CLI executes in its own process carry that process' identity, so a later command can mark FAILURE the
-runs a killed command left STARTED (Dagster's run monitoring only watches the runs its own launcher started)."""
+"""Runs a killed command left behind do not stay STARTED or QUEUED for ever: the next command marks FAILURE the runs
+whose process is gone and cancels the queued runs whose submitting command is gone.
+
+- A run launched through the instance (a daemon's DefaultRunLauncher, one process per run) names its worker in its
+  'Started process for run (pid: N)' engine event; the worker is gone when no process has that pid, or the process
+  with it started after the event (a reused pid).
+- A run the CLI submitted carries the command's identity (`submitter_tags`): a QUEUED run whose command is gone is
+  canceled (the command that follows would otherwise find a stale run launched behind its back).
+- A run executed in-process (`execute_in_process`, tests and older commands) carries its process' identity
+  (`process_tags`).
+Dagster's own run monitoring cannot see a dead worker of the default run launcher."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import socket
 from pathlib import Path
 
 import dagster as dg
 
 PID_TAG, HOST_TAG, PROCESS_START_TAG = "cssci/pid", "cssci/host", "cssci/process_start"
+SUBMITTER_TAGS = {PID_TAG: "cssci/submitter_pid", HOST_TAG: "cssci/submitter_host",
+                  PROCESS_START_TAG: "cssci/submitter_start"}
+WORKER_STARTED = re.compile(r"Started process for run \(pid: (\d+)\)")
 
 
 def _proc_stat(pid: int) -> list[str]:
@@ -32,6 +46,55 @@ def process_tags() -> dict[str, str]:
     return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname(), PROCESS_START_TAG: process_start(os.getpid())}
 
 
+def submitter_tags() -> dict[str, str]:
+    """Tags naming the command that submitted a run to the queue (not the process that will execute it)."""
+    return {SUBMITTER_TAGS[name]: value for name, value in process_tags().items()}
+
+
+def submitter_alive(tags: dict[str, str]) -> bool:
+    """Whether the command named by `submitter_tags()` still runs (True for runs submitted otherwise: the UI)."""
+    own = {name: tags[tag] for name, tag in SUBMITTER_TAGS.items() if tag in tags}
+    return PID_TAG not in own or process_alive(own)
+
+
+def boot_time() -> float:
+    """When this machine booted (seconds since the epoch), 0 where unknown."""
+    try:
+        for line in Path("/proc/stat").read_text(encoding="utf-8").splitlines():
+            if line.startswith("btime "):
+                return float(line.split()[1])
+    except OSError:
+        pass
+    return 0.0
+
+
+def run_worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
+    """The pid of the process executing a launched run (its 'Started process for run (pid: N)' engine event), None
+    before the run has started one."""
+    return _worker_event(instance, run_id)[0]
+
+
+def _worker_event(instance: dg.DagsterInstance, run_id: str) -> tuple[int | None, float]:
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
+        if match := WORKER_STARTED.search(entry.message or ""):
+            return int(match.group(1)), entry.timestamp
+    return None, 0.0
+
+
+def worker_alive(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
+    """Whether the worker process of a launched run still runs: a process with its pid exists on this host and did
+    not start after the run's worker did (a reused pid). True when the run names no worker yet."""
+    pid, started_at = _worker_event(instance, run.run_id)
+    if pid is None:
+        return True
+    if not process_alive({PID_TAG: str(pid), HOST_TAG: socket.gethostname()}):
+        return False
+    ticks, boot = process_start(pid), boot_time()
+    if not ticks or not boot:
+        return True
+    return boot + int(ticks) / os.sysconf("SC_CLK_TCK") <= started_at + 2.0
+
+
 def process_alive(tags: dict[str, str]) -> bool:
     """Whether the process named by `process_tags()` still runs (True when it ran on another host: cannot tell)."""
     if tags.get(HOST_TAG) != socket.gethostname() or not tags.get(PID_TAG, "").isdigit():
@@ -51,14 +114,66 @@ def process_alive(tags: dict[str, str]) -> bool:
 
 
 def fail_orphaned_runs(instance: dg.DagsterInstance) -> list[str]:
-    """Mark FAILURE the runs this CLI started in-process whose process is gone (e.g. killed with SIGKILL), which
-    would otherwise stay STARTED for ever; returns their run ids. Runs of the UI / daemon (no pid tag) are left
-    to Dagster's run monitoring."""
-    active = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.NOT_STARTED]
-    orphaned = [run for run in instance.get_runs(filters=dg.RunsFilter(statuses=active))
-                if PID_TAG in run.tags and not process_alive(run.tags)]
-    for run in orphaned:
-        process = f"pid {run.tags[PID_TAG]} on {run.tags.get(HOST_TAG)}"
-        instance.report_run_failed(run, f"the process that ran it ({process}) ended without finishing it (killed or "
-                                        "crashed); marked failed by the next cssci command")
-    return [run.run_id for run in orphaned]
+    """Mark FAILURE the runs whose process is gone (e.g. killed with SIGKILL) and cancel the queued runs whose
+    submitting command is gone, which would otherwise stay STARTED / QUEUED for ever; returns their run ids."""
+    active = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.NOT_STARTED,
+              dg.DagsterRunStatus.QUEUED]
+    ended = []
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=active)):
+        if run.status == dg.DagsterRunStatus.QUEUED:
+            if not submitter_alive(run.tags):
+                instance.report_run_canceled(run, "the cssci command that queued it ended before it was launched "
+                                                  "(killed or crashed); canceled by the next cssci command")
+                ended.append(run.run_id)
+        elif (reason := _orphaned(instance, run)) is not None:
+            instance.report_run_failed(run, f"{reason} ended without finishing it (killed or crashed); marked failed "
+                                            "by the next cssci command")
+            ended.append(run.run_id)
+    return ended
+
+
+def _orphaned(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str | None:
+    """Which process of an unfinished run is gone ('the process that ran it (pid N on host)'), None when it may
+    still finish: an in-process run's own process, else a launched run's worker, else (a run STARTING with no
+    worker) the command that submitted it while no daemon heartbeats."""
+    if PID_TAG in run.tags:
+        alive = process_alive(run.tags)
+        return None if alive else f"the process that ran it (pid {run.tags[PID_TAG]} on {run.tags.get(HOST_TAG)})"
+    pid = run_worker_pid(instance, run.run_id)
+    if pid is not None:
+        return None if worker_alive(instance, run) else f"its run worker (pid {pid})"
+    if run.status == dg.DagsterRunStatus.STARTING and not submitter_alive(run.tags) and not daemon_alive(instance):
+        return "the command that launched it"
+    return None
+
+
+DAEMON_HEARTBEAT_TOLERANCE = 15  # beyond the daemon's 30 s heartbeat interval
+
+
+def daemon_record(instance: dg.DagsterInstance) -> Path:
+    """Where a cssci command records the daemon it started on the instance (its `process_tags`)."""
+    return Path(instance.root_directory) / "cssci_daemon.json"
+
+
+def record_daemon(instance: dg.DagsterInstance, pid: int) -> None:
+    tags = {PID_TAG: str(pid), HOST_TAG: socket.gethostname(), PROCESS_START_TAG: process_start(pid)}
+    daemon_record(instance).write_text(json.dumps(tags), encoding="utf-8")
+
+
+def daemon_alive(instance: dg.DagsterInstance) -> bool:
+    """Whether a Dagster daemon heartbeats on the instance. The heartbeats of a daemon a killed cssci command started
+    (recorded by `record_daemon`, its process gone) are stale: wiped, so that the next command starts its own at once
+    instead of waiting for them to age."""
+    from dagster._daemon.controller import all_daemons_live
+
+    record = daemon_record(instance)
+    try:
+        recorded = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        recorded = None
+    if isinstance(recorded, dict) and not process_alive(recorded):
+        instance.wipe_daemon_heartbeats()
+        record.unlink(missing_ok=True)
+        return False
+    return all_daemons_live(instance, heartbeat_tolerance_seconds=DAEMON_HEARTBEAT_TOLERANCE)
+

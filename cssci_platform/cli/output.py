@@ -42,21 +42,59 @@ def rule(title: str) -> None:
         console.print(f"──── {title} ────")
 
 
-def patient_printer():
-    """A callback printing each finished patient: done, quarantined (with the reason) or failed."""
-    from cssci_platform.cli.patient_runs import PatientRunOutcome
+class StageBars:
+    """A progress bar per stage of a command, fed from its runs' events: finished (failed), remaining, elapsed and
+    ETA; a patient that fails or is quarantined is printed (with the reason) as it happens. Use as a context manager;
+    `stage` starts the next bar (the finished ones stay on screen), `units` sets the current stage's counts."""
 
-    done = []
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    def on_patient(outcome: PatientRunOutcome) -> None:
-        done.append(outcome.patient_key)
-        if outcome.success:
-            console.print(f"[dim]{len(done):4d} {outcome.patient_key} done[/]")
-        else:
+        counts = TextColumn("{task.completed:.0f} finished ({task.fields[failed]} failed), "
+                            "{task.fields[remaining]} remaining")
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), counts, TimeElapsedColumn(),
+                                 TextColumn("ETA"), TimeRemainingColumn(), console=console)
+        self.task = None
+        self.name = ""
+        self.patients_done = self.patients_failed = self.patients_total = 0
+
+    def __enter__(self) -> StageBars:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def stage(self, name: str) -> None:
+        """A new stage: its heading now, its bar once it reports counts."""
+        self.name, self.task = name, None
+        self.progress.console.print(f"──── {name} ────")
+
+    def units(self, done: int, failed: int, total: int) -> None:
+        if self.task is None:
+            self.task = self.progress.add_task(self.name[:40], total=total, failed=0, remaining=total)
+        self.progress.update(self.task, completed=done, total=total, failed=failed, remaining=total - done)
+
+    def message(self, text: str) -> None:
+        self.progress.console.print(text)
+
+    def pending_patients(self, pending: int, total: int) -> None:
+        """Before the patients run: how many will (a resumed command skips those whose latest run succeeded)."""
+        self.patients_done = self.patients_failed = 0
+        self.patients_total = pending
+        if pending < total:
+            self.message(f"{total - pending} of {total} patients already done (their latest run succeeded): not "
+                         "run again")
+        self.units(0, 0, pending)
+
+    def patient(self, outcome) -> None:
+        """A patient's run ended: count it; a failed or quarantined one is printed with the reason."""
+        self.patients_done += 1
+        self.patients_failed += not outcome.success
+        self.units(self.patients_done, self.patients_failed, max(self.patients_total, self.patients_done))
+        if not outcome.success:
             what = "failed" if outcome.failed_outside_qc else "quarantined"
-            console.print(f"[yellow]{len(done):4d} {outcome.patient_key} {what}[/]: {escape(outcome.reason)}")
-
-    return on_patient
+            self.message(f"[yellow]{what}[/] {outcome.patient_key}: {escape(outcome.reason)}")
 
 
 def print_summary(home: Path, larger_cohort_hint: str | None) -> None:

@@ -1,30 +1,30 @@
-"""Patients from the command line: register them as partitions and run each one's patient job, in parallel worker
-processes that stop with the command (Ctrl-C, SIGTERM, or the command killed)."""
+"""Patients from the command line: register them as partitions and run each one's partition of the patient job as a
+run submitted to the home's instance (`instance_runs.InstanceSession`): the run queue's max_concurrent_runs (the
+command's --workers) bounds how many run at once, each in its own process. Running the same command again runs
+only the patients whose latest run did not succeed."""
 
 from __future__ import annotations
 
 import os
-import threading
-import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from cssci_platform.cli.dagster_runs import (
-    first_failure,
-    materialize_manifest,
-    register_partitions,
-    reserve_gpu_pool,
-    run_job,
-)
-from cssci_platform.cli.guards import stop_on_terminate
+from cssci_platform.cli.dagster_runs import RunFailed, register_partitions, reserve_gpu_pool
 from cssci_platform.cli.home import PREFLIGHT_LOCK_WAIT
 from cssci_platform.cli.orphaned_runs import fail_orphaned_runs
+
+if TYPE_CHECKING:
+    from cssci_platform.cli.instance_runs import InstanceSession
+
+PATIENT_JOB = "patient_features_job"
+PARTITION_TAG = "dagster/partition"
+# A patient run executes its steps in the run's own process: parallelism is across patients (runs), bounded by the
+# run queue's max_concurrent_runs; a process per step would only add start-up cost (PyRadiomics is single-threaded).
+PATIENT_RUN_EXECUTION: dict[str, dict] = {"execution": {"config": {"in_process": {}}}}
 
 
 @dataclass(frozen=True)
@@ -95,95 +95,84 @@ def failure_summary(failed: list[PatientRunOutcome], total: int) -> str:
     return f"{len(failed)} of {total} patients failed for a reason other than QC ({named}): " + " | ".join(causes[:3])
 
 
-def run_patient(patient_key: str) -> PatientRunOutcome:
-    """Materialize one patient's partition of the patient job in this process (used by worker processes, which
-    inherit the study from CSSCI_EXPERIMENT_CONFIG)."""
-    result = run_job("patient_features_job", partition_key=patient_key)
-    failed = tuple(
-        f"{e.asset_check_evaluation_data.asset_check_key.name}"
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.event_specific_data.passed
-    )
-    error = "" if result.success else first_failure(result)
-    qc_errors = recorded_qc_errors(patient_key) if failed else ()
-    return PatientRunOutcome(patient_key, result.success and not failed, result.run_id, failed, error, qc_errors)
+def latest_patient_run(instance: dg.DagsterInstance, patient_key: str) -> dg.DagsterRun | None:
+    runs = instance.get_runs(filters=dg.RunsFilter(job_name=PATIENT_JOB, tags={PARTITION_TAG: patient_key}), limit=1)
+    return runs[0] if runs else None
 
 
-def run_patients(patient_keys: list[str], workers: int) -> Iterator[PatientRunOutcome]:
-    """Run patients in `workers` processes (PyRadiomics is single-threaded; parallelism is across patients).
-    SIGTERM or Ctrl-C stops at once: pending patients are cancelled and running workers terminated (their writes
-    are transactions; their runs are marked failed by the next command), then KeyboardInterrupt propagates."""
-    with stop_on_terminate():
-        if workers <= 1:
-            yield from (run_patient(key) for key in patient_keys)
-            return
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=exit_with_parent,
-                                   initargs=(os.getpid(),))
-        try:
-            futures = {pool.submit(run_patient, key): key for key in patient_keys}
-            for future in as_completed(futures):
-                yield _outcome_of(future, futures[future])
-        except BaseException:  # interrupted, or the caller stopped consuming: no patient keeps running
-            terminate_workers(pool)
-            raise
-        finally:
-            pool.shutdown(wait=True)
+def patients_to_run(instance: dg.DagsterInstance, patient_keys: list[str]) -> list[str]:
+    """The patients whose latest patient run did not succeed (none, failed, canceled): what a resumed command runs."""
+    def done(key: str) -> bool:
+        run = latest_patient_run(instance, key)
+        return run is not None and run.status == dg.DagsterRunStatus.SUCCESS
+
+    return [key for key in patient_keys if not done(key)]
 
 
-def _outcome_of(future: Future, patient_key: str) -> PatientRunOutcome:
-    try:
-        return future.result()
-    except BrokenProcessPool:
-        return PatientRunOutcome(patient_key, False, "", (), "a worker process died (killed, or out of memory) while "
-                                 "patients were running; run the command again")
+def patient_outcome(instance: dg.DagsterInstance, run: dg.DagsterRun) -> PatientRunOutcome:
+    """What a finished patient run did, from its event log: the failed checks (with the patient's QC errors), else
+    the root cause of its first failed step, else why the run ended (its worker killed, canceled)."""
+    from cssci_platform.cli.instance_runs import ended_run
+
+    checks = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    failed = tuple(e.dagster_event.asset_check_evaluation_data.asset_check_key.name for e in checks
+                   if e.dagster_event and not e.dagster_event.asset_check_evaluation_data.passed)
+    ended = ended_run(instance, run)
+    key = run.tags[PARTITION_TAG]
+    qc_errors = recorded_qc_errors(key) if failed else ()
+    return PatientRunOutcome(key, ended.success and not failed, run.run_id, failed, ended.failure, qc_errors)
 
 
-def terminate_workers(pool: ProcessPoolExecutor) -> None:
-    """Terminate the worker processes (the executor has no public way before Python 3.14's terminate_workers);
-    the executor then fails the patients not started yet with BrokenProcessPool."""
-    processes = [p for p in (getattr(pool, "_processes", None) or {}).values() if p.is_alive()]
-    for process in processes:
-        process.terminate()
-    for process in processes:
-        process.join(timeout=5)
-        if process.is_alive():  # a step that traps SIGTERM
-            process.kill()
+def run_patients_on_instance(session: InstanceSession, patient_keys: list[str],
+                             on_outcome: Callable[[PatientRunOutcome], None] = lambda outcome: None,
+                             on_pending: Callable[[int, int], None] = lambda pending, total: None
+                             ) -> list[PatientRunOutcome]:
+    """Run every patient not yet done through the instance and report each as its run ends (failures as they
+    happen). A patient whose latest run succeeded is skipped (its outcome is not reported); one whose latest run is
+    still queued or running (left by a command killed meanwhile, or launched from the UI) is followed, not run twice.
+    Ctrl-C: the session cancels the runs it submitted. `on_pending(pending, total)` is told how many will run."""
+    instance = session.instance
+    pending = patients_to_run(instance, patient_keys)
+    on_pending(len(pending), len(patient_keys))
+    unfinished = {key: run.run_id for key in pending if (run := latest_patient_run(instance, key)) is not None
+                  and not run.is_finished}
+    run_ids = [unfinished.get(key) or session.submit(PATIENT_JOB, key, PATIENT_RUN_EXECUTION) for key in pending]
+    outcomes: list[PatientRunOutcome] = []
+
+    def on_ended(run: dg.DagsterRun) -> None:
+        outcome = patient_outcome(instance, run)
+        outcomes.append(outcome)
+        on_outcome(outcome)
+
+    session.follow(run_ids, on_ended)
+    return outcomes
 
 
-PARENT_POLL_SECONDS = 1.0
+def run_manifest_job(session: InstanceSession) -> None:
+    """Run `cohort_manifest_job` through the instance; raises `RunFailed` with the root cause."""
+    ended = session.run("cohort_manifest_job")
+    if not ended.success:
+        raise RunFailed(f"cohort_manifest_job failed: {ended.failure}")
 
 
-def exit_with_parent(parent_pid: int) -> None:
-    """Worker initializer: end this worker when the command that started it is gone (e.g. killed with SIGKILL);
-    an orphaned worker would otherwise wait on its queue for ever."""
-
-    def watch() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(PARENT_POLL_SECONDS)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
-
-
-def embed_centers(centers: list[str]) -> dict[str, bool]:
-    """Materialize `center_embeddings` for each center in this process (torch uses every core itself)."""
-    return {center: run_job("center_embeddings_job", partition_key=center).success for center in centers}
-
-
-def ingest_cohort(manifest: Path, workers: int,
-                  on_patient: Callable[[PatientRunOutcome], None]) -> list[PatientRunOutcome]:
-    """Validate the manifest, register its patients and centers as partitions, and run every patient."""
+def ingest_cohort(manifest: Path, workers: int, on_patient: Callable[[PatientRunOutcome], None],
+                  session: InstanceSession | None = None,
+                  on_pending: Callable[[int, int], None] = lambda pending, total: None) -> list[PatientRunOutcome]:
+    """Validate the manifest, register its patients and centers as partitions, and run every patient not yet done
+    through the home's instance, `workers` runs at a time (the run queue's max_concurrent_runs in the home's
+    dagster.yaml). Uses the command's `session` when given, else one of its own."""
+    from cssci_platform.cli.instance_runs import instance_session, write_run_queue_limit
     from cssci_platform.lib.cohort import load_cohort
 
     cohort = load_cohort(manifest)
-    with dg.DagsterInstance.get() as instance:
-        reserve_gpu_pool(instance)
-        fail_orphaned_runs(instance)
-        materialize_manifest(instance)
-        register_partitions(instance, sorted(cohort.patients), sorted({p.center for p in cohort.patients.values()
-                                                                       if p.center in cohort.spec.centers}))
-    outcomes = []
-    for outcome in run_patients(sorted(cohort.patients), workers):
-        on_patient(outcome)
-        outcomes.append(outcome)
-    return outcomes
+    write_run_queue_limit(Path(os.environ["DAGSTER_HOME"]), workers)
+    if session is None:
+        with dg.DagsterInstance.get() as instance, instance_session(instance) as own:
+            return ingest_cohort(manifest, workers, on_patient, own, on_pending)
+    instance = session.instance
+    reserve_gpu_pool(instance)
+    fail_orphaned_runs(instance)
+    run_manifest_job(session)
+    register_partitions(instance, sorted(cohort.patients), sorted({p.center for p in cohort.patients.values()
+                                                                   if p.center in cohort.spec.centers}))
+    return run_patients_on_instance(session, sorted(cohort.patients), on_patient, on_pending)

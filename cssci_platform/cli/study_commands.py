@@ -15,10 +15,10 @@ from cssci_platform.cli.guards import load_or_exit, stopped_cleanly
 from cssci_platform.cli.home import home_lock
 from cssci_platform.cli.output import (
     FAILURE_EXIT,
+    StageBars,
     console,
     cssci_program,
     errors,
-    patient_printer,
     print_summary,
     rule,
 )
@@ -27,6 +27,12 @@ if TYPE_CHECKING:
     from cssci_platform.lib.study_config.model import SyntheticCohort
 
 SHIPPED_DEFAULT = "the cohort.synthetic of the protocol's shipped config, e.g. `cssci config show demo`"
+WORKERS_OPTION = typer.Option(
+    None, "--workers", min=1, help="Dagster runs executed at once (patients, centers, prospective scorings; default: "
+    "the core count). Every unit of work is a run submitted to the home's Dagster instance and launched by a "
+    "dagster-daemon, one process per run; this sets the run queue's limit, concurrency.runs.max_concurrent_runs in "
+    "the home's dagster_home/dagster.yaml (a daemon already running, e.g. `cssci ui`'s, keeps the limit it started "
+    "with). The modelling run's fit units run side by side under its multiprocess executor.")
 HOME_OPTION = typer.Option(Path(".cssci"), "--home", envvar="CSSCI_HOME",
                            help="Folder for the warehouse, image store and Dagster instance.")
 
@@ -80,7 +86,7 @@ def demo(
     prospective: int | None = typer.Option(None, min=0, help="Prospective patients of the synthetic cohort "
                                            "(default: the demo config's)."),
     seed: int | None = typer.Option(None, help="Seed of the synthetic cohort (default: the demo config's)."),
-    workers: int = typer.Option(2, min=1, help="Patients processed in parallel."),
+    workers: int | None = WORKERS_OPTION,
     backbone: str = typer.Option("resnet18", help="ResNet for the deep features (resnet18/34/50/101/152)."),
     weights: str = typer.Option("none", help="'none' (random init: no ImageNet checkpoint ships with the demo), "
                                 "'imagenet' (checkpoint already in $TORCH_HOME/hub/checkpoints) or a checkpoint file."),
@@ -109,13 +115,13 @@ def run(
                                         "models.cv_folds=5."),
     home: Path | None = typer.Option(None, "--home", help="Folder for this experiment's warehouse, images and Dagster "
                                      "instance (default: .cssci/<experiment name>)."),
-    workers: int = typer.Option(2, min=1, help="Patients processed in parallel."),
+    workers: int | None = WORKERS_OPTION,
 ) -> None:
     """Materialize the whole graph for one experiment config: cohort, features, models (MLflow), report."""
     run_config_file(config, overrides, home, workers)
 
 
-def run_config_file(name_or_path: str, overrides: list[str], home: Path | None, workers: int) -> None:
+def run_config_file(name_or_path: str, overrides: list[str], home: Path | None, workers: int | None) -> None:
     """The study of a config file with `overrides` (resolved into the home's experiment.yaml, which every step of the
     run reads through the `study` resource), then its summary."""
     from cssci_platform.cli.study_stages import (
@@ -144,14 +150,14 @@ def run_config_file(name_or_path: str, overrides: list[str], home: Path | None, 
     warnings.simplefilter("ignore", EmptySelectionWarning)  # kept in each step's report, logged to MLflow
     started, stages = time.perf_counter(), []
 
-    def on_stage(name: str) -> None:
-        stages.append((name, time.perf_counter()))
-        rule(name)
-
     try:
         command = f"cssci run --config {name_or_path}"
-        with home_lock(home.resolve(), command), stopped_cleanly(command):
-            progress = StudyProgress(on_stage, patient_printer(), console.print)
+        with home_lock(home.resolve(), command), stopped_cleanly(command), StageBars() as bars:
+            def on_stage(name: str) -> None:
+                stages.append((name, time.perf_counter()))
+                bars.stage(name)
+
+            progress = StudyProgress(on_stage, bars.patient, bars.message, bars.units, bars.pending_patients)
             result = run_study(experiment, home, workers, progress, mlflow_uri)
     except StudyStepFailed as error:
         errors.print(f"[red]{experiment.name} failed[/]: {escape(str(error))}", soft_wrap=True)

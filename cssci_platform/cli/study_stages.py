@@ -1,11 +1,13 @@
 """`cssci run --config`: one experiment config, the whole graph, one MLflow study run.
 
 Order: cohort (synthetic written on first use) -> config checked against the manifest -> patients (scans,
-channels, radiomics, ROI slices; parallel processes) -> follow-up outcomes (when the config says they are
+channels, radiomics, ROI slices; a run per patient) -> follow-up outcomes (when the config says they are
 known) -> pretrained embeddings per center -> fine-tuned CNNs -> study outcome, split, feature matrix and the
-classifier zoo -> report. Every step is a Dagster run on the home's instance; its assets read the study from the
-home's `experiment.yaml` (the config with its --set overrides resolved, CSSCI_EXPERIMENT_CONFIG), and the runs of the
-modelling step carry the MLflow study run as the tag `cssci.study_run`.
+classifier zoo (one run; its fit units in parallel under the job's multiprocess executor) -> report. Every stage is
+a run (or a run per partition) submitted to the home's instance and launched by a Dagster daemon, as the UI's
+launchpad does (`instance_runs`); its assets read the study from the home's `experiment.yaml` (the config with its
+--set overrides resolved, CSSCI_EXPERIMENT_CONFIG), and the runs of the modelling and report stages carry the MLflow
+study run as the tag `cssci.study_run`.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cssci_platform.cli import patient_runs
-from cssci_platform.cli.dagster_runs import first_failure, run_job
 from cssci_platform.cli.home import check_storage, configure_environment, remember_mlflow_uri
 from cssci_platform.lib.cohort import Cohort
 from cssci_platform.lib.model_tracking import TrackingConfig, sqlite_tracking_uri
@@ -31,7 +33,10 @@ from cssci_platform.lib.study_config import (
     experiment_file,
 )
 from cssci_platform.lib.study_config.model import SyntheticCohort
-from cssci_platform.lib.study_runs import finish_study_run, start_study_run
+from cssci_platform.lib.study_runs import STUDY_TAG, finish_study_run, start_study_run
+
+if TYPE_CHECKING:
+    from cssci_platform.cli.instance_runs import InstanceSession, RunEnded
 
 PROJECT_STORE = Path(".cssci")  # default home root: the shared MLflow store lives here
 
@@ -45,6 +50,8 @@ class StudyProgress:
     on_stage: Callable[[str], None] = lambda name: None
     on_patient: Callable[[patient_runs.PatientRunOutcome], None] = lambda outcome: None
     on_message: Callable[[str], None] = lambda text: None
+    on_units: Callable[[int, int, int], None] = lambda done, failed, total: None  # the stage's runs / fit units
+    on_pending: Callable[[int, int], None] = lambda pending, total: None  # patients to run of the cohort's
 
 
 @dataclass
@@ -186,8 +193,14 @@ def slice_target_problem_of(cohort: Cohort, config: StudyConfig | None) -> str |
     return slice_target_problem(target, masked)
 
 
-def run_study(config: StudyConfig, home: Path, workers: int = 2, progress: StudyProgress | None = None,
+def run_study(config: StudyConfig, home: Path, workers: int | None = None, progress: StudyProgress | None = None,
               mlflow_uri: str | None = None) -> StudyResult:
+    """The whole study, every stage a run (or a run per patient / center) submitted to the home's instance through
+    one `InstanceSession`: `workers` runs at a time (the run queue's max_concurrent_runs; default the core count)."""
+    import dagster as dg
+
+    from cssci_platform.cli.instance_runs import instance_session, write_run_queue_limit
+
     progress = progress or StudyProgress()
     home = home.resolve()
     manifest = prepare_cohort(config, home, progress)
@@ -196,23 +209,22 @@ def run_study(config: StudyConfig, home: Path, workers: int = 2, progress: Study
         progress.on_message(note)
     config_yaml = activate(config, home, manifest, mlflow_uri).read_text(encoding="utf-8")
     check_storage()  # a full disk, an unwritable or long-locked warehouse: refused before any patient
+    write_run_queue_limit(Path(os.environ["DAGSTER_HOME"]), workers or default_workers())
     tracking = TrackingConfig(os.environ["CSSCI_MLFLOW_URI"], config.name)
     study_run = start_study_run(tracking, config_yaml, _flat(config.model_dump(mode="json")), {
         "config_name": config.name, "config_sha256": hashlib.sha256(config_yaml.encode()).hexdigest(),
         "home": str(home), "manifest": str(manifest)})
     report = None
     try:
-        quarantined = _patients(manifest, workers, progress)
-        _followups(config, manifest, progress)
-        _deep(config, manifest, progress)
-        progress.on_stage("study outcome, split, feature matrix, classifiers x signatures x modes (MLflow)")
-        _execute("modeling_job", study_run=study_run)
-        _score_prospective(manifest, quarantined, progress)
-        if config.report.enabled:
-            progress.on_stage("study report")
-            result = _execute("report_job", study_run=study_run)
-            [event] = result.get_asset_materialization_events()
-            report = Path(event.event_specific_data.materialization.metadata["report"].value)
+        with dg.DagsterInstance.get() as instance, instance_session(instance) as session:
+            stages = StudyStages(session, progress, study_run)
+            quarantined = stages.patients(manifest, workers or default_workers())
+            stages.followups(config, manifest)
+            stages.deep(config, manifest)
+            stages.modeling()
+            stages.score_prospective(manifest, quarantined)
+            if config.report.enabled:
+                report = stages.report()
     except BaseException:
         finish_study_run(tracking, study_run, success=False)
         raise
@@ -220,64 +232,134 @@ def run_study(config: StudyConfig, home: Path, workers: int = 2, progress: Study
     return StudyResult(home, manifest, study_run, report, quarantined)
 
 
-def _patients(manifest: Path, workers: int, progress: StudyProgress) -> list[str]:
-    progress.on_stage("manifest, scans, channels, radiomics, ROI slices")
-    started = time.perf_counter()
-    outcomes = patient_runs.ingest_cohort(manifest, workers, progress.on_patient)
-    progress.on_message(f"{len(outcomes)} patients processed in {time.perf_counter() - started:.1f} s")
-    if failed := patient_runs.outside_qc_failures(outcomes):  # a broken disk or program, not a quarantined patient
-        raise StudyStepFailed(patient_runs.failure_summary(failed, len(outcomes)))
-    return [o.patient_key for o in outcomes if not o.success]
+def default_workers() -> int:
+    """Runs at a time when --workers is not given: the machine's cores."""
+    return os.cpu_count() or 1
 
 
-def _followups(config: StudyConfig, manifest: Path, progress: StudyProgress) -> None:
-    synthetic = config.cohort.synthetic
-    if synthetic is None or not synthetic.followup_known:
-        return
-    progress.on_stage("follow-up outcomes of the prospective patients")
-    for path in sorted((manifest.parent / "followup").glob("*.csv")):
-        _execute("followup_job", {"ops": {"followup_outcomes": {"config": {"file": str(path)}}}})
-        progress.on_message(f"recorded {path.name}")
+@dataclass
+class StudyStages:
+    """The stages of `cssci run` after the patients' scans are known, each a run (or runs) submitted through the
+    command's instance session; the modelling and report runs carry the MLflow study run (`STUDY_TAG`)."""
 
+    session: InstanceSession
+    progress: StudyProgress
+    study_run: str
 
-def _deep(config: StudyConfig, manifest: Path, progress: StudyProgress) -> None:
-    from cssci_platform.lib.cohort import load_cohort
+    def patients(self, manifest: Path, workers: int) -> list[str]:
+        self.progress.on_stage("manifest, scans, channels, radiomics, ROI slices")
+        started = time.perf_counter()
+        outcomes = patient_runs.ingest_cohort(manifest, workers, self.progress.on_patient, self.session,
+                                              self.progress.on_pending)
+        self.progress.on_message(f"{len(outcomes)} patients processed in {time.perf_counter() - started:.1f} s")
+        if failed := patient_runs.outside_qc_failures(outcomes):  # a broken disk or program, not a quarantined one
+            raise StudyStepFailed(patient_runs.failure_summary(failed, len(outcomes)))
+        return [o.patient_key for o in outcomes if not o.success]
 
-    if config.deep.backbones:
-        backbones = ", ".join(config.deep.backbones)
-        progress.on_stage(f"deep features per center ({backbones}, weights {config.deep.weights})")
+    def followups(self, config: StudyConfig, manifest: Path) -> None:
+        synthetic = config.cohort.synthetic
+        if synthetic is None or not synthetic.followup_known:
+            return
+        self.progress.on_stage("follow-up outcomes of the prospective patients")
+        for path in sorted((manifest.parent / "followup").glob("*.csv")):
+            self.execute("followup_job", run_config={"ops": {"followup_outcomes": {"config": {"file": str(path)}}}})
+            self.progress.on_message(f"recorded {path.name}")
+
+    def deep(self, config: StudyConfig, manifest: Path) -> None:
+        from cssci_platform.lib.cohort import load_cohort
+
+        if config.deep.backbones:
+            backbones = ", ".join(config.deep.backbones)
+            self.progress.on_stage(f"deep features per center ({backbones}, weights {config.deep.weights})")
+            cohort = load_cohort(manifest)
+            centers = sorted({p.center for p in cohort.patients.values() if p.center in cohort.spec.centers})
+            self.execute_all("center_embeddings_job", centers)  # one GPU step at a time: the `gpu` pool
+        if config.deep.fine_tuning is not None:
+            self.progress.on_stage(f"fine-tuned CNN classifiers ({', '.join(config.deep.fine_tuning.backbones)})")
+            self.execute("fine_tuning_job")
+
+    def modeling(self) -> None:
+        self.progress.on_stage("study outcome, split, feature matrix, classifiers x signatures x modes (MLflow)")
+        counter = FitUnitCounter(self.progress.on_units)
+        self.execute("modeling_job", study_run=True, on_event=counter.on_event)
+
+    def score_prospective(self, manifest: Path, quarantined: list[str]) -> None:
+        """The manifest's prospective patients scored by the champions just registered, into
+        prospective_predictions (arrivals through the inbox are scored by their own runs)."""
+        from cssci_platform.lib.cohort import load_cohort
+
         cohort = load_cohort(manifest)
-        centers = sorted({p.center for p in cohort.patients.values() if p.center in cohort.spec.centers})
-        failed = [c for c, ok in patient_runs.embed_centers(centers).items() if not ok]
-        if failed:
-            raise StudyStepFailed(f"deep features failed for centers {failed}: see their center_embeddings runs in "
-                                  "the Dagster UI")
-    if config.deep.fine_tuning is not None:
-        progress.on_stage(f"fine-tuned CNN classifiers ({', '.join(config.deep.fine_tuning.backbones)})")
-        _execute("fine_tuning_job")
+        keys = sorted(k for k, p in cohort.patients.items() if p.cohort == "prospective" and k not in quarantined)
+        if not keys:
+            return
+        self.progress.on_stage(f"prospective patients scored by the champions ({len(keys)})")
+        self.execute_all("champion_scoring_job", keys)
+
+    def report(self) -> Path:
+        self.progress.on_stage("study report")
+        ended = self.execute("report_job", study_run=True)
+        return Path(report_path_of(self.session.instance, ended.run_id))
+
+    def execute(self, job_name: str, run_config: dict | None = None, study_run: bool = False,
+                on_event: Callable | None = None) -> RunEnded:
+        ended = self.session.run(job_name, run_config=run_config, tags=self._tags(study_run), on_event=on_event)
+        if not ended.success:
+            raise StudyStepFailed(f"{ended.subject} failed: {ended.failure}")
+        return ended
+
+    def execute_all(self, job_name: str, partitions: list[str]) -> None:
+        """A run per partition, all submitted at once (the run queue bounds how many execute), followed to the end;
+        the stage fails naming every partition that failed and the first root cause."""
+        from cssci_platform.cli.instance_runs import ended_run
+
+        run_ids = [self.session.submit(job_name, partition, tags=self._tags(False)) for partition in partitions]
+        ended: list[RunEnded] = []
+
+        def on_ended(run) -> None:
+            ended.append(ended_run(self.session.instance, run))
+            self.progress.on_units(len(ended), sum(not e.success for e in ended), len(partitions))
+
+        self.session.follow(run_ids, on_ended)
+        if failed := [e for e in ended if not e.success]:
+            raise StudyStepFailed(f"{job_name} failed for {', '.join(str(e.partition) for e in failed)}: "
+                                  f"{failed[0].failure}")
+
+    def _tags(self, study_run: bool) -> dict[str, str]:
+        return {STUDY_TAG: self.study_run} if study_run else {}
 
 
-def _score_prospective(manifest: Path, quarantined: list[str], progress: StudyProgress) -> None:
-    """The manifest's prospective patients scored by the champions just registered, into prospective_predictions
-    (arrivals through the inbox are scored by their own runs)."""
-    from cssci_platform.lib.cohort import load_cohort
+class FitUnitCounter:
+    """The modelling run's fit units from its events: planned (the plan step's dynamic outputs), done and failed
+    (the fit_unit steps' STEP_SUCCESS / STEP_FAILURE), passed on as they change."""
 
-    cohort = load_cohort(manifest)
-    keys = sorted(k for k, p in cohort.patients.items() if p.cohort == "prospective" and k not in quarantined)
-    if not keys:
-        return
-    progress.on_stage(f"prospective patients scored by the champions ({len(keys)})")
-    for key in keys:
-        _execute("champion_scoring_job", partition_key=key)
+    def __init__(self, on_units: Callable[[int, int, int], None]) -> None:
+        self.on_units = on_units
+        self.planned = self.done = self.failed = 0
+
+    def on_event(self, entry) -> None:
+        event = entry.dagster_event
+        if event is None:
+            return
+        step = event.step_key or ""
+        if "plan_fit_units" in step and event.event_type_value == "STEP_OUTPUT":
+            self.planned += 1
+        elif "fit_unit[" in step and event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
+            self.done += event.event_type_value == "STEP_SUCCESS"
+            self.failed += event.event_type_value == "STEP_FAILURE"
+        else:
+            return
+        self.on_units(self.done + self.failed, self.failed, max(self.planned, self.done + self.failed))
 
 
-def _execute(job_name: str, run_input: dict | None = None, study_run: str | None = None,
-             partition_key: str | None = None):
-    result = run_job(job_name, partition_key=partition_key, run_input=run_input, study_run=study_run)
-    if not result.success:
-        subject = f"{job_name} ({partition_key})" if partition_key else job_name
-        raise StudyStepFailed(f"{subject} failed: {first_failure(result)}")
-    return result
+def report_path_of(instance, run_id: str) -> str:
+    """The report file a report run materialized (its materialization's `report` metadata)."""
+    import dagster as dg
+
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+        metadata = entry.dagster_event.event_specific_data.materialization.metadata
+        if "report" in metadata:
+            return str(metadata["report"].value)
+    raise StudyStepFailed(f"report_job ({run_id}) materialized no report: see the run in the Dagster UI")
 
 
 def _flat(document: dict, prefix: str = "") -> dict[str, object]:

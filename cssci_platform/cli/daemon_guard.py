@@ -1,0 +1,50 @@
+"""`python -m cssci_platform.cli.daemon_guard COMMAND...`: runs the Dagster daemon a `cssci` command starts, so that
+the daemon and every process it starts (its code server, the run workers) end with that command.
+
+The guard leads a session (process group) of its own, so a Ctrl-C in the terminal reaches only the command, which
+cancels its runs itself. The kernel sends the guard SIGTERM when the command that started it dies, even by SIGKILL
+(PR_SET_PDEATHSIG, set by the command before exec); the command's own stop is SIGTERM too. On the command's stop the
+guard asks the daemon to stop, then kills whatever is left of its group; when the command died it kills the group at
+once (a run worker still executing: the next command marks that run failed and runs its patient again).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+STOP_GRACE_SECONDS = 20.0
+POLL_SECONDS = 0.2
+
+
+def main(command: list[str]) -> int:
+    parent = os.getppid()
+    stop = False
+
+    def on_stop(signum: int, frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    daemon = subprocess.Popen(command)
+    while daemon.poll() is None and not stop and os.getppid() == parent:
+        time.sleep(POLL_SECONDS)
+    time.sleep(POLL_SECONDS)  # a SIGTERM sent as the command died: let getppid() show it
+    orphaned = os.getppid() != parent  # the command died (PR_SET_PDEATHSIG's SIGTERM, or seen here): no grace
+    if daemon.poll() is None and not orphaned:
+        daemon.terminate()
+        try:
+            daemon.wait(timeout=STOP_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            pass
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    os.killpg(0, signal.SIGKILL)  # the code server and run workers the daemon left; this guard too
+    return 0  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

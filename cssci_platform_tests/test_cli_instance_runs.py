@@ -1,0 +1,55 @@
+"""`cssci ingest` runs every unit of work through the home's Dagster instance (issue 18): the manifest's and each
+patient's run is queued on the instance's run queue and launched by a daemon in a process of its own (as the UI's
+launchpad does), never executed inside the command or a private process pool; `--workers` is the run queue's limit
+in the home's dagster.yaml; the same command again runs nothing that already succeeded."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from cssci_platform.lib.synthetic import write_sci_cohort
+from cssci_platform_tests.test_cli_failures import clean_env
+
+pytestmark = pytest.mark.timeout(900)
+
+
+def _ingest(manifest: Path, home: Path, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cssci_platform.cli.main", "ingest", str(manifest), "--workers", "1"],
+                          env=clean_env(home), cwd=cwd, capture_output=True, text=True, encoding="utf-8", timeout=600)
+
+
+def _launched_by_the_daemon(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
+    """Queued on the run queue, then executed by a run worker the run launcher started (not `execute_in_process`)."""
+    types = {dg.DagsterEventType.RUN_ENQUEUED, dg.DagsterEventType.ENGINE_EVENT}
+    events = instance.all_logs(run.run_id, of_type=types)
+    enqueued = any(e.dagster_event and e.dagster_event.event_type == dg.DagsterEventType.RUN_ENQUEUED for e in events)
+    return enqueued and any("Started process for run" in (e.message or "") for e in events)
+
+
+def test_ingest_queues_each_run_on_the_instance_and_a_second_ingest_runs_nothing_again(tmp_path: Path) -> None:
+    manifest = write_sci_cohort(tmp_path / "cohort", n_development=2, n_prospective=0, seed=44,
+                                second_rater_fraction=0)
+    home = tmp_path / "home"
+    first = _ingest(manifest, home, tmp_path)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "2 patients processed" in first.stdout
+    settings = yaml.safe_load((home / "dagster_home" / "dagster.yaml").read_text(encoding="utf-8"))
+    assert settings["concurrency"]["runs"]["max_concurrent_runs"] == 1  # --workers 1
+    with dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:
+        runs = instance.get_runs()
+        assert sorted(r.job_name for r in runs) == ["cohort_manifest_job", *["patient_features_job"] * 2]
+        assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+        assert all(_launched_by_the_daemon(instance, run) for run in runs), [r.job_name for r in runs]
+
+    again = _ingest(manifest, home, tmp_path)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "2 of 2 patients already done" in " ".join(again.stdout.split())
+    with dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:
+        patient_runs = instance.get_runs(filters=dg.RunsFilter(job_name="patient_features_job"))
+    assert len(patient_runs) == 2  # nothing ran twice
