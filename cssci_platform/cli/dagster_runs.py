@@ -1,5 +1,8 @@
-"""Dagster runs the command line starts in its own process, on the home's instance (`DAGSTER_HOME`), so they appear in
-the UI with their materializations, checks and metadata.
+"""What every run of the command line shares: the quiet run config, the study overrides a run may carry, the root
+cause of a failed run (from an in-process result or from events read back from the instance), partition and pool
+set-up on the home's instance. The CLI submits its runs to the instance (`instance_runs`); `run_job` /
+`materialize_manifest` execute a job in this process (`execute_in_process`) and are kept for tests and benchmarks
+as the serial reference.
 
 A run gets no study settings here: its assets read them from the `study` resource (CSSCI_EXPERIMENT_CONFIG, see
 `cli/home.py`). A run carries only the CLI's quiet loggers, a per-run input where a job has one (the follow-up file),

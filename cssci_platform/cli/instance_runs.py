@@ -272,9 +272,12 @@ class InstanceSession:
         while waiting:
             if self._daemon is not None:
                 self._daemon.ensure()
+            runs = {run.run_id: run for run in self.instance.get_runs(filters=dg.RunsFilter(run_ids=waiting))}
             for run_id in list(waiting):
-                fail_if_worker_died(self.instance, run_id)
-                run = self.instance.get_run_by_id(run_id)
+                run = runs.get(run_id)
+                if run is not None and run.status == dg.DagsterRunStatus.STARTED \
+                        and fail_if_worker_died(self.instance, run_id):
+                    run = self.instance.get_run_by_id(run_id)
                 if on_event is not None:
                     entries = self.instance.all_logs(run_id, of_type=RUN_EVENTS)
                     for entry in entries[seen.get(run_id, 0):]:

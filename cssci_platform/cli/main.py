@@ -7,7 +7,8 @@ torch, the study config) only inside their commands, so `cssci --help` answers a
 - `status_command`: status (the cohort overview of one home)
 - `config_commands`: config list/show/validate
 - `server_commands`: ui, compare
-- support: `home` (stores, study file, lock, storage checks), `guards`, `dagster_runs`, `patient_runs`,
+- support: `home` (stores, study file, lock, storage checks), `guards`, `instance_runs` (every unit of work a run
+  submitted to the home's instance, launched by a daemon under `daemon_guard`), `patient_runs`, `dagster_runs`,
   `orphaned_runs`, `output`
 """
 
