@@ -2,7 +2,6 @@ import dagster as dg
 import polars as pl
 
 from cssci_platform.defs.models.feature_matrix import feature_matrix
-from cssci_platform.lib.harmonization import HARMONIZATION_OFF, MIN_BATCH_SIZE
 from cssci_platform.lib.messages import markdown_table
 from cssci_platform.lib.queries import modeling as queries
 from cssci_platform.resources.warehouse import WarehouseResource
@@ -13,6 +12,8 @@ from cssci_platform.resources.warehouse import WarehouseResource
     description="Every center has enough training patients for ComBat to estimate its batch effect",
 )
 def combat_batches_estimable(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    from cssci_platform.lib.harmonization import HARMONIZATION_OFF, MIN_BATCH_SIZE
+
     with warehouse.connect() as con:
         counts = queries.training_patients_per_center(con)
     small = counts.filter(pl.col("n") < MIN_BATCH_SIZE)

@@ -8,7 +8,6 @@ from cssci_platform.defs.features.assets import radiomics_features
 from cssci_platform.defs.ingest.assets import cohort_manifest
 from cssci_platform.defs.outcomes.assets import study_outcome
 from cssci_platform.defs.splits.assets import checked_outcome, patient_splits, study_fold_roles
-from cssci_platform.lib.harmonization.study_table import harmonized_table
 from cssci_platform.lib.modeling.matrix import (
     CLIN,
     DL,
@@ -22,7 +21,6 @@ from cssci_platform.lib.modeling.matrix import (
     radiomics_block,
 )
 from cssci_platform.lib.queries import modeling as queries
-from cssci_platform.lib.selection import reliability_table
 from cssci_platform.lib.warehouse import write_wide_table
 from cssci_platform.resources.cohort import CohortResource
 from cssci_platform.resources.study import StudyResource
@@ -82,6 +80,8 @@ def feature_matrix(study: StudyResource, cohort: CohortResource, warehouse: Ware
 )
 def feature_reliability(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """ICC(3,1) and ICC(2,1) of every radiomics feature between repeat segmentations (no labels involved)."""
+    from cssci_platform.lib.selection import reliability_table
+
     with warehouse.connect() as con:
         rows = queries.repeat_segmentation_features(con).to_pandas()
     table, summary = reliability_table(rows)
@@ -94,6 +94,8 @@ def feature_reliability(warehouse: WarehouseResource) -> dg.MaterializeResult:
 def harmonized_features(study: StudyResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """ComBat fitted on the training patients only, applied to everyone: the harmonized feature table to inspect
     (models re-fit ComBat inside their own pipelines, on their own training folds)."""
+    from cssci_platform.lib.harmonization.study_table import harmonized_table
+
     config = study.config()
     with warehouse.connect() as con:
         matrix = queries.stored_feature_matrix(con).to_pandas().set_index("patient_key")

@@ -1,18 +1,63 @@
+"""modeling_job and its executor: the zoo's fit units as steps run side by side, one process each."""
+
+import os
+
 import dagster as dg
 
 MODELING_ASSETS = ["study_outcome", "patient_splits", "feature_matrix", "feature_reliability", "harmonized_features",
                    "trained_models", "model_results", "predictions"]
 
-# The zoo's fit units (fold x mode x signature) are separate steps of trained_models: a run launched through the
-# instance (UI, `dagster job launch`, execute_job) runs them side by side in processes. The one setting:
-# run config `execution: {config: {max_concurrent: N}}` (default None/0 = the machine's core count).
-# `execute_in_process` always runs the steps one after another in its own process (the serial path).
-MODELING_EXECUTOR = dg.multiprocess_executor
+# What a fit step imports (besides the definitions): loaded once by the forkserver, every step process is forked from
+# it with them in memory instead of importing them again (measured in benchmarks/RESULTS.md, "Parallel model fits").
+FIT_STEP_MODULES = (
+    "cssci_platform.defs.models.training",
+    "cssci_platform.lib.modeling.zoo",
+    "cssci_platform.lib.modeling.results",
+    "cssci_platform.lib.model_tracking.runs",
+    "cssci_platform.lib.model_tracking.model_format",
+    "mlflow.sklearn",
+    "skops.io",
+    "lightgbm",
+    "xgboost",
+)
+START_METHODS = ("forkserver", "spawn")
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity; a container's limit, not the host's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _multiprocess_config(config: dict) -> dict:
+    """The modeling executor's settings as Dagster's multiprocess executor takes them."""
+    start: dict = {"spawn": {}} if config["start_method"] == "spawn" else {
+        "forkserver": {"preload_modules": list(FIT_STEP_MODULES)}}
+    return {"max_concurrent": config["max_concurrent"] or available_cores(), "start_method": start}
+
+
+# The one setting of how modeling runs in parallel, in the run config (launchpad, `dagster job launch --config`,
+# execute_job): `execution: {config: {max_concurrent: N, start_method: forkserver | spawn}}`. max_concurrent: steps at
+# once (default 0 = the cores this process may use); start_method: forkserver (default: step processes are forked
+# from one that imported FIT_STEP_MODULES once) or spawn (each step process imports everything itself).
+# `execute_in_process` ignores it and runs the steps one after another in its own process (the serial path).
+MODELING_EXECUTOR = dg.multiprocess_executor.configured(
+    _multiprocess_config,
+    name="modeling_multiprocess",
+    config_schema={
+        "max_concurrent": dg.Field(int, default_value=0, description="Steps at once; 0: the available cores"),
+        "start_method": dg.Field(
+            dg.Enum("ModelingStartMethod", [dg.EnumValue(m) for m in START_METHODS]),
+            default_value="forkserver",
+            description="forkserver: step processes forked from one that imported the fit step's modules once; "
+            "spawn: each step process imports everything itself",
+        ),
+    },
+)
 
 modeling_job = dg.define_asset_job(
     "modeling_job", MODELING_ASSETS,
     executor_def=MODELING_EXECUTOR,
     description="Cohort-level: study outcome, split, feature matrix, ICC, ComBat view, the classifier zoo per "
-                "signature and mode (one step per fold x mode x signature, in parallel under the multiprocess "
-                "executor: execution.config.max_concurrent, default the core count), MLflow.",
+                "signature and mode (fit units as parallel steps under the multiprocess executor: "
+                "execution.config.max_concurrent, default the available cores), MLflow.",
 )

@@ -1,61 +1,36 @@
-"""trained_models / model_results / predictions: the zoo per signature and mode, tracked in MLflow."""
+"""trained_models / model_results / predictions: the zoo per signature and mode, tracked in MLflow.
+
+The zoo runs as Dagster steps: `plan_fit_units` groups the fit units (fold x mode x signature) into steps worth a
+process, longest first (`lib.modeling.zoo.fit_steps`), `fit_unit` fits and logs one step's units, `register_zoo`
+registers the champions and writes the tables. The method's libraries (scikit-learn, MLflow) are imported inside
+the ops, so loading the definitions does not import them.
+"""
 
 import pickle
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import pandas as pd
 
 from cssci_platform.defs.models.feature_matrix import feature_matrix, feature_reliability
 from cssci_platform.defs.splits.assets import patient_splits, study_split_folds
-from cssci_platform.lib.model_tracking import (
-    get_or_create_experiment,
-    in_study_run,
-    log_model_run,
-    log_params,
-    model_evidence,
-    model_run_tags,
-    register_champion,
-    registered_model_name,
-)
-from cssci_platform.lib.modeling.chains import ChainSettings
-from cssci_platform.lib.modeling.results import (
-    final_features,
-    run_metrics,
-    run_params,
-    settings_params,
-    warning_tags,
-    write_zoo_results,
-)
-from cssci_platform.lib.modeling.training import FailedFit
-from cssci_platform.lib.modeling.zoo import (
-    FitUnit,
-    ZooFit,
-    champions_fold,
-    choose_champions,
-    fit_units,
-    labels_for_mode,
-    outcome_classes,
-    train_unit,
-)
-from cssci_platform.lib.modeling.zoo_summary import (
-    champion_table,
-    failure_table,
-    fold_summary,
-    mode_delta_table,
-    results_table,
-)
-from cssci_platform.lib.outcome_rules import SCORE_SUFFIX, OutcomeRuleError
 from cssci_platform.lib.queries import modeling as queries
-from cssci_platform.lib.study_config import StudyConfig
-from cssci_platform.lib.study_runs import STUDY_TAG
 from cssci_platform.resources.cohort import CohortResource
 from cssci_platform.resources.study import StudyResource
 from cssci_platform.resources.tracking import TrackingResource
 from cssci_platform.resources.warehouse import WarehouseResource
+
+if TYPE_CHECKING:
+    from cssci_platform.lib.model_tracking import TrackingConfig
+    from cssci_platform.lib.modeling.chains import ChainSettings
+    from cssci_platform.lib.modeling.training import FailedFit
+    from cssci_platform.lib.modeling.zoo import FitUnit, ZooFit
+    from cssci_platform.lib.study_config import StudyConfig
 
 MODEL_INPUTS = [feature_matrix, patient_splits, feature_reliability]
 ZOO_ASSETS = ("model_results", "predictions", "trained_models")  # the MLflow runs' dagster_asset tag
@@ -72,18 +47,18 @@ class ZooInputs:
     split: str
     folds: dict[str, pd.Series]
     classes: list[str]
-    chain: ChainSettings
+    chain: "ChainSettings"
     scores: pd.Series | None
     tags: dict[str, str]
     manifest_hash: str
-    units: list[FitUnit]
+    units: "list[FitUnit]"
 
 
 @dg.op(
     ins={key.path[-1]: dg.In(dg.Nothing) for key in (a.key for a in MODEL_INPUTS)},
     out=dg.DynamicOut(str),
-    description="The zoo's fit units (fold x mode x signature), one dynamic output each; writes the inputs every "
-    "fit step reads to one file",
+    description="The zoo's fit units (fold x mode x signature) grouped into steps, longest first, one dynamic "
+    "output each; writes the inputs every fit step reads to one file",
 )
 def plan_fit_units(
     context: dg.OpExecutionContext,
@@ -92,12 +67,21 @@ def plan_fit_units(
     warehouse: WarehouseResource,
     tracking: TrackingResource,
 ) -> Iterator[dg.DynamicOutput[str]]:
+    from cssci_platform.lib.model_tracking import get_or_create_experiment
+    from cssci_platform.lib.modeling.chains import ChainSettings
+    from cssci_platform.lib.modeling.zoo import fit_steps, fit_units, labels_for_mode, no_units_reason, outcome_classes
+    from cssci_platform.lib.outcome_rules import OutcomeRuleError
+    from cssci_platform.lib.study_runs import STUDY_TAG
+
     config = study.config()
     manifest = cohort.load()
     split, folds = study_split_folds(warehouse, config)
     with warehouse.connect() as con:
         matrix = queries.stored_feature_matrix(con).to_pandas().set_index("patient_key")
         outcome = queries.modelled_outcome(con, split)
+    units = fit_units(matrix, folds, config.models, list(config.modes))
+    if not units:
+        raise dg.Failure(no_units_reason(config.models.signatures, list(config.modes), list(folds)))
     chain = ChainSettings(
         config.harmonization,
         config.selection,
@@ -114,7 +98,6 @@ def plan_fit_units(
         raise dg.Failure(str(error)) from None
     get_or_create_experiment(tracking.config(config.name))  # once, before fit steps log side by side
     tags = {**({STUDY_TAG: context.run.tags[STUDY_TAG]} if STUDY_TAG in context.run.tags else {}), "split": split}
-    units = fit_units(matrix, folds, config.models, list(config.modes))
     inputs = ZooInputs(
         matrix,
         split,
@@ -129,40 +112,93 @@ def plan_fit_units(
     folder = _step_folder(warehouse, context.run_id)
     path = folder / INPUTS_FILE
     path.write_bytes(pickle.dumps(inputs, protocol=pickle.HIGHEST_PROTOCOL))
-    for index, unit in enumerate(units):
-        yield dg.DynamicOutput(f"{path}#{index}", mapping_key=f"u{index:03d}_{unit.step_key}")
+    steps = fit_steps(units, matrix, config.models)
+    context.log.info(f"{len(units)} fit units in {len(steps)} steps, longest first")
+    for position, step in enumerate(steps):  # in this order the executor starts them
+        yield dg.DynamicOutput(
+            f"{path}#{','.join(map(str, step.units))}", mapping_key=f"s{position:03d}_{step.key}"
+        )
 
 
-@dg.op(description="Every classifier of one signature in one mode on one fold, each logged as its MLflow run")
-def fit_unit(context: dg.OpExecutionContext, study: StudyResource, tracking: TrackingResource, planned: str) -> str:
-    """`planned`: '<inputs file>#<unit index>'. Returns the file holding the unit's (fit, run id, model URI)."""
-    path, index = planned.rsplit("#", 1)
+@dg.op(description="The fit units of one step (every classifier of a signature in one mode on one fold), each fit "
+       "logged as its MLflow run")
+def fit_unit(
+    context: dg.OpExecutionContext, study: StudyResource, tracking: TrackingResource, planned: str
+) -> dg.Output[str]:
+    """`planned`: '<inputs file>#<unit indices>'. Returns the file holding each unit's (index, [(fit, run id, model
+    URI)]); its metadata: the seconds spent fitting and logging. A unit that raises fails the step, naming the unit
+    and what it was doing (a classifier's own error is a recorded failed fit, not this)."""
+    path, indices = planned.rsplit("#", 1)
     inputs: ZooInputs = pickle.loads(Path(path).read_bytes())
-    unit, config = inputs.units[int(index)], study.config()
-    try:
-        fits = train_unit(inputs.matrix, inputs.folds, inputs.classes, config.models, unit, inputs.chain, inputs.scores)
-    except OutcomeRuleError as error:
-        raise dg.Failure(str(error)) from None
+    config = study.config()
     tracking_config = tracking.config(config.name)
-    logged = []
-    for fit in fits:
-        run_tags = {
-            **inputs.tags,
-            "fold": fit.fold,
-            **model_run_tags(
-                signature=fit.model.spec.signature.name,
-                classifier=fit.model.spec.classifier,
-                mode=fit.model.spec.mode,
-                manifest_hash=inputs.manifest_hash,
-                dagster_run_id=context.run.run_id,
-                dagster_asset=",".join(ZOO_ASSETS),
-            ),
-        }
-        params = settings_params(inputs.chain, config.outcome, fit.outcome_threshold)
-        logged.append((fit, *_log_fit(context, tracking_config, fit, config, params, run_tags, inputs.matrix)))
-    result = Path(path).parent / f"unit_{int(index):03d}.pkl"
-    result.write_bytes(pickle.dumps((int(index), logged), protocol=pickle.HIGHEST_PROTOCOL))
-    return str(result)
+    done, fitting, logging = [], 0.0, 0.0
+    for index in map(int, indices.split(",")):
+        unit = inputs.units[index]
+        started = time.perf_counter()
+        fits = _fit(inputs, config, unit)
+        fitting += time.perf_counter() - started
+        started = time.perf_counter()
+        done.append((index, [(fit, *_logged(context, tracking_config, fit, unit, inputs, config)) for fit in fits]))
+        logging += time.perf_counter() - started
+    result = Path(path).parent / f"unit_{indices.split(',')[0]}.pkl"
+    result.write_bytes(pickle.dumps(done, protocol=pickle.HIGHEST_PROTOCOL))
+    return dg.Output(
+        str(result),
+        metadata={"units": len(done), "models": sum(len(fits) for _, fits in done),
+                  "seconds_fitting": round(fitting, 2), "seconds_logging": round(logging, 2)},
+    )
+
+
+def _unit_name(unit: "FitUnit") -> str:
+    return f"fit unit {unit.signature}, {unit.mode}, fold {unit.fold}"
+
+
+def _fit(inputs: ZooInputs, config: "StudyConfig", unit: "FitUnit") -> "list[ZooFit]":
+    from cssci_platform.lib.modeling.zoo import train_unit
+    from cssci_platform.lib.outcome_rules import OutcomeRuleError
+
+    try:
+        return train_unit(
+            inputs.matrix, inputs.folds, inputs.classes, config.models, unit, inputs.chain, inputs.scores
+        )
+    except OutcomeRuleError as error:
+        raise dg.Failure(f"{_unit_name(unit)}: {error}") from None
+    except Exception as error:
+        raise dg.Failure(f"{_unit_name(unit)}: fitting failed: {type(error).__name__}: {error}") from error
+
+
+def _logged(
+    context: dg.OpExecutionContext,
+    tracking_config: "TrackingConfig",
+    fit: "ZooFit",
+    unit: "FitUnit",
+    inputs: ZooInputs,
+    config: "StudyConfig",
+) -> tuple[str, str]:
+    """The fit logged as its MLflow run: (run id, model URI); an error names the unit and the model."""
+    from cssci_platform.lib.model_tracking import model_run_tags
+    from cssci_platform.lib.modeling.results import settings_params
+
+    run_tags = {
+        **inputs.tags,
+        "fold": fit.fold,
+        **model_run_tags(
+            signature=fit.model.spec.signature.name,
+            classifier=fit.model.spec.classifier,
+            mode=fit.model.spec.mode,
+            manifest_hash=inputs.manifest_hash,
+            dagster_run_id=context.run.run_id,
+            dagster_asset=",".join(ZOO_ASSETS),
+        ),
+    }
+    params = settings_params(inputs.chain, config.outcome, fit.outcome_threshold)
+    try:
+        return _log_fit(context, tracking_config, fit, config, params, run_tags, inputs.matrix)
+    except Exception as error:
+        raise dg.Failure(
+            f"{_unit_name(unit)}: logging {fit.model.spec.name} to MLflow failed: {type(error).__name__}: {error}"
+        ) from error
 
 
 @dg.op(
@@ -177,10 +213,16 @@ def register_zoo(
     tracking: TrackingResource,
     fitted: list[str],
 ) -> Iterator[dg.Output]:
+    from cssci_platform.lib.modeling.results import write_zoo_results
+    from cssci_platform.lib.modeling.zoo import champions_fold
+
     config = study.config()
     folder = _step_folder(warehouse, context.run_id)
     inputs: ZooInputs = pickle.loads((folder / INPUTS_FILE).read_bytes())
-    units = sorted(pickle.loads(Path(path).read_bytes()) for path in fitted)  # (unit index, logged): serial order
+    units = sorted(unit for path in fitted for unit in pickle.loads(Path(path).read_bytes()))  # serial order
+    if [index for index, _ in units] != list(range(len(inputs.units))):
+        raise dg.Failure(f"the fit steps returned units {[i for i, _ in units]} of {len(inputs.units)}: "
+                         "re-run trained_models")
     logged = [entry for _, unit_logged in units for entry in unit_logged]
     first_fold = champions_fold(fit for fit, _, _ in logged)
     champions = _register_champions(
@@ -231,14 +273,18 @@ def _step_folder(warehouse: WarehouseResource, run_id: str) -> Path:
 
 def _log_fit(
     context: dg.OpExecutionContext,
-    tracking_config,
-    fit: ZooFit,
-    config: StudyConfig,
+    tracking_config: "TrackingConfig",
+    fit: "ZooFit",
+    config: "StudyConfig",
     params: dict,
     tags: dict,
     matrix: pd.DataFrame,
 ) -> tuple[str, str]:
     """One MLflow run per fit: (run id, model URI; '' for a fit that failed)."""
+    from cssci_platform.lib.model_tracking import log_model_run
+    from cssci_platform.lib.modeling.results import final_features, run_metrics, run_params, warning_tags
+    from cssci_platform.lib.modeling.training import FailedFit
+
     model, where = fit.model, f"[{fit.model.spec.mode}, {fit.fold}]"
     if isinstance(model, FailedFit):
         context.log.warning(
@@ -265,6 +311,14 @@ def _log_fit(
 
 
 def _materializations(logged: list, champions: dict, first_fold: str, experiment: str, tracking_uri: str):
+    from cssci_platform.lib.modeling.zoo_summary import (
+        champion_table,
+        failure_table,
+        fold_summary,
+        mode_delta_table,
+        results_table,
+    )
+
     trained = [(f.fold, f.model) for f, _, _ in logged if not f.failed]
     failures = [f.model for f, _, _ in logged if f.failed]
     first = [m for fold, m in trained if fold == first_fold]
@@ -293,8 +347,10 @@ def _materializations(logged: list, champions: dict, first_fold: str, experiment
     yield dg.MaterializeResult(asset_key="predictions", metadata={"rows": sum(len(m.predictions) for _, m in trained)})
 
 
-def _scores(warehouse: WarehouseResource, config: StudyConfig) -> pd.Series | None:
+def _scores(warehouse: WarehouseResource, config: "StudyConfig") -> pd.Series | None:
     """The change scores leakage_safe labels are re-derived from per fold (rule change_above_mean), else None."""
+    from cssci_platform.lib.outcome_rules import SCORE_SUFFIX
+
     if not config.outcome.relabelled_per_fold:
         return None
     with warehouse.connect() as con:
@@ -307,7 +363,7 @@ def _scores(warehouse: WarehouseResource, config: StudyConfig) -> pd.Series | No
     return pd.to_numeric(rows.set_index("patient_key")["value"])
 
 
-def _icc_table(warehouse: WarehouseResource, config: StudyConfig) -> pd.DataFrame | None:
+def _icc_table(warehouse: WarehouseResource, config: "StudyConfig") -> pd.DataFrame | None:
     if config.selection.icc_threshold is None:
         return None
     with warehouse.connect() as con:
@@ -327,6 +383,9 @@ def _register_champions(tracking_config, experiment: str, runs: list, labels: di
     """Register each signature's champion (`choose_champions`) in the MLflow model registry, described by its model
     card and with its ROC and calibration plots (the evidence: its predictions against the labels it was evaluated
     on); `runs`: (model, run id, model URI) of the champions' fold; `labels`: run id -> the fit's labels."""
+    from cssci_platform.lib.model_tracking import model_evidence, register_champion, registered_model_name
+    from cssci_platform.lib.modeling.zoo import choose_champions
+
     uris = {run_id: uri for _, run_id, uri in runs}
     champions = {}
     for signature, (model, run_id) in choose_champions([(model, run_id) for model, run_id, _ in runs]).items():
@@ -346,9 +405,12 @@ def _register_champions(tracking_config, experiment: str, runs: list, labels: di
     return champions
 
 
-def _log_failed_run(tracking_config, failed: FailedFit, fold: str, params: dict, tags: dict) -> str:
+def _log_failed_run(tracking_config: "TrackingConfig", failed: "FailedFit", fold: str, params: dict,
+                    tags: dict) -> str:
     """A FAILED MLflow run for a fit that raised: the reason as tag `cssci.failure_reason` and param
     `failure_reason`."""
+    from cssci_platform.lib.model_tracking import get_or_create_experiment, in_study_run, log_params
+
     client = tracking_config.client()
     run = client.create_run(
         get_or_create_experiment(tracking_config),

@@ -40,6 +40,7 @@ Mode = Literal["leakage_safe", "paper_faithful"]
 MODES: tuple[Mode, ...] = ("leakage_safe", "paper_faithful")
 SCORED_ROLES = ("train", "test", "validation")
 FIXED_CLASSIFIER = "LR"  # Clinical and Combined are logistic regressions, as in the studies
+SINGLE_MODEL_KINDS = ("clinical", "combined")  # the signatures fitted once, with FIXED_CLASSIFIER
 REASON_CHARS = 500  # a failed fit's reason as stored (MLflow tag, model_results.reason)
 _LOG = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ def fit_signature(
     train = matrix[roles == "train"]
     if train.empty:
         raise ValueError("no training patients in this split")
-    if signature.kind in ("clinical", "combined"):
+    if signature.kind in SINGLE_MODEL_KINDS:
         classifiers = [FIXED_CLASSIFIER]
     try:
         columns, template, folds = _chain_on_folds(

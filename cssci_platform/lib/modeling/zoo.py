@@ -19,8 +19,15 @@ import pandas as pd
 from cssci_platform.lib.model_tracking import select_champion
 from cssci_platform.lib.modeling.chains import ChainSettings
 from cssci_platform.lib.modeling.settings import ModelsSettings
-from cssci_platform.lib.modeling.signatures import study_signatures
-from cssci_platform.lib.modeling.training import FailedFit, Mode, TrainedModel, champion_candidates, fit_signature
+from cssci_platform.lib.modeling.signatures import Signature, study_signatures
+from cssci_platform.lib.modeling.training import (
+    SINGLE_MODEL_KINDS,
+    FailedFit,
+    Mode,
+    TrainedModel,
+    champion_candidates,
+    fit_signature,
+)
 from cssci_platform.lib.outcome_rules import labels_above_training_mean
 
 if TYPE_CHECKING:
@@ -29,6 +36,7 @@ if TYPE_CHECKING:
 _LOG = logging.getLogger(__name__)
 BINARY_CLASSES = ["0", "1"]  # the labels of a binary outcome and of every derived one
 NO_TRAINED_FOLD = "-"
+SHORT_UNIT_SHARE = 0.25  # a unit with less work than this share of the longest one's is merged with other short ones
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,69 @@ def fit_units(
     """Every fold x mode x signature of the zoo, in the serial training order (`train_zoo`'s)."""
     signatures = study_signatures(models.signatures, matrix)
     return [FitUnit(fold, mode, signature.name) for fold in folds for mode in modes for signature in signatures]
+
+
+@dataclass(frozen=True)
+class FitStep:
+    """Fit units run one after another in one Dagster step (one process under the multiprocess executor): `units`
+    are indices into the serial unit list (`fit_units`), `estimated_work` the unit's models x feature columns."""
+
+    units: tuple[int, ...]
+    key: str
+    estimated_work: int
+
+
+def fit_steps(units: list[FitUnit], matrix: pd.DataFrame, models: ModelsSettings) -> list[FitStep]:
+    """The units grouped into steps worth a process, longest first. Work is estimated as models x feature columns
+    of a unit. A short unit (under `SHORT_UNIT_SHARE` of the longest's work: e.g. Clinical and Combined, one
+    logistic regression each, beside a signature's whole classifier zoo) joins the other short units of its fold in
+    one step, up to that share of work per step; every other unit is a step of its own. Steps are ordered by work,
+    largest first, so parallel workers start on the long ones and the short ones fill the end. The grouping changes
+    nothing in the fits: each unit is trained by `train_unit` as in `train_zoo`."""
+    signatures = {s.name: s for s in study_signatures(models.signatures, matrix)}
+    work = [_estimated_work(signatures[u.signature], matrix, models.classifiers) for u in units]
+    short_limit = max(work, default=0) * SHORT_UNIT_SHARE
+    groups = [[i] for i in range(len(units)) if work[i] >= short_limit]
+    for fold in dict.fromkeys(u.fold for u in units):
+        group: list[int] = []
+        for i in (i for i, u in enumerate(units) if u.fold == fold and work[i] < short_limit):
+            if group and sum(work[j] for j in group) + work[i] > short_limit:
+                groups.append(group)
+                group = []
+            group.append(i)
+        groups += [group] if group else []
+    steps = [FitStep(tuple(g), _step_key([units[i] for i in g]), sum(work[i] for i in g)) for g in groups]
+    return sorted(steps, key=lambda step: (-step.estimated_work, step.units))
+
+
+def _model_count(signature: Signature, classifiers: list[str]) -> int:
+    return 1 if signature.kind in SINGLE_MODEL_KINDS else len(classifiers)
+
+
+def _estimated_work(signature: Signature, matrix: pd.DataFrame, classifiers: list[str]) -> int:
+    try:
+        columns = len(signature.columns(matrix))
+    except ValueError:  # no columns: the unit is recorded as failed fits at once
+        columns = 0
+    return _model_count(signature, classifiers) * max(columns, 1)
+
+
+def _step_key(units: list[FitUnit]) -> str:
+    """The step's name as a dynamic output key: the one unit's `step_key`, or fold, modes and signatures."""
+    if len(units) == 1:
+        return units[0].step_key
+    modes = "_".join(dict.fromkeys(u.mode for u in units))
+    signatures = "_".join(dict.fromkeys(u.signature for u in units))
+    return FitUnit(units[0].fold, modes, signatures).step_key  # type: ignore[arg-type]
+
+
+def no_units_reason(signatures: list[str] | None, modes: list[str], folds: list[str]) -> str:
+    """Why a zoo has no fit unit, naming the empty setting(s) and how to fill them."""
+    empty = [name for name, values in (("models.signatures", signatures), ("modes", modes), ("split.folds", folds))
+             if values is not None and not values]
+    return (f"no model to fit: {', '.join(empty) or 'models.signatures'} names nothing; leave models.signatures out "
+            "for the standard set (Rad, DL_<backbone>, Rad+DL_<backbone>, Clinical, Combined) or list some, and give "
+            "at least one mode (leakage_safe, paper_faithful) and one fold")
 
 
 def train_unit(
