@@ -243,9 +243,35 @@ def test_predict_on_a_folder_without_the_patients_row_is_exit_2(manifest: Path, 
     assert_one_clear_failure(completed, 2, f"cannot score {folder}", "add the patient's row")
 
 
-def worker_pids(parent: int) -> list[int]:
-    listed = subprocess.run(["ps", "-o", "pid=", "--ppid", str(parent)], capture_output=True, text=True).stdout
-    return [int(pid) for pid in listed.split()]
+def started_patient_runs(home: Path) -> list:
+    """The patient runs of the home's instance that a run worker executes now."""
+    import dagster as dg
+
+    if not (home / "dagster_home" / "cssci_daemon.json").exists():  # before, the command may be creating the storage
+        return []
+    try:
+        with dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:
+            return instance.get_runs(filters=dg.RunsFilter(job_name="patient_features_job",
+                                                           statuses=[dg.DagsterRunStatus.STARTED]))
+    except Exception:  # noqa: BLE001 - the command is creating the instance's storage right now
+        return []
+
+
+def run_worker_pids(home: Path) -> list[int]:
+    import dagster as dg
+
+    from cssci_platform.cli.orphaned_runs import run_worker_pid
+
+    with dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:
+        pids = [run_worker_pid(instance, run.run_id) for run in instance.get_runs()]
+    return [pid for pid in pids if pid is not None]
+
+
+def unfinished_runs(home: Path) -> list:
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:
+        return [run for run in instance.get_runs() if not run.is_finished]
 
 
 def alive(pid: int) -> bool:
@@ -258,7 +284,8 @@ def alive(pid: int) -> bool:
 
 
 def ingest_with_running_workers(tmp_path: Path, stdout: int) -> tuple[subprocess.Popen, list[int]]:
-    """`cssci ingest` of 12 patients (about a minute), returned once its two patient workers run."""
+    """`cssci ingest` of 12 patients (a few minutes), returned once two patient runs execute (their run workers
+    launched by the daemon the command started); returns the command and those workers' pids."""
     manifest = write_sci_cohort(tmp_path / "cohort", n_development=12, n_prospective=0, seed=4)
     process = subprocess.Popen(
         [sys.executable, "-m", "cssci_platform.cli.main", "ingest", str(manifest), "--workers", "2"],
@@ -269,18 +296,21 @@ def ingest_with_running_workers(tmp_path: Path, stdout: int) -> tuple[subprocess
         text=True,
         encoding="utf-8",
     )
-    deadline, workers = time.monotonic() + 90, []
-    while len(workers) < 3 and time.monotonic() < deadline and process.poll() is None:  # two workers + resource tracker
+    deadline, workers = time.monotonic() + 300, []
+    while len(workers) < 2 and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.5)
-        workers = worker_pids(process.pid)
-    assert len(workers) >= 3, "the patient workers did not start"
-    time.sleep(2)
+        workers = [pid for pid in run_worker_pids(tmp_path / "home") if alive(pid)] \
+            if started_patient_runs(tmp_path / "home") else []
+    if process.poll() is not None:
+        pytest.fail(f"the ingest ended ({process.returncode}) before two patient runs started: "
+                    f"{process.stdout.read()[-3000:] if process.stdout else ''}")
+    assert len(workers) >= 2, "the patient runs did not start"
     return process, workers
 
 
 def test_sigterm_stops_an_ingest_at_once_and_says_what_was_kept(tmp_path: Path) -> None:
     # Before: SIGTERM was swallowed and the ingest went on through every patient, then exited 0.
-    process, _ = ingest_with_running_workers(tmp_path, subprocess.PIPE)
+    process, workers = ingest_with_running_workers(tmp_path, subprocess.PIPE)
     try:
         process.send_signal(15)
         started = time.monotonic()
@@ -293,10 +323,13 @@ def test_sigterm_stops_an_ingest_at_once_and_says_what_was_kept(tmp_path: Path) 
     text = " ".join(text.split())
     assert process.returncode == 130, text
     assert "stopped (SIGTERM)" in text and "Traceback" not in text and "QC errors" not in text, text
+    assert unfinished_runs(tmp_path / "home") == []  # queued runs canceled, started ones terminated
+    assert not any(alive(pid) for pid in workers)
 
 
 def test_workers_of_a_killed_ingest_end_with_it(tmp_path: Path) -> None:
-    # Before: SIGKILL of `cssci ingest` left its patient workers running as orphans for ever.
+    # Before: SIGKILL of `cssci ingest` left its patient workers running as orphans for ever. Now its daemon (and the
+    # run workers it launched) end with it: nothing launches the runs it left queued behind its back.
     process, workers = ingest_with_running_workers(tmp_path, subprocess.DEVNULL)
     try:
         process.kill()
@@ -304,7 +337,9 @@ def test_workers_of_a_killed_ingest_end_with_it(tmp_path: Path) -> None:
         deadline = time.monotonic() + 20
         while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert not any(alive(pid) for pid in workers), "orphaned workers still run"
+        assert not any(alive(pid) for pid in workers), "orphaned run workers still run"
+        time.sleep(5)  # a daemon left alive would launch the next queued patient within its 1 s dequeue interval
+        assert not [pid for pid in run_worker_pids(tmp_path / "home") if alive(pid)]
     finally:
         for pid in workers:
             if alive(pid):

@@ -127,3 +127,35 @@ def test_instance_runs_equal_in_process_runs_and_an_interrupted_call_resumes(tmp
         assert [(o.patient_key, o.success) for o in resumed] == [(keys[1], True)]
         assert _run_patients(instance, keys) == []  # nothing left to run
     assert _tables(home) == reference
+
+
+def test_a_patient_whose_row_or_image_changed_since_its_successful_run_is_run_again(tmp_path: Path) -> None:
+    manifest = write_sci_cohort(tmp_path / "cohort", n_development=2, n_prospective=0, seed=42,
+                                second_rater_fraction=0)
+    cohort = load_cohort(manifest)
+    keys = sorted(cohort.patients)
+    digests = {key: patient_runs.patient_input_digest(cohort, cohort.patients[key]) for key in keys}
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        for key in keys:  # each patient's run succeeded on today's inputs
+            instance.add_run(dg.DagsterRun(job_name=patient_runs.PATIENT_JOB, status=dg.DagsterRunStatus.SUCCESS,
+                                           tags={patient_runs.PARTITION_TAG: key,
+                                                 patient_runs.INPUT_DIGEST_TAG: digests[key]}))
+        assert patient_runs.patients_to_run(instance, keys, digests) == []
+
+        image = cohort.resolve(next(iter(cohort.patients[keys[1]].images.values())))
+        time.sleep(0.01)
+        image.write_bytes(image.read_bytes())  # the same path, a new file (modification time)
+        changed = load_cohort(manifest)
+        now = {key: patient_runs.patient_input_digest(changed, changed.patients[key]) for key in keys}
+        assert patient_runs.patients_to_run(instance, keys, now) == [keys[1]]
+
+        rows = manifest.parent / "patients.csv"
+        rows.write_text(rows.read_text(encoding="utf-8").replace(",1,", ",0,", 1), encoding="utf-8")
+        edited = load_cohort(manifest)
+        after = {key: patient_runs.patient_input_digest(edited, edited.patients[key]) for key in keys}
+        assert sorted(k for k in keys if after[k] != now[k])  # some row's content changed
+        assert patient_runs.patients_to_run(instance, keys, after) == sorted(
+            {keys[1]} | {k for k in keys if after[k] != now[k]})

@@ -19,6 +19,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -244,6 +245,7 @@ class InstanceSession:
     def __init__(self, instance: dg.DagsterInstance) -> None:
         self.instance = instance
         self.submitted: list[str] = []
+        self.stop_signal = ""  # SIGINT / SIGTERM received: raised as KeyboardInterrupt at the next check
         self._stack = ExitStack()
         self._workspace = None
         self._daemon: DaemonKeeper | None = None
@@ -251,6 +253,7 @@ class InstanceSession:
     def submit(self, job_name: str, partition: str | None = None, run_config: dict | None = None,
                tags: dict[str, str] | None = None) -> str:
         """Put a run of `job_name` (for `partition`) on the run queue; returns its id."""
+        self.check_stop()
         if self._workspace is None:
             self._workspace = self._stack.enter_context(home_workspace(self.instance))
             self._daemon = DaemonKeeper(self.instance)
@@ -270,6 +273,7 @@ class InstanceSession:
         waiting = list(run_ids)
         seen: dict[str, int] = {}
         while waiting:
+            self.check_stop()
             if self._daemon is not None:
                 self._daemon.ensure()
             runs = {run.run_id: run for run in self.instance.get_runs(filters=dg.RunsFilter(run_ids=waiting))}
@@ -299,6 +303,11 @@ class InstanceSession:
         self.follow([run_id], lambda run: ended.append(ended_run(self.instance, run)), on_event)
         return ended[0] if ended else RunEnded(run_id, job_name, partition, False, "the run vanished from the instance")
 
+    def check_stop(self) -> None:
+        """Raise KeyboardInterrupt (named by the signal) once Ctrl-C or SIGTERM was received."""
+        if self.stop_signal:
+            raise KeyboardInterrupt(self.stop_signal)
+
     def cancel_unfinished(self) -> list[str]:
         """Cancel / terminate every run submitted here that has not finished (Ctrl-C, SIGTERM)."""
         return cancel_runs(self.instance, self.submitted) if self.submitted else []
@@ -309,10 +318,12 @@ class InstanceSession:
 
 @contextmanager
 def instance_session(instance: dg.DagsterInstance) -> Iterator[InstanceSession]:
-    """A session for one command: SIGTERM is turned into KeyboardInterrupt, and an interrupted (or failed) block
-    cancels the runs it submitted, while the daemon that runs them still answers, before it stops."""
+    """A session for one command. Ctrl-C (SIGINT) and SIGTERM are noted and raised as KeyboardInterrupt where the
+    session next submits or polls (never inside a library's half-done call, e.g. a storage connection being
+    closed); a second one is raised at once. An interrupted (or failed) block cancels the runs it submitted, while
+    the daemon that runs them still answers, before it stops."""
     session = InstanceSession(instance)
-    with stop_on_terminate():
+    with stop_on_terminate(), _noted_signals(session):
         try:
             yield session
         except BaseException:
@@ -320,3 +331,23 @@ def instance_session(instance: dg.DagsterInstance) -> Iterator[InstanceSession]:
             raise
         finally:
             session.close()
+
+
+@contextmanager
+def _noted_signals(session: InstanceSession) -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def note(signum: int, frame: object) -> None:
+        name = signal.Signals(signum).name
+        if session.stop_signal:
+            raise KeyboardInterrupt(name)
+        session.stop_signal = name
+
+    previous = {number: signal.signal(number, note) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)

@@ -1,10 +1,13 @@
 """Patients from the command line: register them as partitions and run each one's partition of the patient job as a
 run submitted to the home's instance (`instance_runs.InstanceSession`): the run queue's max_concurrent_runs (the
 command's --workers) bounds how many run at once, each in its own process. Running the same command again runs
-only the patients whose latest run did not succeed."""
+only the patients whose latest run did not succeed or is stale (its manifest row or an image / mask file changed
+since: the run's `cssci/input_digest` tag)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,9 +22,11 @@ from cssci_platform.cli.orphaned_runs import fail_orphaned_runs
 
 if TYPE_CHECKING:
     from cssci_platform.cli.instance_runs import InstanceSession
+    from cssci_platform.lib.cohort import Cohort, PatientRecord
 
 PATIENT_JOB = "patient_features_job"
 PARTITION_TAG = "dagster/partition"
+INPUT_DIGEST_TAG = "cssci/input_digest"  # the patient's manifest row and file stats the run processed
 # A patient run executes its steps in the run's own process: parallelism is across patients (runs), bounded by the
 # run queue's max_concurrent_runs; a process per step would only add start-up cost (PyRadiomics is single-threaded).
 PATIENT_RUN_EXECUTION: dict[str, dict] = {"execution": {"config": {"in_process": {}}}}
@@ -100,11 +105,35 @@ def latest_patient_run(instance: dg.DagsterInstance, patient_key: str) -> dg.Dag
     return runs[0] if runs else None
 
 
-def patients_to_run(instance: dg.DagsterInstance, patient_keys: list[str]) -> list[str]:
-    """The patients whose latest patient run did not succeed (none, failed, canceled): what a resumed command runs."""
+def patient_input_digest(cohort: Cohort, record: PatientRecord) -> str:
+    """Changes when the patient's manifest row changes (`record_digest`) or one of its image / mask files is
+    replaced (size or modification time): a patient run of another digest is stale."""
+    from cssci_platform.lib.partition_plan import record_digest
+
+    files = []
+    for path in sorted([*record.images.values(), *(mask.path for mask in record.masks)]):
+        try:
+            stat = cohort.resolve(path).stat()
+            files.append((path, stat.st_size, stat.st_mtime_ns))
+        except (OSError, ValueError):
+            files.append((path, None, None))
+    payload = json.dumps([record_digest(record), files], default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def patients_to_run(instance: dg.DagsterInstance, patient_keys: list[str],
+                    digests: dict[str, str] | None = None) -> list[str]:
+    """What a resumed command runs: the patients whose latest patient run did not succeed (none, failed, canceled),
+    or succeeded on other inputs (its `INPUT_DIGEST_TAG` differs from `digests`: the row or a file changed). A run
+    without the tag (launched from the UI) counts by its status alone."""
+    digests = digests or {}
+
     def done(key: str) -> bool:
         run = latest_patient_run(instance, key)
-        return run is not None and run.status == dg.DagsterRunStatus.SUCCESS
+        if run is None or run.status != dg.DagsterRunStatus.SUCCESS:
+            return False
+        recorded = run.tags.get(INPUT_DIGEST_TAG)
+        return recorded is None or key not in digests or recorded == digests[key]
 
     return [key for key in patient_keys if not done(key)]
 
@@ -125,18 +154,25 @@ def patient_outcome(instance: dg.DagsterInstance, run: dg.DagsterRun) -> Patient
 
 def run_patients_on_instance(session: InstanceSession, patient_keys: list[str],
                              on_outcome: Callable[[PatientRunOutcome], None] = lambda outcome: None,
-                             on_pending: Callable[[int, int], None] = lambda pending, total: None
-                             ) -> list[PatientRunOutcome]:
+                             on_pending: Callable[[int, int], None] = lambda pending, total: None,
+                             digests: dict[str, str] | None = None) -> list[PatientRunOutcome]:
     """Run every patient not yet done through the instance and report each as its run ends (failures as they
     happen). A patient whose latest run succeeded is skipped (its outcome is not reported); one whose latest run is
     still queued or running (left by a command killed meanwhile, or launched from the UI) is followed, not run twice.
-    Ctrl-C: the session cancels the runs it submitted. `on_pending(pending, total)` is told how many will run."""
+    Ctrl-C: the session cancels the runs it submitted. `on_pending(pending, total)` is told how many will run;
+    `digests` (`patient_input_digest` per patient) make a patient whose inputs changed since its run stale."""
     instance = session.instance
-    pending = patients_to_run(instance, patient_keys)
+    digests = digests or {}
+    pending = patients_to_run(instance, patient_keys, digests)
     on_pending(len(pending), len(patient_keys))
     unfinished = {key: run.run_id for key in pending if (run := latest_patient_run(instance, key)) is not None
                   and not run.is_finished}
-    run_ids = [unfinished.get(key) or session.submit(PATIENT_JOB, key, PATIENT_RUN_EXECUTION) for key in pending]
+
+    def submit(key: str) -> str:
+        tags = {INPUT_DIGEST_TAG: digests[key]} if key in digests else {}
+        return session.submit(PATIENT_JOB, key, PATIENT_RUN_EXECUTION, tags)
+
+    run_ids = [unfinished.get(key) or submit(key) for key in pending]
     outcomes: list[PatientRunOutcome] = []
 
     def on_ended(run: dg.DagsterRun) -> None:
@@ -175,4 +211,5 @@ def ingest_cohort(manifest: Path, workers: int, on_patient: Callable[[PatientRun
     run_manifest_job(session)
     register_partitions(instance, sorted(cohort.patients), sorted({p.center for p in cohort.patients.values()
                                                                    if p.center in cohort.spec.centers}))
-    return run_patients_on_instance(session, sorted(cohort.patients), on_patient, on_pending)
+    digests = {key: patient_input_digest(cohort, record) for key, record in cohort.patients.items()}
+    return run_patients_on_instance(session, sorted(cohort.patients), on_patient, on_pending, digests)

@@ -233,8 +233,8 @@ def run_study(config: StudyConfig, home: Path, workers: int | None = None, progr
 
 
 def default_workers() -> int:
-    """Runs at a time when --workers is not given: the machine's cores."""
-    return os.cpu_count() or 1
+    """Runs at a time when --workers is not given: the cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 @dataclass
