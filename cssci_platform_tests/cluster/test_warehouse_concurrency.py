@@ -23,6 +23,7 @@ from cssci_platform.lib.cluster.warehouse_backends import (
     PostgresTarget,
     WarehouseTarget,
     attach_ducklake,
+    attach_postgres,
     open_writer,
     prepare_table,
     read_frame,
@@ -185,3 +186,30 @@ def test_a_writer_does_not_wait_for_another_writers_open_transaction(
     assert seconds < LOCK_WAIT_S
     counts = read_frame(target, f"SELECT patient_key, count(*) AS n FROM {TABLE} GROUP BY 1 ORDER BY 1").rows()
     assert counts == [("W00-P0000", ROWS), ("W01-P0000", ROWS)]
+
+
+def test_duckdb_reads_the_postgres_warehouse_through_the_packaged_extension(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    try:
+        packaged_extension_file("postgres_scanner", f"v{duckdb.__version__}")
+    except ExtensionUnavailable as error:
+        pytest.skip(f"DuckDB reads PostgreSQL through its postgres extension: {error}")
+    target = make_target("postgres", postgres_server, tmp_path)
+    prepare_table(target, TABLE)
+    writer = open_writer(target)
+    try:
+        for index in range(3):
+            key = f"W00-P{index:04d}"
+            writer.replace_patient_rows(TABLE, key, synthetic_feature_rows(key, ROWS, "v1", index))
+    finally:
+        writer.close()
+    query = ("SELECT patient_key, sequence, roi, segmentation, feature, value FROM {table} "
+             "WHERE channel = 'original' ORDER BY 1, 2, 3, 4, 5")
+
+    with duckdb.connect() as con:
+        attach_postgres(con, target.conninfo)
+        through_duckdb = con.execute(query.format(table=f"wh.{TABLE}")).pl()
+
+    assert through_duckdb.height == 3 * ROWS // 5
+    assert through_duckdb.equals(read_frame(target, query.format(table=TABLE)))

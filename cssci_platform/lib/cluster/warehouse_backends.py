@@ -121,6 +121,7 @@ class DuckDBFileWriter:
 
 def attach_ducklake(con: duckdb.DuckDBPyConnection, target: DuckLakeTarget) -> None:
     """Load the packaged ducklake and postgres extensions (offline) and attach the lake as `lake`."""
+    con.execute("SET enable_progress_bar = false")  # long lake queries would draw bars on stdout
     load_packaged_extension(con, "postgres_scanner")
     load_packaged_extension(con, "ducklake")
     target.data_path.mkdir(parents=True, exist_ok=True)
@@ -201,6 +202,13 @@ def open_writer(target: WarehouseTarget) -> PatientRowsWriter:
 
 
 # ---- reads ------------------------------------------------------------------------------------------------
+
+
+def attach_postgres(con: duckdb.DuckDBPyConnection, conninfo: str, alias: str = "wh") -> None:
+    """Attach a PostgreSQL warehouse read-only to a DuckDB connection (the postgres extension loaded offline from its
+    pip package), so DuckDB SQL reads its tables as `<alias>.<table>`, filters and columns pushed down to PostgreSQL."""
+    load_packaged_extension(con, "postgres_scanner")
+    con.execute(f"ATTACH '{conninfo}' AS {alias} (TYPE postgres, READ_ONLY)")
 
 
 def read_frame(target: WarehouseTarget, sql: str) -> pl.DataFrame:
