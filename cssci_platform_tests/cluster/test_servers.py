@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from cssci_platform_tests.cluster.servers import (
+    CLUSTER_FLAG,
     MlflowServer,
     PostgresServer,
+    find_binary,
     port_open,
     redis_ping,
     running_postgres,
@@ -100,3 +102,14 @@ def test_mlflow_server_tracks_in_postgres_and_proxies_artifacts_into_the_shared_
     with psycopg.connect(mlflow_server.backend_store_uri.replace("postgresql+psycopg://", "postgresql://")) as db:
         aliases = db.execute("SELECT name, alias FROM registered_model_aliases").fetchall()
     assert aliases == [("cluster_smoke_model", "champion")]
+
+
+def test_an_absent_server_skips_locally_and_fails_where_cluster_tests_are_required(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(CLUSTER_FLAG, raising=False)
+    with pytest.raises(pytest.skip.Exception, match="`no-such-server` not found: the Debian package `no-such-pkg`"):
+        find_binary("no-such-server", "no-such-pkg")
+    monkeypatch.setenv(CLUSTER_FLAG, "1")
+    with pytest.raises(pytest.fail.Exception, match="CSSCI_CLUSTER_TESTS=1, so the cluster tests must run"):
+        find_binary("no-such-server", "no-such-pkg")
