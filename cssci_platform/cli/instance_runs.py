@@ -90,7 +90,8 @@ def home_workspace(instance: dg.DagsterInstance) -> Iterator:
     from dagster._core.workspace.context import WorkspaceProcessContext
     from dagster._core.workspace.load_target import WorkspaceFileTarget
 
-    with WorkspaceProcessContext(instance, WorkspaceFileTarget([str(WORKSPACE_FILE)])) as process_context:
+    with WorkspaceProcessContext(instance, WorkspaceFileTarget([str(WORKSPACE_FILE)]),
+                                 code_server_log_level="WARNING") as process_context:  # no start/stop lines
         yield process_context.create_request_context()
 
 
