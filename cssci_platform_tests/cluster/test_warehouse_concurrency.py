@@ -213,3 +213,34 @@ def test_duckdb_reads_the_postgres_warehouse_through_the_packaged_extension(
 
     assert through_duckdb.height == 3 * ROWS // 5
     assert through_duckdb.equals(read_frame(target, query.format(table=TABLE)))
+
+
+def test_every_warehouse_table_is_created_in_postgres_and_list_columns_round_trip(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    from cssci_platform.lib.warehouse import SCHEMA
+
+    target = make_target("postgres", postgres_server, tmp_path)
+    for table in SCHEMA:
+        prepare_table(target, table)
+    scans = pl.DataFrame({
+        "patient_key": ["W00-P0000", "W00-P0000"], "sequence": ["sag_T1", "sag_T2"], "kind": ["image", "mask"],
+        "size": [[256, 256, 12], [256, 256, 12]], "spacing": [[0.5, 0.5, 3.0], [0.5, 0.5, 3.5]],
+        "mask_voxels": [None, 1234],
+    })
+    embeddings = pl.DataFrame({"patient_key": ["W00-P0000"], "embedding": [[0.25, -1.5, 3.0]]},
+                              schema={"patient_key": pl.String, "embedding": pl.List(pl.Float32)})
+    writer = open_writer(target)
+    try:
+        writer.replace_patient_rows("scans", "W00-P0000", scans)
+        writer.replace_patient_rows("scans", "W00-P0000", scans)  # replaced, not doubled
+        writer.replace_patient_rows("embeddings", "W00-P0000", embeddings)
+    finally:
+        writer.close()
+
+    stored = read_frame(target, "SELECT sequence, size, spacing, mask_voxels FROM scans ORDER BY sequence")
+    assert stored.rows() == [("sag_T1", [256, 256, 12], [0.5, 0.5, 3.0], None),
+                             ("sag_T2", [256, 256, 12], [0.5, 0.5, 3.5], 1234)]
+    assert read_frame(target, "SELECT embedding FROM embeddings").rows() == [([0.25, -1.5, 3.0],)]
+    created = read_frame(target, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")
+    assert set(created["table_name"]) == set(SCHEMA)

@@ -72,6 +72,11 @@ def backend_name(target: WarehouseTarget) -> str:
 # ---- table definitions -----------------------------------------------------------------------------------------------
 
 
+def column_names(table: str) -> list[str]:
+    """The column names of a warehouse SCHEMA table, in order."""
+    return [part.split()[0] for part in SCHEMA[table].replace("\n", " ").split(",")]
+
+
 def postgres_columns(table: str) -> str:
     """The warehouse SCHEMA's column list in PostgreSQL's spelling (DOUBLE -> DOUBLE PRECISION, FLOAT -> REAL)."""
     columns = re.sub(r"\bDOUBLE\b", "DOUBLE PRECISION", SCHEMA[table])
@@ -99,7 +104,8 @@ def prepare_table(target: WarehouseTarget, table: str) -> None:
 
     with psycopg.connect(target.conninfo) as pg:
         pg.execute(f"CREATE TABLE IF NOT EXISTS {table} ({postgres_columns(table)})")
-        pg.execute(f"CREATE INDEX IF NOT EXISTS {table}_patient_key ON {table} (patient_key)")
+        if "patient_key" in column_names(table):
+            pg.execute(f"CREATE INDEX IF NOT EXISTS {table}_patient_key ON {table} (patient_key)")
 
 
 # ---- writers ------------------------------------------------------------------------------------------------
@@ -174,7 +180,8 @@ class DuckLakeWriter:
 
 
 class PostgresWriter:
-    """One connection per writer process; DELETE then COPY (CSV) in one transaction."""
+    """One connection per writer process; DELETE then COPY in one transaction (CSV for flat frames; row by row, with
+    psycopg adapting lists to arrays, where a column holds lists: scans' size/spacing, embeddings)."""
 
     def __init__(self, target: PostgresTarget) -> None:
         import psycopg
@@ -185,8 +192,13 @@ class PostgresWriter:
         names = ", ".join(frame.columns)
         with self.connection.transaction(), self.connection.cursor() as cursor:
             cursor.execute(f"DELETE FROM {table} WHERE patient_key = %s", [patient_key])
-            with cursor.copy(f"COPY {table} ({names}) FROM STDIN (FORMAT csv)") as copy:
-                copy.write(frame.write_csv(include_header=False, null_value=""))
+            if any(isinstance(dtype, pl.List | pl.Array) for dtype in frame.dtypes):
+                with cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+                    for row in frame.iter_rows():
+                        copy.write_row(row)
+            else:
+                with cursor.copy(f"COPY {table} ({names}) FROM STDIN (FORMAT csv)") as copy:
+                    copy.write(frame.write_csv(include_header=False, null_value=""))
         return WriteOutcome(frame.height, 0)
 
     def close(self) -> None:
