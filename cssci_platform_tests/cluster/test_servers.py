@@ -70,21 +70,18 @@ def test_servers_are_stopped_and_deleted_even_when_the_test_fails() -> None:
 def test_mlflow_server_tracks_in_postgres_and_proxies_artifacts_into_the_shared_folder(
     mlflow_server: MlflowServer, tmp_path: Path
 ) -> None:
-    import mlflow
-    from mlflow import MlflowClient
+    from cssci_platform.lib.model_tracking.store import TrackingConfig, scoped_mlflow_globals
 
-    client = MlflowClient(tracking_uri=mlflow_server.url, registry_uri=mlflow_server.url)
+    config = TrackingConfig(tracking_uri=mlflow_server.url, experiment_name="cluster_smoke")
+    client = config.client()
     experiment_id = client.create_experiment("cluster_smoke")
     assert client.get_experiment(experiment_id).artifact_location.startswith("mlflow-artifacts:")
     run = client.create_run(experiment_id)
     client.log_metric(run.info.run_id, "auc", 0.75)
     note = tmp_path / "note.txt"
     note.write_text("stored through the server")
-    mlflow.set_tracking_uri(mlflow_server.url)
-    try:
+    with scoped_mlflow_globals(config):  # mlflow-artifacts: URIs resolve against the global tracking URI
         client.log_artifact(run.info.run_id, str(note))
-    finally:
-        mlflow.set_tracking_uri(None)
     client.set_terminated(run.info.run_id)
 
     stored = list(mlflow_server.artifacts_destination.rglob("note.txt"))
