@@ -77,6 +77,7 @@ class WriterReport:
     seconds: float  # from the common start to this writer's last commit
     slowest_write_s: float
     conflict_retries: int
+    finished_at: float = 0.0  # time.time() of the last commit (or of the failure)
     error: str = ""
 
 
@@ -91,7 +92,7 @@ def run_writer(plan: WriterPlan, start: Any, reports: Any) -> None:
                    for key, frame in frames[:plan.rewrites]]
     except Exception as error:  # noqa: BLE001  (the parent reports it)
         start.wait(START_TIMEOUT_S)
-        reports.put(WriterReport(plan.writer, 0, 0, 0.0, 0.0, 0, f"{type(error).__name__}: {error}"))
+        reports.put(WriterReport(plan.writer, 0, 0, 0.0, 0.0, 0, time.time(), f"{type(error).__name__}: {error}"))
         return
     start.wait(START_TIMEOUT_S)
     began, rows, retries, slowest, writes = time.perf_counter(), 0, 0, 0.0, 0
@@ -101,10 +102,10 @@ def run_writer(plan: WriterPlan, start: Any, reports: Any) -> None:
             outcome = writer.replace_patient_rows(TABLE, key, frame)
             slowest = max(slowest, time.perf_counter() - before)
             rows, retries, writes = rows + outcome.rows, retries + outcome.conflict_retries, writes + 1
-        reports.put(WriterReport(plan.writer, writes, rows, time.perf_counter() - began, slowest, retries))
+        reports.put(WriterReport(plan.writer, writes, rows, time.perf_counter() - began, slowest, retries, time.time()))
     except Exception as error:  # noqa: BLE001
         reports.put(WriterReport(plan.writer, writes, rows, time.perf_counter() - began, slowest, retries,
-                                 f"{type(error).__name__}: {error}"))
+                                 time.time(), f"{type(error).__name__}: {error}"))
     finally:
         writer.close()
 
@@ -118,8 +119,9 @@ class LoadResult:
     rewrites: int
     wall_seconds: float  # common start -> last writer's report
     reports: list[WriterReport]
-    snapshots: int = 0  # reads taken while writers ran
-    snapshot_read_seconds: list[float] = field(default_factory=list)
+    snapshots: int = 0  # reads that began before the last writer's last commit
+    snapshot_read_seconds: list[float] = field(default_factory=list)  # of those reads
+    snapshot_reads: list[tuple[float, float]] = field(default_factory=list)  # every read: (time.time() at start, s)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -196,6 +198,9 @@ def run_write_load(target: WarehouseTarget, writers: int, patients_per_writer: i
             _take_snapshot(target, result)
             _collect(reports, result, timeout=read_pause_s)
         result.wall_seconds = max((report.seconds for report in result.reports), default=0.0)
+        last_commit = max((report.finished_at for report in result.reports), default=0.0)
+        result.snapshot_read_seconds = [seconds for began, seconds in result.snapshot_reads if began < last_commit]
+        result.snapshots = len(result.snapshot_read_seconds)
     finally:
         for process in processes:
             process.join(timeout=60)
@@ -209,11 +214,9 @@ def run_write_load(target: WarehouseTarget, writers: int, patients_per_writer: i
 
 
 def _take_snapshot(target: WarehouseTarget, result: LoadResult) -> None:
-    before = time.perf_counter()
+    began, before = time.time(), time.perf_counter()
     snapshot = read_frame(target, SNAPSHOT_SQL)
-    if len(result.reports) < result.writers:  # only reads that overlapped the writes count
-        result.snapshots += 1
-        result.snapshot_read_seconds.append(time.perf_counter() - before)
+    result.snapshot_reads.append((began, time.perf_counter() - before))
     result.problems += snapshot_problems(snapshot, result.rows_per_patient) if snapshot.height else []
 
 
