@@ -282,3 +282,28 @@ def test_an_oblique_scan_gets_the_nearest_plane_and_its_angle_off_that_plane():
     assert oblique.obliquity_deg == pytest.approx(30.0) and oblique.slice_index == 11
     axial = plan_roi_crop(rotated_about_the_body_axis(phantom, 30.0), RoiSliceSettings(axis="axial", margin=0))
     assert axial.obliquity_deg == pytest.approx(0.0, abs=1e-6)  # the turn is about the axial plane's own normal
+
+
+def test_the_resize_matches_torchs_antialiased_bilinear_without_loading_torch() -> None:
+    """Cutting a slice (the patient step roi_slices) needs no torch (issue 18, memory); the resize is Pillow's
+    bilinear filter, which is what torch's `interpolate(mode="bilinear", antialias=True)` reproduces, so the network
+    input is the same to float32 rounding. torch is the independent reference here."""
+    import subprocess
+    import sys
+
+    import torch
+    import torch.nn.functional as F
+
+    from cssci_platform.lib.deep.roi_slices import resize
+
+    rng = np.random.default_rng(3)
+    for shape in [(37, 51), (300, 260), (224, 224), (12, 90), (500, 31)]:  # down, up, same, and mixed per axis
+        patch = rng.random(shape).astype(np.float32) * 1000
+        reference = F.interpolate(torch.from_numpy(patch)[None, None], size=(224, 200), mode="bilinear",
+                                  align_corners=False, antialias=True)[0, 0].numpy()
+        np.testing.assert_allclose(resize(patch, (224, 200)), reference, rtol=0, atol=1e-6 * 1000 * 20)
+    code = ("import sys, numpy as np\nfrom cssci_platform.lib.deep.roi_slices import roi_slice\n"
+            "volume = np.zeros((5, 20, 20), np.float32); volume[2, 5:12, 6:14] = 1\n"
+            "roi_slice(volume, volume)\nprint('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

@@ -193,13 +193,13 @@ def cut_roi_slice(image: Volume, crop: RoiCrop, settings: RoiSliceSettings = Roi
 
 
 def resize(patch: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear with antialiasing, as torchvision resizes network inputs."""
-    import torch
-    import torch.nn.functional as F
+    """Bilinear with antialiasing (Pillow's filter on float32, which torch's `interpolate(mode="bilinear",
+    antialias=True)` and torchvision's resize reproduce): no torch needed to cut a slice."""
+    from PIL import Image
 
-    tensor = torch.from_numpy(np.ascontiguousarray(patch, dtype=np.float32))[None, None]
-    resized = F.interpolate(tensor, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
-    return resized[0, 0].numpy()
+    rows, cols = size
+    image = Image.fromarray(np.ascontiguousarray(patch, dtype=np.float32), mode="F")
+    return np.array(image.resize((cols, rows), Image.Resampling.BILINEAR), dtype=np.float32)  # writable copy
 
 
 def _volume(volume: Volume, what: str) -> tuple[np.ndarray, tuple[float, float, float]]:
