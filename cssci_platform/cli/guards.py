@@ -33,12 +33,13 @@ def writing_command(home: Path, command: str):
 
 @contextmanager
 def stopped_cleanly(command: str):
-    """Ctrl-C or SIGTERM: say what was kept and exit 130 at once (running patients are terminated, not awaited)."""
+    """Ctrl-C or SIGTERM: say what was kept and exit 130 (the command's queued runs were canceled and its started runs
+    terminated by its instance session, not awaited)."""
     try:
         yield
     except KeyboardInterrupt as interrupt:
         errors.print(f"[red]stopped[/] ({interrupt or 'SIGINT'}): `{escape(command)}` was interrupted. Patients "
-                     "already finished are kept; the runs it left are marked failed by the next cssci command. Run it "
+                     "already finished are kept; its queued runs were canceled and its running ones terminated. Run it "
                      "again to finish.", soft_wrap=True)
         raise typer.Exit(INTERRUPTED_EXIT) from None
 
