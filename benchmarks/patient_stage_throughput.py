@@ -10,11 +10,16 @@ computed:
 - `bare`: a `ProcessPoolExecutor` of 2 spawned processes calling the library functions the assets call (QC
   inspection, preprocessing, radiomics, ROI slices, QC montage) per patient; no Dagster, no warehouse writes.
 
+`--real N`: instead of synthetic patients, the first N real soft-tissue sarcoma T1 MRIs of
+../shared/refdata/mri_sts_multivendor (expert tumour masks, vendor as center), original channel only: patients whose
+radiomics take seconds to minutes, as in a hospital's cohort.
+
 bare / cli is the CLI's throughput relative to the bare loop (the issue asks >= 0.9x); (cli - bare) x 2 / patients is
 the platform's cost per patient run (Dagster run + step start-up, events, warehouse writes, QC bookkeeping). Rounds
 alternate the order. The cohort is written once (untimed) under benchmarks/_work/patient_stage.
 
     python benchmarks/patient_stage_throughput.py --patients 16 --rounds 2
+    python benchmarks/patient_stage_throughput.py --real 8 --rounds 1
 """
 
 from __future__ import annotations
@@ -43,6 +48,33 @@ def study_document(manifest: Path) -> dict:
     demo = yaml.safe_load(resolve_config_path("demo").read_text(encoding="utf-8"))
     return {"name": "patient_stage", "cohort": {"manifest": str(manifest)}, "outcome": {"name": "good_outcome"},
             **{section: demo[section] for section in DEMO_SECTIONS}}
+
+
+def real_cohort(patients: int) -> tuple[Path, dict]:
+    """A manifest over copies of the first `patients` real sarcoma MRIs, and its study (original channel only)."""
+    import csv
+
+    root = Path(os.environ.get("CSSCI_REFDATA") or REPO_ROOT.parent / "shared" / "refdata") / "mri_sts_multivendor"
+    folder = WORK / f"real_{patients}"
+    with open(root / "scanners.csv", encoding="utf-8") as stream:
+        chosen = sorted(csv.DictReader(stream), key=lambda row: row["patient"])[:patients]
+    rows = ["patient_id,center,cohort,image__T1,mask__T1__tumour,large_tumour"]
+    for index, row in enumerate(chosen):
+        key = row["patient"]
+        (folder / "data" / key).mkdir(parents=True, exist_ok=True)
+        for name in ("MR_T1_image.nii.gz", "MR_T1_mask.nii.gz"):
+            if not (folder / "data" / key / name).exists():
+                shutil.copy(root / key / name, folder / "data" / key / name)
+        rows.append(f"{key},{row['vendor']},development,{key}/MR_T1_image.nii.gz,{key}/MR_T1_mask.nii.gz,{index % 2}")
+    (folder / "patients.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    spec = {"manifest_version": 1, "name": "sarcoma", "table": "patients.csv", "data_root": "data",
+            "centers": sorted({row["vendor"] for row in chosen}), "sequences": ["T1"], "rois": ["tumour"],
+            "mask_label": 1, "outcomes": {"large_tumour": {"type": "binary"}}}
+    manifest = folder / "cohort.yaml"
+    manifest.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    study = {"name": "patient_stage_real", "cohort": {"manifest": str(manifest)}, "outcome": {"name": "large_tumour"},
+             "preprocessing": {"channels": ["original"]}, "deep": {"channels": ["original"]}}
+    return manifest, study
 
 
 def prepared_cohort(patients: int) -> Path:
@@ -118,12 +150,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--real", type=int, default=0, help="the first N real sarcoma MRIs instead (refdata)")
     args = parser.parse_args()
     from cssci_platform.lib.cohort import load_cohort
 
-    manifest = prepared_cohort(args.patients)
+    if args.real:
+        manifest, study = real_cohort(args.real)
+    else:
+        manifest = prepared_cohort(args.patients)
+        study = study_document(manifest)
     keys = sorted(load_cohort(manifest).patients)
-    study = study_document(manifest)
     study_file = WORK / "study.yaml"
     study_file.write_text(yaml.safe_dump(study, sort_keys=False), encoding="utf-8")
     print(f"{len(keys)} patients, load before: {os.getloadavg()}")
