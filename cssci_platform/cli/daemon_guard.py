@@ -3,25 +3,37 @@ the daemon and every process it starts (its code server, the run workers) end wi
 
 The guard leads a session (process group) of its own, so a Ctrl-C in the terminal reaches only the command, which
 cancels its runs itself. The kernel sends the guard SIGTERM when the command that started it dies, even by SIGKILL
-(PR_SET_PDEATHSIG, set by the command before exec); the command's own stop is SIGTERM too. On the command's stop the
+(PR_SET_PDEATHSIG, set by the guard as it starts); the command's own stop is SIGTERM too. On the command's stop the
 guard asks the daemon to stop, then kills whatever is left of its group; when the command died it kills the group at
 once (a run worker still executing: the next command marks that run failed and runs its patient again).
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
 import sys
 import time
 
+PARENT_ENV = "CSSCI_DAEMON_PARENT"  # the pid of the command that started the guard
 STOP_GRACE_SECONDS = 20.0
 POLL_SECONDS = 0.2
 
 
+def end_with_parent(parent: int) -> None:
+    """Have Linux send this process SIGTERM when the command `parent` dies, even by SIGKILL (PR_SET_PDEATHSIG); if
+    it already died, stop now."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+    if os.getppid() != parent:
+        sys.exit(0)
+
+
 def main(command: list[str]) -> int:
-    parent = os.getppid()
+    parent = int(os.environ.get(PARENT_ENV) or os.getppid())
+    end_with_parent(parent)
     stop = False
 
     def on_stop(signum: int, frame: object) -> None:

@@ -13,7 +13,6 @@ worker is gone as failed (`orphaned_runs.fail_orphaned_runs`) and runs again wha
 
 from __future__ import annotations
 
-import ctypes
 import os
 import re
 import signal
@@ -29,6 +28,7 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
+from cssci_platform.cli.daemon_guard import PARENT_ENV
 from cssci_platform.cli.dagster_runs import QUIET_RUN_CONFIG, first_failure_of_events
 from cssci_platform.cli.guards import stop_on_terminate
 from cssci_platform.cli.home import PROJECT_ROOT
@@ -110,13 +110,6 @@ def submit_run(instance: dg.DagsterInstance, workspace, job_name: str, run_confi
     return instance.submit_run(run.run_id, workspace).run_id
 
 
-def _end_with_parent() -> None:
-    """In the daemon's guard (`daemon_guard`), before exec: Linux sends it SIGTERM when the command that started it
-    dies (even by SIGKILL), so no daemon outlives its command and launches runs nobody follows."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 class DaemonKeeper:
     """Keeps a daemon dequeuing and launching the queued runs: the one already heartbeating, else one started here
     (`dagster-daemon run` on workspace.yaml under `daemon_guard`, which ends it and its run workers with the command;
@@ -138,7 +131,7 @@ class DaemonKeeper:
             self.process = subprocess.Popen([sys.executable, "-m", "cssci_platform.cli.daemon_guard", sys.executable,
                                              "-m", "dagster._daemon", "run", "-w", str(WORKSPACE_FILE)],
                                             cwd=PROJECT_ROOT, stdout=output, stderr=subprocess.STDOUT,
-                                            start_new_session=True, preexec_fn=_end_with_parent)
+                                            start_new_session=True, env={**os.environ, PARENT_ENV: str(os.getpid())})
         record_daemon(self.instance, self.process.pid)
 
     def stop(self) -> None:
