@@ -16,6 +16,7 @@ import json
 import os
 import re
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 
 import dagster as dg
@@ -51,7 +52,7 @@ def submitter_tags() -> dict[str, str]:
     return {SUBMITTER_TAGS[name]: value for name, value in process_tags().items()}
 
 
-def submitter_alive(tags: dict[str, str]) -> bool:
+def submitter_alive(tags: Mapping[str, str]) -> bool:
     """Whether the command named by `submitter_tags()` still runs (True for runs submitted otherwise: the UI)."""
     own = {name: tags[tag] for name, tag in SUBMITTER_TAGS.items() if tag in tags}
     return PID_TAG not in own or process_alive(own)
@@ -95,7 +96,7 @@ def worker_alive(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
     return boot + int(ticks) / os.sysconf("SC_CLK_TCK") <= started_at + 2.0
 
 
-def process_alive(tags: dict[str, str]) -> bool:
+def process_alive(tags: Mapping[str, str]) -> bool:
     """Whether the process named by `process_tags()` still runs (True when it ran on another host: cannot tell)."""
     if tags.get(HOST_TAG) != socket.gethostname() or not tags.get(PID_TAG, "").isdigit():
         return True

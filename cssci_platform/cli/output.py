@@ -8,11 +8,15 @@ import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 REDIRECTED_WIDTH = 10_000  # output to a file or pipe is never cut or wrapped: a reader scrolls, a script parses it
 
@@ -54,7 +58,7 @@ class StageBars:
                             "{task.fields[remaining]} remaining")
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), counts, TimeElapsedColumn(),
                                  TextColumn("ETA"), TimeRemainingColumn(), console=console)
-        self.task = None
+        self.task: TaskID | None = None
         self.name = ""
         self.patients_done = self.patients_failed = self.patients_total = 0
 

@@ -110,7 +110,7 @@ def patient_input_digest(cohort: Cohort, record: PatientRecord) -> str:
     replaced (size or modification time): a patient run of another digest is stale."""
     from cssci_platform.lib.partition_plan import record_digest
 
-    files = []
+    files: list[tuple[str, int | None, int | None]] = []
     for path in sorted([*record.images.values(), *(mask.path for mask in record.masks)]):
         try:
             stat = cohort.resolve(path).stat()
