@@ -110,17 +110,13 @@ def _resources() -> dict:
 
 def side_execution(side: str, processes: int) -> dict | None:
     """The executor config of a side: None for serial (in-process); `parallel`: the job's executor as configured by
-    default (only max_concurrent given); `spawn` / `forkserver`: that start method (forkserver with the fit step's
-    modules preloaded, as the default does)."""
+    default (only max_concurrent given); `spawn` / `forkserver`: that start method (forkserver preloads the fit step's
+    modules)."""
     if side == "serial":
         return None
     execution: dict = {"max_concurrent": processes}
-    if side == "spawn":
-        execution["start_method"] = {"spawn": {}}
-    elif side == "forkserver":
-        from cssci_platform.defs.models.jobs import FIT_STEP_MODULES
-
-        execution["start_method"] = {"forkserver": {"preload_modules": list(FIT_STEP_MODULES)}}
+    if side in ("spawn", "forkserver"):
+        execution["start_method"] = side
     return execution
 
 
@@ -270,8 +266,8 @@ def worker_logging(rounds: int) -> dict:
             "seconds_per_model": sum(seconds) / rounds, "profile": text.getvalue()}
 
 
-def _in_subprocess(env: dict[str, str], *args: str) -> dict:
-    out = WORK / f"result_{'_'.join(args)}.json"
+def _in_subprocess(env: dict[str, str], *args: str, tag: str = "") -> dict:
+    out = WORK / f"result_{tag}{'_'.join(args)}.json"
     command = [sys.executable, __file__, "--worker", *args, "--worker-out", str(out)]
     subprocess.run(command, env={**os.environ, **env, "PYTHONPATH": str(REPO_ROOT)}, check=True, cwd=REPO_ROOT)
     return json.loads(out.read_text())
@@ -342,7 +338,7 @@ def main() -> None:
         runs, snapshots = [], {}
         for index, side in enumerate(args.order.split(",")):
             env = prepare_side(args.home, f"{index}_{side}", classifiers, models)
-            result = _in_subprocess(env, "zoo", side, str(args.processes))
+            result = _in_subprocess(env, "zoo", side, str(args.processes), tag=f"{index}_")
             snapshots[index] = result.pop("snapshot")
             result["uptime_after"] = _uptime()
             runs.append(result)

@@ -1,14 +1,16 @@
 """modeling_job and its executor: the zoo's fit units as steps run side by side, one process each."""
 
 import os
+from pathlib import Path
 
 import dagster as dg
 
 MODELING_ASSETS = ["study_outcome", "patient_splits", "feature_matrix", "feature_reliability", "harmonized_features",
                    "trained_models", "model_results", "predictions"]
 
-# What a fit step imports (besides the definitions): loaded once by the forkserver, every step process is forked from
-# it with them in memory instead of importing them again (measured in benchmarks/RESULTS.md, "Parallel model fits").
+# What a fit step imports: loaded once by the forkserver with the definitions' modules, every step process is forked
+# from it with them in memory instead of importing them again (measured in benchmarks/RESULTS.md, "Parallel model
+# fits").
 FIT_STEP_MODULES = (
     "cssci_platform.defs.models.training",
     "cssci_platform.lib.modeling.zoo",
@@ -28,10 +30,18 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def definition_modules() -> list[str]:
+    """Every module of cssci_platform.defs (named from the files, nothing imported): what a step process imports to
+    find its job when the run was launched from the code location (workspace.yaml)."""
+    root = Path(__file__).resolve().parents[1]
+    names = (path.relative_to(root.parent.parent).with_suffix("").parts for path in sorted(root.rglob("*.py")))
+    return [".".join(parts[:-1] if parts[-1] == "__init__" else parts) for parts in names]
+
+
 def _multiprocess_config(config: dict) -> dict:
     """The modeling executor's settings as Dagster's multiprocess executor takes them."""
     start: dict = {"spawn": {}} if config["start_method"] == "spawn" else {
-        "forkserver": {"preload_modules": list(FIT_STEP_MODULES)}}
+        "forkserver": {"preload_modules": [*FIT_STEP_MODULES, *definition_modules()]}}
     return {"max_concurrent": config["max_concurrent"] or available_cores(), "start_method": start}
 
 
