@@ -71,6 +71,13 @@ def prepare_side(home: Path, side: str, classifiers: list[str] | None, models: d
     if classifiers:
         document["models"]["classifiers"] = classifiers
     (folder / "experiment.yaml").write_text(yaml.safe_dump(document))
+    if os.environ.get("PARALLEL_FITS_MLFLOW_WAL"):  # --mlflow-wal: the store's sqlite file in write-ahead-log mode
+        import sqlite3
+
+        with sqlite3.connect(folder / "mlflow.db") as con:
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("CREATE TABLE wal_probe (x)")  # a first write makes the mode stick in the new file
+            con.execute("DROP TABLE wal_probe")
     return {
         "CSSCI_WAREHOUSE": str(folder / "warehouse.duckdb"),
         "CSSCI_MANIFEST": manifest,
@@ -150,7 +157,7 @@ def worker_zoo(side: str, processes: int) -> dict:
 def step_timeline(instance, run_id: str) -> list[dict]:
     """Per step, seconds from the run's first event: when its worker was asked for (STEP_WORKER_STARTING, multiprocess
     only), when the step started and ended (STEP_START, STEP_SUCCESS / STEP_FAILURE / STEP_SKIPPED), and the timers
-    the step wrote as output metadata (seconds_fitting, seconds_logging)."""
+    the step wrote as output metadata (seconds_fitting, seconds_logging, seconds_cpu)."""
     logs = [entry for entry in instance.all_logs(run_id) if entry.dagster_event is not None]
     origin = min(entry.timestamp for entry in logs)
     steps: dict[str, dict] = {}
@@ -311,6 +318,8 @@ def main() -> None:
     parser.add_argument("--order", default="serial,parallel", help="sides in this order, repeats allowed: serial, "
                         "parallel (the job's default executor), spawn, forkserver")
     parser.add_argument("--out", type=Path, default=WORK / "parallel_fits.json")
+    parser.add_argument("--mlflow-wal", action="store_true", help="each side's fresh MLflow sqlite store in WAL mode "
+                        "(commits without the rollback journal's fsyncs; what the tracking store could do)")
     parser.add_argument("--worker", nargs="*")
     parser.add_argument("--worker-out", type=Path)
     args = parser.parse_args()
@@ -322,12 +331,15 @@ def main() -> None:
         args.worker_out.write_text(json.dumps(result, default=str))
         return
     WORK.mkdir(parents=True, exist_ok=True)
+    if args.mlflow_wal:
+        os.environ["PARALLEL_FITS_MLFLOW_WAL"] = "1"
     models = None
     if args.config:
         args.home = prepare_config_home(args.config, WORK / f"{args.config}_home")
         models = shipped_models(args.config)
     classifiers = [c for c in args.classifiers.split(",") if c] or None
     report: dict = {"uptime_start": _uptime(), "home": str(args.home), "config": args.config or None,
+                    "mlflow_wal": args.mlflow_wal,
                     "classifiers": classifiers, "processes": args.processes, "cpu_count": os.cpu_count()}
     parts = args.parts.split(",")
     if "logging" in parts:
