@@ -187,7 +187,8 @@ def run_write_load(target: WarehouseTarget, writers: int, patients_per_writer: i
     context = multiprocessing.get_context("spawn")
     start, reports = context.Barrier(writers + 1), context.Queue()
     plans = [WriterPlan(target, w, patients_per_writer, rows_per_patient, rewrites) for w in range(writers)]
-    processes = [context.Process(target=run_writer, args=(plan, start, reports)) for plan in plans]
+    processes = [multiprocessing.get_context("spawn").Process(target=run_writer, args=(plan, start, reports))
+                 for plan in plans]
     for process in processes:
         process.start()
     result = LoadResult(backend_name(target), writers, patients_per_writer, rows_per_patient, rewrites, 0.0, [])
