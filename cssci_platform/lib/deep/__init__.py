@@ -17,8 +17,9 @@ network stays small (issue 18, memory).
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from cssci_platform.lib.lazy_exports import lazy_attribute
 
 if TYPE_CHECKING:
     from cssci_platform.lib.deep.backbones import (
@@ -96,11 +97,7 @@ _WHERE = {  # name -> the submodule that defines it
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
-    globals()[name] = value
-    return value
+    return lazy_attribute(__name__, _WHERE, globals(), name)
 
 
 __all__ = [
