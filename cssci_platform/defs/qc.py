@@ -4,11 +4,21 @@ from collections.abc import Sequence
 
 import dagster as dg
 
+from cssci_platform.lib.deep.patient_slices import STAGE as SLICE_STAGE
 from cssci_platform.lib.messages import markdown_table
 from cssci_platform.lib.quality import QcIssue
 from cssci_platform.lib.queries import patients as queries
 from cssci_platform.lib.warehouse import replace_rows
 from cssci_platform.resources.warehouse import WarehouseResource
+
+# The QC stages whose recorded issues each blocking per-patient check reads: the checks of `patient_features_job` and
+# the patient batch op (`ingest/patient_batch.py`) decide from the same issues.
+CHECK_STAGES: dict[str, tuple[str, ...]] = {
+    "patient_qc": ("manifest", "scans"),
+    "roi_survives_resampling": ("preprocess",),
+    "features_finite": ("radiomics",),
+    "roi_slice_found": (SLICE_STAGE,),
+}
 
 
 def issues_markdown(issues: Sequence[QcIssue]) -> str:

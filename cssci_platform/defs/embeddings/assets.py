@@ -18,6 +18,7 @@ from cssci_platform.lib.queries import patients as queries
 from cssci_platform.lib.warehouse import replace_rows
 from cssci_platform.resources.cohort import CohortResource
 from cssci_platform.resources.image_store import ImageStoreResource
+from cssci_platform.resources.patient import PatientResources
 from cssci_platform.resources.study import StudyResource
 from cssci_platform.resources.warehouse import WarehouseResource
 
@@ -31,7 +32,13 @@ def roi_slices(context: dg.AssetExecutionContext, study: StudyResource, cohort: 
     """The largest-ROI slice of every channel, cropped to the DL rectangle and resized (one `.npy` each); and the
     patient's QC montage (every sequence's largest-lesion slice with the ROI contours and the DL rectangle, and its
     channels) in the metadata and at `image_store/qc_montages/<patient_key>.png`."""
-    key = context.partition_key
+    resources = PatientResources(study, cohort, warehouse, image_store)
+    return dg.MaterializeResult(metadata=cut_patient_roi_slices(resources, context.partition_key))
+
+
+def cut_patient_roi_slices(resources: PatientResources, key: str) -> dict:
+    """`roi_slices` of one patient: slice files and rows, its QC montage, ROI-slice QC issues; the metadata."""
+    study, cohort, warehouse, image_store = resources
     quarantine_guard(warehouse, key, UPSTREAM_STAGES)
     manifest, _ = cohort.patient(key)
     with warehouse.connect() as con:
@@ -43,13 +50,13 @@ def roi_slices(context: dg.AssetExecutionContext, study: StudyResource, cohort: 
     record_issues(warehouse, key, SLICE_STAGE, result.qc_issues)
     first = result.rows[0] if result.rows else {}
     montage = _qc_montage(key, channels, masks, request, result.rows, image_store)
-    return dg.MaterializeResult(metadata={
+    return {
         **montage,
         "slices": len(result.rows), "sequence": request.sequence, "roi": request.roi, "axis": request.settings.axis,
         "slice_index": first.get("slice_index", -1), "roi_area_px": first.get("roi_area_px", 0),
         "crop_rows_cols": str(first.get("crop", [])), "clipped_px": str(first.get("clipped_px", [])),
         "issues": dg.MetadataValue.md(issues_markdown(result.qc_issues)),
-    })
+    }
 
 
 def _qc_montage(key: str, channels: pl.DataFrame, masks: pl.DataFrame, request: SliceRequest, rows: list[dict],

@@ -2,8 +2,7 @@ import dagster as dg
 
 from cssci_platform.defs.embeddings.assets import center_embeddings, roi_slices
 from cssci_platform.defs.partitions import centers_partitions, patients_partitions
-from cssci_platform.defs.qc import qc_check_result, stored_issues
-from cssci_platform.lib.deep.patient_slices import STAGE as SLICE_STAGE
+from cssci_platform.defs.qc import CHECK_STAGES, qc_check_result, stored_issues
 from cssci_platform.lib.deep.settings import EMBEDDING_STAGE
 from cssci_platform.lib.queries import patients as queries
 from cssci_platform.resources.warehouse import WarehouseResource
@@ -14,7 +13,7 @@ from cssci_platform.resources.warehouse import WarehouseResource
                             "reaching "
                             "the slice border is clipped and recorded in roi_slices.clipped_px, not a failure)")
 def roi_slice_found(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    return qc_check_result(stored_issues(warehouse, context.partition_key, (SLICE_STAGE,)))
+    return qc_check_result(stored_issues(warehouse, context.partition_key, CHECK_STAGES["roi_slice_found"]))
 
 
 @dg.asset_check(asset=center_embeddings, partitions_def=centers_partitions,

@@ -15,6 +15,7 @@ from cssci_platform.lib.queries import patients as queries
 from cssci_platform.lib.warehouse import refresh_radiomics_wide_view, replace_rows
 from cssci_platform.resources.cohort import CohortResource
 from cssci_platform.resources.image_store import ImageStoreResource
+from cssci_platform.resources.patient import PatientResources
 from cssci_platform.resources.study import StudyResource
 from cssci_platform.resources.warehouse import WarehouseResource
 
@@ -28,7 +29,14 @@ from cssci_platform.resources.warehouse import WarehouseResource
 def preprocessed_channels(context: dg.AssetExecutionContext, study: StudyResource, cohort: CohortResource,
                           warehouse: WarehouseResource, image_store: ImageStoreResource) -> dg.MaterializeResult:
     """Per sequence: resampled to isotropic spacing, normalized to [0, 1], one NIfTI per filter channel."""
-    key = context.partition_key
+    resources = PatientResources(study, cohort, warehouse, image_store)
+    return dg.MaterializeResult(metadata=preprocess_patient_channels(resources, context.partition_key))
+
+
+def preprocess_patient_channels(resources: PatientResources, key: str) -> dict:
+    """`preprocessed_channels` of one patient: channel and mask files, their rows, preprocess QC issues; the
+    metadata."""
+    study, cohort, warehouse, image_store = resources
     quarantine_guard(warehouse, key, ("manifest", "scans"))
     manifest, _ = cohort.patient(key)
     with warehouse.connect() as con:
@@ -41,13 +49,11 @@ def preprocessed_channels(context: dg.AssetExecutionContext, study: StudyResourc
         replace_rows(con, "preprocessed_masks", {"patient_key": key}, [vars(m) for m in result.masks])
     record_issues(warehouse, key, "preprocess", issues)
     files = len(result.channels) + len(result.masks)
-    return dg.MaterializeResult(
-        metadata={"channel_files": len(result.channels), "mask_files": len(result.masks),
-                  "computed_files": result.computed_files, "reused_from_cache": files - result.computed_files,
-                  "features": _reuse(files - result.computed_files, files),
-                  "store": dg.MetadataValue.path(str(features.folder("channels") / key)),
-                  "issues": dg.MetadataValue.md(issues_markdown(issues))},
-    )
+    return {"channel_files": len(result.channels), "mask_files": len(result.masks),
+            "computed_files": result.computed_files, "reused_from_cache": files - result.computed_files,
+            "features": _reuse(files - result.computed_files, files),
+            "store": dg.MetadataValue.path(str(features.folder("channels") / key)),
+            "issues": dg.MetadataValue.md(issues_markdown(issues))}
 
 
 def _reuse(reused: int, total: int) -> str:
@@ -72,7 +78,14 @@ def _scan_fields(row: dict) -> dict:
 def radiomics_features(context: dg.AssetExecutionContext, study: StudyResource, cohort: CohortResource,
                        warehouse: WarehouseResource, image_store: ImageStoreResource) -> dg.MaterializeResult:
     """PyRadiomics features per sequence x ROI x segmentation x channel, long in `radiomics_features`."""
-    key = context.partition_key
+    resources = PatientResources(study, cohort, warehouse, image_store)
+    return dg.MaterializeResult(metadata=extract_patient_radiomics(resources, context.partition_key))
+
+
+def extract_patient_radiomics(resources: PatientResources, key: str) -> dict:
+    """`radiomics_features` of one patient: its feature rows (from the feature store where computed before) and
+    radiomics QC issues; the metadata."""
+    study, cohort, warehouse, image_store = resources
     quarantine_guard(warehouse, key, ("manifest", "scans", "preprocess"))
     settings = study.config()
     with warehouse.connect() as con:
@@ -85,18 +98,16 @@ def radiomics_features(context: dg.AssetExecutionContext, study: StudyResource, 
         replace_rows(con, "radiomics_features", {"patient_key": key}, extraction.rows)
         feature_columns = refresh_radiomics_wide_view(con)
     record_issues(warehouse, key, "radiomics", extraction.issues)
-    return dg.MaterializeResult(
-        metadata={"extractions": extraction.extractions, "computed_extractions": extraction.computed,
-                  "reused_extractions": extraction.reused,
-                  "features": _reuse(extraction.reused, extraction.extractions),
-                  "feature_store": dg.MetadataValue.path(str(store.root)),
-                  "features_per_extraction": extraction.features_per_extraction,
-                  "feature_values": extraction.rows.height, "params": settings.radiomics.params,
-                  "params_hash": extraction.params_hash,
-                  "extractor": extraction.extractor_version, "wide_view_columns": feature_columns,
-                  "preview": dg.MetadataValue.md(_preview(extraction.rows)),
-                  "issues": dg.MetadataValue.md(issues_markdown(extraction.issues))},
-    )
+    return {"extractions": extraction.extractions, "computed_extractions": extraction.computed,
+            "reused_extractions": extraction.reused,
+            "features": _reuse(extraction.reused, extraction.extractions),
+            "feature_store": dg.MetadataValue.path(str(store.root)),
+            "features_per_extraction": extraction.features_per_extraction,
+            "feature_values": extraction.rows.height, "params": settings.radiomics.params,
+            "params_hash": extraction.params_hash,
+            "extractor": extraction.extractor_version, "wide_view_columns": feature_columns,
+            "preview": dg.MetadataValue.md(_preview(extraction.rows)),
+            "issues": dg.MetadataValue.md(issues_markdown(extraction.issues))}
 
 
 def _preview(rows: pl.DataFrame) -> str:

@@ -7,6 +7,8 @@ from cssci_platform.lib.quality import QcIssue, inspect_patient
 from cssci_platform.lib.queries.overview import cohort_overview
 from cssci_platform.lib.warehouse import replace_rows
 from cssci_platform.resources.cohort import CohortResource
+from cssci_platform.resources.image_store import ImageStoreResource
+from cssci_platform.resources.patient import PatientResources
 from cssci_platform.resources.study import StudyResource
 from cssci_platform.resources.warehouse import WarehouseResource
 
@@ -44,9 +46,16 @@ def cohort_manifest(cohort: CohortResource, warehouse: WarehouseResource) -> dg.
     kinds={"duckdb", "simpleitk"},
 )
 def patient_scans(context: dg.AssetExecutionContext, study: StudyResource, cohort: CohortResource,
-                  warehouse: WarehouseResource) -> dg.MaterializeResult:
+                  warehouse: WarehouseResource, image_store: ImageStoreResource) -> dg.MaterializeResult:
     """One patient's images and masks, read and checked; one `scans` row per file."""
-    manifest, record = cohort.patient(context.partition_key)
+    resources = PatientResources(study, cohort, warehouse, image_store)
+    return dg.MaterializeResult(metadata=scan_patient(resources, context.partition_key))
+
+
+def scan_patient(resources: PatientResources, patient_key: str) -> dict:
+    """`patient_scans` of one patient: its `scans` rows and manifest / scan QC issues written; the metadata."""
+    study, cohort, warehouse, _ = resources
+    manifest, record = cohort.patient(patient_key)
     inspection = inspect_patient(manifest, record, study.config().imaging.geometry_tolerance())
     scan_issues = [i for i in inspection.issues if i.stage == "scans"]
     with warehouse.connect() as con:
@@ -54,8 +63,6 @@ def patient_scans(context: dg.AssetExecutionContext, study: StudyResource, cohor
         replace_rows(con, "scans", {"patient_key": record.patient_key}, [s.as_row() for s in inspection.scans])
     record_issues(warehouse, record.patient_key, "scans", scan_issues)
     record_issues(warehouse, record.patient_key, "manifest", [i for i in inspection.issues if i.stage == "manifest"])
-    return dg.MaterializeResult(
-        metadata={"center": record.center, "cohort": record.cohort, "files": len(inspection.scans),
-                  "sequences": ", ".join(sorted(record.images)),
-                  "issues": dg.MetadataValue.md(issues_markdown(inspection.issues))},
-    )
+    return {"center": record.center, "cohort": record.cohort, "files": len(inspection.scans),
+            "sequences": ", ".join(sorted(record.images)),
+            "issues": dg.MetadataValue.md(issues_markdown(inspection.issues))}

@@ -2,7 +2,7 @@ import dagster as dg
 
 from cssci_platform.defs.ingest.assets import patient_scans
 from cssci_platform.defs.partitions import patients_partitions
-from cssci_platform.defs.qc import qc_check_result, stored_issues
+from cssci_platform.defs.qc import CHECK_STAGES, qc_check_result, stored_issues
 from cssci_platform.resources.warehouse import WarehouseResource
 
 
@@ -10,4 +10,4 @@ from cssci_platform.resources.warehouse import WarehouseResource
                 description="Manifest row valid; every file present, readable, finite; masks on the image grid, "
                             "non-empty, one label")
 def patient_qc(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    return qc_check_result(stored_issues(warehouse, context.partition_key, ("manifest", "scans")))
+    return qc_check_result(stored_issues(warehouse, context.partition_key, CHECK_STAGES["patient_qc"]))

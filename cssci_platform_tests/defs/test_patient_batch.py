@@ -1,0 +1,121 @@
+"""`patient_batch_job`: several patients in one run give the warehouse rows, per-partition materializations and
+check evaluations of a `patient_features_job` run per patient; a quarantined patient does not stop the batch, nor does
+one whose step raises (the run then fails naming it); each patient's outcome is recorded for a resumed command."""
+
+import gzip
+from pathlib import Path
+
+import dagster as dg
+
+from cssci_platform.defs.embeddings.assets import roi_slices
+from cssci_platform.defs.embeddings.checks import roi_slice_found
+from cssci_platform.defs.ingest import patient_batch
+from cssci_platform.defs.ingest.assets import cohort_manifest
+from cssci_platform.defs.ingest.jobs import PATIENT_ASSETS
+from cssci_platform.lib.feature_store import feature_store_root
+from cssci_platform_tests.defs.conftest import PATIENT_ASSETS as FEATURE_ASSETS
+from cssci_platform_tests.defs.conftest import PATIENT_CHECKS, Platform
+
+VOLATILE = {"updated_at", "detected_at", "created_at", "run_id"}
+TABLES = {"scans": "patient_key, path", "qc_issues": "patient_key, stage, code, file",
+          "preprocessed_channels": "patient_key, sequence, channel", "preprocessed_masks": "patient_key, sequence, roi",
+          "radiomics_features": "patient_key, sequence, roi, segmentation, channel, feature",
+          "roi_slices": "patient_key, channel", "patient_status": "patient_key"}
+
+
+def _asset_def(name: str) -> dg.AssetsDefinition:
+    return {a.key.to_user_string(): a for a in [*FEATURE_ASSETS, roi_slices]}[name]
+
+
+def _per_partition_run(platform: Platform, key: str) -> dg.ExecuteInProcessResult:
+    assets = [*FEATURE_ASSETS, roi_slices]
+    return dg.materialize([*assets, *PATIENT_CHECKS, roi_slice_found, cohort_manifest], selection=[a.key for a in assets],
+                          partition_key=key, instance=platform.instance, resources=platform.resources,
+                          raise_on_error=False)
+
+
+def _batch_run(platform: Platform, keys: list[str]) -> dg.ExecuteInProcessResult:
+    digests = {k: "d-" + k for k in keys}
+    config = {"ops": {"process_patient_batch": {"config": {"patients": keys, "input_digests": digests}}}}
+    return patient_batch.patient_batch_job.execute_in_process(run_config=config, instance=platform.instance,
+                                                              resources=platform.resources, raise_on_error=False)
+
+
+def _tables(platform: Platform) -> dict[str, list[tuple]]:
+    tables = {}
+    for table, order in TABLES.items():
+        frame = platform.query(f"SELECT * FROM {table} ORDER BY {order}")
+        tables[table] = frame.drop([c for c in frame.columns if c in VOLATILE]).rows()
+    return tables
+
+
+def _recorded(result: dg.ExecuteInProcessResult) -> tuple[set, set]:
+    materialized = {(m.asset_key.to_user_string(), m.partition) for m in
+                    (e.event_specific_data.materialization for e in result.get_asset_materialization_events())}
+    checks = {(e.check_name, e.partition, e.passed) for e in result.get_asset_check_evaluations()}
+    return materialized, checks
+
+
+def _outcomes(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
+    events = [e for e in result.all_events if e.event_type == dg.DagsterEventType.ASSET_OBSERVATION]
+    observed = [e.event_specific_data.asset_observation for e in events]
+    return {o.partition: {k: v.value for k, v in o.metadata.items()} for o in observed}
+
+
+def _corrupt_image(platform: Platform, key: str) -> None:
+    path = platform.manifest.parent / "images" / key / "sag_T2.nii.gz"
+    path.write_bytes(gzip.compress(b"not a nifti at all")[:20])
+
+
+def test_the_batch_steps_are_the_patient_jobs_assets_and_checks_in_order() -> None:
+    assert [step.asset for step in patient_batch.PATIENT_STEPS] == PATIENT_ASSETS
+    checks = {next(iter(c.check_keys)).name: c for c in [*PATIENT_CHECKS, roi_slice_found]}
+    for step in patient_batch.PATIENT_STEPS:
+        [spec] = checks[step.check].check_specs
+        assert spec.asset_key.to_user_string() == step.asset and spec.blocking
+        upstream = {dep.asset_key.to_user_string() for dep in _asset_def(step.asset).specs_by_key[spec.asset_key].deps}
+        assert set(step.after) == upstream - {"cohort_manifest"}
+
+
+def test_a_batch_run_equals_a_run_per_patient(platform: Platform, tmp_path: Path) -> None:
+    platform.materialize_manifest()
+    keys = platform.register()
+    _corrupt_image(platform, keys[1])
+    per_patient = [_per_partition_run(platform, key) for key in keys]
+    assert [r.success for r in per_patient] == [key != keys[1] for key in keys]  # its blocking check failed
+    reference_events = [set().union(*parts) for parts in zip(*map(_recorded, per_patient), strict=True)]
+    reference = _tables(platform)
+
+    platform.warehouse_path.unlink()
+    platform.materialize_manifest()
+    batch = _batch_run(platform, keys)
+    assert batch.success  # a quarantined patient is an outcome, not a failure of the batch
+    assert list(_recorded(batch)) == reference_events
+    assert _tables(platform) == reference
+    outcomes = _outcomes(batch)
+    assert {k: o[patient_batch.OUTCOME] for k, o in outcomes.items()} == {
+        k: patient_batch.QUARANTINED if k == keys[1] else patient_batch.PROCESSED for k in keys}
+    assert outcomes[keys[1]]["failed_checks"] == "patient_qc"
+    assert all(outcomes[k][patient_batch.INPUT_DIGEST] == "d-" + k for k in keys)
+    stored = platform.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("roi_slices"), asset_partitions=[keys[0]]), limit=5).records
+    assert [r.event_log_entry.run_id for r in stored][0] == batch.run_id  # the UI's per-patient history shows it
+
+
+def test_a_patient_whose_step_raises_fails_alone_and_the_run_names_it(platform: Platform, tmp_path: Path) -> None:
+    platform.materialize_manifest()
+    keys = platform.register()[:3]
+    broken = keys[1]
+    channels = feature_store_root(None, platform.manifest) / "channels"
+    channels.mkdir(parents=True)
+    (channels / broken).write_text("a file where the patient's channel folder goes", encoding="utf-8")
+
+    batch = _batch_run(platform, keys)
+    assert not batch.success
+    failure = batch.get_step_failure_events()[0].event_specific_data.error.message
+    assert broken in failure and "preprocessed_channels" in failure
+    outcomes = _outcomes(batch)
+    assert outcomes[broken][patient_batch.OUTCOME] == patient_batch.FAILED and outcomes[broken]["error"]
+    assert {k: outcomes[k][patient_batch.OUTCOME] for k in keys if k != broken} == {
+        k: patient_batch.PROCESSED for k in keys if k != broken}  # the patient after it was processed
+    assert platform.query("SELECT count(*) AS n FROM radiomics_features WHERE patient_key = ?", [keys[2]])["n"][0] > 0
