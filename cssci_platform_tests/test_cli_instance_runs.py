@@ -1,7 +1,8 @@
-"""`cssci ingest` runs every unit of work through the home's Dagster instance (issue 18): the manifest's and each
-patient's run is queued on the instance's run queue and launched by a daemon in a process of its own (as the UI's
-launchpad does), never executed inside the command or a private process pool; `--workers` is the run queue's limit
-in the home's dagster.yaml; the same command again runs nothing that already succeeded."""
+"""`cssci ingest` runs every unit of work through the home's Dagster instance (issue 18): the manifest's run and the
+patients' batch runs are queued on the instance's run queue and launched by a daemon in a process of their own (as the
+UI's launchpad does), never executed inside the command or a private process pool; each patient's partitions are
+recorded as materialized; `--workers` is the run queue's limit in the home's dagster.yaml; the same command again runs
+nothing that already succeeded."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import dagster as dg
 import pytest
 import yaml
 
+from cssci_platform.cli import patient_runs
 from cssci_platform.lib.synthetic import write_sci_cohort
 from cssci_platform_tests.test_cli_failures import clean_env
 
@@ -33,23 +35,27 @@ def _launched_by_the_daemon(instance: dg.DagsterInstance, run: dg.DagsterRun) ->
 
 
 def test_ingest_queues_each_run_on_the_instance_and_a_second_ingest_runs_nothing_again(tmp_path: Path) -> None:
-    manifest = write_sci_cohort(tmp_path / "cohort", n_development=2, n_prospective=0, seed=44,
+    manifest = write_sci_cohort(tmp_path / "cohort", n_development=3, n_prospective=0, seed=44,
                                 second_rater_fraction=0)
     home = tmp_path / "home"
     first = _ingest(manifest, home, tmp_path)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    assert "2 patients processed" in first.stdout
+    assert "3 patients processed" in first.stdout
     settings = yaml.safe_load((home / "dagster_home" / "dagster.yaml").read_text(encoding="utf-8"))
     assert settings["concurrency"]["runs"]["max_concurrent_runs"] == 1  # --workers 1
     with dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:
         runs = instance.get_runs()
-        assert sorted(r.job_name for r in runs) == ["cohort_manifest_job", *["patient_features_job"] * 2]
+        assert sorted(r.job_name for r in runs) == ["cohort_manifest_job", *["patient_batch_job"] * 2]  # 2 + 1
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
         assert all(_launched_by_the_daemon(instance, run) for run in runs), [r.job_name for r in runs]
+        batched = sorted(key for run in runs for key in patient_runs.batch_patients(run))
+        keys = sorted(instance.get_dynamic_partitions("patients"))
+        assert batched == keys and len(keys) == 3
+        for asset in ("patient_scans", "preprocessed_channels", "radiomics_features", "roi_slices"):
+            assert instance.get_materialized_partitions(dg.AssetKey(asset)) == set(keys), asset
 
     again = _ingest(manifest, home, tmp_path)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert "2 of 2 patients already done" in " ".join(again.stdout.split())
+    assert "3 of 3 patients already done" in " ".join(again.stdout.split())
     with dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:
-        patient_runs = instance.get_runs(filters=dg.RunsFilter(job_name="patient_features_job"))
-    assert len(patient_runs) == 2  # nothing ran twice
+        assert len(instance.get_runs(filters=dg.RunsFilter(job_name="patient_batch_job"))) == 2  # nothing ran twice

@@ -59,8 +59,8 @@ def _prepared_home(home: Path, manifest: Path) -> list[str]:
 def _run_patients(instance: dg.DagsterInstance, keys: list[str],
                   on_outcome=lambda outcome: None) -> list[patient_runs.PatientRunOutcome]:
     """The patients through the instance, in a session of their own (as one command)."""
-    with instance_runs.instance_session(instance) as session:
-        return patient_runs.run_patients_on_instance(session, keys, on_outcome)
+    with instance_runs.instance_session(instance) as session:  # one worker: a batch run per patient here
+        return patient_runs.run_patients_on_instance(session, keys, on_outcome, workers=1)
 
 
 def _tables(home: Path) -> dict[str, list[tuple]]:

@@ -50,7 +50,8 @@ CANCEL_WAIT_SECONDS = 10.0
 DEQUEUE_SETTINGS = {"dequeue_interval_seconds": 1, "dequeue_use_threads": True}
 WORKER_ENDED = re.compile(r"Run execution process for \S+ (was terminated by signal[^.]*)")
 RUN_EVENTS = {dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.STEP_START,
-              dg.DagsterEventType.STEP_OUTPUT, dg.DagsterEventType.ASSET_CHECK_EVALUATION}
+              dg.DagsterEventType.STEP_OUTPUT, dg.DagsterEventType.ASSET_CHECK_EVALUATION,
+              dg.DagsterEventType.ASSET_OBSERVATION}  # a patient batch run's per-patient outcome
 
 
 @dataclass(frozen=True)

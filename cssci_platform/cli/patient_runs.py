@@ -1,13 +1,15 @@
-"""Patients from the command line: register them as partitions and run each one's partition of the patient job as a
-run submitted to the home's instance (`instance_runs.InstanceSession`): the run queue's max_concurrent_runs (the
+"""Patients from the command line: register them as partitions and run them as a few `patient_batch_job` runs
+submitted to the home's instance (`instance_runs.InstanceSession`), each doing its patients' steps one after another
+and recording each patient's partitions as a run of the patient job would: the run queue's max_concurrent_runs (the
 command's --workers) bounds how many run at once, each in its own process. Running the same command again runs
-only the patients whose latest run did not succeed or is stale (its manifest row or an image / mask file changed
-since: the run's `cssci/input_digest` tag)."""
+only the patients not done by their latest run, or done on other inputs (its manifest row or an image / mask file
+changed since: the digest the batch run recorded, or a UI run's `cssci/input_digest` tag)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,16 +21,20 @@ import dagster as dg
 from cssci_platform.cli.dagster_runs import RunFailed, register_partitions, reserve_gpu_pool
 from cssci_platform.cli.home import PREFLIGHT_LOCK_WAIT
 from cssci_platform.cli.orphaned_runs import fail_orphaned_runs
+from cssci_platform.lib.batch_outcomes import ERROR, FAILED_CHECKS, INPUT_DIGEST, OUTCOME, PROCESSED, QUARANTINED
 
 if TYPE_CHECKING:
     from cssci_platform.cli.instance_runs import InstanceSession
     from cssci_platform.lib.cohort import Cohort, PatientRecord
 
-PATIENT_JOB = "patient_features_job"
+PATIENT_JOB = "patient_features_job"  # one patient's partition: what the UI's launchpad runs
+PATIENT_BATCH_JOB = "patient_batch_job"  # several patients in one run: what the command line submits
+BATCH_OP = "process_patient_batch"
+MAX_BATCH = 25  # patients per run at most: a run's ~4 s of start-up is spread, and a resumed command loses little
 PARTITION_TAG = "dagster/partition"
 INPUT_DIGEST_TAG = "cssci/input_digest"  # the patient's manifest row and file stats the run processed
-# A patient run executes its steps in the run's own process: parallelism is across patients (runs), bounded by the
-# run queue's max_concurrent_runs; a process per step would only add start-up cost (PyRadiomics is single-threaded).
+# A patient run executes its steps in the run's own process: parallelism is across runs, bounded by the run queue's
+# max_concurrent_runs; a process per step would only add start-up cost (PyRadiomics is single-threaded).
 PATIENT_RUN_EXECUTION: dict[str, dict] = {"execution": {"config": {"in_process": {}}}}
 
 
@@ -100,9 +106,38 @@ def failure_summary(failed: list[PatientRunOutcome], total: int) -> str:
     return f"{len(failed)} of {total} patients failed for a reason other than QC ({named}): " + " | ".join(causes[:3])
 
 
+def latest_patient_runs(instance: dg.DagsterInstance, patient_keys: list[str]) -> dict[str, dg.DagsterRun]:
+    """Each patient's latest run, whichever was created last: a `patient_batch_job` run naming it in its config
+    (what the CLI submits), or a `patient_features_job` run of its partition (one launched from the UI)."""
+    batch_records = instance.get_run_records(filters=dg.RunsFilter(job_name=PATIENT_BATCH_JOB))  # newest first
+    latest: dict[str, dg.RunRecord] = {}
+    for record in batch_records:
+        for key in batch_patients(record.dagster_run):
+            latest.setdefault(key, record)
+    for key in patient_keys:
+        records = instance.get_run_records(filters=dg.RunsFilter(job_name=PATIENT_JOB, tags={PARTITION_TAG: key}),
+                                           limit=1)
+        if records and (key not in latest or records[0].create_timestamp > latest[key].create_timestamp):
+            latest[key] = records[0]
+    return {key: latest[key].dagster_run for key in patient_keys if key in latest}
+
+
 def latest_patient_run(instance: dg.DagsterInstance, patient_key: str) -> dg.DagsterRun | None:
-    runs = instance.get_runs(filters=dg.RunsFilter(job_name=PATIENT_JOB, tags={PARTITION_TAG: patient_key}), limit=1)
-    return runs[0] if runs else None
+    return latest_patient_runs(instance, [patient_key]).get(patient_key)
+
+
+def batch_patients(run: dg.DagsterRun) -> list[str]:
+    """The patients a `patient_batch_job` run processes (its op config)."""
+    config = (run.run_config or {}).get("ops", {}).get(BATCH_OP, {}).get("config", {})
+    return list(config.get("patients", []))
+
+
+def batch_outcomes(instance: dg.DagsterInstance, run_id: str) -> dict[str, dict]:
+    """The outcome a batch run recorded for each patient it finished (its observations' metadata by patient)."""
+    entries = instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_OBSERVATION)
+    return {observation.partition: {name: value.value for name, value in observation.metadata.items()}
+            for observation in (e.asset_observation for e in entries) if observation is not None
+            and OUTCOME in observation.metadata}
 
 
 def patient_input_digest(cohort: Cohort, record: PatientRecord) -> str:
@@ -123,24 +158,37 @@ def patient_input_digest(cohort: Cohort, record: PatientRecord) -> str:
 
 def patients_to_run(instance: dg.DagsterInstance, patient_keys: list[str],
                     digests: dict[str, str] | None = None) -> list[str]:
-    """What a resumed command runs: the patients whose latest patient run did not succeed (none, failed, canceled),
-    or succeeded on other inputs (its `INPUT_DIGEST_TAG` differs from `digests`: the row or a file changed). A run
-    without the tag (launched from the UI) counts by its status alone."""
+    """What a resumed command runs: the patients not done by their latest run (`latest_patient_runs`). A batch run
+    did a patient when it recorded it processed or quarantined; a run of the patient's partition when it succeeded.
+    Done on other inputs (the recorded digest differs from `digests`: the row or a file changed) is not done; a
+    run without a digest (launched from the UI) counts by its outcome alone."""
     digests = digests or {}
+    latest = latest_patient_runs(instance, patient_keys)
+    recorded: dict[str, dict[str, dict]] = {}
 
     def done(key: str) -> bool:
-        run = latest_patient_run(instance, key)
-        if run is None or run.status != dg.DagsterRunStatus.SUCCESS:
+        run = latest.get(key)
+        if run is None:
             return False
-        recorded = run.tags.get(INPUT_DIGEST_TAG)
-        return recorded is None or key not in digests or recorded == digests[key]
+        if run.job_name == PATIENT_JOB:
+            if run.status != dg.DagsterRunStatus.SUCCESS:
+                return False
+            digest = run.tags.get(INPUT_DIGEST_TAG)
+        else:
+            if run.run_id not in recorded:
+                recorded[run.run_id] = batch_outcomes(instance, run.run_id)
+            outcome = recorded[run.run_id].get(key)
+            if outcome is None or outcome[OUTCOME] not in (PROCESSED, QUARANTINED):
+                return False
+            digest = outcome.get(INPUT_DIGEST) or None
+        return digest is None or key not in digests or digest == digests[key]
 
     return [key for key in patient_keys if not done(key)]
 
 
 def patient_outcome(instance: dg.DagsterInstance, run: dg.DagsterRun) -> PatientRunOutcome:
-    """What a finished patient run did, from its event log: the failed checks (with the patient's QC errors), else
-    the root cause of its first failed step, else why the run ended (its worker killed, canceled)."""
+    """What a finished run of one patient's partition did, from its event log: the failed checks (with the patient's
+    QC errors), else the root cause of its first failed step, else why the run ended (its worker killed, canceled)."""
     from cssci_platform.cli.instance_runs import ended_run
 
     checks = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
@@ -152,35 +200,74 @@ def patient_outcome(instance: dg.DagsterInstance, run: dg.DagsterRun) -> Patient
     return PatientRunOutcome(key, ended.success and not failed, run.run_id, failed, ended.failure, qc_errors)
 
 
+def batched_outcome(patient_key: str, run_id: str, recorded: dict) -> PatientRunOutcome:
+    """A patient's outcome as its batch run recorded it."""
+    failed = tuple(name for name in str(recorded.get(FAILED_CHECKS, "")).split(", ") if name)
+    return PatientRunOutcome(patient_key, recorded[OUTCOME] == PROCESSED, run_id, failed,
+                             str(recorded.get(ERROR, "")), recorded_qc_errors(patient_key) if failed else ())
+
+
+def patient_batches(patient_keys: list[str], workers: int) -> list[list[str]]:
+    """The patients cut into runs: at least two per worker (so that the last, slowest run is not one worker's whole
+    share), at most MAX_BATCH patients each; in the given order."""
+    if not patient_keys:
+        return []
+    size = max(1, min(MAX_BATCH, math.ceil(len(patient_keys) / (2 * max(1, workers)))))
+    return [patient_keys[start:start + size] for start in range(0, len(patient_keys), size)]
+
+
 def run_patients_on_instance(session: InstanceSession, patient_keys: list[str],
                              on_outcome: Callable[[PatientRunOutcome], None] = lambda outcome: None,
                              on_pending: Callable[[int, int], None] = lambda pending, total: None,
-                             digests: dict[str, str] | None = None) -> list[PatientRunOutcome]:
-    """Run every patient not yet done through the instance and report each as its run ends (failures as they
-    happen). A patient whose latest run succeeded is skipped (its outcome is not reported); one whose latest run is
-    still queued or running (left by a command killed meanwhile, or launched from the UI) is followed, not run twice.
-    Ctrl-C: the session cancels the runs it submitted. `on_pending(pending, total)` is told how many will run;
-    `digests` (`patient_input_digest` per patient) make a patient whose inputs changed since its run stale."""
+                             digests: dict[str, str] | None = None, workers: int = 1) -> list[PatientRunOutcome]:
+    """Run every patient not yet done through the instance, a few `patient_batch_job` runs (`patient_batches`), and
+    report each patient as its batch records it (failures as they happen). A patient done by its latest run is
+    skipped (its outcome is not reported); one whose latest run is still queued or running (left by a command killed
+    meanwhile, or launched from the UI) is followed, not run twice. Ctrl-C: the session cancels the runs it
+    submitted. `on_pending(pending, total)` is told how many will run; `digests` (`patient_input_digest` per
+    patient) make a patient whose inputs changed since its run stale."""
     instance = session.instance
     digests = digests or {}
     pending = patients_to_run(instance, patient_keys, digests)
     on_pending(len(pending), len(patient_keys))
-    unfinished = {key: run.run_id for key in pending if (run := latest_patient_run(instance, key)) is not None
-                  and not run.is_finished}
+    latest = latest_patient_runs(instance, pending)
+    in_flight = {key: run for key, run in latest.items() if not run.is_finished}
+    to_submit = [key for key in pending if key not in in_flight]
 
-    def submit(key: str) -> str:
-        tags = {INPUT_DIGEST_TAG: digests[key]} if key in digests else {}
-        return session.submit(PATIENT_JOB, key, PATIENT_RUN_EXECUTION, tags)
+    def submit(batch: list[str]) -> str:
+        config = {"patients": batch, "input_digests": {key: digests[key] for key in batch if key in digests}}
+        return session.submit(PATIENT_BATCH_JOB, run_config={"ops": {BATCH_OP: {"config": config}}})
 
-    run_ids = [unfinished.get(key) or submit(key) for key in pending]
+    run_ids = list(dict.fromkeys([run.run_id for run in in_flight.values()]
+                                 + [submit(batch) for batch in patient_batches(to_submit, workers)]))
+    waiting_for = set(pending)
     outcomes: list[PatientRunOutcome] = []
 
-    def on_ended(run: dg.DagsterRun) -> None:
-        outcome = patient_outcome(instance, run)
-        outcomes.append(outcome)
-        on_outcome(outcome)
+    def report(outcome: PatientRunOutcome) -> None:
+        if outcome.patient_key in waiting_for:
+            waiting_for.discard(outcome.patient_key)
+            outcomes.append(outcome)
+            on_outcome(outcome)
 
-    session.follow(run_ids, on_ended)
+    def on_event(entry: dg.EventLogEntry) -> None:
+        observation = entry.asset_observation
+        if observation is not None and OUTCOME in observation.metadata and observation.partition:
+            metadata = {name: value.value for name, value in observation.metadata.items()}
+            report(batched_outcome(observation.partition, entry.run_id, metadata))
+
+    def on_ended(run: dg.DagsterRun) -> None:
+        from cssci_platform.cli.instance_runs import ended_run
+
+        if run.job_name == PATIENT_JOB:
+            report(patient_outcome(instance, run))
+            return
+        recorded = batch_outcomes(instance, run.run_id)
+        failure = ended_run(instance, run).failure
+        for key in batch_patients(run):  # those it did not finish: its worker killed, the run canceled
+            report(batched_outcome(key, run.run_id, recorded[key]) if key in recorded
+                   else PatientRunOutcome(key, False, run.run_id, (), failure))
+
+    session.follow(run_ids, on_ended, on_event)
     return outcomes
 
 
@@ -212,4 +299,4 @@ def ingest_cohort(manifest: Path, workers: int, on_patient: Callable[[PatientRun
     register_partitions(instance, sorted(cohort.patients), sorted({p.center for p in cohort.patients.values()
                                                                    if p.center in cohort.spec.centers}))
     digests = {key: patient_input_digest(cohort, record) for key, record in cohort.patients.items()}
-    return run_patients_on_instance(session, sorted(cohort.patients), on_patient, on_pending, digests)
+    return run_patients_on_instance(session, sorted(cohort.patients), on_patient, on_pending, digests, workers)

@@ -29,9 +29,9 @@ def _asset_def(name: str) -> dg.AssetsDefinition:
 
 def _per_partition_run(platform: Platform, key: str) -> dg.ExecuteInProcessResult:
     assets = [*FEATURE_ASSETS, roi_slices]
-    return dg.materialize([*assets, *PATIENT_CHECKS, roi_slice_found, cohort_manifest], selection=[a.key for a in assets],
-                          partition_key=key, instance=platform.instance, resources=platform.resources,
-                          raise_on_error=False)
+    return dg.materialize([*assets, *PATIENT_CHECKS, roi_slice_found, cohort_manifest],
+                          selection=[a.key for a in assets], partition_key=key, instance=platform.instance,
+                          resources=platform.resources, raise_on_error=False)
 
 
 def _batch_run(platform: Platform, keys: list[str]) -> dg.ExecuteInProcessResult:

@@ -19,16 +19,21 @@ from cssci_platform.defs.embeddings.assets import cut_patient_roi_slices
 from cssci_platform.defs.features.assets import extract_patient_radiomics, preprocess_patient_channels
 from cssci_platform.defs.ingest.assets import scan_patient
 from cssci_platform.defs.qc import CHECK_STAGES, qc_check_result, stored_issues
+from cssci_platform.lib.batch_outcomes import (
+    ERROR,
+    FAILED,
+    FAILED_CHECKS,
+    INPUT_DIGEST,
+    OUTCOME,
+    OUTCOME_ASSET,
+    PROCESSED,
+    QUARANTINED,
+)
 from cssci_platform.resources.cohort import CohortResource
 from cssci_platform.resources.image_store import ImageStoreResource
 from cssci_platform.resources.patient import PatientResources
 from cssci_platform.resources.study import StudyResource
 from cssci_platform.resources.warehouse import WarehouseResource
-
-OUTCOME_ASSET = "patient_scans"  # the asset whose per-partition observation carries a batched patient's outcome
-OUTCOME = "patient_outcome"
-PROCESSED, QUARANTINED, FAILED = "processed", "quarantined", "failed"
-INPUT_DIGEST = "input_digest"
 
 
 @dataclass(frozen=True)
@@ -74,7 +79,7 @@ def process_patient_batch(context: dg.OpExecutionContext, config: PatientBatchCo
     for key in config.patients:
         done = process_patient(context, resources, key)
         yield dg.AssetObservation(asset_key=OUTCOME_ASSET, partition=key, metadata={
-            OUTCOME: done.status, "failed_checks": ", ".join(done.failed_checks), "error": done.error,
+            OUTCOME: done.status, FAILED_CHECKS: ", ".join(done.failed_checks), ERROR: done.error,
             INPUT_DIGEST: config.input_digests.get(key, "")})
         if done.status == FAILED:
             failed.append(done)
