@@ -38,11 +38,13 @@ WARNING_CHECKS = {
 EXPECTED_JOBS = {
     "cohort_manifest_job",
     "patient_features_job",
+    "patient_batch_job",
     "center_embeddings_job",
     "fine_tuning_job",
     "modeling_job",
     "prospective_patient_job",
     "champion_scoring_job",
+    "champion_scoring_batch_job",
     "followup_job",
     "validation_job",
     "retraining_job",

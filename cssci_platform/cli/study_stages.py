@@ -1,7 +1,7 @@
 """`cssci run --config`: one experiment config, the whole graph, one MLflow study run.
 
 Order: cohort (synthetic written on first use) -> config checked against the manifest -> patients (scans,
-channels, radiomics, ROI slices; a run per patient) -> follow-up outcomes (when the config says they are
+channels, radiomics, ROI slices; a few patient batch runs) -> follow-up outcomes (when the config says they are
 known) -> pretrained embeddings per center -> fine-tuned CNNs -> study outcome, split, feature matrix and the
 classifier zoo (one run; its fit units in parallel under the job's multiprocess executor) -> report. Every stage is
 a run (or a run per partition) submitted to the home's instance and launched by a Dagster daemon, as the UI's
@@ -195,7 +195,7 @@ def slice_target_problem_of(cohort: Cohort, config: StudyConfig | None) -> str |
 
 def run_study(config: StudyConfig, home: Path, workers: int | None = None, progress: StudyProgress | None = None,
               mlflow_uri: str | None = None) -> StudyResult:
-    """The whole study, every stage a run (or a run per patient / center) submitted to the home's instance through
+    """The whole study, every stage a run (or a run per patient batch / center) submitted to the home's instance through
     one `InstanceSession`: `workers` runs at a time (the run queue's max_concurrent_runs; default the core count)."""
     import dagster as dg
 
@@ -285,7 +285,7 @@ class StudyStages:
 
     def score_prospective(self, manifest: Path, quarantined: list[str]) -> None:
         """The manifest's prospective patients scored by the champions just registered, into
-        prospective_predictions (arrivals through the inbox are scored by their own runs)."""
+        prospective_predictions, in one run (arrivals through the inbox are scored by their own runs)."""
         from cssci_platform.lib.cohort import load_cohort
 
         cohort = load_cohort(manifest)
@@ -293,7 +293,8 @@ class StudyStages:
         if not keys:
             return
         self.progress.on_stage(f"prospective patients scored by the champions ({len(keys)})")
-        self.execute_all("champion_scoring_job", keys)
+        self.execute("champion_scoring_batch_job",  # one run: scoring a patient takes less than a run's start-up
+                     run_config={"ops": {"score_patient_batch": {"config": {"patients": keys}}}})
 
     def report(self) -> Path:
         self.progress.on_stage("study report")

@@ -164,3 +164,29 @@ def test_a_patient_whose_rows_lack_the_champions_features_gets_a_precise_error(s
     )
     with pytest.raises(PredictionError, match=r"lacks \d+ feature\(s\) the Rad\S* champion uses, e\.g\. \['rad__"):
         predict_patient_dir(folder, other_profile, study.manifest, study.warehouse, study.mlflow, tmp_path / "out")
+
+
+def test_a_scoring_batch_equals_a_scoring_run_per_patient_and_names_a_patient_it_cannot_score(study: Study) -> None:
+    keys = sorted(study.query("SELECT DISTINCT patient_key FROM predictions WHERE role = 'test'")["patient_key"])[:2]
+    per_patient = [study.run("champion_scoring_job", key) for key in keys]
+    assert all(result.success for result in per_patient)
+    columns = "patient_key, center, signature, class_label, probability, risk_group, registered_model, model_version"
+    query = f"SELECT {columns} FROM prospective_predictions WHERE patient_key IN (?, ?) ORDER BY ALL"
+    reference = study.query(query, keys)
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in study.environment.items():
+            patch.setenv(name, value)
+        config = {"ops": {"score_patient_batch": {"config": {"patients": [keys[0], "NOT-A-PATIENT", keys[1]]}}}}
+        batch = study.definitions.resolve_job_def("champion_scoring_batch_job").execute_in_process(
+            run_config=config, instance=study.instance, raise_on_error=False)
+    assert not batch.success  # the unknown patient, named with its reason; the patient after it was still scored
+    failure = batch.get_step_failure_events()[0].event_specific_data.error.message
+    assert "1 of 3 patients could not be scored: NOT-A-PATIENT" in failure
+    materialized = [e.event_specific_data.materialization for e in batch.get_asset_materialization_events()]
+    assert [(m.asset_key.to_user_string(), m.partition) for m in materialized] == [
+        ("prospective_predictions", keys[0]), ("prospective_predictions", keys[1])]
+    scored = study.query(query, keys)
+    assert scored.height == reference.height > 0
+    assert scored.drop("probability").equals(reference.drop("probability"))
+    assert scored["probability"].to_list() == pytest.approx(reference["probability"].to_list(), abs=1e-12)

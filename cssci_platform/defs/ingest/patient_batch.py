@@ -100,7 +100,7 @@ def process_patient(context: dg.OpExecutionContext, resources: PatientResources,
         try:
             metadata = step.materialize(resources, key)
         except Exception as error:  # noqa: BLE001 - one patient's broken step must not stop the batch
-            errors.append(f"{step.asset}: {_root_cause(error)}")
+            errors.append(f"{step.asset}: {root_cause(error)}")
             context.log.error(f"patient {key}: {step.asset} failed\n{traceback.format_exc()}")
             continue
         context.log_event(dg.AssetMaterialization(asset_key=step.asset, partition=key, metadata=metadata))
@@ -117,7 +117,7 @@ def process_patient(context: dg.OpExecutionContext, resources: PatientResources,
     return BatchedPatient(key, QUARANTINED if failed_checks else PROCESSED, tuple(failed_checks))
 
 
-def _root_cause(error: BaseException) -> str:
+def root_cause(error: BaseException) -> str:
     if isinstance(error, dg.Failure) and error.description:
         return error.description
     return f"{type(error).__name__}: {error}"

@@ -29,7 +29,14 @@ def prospective_predictions(context: dg.AssetExecutionContext, study: StudyResou
                             warehouse: WarehouseResource, tracking: TrackingResource) -> dg.MaterializeResult:
     """This patient's probabilities from each signature's `champion` (MLflow registry, by name and alias), scored from
     its stored patient-stage rows by the one recipe `cssci predict` uses too (`lib/patient_scoring`)."""
-    key = context.partition_key
+    return dg.MaterializeResult(metadata=score_prospective_patient(study, cohort, warehouse, tracking,
+                                                                   context.partition_key))
+
+
+def score_prospective_patient(study: StudyResource, cohort: CohortResource, warehouse: WarehouseResource,
+                              tracking: TrackingResource, key: str) -> dict:
+    """`prospective_predictions` of one patient: its champion scores (and embeddings computed for them) written;
+    the metadata. Raises `dg.Failure` naming why the patient cannot be scored."""
     quarantine_guard(warehouse, key, PATIENT_STAGES)
     manifest, record = cohort.patient(key)
     config = study.config()
@@ -47,8 +54,8 @@ def prospective_predictions(context: dg.AssetExecutionContext, study: StudyResou
         predictions = scores.prediction_rows(key, record.center, now)
         replace_rows(con, "prospective_predictions", {"patient_key": key}, predictions)
     embedded = sorted(set(scores.new_embeddings["backbone"])) if scores.new_embeddings.height else []
-    return dg.MaterializeResult(metadata={"predictions": dg.MetadataValue.md(scores.markdown()),
-                                          "embedded_here": ", ".join(embedded) or "none (stored embeddings)"})
+    return {"predictions": dg.MetadataValue.md(scores.markdown()),
+            "embedded_here": ", ".join(embedded) or "none (stored embeddings)"}
 
 
 class FollowupConfig(dg.Config):
