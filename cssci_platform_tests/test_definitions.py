@@ -40,6 +40,7 @@ EXPECTED_JOBS = {
     "patient_features_job",
     "patient_batch_job",
     "center_embeddings_job",
+    "center_embeddings_batch_job",
     "fine_tuning_job",
     "modeling_job",
     "prospective_patient_job",

@@ -273,7 +273,8 @@ class StudyStages:
             self.progress.on_stage(f"deep features per center ({backbones}, weights {config.deep.weights})")
             cohort = load_cohort(manifest)
             centers = sorted({p.center for p in cohort.patients.values() if p.center in cohort.spec.centers})
-            self.execute_all("center_embeddings_job", centers)  # one GPU step at a time: the `gpu` pool
+            self.execute("center_embeddings_batch_job",  # one run, torch imported once; its op takes the `gpu` pool
+                         run_config={"ops": {"embed_center_batch": {"config": {"centers": centers}}}})
         if config.deep.fine_tuning is not None:
             self.progress.on_stage(f"fine-tuned CNN classifiers ({', '.join(config.deep.fine_tuning.backbones)})")
             self.execute("fine_tuning_job")
@@ -307,23 +308,6 @@ class StudyStages:
         if not ended.success:
             raise StudyStepFailed(f"{ended.subject} failed: {ended.failure}")
         return ended
-
-    def execute_all(self, job_name: str, partitions: list[str]) -> None:
-        """A run per partition, all submitted at once (the run queue bounds how many execute), followed to the end;
-        the stage fails naming every partition that failed and the first root cause."""
-        from cssci_platform.cli.instance_runs import ended_run
-
-        run_ids = [self.session.submit(job_name, partition, tags=self._tags(False)) for partition in partitions]
-        ended: list[RunEnded] = []
-
-        def on_ended(run) -> None:
-            ended.append(ended_run(self.session.instance, run))
-            self.progress.on_units(len(ended), sum(not e.success for e in ended), len(partitions))
-
-        self.session.follow(run_ids, on_ended)
-        if failed := [e for e in ended if not e.success]:
-            raise StudyStepFailed(f"{job_name} failed for {', '.join(str(e.partition) for e in failed)}: "
-                                  f"{failed[0].failure}")
 
     def _tags(self, study_run: bool) -> dict[str, str]:
         return {STUDY_TAG: self.study_run} if study_run else {}

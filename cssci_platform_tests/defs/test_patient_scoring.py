@@ -182,7 +182,7 @@ def test_a_scoring_batch_equals_a_scoring_run_per_patient_and_names_a_patient_it
             run_config=config, instance=study.instance, raise_on_error=False)
     assert not batch.success  # the unknown patient, named with its reason; the patient after it was still scored
     failure = batch.get_step_failure_events()[0].event_specific_data.error.message
-    assert "1 of 3 patients could not be scored: NOT-A-PATIENT" in failure
+    assert "1 of 3 patients failed: NOT-A-PATIENT" in failure
     materialized = [e.event_specific_data.materialization for e in batch.get_asset_materialization_events()]
     assert [(m.asset_key.to_user_string(), m.partition) for m in materialized] == [
         ("prospective_predictions", keys[0]), ("prospective_predictions", keys[1])]
@@ -190,3 +190,21 @@ def test_a_scoring_batch_equals_a_scoring_run_per_patient_and_names_a_patient_it
     assert scored.height == reference.height > 0
     assert scored.drop("probability").equals(reference.drop("probability"))
     assert scored["probability"].to_list() == pytest.approx(reference["probability"].to_list(), abs=1e-12)
+
+
+def test_a_centers_batch_writes_the_embeddings_of_a_run_per_center(study: Study) -> None:
+    query = ("SELECT patient_key, center, sequence, channel, backbone, weights_id, network, embedding FROM embeddings "
+             "ORDER BY ALL")
+    reference = study.query(query)  # the module's study embedded each center in a run of its own
+    centers = sorted(study.instance.get_dynamic_partitions("centers"))
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in study.environment.items():
+            patch.setenv(name, value)
+        config = {"ops": {"embed_center_batch": {"config": {"centers": centers}}}}
+        batch = study.definitions.resolve_job_def("center_embeddings_batch_job").execute_in_process(
+            run_config=config, instance=study.instance, raise_on_error=False)
+    assert batch.success
+    materialized = [e.event_specific_data.materialization for e in batch.get_asset_materialization_events()]
+    assert [(m.asset_key.to_user_string(), m.partition) for m in materialized] == [
+        ("center_embeddings", center) for center in centers]
+    assert study.query(query).equals(reference) and reference.height > 0

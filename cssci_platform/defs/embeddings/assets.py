@@ -100,7 +100,13 @@ def center_embeddings(context: dg.AssetExecutionContext, study: StudyResource,
                       warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Average-pool embeddings of every slice of one center's patients, per backbone and channel, from the networks
     the study's `deep.embedding_network` names (pretrained backbones, or the fine-tuned ones)."""
-    center, deep = context.partition_key, study.config().deep
+    return dg.MaterializeResult(metadata=embed_center(study, warehouse, context.partition_key))
+
+
+def embed_center(study: StudyResource, warehouse: WarehouseResource, center: str) -> dict:
+    """`center_embeddings` of one center: its embedding rows per backbone and the embedding QC issues of its
+    patients written; the metadata."""
+    deep = study.config().deep
     with warehouse.connect() as con:
         stored = queries.center_slices_to_embed(con, center)
     slices, issues = readable_slices(stored.filter(pl.col("channel").is_in(deep.channels)))
@@ -111,14 +117,14 @@ def center_embeddings(context: dg.AssetExecutionContext, study: StudyResource,
             replace_rows(con, "embeddings", where, frame)
     for key in set(stored["patient_key"]):
         record_issues(warehouse, key, EMBEDDING_STAGE, [i for i in issues if i.patient_key == key])
-    return dg.MaterializeResult(metadata={
+    return {
         "patients": slices["patient_key"].n_unique(), "backbones": ", ".join(deep.backbones),
         "network": deep.embedding_network,
         "weights": frames[0]["weights_id"][0] if frames and frames[0].height else "-",
         "embedding_rows": sum(f.height for f in frames),
         "dims": ", ".join(f"{b}: {len(f['embedding'][0])}" for b, f in zip(deep.backbones, frames) if f.height),
         "issues": dg.MetadataValue.md(issues_markdown(issues)),
-    })
+    }
 
 
 def _embed(slices: pl.DataFrame, backbone_name: str, deep: DeepSettings, warehouse: WarehouseResource) -> pl.DataFrame:

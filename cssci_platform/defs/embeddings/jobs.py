@@ -1,4 +1,11 @@
+from collections.abc import Iterator
+
 import dagster as dg
+
+from cssci_platform.defs.batch_runs import materialize_each
+from cssci_platform.defs.embeddings.assets import center_embeddings, embed_center
+from cssci_platform.resources.study import StudyResource
+from cssci_platform.resources.warehouse import WarehouseResource
 
 center_embeddings_job = dg.define_asset_job(
     "center_embeddings_job", ["center_embeddings"],
@@ -11,3 +18,22 @@ fine_tuning_job = dg.define_asset_job(
     "fine_tuning_job", FINE_TUNING_ASSETS,
     description="Split the cohort and fine-tune one network per backbone x channel on the training patients.",
 )
+
+
+class CentersConfig(dg.Config):
+    centers: list[str]
+
+
+@dg.op(out={}, pool="gpu", description="Each center's deep features in turn, recorded per center partition of "
+                                       "center_embeddings.")
+def embed_center_batch(context: dg.OpExecutionContext, config: CentersConfig, study: StudyResource,
+                       warehouse: WarehouseResource) -> Iterator[dg.AssetMaterialization]:
+    yield from materialize_each(context, center_embeddings.key, config.centers,
+                                lambda center: embed_center(study, warehouse, center), "centers")
+
+
+@dg.job(executor_def=dg.in_process_executor,
+        description="Several centers' deep features in one run (what the CLI submits; torch imported once), "
+                    "recorded per center partition; one GPU step at a time (the `gpu` pool).")
+def center_embeddings_batch_job() -> None:
+    embed_center_batch()

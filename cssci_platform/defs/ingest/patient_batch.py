@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from cssci_platform.defs.batch_runs import root_cause
 from cssci_platform.defs.embeddings.assets import cut_patient_roi_slices
 from cssci_platform.defs.features.assets import extract_patient_radiomics, preprocess_patient_channels
 from cssci_platform.defs.ingest.assets import scan_patient
@@ -115,12 +116,6 @@ def process_patient(context: dg.OpExecutionContext, resources: PatientResources,
     if errors:
         return BatchedPatient(key, FAILED, tuple(failed_checks), " | ".join(errors))
     return BatchedPatient(key, QUARANTINED if failed_checks else PROCESSED, tuple(failed_checks))
-
-
-def root_cause(error: BaseException) -> str:
-    if isinstance(error, dg.Failure) and error.description:
-        return error.description
-    return f"{type(error).__name__}: {error}"
 
 
 @dg.job(executor_def=dg.in_process_executor,

@@ -1,15 +1,13 @@
 """Several already processed patients scored by the champions in one run: what `cssci run` / `demo` submit for a
 study's prospective patients after modelling, instead of a `champion_scoring_job` run per patient (each paid ~4 s of
 process start and the imports of scoring before its first patient). Each patient is scored by the same function as
-`prospective_predictions` and recorded as that asset's materialization for its partition; a patient that cannot be
-scored does not stop the others, and the run then fails naming each such patient with its reason."""
+`prospective_predictions` and recorded as that asset's materialization for its partition (`defs/batch_runs.py`)."""
 
-import traceback
 from collections.abc import Iterator
 
 import dagster as dg
 
-from cssci_platform.defs.ingest.patient_batch import root_cause
+from cssci_platform.defs.batch_runs import materialize_each
 from cssci_platform.defs.prospective.assets import prospective_predictions, score_prospective_patient
 from cssci_platform.resources.cohort import CohortResource
 from cssci_platform.resources.study import StudyResource
@@ -26,17 +24,9 @@ class ScoringBatchConfig(dg.Config):
 def score_patient_batch(context: dg.OpExecutionContext, config: ScoringBatchConfig, study: StudyResource,
                         cohort: CohortResource, warehouse: WarehouseResource,
                         tracking: TrackingResource) -> Iterator[dg.AssetMaterialization]:
-    failed: list[str] = []
-    for key in config.patients:
-        try:
-            metadata = score_prospective_patient(study, cohort, warehouse, tracking, key)
-        except Exception as error:  # noqa: BLE001 - one patient that cannot be scored must not stop the batch
-            failed.append(f"{key}: {root_cause(error)}")
-            context.log.error(f"patient {key}: not scored\n{traceback.format_exc()}")
-            continue
-        yield dg.AssetMaterialization(asset_key=prospective_predictions.key, partition=key, metadata=metadata)
-    if failed:
-        raise dg.Failure(f"{len(failed)} of {len(config.patients)} patients could not be scored: " + "; ".join(failed))
+    yield from materialize_each(context, prospective_predictions.key, config.patients,
+                                lambda key: score_prospective_patient(study, cohort, warehouse, tracking, key),
+                                "patients")
 
 
 @dg.job(executor_def=dg.in_process_executor,
