@@ -251,8 +251,8 @@ def started_patient_runs(home: Path) -> list:
         return []
     try:
         with dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:
-            return instance.get_runs(filters=dg.RunsFilter(job_name="patient_features_job",
-                                                           statuses=[dg.DagsterRunStatus.STARTED]))
+            started = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+            return [run for run in started if run.job_name in ("patient_batch_job", "patient_features_job")]
     except Exception:  # noqa: BLE001 - the command is creating the instance's storage right now
         return []
 

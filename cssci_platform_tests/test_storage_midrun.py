@@ -99,7 +99,7 @@ def test_a_warehouse_turned_read_only_mid_run_fails_the_rest_with_that_cause(
         if len(outcomes) == 1:
             subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True, capture_output=True)
 
-    patient_runs.ingest_cohort(manifest, 1, on_patient)
+    patient_runs.ingest_cohort(manifest, 1, on_patient, per_run=1)  # the next run starts after the remount
     first, *rest = outcomes
     assert first.success and len(rest) == 2
     assert all(o.failed_outside_qc and "the file system is read-only" in o.reason for o in rest), [

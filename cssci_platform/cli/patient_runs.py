@@ -207,19 +207,20 @@ def batched_outcome(patient_key: str, run_id: str, recorded: dict) -> PatientRun
                              str(recorded.get(ERROR, "")), recorded_qc_errors(patient_key) if failed else ())
 
 
-def patient_batches(patient_keys: list[str], workers: int) -> list[list[str]]:
-    """The patients cut into runs: at least two per worker (so that the last, slowest run is not one worker's whole
-    share), at most MAX_BATCH patients each; in the given order."""
+def patient_batches(patient_keys: list[str], workers: int, per_run: int | None = None) -> list[list[str]]:
+    """The patients cut into runs of `per_run` patients, by default: at least two runs per worker (so that the last,
+    slowest run is not one worker's whole share), at most MAX_BATCH patients each; in the given order."""
     if not patient_keys:
         return []
-    size = max(1, min(MAX_BATCH, math.ceil(len(patient_keys) / (2 * max(1, workers)))))
+    size = per_run or max(1, min(MAX_BATCH, math.ceil(len(patient_keys) / (2 * max(1, workers)))))
     return [patient_keys[start:start + size] for start in range(0, len(patient_keys), size)]
 
 
 def run_patients_on_instance(session: InstanceSession, patient_keys: list[str],
                              on_outcome: Callable[[PatientRunOutcome], None] = lambda outcome: None,
                              on_pending: Callable[[int, int], None] = lambda pending, total: None,
-                             digests: dict[str, str] | None = None, workers: int = 1) -> list[PatientRunOutcome]:
+                             digests: dict[str, str] | None = None, workers: int = 1,
+                             per_run: int | None = None) -> list[PatientRunOutcome]:
     """Run every patient not yet done through the instance, a few `patient_batch_job` runs (`patient_batches`), and
     report each patient as its batch records it (failures as they happen). A patient done by its latest run is
     skipped (its outcome is not reported); one whose latest run is still queued or running (left by a command killed
@@ -239,7 +240,7 @@ def run_patients_on_instance(session: InstanceSession, patient_keys: list[str],
         return session.submit(PATIENT_BATCH_JOB, run_config={"ops": {BATCH_OP: {"config": config}}})
 
     run_ids = list(dict.fromkeys([run.run_id for run in in_flight.values()]
-                                 + [submit(batch) for batch in patient_batches(to_submit, workers)]))
+                                 + [submit(batch) for batch in patient_batches(to_submit, workers, per_run)]))
     waiting_for = set(pending)
     outcomes: list[PatientRunOutcome] = []
 
@@ -280,10 +281,12 @@ def run_manifest_job(session: InstanceSession) -> None:
 
 def ingest_cohort(manifest: Path, workers: int, on_patient: Callable[[PatientRunOutcome], None],
                   session: InstanceSession | None = None,
-                  on_pending: Callable[[int, int], None] = lambda pending, total: None) -> list[PatientRunOutcome]:
+                  on_pending: Callable[[int, int], None] = lambda pending, total: None,
+                  per_run: int | None = None) -> list[PatientRunOutcome]:
     """Validate the manifest, register its patients and centers as partitions, and run every patient not yet done
     through the home's instance, `workers` runs at a time (the run queue's max_concurrent_runs in the home's
-    dagster.yaml). Uses the command's `session` when given, else one of its own."""
+    dagster.yaml), `per_run` patients per run (`patient_batches`). Uses the command's `session` when given, else one
+    of its own."""
     from cssci_platform.cli.instance_runs import instance_session, write_run_queue_limit
     from cssci_platform.lib.cohort import load_cohort
 
@@ -291,7 +294,7 @@ def ingest_cohort(manifest: Path, workers: int, on_patient: Callable[[PatientRun
     write_run_queue_limit(Path(os.environ["DAGSTER_HOME"]), workers)
     if session is None:
         with dg.DagsterInstance.get() as instance, instance_session(instance) as own:
-            return ingest_cohort(manifest, workers, on_patient, own, on_pending)
+            return ingest_cohort(manifest, workers, on_patient, own, on_pending, per_run)
     instance = session.instance
     reserve_gpu_pool(instance)
     fail_orphaned_runs(instance)
@@ -299,4 +302,5 @@ def ingest_cohort(manifest: Path, workers: int, on_patient: Callable[[PatientRun
     register_partitions(instance, sorted(cohort.patients), sorted({p.center for p in cohort.patients.values()
                                                                    if p.center in cohort.spec.centers}))
     digests = {key: patient_input_digest(cohort, record) for key, record in cohort.patients.items()}
-    return run_patients_on_instance(session, sorted(cohort.patients), on_patient, on_pending, digests, workers)
+    return run_patients_on_instance(session, sorted(cohort.patients), on_patient, on_pending, digests, workers,
+                                    per_run)

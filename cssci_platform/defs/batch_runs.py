@@ -8,11 +8,13 @@ from collections.abc import Callable, Iterator
 
 import dagster as dg
 
+from cssci_platform.lib.failures import describe
+
 
 def root_cause(error: BaseException) -> str:
     if isinstance(error, dg.Failure) and error.description:
         return error.description
-    return f"{type(error).__name__}: {error}"
+    return describe(error)  # explained when it is a storage problem (a full disk, a file where a folder goes)
 
 
 def materialize_each(context: dg.OpExecutionContext, asset_key: dg.AssetKey, partitions: list[str],
