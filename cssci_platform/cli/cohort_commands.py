@@ -98,7 +98,7 @@ def report(home: Path = HOME_OPTION,
     """Write the self-contained HTML study report (Table 1, performance, ROC, DeLong, calibration, DCA, nomogram)."""
     import dagster as dg
 
-    from cssci_platform.cli.dagster_runs import study_overrides
+    from cssci_platform.cli.dagster_runs import IN_PROCESS, study_overrides
     from cssci_platform.cli.instance_runs import instance_session
     from cssci_platform.cli.study_stages import report_path_of
 
@@ -106,7 +106,8 @@ def report(home: Path = HOME_OPTION,
     _active_study(home, experiment)  # an unknown home stops here
     with writing_command(home, "cssci report"), dg.DagsterInstance.get() as instance, \
             instance_session(instance) as session:
-        ended = session.run("report_job", run_config=study_overrides([f"name={experiment}"] if experiment else []))
+        ended = session.run("report_job", run_config={**IN_PROCESS, **study_overrides(
+            [f"name={experiment}"] if experiment else [])})
         path = report_path_of(instance, ended.run_id) if ended.success else None
     if path is None:
         console.print(f"[red]report failed[/]: {escape(ended.failure)}")

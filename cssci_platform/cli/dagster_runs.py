@@ -22,6 +22,9 @@ from cssci_platform.lib.study_runs import STUDY_TAG
 # would print each step failure's whole stack. Every event still goes to the instance (the UI shows it all).
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 GPU_POOL = "gpu"
+# A run whose steps follow one another executes them in its own process: a process per step (the default executor)
+# would add ~3 s of start-up and imports per step. The modelling run keeps its multiprocess executor (parallel fits).
+IN_PROCESS: dict[str, dict] = {"execution": {"config": {"in_process": {}}}}
 
 
 class RunFailed(ExplainedError):

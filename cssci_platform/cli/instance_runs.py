@@ -249,10 +249,11 @@ class InstanceSession:
                tags: dict[str, str] | None = None) -> str:
         """Put a run of `job_name` (for `partition`) on the run queue; returns its id."""
         self.check_stop()
-        if self._workspace is None:
-            self._workspace = self._stack.enter_context(home_workspace(self.instance))
+        if self._workspace is None:  # the daemon starts (its own imports) while this process loads the workspace
             self._daemon = DaemonKeeper(self.instance)
             self._stack.callback(self._daemon.stop)
+            self._daemon.ensure()
+            self._workspace = self._stack.enter_context(home_workspace(self.instance))
         all_tags = {**submitter_tags(), **(tags or {}), **({PARTITION_TAG: partition} if partition else {})}
         run_id = submit_run(self.instance, self._workspace, job_name, {**QUIET_RUN_CONFIG, **(run_config or {})},
                             all_tags)

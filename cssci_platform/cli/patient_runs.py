@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from cssci_platform.cli.dagster_runs import RunFailed, register_partitions, reserve_gpu_pool
+from cssci_platform.cli.dagster_runs import IN_PROCESS, RunFailed, register_partitions, reserve_gpu_pool
 from cssci_platform.cli.home import PREFLIGHT_LOCK_WAIT
 from cssci_platform.cli.orphaned_runs import fail_orphaned_runs
 from cssci_platform.lib.batch_outcomes import ERROR, FAILED_CHECKS, INPUT_DIGEST, OUTCOME, PROCESSED, QUARANTINED
@@ -35,7 +35,7 @@ PARTITION_TAG = "dagster/partition"
 INPUT_DIGEST_TAG = "cssci/input_digest"  # the patient's manifest row and file stats the run processed
 # A patient run executes its steps in the run's own process: parallelism is across runs, bounded by the run queue's
 # max_concurrent_runs; a process per step would only add start-up cost (PyRadiomics is single-threaded).
-PATIENT_RUN_EXECUTION: dict[str, dict] = {"execution": {"config": {"in_process": {}}}}
+PATIENT_RUN_EXECUTION = IN_PROCESS
 
 
 @dataclass(frozen=True)
@@ -274,7 +274,7 @@ def run_patients_on_instance(session: InstanceSession, patient_keys: list[str],
 
 def run_manifest_job(session: InstanceSession) -> None:
     """Run `cohort_manifest_job` through the instance; raises `RunFailed` with the root cause."""
-    ended = session.run("cohort_manifest_job")
+    ended = session.run("cohort_manifest_job", run_config=IN_PROCESS)
     if not ended.success:
         raise RunFailed(f"cohort_manifest_job failed: {ended.failure}")
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cssci_platform.cli import patient_runs
+from cssci_platform.cli.dagster_runs import IN_PROCESS
 from cssci_platform.cli.home import check_storage, configure_environment, remember_mlflow_uri
 from cssci_platform.lib.cohort import Cohort
 from cssci_platform.lib.model_tracking import TrackingConfig, sqlite_tracking_uri
@@ -262,7 +263,8 @@ class StudyStages:
             return
         self.progress.on_stage("follow-up outcomes of the prospective patients")
         for path in sorted((manifest.parent / "followup").glob("*.csv")):
-            self.execute("followup_job", run_config={"ops": {"followup_outcomes": {"config": {"file": str(path)}}}})
+            self.execute("followup_job", run_config={**IN_PROCESS,
+                                                    "ops": {"followup_outcomes": {"config": {"file": str(path)}}}})
             self.progress.on_message(f"recorded {path.name}")
 
     def deep(self, config: StudyConfig, manifest: Path) -> None:
@@ -277,7 +279,7 @@ class StudyStages:
                          run_config={"ops": {"embed_center_batch": {"config": {"centers": centers}}}})
         if config.deep.fine_tuning is not None:
             self.progress.on_stage(f"fine-tuned CNN classifiers ({', '.join(config.deep.fine_tuning.backbones)})")
-            self.execute("fine_tuning_job")
+            self.execute("fine_tuning_job", run_config=IN_PROCESS)
 
     def modeling(self) -> None:
         self.progress.on_stage("study outcome, split, feature matrix, classifiers x signatures x modes (MLflow)")
@@ -299,7 +301,7 @@ class StudyStages:
 
     def report(self) -> Path:
         self.progress.on_stage("study report")
-        ended = self.execute("report_job", study_run=True)
+        ended = self.execute("report_job", run_config=IN_PROCESS, study_run=True)
         return Path(report_path_of(self.session.instance, ended.run_id))
 
     def execute(self, job_name: str, run_config: dict | None = None, study_run: bool = False,
