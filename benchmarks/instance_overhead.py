@@ -1,12 +1,13 @@
 """Patient stage throughput: runs through the home's Dagster instance vs the in-process path (issue 18).
 
-Both paths materialize `patient_features_job` for the same synthetic patients on a fresh home at the same path
+Both paths materialize the patient assets for the same synthetic patients on a fresh home at the same path
 (derived file names hash their source paths), two at a time:
 
-- `instance`: `cli.patient_runs.run_patients_on_instance` (the CLI's path since issue 18): one run per patient
-  submitted to the run queue (QueuedRunCoordinator, max_concurrent_runs 2), launched by a daemon (one process per
-  run, steps in process);
-- `in_process`: two spawned processes each calling `execute_in_process` per patient (the CLI's former process pool,
+- `instance`: `cli.patient_runs.run_patients_on_instance` (the CLI's path since issue 18): `patient_batch_job` runs
+  (two per worker) submitted to the run queue (QueuedRunCoordinator, max_concurrent_runs 2), launched by a daemon
+  (one process per run, its patients one after another);
+- `in_process`: two spawned processes each calling `execute_in_process` of `patient_features_job` per patient (the
+  CLI's former process pool,
   kept here only as the reference).
 
 Each path's wall time excludes the manifest run and partition registration (both paths share them). The ratio
