@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 
+@pytest.mark.long_running
 @pytest.mark.timeout(960)  # the demo subprocess may take 600 s and the comparison 300 s
 def test_cssci_demo_materializes_every_patient(tmp_path: Path) -> None:
     env = {**os.environ, "CSSCI_HOME": str(tmp_path / "home")}

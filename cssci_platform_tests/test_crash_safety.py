@@ -111,6 +111,7 @@ def _wait(condition, seconds: float, what: str, log: Path) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.long_running
 def test_a_daemon_killed_while_submitting_arrivals_runs_each_arrival_exactly_once(tmp_path: Path) -> None:
     manifest = _cohort_with_arrivals(tmp_path, ARRIVALS)
     environment = _environment(tmp_path, manifest)
@@ -182,6 +183,7 @@ def _ingest(home: Path, manifest: Path) -> subprocess.Popen:
     )
 
 
+@pytest.mark.long_running
 def test_ingest_killed_mid_run_then_rerun_equals_an_uninterrupted_ingest(tmp_path: Path) -> None:
     manifest = write_sci_cohort(tmp_path / "cohort", n_development=4, n_prospective=0, seed=41, second_rater_fraction=0)
     home = tmp_path / "home"  # the same home for both (derived file names hash their source paths)

@@ -98,6 +98,7 @@ def truth(home: Path) -> pd.DataFrame:
     return pd.read_csv(cohort / "truth.csv").set_index("patient_id")
 
 
+@pytest.mark.long_running
 @pytest.mark.timeout(PROTOCOL_TIME_LIMIT)
 def test_cervical_sci_ianr(tmp_path):
     completed, home, mlflow_uri = run_protocol("cervical_sci_ianr", tmp_path)
@@ -120,6 +121,7 @@ def test_cervical_sci_ianr(tmp_path):
     assert validation["n"][0] > 0
 
 
+@pytest.mark.long_running
 @pytest.mark.timeout(PROTOCOL_TIME_LIMIT)
 def test_cervical_sci_upper_limb(tmp_path):
     completed, home, mlflow_uri = run_protocol("cervical_sci_upper_limb", tmp_path)
@@ -142,6 +144,7 @@ def test_cervical_sci_upper_limb(tmp_path):
     }
 
 
+@pytest.mark.long_running
 @pytest.mark.timeout(PROTOCOL_TIME_LIMIT)
 def test_spinal_metastasis_primary_site(tmp_path):
     completed, home, mlflow_uri = run_protocol("spinal_metastasis_primary_site", tmp_path)

@@ -28,7 +28,7 @@ import yaml
 
 from cssci_platform_tests.refdata import refdata_root
 
-pytestmark = [pytest.mark.refdata, pytest.mark.slow_real_cohort]
+pytestmark = [pytest.mark.refdata, pytest.mark.slow_real_cohort, pytest.mark.long_running]
 
 VENDORS = {"GE": 7, "Philips": 7, "Siemens": 6}  # patients per vendor (center), the first ones by patient id
 SEQUENCE, ROI, REPEAT = "T1", "tumour", "eroded"

@@ -21,7 +21,7 @@ from cssci_platform.lib.study_config import StudyConfig, load_config
 from cssci_platform.lib.synthetic import write_sci_cohort
 from cssci_platform.lib.warehouse import table_frame
 
-pytestmark = pytest.mark.xdist_group("ianr_scoring")
+pytestmark = [pytest.mark.xdist_group("ianr_scoring"), pytest.mark.long_running]  # a study trained once (~2 min)
 
 STUDY = {
     "name": "ianr_scoring",

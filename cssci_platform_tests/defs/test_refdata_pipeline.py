@@ -59,6 +59,7 @@ def _ingest_one(manifest: Path, key: str, store: Path) -> pl.DataFrame:
     return extraction.rows
 
 
+@pytest.mark.long_running
 def test_all_32_multiscanner_mris_are_ingested_preprocessed_and_extracted(tmp_path: Path) -> None:
     root = refdata_root() / "mri_sts_multivendor"
     with open(root / "scanners.csv") as stream:
