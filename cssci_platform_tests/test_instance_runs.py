@@ -113,7 +113,9 @@ def test_instance_runs_equal_in_process_runs_and_an_interrupted_call_resumes(tmp
         [first] = seen
         assert first.success and first.patient_key == keys[0]  # runs leave the queue in submission order
         second = patient_runs.latest_patient_run(instance, keys[1])
-        assert second is not None and second.status == dg.DagsterRunStatus.CANCELED
+        # queued when the command stopped: canceled; or already launched by the daemon (the first batch's outcome
+        # arrives before its run ends): terminated, then canceled or failed. Either way not done.
+        assert second is not None and second.status in (dg.DagsterRunStatus.CANCELED, dg.DagsterRunStatus.FAILURE)
         assert patient_runs.patients_to_run(instance, keys) == [keys[1]]
 
         killer = threading.Thread(target=_kill_worker_of, args=(keys[1],), daemon=True)
