@@ -135,9 +135,15 @@ def batch_patients(run: dg.DagsterRun) -> list[str]:
 def batch_outcomes(instance: dg.DagsterInstance, run_id: str) -> dict[str, dict]:
     """The outcome a batch run recorded for each patient it finished (its observations' metadata by patient)."""
     entries = instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_OBSERVATION)
-    return {observation.partition: {name: value.value for name, value in observation.metadata.items()}
-            for observation in (e.asset_observation for e in entries) if observation is not None
-            and OUTCOME in observation.metadata}
+    return dict(outcome for entry in entries if (outcome := recorded_outcome(entry)) is not None)
+
+
+def recorded_outcome(entry: dg.EventLogEntry) -> tuple[str, dict] | None:
+    """(patient, outcome metadata) when the event is a batch run's per-patient outcome observation, else None."""
+    observation = entry.asset_observation
+    if observation is None or observation.partition is None or OUTCOME not in observation.metadata:
+        return None
+    return observation.partition, {name: value.value for name, value in observation.metadata.items()}
 
 
 def patient_input_digest(cohort: Cohort, record: PatientRecord) -> str:
@@ -156,14 +162,14 @@ def patient_input_digest(cohort: Cohort, record: PatientRecord) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def patients_to_run(instance: dg.DagsterInstance, patient_keys: list[str],
-                    digests: dict[str, str] | None = None) -> list[str]:
+def patients_to_run(instance: dg.DagsterInstance, patient_keys: list[str], digests: dict[str, str] | None = None,
+                    latest: dict[str, dg.DagsterRun] | None = None) -> list[str]:
     """What a resumed command runs: the patients not done by their latest run (`latest_patient_runs`). A batch run
     did a patient when it recorded it processed or quarantined; a run of the patient's partition when it succeeded.
     Done on other inputs (the recorded digest differs from `digests`: the row or a file changed) is not done; a
     run without a digest (launched from the UI) counts by its outcome alone."""
     digests = digests or {}
-    latest = latest_patient_runs(instance, patient_keys)
+    latest = latest_patient_runs(instance, patient_keys) if latest is None else latest
     recorded: dict[str, dict[str, dict]] = {}
 
     def done(key: str) -> bool:
@@ -229,10 +235,10 @@ def run_patients_on_instance(session: InstanceSession, patient_keys: list[str],
     patient) make a patient whose inputs changed since its run stale."""
     instance = session.instance
     digests = digests or {}
-    pending = patients_to_run(instance, patient_keys, digests)
+    latest = latest_patient_runs(instance, patient_keys)
+    pending = patients_to_run(instance, patient_keys, digests, latest)
     on_pending(len(pending), len(patient_keys))
-    latest = latest_patient_runs(instance, pending)
-    in_flight = {key: run for key, run in latest.items() if not run.is_finished}
+    in_flight = {key: latest[key] for key in pending if key in latest and not latest[key].is_finished}
     to_submit = [key for key in pending if key not in in_flight]
 
     def submit(batch: list[str]) -> str:
@@ -251,10 +257,8 @@ def run_patients_on_instance(session: InstanceSession, patient_keys: list[str],
             on_outcome(outcome)
 
     def on_event(entry: dg.EventLogEntry) -> None:
-        observation = entry.asset_observation
-        if observation is not None and OUTCOME in observation.metadata and observation.partition:
-            metadata = {name: value.value for name, value in observation.metadata.items()}
-            report(batched_outcome(observation.partition, entry.run_id, metadata))
+        if (outcome := recorded_outcome(entry)) is not None:
+            report(batched_outcome(outcome[0], entry.run_id, outcome[1]))
 
     def on_ended(run: dg.DagsterRun) -> None:
         from cssci_platform.cli.instance_runs import ended_run
