@@ -3,6 +3,7 @@
 from collections.abc import Sequence
 
 import dagster as dg
+import duckdb
 
 from cssci_platform.lib.deep.patient_slices import STAGE as SLICE_STAGE
 from cssci_platform.lib.messages import markdown_table
@@ -28,15 +29,24 @@ def issues_markdown(issues: Sequence[QcIssue]) -> str:
     return markdown_table(["severity", "code", "problem", "fix"], rows)
 
 
-def record_issues(warehouse: WarehouseResource, patient_key: str, stage: str, issues: Sequence[QcIssue]) -> None:
-    """Replace this patient's issues of this stage, so a fixed problem disappears on re-materialization."""
-    with warehouse.connect() as con:
-        replace_rows(con, "qc_issues", {"patient_key": patient_key, "stage": stage}, [i.as_row() for i in issues])
+def record_issues(con: duckdb.DuckDBPyConnection, patient_key: str, stage: str, issues: Sequence[QcIssue]) -> None:
+    """Replace this patient's issues of this stage, so a fixed problem disappears on re-materialization (on the
+    connection its step writes its rows with: one warehouse connection per write phase)."""
+    replace_rows(con, "qc_issues", {"patient_key": patient_key, "stage": stage}, [i.as_row() for i in issues])
 
 
 def stored_issues(warehouse: WarehouseResource, patient_key: str, stages: Sequence[str]) -> list[QcIssue]:
     with warehouse.connect() as con:
-        return [QcIssue(**row) for row in queries.patient_issues(con, patient_key, stages)]
+        return issues_of(con, patient_key, stages)
+
+
+def issues_of(con: duckdb.DuckDBPyConnection, patient_key: str, stages: Sequence[str]) -> list[QcIssue]:
+    return [QcIssue(**row) for row in queries.patient_issues(con, patient_key, stages)]
+
+
+def issues_of_stages(issues: Sequence[QcIssue], stages: Sequence[str]) -> list[QcIssue]:
+    """The issues of `stages`, in the order `stored_issues` reads them back (stage, code)."""
+    return sorted((i for i in issues if i.stage in stages), key=lambda i: (i.stage, i.code))
 
 
 def qc_check_result(issues: Sequence[QcIssue]) -> dg.AssetCheckResult:
@@ -49,9 +59,10 @@ def qc_check_result(issues: Sequence[QcIssue]) -> dg.AssetCheckResult:
     )
 
 
-def quarantine_guard(warehouse: WarehouseResource, patient_key: str, upstream_stages: Sequence[str]) -> None:
-    """Refuse to process a patient whose inputs failed QC (e.g. when a downstream asset is run alone)."""
-    errors = [i for i in stored_issues(warehouse, patient_key, upstream_stages) if i.severity == "error"]
+def quarantine_guard(con: duckdb.DuckDBPyConnection, patient_key: str, upstream_stages: Sequence[str]) -> None:
+    """Refuse to process a patient whose inputs failed QC (e.g. when a downstream asset is run alone); on the
+    connection its step reads its inputs with."""
+    errors = [i for i in issues_of(con, patient_key, upstream_stages) if i.severity == "error"]
     if errors:
         details = "; ".join(f"[{i.stage}] {i.message}" for i in errors)
         raise dg.Failure(f"patient '{patient_key}' is quarantined: {details}. Fix the input and re-materialize "

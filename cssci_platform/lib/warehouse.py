@@ -8,6 +8,7 @@ process (a parallel patient run) holds the lock.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -73,6 +74,8 @@ SCHEMA: dict[str, str] = {
     "inbox_file_digests": "path VARCHAR PRIMARY KEY, size BIGINT, mtime_ns BIGINT, sha256 VARCHAR",
     "validation_metrics": """registered_model VARCHAR, model_version VARCHAR, signature VARCHAR, n_patients INTEGER,
         metric VARCHAR, value DOUBLE, test_auc_low DOUBLE, below_test_ci BOOLEAN, computed_at TIMESTAMP""",
+    # The digest of the schema last applied to this file (SCHEMA_DIGEST): a connection skips the DDL when it matches.
+    "warehouse_schema": "digest VARCHAR",
     "predictions": """patient_key VARCHAR, cohort VARCHAR, role VARCHAR, signature VARCHAR, classifier VARCHAR,
         mode VARCHAR, split VARCHAR, fold VARCHAR, class_label VARCHAR, probability DOUBLE, model_name VARCHAR,
         model_version VARCHAR, created_at TIMESTAMP, label VARCHAR""",
@@ -167,13 +170,31 @@ GROUP BY p.patient_key, p.center, p.cohort
 """
 
 
+SCHEMA_DIGEST = hashlib.sha256(repr((SCHEMA, ADDED_COLUMNS, PATIENT_STATUS_VIEW)).encode()).hexdigest()[:16]
+
+
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create what is missing of the tables, added columns and views; skipped (one read instead of ~25 catalog
+    statements per connection) when the file records that this very schema was applied."""
+    if _applied_schema(con) == SCHEMA_DIGEST:
+        return
     for table, columns in SCHEMA.items():
         con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
     for table, added in ADDED_COLUMNS.items():
         for column, kind in added.items():
             con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
     con.execute(PATIENT_STATUS_VIEW)
+    with transaction(con):
+        con.execute("DELETE FROM warehouse_schema")
+        con.execute("INSERT INTO warehouse_schema VALUES (?)", [SCHEMA_DIGEST])
+
+
+def _applied_schema(con: duckdb.DuckDBPyConnection) -> str | None:
+    try:
+        row = con.execute("SELECT digest FROM warehouse_schema").fetchone()
+    except duckdb.CatalogException:  # a warehouse written before the schema was recorded, or a new file
+        return None
+    return row[0] if row else None
 
 
 @contextmanager
@@ -209,24 +230,51 @@ def append_rows(con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[Mappi
     return frame.height
 
 
+WIDE_COLUMN = "sequence || '__' || roi || '__' || channel || '__' || feature"  # a radiomics_wide column's name
+PRIMARY = "segmentation = 'primary'"  # radiomics_wide shows the primary segmentation
+
+
+def replace_patient_radiomics(con: duckdb.DuckDBPyConnection, patient_key: str, rows: pl.DataFrame) -> int:
+    """Replace the patient's `radiomics_features` rows and keep `radiomics_wide` in step, in one transaction; returns
+    the view's feature columns. The view is re-created only when this write can change its columns: when the patient
+    brings a feature the view lacks, or drops one it had (which may have been the last of its name). Re-creating it
+    scans the whole table, which at 200 patients cost more than the rest of the patient's writes."""
+    with transaction(con):
+        before = _feature_names(con, f"patient_key = ? AND {PRIMARY}", [patient_key])
+        con.execute("DELETE FROM radiomics_features WHERE patient_key = ?", [patient_key])
+        append_rows(con, "radiomics_features", rows)
+        after = _feature_names(con, f"patient_key = ? AND {PRIMARY}", [patient_key])
+        columns = _wide_view_columns(con)
+        if columns is not None and after <= columns and before <= after:
+            return len(columns)
+        return refresh_radiomics_wide_view(con)
+
+
+def _feature_names(con: duckdb.DuckDBPyConnection, condition: str, parameters: list) -> set[str]:
+    query = f"SELECT DISTINCT {WIDE_COLUMN} FROM radiomics_features WHERE {condition}"
+    return {row[0] for row in con.execute(query, parameters).fetchall()}
+
+
+def _wide_view_columns(con: duckdb.DuckDBPyConnection) -> set[str] | None:
+    """The feature columns of `radiomics_wide` as the catalog has them; None when there is no such view."""
+    found = con.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = 'radiomics_wide' "
+                        "AND schema_name = 'main'").fetchall()
+    return {name for (name,) in found} - {"patient_key"} if found else None
+
+
 def refresh_radiomics_wide_view(con: duckdb.DuckDBPyConnection) -> int:
     """(Re)create `radiomics_wide`: one row per patient, one column per sequence/roi/channel/feature of
     the primary segmentation. DuckDB views cannot pivot on values found in the data, so the column list
     is spelled out from the current table; returns the number of feature columns."""
-    column_names = [
-        row[0] for row in con.execute(
-            "SELECT DISTINCT sequence || '__' || roi || '__' || channel || '__' || feature AS name "
-            "FROM radiomics_features WHERE segmentation = 'primary' ORDER BY name"
-        ).fetchall()
-    ]
+    column_names = sorted(_feature_names(con, PRIMARY, []))
     if not column_names:
         con.execute("CREATE OR REPLACE VIEW radiomics_wide AS SELECT DISTINCT patient_key FROM radiomics_features")
         return 0
     values = ", ".join("'" + name.replace("'", "''") + "'" for name in column_names)
     con.execute(
         "CREATE OR REPLACE VIEW radiomics_wide AS PIVOT ("
-        " SELECT patient_key, sequence || '__' || roi || '__' || channel || '__' || feature AS name, value"
-        " FROM radiomics_features WHERE segmentation = 'primary'"
+        f" SELECT patient_key, {WIDE_COLUMN} AS name, value"
+        f" FROM radiomics_features WHERE {PRIMARY}"
         f") ON name IN ({values}) USING first(value) GROUP BY patient_key"
     )
     return len(column_names)

@@ -116,6 +116,25 @@ def test_schema_is_created(db):
         assert rows_of(con, "SELECT patient_key FROM patients") == [("P1",)]
 
 
+def test_a_warehouse_of_an_older_schema_gets_the_columns_added_since(db):
+    """The schema is applied once per file and version: a file whose recorded schema is another version (or none)
+    gets what is missing on the next connection, with its rows kept."""
+    with connect(db) as con:
+        replace_rows(con, "patients", {"patient_key": "P1"}, [{"patient_key": "P1"}])
+        con.execute("ALTER TABLE predictions DROP COLUMN label")  # as a warehouse written before `label` shipped
+        con.execute("DROP VIEW patient_status")
+        con.execute("DELETE FROM warehouse_schema")
+    with connect(db) as con:
+        assert "label" in con.execute("SELECT * FROM predictions").pl().columns
+        assert rows_of(con, "SELECT patient_key, status FROM patient_status") == [("P1", "registered")]
+        assert rows_of(con, "SELECT digest FROM warehouse_schema") == [(warehouse.SCHEMA_DIGEST,)]
+    with connect(db) as con:
+        con.execute("UPDATE warehouse_schema SET digest = 'an older version'")
+        con.execute("ALTER TABLE roi_slices DROP COLUMN clipped_px")
+    with connect(db) as con:
+        assert "clipped_px" in con.execute("SELECT * FROM roi_slices").pl().columns
+
+
 def test_patients_primary_key(db):
     with connect(db) as con:
         replace_rows(con, "patients", {"patient_key": "P1"}, [{"patient_key": "P1", "center": "A"}])
@@ -231,6 +250,39 @@ def test_radiomics_wide_view(db):
         assert wide.columns[-1] == "sag_T2__lesion__original__shape_Sphericity"
         assert wide.row(2) == ("P3", None, 0.7, None, 0.8)
         assert wide.row(0)[-1] is None
+
+
+def test_per_patient_radiomics_writes_keep_the_wide_view_exact(db):
+    """`replace_patient_radiomics` re-creates the view only when a write can change its columns; after every write of
+    a sequence that adds, keeps, drops the last of, and restores features, the view equals a full refresh."""
+    sequence = [
+        ("P1", {"firstorder_Mean": 0.5, "glcm_Contrast": 2.0}),
+        ("P2", {"firstorder_Mean": 0.6, "glcm_Contrast": 3.0}),  # same features: no new column
+        ("P2", {"firstorder_Mean": 0.6, "shape_Sphericity": 0.9}),  # adds one, P1 still has glcm_Contrast
+        ("P1", {"firstorder_Mean": 0.5}),  # drops the last glcm_Contrast: the column must go
+        ("P3", {}),  # a patient without primary features
+        ("P1", {"firstorder_Mean": 0.5, "glcm_Contrast": 2.5}),  # brings it back
+        ("P2", {}),  # drops the only shape_Sphericity
+    ]
+    with connect(db) as con:
+        for key, values in sequence:
+            rows = pl.DataFrame(feature_rows(key, values) + feature_rows(key, {"firstorder_Mean": 0.1}, "rater2"))
+            columns = warehouse.replace_patient_radiomics(con, key, rows)
+            incremental = con.execute("SELECT * FROM radiomics_wide ORDER BY patient_key").pl()
+            assert columns == refresh_radiomics_wide_view(con)
+            refreshed = con.execute("SELECT * FROM radiomics_wide ORDER BY patient_key").pl()
+            assert incremental.columns == refreshed.columns and incremental.rows() == refreshed.rows()
+        assert con.execute("SELECT * FROM radiomics_wide").pl().columns == [
+            "patient_key", "sag_T2__lesion__original__firstorder_Mean", "sag_T2__lesion__original__glcm_Contrast"]
+
+
+def test_a_failed_radiomics_write_leaves_rows_and_view_as_they_were(db):
+    with connect(db) as con:
+        warehouse.replace_patient_radiomics(con, "P1", pl.DataFrame(feature_rows("P1", {"firstorder_Mean": 0.5})))
+        bad = pl.DataFrame(feature_rows("P1", {"glcm_Contrast": 1.0})).with_columns(value=pl.lit("not a number"))
+        with pytest.raises(duckdb.ConversionException):
+            warehouse.replace_patient_radiomics(con, "P1", bad)
+        assert con.execute("SELECT * FROM radiomics_wide").pl().rows() == [("P1", 0.5)]
 
 
 def test_wide_view_quotes_odd_names(db):

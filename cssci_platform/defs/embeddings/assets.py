@@ -18,7 +18,7 @@ from cssci_platform.lib.queries import patients as queries
 from cssci_platform.lib.warehouse import replace_rows
 from cssci_platform.resources.cohort import CohortResource
 from cssci_platform.resources.image_store import ImageStoreResource
-from cssci_platform.resources.patient import PatientResources
+from cssci_platform.resources.patient import PatientResources, PatientStepResult
 from cssci_platform.resources.study import StudyResource
 from cssci_platform.resources.warehouse import WarehouseResource
 
@@ -33,30 +33,30 @@ def roi_slices(context: dg.AssetExecutionContext, study: StudyResource, cohort: 
     patient's QC montage (every sequence's largest-lesion slice with the ROI contours and the DL rectangle, and its
     channels) in the metadata and at `image_store/qc_montages/<patient_key>.png`."""
     resources = PatientResources(study, cohort, warehouse, image_store)
-    return dg.MaterializeResult(metadata=cut_patient_roi_slices(resources, context.partition_key))
+    return dg.MaterializeResult(metadata=cut_patient_roi_slices(resources, context.partition_key).metadata)
 
 
-def cut_patient_roi_slices(resources: PatientResources, key: str) -> dict:
-    """`roi_slices` of one patient: slice files and rows, its QC montage, ROI-slice QC issues; the metadata."""
+def cut_patient_roi_slices(resources: PatientResources, key: str) -> PatientStepResult:
+    """`roi_slices` of one patient: slice files and rows, its QC montage, ROI-slice QC issues."""
     study, cohort, warehouse, image_store = resources
-    quarantine_guard(warehouse, key, UPSTREAM_STAGES)
-    manifest, _ = cohort.patient(key)
     with warehouse.connect() as con:
+        quarantine_guard(con, key, UPSTREAM_STAGES)
         channels, masks = queries.preprocessed_channels(con, key), queries.preprocessed_masks(con, key)
+    manifest, _ = cohort.patient(key)
     request = study.config().deep.slice.request(manifest.spec, masked_pairs(manifest))
     result = cut_patient_slices(key, channels, masks, request, image_store.folder("roi_slices"))
     with warehouse.connect() as con:
         replace_rows(con, "roi_slices", {"patient_key": key}, result.rows)
-    record_issues(warehouse, key, SLICE_STAGE, result.qc_issues)
+        record_issues(con, key, SLICE_STAGE, result.qc_issues)
     first = result.rows[0] if result.rows else {}
     montage = _qc_montage(key, channels, masks, request, result.rows, image_store)
-    return {
+    return PatientStepResult({
         **montage,
         "slices": len(result.rows), "sequence": request.sequence, "roi": request.roi, "axis": request.settings.axis,
         "slice_index": first.get("slice_index", -1), "roi_area_px": first.get("roi_area_px", 0),
         "crop_rows_cols": str(first.get("crop", [])), "clipped_px": str(first.get("clipped_px", [])),
         "issues": dg.MetadataValue.md(issues_markdown(result.qc_issues)),
-    }
+    }, list(result.qc_issues))
 
 
 def _qc_montage(key: str, channels: pl.DataFrame, masks: pl.DataFrame, request: SliceRequest, rows: list[dict],
@@ -115,8 +115,8 @@ def embed_center(study: StudyResource, warehouse: WarehouseResource, center: str
         for backbone, frame in zip(deep.backbones, frames):
             where = {"center": center, "backbone": backbone, "network": deep.embedding_network}
             replace_rows(con, "embeddings", where, frame)
-    for key in set(stored["patient_key"]):
-        record_issues(warehouse, key, EMBEDDING_STAGE, [i for i in issues if i.patient_key == key])
+        for key in set(stored["patient_key"]):
+            record_issues(con, key, EMBEDDING_STAGE, [i for i in issues if i.patient_key == key])
     return {
         "patients": slices["patient_key"].n_unique(), "backbones": ", ".join(deep.backbones),
         "network": deep.embedding_network,

@@ -12,10 +12,10 @@ from cssci_platform.lib.messages import markdown_table
 from cssci_platform.lib.preprocessing import preprocess_patient
 from cssci_platform.lib.quality import ScanInfo, resampled_mask_issues
 from cssci_platform.lib.queries import patients as queries
-from cssci_platform.lib.warehouse import refresh_radiomics_wide_view, replace_rows
+from cssci_platform.lib.warehouse import replace_patient_radiomics, replace_rows
 from cssci_platform.resources.cohort import CohortResource
 from cssci_platform.resources.image_store import ImageStoreResource
-from cssci_platform.resources.patient import PatientResources
+from cssci_platform.resources.patient import PatientResources, PatientStepResult
 from cssci_platform.resources.study import StudyResource
 from cssci_platform.resources.warehouse import WarehouseResource
 
@@ -30,30 +30,29 @@ def preprocessed_channels(context: dg.AssetExecutionContext, study: StudyResourc
                           warehouse: WarehouseResource, image_store: ImageStoreResource) -> dg.MaterializeResult:
     """Per sequence: resampled to isotropic spacing, normalized to [0, 1], one NIfTI per filter channel."""
     resources = PatientResources(study, cohort, warehouse, image_store)
-    return dg.MaterializeResult(metadata=preprocess_patient_channels(resources, context.partition_key))
+    return dg.MaterializeResult(metadata=preprocess_patient_channels(resources, context.partition_key).metadata)
 
 
-def preprocess_patient_channels(resources: PatientResources, key: str) -> dict:
-    """`preprocessed_channels` of one patient: channel and mask files, their rows, preprocess QC issues; the
-    metadata."""
+def preprocess_patient_channels(resources: PatientResources, key: str) -> PatientStepResult:
+    """`preprocessed_channels` of one patient: channel and mask files, their rows, preprocess QC issues."""
     study, cohort, warehouse, image_store = resources
-    quarantine_guard(warehouse, key, ("manifest", "scans"))
-    manifest, _ = cohort.patient(key)
     with warehouse.connect() as con:
+        quarantine_guard(con, key, ("manifest", "scans"))
         scans = [ScanInfo(**_scan_fields(row)) for row in queries.patient_scans(con, key).iter_rows(named=True)]
+    manifest, _ = cohort.patient(key)
     features = image_store.features(Path(cohort.manifest_path))
     result = preprocess_patient(scans, manifest.resolve, features.folder("channels"), study.config().preprocessing)
     issues = resampled_mask_issues(key, result.masks)
     with warehouse.connect() as con:
         replace_rows(con, "preprocessed_channels", {"patient_key": key}, [vars(c) for c in result.channels])
         replace_rows(con, "preprocessed_masks", {"patient_key": key}, [vars(m) for m in result.masks])
-    record_issues(warehouse, key, "preprocess", issues)
+        record_issues(con, key, "preprocess", issues)
     files = len(result.channels) + len(result.masks)
-    return {"channel_files": len(result.channels), "mask_files": len(result.masks),
+    return PatientStepResult({"channel_files": len(result.channels), "mask_files": len(result.masks),
             "computed_files": result.computed_files, "reused_from_cache": files - result.computed_files,
             "features": _reuse(files - result.computed_files, files),
             "store": dg.MetadataValue.path(str(features.folder("channels") / key)),
-            "issues": dg.MetadataValue.md(issues_markdown(issues))}
+            "issues": dg.MetadataValue.md(issues_markdown(issues))}, issues)
 
 
 def _reuse(reused: int, total: int) -> str:
@@ -79,35 +78,34 @@ def radiomics_features(context: dg.AssetExecutionContext, study: StudyResource, 
                        warehouse: WarehouseResource, image_store: ImageStoreResource) -> dg.MaterializeResult:
     """PyRadiomics features per sequence x ROI x segmentation x channel, long in `radiomics_features`."""
     resources = PatientResources(study, cohort, warehouse, image_store)
-    return dg.MaterializeResult(metadata=extract_patient_radiomics(resources, context.partition_key))
+    return dg.MaterializeResult(metadata=extract_patient_radiomics(resources, context.partition_key).metadata)
 
 
-def extract_patient_radiomics(resources: PatientResources, key: str) -> dict:
+def extract_patient_radiomics(resources: PatientResources, key: str) -> PatientStepResult:
     """`radiomics_features` of one patient: its feature rows (from the feature store where computed before) and
-    radiomics QC issues; the metadata."""
+    radiomics QC issues."""
     study, cohort, warehouse, image_store = resources
-    quarantine_guard(warehouse, key, ("manifest", "scans", "preprocess"))
     settings = study.config()
     with warehouse.connect() as con:
+        quarantine_guard(con, key, ("manifest", "scans", "preprocess"))
         stored = queries.preprocessed_channels(con, key), queries.preprocessed_masks(con, key)
     channels, masks = radiomics_inputs(*stored, settings.imaging, settings.preprocessing.channels)
     store = image_store.features(Path(cohort.manifest_path))
     extraction = extract_patient_features(key, channels, masks, settings.radiomics.params,
                                           FeatureStore(store.folder("radiomics")))
     with warehouse.connect() as con:
-        replace_rows(con, "radiomics_features", {"patient_key": key}, extraction.rows)
-        feature_columns = refresh_radiomics_wide_view(con)
-    record_issues(warehouse, key, "radiomics", extraction.issues)
-    return {"extractions": extraction.extractions, "computed_extractions": extraction.computed,
-            "reused_extractions": extraction.reused,
-            "features": _reuse(extraction.reused, extraction.extractions),
-            "feature_store": dg.MetadataValue.path(str(store.root)),
-            "features_per_extraction": extraction.features_per_extraction,
-            "feature_values": extraction.rows.height, "params": settings.radiomics.params,
-            "params_hash": extraction.params_hash,
-            "extractor": extraction.extractor_version, "wide_view_columns": feature_columns,
-            "preview": dg.MetadataValue.md(_preview(extraction.rows)),
-            "issues": dg.MetadataValue.md(issues_markdown(extraction.issues))}
+        feature_columns = replace_patient_radiomics(con, key, extraction.rows)
+        record_issues(con, key, "radiomics", extraction.issues)
+    metadata = {"extractions": extraction.extractions, "computed_extractions": extraction.computed,
+                "reused_extractions": extraction.reused, "features": _reuse(extraction.reused, extraction.extractions),
+                "feature_store": dg.MetadataValue.path(str(store.root)),
+                "features_per_extraction": extraction.features_per_extraction,
+                "feature_values": extraction.rows.height, "params": settings.radiomics.params,
+                "params_hash": extraction.params_hash,
+                "extractor": extraction.extractor_version, "wide_view_columns": feature_columns,
+                "preview": dg.MetadataValue.md(_preview(extraction.rows)),
+                "issues": dg.MetadataValue.md(issues_markdown(extraction.issues))}
+    return PatientStepResult(metadata, list(extraction.issues))
 
 
 def _preview(rows: pl.DataFrame) -> str:

@@ -8,7 +8,7 @@ from cssci_platform.lib.queries.overview import cohort_overview
 from cssci_platform.lib.warehouse import replace_rows
 from cssci_platform.resources.cohort import CohortResource
 from cssci_platform.resources.image_store import ImageStoreResource
-from cssci_platform.resources.patient import PatientResources
+from cssci_platform.resources.patient import PatientResources, PatientStepResult
 from cssci_platform.resources.study import StudyResource
 from cssci_platform.resources.warehouse import WarehouseResource
 
@@ -49,11 +49,11 @@ def patient_scans(context: dg.AssetExecutionContext, study: StudyResource, cohor
                   warehouse: WarehouseResource, image_store: ImageStoreResource) -> dg.MaterializeResult:
     """One patient's images and masks, read and checked; one `scans` row per file."""
     resources = PatientResources(study, cohort, warehouse, image_store)
-    return dg.MaterializeResult(metadata=scan_patient(resources, context.partition_key))
+    return dg.MaterializeResult(metadata=scan_patient(resources, context.partition_key).metadata)
 
 
-def scan_patient(resources: PatientResources, patient_key: str) -> dict:
-    """`patient_scans` of one patient: its `scans` rows and manifest / scan QC issues written; the metadata."""
+def scan_patient(resources: PatientResources, patient_key: str) -> PatientStepResult:
+    """`patient_scans` of one patient: its `scans` rows and manifest / scan QC issues written."""
     study, cohort, warehouse, _ = resources
     manifest, record = cohort.patient(patient_key)
     inspection = inspect_patient(manifest, record, study.config().imaging.geometry_tolerance())
@@ -61,8 +61,9 @@ def scan_patient(resources: PatientResources, patient_key: str) -> dict:
     with warehouse.connect() as con:
         write_manifest_tables(con, manifest, [record.patient_key])  # this patient's row as the manifest says now
         replace_rows(con, "scans", {"patient_key": record.patient_key}, [s.as_row() for s in inspection.scans])
-    record_issues(warehouse, record.patient_key, "scans", scan_issues)
-    record_issues(warehouse, record.patient_key, "manifest", [i for i in inspection.issues if i.stage == "manifest"])
-    return {"center": record.center, "cohort": record.cohort, "files": len(inspection.scans),
-            "sequences": ", ".join(sorted(record.images)),
-            "issues": dg.MetadataValue.md(issues_markdown(inspection.issues))}
+        record_issues(con, record.patient_key, "scans", scan_issues)
+        record_issues(con, record.patient_key, "manifest", [i for i in inspection.issues if i.stage == "manifest"])
+    return PatientStepResult({"center": record.center, "cohort": record.cohort, "files": len(inspection.scans),
+                              "sequences": ", ".join(sorted(record.images)),
+                              "issues": dg.MetadataValue.md(issues_markdown(inspection.issues))},
+                             list(inspection.issues))

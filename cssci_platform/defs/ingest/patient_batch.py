@@ -19,7 +19,7 @@ from cssci_platform.defs.batch_runs import root_cause
 from cssci_platform.defs.embeddings.assets import cut_patient_roi_slices
 from cssci_platform.defs.features.assets import extract_patient_radiomics, preprocess_patient_channels
 from cssci_platform.defs.ingest.assets import scan_patient
-from cssci_platform.defs.qc import CHECK_STAGES, qc_check_result, stored_issues
+from cssci_platform.defs.qc import CHECK_STAGES, issues_of_stages, qc_check_result
 from cssci_platform.lib.batch_outcomes import (
     ERROR,
     FAILED,
@@ -32,7 +32,7 @@ from cssci_platform.lib.batch_outcomes import (
 )
 from cssci_platform.resources.cohort import CohortResource
 from cssci_platform.resources.image_store import ImageStoreResource
-from cssci_platform.resources.patient import PatientResources
+from cssci_platform.resources.patient import PatientResources, PatientStepResult
 from cssci_platform.resources.study import StudyResource
 from cssci_platform.resources.warehouse import WarehouseResource
 
@@ -44,7 +44,7 @@ class PatientStep:
     asset: str
     check: str  # reads the issues of the QC stages `CHECK_STAGES[check]`
     after: tuple[str, ...]  # the assets it depends on: a failed step or check there skips it, as in the asset job
-    materialize: Callable[[PatientResources, str], dict]
+    materialize: Callable[[PatientResources, str], PatientStepResult]
 
 
 PATIENT_STEPS = (
@@ -99,13 +99,14 @@ def process_patient(context: dg.OpExecutionContext, resources: PatientResources,
         if not set(step.after) <= passed:
             continue
         try:
-            metadata = step.materialize(resources, key)
+            done = step.materialize(resources, key)
         except Exception as error:  # noqa: BLE001 - one patient's broken step must not stop the batch
             errors.append(f"{step.asset}: {root_cause(error)}")
             context.log.error(f"patient {key}: {step.asset} failed\n{traceback.format_exc()}")
             continue
-        context.log_event(dg.AssetMaterialization(asset_key=step.asset, partition=key, metadata=metadata))
-        result = qc_check_result(stored_issues(resources.warehouse, key, CHECK_STAGES[step.check]))
+        context.log_event(dg.AssetMaterialization(asset_key=step.asset, partition=key, metadata=done.metadata))
+        # the issues the step just recorded are the rows the asset job's check reads back (`stored_issues`)
+        result = qc_check_result(issues_of_stages(done.issues, CHECK_STAGES[step.check]))
         context.log_event(dg.AssetCheckEvaluation(
             asset_key=dg.AssetKey(step.asset), check_name=step.check, passed=result.passed, metadata=result.metadata,
             severity=result.severity, description=result.description, blocking=True, partition=key))

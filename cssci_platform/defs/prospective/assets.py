@@ -37,11 +37,11 @@ def score_prospective_patient(study: StudyResource, cohort: CohortResource, ware
                               tracking: TrackingResource, key: str) -> dict:
     """`prospective_predictions` of one patient: its champion scores (and embeddings computed for them) written;
     the metadata. Raises `dg.Failure` naming why the patient cannot be scored."""
-    quarantine_guard(warehouse, key, PATIENT_STAGES)
+    with warehouse.connect() as con:
+        quarantine_guard(con, key, PATIENT_STAGES)
+        rows, champions, outcome = stored_rows(con, key), study_champions(con), modelled_outcome(con)
     manifest, record = cohort.patient(key)
     config = study.config()
-    with warehouse.connect() as con:
-        rows, champions, outcome = stored_rows(con, key), study_champions(con), modelled_outcome(con)
     try:
         scores = score_patient(record, manifest.spec, config, rows, champions, outcome, tracking.config(config.name))
     except ScoringError as error:
