@@ -44,6 +44,7 @@ from cssci_platform.cli.orphaned_runs import (
 PARTITION_TAG = "dagster/partition"
 WORKSPACE_FILE = PROJECT_ROOT / "workspace.yaml"
 POLL_SECONDS = 0.5
+EVENT_PAGE = 500  # events read per query while following a run
 TERMINATE_GRACE_SECONDS = 5.0  # a started run asked to stop gets this long before its worker is killed
 CANCEL_WAIT_SECONDS = 10.0
 # The run queue's dequeue interval (Dagster's default is 5 s): each run would wait that long after the previous one.
@@ -63,6 +64,7 @@ class RunEnded:
     partition: str | None
     success: bool
     failure: str = ""
+    reused: bool = False  # an earlier command's run of a stage whose inputs are unchanged (nothing ran now)
 
     @property
     def subject(self) -> str:
@@ -267,7 +269,7 @@ class InstanceSession:
         """Wait for `run_ids` to finish (runs of a killed command, queued or started, may be among them), calling
         `on_ended` with each finished run as it ends and `on_event` with each step / check event as it happens."""
         waiting = list(run_ids)
-        seen: dict[str, int] = {}
+        cursors: dict[str, str | None] = {}  # per run, where its events were last read: each poll reads only new ones
         while waiting:
             self.check_stop()
             if self._daemon is not None:
@@ -279,16 +281,24 @@ class InstanceSession:
                         and fail_if_worker_died(self.instance, run_id):
                     run = self.instance.get_run_by_id(run_id)
                 if on_event is not None:
-                    entries = self.instance.all_logs(run_id, of_type=RUN_EVENTS)
-                    for entry in entries[seen.get(run_id, 0):]:
-                        on_event(entry)
-                    seen[run_id] = len(entries)
+                    self._new_events(run_id, cursors, on_event)
                 if run is None or run.is_finished:
                     waiting.remove(run_id)
                     if run is not None:
                         on_ended(run)
             if waiting:
                 time.sleep(POLL_SECONDS)
+
+    def _new_events(self, run_id: str, cursors: dict[str, str | None],
+                    on_event: Callable[[dg.EventLogEntry], None]) -> None:
+        while True:
+            page = self.instance.get_records_for_run(run_id, cursor=cursors.get(run_id), of_type=RUN_EVENTS,
+                                                     limit=EVENT_PAGE)
+            for record in page.records:
+                on_event(record.event_log_entry)
+            cursors[run_id] = page.cursor
+            if not page.has_more:
+                return
 
     def run(self, job_name: str, partition: str | None = None, run_config: dict | None = None,
             tags: dict[str, str] | None = None,

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from cssci_platform.cli.instance_runs import InstanceSession, RunEnded
 
 PROJECT_STORE = Path(".cssci")  # default home root: the shared MLflow store lives here
+INPUTS_TAG = "cssci.stage_inputs"  # a stage run's inputs digest (`lib/stage_inputs`): equal on a re-run -> reused
 
 
 class StudyStepFailed(RuntimeError):
@@ -212,25 +213,46 @@ def run_study(config: StudyConfig, home: Path, workers: int | None = None, progr
     check_storage()  # a full disk, an unwritable or long-locked warehouse: refused before any patient
     write_run_queue_limit(Path(os.environ["DAGSTER_HOME"]), workers or default_workers())
     tracking = TrackingConfig(os.environ["CSSCI_MLFLOW_URI"], config.name)
-    study_run = start_study_run(tracking, config_yaml, _flat(config.model_dump(mode="json")), {
+    study = StudyRun(lambda: start_study_run(tracking, config_yaml, _flat(config.model_dump(mode="json")), {
         "config_name": config.name, "config_sha256": hashlib.sha256(config_yaml.encode()).hexdigest(),
-        "home": str(home), "manifest": str(manifest)})
+        "home": str(home), "manifest": str(manifest)}))
     report = None
     try:
         with dg.DagsterInstance.get() as instance, instance_session(instance) as session:
-            stages = StudyStages(session, progress, study_run)
+            stages = StudyStages(session, progress, study, config.model_dump(mode="json"))
             quarantined = stages.patients(manifest, workers or default_workers())
             stages.followups(config, manifest)
+            stages.note_source_rows()
             stages.deep(config, manifest)
             stages.modeling()
             stages.score_prospective(manifest, quarantined)
             if config.report.enabled:
                 report = stages.report()
     except BaseException:
-        finish_study_run(tracking, study_run, success=False)
+        if study.started_here:
+            finish_study_run(tracking, study.run_id, success=False)
         raise
-    finish_study_run(tracking, study_run, success=True, report=report)
-    return StudyResult(home, manifest, study_run, report, quarantined)
+    finish_study_run(tracking, study.current(), success=True, report=report)
+    return StudyResult(home, manifest, study.current(), report, quarantined)
+
+
+@dataclass
+class StudyRun:
+    """The MLflow study run of this command: started when the first stage that logs to it runs, or the earlier
+    command's run when that stage's last run is reused (its models and report stay where they were logged)."""
+
+    start: Callable[[], str]
+    run_id: str = ""
+    started_here: bool = False
+
+    def current(self) -> str:
+        if not self.run_id:
+            self.run_id, self.started_here = self.start(), True
+        return self.run_id
+
+    def adopt(self, run_id: str) -> None:
+        if not self.run_id and run_id:
+            self.run_id = run_id
 
 
 def default_workers() -> int:
@@ -241,11 +263,18 @@ def default_workers() -> int:
 @dataclass
 class StudyStages:
     """The stages of `cssci run` after the patients' scans are known, each a run (or runs) submitted through the
-    command's instance session; the modelling and report runs carry the MLflow study run (`STUDY_TAG`)."""
+    command's instance session; the modelling and report runs carry the MLflow study run (`STUDY_TAG`).
+
+    A stage whose inputs (`lib/stage_inputs`: settings, source rows, upstream runs, run config) equal those of its job's
+    last run, and that run succeeded, is not run again: a second `cssci run` of a finished study goes from the
+    patients it finds done straight to the report it already has."""
 
     session: InstanceSession
     progress: StudyProgress
-    study_run: str
+    study: StudyRun
+    settings: dict  # the resolved study config (`StudyConfig.model_dump(mode="json")`)
+    source: str = ""  # digest of the patient-level source rows (`note_source_rows`)
+    upstream: list[str] = field(default_factory=list)  # the stage runs of this command so far (run or reused)
 
     def patients(self, manifest: Path, workers: int) -> list[str]:
         self.progress.on_stage("manifest, scans, channels, radiomics, ROI slices")
@@ -263,9 +292,18 @@ class StudyStages:
             return
         self.progress.on_stage("follow-up outcomes of the prospective patients")
         for path in sorted((manifest.parent / "followup").glob("*.csv")):
-            self.execute("followup_job", run_config={**IN_PROCESS,
-                                                    "ops": {"followup_outcomes": {"config": {"file": str(path)}}}})
+            self.execute("followup_job", run_config={**IN_PROCESS,  # applied once per file content (its ledger)
+                                                    "ops": {"followup_outcomes": {"config": {"file": str(path)}}}},
+                         stage=False)
             self.progress.on_message(f"recorded {path.name}")
+
+    def note_source_rows(self) -> None:
+        """The digest of what every later stage is computed from (after the patients and follow-up outcomes)."""
+        from cssci_platform.lib.stage_inputs import source_digest
+        from cssci_platform.lib.warehouse import connect
+
+        with connect(Path(os.environ["CSSCI_WAREHOUSE"])) as con:
+            self.source = source_digest(con)
 
     def deep(self, config: StudyConfig, manifest: Path) -> None:
         from cssci_platform.lib.cohort import load_cohort
@@ -301,18 +339,48 @@ class StudyStages:
 
     def report(self) -> Path:
         self.progress.on_stage("study report")
-        ended = self.execute("report_job", run_config=IN_PROCESS, study_run=True)
-        return Path(report_path_of(self.session.instance, ended.run_id))
+        instance = self.session.instance
+        ended = self.execute("report_job", run_config=IN_PROCESS, study_run=True,  # a deleted report is written again
+                             still_valid=lambda run_id: Path(report_path_of(instance, run_id)).exists())
+        return Path(report_path_of(instance, ended.run_id))
 
     def execute(self, job_name: str, run_config: dict | None = None, study_run: bool = False,
-                on_event: Callable | None = None) -> RunEnded:
-        ended = self.session.run(job_name, run_config=run_config, tags=self._tags(study_run), on_event=on_event)
+                on_event: Callable | None = None, stage: bool = True,
+                still_valid: Callable[[str], bool] = lambda run_id: True) -> RunEnded:
+        """Run `job_name`; a study `stage` (not a follow-up file) reuses its job's last run when that succeeded with the
+        same inputs and what it made is `still_valid`."""
+        from cssci_platform.lib.stage_inputs import stage_digest
+
+        settings = self.settings if job_name == "report_job" else {k: v for k, v in self.settings.items()
+                                                                    if k != "report"}
+        inputs = stage_digest(job_name, run_config, settings, self.source, self.upstream)
+        if stage and (ended := self._current_run(job_name, inputs, still_valid)) is not None:
+            if study_run:
+                self.study.adopt(self.session.instance.get_run_by_id(ended.run_id).tags.get(STUDY_TAG, ""))
+            self.upstream.append(ended.run_id)
+            return ended
+        tags = {INPUTS_TAG: inputs} if stage else {}
+        if study_run:
+            tags[STUDY_TAG] = self.study.current()
+        ended = self.session.run(job_name, run_config=run_config, tags=tags, on_event=on_event)
         if not ended.success:
             raise StudyStepFailed(f"{ended.subject} failed: {ended.failure}")
+        if stage:
+            self.upstream.append(ended.run_id)
         return ended
 
-    def _tags(self, study_run: bool) -> dict[str, str]:
-        return {STUDY_TAG: self.study_run} if study_run else {}
+    def _current_run(self, job_name: str, inputs: str, still_valid: Callable[[str], bool]) -> RunEnded | None:
+        """The job's last run when it succeeded with these inputs (nothing ran it since with other inputs)."""
+        import dagster as dg
+
+        from cssci_platform.cli.instance_runs import RunEnded
+
+        runs = self.session.instance.get_runs(filters=dg.RunsFilter(job_name=job_name), limit=1)
+        if not self.source or not runs or runs[0].status != dg.DagsterRunStatus.SUCCESS \
+                or runs[0].tags.get(INPUTS_TAG) != inputs or not still_valid(runs[0].run_id):
+            return None
+        self.progress.on_message(f"{job_name}: inputs unchanged since run {runs[0].run_id[:8]}, reused")
+        return RunEnded(runs[0].run_id, job_name, None, True, reused=True)
 
 
 class FitUnitCounter:

@@ -264,6 +264,22 @@ def test_better_run_takes_the_alias_and_the_old_version_stays(store, runs):
     assert len(store.client().search_model_versions(f"name = '{name}'")) == 2
 
 
+def test_a_champion_is_loaded_once_per_process_and_again_when_the_alias_moves(store, runs, fitted, cohort):
+    """A scoring batch asks for each champion once per patient: the registered version is loaded once; when the alias
+    moves to another version, that version is loaded and scores as its own model."""
+    X, _ = cohort
+    name = registered_model_name("unit", "Rad", "cached")
+    register_champion(store, name, run_id=runs["weak"].run_id, model_uri=runs["weak"].model_uri)
+    first, version = load_champion(store, name)
+    again, _ = load_champion(store, name)
+    assert again is first and version.version == "1"
+    register_champion(store, name, run_id=runs["strong"].run_id, model_uri=runs["strong"].model_uri)
+    moved, moved_version = load_champion(store, name)
+    assert moved_version.version == "2" and moved is not first
+    np.testing.assert_array_equal(moved.predict_proba(X), fitted["strong"].predict_proba(X))
+    np.testing.assert_array_equal(first.predict_proba(X), fitted["weak"].predict_proba(X))
+
+
 def test_missing_champion_names_the_model_and_what_to_run(store, runs):
     with pytest.raises(ChampionNotFoundError) as missing:
         load_champion(store, "cssci.unit.Nope.leakage_safe")

@@ -7,6 +7,7 @@ MLflow >= 3.17 refuses to deserialize any model unless `MLFLOW_ALLOW_PICKLE_DESE
 from __future__ import annotations
 
 import tempfile
+from collections import OrderedDict
 from typing import Any
 
 import mlflow
@@ -30,7 +31,24 @@ def load_champion(config: TrackingConfig, model_name: str, alias: str = CHAMPION
     version always agree even if the alias moves meanwhile.
     """
     version = champion_version(config, model_name, alias)
-    return load_model(config, version.uri), version
+    return _loaded_version(config, version), version
+
+
+LOADED_VERSIONS = 16  # champions kept loaded per process: a scoring batch loads each once, not once per patient
+_loaded: OrderedDict[tuple, Any] = OrderedDict()
+
+
+def _loaded_version(config: TrackingConfig, version: ModelVersionInfo) -> Any:
+    """The pipeline of a registered version, loaded once per process. A version's model never changes once
+    registered; the run and model ids in the key tell apart a version number reused by a store made anew."""
+    key = (config.tracking_uri, config.registry_uri, version.uri, version.run_id, version.model_id)
+    if key in _loaded:
+        _loaded.move_to_end(key)
+        return _loaded[key]
+    pipeline = _loaded[key] = load_model(config, version.uri)
+    if len(_loaded) > LOADED_VERSIONS:
+        _loaded.popitem(last=False)
+    return pipeline
 
 
 def load_model(config: TrackingConfig, model_uri: str) -> Any:
