@@ -33,6 +33,8 @@ BATCH_OP = "process_patient_batch"
 MAX_BATCH = 25  # patients per run at most: a run's ~4 s of start-up is spread, and a resumed command loses little
 PARTITION_TAG = "dagster/partition"
 INPUT_DIGEST_TAG = "cssci/input_digest"  # the patient's manifest row and file stats the run processed
+BATCH_PATIENT_TAG = "cssci/patient/"  # + patient key: a batch run's tag per patient, for an indexed latest-run query
+PATIENTS_TAGGED = "cssci/patients_tagged"  # a batch run that carries BATCH_PATIENT_TAG per patient
 # A patient run executes its steps in the run's own process: parallelism is across runs, bounded by the run queue's
 # max_concurrent_runs; a process per step would only add start-up cost (PyRadiomics is single-threaded).
 PATIENT_RUN_EXECUTION = IN_PROCESS
@@ -107,19 +109,35 @@ def failure_summary(failed: list[PatientRunOutcome], total: int) -> str:
 
 
 def latest_patient_runs(instance: dg.DagsterInstance, patient_keys: list[str]) -> dict[str, dg.DagsterRun]:
-    """Each patient's latest run, whichever was created last: a `patient_batch_job` run naming it in its config
-    (what the CLI submits), or a `patient_features_job` run of its partition (one launched from the UI)."""
-    batch_records = instance.get_run_records(filters=dg.RunsFilter(job_name=PATIENT_BATCH_JOB))  # newest first
+    """Each patient's latest run, whichever was created last: a `patient_batch_job` run naming it (what the CLI
+    submits) or a `patient_features_job` run of its partition (one launched from the UI). Two indexed queries per
+    patient (the batch runs' per-patient tags), so the cost does not grow with the months of runs in the home; batch
+    runs from before those tags are read from their configs (a fixed set: every later batch run has the tags)."""
     latest: dict[str, dg.RunRecord] = {}
-    for record in batch_records:
-        for key in batch_patients(record.dagster_run):
-            latest.setdefault(key, record)
     for key in patient_keys:
-        records = instance.get_run_records(filters=dg.RunsFilter(job_name=PATIENT_JOB, tags={PARTITION_TAG: key}),
-                                           limit=1)
-        if records and (key not in latest or records[0].create_timestamp > latest[key].create_timestamp):
-            latest[key] = records[0]
+        for job_name, tags in ((PATIENT_BATCH_JOB, batch_patient_tags([key])), (PATIENT_JOB, {PARTITION_TAG: key})):
+            records = instance.get_run_records(filters=dg.RunsFilter(job_name=job_name, tags=tags), limit=1)
+            if records and (key not in latest or records[0].create_timestamp > latest[key].create_timestamp):
+                latest[key] = records[0]
+    for record in _untagged_batch_runs(instance):  # newest first; all older than any tagged batch run
+        for key in set(batch_patients(record.dagster_run)) & set(patient_keys):
+            if key not in latest or record.create_timestamp > latest[key].create_timestamp:
+                latest[key] = record
     return {key: latest[key].dagster_run for key in patient_keys if key in latest}
+
+
+def batch_patient_tags(patient_keys: list[str]) -> dict[str, str]:
+    """The tags a batch run carries for its patients: one per patient, and the mark that it has them."""
+    return {PATIENTS_TAGGED: "1", **{BATCH_PATIENT_TAG + key: "1" for key in patient_keys}}
+
+
+def _untagged_batch_runs(instance: dg.DagsterInstance) -> list[dg.RunRecord]:
+    """Batch runs submitted before they carried per-patient tags: those created before the first run that has them."""
+    first_tagged = instance.get_run_records(
+        filters=dg.RunsFilter(job_name=PATIENT_BATCH_JOB, tags={PATIENTS_TAGGED: "1"}), limit=1, ascending=True)
+    before = dg.RunsFilter(job_name=PATIENT_BATCH_JOB,
+                           created_before=first_tagged[0].create_timestamp if first_tagged else None)
+    return list(instance.get_run_records(filters=before))
 
 
 def latest_patient_run(instance: dg.DagsterInstance, patient_key: str) -> dg.DagsterRun | None:
@@ -243,7 +261,8 @@ def run_patients_on_instance(session: InstanceSession, patient_keys: list[str],
 
     def submit(batch: list[str]) -> str:
         config = {"patients": batch, "input_digests": {key: digests[key] for key in batch if key in digests}}
-        return session.submit(PATIENT_BATCH_JOB, run_config={"ops": {BATCH_OP: {"config": config}}})
+        return session.submit(PATIENT_BATCH_JOB, run_config={"ops": {BATCH_OP: {"config": config}}},
+                              tags=batch_patient_tags(batch))
 
     run_ids = list(dict.fromkeys([run.run_id for run in in_flight.values()]
                                  + [submit(batch) for batch in patient_batches(to_submit, workers, per_run)]))

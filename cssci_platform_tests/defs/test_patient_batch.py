@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from cssci_platform.cli.patient_runs import _untagged_batch_runs, batch_patient_tags, latest_patient_runs
 from cssci_platform.defs.embeddings.assets import roi_slices
 from cssci_platform.defs.embeddings.checks import roi_slice_found
 from cssci_platform.defs.ingest import patient_batch
@@ -34,10 +35,10 @@ def _per_partition_run(platform: Platform, key: str) -> dg.ExecuteInProcessResul
                           resources=platform.resources, raise_on_error=False)
 
 
-def _batch_run(platform: Platform, keys: list[str]) -> dg.ExecuteInProcessResult:
+def _batch_run(platform: Platform, keys: list[str], tags: dict[str, str] | None = None) -> dg.ExecuteInProcessResult:
     digests = {k: "d-" + k for k in keys}
     config = {"ops": {"process_patient_batch": {"config": {"patients": keys, "input_digests": digests}}}}
-    return patient_batch.patient_batch_job.execute_in_process(run_config=config, instance=platform.instance,
+    return patient_batch.patient_batch_job.execute_in_process(run_config=config, instance=platform.instance, tags=tags,
                                                               resources=platform.resources, raise_on_error=False)
 
 
@@ -119,3 +120,18 @@ def test_a_patient_whose_step_raises_fails_alone_and_the_run_names_it(platform: 
     assert {k: outcomes[k][patient_batch.OUTCOME] for k in keys if k != broken} == {
         k: patient_batch.PROCESSED for k in keys if k != broken}  # the patient after it was processed
     assert platform.query("SELECT count(*) AS n FROM radiomics_features WHERE patient_key = ?", [keys[2]])["n"][0] > 0
+
+
+def test_each_patients_latest_batch_run_is_found_by_its_tag_and_older_untagged_runs_by_their_config(
+        platform: Platform) -> None:
+    """A resumed command asks for each patient's latest run: batch runs carry a tag per patient (an indexed query
+    whose cost does not grow with history); runs from before those tags are still found, from their config."""
+    platform.materialize_manifest()
+    keys = platform.register()[:3]
+    untagged = _batch_run(platform, keys[:2]).run_id  # as submitted before the tags
+    tagged = _batch_run(platform, keys[1:], tags=batch_patient_tags(keys[1:])).run_id
+    latest = latest_patient_runs(platform.instance, [*keys, "never-run"])
+    assert {key: run.run_id for key, run in latest.items()} == {keys[0]: untagged, keys[1]: tagged, keys[2]: tagged}
+    assert [r.dagster_run.run_id for r in _untagged_batch_runs(platform.instance)] == [untagged]  # read by config
+    newest = _batch_run(platform, keys[:1], tags=batch_patient_tags(keys[:1])).run_id
+    assert latest_patient_runs(platform.instance, keys[:1])[keys[0]].run_id == newest
