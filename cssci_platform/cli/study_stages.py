@@ -219,7 +219,7 @@ def run_study(config: StudyConfig, home: Path, workers: int | None = None, progr
     report = None
     try:
         with dg.DagsterInstance.get() as instance, instance_session(instance) as session:
-            stages = StudyStages(session, progress, study, config.model_dump(mode="json"))
+            stages = StudyStages(session, progress, study, config.model_dump(mode="json"), stage_runtime())
             quarantined = stages.patients(manifest, workers or default_workers())
             stages.followups(config, manifest)
             stages.note_source_rows()
@@ -234,6 +234,14 @@ def run_study(config: StudyConfig, home: Path, workers: int | None = None, progr
         raise
     finish_study_run(tracking, study.current(), success=True, report=report)
     return StudyResult(home, manifest, study.current(), report, quarantined)
+
+
+def stage_runtime() -> dict[str, str]:
+    """What a reused stage must share with this command besides the study settings: the MLflow store its models are
+    in, and the platform's version (a release that computes anything differently bumps it)."""
+    from importlib.metadata import version
+
+    return {"mlflow_uri": os.environ["CSSCI_MLFLOW_URI"], "platform": version("cssci-platform")}
 
 
 @dataclass
@@ -273,6 +281,7 @@ class StudyStages:
     progress: StudyProgress
     study: StudyRun
     settings: dict  # the resolved study config (`StudyConfig.model_dump(mode="json")`)
+    runtime: dict  # `stage_runtime()`
     source: str = ""  # digest of the patient-level source rows (`note_source_rows`)
     upstream: list[str] = field(default_factory=list)  # the stage runs of this command so far (run or reused)
 
@@ -353,6 +362,7 @@ class StudyStages:
 
         settings = self.settings if job_name == "report_job" else {k: v for k, v in self.settings.items()
                                                                     if k != "report"}
+        settings = {**settings, "runtime": self.runtime}
         inputs = stage_digest(job_name, run_config, settings, self.source, self.upstream)
         if stage and (ended := self._current_run(job_name, inputs, still_valid)) is not None:
             if study_run:

@@ -23,6 +23,7 @@ import pytest
 import yaml
 from mlflow.entities import LoggedModelStatus
 from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
@@ -50,6 +51,7 @@ from cssci_platform.lib.model_tracking import (
     set_alias,
     sqlite_tracking_uri,
 )
+from cssci_platform.lib.model_tracking.model_format import model_signature
 from cssci_platform.lib.selection import ZScoreScaler, pipeline_reports
 from cssci_platform.resources.tracking import TrackingResource
 
@@ -278,6 +280,30 @@ def test_a_champion_is_loaded_once_per_process_and_again_when_the_alias_moves(st
     assert moved_version.version == "2" and moved is not first
     np.testing.assert_array_equal(moved.predict_proba(X), fitted["strong"].predict_proba(X))
     np.testing.assert_array_equal(first.predict_proba(X), fitted["weak"].predict_proba(X))
+
+
+def test_a_signature_is_inferred_once_per_input_columns_and_types():
+    """Every classifier of a fit unit logs the same input columns: their MLflow signature is inferred once and equals
+    MLflow's own inference; other columns, types, missing values, text value types or classes get their own."""
+    X = pd.DataFrame({"rad_a": [0.1, 0.2, 0.3], "rad_b": [1.0, 2.0, 3.0]})
+    proba = np.array([[0.2, 0.8], [0.6, 0.4], [0.5, 0.5]])
+    first = model_signature(X, proba)
+    assert first == infer_signature(X, proba)
+    assert model_signature(X.copy() * 2, proba[::-1].copy()) is first  # other values, same columns and types
+    renamed = X.rename(columns={"rad_b": "rad_c"})
+    assert model_signature(renamed, proba) == infer_signature(renamed, proba) != first
+    three_classes = np.array([[0.2, 0.3, 0.5]] * 3)
+    assert model_signature(X, three_classes) == infer_signature(X, three_classes) != first
+    as_integers = X.assign(rad_b=[1, 2, 3])
+    assert model_signature(as_integers, proba) == infer_signature(as_integers, proba) != first
+    with_text = X.assign(center=["A", "B", "A"])  # the center column ComBat reads
+    text_signature = model_signature(with_text, proba)
+    assert text_signature == infer_signature(with_text, proba) and model_signature(with_text, proba) is text_signature
+    with_missing = with_text.assign(rad_a=[0.1, None, 0.3])
+    assert model_signature(with_missing, proba) == infer_signature(with_missing, proba)
+    assert model_signature(with_missing, proba) is not text_signature
+    with_bytes = with_text.assign(center=[b"A", b"B", b"A"])
+    assert model_signature(with_bytes, proba) == infer_signature(with_bytes, proba) != text_signature
 
 
 def test_missing_champion_names_the_model_and_what_to_run(store, runs):
