@@ -64,7 +64,6 @@ class RunEnded:
     partition: str | None
     success: bool
     failure: str = ""
-    reused: bool = False  # an earlier command's run of a stage whose inputs are unchanged (nothing ran now)
 
     @property
     def subject(self) -> str:

@@ -119,8 +119,9 @@ def latest_patient_runs(instance: dg.DagsterInstance, patient_keys: list[str]) -
             records = instance.get_run_records(filters=dg.RunsFilter(job_name=job_name, tags=tags), limit=1)
             if records and (key not in latest or records[0].create_timestamp > latest[key].create_timestamp):
                 latest[key] = records[0]
+    asked = set(patient_keys)
     for record in _untagged_batch_runs(instance):  # newest first; all older than any tagged batch run
-        for key in set(batch_patients(record.dagster_run)) & set(patient_keys):
+        for key in set(batch_patients(record.dagster_run)) & asked:
             if key not in latest or record.create_timestamp > latest[key].create_timestamp:
                 latest[key] = record
     return {key: latest[key].dagster_run for key in patient_keys if key in latest}

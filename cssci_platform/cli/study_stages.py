@@ -37,6 +37,8 @@ from cssci_platform.lib.study_config.model import SyntheticCohort
 from cssci_platform.lib.study_runs import STUDY_TAG, finish_study_run, start_study_run
 
 if TYPE_CHECKING:
+    from dagster import DagsterRun
+
     from cssci_platform.cli.instance_runs import InstanceSession, RunEnded
 
 PROJECT_STORE = Path(".cssci")  # default home root: the shared MLflow store lives here
@@ -364,11 +366,13 @@ class StudyStages:
                                                                     if k != "report"}
         settings = {**settings, "runtime": self.runtime}
         inputs = stage_digest(job_name, run_config, settings, self.source, self.upstream)
-        if stage and (ended := self._current_run(job_name, inputs, still_valid)) is not None:
+        if stage and (current := self._current_run(job_name, inputs, still_valid)) is not None:
+            from cssci_platform.cli.instance_runs import RunEnded
+
             if study_run:
-                self.study.adopt(self.session.instance.get_run_by_id(ended.run_id).tags.get(STUDY_TAG, ""))
-            self.upstream.append(ended.run_id)
-            return ended
+                self.study.adopt(current.tags.get(STUDY_TAG, ""))
+            self.upstream.append(current.run_id)
+            return RunEnded(current.run_id, job_name, None, True)
         tags = {INPUTS_TAG: inputs} if stage else {}
         if study_run:
             tags[STUDY_TAG] = self.study.current()
@@ -379,18 +383,16 @@ class StudyStages:
             self.upstream.append(ended.run_id)
         return ended
 
-    def _current_run(self, job_name: str, inputs: str, still_valid: Callable[[str], bool]) -> RunEnded | None:
+    def _current_run(self, job_name: str, inputs: str, still_valid: Callable[[str], bool]) -> DagsterRun | None:
         """The job's last run when it succeeded with these inputs (nothing ran it since with other inputs)."""
         import dagster as dg
-
-        from cssci_platform.cli.instance_runs import RunEnded
 
         runs = self.session.instance.get_runs(filters=dg.RunsFilter(job_name=job_name), limit=1)
         if not self.source or not runs or runs[0].status != dg.DagsterRunStatus.SUCCESS \
                 or runs[0].tags.get(INPUTS_TAG) != inputs or not still_valid(runs[0].run_id):
             return None
         self.progress.on_message(f"{job_name}: inputs unchanged since run {runs[0].run_id[:8]}, reused")
-        return RunEnded(runs[0].run_id, job_name, None, True, reused=True)
+        return runs[0]
 
 
 class FitUnitCounter:
