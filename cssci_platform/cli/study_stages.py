@@ -224,7 +224,7 @@ def run_study(config: StudyConfig, home: Path, workers: int | None = None, progr
             stages = StudyStages(session, progress, study, config.model_dump(mode="json"), stage_runtime())
             quarantined = stages.patients(manifest, workers or default_workers())
             stages.followups(config, manifest)
-            stages.note_source_rows()
+            stages.note_source_rows(config)
             stages.deep(config, manifest)
             stages.modeling()
             stages.score_prospective(manifest, quarantined)
@@ -308,13 +308,14 @@ class StudyStages:
                          stage=False)
             self.progress.on_message(f"recorded {path.name}")
 
-    def note_source_rows(self) -> None:
+    def note_source_rows(self, config: StudyConfig) -> None:
         """The digest of what every later stage is computed from (after the patients and follow-up outcomes)."""
-        from cssci_platform.lib.stage_inputs import source_digest
+        from cssci_platform.lib.stage_inputs import derived_outcome_names, source_digest, source_rows
         from cssci_platform.lib.warehouse import connect
 
+        derived = derived_outcome_names(config.outcome.name, config.outcome.source_outcome)
         with connect(Path(os.environ["CSSCI_WAREHOUSE"])) as con:
-            self.source = source_digest(con)
+            self.source = source_digest(con, source_rows(derived))
 
     def deep(self, config: StudyConfig, manifest: Path) -> None:
         from cssci_platform.lib.cohort import load_cohort

@@ -202,6 +202,8 @@ def test_logged_model_round_trips_with_signature_and_requirements(store, runs, f
     assert mlmodel["flavors"]["sklearn"]["serialization_format"] == "skops"
     assert "cssci_platform.lib.selection.scaling.ZScoreScaler" in mlmodel["flavors"]["sklearn"]["skops_trusted_types"]
     signature = mlflow.models.Model.load(str(model_dir / "MLmodel")).signature
+    # written by libyaml (model_format._ModelWrittenWithLibyaml): the text MLflow's own pure-Python writer gives
+    assert mlflow.models.Model.load(str(model_dir / "MLmodel")).to_yaml() == (model_dir / "MLmodel").read_text()
     assert signature.inputs.input_names() == [*FEATURES, "center"] and signature.outputs is not None
     requirements = (model_dir / "requirements.txt").read_text(encoding="utf-8")
     assert "cssci-platform==" in requirements and "scikit-learn==" in requirements and "skops==" in requirements

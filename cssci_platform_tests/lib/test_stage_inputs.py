@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from cssci_platform.lib.stage_inputs import source_digest, stage_digest
+from cssci_platform.lib.stage_inputs import derived_outcome_names, source_digest, source_rows, stage_digest
 from cssci_platform.lib.warehouse import connect, replace_rows
 
 
@@ -55,3 +55,25 @@ def test_a_stage_digest_changes_with_each_of_its_inputs() -> None:
     for changed in ({"job_name": "report_job"}, {"run_config": {"a": 2}}, {"settings": {"models": {"seed": 2}}},
                     {"source": "t"}, {"upstream_runs": ["r2"]}, {"upstream_runs": ["r1", "r2"]}):
         assert stage_digest(**{**base, **changed}) != digest, changed
+
+
+def _outcome(key: str, outcome: str, value: str) -> dict:
+    return {"patient_key": key, "outcome": outcome, "value": value}
+
+
+def test_outcomes_the_study_derives_are_not_inputs_but_its_source_outcomes_are(tmp_path: Path) -> None:
+    """study_outcome writes its labels (`good_outcome`, `good_outcome__score`) into `outcomes` during modelling, after
+    the digest is taken: counted as inputs, they made the next command's digest differ from the first's, so a study
+    with a derived outcome (e.g. cervical_sci_upper_limb) re-ran every stage on its second command."""
+    derived = derived_outcome_names("good_outcome", "uems_6m")
+    assert derived == ("good_outcome", "good_outcome__score")
+    assert derived_outcome_names("good_outcome", "good_outcome") == ()  # the manifest column is the label
+    with connect(tmp_path / "w.duckdb") as con:
+        replace_rows(con, "outcomes", {"patient_key": "P1"}, [_outcome("P1", "uems_6m", "40")])
+        before = source_digest(con, source_rows(derived))
+        replace_rows(con, "outcomes", {"outcome": "good_outcome"}, [_outcome("P1", "good_outcome", "1")])
+        replace_rows(con, "outcomes", {"outcome": "good_outcome__score"}, [_outcome("P1", "good_outcome__score", "3")])
+        assert source_digest(con, source_rows(derived)) == before
+        assert source_digest(con) != before  # what every outcome row counted did
+        replace_rows(con, "outcomes", {"outcome": "uems_6m"}, [_outcome("P1", "uems_6m", "41")])
+        assert source_digest(con, source_rows(derived)) != before  # the source of the label changed
