@@ -4,7 +4,9 @@ montage gallery of the appendix."""
 
 from __future__ import annotations
 
+import base64
 import re
+from collections import Counter
 from pathlib import Path
 
 import matplotlib.image
@@ -155,3 +157,29 @@ def test_the_multiclass_shap_figures_are_exported_as_png_and_svg(tmp_path: Path)
     pngs = {name.removesuffix(".png") for name in names if name.endswith(".png")}
     assert {"confusion_test", "roc_ovr_test"} <= pngs
     assert {name.removesuffix(".svg") for name in names if name.endswith(".svg")} == pngs  # every figure as SVG too
+
+
+def test_each_figure_is_rendered_to_png_once_and_the_file_holds_the_pages_bytes(
+    inputs: ReportInputs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page embeds each figure's PNG and the export writes it to a file: one rendering serves both (the export
+    rendered every figure a second time, ~a third of a report's figure time)."""
+    from matplotlib.figure import Figure
+
+    renders: Counter[int] = Counter()
+    savefig = Figure.savefig
+
+    def counted(self: Figure, *args, **kwargs):  # matplotlib's own savefig, counted
+        if kwargs.get("format") == "png":
+            renders[id(self)] += 1
+        return savefig(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", counted)
+    report = build_study_report(inputs)
+    export_report(report, tmp_path, "toy", pdf=False)
+    drawn = [f for f in report.figures if isinstance(f, ReportFigure)]
+    assert drawn and all(renders[id(f.figure)] == 1 for f in drawn), sorted(renders.values())
+    page = report.html
+    for figure in report.figures:
+        png = (tmp_path / "toy" / "figures" / f"{figure.key}.png").read_bytes()
+        assert base64.b64encode(png).decode() in page, figure.key

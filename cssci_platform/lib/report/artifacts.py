@@ -116,12 +116,13 @@ def table_html(item: ReportTable, number: int) -> str:
             f'<p class="table-caption">{_caption_html(label, item.title, item.caption)}</p>{body}</div>')
 
 
-def write_figure_files(item: AnyFigure, folder: Path, close: bool = True) -> list[Path]:
+def write_figure_files(item: AnyFigure, folder: Path, close: bool = True, png: bytes | None = None) -> list[Path]:
     """Write ``<folder>/<key>.png`` and ``<folder>/<key>.svg`` (a `PngFigure`: the PNG only); close the figure
-    afterwards unless `close` is False. Returns the paths written."""
+    afterwards unless `close` is False. Pass `png` when the figure was already rendered (the page's bytes).
+    Returns the paths written."""
     folder.mkdir(parents=True, exist_ok=True)
     png_path = folder / f"{item.key}.png"
-    png_path.write_bytes(figure_png_bytes(item))
+    png_path.write_bytes(figure_png_bytes(item) if png is None else png)
     if isinstance(item, PngFigure):
         return [png_path]
     svg_path = folder / f"{item.key}.svg"

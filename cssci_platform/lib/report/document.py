@@ -24,6 +24,7 @@ class StudyReport:
     figures: list[AnyFigure] = field(default_factory=list)
     tables: list[ReportTable] = field(default_factory=list)
     title: str = ""
+    pngs: dict[str, bytes] = field(default_factory=dict)  # figure key -> the PNG the page embeds (rendered once)
 
 
 @dataclass
@@ -32,13 +33,15 @@ class ReportDocument:
 
     figures: list[AnyFigure] = field(default_factory=list)
     tables: list[ReportTable] = field(default_factory=list)
+    pngs: dict[str, bytes] = field(default_factory=dict)
     _keys: dict[str, set[str]] = field(default_factory=lambda: {"figure": set(), "table": set()})
 
     def figure(self, item: AnyFigure) -> str:
         """The figure's ``<figure>`` block, numbered next."""
         item = self._unique(item, "figure")
         self.figures.append(item)
-        return figure_html(item, len(self.figures), figure_png_bytes(item))
+        self.pngs[item.key] = figure_png_bytes(item)  # the export writes these bytes, not a second rendering
+        return figure_html(item, len(self.figures), self.pngs[item.key])
 
     def table(self, item: ReportTable) -> str:
         """The table's block with its numbered caption, numbered next."""
@@ -55,7 +58,7 @@ class ReportDocument:
         return item if key == item.key else replace(item, key=key)
 
     def finish(self, page: str, title: str) -> StudyReport:
-        return StudyReport(page, self.figures, self.tables, title)
+        return StudyReport(page, self.figures, self.tables, title, self.pngs)
 
 
 def section(heading: str, body: str, anchor: str | None = None, level: int = 2) -> str:

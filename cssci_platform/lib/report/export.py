@@ -71,7 +71,7 @@ def export_report(report: StudyReport, folder: Path, name: str, browser: str | N
             shutil.rmtree(stale)
     exported = ExportedReport(html_path)
     for figure in report.figures:
-        exported.figures += write_figure_files(figure, figures_dir)
+        exported.figures += write_figure_files(figure, figures_dir, png=report.pngs.get(figure.key))
     for table in report.tables:
         exported.tables.append(write_table_file(table, tables_dir))
     if not pdf:
