@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -67,3 +70,42 @@ def test_no_code_or_test_forks_a_process() -> None:
         if (found := process_start_problems(path.read_text(encoding="utf-8")))
     }
     assert not problems
+
+
+GROUPED_MODULE = '''
+import os
+import pytest
+
+pytestmark = [pytest.mark.xdist_group("shared"), pytest.mark.long_running]
+
+
+@pytest.fixture(scope="module")
+def costly():
+    with open(os.environ["SETUPS"], "a") as log:
+        log.write(f"{os.getpid()}\\n")
+    return 1
+
+
+@pytest.mark.parametrize("n", range(6))
+def test_grouped(costly, n):
+    pass
+'''
+
+
+def test_loadgroup_keeps_a_groups_tests_on_one_worker_so_its_module_fixture_is_built_once(tmp_path: Path) -> None:
+    """`make test` runs `-n 2 --dist loadgroup`; the modules that train a study once (test_patient_scoring,
+    test_prospective) rely on their `xdist_group` to build it once. pytest 9.2 silently broke that grouping
+    (pytest-xdist#1386: xdist writes the group into `item._nodeid`, which pytest 9.2 no longer reads): each module
+    then trained its study on both workers, ~250 s of a 50-minute suite. Runs our conftest's hooks on a small
+    module of six tests in one group; pyproject pins pytest below 9.2 until xdist is fixed."""
+    (tmp_path / "test_grouped.py").write_text(GROUPED_MODULE, encoding="utf-8")
+    (tmp_path / "test_other.py").write_text("def test_a():\n    pass\n\n\ndef test_b():\n    pass\n", encoding="utf-8")
+    (tmp_path / "conftest.py").write_text((Path(__file__).parent / "conftest.py").read_text(), encoding="utf-8")
+    setups = tmp_path / "setups.txt"
+    completed = subprocess.run(
+        [sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadgroup", "-q", "-p", "no:cacheprovider",
+         "-o", "markers=long_running", str(tmp_path)],
+        cwd=tmp_path, env={**os.environ, "SETUPS": str(setups)}, capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    assert len(setups.read_text().split()) == 1, "the group's module fixture was built on more than one worker"
