@@ -5,6 +5,10 @@ from collections.abc import Iterator
 
 import pytest
 
+# What the command line sets for its processes (cli/home.configure_environment), here for the tests' own processes
+# too: under `-n 2` torch's OpenMP threads spinning in one worker slowed the other's by up to 4x.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 # What runner.configure_environment sets (or reads) for a command's home.
 STORE_VARIABLES = ("CSSCI_HOME", "CSSCI_WAREHOUSE", "CSSCI_IMAGE_STORE", "CSSCI_MANIFEST", "DAGSTER_HOME",
                    "CSSCI_MLFLOW_URI", "CSSCI_EXPERIMENT_CONFIG", "CSSCI_LOG_DIR", "CSSCI_DEBUG")

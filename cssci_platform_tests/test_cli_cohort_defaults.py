@@ -71,6 +71,18 @@ def test_a_plain_home_keeps_its_own_mlflow_store(tmp_path: Path, restored_enviro
     assert home_experiment_name(tmp_path / "home") is None
 
 
+def test_a_commands_processes_wait_for_openmp_work_passively_unless_the_user_chose(
+    tmp_path: Path, restored_environment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Worker processes run side by side: spinning OpenMP threads (torch, scikit-learn) would take the cores the
+    others need. The daemon, code servers and runs a command starts inherit this environment."""
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert configure_environment(tmp_path / "home")["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # a user's own choice is kept
+    assert configure_environment(tmp_path / "home")["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
 def without_masks(manifest: Path, folder: Path) -> Path:
     """The same patients with every mask column dropped (a cohort delivered before segmentation)."""
     spec = yaml.safe_load(manifest.read_text(encoding="utf-8"))
