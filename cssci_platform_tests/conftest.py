@@ -6,7 +6,8 @@ from collections.abc import Iterator
 import pytest
 
 # What the command line sets for its processes (cli/home.configure_environment), here for the tests' own processes
-# too: under `-n 2` torch's OpenMP threads spinning in one worker slowed the other's by up to 4x.
+# too: under `-n 2` torch's OpenMP threads spin while waiting and take the cores the other worker needs (two trainings
+# beside a busy process ran 1.5x faster with passive waiting, benchmarks/openmp_wait.py).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # What runner.configure_environment sets (or reads) for a command's home.
