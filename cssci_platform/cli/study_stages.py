@@ -310,7 +310,8 @@ class StudyStages:
 
     def note_source_rows(self, config: StudyConfig) -> None:
         """The digest of what every later stage is computed from (after the patients and follow-up outcomes)."""
-        from cssci_platform.lib.stage_inputs import derived_outcome_names, source_digest, source_rows
+        from cssci_platform.lib.outcome_rules import derived_outcome_names
+        from cssci_platform.lib.stage_inputs import source_digest, source_rows
         from cssci_platform.lib.warehouse import connect
 
         derived = derived_outcome_names(config.outcome.name, config.outcome.source_outcome)

@@ -134,6 +134,12 @@ def _numeric(values: pd.Series, what: str) -> pd.Series:
     return numbers.astype(float)
 
 
+def derived_outcome_names(label: str, source_outcome: str) -> tuple[str, ...]:
+    """The `outcomes` rows study_outcome writes: the study's label and the quantity its rule thresholds (what
+    `label_rows` makes), when the label is derived from another outcome; none when the manifest column is the label."""
+    return () if label == source_outcome else (label, label + SCORE_SUFFIX)
+
+
 def label_rows(derived: pd.DataFrame, dates: pd.Series, name: str) -> list[dict]:
     """`outcomes` rows of a derived label: `<name>` (the label) and `<name>__score` (the thresholded quantity) per
     patient with a known label, dated as the source outcome."""

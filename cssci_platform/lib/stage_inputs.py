@@ -17,7 +17,6 @@ from collections.abc import Mapping, Sequence
 import duckdb
 
 from cssci_platform.lib.deep.patient_slices import STAGE as SLICE_STAGE
-from cssci_platform.lib.outcome_rules import SCORE_SUFFIX
 
 PATIENT_QC_STAGES = ("manifest", "scans", "preprocess", "radiomics", SLICE_STAGE)  # written before any later stage
 # table -> the rows of it that are source data of the stages after the patients (None: all)
@@ -30,15 +29,10 @@ CONTENT_COLUMNS = ("SELECT column_name FROM duckdb_columns() WHERE schema_name =
                    "AND data_type NOT LIKE 'TIMESTAMP%' ORDER BY column_index")
 
 
-def derived_outcome_names(label: str, source_outcome: str) -> tuple[str, ...]:
-    """The `outcomes` rows study_outcome writes during modelling: the study's label and the quantity its rule
-    thresholds, when the label is derived from another outcome (none when the manifest column is the label)."""
-    return () if label == source_outcome else (label, label + SCORE_SUFFIX)
-
-
 def source_rows(derived_outcomes: Sequence[str] = ()) -> dict[str, str | None]:
-    """SOURCE_ROWS without the outcomes the study derives: they are written after the digest is taken (by the
-    modelling stage), and are a function of the source outcomes and the settings, which are inputs already."""
+    """SOURCE_ROWS without the outcomes the study derives (`outcome_rules.derived_outcome_names`): they are
+    written after the digest is taken (by the modelling stage), and are a function of the source outcomes and the
+    settings, which are inputs already."""
     if not derived_outcomes:
         return SOURCE_ROWS
     return {**SOURCE_ROWS, "outcomes": "NOT list_contains(" + repr(list(derived_outcomes)) + ", outcome)"}

@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from cssci_platform.lib.stage_inputs import derived_outcome_names, source_digest, source_rows, stage_digest
+from cssci_platform.lib.outcome_rules import derived_outcome_names
+from cssci_platform.lib.stage_inputs import source_digest, source_rows, stage_digest
 from cssci_platform.lib.warehouse import connect, replace_rows
 
 

@@ -6,12 +6,12 @@ import pandas as pd
 
 from cssci_platform.lib.cohort import CohortSpec
 from cssci_platform.lib.outcome_rules import (
-    SCORE_SUFFIX,
     OutcomeRuleError,
     OutcomeSettings,
     check_baseline,
     check_outcome_names,
     class_counts_table,
+    derived_outcome_names,
     label_rows,
     label_summary,
     study_labels,
@@ -44,8 +44,8 @@ def study_outcome(study: StudyResource, cohort: CohortResource, warehouse: Wareh
         raise dg.Failure(str(error)) from None
     rows = label_rows(derived, raw["outcome_date"], name)
     with warehouse.connect() as con:
-        replace_rows(con, "outcomes", {"outcome": name}, [r for r in rows if r["outcome"] == name])
-        replace_rows(con, "outcomes", {"outcome": name + SCORE_SUFFIX}, [r for r in rows if r["outcome"] != name])
+        for outcome in derived_outcome_names(name, source):
+            replace_rows(con, "outcomes", {"outcome": outcome}, [r for r in rows if r["outcome"] == outcome])
     classes = dg.MetadataValue.md(class_counts_table(derived))
     return dg.MaterializeResult(metadata={**label_summary(settings, derived), "classes": classes})
 
