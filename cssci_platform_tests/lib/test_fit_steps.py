@@ -1,6 +1,5 @@
-"""The zoo's fit units grouped into Dagster steps (issue 18): long units alone and first, short ones (Clinical and
-Combined: one logistic regression each) merged per fold; every unit in exactly one step; a zoo without units says
-which setting left it empty."""
+"""The zoo's fit units packed into Dagster steps (issue 18): at most two steps per worker, longest units first onto
+the least loaded step; every unit in exactly one step; a zoo without units says which setting left it empty."""
 
 from __future__ import annotations
 
@@ -18,33 +17,46 @@ def _matrix(rad: int, deep: int, clinical: int) -> pd.DataFrame:
     return matrix.assign(cohort="development", label="0")
 
 
-def test_long_units_are_steps_of_their_own_longest_first_and_short_ones_share_a_step_per_fold() -> None:
+def test_units_are_packed_into_two_steps_per_worker_longest_first_with_balanced_work() -> None:
+    """A step is a process (start-up, MLflow store, package maps: seconds each), so a zoo is cut into no more steps
+    than the workers can use twice over; units go longest first to the least loaded step (LPT), so no step carries
+    more than an even share plus one unit."""
     matrix = _matrix(rad=100, deep=200, clinical=5)
     folds = {"r0": pd.Series(dtype=str), "r1": pd.Series(dtype=str)}
     models = ModelsSettings(classifiers=["LR", "SVM", "RandomForest"])
     units = fit_units(matrix, folds, models, ["leakage_safe", "paper_faithful"])
-    steps = fit_steps(units, matrix, models)
+    assert len(units) == 20
+    steps = fit_steps(units, matrix, models, workers=2)
 
-    named = [[(units[i].fold, units[i].mode, units[i].signature) for i in step.units] for step in steps]
-    long_ones = [n for n in named if len(n) == 1]
-    assert [n[0][2] for n in long_ones] == ["Rad+DL_resnet18"] * 4 + ["DL_resnet18"] * 4 + ["Rad"] * 4
-    merged = [n for n in named if len(n) > 1]
-    assert merged == [[(fold, mode, signature) for mode in ("leakage_safe", "paper_faithful")
-                       for signature in ("Clinical", "Combined")] for fold in ("r0", "r1")]
-    assert named[-2:] == merged  # the short ones fill the end
+    assert len(steps) == 4
     assert sorted(i for step in steps for i in step.units) == list(range(len(units)))  # each unit exactly once
+    assert all(list(step.units) == sorted(step.units) for step in steps)  # the serial order inside a step
+    work = {i: _unit_work(units[i], models) for i in range(len(units))}
+    assert [s.estimated_work for s in steps] == [sum(work[i] for i in s.units) for s in steps]
     assert [s.estimated_work for s in steps] == sorted((s.estimated_work for s in steps), reverse=True)
-    assert steps[0].estimated_work == 3 * 300 and steps[-1].estimated_work == 2 * 5 + 2 * 105
+    assert steps[0].estimated_work <= sum(work.values()) / len(steps) + max(work.values())
     assert len({s.key for s in steps}) == len(steps)
+    assert all(s.key.replace("_", "").isalnum() for s in steps)
 
 
-def test_without_short_units_every_unit_is_its_own_step() -> None:
+def test_one_worker_gets_two_steps_and_a_zoo_smaller_than_that_a_step_per_unit() -> None:
     matrix = _matrix(rad=20, deep=0, clinical=0)
     models = ModelsSettings(classifiers=["LR"])
     units = fit_units(matrix, {"holdout": pd.Series(dtype=str)}, models, ["leakage_safe", "paper_faithful"])
-    steps = fit_steps(units, matrix, models)
+    steps = fit_steps(units, matrix, models, workers=4)
     assert [s.units for s in steps] == [(0,), (1,)]
     assert [s.key for s in steps] == ["holdout__leakage_safe__Rad", "holdout__paper_faithful__Rad"]
+
+    wide = _matrix(rad=100, deep=200, clinical=5)
+    units = fit_units(wide, {"holdout": pd.Series(dtype=str)}, models, ["leakage_safe", "paper_faithful"])
+    assert len(units) == 10 and len(fit_steps(units, wide, models, workers=1)) == 2
+
+
+def _unit_work(unit, models: ModelsSettings) -> int:
+    """models x feature columns, as the tests' matrix is built: rad 100, deep 200, clinical 5."""
+    columns = {"Rad": 100, "DL_resnet18": 200, "Rad+DL_resnet18": 300, "Clinical": 5, "Combined": 105}
+    models_of = 1 if unit.signature in ("Clinical", "Combined") else len(models.classifiers)
+    return models_of * columns[unit.signature]
 
 
 def test_an_empty_zoo_names_the_setting_that_left_it_empty() -> None:

@@ -1,7 +1,9 @@
 """modeling_job and its executor: the zoo's fit units as steps run side by side, one process each."""
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -17,6 +19,7 @@ FIT_STEP_MODULES = (
     "cssci_platform.lib.modeling.results",
     "cssci_platform.lib.model_tracking.runs",
     "cssci_platform.lib.model_tracking.model_format",
+    "cssci_platform.lib.model_tracking.step_preload",
     "mlflow.sklearn",
     "skops.io",
     "lightgbm",
@@ -28,6 +31,11 @@ START_METHODS = ("forkserver", "spawn")
 def available_cores() -> int:
     """The cores this process may run on (its CPU affinity; a container's limit, not the host's count)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def modeling_workers(executor_config: Mapping[str, Any]) -> int:
+    """Steps the modeling executor runs at once: its `max_concurrent`, 0 or absent meaning the available cores."""
+    return int(executor_config.get("max_concurrent") or 0) or available_cores()
 
 
 def definition_modules() -> list[str]:
@@ -42,7 +50,7 @@ def _multiprocess_config(config: dict) -> dict:
     """The modeling executor's settings as Dagster's multiprocess executor takes them."""
     start: dict = {"spawn": {}} if config["start_method"] == "spawn" else {
         "forkserver": {"preload_modules": [*FIT_STEP_MODULES, *definition_modules()]}}
-    return {"max_concurrent": config["max_concurrent"] or available_cores(), "start_method": start}
+    return {"max_concurrent": modeling_workers(config), "start_method": start}
 
 
 # The one setting of how modeling runs in parallel, in the run config (launchpad, `dagster job launch --config`,

@@ -1,9 +1,9 @@
 """trained_models / model_results / predictions: the zoo per signature and mode, tracked in MLflow.
 
-The zoo runs as Dagster steps: `plan_fit_units` groups the fit units (fold x mode x signature) into steps worth a
-process, longest first (`lib.modeling.zoo.fit_steps`), `fit_unit` fits and logs one step's units, `register_zoo`
-registers the champions and writes the tables. The method's libraries (scikit-learn, MLflow) are imported inside
-the ops, so loading the definitions does not import them.
+The zoo runs as Dagster steps: `plan_fit_units` packs the fit units (fold x mode x signature) into two steps per
+worker of the executor, longest first (`lib.modeling.zoo.fit_steps`), `fit_unit` fits and logs one step's units,
+`register_zoo` registers the champions and writes the tables. The method's libraries (scikit-learn, MLflow) are
+imported inside the ops, so loading the definitions does not import them.
 """
 
 import pickle
@@ -18,6 +18,7 @@ import dagster as dg
 import pandas as pd
 
 from cssci_platform.defs.models.feature_matrix import feature_matrix, feature_reliability
+from cssci_platform.defs.models.jobs import modeling_workers
 from cssci_platform.defs.splits.assets import patient_splits, study_split_folds
 from cssci_platform.lib.queries import modeling as queries
 from cssci_platform.resources.cohort import CohortResource
@@ -57,8 +58,8 @@ class ZooInputs:
 @dg.op(
     ins={key.path[-1]: dg.In(dg.Nothing) for key in (a.key for a in MODEL_INPUTS)},
     out=dg.DynamicOut(str),
-    description="The zoo's fit units (fold x mode x signature) grouped into steps, longest first, one dynamic "
-    "output each; writes the inputs every fit step reads to one file",
+    description="The zoo's fit units (fold x mode x signature) packed into two steps per worker, longest first, one "
+    "dynamic output each; writes the inputs every fit step reads to one file",
 )
 def plan_fit_units(
     context: dg.OpExecutionContext,
@@ -112,7 +113,8 @@ def plan_fit_units(
     folder = _step_folder(warehouse, context.run_id)
     path = folder / INPUTS_FILE
     path.write_bytes(pickle.dumps(inputs, protocol=pickle.HIGHEST_PROTOCOL))
-    steps = fit_steps(units, matrix, config.models)
+    executor_config = context.run_config.get("execution", {}).get("config", {})
+    steps = fit_steps(units, matrix, config.models, modeling_workers(executor_config))
     context.log.info(f"{len(units)} fit units in {len(steps)} steps, longest first")
     for position, step in enumerate(steps):  # in this order the executor starts them
         yield dg.DynamicOutput(

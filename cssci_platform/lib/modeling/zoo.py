@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 _LOG = logging.getLogger(__name__)
 BINARY_CLASSES = ["0", "1"]  # the labels of a binary outcome and of every derived one
 NO_TRAINED_FOLD = "-"
-SHORT_UNIT_SHARE = 0.25  # a unit with less work than this share of the longest one's is merged with other short ones
+STEPS_PER_WORKER = 2  # fit steps per parallel worker (`fit_steps`)
 
 
 @dataclass(frozen=True)
@@ -100,26 +100,27 @@ class FitStep:
     estimated_work: int
 
 
-def fit_steps(units: list[FitUnit], matrix: pd.DataFrame, models: ModelsSettings) -> list[FitStep]:
-    """The units grouped into steps worth a process, longest first. Work is estimated as models x feature columns
-    of a unit. A short unit (under `SHORT_UNIT_SHARE` of the longest's work: e.g. Clinical and Combined, one
-    logistic regression each, beside a signature's whole classifier zoo) joins the other short units of its fold in
-    one step, up to that share of work per step; every other unit is a step of its own. Steps are ordered by work,
-    largest first, so parallel workers start on the long ones and the short ones fill the end. The grouping changes
-    nothing in the fits: each unit is trained by `train_unit` as in `train_zoo`."""
+def fit_steps(units: list[FitUnit], matrix: pd.DataFrame, models: ModelsSettings, workers: int) -> list[FitStep]:
+    """The units packed into at most `STEPS_PER_WORKER` x `workers` steps, largest work first.
+
+    A step is a process under the multiprocess executor, and each one pays seconds before its first fit (start-up,
+    the MLflow store, its first model's logging): measured on the 30-patient demo's zoo of 10 one-classifier units,
+    a step per unit made the parallel run 2.4x slower than fitting them one after another (benchmarks/RESULTS.md).
+    So units are packed longest first onto the least loaded step (LPT scheduling; work is estimated as models x
+    feature columns of a unit); two steps per worker leave the executor room to even out wrong estimates. Steps are
+    ordered by work, largest first, so the workers start on the long ones. Inside a step the units keep their serial
+    order. The packing changes nothing in the fits: each unit is trained by `train_unit` as in `train_zoo`."""
     signatures = {s.name: s for s in study_signatures(models.signatures, matrix)}
     work = [_estimated_work(signatures[u.signature], matrix, models.classifiers) for u in units]
-    short_limit = max(work, default=0) * SHORT_UNIT_SHARE
-    groups = [[i] for i in range(len(units)) if work[i] >= short_limit]
-    for fold in dict.fromkeys(u.fold for u in units):
-        group: list[int] = []
-        for i in (i for i, u in enumerate(units) if u.fold == fold and work[i] < short_limit):
-            if group and sum(work[j] for j in group) + work[i] > short_limit:
-                groups.append(group)
-                group = []
-            group.append(i)
-        groups += [group] if group else []
-    steps = [FitStep(tuple(g), _step_key([units[i] for i in g]), sum(work[i] for i in g)) for g in groups]
+    count = min(len(units), STEPS_PER_WORKER * max(workers, 1))
+    groups: list[list[int]] = [[] for _ in range(count)]
+    loads = [0] * count
+    for index in sorted(range(len(units)), key=lambda i: (-work[i], i)):
+        lightest = min(range(count), key=lambda g: (loads[g], g))
+        groups[lightest].append(index)
+        loads[lightest] += work[index]
+    steps = [FitStep(tuple(sorted(g)), _step_key([units[i] for i in sorted(g)]), load)
+             for g, load in zip(groups, loads) if g]
     return sorted(steps, key=lambda step: (-step.estimated_work, step.units))
 
 
@@ -136,12 +137,12 @@ def _estimated_work(signature: Signature, matrix: pd.DataFrame, classifiers: lis
 
 
 def _step_key(units: list[FitUnit]) -> str:
-    """The step's name as a dynamic output key: the one unit's `step_key`, or fold, modes and signatures."""
+    """The step's name as a dynamic output key: the one unit's `step_key`, or its folds, modes and signatures."""
     if len(units) == 1:
         return units[0].step_key
-    modes = "_".join(dict.fromkeys(u.mode for u in units))
-    signatures = "_".join(dict.fromkeys(u.signature for u in units))
-    return FitUnit(units[0].fold, modes, signatures).step_key  # type: ignore[arg-type]
+    folds, modes, signatures = ("_".join(dict.fromkeys(getattr(u, part) for u in units))
+                                for part in ("fold", "mode", "signature"))
+    return FitUnit(folds, modes, signatures).step_key  # type: ignore[arg-type]
 
 
 def no_units_reason(signatures: list[str] | None, modes: list[str], folds: list[str]) -> str:
