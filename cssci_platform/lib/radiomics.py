@@ -267,8 +267,48 @@ def _log_prefix(sigma: float) -> str:
 
 def extract_cases(cases: Sequence[RadiomicsCase], params: RadiomicsParams) -> list[CaseResult]:
     """Extract every case in turn; order preserved. A failing case yields ``(case_id, RadiomicsError)`` and never
-    stops the others."""
-    return [_extract_case(case, params) for case in cases]
+    stops the others.
+
+    Shape features depend on the mask alone, and computing them (marching cubes, then the largest diameters over
+    the mesh) is most of a large ROI's extraction: cases on the same mask file and label (a patient's filter
+    channels) compute them once, with the first such case that succeeds, and the others copy them. Values and their
+    order are those of extracting each case on its own (`_without_shape` says when sharing is not possible)."""
+    shapeless = _without_shape(params)
+    shapes: dict[tuple[Path, int], dict[str, float]] = {}
+    results: list[CaseResult] = []
+    for case in cases:
+        mask = (Path(case.mask_path), case.label)
+        if shapeless is None or mask not in shapes:
+            case_id, outcome = _extract_case(case, params)
+            if shapeless is not None and not isinstance(outcome, RadiomicsError):
+                shapes[mask] = {name: value for name, value in outcome.items() if _is_shape_feature(name)}
+        else:
+            case_id, outcome = _extract_case(case, shapeless)
+            if not isinstance(outcome, RadiomicsError):
+                outcome = {**shapes[mask], **outcome}  # PyRadiomics computes shape first: the same order
+        results.append((case_id, outcome))
+    return results
+
+
+SHAPE_CLASSES = ("shape", "shape2D")
+
+
+def _is_shape_feature(name: str) -> bool:
+    """`original_shape_Elongation`, `original_shape2D_Perimeter` (shape is computed on the original image only)."""
+    return name.split("_")[1] in SHAPE_CLASSES
+
+
+def _without_shape(params: RadiomicsParams) -> RadiomicsParams | None:
+    """The same parameters without the shape classes, for further images on a mask whose shape features are known;
+    None when they cannot be shared: no shape class is on, nothing but shape is on, or `resegmentRange` makes the
+    ROI depend on the image's intensities."""
+    classes = params.feature_classes or {name: None for name in DEFAULT_FEATURE_CLASSES}
+    others = {name: features for name, features in classes.items() if name not in SHAPE_CLASSES}
+    if params.settings.get("resegmentRange") or not others or len(others) == len(classes):
+        return None
+    document = {**params.document(), "featureClass": others}
+    text = yaml.safe_dump(document, sort_keys=False, default_flow_style=False)  # PyRadiomics runs classes in order
+    return _make_params(params.name, document, text, params.path)
 
 
 def _extract_case(case: RadiomicsCase, params: RadiomicsParams) -> CaseResult:

@@ -178,3 +178,69 @@ def test_geometry_mismatch_is_reported_with_both_grids() -> None:
     mask.SetSpacing((1.0, 1.0, 1.5))
     with pytest.raises(RadiomicsError, match=r"geometry mismatch \(label 1\): spacing image \(1.0, 1.0, 1.0\)"):
         extract_features(image, mask, load_params("default"))
+
+
+def _channels_on_one_mask(folder: Path, count: int) -> list[RadiomicsCase]:
+    """`count` filter channels of one image (noise of a different seed each) on the same mask file."""
+    image, mask = phantom(seed=0)
+    mask_path = folder / "mask.nrrd"
+    sitk.WriteImage(mask, str(mask_path))
+    cases = []
+    for index in range(count):
+        channel, _ = phantom(seed=index + 1)
+        channel_path = folder / f"channel{index}.nrrd"
+        sitk.WriteImage(channel, str(channel_path))
+        cases.append(RadiomicsCase(f"p/T2/lesion/primary/channel{index}", channel_path, mask_path))
+    return cases
+
+
+def _count_shape_computations(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts PyRadiomics' shape kernel (marching cubes and the mesh's diameters: the costliest part of a case)."""
+    import radiomics.shape
+
+    calls: list[int] = []
+    kernel = radiomics.shape.cShape
+
+    class CountingKernel:
+        def __getattr__(self, name: str):
+            return getattr(kernel, name)
+
+        @staticmethod
+        def calculate_coefficients(*args):
+            calls.append(1)
+            return kernel.calculate_coefficients(*args)
+
+    monkeypatch.setattr(radiomics.shape, "cShape", CountingKernel())
+    return calls
+
+
+def test_a_masks_shape_features_are_computed_once_for_all_its_channels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shape features depend on the mask alone; five channels on one mask computed them five times (70 % of a large
+    tumour's extraction). Values and their order are those of extracting each case on its own."""
+    cases = _channels_on_one_mask(tmp_path, 3)
+    params = load_params("default")
+    alone = [extract_cases([case], params)[0] for case in cases]
+    calls = _count_shape_computations(monkeypatch)
+
+    together = extract_cases(cases, params)
+
+    assert len(calls) == 1
+    assert [(cid, list(features.items())) for cid, features in together] == \
+        [(cid, list(features.items())) for cid, features in alone]
+    assert all(len(features) == 107 for _, features in together)
+
+
+def test_shape_is_computed_per_case_when_resegmentation_makes_the_roi_depend_on_the_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cases = _channels_on_one_mask(tmp_path, 2)
+    params = params_from_settings({"binWidth": 0.02, "resegmentRange": [0.3, 1.0], "label": 1})
+    alone = [extract_cases([case], params)[0] for case in cases]
+    calls = _count_shape_computations(monkeypatch)
+
+    together = extract_cases(cases, params)
+
+    assert len(calls) == 2
+    assert [(cid, list(f.items())) for cid, f in together] == [(cid, list(f.items())) for cid, f in alone]
