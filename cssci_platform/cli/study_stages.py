@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from cssci_platform.cli import patient_runs
 from cssci_platform.cli.dagster_runs import IN_PROCESS
 from cssci_platform.cli.home import check_storage, configure_environment, remember_mlflow_uri
+from cssci_platform.defs.models.jobs import FIT_UNITS_METADATA
 from cssci_platform.lib.cohort import Cohort
 from cssci_platform.lib.model_tracking import TrackingConfig, sqlite_tracking_uri
 from cssci_platform.lib.study_config import (
@@ -398,12 +399,13 @@ class StudyStages:
 
 
 class FitUnitCounter:
-    """The modelling run's fit units from its events: planned (the plan step's dynamic outputs), done and failed
-    (the fit_unit steps' STEP_SUCCESS / STEP_FAILURE), passed on as they change."""
+    """The modelling run's fit units from its events: planned (the units of the plan step's dynamic outputs, one per
+    fit step), done and failed (the units of the fit steps that succeeded / failed), passed on as they change."""
 
     def __init__(self, on_units: Callable[[int, int, int], None]) -> None:
         self.on_units = on_units
-        self.planned = self.done = self.failed = 0
+        self.units_of_step: dict[str, int] = {}  # mapping key -> units
+        self.done = self.failed = 0
 
     def on_event(self, entry) -> None:
         event = entry.dagster_event
@@ -411,13 +413,17 @@ class FitUnitCounter:
             return
         step = event.step_key or ""
         if "plan_fit_units" in step and event.event_type_value == "STEP_OUTPUT":
-            self.planned += 1
+            output = event.event_specific_data
+            units = output.metadata.get(FIT_UNITS_METADATA)
+            self.units_of_step[output.mapping_key] = int(units.value) if units is not None else 1
         elif "fit_unit[" in step and event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
-            self.done += event.event_type_value == "STEP_SUCCESS"
-            self.failed += event.event_type_value == "STEP_FAILURE"
+            units = self.units_of_step.get(step[step.index("[") + 1:-1], 1)
+            self.done += units if event.event_type_value == "STEP_SUCCESS" else 0
+            self.failed += units if event.event_type_value == "STEP_FAILURE" else 0
         else:
             return
-        self.on_units(self.done + self.failed, self.failed, max(self.planned, self.done + self.failed))
+        planned = sum(self.units_of_step.values())
+        self.on_units(self.done + self.failed, self.failed, max(planned, self.done + self.failed))
 
 
 def report_path_of(instance, run_id: str) -> str:

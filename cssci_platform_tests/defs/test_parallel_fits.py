@@ -16,6 +16,7 @@ import mlflow
 import polars as pl
 import pytest
 
+from cssci_platform.cli.study_stages import FitUnitCounter
 from cssci_platform.defs.ingest.assets import cohort_manifest
 from cssci_platform.defs.models.feature_matrix import feature_matrix, feature_reliability
 from cssci_platform.defs.models.jobs import MODELING_EXECUTOR, available_cores
@@ -116,6 +117,12 @@ def test_parallel_steps_equal_the_serial_run(platform: dict, monkeypatch: pytest
         starts = [e for e in parallel.all_events if e.event_type_value == "STEP_START"]
         processes = {e.pid for e in starts if ".fit_unit[" in e.step_key}
     assert len(processes) == 4  # the 6 units in two steps per worker of max_concurrent 2, each in its own process
+    # the command's progress bar counts fit units, not steps: fed the run's events, it ends at 6 of 6
+    progress: list[tuple[int, int, int]] = []
+    counter = FitUnitCounter(lambda done, failed, total: progress.append((done, failed, total)))
+    for entry in platform["instance"].all_logs(parallel.run_id):
+        counter.on_event(entry)
+    assert progress[-1] == (6, 0, 6) and all(total == 6 for _, _, total in progress[4:])
     after = _zoo_snapshot(platform["warehouse"], tracking_uri)
 
     assert set(after) == set(before)

@@ -26,6 +26,7 @@ FIT_STEP_MODULES = (
     "xgboost",
 )
 START_METHODS = ("forkserver", "spawn")
+FIT_UNITS_METADATA = "fit units"  # on each of plan_fit_units' outputs: how many units its fit step runs
 
 
 def available_cores() -> int:

@@ -18,7 +18,7 @@ import dagster as dg
 import pandas as pd
 
 from cssci_platform.defs.models.feature_matrix import feature_matrix, feature_reliability
-from cssci_platform.defs.models.jobs import modeling_workers
+from cssci_platform.defs.models.jobs import FIT_UNITS_METADATA, modeling_workers
 from cssci_platform.defs.splits.assets import patient_splits, study_split_folds
 from cssci_platform.lib.queries import modeling as queries
 from cssci_platform.resources.cohort import CohortResource
@@ -118,7 +118,8 @@ def plan_fit_units(
     context.log.info(f"{len(units)} fit units in {len(steps)} steps, longest first")
     for position, step in enumerate(steps):  # in this order the executor starts them
         yield dg.DynamicOutput(
-            f"{path}#{','.join(map(str, step.units))}", mapping_key=f"s{position:03d}_{step.key}"
+            f"{path}#{','.join(map(str, step.units))}", mapping_key=f"s{position:03d}_{step.key}",
+            metadata={FIT_UNITS_METADATA: len(step.units)},
         )
 
 
