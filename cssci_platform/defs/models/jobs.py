@@ -1,4 +1,5 @@
-"""modeling_job and its executor: the zoo's fit units as steps run side by side, one process each."""
+"""modeling_job and its executor: the zoo's fit steps (its units, two steps per worker) run side by side, one process
+each."""
 
 import os
 from collections.abc import Mapping

@@ -93,7 +93,7 @@ def fit_units(
 @dataclass(frozen=True)
 class FitStep:
     """Fit units run one after another in one Dagster step (one process under the multiprocess executor): `units`
-    are indices into the serial unit list (`fit_units`), `estimated_work` the unit's models x feature columns."""
+    are indices into the serial unit list (`fit_units`), `estimated_work` its units' models x feature columns."""
 
     units: tuple[int, ...]
     key: str
@@ -105,7 +105,7 @@ def fit_steps(units: list[FitUnit], matrix: pd.DataFrame, models: ModelsSettings
 
     A step is a process under the multiprocess executor, and each one pays seconds before its first fit (start-up,
     the MLflow store, its first model's logging): measured on the 30-patient demo's zoo of 10 one-classifier units,
-    a step per unit made the parallel run 2.4x slower than fitting them one after another (benchmarks/RESULTS.md).
+    a step per unit made the parallel run 1.8-2.4x slower than fitting them one after another (benchmarks/RESULTS.md).
     So units are packed longest first onto the least loaded step (LPT scheduling; work is estimated as models x
     feature columns of a unit); two steps per worker leave the executor room to even out wrong estimates. Steps are
     ordered by work, largest first, so the workers start on the long ones. Inside a step the units keep their serial
