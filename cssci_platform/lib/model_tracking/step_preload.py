@@ -16,4 +16,9 @@ from mlflow.utils import requirements_utils
 from cssci_platform.lib.model_tracking.model_format import packages_distributions
 
 packages_distributions()
-requirements_utils._init_packages_to_modules_map()  # MLflow's map of modules to packages (private, cached globally)
+# MLflow's map of modules to packages (private, cached globally). Looked up, not called blindly: a forkserver whose
+# preload raised would take every fit step down, while a missing warm-up only costs each step its own scan (and
+# test_step_preload fails, naming it).
+_warm_mlflow_map = getattr(requirements_utils, "_init_packages_to_modules_map", None)
+if _warm_mlflow_map is not None:
+    _warm_mlflow_map()
