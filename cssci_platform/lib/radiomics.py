@@ -27,6 +27,7 @@ import yaml
 
 PROFILE_DIR = Path(__file__).resolve().parents[1] / "configs" / "radiomics"
 DEFAULT_FEATURE_CLASSES = ("shape", "firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm")
+SHAPE_CLASSES = ("shape", "shape2D")  # computed from the mask alone (on the original image type only)
 _DOCUMENT_KEYS = {"setting", "imageType", "featureClass", "voxelSetting"}
 
 CaseResult = tuple[str, "dict[str, float] | RadiomicsError"]
@@ -246,7 +247,7 @@ def _geometry_mismatch(image: sitk.Image, mask: sitk.Image) -> str:
 def _check_log_sigmas(params: RadiomicsParams, features: dict[str, float], image: sitk.Image) -> None:
     """PyRadiomics silently skips a LoG sigma when the (cropped) image is too small: make that an error."""
     log_settings = params.image_types.get("LoG")
-    if log_settings is None or not set(params.feature_classes) - {"shape", "shape2D"}:
+    if log_settings is None or not set(params.feature_classes) - set(SHAPE_CLASSES):
         return
     sigmas = log_settings.get("sigma", params.settings.get("sigma", []))
     missing = [s for s in sigmas if not any(k.startswith(_log_prefix(s)) for k in features)]
@@ -288,9 +289,6 @@ def extract_cases(cases: Sequence[RadiomicsCase], params: RadiomicsParams) -> li
                 outcome = {**shapes[mask], **outcome}  # PyRadiomics computes shape first: the same order
         results.append((case_id, outcome))
     return results
-
-
-SHAPE_CLASSES = ("shape", "shape2D")
 
 
 def _is_shape_feature(name: str) -> bool:
