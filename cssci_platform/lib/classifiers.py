@@ -50,6 +50,8 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.svm import SVC
 from sklearn.utils.validation import check_is_fitted
 
+from cssci_platform.lib.modeling.settings import CLASSIFIER_NAMES
+
 GridPreset = Literal["full", "fast"]
 ParamGrid = dict[str, list[Any]] | list[dict[str, list[Any]]]
 
@@ -235,7 +237,9 @@ CLASSIFIERS: dict[str, ClassifierSpec] = {
         ),
     ]
 }
-CLASSIFIER_NAMES: tuple[str, ...] = tuple(CLASSIFIERS)
+if tuple(CLASSIFIERS) != CLASSIFIER_NAMES:  # the config's names (lib/modeling/settings) are the ones built here
+    raise ImportError(f"lib/classifiers builds {tuple(CLASSIFIERS)}, the study config names {CLASSIFIER_NAMES}: "
+                      "make lib/modeling/settings.CLASSIFIER_NAMES list the same classifiers in the same order")
 
 
 def classifier_spec(name: str) -> ClassifierSpec:

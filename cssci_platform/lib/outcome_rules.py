@@ -13,13 +13,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import pandas as pd
 from pydantic import Field, model_validator
 
 from cssci_platform.lib.messages import markdown_table
 from cssci_platform.lib.settings import Section
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from cssci_platform.lib.cohort import CohortSpec
 
 Rule = Literal["as_is", "at_least", "change_above_mean"]
@@ -83,6 +84,8 @@ def derive_labels(
     """Per patient (index): `label` (string, None when unknown) and `score` (the numeric quantity thresholded,
     NaN for `as_is`). `outcome`/`baseline` are raw values by patient; `development` marks whose scores define
     the cohort mean (default: everyone with a score)."""
+    import pandas as pd
+
     if rule == "as_is":
         labels = outcome.where(outcome.notna(), None).astype(object)
         return pd.DataFrame({"label": labels, "score": np.nan}, index=outcome.index)
@@ -117,12 +120,16 @@ def labels_above_training_mean(scores: pd.Series, roles: pd.Series) -> tuple[pd.
 
 
 def _thresholded(score: pd.Series, threshold: float, strictly_above: bool) -> pd.DataFrame:
+    import pandas as pd
+
     positive = score > threshold if strictly_above else score >= threshold
     labels = pd.Series(np.where(positive, "1", "0"), index=score.index, dtype=object).where(score.notna(), None)
     return pd.DataFrame({"label": labels, "score": score, "threshold": threshold}, index=score.index)
 
 
 def _numeric(values: pd.Series, what: str) -> pd.Series:
+    import pandas as pd
+
     numbers = pd.to_numeric(values, errors="coerce")
     bad = values[numbers.isna() & values.notna()]
     if not bad.empty:
@@ -143,6 +150,8 @@ def derived_outcome_names(label: str, source_outcome: str) -> tuple[str, ...]:
 def label_rows(derived: pd.DataFrame, dates: pd.Series, name: str) -> list[dict]:
     """`outcomes` rows of a derived label: `<name>` (the label) and `<name>__score` (the thresholded quantity) per
     patient with a known label, dated as the source outcome."""
+    import pandas as pd
+
     rows = []
     for key, label, score in derived[["label", "score"]].itertuples():
         if label is None:

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import polars as pl
 
 from cssci_platform.lib.cohort import CohortSpec, PatientRecord
 from cssci_platform.lib.modeling.matrix import assemble, clinical_block, embeddings_block, radiomics_block
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)

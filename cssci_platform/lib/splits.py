@@ -14,7 +14,6 @@ from typing import Literal
 
 import numpy as np
 import polars as pl
-from sklearn.model_selection import RepeatedStratifiedKFold, train_test_split
 
 from cssci_platform.lib.settings import Section
 
@@ -130,6 +129,8 @@ def _roles(keys: np.ndarray, test_mask: np.ndarray) -> pl.DataFrame:
 
 
 def _holdout(labelled: pl.DataFrame, spec: SplitSpec) -> pl.DataFrame:
+    from sklearn.model_selection import train_test_split
+
     if not 0 < spec.test_fraction < 1:
         raise SplitError(f"test_fraction must be between 0 and 1, got {spec.test_fraction}")
     labels = labelled["label"].cast(pl.String).to_numpy()
@@ -181,6 +182,8 @@ def _leave_one_center_out(labelled: pl.DataFrame) -> dict[str, pl.DataFrame]:
 
 
 def _repeated_kfold(labelled: pl.DataFrame, spec: SplitSpec) -> dict[str, pl.DataFrame]:
+    from sklearn.model_selection import RepeatedStratifiedKFold
+
     labels = labelled["label"].cast(pl.String).to_numpy()
     _require_per_class(labels, spec.n_splits, f"{spec.n_splits}-fold stratified cross-validation")
     keys = labelled["patient_key"].to_numpy()

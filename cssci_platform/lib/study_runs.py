@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pandas as pd
-
 from cssci_platform.lib.model_tracking import TAG_STUDY_RUN, TrackingConfig, get_or_create_experiment
 
 if TYPE_CHECKING:
+    import pandas as pd
     from mlflow.entities import Run
 
 STUDY_TAG = TAG_STUDY_RUN
@@ -92,6 +91,8 @@ def resolve_study_run(tracking_uri: str, reference: RunReference) -> Run:
 
 def model_metrics(tracking_uri: str, study: Run, mode: str | None) -> pd.DataFrame:
     """One row per model run of the study (optionally one mode): model name, mode, and the compared metrics."""
+    import pandas as pd
+
     client = _store_client(tracking_uri)
     query = f"tags.`{STUDY_TAG}` = '{study.info.run_id}'" + (f" and tags.mode = '{mode}'" if mode else "")
     runs = client.search_runs([study.info.experiment_id], query, max_results=5000)
@@ -110,6 +111,8 @@ def model_metrics(tracking_uri: str, study: Run, mode: str | None) -> pd.DataFra
 def compare_runs(left: pd.DataFrame, right: pd.DataFrame, left_name: str, right_name: str) -> pd.DataFrame:
     """Models of both runs side by side, matched on model name and, when either run holds several, mode and fold
     (two single-mode selections such as `demo:leakage_safe` vs `demo:paper_faithful` match on the model alone)."""
+    import pandas as pd
+
     keys = ["model"] + [k for k in ("mode", "fold") if left[k].nunique() > 1 or right[k].nunique() > 1]
     metrics = [key for _, key in COMPARED_METRICS if left[key].notna().any() or right[key].notna().any()]
     merged = left[[*keys, *metrics]].merge(right[[*keys, *metrics]], on=keys, how="outer", suffixes=(" A", " B"))

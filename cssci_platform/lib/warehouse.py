@@ -14,12 +14,15 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
-import pandas as pd
 import polars as pl
 
 from cssci_platform.lib.failures import ExplainedError, storage_problem
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SCHEMA: dict[str, str] = {
     "patients": """patient_key VARCHAR PRIMARY KEY, center VARCHAR, cohort VARCHAR, manifest_line INTEGER,

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import dagster as dg
-import pandas as pd
 
 from cssci_platform.defs.models.feature_matrix import feature_matrix, feature_reliability
 from cssci_platform.defs.models.jobs import FIT_UNITS_METADATA, modeling_workers
@@ -27,6 +26,8 @@ from cssci_platform.resources.tracking import TrackingResource
 from cssci_platform.resources.warehouse import WarehouseResource
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from cssci_platform.lib.model_tracking import TrackingConfig
     from cssci_platform.lib.modeling.chains import ChainSettings
     from cssci_platform.lib.modeling.training import FailedFit
@@ -44,12 +45,12 @@ class ZooInputs:
     """What every fit step reads (written once by `plan_fit_units`, read from a file: never through the IO
     manager): the feature matrix, folds, classes, chain settings, change scores and the run's MLflow tags."""
 
-    matrix: pd.DataFrame
+    matrix: "pd.DataFrame"
     split: str
-    folds: dict[str, pd.Series]
+    folds: "dict[str, pd.Series]"
     classes: list[str]
     chain: "ChainSettings"
-    scores: pd.Series | None
+    scores: "pd.Series | None"
     tags: dict[str, str]
     manifest_hash: str
     units: "list[FitUnit]"
@@ -283,9 +284,11 @@ def _log_fit(
     config: "StudyConfig",
     params: dict,
     tags: dict,
-    matrix: pd.DataFrame,
+    matrix: "pd.DataFrame",
 ) -> tuple[str, str]:
     """One MLflow run per fit: (run id, model URI; '' for a fit that failed)."""
+    import pandas as pd
+
     from cssci_platform.lib.model_tracking import log_model_run
     from cssci_platform.lib.modeling.results import final_features, run_metrics, run_params, warning_tags
     from cssci_platform.lib.modeling.training import FailedFit
@@ -352,8 +355,10 @@ def _materializations(logged: list, champions: dict, first_fold: str, experiment
     yield dg.MaterializeResult(asset_key="predictions", metadata={"rows": sum(len(m.predictions) for _, m in trained)})
 
 
-def _scores(warehouse: WarehouseResource, config: "StudyConfig") -> pd.Series | None:
+def _scores(warehouse: WarehouseResource, config: "StudyConfig") -> "pd.Series | None":
     """The change scores leakage_safe labels are re-derived from per fold (rule change_above_mean), else None."""
+    import pandas as pd
+
     from cssci_platform.lib.outcome_rules import SCORE_SUFFIX
 
     if not config.outcome.relabelled_per_fold:
@@ -368,7 +373,7 @@ def _scores(warehouse: WarehouseResource, config: "StudyConfig") -> pd.Series | 
     return pd.to_numeric(rows.set_index("patient_key")["value"])
 
 
-def _icc_table(warehouse: WarehouseResource, config: "StudyConfig") -> pd.DataFrame | None:
+def _icc_table(warehouse: WarehouseResource, config: "StudyConfig") -> "pd.DataFrame | None":
     if config.selection.icc_threshold is None:
         return None
     with warehouse.connect() as con:
@@ -383,7 +388,7 @@ def _icc_table(warehouse: WarehouseResource, config: "StudyConfig") -> pd.DataFr
     return table.to_pandas().set_index("feature")
 
 
-def _register_champions(tracking_config, experiment: str, runs: list, labels: dict[str, pd.Series],
+def _register_champions(tracking_config, experiment: str, runs: list, labels: "dict[str, pd.Series]",
                         outcome: str) -> dict[str, dict]:
     """Register each signature's champion (`choose_champions`) in the MLflow model registry, described by its model
     card and with its ROC and calibration plots (the evidence: its predictions against the labels it was evaluated

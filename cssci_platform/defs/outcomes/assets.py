@@ -1,8 +1,9 @@
 """study_outcome: the label the study models, derived from the manifest's outcome columns by the config's rule."""
 
+from typing import TYPE_CHECKING
+
 import dagster as dg
 import duckdb
-import pandas as pd
 
 from cssci_platform.lib.cohort import CohortSpec
 from cssci_platform.lib.outcome_rules import (
@@ -21,6 +22,9 @@ from cssci_platform.lib.warehouse import replace_rows
 from cssci_platform.resources.cohort import CohortResource
 from cssci_platform.resources.study import StudyResource
 from cssci_platform.resources.warehouse import WarehouseResource
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dg.asset(
@@ -50,7 +54,7 @@ def study_outcome(study: StudyResource, cohort: CohortResource, warehouse: Wareh
     return dg.MaterializeResult(metadata={**label_summary(settings, derived), "classes": classes})
 
 
-def _baseline(con: duckdb.DuckDBPyConnection, settings: OutcomeSettings, spec: CohortSpec) -> pd.Series | None:
+def _baseline(con: duckdb.DuckDBPyConnection, settings: OutcomeSettings, spec: CohortSpec) -> "pd.Series | None":
     """The baseline values rule change_above_mean subtracts, by patient; None for the other rules."""
     if settings.rule != "change_above_mean":
         return None

@@ -5,7 +5,6 @@ from datetime import datetime
 import dagster as dg
 
 from cssci_platform.defs.prospective.assets import followup_outcomes, prospective_predictions
-from cssci_platform.lib.evaluation.prospective_validation import champion_validations
 from cssci_platform.lib.queries.modeling import modelled_outcome
 from cssci_platform.lib.warehouse import append_rows
 from cssci_platform.resources.study import StudyResource
@@ -27,6 +26,7 @@ def validation_metrics(
     patients whose modelled outcome is known (`champion_validations`: the same scores and numbers as the report's
     validation table); appended, and logged to MLflow. Flagged when the validation AUC falls below the lower bound of
     the same interval on the champion's test patients."""
+    from cssci_platform.lib.evaluation.prospective_validation import champion_validations  # scikit-learn, SciPy
     from cssci_platform.lib.model_tracking import log_metrics_to_version  # MLflow: loaded in the step only
 
     with warehouse.connect() as con:

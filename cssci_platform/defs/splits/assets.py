@@ -1,9 +1,9 @@
 """patient_splits: train / test / validation roles per patient, for the study's split preset and outcome."""
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import pandas as pd
 import polars as pl
 
 from cssci_platform.defs.ingest.assets import cohort_manifest
@@ -15,6 +15,9 @@ from cssci_platform.lib.warehouse import replace_rows
 from cssci_platform.resources.cohort import CohortResource
 from cssci_platform.resources.study import StudyResource
 from cssci_platform.resources.warehouse import WarehouseResource
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dg.asset(group_name="splits", deps=[cohort_manifest, study_outcome], kinds={"duckdb", "scikitlearn"})
@@ -40,7 +43,7 @@ def patient_splits(study: StudyResource, cohort: CohortResource, warehouse: Ware
     )
 
 
-def study_split_folds(warehouse: WarehouseResource, config: StudyConfig) -> tuple[str, dict[str, pd.Series]]:
+def study_split_folds(warehouse: WarehouseResource, config: StudyConfig) -> "tuple[str, dict[str, pd.Series]]":
     """The study's stored split and, per fold models train on (`split.folds`), patient_key -> role (a Series named
     by the split)."""
     split = config.split.stored_name
@@ -55,14 +58,16 @@ def study_split_folds(warehouse: WarehouseResource, config: StudyConfig) -> tupl
         return split, {fold: _roles(con, split, fold, stored) for fold in folds}
 
 
-def study_fold_roles(warehouse: WarehouseResource, config: StudyConfig) -> pd.Series:
+def study_fold_roles(warehouse: WarehouseResource, config: StudyConfig) -> "pd.Series":
     """patient_key -> role in the first fold of the study's split (the fold of fold-specific tables)."""
     split = config.split.stored_name
     with warehouse.connect() as con:
         return _roles(con, split, config.split.first_fold, queries.split_folds(con, split))
 
 
-def _roles(con, split: str, fold: str, stored: list[str]) -> pd.Series:
+def _roles(con, split: str, fold: str, stored: list[str]) -> "pd.Series":
+    import pandas as pd
+
     roles = queries.split_roles(con, split, fold)
     if not roles:
         raise dg.Failure(

@@ -4,29 +4,11 @@
 `estimation.py` holds the statistics on plain arrays, `frame.py` the DataFrame validation.
 `undersized_batches` lets a blocking check find too-small centers before a fit; `scope.py` decides what ComBat
 harmonizes (feature classes left out, e.g. shape) and what it does with small centers (pool, unseen, error).
+
+The names below are imported from their module on first use (`__init__.pyi` lists them): the study config imports
+`settings.py`, and every run's definitions with it, without importing ComBat, scikit-learn or pandas.
 """
 
-from cssci_platform.lib.harmonization.combat import ComBat, forget_unseen_center_warnings
-from cssci_platform.lib.harmonization.estimation import BatchEffect, EmpiricalBayesSettings, StandardizationModel
-from cssci_platform.lib.harmonization.frame import (
-    HARMONIZATION_OFF,
-    MIN_BATCH_SIZE,
-    as_pipeline_input,
-    undersized_batches,
-)
-from cssci_platform.lib.harmonization.unseen import UNSEEN_CENTER_POLICIES, UnseenCenterEvent, UnseenCenterPolicy
+import lazy_loader
 
-__all__ = [
-    "HARMONIZATION_OFF",
-    "MIN_BATCH_SIZE",
-    "UNSEEN_CENTER_POLICIES",
-    "BatchEffect",
-    "ComBat",
-    "EmpiricalBayesSettings",
-    "StandardizationModel",
-    "UnseenCenterEvent",
-    "UnseenCenterPolicy",
-    "as_pipeline_input",
-    "forget_unseen_center_warnings",
-    "undersized_batches",
-]
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)

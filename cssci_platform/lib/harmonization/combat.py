@@ -63,7 +63,6 @@ from cssci_platform.lib.harmonization.estimation import (
     reference_batch_effect,
 )
 from cssci_platform.lib.harmonization.frame import (
-    MIN_BATCH_SIZE,
     CovariateEncoder,
     batch_labels,
     feature_matrix,
@@ -74,12 +73,12 @@ from cssci_platform.lib.harmonization.frame import (
 )
 from cssci_platform.lib.harmonization.scope import (
     POOLED_BATCH,
-    SMALL_CENTER_POLICIES,
     SmallCenterPolicy,
     columns_of_classes,
     small_center_error,
     small_centers,
 )
+from cssci_platform.lib.harmonization.settings import MIN_BATCH_SIZE, SMALL_CENTER_POLICIES
 from cssci_platform.lib.harmonization.unseen import UNSEEN_CENTER_POLICIES, UnseenCenterEvent, UnseenCenterPolicy
 from cssci_platform.lib.selection import SelectionReport
 

@@ -15,8 +15,8 @@ import numpy.typing as npt
 import pandas as pd
 
 from cssci_platform.lib.harmonization.estimation import FloatArray
+from cssci_platform.lib.harmonization.settings import MIN_BATCH_SIZE
 
-MIN_BATCH_SIZE = 2  # a batch's scale (delta^2) is a sample variance: undefined for a single sample
 # How a study turns ComBat off: the study config key (HarmonizationSettings.enabled, lib/harmonization/settings.py)
 HARMONIZATION_OFF = "harmonization.enabled: false (cssci run --set harmonization.enabled=false)"
 _SHOWN = 5  # how many offending names or rows a message lists

@@ -19,8 +19,6 @@ import numpy.typing as npt
 import pandas as pd
 
 SmallCenterPolicy = Literal["error", "pool", "unseen"]
-SMALL_CENTER_POLICIES: tuple[str, ...] = ("error", "pool", "unseen")
-DEFAULT_UNHARMONIZED_CLASSES: tuple[str, ...] = ("shape",)
 POOLED_BATCH = "pooled_small_centers"
 SMALL_CENTER_KEYS = (
     "harmonization.small_center: pool|unseen (with harmonization.min_center_size), or "

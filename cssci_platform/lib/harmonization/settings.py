@@ -1,16 +1,23 @@
-"""ComBat's study settings (config section `harmonization`): one type for the config, the models and the report."""
+"""ComBat's study settings (config section `harmonization`): one type for the config, the models and the report.
+
+Light on purpose: the study config (and so every run's definitions) imports it, so ComBat and pandas are imported
+only when a ComBat is made."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from cssci_platform.lib.harmonization.combat import ComBat
-from cssci_platform.lib.harmonization.frame import MIN_BATCH_SIZE
-from cssci_platform.lib.harmonization.scope import DEFAULT_UNHARMONIZED_CLASSES, SMALL_CENTER_POLICIES
 from cssci_platform.lib.harmonization.unseen import UNSEEN_CENTER_POLICIES
 from cssci_platform.lib.settings import Section
+
+if TYPE_CHECKING:
+    from cssci_platform.lib.harmonization.combat import ComBat
+
+MIN_BATCH_SIZE = 2  # a batch's scale (delta^2) is a sample variance: undefined for a single sample
+SMALL_CENTER_POLICIES: tuple[str, ...] = ("error", "pool", "unseen")
+DEFAULT_UNHARMONIZED_CLASSES: tuple[str, ...] = ("shape",)
 
 UnseenCenterPolicy = Literal[UNSEEN_CENTER_POLICIES]  # type: ignore[valid-type]
 SmallCenterPolicy = Literal[SMALL_CENTER_POLICIES]  # type: ignore[valid-type]
@@ -43,6 +50,8 @@ class HarmonizationSettings(Section):
     ) -> ComBat:
         """An unfitted ComBat with these settings (`unseen_center_policy` overrides the setting, e.g. 'none' for a
         table fitted and applied on known centers only)."""
+        from cssci_platform.lib.harmonization.combat import ComBat
+
         return ComBat(
             batch_col=batch_col,
             feature_cols=feature_cols,

@@ -10,11 +10,13 @@ grouping `ChannelPCA` expects) and ``clin__<variable>`` (binary 0/1, continuous 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import polars as pl
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 META_COLUMNS = ("center", "cohort", "label")
 RAD, DL, CLIN = "rad__", "dl__", "clin__"
@@ -33,6 +35,8 @@ def radiomics_block(radiomics: pl.DataFrame) -> pd.DataFrame:
 
 def embeddings_block(embeddings: pl.DataFrame) -> pd.DataFrame:
     """`embeddings` rows (one list per patient x backbone x channel) -> patients x dl__ columns."""
+    import pandas as pd
+
     blocks = []
     for (backbone, channel), group in embeddings.group_by("backbone", "channel", maintain_order=True):
         values = np.array(group["embedding"].to_list(), dtype=np.float64)
@@ -56,6 +60,8 @@ def clinical_predictors(spec: Any, chosen: list[str] | None) -> dict[str, tuple[
 
 def clinical_block(clinical: pl.DataFrame, spec: Mapping[str, tuple[str, list[str] | None]]) -> pd.DataFrame:
     """Long `clinical` rows -> numeric clin__ columns; `spec` maps variable -> (type, levels)."""
+    import pandas as pd
+
     columns: dict[str, pd.Series] = {}
     for variable, (kind, levels) in spec.items():
         rows = clinical.filter(pl.col("variable") == variable)

@@ -6,11 +6,17 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from cssci_platform.lib.classifiers import CLASSIFIER_NAMES
 from cssci_platform.lib.modeling.signatures import parse_signature
 from cssci_platform.lib.settings import Section
 
+# The zoo's classifiers by the names of the studies' tables (`lib/classifiers.CLASSIFIERS` builds each; it refuses to
+# import when its names differ from these). Declared here, not there: the study config (and so every run's
+# definitions) imports this module, and lib/classifiers imports scikit-learn.
+CLASSIFIER_NAMES: tuple[str, ...] = ("LR", "NaiveBayes", "SVM", "KNN", "RandomForest", "ExtraTrees", "XGBoost",
+                                     "LightGBM", "GradientBoosting", "AdaBoost", "MLP")
 Classifier = Literal[CLASSIFIER_NAMES]  # type: ignore[valid-type]
+Mode = Literal["leakage_safe", "paper_faithful"]
+MODES: tuple[Mode, ...] = ("leakage_safe", "paper_faithful")
 
 
 class ModelsSettings(Section):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,7 @@ from cssci_platform.lib.modeling.chains import (
     build_pipeline,
     paper_faithful_columns,
 )
+from cssci_platform.lib.modeling.settings import Mode
 from cssci_platform.lib.modeling.signatures import Signature, result_name
 from cssci_platform.lib.modeling.tuning import (
     ChainFolds,
@@ -36,8 +37,6 @@ from cssci_platform.lib.modeling.tuning import (
 )
 from cssci_platform.lib.selection import pipeline_reports
 
-Mode = Literal["leakage_safe", "paper_faithful"]
-MODES: tuple[Mode, ...] = ("leakage_safe", "paper_faithful")
 SCORED_ROLES = ("train", "test", "validation")
 FIXED_CLASSIFIER = "LR"  # Clinical and Combined are logistic regressions, as in the studies
 SINGLE_MODEL_KINDS = ("clinical", "combined")  # the signatures fitted once, with FIXED_CLASSIFIER

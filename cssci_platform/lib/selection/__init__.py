@@ -19,38 +19,11 @@ Typical radiomics chain (upper-limb SCI protocol)::
 
 Deep features go through `ChannelPCA(32)` first. Every fitted step has ``report_`` (a `SelectionReport`);
 `pipeline_reports` collects them from a fitted Pipeline for logging.
+
+The names below are imported from their module on first use (`__init__.pyi` lists them): the study config imports
+`settings.py`, and every run's definitions with it, without importing scikit-learn, SciPy or pandas.
 """
 
-from ._base import EmptySelectionWarning, ReportingSelector, SelectionReport, pipeline_reports, single_valued_columns
-from .channel_pca import ChannelPCA, deep_channel_of
-from .correlation import SpearmanRedundancyFilter, greedy_redundancy_drop, spearman_matrix
-from .lasso import LassoSelector, choose_penalty
-from .mrmr_ranking import MRMRSelector, mrmr_order
-from .reliability import ICCFilter, icc, ratings_from_long, reliability_table
-from .scaling import ZScoreScaler
-from .univariate import RankTestFilter, kruskal_pvalues, mann_whitney_pvalues
+import lazy_loader
 
-__all__ = [
-    "ChannelPCA",
-    "EmptySelectionWarning",
-    "ICCFilter",
-    "LassoSelector",
-    "MRMRSelector",
-    "RankTestFilter",
-    "ReportingSelector",
-    "SelectionReport",
-    "SpearmanRedundancyFilter",
-    "ZScoreScaler",
-    "choose_penalty",
-    "deep_channel_of",
-    "greedy_redundancy_drop",
-    "icc",
-    "kruskal_pvalues",
-    "mann_whitney_pvalues",
-    "mrmr_order",
-    "pipeline_reports",
-    "ratings_from_long",
-    "reliability_table",
-    "single_valued_columns",
-    "spearman_matrix",
-]
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)

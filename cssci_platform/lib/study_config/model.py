@@ -15,9 +15,8 @@ from pydantic import Field, PositiveInt, model_validator
 from cssci_platform.lib.deep.settings import DeepSettings
 from cssci_platform.lib.feature_extraction import ImagingSettings, RadiomicsSettings
 from cssci_platform.lib.harmonization.settings import HarmonizationSettings
-from cssci_platform.lib.modeling.settings import ModelsSettings
+from cssci_platform.lib.modeling.settings import MODES, ModelsSettings
 from cssci_platform.lib.modeling.signatures import parse_signature
-from cssci_platform.lib.modeling.training import MODES
 from cssci_platform.lib.outcome_rules import OutcomeSettings
 from cssci_platform.lib.preprocessing import PreprocessingSettings
 from cssci_platform.lib.selection.settings import SelectionSettings
