@@ -11,7 +11,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 PATIENT_JOB = "patient_features_job"  # one patient's partition: what the UI's launchpad runs
 PATIENT_BATCH_JOB = "patient_batch_job"  # several patients in one run: what the command line submits
 BATCH_OP = "process_patient_batch"
-MAX_BATCH = 25  # patients per run at most: a run's ~4 s of start-up is spread, and a resumed command loses little
+MAX_BATCH = 25  # patients per run at most: a run's seconds of start-up are spread, and a resumed command loses little
 PARTITION_TAG = "dagster/partition"
 INPUT_DIGEST_TAG = "cssci/input_digest"  # the patient's manifest row and file stats the run processed
 BATCH_PATIENT_TAG = "cssci/patient/"  # + patient key: a batch run's tag per patient, for an indexed latest-run query
@@ -170,15 +170,27 @@ def patient_input_digest(cohort: Cohort, record: PatientRecord) -> str:
     replaced (size or modification time): a patient run of another digest is stale."""
     from cssci_platform.lib.partition_plan import record_digest
 
-    files: list[tuple[str, int | None, int | None]] = []
-    for path in sorted([*record.images.values(), *(mask.path for mask in record.masks)]):
-        try:
-            stat = cohort.resolve(path).stat()
-            files.append((path, stat.st_size, stat.st_mtime_ns))
-        except (OSError, ValueError):
-            files.append((path, None, None))
+    files = [(path, stat and stat.st_size, stat and stat.st_mtime_ns) for path, stat in _patient_files(cohort, record)]
     payload = json.dumps([record_digest(record), files], default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def patient_work(cohort: Cohort, record: PatientRecord) -> int:
+    """The bytes of the patient's image and mask files (a missing one counts nothing): what `patient_batches` balances
+    runs by, since resampling, filtering and radiomics grow with the volumes."""
+    return sum(stat.st_size for _, stat in _patient_files(cohort, record) if stat is not None)
+
+
+def _patient_files(cohort: Cohort, record: PatientRecord) -> list[tuple[str, os.stat_result | None]]:
+    """The patient's image and mask paths as the manifest names them, sorted, with their file status (None when
+    unreadable or outside the data root)."""
+    found: list[tuple[str, os.stat_result | None]] = []
+    for path in sorted([*record.images.values(), *(mask.path for mask in record.masks)]):
+        try:
+            found.append((path, cohort.resolve(path).stat()))
+        except (OSError, ValueError):
+            found.append((path, None))
+    return found
 
 
 def patients_to_run(instance: dg.DagsterInstance, patient_keys: list[str], digests: dict[str, str] | None = None,
@@ -232,26 +244,39 @@ def batched_outcome(patient_key: str, run_id: str, recorded: dict) -> PatientRun
                              str(recorded.get(ERROR, "")), recorded_qc_errors(patient_key) if failed else ())
 
 
-def patient_batches(patient_keys: list[str], workers: int, per_run: int | None = None) -> list[list[str]]:
-    """The patients cut into runs of `per_run` patients, by default: at least two runs per worker (so that the last,
-    slowest run is not one worker's whole share), at most MAX_BATCH patients each; in the given order."""
+def patient_batches(patient_keys: list[str], workers: int, per_run: int | None = None,
+                    work: Mapping[str, float] | None = None) -> list[list[str]]:
+    """The patients cut into runs. With `per_run`: runs of that many, in the given order. By default one wave: a run
+    per worker (more when that would exceed MAX_BATCH patients a run), each patient onto the run with the least
+    `work` so far, largest first (`patient_work`; 1 each when not given), so every run's start-up is paid once per
+    worker and the runs end together. Each run takes its patients in the given order."""
     if not patient_keys:
         return []
-    size = per_run or max(1, min(MAX_BATCH, math.ceil(len(patient_keys) / (2 * max(1, workers)))))
-    return [patient_keys[start:start + size] for start in range(0, len(patient_keys), size)]
+    if per_run:
+        return [patient_keys[start:start + per_run] for start in range(0, len(patient_keys), per_run)]
+    runs = min(len(patient_keys), max(1, workers, math.ceil(len(patient_keys) / MAX_BATCH)))
+    position = {key: index for index, key in enumerate(patient_keys)}
+    batches: list[list[str]] = [[] for _ in range(runs)]
+    loads = [0.0] * runs
+    for key in sorted(patient_keys, key=lambda k: (-(work or {}).get(k, 1), position[k])):
+        run = min((r for r in range(runs) if len(batches[r]) < MAX_BATCH), key=lambda r: (loads[r], r))
+        batches[run].append(key)
+        loads[run] += (work or {}).get(key, 1)
+    return [sorted(batch, key=position.__getitem__) for batch in batches]
 
 
 def run_patients_on_instance(session: InstanceSession, patient_keys: list[str],
                              on_outcome: Callable[[PatientRunOutcome], None] = lambda outcome: None,
                              on_pending: Callable[[int, int], None] = lambda pending, total: None,
                              digests: dict[str, str] | None = None, workers: int = 1,
-                             per_run: int | None = None) -> list[PatientRunOutcome]:
+                             per_run: int | None = None, work: Mapping[str, float] | None = None,
+                             ) -> list[PatientRunOutcome]:
     """Run every patient not yet done through the instance, a few `patient_batch_job` runs (`patient_batches`), and
     report each patient as its batch records it (failures as they happen). A patient done by its latest run is
     skipped (its outcome is not reported); one whose latest run is still queued or running (left by a command killed
     meanwhile, or launched from the UI) is followed, not run twice. Ctrl-C: the session cancels the runs it
     submitted. `on_pending(pending, total)` is told how many will run; `digests` (`patient_input_digest` per
-    patient) make a patient whose inputs changed since its run stale."""
+    patient) make a patient whose inputs changed since its run stale; `work` (`patient_work`) balances the runs."""
     instance = session.instance
     digests = digests or {}
     latest = latest_patient_runs(instance, patient_keys)
@@ -266,7 +291,7 @@ def run_patients_on_instance(session: InstanceSession, patient_keys: list[str],
                               tags=batch_patient_tags(batch))
 
     run_ids = list(dict.fromkeys([run.run_id for run in in_flight.values()]
-                                 + [submit(batch) for batch in patient_batches(to_submit, workers, per_run)]))
+                                 + [submit(batch) for batch in patient_batches(to_submit, workers, per_run, work)]))
     waiting_for = set(pending)
     outcomes: list[PatientRunOutcome] = []
 
@@ -326,5 +351,6 @@ def ingest_cohort(manifest: Path, workers: int, on_patient: Callable[[PatientRun
     register_partitions(instance, sorted(cohort.patients), sorted({p.center for p in cohort.patients.values()
                                                                    if p.center in cohort.spec.centers}))
     digests = {key: patient_input_digest(cohort, record) for key, record in cohort.patients.items()}
+    work = {key: patient_work(cohort, record) for key, record in cohort.patients.items()}
     return run_patients_on_instance(session, sorted(cohort.patients), on_patient, on_pending, digests, workers,
-                                    per_run)
+                                    per_run, work)
