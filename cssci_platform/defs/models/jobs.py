@@ -15,6 +15,7 @@ MODELING_ASSETS = ["study_outcome", "patient_splits", "feature_matrix", "feature
 # from it with them in memory instead of importing them again (measured in benchmarks/RESULTS.md, "Parallel model
 # fits").
 FIT_STEP_MODULES = (
+    "cssci_platform.lib.model_tracking.skops_io",  # first: skops.io without torch, before MLflow imports it
     "cssci_platform.defs.models.training",
     "cssci_platform.lib.modeling.zoo",
     "cssci_platform.lib.modeling.results",
@@ -22,7 +23,6 @@ FIT_STEP_MODULES = (
     "cssci_platform.lib.model_tracking.model_format",
     "cssci_platform.lib.model_tracking.step_preload",
     "mlflow.sklearn",
-    "skops.io",
     "lightgbm",
     "xgboost",
 )

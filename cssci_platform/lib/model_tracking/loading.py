@@ -53,5 +53,7 @@ def _loaded_version(config: TrackingConfig, version: ModelVersionInfo) -> Any:
 
 def load_model(config: TrackingConfig, model_uri: str) -> Any:
     """`mlflow.sklearn.load_model` against this config's tracking/registry (any models:/ or runs:/ URI)."""
+    import cssci_platform.lib.model_tracking.skops_io  # noqa: F401  (before MLflow imports skops.io: without torch)
+
     with scoped_mlflow_globals(config), tempfile.TemporaryDirectory() as download:
         return mlflow.sklearn.load_model(model_uri, dst_path=download)  # MLflow would leave its copy in /tmp

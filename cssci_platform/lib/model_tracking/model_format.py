@@ -127,9 +127,9 @@ def require_fitted_classifier(model: Any, input_example: pd.DataFrame) -> None:
 
 def skops_trusted_types(model: Any) -> list[str]:
     """The types skops would refuse by default, provided each comes from a module we trust."""
-    import skops.io  # first import takes ~2.5 s (it imports all of scikit-learn), so only when needed
+    from cssci_platform.lib.model_tracking.skops_io import skops_io  # imports all of scikit-learn: only when needed
 
-    found = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+    found = skops_io.get_untrusted_types(data=skops_io.dumps(model))
     foreign = [name for name in found if not name.startswith(TRUSTED_MODULE_PREFIXES)]
     if foreign:
         raise ValueError(
