@@ -59,4 +59,4 @@ def test_ingest_queues_each_run_on_the_instance_and_a_second_ingest_runs_nothing
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "3 of 3 patients already done" in " ".join(again.stdout.split())
     with dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:
-        assert len(instance.get_runs(filters=dg.RunsFilter(job_name="patient_batch_job"))) == 2  # nothing ran twice
+        assert len(instance.get_runs(filters=dg.RunsFilter(job_name="patient_batch_job"))) == 1  # nothing ran twice
