@@ -4,7 +4,7 @@ Both paths materialize the patient assets for the same synthetic patients on a f
 (derived file names hash their source paths), two at a time:
 
 - `instance`: `cli.patient_runs.run_patients_on_instance` (the CLI's path since issue 18): `patient_batch_job` runs
-  (two per worker) submitted to the run queue (QueuedRunCoordinator, max_concurrent_runs 2), launched by a daemon
+  (one per worker) submitted to the run queue (QueuedRunCoordinator, max_concurrent_runs 2), launched by a daemon
   (one process per run, its patients one after another);
 - `in_process`: two spawned processes each calling `execute_in_process` of `patient_features_job` per patient (the
   CLI's former process pool,

@@ -5,7 +5,7 @@ lesion + cord radiomics, the ROI slice and QC montage), each into a fresh featur
 computed:
 
 - `cli`: `cssci ingest MANIFEST --home HOME --workers 2` in a subprocess, exactly as a user runs it: the manifest run,
-  partition registration, a daemon, the patients as `patient_batch_job` runs (two per worker, at most 25 patients each)
+  partition registration, a daemon, the patients as `patient_batch_job` runs (one per worker, at most 25 patients each)
   from the run queue (2 at a time), the warehouse writes and every event in the instance. Wall time of the whole
   command.
 - `bare`: a `ProcessPoolExecutor` of 2 spawned processes calling the library functions the assets call (QC
