@@ -256,12 +256,13 @@ def patient_batches(patient_keys: list[str], workers: int, per_run: int | None =
         return [patient_keys[start:start + per_run] for start in range(0, len(patient_keys), per_run)]
     runs = min(len(patient_keys), max(1, workers, math.ceil(len(patient_keys) / MAX_BATCH)))
     position = {key: index for index, key in enumerate(patient_keys)}
+    weight = {key: (work or {}).get(key, 1) for key in patient_keys}
     batches: list[list[str]] = [[] for _ in range(runs)]
     loads = [0.0] * runs
-    for key in sorted(patient_keys, key=lambda k: (-(work or {}).get(k, 1), position[k])):
+    for key in sorted(patient_keys, key=lambda k: (-weight[k], position[k])):
         run = min((r for r in range(runs) if len(batches[r]) < MAX_BATCH), key=lambda r: (loads[r], r))
         batches[run].append(key)
-        loads[run] += (work or {}).get(key, 1)
+        loads[run] += weight[key]
     return [sorted(batch, key=position.__getitem__) for batch in batches]
 
 
