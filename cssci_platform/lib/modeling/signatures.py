@@ -1,12 +1,13 @@
 """The studies' signatures and how results are named in their tables (e.g. ``Rad + ResNet34_RandomForest``).
 
-The study config parses signatures with this module, so it imports the feature matrix's module (and pandas) only
-when a signature meets a matrix."""
+The study config parses signatures with this module, so nothing here imports pandas at import time."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
+
+from cssci_platform.lib.modeling.matrix import CLIN, DL, RAD, feature_columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,8 +46,6 @@ class Signature:
     def columns(self, matrix: pd.DataFrame) -> list[str]:
         """The feature columns this signature models (Combined: clinical + radiomics; its Rad-score is fitted
         inside)."""
-        from cssci_platform.lib.modeling.matrix import CLIN, DL, RAD, feature_columns
-
         rad, clin = feature_columns(matrix, RAD), feature_columns(matrix, CLIN)
         dl = feature_columns(matrix, f"{DL}{self.backbone}__") if self.backbone else []
         chosen = {"rad": rad, "dl": dl, "rad+dl": rad + dl, "clinical": clin, "combined": clin + rad}[self.kind]
@@ -85,8 +84,6 @@ def standard_signatures(backbones: list[str], with_clinical: bool = True) -> lis
 def study_signatures(configured: list[str] | None, matrix: pd.DataFrame) -> list[Signature]:
     """The configured signatures (`models.signatures`), or by default the standard set the matrix supports: Rad,
     DL_/Rad+DL_ per backbone with deep columns, and Clinical and Combined when it has clinical columns."""
-    from cssci_platform.lib.modeling.matrix import CLIN, DL
-
     if configured is not None:
         return [parse_signature(name) for name in configured]
     backbones = sorted({c.split("__")[1] for c in matrix.columns if c.startswith(DL)})
