@@ -52,6 +52,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from cssci_platform.lib.compact_state import CompactNames
 from cssci_platform.lib.harmonization.estimation import (
     BatchEffect,
     EmpiricalBayesSettings,
@@ -92,7 +93,7 @@ def forget_unseen_center_warnings() -> None:
     _WARNED_UNSEEN.clear()
 
 
-class ComBat(TransformerMixin, BaseEstimator):
+class ComBat(CompactNames, TransformerMixin, BaseEstimator):
     """ComBat harmonization (Johnson et al. 2007; Fortin et al. 2017) fitted once, applied to new patients.
 
     Parameters mirror `neuroCombat.neuroCombat()`: `eb`, `parametric`, `mean_only`, `ref_batch`,

@@ -22,6 +22,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
 from cssci_platform.lib.classifiers import stratified_folds
+from cssci_platform.lib.compact_state import CompactNames
 from cssci_platform.lib.harmonization import undersized_batches
 from cssci_platform.lib.harmonization.settings import HarmonizationSettings
 from cssci_platform.lib.modeling.matrix import CLIN, DL, RAD
@@ -53,7 +54,7 @@ class ChainSettings:
     seed: int = 0
 
 
-class ColumnSubset(BaseEstimator, TransformerMixin):
+class ColumnSubset(CompactNames, BaseEstimator, TransformerMixin):
     """Keep the named columns (all but the batch column when None; plus the batch column when `keep_batch`)."""
 
     def __init__(self, columns: list[str] | None = None, keep_batch: bool = True) -> None:
@@ -76,7 +77,7 @@ class ColumnSubset(BaseEstimator, TransformerMixin):
         return np.asarray(self.columns_, dtype=object)
 
 
-class ConstantFeatureDropper(BaseEstimator, TransformerMixin):
+class ConstantFeatureDropper(CompactNames, BaseEstimator, TransformerMixin):
     """Drop features constant on the training rows (ComBat and the rank tests cannot use them)."""
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> ConstantFeatureDropper:
@@ -100,7 +101,7 @@ class ConstantFeatureDropper(BaseEstimator, TransformerMixin):
         return np.asarray(self.kept_, dtype=object)
 
 
-class RadScoreCombinedClassifier(BaseEstimator, ClassifierMixin):
+class RadScoreCombinedClassifier(CompactNames, BaseEstimator, ClassifierMixin):
     """The studies' combined model: logistic regression on clinical factors + the radiomics signature's score.
 
     The Rad-score is the linear predictor (logit) of `rad_model`, a radiomics pipeline ending in logistic

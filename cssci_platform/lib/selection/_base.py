@@ -14,6 +14,8 @@ from sklearn.feature_selection import SelectorMixin
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from cssci_platform.lib.compact_state import CompactNames
+
 OnConstant = Literal["error", "drop"]
 OnEmpty = Literal["keep_best", "raise"]
 
@@ -25,7 +27,7 @@ class EmptySelectionWarning(UserWarning):
 
 
 @dataclass(frozen=True)
-class SelectionReport:
+class SelectionReport(CompactNames):
     """What one fitted step kept, for logging (MLflow params/artifacts) and for the run's report.
 
     ``statistic`` holds the step's statistic for every input feature where it is defined (p-value, ICC,
@@ -120,7 +122,7 @@ def class_codes(y: Any, n_samples: int, step: str) -> tuple[np.ndarray, np.ndarr
     return codes, classes
 
 
-class ReportingSelector(SelectorMixin, BaseEstimator):
+class ReportingSelector(CompactNames, SelectorMixin, BaseEstimator):
     """A feature selector that validates its input, keeps a boolean ``support_`` and a ``report_``.
 
     Subclasses implement ``fit`` with ``_validated`` / ``_usable_columns`` / ``_finish``. Fitted selectors

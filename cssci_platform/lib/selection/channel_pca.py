@@ -18,6 +18,8 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import PCA
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from cssci_platform.lib.compact_state import CompactNames
+
 from ._base import SelectionReport, listed, require_finite
 
 DEEP_PREFIX = "dl"
@@ -41,7 +43,7 @@ def deep_channel_of(name: str) -> str | None:
     return None
 
 
-class ChannelPCA(TransformerMixin, BaseEstimator):
+class ChannelPCA(CompactNames, TransformerMixin, BaseEstimator):
     """PCA(``n_components``) per channel group; ``remainder`` columns pass through first, in input order."""
 
     def __init__(

@@ -7,12 +7,14 @@ from typing import Any, Self
 import numpy as np
 from sklearn.preprocessing import StandardScaler
 
+from cssci_platform.lib.compact_state import CompactNames
+
 from ._base import SelectionReport, listed
 
 NOISE_SD_RATIO = 1e-12
 
 
-class ZScoreScaler(StandardScaler):
+class ZScoreScaler(CompactNames, StandardScaler):
     """StandardScaler (mean 0, population SD 1 on the training rows) that also sets ``report_``.
 
     Constant training features keep scale 1 (sklearn's rule), so they become ~0, and are named in the notes. So do
