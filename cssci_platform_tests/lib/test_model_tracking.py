@@ -250,6 +250,23 @@ def test_champion_registers_and_loads_by_alias(store, runs, fitted, cohort):
         np.testing.assert_array_equal(loaded.predict_proba(X), fitted["weak"].predict_proba(X))
 
 
+def test_a_model_is_read_back_without_the_pure_python_yaml_parser(store, runs, fitted, cohort, monkeypatch):
+    """MLflow reads a model's MLmodel with `yaml.safe_load`, PyYAML's pure-Python parser: 0.35 s for the signature of
+    a 2,700-column matrix, each time a report, a scoring run or `cssci predict` loads a champion. `load_model` reads
+    it with libyaml; the model is the one logged, by model id and by alias."""
+    X, _ = cohort
+    name = registered_model_name("unit", "Rad", "libyaml")
+    register_champion(store, name, run_id=runs["strong"].run_id, model_uri=runs["strong"].model_uri)
+
+    def refused(*args, **kwargs):
+        raise AssertionError("a model's MLmodel went through PyYAML's pure-Python parser")
+
+    monkeypatch.setattr(yaml, "safe_load", refused)
+    for uri in (runs["strong"].model_uri, f"models:/{name}@champion", f"models:/{name}/1"):
+        loaded = load_model(store, uri)
+        np.testing.assert_array_equal(loaded.predict_proba(X), fitted["strong"].predict_proba(X))
+
+
 def test_better_run_takes_the_alias_and_the_old_version_stays(store, runs):
     name = registered_model_name("unit", "Rad", "moves")
     first = register_champion(store, name, run_id=runs["weak"].run_id, model_uri=runs["weak"].model_uri)
