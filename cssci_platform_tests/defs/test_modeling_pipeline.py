@@ -4,6 +4,7 @@ The radiomics table is seeded directly (feature values with a planted, center-sh
 exercises the cohort-level assets without re-running image processing, which other tests cover.
 """
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 import pytest
+import yaml
 
 from cssci_platform.defs.ingest.assets import cohort_manifest
 from cssci_platform.defs.models.checks import combat_batches_estimable
@@ -136,6 +138,15 @@ def test_split_matrix_icc_harmonization_zoo_and_champions(platform: dict) -> Non
     assert "test_auc" in run.data.metrics and "cv_auc_mean" in run.data.metrics
     features = matrix.to_pandas().set_index("patient_key").drop(columns=["cohort", "label"])
     assert pipeline.predict_proba(features).shape == (51, 2)
+    for signature in ("Rad", "Clinical"):  # each model's MLflow signature and input example: the columns it reads
+        champion, champion_version = load_champion(tracking, registered_model_name("test", signature))
+        logged = tracking.client().get_logged_model(champion_version.source.removeprefix("models:/"))
+        folder = Path(logged.artifact_location.removeprefix("file://"))
+        mlmodel = yaml.safe_load((folder / "MLmodel").read_text(encoding="utf-8"))
+        reads = list(champion.steps[0][1].columns_)
+        assert [c["name"] for c in json.loads(mlmodel["signature"]["inputs"])] == reads, signature
+        example = json.loads((folder / "input_example.json").read_text(encoding="utf-8"))
+        assert example["columns"] == reads and len(reads) < len(features.columns), signature
 
     report = _run(platform, [evaluation_report.key], MODEL_SETTINGS)
     assert report.success

@@ -290,6 +290,7 @@ def _log_fit(
     import pandas as pd
 
     from cssci_platform.lib.model_tracking import log_model_run
+    from cssci_platform.lib.modeling.chains import pipeline_input_columns
     from cssci_platform.lib.modeling.results import final_features, run_metrics, run_params, warning_tags
     from cssci_platform.lib.modeling.training import FailedFit
 
@@ -301,7 +302,7 @@ def _log_fit(
         return _log_failed_run(tracking_config, model, fit.fold, params, tags), ""
     for note in model.small_sample:
         context.log.warning(f"{model.spec.name} {where}: {note}")
-    example = matrix.loc[fit.roles.reindex(matrix.index) == "train"].head(3).drop(columns=["cohort", "label"])
+    example = matrix.loc[fit.roles.reindex(matrix.index) == "train", pipeline_input_columns(model.pipeline)].head(3)
     split_table = pd.DataFrame({"patient_key": fit.roles.index, "role": fit.roles.to_numpy(), "fold": fit.fold})
     run = log_model_run(
         tracking_config,

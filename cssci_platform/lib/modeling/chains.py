@@ -258,6 +258,18 @@ def _univariate_filters(selection: SelectionSettings) -> list[tuple[str, Any]]:
     return steps
 
 
+def pipeline_input_columns(pipeline: Pipeline) -> list[str]:
+    """The columns a fitted `build_pipeline` model reads (its first step, a `ColumnSubset`, with the batch column
+    where the chain keeps it): what its MLflow signature and input example hold, not the whole feature matrix (a
+    Clinical model reads 10 of the upper-limb protocol's 31,814 columns)."""
+    first = pipeline.steps[0][1]
+    if not isinstance(first, ColumnSubset):
+        raise TypeError(f"the pipeline starts with {type(first).__name__}, not the ColumnSubset build_pipeline puts "
+                        "first")
+    check_is_fitted(first, "columns_")
+    return list(first.columns_)
+
+
 def build_pipeline(signature: Signature, columns: list[str], classifier: Any, settings: ChainSettings) -> Pipeline:
     """The whole model of one signature x classifier, classifier as the final step ``clf``."""
     if signature.kind == "clinical":
