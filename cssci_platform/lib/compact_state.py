@@ -5,7 +5,7 @@ A fitted chain carries each feature name many times: the columns it was given, t
 element of a list, tuple, dict or object array as its own JSON node (~400 bytes each, written by Python's JSON
 encoder with indentation), so a Rad+DL chain of 2,690 columns held 34,000 name nodes: a 14 MB model that took
 0.6 s to write, written twice per logged model (once to find the types it must trust, once by MLflow) and read back
-once more (measured in benchmarks/RESULTS.md, "Model logging").
+once more (benchmarks/RESULTS.md, "Issue 18, session 10": `benchmarks/model_logging.py`).
 
 `CompactNames.__getstate__` stores each long attribute of names as one string (the names joined by a separator no
 name contains) and a name -> float dict as that string plus one float array; `__setstate__` restores the very
