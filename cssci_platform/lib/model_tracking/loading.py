@@ -1,7 +1,8 @@
 """Loading a registered pipeline back: by alias (`load_champion`) or by any models:/ or runs:/ URI.
 
 MLflow >= 3.17 refuses to deserialize any model unless `MLFLOW_ALLOW_PICKLE_DESERIALIZATION=true`; it is set (by
-`scoped_mlflow_globals`) only while loading from our own registry.
+`scoped_mlflow_globals`) only while loading from our own registry. A skops model is read here directly (`load_model`),
+with the types its MLmodel trusts, as MLflow reads it: the same trust, placed in the same store.
 """
 
 from __future__ import annotations
