@@ -17,7 +17,7 @@ from cssci_platform.lib.compact_state import SEPARATOR, pack_names, unpack_names
 from cssci_platform.lib.model_tracking.skops_io import skops_io
 from cssci_platform.lib.modeling.chains import ChainSettings, build_pipeline
 from cssci_platform.lib.modeling.signatures import Signature
-from cssci_platform.lib.selection import SelectionReport, pipeline_reports
+from cssci_platform.lib.selection import pipeline_reports
 
 COLUMNS = 600  # wide enough that a node per name dominates the file, as in a real Rad+DL chain (2,690)
 
@@ -49,7 +49,10 @@ def _string_nodes(schema: object) -> int:
 
 
 def _same(a: object, b: object) -> bool:
-    """Equal values and equal container types, all the way down (numpy arrays: dtype and values)."""
+    """Equal values and equal container types, all the way down (numpy arrays: dtype and values; other objects:
+    their attributes)."""
+    if a is b:  # e.g. a module function such as ChannelPCA's channel_of, restored by reference
+        return True
     if type(a) is not type(b):
         return False
     if isinstance(a, np.ndarray):
@@ -58,13 +61,11 @@ def _same(a: object, b: object) -> bool:
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict):
         return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, SelectionReport):
-        return _same(vars(a), vars(b))
-    if hasattr(a, "__dict__") and hasattr(a, "get_params"):
-        return _same(vars(a), vars(b))
     if isinstance(a, float) and np.isnan(a):
         return bool(np.isnan(b))
-    return a == b if not hasattr(a, "__dict__") else True  # other objects (PCA, ...): compared by their outputs
+    if hasattr(a, "__dict__"):  # estimators, SelectionReport, ComBat's estimates, PCA
+        return _same(vars(a), vars(b))
+    return a == b
 
 
 def test_a_persisted_chain_writes_its_feature_names_once_per_attribute(fitted):
