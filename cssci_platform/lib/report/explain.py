@@ -10,7 +10,10 @@ SHAP values come from the `shap` package, one explainer per model kind (`ShapExp
 - the Combined model (`RadScoreCombinedClassifier`) on its head's inputs, the clinical factors and the Rad-score (the
   radiomics model's logit, ComBat by `center` inside it): the head is a logistic regression, so LinearExplainer,
   log-odds;
-- every other model (AdaBoost, SVM, KNN, naive Bayes, MLP, any final step taking a frame with string columns):
+- models whose log-odds are a sum of one-feature terms (binary naive Bayes; AdaBoost whose every tree splits at
+  most once, the zoo's default stumps): their interventional SHAP values exactly, value_j = the feature's term at the
+  patient's value minus its mean over the background (`explain_additive`), log-odds;
+- every other model (SVM, KNN, MLP, AdaBoost on deeper trees, any final step taking a frame with string columns):
   `shap.PermutationExplainer`, model-agnostic, over predict_proba of the final step on the rows it accepts (string
   columns are coded for the masker and decoded before each call), with at most `BACKGROUND_ROWS` background rows and
   `PERMUTATIONS` antithetic permutations per patient; the output is the probability.
@@ -28,7 +31,7 @@ percentile rank) and a per-patient waterfall from E[f(X)] to f(x).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast, overload
 
@@ -36,8 +39,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from sklearn.ensemble import AdaBoostClassifier
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+from sklearn.naive_bayes import GaussianNB
 from sklearn.pipeline import Pipeline
+from sklearn.tree import DecisionTreeClassifier
 
 from cssci_platform.lib.classifiers import LabelEncodedClassifier
 from cssci_platform.lib.modeling.chains import RadScoreCombinedClassifier
@@ -54,6 +60,7 @@ PROBABILITY_TREES = ("RandomForestClassifier", "ExtraTreesClassifier", "Decision
 BACKGROUND_ROWS = 50  # the permutation explainer's background: at most this many training rows (seeded sample)
 PERMUTATIONS = 10  # antithetic permutations per explained patient (2 M + 1 model calls each, M features)
 SEED = 0
+ADDITIVE_CELLS_PER_CALL = 4_000_000  # matrix cells (rows x features) per model call of `explain_additive`
 AXES_INCHES = 5.0  # width of the SHAP plots' axes, whatever the length of the feature names beside them
 MARGIN_INCHES = 0.6  # room for the y axis's tick marks and the figure's padding
 RAD_SCORE = "Rad-score"
@@ -64,6 +71,11 @@ METHOD_SENTENCES = {
         "shap.LinearExplainer on the Combined model's logistic head (exact, log-odds): its inputs are the clinical "
         f"factors and the {RAD_SCORE} (the radiomics model's logit, center harmonization inside it), so the "
         f"radiomics features contribute through the {RAD_SCORE} as one term"
+    ),
+    "additive": (
+        "exact for a model additive in its features (naive Bayes, or AdaBoost on one-split trees: its log-odds are "
+        "a sum of one-feature terms), log-odds: each feature's value is its term at the patient's value minus the "
+        "term's mean over the background (interventional SHAP)"
     ),
     "permutation": (
         "shap.PermutationExplainer (model-agnostic: neither a tree nor a linear explainer applies to this model), "
@@ -311,6 +323,57 @@ def explain_permutation(
     return ShapExplanation(values[:, :, k], float(base[k]), matrix, names, "probability", "permutation")
 
 
+def additive_log_odds(model: Any) -> Callable[[Any], np.ndarray] | None:
+    """The log-odds of `classes_[1]` as a function of the model's input, for binary models whose log-odds are a sum
+    of one-feature terms; None for any other model. Naive Bayes: log P(class) + the sum of each feature's
+    log-likelihood, per class. AdaBoost (SAMME) whose every tree splits at most once: its decision function sums one
+    vote per tree, each a function of one feature, and for two classes `predict_proba` is its logistic sigmoid."""
+    estimator = _unwrap(model)
+    if len(getattr(estimator, "classes_", ())) != 2:
+        return None
+    if isinstance(estimator, GaussianNB):
+        return lambda rows: np.subtract(*estimator.predict_log_proba(rows)[:, ::-1].T)
+    if isinstance(estimator, AdaBoostClassifier) and all(
+        isinstance(tree, DecisionTreeClassifier) and tree.get_depth() <= 1 for tree in estimator.estimators_
+    ):
+        return lambda rows: np.asarray(estimator.decision_function(rows), dtype=float)
+    return None
+
+
+def explain_additive(
+    log_odds: Callable[[Any], np.ndarray],
+    model: Any,
+    X: Any,
+    feature_names: Sequence[str] | None = None,
+    background: Any = None,
+    positive_class: Any = None,
+) -> ShapExplanation:
+    """Exact interventional SHAP values of a model whose log-odds f are a sum of one-feature terms g_j (see
+    `additive_log_odds`): value_ij = mean over background rows b of f(b with feature j set to x_ij) - f(b)
+    = g_j(x_ij) - mean_b g_j(b_j); base value = mean_b f(b). One model call per feature on patients x background rows,
+    where the permutation explainer needs 2 M + 1 per permutation and patient."""
+    names, matrix = _names_and_matrix(X, feature_names)
+    reference = matrix if background is None else np.asarray(background, dtype=float)
+    sign = 1.0 if _class_index(model, positive_class) == 1 else -1.0  # the other class's log-odds are -f
+    estimator = _unwrap(model)
+
+    def outputs(rows: np.ndarray) -> np.ndarray:
+        fitted_on_frame = hasattr(estimator, "feature_names_in_")
+        return log_odds(pd.DataFrame(rows, columns=estimator.feature_names_in_) if fitted_on_frame else rows)
+
+    reference_outputs = outputs(reference)
+    values = np.empty_like(matrix)
+    patients_per_call = max(1, ADDITIVE_CELLS_PER_CALL // max(1, reference.size))
+    for start in range(0, len(matrix), patients_per_call):
+        chunk = matrix[start : start + patients_per_call]
+        for j in range(matrix.shape[1]):
+            rows = np.repeat(reference[np.newaxis], len(chunk), axis=0)  # patients x background x features
+            rows[:, :, j] = chunk[:, j, np.newaxis]
+            swapped = outputs(rows.reshape(-1, matrix.shape[1])).reshape(len(chunk), len(reference))
+            values[start : start + len(chunk), j] = (swapped - reference_outputs).mean(axis=1)
+    return ShapExplanation(sign * values, sign * float(reference_outputs.mean()), matrix, names, "log-odds", "additive")
+
+
 def _is_logistic(model: Any) -> bool:
     return isinstance(_unwrap(model), LogisticRegression | LogisticRegressionCV)
 
@@ -318,10 +381,13 @@ def _is_logistic(model: Any) -> bool:
 def explain(
     model: Any, X: Any, feature_names: Sequence[str] | None = None, background: Any = None, positive_class: Any = None
 ) -> ShapExplanation:
-    """Linear explainer for logistic models, tree explainer for the tree ensembles shap supports, the permutation
-    explainer for every other model."""
+    """Linear explainer for logistic models, exact values for models additive in their features, tree explainer for
+    the tree ensembles shap supports, the permutation explainer for every other model."""
     if _is_logistic(model):
         return explain_linear(model, X, feature_names, background, positive_class)
+    log_odds = additive_log_odds(model)
+    if log_odds is not None:
+        return explain_additive(log_odds, model, X, feature_names, background, positive_class)
     try:
         return explain_tree(model, X, feature_names, background, positive_class)
     except (InvalidModelError, ValueError, TypeError):  # not a supported tree model, or inputs it cannot take
