@@ -355,11 +355,10 @@ def explain_additive(
     names, matrix = _names_and_matrix(X, feature_names)
     reference = matrix if background is None else np.asarray(background, dtype=float)
     sign = 1.0 if _class_index(model, positive_class) == 1 else -1.0  # the other class's log-odds are -f
-    estimator = _unwrap(model)
+    columns = getattr(_unwrap(model), "feature_names_in_", None)  # a model fitted on a frame is given frames
 
     def outputs(rows: np.ndarray) -> np.ndarray:
-        fitted_on_frame = hasattr(estimator, "feature_names_in_")
-        return log_odds(pd.DataFrame(rows, columns=estimator.feature_names_in_) if fitted_on_frame else rows)
+        return log_odds(rows if columns is None else pd.DataFrame(rows, columns=columns))
 
     reference_outputs = outputs(reference)
     values = np.empty_like(matrix)
