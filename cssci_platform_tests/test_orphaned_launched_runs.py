@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import dagster as dg
@@ -95,3 +96,47 @@ def test_a_reused_pid_is_not_taken_for_the_runs_worker(instance: dg.DagsterInsta
             assert not orphaned_runs.worker_alive(instance, older_run)  # its event predates the process
         finally:
             later.kill()
+
+
+def _count_worker_event_reads(instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Each read of a run's engine events (where its worker's pid is found), by run id (a spy on Dagster's method)."""
+    reads: list[str] = []
+    all_logs = instance.all_logs
+
+    def counted(run_id: str, of_type=None):  # noqa: ANN001, ANN202 - Dagster's signature
+        if of_type == dg.DagsterEventType.ENGINE_EVENT:
+            reads.append(run_id)
+        return all_logs(run_id, of_type=of_type)
+
+    monkeypatch.setattr(instance, "all_logs", counted)
+    return reads
+
+
+def test_following_a_started_run_reads_its_workers_pid_once_and_still_sees_it_die(
+    instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A command following its runs (`InstanceSession.follow`, every 0.5 s) read each started run's engine events
+    twice per poll to find its worker's pid, which never changes once written: 5.3 of the 25 s of CPU the command
+    itself used in the suite's 30-patient `cssci demo` (py-spy). It is read once per run now; a worker that dies
+    is still seen, and its run marked failed, at the next poll."""
+    from cssci_platform.cli.instance_runs import POLL_SECONDS, InstanceSession
+
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as worker:
+        run = _launched_run(instance, worker.pid)
+        reads = _count_worker_event_reads(instance, monkeypatch)
+        ended: list[dg.DagsterRun] = []
+        killer = threading.Timer(8 * POLL_SECONDS, worker.kill)
+        killer.start()
+        try:
+            InstanceSession(instance).follow([run.run_id], ended.append)
+        finally:
+            killer.cancel()
+            worker.kill()
+    assert [r.run_id for r in ended] == [run.run_id] and ended[0].status == dg.DagsterRunStatus.FAILURE
+    assert f"pid {worker.pid}" in _failure_message(instance, run.run_id)
+    assert reads.count(run.run_id) == 1, f"{len(reads)} reads of the run's engine events over ~9 polls"
+
+
+def _failure_message(instance: dg.DagsterInstance, run_id: str) -> str:
+    failures = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+    return " ".join(entry.message or "" for entry in failures)

@@ -33,9 +33,11 @@ from cssci_platform.cli.dagster_runs import QUIET_RUN_CONFIG, first_failure_of_e
 from cssci_platform.cli.guards import stop_on_terminate
 from cssci_platform.cli.home import PROJECT_ROOT
 from cssci_platform.cli.orphaned_runs import (
+    RunWorker,
     daemon_alive,
     daemon_record,
     record_daemon,
+    run_worker,
     run_worker_pid,
     submitter_tags,
     worker_alive,
@@ -218,19 +220,16 @@ def _kill(pid: int) -> None:
         pass
 
 
-def fail_if_worker_died(instance: dg.DagsterInstance, run_id: str) -> bool:
+def fail_if_worker_died(instance: dg.DagsterInstance, run: dg.DagsterRun, worker: RunWorker) -> bool:
     """Mark FAILURE a started run whose worker process is gone (SIGKILL, out of memory): the default run launcher
-    cannot see it, so the run would stay STARTED for ever. True when it did."""
-    run = instance.get_run_by_id(run_id)
-    if run is None or run.status != dg.DagsterRunStatus.STARTED:
+    cannot see it, so the run would stay STARTED for ever. `run` as just read, `worker` its worker (`run_worker`).
+    True when it did."""
+    if run.status != dg.DagsterRunStatus.STARTED or worker.pid is None or worker_alive(instance, run, worker):
         return False
-    pid = run_worker_pid(instance, run_id)
-    if pid is None or worker_alive(instance, run):
+    if (instance.get_run_by_id(run.run_id) or run).is_finished:  # it ended since `run` was read
         return False
-    if (instance.get_run_by_id(run_id) or run).is_finished:  # it ended between the two reads
-        return False
-    instance.report_run_failed(run, f"its run worker (pid {pid}) ended without finishing it (killed, or out of "
-                                    "memory); run the command again")
+    instance.report_run_failed(run, f"its run worker (pid {worker.pid}) ended without finishing it (killed, or out "
+                                    "of memory); run the command again")
     return True
 
 
@@ -269,6 +268,7 @@ class InstanceSession:
         `on_ended` with each finished run as it ends and `on_event` with each step / check event as it happens."""
         waiting = list(run_ids)
         cursors: dict[str, str | None] = {}  # per run, where its events were last read: each poll reads only new ones
+        workers: dict[str, RunWorker] = {}  # per started run, its worker once its engine event names it
         while waiting:
             self.check_stop()
             if self._daemon is not None:
@@ -276,9 +276,12 @@ class InstanceSession:
             runs = {run.run_id: run for run in self.instance.get_runs(filters=dg.RunsFilter(run_ids=waiting))}
             for run_id in list(waiting):
                 run = runs.get(run_id)
-                if run is not None and run.status == dg.DagsterRunStatus.STARTED \
-                        and fail_if_worker_died(self.instance, run_id):
-                    run = self.instance.get_run_by_id(run_id)
+                if run is not None and run.status == dg.DagsterRunStatus.STARTED:
+                    worker = workers.get(run_id) or run_worker(self.instance, run_id)
+                    if worker.pid is not None:
+                        workers[run_id] = worker
+                    if fail_if_worker_died(self.instance, run, worker):
+                        run = self.instance.get_run_by_id(run_id)
                 if on_event is not None:
                     self._new_events(run_id, cursors, on_event)
                 if run is None or run.is_finished:

@@ -18,6 +18,7 @@ import re
 import socket
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 import dagster as dg
 
@@ -69,23 +70,33 @@ def boot_time() -> float:
     return 0.0
 
 
+class RunWorker(NamedTuple):
+    """A launched run's worker process as its 'Started process for run (pid: N)' engine event names it (pid None
+    before the run has started one) and when that event was written."""
+
+    pid: int | None
+    started_at: float
+
+
 def run_worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
     """The pid of the process executing a launched run (its 'Started process for run (pid: N)' engine event), None
     before the run has started one."""
-    return _worker_event(instance, run_id)[0]
+    return run_worker(instance, run_id).pid
 
 
-def _worker_event(instance: dg.DagsterInstance, run_id: str) -> tuple[int | None, float]:
+def run_worker(instance: dg.DagsterInstance, run_id: str) -> RunWorker:
+    """The run's worker (a read of its engine events: a caller following the run keeps it once the pid is known)."""
     for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
         if match := WORKER_STARTED.search(entry.message or ""):
-            return int(match.group(1)), entry.timestamp
-    return None, 0.0
+            return RunWorker(int(match.group(1)), entry.timestamp)
+    return RunWorker(None, 0.0)
 
 
-def worker_alive(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
+def worker_alive(instance: dg.DagsterInstance, run: dg.DagsterRun, worker: RunWorker | None = None) -> bool:
     """Whether the worker process of a launched run still runs: a process with its pid exists on this host and did
-    not start after the run's worker did (a reused pid). True when the run names no worker yet."""
-    pid, started_at = _worker_event(instance, run.run_id)
+    not start after the run's worker did (a reused pid). True when the run names no worker yet. `worker`: the run's
+    worker as already read (`run_worker`), else it is read here."""
+    pid, started_at = worker or run_worker(instance, run.run_id)
     if pid is None:
         return True
     if not process_alive({PID_TAG: str(pid), HOST_TAG: socket.gethostname()}):
@@ -140,9 +151,9 @@ def _orphaned(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str | None:
     if PID_TAG in run.tags:
         alive = process_alive(run.tags)
         return None if alive else f"the process that ran it (pid {run.tags[PID_TAG]} on {run.tags.get(HOST_TAG)})"
-    pid = run_worker_pid(instance, run.run_id)
-    if pid is not None:
-        return None if worker_alive(instance, run) else f"its run worker (pid {pid})"
+    worker = run_worker(instance, run.run_id)
+    if worker.pid is not None:
+        return None if worker_alive(instance, run, worker) else f"its run worker (pid {worker.pid})"
     if run.status == dg.DagsterRunStatus.STARTING and not submitter_alive(run.tags) and not daemon_alive(instance):
         return "the command that launched it"
     return None
