@@ -332,7 +332,12 @@ def additive_log_odds(model: Any) -> Callable[[Any], np.ndarray] | None:
     if len(getattr(estimator, "classes_", ())) != 2:
         return None
     if isinstance(estimator, GaussianNB):
-        return lambda rows: np.subtract(*estimator.predict_log_proba(rows)[:, ::-1].T)
+
+        def naive_bayes_log_odds(rows: Any) -> np.ndarray:
+            log_probability = estimator.predict_log_proba(rows)
+            return np.asarray(log_probability[:, 1] - log_probability[:, 0], dtype=float)
+
+        return naive_bayes_log_odds
     if isinstance(estimator, AdaBoostClassifier) and all(
         isinstance(tree, DecisionTreeClassifier) and tree.get_depth() <= 1 for tree in estimator.estimators_
     ):
@@ -365,11 +370,12 @@ def explain_additive(
     patients_per_call = max(1, ADDITIVE_CELLS_PER_CALL // max(1, reference.size))
     for start in range(0, len(matrix), patients_per_call):
         chunk = matrix[start : start + patients_per_call]
+        rows = np.repeat(reference[np.newaxis], len(chunk), axis=0)  # patients x background x features
         for j in range(matrix.shape[1]):
-            rows = np.repeat(reference[np.newaxis], len(chunk), axis=0)  # patients x background x features
             rows[:, :, j] = chunk[:, j, np.newaxis]
             swapped = outputs(rows.reshape(-1, matrix.shape[1])).reshape(len(chunk), len(reference))
             values[start : start + len(chunk), j] = (swapped - reference_outputs).mean(axis=1)
+            rows[:, :, j] = reference[:, j]  # the background's own values again for the next feature
     return ShapExplanation(sign * values, sign * float(reference_outputs.mean()), matrix, names, "log-odds", "additive")
 
 
