@@ -7,7 +7,9 @@ Two measurements, each side in fresh processes, alternating which side goes firs
   imported.
 - `ingest`: `cssci ingest` of a small synthetic cohort into a fresh home, then from the instance's events, per run:
   launched -> RUN_START (the run process: interpreter, Dagster, the definitions) and RUN_START -> first step; and
-  the command's wall time and number of runs.
+  the command's wall time and number of runs; the CPU seconds of the command and every process below it (daemon,
+  code servers, run workers; read from /proc every 50 ms, so a process's last < 50 ms are missed) and how many code
+  servers it started.
 
 The old side is a checkout of the baseline commit (`git worktree add /tmp/base <rev>`), put first on PYTHONPATH; the
 environment (.venv) is the same.
@@ -74,14 +76,43 @@ def ingest_once(source: Path, side: str, cohort: Path) -> dict:
     shutil.rmtree(home, ignore_errors=True)
     env = {**side_env(source), "CSSCI_HOME": str(home)}
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "cssci_platform.cli.main", "ingest", str(cohort / "cohort.yaml"),
-                    "--workers", "2"], env=env, capture_output=True, text=True, check=True, cwd=source)
+    command = subprocess.Popen([sys.executable, "-m", "cssci_platform.cli.main", "ingest", str(cohort / "cohort.yaml"),
+                                "--workers", "2"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, cwd=source)
+    tree = process_tree_cpu(command)
     wall = time.perf_counter() - started
+    if command.returncode != 0:
+        raise SystemExit(f"{side}: cssci ingest failed ({command.returncode}): {command.stderr.read()[-2000:]}")
     times = subprocess.run([sys.executable, "-c", RUN_TIMES], env={**env, "DAGSTER_HOME": str(home / "dagster_home")},
                            capture_output=True, text=True, check=True, cwd=source)
     runs = json.loads(times.stdout.strip().splitlines()[-1])
     return {"wall": wall, "runs": len(runs), "launch_to_start": [r["launch_to_start"] for r in runs],
-            "start_to_first_step": [r["start_to_first_step"] for r in runs]}
+            "start_to_first_step": [r["start_to_first_step"] for r in runs], **tree}
+
+
+def process_tree_cpu(command: subprocess.Popen) -> dict:
+    """Until `command` ends: the CPU seconds (user + system) of it and of every process below it, and how many code
+    servers (`dagster api grpc`) were among them."""
+    tick = os.sysconf("SC_CLK_TCK")
+    cpu: dict[int, float] = {}
+    lines: dict[int, str] = {}
+    below = {command.pid}
+    while command.poll() is None:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                pid, parent = int(entry.name), int(fields[1])
+                if pid in below or parent in below:
+                    below.add(pid)
+                    cpu[pid] = (int(fields[11]) + int(fields[12])) / tick
+                    lines.setdefault(pid, (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+            except (OSError, IndexError, ValueError):  # ended while read
+                continue
+        time.sleep(0.05)
+    servers = sum(line.split()[1:5] == ["-m", "dagster", "api", "grpc"] for line in lines.values())
+    return {"cpu": sum(cpu.values()), "code_servers": servers}
 
 
 def synthetic_cohort(patients: int) -> Path:
@@ -122,8 +153,10 @@ def main() -> None:
             starts = [s for r in ingests for s in r["launch_to_start"]]
             steps = [s for r in ingests for s in r["start_to_first_step"]]
             wall = statistics.median(r["wall"] for r in ingests)
-            print(f"{side}: ingest of {args.patients} patients median {wall:.1f} s, "
-                  f"{ingests[0]['runs']} runs; launch -> RUN_START median {statistics.median(starts):.2f} s, "
+            cpu = statistics.median(r["cpu"] for r in ingests)
+            print(f"{side}: ingest of {args.patients} patients median {wall:.1f} s, CPU {cpu:.1f} s, "
+                  f"{ingests[0]['code_servers']} code servers, {ingests[0]['runs']} runs; "
+                  f"launch -> RUN_START median {statistics.median(starts):.2f} s, "
                   f"RUN_START -> first step median {statistics.median(steps):.2f} s")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -15,15 +16,49 @@ import pytest
 import yaml
 
 from cssci_platform.cli import patient_runs
+from cssci_platform.cli.orphaned_runs import run_worker_pid
 from cssci_platform.lib.synthetic import write_sci_cohort
 from cssci_platform_tests.test_cli_failures import clean_env
 
 pytestmark = pytest.mark.timeout(900)
+CODE_SERVER = ["-m", "dagster", "api", "grpc"]  # a code server's command line after the interpreter
 
 
 def _ingest(manifest: Path, home: Path, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "cssci_platform.cli.main", "ingest", str(manifest), "--workers", "1"],
                           env=clean_env(home), cwd=cwd, capture_output=True, text=True, encoding="utf-8", timeout=600)
+
+
+def _ingest_watching_processes(manifest: Path, home: Path, cwd: Path) -> tuple[subprocess.CompletedProcess, dict]:
+    """`_ingest`, and every process it started while it ran: pid -> (parent pid, command line), from /proc."""
+    command = [sys.executable, "-m", "cssci_platform.cli.main", "ingest", str(manifest), "--workers", "1"]
+    process = subprocess.Popen(command, env=clean_env(home), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, encoding="utf-8")
+    seen: dict[int, tuple[int, str]] = {}
+    deadline = time.monotonic() + 600
+    while process.poll() is None and time.monotonic() < deadline:
+        seen |= _descendants(process.pid, seen)
+        time.sleep(0.05)
+    stdout, stderr = process.communicate(timeout=60)
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr), seen
+
+
+def _descendants(root: int, known: dict[int, tuple[int, str]]) -> dict[int, tuple[int, str]]:
+    """The processes now running below `root` (through `known` parents that have ended), with their parent and
+    command line."""
+    table = dict(known)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) in known:
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            table[int(entry.name)] = (parent, (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except (OSError, IndexError, ValueError):  # ended while read
+            continue
+    below = {root}
+    while grown := {pid for pid, (parent, _) in table.items() if parent in below and pid not in below}:
+        below |= grown
+    return {pid: table[pid] for pid in below - {root}}
 
 
 def _launched_by_the_daemon(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
@@ -38,9 +73,13 @@ def test_ingest_queues_each_run_on_the_instance_and_a_second_ingest_runs_nothing
     manifest = write_sci_cohort(tmp_path / "cohort", n_development=3, n_prospective=0, seed=44,
                                 second_rater_fraction=0)
     home = tmp_path / "home"
-    first = _ingest(manifest, home, tmp_path)
+    first, processes = _ingest_watching_processes(manifest, home, tmp_path)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert "3 patients processed" in first.stdout
+    # one code server loads the definitions for the command and the daemon it starts, and starts the run workers
+    # (before: one for the command and one for its daemon, each loading the definitions)
+    code_servers = [pid for pid, (_, line) in processes.items() if line.split()[1:5] == CODE_SERVER]
+    assert len(code_servers) == 1, [processes[pid][1][:160] for pid in code_servers]
     settings = yaml.safe_load((home / "dagster_home" / "dagster.yaml").read_text(encoding="utf-8"))
     assert settings["concurrency"]["runs"]["max_concurrent_runs"] == 1  # --workers 1
     with dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:
@@ -49,6 +88,9 @@ def test_ingest_queues_each_run_on_the_instance_and_a_second_ingest_runs_nothing
         assert sorted(r.job_name for r in runs) == ["cohort_manifest_job", "patient_batch_job"]
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
         assert all(_launched_by_the_daemon(instance, run) for run in runs), [r.job_name for r in runs]
+        workers = [run_worker_pid(instance, run.run_id) for run in runs]
+        assert all(processes[pid][0] == code_servers[0] for pid in workers if pid in processes), workers
+        assert any(pid in processes for pid in workers), "no run worker was seen running"
         batched = sorted(key for run in runs for key in patient_runs.batch_patients(run))
         keys = sorted(instance.get_dynamic_partitions("patients"))
         assert batched == keys and len(keys) == 3

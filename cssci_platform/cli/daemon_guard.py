@@ -1,5 +1,5 @@
-"""`python -m cssci_platform.cli.daemon_guard COMMAND...`: runs the Dagster daemon a `cssci` command starts, so that
-the daemon and every process it starts (its code server, the run workers) end with that command.
+"""`python -m cssci_platform.cli.daemon_guard COMMAND...`: runs the Dagster daemon, or the code server, a `cssci`
+command starts, so that it and every process it starts (the run workers) end with that command.
 
 The guard leads a session (process group) of its own, so a Ctrl-C in the terminal reaches only the command, which
 cancels its runs itself. The kernel sends the guard SIGTERM when the command that started it dies, even by SIGKILL

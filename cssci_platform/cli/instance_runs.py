@@ -28,6 +28,7 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
+from cssci_platform.cli.code_server import WORKSPACE_FILE, code_server
 from cssci_platform.cli.daemon_guard import PARENT_ENV
 from cssci_platform.cli.dagster_runs import QUIET_RUN_CONFIG, first_failure_of_events
 from cssci_platform.cli.guards import stop_on_terminate
@@ -44,7 +45,6 @@ from cssci_platform.cli.orphaned_runs import (
 )
 
 PARTITION_TAG = "dagster/partition"
-WORKSPACE_FILE = PROJECT_ROOT / "workspace.yaml"
 POLL_SECONDS = 0.5
 EVENT_PAGE = 500  # events read per query while following a run
 TERMINATE_GRACE_SECONDS = 5.0  # a started run asked to stop gets this long before its worker is killed
@@ -88,13 +88,19 @@ def write_run_queue_limit(dagster_home: Path, max_concurrent_runs: int) -> None:
     path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
 
 
+def log_folder() -> Path:
+    """Where the daemon and the code server a command starts write their logs: CSSCI_LOG_DIR (the home's logs)."""
+    return Path(os.environ.get("CSSCI_LOG_DIR") or ".")
+
+
 @contextmanager
-def home_workspace(instance: dg.DagsterInstance) -> Iterator:
-    """The code location of workspace.yaml (cssci_platform.definitions), loaded as the UI and the daemon load it."""
+def home_workspace(instance: dg.DagsterInstance, workspace_file: Path = WORKSPACE_FILE) -> Iterator:
+    """The code location of `workspace_file` (workspace.yaml: cssci_platform.definitions, in a code server of its
+    own, as the UI and a daemon load it; a command's: its shared code server)."""
     from dagster._core.workspace.context import WorkspaceProcessContext
     from dagster._core.workspace.load_target import WorkspaceFileTarget
 
-    with WorkspaceProcessContext(instance, WorkspaceFileTarget([str(WORKSPACE_FILE)]),
+    with WorkspaceProcessContext(instance, WorkspaceFileTarget([str(workspace_file)]),
                                  code_server_log_level="WARNING") as process_context:  # no start/stop lines
         yield process_context.create_request_context()
 
@@ -116,12 +122,13 @@ def submit_run(instance: dg.DagsterInstance, workspace, job_name: str, run_confi
 
 class DaemonKeeper:
     """Keeps a daemon dequeuing and launching the queued runs: the one already heartbeating, else one started here
-    (`dagster-daemon run` on workspace.yaml under `daemon_guard`, which ends it and its run workers with the command;
-    log in CSSCI_LOG_DIR) and stopped by `stop`. `ensure` is called while
-    runs are followed, so a daemon that stops heartbeating (a `cssci ui` closed meanwhile) is replaced."""
+    (`dagster-daemon run` on `workspace_file` under `daemon_guard`, which ends it and its run workers with the
+    command; log in CSSCI_LOG_DIR) and stopped by `stop`. `ensure` is called while runs are followed, so a daemon that
+    stops heartbeating (a `cssci ui` closed meanwhile) is replaced."""
 
-    def __init__(self, instance: dg.DagsterInstance) -> None:
+    def __init__(self, instance: dg.DagsterInstance, workspace_file: Path = WORKSPACE_FILE) -> None:
         self.instance = instance
+        self.workspace_file = workspace_file
         self.process: subprocess.Popen | None = None
 
     def ensure(self) -> None:
@@ -129,11 +136,11 @@ class DaemonKeeper:
             return
         if self.process is None and daemon_alive(self.instance):
             return
-        log = Path(os.environ.get("CSSCI_LOG_DIR") or ".") / "dagster-daemon.log"
+        log = log_folder() / "dagster-daemon.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("ab") as output:
             self.process = subprocess.Popen([sys.executable, "-m", "cssci_platform.cli.daemon_guard", sys.executable,
-                                             "-m", "dagster._daemon", "run", "-w", str(WORKSPACE_FILE)],
+                                             "-m", "dagster._daemon", "run", "-w", str(self.workspace_file)],
                                             cwd=PROJECT_ROOT, stdout=output, stderr=subprocess.STDOUT,
                                             start_new_session=True, env={**os.environ, PARENT_ENV: str(os.getpid())})
         record_daemon(self.instance, self.process.pid)
@@ -250,10 +257,11 @@ class InstanceSession:
         """Put a run of `job_name` (for `partition`) on the run queue; returns its id."""
         self.check_stop()
         if self._workspace is None:  # the daemon starts (its own imports) while this process loads the workspace
-            self._daemon = DaemonKeeper(self.instance)
+            server = self._stack.enter_context(code_server(log_folder()))  # one for this command and its daemon
+            self._daemon = DaemonKeeper(self.instance, server.workspace_file)
             self._stack.callback(self._daemon.stop)
             self._daemon.ensure()
-            self._workspace = self._stack.enter_context(home_workspace(self.instance))
+            self._workspace = self._stack.enter_context(home_workspace(self.instance, server.workspace_file))
         all_tags = {**submitter_tags(), **(tags or {}), **({PARTITION_TAG: partition} if partition else {})}
         run_id = submit_run(self.instance, self._workspace, job_name, {**QUIET_RUN_CONFIG, **(run_config or {})},
                             all_tags)

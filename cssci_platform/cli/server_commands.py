@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
+from cssci_platform.cli.code_server import WORKSPACE_FILE
 from cssci_platform.cli.guards import announce_orphaned_runs, load_or_exit
 from cssci_platform.cli.home import PROJECT_ROOT, activate_study, configure_environment
 from cssci_platform.cli.output import LOCAL_ONLY, comparison_table, console
@@ -23,8 +24,7 @@ SUPERSEDED_WARNING_FILTER = "ignore:Function `dev_command` is superseded"
 
 def ui_command(host: str, port: int) -> list[str]:
     """`dagster dev` on the project's workspace, its webserver bound to `host`:`port`."""
-    workspace = str(PROJECT_ROOT / "workspace.yaml")
-    return [sys.executable, "-m", "dagster", "dev", "-w", workspace, "-h", host, "-p", str(port)]
+    return [sys.executable, "-m", "dagster", "dev", "-w", str(WORKSPACE_FILE), "-h", host, "-p", str(port)]
 
 
 def quiet_ui_warnings() -> None:

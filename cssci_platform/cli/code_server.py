@@ -1,0 +1,134 @@
+"""One code server per command (issue 18: what a command costs): the `dagster api grpc` server of workspace.yaml's
+code location, from which the command reads its jobs and the daemon it starts launches the command's runs (the run
+workers are this server's children). Before, Dagster started one for the command and another for its daemon, each
+importing Dagster and loading the definitions (~3 s of CPU per command on this project's 2-core machines).
+
+The server runs under `daemon_guard` (it and its run workers end with the command, even when the command is killed),
+listens on a Unix socket in a private temporary folder (never a TCP port), and is described to Dagster by a
+workspace file beside the socket: a `grpc_server` entry under the code location's own name, so that runs carry the
+name the UI's and any other daemon's workspace give that location."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from cssci_platform.cli.daemon_guard import PARENT_ENV
+from cssci_platform.cli.home import PROJECT_ROOT
+
+WORKSPACE_FILE = PROJECT_ROOT / "workspace.yaml"  # the code location: the UI, `dagster dev` and the commands load it
+STARTUP_TIMEOUT_SECONDS = 180.0  # a loaded 2-core machine takes ~3-10 s to import Dagster and load the definitions
+SHUTDOWN_WAIT_SECONDS = 10.0  # after asking the server to shut down
+STOP_TIMEOUT_SECONDS = 30.0  # after SIGTERM to its guard
+POLL_SECONDS = 0.05
+
+
+class CodeServerFailed(RuntimeError):
+    """The code server ended or did not answer in time; the message names its log."""
+
+
+@dataclass(frozen=True)
+class CodeLocation:
+    """workspace.yaml's one code location: a Python module loaded from a working directory."""
+
+    module_name: str
+    working_directory: Path
+
+    @property
+    def name(self) -> str:
+        return self.module_name  # Dagster's name for a `python_module` location without `location_name`
+
+
+@dataclass(frozen=True)
+class CodeServer:
+    workspace_file: Path  # a workspace of one `grpc_server` location: this server
+    socket: Path
+    location: CodeLocation
+
+
+def workspace_location(workspace_file: Path = WORKSPACE_FILE) -> CodeLocation:
+    """The code location workspace.yaml declares (one `python_module` entry)."""
+    [entry] = yaml.safe_load(workspace_file.read_text(encoding="utf-8"))["load_from"]
+    module = entry["python_module"]
+    return CodeLocation(module["module_name"], (workspace_file.parent / module.get("working_directory", ".")).resolve())
+
+
+@contextmanager
+def code_server(log_folder: Path) -> Iterator[CodeServer]:
+    """A code server of workspace.yaml's location, answering once the block starts; stopped (with any run worker
+    still running) when it ends. Raises `CodeServerFailed` when it does not start."""
+    location = workspace_location()
+    folder = Path(tempfile.mkdtemp(prefix="cssci-code-"))  # short: a socket path has at most 107 characters
+    server = CodeServer(folder / "workspace.yaml", folder / "server.sock", location)
+    server.workspace_file.write_text(yaml.safe_dump({"load_from": [{"grpc_server": {
+        "socket": str(server.socket), "host": "localhost", "location_name": location.name}}]}), encoding="utf-8")
+    log = log_folder / "dagster-code-server.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cssci_platform.cli.daemon_guard", sys.executable, "-m", "dagster", "api", "grpc",
+             "--module-name", location.module_name, "--working-directory", str(location.working_directory),
+             "--socket", str(server.socket), "--location-name", location.name, "--log-level", "warning"],
+            cwd=location.working_directory, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, PARENT_ENV: str(os.getpid())})
+    try:
+        _wait_until_serving(process, server, log)
+        yield server
+    finally:
+        _stop(process, server)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _client(server: CodeServer):
+    from dagster._grpc.client import DagsterGrpcClient
+
+    return DagsterGrpcClient(socket=str(server.socket), host="localhost")
+
+
+def _wait_until_serving(process: subprocess.Popen, server: CodeServer, log: Path) -> None:
+    client = _client(server)
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    while True:
+        if process.poll() is not None:
+            raise CodeServerFailed(f"the code server of {server.location.name} ended while starting (exit "
+                                   f"{process.returncode}); see {log}")
+        if server.socket.exists():
+            try:
+                client.ping("")
+                return
+            except Exception:  # noqa: BLE001 - not serving yet (the socket exists before the server answers)
+                pass
+        if time.monotonic() > deadline:
+            raise CodeServerFailed(f"the code server of {server.location.name} did not answer within "
+                                   f"{STARTUP_TIMEOUT_SECONDS:.0f} s; see {log}")
+        time.sleep(POLL_SECONDS)
+
+
+def _stop(process: subprocess.Popen, server: CodeServer) -> None:
+    """Ask the server to shut down (it ignores SIGTERM while serving); its guard then kills what is left of its group
+    (a run worker still running). Should it not end, SIGTERM to the guard does the same after the guard's grace."""
+    if process.poll() is None:
+        try:
+            _client(server).shutdown_server()
+        except Exception:  # noqa: BLE001 - not answering: the guard's SIGTERM path below stops it
+            pass
+    try:
+        process.wait(timeout=SHUTDOWN_WAIT_SECONDS)
+        return
+    except subprocess.TimeoutExpired:
+        process.terminate()
+    try:
+        process.wait(timeout=STOP_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
