@@ -83,9 +83,9 @@ def binary_risk_group(probability: float, threshold: float, quantity: str) -> st
 
 def missing_columns(pipeline, row: pd.DataFrame) -> list[str]:
     """Training columns the new patient's row lacks (e.g. a sequence or backbone the champion used)."""
-    first = pipeline.steps[0][1]
-    wanted = list(getattr(first, "columns_", []) or [])
-    return sorted(set(wanted) - set(row.columns))
+    from cssci_platform.lib.modeling.chains import pipeline_input_columns  # scikit-learn: only where a model scores
+
+    return sorted(set(pipeline_input_columns(pipeline)) - set(row.columns))
 
 
 def as_rows(scores: list[ChampionScore]) -> list[dict]:

@@ -74,12 +74,11 @@ from cssci_platform.lib.harmonization.frame import (
 )
 from cssci_platform.lib.harmonization.scope import (
     POOLED_BATCH,
-    SmallCenterPolicy,
     columns_of_classes,
     small_center_error,
     small_centers,
 )
-from cssci_platform.lib.harmonization.settings import MIN_BATCH_SIZE, SMALL_CENTER_POLICIES
+from cssci_platform.lib.harmonization.settings import MIN_BATCH_SIZE, SMALL_CENTER_POLICIES, SmallCenterPolicy
 from cssci_platform.lib.harmonization.unseen import UNSEEN_CENTER_POLICIES, UnseenCenterEvent, UnseenCenterPolicy
 from cssci_platform.lib.selection import SelectionReport
 

@@ -12,13 +12,11 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-SmallCenterPolicy = Literal["error", "pool", "unseen"]
 POOLED_BATCH = "pooled_small_centers"
 SMALL_CENTER_KEYS = (
     "harmonization.small_center: pool|unseen (with harmonization.min_center_size), or "

@@ -5,22 +5,21 @@ only when a ComBat is made."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, get_args
 
 from pydantic import Field
 
-from cssci_platform.lib.harmonization.unseen import UNSEEN_CENTER_POLICIES
+from cssci_platform.lib.harmonization.unseen import UnseenCenterPolicy
 from cssci_platform.lib.settings import Section
 
 if TYPE_CHECKING:
     from cssci_platform.lib.harmonization.combat import ComBat
 
 MIN_BATCH_SIZE = 2  # a batch's scale (delta^2) is a sample variance: undefined for a single sample
-SMALL_CENTER_POLICIES: tuple[str, ...] = ("error", "pool", "unseen")
 DEFAULT_UNHARMONIZED_CLASSES: tuple[str, ...] = ("shape",)
 
-UnseenCenterPolicy = Literal[UNSEEN_CENTER_POLICIES]  # type: ignore[valid-type]
-SmallCenterPolicy = Literal[SMALL_CENTER_POLICIES]  # type: ignore[valid-type]
+SmallCenterPolicy = Literal["error", "pool", "unseen"]
+SMALL_CENTER_POLICIES: tuple[str, ...] = get_args(SmallCenterPolicy)
 RadiomicsFeatureClass = Literal["shape", "shape2D", "firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm"]
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from cssci_platform.lib.harmonization.estimation import BatchEffect
 
 UnseenCenterPolicy = Literal["none", "refit_site", "reference", "error"]
-UNSEEN_CENTER_POLICIES: tuple[str, ...] = ("none", "refit_site", "reference", "error")
+UNSEEN_CENTER_POLICIES: tuple[str, ...] = get_args(UnseenCenterPolicy)
 
 
 @dataclass(frozen=True)
