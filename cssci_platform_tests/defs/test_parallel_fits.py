@@ -91,12 +91,21 @@ def _zoo_snapshot(warehouse: Path, tracking_uri: str) -> dict[str, object]:
     return snapshot
 
 
+def _native_threads(events: list) -> list[int]:
+    """Each fit step's `native_threads` output metadata: the native thread pools' size while it fitted."""
+    outputs = [e for e in events if e.event_type_value == "STEP_OUTPUT" and ".fit_unit[" in e.step_key]
+    assert outputs
+    return [e.event_specific_data.metadata["native_threads"].value for e in outputs]
+
+
 @pytest.mark.timeout(1200)  # 6 step processes forked from one that imported the definitions (more on a loaded CI)
 def test_parallel_steps_equal_the_serial_run(platform: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     upstream = [patient_splits.key, feature_matrix.key, feature_reliability.key]
     serial = materialize_with_study(ASSETS, platform, [*upstream, *trained_models.keys], SETTINGS)
     assert serial.success
     fit_steps = [e.step_key for e in serial.all_events if e.event_type_value == "STEP_SUCCESS"]
+    # one step at a time: the native libraries use every core, as they choose
+    assert set(_native_threads(serial.all_events)) == {available_cores()}
     # (Rad, Clinical, Combined) x 2 modes, 1 fold: 6 units, in two steps per worker (in process: the cores)
     assert sum(".fit_unit[" in step for step in fit_steps) == min(6, 2 * available_cores())
     tracking_uri = platform["resources"]["tracking"].tracking_uri
@@ -116,6 +125,8 @@ def test_parallel_steps_equal_the_serial_run(platform: dict, monkeypatch: pytest
         assert parallel.success
         starts = [e for e in parallel.all_events if e.event_type_value == "STEP_START"]
         processes = {e.pid for e in starts if ".fit_unit[" in e.step_key}
+        # two steps at once: each step's BLAS / OpenMP pools get half the cores, not all of them twice over
+        assert set(_native_threads(parallel.all_events)) == {max(1, available_cores() // 2)}
     assert len(processes) == 4  # the 6 units in two steps per worker of max_concurrent 2, each in its own process
     # the command's progress bar counts fit units, not steps: fed the run's events, it ends at 6 of 6
     progress: list[tuple[int, int, int]] = []

@@ -27,6 +27,7 @@ FIT_STEP_MODULES = (
     "xgboost",
 )
 START_METHODS = ("forkserver", "spawn")
+MODELING_EXECUTOR_NAME = "modeling_multiprocess"
 FIT_UNITS_METADATA = "fit units"  # on each of plan_fit_units' outputs: how many units its fit step runs
 
 
@@ -38,6 +39,16 @@ def available_cores() -> int:
 def modeling_workers(executor_config: Mapping[str, Any]) -> int:
     """Steps the modeling executor runs at once: its `max_concurrent`, 0 or absent meaning the available cores."""
     return int(executor_config.get("max_concurrent") or 0) or available_cores()
+
+
+def fit_step_threads(executor_name: str, execution_config: Mapping[str, Any]) -> int | None:
+    """How many threads each native pool (BLAS, OpenMP) of a fit step may use: under the modeling executor, the cores
+    shared by the steps that run at once (as joblib sizes its workers' pools), so that two step processes on two cores
+    do not each start two BLAS threads that spin against each other; None in process (one step at a time: the
+    libraries' own choice, every core)."""
+    if executor_name != MODELING_EXECUTOR_NAME:
+        return None
+    return max(1, available_cores() // modeling_workers(execution_config))
 
 
 def definition_modules() -> list[str]:
@@ -62,7 +73,7 @@ def _multiprocess_config(config: dict) -> dict:
 # `execute_in_process` ignores it and runs the steps one after another in its own process (the serial path).
 MODELING_EXECUTOR = dg.multiprocess_executor.configured(
     _multiprocess_config,
-    name="modeling_multiprocess",
+    name=MODELING_EXECUTOR_NAME,
     config_schema={
         "max_concurrent": dg.Field(int, default_value=0, description="Steps at once; 0: the available cores"),
         "start_method": dg.Field(

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from cssci_platform.defs.models.feature_matrix import feature_matrix, feature_reliability
-from cssci_platform.defs.models.jobs import FIT_UNITS_METADATA, modeling_workers
+from cssci_platform.defs.models.jobs import FIT_UNITS_METADATA, fit_step_threads, modeling_workers
 from cssci_platform.defs.splits.assets import patient_splits, study_split_folds
 from cssci_platform.lib.queries import modeling as queries
 from cssci_platform.resources.cohort import CohortResource
@@ -114,8 +114,7 @@ def plan_fit_units(
     folder = _step_folder(warehouse, context.run_id)
     path = folder / INPUTS_FILE
     path.write_bytes(pickle.dumps(inputs, protocol=pickle.HIGHEST_PROTOCOL))
-    executor_config = context.run_config.get("execution", {}).get("config", {})
-    steps = fit_steps(units, matrix, config.models, modeling_workers(executor_config))
+    steps = fit_steps(units, matrix, config.models, modeling_workers(_execution_config(context)))
     context.log.info(f"{len(units)} fit units in {len(steps)} steps, longest first")
     for position, step in enumerate(steps):  # in this order the executor starts them
         yield dg.DynamicOutput(
@@ -133,27 +132,37 @@ def fit_unit(
     URI)]); its metadata: the wall seconds spent fitting and logging and the step's CPU seconds (all threads). A
     unit that raises fails the step, naming the unit and what it was doing (a classifier's own error is a recorded
     failed fit, not this)."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
     path, indices = planned.rsplit("#", 1)
     inputs: ZooInputs = pickle.loads(Path(path).read_bytes())
     config = study.config()
     tracking_config = tracking.config(config.name)
     done, fitting, logging, cpu = [], 0.0, 0.0, time.process_time()
-    for index in map(int, indices.split(",")):
-        unit = inputs.units[index]
-        started = time.perf_counter()
-        fits = _fit(inputs, config, unit)
-        fitting += time.perf_counter() - started
-        started = time.perf_counter()
-        done.append((index, [(fit, *_logged(context, tracking_config, fit, unit, inputs, config)) for fit in fits]))
-        logging += time.perf_counter() - started
+    with threadpool_limits(limits=fit_step_threads(context.job_def.executor_def.name, _execution_config(context))):
+        threads = max(pool["num_threads"] for pool in threadpool_info())
+        for index in map(int, indices.split(",")):
+            unit = inputs.units[index]
+            started = time.perf_counter()
+            fits = _fit(inputs, config, unit)
+            fitting += time.perf_counter() - started
+            started = time.perf_counter()
+            done.append((index, [(fit, *_logged(context, tracking_config, fit, unit, inputs, config))
+                                 for fit in fits]))
+            logging += time.perf_counter() - started
     result = Path(path).parent / f"unit_{indices.split(',')[0]}.pkl"
     result.write_bytes(pickle.dumps(done, protocol=pickle.HIGHEST_PROTOCOL))
     return dg.Output(
         str(result),
         metadata={"units": len(done), "models": sum(len(fits) for _, fits in done),
                   "seconds_fitting": round(fitting, 2), "seconds_logging": round(logging, 2),
-                  "seconds_cpu": round(time.process_time() - cpu, 2)},
+                  "seconds_cpu": round(time.process_time() - cpu, 2), "native_threads": threads},
     )
+
+
+def _execution_config(context: dg.OpExecutionContext) -> dict:
+    """The run's executor settings (`execution: {config: ...}`), {} where the run gives none."""
+    return (context.run_config.get("execution") or {}).get("config") or {}
 
 
 def _unit_name(unit: "FitUnit") -> str:
