@@ -27,7 +27,12 @@ FIT_STEP_MODULES = (
     "xgboost",
 )
 START_METHODS = ("forkserver", "spawn")
-MODELING_EXECUTOR_NAME = "modeling_multiprocess"
+# Threads of each native pool (BLAS, OpenMP) while a fit step fits and logs, in process or in a step process of its
+# own. One: N steps at once then use N cores without their BLAS threads spinning against each other (two steps with
+# two threads each on 2 cores: the upper-limb zoo in parallel took 158 s, with one thread each 128 s), and a study's
+# numbers do not depend on how many steps ran at once or on the machine's core count (BLAS sums in another order with
+# more threads: thresholds moved by up to 2e-14 between one and two threads). Measured in benchmarks/RESULTS.md.
+FIT_NATIVE_THREADS = 1
 FIT_UNITS_METADATA = "fit units"  # on each of plan_fit_units' outputs: how many units its fit step runs
 
 
@@ -39,16 +44,6 @@ def available_cores() -> int:
 def modeling_workers(executor_config: Mapping[str, Any]) -> int:
     """Steps the modeling executor runs at once: its `max_concurrent`, 0 or absent meaning the available cores."""
     return int(executor_config.get("max_concurrent") or 0) or available_cores()
-
-
-def fit_step_threads(executor_name: str, execution_config: Mapping[str, Any]) -> int | None:
-    """How many threads each native pool (BLAS, OpenMP) of a fit step may use: under the modeling executor, the cores
-    shared by the steps that run at once (as joblib sizes its workers' pools), so that two step processes on two cores
-    do not each start two BLAS threads that spin against each other; None in process (one step at a time: the
-    libraries' own choice, every core)."""
-    if executor_name != MODELING_EXECUTOR_NAME:
-        return None
-    return max(1, available_cores() // modeling_workers(execution_config))
 
 
 def definition_modules() -> list[str]:
@@ -73,7 +68,7 @@ def _multiprocess_config(config: dict) -> dict:
 # `execute_in_process` ignores it and runs the steps one after another in its own process (the serial path).
 MODELING_EXECUTOR = dg.multiprocess_executor.configured(
     _multiprocess_config,
-    name=MODELING_EXECUTOR_NAME,
+    name="modeling_multiprocess",
     config_schema={
         "max_concurrent": dg.Field(int, default_value=0, description="Steps at once; 0: the available cores"),
         "start_method": dg.Field(

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from cssci_platform.defs.models.feature_matrix import feature_matrix, feature_reliability
-from cssci_platform.defs.models.jobs import FIT_UNITS_METADATA, fit_step_threads, modeling_workers
+from cssci_platform.defs.models.jobs import FIT_NATIVE_THREADS, FIT_UNITS_METADATA, modeling_workers
 from cssci_platform.defs.splits.assets import patient_splits, study_split_folds
 from cssci_platform.lib.queries import modeling as queries
 from cssci_platform.resources.cohort import CohortResource
@@ -139,7 +139,7 @@ def fit_unit(
     config = study.config()
     tracking_config = tracking.config(config.name)
     done, fitting, logging, cpu = [], 0.0, 0.0, time.process_time()
-    with threadpool_limits(limits=fit_step_threads(context.job_def.executor_def.name, _execution_config(context))):
+    with threadpool_limits(limits=FIT_NATIVE_THREADS):
         threads = max(pool["num_threads"] for pool in threadpool_info())
         for index in map(int, indices.split(",")):
             unit = inputs.units[index]
