@@ -6,6 +6,7 @@ worker of the executor, longest first (`lib.modeling.zoo.fit_steps`), `fit_unit`
 imported inside the ops, so loading the definitions does not import them.
 """
 
+import importlib
 import pickle
 import shutil
 import time
@@ -134,6 +135,9 @@ def fit_unit(
     failed fit, not this)."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
+    # threadpoolctl limits the native pools already loaded: lib.modeling.zoo loads scikit-learn's OpenMP and the
+    # OpenBLAS of NumPy and SciPy; LightGBM and XGBoost, loaded when their estimators are made, take n_jobs threads
+    importlib.import_module("cssci_platform.lib.modeling.zoo")
     path, indices = planned.rsplit("#", 1)
     inputs: ZooInputs = pickle.loads(Path(path).read_bytes())
     config = study.config()
