@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from cssci_platform.cli.daemon_guard import PARENT_ENV
+from cssci_platform.cli.daemon_guard import PARENT_ENV, REMOVE_ENV
 from cssci_platform.cli.home import PROJECT_ROOT
 
 WORKSPACE_FILE = PROJECT_ROOT / "workspace.yaml"  # the code location: the UI, `dagster dev` and the commands load it
@@ -80,7 +80,7 @@ def code_server(log_folder: Path) -> Iterator[CodeServer]:
              "--module-name", location.module_name, "--working-directory", str(location.working_directory),
              "--socket", str(server.socket), "--location-name", location.name, "--log-level", "warning"],
             cwd=location.working_directory, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, PARENT_ENV: str(os.getpid())})
+            env={**os.environ, PARENT_ENV: str(os.getpid()), REMOVE_ENV: str(folder)})
     try:
         _wait_until_serving(process, server, log)
         yield server

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
 PARENT_ENV = "CSSCI_DAEMON_PARENT"  # the pid of the command that started the guard
+REMOVE_ENV = "CSSCI_GUARD_REMOVES"  # a private folder of the command's to remove as the guard ends (the code server's)
 STOP_GRACE_SECONDS = 20.0
 POLL_SECONDS = 0.2
 
@@ -54,6 +56,8 @@ def main(command: list[str]) -> int:
         except subprocess.TimeoutExpired:
             pass
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if folder := os.environ.get(REMOVE_ENV):  # also when the command was killed and could not remove it itself
+        shutil.rmtree(folder, ignore_errors=True)
     os.killpg(0, signal.SIGKILL)  # the code server and run workers the daemon left; this guard too
     return 0  # not reached
 
