@@ -10,7 +10,6 @@ name the UI's and any other daemon's workspace give that location."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from cssci_platform.cli.daemon_guard import PARENT_ENV, REMOVE_ENV
+from cssci_platform.cli.daemon_guard import REMOVE_ENV, start_guarded
 from cssci_platform.cli.home import PROJECT_ROOT
 
 WORKSPACE_FILE = PROJECT_ROOT / "workspace.yaml"  # the code location: the UI, `dagster dev` and the commands load it
@@ -73,14 +72,10 @@ def code_server(log_folder: Path) -> Iterator[CodeServer]:
     server.workspace_file.write_text(yaml.safe_dump({"load_from": [{"grpc_server": {
         "socket": str(server.socket), "host": "localhost", "location_name": location.name}}]}), encoding="utf-8")
     log = log_folder / "dagster-code-server.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "cssci_platform.cli.daemon_guard", sys.executable, "-m", "dagster", "api", "grpc",
-             "--module-name", location.module_name, "--working-directory", str(location.working_directory),
-             "--socket", str(server.socket), "--location-name", location.name, "--log-level", "warning"],
-            cwd=location.working_directory, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, PARENT_ENV: str(os.getpid()), REMOVE_ENV: str(folder)})
+    process = start_guarded([sys.executable, "-m", "dagster", "api", "grpc", "--module-name", location.module_name,
+                             "--working-directory", str(location.working_directory), "--socket", str(server.socket),
+                             "--location-name", location.name, "--log-level", "warning"],
+                            log, location.working_directory, {REMOVE_ENV: str(folder)})
     try:
         _wait_until_serving(process, server, log)
         yield server

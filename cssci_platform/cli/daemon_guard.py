@@ -17,11 +17,23 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 PARENT_ENV = "CSSCI_DAEMON_PARENT"  # the pid of the command that started the guard
 REMOVE_ENV = "CSSCI_GUARD_REMOVES"  # a private folder of the command's to remove as the guard ends (the code server's)
 STOP_GRACE_SECONDS = 20.0
 POLL_SECONDS = 0.2
+
+
+def start_guarded(command: list[str], log: Path, cwd: Path,
+                  environment: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start `command` under a guard of its own (its own session), output appended to `log`: it ends with this
+    process, the command that starts it. `environment`: variables added for the guard and the command."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as output:
+        return subprocess.Popen([sys.executable, "-m", "cssci_platform.cli.daemon_guard", *command], cwd=cwd,
+                                stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, **(environment or {}), PARENT_ENV: str(os.getpid())})
 
 
 def end_with_parent(parent: int) -> None:

@@ -29,7 +29,7 @@ import dagster as dg
 import yaml
 
 from cssci_platform.cli.code_server import WORKSPACE_FILE, code_server
-from cssci_platform.cli.daemon_guard import PARENT_ENV
+from cssci_platform.cli.daemon_guard import start_guarded
 from cssci_platform.cli.dagster_runs import QUIET_RUN_CONFIG, first_failure_of_events
 from cssci_platform.cli.guards import stop_on_terminate
 from cssci_platform.cli.home import PROJECT_ROOT
@@ -136,13 +136,8 @@ class DaemonKeeper:
             return
         if self.process is None and daemon_alive(self.instance):
             return
-        log = log_folder() / "dagster-daemon.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("ab") as output:
-            self.process = subprocess.Popen([sys.executable, "-m", "cssci_platform.cli.daemon_guard", sys.executable,
-                                             "-m", "dagster._daemon", "run", "-w", str(self.workspace_file)],
-                                            cwd=PROJECT_ROOT, stdout=output, stderr=subprocess.STDOUT,
-                                            start_new_session=True, env={**os.environ, PARENT_ENV: str(os.getpid())})
+        self.process = start_guarded([sys.executable, "-m", "dagster._daemon", "run", "-w", str(self.workspace_file)],
+                                     log_folder() / "dagster-daemon.log", PROJECT_ROOT)
         record_daemon(self.instance, self.process.pid)
 
     def stop(self) -> None:
