@@ -8,14 +8,14 @@ from cssci_platform.lib.quality import QcIssue
 from cssci_platform.resources.cohort import CohortResource
 from cssci_platform.resources.image_store import ImageStoreResource
 from cssci_platform.resources.study import StudyResource
-from cssci_platform.resources.warehouse import WarehouseResource
+from cssci_platform.resources.warehouse import PatientWarehouse
 
 
 @dataclass(frozen=True)
 class PatientResources:
     study: StudyResource
     cohort: CohortResource
-    warehouse: WarehouseResource
+    warehouse: PatientWarehouse  # a WarehouseResource, or a batch's HandOverWarehouse
     image_store: ImageStoreResource
 
     def __iter__(self) -> Iterator:

@@ -39,7 +39,7 @@ def roi_slices(context: dg.AssetExecutionContext, study: StudyResource, cohort: 
 def cut_patient_roi_slices(resources: PatientResources, key: str) -> PatientStepResult:
     """`roi_slices` of one patient: slice files and rows, its QC montage, ROI-slice QC issues."""
     study, cohort, warehouse, image_store = resources
-    with warehouse.connect() as con:
+    with warehouse.reading() as con:
         quarantine_guard(con, key, UPSTREAM_STAGES)
         channels, masks = queries.preprocessed_channels(con, key), queries.preprocessed_masks(con, key)
     manifest, _ = cohort.patient(key)

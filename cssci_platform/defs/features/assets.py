@@ -36,7 +36,7 @@ def preprocessed_channels(context: dg.AssetExecutionContext, study: StudyResourc
 def preprocess_patient_channels(resources: PatientResources, key: str) -> PatientStepResult:
     """`preprocessed_channels` of one patient: channel and mask files, their rows, preprocess QC issues."""
     study, cohort, warehouse, image_store = resources
-    with warehouse.connect() as con:
+    with warehouse.reading() as con:
         quarantine_guard(con, key, ("manifest", "scans"))
         scans = [ScanInfo(**_scan_fields(row)) for row in queries.patient_scans(con, key).iter_rows(named=True)]
     manifest, _ = cohort.patient(key)
@@ -86,7 +86,7 @@ def extract_patient_radiomics(resources: PatientResources, key: str) -> PatientS
     radiomics QC issues."""
     study, cohort, warehouse, image_store = resources
     settings = study.config()
-    with warehouse.connect() as con:
+    with warehouse.reading() as con:
         quarantine_guard(con, key, ("manifest", "scans", "preprocess"))
         stored = queries.preprocessed_channels(con, key), queries.preprocessed_masks(con, key)
     channels, masks = radiomics_inputs(*stored, settings.imaging, settings.preprocessing.channels)

@@ -34,7 +34,7 @@ from cssci_platform.resources.cohort import CohortResource
 from cssci_platform.resources.image_store import ImageStoreResource
 from cssci_platform.resources.patient import PatientResources, PatientStepResult
 from cssci_platform.resources.study import StudyResource
-from cssci_platform.resources.warehouse import WarehouseResource
+from cssci_platform.resources.warehouse import HandOverWarehouse, WarehouseResource
 
 
 @dataclass(frozen=True)
@@ -75,10 +75,14 @@ def process_patient_batch(context: dg.OpExecutionContext, config: PatientBatchCo
                           image_store: ImageStoreResource) -> Iterator[dg.AssetObservation]:
     """A generator, so that each patient's events reach the instance as it ends (yielding flushes the logged
     materializations and check evaluations), not when the whole batch ends."""
-    resources = PatientResources(study, cohort, warehouse, image_store)
+    handed_over = HandOverWarehouse(warehouse)  # a step reads on the connection the step before it wrote with
+    resources = PatientResources(study, cohort, handed_over, image_store)
     failed: list[BatchedPatient] = []
     for key in config.patients:
-        done = process_patient(context, resources, key)
+        try:
+            done = process_patient(context, resources, key)
+        finally:
+            handed_over.release()
         yield dg.AssetObservation(asset_key=OUTCOME_ASSET, partition=key, metadata={
             OUTCOME: done.status, FAILED_CHECKS: ", ".join(done.failed_checks), ERROR: done.error,
             INPUT_DIGEST: config.input_digests.get(key, "")})
