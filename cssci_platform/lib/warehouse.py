@@ -8,8 +8,10 @@ process (a parallel patient run) holds the lock.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -92,6 +94,10 @@ ADDED_COLUMNS = {
 
 LOCK_RETRY_SECONDS = 120.0  # how long a write waits for another process' short write (parallel patient runs)
 LOCK_WAIT_ENV = "CSSCI_LOCK_WAIT_SECONDS"  # overrides it, e.g. to fail fast on a DuckDB session left open
+# Retries while another process holds the lock: 50 ms, doubling up to this. The holds are short writes (tens to
+# hundreds of ms); a longer pause mostly sleeps past the moment the lock was freed (with 1 s, two patient workers
+# slept ~9 s of a 38-s ingest), a shorter one burns CPU on failed opens (~8 ms each).
+LOCK_RETRY_MAX_DELAY = 0.25
 
 
 class WarehouseUnavailable(duckdb.IOException, ExplainedError):
@@ -110,20 +116,127 @@ def lock_wait_seconds() -> float:
 
 @contextmanager
 def connect(path: Path, read_only: bool = False, lock_wait: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Open the warehouse (creating tables on first write), retrying for `lock_wait` seconds (default
-    `lock_wait_seconds()`) while another process holds the lock. Raises `WarehouseUnavailable` naming the cause."""
+    """Open the warehouse (creating tables on first write), waiting up to `lock_wait` seconds (default
+    `lock_wait_seconds()`) while another process holds it: first for the platform's lock file beside it
+    (`PlatformLock`), then for DuckDB's own lock (a session outside the platform). Raises `WarehouseUnavailable`
+    naming the cause."""
     path = Path(path)
     _prepare_folder(path)
-    con = _open(path, read_only, lock_wait_seconds() if lock_wait is None else lock_wait)
-    try:
-        if not read_only:
+    wait = lock_wait_seconds() if lock_wait is None else lock_wait
+    deadline = time.monotonic() + wait
+    with PLATFORM_LOCKS.holding(path, read_only, deadline, wait):
+        con = _open(path, read_only, max(0.0, deadline - time.monotonic()))
+        try:
+            if not read_only:
+                try:
+                    ensure_schema(con)
+                except duckdb.Error as error:
+                    raise _unavailable(path, error) from None
+            yield con
+        finally:
+            con.close()
+
+
+class PlatformLock:
+    """`<warehouse>.lock` beside the DuckDB file, locked (flock) by every process of the platform while it has the
+    warehouse open: exclusively to write, shared to read, as DuckDB locks the file itself.
+
+    DuckDB cannot wait for its lock: an open fails at once while another process holds the file, so a waiting
+    process must retry, and each failed open costs ~8 ms of CPU (a database instance is created). Backing off between
+    retries slept past the moment the lock was freed (two patient workers of a 24-patient ingest waited ~9 s of their
+    ~38 s); the lock file is polled every `POLL_SECONDS` for a system call's cost, so a waiting process opens the
+    warehouse right after the other closes it. Processes outside the platform (a user's DuckDB session) do not take
+    it: for them `_open` still retries DuckDB's own lock. Nested or concurrent opens of one process share its lock
+    (DuckDB shares its database instance within a process); the kernel releases it when a process dies."""
+
+    POLL_SECONDS = 0.005
+    SUFFIX = ".lock"
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._held: dict[Path, tuple[int, int, int]] = {}  # lock file -> (fd, users, owning pid)
+
+    @contextmanager
+    def holding(self, warehouse: Path, read_only: bool, deadline: float, wait: float) -> Iterator[None]:
+        real = Path(os.path.realpath(warehouse))  # one lock per file, however the path is spelled
+        lock_file = real.with_name(real.name + self.SUFFIX)
+        fd = self._enter(lock_file, read_only, deadline, wait, warehouse)
+        try:
+            yield
+        finally:
+            self._leave(lock_file, fd)
+
+    def _enter(self, lock_file: Path, read_only: bool, deadline: float, wait: float, warehouse: Path) -> int | None:
+        with self._guard:
+            held = self._held.get(lock_file)
+            if held is not None and held[2] == os.getpid():
+                self._held[lock_file] = (held[0], held[1] + 1, held[2])
+                return held[0]
+        fd = _open_lock_file(lock_file)
+        if fd is None:  # cannot create it (a read-only folder): DuckDB's own lock alone decides
+            return None
+        mode = fcntl.LOCK_SH if read_only else fcntl.LOCK_EX
+        while True:
             try:
-                ensure_schema(con)
-            except duckdb.Error as error:
-                raise _unavailable(path, error) from None
-        yield con
-    finally:
-        con.close()
+                fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    holder = _lock_holder(fd)
+                    os.close(fd)
+                    raise WarehouseUnavailable(
+                        f"the warehouse {warehouse} is locked by another process of the platform{holder} (waited "
+                        f"{wait:.0f} s): wait for that command or run to finish and run the command again; set "
+                        f"{LOCK_WAIT_ENV} to wait longer for it.") from None
+                time.sleep(self.POLL_SECONDS)
+        if not read_only:
+            _name_holder(fd)
+        with self._guard:
+            self._held[lock_file] = (fd, 1, os.getpid())
+        return fd
+
+    def _leave(self, lock_file: Path, fd: int | None) -> None:
+        if fd is None:
+            return
+        with self._guard:
+            held = self._held.get(lock_file)
+            if held is not None and held[0] == fd and held[1] > 1:
+                self._held[lock_file] = (fd, held[1] - 1, held[2])
+                return
+            self._held.pop(lock_file, None)
+        _name_holder(fd, clear=True)
+        os.close(fd)  # releases the flock
+
+
+def _open_lock_file(lock_file: Path) -> int | None:
+    for flags in (os.O_RDWR | os.O_CREAT, os.O_RDONLY):
+        try:
+            return os.open(lock_file, flags, 0o644)
+        except OSError:
+            continue
+    return None
+
+
+def _name_holder(fd: int, clear: bool = False) -> None:
+    """The writer's PID in the lock file, for the message of a process that waited in vain; best effort (a lock file
+    opened read-only, on a file system turned read-only, cannot be written: DuckDB then says why the write fails)."""
+    try:
+        os.ftruncate(fd, 0)
+        if not clear:
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+    except OSError:
+        pass
+
+
+def _lock_holder(fd: int) -> str:
+    try:
+        pid = os.pread(fd, 32, 0).decode().strip()
+    except OSError:
+        return ""
+    return f" (PID {pid})" if pid.isdigit() else ""
+
+
+PLATFORM_LOCKS = PlatformLock()
 
 
 def _prepare_folder(path: Path) -> None:
@@ -147,7 +260,7 @@ def _open(path: Path, read_only: bool, lock_wait: float) -> duckdb.DuckDBPyConne
             if "lock" not in str(error).lower() or time.monotonic() > deadline:
                 raise _unavailable(path, error, lock_wait) from None
             time.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            delay = min(delay * 2, LOCK_RETRY_MAX_DELAY)
 
 
 def _unavailable(path: Path, error: Exception, waited: float | None = None) -> WarehouseUnavailable:

@@ -45,11 +45,11 @@ def cut_patient_roi_slices(resources: PatientResources, key: str) -> PatientStep
     manifest, _ = cohort.patient(key)
     request = study.config().deep.slice.request(manifest.spec, masked_pairs(manifest))
     result = cut_patient_slices(key, channels, masks, request, image_store.folder("roi_slices"))
-    with warehouse.connect() as con:
+    montage = _qc_montage(key, channels, masks, request, result.rows, image_store)
+    with warehouse.connect() as con:  # last: in a batch the next step reads on this connection (HandOverWarehouse)
         replace_rows(con, "roi_slices", {"patient_key": key}, result.rows)
         record_issues(con, key, SLICE_STAGE, result.qc_issues)
     first = result.rows[0] if result.rows else {}
-    montage = _qc_montage(key, channels, masks, request, result.rows, image_store)
     return PatientStepResult({
         **montage,
         "slices": len(result.rows), "sequence": request.sequence, "roi": request.roi, "axis": request.settings.axis,
