@@ -5,15 +5,16 @@ from __future__ import annotations
 import duckdb
 import polars as pl
 
+from cssci_platform.lib.queries.modeling import by_patient
+
+# wide rows, sorted by patient after the read (see queries.modeling.FEATURE_MATRIX)
 TRAINING_FEATURE_ROWS = """
 SELECT m.* FROM feature_matrix m JOIN splits s USING (patient_key)
 WHERE s.split = ? AND s.fold = ? AND s.role = 'train'
-ORDER BY m.patient_key
 """
 HARMONIZED_TRAINING_ROWS = """
 SELECT h.* FROM harmonized_features h JOIN splits s USING (patient_key)
 WHERE s.split = ? AND s.fold = ? AND s.role = 'train'
-ORDER BY h.patient_key
 """
 TABLE_EXISTS = "SELECT count(*) FROM information_schema.tables WHERE table_name = ?"
 
@@ -21,7 +22,7 @@ TABLE_EXISTS = "SELECT count(*) FROM information_schema.tables WHERE table_name 
 def training_feature_rows(con: duckdb.DuckDBPyConnection, split: str, fold: str) -> pl.DataFrame:
     """The feature matrix rows (patient_key, center, cohort, label, rad__/dl__/clin__ columns) of the training
     patients of one fold of a stored split: what that fold's models were fitted on."""
-    return con.execute(TRAINING_FEATURE_ROWS, [split, fold]).pl()
+    return by_patient(con.execute(TRAINING_FEATURE_ROWS, [split, fold]).pl())
 
 
 def harmonized_training_rows(con: duckdb.DuckDBPyConnection, split: str, fold: str) -> pl.DataFrame | None:
@@ -30,4 +31,4 @@ def harmonized_training_rows(con: duckdb.DuckDBPyConnection, split: str, fold: s
     row = con.execute(TABLE_EXISTS, ["harmonized_features"]).fetchone()
     if not row or not row[0]:
         return None
-    return con.execute(HARMONIZED_TRAINING_ROWS, [split, fold]).pl()
+    return by_patient(con.execute(HARMONIZED_TRAINING_ROWS, [split, fold]).pl())
