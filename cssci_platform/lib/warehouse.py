@@ -8,7 +8,7 @@ process (a parallel patient run) holds the lock.
 
 from __future__ import annotations
 
-import fcntl
+import fcntl  # POSIX only, like the Linux/macOS hosts this platform runs on
 import hashlib
 import os
 import threading
