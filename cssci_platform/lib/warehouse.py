@@ -125,7 +125,7 @@ def connect(path: Path, read_only: bool = False, lock_wait: float | None = None)
     wait = lock_wait_seconds() if lock_wait is None else lock_wait
     deadline = time.monotonic() + wait
     with PLATFORM_LOCKS.holding(path, read_only, deadline, wait):
-        con = _open(path, read_only, max(0.0, deadline - time.monotonic()))
+        con = _open(path, read_only, deadline, wait)
         try:
             if not read_only:
                 try:
@@ -251,14 +251,16 @@ def _prepare_folder(path: Path) -> None:
         raise _unavailable(path.parent, error) from None
 
 
-def _open(path: Path, read_only: bool, lock_wait: float) -> duckdb.DuckDBPyConnection:
-    deadline, delay = time.monotonic() + lock_wait, 0.05
+def _open(path: Path, read_only: bool, deadline: float, wait: float) -> duckdb.DuckDBPyConnection:
+    """DuckDB's own lock retried until `deadline` (the connection's, shared with the lock file's wait: `wait` s in
+    all, as the message says)."""
+    delay = 0.05
     while True:
         try:
             return duckdb.connect(str(path), read_only=read_only and path.exists())
         except duckdb.IOException as error:
             if "lock" not in str(error).lower() or time.monotonic() > deadline:
-                raise _unavailable(path, error, lock_wait) from None
+                raise _unavailable(path, error, wait) from None
             time.sleep(delay)
             delay = min(delay * 2, LOCK_RETRY_MAX_DELAY)
 

@@ -345,10 +345,23 @@ HOLDER = textwrap.dedent("""
 """)
 
 
-def hold_lock(path: Path, seconds: float) -> subprocess.Popen:
+PLATFORM_HOLDER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from cssci_platform.lib.warehouse import connect
+    with connect(Path(sys.argv[1])) as con:
+        con.execute("CREATE TABLE IF NOT EXISTS held (x INTEGER)")
+        print("locked", flush=True)
+        time.sleep(float(sys.argv[2]))
+""")
+
+
+def hold_lock(path: Path, seconds: float, holder_script: str = HOLDER) -> subprocess.Popen:
+    """Another process with the warehouse open for `seconds`: a bare DuckDB session (HOLDER) or one of the platform
+    (PLATFORM_HOLDER)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(path), str(seconds)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", holder_script, str(path), str(seconds)], stdout=subprocess.PIPE, text=True
     )
     assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
     return holder
@@ -387,25 +400,6 @@ def test_other_io_errors_are_not_retried(tmp_path, monkeypatch):
     assert time.monotonic() - started < 5.0
 
 
-PLATFORM_HOLDER = textwrap.dedent("""
-    import sys, time
-    from pathlib import Path
-    from cssci_platform.lib.warehouse import connect
-    with connect(Path(sys.argv[1])) as con:
-        con.execute("CREATE TABLE IF NOT EXISTS held (x INTEGER)")
-        print("locked", flush=True)
-        time.sleep(float(sys.argv[2]))
-""")
-
-
-def hold_platform_lock(path: Path, seconds: float) -> subprocess.Popen:
-    """Another process of the platform writing to the warehouse for `seconds`."""
-    holder = subprocess.Popen([sys.executable, "-c", PLATFORM_HOLDER, str(path), str(seconds)],
-                              stdout=subprocess.PIPE, text=True)
-    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-    return holder
-
-
 def counting_failed_opens(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """DuckDB opens of this process that failed (each creates a database instance: ~8 ms of CPU)."""
     failed: list[str] = []
@@ -426,7 +420,7 @@ def test_a_writer_waiting_for_another_platform_writer_waits_on_the_lock_file_not
     """Two patient workers write to one warehouse: the one that waits must get it as soon as the other closes it,
     without opening DuckDB again and again (a failed open costs ~8 ms of CPU; backing off between them slept past
     the release: ~9 s of a 38-s ingest)."""
-    holder = hold_platform_lock(db, 1.0)
+    holder = hold_lock(db, 1.0, PLATFORM_HOLDER)
     try:
         failed = counting_failed_opens(monkeypatch)
         with connect(db) as con:
@@ -442,7 +436,7 @@ def test_a_writer_waiting_for_another_platform_writer_waits_on_the_lock_file_not
 
 
 def test_a_platform_writer_holding_the_warehouse_past_the_wait_is_named(db, monkeypatch):
-    holder = hold_platform_lock(db, 30.0)
+    holder = hold_lock(db, 30.0, PLATFORM_HOLDER)
     try:
         monkeypatch.setenv(warehouse.LOCK_WAIT_ENV, "0.3")
         with pytest.raises(warehouse.WarehouseUnavailable, match=rf"locked by another process .*\(PID {holder.pid}\)"):
