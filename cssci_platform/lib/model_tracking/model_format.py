@@ -9,6 +9,9 @@ model's MLmodel as trusted, after checking that each comes from `TRUSTED_MODULE_
 
 from __future__ import annotations
 
+import hashlib
+import os
+import pickle
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from functools import cache
@@ -21,6 +24,7 @@ import numpy as np
 import pandas as pd
 import yaml
 from mlflow.models import Model, ModelSignature, infer_signature
+from mlflow.models.utils import _Example  # MLflow's own conversion of an input example, kept per example
 
 from cssci_platform.lib.model_tracking.store import (
     TrackingConfig,
@@ -115,7 +119,41 @@ class _SklearnWithoutServingCheck:
     @staticmethod
     def save_model(**kwargs: Any) -> None:
         kwargs.pop("validate_serving_input", None)
+        input_example = kwargs.pop("input_example", None)
+        if input_example is not None and kwargs.get("signature") is None:
+            raise ValueError("save the model with its signature: mlflow.sklearn would infer it from the example")
         mlflow.sklearn.save_model(**kwargs)
+        if input_example is not None:
+            _add_example(kwargs["mlflow_model"], converted_example(input_example), kwargs["path"])
+
+
+EXAMPLES_KEPT = 8  # converted input examples remembered per process, as signatures are
+_examples: OrderedDict[bytes, _Example] = OrderedDict()
+
+
+def converted_example(input_example: pd.DataFrame) -> _Example:
+    """MLflow's `_Example` of an input example, converted once per example content (pickled frame: values, columns,
+    index and types): pandas' `to_dict` behind it reads a wide frame column by column (~1 s per model at 15,909
+    columns), and every classifier of a fit unit logs the same example."""
+    key = hashlib.sha256(pickle.dumps(input_example, protocol=pickle.HIGHEST_PROTOCOL)).digest()
+    if key in _examples:
+        _examples.move_to_end(key)
+        return _examples[key]
+    example = _examples[key] = _Example(input_example)
+    if len(_examples) > EXAMPLES_KEPT:
+        _examples.popitem(last=False)
+    return example
+
+
+def _add_example(mlflow_model: Model, example: _Example, path: str) -> None:
+    """What `mlflow.sklearn.save_model` does with an input example, after the fact: the example's files, their
+    entry in MLmodel, and their bytes in the model's size (MLflow counts them before writing the requirements)."""
+    example.save(path)
+    mlflow_model.saved_input_example_info = dict(example.info)
+    if mlflow_model.model_size_bytes is not None:
+        written = {example.info[key] for key in ("artifact_path", "serving_input_path") if key in example.info}
+        mlflow_model.model_size_bytes += sum(os.path.getsize(os.path.join(path, name)) for name in written)
+    mlflow_model.save(os.path.join(path, "MLmodel"))
 
 
 def require_fitted_classifier(model: Any, input_example: pd.DataFrame) -> None:
