@@ -34,6 +34,9 @@ def clean_env(home: Path, **variables: str) -> dict[str, str]:
         "CSSCI_EXPERIMENT_CONFIG",
         "CSSCI_LOG_DIR",
         "CSSCI_DEBUG",
+        "CSSCI_PROFILE",
+        "CSSCI_CLUSTER_FILE",
+        "CSSCI_DAGSTER_STORAGE_URL",
     ):
         if name not in variables:
             env.pop(name, None)
@@ -350,3 +353,9 @@ def test_workers_of_a_killed_ingest_end_with_it(tmp_path: Path) -> None:
         for pid in workers:
             if alive(pid):
                 os.kill(pid, 9)
+
+
+def test_a_cluster_profile_without_its_file_is_one_message_and_exit_2(manifest: Path, tmp_path: Path) -> None:
+    completed = cssci(["ingest", str(manifest)], clean_env(tmp_path / "home", CSSCI_PROFILE="cluster"), tmp_path)
+    assert_one_clear_failure(completed, 2, "CSSCI_PROFILE=cluster needs CSSCI_CLUSTER_FILE")
+    assert not (tmp_path / "home" / "warehouse.duckdb").exists()

@@ -18,6 +18,14 @@ from pathlib import Path
 import yaml
 
 from cssci_platform.lib.failures import ExplainedError, UserError
+from cssci_platform.lib.profiles import (
+    DAGSTER_STORAGE_ENV,
+    PROFILE_ENV,
+    Profile,
+    ProfileError,
+    active_profile,
+    dagster_storage_url,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 ENV_DEFAULTS = {  # relative to CSSCI_HOME
@@ -33,9 +41,13 @@ def configure_environment(home: Path, manifest: Path | None = None) -> dict[str,
     from cssci_platform.lib.study_config import EXPERIMENT_ENV, experiment_file  # heavy: only when a command runs
 
     home = home.resolve()
+    profile = home_profile(home)
     values = {name: os.environ.get(name) or str(home / relative) for name, relative in ENV_DEFAULTS.items()}
     values["CSSCI_MLFLOW_URI"] = (os.environ.get("CSSCI_MLFLOW_URI") or remembered_mlflow_uri(home)
                                   or f"sqlite:///{home / 'mlflow.db'}")
+    if profile.servers is not None:
+        values["CSSCI_MLFLOW_URI"] = cluster_mlflow_uri(profile)
+        values[DAGSTER_STORAGE_ENV] = dagster_storage_url(profile.servers)
     # full tracebacks of failed commands
     values["CSSCI_LOG_DIR"] = os.environ.get("CSSCI_LOG_DIR") or str(home / "logs")
     values["MLFLOW_DISABLE_TELEMETRY"] = os.environ.get("MLFLOW_DISABLE_TELEMETRY") or "true"  # no network at run time
@@ -59,7 +71,53 @@ def configure_environment(home: Path, manifest: Path | None = None) -> dict[str,
     instance_yaml = dagster_home / "dagster.yaml"
     if not instance_yaml.exists() and (PROJECT_ROOT / "dagster.yaml").exists():
         shutil.copy(PROJECT_ROOT / "dagster.yaml", instance_yaml)
+    write_instance_storage(instance_yaml, profile)
     return values
+
+
+PROFILE_FILE = "profile"  # in the home: the profile it was set up with
+
+
+def home_profile(home: Path) -> Profile:
+    """The active profile (`CSSCI_PROFILE`), recorded in the home on first use. A home stays in its profile: its run
+    history, models and warehouse live in that profile's stores, and the other profile would start from nothing."""
+    profile = active_profile()
+    record = home / PROFILE_FILE
+    recorded = record.read_text(encoding="utf-8").strip() if record.is_file() else None
+    if recorded is None:
+        home.mkdir(parents=True, exist_ok=True)
+        record.write_text(profile.name, encoding="utf-8")
+    elif recorded != profile.name:
+        raise ProfileError(f"the home {home} was set up with the {recorded} profile and this command runs with the "
+                           f"{profile.name} profile ({PROFILE_ENV}); its runs, models and tables live in the "
+                           f"{recorded} profile's stores: set {PROFILE_ENV}={recorded}, or use another home (--home)")
+    return profile
+
+
+def cluster_mlflow_uri(profile: Profile) -> str:
+    """The cluster's MLflow tracking server; an explicit CSSCI_MLFLOW_URI naming another store is refused, so no
+    model of a cluster home is logged outside the cluster's server."""
+    assert profile.servers is not None
+    server = profile.servers.mlflow_tracking_uri
+    explicit = os.environ.get("CSSCI_MLFLOW_URI", "").rstrip("/")
+    if explicit and explicit != server:
+        raise ProfileError(f"CSSCI_MLFLOW_URI={explicit!r} but the cluster profile's tracking server ({profile.source})"
+                           f" is {server!r}; unset CSSCI_MLFLOW_URI or change mlflow_tracking_uri in the cluster file")
+    return server
+
+
+def write_instance_storage(instance_yaml: Path, profile: Profile) -> None:
+    """The instance's storage in the home's dagster.yaml: Dagster's default (sqlite under DAGSTER_HOME) for `local`,
+    PostgreSQL for `cluster`, its URL read from CSSCI_DAGSTER_STORAGE_URL (no password written to the file)."""
+    document = (yaml.safe_load(instance_yaml.read_text(encoding="utf-8")) if instance_yaml.exists() else None) or {}
+    wanted = {"postgres": {"postgres_url": {"env": DAGSTER_STORAGE_ENV}}} if profile.servers is not None else None
+    if document.get("storage") == wanted:
+        return
+    if wanted is None:
+        document.pop("storage")
+    else:
+        document["storage"] = wanted
+    instance_yaml.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
 
 
 def default_study(manifest: Path) -> dict:

@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING
 
 from cssci_platform.cli import patient_runs
 from cssci_platform.cli.dagster_runs import IN_PROCESS
-from cssci_platform.cli.home import check_storage, configure_environment, remember_mlflow_uri
+from cssci_platform.cli.home import check_storage, cluster_mlflow_uri, configure_environment, remember_mlflow_uri
 from cssci_platform.defs.models.jobs import FIT_UNITS_METADATA
 from cssci_platform.lib.cohort import Cohort
 from cssci_platform.lib.model_tracking import TrackingConfig, sqlite_tracking_uri
+from cssci_platform.lib.profiles import active_profile
 from cssci_platform.lib.study_config import (
     EXPERIMENT_ENV,
     ConfigError,
@@ -73,7 +74,11 @@ def default_home(config: StudyConfig) -> Path:
 
 
 def shared_mlflow_uri() -> str:
-    """The project's MLflow store (`.cssci/mlflow.db`), which `cssci demo`, `cssci run` and `cssci compare` share."""
+    """The project's MLflow store (`.cssci/mlflow.db`), which `cssci demo`, `cssci run` and `cssci compare` share;
+    the cluster profile's tracking server in that profile."""
+    profile = active_profile()
+    if profile.servers is not None:
+        return cluster_mlflow_uri(profile)
     return os.environ.get("CSSCI_MLFLOW_URI") or sqlite_tracking_uri(PROJECT_STORE / "mlflow.db")
 
 

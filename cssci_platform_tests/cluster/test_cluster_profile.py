@@ -1,0 +1,112 @@
+"""A small study end to end in the `cluster` profile against real servers on 127.0.0.1 (PostgreSQL for the Dagster
+instance's storage, the MLflow tracking server on PostgreSQL with artifacts proxied into a shared folder), and the
+same study in the `local` profile: the same warehouse tables and the same champions (issue 15)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import psycopg
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from cssci_platform.lib.profiles import CLUSTER_FILE_ENV, PROFILE_ENV
+from cssci_platform_tests.cluster.servers import MlflowServer, PostgresServer
+from cssci_platform_tests.test_cli_failures import clean_env
+
+pytestmark = [pytest.mark.cluster, pytest.mark.long_running, pytest.mark.timeout(1800)]
+STUDY = ["--config", "demo", "--set", "cohort.synthetic.patients=16", "--set", "cohort.synthetic.prospective=2",
+         "--set", "models.classifiers=[LR]", "--set", "modes=[leakage_safe]", "--set", "models.cv_folds=3",
+         "--set", "preprocessing.channels=[original]", "--set", "deep.channels=[original]"]
+# columns that differ between any two runs of one study: times and Dagster's run ids (MLflow's run and model ids are
+# replaced by the model they name)
+MLFLOW_ID = re.compile(r"[0-9a-f]{32}")  # a run id outside trained_models (e.g. a Combined model's results)
+VOLATILE = {"updated_at", "detected_at", "created_at", "predicted_at", "scored_at", "dagster_run_id"}
+
+
+def run_study(home: Path, **variables: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cssci_platform.cli.main", "run", *STUDY, "--home", str(home)],
+                          env=clean_env(home, CI="true", **variables), cwd=home.parent, capture_output=True,
+                          text=True, encoding="utf-8", timeout=1500)
+
+
+def warehouse_snapshot(home: Path) -> dict[str, list[tuple]]:
+    """Every table of the home's warehouse, sorted, without volatile columns, each MLflow run id as the model it
+    names (`trained_models`) and the home's path as <home>."""
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        models = {}
+        for run_id, model_uri, name, mode, fold in con.execute(
+                "SELECT run_id, model_uri, result_name, mode, fold FROM trained_models").fetchall():
+            models[run_id] = models[model_uri] = f"{name} {mode} {fold}"
+        tables = [name for (name,) in con.execute("SELECT table_name FROM information_schema.tables "
+                                                  "WHERE table_type = 'BASE TABLE' ORDER BY 1").fetchall()]
+        snapshot = {}
+        for table in tables:
+            frame = con.execute(f'SELECT * FROM "{table}"').pl()
+            frame = frame.drop([c for c in frame.columns if c in VOLATILE])
+            rows = [tuple(normalized(v, models, home) for v in row) for row in frame.rows()]
+            snapshot[table] = sorted(rows)
+    return snapshot
+
+
+def normalized(value: object, models: dict[str, str], home: Path) -> str:
+    text = str(value)
+    if text in models:
+        return models[text]
+    return "<mlflow run id>" if MLFLOW_ID.fullmatch(text) else text.replace(str(home), "<home>")
+
+
+def champions(tracking_uri: str) -> dict[str, dict[str, str]]:
+    """Each registered model's champion: its tags (signature, classifier, mode, how it was chosen)."""
+    client = MlflowClient(tracking_uri)
+    found = {}
+    for model in client.search_registered_models():
+        version = client.get_model_version_by_alias(model.name, "champion")
+        found[model.name] = dict(version.tags)
+    return found
+
+
+def test_a_study_in_the_cluster_profile_equals_the_local_study(tmp_path: Path, postgres_server: PostgresServer,
+                                                               mlflow_server: MlflowServer) -> None:
+    home = tmp_path / "home"  # one path for both runs (derived file names hash their source paths)
+    local = run_study(home, CSSCI_MLFLOW_URI=f"sqlite:///{tmp_path / 'local_mlflow.db'}")
+    assert local.returncode == 0, local.stdout[-3000:] + local.stderr[-3000:]
+    local_tables, local_champions = warehouse_snapshot(home), champions(f"sqlite:///{tmp_path / 'local_mlflow.db'}")
+    shutil.rmtree(home)
+
+    database = postgres_server.create_database("dagster")
+    storage_url = f"postgresql://{postgres_server.user}@{postgres_server.host}:{postgres_server.port}/dagster"
+    cluster_file = tmp_path / "cluster.yaml"
+    cluster_file.write_text(yaml.safe_dump({"dagster_storage": storage_url,
+                                            "mlflow_tracking_uri": mlflow_server.url}), encoding="utf-8")
+    cluster_file.chmod(0o600)
+    cluster = run_study(home, **{PROFILE_ENV: "cluster", CLUSTER_FILE_ENV: str(cluster_file)})
+    assert cluster.returncode == 0, cluster.stdout[-3000:] + cluster.stderr[-3000:]
+
+    cluster_tables = warehouse_snapshot(home)
+    assert set(cluster_tables) == set(local_tables)
+    differences = {table: next((pair for pair in zip(rows, cluster_tables[table]) if pair[0] != pair[1]),
+                               f"{len(rows)} rows locally, {len(cluster_tables[table])} in the cluster")
+                   for table, rows in local_tables.items() if cluster_tables[table] != rows}
+    assert not differences, differences  # the first differing row of each table: (local, cluster)
+    assert champions(mlflow_server.url) == local_champions and local_champions
+    # the instance's runs and events are in PostgreSQL, none in the home's sqlite files
+    with psycopg.connect(database) as connection:
+        runs = connection.execute("SELECT status, count(*) FROM runs GROUP BY status").fetchall()
+        events = connection.execute("SELECT count(*) FROM event_logs").fetchone()
+    assert dict(runs).get("SUCCESS", 0) >= 3 and set(dict(runs)) == {"SUCCESS"}, runs
+    assert events is not None and events[0] > 0
+    assert sorted(path.name for path in (home / "dagster_home").rglob("*.db")) == []
+    # models reach the shared folder through the tracking server (proxied artifacts), never written by the client
+    logged = MlflowClient(mlflow_server.url).search_runs(
+        [e.experiment_id for e in MlflowClient(mlflow_server.url).search_experiments()], max_results=5)
+    assert logged and all(run.info.artifact_uri.startswith("mlflow-artifacts:") for run in logged)
+    assert list(mlflow_server.artifacts_destination.rglob("MLmodel"))
+    assert not (home / "mlflow.db").exists()
+    assert local_tables["model_results"] and local_tables["predictions"]
