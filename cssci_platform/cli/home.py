@@ -19,6 +19,7 @@ import yaml
 
 from cssci_platform.lib.failures import ExplainedError, UserError
 from cssci_platform.lib.profiles import (
+    CELERY_BROKER_ENV,
     DAGSTER_STORAGE_ENV,
     PROFILE_ENV,
     Profile,
@@ -48,6 +49,8 @@ def configure_environment(home: Path, manifest: Path | None = None) -> dict[str,
     if profile.servers is not None:
         values["CSSCI_MLFLOW_URI"] = cluster_mlflow_uri(profile)
         values[DAGSTER_STORAGE_ENV] = dagster_storage_url(profile.servers)
+        if profile.servers.celery_broker:
+            values[CELERY_BROKER_ENV] = profile.servers.celery_broker
     # full tracebacks of failed commands
     values["CSSCI_LOG_DIR"] = os.environ.get("CSSCI_LOG_DIR") or str(home / "logs")
     values["MLFLOW_DISABLE_TELEMETRY"] = os.environ.get("MLFLOW_DISABLE_TELEMETRY") or "true"  # no network at run time

@@ -6,7 +6,7 @@ torch, the study config) only inside their commands, so `cssci --help` answers a
 - `cohort_commands`: ingest, qc, report, predict (the cohort and study of one home)
 - `status_command`: status (the cohort overview of one home)
 - `config_commands`: config list/show/validate
-- `server_commands`: ui, compare
+- `server_commands`: ui, worker (the cluster profile's Celery worker), compare
 - support: `home` (stores, study file, lock, storage checks), `guards`, `instance_runs` (every unit of work a run
   submitted to the home's instance, launched by a daemon under `daemon_guard`), `patient_runs`, `dagster_runs`,
   `orphaned_runs`, `output`
@@ -42,6 +42,7 @@ app.command()(cohort_commands.qc)
 app.command()(status_command.status)
 app.command()(cohort_commands.predict)
 app.command()(server_commands.ui)
+app.command()(server_commands.worker)
 app.add_typer(config_app, name="config")
 app.command()(server_commands.compare)
 

@@ -7,10 +7,14 @@
   workers on other machines see one history; and an MLflow tracking server (PostgreSQL behind it, artifacts proxied
   by the server), so every machine logs and registers models in one place.
 
-The cluster file holds passwords: keep it readable by its owner only. Its keys (every one required):
+  With a Celery broker (`celery_broker`), the steps of the distributable jobs (patients, center embeddings, the
+  zoo's fit units) are tasks on the broker, executed by `cssci worker` processes on any machine.
+
+The cluster file holds passwords: keep it readable by its owner only. Its keys (`celery_broker` optional):
 
     dagster_storage: postgresql://cssci:secret@db.example.org:5432/dagster
     mlflow_tracking_uri: http://mlflow.example.org:5000
+    celery_broker: redis://:secret@queue.example.org:6379/0
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ CLUSTER_FILE_ENV = "CSSCI_CLUSTER_FILE"
 ProfileName = Literal["local", "cluster"]
 PROFILE_NAMES: tuple[ProfileName, ...] = ("local", "cluster")
 DAGSTER_STORAGE_ENV = "CSSCI_DAGSTER_STORAGE_URL"  # dagster.yaml names this variable, so no password is written there
+CELERY_BROKER_ENV = "CSSCI_CELERY_BROKER"  # set from the cluster file; the step executor and `cssci worker` read it
 
 
 class ClusterServers(Section):
@@ -40,6 +45,7 @@ class ClusterServers(Section):
 
     dagster_storage: str  # PostgreSQL URL of the Dagster instance's storage (runs, events, schedules)
     mlflow_tracking_uri: str  # http(s) URL of the MLflow tracking server
+    celery_broker: str | None = None  # Redis URL: broker and result backend of the step executor (none: local steps)
 
     @field_validator("dagster_storage")
     @classmethod
@@ -57,6 +63,13 @@ class ClusterServers(Section):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be the http(s) URL of an MLflow tracking server, e.g. http://127.0.0.1:5000")
         return value.rstrip("/")
+
+    @field_validator("celery_broker")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and (urlsplit(value).scheme not in ("redis", "rediss") or not urlsplit(value).hostname):
+            raise ValueError("must be a Redis URL, e.g. redis://127.0.0.1:6379/0")
+        return value
 
 
 def dagster_storage_url(servers: ClusterServers) -> str:

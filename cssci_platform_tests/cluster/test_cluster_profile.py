@@ -1,13 +1,17 @@
-"""A small study end to end in the `cluster` profile against real servers on 127.0.0.1 (PostgreSQL for the Dagster
-instance's storage, the MLflow tracking server on PostgreSQL with artifacts proxied into a shared folder), and the
-same study in the `local` profile: the same warehouse tables and the same champions (issue 15)."""
+"""A small study end to end in the `cluster` profile against real servers on 127.0.0.1: PostgreSQL for the Dagster
+instance's storage, the MLflow tracking server on PostgreSQL with artifacts proxied into a shared folder, Redis as the
+Celery broker and two `cssci worker`s (one also on the `gpu` queue) executing the steps of patients, center
+embeddings and fit units; and the same study in the `local` profile: the same warehouse tables and the same champions
+(issue 15)."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -17,7 +21,7 @@ import yaml
 from mlflow import MlflowClient
 
 from cssci_platform.lib.profiles import CLUSTER_FILE_ENV, PROFILE_ENV
-from cssci_platform_tests.cluster.servers import MlflowServer, PostgresServer
+from cssci_platform_tests.cluster.servers import MlflowServer, PostgresServer, stop_process_group, wait_until
 from cssci_platform_tests.test_cli_failures import clean_env
 
 pytestmark = [pytest.mark.cluster, pytest.mark.long_running, pytest.mark.timeout(1800)]
@@ -62,18 +66,40 @@ def normalized(value: object, models: dict[str, str], home: Path) -> str:
     return "<mlflow run id>" if MLFLOW_ID.fullmatch(text) else text.replace(str(home), "<home>")
 
 
+@contextlib.contextmanager
+def running_workers(home: Path, env: dict[str, str], queues: dict[str, str]) -> Iterator[dict[str, Path]]:
+    """`cssci worker --name <name> --queues <queues>` for each entry, each in its own session, ready (Celery's
+    "ready." in its log) before the study starts; stopped (SIGTERM, then SIGKILL) afterwards. Yields their logs."""
+    logs = {name: home.parent / f"worker_{name}.log" for name in queues}
+    processes = []
+    try:
+        for name, names in queues.items():
+            with logs[name].open("wb") as log:
+                processes.append(subprocess.Popen(
+                    [sys.executable, "-m", "cssci_platform.cli.main", "worker", "--home", str(home), "--name", name,
+                     "--queues", names], env=env, cwd=home.parent, stdout=log, stderr=subprocess.STDOUT,
+                    start_new_session=True))
+        for (name, log), process in zip(logs.items(), processes):
+            wait_until(lambda log=log: " ready." in log.read_text(errors="replace"), f"worker {name}", process, log)
+        yield logs
+    finally:
+        for process in processes:
+            stop_process_group(process)
+
+
 def champions(tracking_uri: str) -> dict[str, dict[str, str]]:
-    """Each registered model's champion: its tags (signature, classifier, mode, how it was chosen)."""
+    """Each registered model's champion of the demo study: its tags (signature, classifier, mode, how it was
+    chosen)."""
     client = MlflowClient(tracking_uri)
     found = {}
-    for model in client.search_registered_models():
+    for model in client.search_registered_models(filter_string="name LIKE 'cssci.demo.%'"):
         version = client.get_model_version_by_alias(model.name, "champion")
         found[model.name] = dict(version.tags)
     return found
 
 
 def test_a_study_in_the_cluster_profile_equals_the_local_study(tmp_path: Path, postgres_server: PostgresServer,
-                                                               mlflow_server: MlflowServer) -> None:
+                                                               mlflow_server: MlflowServer, redis_url: str) -> None:
     home = tmp_path / "home"  # one path for both runs (derived file names hash their source paths)
     local = run_study(home, CSSCI_MLFLOW_URI=f"sqlite:///{tmp_path / 'local_mlflow.db'}")
     assert local.returncode == 0, local.stdout[-3000:] + local.stderr[-3000:]
@@ -83,10 +109,12 @@ def test_a_study_in_the_cluster_profile_equals_the_local_study(tmp_path: Path, p
     database = postgres_server.create_database("dagster")
     storage_url = f"postgresql://{postgres_server.user}@{postgres_server.host}:{postgres_server.port}/dagster"
     cluster_file = tmp_path / "cluster.yaml"
-    cluster_file.write_text(yaml.safe_dump({"dagster_storage": storage_url,
-                                            "mlflow_tracking_uri": mlflow_server.url}), encoding="utf-8")
+    cluster_file.write_text(yaml.safe_dump({"dagster_storage": storage_url, "mlflow_tracking_uri": mlflow_server.url,
+                                            "celery_broker": redis_url}), encoding="utf-8")
     cluster_file.chmod(0o600)
-    cluster = run_study(home, **{PROFILE_ENV: "cluster", CLUSTER_FILE_ENV: str(cluster_file)})
+    cluster_env = {PROFILE_ENV: "cluster", CLUSTER_FILE_ENV: str(cluster_file)}
+    with running_workers(home, clean_env(home, **cluster_env), {"gpu1": "dagster,gpu", "cpu1": "dagster"}):
+        cluster = run_study(home, **cluster_env)
     assert cluster.returncode == 0, cluster.stdout[-3000:] + cluster.stderr[-3000:]
 
     cluster_tables = warehouse_snapshot(home)
@@ -98,14 +126,20 @@ def test_a_study_in_the_cluster_profile_equals_the_local_study(tmp_path: Path, p
     assert champions(mlflow_server.url) == local_champions and local_champions
     # the instance's runs and events are in PostgreSQL, none in the home's sqlite files
     with psycopg.connect(database) as connection:
-        runs = connection.execute("SELECT status, count(*) FROM runs GROUP BY status").fetchall()
-        events = connection.execute("SELECT count(*) FROM event_logs").fetchone()
-    assert dict(runs).get("SUCCESS", 0) >= 3 and set(dict(runs)) == {"SUCCESS"}, runs
-    assert events is not None and events[0] > 0
+        runs = dict(connection.execute("SELECT status, count(*) FROM runs GROUP BY status").fetchall())
+        in_workers = [event for (event,) in connection.execute(
+            "SELECT event FROM event_logs WHERE event LIKE '%in celery worker%'").fetchall()]
+    assert runs.get("SUCCESS", 0) >= 3 and set(runs) == {"SUCCESS"}, runs
     assert sorted(path.name for path in (home / "dagster_home").rglob("*.db")) == []
+    # patients, embeddings and fit units executed in the workers, the embeddings (gpu queue) only where it is taken
+    steps_by_worker = {name: [e for e in in_workers if f"{name}@" in e] for name in ("gpu1", "cpu1")}
+    assert all(steps_by_worker.values()), {name: len(steps) for name, steps in steps_by_worker.items()}
+    for step in ("process_patient_batch", "fit_unit", "embed_center_batch"):
+        assert any(step in event for event in in_workers), step
+    assert all("embed_center_batch" not in event for event in steps_by_worker["cpu1"])
     # models reach the shared folder through the tracking server (proxied artifacts), never written by the client
-    logged = MlflowClient(mlflow_server.url).search_runs(
-        [e.experiment_id for e in MlflowClient(mlflow_server.url).search_experiments()], max_results=5)
+    client = MlflowClient(mlflow_server.url)
+    logged = client.search_runs([client.get_experiment_by_name("demo").experiment_id], max_results=5)
     assert logged and all(run.info.artifact_uri.startswith("mlflow-artifacts:") for run in logged)
     assert list(mlflow_server.artifacts_destination.rglob("MLmodel"))
     assert not (home / "mlflow.db").exists()

@@ -44,6 +44,7 @@ def test_the_cluster_profile_reads_its_servers_from_the_cluster_file(tmp_path: P
     assert profile.name == "cluster" and profile.source == path.resolve() and profile.servers is not None
     assert profile.servers.dagster_storage == SERVERS["dagster_storage"]
     assert profile.servers.mlflow_tracking_uri == "http://127.0.0.1:5055"
+    assert profile.servers.celery_broker is None  # optional: without it steps run where their run runs
 
 
 @pytest.mark.parametrize(("environment", "document", "expected"), [
@@ -51,15 +52,17 @@ def test_the_cluster_profile_reads_its_servers_from_the_cluster_file(tmp_path: P
     ({PROFILE_ENV: "cluster"}, None, "CSSCI_PROFILE=cluster needs CSSCI_CLUSTER_FILE"),
     ({PROFILE_ENV: "cluster", CLUSTER_FILE_ENV: "/nonexistent/cluster.yaml"}, None,
      "CSSCI_CLUSTER_FILE: /nonexistent/cluster.yaml is not a file"),
-    ({PROFILE_ENV: "cluster"}, ["a list"], "must hold a mapping with the keys dagster_storage, mlflow_tracking_uri"),
+    ({PROFILE_ENV: "cluster"}, ["a list"], "must hold a mapping with the keys dagster_storage, mlflow_tracking_uri, celery_broker"),
     ({PROFILE_ENV: "cluster"}, {**SERVERS, "brokr": "redis://x"},
-     "brokr: unknown key; allowed: dagster_storage, mlflow_tracking_uri"),
+     "brokr: unknown key; allowed: dagster_storage, mlflow_tracking_uri, celery_broker"),
     ({PROFILE_ENV: "cluster"}, {"dagster_storage": SERVERS["dagster_storage"]},
      "mlflow_tracking_uri: required key is missing"),
     ({PROFILE_ENV: "cluster"}, {**SERVERS, "dagster_storage": "sqlite:///dagster.db"},
      "dagster_storage: must be a PostgreSQL URL with host and database"),
     ({PROFILE_ENV: "cluster"}, {**SERVERS, "mlflow_tracking_uri": "sqlite:///mlflow.db"},
      "mlflow_tracking_uri: must be the http(s) URL of an MLflow tracking server"),
+    ({PROFILE_ENV: "cluster"}, {**SERVERS, "celery_broker": "amqp://guest@127.0.0.1//"},
+     "celery_broker: must be a Redis URL"),
 ])
 def test_a_wrong_setting_or_cluster_file_says_what_and_where(tmp_path: Path, environment: dict, document: object,
                                                              expected: str) -> None:

@@ -17,6 +17,7 @@ import dagster as dg
 
 from cssci_platform.defs.batch_runs import root_cause
 from cssci_platform.defs.embeddings.assets import cut_patient_roi_slices
+from cssci_platform.defs.executors import step_executor
 from cssci_platform.defs.features.assets import extract_patient_radiomics, preprocess_patient_channels
 from cssci_platform.defs.ingest.assets import scan_patient
 from cssci_platform.defs.qc import CHECK_STAGES, issues_of_stages, qc_check_result
@@ -123,7 +124,7 @@ def process_patient(context: dg.OpExecutionContext, resources: PatientResources,
     return BatchedPatient(key, QUARANTINED if failed_checks else PROCESSED, tuple(failed_checks))
 
 
-@dg.job(executor_def=dg.in_process_executor,
+@dg.job(executor_def=step_executor(dg.in_process_executor),
         description="Several patients in one run (what `cssci ingest/run/demo` submit): each patient's scans, "
                     "channels, radiomics and ROI slices with their QC checks, recorded per patient partition.")
 def patient_batch_job() -> None:

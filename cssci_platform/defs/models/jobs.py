@@ -8,6 +8,8 @@ from typing import Any
 
 import dagster as dg
 
+from cssci_platform.defs.executors import step_executor
+
 MODELING_ASSETS = ["study_outcome", "patient_splits", "feature_matrix", "feature_reliability", "harmonized_features",
                    "trained_models", "model_results", "predictions"]
 
@@ -82,7 +84,7 @@ MODELING_EXECUTOR = dg.multiprocess_executor.configured(
 
 modeling_job = dg.define_asset_job(
     "modeling_job", MODELING_ASSETS,
-    executor_def=MODELING_EXECUTOR,
+    executor_def=step_executor(MODELING_EXECUTOR),
     description="Cohort-level: study outcome, split, feature matrix, ICC, ComBat view, the classifier zoo per "
                 "signature and mode (fit units as parallel steps under the multiprocess executor: "
                 "execution.config.max_concurrent, default the available cores), MLflow.",

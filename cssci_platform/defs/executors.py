@@ -1,0 +1,42 @@
+"""The executor of the jobs whose steps can run on any machine: patients (`patient_batch_job`), each center's deep
+features (`center_embeddings_batch_job`) and the zoo's fit units (`modeling_job`).
+
+In the `local` profile, and in the `cluster` profile without a Celery broker, each keeps its local executor. In the
+`cluster` profile with `celery_broker` in the cluster file, their steps go to dagster-celery's executor: each step is
+a task on the broker (Redis, which also holds the results), executed by whichever `cssci worker` takes it from its
+queue; GPU steps (`GPU_QUEUE_TAGS`) go to the `gpu` queue, which only workers started with `--queues gpu` (on GPU
+machines) take. Workers load the same definitions (same code, same home settings) and reach the instance's storage in
+PostgreSQL, so a step's events reach the run wherever it executed. Steps pass file paths and small metadata, never
+images or networks.
+
+Which one is chosen is read when the definitions load (a code server, a run worker, a Celery worker), from the
+variables every `cssci` command sets from the profile (`cli.home.configure_environment`).
+"""
+
+import os
+
+import dagster as dg
+
+from cssci_platform.lib.profiles import CELERY_BROKER_ENV, PROFILE_ENV
+
+CELERY_QUEUE_TAG = "dagster-celery/queue"  # the step tag dagster-celery routes by
+DEFAULT_QUEUE = "dagster"  # dagster-celery's default queue: every step without a queue tag
+GPU_QUEUE = "gpu"
+GPU_QUEUE_TAGS = {CELERY_QUEUE_TAG: GPU_QUEUE}
+
+
+def celery_broker() -> str | None:
+    """The Celery broker the steps go to: only in the cluster profile, where the cluster file names one."""
+    if os.environ.get(PROFILE_ENV, "").strip() != "cluster":
+        return None
+    return os.environ.get(CELERY_BROKER_ENV) or None
+
+
+def step_executor(local: dg.ExecutorDefinition) -> dg.ExecutorDefinition:
+    """`local`, or dagster-celery's executor on the cluster's broker (broker and result backend)."""
+    if celery_broker() is None:
+        return local
+    from dagster_celery import celery_executor  # imports Celery: only in the cluster profile
+
+    settings = {"broker": {"env": CELERY_BROKER_ENV}, "backend": {"env": CELERY_BROKER_ENV}}
+    return celery_executor.configured(settings, name=f"celery_instead_of_{local.name}")
