@@ -1,17 +1,22 @@
 """A small study end to end in the `cluster` profile against real servers on 127.0.0.1: PostgreSQL for the Dagster
 instance's storage, the MLflow tracking server on PostgreSQL with artifacts proxied into a shared folder, Redis as the
 Celery broker and two `cssci worker`s (one also on the `gpu` queue) executing the steps of patients, center
-embeddings and fit units; and the same study in the `local` profile: the same warehouse tables and the same champions
-(issue 15)."""
+embeddings and fit units, one of whose step processes is killed mid-step; and the same study in the `local` profile:
+the same warehouse tables and the same champions (issue 15)."""
 
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
@@ -23,6 +28,7 @@ from mlflow import MlflowClient
 from cssci_platform.lib.profiles import CLUSTER_FILE_ENV, PROFILE_ENV
 from cssci_platform_tests.cluster.servers import MlflowServer, PostgresServer, stop_process_group, wait_until
 from cssci_platform_tests.test_cli_failures import clean_env
+from cssci_platform_tests.test_cli_instance_runs import _descendants
 
 pytestmark = [pytest.mark.cluster, pytest.mark.long_running, pytest.mark.timeout(1800)]
 STUDY = ["--config", "demo", "--set", "cohort.synthetic.patients=16", "--set", "cohort.synthetic.prospective=2",
@@ -67,11 +73,12 @@ def normalized(value: object, models: dict[str, str], home: Path) -> str:
 
 
 @contextlib.contextmanager
-def running_workers(home: Path, env: dict[str, str], queues: dict[str, str]) -> Iterator[dict[str, Path]]:
+def running_workers(home: Path, env: dict[str, str],
+                    queues: dict[str, str]) -> Iterator[dict[str, subprocess.Popen]]:
     """`cssci worker --name <name> --queues <queues>` for each entry, each in its own session, ready (Celery's
-    "ready." in its log) before the study starts; stopped (SIGTERM, then SIGKILL) afterwards. Yields their logs."""
+    "ready." in its log) before the study starts; stopped (SIGTERM, then SIGKILL) afterwards."""
     logs = {name: home.parent / f"worker_{name}.log" for name in queues}
-    processes = []
+    processes: list[subprocess.Popen] = []
     try:
         for name, names in queues.items():
             with logs[name].open("wb") as log:
@@ -81,10 +88,41 @@ def running_workers(home: Path, env: dict[str, str], queues: dict[str, str]) -> 
                     start_new_session=True))
         for (name, log), process in zip(logs.items(), processes):
             wait_until(lambda log=log: " ready." in log.read_text(errors="replace"), f"worker {name}", process, log)
-        yield logs
+        yield dict(zip(queues, processes))
     finally:
         for process in processes:
             stop_process_group(process)
+
+
+def step_key(event: str) -> str:
+    """The step of an event in the instance's `event_logs` (its serialized EventLogEntry)."""
+    return str(json.loads(event)["dagster_event"]["step_key"])
+
+
+def kill_the_step_process(database: str, worker: str, command: subprocess.Popen, step: str,
+                          timeout: float = 900) -> str:
+    """SIGKILL the process of `worker` (its Celery pool process, below the `cssci worker` command) as soon as it
+    executes a step whose key contains `step` (its "Executing steps ... in celery worker" event); returns that step's
+    key. As the kernel's OOM killer would end a step that outgrew the machine's memory."""
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(database, autocommit=True) as connection:
+        while time.monotonic() < deadline:
+            try:
+                events = connection.execute("SELECT event FROM event_logs WHERE event LIKE %s",
+                                            (f"%Executing steps %{step}% in celery worker%",)).fetchall()
+            except psycopg.errors.UndefinedTable:  # before the study's first command created the instance's tables
+                events = []
+            time.sleep(0.2)
+            for (event,) in events:
+                if f"{worker}@" in event:
+                    key = step_key(event)
+                    below = _descendants(command.pid, {})
+                    celery = [pid for pid, (parent, _) in below.items() if parent == command.pid]
+                    pool = [pid for pid, (parent, _) in below.items() if parent in celery]
+                    assert len(pool) == 1, below  # one pool process (--concurrency 1) below Celery's main process
+                    os.kill(pool[0], signal.SIGKILL)
+                    return key
+    raise AssertionError(f"worker {worker} executed no step like {step!r} within {timeout:.0f} s")
 
 
 def champions(tracking_uri: str) -> dict[str, dict[str, str]]:
@@ -113,8 +151,11 @@ def test_a_study_in_the_cluster_profile_equals_the_local_study(tmp_path: Path, p
                                             "celery_broker": redis_url}), encoding="utf-8")
     cluster_file.chmod(0o600)
     cluster_env = {PROFILE_ENV: "cluster", CLUSTER_FILE_ENV: str(cluster_file)}
-    with running_workers(home, clean_env(home, **cluster_env), {"gpu1": "dagster,gpu", "cpu1": "dagster"}):
+    with (running_workers(home, clean_env(home, **cluster_env), {"gpu1": "dagster,gpu", "cpu1": "dagster"}) as workers,
+          ThreadPoolExecutor(1) as fault):
+        killed = fault.submit(kill_the_step_process, database, "cpu1", workers["cpu1"], "fit_unit")
         cluster = run_study(home, **cluster_env)
+        killed_step = killed.result(timeout=60)
     assert cluster.returncode == 0, cluster.stdout[-3000:] + cluster.stderr[-3000:]
 
     cluster_tables = warehouse_snapshot(home)
@@ -137,6 +178,8 @@ def test_a_study_in_the_cluster_profile_equals_the_local_study(tmp_path: Path, p
     for step in ("process_patient_batch", "fit_unit", "embed_center_batch"):
         assert any(step in event for event in in_workers), step
     assert all("embed_center_batch" not in event for event in steps_by_worker["cpu1"])
+    # the step whose process was killed was given back to the broker and executed again, by either worker
+    assert [step_key(event) for event in in_workers].count(killed_step) == 2, killed_step
     # models reach the shared folder through the tracking server (proxied artifacts), never written by the client
     client = MlflowClient(mlflow_server.url)
     logged = client.search_runs([client.get_experiment_by_name("demo").experiment_id], max_results=5)
