@@ -359,3 +359,9 @@ def test_a_cluster_profile_without_its_file_is_one_message_and_exit_2(manifest: 
     completed = cssci(["ingest", str(manifest)], clean_env(tmp_path / "home", CSSCI_PROFILE="cluster"), tmp_path)
     assert_one_clear_failure(completed, 2, "CSSCI_PROFILE=cluster needs CSSCI_CLUSTER_FILE")
     assert not (tmp_path / "home" / "warehouse.duckdb").exists()
+
+
+def test_a_worker_outside_the_cluster_profile_is_one_message_and_exit_2(tmp_path: Path) -> None:
+    completed = cssci(["worker", "--home", str(tmp_path / "home")], clean_env(tmp_path / "home"), tmp_path)
+    assert_one_clear_failure(completed, 2, "cssci worker executes the steps of the cluster profile's Celery broker",
+                             "CSSCI_PROFILE=cluster")

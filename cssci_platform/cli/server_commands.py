@@ -78,22 +78,22 @@ def worker(home: Path = HOME_OPTION,
     units that commands and the UI of this home send to the cluster's broker (CSSCI_PROFILE=cluster with
     celery_broker in CSSCI_CLUSTER_FILE). Start it on each machine with the same code, the home's folders at the same
     paths (a shared folder) and the same cluster file; stop it with Ctrl-C (it finishes its running steps)."""
+    from cssci_platform.cli.celery_app import worker_app
     from cssci_platform.defs.executors import celery_broker
     from cssci_platform.lib.study_config import EXPERIMENT_ENV, experiment_file
 
     configure_environment(home)
-    if celery_broker() is None:
+    broker = celery_broker()
+    if broker is None:
         raise UserError("cssci worker executes the steps of the cluster profile's Celery broker: set "
                         "CSSCI_PROFILE=cluster and celery_broker in the cluster file (README, 'Cluster profile')")
     # the home's study, also when `cssci run` writes it after the worker started (read when each step starts); the
     # worker reads the home's other settings again before each step (celery_app)
     os.environ.setdefault(EXPERIMENT_ENV, str(experiment_file(home.resolve())))
-    os.environ["CSSCI_HOME"] = str(home.resolve())
     worker_name = f"{name or f'cssci-{os.getpid()}'}@%h"
     console.print(f"Celery worker {worker_name} on queues {queues} ({concurrency} at once)")
-    command = [sys.executable, "-m", "celery", "-A", "cssci_platform.cli.celery_app", "worker", "--queues", queues,
-               "--concurrency", str(concurrency), "--hostname", worker_name, "--loglevel", "INFO"]
-    raise typer.Exit(subprocess.call(command, cwd=PROJECT_ROOT))
+    worker_app(broker, home.resolve()).worker_main(["worker", "--queues", queues, "--concurrency", str(concurrency),
+                                                    "--hostname", worker_name, "--loglevel", "INFO"])
 
 
 def compare(

@@ -9,8 +9,9 @@ machines) take. Workers load the same definitions (same code, same home settings
 PostgreSQL, so a step's events reach the run wherever it executed. Steps pass file paths and small metadata, never
 images or networks.
 
-Which one is chosen is read when the definitions load (a code server, a run worker, a Celery worker), from the
-variables every `cssci` command sets from the profile (`cli.home.configure_environment`).
+Which one executes a run is decided when the run starts (its executor is created in the run's process), from the
+variables every `cssci` command sets from the profile (`cli.home.configure_environment`); the definitions read
+nothing from the environment when they load, and the local executor's settings (run config) stay as they are.
 """
 
 import os
@@ -33,10 +34,20 @@ def celery_broker() -> str | None:
 
 
 def step_executor(local: dg.ExecutorDefinition) -> dg.ExecutorDefinition:
-    """`local`, or dagster-celery's executor on the cluster's broker (broker and result backend)."""
-    if celery_broker() is None:
-        return local
-    from dagster_celery import celery_executor  # imports Celery: only in the cluster profile
+    """`local` (same name, settings and requirements), whose run goes to dagster-celery's executor on the cluster's
+    broker (also the result backend) instead where `celery_broker()` names one when the run starts."""
+    create_local = local.executor_creation_fn
+    assert create_local is not None, f"{local.name} has no executor to create"
 
-    settings = {"broker": {"env": CELERY_BROKER_ENV}, "backend": {"env": CELERY_BROKER_ENV}}
-    return celery_executor.configured(settings, name=f"celery_instead_of_{local.name}")
+    def create(init_context: dg.InitExecutorContext) -> dg.Executor:
+        broker = celery_broker()
+        if broker is None:
+            return create_local(init_context)
+        from dagster._core.execution.retries import RetryMode  # Dagster's own type, as dagster-celery takes it
+        from dagster_celery.executor import CeleryExecutor  # imports Celery: only in the cluster profile
+
+        retries = RetryMode.from_config(init_context.executor_config.get("retries") or {"enabled": {}})
+        return CeleryExecutor(retries=retries, broker=broker, backend=broker)
+
+    return dg.ExecutorDefinition(name=local.name, config_schema=local.config_schema, executor_creation_fn=create,
+                                 description=local.description, requirements=local.get_requirements)

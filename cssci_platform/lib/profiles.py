@@ -93,8 +93,9 @@ class ProfileError(UserError):
     """The profile setting or the cluster file is wrong: says which, what and how to fix it."""
 
 
-def active_profile(environ: Mapping[str, str] = os.environ) -> Profile:
-    """The profile `CSSCI_PROFILE` selects (`local` when unset or empty)."""
+def active_profile(environ: Mapping[str, str] | None = None) -> Profile:
+    """The profile `CSSCI_PROFILE` selects (`local` when unset or empty) in `environ` (default: this process's)."""
+    environ = os.environ if environ is None else environ
     name = (environ.get(PROFILE_ENV) or "local").strip()
     if name not in PROFILE_NAMES:
         raise ProfileError(f"{PROFILE_ENV}={name!r} is not a profile; choose one of {', '.join(PROFILE_NAMES)}")

@@ -116,10 +116,9 @@ def kill_the_step_process(database: str, worker: str, command: subprocess.Popen,
             for (event,) in events:
                 if f"{worker}@" in event:
                     key = step_key(event)
-                    below = _descendants(command.pid, {})
-                    celery = [pid for pid, (parent, _) in below.items() if parent == command.pid]
-                    pool = [pid for pid, (parent, _) in below.items() if parent in celery]
-                    assert len(pool) == 1, below  # one pool process (--concurrency 1) below Celery's main process
+                    below = _descendants(command.pid, {})  # the command is Celery's main process
+                    pool = [pid for pid, (parent, _) in below.items() if parent == command.pid]
+                    assert len(pool) == 1, below  # one pool process (--concurrency 1)
                     os.kill(pool[0], signal.SIGKILL)
                     return key
     raise AssertionError(f"worker {worker} executed no step like {step!r} within {timeout:.0f} s")
