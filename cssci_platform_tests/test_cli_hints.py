@@ -107,3 +107,12 @@ def test_the_mlflow_hint_names_an_installed_mlflow_the_home_store_and_the_classi
     experiment_id = TrackingConfig(options["--backend-store-uri"], STUDY).client().get_experiment_by_name(STUDY)
     page = f"http://127.0.0.1:{options['--port']}/#/experiments/{experiment_id.experiment_id}"
     assert f"then open {page}?workflowType=machine_learning" in summary
+
+
+def test_the_mlflow_hint_of_a_tracking_server_opens_the_server_instead_of_starting_a_ui(tmp_path: Path) -> None:
+    # a cluster home's store is the cluster's MLflow server: `mlflow ui --backend-store-uri http://...` cannot serve it
+    from cssci_platform.cli.output import next_steps
+
+    *_, mlflow_hint = next_steps(tmp_path, tmp_path / "warehouse.duckdb", "http://127.0.0.1:5055")
+    assert mlflow_hint.command == ""
+    assert mlflow_hint.then_open == "http://127.0.0.1:5055/#/experiments?workflowType=machine_learning"

@@ -140,6 +140,9 @@ def print_summary(home: Path, larger_cohort_hint: str | None) -> None:
         console.print(f"[red]QC[/] {escape(f'{key} [{stage}/{code}] {message}')}")
     console.print(f"warehouse: {escape(str(warehouse))}")
     for step in explore_and_servers:
+        if not step.command:  # a server that runs already
+            console.print(f"{step.what + ':':10} open {step.then_open}")
+            continue
         console.print(f"{step.what + ':':10} {escape(step.command)}" + (f"\n{'':10} then open {step.then_open}"
                                                                        if step.then_open else ""))
 
@@ -149,7 +152,7 @@ class NextStep:
     """A command the summary suggests, printed so that it runs as it is (copy, paste, enter)."""
 
     what: str
-    command: str
+    command: str  # "" where nothing needs starting (a server that runs already: open `then_open`)
     then_open: str = ""  # the page to open once it runs (a server)
 
 
@@ -176,21 +179,23 @@ def next_steps(home: Path, warehouse: Path, mlflow_uri: str) -> list[NextStep]:
     mlflow = Path(sys.executable).parent / "mlflow"
     mlflow_command = [str(mlflow) if mlflow.is_file() else "mlflow", "ui", "--backend-store-uri", mlflow_uri,
                       "--host", LOCAL_ONLY, "--port", str(MLFLOW_PORT)]
+    served = mlflow_uri.startswith(("http://", "https://"))  # a tracking server (cluster profile): open it
     return [
         NextStep("QC", shlex.join([*cssci_program(), "qc", "--home", str(home)])),
         NextStep("explore", shlex.join([sys.executable, "-c", query])),
         NextStep("UI", shlex.join([*cssci_program(), "ui", "--home", str(home), "--port", str(UI_PORT)]),
                  f"http://{LOCAL_ONLY}:{UI_PORT}"),
-        NextStep("MLflow", shlex.join(mlflow_command), _mlflow_page(home, mlflow_uri)),
+        NextStep("MLflow", "" if served else shlex.join(mlflow_command),
+                 _mlflow_page(home, mlflow_uri, mlflow_uri if served else f"http://{LOCAL_ONLY}:{MLFLOW_PORT}")),
     ]
 
 
-def _mlflow_page(home: Path, mlflow_uri: str) -> str:
-    """The study's experiment page, in the classic ML view (MLflow 3's UI opens the GenAI view unless told)."""
+def _mlflow_page(home: Path, mlflow_uri: str, server: str) -> str:
+    """The study's experiment page on `server`, in the classic ML view (MLflow 3's UI opens the GenAI view unless
+    told)."""
     from cssci_platform.cli.home import home_experiment_name
     from cssci_platform.lib.model_tracking import existing_experiment_id, experiment_page_url
 
-    server = f"http://{LOCAL_ONLY}:{MLFLOW_PORT}"
     name = home_experiment_name(home)
     return experiment_page_url(server, existing_experiment_id(mlflow_uri, name) if name else None)
 
