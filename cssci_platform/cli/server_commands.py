@@ -18,6 +18,7 @@ from cssci_platform.cli.home import PROJECT_ROOT, activate_study, configure_envi
 from cssci_platform.cli.output import LOCAL_ONLY, comparison_table, console
 from cssci_platform.cli.study_commands import HOME_OPTION
 from cssci_platform.lib.failures import UserError
+from cssci_platform.lib.profiles import DEFAULT_CELERY_QUEUE, GPU_CELERY_QUEUE
 
 # `dagster dev` warns once per start that `dg dev` supersedes it; we start it on our workspace.yaml on purpose
 SUPERSEDED_WARNING_FILTER = "ignore:Function `dev_command` is superseded"
@@ -68,9 +69,10 @@ def ui(home: Path = HOME_OPTION,
 
 
 def worker(home: Path = HOME_OPTION,
-           queues: str = typer.Option("dagster", help="Comma-separated Celery queues this worker takes steps from: "
-                                      "dagster (every step without a queue) and/or gpu (center embeddings: start "
-                                      "GPU machines with --queues gpu or dagster,gpu)."),
+           queues: str = typer.Option(DEFAULT_CELERY_QUEUE, help="Comma-separated Celery queues this worker takes "
+                                      f"steps from: {DEFAULT_CELERY_QUEUE} (every step without a queue) and/or "
+                                      f"{GPU_CELERY_QUEUE} (center embeddings: start GPU machines with --queues "
+                                      f"{GPU_CELERY_QUEUE} or {DEFAULT_CELERY_QUEUE},{GPU_CELERY_QUEUE})."),
            concurrency: int = typer.Option(1, min=1, help="Steps this worker executes at once (processes)."),
            name: str | None = typer.Option(None, help="Worker name (default: cssci-<pid>); shown in each step's "
                                            "'Executing steps ... in celery worker' event.")) -> None:

@@ -18,12 +18,10 @@ import os
 
 import dagster as dg
 
-from cssci_platform.lib.profiles import CELERY_BROKER_ENV, PROFILE_ENV
+from cssci_platform.lib.profiles import CELERY_BROKER_ENV, GPU_CELERY_QUEUE, PROFILE_ENV
 
 CELERY_QUEUE_TAG = "dagster-celery/queue"  # the step tag dagster-celery routes by
-DEFAULT_QUEUE = "dagster"  # dagster-celery's default queue: every step without a queue tag
-GPU_QUEUE = "gpu"
-GPU_QUEUE_TAGS = {CELERY_QUEUE_TAG: GPU_QUEUE}
+GPU_QUEUE_TAGS = {CELERY_QUEUE_TAG: GPU_CELERY_QUEUE}
 
 
 def celery_broker() -> str | None:

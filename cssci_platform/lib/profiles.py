@@ -38,6 +38,8 @@ ProfileName = Literal["local", "cluster"]
 PROFILE_NAMES: tuple[ProfileName, ...] = ("local", "cluster")
 DAGSTER_STORAGE_ENV = "CSSCI_DAGSTER_STORAGE_URL"  # dagster.yaml names this variable, so no password is written there
 CELERY_BROKER_ENV = "CSSCI_CELERY_BROKER"  # set from the cluster file; the step executor and `cssci worker` read it
+DEFAULT_CELERY_QUEUE = "dagster"  # dagster-celery's queue of every step without a queue tag
+GPU_CELERY_QUEUE = "gpu"  # the queue of GPU steps, taken only by workers started with it (`cssci worker --queues`)
 
 
 class ClusterServers(Section):

@@ -13,7 +13,7 @@ import hashlib
 import os
 import pickle
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from importlib import metadata
 from typing import Any, Literal
@@ -24,7 +24,12 @@ import numpy as np
 import pandas as pd
 import yaml
 from mlflow.models import Model, ModelSignature, infer_signature
-from mlflow.models.utils import _Example  # MLflow's own conversion of an input example, kept per example
+from mlflow.models.model import MLMODEL_FILE_NAME
+from mlflow.models.utils import (
+    INPUT_EXAMPLE_PATH,
+    SERVING_INPUT_PATH,
+    _Example,  # MLflow's own conversion of an input example, kept per example
+)
 
 from cssci_platform.lib.model_tracking.store import (
     TrackingConfig,
@@ -68,8 +73,20 @@ def log_pipeline(
         )
 
 
-SIGNATURES_KEPT = 8  # signatures remembered per process: the models of one fit unit share their input columns
+KEPT_PER_PROCESS = 8  # signatures and converted examples remembered: the models of one fit unit share their input
 _signatures: OrderedDict[tuple, ModelSignature] = OrderedDict()
+_examples: OrderedDict[bytes, _Example] = OrderedDict()
+
+
+def _kept(cache: OrderedDict, key: Any, build: Callable[[], Any]) -> Any:
+    """`cache[key]`, built once and kept among the KEPT_PER_PROCESS most recently used."""
+    if key in cache:
+        cache.move_to_end(key)
+        return cache[key]
+    value = cache[key] = build()
+    if len(cache) > KEPT_PER_PROCESS:
+        cache.popitem(last=False)
+    return value
 
 
 def model_signature(input_example: pd.DataFrame, probabilities: np.ndarray) -> ModelSignature:
@@ -78,13 +95,7 @@ def model_signature(input_example: pd.DataFrame, probabilities: np.ndarray) -> M
     what the inference reads. With a wide feature matrix (30,000 columns) it took ~2 s of each model's logging, and
     every classifier of a fit unit logs the same input."""
     key = _signature_key(input_example, probabilities)
-    if key in _signatures:
-        _signatures.move_to_end(key)
-        return _signatures[key]
-    signature = _signatures[key] = infer_signature(input_example, probabilities)
-    if len(_signatures) > SIGNATURES_KEPT:
-        _signatures.popitem(last=False)
-    return signature
+    return _kept(_signatures, key, lambda: infer_signature(input_example, probabilities))
 
 
 def _signature_key(example: pd.DataFrame, probabilities: np.ndarray) -> tuple:
@@ -127,22 +138,12 @@ class _SklearnWithoutServingCheck:
             _add_example(kwargs["mlflow_model"], converted_example(input_example), kwargs["path"])
 
 
-EXAMPLES_KEPT = 8  # converted input examples remembered per process, as signatures are
-_examples: OrderedDict[bytes, _Example] = OrderedDict()
-
-
 def converted_example(input_example: pd.DataFrame) -> _Example:
     """MLflow's `_Example` of an input example, converted once per example content (pickled frame: values, columns,
     index and types): pandas' `to_dict` behind it reads a wide frame column by column (~1 s per model at 15,909
     columns), and every classifier of a fit unit logs the same example."""
     key = hashlib.sha256(pickle.dumps(input_example, protocol=pickle.HIGHEST_PROTOCOL)).digest()
-    if key in _examples:
-        _examples.move_to_end(key)
-        return _examples[key]
-    example = _examples[key] = _Example(input_example)
-    if len(_examples) > EXAMPLES_KEPT:
-        _examples.popitem(last=False)
-    return example
+    return _kept(_examples, key, lambda: _Example(input_example))
 
 
 def _add_example(mlflow_model: Model, example: _Example, path: str) -> None:
@@ -151,9 +152,9 @@ def _add_example(mlflow_model: Model, example: _Example, path: str) -> None:
     example.save(path)
     mlflow_model.saved_input_example_info = dict(example.info)
     if mlflow_model.model_size_bytes is not None:
-        written = {example.info[key] for key in ("artifact_path", "serving_input_path") if key in example.info}
+        written = {example.info[key] for key in (INPUT_EXAMPLE_PATH, SERVING_INPUT_PATH) if key in example.info}
         mlflow_model.model_size_bytes += sum(os.path.getsize(os.path.join(path, name)) for name in written)
-    mlflow_model.save(os.path.join(path, "MLmodel"))
+    mlflow_model.save(os.path.join(path, MLMODEL_FILE_NAME))
 
 
 def require_fitted_classifier(model: Any, input_example: pd.DataFrame) -> None:
