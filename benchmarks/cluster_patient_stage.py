@@ -73,9 +73,11 @@ def cluster_round(cohort: Path, round_: int, postgres: PostgresServer, mlflow_ur
     home.mkdir(parents=True)
     database = f"dagster_{round_}_{int(time.time())}"
     conninfo = postgres.create_database(database)
+    postgres.create_database(f"warehouse_{database}")
     cluster_file = home.parent / f"cluster_{round_}.yaml"
     cluster_file.write_text(json.dumps({
         "dagster_storage": f"postgresql://{postgres.user}@{postgres.host}:{postgres.port}/{database}",
+        "warehouse": f"postgresql://{postgres.user}@{postgres.host}:{postgres.port}/warehouse_{database}",
         "mlflow_tracking_uri": mlflow_url, "celery_broker": broker}), encoding="utf-8")
     env = side_env(home, CSSCI_PROFILE="cluster", CSSCI_CLUSTER_FILE=str(cluster_file))
     workers = []

@@ -3,7 +3,9 @@
 
 - ``duckdb_file``: the local DuckDB file with its lock (each write opens a short connection, waiting for the lock),
 - ``ducklake``: DuckLake, Parquet data in a shared folder, catalog in PostgreSQL (conflicting commits retried),
-- ``postgres``: PostgreSQL as the warehouse (DELETE + COPY per patient in one transaction),
+- ``postgres``: PostgreSQL as the warehouse (DELETE + COPY per patient in one transaction, psycopg),
+- ``platform_postgres``: the same PostgreSQL written the way the platform's cluster profile writes it
+  (lib/warehouse_server.py: DuckDB with PostgreSQL attached, a short connection per write, as the assets do),
 
 while the parent process reads snapshots (and checks each is consistent); afterwards every writer's rows are counted
 (lost / duplicated) and the whole table is read back into a polars frame by each read path. A real PostgreSQL server
@@ -44,6 +46,7 @@ from cssci_platform.lib.cluster.duckdb_extensions import (  # noqa: E402
 from cssci_platform.lib.cluster.warehouse_backends import (  # noqa: E402
     DuckDBFileTarget,
     DuckLakeTarget,
+    PlatformServerTarget,
     PostgresTarget,
     WarehouseTarget,
     attach_postgres,
@@ -74,6 +77,8 @@ def make_target(backend: str, server: PostgresServer, root: Path, label: str) ->
         return DuckDBFileTarget(root / label / "warehouse.duckdb")
     if backend == "ducklake":
         return DuckLakeTarget(server.create_database(f"lake_{label}"), root / label / "shared" / "lake")
+    if backend == "platform_postgres":  # the platform's cluster warehouse (lib/warehouse_server.py)
+        return PlatformServerTarget(server.create_database(f"pwh_{label}"), root / label / "shared" / "warehouse")
     return PostgresTarget(server.create_database(f"wh_{label}"))
 
 
@@ -110,7 +115,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=2250, help="radiomics_features rows per patient")
     parser.add_argument("--rewrites", type=int, default=1, help="patients each writer writes a second time")
     parser.add_argument("--rounds", type=int, default=1, help="repeats; backends alternate order between rounds")
-    parser.add_argument("--backends", default="duckdb_file,ducklake,postgres")
+    parser.add_argument("--backends", default="duckdb_file,ducklake,postgres,platform_postgres")
     args = parser.parse_args()
 
     WORK.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # What runner.configure_environment sets (or reads) for a command's home.
 STORE_VARIABLES = ("CSSCI_HOME", "CSSCI_WAREHOUSE", "CSSCI_IMAGE_STORE", "CSSCI_MANIFEST", "DAGSTER_HOME",
                    "CSSCI_MLFLOW_URI", "CSSCI_EXPERIMENT_CONFIG", "CSSCI_LOG_DIR", "CSSCI_DEBUG", "CSSCI_PROFILE",
-                   "CSSCI_CLUSTER_FILE", "CSSCI_DAGSTER_STORAGE_URL")
+                   "CSSCI_CLUSTER_FILE", "CSSCI_DAGSTER_STORAGE_URL", "CSSCI_WAREHOUSE_SERVER",
+                   "CSSCI_CELERY_BROKER")
 
 
 @pytest.fixture(autouse=True)

@@ -37,6 +37,8 @@ def clean_env(home: Path, **variables: str) -> dict[str, str]:
         "CSSCI_PROFILE",
         "CSSCI_CLUSTER_FILE",
         "CSSCI_DAGSTER_STORAGE_URL",
+        "CSSCI_WAREHOUSE_SERVER",
+        "CSSCI_CELERY_BROKER",
     ):
         if name not in variables:
             env.pop(name, None)

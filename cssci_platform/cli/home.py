@@ -22,6 +22,7 @@ from cssci_platform.lib.profiles import (
     CELERY_BROKER_ENV,
     DAGSTER_STORAGE_ENV,
     PROFILE_ENV,
+    WAREHOUSE_SERVER_ENV,
     Profile,
     ProfileError,
     active_profile,
@@ -49,6 +50,7 @@ def configure_environment(home: Path, manifest: Path | None = None) -> dict[str,
     if profile.servers is not None:
         values["CSSCI_MLFLOW_URI"] = cluster_mlflow_uri(profile)
         values[DAGSTER_STORAGE_ENV] = dagster_storage_url(profile.servers)
+        values[WAREHOUSE_SERVER_ENV] = profile.servers.warehouse
         if profile.servers.celery_broker:
             values[CELERY_BROKER_ENV] = profile.servers.celery_broker
     # full tracebacks of failed commands
@@ -68,6 +70,8 @@ def configure_environment(home: Path, manifest: Path | None = None) -> dict[str,
     study = experiment_file(home)
     if not os.environ.get(EXPERIMENT_ENV) and study.exists():
         values[EXPERIMENT_ENV] = str(study)
+    if profile.servers is None:  # a local home's rows go to its own file, whatever a shell has left set
+        os.environ.pop(WAREHOUSE_SERVER_ENV, None)
     os.environ.update(values)
     dagster_home = Path(values["DAGSTER_HOME"])
     dagster_home.mkdir(parents=True, exist_ok=True)

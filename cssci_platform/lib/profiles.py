@@ -5,7 +5,8 @@
 - `cluster`: the servers a hospital network shares, named in one small YAML file (`CSSCI_CLUSTER_FILE`):
   the Dagster instance's runs, events and schedules in PostgreSQL (dagster-postgres), so a webserver, a daemon and
   workers on other machines see one history; and an MLflow tracking server (PostgreSQL behind it, artifacts proxied
-  by the server), so every machine logs and registers models in one place.
+  by the server), so every machine logs and registers models in one place; and the warehouse in PostgreSQL
+  (`lib/warehouse_server.py`), which many steps on many machines write at once.
 
   With a Celery broker (`celery_broker`), the steps of the distributable jobs (patients, center embeddings, the
   zoo's fit units) are tasks on the broker, executed by `cssci worker` processes on any machine.
@@ -13,6 +14,7 @@
 The cluster file holds passwords: keep it readable by its owner only. Its keys (`celery_broker` optional):
 
     dagster_storage: postgresql://cssci:secret@db.example.org:5432/dagster
+    warehouse: postgresql://cssci:secret@db.example.org:5432/warehouse
     mlflow_tracking_uri: http://mlflow.example.org:5000
     celery_broker: redis://:secret@queue.example.org:6379/0
 """
@@ -37,6 +39,7 @@ CLUSTER_FILE_ENV = "CSSCI_CLUSTER_FILE"
 ProfileName = Literal["local", "cluster"]
 PROFILE_NAMES: tuple[ProfileName, ...] = ("local", "cluster")
 DAGSTER_STORAGE_ENV = "CSSCI_DAGSTER_STORAGE_URL"  # dagster.yaml names this variable, so no password is written there
+WAREHOUSE_SERVER_ENV = "CSSCI_WAREHOUSE_SERVER"  # set from the cluster file; lib.warehouse.connect reads it
 CELERY_BROKER_ENV = "CSSCI_CELERY_BROKER"  # set from the cluster file; the step executor and `cssci worker` read it
 DEFAULT_CELERY_QUEUE = "dagster"  # dagster-celery's queue of every step without a queue tag
 GPU_CELERY_QUEUE = "gpu"  # the queue of GPU steps, taken only by workers started with it (`cssci worker --queues`)
@@ -46,10 +49,11 @@ class ClusterServers(Section):
     """The `cluster` profile's servers."""
 
     dagster_storage: str  # PostgreSQL URL of the Dagster instance's storage (runs, events, schedules)
+    warehouse: str  # PostgreSQL URL of the warehouse database (patient rows, models, predictions)
     mlflow_tracking_uri: str  # http(s) URL of the MLflow tracking server
     celery_broker: str | None = None  # Redis URL: broker and result backend of the step executor (none: local steps)
 
-    @field_validator("dagster_storage")
+    @field_validator("dagster_storage", "warehouse")
     @classmethod
     def _postgres_url(cls, value: str) -> str:
         parts = urlsplit(value)

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 import duckdb
 
 from cssci_platform.lib.deep.patient_slices import STAGE as SLICE_STAGE
+from cssci_platform.lib.queries.catalog import table_columns
 
 PATIENT_QC_STAGES = ("manifest", "scans", "preprocess", "radiomics", SLICE_STAGE)  # written before any later stage
 # table -> the rows of it that are source data of the stages after the patients (None: all)
@@ -25,8 +26,6 @@ SOURCE_ROWS: dict[str, str | None] = {
     "preprocessed_channels": None, "preprocessed_masks": None, "radiomics_features": None, "roi_slices": None,
     "qc_issues": "list_contains(" + repr(list(PATIENT_QC_STAGES)) + ", stage)",
 }
-CONTENT_COLUMNS = ("SELECT column_name FROM duckdb_columns() WHERE schema_name = 'main' AND table_name = ? "
-                   "AND data_type NOT LIKE 'TIMESTAMP%' ORDER BY column_index")
 
 
 def source_rows(derived_outcomes: Sequence[str] = ()) -> dict[str, str | None]:
@@ -45,7 +44,7 @@ def source_digest(con: duckdb.DuckDBPyConnection, tables: Mapping[str, str | Non
 
 
 def _table_content(con: duckdb.DuckDBPyConnection, table: str, condition: str | None) -> str:
-    columns = [name for (name,) in con.execute(CONTENT_COLUMNS, [table]).fetchall()]
+    columns = [name for name, kind in table_columns(con, table) if not kind.startswith("TIMESTAMP")]
     if not columns:
         return "absent"
     row_hash = "hash(" + ", ".join(f'"{name}"' for name in columns) + ")"

@@ -22,6 +22,7 @@ import duckdb
 import polars as pl
 
 from cssci_platform.lib.failures import ExplainedError, storage_problem
+from cssci_platform.lib.profiles import WAREHOUSE_SERVER_ENV
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -114,6 +115,12 @@ def lock_wait_seconds() -> float:
         raise WarehouseUnavailable(f"{LOCK_WAIT_ENV}={text!r} is not a number of seconds") from None
 
 
+def warehouse_server() -> str | None:
+    """The PostgreSQL URL of the cluster profile's warehouse (set from the cluster file by every command); None for
+    the local DuckDB file."""
+    return os.environ.get(WAREHOUSE_SERVER_ENV, "").strip() or None
+
+
 @contextmanager
 def connect(path: Path, read_only: bool = False, lock_wait: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open the warehouse (creating tables on first write), waiting up to `lock_wait` seconds (default
@@ -121,6 +128,13 @@ def connect(path: Path, read_only: bool = False, lock_wait: float | None = None)
     (`PlatformLock`), then for DuckDB's own lock (a session outside the platform). Raises `WarehouseUnavailable`
     naming the cause."""
     path = Path(path)
+    server = warehouse_server()
+    if server is not None:  # the cluster profile's PostgreSQL: no file, no lock
+        from cssci_platform.lib.warehouse_server import connect_server  # the postgres extension: only there
+
+        with connect_server(server, path, read_only) as con:
+            yield con
+        return
     _prepare_folder(path)
     wait = lock_wait_seconds() if lock_wait is None else lock_wait
     deadline = time.monotonic() + wait
@@ -294,14 +308,30 @@ SCHEMA_DIGEST = hashlib.sha256(repr((SCHEMA, ADDED_COLUMNS, PATIENT_STATUS_VIEW)
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create what is missing of the tables, added columns and views; skipped (one read instead of ~25 catalog
     statements per connection) when the file records that this very schema was applied."""
-    if _applied_schema(con) == SCHEMA_DIGEST:
+    if schema_applied(con):
         return
+    create_schema(con)
+    record_schema(con)
+
+
+def schema_applied(con: duckdb.DuckDBPyConnection) -> bool:
+    return _applied_schema(con) == SCHEMA_DIGEST
+
+
+def create_schema(con: duckdb.DuckDBPyConnection, persistent_views: bool = True) -> None:
+    """Create what is missing of the tables, added columns and (where the database can hold DuckDB's: not the
+    cluster warehouse) views."""
     for table, columns in SCHEMA.items():
         con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
     for table, added in ADDED_COLUMNS.items():
         for column, kind in added.items():
             con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
-    con.execute(PATIENT_STATUS_VIEW)
+    if persistent_views:
+        con.execute(PATIENT_STATUS_VIEW)
+
+
+def record_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Record that SCHEMA_DIGEST was applied, so later connections skip the DDL."""
     with transaction(con):
         con.execute("DELETE FROM warehouse_schema")
         con.execute("INSERT INTO warehouse_schema VALUES (?)", [SCHEMA_DIGEST])
@@ -310,7 +340,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
 def _applied_schema(con: duckdb.DuckDBPyConnection) -> str | None:
     try:
         row = con.execute("SELECT digest FROM warehouse_schema").fetchone()
-    except duckdb.CatalogException:  # a warehouse written before the schema was recorded, or a new file
+    except duckdb.CatalogException:  # a warehouse written before the schema was recorded, or a new one
         return None
     return row[0] if row else None
 
@@ -356,7 +386,14 @@ def replace_patient_radiomics(con: duckdb.DuckDBPyConnection, patient_key: str, 
     """Replace the patient's `radiomics_features` rows and keep `radiomics_wide` in step, in one transaction; returns
     the view's feature columns. The view is re-created only when this write can change its columns: when the patient
     brings a feature the view lacks, or drops one it had (which may have been the last of its name). Re-creating it
-    scans the whole table, which at 200 patients cost more than the rest of the patient's writes."""
+    scans the whole table, which at 200 patients cost more than the rest of the patient's writes.
+    The cluster warehouse keeps no such view (lib/warehouse_server.py): there it returns the patient's feature columns.
+    """
+    if _wide_tables_of_server(con) is not None:
+        with transaction(con):
+            con.execute("DELETE FROM radiomics_features WHERE patient_key = ?", [patient_key])
+            append_rows(con, "radiomics_features", rows)
+            return len(_feature_names(con, f"patient_key = ? AND {PRIMARY}", [patient_key]))
     with transaction(con):
         before = _feature_names(con, f"patient_key = ? AND {PRIMARY}", [patient_key])
         con.execute("DELETE FROM radiomics_features WHERE patient_key = ?", [patient_key])
@@ -405,8 +442,24 @@ def table_frame(path: Path, sql: str, parameters: Sequence | None = None) -> pl.
 
 
 def write_wide_table(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> None:
-    """Replace a whole cohort-level wide table (its columns depend on the configuration) in one transaction."""
+    """Replace a whole cohort-level wide table (its columns depend on the configuration) in one transaction (in the
+    cluster warehouse: its Parquet file, replaced atomically)."""
+    folder = _wide_tables_of_server(con)
+    if folder is not None:
+        from cssci_platform.lib.warehouse_server import write_wide_parquet
+
+        write_wide_parquet(con, folder, table, frame)
+        return
     with transaction(con):
         con.register("incoming_wide", frame)
         con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM incoming_wide")
         con.unregister("incoming_wide")
+
+
+def _wide_tables_of_server(con: duckdb.DuckDBPyConnection) -> Path | None:
+    """The wide tables' folder where `con` is a cluster warehouse connection, else None (the local file)."""
+    if warehouse_server() is None:
+        return None
+    from cssci_platform.lib.warehouse_server import server_wide_tables
+
+    return server_wide_tables(con)

@@ -1,8 +1,9 @@
 """A small study end to end in the `cluster` profile against real servers on 127.0.0.1: PostgreSQL for the Dagster
-instance's storage, the MLflow tracking server on PostgreSQL with artifacts proxied into a shared folder, Redis as the
-Celery broker and two `cssci worker`s (one also on the `gpu` queue) executing the steps of patients, center
-embeddings and fit units, one of whose step processes is killed mid-step; and the same study in the `local` profile:
-the same warehouse tables and the same champions (issue 15)."""
+instance's storage and for the warehouse (its wide tables as Parquet files in the home), the MLflow tracking server
+on PostgreSQL with artifacts proxied into a shared folder, Redis as the Celery broker and two `cssci worker`s (one
+also on the `gpu` queue) executing the steps of patients, center embeddings and fit units, one of whose step
+processes is killed mid-step; and the same study in the `local` profile: the same warehouse tables and the same
+champions (issue 15)."""
 
 from __future__ import annotations
 
@@ -19,13 +20,14 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import duckdb
 import psycopg
 import pytest
 import yaml
 from mlflow import MlflowClient
 
-from cssci_platform.lib.profiles import CLUSTER_FILE_ENV, PROFILE_ENV
+from cssci_platform.lib.profiles import CLUSTER_FILE_ENV, PROFILE_ENV, WAREHOUSE_SERVER_ENV
+from cssci_platform.lib.queries.catalog import table_names
+from cssci_platform.lib.warehouse import connect
 from cssci_platform_tests.cluster.servers import MlflowServer, PostgresServer, stop_process_group, wait_until
 from cssci_platform_tests.test_cli_failures import clean_env
 from cssci_platform_tests.test_cli_instance_runs import _descendants
@@ -37,6 +39,7 @@ STUDY = ["--config", "demo", "--set", "cohort.synthetic.patients=16", "--set", "
 # columns that differ between any two runs of one study: times and Dagster's run ids (MLflow's run and model ids are
 # replaced by the model they name)
 MLFLOW_ID = re.compile(r"[0-9a-f]{32}")  # a run id outside trained_models (e.g. a Combined model's results)
+VIEWS = {"patient_status", "radiomics_wide"}  # derived from the tables (radiomics_wide: local file only)
 VOLATILE = {"updated_at", "detected_at", "created_at", "predicted_at", "scored_at", "dagster_run_id"}
 
 
@@ -46,16 +49,17 @@ def run_study(home: Path, **variables: str) -> subprocess.CompletedProcess:
                           text=True, encoding="utf-8", timeout=1500)
 
 
-def warehouse_snapshot(home: Path) -> dict[str, list[tuple]]:
-    """Every table of the home's warehouse, sorted, without volatile columns, each MLflow run id as the model it
-    names (`trained_models`) and the home's path as <home>."""
-    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+def warehouse_snapshot(home: Path, server: str = "") -> dict[str, list[tuple]]:
+    """Every table of the home's warehouse (the local file, or the cluster's PostgreSQL `server` with the wide tables
+    beside), read through the platform's connection, sorted, without volatile columns and views, each MLflow run id as
+    the model it names (`trained_models`) and the home's path as <home>."""
+    os.environ[WAREHOUSE_SERVER_ENV] = server  # restored after the test (conftest: store_variables_restored)
+    with connect(home / "warehouse.duckdb", read_only=True) as con:
         models = {}
         for run_id, model_uri, name, mode, fold in con.execute(
                 "SELECT run_id, model_uri, result_name, mode, fold FROM trained_models").fetchall():
             models[run_id] = models[model_uri] = f"{name} {mode} {fold}"
-        tables = [name for (name,) in con.execute("SELECT table_name FROM information_schema.tables "
-                                                  "WHERE table_type = 'BASE TABLE' ORDER BY 1").fetchall()]
+        tables = sorted(table_names(con) - VIEWS)
         snapshot = {}
         for table in tables:
             frame = con.execute(f'SELECT * FROM "{table}"').pl()
@@ -144,10 +148,12 @@ def test_a_study_in_the_cluster_profile_equals_the_local_study(tmp_path: Path, p
     shutil.rmtree(home)
 
     database = postgres_server.create_database("dagster")
-    storage_url = f"postgresql://{postgres_server.user}@{postgres_server.host}:{postgres_server.port}/dagster"
+    warehouse = postgres_server.create_database("warehouse")
+    server = f"postgresql://{postgres_server.user}@{postgres_server.host}:{postgres_server.port}"
     cluster_file = tmp_path / "cluster.yaml"
-    cluster_file.write_text(yaml.safe_dump({"dagster_storage": storage_url, "mlflow_tracking_uri": mlflow_server.url,
-                                            "celery_broker": redis_url}), encoding="utf-8")
+    cluster_file.write_text(yaml.safe_dump({"dagster_storage": f"{server}/dagster", "warehouse": f"{server}/warehouse",
+                                            "mlflow_tracking_uri": mlflow_server.url, "celery_broker": redis_url}),
+                            encoding="utf-8")
     cluster_file.chmod(0o600)
     cluster_env = {PROFILE_ENV: "cluster", CLUSTER_FILE_ENV: str(cluster_file)}
     with (running_workers(home, clean_env(home, **cluster_env), {"gpu1": "dagster,gpu", "cpu1": "dagster"}) as workers,
@@ -157,7 +163,7 @@ def test_a_study_in_the_cluster_profile_equals_the_local_study(tmp_path: Path, p
         killed_step = killed.result(timeout=60)
     assert cluster.returncode == 0, cluster.stdout[-3000:] + cluster.stderr[-3000:]
 
-    cluster_tables = warehouse_snapshot(home)
+    cluster_tables = warehouse_snapshot(home, f"{server}/warehouse")
     assert set(cluster_tables) == set(local_tables)
     differences = {table: next((pair for pair in zip(rows, cluster_tables[table]) if pair[0] != pair[1]),
                                f"{len(rows)} rows locally, {len(cluster_tables[table])} in the cluster")
@@ -171,6 +177,10 @@ def test_a_study_in_the_cluster_profile_equals_the_local_study(tmp_path: Path, p
             "SELECT event FROM event_logs WHERE event LIKE '%in celery worker%'").fetchall()]
     assert runs.get("SUCCESS", 0) >= 3 and set(runs) == {"SUCCESS"}, runs
     assert sorted(path.name for path in (home / "dagster_home").rglob("*.db")) == []
+    # the warehouse rows are in PostgreSQL (written by the workers' steps at once), no DuckDB file in the home
+    with psycopg.connect(warehouse) as connection:
+        in_postgres = connection.execute("SELECT count(DISTINCT patient_key) FROM radiomics_features").fetchone()
+    assert in_postgres == (18,) and not list(home.rglob("*.duckdb"))
     # patients, embeddings and fit units executed in the workers, the embeddings (gpu queue) only where it is taken
     steps_by_worker = {name: [e for e in in_workers if f"{name}@" in e] for name in ("gpu1", "cpu1")}
     assert all(steps_by_worker.values()), {name: len(steps) for name, steps in steps_by_worker.items()}

@@ -20,6 +20,7 @@ from cssci_platform.lib.cluster.warehouse_backends import (
     LAKE_ALIAS,
     DuckDBFileTarget,
     DuckLakeTarget,
+    PlatformServerTarget,
     PostgresTarget,
     WarehouseTarget,
     attach_ducklake,
@@ -37,6 +38,7 @@ from cssci_platform.lib.cluster.write_load import (
     synthetic_feature_rows,
 )
 from cssci_platform.lib.warehouse import connect
+from cssci_platform.lib.warehouse_server import connect_server
 from cssci_platform_tests.cluster.servers import PostgresServer, free_port
 
 pytestmark = [pytest.mark.cluster, pytest.mark.xdist_group("cluster")]
@@ -62,11 +64,13 @@ def make_target(backend: str, postgres_server: PostgresServer, tmp_path: Path) -
     if backend == "ducklake":
         ducklake_extensions_or_skip()
         return DuckLakeTarget(postgres_server.create_database(database), tmp_path / "shared" / "lake")
+    if backend == "platform_postgres":
+        return PlatformServerTarget(postgres_server.create_database(database), tmp_path / "shared" / "warehouse.duckdb")
     return PostgresTarget(postgres_server.create_database(database))
 
 
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("backend", ["duckdb_file", "ducklake", "postgres"])
+@pytest.mark.parametrize("backend", ["duckdb_file", "ducklake", "postgres", "platform_postgres"])
 def test_eight_writers_lose_and_duplicate_no_row_and_readers_see_whole_patients(
     backend: str, postgres_server: PostgresServer, tmp_path: Path
 ) -> None:
@@ -82,7 +86,7 @@ def test_eight_writers_lose_and_duplicate_no_row_and_readers_see_whole_patients(
     assert final.rows() == [(WRITERS * PATIENTS * ROWS, WRITERS * PATIENTS)]
 
 
-@pytest.mark.parametrize("backend", ["duckdb_file", "ducklake", "postgres"])
+@pytest.mark.parametrize("backend", ["duckdb_file", "ducklake", "postgres", "platform_postgres"])
 def test_the_checks_see_a_lost_a_duplicated_and_a_half_written_patient(
     backend: str, postgres_server: PostgresServer, tmp_path: Path
 ) -> None:
@@ -154,6 +158,8 @@ def open_replacing_transaction(target: WarehouseTarget, key: str) -> Iterator[No
     with contextlib.ExitStack() as stack:
         if isinstance(target, DuckDBFileTarget):
             con, table = stack.enter_context(connect(target.path)), TABLE
+        elif isinstance(target, PlatformServerTarget):
+            con, table = stack.enter_context(connect_server(target.conninfo, target.path, read_only=False)), TABLE
         else:
             con, table = stack.enter_context(duckdb.connect()), f"{LAKE_ALIAS}.{TABLE}"
             attach_ducklake(con, target)
@@ -172,6 +178,7 @@ def open_replacing_transaction(target: WarehouseTarget, key: str) -> Iterator[No
         "(the local profile keeps it)")),
     "ducklake",
     "postgres",
+    "platform_postgres",
 ])
 def test_a_writer_does_not_wait_for_another_writers_open_transaction(
     backend: str, postgres_server: PostgresServer, tmp_path: Path

@@ -46,6 +46,7 @@ def packed_step_of(dagster_home: Path) -> dict:
 def cluster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     cluster_file = tmp_path / "cluster.yaml"
     cluster_file.write_text(yaml.safe_dump({"dagster_storage": "postgresql://cssci@127.0.0.1:9/dagster",
+                                            "warehouse": "postgresql://cssci@127.0.0.1:9/warehouse",
                                             "mlflow_tracking_uri": "http://127.0.0.1:9",
                                             "celery_broker": UNREACHABLE_BROKER}), encoding="utf-8")
     monkeypatch.setenv(PROFILE_ENV, "cluster")

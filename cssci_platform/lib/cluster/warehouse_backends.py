@@ -5,6 +5,8 @@
 - `DuckLakeTarget`: DuckLake, Parquet data files in a shared folder, catalog in PostgreSQL (many writers; a commit
   that conflicts with a concurrent one is retried).
 - `PostgresTarget`: PostgreSQL itself as the warehouse (COPY into the table inside the replacing transaction).
+- `PlatformServerTarget`: the cluster profile's warehouse as the platform writes it (`lib/warehouse_server.py`:
+  PostgreSQL through DuckDB's postgres extension, a short connection per write, as the assets do).
 
 Every write replaces one patient's rows (delete + insert) in one transaction, as `lib.warehouse.replace_rows` does,
 so a reader sees a patient's old rows or its new rows, never both and never part of them.
@@ -23,6 +25,7 @@ import polars as pl
 
 from cssci_platform.lib.cluster.duckdb_extensions import load_packaged_extension
 from cssci_platform.lib.warehouse import SCHEMA, connect, replace_rows
+from cssci_platform.lib.warehouse_server import connect_server
 
 LAKE_ALIAS = "lake"
 CONFLICT_RETRIES = 50  # DuckLake commits that lost a race with another writer's commit are retried this often
@@ -50,7 +53,16 @@ class PostgresTarget:
     conninfo: str
 
 
-WarehouseTarget = DuckDBFileTarget | DuckLakeTarget | PostgresTarget
+@dataclass(frozen=True)
+class PlatformServerTarget:
+    """The platform's cluster warehouse: PostgreSQL at `conninfo`; `path` the warehouse path in the shared home (its
+    folder holds the wide tables)."""
+
+    conninfo: str
+    path: Path
+
+
+WarehouseTarget = DuckDBFileTarget | DuckLakeTarget | PostgresTarget | PlatformServerTarget
 
 
 @dataclass(frozen=True)
@@ -66,7 +78,8 @@ class PatientRowsWriter(Protocol):
 
 
 def backend_name(target: WarehouseTarget) -> str:
-    return {DuckDBFileTarget: "duckdb_file", DuckLakeTarget: "ducklake", PostgresTarget: "postgres"}[type(target)]
+    return {DuckDBFileTarget: "duckdb_file", DuckLakeTarget: "ducklake", PostgresTarget: "postgres",
+            PlatformServerTarget: "platform_postgres"}[type(target)]
 
 
 # ---- table definitions -----------------------------------------------------------------------------------------------
@@ -95,6 +108,9 @@ def prepare_table(target: WarehouseTarget, table: str) -> None:
     if isinstance(target, DuckDBFileTarget):
         with connect(target.path):  # creates every warehouse table
             return
+    if isinstance(target, PlatformServerTarget):
+        with connect_server(target.conninfo, target.path, read_only=False):  # creates every table and index
+            return
     if isinstance(target, DuckLakeTarget):
         with duckdb.connect() as con:
             attach_ducklake(con, target)
@@ -119,6 +135,20 @@ class DuckDBFileWriter:
 
     def replace_patient_rows(self, table: str, patient_key: str, frame: pl.DataFrame) -> WriteOutcome:
         with connect(self.path) as con:
+            return WriteOutcome(replace_rows(con, table, {"patient_key": patient_key}, frame), 0)
+
+    def close(self) -> None:
+        return None
+
+
+class PlatformServerWriter:
+    """Each write opens a cluster warehouse connection (DuckDB, PostgreSQL attached), replaces, and closes it."""
+
+    def __init__(self, target: PlatformServerTarget) -> None:
+        self.target = target
+
+    def replace_patient_rows(self, table: str, patient_key: str, frame: pl.DataFrame) -> WriteOutcome:
+        with connect_server(self.target.conninfo, self.target.path, read_only=False) as con:
             return WriteOutcome(replace_rows(con, table, {"patient_key": patient_key}, frame), 0)
 
     def close(self) -> None:
@@ -210,6 +240,8 @@ def open_writer(target: WarehouseTarget) -> PatientRowsWriter:
         return DuckDBFileWriter(target)
     if isinstance(target, DuckLakeTarget):
         return DuckLakeWriter(target)
+    if isinstance(target, PlatformServerTarget):
+        return PlatformServerWriter(target)
     return PostgresWriter(target)
 
 
@@ -229,6 +261,9 @@ def read_frame(target: WarehouseTarget, sql: str) -> pl.DataFrame:
     default database; PostgreSQL: one statement (its own MVCC snapshot) through psycopg."""
     if isinstance(target, DuckDBFileTarget):
         with connect(target.path, read_only=True) as con:
+            return con.execute(sql).pl()
+    if isinstance(target, PlatformServerTarget):
+        with connect_server(target.conninfo, target.path, read_only=True) as con:
             return con.execute(sql).pl()
     if isinstance(target, DuckLakeTarget):
         with duckdb.connect() as con:

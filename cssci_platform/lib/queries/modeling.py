@@ -12,6 +12,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from cssci_platform.lib.queries.catalog import has_table, table_columns
 from cssci_platform.lib.queries.eligibility import ELIGIBLE_PATIENTS, rule_parameters
 
 STORED_SPLITS = "SELECT DISTINCT split FROM splits ORDER BY split"
@@ -31,7 +32,6 @@ FIT_PROBLEMS = (
     "SELECT result_name, mode, fold, metric, reason FROM model_results WHERE reason IS NOT NULL "
     "ORDER BY metric, result_name, mode, fold"
 )
-MODEL_RESULTS_COLUMNS = "SELECT column_name FROM information_schema.columns WHERE table_name = 'model_results'"
 FOLD_ROLES_OF_PREDICTIONS = (
     "SELECT DISTINCT patient_key, role FROM predictions WHERE role IN ('train', 'test') AND fold = ?"
 )
@@ -60,7 +60,6 @@ TRAINING_PATIENTS_PER_CENTER = """
 SELECT s.split, s.fold, m.center, count(*) AS n FROM feature_matrix m JOIN splits s USING (patient_key)
 WHERE s.role = 'train' GROUP BY ALL ORDER BY ALL
 """
-TABLE_EXISTS = "SELECT count(*) FROM information_schema.tables WHERE table_name = ?"
 PATIENT_OUTCOME_SOURCE = (
     "SELECT p.patient_key, p.cohort, o.value, o.outcome_date FROM patients p LEFT JOIN outcomes o "
     "ON o.patient_key = p.patient_key AND o.outcome = ? ORDER BY p.patient_key"
@@ -170,7 +169,7 @@ def by_patient(wide: pl.DataFrame) -> pl.DataFrame:
 def icc3_table(con: duckdb.DuckDBPyConnection) -> pl.DataFrame | None:
     """ICC(3,1) per radiomics feature (feature, icc, ci_low, ci_high); None when feature_reliability was never
     written."""
-    if not _has_table(con, "feature_reliability"):
+    if not has_table(con, "feature_reliability"):
         return None
     return con.execute(ICC3_TABLE).pl()
 
@@ -192,7 +191,7 @@ def model_predictions(con: duckdb.DuckDBPyConnection, with_networks: bool = True
 
 def fit_problems(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """model_results rows of failed fits and small-sample warnings (empty in a warehouse written before them)."""
-    columns = {row[0] for row in con.execute(MODEL_RESULTS_COLUMNS).fetchall()}
+    columns = {column for column, _ in table_columns(con, "model_results")}
     if "reason" not in columns:
         return pl.DataFrame(
             schema={
@@ -209,10 +208,6 @@ def fit_problems(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
 def roles_of_predicted_patients(con: duckdb.DuckDBPyConnection, fold: str) -> pl.DataFrame:
     """patient_key, role of the training and test patients the stored predictions of one fold cover."""
     return con.execute(FOLD_ROLES_OF_PREDICTIONS, [fold]).pl()
-
-
-def _has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    return bool(_scalar(con, TABLE_EXISTS, [table]))
 
 
 def _scalar(con: duckdb.DuckDBPyConnection, sql: str, parameters: list) -> Any:

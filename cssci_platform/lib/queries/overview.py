@@ -15,6 +15,7 @@ from datetime import datetime
 import duckdb
 
 from cssci_platform.lib.messages import markdown_table
+from cssci_platform.lib.queries.catalog import table_names
 
 STAGES = ("registered", "scanned", "preprocessed", "radiomics", "roi_slices", "embedded", "scored")
 PATIENT_STAGES = """
@@ -133,8 +134,7 @@ STAGE_TABLES = ("patients", "patient_status", "prospective_predictions", "embedd
 
 
 def _rows(con: duckdb.DuckDBPyConnection, sql: str, tables: Sequence[str]) -> list[tuple]:
-    present = {name for (name,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-    return con.execute(sql).fetchall() if set(tables) <= present else []
+    return con.execute(sql).fetchall() if set(tables) <= table_names(con) else []
 
 
 def _champion_row(row: Sequence, now: datetime) -> tuple:

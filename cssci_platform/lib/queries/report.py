@@ -5,6 +5,7 @@ from __future__ import annotations
 import duckdb
 import polars as pl
 
+from cssci_platform.lib.queries.catalog import has_table
 from cssci_platform.lib.queries.modeling import by_patient
 
 # wide rows, sorted by patient after the read (see queries.modeling.FEATURE_MATRIX)
@@ -16,7 +17,6 @@ HARMONIZED_TRAINING_ROWS = """
 SELECT h.* FROM harmonized_features h JOIN splits s USING (patient_key)
 WHERE s.split = ? AND s.fold = ? AND s.role = 'train'
 """
-TABLE_EXISTS = "SELECT count(*) FROM information_schema.tables WHERE table_name = ?"
 
 
 def training_feature_rows(con: duckdb.DuckDBPyConnection, split: str, fold: str) -> pl.DataFrame:
@@ -28,7 +28,6 @@ def training_feature_rows(con: duckdb.DuckDBPyConnection, split: str, fold: str)
 def harmonized_training_rows(con: duckdb.DuckDBPyConnection, split: str, fold: str) -> pl.DataFrame | None:
     """The `harmonized_features` rows (patient_key, center, cohort, label, harmonized columns) of the training
     patients of one fold; None when harmonized_features was never materialized."""
-    row = con.execute(TABLE_EXISTS, ["harmonized_features"]).fetchone()
-    if not row or not row[0]:
+    if not has_table(con, "harmonized_features"):
         return None
     return by_patient(con.execute(HARMONIZED_TRAINING_ROWS, [split, fold]).pl())

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import duckdb
 import polars as pl
 
-TABLE_EXISTS = "SELECT count(*) FROM information_schema.tables WHERE table_name = ?"
+from cssci_platform.lib.queries.catalog import has_table
+
 PATIENTS_PER_STATUS = "SELECT status, count(*) FROM patient_status GROUP BY status ORDER BY status"
 RADIOMICS_VALUES_PER_PATIENT = ("SELECT median(n)::BIGINT FROM (SELECT count(*) AS n FROM radiomics_features "
                                 "GROUP BY patient_key)")
@@ -55,10 +56,6 @@ def _one_row(con: duckdb.DuckDBPyConnection, sql: str, parameters: list | None =
     row = con.execute(sql, parameters or []).fetchone()
     assert row is not None, "an aggregate query returns one row"
     return row
-
-
-def has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    return bool(_one_row(con, TABLE_EXISTS, [name])[0])
 
 
 def patients_per_status(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int]]:
