@@ -196,3 +196,6 @@ def test_a_study_in_the_cluster_profile_equals_the_local_study(tmp_path: Path, p
     assert list(mlflow_server.artifacts_destination.rglob("MLmodel"))
     assert not (home / "mlflow.db").exists()
     assert local_tables["model_results"] and local_tables["predictions"]
+    # the whole study ran: the prospective patients scored by the champions, the report written (into the home)
+    assert len({row[0] for row in local_tables["prospective_predictions"]}) == 2
+    assert list(home.rglob("*.html"))
