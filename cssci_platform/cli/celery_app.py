@@ -4,8 +4,10 @@ executor sends steps to (defs/executors.py), built when the worker starts (nothi
 A step is acknowledged when it ends, not when a worker takes it (`task_acks_late`), and given back to the broker
 when the worker process executing it dies (`task_reject_on_worker_lost`): another worker executes it again. Every
 step writes its rows by replacing a patient's, a center's or a unit's rows, so a step executed twice leaves the same
-tables. With Redis, a step whose whole worker machine vanished is given back after the broker's visibility timeout
-(`broker_transport_options.visibility_timeout`, Celery's default one hour).
+tables. With Redis, a step whose whole worker vanished (machine lost, worker killed) is given back after the broker's
+visibility timeout (the cluster file's `celery_visibility_timeout_s`, default one hour), checked by the other workers
+every 10 s. A worker reserves no step beyond those it executes (prefetch 1 with late acknowledgement): a step waiting
+in a busy worker's reservation would otherwise count against the timeout and be given to another worker too.
 """
 
 from pathlib import Path
@@ -22,17 +24,21 @@ from dagster_celery.tasks import create_task
 
 from cssci_platform.cli.home import ENV_DEFAULTS, configure_environment
 from cssci_platform.lib.failures import ExplainedError
+from cssci_platform.lib.profiles import DEFAULT_VISIBILITY_TIMEOUT_S
 
 
 class StepOfAnotherHome(ExplainedError):
     """A step whose run belongs to another home than the worker's."""
 
 
-def worker_app(broker: str, home: Path) -> Celery:
+def worker_app(broker: str, home: Path, visibility_timeout_s: int = DEFAULT_VISIBILITY_TIMEOUT_S) -> Celery:
     """The app with the step task, on `broker` (also the result backend), for the steps of `home` only."""
     app = make_app(CeleryExecutor.for_cli(broker=broker, backend=broker).app_args())
     app.conf.task_acks_late = True
     app.conf.task_reject_on_worker_lost = True
+    app.conf.worker_prefetch_multiplier = 1
+    app.conf.broker_transport_options = {**(app.conf.broker_transport_options or {}),
+                                         "visibility_timeout": visibility_timeout_s}
     task = create_task(app)
     execute_step = task.run
 

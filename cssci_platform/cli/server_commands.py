@@ -82,6 +82,7 @@ def worker(home: Path = HOME_OPTION,
     paths (a shared folder) and the same cluster file; stop it with Ctrl-C (it finishes its running steps)."""
     from cssci_platform.cli.celery_app import worker_app
     from cssci_platform.defs.executors import celery_broker
+    from cssci_platform.lib.profiles import active_profile
     from cssci_platform.lib.study_config import EXPERIMENT_ENV, experiment_file
 
     configure_environment(home)
@@ -94,8 +95,11 @@ def worker(home: Path = HOME_OPTION,
     os.environ.setdefault(EXPERIMENT_ENV, str(experiment_file(home.resolve())))
     worker_name = f"{name or f'cssci-{os.getpid()}'}@%h"
     console.print(f"Celery worker {worker_name} on queues {queues} ({concurrency} at once)")
-    worker_app(broker, home.resolve()).worker_main(["worker", "--queues", queues, "--concurrency", str(concurrency),
-                                                    "--hostname", worker_name, "--loglevel", "INFO"])
+    servers = active_profile().servers
+    assert servers is not None, "celery_broker() is set only in the cluster profile"
+    app = worker_app(broker, home.resolve(), servers.celery_visibility_timeout_s)
+    app.worker_main(["worker", "--queues", queues, "--concurrency", str(concurrency), "--hostname", worker_name,
+                     "--loglevel", "INFO"])
 
 
 def compare(

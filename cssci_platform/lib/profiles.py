@@ -17,6 +17,7 @@ The cluster file holds passwords: keep it readable by its owner only. Its keys (
     warehouse: postgresql://cssci:secret@db.example.org:5432/warehouse
     mlflow_tracking_uri: http://mlflow.example.org:5000
     celery_broker: redis://:secret@queue.example.org:6379/0
+    celery_visibility_timeout_s: 3600  # optional: a lost worker's step goes to another worker after this
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ DAGSTER_STORAGE_ENV = "CSSCI_DAGSTER_STORAGE_URL"  # dagster.yaml names this var
 WAREHOUSE_SERVER_ENV = "CSSCI_WAREHOUSE_SERVER"  # set from the cluster file; lib.warehouse.connect reads it
 CELERY_BROKER_ENV = "CSSCI_CELERY_BROKER"  # set from the cluster file; the step executor and `cssci worker` read it
 DEFAULT_CELERY_QUEUE = "dagster"  # dagster-celery's queue of every step without a queue tag
+DEFAULT_VISIBILITY_TIMEOUT_S = 3600  # Celery's own default for Redis
+MIN_VISIBILITY_TIMEOUT_S = 10  # the Redis transport checks for steps to give back every 10 s
 GPU_CELERY_QUEUE = "gpu"  # the queue of GPU steps, taken only by workers started with it (`cssci worker --queues`)
 
 
@@ -52,6 +55,10 @@ class ClusterServers(Section):
     warehouse: str  # PostgreSQL URL of the warehouse database (patient rows, models, predictions)
     mlflow_tracking_uri: str  # http(s) URL of the MLflow tracking server
     celery_broker: str | None = None  # Redis URL: broker and result backend of the step executor (none: local steps)
+    # How long a step taken by a worker that vanished (machine lost, worker killed) stays with it before another worker
+    # takes it (Redis's visibility timeout). Longer than the longest step: a step still running after it is executed
+    # a second time beside the first.
+    celery_visibility_timeout_s: int = DEFAULT_VISIBILITY_TIMEOUT_S
 
     @field_validator("dagster_storage", "warehouse")
     @classmethod
@@ -69,6 +76,13 @@ class ClusterServers(Section):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be the http(s) URL of an MLflow tracking server, e.g. http://127.0.0.1:5000")
         return value.rstrip("/")
+
+    @field_validator("celery_visibility_timeout_s")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value < MIN_VISIBILITY_TIMEOUT_S:
+            raise ValueError(f"must be at least {MIN_VISIBILITY_TIMEOUT_S} seconds (longer than the longest step)")
+        return value
 
     @field_validator("celery_broker")
     @classmethod

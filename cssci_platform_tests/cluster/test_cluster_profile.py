@@ -32,6 +32,7 @@ from cssci_platform_tests.cluster.servers import MlflowServer, PostgresServer, s
 from cssci_platform_tests.test_cli_failures import clean_env
 from cssci_platform_tests.test_cli_instance_runs import _descendants
 
+VISIBILITY_TIMEOUT_S = 30  # the vanished worker's step goes to the other worker after this (longer than any step here)
 pytestmark = [pytest.mark.cluster, pytest.mark.long_running, pytest.mark.timeout(1800)]
 STUDY = ["--config", "demo", "--set", "cohort.synthetic.patients=16", "--set", "cohort.synthetic.prospective=2",
          "--set", "models.classifiers=[LR]", "--set", "modes=[leakage_safe]", "--set", "models.cv_folds=3",
@@ -103,11 +104,12 @@ def step_key(event: str) -> str:
     return str(json.loads(event)["dagster_event"]["step_key"])
 
 
-def kill_the_step_process(database: str, worker: str, command: subprocess.Popen, step: str,
-                          timeout: float = 900) -> str:
-    """SIGKILL the process of `worker` (its Celery pool process, below the `cssci worker` command) as soon as it
-    executes a step whose key contains `step` (its "Executing steps ... in celery worker" event); returns that step's
-    key. As the kernel's OOM killer would end a step that outgrew the machine's memory."""
+def kill_in_worker(database: str, worker: str, command: subprocess.Popen, step: str, whole_worker: bool,
+                   other_than: frozenset[str] = frozenset(), timeout: float = 900) -> str:
+    """SIGKILL `worker` as soon as it executes a step whose key contains `step` (its "Executing steps ... in celery
+    worker" event), other than the steps `other_than`; returns that step's key. `whole_worker`: the `cssci worker`
+    command and its pool (its process group), as a machine that vanished; else only the pool process executing the
+    step, as the kernel's OOM killer would end a step that outgrew the machine's memory."""
     deadline = time.monotonic() + timeout
     with psycopg.connect(database, autocommit=True) as connection:
         while time.monotonic() < deadline:
@@ -118,14 +120,24 @@ def kill_the_step_process(database: str, worker: str, command: subprocess.Popen,
                 events = []
             time.sleep(0.2)
             for (event,) in events:
-                if f"{worker}@" in event:
-                    key = step_key(event)
+                if f"{worker}@" in event and step_key(event) not in other_than:
+                    if whole_worker:
+                        os.killpg(command.pid, signal.SIGKILL)
+                        return step_key(event)
                     below = _descendants(command.pid, {})  # the command is Celery's main process
                     pool = [pid for pid, (parent, _) in below.items() if parent == command.pid]
                     assert len(pool) == 1, below  # one pool process (--concurrency 1)
                     os.kill(pool[0], signal.SIGKILL)
-                    return key
+                    return step_key(event)
     raise AssertionError(f"worker {worker} executed no step like {step!r} within {timeout:.0f} s")
+
+
+def kill_a_step_then_the_worker(database: str, worker: str, command: subprocess.Popen) -> tuple[str, str]:
+    """The pool process of one of `worker`'s fit steps, then the whole worker during another: the keys of both."""
+    step_process = kill_in_worker(database, worker, command, "fit_unit", whole_worker=False)
+    whole = kill_in_worker(database, worker, command, "fit_unit", whole_worker=True,
+                           other_than=frozenset({step_process}))
+    return step_process, whole
 
 
 def champions(tracking_uri: str) -> dict[str, dict[str, str]]:
@@ -152,15 +164,15 @@ def test_a_study_in_the_cluster_profile_equals_the_local_study(tmp_path: Path, p
     server = f"postgresql://{postgres_server.user}@{postgres_server.host}:{postgres_server.port}"
     cluster_file = tmp_path / "cluster.yaml"
     cluster_file.write_text(yaml.safe_dump({"dagster_storage": f"{server}/dagster", "warehouse": f"{server}/warehouse",
-                                            "mlflow_tracking_uri": mlflow_server.url, "celery_broker": redis_url}),
-                            encoding="utf-8")
+                                            "mlflow_tracking_uri": mlflow_server.url, "celery_broker": redis_url,
+                                            "celery_visibility_timeout_s": VISIBILITY_TIMEOUT_S}), encoding="utf-8")
     cluster_file.chmod(0o600)
     cluster_env = {PROFILE_ENV: "cluster", CLUSTER_FILE_ENV: str(cluster_file)}
     with (running_workers(home, clean_env(home, **cluster_env), {"gpu1": "dagster,gpu", "cpu1": "dagster"}) as workers,
           ThreadPoolExecutor(1) as fault):
-        killed = fault.submit(kill_the_step_process, database, "cpu1", workers["cpu1"], "fit_unit")
+        killed = fault.submit(kill_a_step_then_the_worker, database, "cpu1", workers["cpu1"])
         cluster = run_study(home, **cluster_env)
-        killed_step = killed.result(timeout=60)
+        killed_step, lost_step = killed.result(timeout=60)
     assert cluster.returncode == 0, cluster.stdout[-3000:] + cluster.stderr[-3000:]
 
     cluster_tables = warehouse_snapshot(home, f"{server}/warehouse")
@@ -174,7 +186,7 @@ def test_a_study_in_the_cluster_profile_equals_the_local_study(tmp_path: Path, p
     with psycopg.connect(database) as connection:
         runs = dict(connection.execute("SELECT status, count(*) FROM runs GROUP BY status").fetchall())
         in_workers = [event for (event,) in connection.execute(
-            "SELECT event FROM event_logs WHERE event LIKE '%in celery worker%'").fetchall()]
+            "SELECT event FROM event_logs WHERE event LIKE '%in celery worker%' ORDER BY id").fetchall()]
     assert runs.get("SUCCESS", 0) >= 3 and set(runs) == {"SUCCESS"}, runs
     assert sorted(path.name for path in (home / "dagster_home").rglob("*.db")) == []
     # the warehouse rows are in PostgreSQL (written by the workers' steps at once), no DuckDB file in the home
@@ -187,8 +199,12 @@ def test_a_study_in_the_cluster_profile_equals_the_local_study(tmp_path: Path, p
     for step in ("process_patient_batch", "fit_unit", "embed_center_batch"):
         assert any(step in event for event in in_workers), step
     assert all("embed_center_batch" not in event for event in steps_by_worker["cpu1"])
-    # the step whose process was killed was given back to the broker and executed again, by either worker
+    # the step whose process was killed was given back to the broker and executed again, by either worker; the step
+    # of the worker that vanished was given back after the visibility timeout and executed by the other worker
     assert [step_key(event) for event in in_workers].count(killed_step) == 2, killed_step
+    assert [(step_key(e), "gpu1@" in e) for e in in_workers if step_key(e) == lost_step] == [
+        (lost_step, False), (lost_step, True)], lost_step
+    assert workers["cpu1"].poll() is not None  # the worker stayed dead: the other finished the study
     # models reach the shared folder through the tracking server (proxied artifacts), never written by the client
     client = MlflowClient(mlflow_server.url)
     logged = client.search_runs([client.get_experiment_by_name("demo").experiment_id], max_results=5)

@@ -68,3 +68,12 @@ def test_a_step_of_the_workers_own_home_passes_the_check(cluster_home: Path) -> 
     with pytest.raises(Exception) as went_on:  # past the check: the empty job pointer given here is refused later
         task.run(execute_step_args_packed=packed_step_of(cluster_home / "dagster_home"), executable_dict={})
     assert not isinstance(went_on.value, StepOfAnotherHome)
+
+
+def test_a_worker_reserves_no_step_beyond_its_own_and_gives_a_lost_step_back_after_the_set_timeout(
+        cluster_home: Path) -> None:
+    """A vanished worker's step returns to the broker after the cluster file's visibility timeout; a step reserved
+    by a busy worker would count against that timeout too, and be given to a second worker while it still waits."""
+    app = worker_app(UNREACHABLE_BROKER, cluster_home, visibility_timeout_s=45)
+    assert app.conf.broker_transport_options["visibility_timeout"] == 45
+    assert app.conf.worker_prefetch_multiplier == 1 and app.conf.task_acks_late

@@ -50,6 +50,7 @@ def test_the_cluster_profile_reads_its_servers_from_the_cluster_file(tmp_path: P
     assert profile.servers.warehouse == SERVERS["warehouse"]
     assert profile.servers.mlflow_tracking_uri == "http://127.0.0.1:5055"
     assert profile.servers.celery_broker is None  # optional: without it steps run where their run runs
+    assert profile.servers.celery_visibility_timeout_s == 3600  # Celery's default for Redis
 
 
 @pytest.mark.parametrize(("environment", "document", "expected"), [
@@ -58,9 +59,11 @@ def test_the_cluster_profile_reads_its_servers_from_the_cluster_file(tmp_path: P
     ({PROFILE_ENV: "cluster", CLUSTER_FILE_ENV: "/nonexistent/cluster.yaml"}, None,
      "CSSCI_CLUSTER_FILE: /nonexistent/cluster.yaml is not a file"),
     ({PROFILE_ENV: "cluster"}, ["a list"],
-     "must hold a mapping with the keys dagster_storage, warehouse, mlflow_tracking_uri, celery_broker"),
+     "must hold a mapping with the keys dagster_storage, warehouse, mlflow_tracking_uri, celery_broker, "
+     "celery_visibility_timeout_s"),
     ({PROFILE_ENV: "cluster"}, {**SERVERS, "brokr": "redis://x"},
-     "brokr: unknown key; allowed: dagster_storage, warehouse, mlflow_tracking_uri, celery_broker"),
+     "brokr: unknown key; allowed: dagster_storage, warehouse, mlflow_tracking_uri, celery_broker, "
+     "celery_visibility_timeout_s"),
     ({PROFILE_ENV: "cluster"}, {"dagster_storage": SERVERS["dagster_storage"]},
      "mlflow_tracking_uri: required key is missing"),
     ({PROFILE_ENV: "cluster"}, {**SERVERS, "dagster_storage": "sqlite:///dagster.db"},
@@ -71,6 +74,8 @@ def test_the_cluster_profile_reads_its_servers_from_the_cluster_file(tmp_path: P
      "warehouse: must be a PostgreSQL URL with host and database"),
     ({PROFILE_ENV: "cluster"}, {**SERVERS, "mlflow_tracking_uri": "sqlite:///mlflow.db"},
      "mlflow_tracking_uri: must be the http(s) URL of an MLflow tracking server"),
+    ({PROFILE_ENV: "cluster"}, {**SERVERS, "celery_visibility_timeout_s": 5},
+     "celery_visibility_timeout_s: must be at least 10 seconds"),
     ({PROFILE_ENV: "cluster"}, {**SERVERS, "celery_broker": "amqp://guest@127.0.0.1//"},
      "celery_broker: must be a Redis URL"),
 ])
