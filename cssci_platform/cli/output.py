@@ -15,6 +15,8 @@ from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
 
+from cssci_platform.lib.profiles import CLUSTER_FILE_ENV, PROFILE_ENV, WAREHOUSE_SERVER_ENV
+
 if TYPE_CHECKING:
     from rich.progress import TaskID
 
@@ -173,21 +175,34 @@ def next_steps(home: Path, warehouse: Path, mlflow_uri: str) -> list[NextStep]:
     with the platform: this Python's duckdb module), the Dagster UI, the MLflow UI on this home's store (opened on
     the study's experiment in MLflow's classic machine-learning view)."""
     home = home.resolve()
-    # JSON strings are Python strings in double quotes: the shell command needs no escaped single quotes
-    query = (f"import duckdb; duckdb.connect({json.dumps(str(warehouse))}, read_only=True)"
-             f".sql({json.dumps(EXPLORE_SQL)}).show(max_rows=100, max_width=250)")
     mlflow = Path(sys.executable).parent / "mlflow"
     mlflow_command = [str(mlflow) if mlflow.is_file() else "mlflow", "ui", "--backend-store-uri", mlflow_uri,
                       "--host", LOCAL_ONLY, "--port", str(MLFLOW_PORT)]
     served = mlflow_uri.startswith(("http://", "https://"))  # a tracking server (cluster profile): open it
     return [
         NextStep("QC", shlex.join([*cssci_program(), "qc", "--home", str(home)])),
-        NextStep("explore", shlex.join([sys.executable, "-c", query])),
+        NextStep("explore", shlex.join(explore_command(home, warehouse))),
         NextStep("UI", shlex.join([*cssci_program(), "ui", "--home", str(home), "--port", str(UI_PORT)]),
                  f"http://{LOCAL_ONLY}:{UI_PORT}"),
         NextStep("MLflow", "" if served else shlex.join(mlflow_command),
                  _mlflow_page(home, mlflow_uri, mlflow_uri if served else f"http://{LOCAL_ONLY}:{MLFLOW_PORT}")),
     ]
+
+
+def explore_command(home: Path, warehouse: Path) -> list[str]:
+    """A Python one-liner that prints EXPLORE_SQL's answer: the local DuckDB file through this Python's duckdb
+    module; in the cluster profile the PostgreSQL warehouse through the platform's connection, with the servers read
+    from the cluster file (so no password is printed) by the profile's variables set on the command line."""
+    # JSON strings are Python strings in double quotes: the shell command needs no escaped single quotes
+    if not os.environ.get(WAREHOUSE_SERVER_ENV):
+        return [sys.executable, "-c", f"import duckdb; duckdb.connect({json.dumps(str(warehouse))}, read_only=True)"
+                f".sql({json.dumps(EXPLORE_SQL)}).show(max_rows=100, max_width=250)"]
+    query = ("from pathlib import Path; import polars as pl; from cssci_platform.cli.home import configure_environment;"
+             " from cssci_platform.lib.warehouse import table_frame; pl.Config.set_tbl_rows(100); "
+             f"configure_environment(Path({json.dumps(str(home))})); "
+             f"print(table_frame(Path({json.dumps(str(warehouse))}), {json.dumps(EXPLORE_SQL)}))")
+    profile = [f"{PROFILE_ENV}=cluster", f"{CLUSTER_FILE_ENV}={os.environ.get(CLUSTER_FILE_ENV, '')}"]
+    return ["env", *profile, sys.executable, "-c", query]
 
 
 def _mlflow_page(home: Path, mlflow_uri: str, server: str) -> str:

@@ -5,6 +5,9 @@ files in the shared folder."""
 from __future__ import annotations
 
 import multiprocessing
+import os
+import shlex
+import subprocess
 from pathlib import Path
 
 import duckdb
@@ -12,8 +15,11 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
+import yaml
 
-from cssci_platform.lib.profiles import WAREHOUSE_SERVER_ENV
+from cssci_platform.cli.home import configure_environment
+from cssci_platform.cli.output import next_steps
+from cssci_platform.lib.profiles import CLUSTER_FILE_ENV, PROFILE_ENV, WAREHOUSE_SERVER_ENV
 from cssci_platform.lib.queries.catalog import has_table, table_columns, table_names
 from cssci_platform.lib.queries.summary import patients_per_status
 from cssci_platform.lib.stage_inputs import source_digest
@@ -170,3 +176,27 @@ def test_eight_processes_writing_first_into_a_new_warehouse_all_create_it_and_wr
     assert sorted(keys) == [f"P{i}" for i in range(8)]
     assert postgres_rows(server_url, "SELECT count(DISTINCT patient_key), count(*) FROM public.scans") == [(8, 8)]
     assert postgres_rows(server_url, "SELECT count(*) FROM public.warehouse_schema") == [(1,)]
+
+
+def test_the_explore_hint_of_a_cluster_home_reads_the_postgres_warehouse(
+        server_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The summary's `explore:` command opened the home's DuckDB file, which a cluster home does not have: it must
+    read the cluster warehouse, run as printed from a shell without the platform's variables."""
+    cluster_file = tmp_path / "cluster.yaml"
+    cluster_file.write_text(yaml.safe_dump({"dagster_storage": server_url, "warehouse": server_url,
+                                            "mlflow_tracking_uri": "http://127.0.0.1:9"}), encoding="utf-8")
+    monkeypatch.setenv(PROFILE_ENV, "cluster")
+    monkeypatch.setenv(CLUSTER_FILE_ENV, str(cluster_file))
+    home = tmp_path / "home"
+    values = configure_environment(home)
+    with connect(Path(values["CSSCI_WAREHOUSE"])) as con:
+        replace_rows(con, "patients", {"patient_key": "P1"}, [PATIENT])
+    [explore] = [step for step in next_steps(home, Path(values["CSSCI_WAREHOUSE"]), values["CSSCI_MLFLOW_URI"])
+                 if step.what == "explore"]
+
+    shell = {name: value for name, value in os.environ.items() if not name.startswith("CSSCI_")}
+    done = subprocess.run(shlex.split(explore.command), env=shell, capture_output=True, text=True, timeout=300)
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "P1" in done.stdout and "features" not in done.stdout and "registered" in done.stdout
+    assert server_url not in explore.command  # no password in the printed line: it is read from the cluster file
