@@ -30,7 +30,7 @@ import yaml
 
 from cssci_platform.cli.code_server import WORKSPACE_FILE, code_server
 from cssci_platform.cli.daemon_guard import start_guarded
-from cssci_platform.cli.dagster_runs import QUIET_RUN_CONFIG, first_failure_of_events
+from cssci_platform.cli.dagster_runs import QUIET_RUN_CONFIG, error_root_cause, first_failure_of_events
 from cssci_platform.cli.guards import stop_on_terminate
 from cssci_platform.cli.home import PROJECT_ROOT
 from cssci_platform.cli.orphaned_runs import (
@@ -167,13 +167,34 @@ def daemon_running(instance: dg.DagsterInstance) -> Iterator[DaemonKeeper]:
 
 def run_failure(events: list, status: dg.DagsterRunStatus) -> str:
     """Why a run without a failed step ended: its worker's death as the code server saw it ('Run execution process
-    ... was terminated by signal 9 (SIGKILL)'), else the run failure's message, else where to look."""
+    ... was terminated by signal 9 (SIGKILL)'), else what its executor raised (a step's task that failed in a Celery
+    worker: which step and why), else the run failure's message, else where to look."""
     messages = [(e.event_type, e.message or "") for e in events]
     for event_type, message in messages:
         if event_type == dg.DagsterEventType.ENGINE_EVENT and (found := WORKER_ENDED.search(message)):
             return "its run worker ended: " + found.group(1)
+    for event in events:
+        error = getattr(event.event_specific_data, "error", None)
+        if event.event_type == dg.DagsterEventType.RUN_FAILURE and error is not None:
+            return executor_failure(error)
     failures = [m for t, m in messages if t == dg.DagsterEventType.RUN_FAILURE and m and not m.startswith("This run")]
     return failures[0] if failures else f"the run ended {status.value}: see it in the Dagster UI"
+
+
+# dagster-celery's error when a step's task failed in a worker (the task itself, not the step: e.g. refused there)
+CELERY_TASK_FAILURES = "During celery execution errors occurred in workers:"
+CELERY_TASK_FAILURE = re.compile(r"^\[(?P<step>[^\]]+)\]: (?:[\w.]+\.)?(?P<error>\w+: .*)$", re.MULTILINE)
+
+
+def executor_failure(error) -> str:
+    """The first failed Celery task's step and its error's first line ('step: Error: text'), else the root cause of
+    what the executor raised."""
+    info = error
+    while info is not None:  # the executor's error, or one it was raised from
+        if CELERY_TASK_FAILURES in info.message and (found := CELERY_TASK_FAILURE.search(info.message)):
+            return f"{found.group('step')}: {found.group('error')}"
+        info = info.cause or info.context
+    return error_root_cause(error)
 
 
 def ended_run(instance: dg.DagsterInstance, run: dg.DagsterRun) -> RunEnded:

@@ -4,6 +4,8 @@ worker's home (its warehouse, manifest and study)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -16,6 +18,9 @@ from dagster_celery.config import TASK_EXECUTE_PLAN_NAME
 
 from cssci_platform.cli.celery_app import StepOfAnotherHome, worker_app
 from cssci_platform.lib.profiles import CLUSTER_FILE_ENV, PROFILE_ENV
+from cssci_platform_tests.cluster.servers import MlflowServer, PostgresServer, free_port
+from cssci_platform_tests.cluster.test_cluster_profile import running_workers
+from cssci_platform_tests.test_cli_failures import clean_env
 
 UNREACHABLE_BROKER = "redis://127.0.0.1:9/0"  # building the app connects to nothing
 # each test builds a worker's app (a worker process builds one); Celery warns that a second app in one process names
@@ -77,3 +82,36 @@ def test_a_worker_reserves_no_step_beyond_its_own_and_gives_a_lost_step_back_aft
     app = worker_app(UNREACHABLE_BROKER, cluster_home, visibility_timeout_s=45)
     assert app.conf.broker_transport_options["visibility_timeout"] == 45
     assert app.conf.worker_prefetch_multiplier == 1 and app.conf.task_acks_late
+
+
+@pytest.mark.cluster
+@pytest.mark.xdist_group("cluster")
+@pytest.mark.timeout(900)
+def test_a_command_names_the_refusal_of_a_worker_of_another_home(tmp_path: Path, postgres_server: PostgresServer,
+                                                                  mlflow_server: MlflowServer, redis_url: str) -> None:
+    """Two homes on one broker (a misconfiguration): home B's patient step reaches home A's worker, which refuses it.
+    The command printed only Dagster's run failure ('An exception was thrown during execution'); it must say which
+    step failed and why, as it does for a step that failed in a local process."""
+    broker = redis_url.rsplit("/", 1)[0] + "/7"  # a Redis database of its own: other tests' workers never see it
+    environments = {}
+    for home in ("home_a", "home_b"):
+        server = f"postgresql://{postgres_server.user}@{postgres_server.host}:{postgres_server.port}"
+        names = {d: f"{d}_{home}_{free_port()}" for d in ("dagster", "warehouse")}
+        for name in names.values():
+            postgres_server.create_database(name)
+        cluster_file = tmp_path / f"{home}.yaml"
+        cluster_file.write_text(yaml.safe_dump({
+            "dagster_storage": f"{server}/{names['dagster']}", "warehouse": f"{server}/{names['warehouse']}",
+            "mlflow_tracking_uri": mlflow_server.url, "celery_broker": broker}), encoding="utf-8")
+        environments[home] = clean_env(tmp_path / home, **{PROFILE_ENV: "cluster", CLUSTER_FILE_ENV: str(cluster_file)})
+    with running_workers(tmp_path / "home_a", environments["home_a"], {"wa": "dagster,gpu"}):
+        done = subprocess.run(
+            [sys.executable, "-m", "cssci_platform.cli.main", "run", "--config", "demo", "--set",
+             "cohort.synthetic.patients=4", "--set", "cohort.synthetic.prospective=0", "--home",
+             str(tmp_path / "home_b")], env={**environments["home_b"], "CI": "true"}, cwd=tmp_path,
+            capture_output=True, text=True, encoding="utf-8", timeout=600)
+
+    output = done.stdout + done.stderr
+    assert done.returncode != 0, output[-3000:]
+    assert "StepOfAnotherHome" in output and "start a worker with that home's --home" in output, output[-3000:]
+    assert str(tmp_path / "home_a") in output and "process_patient_batch" in output, output[-3000:]
