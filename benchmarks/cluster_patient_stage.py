@@ -6,7 +6,8 @@ Each round runs `cssci ingest <cohort> --workers 2` once per side, alternating w
 ready before the clock starts, as long-lived workers are). Servers (PostgreSQL, Redis, MLflow) are started on
 127.0.0.1 by `cssci_platform_tests/cluster/servers.py` and removed afterwards. Reported per side: wall seconds of the
 command; for the cluster side, from the instance's event log, how long each step waited between its submission to
-the broker and its start in a worker (queueing) and how long it executed there.
+the broker and its start in a worker (queueing) and how long it executed there, and the storage round trips: events
+written, transactions committed in the instance's and the warehouse's PostgreSQL databases.
 
     python benchmarks/cluster_patient_stage.py --patients 24 --rounds 2
 """
@@ -39,7 +40,7 @@ from cssci_platform_tests.cluster.servers import (  # noqa: E402
 
 STORE_VARIABLES = ("CSSCI_WAREHOUSE", "CSSCI_IMAGE_STORE", "CSSCI_MANIFEST", "DAGSTER_HOME", "CSSCI_MLFLOW_URI",
                    "CSSCI_EXPERIMENT_CONFIG", "CSSCI_LOG_DIR", "CSSCI_PROFILE", "CSSCI_CLUSTER_FILE",
-                   "CSSCI_DAGSTER_STORAGE_URL", "CSSCI_CELERY_BROKER")
+                   "CSSCI_DAGSTER_STORAGE_URL", "CSSCI_CELERY_BROKER", "CSSCI_WAREHOUSE_SERVER")
 
 
 def uptime() -> str:
@@ -94,7 +95,24 @@ def cluster_round(cohort: Path, round_: int, postgres: PostgresServer, mlflow_ur
     finally:
         for worker in workers:
             stop_process_group(worker)
-    return {"wall": wall, **step_times(conninfo)}
+    return {"wall": wall, **step_times(conninfo), **round_trips(postgres, database, f"warehouse_{database}")}
+
+
+def round_trips(postgres: PostgresServer, dagster_database: str, warehouse_database: str) -> dict:
+    """The storage round trips of a cluster round (each database is the round's own, so its totals are the round's):
+    Dagster events written, and transactions committed in the instance's and in the warehouse's database (reads
+    included: every statement DuckDB sends PostgreSQL runs in a transaction). Read after every client disconnected,
+    when PostgreSQL has counted their transactions."""
+    import psycopg
+
+    with psycopg.connect(postgres.conninfo(dagster_database)) as connection:
+        row = connection.execute("SELECT count(*) FROM event_logs").fetchone()
+        events = row[0] if row else None
+        commits = dict(connection.execute(
+            "SELECT datname, xact_commit FROM pg_stat_database WHERE datname = ANY(%s)",
+            [[dagster_database, warehouse_database]]).fetchall())
+    return {"events": events, "dagster_transactions": commits.get(dagster_database),
+            "warehouse_transactions": commits.get(warehouse_database)}
 
 
 def step_times(conninfo: str) -> dict:

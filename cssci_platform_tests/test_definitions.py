@@ -114,3 +114,22 @@ def test_patient_assets_are_partitioned_by_patient(definitions: dg.Definitions) 
 
 def test_resources_come_from_environment(definitions: dg.Definitions) -> None:
     assert set(definitions.resources or {}) >= {"warehouse", "cohort", "image_store", "tracking", "inbox"}
+
+
+# The jobs whose steps the cluster profile sends to Celery workers, and their GPU steps (the `gpu` queue, taken only
+# by workers started with it on GPU machines: center embeddings and fine-tuning, issue 15)
+DISTRIBUTED_JOBS = {"patient_batch_job", "center_embeddings_batch_job", "modeling_job", "fine_tuning_job"}
+GPU_STEPS = {"embed_center_batch", "fine_tuned_backbones"}
+
+
+def test_gpu_steps_go_to_the_gpu_queue_and_the_distributable_jobs_to_the_step_executor(
+        definitions: dg.Definitions) -> None:
+    from cssci_platform.defs.executors import CELERY_QUEUE_TAG
+
+    routed = {}
+    for name in DISTRIBUTED_JOBS:
+        job = definitions.resolve_job_def(name)
+        assert job.executor_def.executor_creation_fn.__qualname__.startswith("step_executor."), name
+        routed.update({node.name: node.tags.get(CELERY_QUEUE_TAG) for node in job.graph.nodes})
+    assert {step for step, queue in routed.items() if queue == "gpu"} == GPU_STEPS
+    assert {queue for step, queue in routed.items() if step not in GPU_STEPS} == {None}  # the default queue

@@ -336,7 +336,7 @@ class StudyStages:
                          run_config={"ops": {"embed_center_batch": {"config": {"centers": centers}}}})
         if config.deep.fine_tuning is not None:
             self.progress.on_stage(f"fine-tuned CNN classifiers ({', '.join(config.deep.fine_tuning.backbones)})")
-            self.execute("fine_tuning_job", run_config=IN_PROCESS)
+            self.execute("fine_tuning_job")  # in one process (its executor), on the cluster's gpu queue
 
     def modeling(self) -> None:
         self.progress.on_stage("study outcome, split, feature matrix, classifiers x signatures x modes (MLflow)")

@@ -2,6 +2,7 @@ import dagster as dg
 import polars as pl
 
 from cssci_platform.defs.embeddings.networks import fine_tune_channel
+from cssci_platform.defs.executors import GPU_QUEUE_TAGS
 from cssci_platform.defs.features.assets import preprocessed_channels
 from cssci_platform.defs.partitions import centers_partitions, patients_partitions
 from cssci_platform.defs.qc import issues_markdown, quarantine_guard, record_issues
@@ -72,7 +73,7 @@ def _qc_montage(key: str, channels: pl.DataFrame, masks: pl.DataFrame, request: 
             "qc_montage_file": dg.MetadataValue.path(str(path))}
 
 
-@dg.asset(group_name="deep", kinds={"pytorch", "duckdb"},
+@dg.asset(group_name="deep", kinds={"pytorch", "duckdb"}, op_tags=GPU_QUEUE_TAGS,  # the gpu queue on Celery
           deps=[dg.AssetDep(roi_slices, partition_mapping=dg.AllPartitionMapping()), patient_splits])
 def fine_tuned_backbones(context: dg.AssetExecutionContext, study: StudyResource, cohort: CohortResource,
                          warehouse: WarehouseResource, image_store: ImageStoreResource) -> dg.MaterializeResult:

@@ -18,6 +18,7 @@ FINE_TUNING_ASSETS = ["study_outcome", "patient_splits", "fine_tuned_backbones"]
 fine_tuning_job = dg.define_asset_job(
     "fine_tuning_job", FINE_TUNING_ASSETS,
     description="Split the cohort and fine-tune one network per backbone x channel on the training patients.",
+    executor_def=step_executor(dg.in_process_executor),  # one process (torch imported once); Celery in the cluster
 )
 
 
