@@ -59,7 +59,9 @@ def wide_tables_folder(warehouse: Path) -> Path:
 @contextmanager
 def connect_server(url: str, warehouse: Path, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
     """A DuckDB connection whose default database is the PostgreSQL warehouse at `url` (tables created on the first
-    write), with the temporary views of the wide tables kept beside `warehouse` and of `patient_status`.
+    write), with the temporary views of the wide tables kept beside `warehouse` and of `patient_status`. A
+    `read_only` connection creates nothing; unlike the local file's, it does not refuse writes (PostgreSQL's
+    permissions do, for a user given only SELECT).
 
     Each is a new connection (its own transactions and temporary views) to this process's in-memory DuckDB that has
     PostgreSQL attached (`_attached`): loading the extension into a new DuckDB costs ~80 ms, more than a patient's

@@ -4,6 +4,7 @@ files in the shared folder."""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import shlex
@@ -200,3 +201,25 @@ def test_the_explore_hint_of_a_cluster_home_reads_the_postgres_warehouse(
     assert done.returncode == 0, done.stderr[-2000:]
     assert "P1" in done.stdout and "features" not in done.stdout and "registered" in done.stdout
     assert server_url not in explore.command  # no password in the printed line: it is read from the cluster file
+
+
+def test_after_the_server_dropped_its_connections_the_next_connection_works(server_url: str, tmp_path: Path) -> None:
+    """A process keeps its DuckDB with PostgreSQL attached across connections; when the server ends those sessions
+    (a restart, a failover, an administrator), at most the statement running then fails, and the next connection of
+    the process reaches the warehouse again."""
+    import psycopg
+
+    path = tmp_path / "warehouse.duckdb"
+    with connect(path) as con:
+        replace_rows(con, "scans", {"patient_key": "P1"}, [scan_row("P1")])
+    database = server_url.rsplit("/", 1)[1]
+    with psycopg.connect(server_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
+        ended = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                              "WHERE datname = %s AND pid <> pg_backend_pid()", [database]).fetchone()
+    assert ended and ended[0] >= 1  # the process's attached DuckDB held at least one session
+
+    with contextlib.suppress(duckdb.Error), connect(path, read_only=True) as con:
+        con.execute("SELECT count(*) FROM scans").fetchone()  # may fail: its session was ended
+    with connect(path) as con:
+        replace_rows(con, "scans", {"patient_key": "P2"}, [scan_row("P2")])
+        assert con.execute("SELECT count(*) FROM scans").fetchone() == (2,)
