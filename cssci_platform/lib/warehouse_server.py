@@ -74,34 +74,24 @@ def connect_server(url: str, warehouse: Path, read_only: bool) -> Iterator[duckd
             _create_tables(con, url)
         _create_views(con, wide_tables_folder(warehouse))
         yield con
-    except duckdb.Error as error:
-        if LOST_SERVER.search(str(error)):  # attach anew next time: the extension's connections may be dead
-            _forget(url, instance)
-        raise
     finally:
         con.close()
 
 
 _INSTANCES: dict[tuple[int, str], duckdb.DuckDBPyConnection] = {}  # (process, url) -> DuckDB with PostgreSQL attached
 _INSTANCES_GUARD = threading.Lock()
-LOST_SERVER = re.compile(r"server closed the connection|connection to server|terminating connection|"
-                         r"no connection to the server|could not connect", re.IGNORECASE)
 
 
 def _attached(url: str) -> duckdb.DuckDBPyConnection:
-    """This process's in-memory DuckDB with the warehouse at `url` attached (a forked child attaches its own)."""
+    """This process's in-memory DuckDB with the warehouse at `url` attached (a forked child attaches its own). The
+    extension replaces a PostgreSQL session the server ended (restart, failover) by a new one on its next statement
+    (cluster/test_warehouse_server.py)."""
     key = (os.getpid(), url)
     with _INSTANCES_GUARD:
         instance = _INSTANCES.get(key)
         if instance is None:
             instance = _INSTANCES[key] = _attach(url)
         return instance
-
-
-def _forget(url: str, instance: duckdb.DuckDBPyConnection) -> None:
-    with _INSTANCES_GUARD:
-        if _INSTANCES.get((os.getpid(), url)) is instance:
-            del _INSTANCES[(os.getpid(), url)]
 
 
 def _attach(url: str) -> duckdb.DuckDBPyConnection:

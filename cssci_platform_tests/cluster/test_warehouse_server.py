@@ -4,7 +4,6 @@ files in the shared folder."""
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import os
 import shlex
@@ -205,8 +204,7 @@ def test_the_explore_hint_of_a_cluster_home_reads_the_postgres_warehouse(
 
 def test_after_the_server_dropped_its_connections_the_next_connection_works(server_url: str, tmp_path: Path) -> None:
     """A process keeps its DuckDB with PostgreSQL attached across connections; when the server ends those sessions
-    (a restart, a failover, an administrator), at most the statement running then fails, and the next connection of
-    the process reaches the warehouse again."""
+    (a restart, a failover, an administrator), the process's next statements reach the warehouse again."""
     import psycopg
 
     path = tmp_path / "warehouse.duckdb"
@@ -218,8 +216,8 @@ def test_after_the_server_dropped_its_connections_the_next_connection_works(serv
                               "WHERE datname = %s AND pid <> pg_backend_pid()", [database]).fetchone()
     assert ended and ended[0] >= 1  # the process's attached DuckDB held at least one session
 
-    with contextlib.suppress(duckdb.Error), connect(path, read_only=True) as con:
-        con.execute("SELECT count(*) FROM scans").fetchone()  # may fail: its session was ended
+    with connect(path, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM scans").fetchone() == (1,)
     with connect(path) as con:
         replace_rows(con, "scans", {"patient_key": "P2"}, [scan_row("P2")])
         assert con.execute("SELECT count(*) FROM scans").fetchone() == (2,)
