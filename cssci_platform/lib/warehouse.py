@@ -3,7 +3,9 @@
 Tables are long and tidy. Every per-patient write replaces that patient's rows in one transaction, so a
 re-materialization (e.g. after a file was fixed) leaves no stale rows and never touches other patients.
 DuckDB allows one writing process per file: connections are short-lived and retried while another
-process (a parallel patient run) holds the lock.
+process (a parallel patient run) holds the lock. In the cluster profile (CSSCI_WAREHOUSE_SERVER set from the cluster
+file) `connect` returns a connection to the PostgreSQL warehouse instead, which many processes write at once; the
+writers and named queries are the same (lib/warehouse_server.py).
 """
 
 from __future__ import annotations

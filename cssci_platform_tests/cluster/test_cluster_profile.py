@@ -1,9 +1,9 @@
 """A small study end to end in the `cluster` profile against real servers on 127.0.0.1: PostgreSQL for the Dagster
 instance's storage and for the warehouse (its wide tables as Parquet files in the home), the MLflow tracking server
 on PostgreSQL with artifacts proxied into a shared folder, Redis as the Celery broker and two `cssci worker`s (one
-also on the `gpu` queue) executing the steps of patients, center embeddings and fit units, one of whose step
-processes is killed mid-step; and the same study in the `local` profile: the same warehouse tables and the same
-champions (issue 15)."""
+also on the `gpu` queue) executing the steps of patients, center embeddings, fine-tuning and fit units, one of
+whose step processes is killed mid-step and later the whole worker; and the same study in the `local` profile: the
+same warehouse tables and the same champions (issue 15)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,8 @@ VISIBILITY_TIMEOUT_S = 30  # the vanished worker's step goes to the other worker
 pytestmark = [pytest.mark.cluster, pytest.mark.long_running, pytest.mark.timeout(1800)]
 STUDY = ["--config", "demo", "--set", "cohort.synthetic.patients=16", "--set", "cohort.synthetic.prospective=2",
          "--set", "models.classifiers=[LR]", "--set", "modes=[leakage_safe]", "--set", "models.cv_folds=3",
-         "--set", "preprocessing.channels=[original]", "--set", "deep.channels=[original]"]
+         "--set", "preprocessing.channels=[original]", "--set", "deep.channels=[original]",
+         "--set", "deep.fine_tuning={backbones: [resnet18], channels: [original], epochs: 1, batch_size: 16}"]
 # columns that differ between any two runs of one study: times and Dagster's run ids (MLflow's run and model ids are
 # replaced by the model they name)
 MLFLOW_ID = re.compile(r"[0-9a-f]{32}")  # a run id outside trained_models (e.g. a Combined model's results)
@@ -196,9 +197,10 @@ def test_a_study_in_the_cluster_profile_equals_the_local_study(tmp_path: Path, p
     # patients, embeddings and fit units executed in the workers, the embeddings (gpu queue) only where it is taken
     steps_by_worker = {name: [e for e in in_workers if f"{name}@" in e] for name in ("gpu1", "cpu1")}
     assert all(steps_by_worker.values()), {name: len(steps) for name, steps in steps_by_worker.items()}
-    for step in ("process_patient_batch", "fit_unit", "embed_center_batch"):
+    for step in ("process_patient_batch", "fit_unit", "embed_center_batch", "fine_tuned_backbones"):
         assert any(step in event for event in in_workers), step
-    assert all("embed_center_batch" not in event for event in steps_by_worker["cpu1"])
+    for gpu_step in ("embed_center_batch", "fine_tuned_backbones"):
+        assert all(gpu_step not in event for event in steps_by_worker["cpu1"]), gpu_step
     # the step whose process was killed was given back to the broker and executed again, by either worker; the step
     # of the worker that vanished was given back after the visibility timeout and executed by the other worker
     assert [step_key(event) for event in in_workers].count(killed_step) == 2, killed_step
@@ -211,7 +213,7 @@ def test_a_study_in_the_cluster_profile_equals_the_local_study(tmp_path: Path, p
     assert logged and all(run.info.artifact_uri.startswith("mlflow-artifacts:") for run in logged)
     assert list(mlflow_server.artifacts_destination.rglob("MLmodel"))
     assert not (home / "mlflow.db").exists()
-    assert local_tables["model_results"] and local_tables["predictions"]
+    assert local_tables["model_results"] and local_tables["predictions"] and local_tables["networks"]
     # the whole study ran: the prospective patients scored by the champions, the report written (into the home)
     assert len({row[0] for row in local_tables["prospective_predictions"]}) == 2
     assert list(home.rglob("*.html"))
