@@ -35,9 +35,9 @@ from cssci_platform.lib.cluster.duckdb_extensions import ExtensionUnavailable, l
 from cssci_platform.lib.warehouse import (
     PATIENT_STATUS_VIEW,
     SCHEMA,
+    SCHEMA_DIGEST,
     WarehouseUnavailable,
     create_schema,
-    record_schema,
     schema_applied,
 )
 
@@ -121,7 +121,7 @@ def _create_tables(con: duckdb.DuckDBPyConnection, url: str) -> None:
             if not schema_applied(con):
                 create_schema(con, persistent_views=False)
                 _create_patient_indexes(con)
-                record_schema(con)
+                _record_schema(con)
             return
         except duckdb.Error as error:
             if not SCHEMA_RACE.search(str(error)) or attempt == SCHEMA_ATTEMPTS:
@@ -129,6 +129,14 @@ def _create_tables(con: duckdb.DuckDBPyConnection, url: str) -> None:
                                            f"{without_password(url)}: {_first_line(error, url)}") from None
             con.execute("CALL pg_clear_cache()")  # the extension's view of the catalog predates the other's tables
             time.sleep(0.05 * attempt)
+
+
+def _record_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """`record_schema` as one PostgreSQL transaction that locks the table first: two processes recording it at the
+    same moment would otherwise each delete nothing (the other's row not yet committed) and leave two rows."""
+    statement = ("BEGIN; LOCK TABLE public.warehouse_schema IN EXCLUSIVE MODE; DELETE FROM public.warehouse_schema; "
+                 f"INSERT INTO public.warehouse_schema VALUES ({_literal(SCHEMA_DIGEST)}); COMMIT;")
+    con.execute(f"CALL postgres_execute('{SERVER_DATABASE}', {_literal(statement)})")
 
 
 def _create_patient_indexes(con: duckdb.DuckDBPyConnection) -> None:

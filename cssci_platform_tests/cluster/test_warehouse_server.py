@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import shlex
 import subprocess
+import threading
 from pathlib import Path
 
 import duckdb
@@ -25,6 +26,7 @@ from cssci_platform.lib.queries.summary import patients_per_status
 from cssci_platform.lib.stage_inputs import source_digest
 from cssci_platform.lib.warehouse import (
     SCHEMA,
+    SCHEMA_DIGEST,
     WarehouseUnavailable,
     connect,
     replace_patient_radiomics,
@@ -167,10 +169,9 @@ def test_eight_processes_writing_first_into_a_new_warehouse_all_create_it_and_wr
                                                                                     tmp_path: Path) -> None:
     """The first writes of a cluster study come from many workers at once; each creates the tables it misses, and
     those that collide in PostgreSQL's catalog try again instead of failing the patient."""
-    context = multiprocessing.get_context("spawn")
-    with context.Manager() as manager:
+    with multiprocessing.get_context("spawn").Manager() as manager:
         start = manager.Barrier(8)
-        with context.Pool(8) as pool:
+        with multiprocessing.get_context("spawn").Pool(8) as pool:
             keys = pool.starmap(first_write, [(server_url, str(tmp_path), f"P{i}", start) for i in range(8)])
 
     assert sorted(keys) == [f"P{i}" for i in range(8)]
@@ -221,3 +222,27 @@ def test_after_the_server_dropped_its_connections_the_next_connection_works(serv
     with connect(path) as con:
         replace_rows(con, "scans", {"patient_key": "P2"}, [scan_row("P2")])
         assert con.execute("SELECT count(*) FROM scans").fetchone() == (2,)
+
+
+def test_recording_the_schema_waits_for_another_process_recording_it(server_url: str, tmp_path: Path) -> None:
+    """Two processes recording the applied schema of a new warehouse at once each deleted nothing (the other's row
+    not yet committed) and inserted their own: two rows (seen once in a full suite run of the test above). The
+    platform's recording now waits for the other transaction and replaces its row."""
+    import psycopg
+
+    path = tmp_path / "warehouse.duckdb"
+    with connect(path):
+        pass
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute("DELETE FROM warehouse_schema")  # as in a new warehouse before any process recorded it
+    with psycopg.connect(server_url) as other:
+        other.execute("INSERT INTO warehouse_schema VALUES (%s)", [SCHEMA_DIGEST])  # recording, not committed
+        writer = threading.Thread(target=lambda: connect(path).__enter__().close())
+        writer.start()
+        writer.join(timeout=2)
+        waited = writer.is_alive()
+        other.commit()
+    writer.join(timeout=60)
+
+    assert waited and not writer.is_alive()
+    assert postgres_rows(server_url, "SELECT digest FROM warehouse_schema") == [(SCHEMA_DIGEST,)]
