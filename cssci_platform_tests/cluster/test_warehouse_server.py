@@ -226,7 +226,7 @@ def test_after_the_server_dropped_its_connections_the_next_connection_works(serv
 
 def test_recording_the_schema_waits_for_another_process_recording_it(server_url: str, tmp_path: Path) -> None:
     """Two processes recording the applied schema of a new warehouse at once each deleted nothing (the other's row
-    not yet committed) and inserted their own: two rows (seen once in a full suite run of the test above). The
+    not yet committed) and inserted their own: two rows (the eight-process test above failed so once). The
     platform's recording now waits for the other transaction and replaces its row."""
     import psycopg
 
