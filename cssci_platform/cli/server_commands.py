@@ -71,13 +71,13 @@ def ui(home: Path = HOME_OPTION,
 def worker(home: Path = HOME_OPTION,
            queues: str = typer.Option(DEFAULT_CELERY_QUEUE, help="Comma-separated Celery queues this worker takes "
                                       f"steps from: {DEFAULT_CELERY_QUEUE} (every step without a queue) and/or "
-                                      f"{GPU_CELERY_QUEUE} (center embeddings: start GPU machines with --queues "
-                                      f"{GPU_CELERY_QUEUE} or {DEFAULT_CELERY_QUEUE},{GPU_CELERY_QUEUE})."),
+                                      f"{GPU_CELERY_QUEUE} (center embeddings, fine-tuning: start GPU machines with "
+                                      f"--queues {GPU_CELERY_QUEUE} or {DEFAULT_CELERY_QUEUE},{GPU_CELERY_QUEUE})."),
            concurrency: int = typer.Option(1, min=1, help="Steps this worker executes at once (processes)."),
            name: str | None = typer.Option(None, help="Worker name (default: cssci-<pid>); shown in each step's "
                                            "'Executing steps ... in celery worker' event.")) -> None:
-    """A Celery worker of the cluster profile: executes the steps of patients, center embeddings and the zoo's fit
-    units that commands and the UI of this home send to the cluster's broker (CSSCI_PROFILE=cluster with
+    """A Celery worker of the cluster profile: executes the steps of patients, center embeddings, fine-tuning and the
+    zoo's fit units that commands and the UI of this home send to the cluster's broker (CSSCI_PROFILE=cluster with
     celery_broker in CSSCI_CLUSTER_FILE). Start it on each machine with the same code, the home's folders at the same
     paths (a shared folder) and the same cluster file; stop it with Ctrl-C (it finishes its running steps)."""
     from cssci_platform.cli.celery_app import worker_app

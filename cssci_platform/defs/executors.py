@@ -1,5 +1,6 @@
 """The executor of the jobs whose steps can run on any machine: patients (`patient_batch_job`), each center's deep
-features (`center_embeddings_batch_job`) and the zoo's fit units (`modeling_job`).
+features (`center_embeddings_batch_job`), the fine-tuning of networks (`fine_tuning_job`) and the zoo's fit units
+(`modeling_job`).
 
 In the `local` profile, and in the `cluster` profile without a Celery broker, each keeps its local executor. In the
 `cluster` profile with `celery_broker` in the cluster file, their steps go to dagster-celery's executor: each step is

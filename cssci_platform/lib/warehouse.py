@@ -88,6 +88,13 @@ SCHEMA: dict[str, str] = {
         mode VARCHAR, split VARCHAR, fold VARCHAR, class_label VARCHAR, probability DOUBLE, model_name VARCHAR,
         model_version VARCHAR, created_at TIMESTAMP, label VARCHAR""",
 }
+
+
+def schema_columns(table: str) -> list[str]:
+    """The column names of a SCHEMA table, in order."""
+    return [part.split()[0] for part in SCHEMA[table].replace("\n", " ").split(",")]
+
+
 # Columns added after a table first shipped: existing warehouses get them on the next write.
 ADDED_COLUMNS = {
     "predictions": {"label": "VARCHAR"},  # label: the outcome each model was evaluated against
@@ -392,10 +399,8 @@ def replace_patient_radiomics(con: duckdb.DuckDBPyConnection, patient_key: str, 
     The cluster warehouse keeps no such view (lib/warehouse_server.py): there it returns the patient's feature columns.
     """
     if _wide_tables_of_server(con) is not None:
-        with transaction(con):
-            con.execute("DELETE FROM radiomics_features WHERE patient_key = ?", [patient_key])
-            append_rows(con, "radiomics_features", rows)
-            return len(_feature_names(con, f"patient_key = ? AND {PRIMARY}", [patient_key]))
+        replace_rows(con, "radiomics_features", {"patient_key": patient_key}, rows)
+        return len(_feature_names(con, f"patient_key = ? AND {PRIMARY}", [patient_key]))
     with transaction(con):
         before = _feature_names(con, f"patient_key = ? AND {PRIMARY}", [patient_key])
         con.execute("DELETE FROM radiomics_features WHERE patient_key = ?", [patient_key])

@@ -39,6 +39,7 @@ from cssci_platform.lib.warehouse import (
     WarehouseUnavailable,
     create_schema,
     schema_applied,
+    schema_columns,
 )
 
 if TYPE_CHECKING:
@@ -140,8 +141,8 @@ def _record_schema(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _create_patient_indexes(con: duckdb.DuckDBPyConnection) -> None:
-    for table, columns in SCHEMA.items():
-        if "patient_key" in {part.split()[0] for part in columns.split(",")}:
+    for table in SCHEMA:
+        if "patient_key" in schema_columns(table):
             statement = f"CREATE INDEX IF NOT EXISTS {table}_patient_key ON public.{table} (patient_key)"
             con.execute(f"CALL postgres_execute('{SERVER_DATABASE}', {_literal(statement)})")
 

@@ -117,10 +117,9 @@ def test_synthetic_patient_rows_have_the_warehouse_columns_and_unique_feature_ke
     frame = synthetic_feature_rows("W00-P0000", 2250, "v1", 7)
     assert frame.height == 2250
     assert frame.select(["sequence", "roi", "segmentation", "channel", "feature"]).is_duplicated().sum() == 0
-    from cssci_platform.lib.warehouse import SCHEMA
+    from cssci_platform.lib.warehouse import schema_columns
 
-    declared = [part.split()[0] for part in SCHEMA[TABLE].replace("\n", " ").split(",")]
-    assert frame.columns == declared
+    assert frame.columns == schema_columns(TABLE)
     assert frame.schema["value"] == pl.Float64
 
 

@@ -24,7 +24,7 @@ import duckdb
 import polars as pl
 
 from cssci_platform.lib.cluster.duckdb_extensions import load_packaged_extension
-from cssci_platform.lib.warehouse import SCHEMA, connect, replace_rows
+from cssci_platform.lib.warehouse import SCHEMA, connect, replace_rows, schema_columns
 from cssci_platform.lib.warehouse_server import connect_server
 
 LAKE_ALIAS = "lake"
@@ -85,11 +85,6 @@ def backend_name(target: WarehouseTarget) -> str:
 # ---- table definitions -----------------------------------------------------------------------------------------------
 
 
-def column_names(table: str) -> list[str]:
-    """The column names of a warehouse SCHEMA table, in order."""
-    return [part.split()[0] for part in SCHEMA[table].replace("\n", " ").split(",")]
-
-
 def postgres_columns(table: str) -> str:
     """The warehouse SCHEMA's column list in PostgreSQL's spelling (DOUBLE -> DOUBLE PRECISION, FLOAT -> REAL)."""
     columns = re.sub(r"\bDOUBLE\b", "DOUBLE PRECISION", SCHEMA[table])
@@ -120,7 +115,7 @@ def prepare_table(target: WarehouseTarget, table: str) -> None:
 
     with psycopg.connect(target.conninfo) as pg:
         pg.execute(f"CREATE TABLE IF NOT EXISTS {table} ({postgres_columns(table)})")
-        if "patient_key" in column_names(table):
+        if "patient_key" in schema_columns(table):
             pg.execute(f"CREATE INDEX IF NOT EXISTS {table}_patient_key ON {table} (patient_key)")
 
 
