@@ -31,10 +31,12 @@ PATIENT_JOB = "patient_features_job"  # one patient's partition: what the UI's l
 PATIENT_BATCH_JOB = "patient_batch_job"  # several patients in one run: what the command line submits
 BATCH_OP = "process_patient_batch"
 MAX_BATCH = 25  # patients per run at most: a run's seconds of start-up are spread, and a resumed command loses little
-# A patient's expected work (`patient_work`): ~1 s fixed, 0.2 s per MB of image file, 5 s per (10 kB of mask file)^2
-WORK_PER_PATIENT = 1.0
-WORK_PER_IMAGE_MB = 0.2
-WORK_PER_MASK = 5.0
+# A patient's expected work (`patient_work`), relative units: a fixed part, per MB of image file, per (10 kB of mask
+# file)^2. Chosen by splitting the 32 real sarcoma MRIs' measured patient times into two runs with one filter channel
+# and with five: each run within 3 % of an even split in both (file bytes alone: 18 % and 12 % over).
+WORK_PER_PATIENT = 2.0
+WORK_PER_IMAGE_MB = 0.5
+WORK_PER_MASK = 3.0
 MASK_BYTES_UNIT = 10_000
 PARTITION_TAG = "dagster/partition"
 INPUT_DIGEST_TAG = "cssci/input_digest"  # the patient's manifest row and file stats the run processed
@@ -181,11 +183,11 @@ def patient_input_digest(cohort: Cohort, record: PatientRecord) -> str:
 
 
 def patient_work(cohort: Cohort, record: PatientRecord) -> float:
-    """A patient's expected work, in about seconds of one original channel, from its files' sizes alone (no file is
-    read): a fixed part, resampling and filtering that grow with the image files, and radiomics that grows with the
-    square of each mask file's size (a gzipped mask's size follows its ROI; radiomics time grows faster than the
-    ROI). What `patient_batches` balances runs by. The constants are a least-squares fit of the 32 real sarcoma MRIs'
-    times (benchmarks/RESULTS.md, session 16); a missing file counts nothing."""
+    """A patient's expected work (relative units) from its files' sizes alone (no file is read): a fixed part,
+    resampling and filtering that grow with the image files, and radiomics that grows with the square of each mask
+    file's size (a gzipped mask's size follows its ROI; radiomics time grows faster than the ROI). What
+    `patient_batches` balances runs by; the constants are measured (benchmarks/RESULTS.md, session 16). A missing
+    file counts nothing."""
     work = WORK_PER_PATIENT
     mask_paths = {mask.path for mask in record.masks}
     for path, stat in _patient_files(cohort, record):
