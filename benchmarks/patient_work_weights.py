@@ -1,0 +1,107 @@
+"""How well `patient_work` splits patients into runs: each patient's measured time in the batch runs of finished
+`cssci ingest` homes, split into two runs (the command's largest-first placement, `patient_batches`) by candidate
+weights, and each split's longest run over an even split (1.0 = both runs end together) (issue 18, session 16).
+
+The patients' times are the gaps between a batch run's per-patient outcome observations (the first from the run's
+step start), so each home must come from a command that ran its patients in batch runs, e.g. the `cli_home` that
+`patient_stage_throughput.py --real 32` leaves under benchmarks/_work/patient_stage (copy it aside between runs):
+
+    python benchmarks/patient_stage_throughput.py --real 32 --rounds 1
+    cp -r benchmarks/_work/patient_stage/cli_home /tmp/home_one
+    python benchmarks/patient_stage_throughput.py --real 32 --channels original,mean,box,gaussian,median --rounds 1
+    cp -r benchmarks/_work/patient_stage/cli_home /tmp/home_five
+    python benchmarks/patient_work_weights.py /tmp/home_one /tmp/home_five
+
+Prints the ratio for file bytes (the weights before session 16), patient count, the shipped weights and the best of a
+grid, per home.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+READ_TIMES = """
+import json, os, sys
+import dagster as dg
+from cssci_platform.lib.cohort import load_cohort
+cohort = load_cohort(sys.argv[1])
+times = {}
+with dg.DagsterInstance.get() as instance:
+    for record in instance.get_run_records(filters=dg.RunsFilter(job_name="patient_batch_job")):
+        events = [e for e in instance.all_logs(record.dagster_run.run_id) if e.dagster_event]
+        previous = next(e.timestamp for e in events if e.dagster_event.event_type_value == "STEP_START")
+        for event in events:
+            if event.dagster_event.event_type_value == "ASSET_OBSERVATION":
+                times[event.dagster_event.partition] = event.timestamp - previous
+                previous = event.timestamp
+files = {}
+for key, patient in cohort.patients.items():
+    images = [cohort.resolve(path).stat().st_size for path in patient.images.values()]
+    masks = [cohort.resolve(mask.path).stat().st_size for mask in patient.masks]
+    files[key] = [images, masks]
+print(json.dumps({"times": times, "files": files}))
+"""
+
+
+def measured(home: Path) -> tuple[dict[str, float], dict[str, tuple[list[int], list[int]]]]:
+    """(seconds per patient, (image file sizes, mask file sizes) per patient) of a finished ingest home."""
+    import json
+
+    manifest = (home / "current_manifest").read_text(encoding="utf-8").strip()
+    environment = {**os.environ, "DAGSTER_HOME": str(home / "dagster_home")}
+    done = subprocess.run([sys.executable, "-c", READ_TIMES, manifest], env=environment, capture_output=True,
+                          text=True, check=True)
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    return found["times"], {key: (images, masks) for key, (images, masks) in found["files"].items()}
+
+
+def longest_run_over_even(weights: dict[str, float], times: dict[str, float]) -> float:
+    from cssci_platform.cli.patient_runs import patient_batches
+
+    runs = patient_batches(sorted(times), workers=2, work=weights)
+    seconds = [sum(times[key] for key in run) for run in runs]
+    return max(seconds) / (sum(seconds) / len(seconds))
+
+
+def weights_of(files: dict, fixed: float, per_image_mb: float, per_mask: float, power: float) -> dict[str, float]:
+    return {key: fixed + per_image_mb * sum(images) / 1e6 + per_mask * sum((size / 1e4) ** power for size in masks)
+            for key, (images, masks) in files.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("homes", nargs="+", type=Path)
+    args = parser.parse_args()
+    from cssci_platform.cli.patient_runs import WORK_PER_IMAGE_MB, WORK_PER_MASK, WORK_PER_PATIENT
+
+    data = []
+    for home in args.homes:
+        times, files = measured(home)
+        files = {key: files[key] for key in times}
+        data.append((times, files))
+        print(f"{home}: {len(times)} patients, {sum(times.values()):.1f} s of patient work")
+    named = {
+        "file bytes": lambda files: {k: float(sum(i) + sum(m)) for k, (i, m) in files.items()},
+        "patient count": lambda files: dict.fromkeys(files, 1.0),
+        f"shipped ({WORK_PER_PATIENT}, {WORK_PER_IMAGE_MB}, {WORK_PER_MASK}, 2)":
+            lambda files: weights_of(files, WORK_PER_PATIENT, WORK_PER_IMAGE_MB, WORK_PER_MASK, 2),
+    }
+    for name, weigh in named.items():
+        print(name, [round(longest_run_over_even(weigh(files), times), 3) for times, files in data])
+    grid = itertools.product((0.5, 1, 2, 3), (0, 0.2, 0.5, 1), (1, 2, 3, 5, 8), (1, 1.5, 2))
+    scored = []
+    for candidate in grid:
+        ratios = [longest_run_over_even(weights_of(files, *candidate), times) for times, files in data]
+        scored.append((max(ratios), ratios, candidate))
+    scored.sort()
+    for worst, ratios, candidate in scored[:5]:
+        print(f"grid {candidate}: {[round(r, 3) for r in ratios]} (worst {worst:.3f})")
+
+
+if __name__ == "__main__":
+    main()
