@@ -20,44 +20,27 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
-import subprocess
-import sys
 from pathlib import Path
-
-READ_TIMES = """
-import json, os, sys
-import dagster as dg
-from cssci_platform.lib.cohort import load_cohort
-cohort = load_cohort(sys.argv[1])
-times = {}
-with dg.DagsterInstance.get() as instance:
-    for record in instance.get_run_records(filters=dg.RunsFilter(job_name="patient_batch_job")):
-        events = [e for e in instance.all_logs(record.dagster_run.run_id) if e.dagster_event]
-        previous = next(e.timestamp for e in events if e.dagster_event.event_type_value == "STEP_START")
-        for event in events:
-            if event.dagster_event.event_type_value == "ASSET_OBSERVATION":
-                times[event.dagster_event.partition] = event.timestamp - previous
-                previous = event.timestamp
-files = {}
-for key, patient in cohort.patients.items():
-    images = [cohort.resolve(path).stat().st_size for path in patient.images.values()]
-    masks = [cohort.resolve(mask.path).stat().st_size for mask in patient.masks]
-    files[key] = [images, masks]
-print(json.dumps({"times": times, "files": files}))
-"""
 
 
 def measured(home: Path) -> tuple[dict[str, float], dict[str, tuple[list[int], list[int]]]]:
     """(seconds per patient, (image file sizes, mask file sizes) per patient) of a finished ingest home."""
-    import json
+    import dagster as dg
 
-    manifest = (home / "current_manifest").read_text(encoding="utf-8").strip()
-    environment = {**os.environ, "DAGSTER_HOME": str(home / "dagster_home")}
-    done = subprocess.run([sys.executable, "-c", READ_TIMES, manifest], env=environment, capture_output=True,
-                          text=True, check=True)
-    found = json.loads(done.stdout.strip().splitlines()[-1])
-    return found["times"], {key: (images, masks) for key, (images, masks) in found["files"].items()}
+    from cssci_platform.cli.patient_runs import PATIENT_BATCH_JOB, patient_file_sizes
+    from cssci_platform.lib.cohort import load_cohort
+
+    times: dict[str, float] = {}
+    with dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:
+        for record in instance.get_run_records(filters=dg.RunsFilter(job_name=PATIENT_BATCH_JOB)):
+            events = [e for e in instance.all_logs(record.dagster_run.run_id) if e.dagster_event]
+            previous = next(e.timestamp for e in events if e.dagster_event.event_type == dg.DagsterEventType.STEP_START)
+            for event in events:
+                if event.dagster_event.event_type == dg.DagsterEventType.ASSET_OBSERVATION:
+                    times[event.dagster_event.partition] = event.timestamp - previous
+                    previous = event.timestamp
+    cohort = load_cohort(Path((home / "current_manifest").read_text(encoding="utf-8").strip()))
+    return times, {key: patient_file_sizes(cohort, cohort.patients[key]) for key in times}
 
 
 def longest_run_over_even(weights: dict[str, float], times: dict[str, float]) -> float:
@@ -68,28 +51,25 @@ def longest_run_over_even(weights: dict[str, float], times: dict[str, float]) ->
     return max(seconds) / (sum(seconds) / len(seconds))
 
 
-def weights_of(files: dict, fixed: float, per_image_mb: float, per_mask: float, power: float) -> dict[str, float]:
-    return {key: fixed + per_image_mb * sum(images) / 1e6 + per_mask * sum((size / 1e4) ** power for size in masks)
-            for key, (images, masks) in files.items()}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("homes", nargs="+", type=Path)
     args = parser.parse_args()
-    from cssci_platform.cli.patient_runs import WORK_PER_IMAGE_MB, WORK_PER_MASK, WORK_PER_PATIENT
+    from cssci_platform.cli.patient_runs import WORK_PER_IMAGE_MB, WORK_PER_MASK, WORK_PER_PATIENT, expected_work
+
+    def weights_of(files: dict, *candidate: float) -> dict[str, float]:
+        return {key: expected_work(images, masks, *candidate) for key, (images, masks) in files.items()}
 
     data = []
     for home in args.homes:
         times, files = measured(home)
-        files = {key: files[key] for key in times}
         data.append((times, files))
         print(f"{home}: {len(times)} patients, {sum(times.values()):.1f} s of patient work")
     named = {
         "file bytes": lambda files: {k: float(sum(i) + sum(m)) for k, (i, m) in files.items()},
         "patient count": lambda files: dict.fromkeys(files, 1.0),
         f"shipped ({WORK_PER_PATIENT}, {WORK_PER_IMAGE_MB}, {WORK_PER_MASK}, 2)":
-            lambda files: weights_of(files, WORK_PER_PATIENT, WORK_PER_IMAGE_MB, WORK_PER_MASK, 2),
+            lambda files: weights_of(files),
     }
     for name, weigh in named.items():
         print(name, [round(longest_run_over_even(weigh(files), times), 3) for times, files in data])

@@ -183,21 +183,27 @@ def patient_input_digest(cohort: Cohort, record: PatientRecord) -> str:
 
 
 def patient_work(cohort: Cohort, record: PatientRecord) -> float:
-    """A patient's expected work (relative units) from its files' sizes alone (no file is read): a fixed part,
-    resampling and filtering that grow with the image files, and radiomics that grows with the square of each mask
-    file's size (a gzipped mask's size follows its ROI; radiomics time grows faster than the ROI). What
-    `patient_batches` balances runs by; the constants are measured (benchmarks/RESULTS.md, session 16). A missing
-    file counts nothing."""
-    work = WORK_PER_PATIENT
+    """A patient's expected work (`expected_work`) from its files' sizes alone (no file is read): what
+    `patient_batches` balances runs by. A missing file counts nothing."""
+    return expected_work(*patient_file_sizes(cohort, record))
+
+
+def patient_file_sizes(cohort: Cohort, record: PatientRecord) -> tuple[list[int], list[int]]:
+    """The sizes of the patient's image files and of its mask files (those it can read)."""
     mask_paths = {mask.path for mask in record.masks}
-    for path, stat in _patient_files(cohort, record):
-        if stat is None:
-            continue
-        if path in mask_paths:
-            work += WORK_PER_MASK * (stat.st_size / MASK_BYTES_UNIT) ** 2
-        else:
-            work += WORK_PER_IMAGE_MB * stat.st_size / 1e6
-    return work
+    found = [(path, stat.st_size) for path, stat in _patient_files(cohort, record) if stat is not None]
+    images = [size for path, size in found if path not in mask_paths]
+    return images, [size for path, size in found if path in mask_paths]
+
+
+def expected_work(image_bytes: list[int], mask_bytes: list[int], per_patient: float = WORK_PER_PATIENT,
+                  per_image_mb: float = WORK_PER_IMAGE_MB, per_mask: float = WORK_PER_MASK,
+                  power: float = 2.0) -> float:
+    """A patient's work in relative units: a fixed part, resampling and filtering that grow with the image files,
+    and radiomics that grows with each mask file's size to `power` (a gzipped mask's size follows its ROI; radiomics
+    time grows faster than the ROI). The default weights are measured (benchmarks/RESULTS.md, session 16)."""
+    return (per_patient + per_image_mb * sum(image_bytes) / 1e6
+            + per_mask * sum((size / MASK_BYTES_UNIT) ** power for size in mask_bytes))
 
 
 def _patient_files(cohort: Cohort, record: PatientRecord) -> list[tuple[str, os.stat_result | None]]:
