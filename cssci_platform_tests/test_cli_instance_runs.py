@@ -21,7 +21,7 @@ from cssci_platform.lib.synthetic import write_sci_cohort
 from cssci_platform_tests.test_cli_failures import clean_env
 
 pytestmark = pytest.mark.timeout(900)
-CODE_SERVER = ["-m", "dagster", "api", "grpc"]  # a code server's command line after the interpreter
+CODE_SERVER = ["-m", "cssci_platform.cli.code_server"]  # a code server's command line after the interpreter
 
 
 def _ingest(manifest: Path, home: Path, cwd: Path) -> subprocess.CompletedProcess:
@@ -78,7 +78,7 @@ def test_ingest_queues_each_run_on_the_instance_and_a_second_ingest_runs_nothing
     assert "3 patients processed" in first.stdout
     # one code server loads the definitions for the command and the daemon it starts, and starts the run workers
     # (before: one for the command and one for its daemon, each loading the definitions)
-    code_servers = [pid for pid, (_, line) in processes.items() if line.split()[1:5] == CODE_SERVER]
+    code_servers = [pid for pid, (_, line) in processes.items() if line.split()[1:1 + len(CODE_SERVER)] == CODE_SERVER]
     assert len(code_servers) == 1, [processes[pid][1][:160] for pid in code_servers]
     settings = yaml.safe_load((home / "dagster_home" / "dagster.yaml").read_text(encoding="utf-8"))
     assert settings["concurrency"]["runs"]["max_concurrent_runs"] == 1  # --workers 1
@@ -89,8 +89,15 @@ def test_ingest_queues_each_run_on_the_instance_and_a_second_ingest_runs_nothing
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
         assert all(_launched_by_the_daemon(instance, run) for run in runs), [r.job_name for r in runs]
         workers = [run_worker_pid(instance, run.run_id) for run in runs]
-        assert all(processes[pid][0] == code_servers[0] for pid in workers if pid in processes), workers
         assert any(pid in processes for pid in workers), "no run worker was seen running"
+        # the run workers are forked from the code server's fork server, which preloaded what they load (not spawned
+        # by the code server, each importing Dagster and the definitions again)
+        fork_servers = {processes[pid][0] for pid in workers if pid in processes}
+        assert len(fork_servers) == 1, [processes[pid] for pid in workers if pid in processes]
+        [fork_server] = fork_servers
+        assert processes[fork_server][0] == code_servers[0], processes[fork_server]
+        assert "multiprocessing.forkserver" in processes[fork_server][1], processes[fork_server]
+        assert "cssci_platform.run_worker_preload" in processes[fork_server][1]
         batched = sorted(key for run in runs for key in patient_runs.batch_patients(run))
         keys = sorted(instance.get_dynamic_partitions("patients"))
         assert batched == keys and len(keys) == 3

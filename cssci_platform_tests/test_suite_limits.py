@@ -24,13 +24,18 @@ def _call_name(node: ast.Call) -> str:
     return func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
 
 
-def _is_spawn_context(node: ast.AST) -> bool:
+# A new interpreter per process, or forks of a fork server: a process of its own, started as a new interpreter, that
+# only imports (its preload is checked by lib.fork_safety) and forks itself, never a threaded parent.
+SAFE_START_METHODS = ("spawn", "forkserver")
+
+
+def _is_safe_context(node: ast.AST) -> bool:
     return (
         isinstance(node, ast.Call)
         and _call_name(node) == "get_context"
         and len(node.args) == 1
         and isinstance(node.args[0], ast.Constant)
-        and node.args[0].value == "spawn"
+        and node.args[0].value in SAFE_START_METHODS
     )
 
 
@@ -41,14 +46,14 @@ def process_start_problems(source: str) -> list[str]:
         if not isinstance(node, ast.Call):
             continue
         name = _call_name(node)
-        if name == "get_context" and not _is_spawn_context(node):
-            problems.append(f"line {node.lineno}: get_context other than 'spawn'")
+        if name == "get_context" and not _is_safe_context(node):
+            problems.append(f"line {node.lineno}: get_context other than 'spawn' or 'forkserver'")
         elif name == "ProcessPoolExecutor" and not any(
-            k.arg == "mp_context" and _is_spawn_context(k.value) for k in node.keywords
+            k.arg == "mp_context" and _is_safe_context(k.value) for k in node.keywords
         ):
             problems.append(f"line {node.lineno}: ProcessPoolExecutor without mp_context=get_context('spawn')")
         elif name in ("Pool", "Process") and not (
-            isinstance(node.func, ast.Attribute) and _is_spawn_context(node.func.value)
+            isinstance(node.func, ast.Attribute) and _is_safe_context(node.func.value)
         ):
             problems.append(f"line {node.lineno}: multiprocessing.{name} outside get_context('spawn')")
     return problems
@@ -59,6 +64,8 @@ def test_the_process_start_rule_catches_forks() -> None:
     assert process_start_problems("from concurrent.futures import ProcessPoolExecutor\nProcessPoolExecutor(2)")
     assert process_start_problems("import multiprocessing\nmultiprocessing.Pool(2)")
     assert not process_start_problems("import multiprocessing as mp\nmp.get_context('spawn').Pool(2)")
+    assert not process_start_problems("import multiprocessing as mp\nmp.get_context('forkserver').Process()")
+    assert process_start_problems("import multiprocessing as mp\nmp.get_context('fork').Process()")
     assert not process_start_problems("ProcessPoolExecutor(max_workers=2, mp_context=get_context('spawn'))")
 
 

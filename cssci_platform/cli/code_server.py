@@ -6,14 +6,22 @@ importing Dagster and loading the definitions (~3 s of CPU per command on this p
 The server runs under `daemon_guard` (it and its run workers end with the command, even when the command is killed),
 listens on a Unix socket in a private temporary folder (never a TCP port), and is described to Dagster by a
 workspace file beside the socket: a `grpc_server` entry under the code location's own name, so that runs carry the
-name the UI's and any other daemon's workspace give that location."""
+name the UI's and any other daemon's workspace give that location.
+
+Its run workers are forked from a fork server that imported what a run worker loads once (`run_worker_preload`),
+started as the server starts, while the command is still starting: Dagster's own server spawns each run worker, a
+new interpreter that imports Dagster, its storages and the definitions again (~1.4 s before a run's first step on
+this project's 2-core machines, and ~2 s of CPU per run: benchmarks/RESULTS.md, "Issue 18, session 17")."""
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.forkserver
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +34,8 @@ from cssci_platform.cli.daemon_guard import REMOVE_ENV, start_guarded
 from cssci_platform.cli.home import PROJECT_ROOT
 
 WORKSPACE_FILE = PROJECT_ROOT / "workspace.yaml"  # the code location: the UI, `dagster dev` and the commands load it
+SERVER_MODULE = "cssci_platform.cli.code_server"  # `serve`: Dagster's code server with preloaded run workers
+RUN_WORKER_PRELOAD = "cssci_platform.run_worker_preload"  # imported once by the fork server of the run workers
 STARTUP_TIMEOUT_SECONDS = 180.0  # a loaded 2-core machine takes ~3-10 s to import Dagster and load the definitions
 SHUTDOWN_WAIT_SECONDS = 10.0  # after asking the server to shut down
 STOP_TIMEOUT_SECONDS = 30.0  # after SIGTERM to its guard
@@ -72,7 +82,7 @@ def code_server(log_folder: Path) -> Iterator[CodeServer]:
     server.workspace_file.write_text(yaml.safe_dump({"load_from": [{"grpc_server": {
         "socket": str(server.socket), "host": "localhost", "location_name": location.name}}]}), encoding="utf-8")
     log = log_folder / "dagster-code-server.log"
-    process = start_guarded([sys.executable, "-m", "dagster", "api", "grpc", "--module-name", location.module_name,
+    process = start_guarded([sys.executable, "-m", SERVER_MODULE, "--module-name", location.module_name,
                              "--working-directory", str(location.working_directory), "--socket", str(server.socket),
                              "--location-name", location.name, "--log-level", "warning"],
                             log, location.working_directory, {REMOVE_ENV: str(folder)})
@@ -127,3 +137,36 @@ def _stop(process: subprocess.Popen, server: CodeServer) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def serve(arguments: list[str]) -> None:
+    """`python -m cssci_platform.cli.code_server ARGUMENTS`: Dagster's `dagster api grpc ARGUMENTS`, whose run workers
+    are forked from a fork server that preloads `RUN_WORKER_PRELOAD` (started now, beside the server's own start)."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([RUN_WORKER_PRELOAD])
+    threading.Thread(target=multiprocessing.forkserver.ensure_running, name="run worker preload", daemon=True).start()
+    _fork_run_workers_from(context)
+    from dagster._cli import main as dagster_main
+
+    sys.argv = ["dagster", "api", "grpc", *arguments]
+    dagster_main()
+
+
+def _fork_run_workers_from(context: multiprocessing.context.BaseContext) -> None:
+    """Have Dagster's code server start its run workers from `context`. It starts each one as a process of
+    `multiprocessing.get_context("spawn")`, kept as its `_mp_ctx` (set in `DagsterApiServer.__init__`, Dagster 1.13;
+    no setting chooses another). Should a later Dagster not have it, the server keeps spawning, which is slower but
+    right (test_cli_instance_runs fails, naming the run workers' parent)."""
+    from dagster._grpc import server
+
+    class PreloadedRunWorkersServer(server.DagsterApiServer):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            if isinstance(getattr(self, "_mp_ctx", None), multiprocessing.context.BaseContext):
+                self._mp_ctx = context
+
+    server.DagsterApiServer = PreloadedRunWorkersServer  # type: ignore[misc]
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1:])
