@@ -332,13 +332,18 @@ def test_sigterm_stops_an_ingest_at_once_and_says_what_was_kept(tmp_path: Path) 
     assert not any(alive(pid) for pid in workers)
 
 
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
 def test_workers_of_a_killed_ingest_end_with_it(tmp_path: Path) -> None:
     # Before: SIGKILL of `cssci ingest` left its patient workers running as orphans for ever. Now its daemon (and the
     # run workers it launched) end with it: nothing launches the runs it left queued behind its back.
     process, workers = ingest_with_running_workers(tmp_path, subprocess.DEVNULL)
-    # the command's code server (the workers' parent) listens in a private folder the command can no longer remove
-    server = int(Path(f"/proc/{workers[0]}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    arguments = Path(f"/proc/{server}/cmdline").read_bytes().split(b"\0")
+    # the command's code server (the parent of the workers' fork server) listens in a private folder the command can
+    # no longer remove
+    fork_server = _parent(workers[0])
+    arguments = Path(f"/proc/{_parent(fork_server)}/cmdline").read_bytes().split(b"\0")
     folder = Path(arguments[arguments.index(b"--socket") + 1].decode()).parent
     assert folder.is_dir()
     try:
@@ -347,7 +352,7 @@ def test_workers_of_a_killed_ingest_end_with_it(tmp_path: Path) -> None:
         deadline = time.monotonic() + 20
         while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert not any(alive(pid) for pid in workers), "orphaned run workers still run"
+        assert not any(alive(pid) for pid in workers + [fork_server]), "orphaned run workers still run"
         assert not folder.exists(), "the killed command's code server folder was left behind"
         time.sleep(5)  # a daemon left alive would launch the next queued patient within its 1 s dequeue interval
         assert not [pid for pid in run_worker_pids(tmp_path / "home") if alive(pid)]
