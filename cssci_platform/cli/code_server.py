@@ -72,10 +72,39 @@ def workspace_location(workspace_file: Path = WORKSPACE_FILE) -> CodeLocation:
     return CodeLocation(module["module_name"], (workspace_file.parent / module.get("working_directory", ".")).resolve())
 
 
+@dataclass
+class StartingCodeServer:
+    """A code server whose process has started; `serving` waits until it answers."""
+
+    server: CodeServer
+    process: subprocess.Popen
+    log: Path
+    folder: Path  # the private folder of its socket and workspace file
+
+    def serving(self) -> CodeServer:
+        """The server, once it answers; raises `CodeServerFailed` when it ended or did not answer in time."""
+        _wait_until_serving(self.process, self.server, self.log)
+        return self.server
+
+    def stop(self) -> None:
+        _stop(self.process, self.server)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
 @contextmanager
-def code_server(log_folder: Path) -> Iterator[CodeServer]:
-    """A code server of workspace.yaml's location, answering once the block starts; stopped (with any run worker
-    still running) when it ends. Raises `CodeServerFailed` when it does not start."""
+def code_server(log_folder: Path) -> Iterator[StartingCodeServer]:
+    """A code server of workspace.yaml's location, started now and stopped (with any run worker still running) when
+    the block ends. It may not answer yet: `serving()` waits for it (so that the command's daemon can start meanwhile).
+    It must start after the home's instance exists: it opens that instance as it starts, and two processes creating a
+    new instance's storage at once leave it unreadable (two alembic heads)."""
+    starting = _start(log_folder)
+    try:
+        yield starting
+    finally:
+        starting.stop()
+
+
+def _start(log_folder: Path) -> StartingCodeServer:
     location = workspace_location()
     folder = Path(tempfile.mkdtemp(prefix="cssci-code-"))  # short: a socket path has at most 107 characters
     server = CodeServer(folder / "workspace.yaml", folder / "server.sock", location)
@@ -86,33 +115,34 @@ def code_server(log_folder: Path) -> Iterator[CodeServer]:
                              "--working-directory", str(location.working_directory), "--socket", str(server.socket),
                              "--location-name", location.name, "--log-level", "warning"],
                             log, location.working_directory, {REMOVE_ENV: str(folder)})
-    try:
-        _wait_until_serving(process, server, log)
-        yield server
-    finally:
-        _stop(process, server)
-        shutil.rmtree(folder, ignore_errors=True)
+    return StartingCodeServer(server, process, log, folder)
 
 
-def _client(server: CodeServer):
+def _client(socket: Path):
     from dagster._grpc.client import DagsterGrpcClient
 
-    return DagsterGrpcClient(socket=str(server.socket), host="localhost")
+    return DagsterGrpcClient(socket=str(socket), host="localhost")
+
+
+def answers(socket: Path) -> bool:
+    """Whether a code server answers on `socket`."""
+    if not socket.exists():
+        return False
+    try:
+        _client(socket).ping("")
+        return True
+    except Exception:  # noqa: BLE001 - not serving yet (the socket exists before the server answers)
+        return False
 
 
 def _wait_until_serving(process: subprocess.Popen, server: CodeServer, log: Path) -> None:
-    client = _client(server)
     deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
     while True:
         if process.poll() is not None:
             raise CodeServerFailed(f"the code server of {server.location.name} ended while starting (exit "
                                    f"{process.returncode}); see {log}")
-        if server.socket.exists():
-            try:
-                client.ping("")
-                return
-            except Exception:  # noqa: BLE001 - not serving yet (the socket exists before the server answers)
-                pass
+        if answers(server.socket):
+            return
         if time.monotonic() > deadline:
             raise CodeServerFailed(f"the code server of {server.location.name} did not answer within "
                                    f"{STARTUP_TIMEOUT_SECONDS:.0f} s; see {log}")
@@ -124,9 +154,9 @@ def _stop(process: subprocess.Popen, server: CodeServer) -> None:
     (a run worker still running). Should it not end, SIGTERM to the guard does the same after the guard's grace."""
     if process.poll() is None:
         try:
-            _client(server).shutdown_server()
-        except Exception:  # noqa: BLE001 - not answering: the guard's SIGTERM path below stops it
-            pass
+            _client(server.socket).shutdown_server()
+        except Exception:  # noqa: BLE001 - not answering (still starting, or stuck): the guard's SIGTERM path
+            process.terminate()
     try:
         process.wait(timeout=SHUTDOWN_WAIT_SECONDS)
         return

@@ -22,7 +22,7 @@ from pathlib import Path
 PARENT_ENV = "CSSCI_DAEMON_PARENT"  # the pid of the command that started the guard
 REMOVE_ENV = "CSSCI_GUARD_REMOVES"  # a private folder of the command's to remove as the guard ends (the code server's)
 STOP_GRACE_SECONDS = 20.0
-POLL_SECONDS = 0.2
+POLL_SECONDS = 0.05  # a stop or the end of what it guards is seen this soon (a command waits for both of its guards)
 
 
 def start_guarded(command: list[str], log: Path, cwd: Path,

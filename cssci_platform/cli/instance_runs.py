@@ -126,9 +126,11 @@ class DaemonKeeper:
     command; log in CSSCI_LOG_DIR) and stopped by `stop`. `ensure` is called while runs are followed, so a daemon that
     stops heartbeating (a `cssci ui` closed meanwhile) is replaced."""
 
-    def __init__(self, instance: dg.DagsterInstance, workspace_file: Path = WORKSPACE_FILE) -> None:
+    def __init__(self, instance: dg.DagsterInstance, workspace_file: Path = WORKSPACE_FILE,
+                 server_socket: Path | None = None) -> None:
         self.instance = instance
         self.workspace_file = workspace_file
+        self.server_socket = server_socket  # the command's code server: the daemon loads its workspace once it answers
         self.process: subprocess.Popen | None = None
 
     def ensure(self) -> None:
@@ -136,8 +138,10 @@ class DaemonKeeper:
             return
         if self.process is None and daemon_alive(self.instance):
             return
-        self.process = start_guarded([sys.executable, "-m", "dagster._daemon", "run", "-w", str(self.workspace_file)],
-                                     log_folder() / "dagster-daemon.log", PROJECT_ROOT)
+        daemon = ["run", "-w", str(self.workspace_file)]
+        command = (["-m", "cssci_platform.cli.command_daemon", str(self.server_socket), *daemon] if self.server_socket
+                   else ["-m", "dagster._daemon", *daemon])
+        self.process = start_guarded([sys.executable, *command], log_folder() / "dagster-daemon.log", PROJECT_ROOT)
         record_daemon(self.instance, self.process.pid)
 
     def stop(self) -> None:
@@ -272,11 +276,12 @@ class InstanceSession:
                tags: dict[str, str] | None = None) -> str:
         """Put a run of `job_name` (for `partition`) on the run queue; returns its id."""
         self.check_stop()
-        if self._workspace is None:  # the daemon starts (its own imports) while this process loads the workspace
-            server = self._stack.enter_context(code_server(log_folder()))  # one for this command and its daemon
-            self._daemon = DaemonKeeper(self.instance, server.workspace_file)
+        if self._workspace is None:  # the daemon imports Dagster while the code server starts
+            starting = self._stack.enter_context(code_server(log_folder()))  # one for this command and its daemon
+            self._daemon = DaemonKeeper(self.instance, starting.server.workspace_file, starting.server.socket)
             self._stack.callback(self._daemon.stop)
             self._daemon.ensure()
+            server = starting.serving()
             self._workspace = self._stack.enter_context(home_workspace(self.instance, server.workspace_file))
         all_tags = {**submitter_tags(), **(tags or {}), **({PARTITION_TAG: partition} if partition else {})}
         run_id = submit_run(self.instance, self._workspace, job_name, {**QUIET_RUN_CONFIG, **(run_config or {})},

@@ -1,0 +1,66 @@
+"""The code server a command starts (`cli/code_server.py`): stopped with its guard, fork server and socket folder when
+the command's block ends, at once even before it answers; its run workers' fork server preloads them."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from cssci_platform.cli import code_server
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _group(pgid: int) -> list[int]:
+    """The live processes of process group `pgid` (a guard leads its own)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                members.append(int(entry.name))
+    return members
+
+
+def test_a_code_server_stopped_before_it_answers_is_stopped_at_once_with_its_folder(tmp_path: Path) -> None:
+    with code_server.code_server(tmp_path) as starting:
+        guard = starting.process.pid
+        assert _alive(guard) and starting.folder.is_dir()
+        stopping = time.monotonic()
+    # still importing, it cannot answer a shutdown request: terminated (before: waited for 10 s, then terminated)
+    assert time.monotonic() - stopping < code_server.SHUTDOWN_WAIT_SECONDS
+    assert starting.process.poll() is not None
+    assert not _group(guard), "the guard's group (the server, its fork server) outlived the block"
+    assert not starting.folder.exists()
+
+
+def _fork_servers(guard: int) -> list[int]:
+    return [pid for pid in _group(guard) if b"multiprocessing.forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+
+def test_a_code_server_serves_beside_a_fork_server_that_preloads_the_run_workers(tmp_path: Path) -> None:
+    with code_server.code_server(tmp_path) as starting:
+        server = starting.serving()
+        assert code_server.answers(server.socket)
+        deadline = time.monotonic() + 120
+        while not (fork_servers := _fork_servers(starting.process.pid)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert fork_servers, "no fork server started beside the code server"
+        assert code_server.RUN_WORKER_PRELOAD.encode() in Path(f"/proc/{fork_servers[0]}/cmdline").read_bytes()
+    assert not _group(starting.process.pid) and not starting.folder.exists()
+    assert not code_server.answers(server.socket)
+    assert os.path.exists(tmp_path / "dagster-code-server.log")
