@@ -193,7 +193,7 @@ def _fork_run_workers_from(context: multiprocessing.context.BaseContext) -> None
         def __init__(self, *args, **kwargs) -> None:
             super().__init__(*args, **kwargs)
             if isinstance(getattr(self, "_mp_ctx", None), multiprocessing.context.BaseContext):
-                self._mp_ctx = context
+                self._mp_ctx = context  # type: ignore[assignment]  # a ForkServerContext
 
     server.DagsterApiServer = PreloadedRunWorkersServer  # type: ignore[misc]
 

@@ -1,8 +1,8 @@
-"""`python -m cssci_platform.cli.command_daemon SOCKET ARGUMENTS...`: the Dagster daemon a command starts
+"""`python -m cssci_platform.cli.command_daemon START_FILE ARGUMENTS...`: the Dagster daemon a command starts
 (`dagster-daemon ARGUMENTS`, under `daemon_guard`), started beside the command's code server instead of after it: it
-imports Dagster's daemon (~1 s of a 2-core machine) while that server still starts, then waits until the server
-answers on SOCKET before it loads its workspace (that server; loaded earlier, the daemon would record the code
-location as unreachable)."""
+imports Dagster's daemon (~1 s of a 2-core machine) while that server still starts, then waits for START_FILE, which
+the command creates once it has queued its first run (so the server answers, and the daemon's first look at the queue
+finds that run instead of finding nothing and looking again a dequeue interval later)."""
 
 from __future__ import annotations
 
@@ -10,18 +10,18 @@ import sys
 import time
 from pathlib import Path
 
-from cssci_platform.cli.code_server import POLL_SECONDS, STARTUP_TIMEOUT_SECONDS, answers
+from cssci_platform.cli.code_server import POLL_SECONDS, STARTUP_TIMEOUT_SECONDS
 
 
 def main(arguments: list[str]) -> int:
-    socket, daemon_arguments = Path(arguments[0]), arguments[1:]
+    start_file, daemon_arguments = Path(arguments[0]), arguments[1:]
     from dagster._daemon.cli import main as daemon_main
 
     deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-    while not answers(socket):
+    while not start_file.exists():
         if time.monotonic() > deadline:
-            print(f"the command's code server ({socket}) did not answer within {STARTUP_TIMEOUT_SECONDS:.0f} s; "
-                  "the daemon did not start", file=sys.stderr)
+            print(f"the command queued no run within {STARTUP_TIMEOUT_SECONDS:.0f} s ({start_file} absent); the "
+                  "daemon did not start", file=sys.stderr)
             return 1
         time.sleep(POLL_SECONDS)
     sys.argv = ["dagster-daemon", *daemon_arguments]

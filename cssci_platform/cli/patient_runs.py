@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 PATIENT_JOB = "patient_features_job"  # one patient's partition: what the UI's launchpad runs
 PATIENT_BATCH_JOB = "patient_batch_job"  # several patients in one run: what the command line submits
 BATCH_OP = "process_patient_batch"
+MANIFEST_JOB = "cohort_manifest_job"
 MAX_BATCH = 25  # patients per run at most: a run's seconds of start-up are spread, and a resumed command loses little
 # A patient's expected work (`patient_work`), relative units: a fixed part, per MB of image file, per (10 kB of mask
 # file)^2. Chosen by splitting the 32 real sarcoma MRIs' measured patient times into two runs with one filter channel
@@ -291,31 +292,54 @@ def patient_batches(patient_keys: list[str], workers: int, per_run: int | None =
     return [sorted(batch, key=position.__getitem__) for batch in batches]
 
 
+@dataclass(frozen=True)
+class PatientPlan:
+    """Which patients a command runs: each patient's latest run, and those not done by it (`patients_to_run`)."""
+
+    latest: dict[str, dg.DagsterRun]
+    pending: list[str]
+
+
+def plan_patients(instance: dg.DagsterInstance, patient_keys: list[str],
+                  digests: dict[str, str] | None = None) -> PatientPlan:
+    """Read from the instance what `run_patients_on_instance` will run (reads only: a command plans while its
+    manifest run runs)."""
+    latest = latest_patient_runs(instance, patient_keys)
+    return PatientPlan(latest, patients_to_run(instance, patient_keys, digests, latest))
+
+
 def run_patients_on_instance(session: InstanceSession, patient_keys: list[str],
                              on_outcome: Callable[[PatientRunOutcome], None] = lambda outcome: None,
                              on_pending: Callable[[int, int], None] = lambda pending, total: None,
                              digests: dict[str, str] | None = None, workers: int = 1,
                              per_run: int | None = None, work: Mapping[str, float] | None = None,
-                             ) -> list[PatientRunOutcome]:
+                             plan: PatientPlan | None = None) -> list[PatientRunOutcome]:
     """Run every patient not yet done through the instance, a few `patient_batch_job` runs (`patient_batches`), and
     report each patient as its batch records it (failures as they happen). A patient done by its latest run is
     skipped (its outcome is not reported); one whose latest run is still queued or running (left by a command killed
     meanwhile, or launched from the UI) is followed, not run twice. Ctrl-C: the session cancels the runs it
     submitted. `on_pending(pending, total)` is told how many will run; `digests` (`patient_input_digest` per
-    patient) make a patient whose inputs changed since its run stale; `work` (`patient_work`) balances the runs."""
+    patient) make a patient whose inputs changed since its run stale; `work` (`patient_work`) balances the runs;
+    `plan` (`plan_patients`), when the caller read it already."""
     instance = session.instance
     digests = digests or {}
-    latest = latest_patient_runs(instance, patient_keys)
-    pending = patients_to_run(instance, patient_keys, digests, latest)
+    plan = plan or plan_patients(instance, patient_keys, digests)
+    latest, pending = plan.latest, plan.pending
     on_pending(len(pending), len(patient_keys))
     in_flight = {key: latest[key] for key in pending if key in latest and not latest[key].is_finished}
     to_submit = [key for key in pending if key not in in_flight]
 
+    patients_of: dict[str, set[str]] = {}  # per run, the pending patients it runs
+
     def submit(batch: list[str]) -> str:
         config = {"patients": batch, "input_digests": {key: digests[key] for key in batch if key in digests}}
-        return session.submit(PATIENT_BATCH_JOB, run_config={"ops": {BATCH_OP: {"config": config}}},
-                              tags=batch_patient_tags(batch))
+        run_id = session.submit(PATIENT_BATCH_JOB, run_config={"ops": {BATCH_OP: {"config": config}}},
+                                tags=batch_patient_tags(batch))
+        patients_of[run_id] = set(batch)
+        return run_id
 
+    for key, run in in_flight.items():
+        patients_of.setdefault(run.run_id, set()).add(key)
     run_ids = list(dict.fromkeys([run.run_id for run in in_flight.values()]
                                  + [submit(batch) for batch in patient_batches(to_submit, workers, per_run, work)]))
     waiting_for = set(pending)
@@ -343,15 +367,15 @@ def run_patients_on_instance(session: InstanceSession, patient_keys: list[str],
             report(batched_outcome(key, run.run_id, recorded[key]) if key in recorded
                    else PatientRunOutcome(key, False, run.run_id, (), failure))
 
-    session.follow(run_ids, on_ended, on_event)
+    session.follow(run_ids, on_ended, on_event, ending=lambda run_id: not patients_of[run_id] & waiting_for)
     return outcomes
 
 
-def run_manifest_job(session: InstanceSession) -> None:
-    """Run `cohort_manifest_job` through the instance; raises `RunFailed` with the root cause."""
-    ended = session.run("cohort_manifest_job", run_config=IN_PROCESS)
-    if not ended.success:
-        raise RunFailed(f"cohort_manifest_job failed: {ended.failure}")
+def manifest_run_succeeded(session: InstanceSession, run_id: str) -> None:
+    """Wait for the command's `cohort_manifest_job` run; raises `RunFailed` with the root cause."""
+    ended = session.wait(run_id)
+    if ended is None or not ended.success:
+        raise RunFailed(f"{MANIFEST_JOB} failed: {ended.failure if ended else 'the run vanished from the instance'}")
 
 
 def ingest_cohort(manifest: Path, workers: int, on_patient: Callable[[PatientRunOutcome], None],
@@ -373,10 +397,13 @@ def ingest_cohort(manifest: Path, workers: int, on_patient: Callable[[PatientRun
     instance = session.instance
     reserve_gpu_pool(instance)
     fail_orphaned_runs(instance)
-    run_manifest_job(session)
-    register_partitions(instance, sorted(cohort.patients), sorted({p.center for p in cohort.patients.values()
-                                                                   if p.center in cohort.spec.centers}))
+    manifest_run = session.submit(MANIFEST_JOB, run_config=IN_PROCESS)
+    # while the daemon launches it: what each patient's run needs, and which patients run (reads only)
+    keys = sorted(cohort.patients)
     digests = {key: patient_input_digest(cohort, record) for key, record in cohort.patients.items()}
     work = {key: patient_work(cohort, record) for key, record in cohort.patients.items()}
-    return run_patients_on_instance(session, sorted(cohort.patients), on_patient, on_pending, digests, workers,
-                                    per_run, work)
+    plan = plan_patients(instance, keys, digests)
+    manifest_run_succeeded(session, manifest_run)
+    register_partitions(instance, keys, sorted({p.center for p in cohort.patients.values()
+                                                if p.center in cohort.spec.centers}))
+    return run_patients_on_instance(session, keys, on_patient, on_pending, digests, workers, per_run, work, plan)
