@@ -22,6 +22,7 @@ from cssci_platform_tests.test_cli_failures import clean_env
 
 pytestmark = pytest.mark.timeout(900)
 CODE_SERVER = ["-m", "cssci_platform.cli.code_server"]  # a code server's command line after the interpreter
+COMMAND_DAEMON = "cssci_platform.cli.command_daemon"
 
 
 def _ingest(manifest: Path, home: Path, cwd: Path) -> subprocess.CompletedProcess:
@@ -80,6 +81,9 @@ def test_ingest_queues_each_run_on_the_instance_and_a_second_ingest_runs_nothing
     # (before: one for the command and one for its daemon, each loading the definitions)
     code_servers = [pid for pid, (_, line) in processes.items() if line.split()[1:1 + len(CODE_SERVER)] == CODE_SERVER]
     assert len(code_servers) == 1, [processes[pid][1][:160] for pid in code_servers]
+    # one daemon, started with the code server before the command's checks and taken over by its first submission
+    daemons = [pid for pid, (_, line) in processes.items() if line.split()[1:3] == ["-m", COMMAND_DAEMON]]
+    assert len(daemons) == 1, [line[:160] for _, line in processes.values()]
     settings = yaml.safe_load((home / "dagster_home" / "dagster.yaml").read_text(encoding="utf-8"))
     assert settings["concurrency"]["runs"]["max_concurrent_runs"] == 1  # --workers 1
     with dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:

@@ -64,3 +64,38 @@ def test_a_code_server_serves_beside_a_fork_server_that_preloads_the_run_workers
     assert not _group(starting.process.pid) and not starting.folder.exists()
     assert not code_server.answers(server.socket)
     assert os.path.exists(tmp_path / "dagster-code-server.log")
+
+
+def _environment(pid: int) -> dict[str, str]:
+    entries = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(entry.decode().split("=", 1) for entry in entries if b"=" in entry)
+
+
+def _server_process(guard: int) -> int:
+    """The code server the guard runs (its child whose command line is the server module)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for pid in _group(guard):
+            if pid != guard and code_server.SERVER_MODULE.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return pid
+        time.sleep(0.05)
+    raise AssertionError("the code server process did not start")
+
+
+def test_a_command_that_ends_before_its_first_run_leaves_neither_its_early_code_server_nor_its_daemon(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cssci_platform.cli import instance_runs
+
+    monkeypatch.setenv("CSSCI_LOG_DIR", str(tmp_path))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    with instance_runs.starting_early():
+        [early] = instance_runs._early_starts
+        guards = (early.server.process.pid, early.daemon.pid)
+        # the code server never opens the instance (a new home's storage is created by the command meanwhile: two
+        # processes creating it at once leave it unreadable); the daemon gets the home, used once a run is queued
+        assert "DAGSTER_HOME" not in _environment(_server_process(guards[0]))
+        assert _environment(early.daemon.pid)["DAGSTER_HOME"] == str(tmp_path / "dagster_home")
+    assert instance_runs._early_starts == []
+    assert not any(_group(guard) for guard in guards), "the early code server or daemon outlived the command"
+    assert not early.server.folder.exists()
+    assert not (tmp_path / "dagster_home").exists(), "something opened the instance before the command did"

@@ -36,6 +36,11 @@ from cssci_platform.cli.home import PROJECT_ROOT
 WORKSPACE_FILE = PROJECT_ROOT / "workspace.yaml"  # the code location: the UI, `dagster dev` and the commands load it
 SERVER_MODULE = "cssci_platform.cli.code_server"  # `serve`: Dagster's code server with preloaded run workers
 RUN_WORKER_PRELOAD = "cssci_platform.run_worker_preload"  # imported once by the fork server of the run workers
+# Not given to the server: Dagster's code server opens the instance of DAGSTER_HOME as it starts (creating a new
+# home's storage) though it needs none (every run it launches carries its instance's reference), and two processes
+# creating an instance's storage at once leave it unreadable (two alembic heads): so the server can start while the
+# command still creates its home. Its run workers read no DAGSTER_HOME either (test_code_server).
+INSTANCE_ENV = ("DAGSTER_HOME",)
 STARTUP_TIMEOUT_SECONDS = 180.0  # a loaded 2-core machine takes ~3-10 s to import Dagster and load the definitions
 SHUTDOWN_WAIT_SECONDS = 10.0  # after asking the server to shut down
 STOP_TIMEOUT_SECONDS = 30.0  # after SIGTERM to its guard
@@ -92,19 +97,19 @@ class StartingCodeServer:
 
 
 @contextmanager
-def code_server(log_folder: Path) -> Iterator[StartingCodeServer]:
-    """A code server of workspace.yaml's location, started now and stopped (with any run worker still running) when
-    the block ends. It may not answer yet: `serving()` waits for it (so that the command's daemon can start meanwhile).
-    It must start after the home's instance exists: it opens that instance as it starts, and two processes creating a
-    new instance's storage at once leave it unreadable (two alembic heads)."""
-    starting = _start(log_folder)
+def code_server(log_folder: Path, started: StartingCodeServer | None = None) -> Iterator[StartingCodeServer]:
+    """A code server of workspace.yaml's location (`started`, one the command started earlier, else one started now),
+    stopped (with any run worker still running) when the block ends. It may not answer yet: `serving()` waits for it
+    (so that the command's daemon can start meanwhile)."""
+    starting = started or start_code_server(log_folder)
     try:
         yield starting
     finally:
         starting.stop()
 
 
-def _start(log_folder: Path) -> StartingCodeServer:
+def start_code_server(log_folder: Path) -> StartingCodeServer:
+    """Start a code server of workspace.yaml's location; the caller stops it (`StartingCodeServer.stop`)."""
     location = workspace_location()
     folder = Path(tempfile.mkdtemp(prefix="cssci-code-"))  # short: a socket path has at most 107 characters
     server = CodeServer(folder / "workspace.yaml", folder / "server.sock", location)
@@ -114,7 +119,7 @@ def _start(log_folder: Path) -> StartingCodeServer:
     process = start_guarded([sys.executable, "-m", SERVER_MODULE, "--module-name", location.module_name,
                              "--working-directory", str(location.working_directory), "--socket", str(server.socket),
                              "--location-name", location.name, "--log-level", "warning"],
-                            log, location.working_directory, {REMOVE_ENV: str(folder)})
+                            log, location.working_directory, {REMOVE_ENV: str(folder)}, unset=INSTANCE_ENV)
     return StartingCodeServer(server, process, log, folder)
 
 

@@ -40,7 +40,7 @@ def ingest(
     _check_slice_target(cohort, home_study(home))  # else every patient would be quarantined at roi_slices
     configure_environment(home, manifest)
     activate_study(home, manifest)
-    with writing_command(home, f"cssci ingest {manifest}"):
+    with writing_command(home, f"cssci ingest {manifest}", starts_runs=True):
         outcomes = _ingest_with_progress(manifest, workers)
     failed = patient_runs.outside_qc_failures(outcomes)
     if failed:

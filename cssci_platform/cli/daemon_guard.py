@@ -25,15 +25,17 @@ STOP_GRACE_SECONDS = 20.0
 POLL_SECONDS = 0.05  # a stop or the end of what it guards is seen this soon (a command waits for both of its guards)
 
 
-def start_guarded(command: list[str], log: Path, cwd: Path,
-                  environment: dict[str, str] | None = None) -> subprocess.Popen:
+def start_guarded(command: list[str], log: Path, cwd: Path, environment: dict[str, str] | None = None,
+                  unset: tuple[str, ...] = ()) -> subprocess.Popen:
     """Start `command` under a guard of its own (its own session), output appended to `log`: it ends with this
-    process, the command that starts it. `environment`: variables added for the guard and the command."""
+    process, the command that starts it. `environment`: variables added for the guard and the command; `unset`: this
+    process's variables they do not get."""
     log.parent.mkdir(parents=True, exist_ok=True)
+    inherited = {name: value for name, value in os.environ.items() if name not in unset}
     with log.open("ab") as output:
         return subprocess.Popen([sys.executable, "-m", "cssci_platform.cli.daemon_guard", *command], cwd=cwd,
                                 stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
-                                env={**os.environ, **(environment or {}), PARENT_ENV: str(os.getpid())})
+                                env={**inherited, **(environment or {}), PARENT_ENV: str(os.getpid())})
 
 
 def end_with_parent(parent: int) -> None:

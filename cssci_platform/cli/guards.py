@@ -6,7 +6,7 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,11 +21,15 @@ if TYPE_CHECKING:  # the study config imports the whole method (torch, sklearn):
 
 
 @contextmanager
-def writing_command(home: Path, command: str):
+def writing_command(home: Path, command: str, starts_runs: bool = False):
     """Around a command that writes to `home`: one such command per home at a time, then, before any work, the
     storage checks (warehouse writable and not locked for long, free space) and the clean-up of runs a killed
-    command left STARTED."""
-    with home_lock(home.resolve(), command), stopped_cleanly(command):
+    command left STARTED. `starts_runs`: the command submits runs, so its code server and daemon start before those
+    checks (`instance_runs.starting_early`)."""
+    from cssci_platform.cli.instance_runs import starting_early
+
+    with home_lock(home.resolve(), command), stopped_cleanly(command), \
+            (starting_early() if starts_runs else nullcontext()):
         check_storage()
         announce_orphaned_runs()
         yield

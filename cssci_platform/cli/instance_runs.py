@@ -28,7 +28,7 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from cssci_platform.cli.code_server import WORKSPACE_FILE, code_server
+from cssci_platform.cli.code_server import WORKSPACE_FILE, StartingCodeServer, code_server, start_code_server
 from cssci_platform.cli.daemon_guard import start_guarded
 from cssci_platform.cli.dagster_runs import QUIET_RUN_CONFIG, error_root_cause, first_failure_of_events
 from cssci_platform.cli.guards import stop_on_terminate
@@ -129,22 +129,29 @@ class DaemonKeeper:
     stops heartbeating (a `cssci ui` closed meanwhile) is replaced."""
 
     def __init__(self, instance: dg.DagsterInstance, workspace_file: Path = WORKSPACE_FILE,
-                 start_file: Path | None = None) -> None:
+                 start_file: Path | None = None, started: subprocess.Popen | None = None) -> None:
         self.instance = instance
         self.workspace_file = workspace_file
         # a daemon started here imports Dagster at once and starts once this file exists (`cli/command_daemon.py`)
         self.start_file = start_file
+        self.started = started  # such a daemon the command started before its instance existed (`starting_early`)
         self.process: subprocess.Popen | None = None
 
     def ensure(self) -> None:
         if self.process is not None and self.process.poll() is None:
             return
         if self.process is None and daemon_alive(self.instance):
+            if self.started is not None:  # another daemon (a `cssci ui`'s) launches the runs: not needed
+                _stop_process(self.started)
+                self.started = None
             return
-        daemon = ["run", "-w", str(self.workspace_file)]
-        command = (["-m", "cssci_platform.cli.command_daemon", str(self.start_file), *daemon] if self.start_file
-                   else ["-m", "dagster._daemon", *daemon])
-        self.process = start_guarded([sys.executable, *command], log_folder() / "dagster-daemon.log", PROJECT_ROOT)
+        if self.started is not None and self.started.poll() is None:
+            self.process, self.started = self.started, None
+        elif self.start_file is not None:
+            self.process = start_command_daemon(self.workspace_file, self.start_file)
+        else:
+            self.process = start_guarded([sys.executable, "-m", "dagster._daemon", "run", "-w",
+                                          str(self.workspace_file)], log_folder() / "dagster-daemon.log", PROJECT_ROOT)
         record_daemon(self.instance, self.process.pid)
 
     def start(self) -> None:
@@ -154,16 +161,62 @@ class DaemonKeeper:
 
     def stop(self) -> None:
         """Stop the daemon started here, and forget its heartbeats (the next command must not take it as alive)."""
+        if self.started is not None:
+            _stop_process(self.started)
+            self.started = None
         if self.process is None:
             return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        _stop_process(self.process)
         self.instance.wipe_daemon_heartbeats()
         daemon_record(self.instance).unlink(missing_ok=True)
+
+
+def start_command_daemon(workspace_file: Path, start_file: Path) -> subprocess.Popen:
+    """A command's daemon on `workspace_file` (`cli/command_daemon.py`: it imports Dagster now and starts once
+    `start_file` exists), under `daemon_guard`."""
+    return start_guarded([sys.executable, "-m", "cssci_platform.cli.command_daemon", str(start_file), "run", "-w",
+                          str(workspace_file)], log_folder() / "dagster-daemon.log", PROJECT_ROOT)
+
+
+def _stop_process(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@dataclass
+class EarlyStart:
+    """A command's code server and daemon process, started before its home's checks (`starting_early`)."""
+
+    server: StartingCodeServer
+    daemon: subprocess.Popen
+
+
+_early_starts: list[EarlyStart] = []  # at most one: the command's, until its `InstanceSession` takes it over
+DAEMON_START_FILE = "daemon.start"  # in the code server's private folder: created at the command's first submission
+
+
+@contextmanager
+def starting_early() -> Iterator[None]:
+    """Start the command's code server and its daemon's process now, while the command still checks its home (on a
+    new home, creating the warehouse and the instance's storage takes ~0.8 s of a 2-core machine): by the command's
+    first submission the server has loaded the definitions, its fork server has preloaded the run workers and the
+    daemon has imported Dagster. The command's `InstanceSession` takes them over. Neither opens the instance before
+    the command has created it: the code server never does (`code_server.INSTANCE_ENV`), the daemon only once a run
+    is queued (`cli/command_daemon.py`). Both stopped when the block ends unless taken over."""
+    server = start_code_server(log_folder())
+    early = EarlyStart(server, start_command_daemon(server.server.workspace_file, server.folder / DAEMON_START_FILE))
+    _early_starts.append(early)
+    try:
+        yield
+    finally:
+        if early in _early_starts:
+            _early_starts.remove(early)
+            _stop_process(early.daemon)
+            server.stop()
 
 
 @contextmanager
@@ -285,9 +338,10 @@ class InstanceSession:
         """Put a run of `job_name` (for `partition`) on the run queue; returns its id."""
         self.check_stop()
         if self._workspace is None:  # the daemon imports Dagster while the code server starts, begins after this submit
-            starting = self._stack.enter_context(code_server(log_folder()))  # one for this command and its daemon
+            early = _early_starts.pop() if _early_starts else None
+            starting = self._stack.enter_context(code_server(log_folder(), early.server if early else None))
             self._daemon = DaemonKeeper(self.instance, starting.server.workspace_file,
-                                        starting.folder / "daemon.start")
+                                        starting.folder / DAEMON_START_FILE, early.daemon if early else None)
             self._stack.callback(self._daemon.stop)
             self._daemon.ensure()
             server = starting.serving()
