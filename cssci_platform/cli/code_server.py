@@ -1,7 +1,8 @@
 """One code server per command (issue 18: what a command costs): the `dagster api grpc` server of workspace.yaml's
 code location, from which the command reads its jobs and the daemon it starts launches the command's runs (the run
-workers are this server's children). Before, Dagster started one for the command and another for its daemon, each
-importing Dagster and loading the definitions (~3 s of CPU per command on this project's 2-core machines).
+workers are forked from this server's fork server). Before, Dagster started one for the command and another for its
+daemon, each importing Dagster and loading the definitions (~3 s of CPU per command on this project's 2-core
+machines).
 
 The server runs under `daemon_guard` (it and its run workers end with the command, even when the command is killed),
 listens on a Unix socket in a private temporary folder (never a TCP port), and is described to Dagster by a
@@ -39,7 +40,8 @@ RUN_WORKER_PRELOAD = "cssci_platform.run_worker_preload"  # imported once by the
 # Not given to the server: Dagster's code server opens the instance of DAGSTER_HOME as it starts (creating a new
 # home's storage) though it needs none (every run it launches carries its instance's reference), and two processes
 # creating an instance's storage at once leave it unreadable (two alembic heads): so the server can start while the
-# command still creates its home. Its run workers read no DAGSTER_HOME either (test_code_server).
+# command still creates its home. Nothing a run worker runs reads DAGSTER_HOME (every run of the suite goes through
+# such a server); test_code_server checks the server's environment.
 INSTANCE_ENV = ("DAGSTER_HOME",)
 STARTUP_TIMEOUT_SECONDS = 180.0  # a loaded 2-core machine takes ~3-10 s to import Dagster and load the definitions
 SHUTDOWN_WAIT_SECONDS = 10.0  # after asking the server to shut down
