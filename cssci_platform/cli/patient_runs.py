@@ -371,7 +371,7 @@ def run_patients_on_instance(session: InstanceSession, patient_keys: list[str],
     return outcomes
 
 
-def manifest_run_succeeded(session: InstanceSession, run_id: str) -> None:
+def wait_for_manifest_run(session: InstanceSession, run_id: str) -> None:
     """Wait for the command's `cohort_manifest_job` run; raises `RunFailed` with the root cause."""
     ended = session.wait(run_id)
     if ended is None or not ended.success:
@@ -403,7 +403,7 @@ def ingest_cohort(manifest: Path, workers: int, on_patient: Callable[[PatientRun
     digests = {key: patient_input_digest(cohort, record) for key, record in cohort.patients.items()}
     work = {key: patient_work(cohort, record) for key, record in cohort.patients.items()}
     plan = plan_patients(instance, keys, digests)
-    manifest_run_succeeded(session, manifest_run)
+    wait_for_manifest_run(session, manifest_run)
     register_partitions(instance, keys, sorted({p.center for p in cohort.patients.values()
                                                 if p.center in cohort.spec.centers}))
     return run_patients_on_instance(session, keys, on_patient, on_pending, digests, workers, per_run, work, plan)
