@@ -20,9 +20,9 @@ class ForkUnsafe(RuntimeError):
     """A thread pool that a forked child would wait on for ever is running in this process."""
 
 
-def thread_names(pid: int | str = "self") -> list[str]:
-    """The names of a process's threads (Linux: /proc/PID/task/*/comm); empty where /proc is absent."""
-    tasks = Path(f"/proc/{pid}/task")
+def thread_names() -> list[str]:
+    """The names of this process's threads (Linux: /proc/self/task/*/comm); empty where /proc is absent."""
+    tasks = Path("/proc/self/task")
     if not tasks.is_dir():
         return []
     names = []
@@ -34,9 +34,9 @@ def thread_names(pid: int | str = "self") -> list[str]:
     return sorted(names)
 
 
-def fork_unsafe_threads(pid: int | str = "self") -> list[str]:
-    """The threads of `pid` whose pools a forked child could not use."""
-    return [name for name in thread_names(pid) if FORK_UNSAFE_THREAD.fullmatch(name)]
+def fork_unsafe_threads() -> list[str]:
+    """The threads of this process whose pools a forked child could not use."""
+    return [name for name in thread_names() if FORK_UNSAFE_THREAD.fullmatch(name)]
 
 
 def refuse_unsafe_fork(what: str) -> None:
