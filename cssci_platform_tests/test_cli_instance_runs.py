@@ -46,20 +46,31 @@ def _ingest_watching_processes(manifest: Path, home: Path, cwd: Path) -> tuple[s
 
 def _descendants(root: int, known: dict[int, tuple[int, str]]) -> dict[int, tuple[int, str]]:
     """The processes now running below `root` (through `known` parents that have ended), with their parent and
-    command line."""
+    latest command line: a child read between its fork and its exec shows its parent's command line, so a running
+    process is read again at every look (an ended one that is not reaped yet reads empty and keeps what was seen)."""
     table = dict(known)
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) in known:
+        if not entry.name.isdigit():
             continue
         try:
             parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            table[int(entry.name)] = (parent, (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+            line = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except (OSError, IndexError, ValueError):  # ended while read
             continue
+        if line:
+            table[int(entry.name)] = (parent, line)
     below = {root}
     while grown := {pid for pid, (parent, _) in table.items() if parent in below and pid not in below}:
         below |= grown
     return {pid: table[pid] for pid in below - {root}}
+
+
+def _code_servers(processes: dict[int, tuple[int, str]]) -> list[int]:
+    """The code servers among `processes`; a fork of one that was seen before its exec (the fork server, the
+    resource tracker) is not another."""
+    lines = {pid: line.split()[1:1 + len(CODE_SERVER)] for pid, (_, line) in processes.items()}
+    return [pid for pid, (parent, _) in processes.items()
+            if lines[pid] == CODE_SERVER and lines.get(parent) != CODE_SERVER]
 
 
 def _launched_by_the_daemon(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
@@ -79,8 +90,8 @@ def test_ingest_queues_each_run_on_the_instance_and_a_second_ingest_runs_nothing
     assert "3 patients processed" in first.stdout
     # one code server loads the definitions for the command and the daemon it starts, and starts the run workers
     # (before: one for the command and one for its daemon, each loading the definitions)
-    code_servers = [pid for pid, (_, line) in processes.items() if line.split()[1:1 + len(CODE_SERVER)] == CODE_SERVER]
-    assert len(code_servers) == 1, [processes[pid][1][:160] for pid in code_servers]
+    code_servers = _code_servers(processes)
+    assert len(code_servers) == 1, [(pid, processes[pid][0], processes[pid][1][:160]) for pid in code_servers]
     # one daemon, started with the code server before the command's checks and taken over by its first submission
     daemons = [pid for pid, (_, line) in processes.items() if line.split()[1:3] == ["-m", COMMAND_DAEMON]]
     assert len(daemons) == 1, [line[:160] for _, line in processes.values()]
