@@ -1,6 +1,7 @@
-"""How well `patient_work` splits patients into runs: each patient's measured time in the batch runs of finished
-`cssci ingest` homes, split into two runs (the command's largest-first placement, `patient_batches`) by candidate
-weights, and each split's longest run over an even split (1.0 = both runs end together) (issue 18, session 16).
+"""How well `patient_work` orders patients for the runs of a wave: each patient's measured time in the batch runs of
+finished `cssci ingest` homes, taken by two runs in the wave's order (`patient_waves`: largest expected work first,
+each run taking the next patient as it frees), and the longest run over an even split (1.0 = both runs end together)
+for candidate weights (issue 18, sessions 16 and 18).
 
 The patients' times are the gaps between a batch run's per-patient outcome observations (the first from the run's
 step start), so each home must come from a command that ran its patients in batch runs, e.g. the `cli_home` that
@@ -44,11 +45,13 @@ def measured(home: Path) -> tuple[dict[str, float], dict[str, tuple[list[int], l
 
 
 def longest_run_over_even(weights: dict[str, float], times: dict[str, float]) -> float:
-    from cssci_platform.cli.patient_runs import patient_batches
+    from cssci_platform.cli.patient_runs import patient_waves
 
-    runs = patient_batches(sorted(times), workers=2, work=weights)
-    seconds = [sum(times[key] for key in run) for run in runs]
-    return max(seconds) / (sum(seconds) / len(seconds))
+    ends = [0.0, 0.0]  # each run's busy seconds
+    for wave in patient_waves(sorted(times), workers=2, work=weights):
+        for key in wave.patients:  # the run that frees first takes the next patient
+            ends[ends.index(min(ends))] += times[key]
+    return max(ends) / (sum(ends) / len(ends))
 
 
 def main() -> None:

@@ -1,8 +1,8 @@
 """`cssci ingest` runs every unit of work through the home's Dagster instance (issue 18): the manifest's run and the
 patients' batch runs are queued on the instance's run queue and launched by a daemon in a process of their own (as the
 UI's launchpad does), never executed inside the command or a private process pool; each patient's partitions are
-recorded as materialized; `--workers` is the run queue's limit in the home's dagster.yaml; the same command again runs
-nothing that already succeeded."""
+recorded as materialized, each by the one run of its wave that took it; `--workers` is the run queue's limit in the
+home's dagster.yaml; the same command again runs nothing that already succeeded."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ import yaml
 
 from cssci_platform.cli import patient_runs
 from cssci_platform.cli.orphaned_runs import run_worker_pid
+from cssci_platform.lib.batch_outcomes import WAVE_TAG
+from cssci_platform.lib.patient_claims import CLAIMS_FOLDER
 from cssci_platform.lib.synthetic import write_sci_cohort
 from cssci_platform_tests.test_cli_failures import clean_env
 
@@ -26,13 +28,13 @@ COMMAND_DAEMON = "cssci_platform.cli.command_daemon"
 
 
 def _ingest(manifest: Path, home: Path, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cssci_platform.cli.main", "ingest", str(manifest), "--workers", "1"],
+    return subprocess.run([sys.executable, "-m", "cssci_platform.cli.main", "ingest", str(manifest), "--workers", "2"],
                           env=clean_env(home), cwd=cwd, capture_output=True, text=True, encoding="utf-8", timeout=600)
 
 
 def _ingest_watching_processes(manifest: Path, home: Path, cwd: Path) -> tuple[subprocess.CompletedProcess, dict]:
     """`_ingest`, and every process it started while it ran: pid -> (parent pid, command line), from /proc."""
-    command = [sys.executable, "-m", "cssci_platform.cli.main", "ingest", str(manifest), "--workers", "1"]
+    command = [sys.executable, "-m", "cssci_platform.cli.main", "ingest", str(manifest), "--workers", "2"]
     process = subprocess.Popen(command, env=clean_env(home), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, encoding="utf-8")
     seen: dict[int, tuple[int, str]] = {}
@@ -96,11 +98,11 @@ def test_ingest_queues_each_run_on_the_instance_and_a_second_ingest_runs_nothing
     daemons = [pid for pid, (_, line) in processes.items() if line.split()[1:3] == ["-m", COMMAND_DAEMON]]
     assert len(daemons) == 1, [line[:160] for _, line in processes.values()]
     settings = yaml.safe_load((home / "dagster_home" / "dagster.yaml").read_text(encoding="utf-8"))
-    assert settings["concurrency"]["runs"]["max_concurrent_runs"] == 1  # --workers 1
+    assert settings["concurrency"]["runs"]["max_concurrent_runs"] == 2  # --workers 2
     with dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:
         runs = instance.get_runs()
-        # one wave of patient runs: a run per worker (`patient_batches`), so --workers 1 puts the 3 patients in one
-        assert sorted(r.job_name for r in runs) == ["cohort_manifest_job", "patient_batch_job"]
+        # one wave of patient runs: a run per worker (`patient_waves`), both given the 3 patients
+        assert sorted(r.job_name for r in runs) == ["cohort_manifest_job", "patient_batch_job", "patient_batch_job"]
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
         assert all(_launched_by_the_daemon(instance, run) for run in runs), [r.job_name for r in runs]
         workers = [run_worker_pid(instance, run.run_id) for run in runs]
@@ -113,9 +115,15 @@ def test_ingest_queues_each_run_on_the_instance_and_a_second_ingest_runs_nothing
         assert processes[fork_server][0] == code_servers[0], processes[fork_server]
         assert "multiprocessing.forkserver" in processes[fork_server][1], processes[fork_server]
         assert "cssci_platform.run_worker_preload" in processes[fork_server][1]
-        batched = sorted(key for run in runs for key in patient_runs.batch_patients(run))
         keys = sorted(instance.get_dynamic_partitions("patients"))
-        assert batched == keys and len(keys) == 3
+        batch_runs = [run for run in runs if run.job_name == "patient_batch_job"]
+        assert all(sorted(patient_runs.batch_patients(run)) == keys for run in batch_runs) and len(keys) == 3
+        assert len({run.tags[WAVE_TAG] for run in batch_runs}) == 1
+        taken = sorted(key for run in batch_runs for key in patient_runs.taken_patients(run))
+        assert taken == keys  # each patient by one run, the one whose outcome the command reported
+        for run in batch_runs:
+            assert sorted(patient_runs.batch_outcomes(instance, run.run_id)) == sorted(patient_runs.taken_patients(run))
+        assert list((home / CLAIMS_FOLDER).iterdir()) == []  # the wave's claims went with it
         for asset in ("patient_scans", "preprocessed_channels", "radiomics_features", "roi_slices"):
             assert instance.get_materialized_partitions(dg.AssetKey(asset)) == set(keys), asset
 
@@ -123,4 +131,4 @@ def test_ingest_queues_each_run_on_the_instance_and_a_second_ingest_runs_nothing
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "3 of 3 patients already done" in " ".join(again.stdout.split())
     with dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:
-        assert len(instance.get_runs(filters=dg.RunsFilter(job_name="patient_batch_job"))) == 1  # nothing ran twice
+        assert len(instance.get_runs(filters=dg.RunsFilter(job_name="patient_batch_job"))) == 2  # nothing ran again

@@ -1,6 +1,6 @@
-"""How a command cuts its patients into `patient_batch_job` runs: one wave of runs (each run's start-up paid once per
-worker, not twice), balanced by each patient's expected work (its image and mask file sizes), at most MAX_BATCH
-patients per run."""
+"""How a command cuts its patients into waves of `patient_batch_job` runs: a run per worker (each run's start-up
+paid once per worker, not twice), all given the wave's patients largest expected work first (its image and mask file
+sizes), so the runs take the large patients first and end together; at most MAX_BATCH patients per run of a wave."""
 
 from __future__ import annotations
 
@@ -14,38 +14,36 @@ from cssci_platform.cli.patient_runs import (
     WORK_PER_IMAGE_MB,
     WORK_PER_MASK,
     WORK_PER_PATIENT,
-    patient_batches,
+    Wave,
+    patient_waves,
     patient_work,
 )
 from cssci_platform.lib.cohort import load_cohort
 from cssci_platform.lib.synthetic import write_sci_cohort
 
 
-def _flat(batches: list[list[str]]) -> list[str]:
-    return sorted(key for batch in batches for key in batch)
+def _flat(waves: list[Wave]) -> list[str]:
+    return sorted(key for wave in waves for key in wave.patients)
 
 
-def test_a_small_cohort_is_one_run_per_worker() -> None:
+def test_a_small_cohort_is_one_wave_of_a_run_per_worker() -> None:
     keys = [f"P{i:02d}" for i in range(30)]
-    batches = patient_batches(keys, workers=2)
-    assert len(batches) == 2 and _flat(batches) == keys
-    assert sorted(map(len, batches)) == [15, 15]
-    assert all(batch == sorted(batch) for batch in batches)  # each run takes its patients in key order
+    assert patient_waves(keys, workers=2) == [Wave(keys, 2)]  # equal work: the given order
 
 
-def test_runs_are_balanced_by_work_not_by_count() -> None:
-    work = {"big": 100, "a": 30, "b": 30, "c": 20, "d": 20}
-    batches = patient_batches(sorted(work), workers=2, work=work)
-    assert sorted(sorted(batch) for batch in batches) == [["a", "b", "c", "d"], ["big"]]
+def test_a_wave_takes_its_patients_largest_work_first() -> None:
+    work = {"a": 30, "big": 100, "b": 30, "c": 20, "d": 20}
+    assert patient_waves(sorted(work), workers=2, work=work) == [Wave(["big", "a", "b", "c", "d"], 2)]
 
 
-def test_a_large_cohort_keeps_runs_under_max_batch_and_fewer_patients_than_workers_get_a_run_each() -> None:
+def test_a_large_cohort_is_cut_into_waves_and_fewer_patients_than_workers_get_a_run_each() -> None:
     keys = [f"P{i:03d}" for i in range(200)]
-    batches = patient_batches(keys, workers=2)
-    assert len(batches) == 8 and max(map(len, batches)) <= MAX_BATCH and _flat(batches) == keys
-    assert patient_batches(["A"], workers=4) == [["A"]]
-    assert patient_batches([], workers=2) == []
-    assert [len(b) for b in patient_batches(keys[:7], workers=2, per_run=3)] == [3, 3, 1]  # --per-run is as asked
+    waves = patient_waves(keys, workers=2)
+    assert [(len(w.patients), w.runs) for w in waves] == [(2 * MAX_BATCH, 2)] * 4 and _flat(waves) == keys
+    assert patient_waves(["A"], workers=4) == [Wave(["A"], 1)]
+    assert patient_waves([], workers=2) == []
+    assert patient_waves(keys[:7], workers=2, per_run=3) == [  # --per-run is as asked: runs of its own
+        Wave(keys[:3], 1), Wave(keys[3:6], 1), Wave(keys[6:7], 1)]
 
 
 def test_a_patients_work_is_a_fixed_part_its_image_megabytes_and_its_squared_mask_sizes(tmp_path: Path) -> None:
@@ -85,10 +83,10 @@ def _sphere_cohort(folder: Path, radii: dict[str, int]) -> Path:
 def test_a_patient_with_a_large_tumour_weighs_more_than_one_with_a_large_image(tmp_path: Path) -> None:
     """Radiomics time grows with the ROI, not with the image file: on the 32 real sarcoma MRIs the largest tumour
     took 44 s and the next 10 s with images of about the same size, and balancing runs by file bytes left one worker
-    idle for a third of the stage (benchmarks/RESULTS.md, session 16). A patient's work follows its masks."""
-    cohort = load_cohort(_sphere_cohort(tmp_path, {"big": 48, **{f"small{i}": 8 for i in range(5)}}))
+    idle for a third of the stage (benchmarks/RESULTS.md, session 16). A patient's work follows its masks, and the
+    wave's runs take the large tumour first (had it come last, one worker would work through it alone)."""
+    cohort = load_cohort(_sphere_cohort(tmp_path, {"z_big": 48, **{f"small{i}": 8 for i in range(5)}}))
     work = {key: patient_work(cohort, record) for key, record in cohort.patients.items()}
-    assert work["big"] > 3 * max(work[f"small{i}"] for i in range(5))
-    batches = patient_batches(sorted(work), workers=2, work=work)
-    with_big, other = sorted(batches, key=lambda batch: "big" not in batch)
-    assert "big" in with_big and len(with_big) < len(other)  # by file bytes the runs got 3 and 3
+    assert work["z_big"] > 3 * max(work[f"small{i}"] for i in range(5))
+    [wave] = patient_waves(sorted(work), workers=2, work=work)
+    assert wave.patients[0] == "z_big"  # last in key order

@@ -1,16 +1,18 @@
-"""Patients from the command line: register them as partitions and run them as a few `patient_batch_job` runs
-submitted to the home's instance (`instance_runs.InstanceSession`), each doing its patients' steps one after another
-and recording each patient's partitions as a run of the patient job would: the run queue's max_concurrent_runs (the
-command's --workers) bounds how many run at once, each in its own process. Running the same command again runs
-only the patients not done by their latest run, or done on other inputs (its manifest row or an image / mask file
-changed since: the digest the batch run recorded, or a UI run's `cssci/input_digest` tag)."""
+"""Patients from the command line: register them as partitions and run them as waves of `patient_batch_job` runs
+submitted to the home's instance (`instance_runs.InstanceSession`): a run per worker, all given the wave's patients,
+largest expected work first, each taking the next patient no run of the wave took (`lib/patient_claims.py`) and
+doing its steps, recording each patient's partitions as a run of the patient job would: the run queue's
+max_concurrent_runs (the command's --workers) bounds how many run at once, each in its own process. Running the same
+command again runs only the patients not done by their latest run (the run that took it), or done on other inputs
+(its manifest row or an image / mask file changed since: the digest the batch run recorded, or a UI run's
+`cssci/input_digest` tag)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +23,18 @@ import dagster as dg
 from cssci_platform.cli.dagster_runs import IN_PROCESS, RunFailed, register_partitions, reserve_gpu_pool
 from cssci_platform.cli.home import PREFLIGHT_LOCK_WAIT
 from cssci_platform.cli.orphaned_runs import fail_orphaned_runs
-from cssci_platform.lib.batch_outcomes import ERROR, FAILED_CHECKS, INPUT_DIGEST, OUTCOME, PROCESSED, QUARANTINED
+from cssci_platform.lib.batch_outcomes import (
+    BATCH_PATIENT_TAG,
+    ERROR,
+    FAILED_CHECKS,
+    INPUT_DIGEST,
+    OUTCOME,
+    PATIENTS_TAGGED,
+    PROCESSED,
+    QUARANTINED,
+    WAVE_TAG,
+)
+from cssci_platform.lib.patient_claims import claims_folder, forget_wave
 
 if TYPE_CHECKING:
     from cssci_platform.cli.instance_runs import InstanceSession
@@ -31,7 +44,7 @@ PATIENT_JOB = "patient_features_job"  # one patient's partition: what the UI's l
 PATIENT_BATCH_JOB = "patient_batch_job"  # several patients in one run: what the command line submits
 BATCH_OP = "process_patient_batch"
 MANIFEST_JOB = "cohort_manifest_job"
-MAX_BATCH = 25  # patients per run at most: a run's seconds of start-up are spread, and a resumed command loses little
+MAX_BATCH = 25  # patients per run of a wave (on average): the wave's config and tags stay small
 # A patient's expected work (`patient_work`), relative units: a fixed part, per MB of image file, per (10 kB of mask
 # file)^2. Chosen by splitting the 32 real sarcoma MRIs' measured patient times into two runs with one filter channel
 # and with five: each run within 3 % of an even split in both (file bytes alone: 18 % and 12 % over).
@@ -41,8 +54,8 @@ WORK_PER_MASK = 3.0
 MASK_BYTES_UNIT = 10_000
 PARTITION_TAG = "dagster/partition"
 INPUT_DIGEST_TAG = "cssci/input_digest"  # the patient's manifest row and file stats the run processed
-BATCH_PATIENT_TAG = "cssci/patient/"  # + patient key: a batch run's tag per patient, for an indexed latest-run query
-PATIENTS_TAGGED = "cssci/patients_tagged"  # a batch run that carries BATCH_PATIENT_TAG per patient
+UNFINISHED = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+              dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 # A patient run executes its steps in the run's own process: parallelism is across runs, bounded by the run queue's
 # max_concurrent_runs; a process per step would only add start-up cost (PyRadiomics is single-threaded).
 PATIENT_RUN_EXECUTION = IN_PROCESS
@@ -117,7 +130,7 @@ def failure_summary(failed: list[PatientRunOutcome], total: int) -> str:
 
 
 def latest_patient_runs(instance: dg.DagsterInstance, patient_keys: list[str]) -> dict[str, dg.DagsterRun]:
-    """Each patient's latest run, whichever was created last: a `patient_batch_job` run naming it (what the CLI
+    """Each patient's latest run, whichever was created last: the `patient_batch_job` run that took it (what the CLI
     submits) or a `patient_features_job` run of its partition (one launched from the UI). Two indexed queries per
     patient (the batch runs' per-patient tags), so the cost does not grow with the months of runs in the home; batch
     runs from before those tags are read from their configs (a fixed set: every later batch run has the tags)."""
@@ -185,7 +198,7 @@ def patient_input_digest(cohort: Cohort, record: PatientRecord) -> str:
 
 def patient_work(cohort: Cohort, record: PatientRecord) -> float:
     """A patient's expected work (`expected_work`) from its files' sizes alone (no file is read): what
-    `patient_batches` balances runs by. A missing file counts nothing."""
+    `patient_waves` orders a wave's patients by. A missing file counts nothing."""
     return expected_work(*patient_file_sizes(cohort, record))
 
 
@@ -270,26 +283,42 @@ def batched_outcome(patient_key: str, run_id: str, recorded: dict) -> PatientRun
                              str(recorded.get(ERROR, "")), recorded_qc_errors(patient_key) if failed else ())
 
 
-def patient_batches(patient_keys: list[str], workers: int, per_run: int | None = None,
-                    work: Mapping[str, float] | None = None) -> list[list[str]]:
-    """The patients cut into runs. With `per_run`: runs of that many, in the given order. By default one wave: a run
-    per worker (more when that would exceed MAX_BATCH patients a run), each patient onto the run with the least
-    `work` so far, largest first (`patient_work`; 1 each when not given), so every run's start-up is paid once per
-    worker and the runs end together. Each run takes its patients in the given order."""
+@dataclass(frozen=True)
+class Wave:
+    """Patients shared by `runs` batch runs: each run takes the next patient none of them took."""
+
+    patients: list[str]
+    runs: int
+
+
+def patient_waves(patient_keys: list[str], workers: int, per_run: int | None = None,
+                  work: Mapping[str, float] | None = None) -> list[Wave]:
+    """The patients cut into waves of runs. By default a run per worker, sharing up to MAX_BATCH patients per run
+    (more patients: more waves, queued one after another), largest `work` first (`patient_work`; the given order
+    when not given): the runs take the large patients first and the small ones last, so they end together and every
+    run's start-up is paid once per worker. With `per_run`: runs of that many patients each, alone, in the given
+    order."""
     if not patient_keys:
         return []
     if per_run:
-        return [patient_keys[start:start + per_run] for start in range(0, len(patient_keys), per_run)]
-    runs = min(len(patient_keys), max(1, workers, math.ceil(len(patient_keys) / MAX_BATCH)))
+        return [Wave(patient_keys[start:start + per_run], 1) for start in range(0, len(patient_keys), per_run)]
+    runs = max(1, workers)
     position = {key: index for index, key in enumerate(patient_keys)}
     weight = {key: (work or {}).get(key, 1) for key in patient_keys}
-    batches: list[list[str]] = [[] for _ in range(runs)]
-    loads = [0.0] * runs
-    for key in sorted(patient_keys, key=lambda k: (-weight[k], position[k])):
-        run = min((r for r in range(runs) if len(batches[r]) < MAX_BATCH), key=lambda r: (loads[r], r))
-        batches[run].append(key)
-        loads[run] += weight[key]
-    return [sorted(batch, key=position.__getitem__) for batch in batches]
+    ordered = sorted(patient_keys, key=lambda key: (-weight[key], position[key]))
+    size = runs * MAX_BATCH
+    return [Wave(ordered[start:start + size], min(runs, len(ordered[start:start + size])))
+            for start in range(0, len(ordered), size)]
+
+
+def taken_patients(run: dg.DagsterRun) -> list[str]:
+    """The patients a batch run took (its per-patient tags)."""
+    return [name[len(BATCH_PATIENT_TAG):] for name in run.tags if name.startswith(BATCH_PATIENT_TAG)]
+
+
+def unfinished_batch_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
+    """The batch runs queued or running (a killed command's, or one launched from the UI)."""
+    return list(instance.get_runs(filters=dg.RunsFilter(job_name=PATIENT_BATCH_JOB, statuses=UNFINISHED)))
 
 
 @dataclass(frozen=True)
@@ -314,36 +343,35 @@ def run_patients_on_instance(session: InstanceSession, patient_keys: list[str],
                              digests: dict[str, str] | None = None, workers: int = 1,
                              per_run: int | None = None, work: Mapping[str, float] | None = None,
                              plan: PatientPlan | None = None) -> list[PatientRunOutcome]:
-    """Run every patient not yet done through the instance, a few `patient_batch_job` runs (`patient_batches`), and
-    report each patient as its batch records it (failures as they happen). A patient done by its latest run is
-    skipped (its outcome is not reported); one whose latest run is still queued or running (left by a command killed
-    meanwhile, or launched from the UI) is followed, not run twice. Ctrl-C: the session cancels the runs it
+    """Run every patient not yet done through the instance, waves of `patient_batch_job` runs (`patient_waves`),
+    and report each patient as its run records it (failures as they happen). A patient done by its latest run is
+    skipped (its outcome is not reported); one that a queued or running batch run may still take (left by a command
+    killed meanwhile, or launched from the UI) is followed, not run twice. Ctrl-C: the session cancels the runs it
     submitted. `on_pending(pending, total)` is told how many will run; `digests` (`patient_input_digest` per
-    patient) make a patient whose inputs changed since its run stale; `work` (`patient_work`) balances the runs;
+    patient) make a patient whose inputs changed since its run stale; `work` (`patient_work`) orders each wave;
     `plan` (`plan_patients`), when the caller read it already."""
     instance = session.instance
     digests = digests or {}
     plan = plan or plan_patients(instance, patient_keys, digests)
     latest, pending = plan.latest, plan.pending
     on_pending(len(pending), len(patient_keys))
-    in_flight = {key: latest[key] for key in pending if key in latest and not latest[key].is_finished}
-    to_submit = [key for key in pending if key not in in_flight]
-
-    patients_of: dict[str, set[str]] = {}  # per run, the pending patients it runs
-
-    def submit(batch: list[str]) -> str:
-        config = {"patients": batch, "input_digests": {key: digests[key] for key in batch if key in digests}}
-        run_id = session.submit(PATIENT_BATCH_JOB, run_config={"ops": {BATCH_OP: {"config": config}}},
-                                tags=batch_patient_tags(batch))
-        patients_of[run_id] = set(batch)
-        return run_id
-
-    for key, run in in_flight.items():
-        patients_of.setdefault(run.run_id, set()).add(key)
-    run_ids = list(dict.fromkeys([run.run_id for run in in_flight.values()]
-                                 + [submit(batch) for batch in patient_batches(to_submit, workers, per_run, work)]))
+    patients_of: dict[str, set[str]] = {}  # per run, the pending patients it may do
+    wave_of: dict[str, str] = {}  # per run, its wave (a run without one is a wave of its own)
+    for key, run in latest.items():
+        if key in pending and not run.is_finished:
+            patients_of.setdefault(run.run_id, set()).add(key)
+            wave_of[run.run_id] = run.tags.get(WAVE_TAG) or run.run_id
+    for run in unfinished_batch_runs(instance):
+        if may_do := set(batch_patients(run)) & set(pending):
+            patients_of.setdefault(run.run_id, set()).update(may_do)
+            wave_of[run.run_id] = run.tags.get(WAVE_TAG) or run.run_id
+    followed = {key for keys in patients_of.values() for key in keys}
+    waves = patient_waves([key for key in pending if key not in followed], workers, per_run, work)
+    submitted_waves = [_submit_wave(session, wave, digests, patients_of, wave_of) for wave in waves]
     waiting_for = set(pending)
     outcomes: list[PatientRunOutcome] = []
+    running = {wave: {run_id for run_id, of in wave_of.items() if of == wave} for wave in set(wave_of.values())}
+    failures: dict[str, list[str]] = {}  # per wave, why its runs that ended failed
 
     def report(outcome: PatientRunOutcome) -> None:
         if outcome.patient_key in waiting_for:
@@ -363,12 +391,36 @@ def run_patients_on_instance(session: InstanceSession, patient_keys: list[str],
             return
         recorded = batch_outcomes(instance, run.run_id)
         failure = ended_run(instance, run).failure
-        for key in batch_patients(run):  # those it did not finish: its worker killed, the run canceled
+        for key in taken_patients(run):  # those it took and did not finish: its worker killed, the run canceled
             report(batched_outcome(key, run.run_id, recorded[key]) if key in recorded
                    else PatientRunOutcome(key, False, run.run_id, (), failure))
+        wave = wave_of[run.run_id]
+        running[wave].discard(run.run_id)
+        failures.setdefault(wave, []).extend([failure] if failure else [])
+        if not running[wave]:  # the wave's last run ended: no run will take what none took
+            reason = "; ".join(dict.fromkeys(failures[wave])) or "no run of its wave took it"
+            for key in sorted(patients_of[run.run_id] & waiting_for):
+                report(PatientRunOutcome(key, False, run.run_id, (), reason))
 
-    session.follow(run_ids, on_ended, on_event, ending=lambda run_id: not patients_of[run_id] & waiting_for)
+    session.follow(list(patients_of), on_ended, on_event,
+                   ending=lambda run_id: not patients_of[run_id] & waiting_for)
+    for wave_id in submitted_waves:  # every run of the wave ended: its claims are spent
+        forget_wave(claims_folder(Path(os.environ["CSSCI_WAREHOUSE"])), wave_id)
     return outcomes
+
+
+def _submit_wave(session: InstanceSession, wave: Wave, digests: dict[str, str], patients_of: dict[str, set[str]],
+                 wave_of: dict[str, str]) -> str:
+    """Submit the wave's runs, each given all its patients; returns the wave's id."""
+    wave_id = uuid.uuid4().hex
+    config = {"patients": wave.patients, "wave": wave_id,
+              "input_digests": {key: digests[key] for key in wave.patients if key in digests}}
+    for _ in range(wave.runs):
+        run_id = session.submit(PATIENT_BATCH_JOB, run_config={"ops": {BATCH_OP: {"config": config}}},
+                                tags={PATIENTS_TAGGED: "1", WAVE_TAG: wave_id})
+        patients_of[run_id] = set(wave.patients)
+        wave_of[run_id] = wave_id
+    return wave_id
 
 
 def wait_for_manifest_run(session: InstanceSession, run_id: str) -> None:
@@ -384,7 +436,7 @@ def ingest_cohort(manifest: Path, workers: int, on_patient: Callable[[PatientRun
                   per_run: int | None = None) -> list[PatientRunOutcome]:
     """Validate the manifest, register its patients and centers as partitions, and run every patient not yet done
     through the home's instance, `workers` runs at a time (the run queue's max_concurrent_runs in the home's
-    dagster.yaml), `per_run` patients per run (`patient_batches`). Uses the command's `session` when given, else one
+    dagster.yaml), `per_run` patients per run (`patient_waves`). Uses the command's `session` when given, else one
     of its own."""
     from cssci_platform.cli.instance_runs import instance_session, write_run_queue_limit
     from cssci_platform.lib.cohort import load_cohort

@@ -1,6 +1,7 @@
 """`patient_batch_job`: several patients in one run give the warehouse rows, per-partition materializations and
 check evaluations of a `patient_features_job` run per patient; a quarantined patient does not stop the batch, nor does
-one whose step raises (the run then fails naming it); each patient's outcome is recorded for a resumed command."""
+one whose step raises (the run then fails naming it); each patient's outcome is recorded for a resumed command; the
+runs of a wave each take the patients no other run of the wave took, and name them in their tags."""
 
 import gzip
 from pathlib import Path
@@ -9,13 +10,20 @@ import dagster as dg
 import duckdb
 import pytest
 
-from cssci_platform.cli.patient_runs import _untagged_batch_runs, batch_patient_tags, latest_patient_runs
+from cssci_platform.cli.patient_runs import (
+    BATCH_OP,
+    PATIENT_BATCH_JOB,
+    _untagged_batch_runs,
+    latest_patient_runs,
+    taken_patients,
+)
 from cssci_platform.defs.embeddings.assets import roi_slices
 from cssci_platform.defs.embeddings.checks import roi_slice_found
 from cssci_platform.defs.ingest import patient_batch
 from cssci_platform.defs.ingest.assets import cohort_manifest
 from cssci_platform.defs.ingest.jobs import PATIENT_ASSETS
 from cssci_platform.lib.feature_store import feature_store_root
+from cssci_platform.lib.patient_claims import claim_patient, claims_folder, patient_claimant
 from cssci_platform_tests.defs.conftest import PATIENT_ASSETS as FEATURE_ASSETS
 from cssci_platform_tests.defs.conftest import PATIENT_CHECKS, Platform
 
@@ -37,10 +45,14 @@ def _per_partition_run(platform: Platform, key: str) -> dg.ExecuteInProcessResul
                           resources=platform.resources, raise_on_error=False)
 
 
-def _batch_run(platform: Platform, keys: list[str], tags: dict[str, str] | None = None) -> dg.ExecuteInProcessResult:
+def _batch_config(keys: list[str], wave: str = "") -> dict:
     digests = {k: "d-" + k for k in keys}
-    config = {"ops": {"process_patient_batch": {"config": {"patients": keys, "input_digests": digests}}}}
-    return patient_batch.patient_batch_job.execute_in_process(run_config=config, instance=platform.instance, tags=tags,
+    return {"ops": {BATCH_OP: {"config": {"patients": keys, "input_digests": digests, "wave": wave}}}}
+
+
+def _batch_run(platform: Platform, keys: list[str], wave: str = "") -> dg.ExecuteInProcessResult:
+    return patient_batch.patient_batch_job.execute_in_process(run_config=_batch_config(keys, wave),
+                                                              instance=platform.instance,
                                                               resources=platform.resources, raise_on_error=False)
 
 
@@ -147,14 +159,47 @@ def test_a_patient_whose_step_raises_fails_alone_and_the_run_names_it(platform: 
 
 def test_each_patients_latest_batch_run_is_found_by_its_tag_and_older_untagged_runs_by_their_config(
         platform: Platform) -> None:
-    """A resumed command asks for each patient's latest run: batch runs carry a tag per patient (an indexed query
-    whose cost does not grow with history); runs from before those tags are still found, from their config."""
+    """A resumed command asks for each patient's latest run: a batch run tags itself with each patient it takes (an
+    indexed query whose cost does not grow with history); runs from before those tags are still found, from their
+    config."""
     platform.materialize_manifest()
     keys = platform.register()[:3]
-    untagged = _batch_run(platform, keys[:2]).run_id  # as submitted before the tags
-    tagged = _batch_run(platform, keys[1:], tags=batch_patient_tags(keys[1:])).run_id
+    untagged = dg.DagsterRun(job_name=PATIENT_BATCH_JOB, run_id="0" * 32, run_config=_batch_config(keys[:2]),
+                             status=dg.DagsterRunStatus.SUCCESS)  # a batch run as recorded before the tags
+    platform.instance.add_run(untagged)
+    tagged = _batch_run(platform, keys[1:]).run_id
+    assert taken_patients(platform.instance.get_run_by_id(tagged)) == keys[1:]
     latest = latest_patient_runs(platform.instance, [*keys, "never-run"])
-    assert {key: run.run_id for key, run in latest.items()} == {keys[0]: untagged, keys[1]: tagged, keys[2]: tagged}
-    assert [r.dagster_run.run_id for r in _untagged_batch_runs(platform.instance)] == [untagged]  # read by config
-    newest = _batch_run(platform, keys[:1], tags=batch_patient_tags(keys[:1])).run_id
+    assert {key: run.run_id for key, run in latest.items()} == {keys[0]: untagged.run_id, keys[1]: tagged,
+                                                                keys[2]: tagged}
+    assert [r.dagster_run.run_id for r in _untagged_batch_runs(platform.instance)] == [untagged.run_id]
+    newest = _batch_run(platform, keys[:1]).run_id
     assert latest_patient_runs(platform.instance, keys[:1])[keys[0]].run_id == newest
+
+
+def test_the_runs_of_a_wave_each_take_only_the_patients_no_other_run_of_the_wave_took(platform: Platform) -> None:
+    """The command gives every run of a wave the same patients: a run skips a patient another run of its wave took
+    (no warehouse row, event or tag of it), takes the rest and names them in its tags, so the patient's latest run
+    is the one that did it; a run that comes when all are taken does nothing."""
+    platform.materialize_manifest()
+    keys = platform.register()[:3]
+    folder = claims_folder(platform.warehouse_path)
+    assert claim_patient(folder, "wave-1", keys[1], "the other run")
+
+    first = _batch_run(platform, keys, wave="wave-1")
+    assert first.success
+    assert sorted(_outcomes(first)) == [keys[0], keys[2]]
+    assert {partition for _, partition in _recorded(first)[0]} == {keys[0], keys[2]}
+    assert taken_patients(platform.instance.get_run_by_id(first.run_id)) == [keys[0], keys[2]]
+    assert [patient_claimant(folder, "wave-1", key) for key in keys] == [first.run_id, "the other run", first.run_id]
+    assert platform.query("SELECT DISTINCT patient_key FROM scans ORDER BY 1")["patient_key"].to_list() == [
+        keys[0], keys[2]]
+    latest = latest_patient_runs(platform.instance, keys)
+    assert {key: run.run_id for key, run in latest.items()} == {keys[0]: first.run_id, keys[2]: first.run_id}
+
+    late = _batch_run(platform, keys, wave="wave-1")
+    assert late.success and _outcomes(late) == {} and _recorded(late) == (set(), set())
+    assert taken_patients(platform.instance.get_run_by_id(late.run_id)) == []
+
+    another_wave = _batch_run(platform, keys[1:2], wave="wave-2")  # claims are per wave: a new wave takes it
+    assert sorted(_outcomes(another_wave)) == [keys[1]]

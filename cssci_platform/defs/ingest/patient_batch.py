@@ -4,6 +4,11 @@ per-partition asset materializations and check evaluations, so the UI shows each
 been materialized alone. The command line submits the patients of a study as a few such runs (`cli/patient_runs.py`):
 a run per patient costs ~4 s of process start and imports, more than a small patient's whole work.
 
+The command submits a wave of such runs (one per worker) with the same patients, largest expected work first, and
+a wave id: each run takes the next patient no run of its wave took (`lib/patient_claims.py`), so a worker done early
+takes over the rest. A run without a wave (one launched from the UI's launchpad) does all its patients. As it takes a
+patient, the run tags itself with the patient (`BATCH_PATIENT_TAG`): a patient's latest run is the one that did it.
+
 After each patient the op records an observation of `patient_scans` for that partition with the patient's outcome
 (`processed`, `quarantined` or `failed`), the failed checks or the error, and the input digest the command gave: what
 a resumed command reads to run only the patients not done. A patient whose step raises is recorded as failed and the
@@ -12,6 +17,7 @@ batch goes on with the next one; the run then fails naming every such patient.""
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
 
@@ -22,15 +28,18 @@ from cssci_platform.defs.features.assets import extract_patient_radiomics, prepr
 from cssci_platform.defs.ingest.assets import scan_patient
 from cssci_platform.defs.qc import CHECK_STAGES, issues_of_stages, qc_check_result
 from cssci_platform.lib.batch_outcomes import (
+    BATCH_PATIENT_TAG,
     ERROR,
     FAILED,
     FAILED_CHECKS,
     INPUT_DIGEST,
     OUTCOME,
     OUTCOME_ASSET,
+    PATIENTS_TAGGED,
     PROCESSED,
     QUARANTINED,
 )
+from cssci_platform.lib.patient_claims import claim_patient, claims_folder
 from cssci_platform.resources.cohort import CohortResource
 from cssci_platform.resources.image_store import ImageStoreResource
 from cssci_platform.resources.patient import PatientResources, PatientStepResult
@@ -67,6 +76,7 @@ class BatchedPatient:
 class PatientBatchConfig(dg.Config):
     patients: list[str]
     input_digests: dict[str, str] = {}  # patient key -> the command's digest of its manifest row and files
+    wave: str = ""  # the runs sharing these patients, each taking the next one not taken; "": this run does all
 
 
 @dg.op(out={}, description="Each patient of the batch in turn: scans, channels, radiomics, ROI slices and their "
@@ -79,7 +89,11 @@ def process_patient_batch(context: dg.OpExecutionContext, config: PatientBatchCo
     handed_over = HandOverWarehouse(warehouse)  # a step reads on the connection the step before it wrote with
     resources = PatientResources(study, cohort, handed_over, image_store)
     failed: list[BatchedPatient] = []
+    taken = 0
     for key in config.patients:
+        if not take_patient(context, config.wave, Path(warehouse.path), key):
+            continue
+        taken += 1
         try:
             done = process_patient(context, resources, key)
         finally:
@@ -90,8 +104,17 @@ def process_patient_batch(context: dg.OpExecutionContext, config: PatientBatchCo
         if done.status == FAILED:
             failed.append(done)
     if failed:
-        raise dg.Failure(f"{len(failed)} of {len(config.patients)} patients failed for a reason other than QC: "
+        raise dg.Failure(f"{len(failed)} of {taken} patients failed for a reason other than QC: "
                          + "; ".join(f"{p.patient_key}: {p.error}" for p in failed))
+
+
+def take_patient(context: dg.OpExecutionContext, wave: str, warehouse: Path, key: str) -> bool:
+    """Whether this run does the patient: always without a wave, else when it is the first of its wave to claim it.
+    The run then names the patient in its tags."""
+    if wave and not claim_patient(claims_folder(warehouse), wave, key, context.run_id):
+        return False
+    context.instance.add_run_tags(context.run_id, {PATIENTS_TAGGED: "1", BATCH_PATIENT_TAG + key: "1"})
+    return True
 
 
 def process_patient(context: dg.OpExecutionContext, resources: PatientResources, key: str) -> BatchedPatient:
