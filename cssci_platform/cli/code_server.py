@@ -202,6 +202,15 @@ def _fork_run_workers_from(context: multiprocessing.context.BaseContext) -> None
             if isinstance(getattr(self, "_mp_ctx", None), multiprocessing.context.BaseContext):
                 self._mp_ctx = context  # type: ignore[assignment]  # a ForkServerContext
 
+        def ShutdownServer(self, request, context):  # noqa: ANN001, ANN202, N802 - Dagster's gRPC method
+            """Shut down at once when no run worker executes: Dagster's server looks every 0.5 s (its cleanup
+            thread's `_check_for_orphaned_runs`, which ends the server once asked and idle), a command's stop waited
+            for that look."""
+            reply = super().ShutdownServer(request, context)
+            if callable(look := getattr(self, "_check_for_orphaned_runs", None)):
+                look()
+            return reply
+
     server.DagsterApiServer = PreloadedRunWorkersServer  # type: ignore[misc]
 
 
