@@ -15,6 +15,8 @@ import shutil
 from pathlib import Path
 from urllib.parse import quote
 
+from cssci_platform.lib.failures import ExplainedError, storage_problem
+
 CLAIMS_FOLDER = "patient_claims"
 
 
@@ -26,14 +28,19 @@ def claims_folder(warehouse: Path) -> Path:
 def claim_patient(folder: Path, wave: str, patient_key: str, run_id: str) -> bool:
     """True when `run_id` is the first run of `wave` to take the patient (and it now has it), False when another
     run of the wave took it before."""
-    wave_folder = folder / _file_name(wave)
-    wave_folder.mkdir(parents=True, exist_ok=True)
+    claim = folder / _file_name(wave) / _file_name(patient_key)
     try:
-        descriptor = os.open(wave_folder / _file_name(patient_key), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        claim.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
         return False
-    with os.fdopen(descriptor, "w", encoding="utf-8") as claim:
-        claim.write(run_id)
+    except OSError as error:
+        fix = f"make the folder {folder} (beside the warehouse) writable and run the command again"
+        explained = storage_problem(str(error), str(claim))
+        message = f"cannot claim patient {patient_key} for this run: " + (explained or f"{error}; {fix}.")
+        raise ExplainedError(message) from error
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(run_id)
     return True
 
 

@@ -3,6 +3,9 @@
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
+from cssci_platform.lib.failures import ExplainedError
 from cssci_platform.lib.patient_claims import claim_patient, claims_folder, forget_wave, patient_claimant
 
 
@@ -37,3 +40,10 @@ def test_a_key_with_separators_or_dots_stays_one_file_in_its_waves_folder(tmp_pa
     assert claim_patient(folder, "..", "P1", "run")  # a wave id cannot leave the folder either
     assert {path.parent for path in folder.rglob("*") if path.is_file()} <= {folder / "w", folder / "%2e2e"}
     assert len(list((folder / "w").iterdir())) == 5 and not (tmp_path / "escape").exists()
+
+
+def test_a_claims_folder_that_cannot_be_made_is_one_explained_error_naming_the_patient(tmp_path: Path) -> None:
+    blocker = tmp_path / "claims"
+    blocker.write_text("a file where the claims folder goes", encoding="utf-8")
+    with pytest.raises(ExplainedError, match=r"cannot claim patient P1 .*a file stands where a folder .*claims"):
+        claim_patient(blocker, "w", "P1", "run")
