@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import dagster as dg
+from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES  # what `DagsterRun.is_finished` is not
 
 from cssci_platform.cli.dagster_runs import IN_PROCESS, RunFailed, register_partitions, reserve_gpu_pool
 from cssci_platform.cli.home import PREFLIGHT_LOCK_WAIT
@@ -54,8 +55,6 @@ WORK_PER_MASK = 3.0
 MASK_BYTES_UNIT = 10_000
 PARTITION_TAG = "dagster/partition"
 INPUT_DIGEST_TAG = "cssci/input_digest"  # the patient's manifest row and file stats the run processed
-UNFINISHED = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-              dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 # A patient run executes its steps in the run's own process: parallelism is across runs, bounded by the run queue's
 # max_concurrent_runs; a process per step would only add start-up cost (PyRadiomics is single-threaded).
 PATIENT_RUN_EXECUTION = IN_PROCESS
@@ -306,9 +305,8 @@ def patient_waves(patient_keys: list[str], workers: int, per_run: int | None = N
     position = {key: index for index, key in enumerate(patient_keys)}
     weight = {key: (work or {}).get(key, 1) for key in patient_keys}
     ordered = sorted(patient_keys, key=lambda key: (-weight[key], position[key]))
-    size = runs * MAX_BATCH
-    return [Wave(ordered[start:start + size], min(runs, len(ordered[start:start + size])))
-            for start in range(0, len(ordered), size)]
+    waves = [ordered[start:start + runs * MAX_BATCH] for start in range(0, len(ordered), runs * MAX_BATCH)]
+    return [Wave(patients, min(runs, len(patients))) for patients in waves]
 
 
 def taken_patients(run: dg.DagsterRun) -> list[str]:
@@ -318,7 +316,7 @@ def taken_patients(run: dg.DagsterRun) -> list[str]:
 
 def unfinished_batch_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
     """The batch runs queued or running (a killed command's, or one launched from the UI)."""
-    return list(instance.get_runs(filters=dg.RunsFilter(job_name=PATIENT_BATCH_JOB, statuses=UNFINISHED)))
+    return list(instance.get_runs(filters=dg.RunsFilter(job_name=PATIENT_BATCH_JOB, statuses=NOT_FINISHED_STATUSES)))
 
 
 @dataclass(frozen=True)
@@ -357,14 +355,17 @@ def run_patients_on_instance(session: InstanceSession, patient_keys: list[str],
     on_pending(len(pending), len(patient_keys))
     patients_of: dict[str, set[str]] = {}  # per run, the pending patients it may do
     wave_of: dict[str, str] = {}  # per run, its wave (a run without one is a wave of its own)
+
+    def follow_unfinished(run: dg.DagsterRun, keys: set[str]) -> None:
+        patients_of.setdefault(run.run_id, set()).update(keys)
+        wave_of[run.run_id] = run.tags.get(WAVE_TAG) or run.run_id
+
     for key, run in latest.items():
         if key in pending and not run.is_finished:
-            patients_of.setdefault(run.run_id, set()).add(key)
-            wave_of[run.run_id] = run.tags.get(WAVE_TAG) or run.run_id
+            follow_unfinished(run, {key})
     for run in unfinished_batch_runs(instance):
         if may_do := set(batch_patients(run)) & set(pending):
-            patients_of.setdefault(run.run_id, set()).update(may_do)
-            wave_of[run.run_id] = run.tags.get(WAVE_TAG) or run.run_id
+            follow_unfinished(run, may_do)
     followed = {key for keys in patients_of.values() for key in keys}
     waves = patient_waves([key for key in pending if key not in followed], workers, per_run, work)
     submitted_waves = [_submit_wave(session, wave, digests, patients_of, wave_of) for wave in waves]
