@@ -89,9 +89,10 @@ def process_patient_batch(context: dg.OpExecutionContext, config: PatientBatchCo
     handed_over = HandOverWarehouse(warehouse)  # a step reads on the connection the step before it wrote with
     resources = PatientResources(study, cohort, handed_over, image_store)
     failed: list[BatchedPatient] = []
+    claims = claims_folder(Path(warehouse.path))
     taken = 0
     for key in config.patients:
-        if not take_patient(context, config.wave, Path(warehouse.path), key):
+        if not take_patient(context, config.wave, claims, key):
             continue
         taken += 1
         try:
@@ -108,10 +109,10 @@ def process_patient_batch(context: dg.OpExecutionContext, config: PatientBatchCo
                          + "; ".join(f"{p.patient_key}: {p.error}" for p in failed))
 
 
-def take_patient(context: dg.OpExecutionContext, wave: str, warehouse: Path, key: str) -> bool:
-    """Whether this run does the patient: always without a wave, else when it is the first of its wave to claim it.
-    The run then names the patient in its tags."""
-    if wave and not claim_patient(claims_folder(warehouse), wave, key, context.run_id):
+def take_patient(context: dg.OpExecutionContext, wave: str, claims: Path, key: str) -> bool:
+    """Whether this run does the patient: always without a wave, else when it is the first of its wave to claim it
+    (in the `claims` folder). The run then names the patient in its tags."""
+    if wave and not claim_patient(claims, wave, key, context.run_id):
         return False
     context.instance.add_run_tags(context.run_id, {PATIENTS_TAGGED: "1", BATCH_PATIENT_TAG + key: "1"})
     return True
