@@ -252,8 +252,8 @@ def started_patient_runs(home: Path) -> list:
     """The patient runs of the home's instance that a run worker executes now."""
     import dagster as dg
 
-    if not (home / "dagster_home" / "cssci_daemon.json").exists():  # before, the command may be creating the storage
-        return []
+    if not (home / "patient_claims").exists():  # before a patient run claimed a patient, the command may be creating
+        return []  # the instance's storage
     try:
         with dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:
             started = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
@@ -290,7 +290,7 @@ def alive(pid: int) -> bool:
 
 def ingest_with_running_workers(tmp_path: Path, stdout: int) -> tuple[subprocess.Popen, list[int]]:
     """`cssci ingest` of 12 patients (a few minutes), returned once two patient runs execute (their run workers
-    launched by the daemon the command started); returns the command and those workers' pids."""
+    launched from the command's run queue); returns the command and those workers' pids."""
     manifest = write_sci_cohort(tmp_path / "cohort", n_development=12, n_prospective=0, seed=4)
     process = subprocess.Popen(
         [sys.executable, "-m", "cssci_platform.cli.main", "ingest", str(manifest), "--workers", "2"],
@@ -337,8 +337,8 @@ def _parent(pid: int) -> int:
 
 
 def test_workers_of_a_killed_ingest_end_with_it(tmp_path: Path) -> None:
-    # Before: SIGKILL of `cssci ingest` left its patient workers running as orphans for ever. Now its daemon (and the
-    # run workers it launched) end with it: nothing launches the runs it left queued behind its back.
+    # Before: SIGKILL of `cssci ingest` left its patient workers running as orphans for ever. Now its run queue (a
+    # thread of the command) and its code server's run workers end with it: nothing launches the runs it left queued.
     process, workers = ingest_with_running_workers(tmp_path, subprocess.DEVNULL)
     # the command's code server (the parent of the workers' fork server) listens in a private folder the command can
     # no longer remove
@@ -354,7 +354,7 @@ def test_workers_of_a_killed_ingest_end_with_it(tmp_path: Path) -> None:
             time.sleep(0.5)
         assert not any(alive(pid) for pid in workers + [fork_server]), "orphaned run workers still run"
         assert not folder.exists(), "the killed command's code server folder was left behind"
-        time.sleep(5)  # a daemon left alive would launch the next queued patient within its 1 s dequeue interval
+        time.sleep(5)  # a run queue left alive would launch the next queued patient within its 1 s dequeue interval
         assert not [pid for pid in run_worker_pids(tmp_path / "home") if alive(pid)]
     finally:
         for pid in workers:

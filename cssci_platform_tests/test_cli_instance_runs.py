@@ -1,6 +1,7 @@
 """`cssci ingest` runs every unit of work through the home's Dagster instance (issue 18): the manifest's run and the
-patients' batch runs are queued on the instance's run queue and launched by a daemon in a process of their own (as the
-UI's launchpad does), never executed inside the command or a private process pool; each patient's partitions are
+patients' batch runs are queued on the instance's run queue and launched from it by Dagster's queued-run coordinator
+(the command's, in a thread: no daemon process) in a process of their own (as the UI's launchpad does), never executed
+inside the command or a private process pool; each patient's partitions are
 recorded as materialized, each by the one run of its wave that took it; `--workers` is the run queue's limit in the
 home's dagster.yaml; the same command again runs nothing that already succeeded."""
 
@@ -24,7 +25,7 @@ from cssci_platform_tests.test_cli_failures import clean_env
 
 pytestmark = pytest.mark.timeout(900)
 CODE_SERVER = ["-m", "cssci_platform.cli.code_server"]  # a code server's command line after the interpreter
-COMMAND_DAEMON = "cssci_platform.cli.command_daemon"
+DAEMONS = ("dagster-daemon", "dagster._daemon", "cssci_platform.cli.command_daemon")  # a daemon process's command line
 
 
 def _ingest(manifest: Path, home: Path, cwd: Path) -> subprocess.CompletedProcess:
@@ -94,9 +95,13 @@ def test_ingest_queues_each_run_on_the_instance_and_a_second_ingest_runs_nothing
     # (before: one for the command and one for its daemon, each loading the definitions)
     code_servers = _code_servers(processes)
     assert len(code_servers) == 1, [(pid, processes[pid][0], processes[pid][1][:160]) for pid in code_servers]
-    # one daemon, started with the code server before the command's checks and taken over by its first submission
-    daemons = [pid for pid, (_, line) in processes.items() if line.split()[1:3] == ["-m", COMMAND_DAEMON]]
-    assert len(daemons) == 1, [line[:160] for _, line in processes.values()]
+    # no daemon process: the command dequeues and launches its runs itself (`cli/run_queue.py`; before, a
+    # `dagster-daemon run` of its own imported Dagster and loaded the workspace again, and ticked the home's sensors)
+    daemons = [line for _, line in processes.values() if any(name in line for name in DAEMONS)]
+    assert daemons == [], daemons
+    # what Dagster's coordinator logs goes to the home's daemon log, not the terminal
+    assert "Launched 1 runs" in (home / "logs" / "dagster-daemon.log").read_text(encoding="utf-8")
+    assert "QueuedRunCoordinatorDaemon" not in first.stdout + first.stderr
     settings = yaml.safe_load((home / "dagster_home" / "dagster.yaml").read_text(encoding="utf-8"))
     assert settings["concurrency"]["runs"]["max_concurrent_runs"] == 2  # --workers 2
     with dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:

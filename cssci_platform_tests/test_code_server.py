@@ -82,20 +82,19 @@ def _server_process(guard: int) -> int:
     raise AssertionError("the code server process did not start")
 
 
-def test_a_command_that_ends_before_its_first_run_leaves_neither_its_early_code_server_nor_its_daemon(
+def test_a_command_that_ends_before_its_first_run_leaves_no_early_code_server(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from cssci_platform.cli import instance_runs
 
     monkeypatch.setenv("CSSCI_LOG_DIR", str(tmp_path))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     with instance_runs.starting_early():
-        [early] = instance_runs._early_starts
-        guards = (early.server.process.pid, early.daemon.pid)
+        [early] = instance_runs._early_servers
+        guard = early.process.pid
         # the code server never opens the instance (a new home's storage is created by the command meanwhile: two
-        # processes creating it at once leave it unreadable); the daemon gets the home, used once a run is queued
-        assert "DAGSTER_HOME" not in _environment(_server_process(guards[0]))
-        assert _environment(early.daemon.pid)["DAGSTER_HOME"] == str(tmp_path / "dagster_home")
-    assert instance_runs._early_starts == []
-    assert not any(_group(guard) for guard in guards), "the early code server or daemon outlived the command"
-    assert not early.server.folder.exists()
+        # processes creating it at once leave it unreadable)
+        assert "DAGSTER_HOME" not in _environment(_server_process(guard))
+    assert instance_runs._early_servers == []
+    assert not _group(guard), "the early code server outlived the command"
+    assert not early.folder.exists()
     assert not (tmp_path / "dagster_home").exists(), "something opened the instance before the command did"

@@ -1,5 +1,5 @@
 """Patients run through the home's Dagster instance (issue 18): runs submitted to the run queue as the launchpad
-submits them, launched by a daemon, give the same warehouse rows as the in-process path; an interrupted command
+submits them, launched from the run queue, give the same warehouse rows as the in-process path; an interrupted command
 cancels the runs it left; a run whose worker is killed (SIGKILL) is marked failed; the same call again runs only
 the patients not done, and the tables equal the uninterrupted ones."""
 
@@ -17,7 +17,7 @@ import duckdb
 import pytest
 
 from cssci_platform.cli import instance_runs, orphaned_runs, patient_runs
-from cssci_platform.cli.dagster_runs import materialize_manifest, register_partitions, run_job
+from cssci_platform.cli.dagster_runs import IN_PROCESS, materialize_manifest, register_partitions, run_job
 from cssci_platform.cli.home import activate_study, configure_environment
 from cssci_platform.lib.cohort import load_cohort
 from cssci_platform.lib.synthetic import write_sci_cohort
@@ -161,3 +161,24 @@ def test_a_patient_whose_row_or_image_changed_since_its_successful_run_is_run_ag
         assert sorted(k for k in keys if after[k] != now[k])  # some row's content changed
         assert patient_runs.patients_to_run(instance, keys, after) == sorted(
             {keys[1]} | {k for k in keys if after[k] != now[k]})
+
+
+def test_a_command_launches_each_run_it_queues_at_once_not_at_the_queues_next_tick(tmp_path: Path) -> None:
+    # Before: a command's runs were launched by a `dagster-daemon run` process of its own, which looks at the queue
+    # once per dequeue interval: each run waited up to that interval (1 s in a command's home; here an hour, so the
+    # second run would wait an hour). Now the command's run queue looks as soon as the command queued a run.
+    manifest = write_sci_cohort(tmp_path / "cohort", n_development=1, n_prospective=0, seed=45,
+                                second_rater_fraction=0)
+    home = tmp_path / "home"
+    _prepared_home(home, manifest)
+    (home / "dagster_home" / "dagster.yaml").write_text(
+        ONE_RUN_AT_A_TIME + "run_queue:\n  dequeue_interval_seconds: 3600\n", encoding="utf-8")
+    with dg.DagsterInstance.get() as instance, instance_runs.instance_session(instance) as session:
+        for _ in range(2):
+            started = time.monotonic()
+            ended = session.run(patient_runs.MANIFEST_JOB, run_config=IN_PROCESS)
+            assert ended.success, ended.failure
+            assert time.monotonic() - started < 300, "the run waited for the queue's next tick"
+        assert not orphaned_runs.daemon_alive(instance)  # launched by the command itself, no daemon process
+    log = (home / "logs" / "dagster-daemon.log").read_text(encoding="utf-8")
+    assert log.count("Launched 1 runs") == 2, log[-3000:]

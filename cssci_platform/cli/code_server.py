@@ -102,7 +102,7 @@ class StartingCodeServer:
 def code_server(log_folder: Path, started: StartingCodeServer | None = None) -> Iterator[StartingCodeServer]:
     """A code server of workspace.yaml's location (`started`, one the command started earlier, else one started now),
     stopped (with any run worker still running) when the block ends. It may not answer yet: `serving()` waits for it
-    (so that the command's daemon can start meanwhile)."""
+    (so that the command can go on meanwhile)."""
     starting = started or start_code_server(log_folder)
     try:
         yield starting

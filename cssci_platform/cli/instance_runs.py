@@ -1,14 +1,16 @@
 """Every unit of work the command line starts is a run submitted to the home's Dagster instance (issue 18, "runs
 through the instance"): created from workspace.yaml's code location and put on the instance's run queue
 (QueuedRunCoordinator: `concurrency.runs.max_concurrent_runs` and `run_queue` from the home's dagster.yaml),
-dequeued and launched by a Dagster daemon (DefaultRunLauncher: one process per run, the job's own executor), exactly
-as a run launched from the UI's launchpad.
+dequeued and launched by Dagster's queued-run coordinator (DefaultRunLauncher: one process per run, the job's own
+executor), exactly as a run launched from the UI's launchpad.
 
-One `InstanceSession` per command: it loads the workspace and starts a daemon (`dagster-daemon run`) on first use,
-or uses the one already heartbeating on the instance (`cssci ui`, `dagster dev`); follows its runs' statuses and
-events; and on Ctrl-C / SIGTERM cancels the runs it submitted (queued: canceled, started: terminated). The daemon it
-starts dies with the command, even when the command is killed (SIGKILL): the next command marks the runs whose
-worker is gone as failed (`orphaned_runs.fail_orphaned_runs`) and runs again what did not succeed.
+One `InstanceSession` per command: on first use it loads the workspace (the command's code server) and, unless a
+daemon already heartbeats on the instance (`cssci ui`, `dagster dev`), keeps the run queue itself
+(`run_queue.CommandRunQueue`: Dagster's coordinator and run monitoring in a thread); follows its runs' statuses and
+events; and on Ctrl-C / SIGTERM cancels the runs it submitted (queued: canceled, started: terminated). Its code server
+and the run workers it started die with the command, even when the command is killed (SIGKILL): the next command
+marks the runs whose worker is gone as failed (`orphaned_runs.fail_orphaned_runs`) and runs again what did not
+succeed.
 """
 
 from __future__ import annotations
@@ -16,8 +18,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,20 +29,17 @@ import dagster as dg
 import yaml
 
 from cssci_platform.cli.code_server import WORKSPACE_FILE, StartingCodeServer, code_server, start_code_server
-from cssci_platform.cli.daemon_guard import start_guarded
 from cssci_platform.cli.dagster_runs import QUIET_RUN_CONFIG, error_root_cause, first_failure_of_events
 from cssci_platform.cli.guards import stop_on_terminate
-from cssci_platform.cli.home import PROJECT_ROOT
 from cssci_platform.cli.orphaned_runs import (
     RunWorker,
     daemon_alive,
-    daemon_record,
-    record_daemon,
     run_worker,
     run_worker_pid,
     submitter_tags,
     worker_alive,
 )
+from cssci_platform.cli.run_queue import CommandRunQueue
 
 PARTITION_TAG = "dagster/partition"
 POLL_SECONDS = 0.5  # the slowest poll of the runs a command follows
@@ -91,19 +88,26 @@ def write_run_queue_limit(dagster_home: Path, max_concurrent_runs: int) -> None:
 
 
 def log_folder() -> Path:
-    """Where the daemon and the code server a command starts write their logs: CSSCI_LOG_DIR (the home's logs)."""
+    """Where a command's run queue and code server write their logs: CSSCI_LOG_DIR (the home's logs)."""
     return Path(os.environ.get("CSSCI_LOG_DIR") or ".")
 
 
 @contextmanager
-def home_workspace(instance: dg.DagsterInstance, workspace_file: Path = WORKSPACE_FILE) -> Iterator:
+def workspace_process(instance: dg.DagsterInstance, workspace_file: Path = WORKSPACE_FILE) -> Iterator:
     """The code location of `workspace_file` (workspace.yaml: cssci_platform.definitions, in a code server of its
-    own, as the UI and a daemon load it; a command's: its shared code server)."""
+    own, as the UI and a daemon load it; a command's: its shared code server), as Dagster's workspace process."""
     from dagster._core.workspace.context import WorkspaceProcessContext
     from dagster._core.workspace.load_target import WorkspaceFileTarget
 
     with WorkspaceProcessContext(instance, WorkspaceFileTarget([str(workspace_file)]),
                                  code_server_log_level="WARNING") as process_context:  # no start/stop lines
+        yield process_context
+
+
+@contextmanager
+def home_workspace(instance: dg.DagsterInstance, workspace_file: Path = WORKSPACE_FILE) -> Iterator:
+    """The workspace of `workspace_process`, for one request (what the launchpad's GraphQL calls are made on)."""
+    with workspace_process(instance, workspace_file) as process_context:
         yield process_context.create_request_context()
 
 
@@ -123,111 +127,63 @@ def submit_run(instance: dg.DagsterInstance, workspace, job_name: str, run_confi
 
 
 class DaemonKeeper:
-    """Keeps a daemon dequeuing and launching the queued runs: the one already heartbeating, else one started here
-    (`dagster-daemon run` on `workspace_file` under `daemon_guard`, which ends it and its run workers with the
-    command; log in CSSCI_LOG_DIR) and stopped by `stop`. `ensure` is called while runs are followed, so a daemon that
-    stops heartbeating (a `cssci ui` closed meanwhile) is replaced."""
+    """Keeps the queued runs dequeued and launched: by the Dagster daemon already heartbeating on the instance (a
+    `cssci ui`'s, a deployed one), else by the command's own run queue (`run_queue.CommandRunQueue`: Dagster's
+    queued-run coordinator and run monitoring in a thread, on the command's workspace; its log in CSSCI_LOG_DIR),
+    stopped by `stop`. `ensure` is called while runs are followed, so a daemon that stops heartbeating (a `cssci ui`
+    closed meanwhile) is replaced."""
 
-    def __init__(self, instance: dg.DagsterInstance, workspace_file: Path = WORKSPACE_FILE,
-                 start_file: Path | None = None, started: subprocess.Popen | None = None) -> None:
-        self.instance = instance
-        self.workspace_file = workspace_file
-        # a daemon started here imports Dagster at once and starts once this file exists (`cli/command_daemon.py`)
-        self.start_file = start_file
-        self.started = started  # such a daemon the command started before its instance existed (`starting_early`)
-        self.process: subprocess.Popen | None = None
+    def __init__(self, process_context) -> None:
+        self.process_context = process_context
+        self.queue: CommandRunQueue | None = None
 
     def ensure(self) -> None:
-        if self.process is not None and self.process.poll() is None:
+        if self.queue is not None or daemon_alive(self.process_context.instance):
             return
-        if self.process is None and daemon_alive(self.instance):
-            if self.started is not None:  # another daemon (a `cssci ui`'s) launches the runs: not needed
-                _stop_process(self.started)
-                self.started = None
-            return
-        if self.started is not None and self.started.poll() is None:
-            self.process, self.started = self.started, None
-        elif self.start_file is not None:
-            self.process = start_command_daemon(self.workspace_file, self.start_file)
-        else:
-            self.process = start_guarded([sys.executable, "-m", "dagster._daemon", "run", "-w",
-                                          str(self.workspace_file)], log_folder() / "dagster-daemon.log", PROJECT_ROOT)
-        record_daemon(self.instance, self.process.pid)
+        self.queue = CommandRunQueue(self.process_context, log_folder() / "dagster-daemon.log")
+        self.queue.start()
 
-    def start(self) -> None:
-        """Let a daemon started with a start file begin (the command has queued a run)."""
-        if self.start_file is not None:
-            self.start_file.touch()
+    def wake(self) -> None:
+        """A run was queued: the command's run queue looks at once (a daemon looks at its next tick)."""
+        if self.queue is not None:
+            self.queue.wake()
 
     def stop(self) -> None:
-        """Stop the daemon started here, and forget its heartbeats (the next command must not take it as alive)."""
-        if self.started is not None:
-            _stop_process(self.started)
-            self.started = None
-        if self.process is None:
-            return
-        _stop_process(self.process)
-        self.instance.wipe_daemon_heartbeats()
-        daemon_record(self.instance).unlink(missing_ok=True)
+        if self.queue is not None:
+            self.queue.stop()
+            self.queue = None
 
 
-def start_command_daemon(workspace_file: Path, start_file: Path) -> subprocess.Popen:
-    """A command's daemon on `workspace_file` (`cli/command_daemon.py`: it imports Dagster now and starts once
-    `start_file` exists), under `daemon_guard`."""
-    return start_guarded([sys.executable, "-m", "cssci_platform.cli.command_daemon", str(start_file), "run", "-w",
-                          str(workspace_file)], log_folder() / "dagster-daemon.log", PROJECT_ROOT)
-
-
-def _stop_process(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-@dataclass
-class EarlyStart:
-    """A command's code server and daemon process, started before its home's checks (`starting_early`)."""
-
-    server: StartingCodeServer
-    daemon: subprocess.Popen
-
-
-_early_starts: list[EarlyStart] = []  # at most one: the command's, until its `InstanceSession` takes it over
-DAEMON_START_FILE = "daemon.start"  # in the code server's private folder: created at the command's first submission
+_early_servers: list[StartingCodeServer] = []  # at most one: the command's, until its `InstanceSession` takes it over
 
 
 @contextmanager
 def starting_early() -> Iterator[None]:
-    """Start the command's code server and its daemon's process now, while the command still checks its home (on a
-    new home, creating the warehouse and the instance's storage takes ~0.8 s of a 2-core machine): by the command's
-    first submission the server has loaded the definitions, its fork server has preloaded the run workers and the
-    daemon has imported Dagster. The command's `InstanceSession` takes them over. Neither opens the instance before
-    the command has created it: the code server never does (`code_server.INSTANCE_ENV`), the daemon only once a run
-    is queued (`cli/command_daemon.py`). Both stopped when the block ends unless taken over."""
+    """Start the command's code server now, while the command still checks its home (on a new home, creating the
+    warehouse and the instance's storage takes ~0.8 s of a 2-core machine): by the command's first submission the
+    server has loaded the definitions and its fork server has preloaded the run workers. The command's
+    `InstanceSession` takes it over. The server never opens the instance (`code_server.INSTANCE_ENV`), which the
+    command creates meanwhile. Stopped when the block ends unless taken over."""
     server = start_code_server(log_folder())
-    early = EarlyStart(server, start_command_daemon(server.server.workspace_file, server.folder / DAEMON_START_FILE))
-    _early_starts.append(early)
+    _early_servers.append(server)
     try:
         yield
     finally:
-        if early in _early_starts:
-            _early_starts.remove(early)
-            _stop_process(early.daemon)
+        if server in _early_servers:
+            _early_servers.remove(server)
             server.stop()
 
 
 @contextmanager
 def daemon_running(instance: dg.DagsterInstance) -> Iterator[DaemonKeeper]:
-    """A daemon launching the queued runs while the block runs (see `DaemonKeeper`)."""
-    keeper = DaemonKeeper(instance)
-    keeper.ensure()
-    try:
-        yield keeper
-    finally:
-        keeper.stop()
+    """Queued runs launched while the block runs (see `DaemonKeeper`), from workspace.yaml's code location."""
+    with workspace_process(instance) as process_context:
+        keeper = DaemonKeeper(process_context)
+        keeper.ensure()
+        try:
+            yield keeper
+        finally:
+            keeper.stop()
 
 
 def run_failure(events: list, status: dg.DagsterRunStatus) -> str:
@@ -322,8 +278,8 @@ def fail_if_worker_died(instance: dg.DagsterInstance, run: dg.DagsterRun, worker
 
 
 class InstanceSession:
-    """The runs one command submits to the home's instance. The workspace and the daemon are loaded on the first
-    submission (a command with nothing to run starts neither); `close` stops the daemon started here."""
+    """The runs one command submits to the home's instance. The workspace and the run queue are loaded on the first
+    submission (a command with nothing to run starts neither); `close` stops them."""
 
     def __init__(self, instance: dg.DagsterInstance) -> None:
         self.instance = instance
@@ -337,22 +293,20 @@ class InstanceSession:
                tags: dict[str, str] | None = None) -> str:
         """Put a run of `job_name` (for `partition`) on the run queue; returns its id."""
         self.check_stop()
-        if self._workspace is None:  # the daemon imports Dagster while the code server starts, begins after this submit
-            early = _early_starts.pop() if _early_starts else None
-            starting = self._stack.enter_context(code_server(log_folder(), early.server if early else None))
-            self._daemon = DaemonKeeper(self.instance, starting.server.workspace_file,
-                                        starting.folder / DAEMON_START_FILE, early.daemon if early else None)
-            self._stack.callback(self._daemon.stop)
-            self._daemon.ensure()
-            server = starting.serving()
-            self._workspace = self._stack.enter_context(home_workspace(self.instance, server.workspace_file))
+        if self._workspace is None:
+            early = _early_servers.pop() if _early_servers else None
+            server = self._stack.enter_context(code_server(log_folder(), early)).serving()
+            process_context = self._stack.enter_context(workspace_process(self.instance, server.workspace_file))
+            self._daemon = DaemonKeeper(process_context)
+            self._stack.callback(self._daemon.stop)  # before the workspace and the server it launches runs on
+            self._workspace = process_context.create_request_context()
         all_tags = {**submitter_tags(), **(tags or {}), **({PARTITION_TAG: partition} if partition else {})}
         run_id = submit_run(self.instance, self._workspace, job_name, {**QUIET_RUN_CONFIG, **(run_config or {})},
                             all_tags)
         self.submitted.append(run_id)
         assert self._daemon is not None
-        self._daemon.start()
         self._daemon.ensure()
+        self._daemon.wake()
         return run_id
 
     def follow(self, run_ids: list[str], on_ended: Callable[[dg.DagsterRun], None],
@@ -439,7 +393,7 @@ def instance_session(instance: dg.DagsterInstance) -> Iterator[InstanceSession]:
     """A session for one command. Ctrl-C (SIGINT) and SIGTERM are noted and raised as KeyboardInterrupt where the
     session next submits or polls (never inside a library's half-done call, e.g. a storage connection being
     closed); a second one is raised at once. An interrupted (or failed) block cancels the runs it submitted, while
-    the daemon that runs them still answers, before it stops."""
+    the code server that runs them still answers, before it stops."""
     session = InstanceSession(instance)
     with stop_on_terminate(), _noted_signals(session):
         try:

@@ -163,19 +163,15 @@ DAEMON_HEARTBEAT_TOLERANCE = 15  # beyond the daemon's 30 s heartbeat interval
 
 
 def daemon_record(instance: dg.DagsterInstance) -> Path:
-    """Where a cssci command records the daemon it started on the instance (its `process_tags`)."""
+    """Where a cssci command of an earlier version (which ran a `dagster-daemon` process while it ran) recorded that
+    daemon (its `process_tags`); commands now launch their runs from a thread of their own (`cli/run_queue.py`)."""
     return Path(instance.root_directory) / "cssci_daemon.json"
 
 
-def record_daemon(instance: dg.DagsterInstance, pid: int) -> None:
-    tags = {PID_TAG: str(pid), HOST_TAG: socket.gethostname(), PROCESS_START_TAG: process_start(pid)}
-    daemon_record(instance).write_text(json.dumps(tags), encoding="utf-8")
-
-
 def daemon_alive(instance: dg.DagsterInstance) -> bool:
-    """Whether a Dagster daemon heartbeats on the instance. The heartbeats of a daemon a killed cssci command started
-    (recorded by `record_daemon`, its process gone) are stale: wiped, so that the next command starts its own at once
-    instead of waiting for them to age."""
+    """Whether a Dagster daemon heartbeats on the instance. The heartbeats of a daemon an earlier version's command
+    started and left when killed (`daemon_record`, its process gone) are stale: wiped, so that the next command
+    launches its runs at once instead of waiting ~45 s for them to age."""
     from dagster._daemon.controller import all_daemons_live
 
     record = daemon_record(instance)
