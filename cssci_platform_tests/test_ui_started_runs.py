@@ -30,7 +30,7 @@ mutation LaunchRun($executionParams: ExecutionParams!) {
 
 def _launch_from_the_ui(instance: dg.DagsterInstance, patient_key: str) -> str:
     """The patient's run as the launchpad launches it: the GraphQL mutation on the code location of workspace.yaml,
-    with the partition tag the launchpad's partition picker sets; the daemon launches it from the queue."""
+    with the partition tag the launchpad's partition picker sets; the run queue launches it."""
     from dagster_graphql.test.utils import execute_dagster_graphql
 
     with instance_runs.home_workspace(instance) as workspace:
@@ -47,7 +47,7 @@ def _launch_from_the_ui(instance: dg.DagsterInstance, patient_key: str) -> str:
 
 
 def _wait_for(instance: dg.DagsterInstance, run_id: str, timeout: float = 600) -> dg.DagsterRun:
-    with instance_runs.daemon_running(instance):
+    with instance_runs.run_queue_running(instance):
         deadline = time.monotonic() + timeout
         while (run := instance.get_run_by_id(run_id)) is not None and not run.is_finished:
             assert time.monotonic() < deadline, f"the UI-launched run {run_id} did not finish in {timeout:.0f} s"

@@ -1,13 +1,13 @@
 """One code server per command (issue 18: what a command costs): the `dagster api grpc` server of workspace.yaml's
-code location, from which the command reads its jobs and the daemon it starts launches the command's runs (the run
-workers are forked from this server's fork server). Before, Dagster started one for the command and another for its
-daemon, each importing Dagster and loading the definitions (~3 s of CPU per command on this project's 2-core
-machines).
+code location, from which the command reads its jobs and its run queue (`run_queue`) launches the command's runs
+(the run workers are forked from this server's fork server). Before, Dagster started one for the command and another
+for the daemon it started, each importing Dagster and loading the definitions (~3 s of CPU per command on this
+project's 2-core machines).
 
 The server runs under `daemon_guard` (it and its run workers end with the command, even when the command is killed),
 listens on a Unix socket in a private temporary folder (never a TCP port), and is described to Dagster by a
 workspace file beside the socket: a `grpc_server` entry under the code location's own name, so that runs carry the
-name the UI's and any other daemon's workspace give that location.
+name the UI's and any daemon's workspace give that location.
 
 Its run workers are forked from a fork server that imported what a run worker loads once (`run_worker_preload`),
 started as the server starts, while the command is still starting: Dagster's own server spawns each run worker, a

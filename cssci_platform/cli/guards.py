@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # the study config imports the whole method (torch, sklearn):
 def writing_command(home: Path, command: str, starts_runs: bool = False):
     """Around a command that writes to `home`: one such command per home at a time, then, before any work, the
     storage checks (warehouse writable and not locked for long, free space) and the clean-up of runs a killed
-    command left STARTED. `starts_runs`: the command submits runs, so its code server and daemon start before those
+    command left STARTED. `starts_runs`: the command submits runs, so its code server starts before those
     checks (`instance_runs.starting_early`)."""
     from cssci_platform.cli.instance_runs import starting_early
 

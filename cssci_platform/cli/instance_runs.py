@@ -126,7 +126,7 @@ def submit_run(instance: dg.DagsterInstance, workspace, job_name: str, run_confi
     return instance.submit_run(run.run_id, workspace).run_id
 
 
-class DaemonKeeper:
+class RunQueueKeeper:
     """Keeps the queued runs dequeued and launched: by the Dagster daemon already heartbeating on the instance (a
     `cssci ui`'s, a deployed one), else by the command's own run queue (`run_queue.CommandRunQueue`: Dagster's
     queued-run coordinator and run monitoring in a thread, on the command's workspace; its log in CSSCI_LOG_DIR),
@@ -175,10 +175,10 @@ def starting_early() -> Iterator[None]:
 
 
 @contextmanager
-def daemon_running(instance: dg.DagsterInstance) -> Iterator[DaemonKeeper]:
-    """Queued runs launched while the block runs (see `DaemonKeeper`), from workspace.yaml's code location."""
+def run_queue_running(instance: dg.DagsterInstance) -> Iterator[RunQueueKeeper]:
+    """Queued runs launched while the block runs (see `RunQueueKeeper`), from workspace.yaml's code location."""
     with workspace_process(instance) as process_context:
-        keeper = DaemonKeeper(process_context)
+        keeper = RunQueueKeeper(process_context)
         keeper.ensure()
         try:
             yield keeper
@@ -287,7 +287,7 @@ class InstanceSession:
         self.stop_signal = ""  # SIGINT / SIGTERM received: raised as KeyboardInterrupt at the next check
         self._stack = ExitStack()
         self._workspace = None
-        self._daemon: DaemonKeeper | None = None
+        self._run_queue: RunQueueKeeper | None = None
 
     def submit(self, job_name: str, partition: str | None = None, run_config: dict | None = None,
                tags: dict[str, str] | None = None) -> str:
@@ -297,16 +297,16 @@ class InstanceSession:
             early = _early_servers.pop() if _early_servers else None
             server = self._stack.enter_context(code_server(log_folder(), early)).serving()
             process_context = self._stack.enter_context(workspace_process(self.instance, server.workspace_file))
-            self._daemon = DaemonKeeper(process_context)
-            self._stack.callback(self._daemon.stop)  # before the workspace and the server it launches runs on
+            self._run_queue = RunQueueKeeper(process_context)
+            self._stack.callback(self._run_queue.stop)  # before the workspace and the server it launches runs on
             self._workspace = process_context.create_request_context()
         all_tags = {**submitter_tags(), **(tags or {}), **({PARTITION_TAG: partition} if partition else {})}
         run_id = submit_run(self.instance, self._workspace, job_name, {**QUIET_RUN_CONFIG, **(run_config or {})},
                             all_tags)
         self.submitted.append(run_id)
-        assert self._daemon is not None
-        self._daemon.ensure()
-        self._daemon.wake()
+        assert self._run_queue is not None
+        self._run_queue.ensure()
+        self._run_queue.wake()
         return run_id
 
     def follow(self, run_ids: list[str], on_ended: Callable[[dg.DagsterRun], None],
@@ -324,8 +324,8 @@ class InstanceSession:
         interval = FIRST_POLL_SECONDS / POLL_BACKOFF
         while waiting:
             self.check_stop()
-            if self._daemon is not None:
-                self._daemon.ensure()
+            if self._run_queue is not None:
+                self._run_queue.ensure()
             runs = {run.run_id: run for run in self.instance.get_runs(filters=dg.RunsFilter(run_ids=waiting))}
             for run_id in list(waiting):
                 run = runs.get(run_id)

@@ -1,7 +1,7 @@
 """Runs a killed command left behind do not stay STARTED or QUEUED for ever: the next command marks FAILURE the runs
 whose process is gone and cancels the queued runs whose submitting command is gone.
 
-- A run launched through the instance (a daemon's DefaultRunLauncher, one process per run) names its worker in its
+- A run launched through the instance (DefaultRunLauncher, one process per run) names its worker in its
   'Started process for run (pid: N)' engine event; the worker is gone when no process has that pid, or the process
   with it started after the event (a reused pid).
 - A run the CLI submitted carries the command's identity (`submitter_tags`): a QUEUED run whose command is gone is

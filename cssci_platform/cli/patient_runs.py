@@ -451,7 +451,7 @@ def ingest_cohort(manifest: Path, workers: int, on_patient: Callable[[PatientRun
     reserve_gpu_pool(instance)
     fail_orphaned_runs(instance)
     manifest_run = session.submit(MANIFEST_JOB, run_config=IN_PROCESS)
-    # while the daemon launches it: what each patient's run needs, and which patients run (reads only)
+    # while the run queue launches it: what each patient's run needs, and which patients run (reads only)
     keys = sorted(cohort.patients)
     digests = {key: patient_input_digest(cohort, record) for key, record in cohort.patients.items()}
     work = {key: patient_work(cohort, record) for key, record in cohort.patients.items()}

@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 SHIPPED_DEFAULT = "the cohort.synthetic of the protocol's shipped config, e.g. `cssci config show demo`"
 WORKERS_OPTION = typer.Option(
     None, "--workers", min=1, help="Dagster runs executed at once (patients, centers, prospective scorings; default: "
-    "the core count). Every unit of work is a run submitted to the home's Dagster instance and launched by a "
-    "dagster-daemon, one process per run; this sets the run queue's limit, concurrency.runs.max_concurrent_runs in "
+    "the core count). Every unit of work is a run submitted to the home's Dagster instance and launched from its "
+    "run queue, one process per run; this sets the run queue's limit, concurrency.runs.max_concurrent_runs in "
     "the home's dagster_home/dagster.yaml (a daemon already running, e.g. `cssci ui`'s, keeps the limit it started "
     "with). The modelling run's fit units run side by side under its multiprocess executor.")
 HOME_OPTION = typer.Option(Path(".cssci"), "--home", envvar="CSSCI_HOME",

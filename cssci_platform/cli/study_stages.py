@@ -4,7 +4,7 @@ Order: cohort (synthetic written on first use) -> config checked against the man
 channels, radiomics, ROI slices; a few patient batch runs) -> follow-up outcomes (when the config says they are
 known) -> pretrained embeddings per center -> fine-tuned CNNs -> study outcome, split, feature matrix and the
 classifier zoo (one run; its fit units in parallel under the job's multiprocess executor) -> report. Every stage is
-a run (or a run per partition) submitted to the home's instance and launched by a Dagster daemon, as the UI's
+a run (or a run per partition) submitted to the home's instance and launched from its run queue, as the UI's
 launchpad does (`instance_runs`); its assets read the study from the home's `experiment.yaml` (the config with its
 --set overrides resolved, CSSCI_EXPERIMENT_CONFIG), and the runs of the modelling and report stages carry the MLflow
 study run as the tag `cssci.study_run`.
