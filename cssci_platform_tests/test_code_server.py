@@ -52,6 +52,44 @@ def _fork_servers(guard: int) -> list[int]:
     return [pid for pid in _group(guard) if b"multiprocessing.forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes()]
 
 
+def _ignores_sigterm(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status").read_text()
+    ignored = int(next(line for line in status.splitlines() if line.startswith("SigIgn:")).split()[1], 16)
+    return bool(ignored >> (15 - 1) & 1)
+
+
+def test_a_code_server_stopped_while_it_loads_the_definitions_is_stopped_at_once(tmp_path: Path) -> None:
+    # Before: from ~1 s after it started until it answered, the server ignores SIGTERM (Dagster's `api grpc` does
+    # while it loads the definitions) and a shutdown request waits until it answers, so a command stopped then waited
+    # for the whole load (the full suite on a loaded machine: over 10 s, then its guard's 20-s grace). A server that
+    # does not answer yet has started no run worker: its whole group is killed at once. Compared with the same load
+    # left to finish on this machine now (a second server), the stop must take a small part of it.
+    with code_server.code_server(tmp_path) as starting:
+        _wait_until_loading(starting)
+        loading = time.monotonic()
+        starting.serving()
+        load = time.monotonic() - loading
+    with code_server.code_server(tmp_path) as starting:
+        _wait_until_loading(starting)
+        stopping = time.monotonic()
+    stop = time.monotonic() - stopping
+    assert stop < load / 3, f"the stop took {stop:.2f} s, the rest of a load {load:.2f} s: it waited for the load"
+    deadline = time.monotonic() + 10  # a killed process leaves the table once the kernel has reaped it
+    while _group(starting.process.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _group(starting.process.pid) and not starting.folder.exists()
+
+
+def _wait_until_loading(starting: code_server.StartingCodeServer) -> None:
+    """Until the server ignores SIGTERM, before it answers (it loads the definitions)."""
+    server = _server_process(starting.process.pid)
+    deadline = time.monotonic() + 60
+    while not _ignores_sigterm(server):
+        assert time.monotonic() < deadline, "the server never ignored SIGTERM"
+        time.sleep(0.01)
+    assert not code_server.answers(starting.server.socket)
+
+
 def test_a_code_server_serves_beside_a_fork_server_that_preloads_the_run_workers(tmp_path: Path) -> None:
     with code_server.code_server(tmp_path) as starting:
         server = starting.serving()

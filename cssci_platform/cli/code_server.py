@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.forkserver
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -158,7 +160,12 @@ def _wait_until_serving(process: subprocess.Popen, server: CodeServer, log: Path
 
 def _stop(process: subprocess.Popen, server: CodeServer) -> None:
     """Ask the server to shut down (it ignores SIGTERM while serving); its guard then kills what is left of its group
-    (a run worker still running). Should it not end, SIGTERM to the guard does the same after the guard's grace."""
+    (a run worker still running). Should it not end, SIGTERM to the guard does the same after the guard's grace. A
+    server that does not answer yet has started no run worker, and it ignores SIGTERM while it loads the definitions
+    (a shutdown request would wait for the load): its guard's group is killed at once."""
+    if process.poll() is None and not answers(server.socket):
+        _kill_group(process)
+        return
     if process.poll() is None:
         try:
             _client(server.socket).shutdown_server()
@@ -174,6 +181,15 @@ def _stop(process: subprocess.Popen, server: CodeServer) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    """SIGKILL the guard's process group (the guard leads its own session): the guard, the server, its fork server."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:  # ended meanwhile
+        pass
+    process.wait()
 
 
 def serve(arguments: list[str]) -> None:
