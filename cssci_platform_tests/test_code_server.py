@@ -41,7 +41,7 @@ def test_a_code_server_stopped_before_it_answers_is_stopped_at_once_with_its_fol
         guard = starting.process.pid
         assert _alive(guard) and starting.folder.is_dir()
         stopping = time.monotonic()
-    # still importing, it cannot answer a shutdown request: terminated (before: waited for 10 s, then terminated)
+    # still importing, it cannot answer a shutdown request: its group killed (before: waited for 10 s, then terminated)
     assert time.monotonic() - stopping < code_server.SHUTDOWN_WAIT_SECONDS
     assert starting.process.poll() is not None
     assert not _group(guard), "the guard's group (the server, its fork server) outlived the block"

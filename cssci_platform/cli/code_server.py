@@ -163,13 +163,13 @@ def _stop(process: subprocess.Popen, server: CodeServer) -> None:
     (a run worker still running). Should it not end, SIGTERM to the guard does the same after the guard's grace. A
     server that does not answer yet has started no run worker, and it ignores SIGTERM while it loads the definitions
     (a shutdown request would wait for the load): its guard's group is killed at once."""
-    if process.poll() is None and not answers(server.socket):
-        _kill_group(process)
-        return
     if process.poll() is None:
+        if not answers(server.socket):
+            _kill_group(process)
+            return
         try:
             _client(server.socket).shutdown_server()
-        except Exception:  # noqa: BLE001 - not answering (still starting, or stuck): the guard's SIGTERM path
+        except Exception:  # noqa: BLE001 - it answered, then not (stuck, or ending): the guard's SIGTERM path
             process.terminate()
     try:
         process.wait(timeout=SHUTDOWN_WAIT_SECONDS)
